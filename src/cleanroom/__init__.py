@@ -1,0 +1,54 @@
+"""cleanroom: a test-first verification harness for post-training open base models.
+
+The public surface is re-exported here; everything else may change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cleanroom.errors import (
+    BudgetExceededError,
+    CleanroomError,
+    ConfigError,
+    ContaminationError,
+    DependencyError,
+    GateError,
+    InputError,
+    MissingFileError,
+    ProvenanceError,
+    StatisticsError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cleanroom.loader import CleanModelLoader
+
+# Heavy names are resolved lazily so ``import cleanroom`` never imports torch.
+_LAZY = {"CleanModelLoader": "cleanroom.loader"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cleanroom' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "BudgetExceededError",
+    "CleanModelLoader",
+    "CleanroomError",
+    "ConfigError",
+    "ContaminationError",
+    "DependencyError",
+    "GateError",
+    "InputError",
+    "MissingFileError",
+    "ProvenanceError",
+    "StatisticsError",
+    "__version__",
+]

@@ -1,0 +1,47 @@
+"""The ``cleanroom`` command: thin; each subcommand parses its arguments and calls one library function.
+
+Exit codes everywhere: 0 ok, 1 a check found a problem, 2 usage or input error. A
+:class:`~cleanroom.errors.CleanroomError` becomes a one-line message (no traceback unless ``--debug``).
+Each subcommand module exposes ``add_parser(subparsers)``; modules must import nothing heavy at
+import time (torch and transformers are imported inside the handlers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cleanroom.cli import _commands
+from cleanroom.errors import CleanroomError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cleanroom",
+        description="Verification harness for post-training open base models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _commands.MODULES:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CleanroomError as exc:
+        if args.debug:
+            raise
+        print(f"cleanroom {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"cleanroom {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

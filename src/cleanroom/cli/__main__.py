@@ -1,0 +1,5 @@
+import sys
+
+from cleanroom.cli import main
+
+sys.exit(main())

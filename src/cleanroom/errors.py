@@ -1,0 +1,73 @@
+"""One exception hierarchy for cleanroom.
+
+Every error subclasses :class:`CleanroomError` *and* the matching builtin, so callers can catch
+either (``except ValueError`` keeps working). ``exit_code`` is what the command line returns:
+1 when a check found a problem, 2 for usage or input errors. Messages name the thing, the place
+and the fix.
+"""
+
+from __future__ import annotations
+
+
+class CleanroomError(Exception):
+    """Base class of every error cleanroom raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(CleanroomError, ValueError):
+    """A configuration, argument or model path is invalid (names the field or path and the fix)."""
+
+    exit_code = 2
+
+
+class InputError(CleanroomError, ValueError):
+    """An input file is malformed or inconsistent (names the file, the line and the fix)."""
+
+    exit_code = 2
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or directory the user pointed at does not exist."""
+
+
+class DependencyError(CleanroomError, ImportError):
+    """An optional dependency is missing; the message carries the install command."""
+
+    exit_code = 2
+
+
+class ContaminationError(CleanroomError, ValueError):
+    """A chat template, control token or instruct model reached a base-model path."""
+
+
+class ProvenanceError(CleanroomError, ValueError):
+    """A record, file, manifest or attestation does not match its recorded digest or parents."""
+
+
+class GateError(CleanroomError, RuntimeError):
+    """A code gate found a violation, or could not be configured."""
+
+
+class StatisticsError(CleanroomError, ValueError):
+    """A statistic was asked for on input it cannot decide (too few examples, mismatched keys)."""
+
+    exit_code = 2
+
+
+class BudgetExceededError(CleanroomError, RuntimeError):
+    """The run reached ``max_cost_usd`` or ``max_hours``; it stopped at a checkpoint."""
+
+
+__all__ = [
+    "BudgetExceededError",
+    "CleanroomError",
+    "ConfigError",
+    "ContaminationError",
+    "DependencyError",
+    "GateError",
+    "InputError",
+    "MissingFileError",
+    "ProvenanceError",
+    "StatisticsError",
+]

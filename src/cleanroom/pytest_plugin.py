@@ -1,0 +1,131 @@
+"""cleanroom's pytest plugin: markers, the ``cleanroom`` option group, a report header, fixtures.
+
+Registered through the ``pytest11`` entry point. Importing it must stay cheap: torch and
+transformers are imported inside fixtures and hooks that need them, never at module import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DEFAULT_SEED = 3407
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cleanroom", "cleanroom verification harness")
+    group.addoption(
+        "--cleanroom-model",
+        metavar="PATH",
+        default=None,
+        help="run the gpu suite against this local model directory instead of a random-initialised one",
+    )
+    group.addoption(
+        "--cleanroom-seed",
+        type=int,
+        default=None,
+        help=f"seed for tests that draw random numbers (default: $CLEANROOM_SEED or {DEFAULT_SEED})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (the deployment gate); skipped with a reason elsewhere")
+    config.addinivalue_line("markers", "slow: takes more than ~10 s on 2 CPU cores; still runs in CI")
+
+
+def _seed(config: pytest.Config) -> int:
+    value = config.getoption("--cleanroom-seed", default=None)
+    if value is None:
+        value = int(os.environ.get("CLEANROOM_SEED", DEFAULT_SEED))
+    return int(value)
+
+
+def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
+    """Return ``(commit, dirty)`` for the git checkout at *cwd*; ``("unknown", False)`` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return commit, bool(status.strip())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    commit, dirty = git_state(config.rootpath)
+    model = config.getoption("--cleanroom-model", default=None) or "random-initialised (default)"
+    return [
+        f"cleanroom: git {commit}{' (dirty)' if dirty else ''}, seed {_seed(config)}",
+        f"cleanroom: gpu-suite model {model}",
+    ]
+
+
+def _cuda_missing_reason() -> str | None:
+    """Why the gpu suite cannot run here, or None when CUDA is usable."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install 'cleanroom[train]' on the GPU machine)"
+    if not torch.cuda.is_available():
+        return f"CUDA is not available (torch {torch.__version__}, torch.cuda.is_available() is False)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    reason = _cuda_missing_reason()
+    if reason is None:
+        return
+    marker = pytest.mark.skip(reason=f"gpu test skipped: {reason}")
+    for item in gpu_items:
+        item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def cleanroom_seed(pytestconfig: pytest.Config) -> int:
+    """The seed printed in the report header."""
+    return _seed(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def qwen_base_tokenizer() -> Path:
+    """Directory of the offline Qwen2.5 *base* tokenizer (real vocabulary, ChatML template kept as a trap)."""
+    from cleanroom import fixtures
+
+    return fixtures.qwen_base_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model() -> Path:
+    """Directory of the tiny seeded random Qwen2ForCausalLM base model (safetensors + tokenizer)."""
+    from cleanroom import fixtures
+
+    return fixtures.tiny_base_model()
+
+
+@pytest.fixture(scope="session")
+def smollm2_instruct() -> Path:
+    """Directory holding the SmolLM2-135M-Instruct Q4_1 GGUF file (a real instruct model)."""
+    from cleanroom import fixtures
+
+    return fixtures.smollm2_instruct()
+
+
+@pytest.fixture(scope="session")
+def cleanroom_model_path(pytestconfig: pytest.Config) -> Path | None:
+    """The user's ``--cleanroom-model PATH``, or None to use a random-initialised architecture."""
+    value = pytestconfig.getoption("--cleanroom-model", default=None)
+    return Path(value) if value else None

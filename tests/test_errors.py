@@ -1,0 +1,40 @@
+"""Every cleanroom error subclasses CleanroomError and the matching builtin, with CLI exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleanroom import errors
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin", "code"),
+    [
+        (errors.ConfigError, ValueError, 2),
+        (errors.InputError, ValueError, 2),
+        (errors.MissingFileError, FileNotFoundError, 2),
+        (errors.DependencyError, ImportError, 2),
+        (errors.ContaminationError, ValueError, 1),
+        (errors.ProvenanceError, ValueError, 1),
+        (errors.GateError, RuntimeError, 1),
+        (errors.StatisticsError, ValueError, 2),
+        (errors.BudgetExceededError, RuntimeError, 1),
+    ],
+)
+def test_hierarchy(cls: type, builtin: type, code: int) -> None:
+    exc = cls("message")
+    assert isinstance(exc, errors.CleanroomError) and isinstance(exc, builtin)
+    assert exc.exit_code == code
+
+
+def test_cli_maps_errors_to_exit_code_and_one_line(monkeypatch, capsys) -> None:
+    from cleanroom import cli
+    from cleanroom.cli import fixtures_cmd
+
+    def boom(args):
+        raise errors.MissingFileError("model dir /nope does not exist; pass an existing directory")
+
+    monkeypatch.setattr(fixtures_cmd, "run", boom)
+    assert cli.main(["fixtures"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cleanroom fixtures: MissingFileError: model dir /nope does not exist; pass an existing directory"]

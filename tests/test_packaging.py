@@ -1,0 +1,85 @@
+"""The repository keeps its promises about commands, layout and packaging."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block, "README.md must open with a ```bash block holding the two commands"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("tox -e pipeline-stage1")
+    assert commands[1].endswith("tox")
+
+
+def test_ci_run_executes_the_readme_test_command_verbatim() -> None:
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    body = [line.strip() for line in script if line.strip() and not line.lstrip().startswith("#")]
+    assert readme_commands()[1] in body
+
+
+def test_layout() -> None:
+    for name in ["src/cleanroom", "verification", "pipelines", "tests", "conftest.py", "tox.ini",
+                 "pyproject.toml", "ci", ".ci/run", "README.md", "ci/gpu.sh"]:
+        assert (ROOT / name).exists(), name
+
+
+def test_pyproject_extras_and_entry_points() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = meta["project"]
+    core = " ".join(project["dependencies"])
+    assert "torch" not in core and "transformers" not in core, "the core must install without torch"
+    extras = project["optional-dependencies"]
+    train = " ".join(extras["train"])
+    for pkg in ["torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"]:
+        assert pkg in train
+    assert "unsloth" in " ".join(extras["unsloth"])
+    for pkg in ["pytest", "hypothesis", "pytest-xdist", "ruff", "mypy"]:
+        assert pkg in " ".join(extras["dev"])
+    assert project["scripts"]["cleanroom"] == "cleanroom.cli:main"
+    assert project["entry-points"]["pytest11"]["cleanroom"] == "cleanroom.pytest_plugin"
+    opts = meta["tool"]["pytest"]["ini_options"]
+    assert "--strict-markers" in opts["addopts"] and "--import-mode=importlib" in opts["addopts"]
+    assert opts["testpaths"] == ["tests", "verification"]
+
+
+def test_torch_range_admits_cpu_and_gpu_images() -> None:
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = {Requirement(r).name: Requirement(r) for r in meta["project"]["optional-dependencies"]["train"]}
+    for name, versions in {"torch": ["2.11.0", "2.13.0"], "transformers": ["5.17.0"], "peft": ["0.21.0"],
+                           "accelerate": ["1.15.0"]}.items():
+        for version in versions:
+            assert reqs[name].specifier.contains(version), (name, version)
+
+
+def test_tox_environments() -> None:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "tox.ini")
+    assert cfg["tox"]["env_list"].strip() == "py"
+    for env in ["gpu", "pipeline-stage1", "lint", "type"]:
+        assert cfg.has_section(f"testenv:{env}"), env
+    assert "torch==2.13.0" in cfg["testenv"]["deps"], "CPU envs must pin the local CPU torch build"
+    assert "-n auto" in cfg["testenv"]["commands"]
+    assert "-m gpu" in cfg["testenv:gpu"]["commands"]
+
+
+def test_github_workflow_mirrors_ci_copy() -> None:
+    def body(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+    assert body(ROOT / "ci" / "github-actions.yml") == body(ROOT / ".github" / "workflows" / "ci.yml")
+    assert "tox -e lint,type,py" in (ROOT / "ci" / "github-actions.yml").read_text()

@@ -1,0 +1,76 @@
+"""The pytest plugin registers markers and options, prints the header, skips gpu tests without CUDA."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_plugin_import_does_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys, cleanroom.pytest_plugin, cleanroom, cleanroom.cli;"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_markers_registered_and_strict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.slow
+        def test_a(): pass
+        @pytest.mark.gpu
+        def test_b(): pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "--markers")
+    result.stdout.fnmatch_lines(["*gpu: needs a CUDA GPU*", "*slow: takes more than*"])
+
+
+def test_header_shows_git_state_and_seed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--cleanroom-seed", "17")
+    result.stdout.fnmatch_lines(["cleanroom: git *, seed 17"])
+    result.assert_outcomes(passed=1)
+
+
+def test_option_group_has_cleanroom_model(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["cleanroom verification harness:", "*--cleanroom-model=PATH*"])
+
+
+def test_gpu_tests_skip_with_reason_without_cuda(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the skip path is what CI exercises")
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.gpu
+        def test_needs_gpu(): raise AssertionError("must not run without CUDA")
+        def test_cpu(): pass
+        """
+    )
+    result = pytester.runpytest("-m", "gpu", "-rs")
+    result.assert_outcomes(skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["*gpu test skipped: CUDA is not available*"])
+    assert result.ret == 0
+
+
+def test_model_path_fixture(pytester: pytest.Pytester, tmp_path) -> None:
+    pytester.makepyfile(
+        """
+        def test_path(cleanroom_model_path, cleanroom_seed):
+            assert cleanroom_model_path is not None and cleanroom_model_path.name == "m"
+            assert cleanroom_seed == 3407
+        """
+    )
+    result = pytester.runpytest("--cleanroom-model", str(tmp_path / "m"))
+    result.assert_outcomes(passed=1)
