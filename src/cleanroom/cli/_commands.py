@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cleanroom.cli import fixtures_cmd
+from cleanroom.cli import eval_cmd, fixtures_cmd, gates_cmd, models, run_cmd, runs
 
-MODULES = [fixtures_cmd]
+MODULES = [run_cmd, fixtures_cmd, models, runs, gates_cmd, eval_cmd]
