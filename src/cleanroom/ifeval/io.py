@@ -1,0 +1,138 @@
+"""IFEval-format files: prompts ``{key, prompt, instruction_id_list, kwargs}`` and responses ``{key, response}``.
+
+Responses are joined to prompts on ``key`` (never on prompt text, which the reference tooling does
+and which breaks silently when a prompt is corrected). Every prompt's instructions are constructed
+while reading, so a malformed kwarg fails at load time with the file and line, not mid-scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import InputError, MissingFileError
+from cleanroom.ifeval.checkers import Instruction, build_instruction
+
+Key = int | str
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One IFEval prompt: the instructions it carries and their keyword arguments (one dict each)."""
+
+    key: Key
+    prompt: str
+    instruction_id_list: tuple[str, ...]
+    kwargs: tuple[Mapping[str, Any], ...] = field(hash=False)
+
+    def instructions(self) -> list[Instruction]:
+        where = f"prompt key {self.key!r}"
+        return [build_instruction(i, k, where=where) for i, k in zip(self.instruction_id_list, self.kwargs, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "prompt": self.prompt,
+            "instruction_id_list": list(self.instruction_id_list),
+            "kwargs": [dict(k) for k in self.kwargs],
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found; pass an existing JSONL file")
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path} line {lineno}: invalid JSON ({exc.msg}); fix or remove the line") from exc
+            if not isinstance(obj, dict):
+                raise InputError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def _key(obj: dict, path: Path, lineno: int) -> Key:
+    key = obj.get("key")
+    if isinstance(key, bool) or not isinstance(key, int | str):
+        raise InputError(f"{path} line {lineno}: 'key' must be an integer or string, got {key!r}")
+    return key
+
+
+def prompt_record_from_dict(obj: Mapping[str, Any], *, where: str = "prompt") -> PromptRecord:
+    """Validate one prompt object (and construct its instructions)."""
+    prompt = obj.get("prompt")
+    ids = obj.get("instruction_id_list")
+    kwargs = obj.get("kwargs")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f"{where}: 'prompt' must be a non-empty string")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise InputError(f"{where}: 'instruction_id_list' must be a non-empty list of strings")
+    if kwargs is None:
+        kwargs = [{} for _ in ids]
+    if not isinstance(kwargs, list) or len(kwargs) != len(ids) or not all(isinstance(k, dict) for k in kwargs):
+        raise InputError(f"{where}: 'kwargs' must be a list of {len(ids)} objects, one per instruction")
+    rec = PromptRecord(obj.get("key"), prompt, tuple(ids), tuple(dict(k) for k in kwargs))
+    rec.instructions()  # fail at load time on a bad id or kwarg
+    return rec
+
+
+def read_prompts(path: str | Path, *, sha256: str | None = None) -> list[PromptRecord]:
+    """Read and validate an IFEval prompt file; ``sha256`` pins its content (ConfigError-free: InputError)."""
+    path = Path(path)
+    if sha256 is not None:
+        actual = file_sha256(path) if path.is_file() else None
+        if actual != sha256:
+            raise InputError(f"{path}: sha256 {actual} does not match the pinned {sha256}; use the pinned file")
+    records: list[PromptRecord] = []
+    seen: dict[Key, int] = {}
+    for lineno, obj in _lines(path):
+        key = _key(obj, path, lineno)
+        if key in seen:
+            raise InputError(f"{path} line {lineno}: duplicate key {key!r} (first on line {seen[key]})")
+        seen[key] = lineno
+        records.append(prompt_record_from_dict(obj, where=f"{path} line {lineno} (key {key!r})"))
+    if not records:
+        raise InputError(f"{path}: no prompts; expected JSONL lines {{key, prompt, instruction_id_list, kwargs}}")
+    return records
+
+
+def read_responses(path: str | Path) -> dict[Key, str]:
+    """Read ``{key, response}`` lines (a ``prompt`` field is ignored) into ``{key: response}``."""
+    path = Path(path)
+    out: dict[Key, str] = {}
+    for lineno, obj in _lines(path):
+        key = _key(obj, path, lineno)
+        response = obj.get("response")
+        if not isinstance(response, str):
+            raise InputError(f"{path} line {lineno}: 'response' must be a string, got {type(response).__name__}")
+        if key in out:
+            raise InputError(f"{path} line {lineno}: duplicate response for key {key!r}")
+        out[key] = response
+    return out
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> str:
+    """Write rows as JSONL atomically (tmp + rename); returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return file_sha256(path)

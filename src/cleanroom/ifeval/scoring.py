@@ -1,0 +1,114 @@
+"""Scoring: strict and loose verdicts per prompt, and the accuracy summary.
+
+Strict: instruction ``i`` is followed iff ``response.strip() != ""`` and ``check_i(response)``.
+Loose (Zhou et al. 2023, §3): followed iff any of the 8 variants passes: the response, without its
+first line, without its last line, without both, and each of those with every ``*`` removed (an
+empty variant never passes). Loose ≥ strict by construction, because the first variant is the response.
+
+Prompt level: a prompt counts iff all its instructions are followed; instruction level: every
+instruction counts once. Accuracies carry Wilson score intervals (Wilson 1927):
+``(p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cleanroom.errors import InputError
+from cleanroom.ifeval.io import Key, PromptRecord
+
+
+def loose_variants(response: str) -> list[str]:
+    """The 8 standard loose variants, in the reference order."""
+    lines = response.split("\n")
+    drop_first = "\n".join(lines[1:]).strip()
+    drop_last = "\n".join(lines[:-1]).strip()
+    drop_both = "\n".join(lines[1:-1]).strip()
+    plain = [response, drop_first, drop_last, drop_both]
+    return plain + [v.replace("*", "") for v in plain]
+
+
+def score_record(record: PromptRecord, response: str) -> dict[str, Any]:
+    """Verdict payload for one prompt (no provenance block)."""
+    instructions = record.instructions()
+    strict = [bool(response.strip()) and ins(response) for ins in instructions]
+    variants = [v for v in loose_variants(response) if v.strip()]
+    loose = [any(ins(v) for v in variants) for ins in instructions]
+    return {
+        "key": record.key,
+        "instruction_id_list": list(record.instruction_id_list),
+        "response": response,
+        "strict": {"follow_all_instructions": all(strict), "follow_instruction_list": strict},
+        "loose": {"follow_all_instructions": all(loose), "follow_instruction_list": loose},
+    }
+
+
+def score_responses(prompts: Iterable[PromptRecord], responses: Mapping[Key, str]) -> list[dict[str, Any]]:
+    """Join on key and score; a prompt without a response or a response without a prompt is an InputError."""
+    prompts = list(prompts)
+    prompt_keys = [p.key for p in prompts]
+    missing = [k for k in prompt_keys if k not in responses]
+    extra = sorted((k for k in responses if k not in set(prompt_keys)), key=str)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} prompt key(s) have no response: {missing[:10]}")
+        if extra:
+            parts.append(f"{len(extra)} response key(s) have no prompt: {extra[:10]}")
+        raise InputError("; ".join(parts) + "; responses are joined to prompts on 'key'")
+    return [score_record(p, responses[p.key]) for p in prompts]
+
+
+def _interval(successes: int, n: int) -> dict[str, Any]:
+    try:
+        from cleanroom.stats import wilson_interval
+    except ImportError:
+        wilson_interval = None
+    if wilson_interval is not None:
+        iv = wilson_interval(successes, n)
+        return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": n, "successes": successes}
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return {"estimate": successes / n, "low": float(low), "high": float(high), "n": n, "successes": successes}
+
+
+def summarize(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Prompt/instruction × strict/loose accuracy with 95% Wilson intervals, and per-type accuracy with n."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise InputError("no verdicts to summarize; score at least one prompt")
+    out: dict[str, Any] = {"n_prompts": len(verdicts)}
+    per_type: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "strict": 0, "loose": 0})
+    for mode in ("strict", "loose"):
+        prompt_ok = sum(bool(v[mode]["follow_all_instructions"]) for v in verdicts)
+        flags = [bool(f) for v in verdicts for f in v[mode]["follow_instruction_list"]]
+        out[f"prompt_{mode}"] = _interval(prompt_ok, len(verdicts))
+        out[f"instruction_{mode}"] = _interval(sum(flags), len(flags))
+    for v in verdicts:
+        for i, iid in enumerate(v["instruction_id_list"]):
+            row = per_type[iid]
+            row["n"] += 1
+            row["strict"] += bool(v["strict"]["follow_instruction_list"][i])
+            row["loose"] += bool(v["loose"]["follow_instruction_list"][i])
+    out["n_instructions"] = out["instruction_strict"]["n"]
+    out["per_type"] = {
+        iid: {"n": r["n"], "strict": r["strict"] / r["n"], "loose": r["loose"] / r["n"]}
+        for iid, r in sorted(per_type.items())
+    }
+    return out
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Four lines: accuracy and Wilson 95% interval for each level × mode."""
+    lines = []
+    for level in ("prompt", "instruction"):
+        for mode in ("strict", "loose"):
+            iv = summary[f"{level}_{mode}"]
+            lines.append(
+                f"{level:11s} {mode:6s} {100 * iv['estimate']:6.2f}%  "
+                f"[{100 * iv['low']:.2f}, {100 * iv['high']:.2f}]  ({iv['successes']}/{iv['n']})"
+            )
+    return "\n".join(lines)
