@@ -1,0 +1,183 @@
+"""The environment report: library versions, hardware and git state, without importing torch.
+
+This is the reproducibility log a paper or bug report needs, and the part of every provenance record
+that describes *where* a stage ran. Package versions come from ``importlib.metadata`` (the installed
+distribution's metadata, no import). CUDA facts come from ``nvidia-smi`` when it is on ``PATH``, and
+from torch only when torch is *already* imported by the caller — asking torch would cost seconds and
+pull CUDA initialisation into a process that did not want it.
+
+Environment variables are never recorded wholesale: only a short allow-list of reproducibility knobs
+(seeds, thread counts, offline flags), and even those pass through :func:`cleanroom.provenance.redact`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions change numbers; "unsloth" only appears when installed.
+PACKAGES: tuple[str, ...] = (
+    "cleanroom",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "scipy",
+    "statsmodels",
+    "unsloth",
+)
+
+# Environment variables that change results and carry no secret (recorded by value).
+REPRODUCIBILITY_ENV: tuple[str, ...] = (
+    "PYTHONHASHSEED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "CUDA_VISIBLE_DEVICES",
+    "CLEANROOM_SEED",
+)
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """``{distribution: version}`` from installed metadata; ``None`` for a missing one (unsloth omitted)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name != "unsloth":
+                out[name] = None
+    return out
+
+
+def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """``{commit, dirty}`` of the checkout holding *cwd* (default: the cleanroom source tree).
+
+    ``dirty`` ignores untracked files: only modified tracked files change the code that ran.
+    Outside git the commit is ``"unknown"``.
+    """
+    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": False}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _nvidia_smi() -> list[dict[str, str]]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
+    return gpus
+
+
+def hardware_info() -> dict[str, Any]:
+    """CPU model and count, memory, GPUs (``nvidia-smi``) and CUDA (torch, only if already imported)."""
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "gpus": _nvidia_smi(),
+        "cuda": None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["cuda"] = getattr(torch.version, "cuda", None)
+        info["torch_cuda_available"] = bool(torch.cuda.is_available())
+    return info
+
+
+def environment_report() -> dict[str, Any]:
+    """The full report behind ``cleanroom env``: versions, platform, hardware, git, reproducibility env."""
+    from cleanroom.provenance import redact
+
+    report = {
+        "packages": package_versions(),
+        "platform": platform.platform(),
+        "python_executable": sys.executable,
+        "hardware": hardware_info(),
+        "git": git_state(),
+        "env": {k: os.environ[k] for k in REPRODUCIBILITY_ENV if k in os.environ},
+    }
+    return redact(report)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Plain-text rendering of :func:`environment_report`, one fact per line (paste into an issue)."""
+    lines = [f"platform      {report['platform']}"]
+    for name, version in report["packages"].items():
+        lines.append(f"{name:13s} {version if version is not None else '(not installed)'}")
+    hw = report["hardware"]
+    lines.append(f"cpu           {hw['cpu']} x{hw['cpu_count']}")
+    if hw.get("memory_bytes"):
+        lines.append(f"memory        {hw['memory_bytes'] / 2**30:.1f} GiB")
+    for gpu in hw["gpus"] or [{"name": "(none)", "driver": "-", "memory": "-"}]:
+        lines.append(f"gpu           {gpu['name']} driver {gpu['driver']} {gpu['memory']}")
+    if hw.get("cuda"):
+        lines.append(f"cuda          {hw['cuda']}")
+    git = report["git"]
+    lines.append(f"git           {git['commit']}{' (dirty)' if git['dirty'] else ''}")
+    for key, value in report["env"].items():
+        lines.append(f"env           {key}={value}")
+    return "\n".join(lines)
