@@ -1,0 +1,308 @@
+"""The contamination guard: no chat-control token, template or stray EOS reaches a base-model path.
+
+Everything is decided by token **ID**, never by string: a tokenizer may render two different IDs to
+the same text, and the text ``<|im_start|>`` typed by a user must stay ordinary subwords. The forbidden
+set is every added token flagged special plus every chat-control token (for Qwen2.5, 151644-151664,
+including the non-special ``<tool_call>``, FIM and repo/file tokens) — all except the base EOS, which is
+allowed only as the single final token of a completion.
+
+:func:`scan_ids` is vectorised: the forbidden set becomes a boolean lookup table ``bad[id]`` and a
+batch of ``N`` tokens costs one gather ``bad[flat]`` (O(N), no Python loop over tokens). The
+benchmark in ``benchmarks/bench_scan_ids.py`` prints the throughput.
+
+:func:`recheck` compares the tokenizer and model against the snapshot :class:`~cleanroom.loader.CleanModelLoader`
+stored on them, so a trainer that re-enables the chat template or rewrites eos/pad is caught after the fact.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cleanroom.errors import ContaminationError, InputError
+
+# Non-special added tokens that are still chat/tool/FIM control tokens: "<|...|>" or "<name>"/"</name>"
+# with an identifier inside (Qwen2.5's <tool_call>, StarCoder-style <filename>, <reponame>).
+_CONTROL_TEXT = re.compile(r"^(<\|[^\s<>]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_\-]{0,63}>)$")
+# Candidate base EOS strings in order of preference (Qwen/GPT-2/SmolLM2, Llama-3 base, SentencePiece).
+_BASE_EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>")
+SNAPSHOT_ATTR = "_cleanroom_snapshot"
+
+
+def _added_tokens(tokenizer: Any) -> dict[int, tuple[str, bool]]:
+    """``{id: (content, special)}`` of every added token the tokenizer knows."""
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return {int(i): (str(getattr(t, "content", t)), bool(getattr(t, "special", True))) for i, t in decoder.items()}
+
+
+def base_eos_id(tokenizer: Any) -> int:
+    """The base model's end-of-text ID (``<|endoftext|>`` = 151643 for Qwen2.5), never an end-of-turn ID.
+
+    The loader stores it on the tokenizer; otherwise the first of ``<|endoftext|>``, ``<|end_of_text|>``,
+    ``</s>`` present in the vocabulary wins, then the tokenizer's own ``eos_token_id``.
+    """
+    stored = getattr(tokenizer, "_cleanroom_base_eos", None)
+    if stored is not None:
+        return int(stored)
+    vocab = tokenizer.get_vocab()
+    for text in _BASE_EOS_CANDIDATES:
+        if text in vocab:
+            return int(vocab[text])
+    if tokenizer.eos_token_id is None:
+        raise InputError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}: no end-of-text token found "
+            "(none of <|endoftext|>, <|end_of_text|>, </s>, and no eos_token); pass a base-model tokenizer"
+        )
+    return int(tokenizer.eos_token_id)
+
+
+def forbidden_ids(tokenizer: Any) -> frozenset[int]:
+    """Every special added token and every chat-control token, by ID; the base EOS is excluded."""
+    stored = getattr(tokenizer, "_cleanroom_forbidden", None)
+    if stored is not None:
+        return stored
+    eos = base_eos_id(tokenizer)
+    ids = {i for i, (content, special) in _added_tokens(tokenizer).items() if special or _CONTROL_TEXT.match(content)}
+    ids.discard(eos)
+    return frozenset(ids)
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    if tokenizer is None:
+        return ""
+    try:
+        return f" {tokenizer.convert_ids_to_tokens(int(token_id))!r}"
+    except Exception:  # an ID beyond the vocabulary: the ID itself is the evidence
+        return ""
+
+
+def _flatten(sequences: Any, mask: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(flat ids of the valid positions, length of each record)`` for ragged or padded input."""
+    if hasattr(sequences, "detach"):  # torch.Tensor without importing torch
+        sequences = sequences.detach().cpu().numpy()
+    if mask is not None and hasattr(mask, "detach"):
+        mask = mask.detach().cpu().numpy()
+    if isinstance(sequences, np.ndarray):
+        if sequences.ndim == 1:
+            sequences = sequences[None, :]
+        if sequences.ndim != 2:
+            raise InputError(f"scan_ids: expected a 2-D batch of token IDs, got shape {sequences.shape}")
+        arr = sequences.astype(np.int64, copy=False)
+        if mask is not None:
+            m = np.asarray(mask).astype(bool)
+            if m.shape != arr.shape:
+                raise InputError(f"scan_ids: mask shape {m.shape} differs from the batch shape {arr.shape}")
+            return arr[m], m.sum(axis=1)
+        if lengths is not None:
+            lens = np.asarray(lengths, dtype=np.int64)
+            m = np.arange(arr.shape[1])[None, :] < lens[:, None]
+            return arr[m], lens
+        return arr.reshape(-1), np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
+    seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+    lens = np.array([len(s) for s in seqs], dtype=np.int64)
+    if mask is not None or lengths is not None:
+        raise InputError("scan_ids: mask/lengths only apply to a padded 2-D batch, not to a list of sequences")
+    flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    return flat, lens
+
+
+def scan_ids(
+    sequences: Any,
+    forbidden: frozenset[int] | Sequence[int],
+    *,
+    final_eos_id: int | None = None,
+    where: str = "batch",
+    mask: Any = None,
+    lengths: Any = None,
+    tokenizer: Any = None,
+    record_offset: int = 0,
+) -> None:
+    """Raise :class:`ContaminationError` at the first forbidden token in any sequence.
+
+    ``sequences`` is a list of ID lists, or a 2-D numpy array / torch tensor whose padding is excluded
+    by ``mask`` (an attention mask, left or right padding) or ``lengths``. With ``final_eos_id`` set,
+    each sequence must end with exactly one EOS and contain no other (EOS doubled, missing or cut by
+    truncation are all errors); without it, the base EOS is not checked (it is not in ``forbidden``).
+    Positions are counted within the unpadded sequence; records from ``record_offset``.
+    """
+    flat, lens = _flatten(sequences, mask, lengths)
+    if flat.size and int(flat.min()) < 0:
+        raise InputError(f"{where}: negative token ID {int(flat.min())} in input_ids (labels are not scanned)")
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1])) if lens.size else np.zeros(0, dtype=np.int64)
+
+    def fail(index: int, why: str) -> None:
+        rec = int(np.searchsorted(starts, index, side="right") - 1)
+        pos = index - int(starts[rec])
+        tid = int(flat[index])
+        raise ContaminationError(
+            f"{where}: record {rec + record_offset}, token {pos} is ID {tid}{_token_text(tokenizer, tid)}: {why}"
+        )
+
+    forb = np.fromiter((int(i) for i in forbidden), dtype=np.int64)
+    if flat.size and forb.size:
+        size = int(max(flat.max(), forb.max())) + 1
+        table = np.zeros(size, dtype=bool)
+        table[forb] = True
+        hits = table[flat]
+        if hits.any():
+            fail(
+                int(np.argmax(hits)),
+                "a chat-control/special token; base-model data must not contain it — regenerate with the "
+                "clean loader's tokenizer (split_special_tokens=True, no chat template)",
+            )
+    if final_eos_id is None:
+        return
+    ends = starts + lens - 1
+    eos_at = np.flatnonzero(flat == int(final_eos_id))
+    stray = eos_at[~np.isin(eos_at, ends[lens > 0])]
+    if stray.size:
+        fail(int(stray[0]), "EOS before the end of the sequence (doubled EOS); only one final EOS is allowed")
+    if (lens == 0).any():
+        rec = int(np.argmax(lens == 0))
+        raise ContaminationError(f"{where}: record {rec + record_offset} is empty; it must end with EOS {final_eos_id}")
+    last = flat[ends]
+    missing = np.flatnonzero(last != int(final_eos_id))
+    if missing.size:
+        rec = int(missing[0])
+        tid = int(last[rec])
+        raise ContaminationError(
+            f"{where}: record {rec + record_offset}, last token {int(lens[rec]) - 1} is ID {tid}"
+            f"{_token_text(tokenizer, tid)}, not EOS {final_eos_id}: EOS missing or truncated by max length"
+        )
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Encode text as ordinary subwords: no BOS/EOS added, literal control strings never become control IDs."""
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def render_example(
+    tokenizer: Any, prompt: str, completion: str, *, max_length: int, record: Any = "?"
+) -> dict[str, list[int]]:
+    """Render one SFT example as ``prompt ids + completion ids + [EOS]`` with labels -100 on the prompt.
+
+    Checks, each a :class:`ContaminationError` naming the record: the prompt's IDs are a prefix of
+    the IDs of ``prompt + completion`` (otherwise the supervised boundary would split a token); the
+    completion has at least one token; the whole example fits ``max_length`` (so the EOS is never cut
+    off); exactly one EOS, at the end; no forbidden ID anywhere.
+    """
+    if not isinstance(prompt, str) or not isinstance(completion, str):
+        raise InputError(f"record {record}: prompt and completion must be strings")
+    eos = base_eos_id(tokenizer)
+    p_ids = encode(tokenizer, prompt)
+    full = encode(tokenizer, prompt + completion)
+    if full[: len(p_ids)] != p_ids:
+        raise ContaminationError(
+            f"record {record}: the prompt's tokens are not a prefix of prompt+completion (the boundary merges "
+            f"into one token at position {len(p_ids) - 1}); end the prompt at a token boundary, e.g. move a "
+            "trailing space into the completion"
+        )
+    c_ids = full[len(p_ids) :]
+    if not c_ids:
+        raise ContaminationError(f"record {record}: empty completion, no supervised token besides EOS; drop it")
+    input_ids = full + [eos]
+    if len(input_ids) > max_length:
+        raise ContaminationError(
+            f"record {record}: {len(input_ids)} tokens with EOS exceed max_length={max_length}; truncation would "
+            "cut the EOS — raise max_length or drop the example"
+        )
+    scan_ids([input_ids], forbidden_ids(tokenizer), final_eos_id=eos, where=f"record {record}", tokenizer=tokenizer)
+    return {"input_ids": input_ids, "labels": [-100] * len(p_ids) + c_ids + [eos]}
+
+
+def check_pair(
+    tokenizer: Any, prompt: str, chosen: str, rejected: str, *, max_length: int, record: Any = "?"
+) -> None:
+    """Apply :func:`render_example`'s rules to both sides of a DPO pair; identical sides are an error."""
+    if chosen == rejected:
+        raise InputError(f"record {record}: chosen and rejected are identical; a preference pair needs two answers")
+    render_example(tokenizer, prompt, chosen, max_length=max_length, record=f"{record} chosen")
+    render_example(tokenizer, prompt, rejected, max_length=max_length, record=f"{record} rejected")
+
+
+def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
+    """``(character offset, token string)`` of every forbidden token's literal text inside *text*.
+
+    Such text in base-model data means a chat template was applied upstream (``<|im_start|>assistant``);
+    text that merely resembles one (``<b>im_start</b>``, ``<|im a cat|>``) matches no token and passes.
+    """
+    names = {_added_tokens(tokenizer).get(i, (None,))[0] for i in forbidden_ids(tokenizer)}
+    names.discard(None)
+    names.add(tokenizer.convert_ids_to_tokens(base_eos_id(tokenizer)))
+    if not names:
+        return []
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
+    return [(m.start(), m.group(0)) for m in pattern.finditer(text)]
+
+
+def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """The state :func:`recheck` compares: chat template, special tokens, eos/pad, generation eos."""
+    tok = {
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "init_chat_template": (getattr(tokenizer, "init_kwargs", None) or {}).get("chat_template"),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "added_tokens": sorted((i, c, s) for i, (c, s) in _added_tokens(tokenizer).items()),
+        "len": len(tokenizer),
+        "split_special_tokens": bool(getattr(tokenizer, "split_special_tokens", False)),
+        "apply_chat_template_refused": "apply_chat_template" in vars(tokenizer),
+    }
+    if model is None:
+        return {"tokenizer": tok}
+    cfg, gen = model.config, getattr(model, "generation_config", None)
+    mod = {
+        "config_eos_token_id": getattr(cfg, "eos_token_id", None),
+        "config_pad_token_id": getattr(cfg, "pad_token_id", None),
+        "config_bos_token_id": getattr(cfg, "bos_token_id", None),
+        "generation_eos_token_id": getattr(gen, "eos_token_id", None),
+        "generation_pad_token_id": getattr(gen, "pad_token_id", None),
+    }
+    return {"tokenizer": tok, "model": mod}
+
+
+def recheck(model: Any, tokenizer: Any) -> None:
+    """Raise :class:`ContaminationError` if anything changed since the loader's snapshot.
+
+    Call it after every step that may touch the tokenizer or model (trainer init, PEFT wrapping,
+    merge, save/reload): TRL and transformers rewrite eos/pad and may restore the chat template.
+    """
+    expected = getattr(tokenizer, SNAPSHOT_ATTR, None)
+    if expected is None:
+        raise ContaminationError(
+            "recheck: this tokenizer was not produced by CleanModelLoader (no snapshot); load it with "
+            "CleanModelLoader(...).load() or .load_tokenizer()"
+        )
+    now = snapshot(model, tokenizer)
+    changes = [
+        f"tokenizer.{k}: {expected['tokenizer'][k]!r} -> {v!r}"
+        for k, v in now["tokenizer"].items()
+        if expected["tokenizer"][k] != v
+    ]
+    if model is not None:
+        model_expected = getattr(model, SNAPSHOT_ATTR, None)
+        if model_expected is None:
+            raise ContaminationError("recheck: this model was not produced by CleanModelLoader (no snapshot)")
+        changes += [f"model.{k}: {model_expected[k]!r} -> {v!r}" for k, v in now["model"].items() if model_expected[k] != v]
+    if changes:
+        shown = "; ".join(c if len(c) < 200 else c[:200] + "..." for c in changes)
+        raise ContaminationError(
+            f"recheck: tokenizer/model changed since the clean load: {shown}; restore the clean state "
+            "(pass the loader's tokenizer as processing_class, keep eos/pad = base EOS, no chat template)"
+        )
+
+
+__all__ = [
+    "base_eos_id",
+    "check_pair",
+    "encode",
+    "forbidden_ids",
+    "literal_control_strings",
+    "recheck",
+    "render_example",
+    "scan_ids",
+    "snapshot",
+]

@@ -1,0 +1,435 @@
+"""CleanModelLoader: load a *base* model and tokenizer with every chat-template route disarmed.
+
+What "clean" means, and where each step lives:
+
+* the chat template is removed from the tokenizer attribute and its ``init_kwargs`` (so a save writes no
+  ``chat_template.jinja``), and ``apply_chat_template`` is replaced on the instance by a function that
+  raises :class:`ContaminationError`;
+* literal control strings encode as ordinary subwords: ``split_special_tokens=True``, and the non-special
+  control tokens (Qwen2.5's ``<tool_call>``, FIM, repo/file) are re-registered as special in the backend
+  so that flag covers them too — verified by ID by the sentinels;
+* no BOS/EOS is added silently (``add_bos_token``/``add_eos_token`` off);
+* EOS and pad are the base EOS; config and generation_config eos/pad too (never ``<|im_end|>``);
+* a snapshot of the state as loaded and as returned is kept on both objects for :func:`guard.recheck`;
+* base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cleanroom import guard
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+_HASHED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+)
+_QUANTIZATIONS = (None, "nf4", "int8")
+_DTYPES = (None, "bfloat16", "float32", "float16")
+
+
+def loader_version() -> str:
+    """sha256 of this module's source: provenance pins the exact cleaning logic that ran."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refuse_chat_template(*args: Any, **kwargs: Any) -> Any:
+    """Installed as ``tokenizer.apply_chat_template``: base-model paths never use a chat template."""
+    raise ContaminationError(
+        "apply_chat_template called on a clean base-model tokenizer; base models are prompted in "
+        "completion style (cleanroom.ifeval.few_shot_prompt), never through a chat template"
+    )
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Texts (new tokens only, cut at EOS/stop) and the number of generated tokens, in prompt order."""
+
+    texts: list[str]
+    token_counts: list[int]
+
+
+def clean_tokenizer(tokenizer: Any) -> list[str]:
+    """Disarm *tokenizer* in place (see the module docstring); return the list of changes made."""
+    from tokenizers import AddedToken
+
+    changes = []
+    eos = guard.base_eos_id(tokenizer)
+    if getattr(tokenizer, "chat_template", None) is not None:
+        changes.append("removed chat_template")
+    tokenizer.chat_template = None
+    if isinstance(getattr(tokenizer, "init_kwargs", None), dict) and tokenizer.init_kwargs.pop("chat_template", None):
+        changes.append("removed chat_template from init_kwargs")
+    tokenizer.apply_chat_template = refuse_chat_template
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    control = [(i, c) for i, (c, s) in guard._added_tokens(tokenizer).items() if not s and guard._CONTROL_TEXT.match(c)]
+    if control and backend is not None:
+        backend.add_special_tokens([AddedToken(c, special=True, normalized=False) for _, c in control])
+        changes.append(f"re-registered {len(control)} non-special control tokens as special (split by ID)")
+    tokenizer.split_special_tokens = True
+    for attr in ("add_bos_token", "add_eos_token"):
+        if getattr(tokenizer, attr, False):
+            setattr(tokenizer, attr, False)
+            changes.append(f"{attr} turned off")
+    eos_text = tokenizer.convert_ids_to_tokens(eos)
+    if tokenizer.eos_token_id != eos:
+        changes.append(f"eos {tokenizer.eos_token!r} -> {eos_text!r}")
+        tokenizer.eos_token = eos_text
+    if tokenizer.pad_token_id != eos:
+        changes.append(f"pad {tokenizer.pad_token!r} -> {eos_text!r}")
+        tokenizer.pad_token = eos_text
+    if tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
+        raise ContaminationError(
+            f"tokenizer {tokenizer.name_or_path}: still adds tokens to plain text after cleaning; "
+            "its post-processor cannot be switched off — report this tokenizer"
+        )
+    tokenizer._cleanroom_base_eos = eos
+    tokenizer._cleanroom_forbidden = None
+    tokenizer._cleanroom_forbidden = guard.forbidden_ids(tokenizer)
+    return changes
+
+
+def clean_model(model: Any, eos: int) -> list[str]:
+    """Set config and generation_config eos/pad to the base EOS; return the changes."""
+    changes = []
+    for owner_name in ("config", "generation_config"):
+        owner = getattr(model, owner_name, None)
+        if owner is None:
+            continue
+        for attr in ("eos_token_id", "pad_token_id"):
+            if getattr(owner, attr, None) != eos:
+                changes.append(f"{owner_name}.{attr}: {getattr(owner, attr, None)!r} -> {eos}")
+                setattr(owner, attr, eos)
+    return changes
+
+
+class CleanModelLoader:
+    """Load ``(model, tokenizer, provenance)`` for a base model, refusing every contamination route."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        quantization: str | None = None,
+        dtype: Any = None,
+        device_map: Any = None,
+        revision: str | None = None,
+        allow_instruct: bool = False,
+        allow_instruct_reason: str | None = None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        gguf_file: str | None = None,
+        probe: bool = True,
+    ) -> None:
+        if quantization not in _QUANTIZATIONS:
+            raise ConfigError(f"quantization={quantization!r}: expected one of {_QUANTIZATIONS}")
+        if isinstance(dtype, str) and dtype not in _DTYPES:
+            raise ConfigError(f"dtype={dtype!r}: expected one of {_DTYPES} or a torch.dtype")
+        if allow_instruct and not (allow_instruct_reason or "").strip():
+            raise ConfigError("allow_instruct=True needs a non-empty allow_instruct_reason (it is recorded in provenance)")
+        self.requested_model = str(model_path)
+        self.path = Path(model_path).expanduser()
+        self.quantization, self.dtype, self.device_map, self.revision = quantization, dtype, device_map, revision
+        self.allow_instruct, self.allow_instruct_reason = bool(allow_instruct), allow_instruct_reason
+        self.trust_remote_code, self.allow_pickle = bool(trust_remote_code), bool(allow_pickle)
+        self.gguf_file, self.probe = gguf_file, bool(probe)
+
+    # ---------------------------------------------------------------- checks on files
+    def _check_files(self) -> None:
+        if not self.path.is_dir():
+            raise ConfigError(f"model directory {self.path} does not exist; pass a local model directory (no hub downloads)")
+        if self.gguf_file is not None:
+            if not (self.path / self.gguf_file).is_file():
+                raise ConfigError(f"{self.path / self.gguf_file}: GGUF file not found; check gguf_file=")
+            return
+        if not any((self.path / f).is_file() for f in _TOKENIZER_FILES):
+            raise ConfigError(
+                f"{self.path}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); copy the base model's tokenizer into it"
+            )
+
+    def _check_weights(self) -> None:
+        if self.gguf_file is not None:
+            return
+        if any(self.path.glob("*.safetensors")):
+            return
+        pickles = sorted(p.name for p in self.path.glob("*.bin")) + sorted(p.name for p in self.path.glob("*.pt"))
+        if pickles and not self.allow_pickle:
+            raise ConfigError(
+                f"{self.path}: only pickle weights ({', '.join(pickles[:3])}) — pickle can run code; convert to "
+                "safetensors or pass allow_pickle=True"
+            )
+        if not pickles:
+            raise ConfigError(f"{self.path}: no weights (*.safetensors or GGUF); pass the model directory")
+
+    def _file_hashes(self) -> dict[str, str]:
+        names = list(_HASHED_FILES) + ([self.gguf_file] if self.gguf_file else [])
+        return {n: _sha256_file(self.path / n) for n in names if (self.path / n).is_file()}
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
+        if self.gguf_file is not None:
+            kwargs["gguf_file"] = self.gguf_file
+        return kwargs
+
+    # ---------------------------------------------------------------- tokenizer
+    def _load_tokenizer(self) -> tuple[Any, dict[str, Any]]:
+        from transformers import AutoTokenizer
+
+        from cleanroom.sentinels import run_sentinels
+
+        self._check_files()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({exc}); check the tokenizer files") from exc
+        as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
+        changes = clean_tokenizer(tokenizer)
+        setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
+        report = run_sentinels(tokenizer)
+        if not report.ok:
+            raise ContaminationError(f"{self.path}: sentinel checks failed: " + " | ".join(report.failures[:5]))
+        info = {
+            "tokenizer_as_loaded": {k: v for k, v in as_loaded.items() if k != "added_tokens"},
+            "tokenizer_changes": changes,
+            "base_eos_id": guard.base_eos_id(tokenizer),
+            "forbidden_ids": sorted(guard.forbidden_ids(tokenizer)),
+            "sentinels": report.to_dict(),
+        }
+        return tokenizer, info
+
+    def _provenance(self, info: dict[str, Any], probe_result: Any) -> dict[str, Any]:
+        dtype = self.dtype if self.dtype is None or isinstance(self.dtype, str) else str(self.dtype).replace("torch.", "")
+        return {
+            "loader_version": loader_version(),
+            "requested_model": self.requested_model,
+            "resolved_model_path": str(self.path.resolve()),
+            "revision": self.revision,
+            "gguf_file": self.gguf_file,
+            "quantization": self.quantization,
+            "dtype": dtype,
+            "trust_remote_code": self.trust_remote_code,
+            "files": self._file_hashes(),
+            "allow_instruct": self.allow_instruct,
+            "allow_instruct_reason": self.allow_instruct_reason,
+            "probe": probe_result.to_dict() if probe_result is not None else None,
+            **info,
+        }
+
+    def _decide(self, probe_result: Any) -> None:
+        if probe_result.is_instruct and not self.allow_instruct:
+            raise ContaminationError(
+                f"{self.path}: looks like an instruct/chat model ({'; '.join(probe_result.reasons)}); cleanroom "
+                "post-trains base models — use the base checkpoint, or pass allow_instruct=True with a reason"
+            )
+
+    def load_tokenizer(self) -> tuple[Any, dict[str, Any]]:
+        """The cleaned tokenizer and provenance, without weights (static base-or-instruct markers only)."""
+        from transformers import AutoConfig, GenerationConfig
+
+        from cleanroom.probe import probe_model
+
+        tokenizer, info = self._load_tokenizer()
+        config = gen = None
+        try:
+            config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
+            gen = GenerationConfig.from_model_config(config) if self.gguf_file else GenerationConfig.from_pretrained(str(self.path))
+        except (OSError, ValueError):
+            pass  # a tokenizer-only directory: the markers that need config simply do not fire
+        result = probe_model(tokenizer, config=config, generation_config=gen, names=(self.requested_model, self.gguf_file))
+        self._decide(result)
+        return tokenizer, self._provenance(info, result)
+
+    # ---------------------------------------------------------------- model
+    def _quantization_config(self) -> Any:
+        if self.quantization is None:
+            return None
+        try:
+            import bitsandbytes  # noqa: F401
+            import torch
+            from transformers import BitsAndBytesConfig
+        except ImportError as exc:
+            raise ConfigError(
+                f"quantization={self.quantization!r} is not available on this machine ({exc}); "
+                "pip install bitsandbytes, or pass quantization=None"
+            ) from exc
+        if self.gguf_file is not None:
+            raise ConfigError(f"{self.gguf_file}: GGUF weights are already quantized; pass quantization=None")
+        if self.quantization == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+        )
+
+    def _torch_dtype(self) -> Any:
+        import torch
+
+        if self.dtype is None:
+            return "auto" if self.quantization is None else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        return getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+
+    def load(self) -> tuple[Any, Any, dict[str, Any]]:
+        """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
+        from transformers import AutoModelForCausalLM
+
+        from cleanroom.probe import probe_model
+
+        self._check_files()
+        self._check_weights()
+        quant = self._quantization_config()
+        tokenizer, info = self._load_tokenizer()
+        kwargs = self._common_kwargs()
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+        if self.device_map is not None:
+            kwargs["device_map"] = self.device_map
+        if self.gguf_file is None and not self.allow_pickle:
+            kwargs["use_safetensors"] = True
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ConfigError(f"{self.path}: model could not be loaded ({exc})") from exc
+        rows = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > rows:
+            raise ConfigError(
+                f"{self.path}: tokenizer has {len(tokenizer)} tokens but the embedding has {rows} rows; the "
+                "tokenizer does not belong to this model — copy the model's own tokenizer files"
+            )
+        model.eval()
+        info["model_as_loaded"] = guard.snapshot(model, tokenizer)["model"]
+        result = None
+        if self.probe or not self.allow_instruct:
+            result = probe_model(
+                tokenizer,
+                model=model if self.probe else None,
+                config=model.config,
+                generation_config=getattr(model, "generation_config", None),
+                names=(self.requested_model, self.gguf_file),
+            )
+            self._decide(result)
+        info["model_changes"] = clean_model(model, guard.base_eos_id(tokenizer))
+        setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tokenizer)["model"])
+        return model, tokenizer, self._provenance(info, result)
+
+    # ---------------------------------------------------------------- generation
+    def generate(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompts: str | list[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        batch_size: int = 8,
+    ) -> GenerationResult:
+        """Batched, guarded generation: left padding, length-sorted batches, new tokens only.
+
+        Each prompt batch passes :func:`guard.scan_ids`; generation stops at the base EOS (and is cut at
+        the first ``stop`` string). ``temperature == 0`` is greedy; sampling is seeded per batch
+        (``seed + batch index``, batches in a deterministic length order). ``token_counts`` counts the
+        generated tokens kept in the text (EOS excluded).
+        """
+        import torch
+
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if max_new_tokens < 1 or batch_size < 1 or temperature < 0 or not 0 < top_p <= 1:
+            raise ConfigError(
+                f"generate: max_new_tokens={max_new_tokens}, batch_size={batch_size} must be >= 1, temperature="
+                f"{temperature} >= 0, top_p={top_p} in (0, 1]"
+            )
+        guard.recheck(model, tokenizer)
+        eos = guard.base_eos_id(tokenizer)
+        forbidden = guard.forbidden_ids(tokenizer)
+        encoded = [guard.encode(tokenizer, p) for p in prompts]
+        guard.scan_ids(encoded, forbidden, where="generation prompts", tokenizer=tokenizer)
+        order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+        texts: list[str] = [""] * len(prompts)
+        counts: list[int] = [0] * len(prompts)
+        device = next(model.parameters()).device
+        for b, start in enumerate(range(0, len(order), batch_size)):
+            idx = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), eos, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                n = len(encoded[i])
+                if n:
+                    ids[row, width - n :] = torch.tensor(encoded[i])
+                    mask[row, width - n :] = 1
+            guard.scan_ids(ids, forbidden, mask=mask, where=f"generation batch {b}", tokenizer=tokenizer)
+            sampling = temperature > 0
+            kwargs: dict[str, Any] = {"do_sample": sampling}
+            if sampling:
+                kwargs.update(temperature=temperature, top_p=top_p)
+                torch.manual_seed(seed + b)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=eos,
+                    pad_token_id=eos,
+                    **kwargs,
+                )
+            for row, i in enumerate(idx):
+                new = out[row, width:].tolist()
+                if eos in new:
+                    new = new[: new.index(eos)]
+                texts[i], counts[i] = self._cut_at_stop(tokenizer, new, stop)
+        return GenerationResult(texts=texts, token_counts=counts)
+
+    @staticmethod
+    def _cut_at_stop(tokenizer: Any, new: list[int], stop: list[str] | None) -> tuple[str, int]:
+        text = tokenizer.decode(new, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        cuts = [text.find(s) for s in (stop or []) if s and s in text]
+        if not cuts:
+            return text, len(new)
+        cut = min(cuts)
+        # smallest prefix of tokens whose text reaches the cut (binary search over decoded prefixes)
+        lo, hi = 0, len(new)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer.decode(new[:mid], skip_special_tokens=False, clean_up_tokenization_spaces=False)) >= cut:
+                hi = mid
+            else:
+                lo = mid + 1
+        return text[:cut], lo
+
+
+def _require_torch() -> None:  # pragma: no cover - exercised only without the train extra
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError("the loader needs torch and transformers: pip install 'cleanroom[train]'") from exc
+
+
+__all__ = ["CleanModelLoader", "GenerationResult", "clean_model", "clean_tokenizer", "loader_version", "refuse_chat_template"]

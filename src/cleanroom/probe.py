@@ -1,0 +1,154 @@
+"""Base or instruct? Static markers plus a behavioural probe; the scores are returned and recorded.
+
+A shipped chat template is *not* evidence (Qwen2.5 base repositories ship one). The signals:
+
+* **name markers** — ``instruct``, ``chat``, ``-it``, ``sft``, ``dpo``, ``rlhf`` in the path, GGUF file
+  name or config ``_name_or_path``;
+* **generation eos** — ``generation_config.eos_token_id`` (or the config's / tokenizer's eos) contains an
+  end-of-turn ID such as ``<|im_end|>``: instruct releases stop generation at the end of a turn;
+* **behavioural probe** — after ChatML-formatted exchanges whose assistant answer is complete,
+  ``p_eot = mean P(<|im_end|> | exchange)``; and after ``...<|im_end|>\\n<|im_start|>``,
+  ``p_role = mean P(next token starts a role word)``. An instruct model was trained on exactly this
+  format and puts most of its mass there (SmolLM2-135M-Instruct); a base model (random weights: about
+  1/vocab ≈ 7e-6) does not.
+
+Decision: instruct when ``p_eot >= PROBE_THRESHOLD`` or when two static markers agree (or one, when the
+probe cannot run because no weights were loaded or the vocabulary has no ChatML tokens).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PROBE_THRESHOLD = 0.2
+_NAME_MARKER = re.compile(r"(instruct|chat|(^|[-_.])it($|[-_.])|sft|dpo|rlhf)", re.IGNORECASE)
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+_EXCHANGES = (
+    ("What is 2 + 2?", "2 + 2 = 4."),
+    ("Name the capital of France.", "The capital of France is Paris."),
+    ("Say hello.", "Hello!"),
+)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The base-or-instruct decision with every signal that went into it."""
+
+    is_instruct: bool
+    reasons: tuple[str, ...]
+    name_markers: tuple[str, ...]
+    eot_in_eos: bool
+    p_eot: float | None
+    p_role: float | None
+    threshold: float = PROBE_THRESHOLD
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "is_instruct": self.is_instruct,
+            "reasons": list(self.reasons),
+            "name_markers": list(self.name_markers),
+            "eot_in_eos": self.eot_in_eos,
+            "p_eot": self.p_eot,
+            "p_role": self.p_role,
+            "threshold": self.threshold,
+            "notes": list(self.notes),
+        }
+
+
+def _ids_of(value: Any) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value}
+
+
+def end_of_turn_ids(tokenizer: Any) -> set[int]:
+    vocab = tokenizer.get_vocab()
+    return {int(vocab[t]) for t in _END_OF_TURN if t in vocab}
+
+
+def name_markers(*names: Any) -> tuple[str, ...]:
+    """Instruct markers found in the given names (only the last two path components of each)."""
+    found = []
+    for name in names:
+        if not name:
+            continue
+        tail = "/".join(str(name).replace("\\", "/").rstrip("/").split("/")[-2:])
+        found += [f"{m.group(1).lower()} in {tail!r}" for m in _NAME_MARKER.finditer(tail)]
+    return tuple(dict.fromkeys(found))
+
+
+def behavioural_scores(model: Any, tokenizer: Any) -> tuple[float, float] | None:
+    """``(p_eot, p_role)`` from ChatML exchanges built by ID (the control IDs are inserted directly)."""
+    import torch
+
+    from cleanroom.guard import encode
+
+    vocab = tokenizer.get_vocab()
+    if "<|im_start|>" not in vocab or "<|im_end|>" not in vocab:
+        return None
+    start, end = vocab["<|im_start|>"], vocab["<|im_end|>"]
+    nl = encode(tokenizer, "\n")
+    role_ids = {encode(tokenizer, w)[0] for w in ("user", "assistant", "system")}
+
+    def turn(role: str, text: str | None) -> list[int]:
+        body = [start] + encode(tokenizer, role) + nl
+        return body if text is None else body + encode(tokenizer, text)
+
+    eot_prompts = [turn("user", q) + [end] + nl + turn("assistant", a) for q, a in _EXCHANGES]
+    role_prompts = [turn("user", q) + [end] + nl + [start] for q, _ in _EXCHANGES]
+    device = next(model.parameters()).device
+    p_eot, p_role = [], []
+    with torch.no_grad():
+        for ids in eot_prompts + role_prompts:
+            logits = model(torch.tensor([ids], device=device)).logits[0, -1].float()
+            probs = torch.softmax(logits, dim=-1)
+            if ids in eot_prompts:
+                p_eot.append(float(probs[end]))
+            else:
+                p_role.append(float(probs[sorted(role_ids)].sum()))
+    return sum(p_eot) / len(p_eot), sum(p_role) / len(p_role)
+
+
+def probe_model(
+    tokenizer: Any, *, model: Any = None, config: Any = None, generation_config: Any = None, names: tuple = ()
+) -> ProbeResult:
+    """Combine the static markers with the behavioural probe (when ``model`` is given)."""
+    eot = end_of_turn_ids(tokenizer)
+    markers = name_markers(*names, getattr(config, "_name_or_path", None))
+    eos_ids = _ids_of(getattr(generation_config, "eos_token_id", None)) | _ids_of(getattr(config, "eos_token_id", None))
+    eot_in_eos = bool(eos_ids & eot)
+    reasons = [f"name marker: {m}" for m in markers]
+    if eot_in_eos:
+        reasons.append(f"eos {sorted(eos_ids)} contains an end-of-turn ID {sorted(eos_ids & eot)}")
+    notes: list[str] = []
+    scores = behavioural_scores(model, tokenizer) if model is not None else None
+    if model is None:
+        notes.append("behavioural probe not run (no weights loaded)")
+    elif scores is None:
+        notes.append("behavioural probe not applicable (no ChatML tokens in the vocabulary)")
+    p_eot, p_role = scores if scores is not None else (None, None)
+    static = len(reasons)
+    if scores is not None:
+        behavioural = p_eot >= PROBE_THRESHOLD
+        if behavioural:
+            reasons.append(f"behavioural probe: P(<|im_end|>) = {p_eot:.3f} >= {PROBE_THRESHOLD}")
+        is_instruct = behavioural or static >= 2
+    else:
+        is_instruct = static >= 1
+    return ProbeResult(
+        is_instruct=is_instruct,
+        reasons=tuple(reasons),
+        name_markers=markers,
+        eot_in_eos=eot_in_eos,
+        p_eot=p_eot,
+        p_role=p_role,
+        notes=tuple(notes),
+    )
+
+
+__all__ = ["PROBE_THRESHOLD", "ProbeResult", "behavioural_scores", "name_markers", "probe_model"]
