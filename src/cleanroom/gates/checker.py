@@ -1,0 +1,269 @@
+"""The AST checker: one file's source in, the violations it contains out.
+
+Why an AST and not grep: a grep for ``chat_template = None`` matches comments, strings and
+docstrings (false alarms) and misses ``setattr(tok, "chat_template", None)``, ``tok.chat_template=None``
+or ``from transformers import AutoModelForCausalLM as M; M.from_pretrained(...)`` (misses). Here
+only code is looked at, and names are resolved through a per-module import table:
+
+* ``import transformers as tf`` binds ``tf`` → ``transformers``;
+* ``from transformers import AutoTokenizer as T`` binds ``T`` → ``transformers.AutoTokenizer``;
+* ``M = tf.AutoModelForCausalLM`` (a plain assignment of a resolved name) binds ``M`` too;
+* ``getattr(tf, "AutoModel")`` and ``importlib.import_module("transformers")`` resolve as well.
+
+The table is flow-insensitive (built from every import and assignment in the module, functions
+included): scripts import inside ``main()`` as often as at the top. Attribute rules
+(``.chat_template = ...``, ``.apply_chat_template``, ``.eos_token = ...``) apply to an object of
+any name, since the object's type is not known statically.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cleanroom.gates.rules import RULES_BY_ID
+
+# Libraries whose from_pretrained loads a model or tokenizer (CR101).
+_LOAD_ROOTS = frozenset({"transformers", "trl", "peft", "unsloth", "optimum", "auto_gptq", "awq"})
+_LOAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "Tokenizer", "TokenizerFast", "TokenizerBase", "PreTrainedModel")
+_LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel", "PreTrainedTokenizerFast", "PreTrainedTokenizer"})
+_PIPELINES = frozenset({"transformers.pipeline", "transformers.pipelines.pipeline"})
+_CHAT_ATTRS = frozenset({"chat_template", "default_chat_template"})
+_SPECIAL_ATTRS = frozenset(
+    {"bos_token", "eos_token", "pad_token", "bos_token_id", "eos_token_id", "pad_token_id"}
+)
+_MUTATORS = frozenset({"update", "pop", "popitem", "clear", "setdefault", "__setitem__", "__delitem__"})
+_QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit"})
+_TORCH_LOAD = frozenset({"torch.load", "torch.serialization.load"})
+_PICKLE_LOADS = frozenset(
+    f"{mod}.{fn}"
+    for mod in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle")
+    for fn in ("load", "loads", "Unpickler")
+) | {"joblib.load", "pandas.read_pickle", "torch.serialization.pickle.load"}
+_NUMPY_LOAD = frozenset({"numpy.load"})
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One finding: ``path:line:col RULE message`` (line and column 1-based, as editors count)."""
+
+    path: str
+    line: int
+    col: int
+    rule: str
+    message: str
+
+    def format(self) -> str:
+        return f"{self.path}:{self.line}:{self.col} {self.rule} {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "col": self.col, "rule": self.rule, "message": self.message}
+
+
+def _const_str(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+class _Names:
+    """The module's import table: local name → qualified dotted name."""
+
+    def __init__(self, nodes: list[ast.AST]) -> None:
+        self.table: dict[str, str] = {}
+        self.star: str | None = None
+        assigns: list[ast.Assign] = []
+        bound: set[str] = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.table[alias.asname] = alias.name
+                    else:
+                        root = alias.name.split(".", 1)[0]
+                        self.table[root] = root
+            elif isinstance(node, ast.ImportFrom):
+                if node.level or not node.module:
+                    continue  # relative imports are the user's own code
+                for alias in node.names:
+                    if alias.name == "*":
+                        self.star = self.star or node.module
+                    else:
+                        self.table[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            elif isinstance(node, ast.Assign):
+                if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    assigns.append(node)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+        self.bound = bound
+        # Two rounds resolve chains such as ``tf = transformers; M = tf.AutoModel``.
+        for _ in range(2):
+            for node in assigns:
+                name = node.targets[0].id  # type: ignore[attr-defined]
+                qual = self.resolve(node.value)
+                if qual is not None and self.table.get(name) != qual:
+                    self.table[name] = qual
+
+    def resolve(self, node: ast.AST) -> str | None:
+        """The dotted name *node* refers to, or None when it is not an imported name."""
+        if isinstance(node, ast.Name):
+            qual = self.table.get(node.id)
+            if qual is None and self.star is not None and node.id not in self.bound:
+                return f"{self.star}.{node.id}"
+            return qual
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            return f"{base}.{node.attr}" if base is not None else None
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+                attr = _const_str(node.args[1])
+                base = self.resolve(node.args[0])
+                return f"{base}.{attr}" if base is not None and attr is not None else None
+            if (isinstance(func, ast.Name) and func.id == "__import__") or self.resolve(
+                func
+            ) == "importlib.import_module":
+                return _const_str(node.args[0])
+        return None
+
+
+def _getattr_name(node: ast.AST) -> str | None:
+    """``"x"`` for ``getattr(obj, "x")`` / ``setattr(obj, "x", v)`` / ``delattr(obj, "x")`` calls."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("getattr", "setattr", "delattr")
+        and len(node.args) >= 2
+    ):
+        return _const_str(node.args[1])
+    return None
+
+
+def _attr_name(node: ast.AST) -> str | None:
+    """The attribute *node* reads: ``obj.x`` and ``getattr(obj, "x")`` both give ``"x"``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+        return _getattr_name(node)
+    return None
+
+
+def _is_loading_class(qual: str) -> bool:
+    parts = qual.split(".")
+    if parts[0] not in _LOAD_ROOTS or len(parts) < 2:
+        return False
+    last = parts[-1]
+    return last.startswith("Auto") or last.endswith(_LOAD_SUFFIXES) or last in _LOAD_NAMES
+
+
+def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
+    """(name, value, node for the position) for ``k=v`` and for ``**{"k": v}`` literal keys."""
+    for kw in call.keywords:
+        if kw.arg is not None:
+            yield kw.arg, kw.value, kw
+        elif isinstance(kw.value, ast.Dict):
+            for key, value in zip(kw.value.keys, kw.value.values, strict=True):
+                name = _const_str(key) if key is not None else None
+                if name is not None:
+                    yield name, value, key  # type: ignore[misc]
+        elif isinstance(kw.value, ast.Call) and isinstance(kw.value.func, ast.Name) and kw.value.func.id == "dict":
+            yield from _keywords(kw.value)
+
+
+def _is_const(node: ast.AST, *values: object) -> bool:
+    return isinstance(node, ast.Constant) and any(node.value is v for v in values)
+
+
+def check_tree(tree: ast.AST, path: str) -> list[Violation]:
+    """Every violation in a parsed module (before waivers and loader exemptions)."""
+    nodes = list(ast.walk(tree))
+    names = _Names(nodes)
+    found: list[Violation] = []
+
+    def add(node: ast.AST, rule: str, what: str) -> None:
+        fix = RULES_BY_ID[rule].fix
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0) + 1
+        found.append(Violation(path, line, col, rule, f"{what}; {fix}"))
+
+    for node in nodes:
+        if isinstance(node, ast.Attribute):
+            if node.attr == "apply_chat_template":
+                add(node, "CR202", "apply_chat_template used outside the loader")
+            elif not isinstance(node.ctx, ast.Load):
+                if node.attr in _CHAT_ATTRS:
+                    verb = "assigned" if isinstance(node.ctx, ast.Store) else "deleted"
+                    add(node, "CR201", f"{node.attr} {verb} outside the loader")
+                elif node.attr in _SPECIAL_ATTRS:
+                    add(node, "CR302", f"{node.attr} assigned outside the loader")
+        elif isinstance(node, ast.Subscript):
+            if isinstance(node.ctx, ast.Load):
+                continue
+            key = _const_str(node.slice)
+            if key in _CHAT_ATTRS or _attr_name(node.value) in _CHAT_ATTRS:
+                add(node, "CR201", f"{key or _attr_name(node.value)} modified through a subscript outside the loader")
+            elif key in _SPECIAL_ATTRS:
+                add(node, "CR302", f"{key!r} written through a subscript outside the loader")
+        elif isinstance(node, ast.Call):
+            _check_call(node, names, add)
+    return found
+
+
+def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
+    func = node.func
+    func_attr = _attr_name(func)
+    # getattr(obj, "x") itself: only apply_chat_template is reported at the read.
+    direct = _getattr_name(node)
+    if direct is not None and isinstance(func, ast.Name):
+        if func.id == "getattr" and direct == "apply_chat_template":
+            add(node, "CR202", "apply_chat_template fetched with getattr outside the loader")
+        elif func.id in ("setattr", "delattr") and direct in _CHAT_ATTRS:
+            add(node, "CR201", f"{func.id}(..., {direct!r}) outside the loader")
+        elif func.id in ("setattr", "delattr") and direct in _SPECIAL_ATTRS:
+            add(node, "CR302", f"{func.id}(..., {direct!r}) outside the loader")
+        return
+    if func_attr == "from_pretrained":
+        receiver = func.value if isinstance(func, ast.Attribute) else func.args[0]  # type: ignore[attr-defined]
+        qual = names.resolve(receiver)
+        if qual is not None and _is_loading_class(qual):
+            add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
+    elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
+        if _attr_name(func.value) in _CHAT_ATTRS:
+            add(node, "CR201", f"{_attr_name(func.value)}.{func_attr}() outside the loader")
+        elif func_attr == "pop" and node.args and _const_str(node.args[0]) in _CHAT_ATTRS:
+            add(node, "CR201", f"pop({_const_str(node.args[0])!r}) outside the loader")
+        elif func_attr == "update" and node.args and isinstance(node.args[0], ast.Dict):
+            keys = {_const_str(k) for k in node.args[0].keys if k is not None}
+            if keys & _CHAT_ATTRS:
+                add(node, "CR201", "update() of a chat_template key outside the loader")
+    elif func_attr == "add_special_tokens" and isinstance(func, ast.Attribute):
+        add(node, "CR302", "add_special_tokens() called outside the loader")
+    qual = names.resolve(func)
+    is_bnb = False
+    if qual is not None:
+        last = qual.rsplit(".", 1)[-1]
+        if qual in _PIPELINES:
+            add(node, "CR102", f"{qual}() outside the loader")
+        elif last == "BitsAndBytesConfig":
+            is_bnb = True
+            add(node, "CR401", f"{qual}() built outside the loader")
+        elif qual in _TORCH_LOAD:
+            if not any(k == "weights_only" and _is_const(v, True) for k, v, _ in _keywords(node)):
+                add(node, "CR502", f"{qual}() without weights_only=True")
+        elif qual in _PICKLE_LOADS:
+            add(node, "CR503", f"{qual}() unpickles")
+        elif qual in _NUMPY_LOAD:
+            for k, v, where in _keywords(node):
+                if k == "allow_pickle" and not _is_const(v, False, None):
+                    add(where, "CR503", "numpy.load(allow_pickle=...) unpickles")
+    for key, value, where in _keywords(node):
+        if key == "add_special_tokens":
+            add(where, "CR301", "add_special_tokens= passed outside the loader")
+        elif key == "trust_remote_code" and not _is_const(value, False, None):
+            shown = "True" if _is_const(value, True) else "a value that may be True"
+            add(where, "CR501", f"trust_remote_code set to {shown}")
+        elif key in _CHAT_ATTRS:
+            add(where, "CR201", f"{key}= passed outside the loader")
+        elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):
+            add(where, "CR401", f"{key}= passed outside the loader")

@@ -1,0 +1,137 @@
+"""The gates' configuration: ``[tool.cleanroom.gates]`` in the user's ``pyproject.toml``.
+
+Two lines are enough to adopt the gates in another repository::
+
+    [tool.cleanroom.gates]
+    loader_modules = ["src/mylab/load.py"]
+
+Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob patterns),
+``loader_modules`` (files, directories or dotted module names where the migration rules CR1xx–CR4xx
+do not apply) and ``disable`` (rule ids). Unknown keys, wrong types and unknown rule ids are a
+:class:`~cleanroom.errors.ConfigError`: a misspelt ``exlude`` must not silently scan everything.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.gates.rules import RULES_BY_ID
+
+_KEYS = ("paths", "exclude", "loader_modules", "disable")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Resolved gate settings; relative paths are relative to ``root`` (the pyproject's folder)."""
+
+    root: Path
+    paths: tuple[str, ...] = (".",)
+    exclude: tuple[str, ...] = ()
+    loader_modules: tuple[str, ...] = ()
+    disable: frozenset[str] = field(default_factory=frozenset)
+    source: str = "defaults"
+
+    def is_excluded(self, rel: str) -> bool:
+        """True when the root-relative POSIX path *rel* matches an ``exclude`` entry."""
+        for pattern in self.exclude:
+            stem = pattern.rstrip("/")
+            if rel == stem or rel.startswith(stem + "/") or fnmatch.fnmatchcase(rel, pattern):
+                return True
+        return False
+
+    def is_loader(self, rel: str) -> bool:
+        """True when *rel* is (inside) a loader module, given as a path or a dotted module name."""
+        for entry in self.loader_modules:
+            if "/" in entry or entry.endswith(".py"):
+                stem = entry.rstrip("/")
+                if rel == stem or rel.startswith(stem + "/"):
+                    return True
+            else:
+                dotted = entry.replace(".", "/")
+                padded = "/" + rel
+                if padded.endswith("/" + dotted + ".py") or ("/" + dotted + "/") in padded:
+                    return True
+        return False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "source": self.source,
+            "paths": list(self.paths),
+            "exclude": list(self.exclude),
+            "loader_modules": list(self.loader_modules),
+            "disable": sorted(self.disable),
+        }
+
+
+def _string_list(table: dict[str, object], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(
+            f"{where}: [tool.cleanroom.gates] {key} must be a list of non-empty strings, got {value!r}; "
+            f'write e.g. {key} = ["src"]'
+        )
+    return tuple(v.strip() for v in value)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` in *start* or its parents."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(pyproject: str | Path | None = None, *, start: str | Path | None = None) -> GateConfig:
+    """Read ``[tool.cleanroom.gates]`` from *pyproject* (or the nearest one above *start* / the cwd).
+
+    Without a pyproject, or without the table, the defaults apply: scan ``.``, no loader module,
+    every rule on.
+    """
+    if pyproject is None:
+        base = Path(start) if start is not None else Path.cwd()
+        found = find_pyproject(base)
+        if found is None:
+            return GateConfig(root=base.resolve())
+        pyproject = found
+    path = Path(pyproject)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such pyproject.toml; pass --config PATH to an existing file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from exc
+    root = path.resolve().parent
+    table = data.get("tool", {}).get("cleanroom", {}).get("gates")
+    if table is None:
+        return GateConfig(root=root, source=str(path))
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: tool.cleanroom.gates must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)} in [tool.cleanroom.gates]; allowed: {', '.join(_KEYS)}"
+        )
+    disable = _string_list(table, "disable", str(path))
+    bad = [r for r in disable if r not in RULES_BY_ID]
+    if bad:
+        raise ConfigError(
+            f"{path}: [tool.cleanroom.gates] disable names unknown rule(s) {', '.join(bad)}; "
+            f"known: {', '.join(RULES_BY_ID)}"
+        )
+    return GateConfig(
+        root=root,
+        paths=_string_list(table, "paths", str(path)) or (".",),
+        exclude=_string_list(table, "exclude", str(path)),
+        loader_modules=_string_list(table, "loader_modules", str(path)),
+        disable=frozenset(disable),
+        source=str(path),
+    )

@@ -1,0 +1,200 @@
+"""Run the gates over files and folders and collect one report.
+
+Per file: parse (bytes, so PEP 263 coding lines are honoured), compile the tree (``return`` outside a
+function and friends are compiler errors, not parser errors), check the AST, then apply waivers,
+the loader exemption and the ``disable`` list. A file that does not compile is a CR901 violation,
+never a crash. Single process on purpose: the whole budget is ~1 ms per file.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cleanroom.errors import GateError, MissingFileError
+from cleanroom.gates.checker import Violation, check_tree
+from cleanroom.gates.config import GateConfig
+from cleanroom.gates.rules import RULES_BY_ID
+from cleanroom.gates.waivers import Waiver, find_waivers
+
+_SKIP_DIRS = frozenset({"__pycache__", "node_modules", "build", "dist", "site-packages"})
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file's violations (after waivers) and the waivers that suppressed something or nothing."""
+
+    violations: tuple[Violation, ...]
+    used_waivers: tuple[Waiver, ...]
+    unused_waivers: tuple[Waiver, ...]
+
+
+def check_source(
+    source: str | bytes, path: str, *, loader: bool = False, disable: Iterable[str] = ()
+) -> FileResult:
+    """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply)."""
+    disabled = frozenset(disable)
+    try:
+        tree = ast.parse(source, filename=path)
+        compile(tree, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        line = getattr(exc, "lineno", None) or 1
+        col = getattr(exc, "offset", None) or 1
+        what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+        found = [] if "CR901" in disabled else [
+            Violation(path, line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")
+        ]
+        return FileResult(tuple(found), (), ())
+    found = [
+        v
+        for v in check_tree(tree, path)
+        if v.rule not in disabled and not (loader and RULES_BY_ID[v.rule].loader_exempt)
+    ]
+    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+    waivers, bad = find_waivers(text, path)
+    if not waivers:
+        return FileResult(tuple(sorted(found + bad, key=_order)), (), ())
+    kept: list[Violation] = []
+    used: set[Waiver] = set()
+    for v in found:
+        waiver = next((w for w in waivers if w.covers_line == v.line and v.rule in w.rules), None)
+        if waiver is None:
+            kept.append(v)
+        else:
+            used.add(waiver)
+    return FileResult(
+        tuple(sorted(kept + bad, key=_order)),
+        tuple(w for w in waivers if w in used),
+        tuple(w for w in waivers if w not in used),
+    )
+
+
+def _order(v: Violation) -> tuple[str, int, int, str]:
+    return (v.path, v.line, v.col, v.rule)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Everything one gate run found; ``ok`` when no violation is left after waivers."""
+
+    violations: tuple[Violation, ...]
+    waivers: tuple[Waiver, ...]
+    unused_waivers: tuple[Waiver, ...]
+    files_checked: int
+    config: GateConfig
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def counts(self) -> dict[str, int]:
+        """Violations per rule id, every known rule listed (0 included)."""
+        counted = Counter(v.rule for v in self.violations)
+        return {rule: counted.get(rule, 0) for rule in RULES_BY_ID}
+
+    def lines(self) -> list[str]:
+        return [v.format() for v in self.violations]
+
+    def summary(self) -> list[str]:
+        """The summary a person reads: totals, then every waiver with its reason."""
+        broken = {r: n for r, n in self.counts().items() if n}
+        per_rule = ", ".join(f"{r}: {n}" for r, n in broken.items())
+        out = [
+            f"cleanroom gates: {self.files_checked} files, {len(self.violations)} violation(s)"
+            + (f" ({per_rule})" if per_rule else "")
+            + f", {len(self.waivers)} waiver(s)"
+            + (f", {len(self.unused_waivers)} unused" if self.unused_waivers else "")
+        ]
+        out += [f"  waived {w.path}:{w.covers_line} {','.join(w.rules)}: {w.reason}" for w in self.waivers]
+        out += [f"  unused waiver {w.path}:{w.line} {','.join(w.rules)}: {w.reason}" for w in self.unused_waivers]
+        if self.config.disable:
+            out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "files_checked": self.files_checked,
+            "counts": self.counts(),
+            "violations": [v.to_dict() for v in self.violations],
+            "waivers": [w.to_dict() for w in self.waivers],
+            "unused_waivers": [w.to_dict() for w in self.unused_waivers],
+            "config": self.config.to_dict(),
+        }
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`GateError` listing the violations (for pipeline preflight)."""
+        if self.violations:
+            shown = "\n".join(self.lines()[:20])
+            more = f"\n... and {len(self.violations) - 20} more" if len(self.violations) > 20 else ""
+            raise GateError(f"{len(self.violations)} code gate violation(s):\n{shown}{more}")
+
+
+def _display(path: Path) -> str:
+    """A path as the user wants to click it: relative to the cwd when under it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterator[Path]:
+    """Python files under *paths* (absolute, sorted per folder). Files named explicitly are always
+    checked; files found by walking a folder skip ``exclude``, hidden folders and virtualenvs."""
+    for given in paths:
+        start = Path(given)
+        if not start.is_absolute():
+            start = Path.cwd() / start
+        start = Path(os.path.normpath(start))
+        if start.is_file():
+            yield start
+            continue
+        if not start.is_dir():
+            raise MissingFileError(f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths")
+        for folder, dirs, files in os.walk(start):
+            here = Path(folder)
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if not d.startswith(".")
+                and d not in _SKIP_DIRS
+                and not (here / d / "pyvenv.cfg").exists()
+                and not config.is_excluded(_rel(here / d, config.root))
+            )
+            for name in sorted(files):
+                if name.endswith(".py") and not config.is_excluded(_rel(here / name, config.root)):
+                    yield here / name
+
+
+def run_gates(config: GateConfig, paths: Iterable[str | Path] | None = None) -> GateReport:
+    """Run every enabled rule over *paths* (default: the configured ``paths``, relative to the root)."""
+    targets = list(paths) if paths is not None else [config.root / p for p in config.paths]
+    violations: list[Violation] = []
+    used: list[Waiver] = []
+    unused: list[Waiver] = []
+    seen: set[Path] = set()
+    for file in iter_python_files(targets, config):
+        if file in seen:
+            continue
+        seen.add(file)
+        result = check_source(
+            file.read_bytes(),
+            _display(file),
+            loader=config.is_loader(_rel(file, config.root)),
+            disable=config.disable,
+        )
+        violations.extend(result.violations)
+        used.extend(result.used_waivers)
+        unused.extend(result.unused_waivers)
+    return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config)
