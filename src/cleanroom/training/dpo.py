@@ -1,0 +1,196 @@
+"""Direct Preference Optimization with the SFT policy as the reference, through TRL's DPOTrainer.
+
+The DPO loss for a pair (prompt x, chosen y_w, rejected y_l), policy pi, reference pi_ref:
+
+    r(y)  = beta * [log pi(y | x) - log pi_ref(y | x)]          (implicit reward)
+    L     = - log sigmoid( r(y_w) - r(y_l) )                    (margin = r(y_w) - r(y_l))
+
+At step 0 the policy *is* the reference, so r = 0 for every completion, the margin is 0 and
+``L = -log sigmoid(0) = ln 2 = 0.693147...``. That holds only if the reference really is the SFT
+policy: here ``model`` is the SFT model (a base with the SFT adapter merged in) and a fresh LoRA is
+attached (B = 0, so it starts as the identity); TRL's reference for a PEFT model without ``ref_model``
+is the same model with the adapter disabled, i.e. the SFT policy. If ``model`` still carries the SFT
+adapter instead, TRL copies it to a frozen ``ref`` adapter and trains the copy: the same reference.
+We measure the step-0 loss and margin on the first training batch before any update and raise if
+``|L - ln 2| > 1e-3`` or ``|margin| > 1e-3``: a check, not an assumption.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
+from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
+from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint
+from cleanroom.training.specs import LoraSpec, TrainSpec
+
+STEP0_TOLERANCE = 1e-3
+
+
+def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: int) -> list[dict[str, list[int]]]:
+    """Each pair as ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (each completion ends on one EOS).
+
+    Rendered by ``guard.render_example`` (after ``guard.check_pair``), never by TRL: TRL would append
+    the EOS as *text* and tokenise it, which a clean tokenizer (``split_special_tokens=True``) turns
+    into ordinary subwords instead of the EOS ID.
+    """
+    from cleanroom import guard
+
+    if not isinstance(pairs, Sequence) or len(pairs) == 0:
+        raise InputError(f"dpo pairs: expected a non-empty list of {{'prompt', 'chosen', 'rejected'}} dicts, got {pairs!r:.80}")
+    rows = []
+    for i, p in enumerate(pairs):
+        if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
+            raise InputError(
+                f"dpo pair {i}: expected plain strings 'prompt', 'chosen', 'rejected' (no conversations), got "
+                f"keys {sorted(p) if isinstance(p, dict) else type(p).__name__}"
+            )
+        record = str(p.get("record_id", i))
+        guard.check_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], max_length=max_length, record=record)
+        sides = []
+        for side in ("chosen", "rejected"):
+            r = guard.render_example(tokenizer, p["prompt"], p[side], max_length=max_length, record=f"{record} {side}")
+            n_prompt = sum(1 for label in r["labels"] if label == -100)
+            sides.append((r["input_ids"][:n_prompt], r["input_ids"][n_prompt:]))
+        (prompt_ids, chosen_ids), (prompt_ids_r, rejected_ids) = sides
+        if prompt_ids != prompt_ids_r:  # both are encode(prompt); a difference is a guard bug
+            raise InputError(f"dpo pair {record}: the prompt tokenised differently on the two sides")
+        rows.append({"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
+    return rows
+
+
+def _guarded_trainer_class() -> Any:
+    """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard."""
+    from trl import DPOTrainer
+
+    if not hasattr(DPOTrainer, "_prepare_dataset"):
+        import trl
+
+        raise DependencyError(
+            f"trl {trl.__version__}: DPOTrainer has no _prepare_dataset to replace; cleanroom is tested with "
+            "trl 1.16 — install `trl>=1.16,<2`"
+        )
+
+    class GuardedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            return dataset
+
+    return GuardedDPOTrainer
+
+
+def measure_step0(trainer: Any) -> tuple[float, float]:
+    """(loss, mean reward margin) of the first training batch with the initial weights, no update."""
+    import torch
+
+    batch = next(iter(trainer.get_train_dataloader()))
+    device = next(p for p in trainer.model.parameters()).device
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    trainer.model.train()  # the trainer's metrics are keyed by mode; TRL disables dropout for DPO
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, batch))
+    logs: dict[str, float] = {}
+    trainer.log(logs)  # folds the metrics of that forward (rewards/margins, ...) into `logs` and clears them
+    return loss, float(logs["rewards/margins"])
+
+
+def train_dpo(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[dict[str, Any]],
+    *,
+    lora: LoraSpec,
+    train: TrainSpec,
+    beta: float,
+    output_dir: Path,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    budget: Callable[[], str | None] | None = None,
+) -> TrainResult:
+    """Train DPO on ``pairs`` against the SFT policy; the adapter is saved to ``output_dir / "adapter"``.
+
+    ``model``: the SFT model, merged (a fresh LoRA from ``lora`` is attached) or still carrying its SFT
+    adapter (TRL freezes a copy as the reference and ``lora`` is not used). Returns a ``TrainResult``
+    with ``step0_loss`` and ``step0_margin`` (measured, and checked against ln 2 and 0).
+    """
+    from datasets import Dataset
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from trl import DPOConfig
+
+    from cleanroom import guard
+    from cleanroom.training.budget import BudgetCallback
+    from cleanroom.training.collate import GuardedPreferenceCollator
+
+    _check_specs(lora, train)
+    if not (isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta <= 10):
+        raise ConfigError(f"dpo beta = {beta!r} is invalid; allowed: a number in (0, 10] (0.1 is common)")
+    if train.early_stopping_patience is not None:
+        raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
+    output_dir = Path(output_dir)
+    rows = render_pairs(tokenizer, pairs, train.max_length)
+    has_adapter = isinstance(model, PeftModel)
+    if is_quantized(model) and not has_adapter:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+
+    args = DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta))
+    collator = GuardedPreferenceCollator(tokenizer, max_length=train.max_length, where="dpo batch")
+    cbs = list(callbacks)
+    budget_cb = BudgetCallback(budget) if budget is not None else None
+    if budget_cb is not None:
+        cbs.append(budget_cb)
+    trainer = _guarded_trainer_class()(
+        model=model,
+        ref_model=None,
+        args=args,
+        data_collator=collator,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=None if has_adapter else lora.to_peft(),
+        callbacks=cbs,
+    )
+    guard.recheck(trainer.model, tokenizer)
+
+    checkpoint = resume_checkpoint(output_dir, resume)
+    step0_loss = step0_margin = None
+    if checkpoint is None:
+        step0_loss, step0_margin = measure_step0(trainer)
+        if abs(step0_loss - math.log(2)) > STEP0_TOLERANCE or abs(step0_margin) > STEP0_TOLERANCE:
+            raise GateError(
+                f"DPO step 0: loss {step0_loss:.6f} (expected ln 2 = {math.log(2):.6f}) and reward margin "
+                f"{step0_margin:.6f} (expected 0) differ by more than {STEP0_TOLERANCE}: the reference is not the "
+                "policy being trained — pass the SFT model itself (merged or with its adapter) as `model`"
+            )
+        collator.tokens_seen = 0  # count only the batches trained on
+
+    reset_peak_memory()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    peak, peak_kind = peak_memory()
+
+    adapter_dir = output_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    guard.recheck(trainer.model, tokenizer)
+    losses, loss_steps, _ = logged_losses(trainer.state.log_history)
+    return TrainResult(
+        adapter_dir=adapter_dir,
+        losses=losses,
+        loss_steps=loss_steps,
+        steps=int(trainer.state.global_step),
+        seconds=seconds,
+        tokens=collator.tokens_seen,
+        tokens_per_s=collator.tokens_seen / seconds if seconds > 0 else 0.0,
+        peak_mem_bytes=peak,
+        peak_mem_kind=peak_kind,
+        stopped_reason=budget_cb.reason if budget_cb is not None else None,
+        resumed_from=checkpoint,
+        step0_loss=step0_loss,
+        step0_margin=step0_margin,
+        model=trainer.model,
+    )
+
+
+__all__ = ["STEP0_TOLERANCE", "measure_step0", "render_pairs", "train_dpo"]

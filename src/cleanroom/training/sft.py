@@ -1,0 +1,169 @@
+"""Supervised fine-tuning of a base model with LoRA (QLoRA on a 4-bit model), through TRL's SFTTrainer.
+
+The data are plain strings, ``{"prompt", "completion"}``, never conversations, so no chat template
+can be applied anywhere. We tokenise them ourselves with ``guard.render_example`` (prompt ids +
+completion ids + one EOS; labels ``-100`` on the prompt) and hand TRL ``input_ids`` + ``labels`` with
+``skip_prepare_dataset``, so TRL never tokenises text. The loss is the mean negative log-likelihood
+of the supervised (completion + EOS) tokens only:
+
+    L = - (1 / |C|) * sum_{t in C} log p(x_t | x_<t),   C = positions whose label != -100
+
+Every batch passes ``guard.scan_ids`` in the collator; ``guard.recheck`` runs right after the trainer
+is built (TRL may rewrite eos/pad on the tokenizer and the model configs) and after saving.
+Checkpoints hold the adapter only (TRL saves a PEFT model's adapter), and ``resume=True`` continues
+from the newest ``checkpoint-*`` in ``output_dir`` with its optimizer, scheduler and RNG states.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import ConfigError, InputError
+from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
+from cleanroom.training.specs import LoraSpec, TrainSpec
+
+
+def _check_specs(lora: Any, train: Any) -> None:
+    if not isinstance(lora, LoraSpec):
+        raise ConfigError(f"lora must be a cleanroom.training.LoraSpec, got {type(lora).__name__}")
+    if not isinstance(train, TrainSpec):
+        raise ConfigError(f"train must be a cleanroom.training.TrainSpec, got {type(train).__name__}")
+
+
+def is_quantized(model: Any) -> bool:
+    """True for a bitsandbytes 4-bit or 8-bit model (QLoRA path)."""
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_length: int, name: str) -> list[dict]:
+    """Each ``{"prompt", "completion"}`` through ``guard.render_example`` (raises on the first bad one)."""
+    from cleanroom import guard
+
+    if not isinstance(examples, Sequence) or len(examples) == 0:
+        raise InputError(f"{name}: expected a non-empty list of {{'prompt', 'completion'}} dicts, got {examples!r:.80}")
+    rows = []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str) or not isinstance(ex.get("completion"), str):
+            raise InputError(
+                f"{name} record {i}: expected plain strings 'prompt' and 'completion' (no conversations), "
+                f"got keys {sorted(ex) if isinstance(ex, dict) else type(ex).__name__}"
+            )
+        record = str(ex.get("record_id", i))
+        r = guard.render_example(tokenizer, ex["prompt"], ex["completion"], max_length=max_length, record=record)
+        rows.append({"input_ids": list(r["input_ids"]), "labels": list(r["labels"])})
+    return rows
+
+
+def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    """The newest ``checkpoint-*`` in ``output_dir`` when resuming, else None (a fresh start)."""
+    if not resume or not output_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir))
+
+
+def train_sft(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict[str, Any]],
+    *,
+    lora: LoraSpec,
+    train: TrainSpec,
+    output_dir: Path,
+    eval_examples: Sequence[dict[str, Any]] | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    budget: Callable[[], str | None] | None = None,
+) -> TrainResult:
+    """Train a fresh LoRA adapter on ``examples``; the adapter is saved to ``output_dir / "adapter"``.
+
+    ``model`` is the base model from ``CleanModelLoader.load()`` (4-bit → QLoRA with
+    ``prepare_model_for_kbit_training``). ``budget`` is polled after every step (see ``BudgetCallback``).
+    Returns a ``TrainResult``; ``result.model`` is the PEFT-wrapped model.
+    """
+    from datasets import Dataset
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from cleanroom import guard
+    from cleanroom.training.budget import BudgetCallback
+    from cleanroom.training.collate import GuardedLanguageModelingCollator
+
+    _check_specs(lora, train)
+    if isinstance(model, PeftModel):
+        raise ConfigError(
+            "train_sft got a model that already carries a PEFT adapter; pass the base model (merge an earlier "
+            "adapter first with merge_and_verify)"
+        )
+    output_dir = Path(output_dir)
+    rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
+    eval_rows = (
+        render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval")
+        if eval_examples
+        else None
+    )
+    if is_quantized(model):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+
+    args = SFTConfig(
+        **train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None),
+        completion_only_loss=True,
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch")
+    cbs = list(callbacks)
+    if train.early_stopping_patience is not None:
+        cbs.append(EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold))
+    budget_cb = BudgetCallback(budget) if budget is not None else None
+    if budget_cb is not None:
+        cbs.append(budget_cb)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows is not None else None,
+        processing_class=tokenizer,
+        peft_config=lora.to_peft(),
+        callbacks=cbs,
+    )
+    guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
+
+    checkpoint = resume_checkpoint(output_dir, resume)
+    reset_peak_memory()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    peak, peak_kind = peak_memory()
+
+    adapter_dir = output_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    guard.recheck(trainer.model, tokenizer)
+
+    losses, loss_steps, eval_losses = logged_losses(trainer.state.log_history)
+    # TRL logs the cumulative count of real train tokens of *this* trainer (eval batches excluded).
+    tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
+    return TrainResult(
+        adapter_dir=adapter_dir,
+        losses=losses,
+        loss_steps=loss_steps,
+        eval_losses=eval_losses,
+        steps=int(trainer.state.global_step),
+        seconds=seconds,
+        tokens=tokens,
+        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        peak_mem_bytes=peak,
+        peak_mem_kind=peak_kind,
+        stopped_reason=budget_cb.reason if budget_cb is not None else None,
+        resumed_from=checkpoint,
+        model=trainer.model,
+    )
+
+
+__all__ = ["render_examples", "train_sft"]
