@@ -1,0 +1,41 @@
+"""``cleanroom eval compare A.jsonl B.jsonl [C.jsonl]``: paired comparison of verdict files.
+
+Mounted by ``cli/eval_cmd.py`` as the ``compare`` action: it calls :func:`add_arguments` on its
+subparser and dispatches to :func:`run`. Exit 0 after printing the table (a regression is a verdict,
+not a tool failure); 2 on unreadable files, mismatched keys or too few keys without an override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, metavar="VERDICTS.jsonl",
+                        help="2 or 3 verdict files scored on the same keys (A B [C]; family A-B, B-C, A-C)")
+    parser.add_argument("--level", choices=("prompt", "instruction"), default="prompt",
+                        help="pair per prompt (follow_all_instructions) or per instruction (clustered by key)")
+    parser.add_argument("--mode", choices=("strict", "loose"), default="strict", help="which IFEval scoring to compare")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per comparison instead of Markdown")
+    parser.add_argument("--min-n", type=int, default=200, metavar="N",
+                        help="refuse a verdict below N paired keys (default 200) unless --override-reason is given")
+    parser.add_argument("--override-reason", default=None, metavar="TEXT",
+                        help="why a verdict below --min-n is acceptable (recorded in the output)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cleanroom.stats.compare import compare_verdict_files, format_markdown
+
+    rows = compare_verdict_files(
+        args.files, level=args.level, mode=args.mode, min_n=args.min_n,
+        override_reason=args.override_reason, confidence=args.confidence,
+    )
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        print(format_markdown(rows), end="")
+    return 0

@@ -1,0 +1,284 @@
+"""``eval compare``: paired comparison of IFEval-style verdict files, with Holm across the family.
+
+Each verdict file holds one JSON line per prompt::
+
+    {"key": ..., "instruction_id_list": [...], "response": "...",
+     "strict": {"follow_all_instructions": bool, "follow_instruction_list": [bool, ...]},
+     "loose": {...}, "provenance": {...}}
+
+Files are paired on ``key`` (every file must hold the same keys). With files A, B, C the family
+is A–B, B–C, A–C (base→SFT, SFT→DPO, base→DPO); differences are always second − first.
+
+- ``level="prompt"``: one pass/fail per key (``follow_all_instructions``) → mid-p McNemar,
+  Newcombe CI, Cohen's h, MDE from Connor's formula at the observed discordance.
+- ``level="instruction"``: one pass/fail per (key, instruction index); instructions of one prompt
+  are correlated, so the difference uses a cluster-robust (by key) SE with C/(C−1) correction and
+  t(C−1): CI, Wald-t p-value and MDE. If no cluster varies (SE = 0) it falls back to the
+  prompt-level formulas on the instruction counts, so the interval never has zero width.
+
+The minimum-n rule applies to the number of paired keys at both levels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+from cleanroom.errors import InputError, MissingFileError, StatisticsError
+from cleanroom.stats.intervals import check_confidence, clustered_mean_se
+from cleanroom.stats.paired import cohens_h, compare_paired_binary, holm
+from cleanroom.stats.power import mde_from_se, mde_paired_binary
+from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
+
+LEVELS = ("prompt", "instruction")
+MODES = ("strict", "loose")
+JSON_FIELDS = (
+    "a", "b", "n", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high",
+    "p_value", "p_holm", "effect_size", "mde", "verdict",
+)
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One comparison B vs A. ``to_json()`` gives exactly the documented command-line fields;
+    the rest (level, mode, method, counts, override reason) is kept here for reports."""
+
+    a: str
+    b: str
+    n: int
+    accuracy_a: float
+    accuracy_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_holm: float
+    effect_size: float
+    mde: float
+    verdict: str
+    level: str
+    mode: str
+    method: str
+    n_keys: int
+    only_a: int
+    only_b: int
+    confidence: float
+    override_reason: str | None
+
+    def to_json(self) -> dict[str, object]:
+        full = asdict(self)
+        return {k: full[k] for k in JSON_FIELDS}
+
+
+@dataclass(frozen=True)
+class _Verdicts:
+    label: str
+    path: Path
+    prompt: dict[Hashable, bool]
+    instructions: dict[Hashable, tuple[bool, ...]]
+
+
+def read_verdict_file(path: Path | str, *, mode: str = "strict") -> _Verdicts:
+    """Read one verdict JSONL with plain ``json``; malformed lines raise InputError naming file and line."""
+    if mode not in MODES:
+        raise StatisticsError(f"mode={mode!r}; expected one of {MODES}")
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"verdict file {p} does not exist; produce it with `cleanroom eval score`")
+    prompt: dict[Hashable, bool] = {}
+    instructions: dict[Hashable, tuple[bool, ...]] = {}
+    first_line: dict[Hashable, int] = {}
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{p} line {lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: not valid JSON ({exc.msg}); each line must be one verdict object") from None
+            if not isinstance(rec, dict) or "key" not in rec:
+                raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
+            key = rec["key"]
+            if not isinstance(key, (int, str)) or isinstance(key, bool):
+                raise InputError(f"{where}: key {key!r} must be an int or a string")
+            if key in first_line:
+                raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
+            block = rec.get(mode)
+            if not isinstance(block, dict):
+                raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
+            follow_all = block.get("follow_all_instructions")
+            follow_list = block.get("follow_instruction_list")
+            if not isinstance(follow_all, bool):
+                raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
+            if (
+                not isinstance(follow_list, list)
+                or not follow_list
+                or not all(isinstance(v, bool) for v in follow_list)
+            ):
+                raise InputError(
+                    f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
+                )
+            if follow_all != all(follow_list):
+                raise InputError(
+                    f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
+                    f"{follow_list}; the file is inconsistent — re-score it"
+                )
+            first_line[key] = lineno
+            prompt[key] = follow_all
+            instructions[key] = tuple(follow_list)
+    if not prompt:
+        raise InputError(f"verdict file {p} holds no verdicts; score some prompts first")
+    return _Verdicts(p.stem, p, prompt, instructions)
+
+
+def _check_same_keys(files: Sequence[_Verdicts]) -> list[Hashable]:
+    keys = list(files[0].prompt)
+    ref = set(keys)
+    problems = []
+    for f in files[1:]:
+        other = set(f.prompt)
+        for missing, holder, lacker in ((ref - other, files[0], f), (other - ref, f, files[0])):
+            if missing:
+                shown = sorted(missing, key=repr)[:10]
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                problems.append(
+                    f"{lacker.path} lacks {len(missing)} key(s) present in {holder.path}: "
+                    f"{', '.join(map(repr, shown))}{more}"
+                )
+    if problems:
+        raise InputError(
+            "verdict files must hold the same keys to be paired; " + "; ".join(problems)
+            + " — score every system on the same eval set"
+        )
+    return keys
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+
+
+def compare_verdict_files(
+    paths: Sequence[Path | str],
+    *,
+    level: str = "prompt",
+    mode: str = "strict",
+    min_n: int = DEFAULT_MIN_N,
+    override_reason: str | None = None,
+    seed: int = 0,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+) -> list[ComparisonRow]:
+    """Compare 2 or 3 verdict files (A–B; or A–B, B–C, A–C) and decide each with Holm-adjusted p.
+
+    ``seed`` is accepted for the contract; pass/fail comparisons are closed-form and draw no
+    random numbers, so results are identical for every seed and across processes.
+    """
+    del seed
+    if level not in LEVELS:
+        raise StatisticsError(f"level={level!r}; expected one of {LEVELS}")
+    if len(paths) not in (2, 3):
+        raise StatisticsError(f"eval compare takes 2 or 3 verdict files (A B [C]); got {len(paths)}")
+    conf = check_confidence(confidence)
+    files = [read_verdict_file(p, mode=mode) for p in paths]
+    labels = _labels([f.path for f in files])
+    keys = _check_same_keys(files)
+    override = require_min_n(len(keys), min_n=min_n, override_reason=override_reason, what="eval compare")
+    if level == "instruction":
+        for f in files[1:]:
+            for k in keys:
+                if len(f.instructions[k]) != len(files[0].instructions[k]):
+                    raise InputError(
+                        f"key {k!r}: {files[0].path} scores {len(files[0].instructions[k])} instruction(s) but "
+                        f"{f.path} scores {len(f.instructions[k])}; instruction-level pairing needs the same list"
+                    )
+    pairs = [(0, 1)] if len(files) == 2 else [(0, 1), (1, 2), (0, 2)]
+    partial = []
+    for i, j in pairs:
+        if level == "prompt":
+            x = np.array([files[i].prompt[k] for k in keys])
+            y = np.array([files[j].prompt[k] for k in keys])
+            partial.append(_prompt_level(x, y, conf, alpha))
+        else:
+            x = np.array([v for k in keys for v in files[i].instructions[k]])
+            y = np.array([v for k in keys for v in files[j].instructions[k]])
+            cluster = np.repeat(np.arange(len(keys)), [len(files[0].instructions[k]) for k in keys])
+            partial.append(_instruction_level(x, y, cluster, conf, alpha))
+    p_adj = holm([r["p_value"] for r in partial], alpha=alpha)
+    rows = []
+    for (i, j), r, ph in zip(pairs, partial, p_adj, strict=True):
+        rows.append(
+            ComparisonRow(
+                a=labels[i], b=labels[j], p_holm=float(ph),
+                verdict=verdict_for(r["difference"], float(ph), r["mde"], alpha=alpha),
+                level=level, mode=mode, n_keys=len(keys), confidence=conf, override_reason=override, **r,
+            )
+        )
+    return rows
+
+
+def _prompt_level(x: np.ndarray, y: np.ndarray, conf: float, alpha: float) -> dict:
+    res = compare_paired_binary(x, y, confidence=conf)
+    return dict(
+        n=res.n, accuracy_a=res.accuracy_a, accuracy_b=res.accuracy_b, difference=res.difference,
+        ci_low=res.ci_low, ci_high=res.ci_high, p_value=res.p_midp, effect_size=res.cohens_h,
+        mde=mde_paired_binary(res.n, (res.only_a + res.only_b) / res.n, alpha=alpha),
+        method=res.method, only_a=res.only_a, only_b=res.only_b,
+    )
+
+
+def _instruction_level(x: np.ndarray, y: np.ndarray, cluster: np.ndarray, conf: float, alpha: float) -> dict:
+    d = y.astype(float) - x.astype(float)
+    est, se, c = clustered_mean_se(d, cluster)
+    if se == 0.0 or c < 2:
+        # No cluster varies around the mean difference: the sandwich SE is 0. Use the count-based
+        # formulas on the instruction pairs instead of a zero-width interval.
+        row = _prompt_level(x, y, conf, alpha)
+        row["method"] = "no within-key variation: " + row["method"] + " on instruction pairs"
+        return row
+    df = c - 1
+    half = float(sps.t.ppf(0.5 + conf / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(est) / se, df))
+    p_a, p_b = float(x.mean()), float(y.mean())
+    return dict(
+        n=int(d.size), accuracy_a=p_a, accuracy_b=p_b, difference=est, ci_low=est - half, ci_high=est + half,
+        p_value=p, effect_size=cohens_h(p_a, p_b), mde=mde_from_se(se, df, alpha=alpha),
+        method=f"cluster-robust (by key, C={c}) Wald-t, df={df}",
+        only_a=int(np.sum(x & ~y)), only_b=int(np.sum(~x & y)),
+    )
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def format_markdown(rows: Sequence[ComparisonRow]) -> str:
+    """A Markdown table, one comparison per row, with the method and any override as notes."""
+    if not rows:
+        raise StatisticsError("format_markdown: no comparison rows to format")
+    conf_pct = f"{rows[0].confidence * 100:g}%"
+    p_name = "p (mid-p McNemar)" if rows[0].level == "prompt" else "p (clustered t)"
+    head = (
+        f"| A | B | n | acc A | acc B | Δ (B−A) [{conf_pct} CI] | {p_name} | p (Holm) | Cohen's h | MDE | verdict |\n"
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n"
+    )
+    body = "".join(
+        f"| {r.a} | {r.b} | {r.n} | {r.accuracy_a:.3f} | {r.accuracy_b:.3f} | "
+        f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} | "
+        f"{r.effect_size:+.3f} | {r.mde:.3f} | {r.verdict} |\n"
+        for r in rows
+    )
+    notes = [f"\nLevel: {rows[0].level}, mode: {rows[0].mode}, {rows[0].n_keys} paired keys. "
+             f"Method: {rows[0].method}. Holm across {len(rows)} comparison(s); MDE at 80% power, α=0.05."]
+    for r in rows:
+        if r.method != rows[0].method:
+            notes.append(f"{r.a} vs {r.b}: {r.method}.")
+    if rows[0].override_reason:
+        notes.append(f"Below the minimum n; verdict given by override: {rows[0].override_reason}")
+    return head + body + "\n".join(notes) + "\n"
