@@ -259,7 +259,7 @@ def _stage_files(stage_dir: Path) -> dict[str, dict[str, Any]]:
     for f in sorted(stage_dir.rglob("*")):
         rel = f.relative_to(stage_dir).as_posix()
         if f.is_file() and rel != "manifest.json" and not (f.name.startswith(".") and f.name.endswith(".tmp")):
-            out[rel] = {"sha256": hash_file(f), "bytes": f.stat().st_size}
+            out[rel] = {"sha256": hash_file(f, cache=False), "bytes": f.stat().st_size}
     return out
 
 
@@ -386,6 +386,7 @@ class StageWriter:
             "inputs": self._input_digests,
             "provenance": self.provenance.to_dict(),
             "provenance_sha256": self.provenance.sha256,
+            "attempts_sha256": [sha256_hex(canonical_json(a)) for a in self._state["attempts"]],
             "finished_at": _now(),
         }
         data = pretty_json(manifest)
@@ -525,7 +526,7 @@ def build_attestation(run_path: str | os.PathLike[str], *, fresh: bool = False) 
     run = RunDir.open(root)
 
     def digest(p: Path) -> str:
-        return digest_path(p) if not fresh else sha256_hex(p.read_bytes())
+        return digest_path(p, cache=not fresh)
 
     subjects = [
         {"name": "config.resolved.yaml", "digest": {"sha256": digest(root / "config.resolved.yaml")}},

@@ -101,8 +101,12 @@ def content_sha256(payload: Mapping[str, Any]) -> str:
 _FILE_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def hash_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, cached per process by (resolved path, size, mtime_ns)."""
+def hash_file(path: str | os.PathLike[str], *, cache: bool = True) -> str:
+    """Hex SHA-256 of a file, cached per process by (resolved path, size, mtime_ns).
+
+    ``cache=False`` re-reads the file: verification trusts nothing in memory (an in-place edit within
+    one coarse mtime tick keeps size and mtime_ns unchanged).
+    """
     p = Path(path)
     try:
         resolved = p.resolve(strict=True)
@@ -112,7 +116,7 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     if not resolved.is_file():
         raise InputError(f"{p} is not a regular file; hash_file hashes files (use hash_tree for a directory)")
     key = (str(resolved), st.st_size, st.st_mtime_ns)
-    cached = _FILE_HASH_CACHE.get(key)
+    cached = _FILE_HASH_CACHE.get(key) if cache else None
     if cached is not None:
         return cached
     h = hashlib.sha256()
@@ -124,22 +128,22 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     return digest
 
 
-def hash_tree(path: str | os.PathLike[str]) -> dict[str, str]:
+def hash_tree(path: str | os.PathLike[str], *, cache: bool = True) -> dict[str, str]:
     """``{relative posix path: sha256}`` of every regular file under a directory (sorted, recursive)."""
     root = Path(path)
     if not root.is_dir():
         raise MissingFileError(f"{root}: not a directory")
     return {
-        f.relative_to(root).as_posix(): hash_file(f) for f in sorted(root.rglob("*")) if f.is_file()
+        f.relative_to(root).as_posix(): hash_file(f, cache=cache) for f in sorted(root.rglob("*")) if f.is_file()
     }
 
 
-def digest_path(path: str | os.PathLike[str]) -> str:
+def digest_path(path: str | os.PathLike[str], *, cache: bool = True) -> str:
     """SHA-256 of a file, or of a directory as ``sha256(canonical_json(hash_tree(dir)))``."""
     p = Path(path)
     if p.is_dir():
-        return sha256_hex(canonical_json(hash_tree(p)))
-    return hash_file(p)
+        return sha256_hex(canonical_json(hash_tree(p, cache=cache)))
+    return hash_file(p, cache=cache)
 
 
 # --------------------------------------------------------------------------- secrets

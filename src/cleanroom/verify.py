@@ -1,0 +1,485 @@
+"""Offline verification and tracing of a run directory (behind ``cleanroom verify`` and ``cleanroom trace``).
+
+Verification trusts nothing in memory: every file is re-read and re-hashed (no hash cache). The
+checks follow the edges of the run's hash graph, in an order chosen so the *first* error reported is
+the edge closest to a change:
+
+1. ``attestation.json`` parses and is byte-exactly its own pretty form;
+2. ``run.json`` and ``config.resolved.yaml`` (format, config digest);
+3. per stage: the manifest's digest against the attestation subject, the manifest's own form, then
+   every record line (JSON, canonical bytes, ``content_sha256``, chain value, producer), then each
+   file's digest against the manifest, record counts and chain roots, stage inputs;
+4. the attestation rebuilt from disk, compared field by field (dependencies, parameters, subjects);
+5. record ids unique across the run, and every parent resolves: the named artifact exists, its
+   digest matches the one recorded in the parent link, and the record id is in it.
+
+Each failure is a :class:`Broken` naming the file, line, check, expected and found values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cleanroom.artifacts import _BLOCK_KEYS, CHAIN_SEED, build_attestation, chain_step, pretty_json
+from cleanroom.errors import InputError, MissingFileError
+from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One broken edge of the run's hash graph."""
+
+    file: str
+    line: int | None
+    check: str
+    expected: Any
+    found: Any
+
+    @property
+    def message(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line is not None else self.file
+        return f"{where}: {self.check}: expected {self.expected}, found {self.found}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "check": self.check,
+            "expected": self.expected,
+            "found": self.found,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of :func:`verify_run`: ``ok`` iff no edge is broken; ``errors[0]`` is the first broken edge."""
+
+    run_dir: str
+    ok: bool
+    errors: tuple[Broken, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def first(self) -> Broken | None:
+        return self.errors[0] if self.errors else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": self.run_dir,
+            "ok": self.ok,
+            "counts": dict(self.counts),
+            "first_broken": self.first.to_dict() if self.first else None,
+            "errors": [e.to_dict() for e in self.errors],
+            "notes": list(self.notes),
+        }
+
+
+def _excerpt(raw: bytes, n: int = 60) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return repr(text[:n] + ("..." if len(text) > n else ""))
+
+
+def _first_diff(expected: Any, found: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first JSON path where two values differ (dict keys sorted, lists by index)."""
+    if isinstance(expected, dict) and isinstance(found, dict):
+        for key in sorted(set(expected) | set(found)):
+            if key not in found:
+                return f"{path}.{key}", expected[key], "(missing)"
+            if key not in expected:
+                return f"{path}.{key}", "(absent)", found[key]
+            d = _first_diff(expected[key], found[key], f"{path}.{key}")
+            if d:
+                return d
+        return None
+    if isinstance(expected, list) and isinstance(found, list):
+        for i, (a, b) in enumerate(zip(expected, found, strict=False)):
+            d = _first_diff(a, b, f"{path}[{i}]")
+            if d:
+                return d
+        if len(expected) != len(found):
+            return f"{path} length", len(expected), len(found)
+        return None
+    if expected != found or type(expected) is not type(found):
+        return path or "value", expected, found
+    return None
+
+
+def _first_diff_line(data: bytes, want: bytes) -> int:
+    for i, (a, b) in enumerate(zip(data.splitlines(), want.splitlines(), strict=False), start=1):
+        if a != b:
+            return i
+    return min(len(data.splitlines()), len(want.splitlines())) + 1
+
+
+class _Verifier:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.errors: list[Broken] = []
+        self.notes: list[str] = []
+        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0}
+        self.subjects: dict[str, Any] = {}
+        self.records: dict[str, tuple[str, int, dict[str, Any]]] = {}  # id -> (artifact, line, record)
+        self.ids_by_artifact: dict[str, set[str]] = {}
+        self.file_digest: dict[str, str] = {}  # "<stage>/<rel>" -> sha256 on disk
+        self.run_id: str | None = None
+        self.config_sha: str | None = None
+
+    def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
+        self.errors.append(Broken(file, line, check, expected, found))
+
+    def load_json(self, path: Path, name: str, *, exact: bool = True) -> Any:
+        """Parse a pretty JSON file and require its exact pretty bytes; None (and an error) otherwise."""
+        data = path.read_bytes()
+        try:
+            obj = json.loads(data)
+            want = pretty_json(obj)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            self.broken(name, line, "valid JSON", "parseable JSON", f"{type(exc).__name__}: {exc}")
+            return None
+        except InputError as exc:
+            self.broken(name, None, "JSON values", "finite JSON values", str(exc))
+            return None
+        if exact and data != want:
+            line = _first_diff_line(data, want)
+            self.broken(name, line, "canonical pretty form", "sorted keys, indent 2", "other bytes")
+            return None
+        return obj
+
+    # ------------------------------------------------------------------ checks
+
+    def check_attestation(self) -> dict[str, Any] | None:
+        path = self.root / "attestation.json"
+        if not path.is_file():
+            self.broken("attestation.json", None, "exists", "attestation.json (run.finalize())", "missing")
+            return None
+        att = self.load_json(path, "attestation.json")
+        if not isinstance(att, dict) or not isinstance(att.get("subject"), list):
+            if att is not None:
+                self.broken("attestation.json", None, "statement shape", "in-toto Statement v1", "other JSON")
+            return None
+        for s in att["subject"]:
+            if isinstance(s, dict) and isinstance(s.get("digest"), dict):
+                self.subjects[str(s.get("name"))] = s["digest"].get("sha256")
+        return att
+
+    def check_subject(self, name: str, path: Path) -> None:
+        found = hash_file(path, cache=False)
+        want = self.subjects.get(name)
+        if want != found:
+            self.broken(name, None, "sha256 recorded for it in attestation.json", want, found)
+
+    def check_run_files(self) -> None:
+        meta = self.load_json(self.root / "run.json", "run.json")
+        if isinstance(meta, dict):
+            self.run_id, self.config_sha = meta.get("run_id"), meta.get("config_sha256")
+        self.check_subject("run.json", self.root / "run.json")
+        self.check_subject("config.resolved.yaml", self.root / "config.resolved.yaml")
+        try:
+            config = yaml.safe_load((self.root / "config.resolved.yaml").read_text())
+            found = sha256_hex(canonical_json(config))
+        except (yaml.YAMLError, InputError, UnicodeDecodeError) as exc:
+            self.broken("config.resolved.yaml", None, "valid YAML", "the resolved config", str(exc)[:200])
+            return
+        if found != self.config_sha:
+            self.broken("config.resolved.yaml", None, "config sha256 recorded in run.json", self.config_sha, found)
+
+    def stage_names(self) -> list[str]:
+        return sorted(
+            d.name
+            for d in self.root.iterdir()
+            if d.is_dir() and ((d / "stage.json").exists() or (d / "manifest.json").exists())
+        )
+
+    def check_stage(self, stage: str) -> None:
+        sdir = self.root / stage
+        mname = f"{stage}/manifest.json"
+        if not (sdir / "manifest.json").is_file():
+            self.broken(mname, None, "exists", "a finished stage's manifest", "missing (stage unfinished?)")
+            return
+        self.counts["stages"] += 1
+        self.check_subject(mname, sdir / "manifest.json")
+        manifest = self.load_json(sdir / "manifest.json", mname)
+        if not isinstance(manifest, dict):
+            return
+        try:
+            files, records = manifest["files"], manifest["records"]
+            prov_sha = sha256_hex(canonical_json(manifest["provenance"]))
+            attempts = set(manifest["attempts_sha256"])
+        except (KeyError, TypeError, InputError) as exc:
+            self.broken(mname, None, "manifest fields", "files, records, provenance, attempts_sha256", repr(exc))
+            return
+        for key, want in (("stage", stage), ("run_id", self.run_id), ("config_sha256", self.config_sha)):
+            if manifest.get(key) != want:
+                self.broken(mname, None, f"manifest {key}", want, manifest.get(key))
+        if manifest.get("provenance_sha256") != prov_sha:
+            self.broken(mname, None, "provenance_sha256 of its provenance record", prov_sha, manifest.get("provenance_sha256"))
+        if prov_sha not in attempts:
+            self.broken(mname, None, "provenance record among attempts_sha256", prov_sha, sorted(attempts))
+        producer = {"stage": stage, "run_id": self.run_id, "config_sha256": self.config_sha}
+        for rel in records:
+            self.check_record_file(stage, rel, producer, attempts, records[rel])
+        on_disk = {
+            f.relative_to(sdir).as_posix()
+            for f in sdir.rglob("*")
+            if f.is_file() and f.relative_to(sdir).as_posix() != "manifest.json"
+        }
+        on_disk = {r for r in on_disk if not (Path(r).name.startswith(".") and r.endswith(".tmp"))}
+        for rel in sorted(set(files) | on_disk):
+            name = f"{stage}/{rel}"
+            if rel not in on_disk:
+                self.broken(name, None, "file listed in manifest exists", files[rel].get("sha256"), "missing")
+                continue
+            found = hash_file(sdir / rel, cache=False)
+            self.file_digest[name] = found
+            self.counts["files"] += 1
+            if rel not in files:
+                self.broken(name, None, f"file listed in {mname}", "not present", f"extra file sha256 {found}")
+            elif files[rel].get("sha256") != found:
+                self.broken(name, None, f"sha256 recorded in {mname}", files[rel].get("sha256"), found)
+        for inp in manifest.get("inputs", []):
+            p = Path(inp["path"])
+            target = p if p.is_absolute() else self.root / p
+            if not target.exists():
+                self.notes.append(f"{stage} input {inp['path']} is not present here; its digest is unchecked")
+                continue
+            found = digest_path(target, cache=False)
+            if found != inp["sha256"]:
+                self.broken(inp["path"], None, f"input sha256 recorded in {mname}", inp["sha256"], found)
+
+    def check_record_file(
+        self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
+    ) -> None:
+        artifact = f"{stage}/{rel}"
+        path = self.root / stage / rel
+        if not path.is_file():
+            self.broken(artifact, None, "record file exists", "present", "missing")
+            return
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines:
+            self.broken(artifact, len(lines), "complete last line", "a line ending in newline", "a torn line")
+        ids = self.ids_by_artifact.setdefault(artifact, set())
+        prev = CHAIN_SEED
+        for lineno, raw in enumerate(lines, start=1):
+            self.counts["records"] += 1
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:
+                self.broken(artifact, lineno, "valid JSON", "a JSON record", f"{exc} in {_excerpt(raw)}")
+                continue
+            block = record.get("provenance") if isinstance(record, dict) else None
+            if not isinstance(block, dict) or set(block) != _BLOCK_KEYS:
+                got = sorted(block) if isinstance(block, dict) else type(block).__name__
+                self.broken(artifact, lineno, "provenance block keys", sorted(_BLOCK_KEYS), got)
+                continue
+            try:
+                canon = canonical_json(record)
+                csum = content_sha256(record)
+                chain = chain_step(prev, record)
+            except (InputError, TypeError) as exc:
+                self.broken(artifact, lineno, "JSON values", "finite JSON values", str(exc))
+                continue
+            if raw != canon:
+                self.broken(artifact, lineno, "canonical JSON bytes", _excerpt(canon), _excerpt(raw))
+            if block["content_sha256"] != csum:
+                self.broken(artifact, lineno, "content_sha256", csum, block["content_sha256"])
+            if block["chain"] != chain:
+                self.broken(artifact, lineno, "chain (sha256 of previous chain || this record)", chain, block["chain"])
+            prev = block["chain"] if isinstance(block["chain"], str) else chain
+            prod = block["producer"] if isinstance(block["producer"], dict) else {}
+            for key, want in producer.items():
+                if prod.get(key) != want:
+                    self.broken(artifact, lineno, f"producer.{key}", want, prod.get(key))
+            if prod.get("provenance_sha256") not in attempts:
+                self.broken(
+                    artifact, lineno, "producer.provenance_sha256 among the manifest's attempts",
+                    sorted(attempts), prod.get("provenance_sha256"),
+                )  # fmt: skip
+            rid = block["record_id"]
+            if not isinstance(rid, str):
+                self.broken(artifact, lineno, "record_id is a string", "str", repr(rid))
+                continue
+            if rid in self.records:
+                other = self.records[rid]
+                self.broken(artifact, lineno, "record_id unique in the run", f"first at {other[0]} line {other[1]}", rid)
+                continue
+            self.records[rid] = (artifact, lineno, record)
+            ids.add(rid)
+        if summary.get("count") != len(lines):
+            self.broken(artifact, None, "record count in manifest", summary.get("count"), len(lines))
+        if summary.get("chain_root") != prev:
+            self.broken(artifact, None, "chain root in manifest", summary.get("chain_root"), prev)
+
+    def check_rebuilt_attestation(self, att: dict[str, Any]) -> None:
+        try:
+            rebuilt = build_attestation(self.root, fresh=True)
+        except Exception as exc:  # an earlier broken edge made the run unreadable; already reported
+            self.broken("attestation.json", None, "rebuild from disk", "a readable run", f"{type(exc).__name__}: {exc}")
+            return
+        diff = _first_diff(rebuilt, att)
+        if diff is not None:
+            path, want, got = diff
+            self.broken("attestation.json", None, f"field {path.lstrip('.')} rebuilt from the run", want, got)
+
+    def check_parents(self) -> None:
+        for rid, (artifact, lineno, record) in self.records.items():
+            parents = record["provenance"].get("parents")
+            if not isinstance(parents, list):
+                self.broken(artifact, lineno, "parents is a list", "list", type(parents).__name__)
+                continue
+            for i, parent in enumerate(parents):
+                self.counts["parents"] += 1
+                where = f"parent {i} of {rid}"
+                if not isinstance(parent, dict) or not isinstance(parent.get("artifact"), str):
+                    self.broken(artifact, lineno, f"{where} shape", "{artifact, sha256, record_id}", repr(parent))
+                    continue
+                name, want_sha, pid = parent["artifact"], parent.get("sha256"), parent.get("record_id")
+                if Path(name).is_absolute():
+                    target = Path(name)
+                    if not target.exists():
+                        self.notes.append(f"{where}: external artifact {name} not present here; unchecked")
+                    elif want_sha is not None and digest_path(target, cache=False) != want_sha:
+                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, digest_path(target))
+                    continue
+                if name in self.ids_by_artifact:
+                    found_sha = self.file_digest.get(name)
+                    if want_sha is not None and want_sha != found_sha:
+                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, found_sha)
+                    if pid is not None and pid not in self.ids_by_artifact[name]:
+                        self.broken(artifact, lineno, f"{where}: record_id in {name}", pid, "no such record")
+                    continue
+                target = self.root / name
+                if not target.exists():
+                    self.broken(artifact, lineno, f"{where}: artifact exists", name, "missing")
+                elif want_sha is not None and digest_path(target, cache=False) != want_sha:
+                    self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, digest_path(target, cache=False))
+
+
+def _require_run(root: Path) -> None:
+    if not root.is_dir() or not (root / "run.json").is_file() or not (root / "config.resolved.yaml").is_file():
+        raise MissingFileError(
+            f"{root} is not a cleanroom run directory (expected run.json and config.resolved.yaml); pass runs/<run_id>"
+        )
+
+
+def verify_run(run_dir: str | os.PathLike[str]) -> VerifyReport:
+    """Re-check a run offline (see module docstring). :class:`MissingFileError` if it is not a run."""
+    root = Path(run_dir)
+    _require_run(root)
+    v = _Verifier(root)
+    att = v.check_attestation()
+    v.check_run_files()
+    for stage in v.stage_names():
+        v.check_stage(stage)
+    if att is not None:
+        v.check_rebuilt_attestation(att)
+    v.check_parents()
+    return VerifyReport(str(root), not v.errors, tuple(v.errors), v.counts, tuple(v.notes))
+
+
+# --------------------------------------------------------------------------- trace
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One node of a record's ancestry: a record of the run, an external artifact, or a missing link."""
+
+    kind: str  # "record" | "artifact" | "external" | "missing"
+    artifact: str
+    record_id: str | None
+    line: int | None
+    sha256: str | None  # content_sha256 for records, file digest for artifacts
+    model: dict[str, Any] | None
+    parents: tuple[TraceNode, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "artifact": self.artifact,
+            "record_id": self.record_id,
+            "line": self.line,
+            "sha256": self.sha256,
+            "model": self.model,
+            "parents": [p.to_dict() for p in self.parents],
+        }
+
+
+def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    records: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
+        manifest = json.loads((sdir / "manifest.json").read_bytes())
+        model = (manifest.get("provenance") or {}).get("model")
+        if model:
+            models[sdir.name] = {"resolved_path": model.get("resolved_path"), "files": model.get("files")}
+        for rel in manifest.get("records", {}):
+            with open(sdir / rel, "rb") as fh:
+                for lineno, raw in enumerate(fh, start=1):
+                    rec = json.loads(raw)
+                    records[rec["provenance"]["record_id"]] = (f"{sdir.name}/{rel}", lineno, rec)
+    return records, models
+
+
+def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> TraceNode:
+    """Walk *record_id* back through its parents to the roots (source records, external files, base model).
+
+    Each record node carries the model files (path and digests) of the stage that produced it.
+    :class:`InputError` when the id is not in the run.
+    """
+    root = Path(run_dir)
+    _require_run(root)
+    records, models = _index(root)
+    if record_id not in records:
+        raise InputError(f"record {record_id!r} is not in run {root}; list ids with `cleanroom verify --json`")
+
+    def walk(rid: str, seen: frozenset[str]) -> TraceNode:
+        artifact, lineno, rec = records[rid]
+        block = rec["provenance"]
+        parents = []
+        for p in block.get("parents", []):
+            pid, name = p.get("record_id"), p.get("artifact")
+            if pid in records and records[pid][0] == name and pid not in seen:
+                parents.append(walk(pid, seen | {pid}))
+            elif Path(name).is_absolute():
+                parents.append(TraceNode("external", name, pid, None, p.get("sha256"), None, ()))
+            elif (root / name).exists():
+                parents.append(TraceNode("artifact", name, pid, None, p.get("sha256"), None, ()))
+            else:
+                parents.append(TraceNode("missing", name, pid, None, p.get("sha256"), None, ()))
+        stage = artifact.split("/", 1)[0]
+        return TraceNode("record", artifact, rid, lineno, block.get("content_sha256"), models.get(stage), tuple(parents))
+
+    return walk(record_id, frozenset({record_id}))
+
+
+def format_trace(node: TraceNode, indent: int = 0) -> str:
+    """Text rendering of a trace tree: one node a line, parents indented beneath their child."""
+    pad = "  " * indent + ("<- " if indent else "")
+    if node.kind == "record":
+        head = f"{pad}{node.record_id}  [{node.artifact} line {node.line}]  content {node.sha256[:16] if node.sha256 else '-'}"
+    else:
+        sha = node.sha256[:16] if node.sha256 else "-"
+        head = f"{pad}{node.kind}: {node.artifact}" + (f" record {node.record_id}" if node.record_id else "") + f"  sha256 {sha}"
+    lines = [head]
+    if node.model:
+        files = node.model.get("files") or {}
+        lines.append("  " * (indent + 1) + f"model {node.model.get('resolved_path')} ({len(files)} files)")
+        for name, sha in sorted(files.items()):
+            lines.append("  " * (indent + 2) + f"{name}  sha256 {sha[:16]}")
+    for parent in node.parents:
+        lines.append(format_trace(parent, indent + 1))
+    return "\n".join(lines)
+
+
+__all__ = ["Broken", "TraceNode", "VerifyReport", "format_trace", "trace_record", "verify_run"]
