@@ -26,7 +26,14 @@ from cleanroom.gates.rules import RULES_BY_ID
 
 # Libraries whose from_pretrained loads a model or tokenizer (CR101).
 _LOAD_ROOTS = frozenset({"transformers", "trl", "peft", "unsloth", "optimum", "auto_gptq", "awq"})
-_LOAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "Tokenizer", "TokenizerFast", "TokenizerBase", "PreTrainedModel")
+_LOAD_SUFFIXES = (
+    "ForCausalLM",
+    "LMHeadModel",
+    "Tokenizer",
+    "TokenizerFast",
+    "TokenizerBase",
+    "PreTrainedModel",
+)
 _LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel", "PreTrainedTokenizerFast", "PreTrainedTokenizer"})
 _PIPELINES = frozenset({"transformers.pipeline", "transformers.pipelines.pipeline"})
 _CHAT_ATTRS = frozenset({"chat_template", "default_chat_template"})
@@ -58,7 +65,13 @@ class Violation:
         return f"{self.path}:{self.line}:{self.col} {self.rule} {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "line": self.line, "col": self.col, "rule": self.rule, "message": self.message}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "rule": self.rule,
+            "message": self.message,
+        }
 
 
 def _const_str(node: ast.AST) -> str | None:
@@ -158,7 +171,10 @@ def _is_loading_class(qual: str) -> bool:
 
 
 def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
-    """(name, value, node for the position) for ``k=v`` and for ``**{"k": v}`` literal keys."""
+    """(name, value, node for the position) for ``k=v`` and for ``**{"k": v}`` literal keys.
+
+    ``**dict(k=v)`` needs no special case: the inner ``dict(...)`` call is checked on its own.
+    """
     for kw in call.keywords:
         if kw.arg is not None:
             yield kw.arg, kw.value, kw
@@ -167,8 +183,6 @@ def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
                 name = _const_str(key) if key is not None else None
                 if name is not None:
                     yield name, value, key  # type: ignore[misc]
-        elif isinstance(kw.value, ast.Call) and isinstance(kw.value.func, ast.Name) and kw.value.func.id == "dict":
-            yield from _keywords(kw.value)
 
 
 def _is_const(node: ast.AST, *values: object) -> bool:
@@ -202,7 +216,11 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
                 continue
             key = _const_str(node.slice)
             if key in _CHAT_ATTRS or _attr_name(node.value) in _CHAT_ATTRS:
-                add(node, "CR201", f"{key or _attr_name(node.value)} modified through a subscript outside the loader")
+                add(
+                    node,
+                    "CR201",
+                    f"{key or _attr_name(node.value)} modified through a subscript outside the loader",
+                )
             elif key in _SPECIAL_ATTRS:
                 add(node, "CR302", f"{key!r} written through a subscript outside the loader")
         elif isinstance(node, ast.Call):

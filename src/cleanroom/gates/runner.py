@@ -45,9 +45,13 @@ def check_source(
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
         what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        found = [] if "CR901" in disabled else [
-            Violation(path, line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")
-        ]
+        found = (
+            []
+            if "CR901" in disabled
+            else [
+                Violation(path, line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")
+            ]
+        )
         return FileResult(tuple(found), (), ())
     found = [
         v
@@ -110,7 +114,9 @@ class GateReport:
             + (f", {len(self.unused_waivers)} unused" if self.unused_waivers else "")
         ]
         out += [f"  waived {w.path}:{w.covers_line} {','.join(w.rules)}: {w.reason}" for w in self.waivers]
-        out += [f"  unused waiver {w.path}:{w.line} {','.join(w.rules)}: {w.reason}" for w in self.unused_waivers]
+        out += [
+            f"  unused waiver {w.path}:{w.line} {','.join(w.rules)}: {w.reason}" for w in self.unused_waivers
+        ]
         if self.config.disable:
             out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
         return out
@@ -149,6 +155,10 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+def _never(rel: str) -> bool:
+    return False
+
+
 def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterator[Path]:
     """Python files under *paths* (absolute, sorted per folder). Files named explicitly are always
     checked; files found by walking a folder skip ``exclude``, hidden folders and virtualenvs."""
@@ -161,7 +171,11 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
             yield start
             continue
         if not start.is_dir():
-            raise MissingFileError(f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths")
+            raise MissingFileError(
+                f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths"
+            )
+        # A folder named explicitly is scanned even when an exclude pattern covers it.
+        excluded = config.is_excluded if not config.is_excluded(_rel(start, config.root)) else _never
         for folder, dirs, files in os.walk(start):
             here = Path(folder)
             dirs[:] = sorted(
@@ -170,10 +184,10 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
                 if not d.startswith(".")
                 and d not in _SKIP_DIRS
                 and not (here / d / "pyvenv.cfg").exists()
-                and not config.is_excluded(_rel(here / d, config.root))
+                and not excluded(_rel(here / d, config.root))
             )
             for name in sorted(files):
-                if name.endswith(".py") and not config.is_excluded(_rel(here / name, config.root)):
+                if name.endswith(".py") and not excluded(_rel(here / name, config.root)):
                     yield here / name
 
 

@@ -1,0 +1,13 @@
+"""CR301/CR302 negatives: reading special tokens is fine; the text in comments and strings never counts."""
+
+
+def ids(tokenizer, text):
+    # tokenizer(text, add_special_tokens=False)
+    doc = "pass add_special_tokens=False to skip BOS"
+    eos = tokenizer.eos_token_id
+    stop = [tokenizer.eos_token, tokenizer.pad_token]
+    return tokenizer(text), eos, stop, doc
+
+
+def generate(model, inputs, tokenizer):
+    return model.generate(**inputs, pad_token_id=tokenizer.eos_token_id)

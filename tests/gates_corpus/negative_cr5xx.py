@@ -1,0 +1,15 @@
+"""CR5xx negatives: safe forms, and the unsafe forms as text only."""
+import json
+
+import numpy as np
+import torch
+
+
+def safe(path, build):
+    # torch.load(path)  and  pickle.load(fh)  and  trust_remote_code=True
+    build(path, trust_remote_code=False)
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    arr = np.load(path)
+    cfg = json.load(open(path))
+    msg = "never call torch.load(path) or pickle.load(fh) on a download"
+    return state, arr, cfg, msg

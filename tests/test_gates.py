@@ -1,0 +1,212 @@
+"""The AST code gates find every violation in the corpus with no false alarm, where grep gets it wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cleanroom.cli import main
+from cleanroom.errors import ConfigError, GateError, MissingFileError
+from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
+
+CORPUS = Path(__file__).parent / "gates_corpus"
+CORPUS_FILES = sorted(CORPUS.glob("*.py"))
+_EXPECT = re.compile(r"# expect: (CR\d{3})")
+
+
+def expected(path: Path) -> set[tuple[int, str]]:
+    """(line, rule) pairs marked ``# expect: RULE`` in a corpus file."""
+    lines = path.read_text().splitlines()
+    return {(n, rule) for n, line in enumerate(lines, 1) for rule in _EXPECT.findall(line)}
+
+
+def found(path: Path, **kwargs) -> list[tuple[int, str]]:
+    return [(v.line, v.rule) for v in check_source(path.read_bytes(), path.name, **kwargs).violations]
+
+
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=[p.stem for p in CORPUS_FILES])
+def test_corpus_file_exactly_as_marked(path: Path) -> None:
+    assert sorted(found(path)) == sorted(expected(path))  # a list: a duplicate report is a failure too
+
+
+def test_corpus_covers_every_code_rule_positive_and_negative() -> None:
+    marked = {rule for p in CORPUS_FILES for _, rule in expected(p)}
+    assert marked == set(RULES_BY_ID) - {"CR902"}  # CR902 (bad waivers) is tested inline below
+    negatives = [p for p in CORPUS_FILES if p.stem.startswith("negative_")]
+    assert len(negatives) >= 5 and all(not expected(p) for p in negatives)
+    # Negatives really do contain the forbidden text (in comments, strings, docstrings).
+    text = "".join(p.read_text() for p in negatives)
+    for needle in (
+        "chat_template = None",
+        "add_special_tokens=False",
+        "from_pretrained(",
+        "torch.load(path)",
+    ):
+        assert needle in text
+
+
+def test_positions_and_line_format() -> None:
+    v = check_source("import torch\n\nx = [1,\n     torch.load('w.pt')]\n", "pkg/m.py").violations
+    assert [(x.line, x.col, x.rule) for x in v] == [(4, 6, "CR502")]
+    assert (
+        v[0]
+        .format()
+        .startswith("pkg/m.py:4:6 CR502 torch.load() without weights_only=True; pass weights_only=True")
+    )
+
+
+def _grep(pattern: str) -> set[tuple[str, int]]:
+    out = subprocess.run(["grep", "-rn", pattern, str(CORPUS)], capture_output=True, text=True).stdout
+    hits = set()
+    for line in out.splitlines():
+        file, number, _ = line.split(":", 2)
+        hits.add((Path(file).name, int(number)))
+    return hits
+
+
+@pytest.mark.skipif(shutil.which("grep") is None, reason="grep is not installed")
+@pytest.mark.parametrize(
+    ("pattern", "rule"), [("chat_template = None", "CR201"), ("add_special_tokens=False", "CR301")]
+)
+def test_seed_grep_is_wrong_where_the_gate_is_right(pattern: str, rule: str) -> None:
+    """The seed's gate was ``grep -rn PATTERN``: it alarms on comments/strings and misses real writes."""
+    truth = {(p.name, line) for p in CORPUS_FILES for line, r in expected(p) if r == rule}
+    gate = {(p.name, line) for p in CORPUS_FILES for line, r in found(p) if r == rule}
+    grep = _grep(pattern)
+    false_alarms = {hit for hit in grep if hit[0].startswith("negative_")}
+    misses = truth - grep
+    assert gate == truth
+    assert len(false_alarms) >= 2, grep
+    assert len(misses) >= 3, misses
+
+
+def test_loader_module_is_exempt_from_migration_rules_only() -> None:
+    src = "import torch\nfrom transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained('p', trust_remote_code=True)\nt.chat_template = None\ntorch.load('x')\n"
+    outside = {v.rule for v in check_source(src, "a.py").violations}
+    inside = {v.rule for v in check_source(src, "a.py", loader=True).violations}
+    assert outside == {"CR101", "CR501", "CR201", "CR502"}
+    assert inside == {"CR501", "CR502"}
+
+
+def test_waiver_with_reason_suppresses_and_is_reported() -> None:
+    src = (
+        "import torch\n"
+        "a = torch.load('x')  # cleanroom: allow[CR502] our own checkpoint, written by this run\n"
+        "# cleanroom: allow[CR501,CR502] reviewed the code at rev abc\n"
+        "b = torch.load('x', trust_remote_code=True)\n"
+        "c = torch.load('x')\n"
+        's = "# cleanroom: allow[CR502] in a string is not a waiver"; d = torch.load(s)\n'
+    )
+    result = check_source(src, "w.py")
+    assert [(v.line, v.rule) for v in result.violations] == [(5, "CR502"), (6, "CR502")]
+    assert [(w.covers_line, w.rules, w.reason) for w in result.used_waivers] == [
+        (2, ("CR502",), "our own checkpoint, written by this run"),
+        (4, ("CR501", "CR502"), "reviewed the code at rev abc"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("comment", "problem"),
+    [
+        ("allow[CR502]", "has no reason"),
+        ("allow[CR999] because", "unknown rule(s) CR999"),
+        ("allow[] x", "names no rule"),
+    ],
+)
+def test_bad_waiver_is_a_violation_and_waives_nothing(comment: str, problem: str) -> None:
+    result = check_source(f"import torch\nx = torch.load('p')  # cleanroom: {comment}\n", "w.py")
+    assert [v.rule for v in result.violations] == ["CR502", "CR902"]
+    assert problem in result.violations[1].message and not result.used_waivers
+
+
+def test_wrong_rule_waiver_is_unused_not_suppressing() -> None:
+    result = check_source("import torch\nx = torch.load('p')  # cleanroom: allow[CR501] wrong rule\n", "w.py")
+    assert [v.rule for v in result.violations] == ["CR502"]
+    assert len(result.unused_waivers) == 1
+
+
+def _repo(tmp_path: Path, table: str) -> Path:
+    (tmp_path / "pyproject.toml").write_text(f"[project]\nname = 'x'\n\n[tool.cleanroom.gates]\n{table}\n")
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "load.py").write_text(
+        "from transformers import AutoTokenizer\nT = AutoTokenizer.from_pretrained('p')\n"
+    )
+    (tmp_path / "src" / "train.py").write_text("def f(tok):\n    tok.chat_template = None\n")
+    (tmp_path / "vendor").mkdir(exist_ok=True)
+    (tmp_path / "vendor" / "bad.py").write_text("import pickle\npickle.load(open('m.pkl', 'rb'))\n")
+    return tmp_path / "pyproject.toml"
+
+
+def test_config_paths_exclude_loader_and_disable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pyproject = _repo(tmp_path, 'paths = ["."]\nexclude = ["vendor"]\nloader_modules = ["src/load.py"]')
+    report = run_gates(load_config(pyproject))
+    assert report.files_checked == 2 and report.lines()[0].startswith("src/train.py:2:5 CR201 ")
+    assert len(report.violations) == 1
+    with pytest.raises(GateError, match="1 code gate violation"):
+        report.raise_if_failed()
+    disabled = load_config(_repo(tmp_path, 'loader_modules = ["load"]\ndisable = ["CR201", "CR503"]'))
+    assert run_gates(disabled).ok  # dotted loader name, vendor scanned but CR503 off
+    assert load_config(start=tmp_path / "src").root == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ('exlude = ["x"]', "unknown key"),
+        ('paths = "src"', "list of non-empty strings"),
+        ('disable = ["CR999"]', "unknown rule"),
+        ("loader_modules = [1]", "list of non-empty strings"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path: Path, table: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_repo(tmp_path, table))
+
+
+def test_missing_path_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="no such file or folder"):
+        run_gates(GateConfig(root=tmp_path), [tmp_path / "nope"])
+
+
+def test_cli_exit_codes_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, 'exclude = ["vendor"]\nloader_modules = ["src/load.py"]')
+    assert main(["gates"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("src/train.py:2:5 CR201 chat_template assigned outside the loader; ")
+    assert out[1] == "cleanroom gates: 2 files, 1 violation(s) (CR201: 1), 0 waiver(s)"
+    assert main(["gates", "src/load.py", "--json"]) == 0  # its from_pretrained is allowed: it is the loader
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["files_checked"] == 1 and data["counts"]["CR101"] == 0
+    (tmp_path / "src" / "train.py").write_text("def f(tok):\n    return tok.chat_template is None\n")
+    assert main(["gates"]) == 0
+    assert main(["gates", "--config", str(tmp_path / "missing.toml")]) == 2
+    (tmp_path / "pyproject.toml").write_text("[tool.cleanroom.gates]\nbogus = 1\n")
+    assert main(["gates"]) == 2
+    assert "ConfigError" in capsys.readouterr().err
+    assert main(["gates", "--list-rules"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(RULES)
+
+
+def test_cli_json_on_the_corpus_counts_every_rule(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(CORPUS)
+    assert main(["gates", ".", "--json", "--config", str(CORPUS / "missing.toml")]) == 2
+    capsys.readouterr()
+    monkeypatch.chdir(CORPUS.parent)  # no pyproject in tests/: the nearest is cleanroom's own
+    assert main(["gates", str(CORPUS), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    truth = sum(len(expected(p)) for p in CORPUS_FILES)
+    assert len(data["violations"]) == truth and data["files_checked"] == len(CORPUS_FILES)
+    assert all(n > 0 for rule, n in data["counts"].items() if rule != "CR902")
+
+
+def test_command_module_imports_nothing_heavy() -> None:
+    code = "import sys, cleanroom.cli.gates_cmd, cleanroom.gates; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
