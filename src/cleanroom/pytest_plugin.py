@@ -29,11 +29,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"seed for tests that draw random numbers (default: $CLEANROOM_SEED or {DEFAULT_SEED})",
     )
+    group.addoption(
+        "--cleanroom-gates",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATHS",
+        help="add one test item per code gate rule over PATHS (write --cleanroom-gates=a,b; "
+        "default: [tool.cleanroom.gates] paths of the nearest pyproject.toml)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (the deployment gate); skipped with a reason elsewhere")
     config.addinivalue_line("markers", "slow: takes more than ~10 s on 2 CPU cores; still runs in CI")
+    gates = config.getoption("--cleanroom-gates", default=None)
+    if gates is not None and not config.pluginmanager.has_plugin("cleanroom-gates"):
+        from cleanroom.gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
+
+        config.pluginmanager.register(GatesPlugin(config, gates), "cleanroom-gates")
 
 
 def _seed(config: pytest.Config) -> int:

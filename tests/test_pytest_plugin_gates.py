@@ -1,0 +1,84 @@
+"""``pytest --cleanroom-gates[=PATHS]`` adds one test item per gate rule over the user's repository."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleanroom.gates import RULES
+
+N_RULES = len(RULES)
+
+PYPROJECT = """
+[tool.cleanroom.gates]
+paths = ["scripts"]
+loader_modules = ["scripts/load.py"]
+"""
+LOADER = (
+    "from transformers import AutoTokenizer\n\ndef load(p):\n    return AutoTokenizer.from_pretrained(p)\n"
+)
+TRAIN = (
+    "import torch\n\n"
+    "def train(tok, path):\n"
+    "    tok.chat_template = None\n"
+    "    return torch.load(path)  # cleanroom: allow[CR502] our own optimizer state\n"
+)
+
+
+def _repo(pytester: pytest.Pytester, train: str = TRAIN) -> None:
+    pytester.makefile(".toml", pyproject=PYPROJECT)
+    pytester.mkdir("scripts")
+    (pytester.path / "scripts" / "load.py").write_text(LOADER)
+    (pytester.path / "scripts" / "train.py").write_text(train)
+    pytester.makepyfile(test_unit="def test_unit(): pass")
+
+
+def test_violation_fails_its_rule_item_only(pytester: pytest.Pytester) -> None:
+    _repo(pytester)
+    result = pytester.runpytest("--cleanroom-gates", "-v")
+    result.assert_outcomes(passed=N_RULES, failed=1)  # test_unit + every rule but CR201
+    result.stdout.fnmatch_lines(
+        [
+            "*cleanroom-gates::CR101 PASSED*",
+            "*cleanroom-gates::CR201 FAILED*",
+            "*CR201 chat-template-write:*",
+            "scripts/train.py:4:5 CR201 chat_template assigned outside the loader;*",
+            "*cleanroom gates*",
+            "*waived scripts/train.py:5 CR502: our own optimizer state*",
+        ]
+    )
+    assert result.ret == 1
+
+
+def test_clean_repository_passes_every_rule(pytester: pytest.Pytester) -> None:
+    _repo(pytester, train="def train(tok):\n    return tok.chat_template is None\n")
+    result = pytester.runpytest("--cleanroom-gates")
+    result.assert_outcomes(passed=N_RULES + 1)
+    assert result.ret == 0
+
+
+def test_without_the_option_no_gate_items(pytester: pytest.Pytester) -> None:
+    _repo(pytester)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_explicit_paths_and_keyword_selection(pytester: pytest.Pytester) -> None:
+    _repo(pytester)
+    pytester.mkdir("other")
+    (pytester.path / "other" / "x.py").write_text("import pickle\npickle.loads(b'')\n")
+    result = pytester.runpytest("--cleanroom-gates=other", "-k", "CR503 or CR201", "-v")
+    # only other/ is gated: CR201 (in scripts/) passes, CR503 (in other/) fails
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["other/x.py:2:1 CR503 pickle.loads() unpickles;*"])
+
+
+def test_disabled_rule_skips_and_bad_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    _repo(pytester)
+    pytester.makefile(".toml", pyproject=PYPROJECT + 'disable = ["CR201"]\n')
+    result = pytester.runpytest("--cleanroom-gates", "-rs")
+    result.assert_outcomes(passed=N_RULES, skipped=1)
+    result.stdout.fnmatch_lines(["*CR201 is disabled in*pyproject.toml*"])
+    pytester.makefile(".toml", pyproject=PYPROJECT + "colour = 1\n")
+    bad = pytester.runpytest("--cleanroom-gates")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--cleanroom-gates:*unknown key(s) colour*"])
