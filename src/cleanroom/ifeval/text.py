@@ -10,6 +10,9 @@ Everything here ships inside PyPI wheels and needs no download.
   keeps a list item without final punctuation as its own segment when it is on its own line, punkt
   glues consecutive lines together unless a period ends them. Counts near an "at least"/"less than"
   boundary can therefore differ by one from a punkt-based scorer on such texts.
+  pysbd also keeps text inside quotes and brackets as one sentence, which neither punkt nor the
+  reference splitter does; we mask those characters before segmenting so a quoted or JSON-wrapped
+  answer counts its sentences.
 * Words (``count_words``): ``\\w+`` runs, exactly as the reference's ``RegexpTokenizer(r"\\w+")``.
 * Word tokens for capital-word counting (``word_tokens``): a regex approximation of NLTK's
   ``word_tokenize`` (Treebank): words keep inner hyphens and apostrophes, punctuation is split off,
@@ -50,19 +53,25 @@ def _segmenter():
         import pysbd
     except ImportError as exc:  # pragma: no cover - pysbd is a core dependency
         raise DependencyError("pysbd is missing; the sentence splitter needs it: pip install 'pysbd>=0.3.4'") from exc
-    return pysbd.Segmenter(language="en", clean=False)
+    return pysbd.Segmenter(language="en", clean=False, char_span=True)
 
 
 _SEG_LOCK = threading.Lock()
+_NEUTRAL = str.maketrans({c: "|" for c in "\"“”«»()[]{}"})
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` by pysbd (English rules), empty segments dropped."""
+    """Sentences of ``text`` by pysbd (English rules); segments without a word character dropped."""
     if not text.strip():
         return []
+    # pysbd never splits inside quotes or brackets; the reference splitter does. Neutralise them
+    # (same length, so the character spans still index the original text).
+    masked = text.translate(_NEUTRAL)
     with _SEG_LOCK:  # pysbd keeps per-call state on the segmenter object
-        segments = _segmenter().segment(text)
-    return [s for s in segments if s.strip()]
+        spans = _segmenter().segment(masked)
+    segments = [text[span.start : span.end] for span in spans]
+    # A segment without a word character (a lone closing quote or brace) is not a sentence.
+    return [s for s in segments if _WORD_RE.search(s)]
 
 
 def count_sentences(text: str) -> int:

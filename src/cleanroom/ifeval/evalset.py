@@ -1,0 +1,399 @@
+"""The embedded eval set and the disjoint SFT instruction pool: a seeded, versioned generator.
+
+Both sets come from this module's own task templates, topics and instruction phrasings. They are
+disjoint by construction (topics are split in two, the eval set and the pool use different task
+templates and different wordings of every instruction) and by check: :func:`check_overlap` proves
+no prompt and no word 13-gram is shared (13-grams as in the GPT-3 contamination study, Brown et al.
+2020 §C). The generator's digest (sha256 of this file's source) goes into provenance, so a changed
+template is a changed eval set.
+
+Combinations are restricted so every prompt is satisfiable: at most one structural instruction
+(sections, bullets, paragraphs, two responses, JSON, fixed answer, repeat-the-request), at most one
+case instruction, and the explicit conflicts in ``_CONFLICTS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cleanroom.errors import ContaminationError, InputError
+from cleanroom.ifeval.io import PromptRecord, prompt_record_from_dict, write_jsonl
+
+GENERATOR_VERSION = "1"
+GENERATOR_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+EVAL_KEY_BASE = 100_000
+POOL_KEY_BASE = 200_000
+
+_TOPICS = [
+    "city gardens", "the history of maps", "learning to swim", "rainy weekends", "a small bakery",
+    "bicycle repair", "night trains", "public libraries", "mountain weather", "saving money",
+    "ocean tides", "a school science fair", "birds in winter", "old radios", "planting trees",
+    "team sports", "cooking rice", "a museum visit", "desert plants", "sleep habits",
+    "street markets", "the first telephone", "home composting", "river boats", "a quiet morning",
+    "paper airplanes", "solar panels", "board games", "a lost umbrella", "coral reefs",
+    "the moon landing", "honey bees", "a neighborhood festival", "learning a new language",
+    "volcano safety", "tea ceremonies", "a long hike", "recycling glass", "the printing press",
+    "kite flying", "snow days", "a family recipe", "lighthouses", "electric cars", "pottery",
+    "a first job interview", "train stations", "wild mushrooms", "a broken clock", "space telescopes",
+    "village wells", "chess openings", "a summer camp", "the water cycle", "hot air balloons",
+    "farm animals", "a rainy commute", "ancient roads", "public parks", "desk plants",
+    "wind turbines", "a birthday party", "fishing villages", "the metric system", "night skies",
+    "bread baking", "a talent show", "mountain lakes", "book clubs", "sea turtles",
+    "paper money", "a garden shed", "marathon training", "city buses", "handwritten letters",
+    "a thunderstorm", "orchards", "the invention of glass", "a flea market", "penguins",
+]
+
+_EVAL_TASKS = [
+    "Write a short essay about {topic}.",
+    "Write a blog post about {topic} for curious readers.",
+    "Describe {topic} to a ten year old.",
+    "Write a story that takes place around {topic}.",
+    "Give advice to someone who wants to learn about {topic}.",
+    "Write a newsletter item about {topic}.",
+]
+_POOL_TASKS = [
+    "Compose a brief article on {topic}.",
+    "Explain {topic} to a new neighbor.",
+    "Draft a speech for a town meeting on {topic}.",
+    "Tell a tale set among {topic}.",
+    "List reasons people enjoy {topic} and explain them.",
+    "Prepare notes for a class discussion on {topic}.",
+]
+
+# Words the teacher never writes, so "forbidden"/"less than" instructions on them are satisfiable.
+KEYWORDS = ["lantern", "harvest", "compass", "meadow", "ribbon", "pebble", "thunder", "velvet",
+            "orchid", "saddle", "marble", "canyon", "puddle", "tandem", "cobalt", "summit"]
+FIRST_WORDS = ["today", "meanwhile", "finally", "honestly", "sometimes", "often", "later", "after"]
+END_PHRASES = ["That is all for now.", "Thank you for reading.", "Let me know if you have more."]
+RARE_LETTERS = ["q", "z", "x", "j"]
+COMMON_LETTERS = ["a", "e", "o", "t", "n", "s", "r", "l"]
+
+# instruction id -> (eval wording, pool wording); {name} fields come from the kwargs.
+_DESC: dict[str, tuple[str, str]] = {
+    "change_case:capital_word_frequency": (
+        "Words in all capital letters should appear {capital_relation} {capital_frequency} times.",
+        "Make sure the count of fully capitalized words is {capital_relation} {capital_frequency}.",
+    ),
+    "change_case:english_capital": (
+        "Your entire answer must be in English and in capital letters only.",
+        "Reply in English using uppercase letters throughout.",
+    ),
+    "change_case:english_lowercase": (
+        "Your whole answer must be in English and written in lowercase letters only.",
+        "Use only lowercase English letters in the reply; capitals are not allowed.",
+    ),
+    "combination:repeat_prompt": (
+        "First repeat the request above word for word and then give your answer.",
+        "Begin by copying my request exactly before you answer it.",
+    ),
+    "combination:two_responses": (
+        "Give two different answers separated by six asterisks like this: ******.",
+        "Provide a pair of distinct replies with ****** between them.",
+    ),
+    "detectable_content:number_placeholders": (
+        "Include at least {num_placeholders} placeholders in square brackets such as [name].",
+        "Leave {num_placeholders} or more blanks written in square brackets like [date].",
+    ),
+    "detectable_content:postscript": (
+        "End with a postscript that starts with {postscript_marker}",
+        "Add a final note beginning with {postscript_marker}",
+    ),
+    "detectable_format:constrained_response": (
+        "Start your answer with one of these options: My answer is yes. / My answer is no. / My answer is maybe.",
+        "Include exactly one of the phrases My answer is yes. or My answer is no. or My answer is maybe.",
+    ),
+    "detectable_format:json_format": (
+        "Wrap the whole output in valid JSON.",
+        "Return the entire reply as a JSON object.",
+    ),
+    "detectable_format:multiple_sections": (
+        "Split the answer into {num_sections} sections and start each one with {section_spliter} X.",
+        "Organize the reply as {num_sections} parts marked {section_spliter} 1 and {section_spliter} 2 and so on.",
+    ),
+    "detectable_format:number_bullet_lists": (
+        "Use exactly {num_bullets} markdown bullet points such as * this point.",
+        "Your reply needs precisely {num_bullets} bullets written with an asterisk.",
+    ),
+    "detectable_format:number_highlighted_sections": (
+        "Highlight at least {num_highlights} parts with markdown such as *highlighted part*.",
+        "Mark {num_highlights} or more phrases in italics using single asterisks.",
+    ),
+    "detectable_format:title": (
+        "Give the answer a title in double angular brackets such as <<my title>>.",
+        "Put a heading wrapped in << and >> at the top.",
+    ),
+    "keywords:existence": (
+        "Mention the words {keywords_text} somewhere in the answer.",
+        "Be sure to use the terms {keywords_text}.",
+    ),
+    "keywords:forbidden_words": (
+        "Do not use the words {forbidden_text} anywhere.",
+        "Avoid the terms {forbidden_text} completely.",
+    ),
+    "keywords:frequency": (
+        "The word {keyword} should appear {relation} {frequency} times.",
+        "Use the term {keyword} {relation} {frequency} times in total.",
+    ),
+    "keywords:letter_frequency": (
+        "The letter {letter} should appear {let_relation} {let_frequency} times.",
+        "Make the character {letter} occur {let_relation} {let_frequency} times.",
+    ),
+    "length_constraints:nth_paragraph_first_word": (
+        "Write {num_paragraphs} paragraphs separated by blank lines and start paragraph {nth_paragraph} with the word {first_word}.",
+        "Use {num_paragraphs} blocks of text divided by empty lines; block {nth_paragraph} must open with {first_word}.",
+    ),
+    "length_constraints:number_paragraphs": (
+        "Write exactly {num_paragraphs} paragraphs separated by the markdown divider ***.",
+        "The reply must have {num_paragraphs} paragraphs with *** between them.",
+    ),
+    "length_constraints:number_sentences": (
+        "Your answer should contain {relation} {num_sentences} sentences.",
+        "Keep the sentence count {relation} {num_sentences}.",
+    ),
+    "length_constraints:number_words": (
+        "Answer with {relation} {num_words} words.",
+        "The reply should run {relation} {num_words} words.",
+    ),
+    "punctuation:no_comma": (
+        "Do not use any commas.",
+        "Refrain from commas entirely.",
+    ),
+    "startend:end_checker": (
+        "Finish with the exact phrase {end_phrase} and nothing after it.",
+        "The final words of the reply must be {end_phrase}",
+    ),
+    "startend:quotation": (
+        "Wrap the entire answer in double quotation marks.",
+        "Put the whole reply inside double quotes.",
+    ),
+}
+
+GENERATED_TYPES: tuple[str, ...] = tuple(sorted(_DESC))
+_STRUCTURE = {
+    "combination:repeat_prompt", "combination:two_responses", "detectable_format:constrained_response",
+    "detectable_format:json_format", "detectable_format:multiple_sections",
+    "detectable_format:number_bullet_lists", "length_constraints:nth_paragraph_first_word",
+    "length_constraints:number_paragraphs",
+}
+_CASE = {"change_case:capital_word_frequency", "change_case:english_capital", "change_case:english_lowercase"}
+_CONFLICTS = {
+    frozenset(p)
+    for p in [
+        ("detectable_format:json_format", "startend:quotation"),
+        ("detectable_format:json_format", "startend:end_checker"),
+        ("detectable_format:constrained_response", "change_case:english_lowercase"),
+        ("detectable_format:constrained_response", "change_case:english_capital"),
+        ("detectable_format:multiple_sections", "change_case:english_lowercase"),
+        ("detectable_format:multiple_sections", "change_case:english_capital"),
+        ("detectable_format:multiple_sections", "change_case:capital_word_frequency"),
+        ("combination:repeat_prompt", "change_case:english_lowercase"),
+        ("combination:repeat_prompt", "change_case:english_capital"),
+        ("combination:repeat_prompt", "change_case:capital_word_frequency"),
+        ("combination:repeat_prompt", "keywords:letter_frequency"),
+        ("combination:repeat_prompt", "keywords:frequency"),
+        ("combination:repeat_prompt", "keywords:forbidden_words"),
+        ("combination:repeat_prompt", "startend:quotation"),
+        ("combination:repeat_prompt", "length_constraints:number_sentences"),
+        ("combination:repeat_prompt", "length_constraints:number_words"),
+        ("keywords:existence", "keywords:forbidden_words"),
+        ("keywords:existence", "keywords:frequency"),
+        ("keywords:forbidden_words", "keywords:frequency"),
+    ]
+}
+
+
+def _compatible(chosen: list[str], candidate: str) -> bool:
+    if candidate in chosen:
+        return False
+    if candidate in _STRUCTURE and any(c in _STRUCTURE for c in chosen):
+        return False
+    if candidate in _CASE and any(c in _CASE for c in chosen):
+        return False
+    return not any(frozenset((c, candidate)) in _CONFLICTS for c in chosen)
+
+
+def _pick(rng: np.random.Generator, items: list) -> Any:
+    return items[int(rng.integers(len(items)))]
+
+
+def _kwargs_for(iid: str, rng: np.random.Generator) -> dict[str, Any]:
+    rel = _pick(rng, ["less than", "at least"])
+    if iid == "change_case:capital_word_frequency":
+        return {"capital_relation": rel, "capital_frequency": int(rng.integers(3, 9))}
+    if iid == "detectable_content:number_placeholders":
+        return {"num_placeholders": int(rng.integers(1, 5))}
+    if iid == "detectable_content:postscript":
+        return {"postscript_marker": _pick(rng, ["P.S.", "P.P.S"])}
+    if iid == "detectable_format:multiple_sections":
+        return {"num_sections": int(rng.integers(2, 5)), "section_spliter": _pick(rng, ["SECTION", "Section"])}
+    if iid == "detectable_format:number_bullet_lists":
+        return {"num_bullets": int(rng.integers(2, 6))}
+    if iid == "detectable_format:number_highlighted_sections":
+        return {"num_highlights": int(rng.integers(1, 4))}
+    if iid == "keywords:existence":
+        idx = rng.choice(len(KEYWORDS), size=2, replace=False)
+        return {"keywords": [KEYWORDS[int(i)] for i in idx]}
+    if iid == "keywords:forbidden_words":
+        idx = rng.choice(len(KEYWORDS), size=2, replace=False)
+        return {"forbidden_words": [KEYWORDS[int(i)] for i in idx]}
+    if iid == "keywords:frequency":
+        return {"keyword": _pick(rng, KEYWORDS), "relation": rel, "frequency": int(rng.integers(1, 4))}
+    if iid == "keywords:letter_frequency":
+        if rel == "less than":
+            return {"letter": _pick(rng, RARE_LETTERS), "let_relation": rel, "let_frequency": int(rng.integers(1, 4))}
+        return {"letter": _pick(rng, COMMON_LETTERS), "let_relation": rel, "let_frequency": int(rng.integers(5, 16))}
+    if iid == "length_constraints:nth_paragraph_first_word":
+        n = int(rng.integers(2, 5))
+        return {"num_paragraphs": n, "nth_paragraph": int(rng.integers(1, n + 1)), "first_word": _pick(rng, FIRST_WORDS)}
+    if iid == "length_constraints:number_paragraphs":
+        return {"num_paragraphs": int(rng.integers(2, 5))}
+    if iid == "length_constraints:number_sentences":
+        if rel == "less than":
+            return {"relation": rel, "num_sentences": int(rng.integers(8, 15))}
+        return {"relation": rel, "num_sentences": int(rng.integers(2, 10))}
+    if iid == "length_constraints:number_words":
+        if rel == "less than":
+            return {"relation": rel, "num_words": int(rng.integers(12, 31)) * 10}
+        return {"relation": rel, "num_words": int(rng.integers(4, 26)) * 10}
+    if iid == "startend:end_checker":
+        return {"end_phrase": _pick(rng, END_PHRASES)}
+    return {}
+
+
+def _describe(iid: str, kwargs: Mapping[str, Any], variant: int) -> str:
+    fields = dict(kwargs)
+    if "keywords" in fields:
+        fields["keywords_text"] = " and ".join(fields["keywords"])
+    if "forbidden_words" in fields:
+        fields["forbidden_text"] = " or ".join(fields["forbidden_words"])
+    return _DESC[iid][variant].format(**fields)
+
+
+def generate_prompts(n: int, *, seed: int, split: str) -> list[PromptRecord]:
+    """``n`` prompts for ``split`` ("eval" or "pool") with 1–3 compatible instructions each."""
+    if split not in ("eval", "pool"):
+        raise InputError(f"split must be 'eval' or 'pool', got {split!r}")
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}")
+    variant = 0 if split == "eval" else 1
+    topics = _TOPICS[variant::2]
+    tasks = _EVAL_TASKS if split == "eval" else _POOL_TASKS
+    key_base = EVAL_KEY_BASE if split == "eval" else POOL_KEY_BASE
+    rng = np.random.default_rng([seed, variant, int(GENERATOR_VERSION)])
+    records: list[PromptRecord] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(records) < n:
+        attempts += 1
+        if attempts > 50 * n:
+            raise InputError(f"could not generate {n} distinct {split} prompts; too few templates/topics")
+        # Cycle the types so all are covered evenly; then add 0–2 compatible extras.
+        first = GENERATED_TYPES[(len(records) + int(rng.integers(len(GENERATED_TYPES)))) % len(GENERATED_TYPES)]
+        chosen = [first]
+        for _ in range(int(rng.integers(0, 3))):
+            options = [t for t in GENERATED_TYPES if _compatible(chosen, t)]
+            if options:
+                chosen.append(_pick(rng, options))
+        # repeat_prompt goes last so the request it repeats is everything before it.
+        chosen.sort(key=lambda t: t == "combination:repeat_prompt")
+        task = _pick(rng, tasks).format(topic=_pick(rng, topics))
+        kwargs = [_kwargs_for(t, rng) for t in chosen]
+        parts = [task]
+        for t, kw in zip(chosen, kwargs, strict=True):
+            if t == "combination:repeat_prompt":
+                kw["prompt_to_repeat"] = " ".join(parts)
+            parts.append(_describe(t, kw, variant))
+        prompt = " ".join(parts)
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        obj = {"key": key_base + len(records), "prompt": prompt, "instruction_id_list": chosen, "kwargs": kwargs}
+        records.append(prompt_record_from_dict(obj, where=f"generated {split} prompt {obj['key']}"))
+    return records
+
+
+# ------------------------------------------------------------------------------------------- overlap
+
+def _text_of(item: Any) -> str:
+    if isinstance(item, PromptRecord):
+        return item.prompt
+    if isinstance(item, Mapping):
+        return str(item["prompt"])
+    if isinstance(item, str):
+        return item
+    raise InputError(f"expected a prompt string, mapping or PromptRecord, got {type(item).__name__}")
+
+
+def _normalize(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Word n-grams of lowercased ``\\w+`` tokens (a text shorter than n gives its whole token tuple)."""
+    words = _normalize(text)
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def check_overlap(eval_prompts: Iterable[Any], pool_prompts: Iterable[Any], n: int = 13) -> None:
+    """Raise ContaminationError if the sets share a prompt (after normalisation) or a word ``n``-gram.
+
+    InputError if either set is empty or ``n < 1``.
+    """
+    if n < 1:
+        raise InputError(f"n-gram length must be >= 1, got {n}")
+    eval_texts = [_text_of(p) for p in eval_prompts]
+    pool_texts = [_text_of(p) for p in pool_prompts]
+    if not eval_texts or not pool_texts:
+        raise InputError("overlap check needs a non-empty eval set and a non-empty pool")
+    eval_norm = {" ".join(_normalize(t)): i for i, t in enumerate(eval_texts)}
+    for j, t in enumerate(pool_texts):
+        i = eval_norm.get(" ".join(_normalize(t)))
+        if i is not None:
+            raise ContaminationError(
+                f"pool prompt {j} is eval prompt {i} ({t[:60]!r}...); regenerate the pool or drop the prompt"
+            )
+    index: dict[tuple[str, ...], int] = {}
+    for i, t in enumerate(eval_texts):
+        for g in ngrams(t, n):
+            index.setdefault(g, i)
+    for j, t in enumerate(pool_texts):
+        for g in ngrams(t, n):
+            if g in index:
+                raise ContaminationError(
+                    f"pool prompt {j} shares the {n}-gram {' '.join(g)!r} with eval prompt {index[g]}; "
+                    "the SFT pool must not overlap the eval set"
+                )
+
+
+def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:
+    """Write ``eval_prompts.jsonl`` and ``sft_pool.jsonl`` under ``out_dir``; return their digests.
+
+    The pool is checked against the eval set with :func:`check_overlap` before anything is written.
+    """
+    if n_eval < 1 or n_pool < 1:
+        raise InputError(f"n_eval and n_pool must be >= 1, got {n_eval}, {n_pool}")
+    eval_set = generate_prompts(n_eval, seed=seed, split="eval")
+    pool = generate_prompts(n_pool, seed=seed, split="pool")
+    check_overlap(eval_set, pool, n=13)
+    out = Path(out_dir)
+    eval_sha = write_jsonl(out / "eval_prompts.jsonl", [r.to_dict() for r in eval_set])
+    pool_sha = write_jsonl(out / "sft_pool.jsonl", [r.to_dict() for r in pool])
+    covered = sorted({i for r in eval_set for i in r.instruction_id_list})
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "generator_digest": GENERATOR_DIGEST,
+        "seed": seed,
+        "n_eval": len(eval_set),
+        "n_pool": len(pool),
+        "eval_prompts_sha256": eval_sha,
+        "sft_pool_sha256": pool_sha,
+        "types_covered": covered,
+    }
