@@ -1,0 +1,214 @@
+"""cleanroom.artifacts / cleanroom.verify: record blocks, chains, resume, manifests, attestation, verify and trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cleanroom.artifacts import (
+    CHAIN_SEED,
+    RunDir,
+    build_attestation,
+    read_records,
+    trace_record,
+    verify_run,
+    write_records,
+)
+from cleanroom.errors import ConfigError, InputError, MissingFileError, ProvenanceError
+from cleanroom.provenance import canonical_json, capture_provenance, content_sha256, hash_file, sha256_hex
+
+CONFIG = {"model": {"path": "tiny"}, "seed": 0, "sft": {"lr": 0.0002}}
+
+
+def _make_run(root: Path) -> tuple[RunDir, list[str], list[str]]:
+    run = RunDir.create(root, "r1", CONFIG)
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", config=CONFIG)) as st:
+        w = st.jsonl("generations.jsonl")
+        gen_ids = [w.write({"prompt": f"p{i}", "text": f"t{i}"}, record_id=f"gen:{i}") for i in range(4)]
+    sft_prov = capture_provenance("sft", run_id="r1", config=CONFIG)
+    with run.stage("sft", provenance=sft_prov, inputs=["gen/generations.jsonl"]) as st:
+        w = st.jsonl("examples.jsonl")
+        ex_ids = [w.write({"n": i}, parents=[run.ref("gen/generations.jsonl", g)]) for i, g in enumerate(gen_ids)]
+        (st.dir / "adapter").mkdir()
+        (st.dir / "adapter" / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 4)
+    run.finalize()
+    return run, gen_ids, ex_ids
+
+
+def test_record_block_and_chain_by_hand(tmp_path) -> None:
+    run, gen_ids, _ = _make_run(tmp_path)
+    lines = (run.path / "gen" / "generations.jsonl").read_bytes().splitlines()
+    first = json.loads(lines[0])
+    block = first["provenance"]
+    assert block["record_id"] == "gen:0"
+    assert block["content_sha256"] == sha256_hex(b'{"prompt":"p0","text":"t0"}')
+    assert block["parents"] == []
+    manifest = json.loads((run.path / "gen" / "manifest.json").read_text())
+    assert block["producer"] == {
+        "stage": "gen",
+        "run_id": "r1",
+        "config_sha256": sha256_hex(canonical_json(CONFIG)),
+        "provenance_sha256": manifest["provenance_sha256"],
+    }
+    # chain_1 = sha256(seed_hex || canonical record without the chain key); the line is canonical JSON.
+    body = {**first, "provenance": {k: v for k, v in block.items() if k != "chain"}}
+    assert block["chain"] == sha256_hex(CHAIN_SEED.encode() + canonical_json(body))
+    assert lines[0] == canonical_json(first)
+    last = json.loads(lines[-1])["provenance"]["chain"]
+    assert manifest["records"]["generations.jsonl"] == {"count": 4, "chain_root": last}
+    assert manifest["files"]["generations.jsonl"]["sha256"] == hash_file(run.path / "gen" / "generations.jsonl")
+
+
+def test_manifest_and_attestation_shape(tmp_path) -> None:
+    run, _, _ = _make_run(tmp_path)
+    sft = json.loads((run.path / "sft" / "manifest.json").read_text())
+    assert set(sft["files"]) == {"examples.jsonl", "stage.json", "adapter/adapter_model.safetensors"}
+    assert sft["inputs"] == [
+        {"path": "gen/generations.jsonl", "sha256": hash_file(run.path / "gen" / "generations.jsonl")}
+    ]
+    att = json.loads((run.path / "attestation.json").read_text())
+    assert att["_type"] == "https://in-toto.io/Statement/v1"
+    names = {s["name"]: s["digest"]["sha256"] for s in att["subject"]}
+    assert names["sft/adapter/adapter_model.safetensors"] == hash_file(
+        run.path / "sft" / "adapter" / "adapter_model.safetensors"
+    )
+    assert names["gen/manifest.json"] == hash_file(run.path / "gen" / "manifest.json")
+    assert att["predicate"]["parameters"] == CONFIG
+    assert any(d["name"] == "cleanroom-code" for d in att["predicate"]["dependencies"])
+    assert build_attestation(run.path) == att
+
+
+def test_verify_passes_and_trace_walks_to_the_root(tmp_path) -> None:
+    run, gen_ids, ex_ids = _make_run(tmp_path)
+    report = verify_run(run.path)
+    assert report.ok, report.errors
+    assert report.counts == {"stages": 2, "files": 5, "records": 8, "parents": 4}
+    node = trace_record(run.path, ex_ids[2])
+    assert (node.artifact, node.line) == ("sft/examples.jsonl", 3)
+    assert [(p.record_id, p.artifact, p.line) for p in node.parents] == [("gen:2", "gen/generations.jsonl", 3)]
+    assert node.parents[0].parents == ()
+    with pytest.raises(InputError):
+        trace_record(run.path, "no-such-id")
+
+
+def _edit(path: Path, fn) -> None:
+    path.write_bytes(fn(path.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    ("target", "edit", "file", "line", "check"),
+    [
+        ("gen/generations.jsonl", lambda b: b.replace(b'"t2"', b'"T2"'), "gen/generations.jsonl", 3, "content_sha256"),
+        ("gen/generations.jsonl", lambda b: b"".join(reversed(b.splitlines(True))), "gen/generations.jsonl", 1, "chain"),
+        ("sft/examples.jsonl", lambda b: b"".join(b.splitlines(True)[1:]), "sft/examples.jsonl", 1, "chain"),
+        ("sft/examples.jsonl", lambda b: b"".join(b.splitlines(True)[:-1]), "sft/examples.jsonl", None, "count"),
+        ("sft/adapter/adapter_model.safetensors", lambda b: b[::-1], "sft/adapter/adapter_model.safetensors", None, "sha256"),
+        ("gen/manifest.json", lambda b: b.replace(b'"count": 4', b'"count": 5'), "gen/manifest.json", None, "attestation"),
+        ("attestation.json", lambda b: b.replace(b'"seed": 0', b'"seed": 1'), "attestation.json", None, "parameters"),
+        ("config.resolved.yaml", lambda b: b.replace(b"seed: 0", b"seed: 1"), "config.resolved.yaml", None, "attestation"),
+    ],
+)
+def test_verify_names_the_first_broken_edge(tmp_path, target, edit, file, line, check) -> None:
+    run, _, _ = _make_run(tmp_path)
+    _edit(run.path / target, edit)
+    report = verify_run(run.path)
+    assert not report.ok
+    first = report.first
+    assert (first.file, first.line) == (file, line), first.message
+    assert check in first.check, first.message
+
+
+def test_verify_catches_a_dangling_parent(tmp_path) -> None:
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with run.stage("a", provenance=capture_provenance("a", run_id="r1")) as st:
+        w = st.jsonl("x.jsonl")
+        w.write({"v": 1}, record_id="a:1")
+        w.write({"v": 2}, parents=[st.ref("x.jsonl", "a:404")])
+    run.finalize()
+    first = verify_run(run.path).first
+    assert first is not None and "record_id in a/x.jsonl" in first.check and first.line == 2
+
+
+def test_verify_refuses_a_non_run_and_an_unfinished_stage(tmp_path) -> None:
+    with pytest.raises(MissingFileError):
+        verify_run(tmp_path)
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with pytest.raises(RuntimeError):
+        with run.stage("a", provenance=capture_provenance("a")) as st:
+            st.jsonl("x.jsonl").write({"v": 1})
+            raise RuntimeError("crash mid-stage")
+    assert not (run.path / "a" / "manifest.json").exists()
+    with pytest.raises(ProvenanceError):
+        run.finalize()
+
+
+def test_resume_truncates_a_torn_line_and_skips_existing_ids(tmp_path) -> None:
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    prov = capture_provenance("a", run_id="r1")
+    with pytest.raises(KeyError):
+        with run.stage("a", provenance=prov) as st:
+            w = st.jsonl("x.jsonl")
+            for i in range(3):
+                w.write({"v": i}, record_id=f"a:{i}")
+            raise KeyError("killed")
+    path = run.path / "a" / "x.jsonl"
+    with open(path, "ab") as fh:
+        fh.write(b'{"v":3,"provenance":{"rec')  # the torn half of a record
+    with run.stage("a", provenance=capture_provenance("a", run_id="r1", extra={"attempt": 2})) as st:
+        w = st.jsonl("x.jsonl")
+        assert w.truncated_bytes == len(b'{"v":3,"provenance":{"rec') and w.count == 3
+        for i in range(5):
+            w.write({"v": i}, record_id=f"a:{i}")
+    run.finalize()
+    ids = [r["provenance"]["record_id"] for r in read_records(path)]
+    assert ids == [f"a:{i}" for i in range(5)]
+    assert len(json.loads((run.path / "a" / "stage.json").read_text())["attempts"]) == 2
+    assert verify_run(run.path).ok
+
+
+def test_rundir_create_is_resumable_but_rejects_another_config(tmp_path) -> None:
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    assert RunDir.create(tmp_path, "r1", dict(CONFIG)).config_sha256 == run.config_sha256
+    with pytest.raises(ConfigError):
+        RunDir.create(tmp_path, "r1", {**CONFIG, "seed": 1})
+    with pytest.raises(ConfigError):
+        RunDir.create(tmp_path, "../escape", CONFIG)
+    with pytest.raises(ProvenanceError):
+        run.stage("b", provenance=capture_provenance("a"))
+
+
+def test_writer_rejects_bad_payloads_and_parents(tmp_path) -> None:
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with run.stage("a", provenance=capture_provenance("a")) as st:
+        w = st.jsonl("x.jsonl")
+        with pytest.raises(InputError):
+            w.write({"provenance": {}})
+        with pytest.raises(InputError):
+            w.write({"v": 1}, parents=[{"artifact": "a/x.jsonl"}])
+        with pytest.raises(InputError):
+            w.write({"v": float("nan")})
+        with pytest.raises(InputError):
+            st.jsonl("../escape.jsonl")
+
+
+def test_write_records_and_read_records(tmp_path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    producer = {"stage": "eval", "run_id": None, "config_sha256": None, "provenance_sha256": None}
+    write_records(
+        path,
+        [{"key": 1, "ok": True}, {"key": 2, "ok": False}],
+        producer=producer,
+        parents_of=lambda p: [{"artifact": "/data/prompts.jsonl", "sha256": None, "record_id": f"p:{p['key']}"}],
+        record_id_of=lambda p: f"eval/base:{p['key']}",
+    )
+    recs = read_records(path)
+    assert [r["provenance"]["record_id"] for r in recs] == ["eval/base:1", "eval/base:2"]
+    assert recs[1]["provenance"]["content_sha256"] == content_sha256({"key": 2, "ok": False})
+    assert not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(InputError):
+        write_records(path, [{"k": 1}, {"k": 1}], producer=producer)
+    path.write_text('{"ok": 1}\n{"broken"\n')
+    with pytest.raises(InputError, match="line 2"):
+        read_records(path)
