@@ -17,13 +17,13 @@ from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_c
 
 CORPUS = Path(__file__).parent / "gates_corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.py"))
-_EXPECT = re.compile(r"# expect: (CR\d{3})")
+_EXPECT = re.compile(r"# expect: ((?:CR\d{3} ?)+)")
 
 
 def expected(path: Path) -> set[tuple[int, str]]:
     """(line, rule) pairs marked ``# expect: RULE`` in a corpus file."""
     lines = path.read_text().splitlines()
-    return {(n, rule) for n, line in enumerate(lines, 1) for rule in _EXPECT.findall(line)}
+    return {(n, rule) for n, line in enumerate(lines, 1) for m in _EXPECT.findall(line) for rule in m.split()}
 
 
 def found(path: Path, **kwargs) -> list[tuple[int, str]]:

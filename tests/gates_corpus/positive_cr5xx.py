@@ -7,12 +7,14 @@ import joblib
 import numpy as np
 import torch
 import torch as th
+from transformers import AutoModelForCausalLM
 from torch import load as tload
 
 
 def unsafe(path, trust, build):
     build(path, trust_remote_code=True)  # expect: CR501
-    build(path, trust_remote_code=trust)  # expect: CR501
+    build(path, trust_remote_code=trust)  # not a loading call: the value is the callee's business
+    AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust)  # expect: CR101 CR501
     build(path, **{"trust_remote_code": True})  # expect: CR501
     a = torch.load(path)  # expect: CR502
     b = th.load(path, map_location="cpu")  # expect: CR502

@@ -231,6 +231,7 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
 def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
     func = node.func
     func_attr = _attr_name(func)
+    loads = False  # a from_pretrained()/pipeline() call: a non-literal trust_remote_code is suspect here
     # getattr(obj, "x") itself: only apply_chat_template is reported at the read.
     direct = _getattr_name(node)
     if direct is not None and isinstance(func, ast.Name):
@@ -245,6 +246,7 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
         receiver = func.value if isinstance(func, ast.Attribute) else func.args[0]  # type: ignore[attr-defined]
         qual = names.resolve(receiver)
         if qual is not None and _is_loading_class(qual):
+            loads = True
             add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
     elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
         if _attr_name(func.value) in _CHAT_ATTRS:
@@ -262,6 +264,7 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
     if qual is not None:
         last = qual.rsplit(".", 1)[-1]
         if qual in _PIPELINES:
+            loads = True
             add(node, "CR102", f"{qual}() outside the loader")
         elif last == "BitsAndBytesConfig":
             is_bnb = True
@@ -278,9 +281,10 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
     for key, value, where in _keywords(node):
         if key == "add_special_tokens":
             add(where, "CR301", "add_special_tokens= passed outside the loader")
-        elif key == "trust_remote_code" and not _is_const(value, False, None):
-            shown = "True" if _is_const(value, True) else "a value that may be True"
-            add(where, "CR501", f"trust_remote_code set to {shown}")
+        elif key == "trust_remote_code" and _is_const(value, True):
+            add(where, "CR501", "trust_remote_code=True")
+        elif key == "trust_remote_code" and loads and not _is_const(value, False, None):
+            add(where, "CR501", "trust_remote_code passed a value that may be True to a loading call")
         elif key in _CHAT_ATTRS:
             add(where, "CR201", f"{key}= passed outside the loader")
         elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):
