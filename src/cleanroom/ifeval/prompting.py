@@ -56,6 +56,11 @@ def few_shot_prompt(instruction_prompt: str) -> str:
     return FEW_SHOT_PREFIX + TEMPLATE.format(prompt=instruction_prompt.strip())
 
 
+def zero_shot_prompt(instruction_prompt: str) -> str:
+    """The same request/response format without examples: the prompt side of SFT and DPO records."""
+    return TEMPLATE.format(prompt=instruction_prompt.strip())
+
+
 def clean_completion(text: str) -> str:
     """Cut a completion at the next example's header (if the stop string was not applied)."""
     return text.split(STOP, 1)[0].strip()
