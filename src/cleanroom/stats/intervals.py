@@ -114,7 +114,7 @@ def t_interval(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95
     x = _as_scores(values, "t_interval")
     conf = check_confidence(confidence)
     sd = float(np.std(x, ddof=1))
-    if sd == 0.0:
+    if np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):  # constant up to rounding
         raise StatisticsError(
             f"t_interval: all {x.size} scores equal {x[0]!r}; the t interval would have zero width — "
             "for pass/fail scores use wilson_interval"

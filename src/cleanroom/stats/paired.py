@@ -233,7 +233,7 @@ def compare_paired_graded(
         raise StatisticsError(f"compare_paired_graded: n={x.size}; a paired t test needs at least 3 pairs")
     d = y - x
     sd = float(np.std(d, ddof=1))
-    if sd == 0.0:
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # constant up to rounding
         raise StatisticsError(
             f"compare_paired_graded: all {d.size} differences equal {d[0]!r}; the paired t statistic is "
             "undefined and its interval would have zero width"

@@ -1,0 +1,144 @@
+"""eval compare: reading verdict files, pairing on key, Holm family, JSON/Markdown output, refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from cleanroom.cli import eval_compare
+from cleanroom.errors import InputError, MissingFileError, StatisticsError
+from cleanroom.stats import compare_verdict_files, format_markdown
+from cleanroom.stats.compare import JSON_FIELDS
+
+
+def _write(path, keys, lists, *, loose=None):
+    with path.open("w", encoding="utf-8") as fh:
+        for k, lst in zip(keys, lists, strict=True):
+            lst = [bool(v) for v in lst]
+            lo = lst if loose is None else [True] * len(lst)
+            fh.write(json.dumps({
+                "key": k, "instruction_id_list": [f"x:{i}" for i in range(len(lst))], "response": "r",
+                "strict": {"follow_all_instructions": all(lst), "follow_instruction_list": lst},
+                "loose": {"follow_all_instructions": all(lo), "follow_instruction_list": lo},
+                "provenance": {"record_id": f"eval:{k}"},
+            }) + "\n")
+    return path
+
+
+def _three_systems(tmp_path, n=300, seed=0):
+    """Base passes each instruction w.p. 0.3; SFT flips fails to passes w.p. 0.4; DPO equals SFT."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 4, size=n)
+    base = [rng.random(m) < 0.3 for m in sizes]
+    sft = [b | (rng.random(b.size) < 0.4) for b in base]
+    keys = list(range(1000, 1000 + n))
+    return (
+        _write(tmp_path / "base.jsonl", keys, base),
+        _write(tmp_path / "sft.jsonl", keys, sft),
+        _write(tmp_path / "dpo.jsonl", keys[::-1], sft[::-1]),  # order must not matter: paired on key
+    )
+
+
+def test_three_files_family_and_verdicts(tmp_path):
+    a, b, c = _three_systems(tmp_path)
+    rows = compare_verdict_files([a, b, c])
+    assert [(r.a, r.b) for r in rows] == [("base", "sft"), ("sft", "dpo"), ("base", "dpo")]
+    assert rows[0].verdict == "improved" and rows[2].verdict == "improved"
+    assert rows[1].difference == 0 and rows[1].verdict.startswith("no detectable difference (MDE = ")
+    assert rows[1].p_value == 1.0 and rows[1].ci_low < 0 < rows[1].ci_high
+    # Holm: the sorted p's are multiplied by 3, 2, 1 (with the running max)
+    ps = sorted(r.p_value for r in rows)
+    assert min(r.p_holm for r in rows) == pytest.approx(min(1, 3 * ps[0]))
+    assert all(r.p_holm >= r.p_value for r in rows)
+    assert all(set(r.to_json()) == set(JSON_FIELDS) for r in rows)
+    assert rows[0].n == 300 and rows[0].mde > 0
+
+
+def test_regression_is_named(tmp_path):
+    a, b, _ = _three_systems(tmp_path)
+    rows = compare_verdict_files([b, a])
+    assert rows[0].verdict == "regressed" and rows[0].difference < 0 and rows[0].ci_high < 0
+
+
+def test_instruction_level_uses_clustered_interval(tmp_path):
+    a, b, _ = _three_systems(tmp_path)
+    row = compare_verdict_files([a, b], level="instruction")[0]
+    assert row.n > row.n_keys == 300 and "cluster-robust" in row.method
+    assert row.ci_low < row.difference < row.ci_high and row.verdict == "improved"
+    same = compare_verdict_files([b, tmp_path / "dpo.jsonl"], level="instruction")[0]
+    assert same.ci_high - same.ci_low > 0 and "no within-key variation" in same.method
+
+
+def test_loose_mode_reads_the_loose_block(tmp_path):
+    keys = list(range(250))
+    x = _write(tmp_path / "x.jsonl", keys, [[False]] * 250, loose=True)
+    y = _write(tmp_path / "y.jsonl", keys, [[False]] * 250)
+    assert compare_verdict_files([y, x], mode="loose")[0].verdict == "improved"
+    assert compare_verdict_files([y, x], mode="strict")[0].difference == 0
+
+
+def test_mismatched_keys_name_the_missing_ones(tmp_path):
+    a = _write(tmp_path / "a.jsonl", list(range(250)), [[True]] * 250)
+    b = _write(tmp_path / "b.jsonl", list(range(1, 251)), [[True]] * 250)
+    with pytest.raises(InputError, match=r"lacks 1 key\(s\).*: 0") as exc:
+        compare_verdict_files([a, b])
+    assert "250" in str(exc.value) and exc.value.exit_code == 2
+
+
+def test_malformed_files_name_file_and_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    good = json.dumps({"key": 1, "strict": {"follow_all_instructions": True, "follow_instruction_list": [True]}})
+    p.write_text(good + "\n{not json\n")
+    with pytest.raises(InputError, match="bad.jsonl line 2"):
+        compare_verdict_files([p, p])
+    p.write_text(good + "\n" + good + "\n")
+    with pytest.raises(InputError, match="line 2: key 1 repeats line 1"):
+        compare_verdict_files([p, p])
+    p.write_text(json.dumps({"key": 1, "strict": {"follow_all_instructions": True,
+                                                  "follow_instruction_list": [True, False]}}) + "\n")
+    with pytest.raises(InputError, match="disagrees"):
+        compare_verdict_files([p, p])
+    with pytest.raises(MissingFileError):
+        compare_verdict_files([tmp_path / "nope.jsonl", p])
+
+
+def test_small_n_refused_unless_overridden(tmp_path):
+    a = _write(tmp_path / "a.jsonl", list(range(12)), [[True]] * 12)
+    b = _write(tmp_path / "b.jsonl", list(range(12)), [[False]] * 12)
+    with pytest.raises(StatisticsError, match="n=12 paired keys is below the minimum of 200"):
+        compare_verdict_files([a, b])
+    rows = compare_verdict_files([a, b], override_reason="tiny CPU profile")
+    assert rows[0].override_reason == "tiny CPU profile" and rows[0].verdict == "regressed"
+    assert "override: tiny CPU profile" in format_markdown(rows)
+    with pytest.raises(StatisticsError, match="2 or 3"):
+        compare_verdict_files([a])
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    eval_compare.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_cli_json_and_markdown(tmp_path, capsys):
+    a, b, c = _three_systems(tmp_path)
+    assert _cli([str(a), str(b), str(c), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and all(list(r) == list(JSON_FIELDS) for r in rows)
+    assert rows[0]["a"] == "base" and rows[0]["verdict"] == "improved"
+    assert _cli([str(a), str(b), "--level", "instruction", "--mode", "loose"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| A | B | n |") and "| base | sft |" in out and "clustered t" in out
+
+
+def test_cli_mismatch_exits_2_through_main(tmp_path):
+    """main() maps the InputError to exit 2 when eval_cmd mounts `compare` (checked via the error itself)."""
+    a = _write(tmp_path / "a.jsonl", list(range(250)), [[True]] * 250)
+    b = _write(tmp_path / "b.jsonl", list(range(249)), [[True]] * 249)
+    with pytest.raises(InputError) as exc:
+        _cli([str(a), str(b)])
+    assert exc.value.exit_code == 2 and "249" in str(exc.value)
