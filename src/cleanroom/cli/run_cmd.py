@@ -1,9 +1,78 @@
-"""PLACEHOLDER being written now: run stage1. Replace this whole module."""
+"""``cleanroom run stage1``: validate the profile, then run (or resume) Stage 1, or only estimate it."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("run", help="run a pipeline (stage1)")
+    p.add_argument("pipeline", choices=["stage1"], help="which pipeline")
+    p.add_argument("--profile", default="tiny", help="shipped profile name (tiny, smollm2, qwen2.5-32b) or a YAML path")
+    p.add_argument("--out", default="runs", type=Path, help="runs root directory (default: runs/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same config")
+    p.add_argument("--estimate", action="store_true",
+                   help="validate the config and print the memory and cost estimate; run nothing")
+    p.add_argument("--stop-after", default=None, help="stop after this stage (e.g. preflight)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
+    p.set_defaults(handler=run)
+
+
+def load_pipeline() -> Any:
+    from cleanroom.config import PIPELINES_DIR
+
+    path = PIPELINES_DIR / "stage1.py"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run cleanroom from a checkout of the repository (pipelines/ lives there)")
+    spec = importlib.util.spec_from_file_location("cleanroom_pipelines_stage1", path)
+    assert spec is not None and spec.loader is not None  # internal: the file exists
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def estimate(spec: Any) -> dict[str, Any]:
+    """Memory and cost estimate of the production run from the config alone (no weights needed)."""
+    from cleanroom import cost, memory
+
+    arch = memory.arch_for(spec.model.random_init or spec.model.path)
+    est = memory.estimate_peak_memory(
+        arch, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
+        lora_targets=spec.sft.lora.targets, batch_size=spec.sft.train.batch_size,
+        seq_len=spec.sft.train.max_length, gradient_checkpointing=spec.sft.train.gradient_checkpointing,
+    )
+    budget = spec.budget.gpu_memory_gb * 1e9
+    best = memory.max_batch_that_fits(
+        arch, budget, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
+        lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
+        gradient_checkpointing=spec.sft.train.gradient_checkpointing,
+    )
+    return {
+        "memory": {"estimate_gb": round(est.total_bytes / 1e9, 2), "device_gb": spec.budget.gpu_memory_gb,
+                   "fits": est.total_bytes <= budget, "max_batch_size": best,
+                   "parts_gb": {k: round(v / 1e9, 3) for k, v in est.parts.items()}},
+        "cost": cost.project_stage1(spec, device="cuda"),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from cleanroom.config import load_config
+
+    spec = load_config(args.profile, args.overrides)
+    if args.estimate:
+        print(json.dumps(estimate(spec), indent=2))
+        return 0
+    pipeline = load_pipeline()
+    path = pipeline.run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
+                               stop_after=args.stop_after)
+    print(f"run directory: {path}")
+    return 0

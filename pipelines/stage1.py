@@ -1,0 +1,78 @@
+"""Stage 1, top to bottom: config → provenance → preflight gates → stages → report → attestation.
+
+    baseline → SFT data → SFT → merge proof → preference pairs → DPO → evaluation → report
+
+Every stage reads the previous stage's artifacts from ``runs/<run_id>/`` and writes its own with
+provenance. A stage whose manifest exists is done and is skipped (its inputs are fixed by the
+run id, which is derived from the resolved config's digest); an interrupted stage resumes its
+record files and training checkpoints. ``cleanroom verify runs/<run_id>`` re-checks it all.
+Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
+from cleanroom.config import RunSpec, config_sha256, spec_to_dict
+from cleanroom.pipeline.baseline import run_baseline
+from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
+from cleanroom.pipeline.evaluation import run_eval
+from cleanroom.pipeline.pairs import run_pairs
+from cleanroom.pipeline.preflight import run_preflight
+from cleanroom.pipeline.sft_data import run_sft_data
+from cleanroom.pipeline.training import run_dpo, run_merge, run_sft
+from cleanroom.report import write_report
+
+STAGES = [
+    ("preflight", run_preflight),
+    ("baseline", run_baseline),
+    ("sft_data", run_sft_data),
+    ("sft", run_sft),
+    ("merge", run_merge),
+    ("pairs", run_pairs),
+    ("dpo", run_dpo),
+    ("eval", run_eval),
+]
+
+
+def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool = True,
+               stop_after: str | None = None) -> Path:
+    """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
+    run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
+    if (out / run_id / "run.json").exists() and not resume:
+        print(f"run {run_id} exists: finished stages are reused (pass --resume to say so explicitly)")
+    run = RunDir.create(out, run_id, spec_to_dict(spec))
+    clock = run.path / ".work" / "clock.json"  # time spent by earlier attempts counts against the budget
+    spent_before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    budget = BudgetMeter(spec.budget.price_per_hour, spec.budget.max_cost_usd, spec.budget.max_hours,
+                         spent_before_s=spent_before)
+    ctx = Context(spec=spec, run=run, device=resolve_device(spec.device), budget=budget, resume=resume,
+                  progress=progress)
+    ctx.say(f"run {run.path} on {ctx.device} (config sha256 {run.config_sha256[:12]})")
+    started = time.monotonic()
+    try:
+        for name, stage in STAGES:
+            if ctx.stage_done(name):
+                ctx.say(f"{name}: done earlier, skipped")
+            else:
+                budget.check(name)
+                t0 = time.monotonic()
+                ctx.say(f"{name}: running")
+                stage(ctx)
+                ctx.say(f"{name}: finished in {time.monotonic() - t0:.1f} s (spent so far ${budget.cost_usd:.2f})")
+            if name == stop_after:
+                ctx.say(f"stopping after {name} as asked")
+                return run.path
+    finally:
+        atomic_write_bytes(clock, pretty_json({"seconds": spent_before + time.monotonic() - started}))
+
+    spent = {"hours": budget.hours, "cost_usd": budget.cost_usd}
+    with run.stage("report", provenance=capture(ctx, "report", extra={"spent": spent})) as st:
+        outcome = write_report(run.path, st.dir, spent)
+    run.finalize()
+    ctx.say(f"report: {run.path / 'report' / 'report.html'}")
+    ctx.say(f"Stage 2: {outcome['verdict']}" + (f" ({'; '.join(outcome['reasons'])})" if outcome["reasons"] else ""))
+    return run.path

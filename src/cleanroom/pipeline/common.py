@@ -1,0 +1,187 @@
+"""What every stage shares: the run context, model resolution and loading, the budget meter, caching."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleanroom.config import ModelSpec, RunSpec, spec_to_dict
+from cleanroom.errors import BudgetExceededError, ConfigError
+
+FIXTURE_MODELS = {"tiny", "smollm2"}
+
+
+@dataclass
+class BudgetMeter:
+    """Wall-clock hours and dollars spent so far; ``exhausted()`` says why the run must stop, or None.
+
+    Cost = hours × price per hour (the rented machine is paid while the run holds it, idle or busy).
+    """
+
+    price_per_hour: float
+    max_cost_usd: float | None = None
+    max_hours: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    spent_before_s: float = 0.0  # time spent by earlier attempts of a resumed run
+
+    @property
+    def hours(self) -> float:
+        return (time.monotonic() - self.started + self.spent_before_s) / 3600.0
+
+    @property
+    def cost_usd(self) -> float:
+        return self.hours * self.price_per_hour
+
+    def exhausted(self) -> str | None:
+        if self.max_hours is not None and self.hours >= self.max_hours:
+            return f"{self.hours:.3f} h spent >= budget.max_hours {self.max_hours}"
+        if self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
+            return f"${self.cost_usd:.2f} spent >= budget.max_cost_usd {self.max_cost_usd}"
+        return None
+
+    def check(self, before: str) -> None:
+        reason = self.exhausted()
+        if reason:
+            raise BudgetExceededError(
+                f"stopped before {before}: {reason}. Finished stages are kept; raise the budget and re-run "
+                "with --resume to continue"
+            )
+
+
+@dataclass
+class Context:
+    """One run: its spec, directory, device and budget. Passed to every stage function."""
+
+    spec: RunSpec
+    run: Any  # cleanroom.artifacts.RunDir
+    device: str
+    budget: BudgetMeter
+    resume: bool = False
+    progress: bool = True
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return spec_to_dict(self.spec)
+
+    def say(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        self.log.append(line)
+        print(line, flush=True)
+
+    def stage_done(self, name: str) -> bool:
+        """A stage is cached when its manifest exists (written only on a clean finish)."""
+        return (self.run.path / name / "manifest.json").is_file()
+
+    def read_json(self, stage: str, name: str) -> Any:
+        return json.loads((self.run.path / stage / name).read_text())
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but torch.cuda.is_available() is False; use device=cpu or auto")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_model(model: ModelSpec, work_dir: Path) -> tuple[Path, str | None]:
+    """The model directory and GGUF file name for a spec: a fixture name, a random architecture, or a path."""
+    from cleanroom import fixtures
+
+    if model.random_init:
+        return fixtures.random_qwen25_model(model.random_init, work_dir / "random-model"), None
+    if model.path == "tiny":
+        return fixtures.tiny_base_model(), None
+    if model.path == "smollm2":
+        directory = fixtures.smollm2_instruct()
+        return directory, model.gguf_file or next(directory.glob("*.gguf")).name
+    path = Path(model.path).expanduser()
+    if path.is_dir():
+        return path, model.gguf_file
+    return _hf_cache_snapshot(model.path, model.revision), model.gguf_file
+
+
+def _hf_cache_snapshot(repo_id: str, revision: str | None) -> Path:
+    """A repo id resolved offline in the Hugging Face cache (never downloaded)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception as exc:  # huggingface_hub raises several types for "not in cache"
+        raise ConfigError(
+            f"model.path {repo_id!r} is neither a local directory nor in the Hugging Face cache "
+            f"(revision {revision or 'main'}): {type(exc).__name__}. Download it first on a machine with network "
+            "access (huggingface-cli download REPO --revision SHA) or pass model.path=/local/dir"
+        ) from None
+
+
+def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = True) -> tuple[Any, Any, dict]:
+    """Base model through the clean loader, with earlier stages' adapters merged in order.
+
+    Adapters are merged (``merge_and_unload``) into an unquantized base; with a quantized base they
+    stay attached (generation through the adapter), since merging into 4-bit weights re-quantizes.
+    """
+    from cleanroom import guard
+    from cleanroom.loader import CleanModelLoader
+
+    m = ctx.spec.model
+    path, gguf = resolve_model(m, ctx.run.path)
+    dtype = m.dtype if m.dtype != "auto" else ("bfloat16" if ctx.device == "cuda" else "float32")
+    loader = CleanModelLoader(
+        path,
+        quantization=m.quantization,
+        dtype=dtype,
+        device_map=m.device_map or (ctx.device if ctx.device == "cuda" else None),
+        revision=m.revision,
+        allow_instruct=m.allow_instruct,
+        allow_instruct_reason=m.allow_instruct_reason,
+        trust_remote_code=m.trust_remote_code,
+        gguf_file=gguf,
+        probe=probe,
+    )
+    model, tokenizer, prov = loader.load()
+    if ctx.device == "cuda" and m.device_map is None and m.quantization is None:
+        model = model.to("cuda")
+    prov = dict(prov, model_dir=str(path))
+    if adapters:
+        from peft import PeftModel
+
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, str(adapter))
+            if m.quantization is None:
+                model = model.merge_and_unload()
+        model.eval()
+        prov["adapters"] = [str(a) for a in adapters]
+    guard.recheck(model, tokenizer)
+    return model, tokenizer, prov
+
+
+def loader_for(ctx: Context) -> Any:
+    """A CleanModelLoader instance for calling ``generate`` (which needs no loading)."""
+    from cleanroom.loader import CleanModelLoader
+
+    path, gguf = resolve_model(ctx.spec.model, ctx.run.path)
+    return CleanModelLoader(path, gguf_file=gguf)
+
+
+def capture(ctx: Context, stage: str, *, loader: dict | None = None, generation: dict | None = None,
+            extra: dict | None = None) -> Any:
+    from cleanroom.provenance import capture_provenance
+
+    path, _ = resolve_model(ctx.spec.model, ctx.run.path)
+    return capture_provenance(
+        stage,
+        run_id=ctx.run.run_id,
+        config=ctx.config,
+        model_path=path,
+        loader=loader,
+        generation=generation,
+        seeds={"run": ctx.spec.seed},
+        extra=extra,
+    )

@@ -1,0 +1,54 @@
+"""Evaluation: SFT and DPO policies answer the same held-out keys as the baseline; paired statistics.
+
+Family of comparisons: base vs SFT, SFT vs DPO, base vs DPO, Holm-corrected, each with its MDE,
+at the configured level (prompt or instruction) and mode (strict or loose); both levels and modes
+are also recorded for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cleanroom.pipeline.baseline import respond_and_score
+from cleanroom.pipeline.common import Context, capture, load_model
+
+
+def run_eval(ctx: Context) -> dict[str, Any]:
+    import shutil
+
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.ifeval import summarize
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
+    from cleanroom.stats.compare import compare_verdict_files
+
+    gen = ctx.spec.eval.generation
+    prov = capture(ctx, "eval", generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST})
+    policies = {"sft": ("sft/adapter",), "dpo": ("sft/adapter", "dpo/adapter")}
+    with ctx.run.stage("eval", provenance=prov,
+                       inputs=["preflight/eval_prompts.jsonl", "baseline/base_verdicts.jsonl",
+                               "sft/adapter", "dpo/adapter"]) as st:
+        summaries = {"base": ctx.read_json("baseline", "summary.json")}
+        for name, adapters in policies.items():
+            bundle = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
+            verdicts = respond_and_score(ctx, st, name, adapters=adapters, gen=gen, model_bundle=bundle)
+            summaries[name] = summarize(verdicts)
+            del bundle
+        # the family's files, named so the comparison labels read base / sft / dpo
+        files = []
+        for name, src in (("base", ctx.run.path / "baseline" / "base_verdicts.jsonl"),
+                          ("sft", st.dir / "sft_verdicts.jsonl"), ("dpo", st.dir / "dpo_verdicts.jsonl")):
+            dest = ctx.run.path / ".work" / "compare" / f"{name}.jsonl"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            files.append(dest)
+        e = ctx.spec.eval
+        comparisons = {}
+        for level in ("prompt", "instruction"):
+            for mode in ("strict", "loose"):
+                rows = compare_verdict_files(files, level=level, mode=mode, min_n=e.min_n,
+                                             override_reason=e.override_reason, seed=ctx.spec.seed)
+                comparisons[f"{level}/{mode}"] = [dataclasses.asdict(r) for r in rows]
+        result = {"primary": f"{e.level}/{e.mode}", "comparisons": comparisons, "summaries": summaries}
+        atomic_write_bytes(st.dir / "comparison.json", pretty_json(result))
+    return result

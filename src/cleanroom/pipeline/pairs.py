@@ -1,0 +1,158 @@
+"""Preference pairs by critique and rewrite.
+
+For each instruction (pool records not used for SFT): the SFT policy samples several responses;
+each is critiqued against its instruction's verifiable constraints and the constitution (a
+principles file shipped with the profile, its digest recorded); the best draft is rewritten
+(by the SFT model prompted with its critique, or by the programmatic teacher on profiles whose
+model cannot write, recorded as such). Chosen is the candidate satisfying the most constraints,
+rejected the one satisfying the fewest; a pair is kept only with a strictly positive margin, two
+different texts, and both sides passing the guard. Each pair records why it was formed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cleanroom.errors import InputError
+from cleanroom.pipeline.common import Context, capture, load_model, loader_for
+
+# Constitution principles a program can check (the file carries the full text and its digest).
+_CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|assistant)\s*$", re.M)
+
+
+def constitution_path(ctx: Context) -> Path:
+    from cleanroom.config import PIPELINES_DIR
+
+    p = Path(ctx.spec.pairs.constitution)
+    return p if p.is_absolute() else PIPELINES_DIR / p
+
+
+def critique(record: Any, text: str) -> dict[str, Any]:
+    """Which verifiable instructions and constitution principles the text violates."""
+    from cleanroom.ifeval import score_record
+
+    verdict = score_record(record, text)
+    follows = verdict["strict"]["follow_instruction_list"]
+    words = text.split()
+    bigrams = list(zip(words, words[1:], strict=False))
+    principles = {
+        "follow_instructions": all(follows),
+        "non_empty": bool(text.strip()),
+        "no_chat_markup": _CONTROL.search(text) is None,
+        "no_degenerate_repetition": not bigrams or len(set(bigrams)) / len(bigrams) >= 0.3,
+    }
+    return {
+        "satisfied": int(sum(follows)) + int(sum(principles.values())) - int(principles["follow_instructions"]),
+        "failed_instructions": [i for i, ok in zip(record.instruction_id_list, follows, strict=True) if not ok],
+        "principles": principles,
+    }
+
+
+def rewrite_prompt(instruction: str, draft: str, crit: dict[str, Any]) -> str:
+    """Completion-style rewrite request (no chat template, no control tokens)."""
+    problems = [f"- does not satisfy: {i}" for i in crit["failed_instructions"]]
+    problems += [f"- violates principle: {k}" for k, ok in crit["principles"].items() if not ok and k != "follow_instructions"]
+    return (f"Instruction: {instruction}\n\nDraft response:\n{draft}\n\nProblems with the draft:\n"
+            + "\n".join(problems or ["- none found"]) + "\n\nImproved response:\n")
+
+
+def run_pairs(ctx: Context) -> dict[str, Any]:
+    from cleanroom import guard
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.ifeval.prompting import few_shot_prompt, zero_shot_prompt
+    from cleanroom.ifeval.teacher import teacher_response
+    from cleanroom.pipeline.sft_data import pool_records
+    from cleanroom.provenance import hash_file
+
+    spec = ctx.spec
+    p = spec.pairs
+    records = pool_records(ctx)[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
+    if not records:
+        raise InputError(f"pairs: the SFT pool has no instructions beyond the first data.n_sft={spec.data.n_sft}; "
+                         "raise the pool size or lower pairs.n_instructions")
+    constitution = constitution_path(ctx)
+    if not constitution.is_file():
+        raise InputError(f"pairs.constitution: {constitution} does not exist")
+    model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    loader = loader_for(ctx)
+    prov = capture(ctx, "pairs", loader=loader_prov, generation=vars(p.generation),
+                   extra={"constitution": str(constitution), "constitution_sha256": hash_file(constitution),
+                          "rewriter": p.rewriter})
+    rng = np.random.default_rng(spec.seed + 1)
+    kept = skipped = 0
+    reasons: dict[str, int] = {}
+    with ctx.run.stage("pairs", provenance=prov, inputs=["preflight/sft_pool.jsonl", "sft/adapter", constitution]) as st:
+        samples = st.jsonl("samples.jsonl")
+        out = st.jsonl("pairs.jsonl")
+        gen = p.generation
+        for start in range(0, len(records), max(1, gen.batch_size // p.samples_per_instruction)):
+            ctx.budget.check("pairs batch")
+            batch = records[start:start + max(1, gen.batch_size // p.samples_per_instruction)]
+            done = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
+            if all(f"pairs/sample:{r.key}:{done}" in samples for r in batch):
+                continue
+            prompts = [few_shot_prompt(r.prompt) for r in batch for _ in range(p.samples_per_instruction)]
+            drafts = loader.generate(model, tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
+                                     temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start,
+                                     batch_size=gen.batch_size).texts
+            for i, r in enumerate(batch):
+                own = drafts[i * p.samples_per_instruction:(i + 1) * p.samples_per_instruction]
+                cands = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
+                best = max(cands, key=lambda c: c["critique"]["satisfied"])
+                if p.rewriter == "programmatic":
+                    rewritten, origin = teacher_response(r, rng), "rewrite_programmatic_teacher"
+                else:
+                    rewritten = loader.generate(model, tokenizer, [rewrite_prompt(r.prompt, best["text"], best["critique"])],
+                                                max_new_tokens=gen.max_new_tokens, temperature=0.0,
+                                                seed=gen.seed).texts[0]
+                    origin = "rewrite_sft_model"
+                cands.append({"text": rewritten, "origin": origin, "critique": critique(r, rewritten)})
+                sample_ids = []
+                for c in cands:
+                    sid = f"pairs/sample:{r.key}:{c['origin']}"
+                    samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
+                                  parents=[{"artifact": "preflight/sft_pool.jsonl", "sha256": None,
+                                            "record_id": f"sft_pool:{r.key}"}], record_id=sid)
+                    sample_ids.append(sid)
+                order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
+                lo, hi = order[0], order[-1]
+                chosen, rejected = cands[hi], cands[lo]
+                margin = chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"]
+                why = None
+                if margin <= 0:
+                    why = "no_margin"
+                elif chosen["text"].strip() == rejected["text"].strip():
+                    why = "identical_texts"
+                else:
+                    try:
+                        guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
+                                         max_length=spec.dpo.train.max_length, record=f"pair {r.key}")
+                    except Exception as exc:  # a guard failure drops the pair and is counted, never trained on
+                        why = f"guard: {type(exc).__name__}"
+                if why:
+                    reasons[why] = reasons.get(why, 0) + 1
+                    skipped += 1
+                    continue
+                out.write(
+                    {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
+                     "rejected": rejected["text"], "margin": margin,
+                     "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
+                             "chosen_satisfied": chosen["critique"]["satisfied"],
+                             "rejected_satisfied": rejected["critique"]["satisfied"],
+                             "rejected_failed": rejected["critique"]["failed_instructions"]}},
+                    parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
+                             {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
+                    record_id=f"pairs/pair:{r.key}",
+                )
+                kept += 1
+        stats = {"instructions": len(records), "pairs": out.count, "skipped": reasons,
+                 "samples_per_instruction": p.samples_per_instruction, "rewriter": p.rewriter}
+        atomic_write_bytes(st.dir / "stats.json", pretty_json(stats))
+        if out.count < p.min_pairs:
+            raise InputError(f"pairs: only {out.count} valid pairs from {len(records)} instructions (need "
+                             f"pairs.min_pairs={p.min_pairs}); skipped: {reasons}")
+    return stats

@@ -1,0 +1,189 @@
+"""Preflight: every check that can fail cheaply runs before anything costly.
+
+Checks, in order: the eval set and SFT pool (embedded generator or the user's files, pinned by
+sha256 when given) and their overlap; base-model decision and sentinels (the clean loader);
+config sanity (LoRA scale α/r and learning rates inside the usual ranges, or a recorded reason);
+token lengths against the training max length (no example may lose its EOS to truncation); free
+disk; the GPU memory estimate against the device; the projected time and cost of the whole run.
+A failed check aborts the run with one message per failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.pipeline.common import Context, capture, load_model
+
+# Usual ranges (outside them a run needs preflight.*_reason). LoRA scale α/r: 0.5–2 is common
+# practice (the seed project's r=64, α=16 is 0.25). Learning rates: LoRA SFT 1e-5–5e-4, DPO 1e-7–1e-5.
+LORA_SCALE_RANGE = (0.5, 2.0)
+SFT_LR_RANGE = (1e-5, 5e-4)
+DPO_LR_RANGE = (1e-7, 1e-5)
+
+
+def _sanity(ctx: Context) -> list[dict[str, Any]]:
+    spec, pre = ctx.spec, ctx.spec.preflight
+    out = []
+    for name, lora in (("sft", spec.sft.lora), ("dpo", spec.dpo.lora)):
+        lo, hi = LORA_SCALE_RANGE
+        ok = lo <= lora.scale <= hi
+        out.append({
+            "check": f"{name}_lora_scale",
+            "value": lora.scale,
+            "range": [lo, hi],
+            "passed": ok or bool(pre.lora_scale_reason),
+            "reason": None if ok else pre.lora_scale_reason,
+            "fix": None if ok else f"set {name}.lora.alpha so alpha/r is in [{lo}, {hi}] or give "
+            "preflight.lora_scale_reason",
+        })
+    for name, lr, (lo, hi) in (("sft", spec.sft.train.learning_rate, SFT_LR_RANGE),
+                               ("dpo", spec.dpo.train.learning_rate, DPO_LR_RANGE)):
+        ok = lo <= lr <= hi
+        out.append({
+            "check": f"{name}_learning_rate",
+            "value": lr,
+            "range": [lo, hi],
+            "passed": ok or bool(pre.learning_rate_reason),
+            "reason": None if ok else pre.learning_rate_reason,
+            "fix": None if ok else f"set {name}.train.learning_rate in [{lo}, {hi}] or give preflight.learning_rate_reason",
+        })
+    return out
+
+
+def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """The eval prompts and SFT pool: the user's (sha256-pinned if given) or the embedded generator's."""
+    from cleanroom.ifeval import file_sha256
+    from cleanroom.ifeval.evalset import make_eval_set
+
+    d = ctx.spec.data
+    info: dict[str, Any] = {}
+    if d.eval_prompts is None or d.sft_pool is None:
+        info = make_eval_set(work, seed=d.generator_seed, n_eval=d.n_eval, n_pool=max(d.n_sft + ctx.spec.pairs.n_instructions, 1))
+    paths = []
+    for name, user, pinned in (("eval_prompts", d.eval_prompts, d.eval_prompts_sha256),
+                               ("sft_pool", d.sft_pool, d.sft_pool_sha256)):
+        path = Path(user).expanduser() if user else work / f"{name}.jsonl"
+        if not path.is_file():
+            raise MissingFileError(f"data.{name}: {path} does not exist")
+        digest = file_sha256(path)
+        if pinned and digest != pinned:
+            raise ConfigError(f"data.{name}: {path} has sha256 {digest}, the config pins {pinned}; the file changed")
+        info[f"{name}_sha256"] = digest
+        paths.append(path)
+    return paths[0], paths[1], info
+
+
+def run_preflight(ctx: Context) -> dict[str, Any]:
+    """Run every check; write ``preflight/`` (prompt records + results.json); raise on failure."""
+    import numpy as np
+
+    from cleanroom import cost, memory
+    from cleanroom.errors import CleanroomError
+    from cleanroom.ifeval import read_prompts
+    from cleanroom.ifeval.evalset import check_overlap
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+
+    spec = ctx.spec
+    work = ctx.run.path / ".work" / "preflight"
+    work.mkdir(parents=True, exist_ok=True)
+    eval_path, pool_path, data_info = _prompt_files(ctx, work)
+    eval_set, pool = read_prompts(eval_path), read_prompts(pool_path)
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, fn: Any) -> Any:
+        try:
+            value = fn()
+        except CleanroomError as exc:
+            checks.append({"check": name, "passed": False, "error": f"{type(exc).__name__}: {exc}"})
+            return None
+        return value
+
+    # eval / train disjointness
+    if check("overlap", lambda: check_overlap(eval_set, pool, n=13)) is None and not checks:
+        checks.append({"check": "overlap", "passed": True, "value": "no shared prompt, no shared 13-gram"})
+    if len(eval_set) < spec.eval.min_n and not spec.eval.override_reason:
+        checks.append({"check": "eval_size", "passed": False, "value": len(eval_set),
+                       "error": f"{len(eval_set)} eval prompts < eval.min_n {spec.eval.min_n}"})
+    else:
+        checks.append({"check": "eval_size", "passed": True, "value": len(eval_set)})
+
+    # base model decision + sentinels (the loader raises on an instruct model or a failed sentinel)
+    loaded = check("base_model", lambda: load_model(ctx, probe=True))
+    loader_prov: dict[str, Any] | None = None
+    if loaded is not None:
+        model, tokenizer, loader_prov = loaded
+        checks.append({"check": "base_model", "passed": True, "value": loader_prov.get("probe"),
+                       "allow_instruct_reason": spec.model.allow_instruct_reason})
+        checks.append({"check": "sentinels", "passed": True, "value": loader_prov.get("sentinels")})
+        # token lengths: SFT prompt + longest plausible completion + EOS must fit max_length
+        gen_budget = spec.sft_generation.max_new_tokens
+        sft_lengths = np.array([len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool])
+        eval_lengths = np.array([len(tokenizer(few_shot_prompt(r.prompt))["input_ids"]) for r in eval_set])
+        limit = spec.sft.train.max_length
+        worst = int(sft_lengths.max()) + gen_budget + 1
+        max_pos = getattr(model.config, "max_position_embeddings", None)
+        eval_worst = int(eval_lengths.max()) + spec.eval.generation.max_new_tokens
+        checks.append({
+            "check": "token_lengths",
+            "passed": worst <= limit and (max_pos is None or eval_worst <= max_pos),
+            "value": {"sft_prompt_p50": float(np.median(sft_lengths)), "sft_prompt_max": int(sft_lengths.max()),
+                      "eval_prompt_p50": float(np.median(eval_lengths)), "eval_prompt_max": int(eval_lengths.max()),
+                      "sft_worst_case": worst, "max_length": limit, "eval_worst_case": eval_worst,
+                      "max_position_embeddings": max_pos},
+            "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} or lower "
+            "sft_generation.max_new_tokens (an example must never lose its EOS to truncation)",
+        })
+        arch = model.config.to_dict()
+        del model
+    else:
+        arch = None
+
+    checks.extend(_sanity(ctx))
+
+    free = shutil.disk_usage(ctx.run.path).free / 1e9
+    checks.append({"check": "disk_space", "passed": free >= spec.preflight.min_free_disk_gb,
+                   "value": round(free, 2), "fix": f"free at least {spec.preflight.min_free_disk_gb} GB under {ctx.run.path}"})
+
+    estimate = None
+    if arch is not None:
+        estimate = memory.estimate_peak_memory(
+            arch, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
+            lora_targets=spec.sft.lora.targets, batch_size=spec.sft.train.batch_size,
+            seq_len=spec.sft.train.max_length, gradient_checkpointing=spec.sft.train.gradient_checkpointing,
+        )
+        budget_gb = spec.budget.gpu_memory_gb
+        if ctx.device == "cuda":
+            import torch
+
+            budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
+        need_gb = estimate.total_bytes / 1e9
+        checks.append({"check": "gpu_memory", "passed": ctx.device != "cuda" or need_gb <= budget_gb,
+                       "value": {"estimate_gb": round(need_gb, 3), "device_gb": round(budget_gb, 1),
+                                 "parts_gb": {k: round(v / 1e9, 4) for k, v in estimate.parts.items()}},
+                       "fix": "lower sft.train.batch_size or max_length, or enable gradient_checkpointing"})
+
+    projection = cost.project_stage1(spec, device=ctx.device)
+    checks.append({"check": "projected_cost", "passed": spec.budget.max_cost_usd is None
+                   or projection["cost_usd"] <= spec.budget.max_cost_usd,
+                   "value": projection, "fix": "raise budget.max_cost_usd or shrink the run"})
+
+    prov = capture(ctx, "preflight", loader=loader_prov,
+                   extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info})
+    with ctx.run.stage("preflight", provenance=prov, inputs=[eval_path, pool_path]) as st:
+        for name, records in (("eval_prompts.jsonl", eval_set), ("sft_pool.jsonl", pool)):
+            writer = st.jsonl(name)
+            for r in records:
+                writer.write(r.to_dict(), record_id=f"{name.split('.')[0]}:{r.key}")
+        results = {"checks": checks, "passed": all(c["passed"] for c in checks), "data": data_info}
+        from cleanroom.artifacts import atomic_write_bytes, pretty_json
+
+        if not results["passed"]:
+            failed = [c for c in checks if not c["passed"]]
+            atomic_write_bytes(ctx.run.path / ".work" / "preflight-failed.json", pretty_json(results))
+            lines = "; ".join(f"{c['check']}: {c.get('error') or c.get('fix') or c.get('value')}" for c in failed)
+            raise ConfigError(f"preflight failed ({len(failed)} check(s)): {lines}")
+        atomic_write_bytes(st.dir / "results.json", pretty_json(results))
+    return results

@@ -1,0 +1,74 @@
+"""Generate responses to IFEval-format prompts with the clean loader, then score them.
+
+Used by the baseline, SFT-data and evaluation stages: one code path, so every model being
+compared sees byte-identical prompts (the few-shot completion format, its digest in provenance)
+and the same generation settings. Responses are written record by record, so a killed run resumes
+where it stopped without losing or duplicating a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cleanroom.config import GenerationSpec
+
+
+def generate_into(
+    writer: Any,
+    loader: Any,
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[Any],
+    *,
+    gen: GenerationSpec,
+    parent_ref: Any,
+    id_prefix: str,
+    render: Any,
+    progress: bool = True,
+    label: str = "generate",
+    budget: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Generate for every record not yet in *writer*; return ``{key: payload}`` for all records.
+
+    *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size``; each
+    batch is guarded by the loader (every prompt's IDs pass the contamination scan).
+    """
+    from tqdm import tqdm
+
+    todo = [r for r in records if f"{id_prefix}:{r.key}" not in writer]
+    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=label, disable=not progress,
+               unit="prompt", dynamic_ncols=True)
+    for start in range(0, len(todo), gen.batch_size):
+        if budget is not None:
+            bar.set_postfix_str(f"${budget.cost_usd:.2f}")
+            budget.check(f"{label} batch {start // gen.batch_size + 1}")
+        batch = todo[start:start + gen.batch_size]
+        result = loader.generate(
+            model, tokenizer, [render(r) for r in batch], max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start, batch_size=gen.batch_size,
+        )
+        for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
+            writer.write(
+                {"key": r.key, "response": text, "token_count": int(count)},
+                parents=[parent_ref(r)], record_id=f"{id_prefix}:{r.key}",
+            )
+        bar.update(len(batch))
+    bar.close()
+    from cleanroom.artifacts import read_records
+
+    return {rec["key"]: rec for rec in read_records(writer.path)}
+
+
+def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[str, Any]], *,
+               responses_artifact: str, id_prefix: str, model_refs: Sequence[dict[str, Any]]) -> list[dict]:
+    """Score responses and write one verdict per key, parented on its response (and the model files)."""
+    from cleanroom.ifeval import score_responses
+
+    verdicts = score_responses(prompts, {k: v["response"] for k, v in responses.items()})
+    for verdict in verdicts:
+        key = verdict["key"]
+        parent = {"artifact": responses_artifact, "sha256": None,
+                  "record_id": responses[key]["provenance"]["record_id"]}
+        writer.write(verdict, parents=[parent, *model_refs], record_id=f"{id_prefix}:{key}")
+    return verdicts

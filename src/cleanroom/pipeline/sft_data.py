@@ -1,0 +1,123 @@
+"""SFT data: the base model answers the SFT instruction pool; the verifiable checks filter the answers.
+
+With ``data.teacher = programmatic`` (the tiny profile: a random model cannot write) the responses
+come from :func:`cleanroom.ifeval.teacher.teacher_response` instead, and every record says so in
+its ``source`` field and the stage's provenance — never hidden. Survivors become plain string
+``prompt``/``completion`` examples (zero-shot completion format; never conversational, so no
+template can be applied). Too few survivors is an error with the numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from cleanroom.errors import InputError
+from cleanroom.pipeline.common import Context, capture, load_model, loader_for
+from cleanroom.pipeline.respond import generate_into
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct-n: unique word n-grams / all word n-grams over the corpus (Li et al. 2016)."""
+    grams = [tuple(words[i:i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def histogram(values: list[int], bins: int = 10) -> dict[str, list]:
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins) if values else ([], [])
+    return {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
+
+
+def pool_records(ctx: Context) -> list[Any]:
+    from cleanroom.ifeval import read_prompts
+
+    return read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")
+
+
+def run_sft_data(ctx: Context) -> dict[str, Any]:
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.ifeval import score_record
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+    from cleanroom.ifeval.teacher import teacher_response
+
+    spec = ctx.spec
+    pool = pool_records(ctx)[: spec.data.n_sft]
+    teacher = spec.data.teacher
+    loader_prov = None
+    gen = spec.sft_generation
+    if teacher == "none":
+        model, tokenizer, loader_prov = load_model(ctx, probe=False)
+    else:
+        from cleanroom.loader import CleanModelLoader
+        from cleanroom.pipeline.common import resolve_model
+
+        path, gguf = resolve_model(spec.model, ctx.run.path)
+        tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
+    prov = capture(ctx, "sft_data", loader=loader_prov,
+                   generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher})
+    with ctx.run.stage("sft_data", provenance=prov, inputs=["preflight/sft_pool.jsonl"]) as st:
+        gens = st.jsonl("generations.jsonl")
+        parent = lambda r: {"artifact": "preflight/sft_pool.jsonl", "sha256": None, "record_id": f"sft_pool:{r.key}"}  # noqa: E731
+        if teacher == "none":
+            responses = generate_into(gens, loader_for(ctx), model, tokenizer, pool, gen=gen, parent_ref=parent,
+                                      id_prefix="sft_data/generation", render=lambda r: few_shot_prompt(r.prompt),
+                                      progress=ctx.progress, label="sft_data: base model answers", budget=ctx.budget)
+        else:
+            rng = np.random.default_rng(spec.seed)
+            for r in pool:
+                rid = f"sft_data/generation:{r.key}"
+                text = teacher_response(r, rng)  # drawn for every record so resumed runs draw the same texts
+                if rid not in gens:
+                    gens.write({"key": r.key, "response": text, "source": "programmatic_teacher"},
+                               parents=[parent(r)], record_id=rid)
+            from cleanroom.artifacts import read_records
+
+            responses = {rec["key"]: rec for rec in read_records(gens.path)}
+
+        examples = st.jsonl("examples.jsonl")
+        reasons: Counter[str] = Counter()
+        kept_texts, lengths, types = [], [], Counter()
+        eos = tokenizer.eos_token_id
+        for r in pool:
+            response = responses[r.key]
+            verdict = score_record(r, response["response"])
+            if not verdict["strict"]["follow_all_instructions"]:
+                failed = [i for i, ok in zip(r.instruction_id_list, verdict["strict"]["follow_instruction_list"],
+                                             strict=True) if not ok]
+                reasons.update(f"failed:{i}" for i in failed)
+                continue
+            prompt = zero_shot_prompt(r.prompt)
+            n_tokens = len(tokenizer(prompt + response["response"])["input_ids"]) + 1
+            if n_tokens > spec.sft.train.max_length:
+                reasons["too_long_for_max_length"] += 1  # dropped, never truncated: the EOS must survive
+                continue
+            if eos in tokenizer(response["response"])["input_ids"]:
+                reasons["eos_inside_completion"] += 1
+                continue
+            examples.write(
+                {"key": r.key, "prompt": prompt, "completion": response["response"],
+                 "instruction_id_list": list(r.instruction_id_list), "source": response.get("source", "base_model")},
+                parents=[parent(r), {"artifact": "sft_data/generations.jsonl", "sha256": None,
+                                     "record_id": response["provenance"]["record_id"]}],
+                record_id=f"sft_data/example:{r.key}",
+            )
+            kept_texts.append(response["response"])
+            lengths.append(n_tokens)
+            types.update(r.instruction_id_list)
+        survivors = examples.count
+        stats = {
+            "candidates": len(pool), "survivors": survivors, "filtered": dict(reasons), "teacher": teacher,
+            "distinct_1": distinct_n(kept_texts, 1), "distinct_2": distinct_n(kept_texts, 2),
+            "instruction_types": dict(sorted(types.items())), "n_types": len(types),
+            "length_tokens": histogram(lengths),
+        }
+        atomic_write_bytes(st.dir / "stats.json", pretty_json(stats))
+        if survivors < spec.data.min_sft_survivors:
+            raise InputError(
+                f"sft_data: only {survivors} of {len(pool)} responses passed the verifiable checks "
+                f"(need data.min_sft_survivors={spec.data.min_sft_survivors}); top failures: "
+                f"{reasons.most_common(5)}. Use a larger pool (data.n_sft), a better base model, or lower the minimum"
+            )
+    return stats

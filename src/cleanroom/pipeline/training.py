@@ -1,0 +1,110 @@
+"""SFT, merge-with-proof and DPO stages over :mod:`cleanroom.training` (TRL + PEFT).
+
+Each stage reads its examples from the previous stage's JSONL, trains, saves adapters only, and
+records the losses, throughput and peak memory. Resume picks up the last checkpoint. Backends:
+``peft`` everywhere; ``unsloth`` only where CUDA and unsloth import (never a silent swap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cleanroom.errors import ConfigError
+from cleanroom.pipeline.common import Context, capture, load_model
+
+
+def _check_backend(ctx: Context) -> None:
+    if ctx.spec.backend == "unsloth":
+        from cleanroom.training import unsloth_backend
+
+        unsloth_backend.require_available()
+
+
+def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    if fraction <= 0 or len(rows) < 10:
+        return rows, []
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows))
+    n_eval = max(1, int(round(len(rows) * fraction)))
+    held = set(order[:n_eval].tolist())
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def run_sft(ctx: Context) -> dict[str, Any]:
+    from cleanroom import guard
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
+    from cleanroom.training import train_sft
+
+    _check_backend(ctx)
+    spec = ctx.spec.sft
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]}
+            for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
+    train_rows, eval_rows = _split(rows, spec.eval_fraction, ctx.spec.seed)
+    model, tokenizer, loader_prov = load_model(ctx, probe=False)
+    prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend,
+                                                          "n_train": len(train_rows), "n_eval": len(eval_rows)})
+    with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
+        work = ctx.run.path / ".work" / "sft"
+        result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=spec.train, output_dir=work,
+                           eval_examples=eval_rows or None, resume=True, budget=ctx.budget.exhausted)
+        guard.recheck(result.model, tokenizer)
+        if result.stopped_reason:
+            ctx.budget.check("the end of SFT")  # raises BudgetExceededError: the checkpoint is kept
+        st.add_file(result.adapter_dir)  # copied to sft/adapter
+        metrics = result.to_dict() | {"adapter_dir": "sft/adapter", "n_train": len(train_rows), "n_eval": len(eval_rows)}
+        atomic_write_bytes(st.dir / "metrics.json", pretty_json(metrics))
+    return metrics
+
+
+def run_merge(ctx: Context) -> dict[str, Any]:
+    """Prove that generating with the merged model is generating with the adapter: logits agree."""
+    from peft import PeftModel
+
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
+    from cleanroom.training import merge_and_verify
+
+    if ctx.spec.model.quantization is not None:
+        # merging into 4-bit weights re-quantizes; later stages generate through the attached adapter
+        report = {"merged": False, "reason": "quantized base: generation uses the attached adapter (no merge)"}
+        prov = capture(ctx, "merge", extra=report)
+        with ctx.run.stage("merge", provenance=prov, inputs=["sft/adapter"]) as st:
+            atomic_write_bytes(st.dir / "equivalence.json", pretty_json(report))
+        return report
+    model, tokenizer, loader_prov = load_model(ctx, probe=False)
+    model = PeftModel.from_pretrained(model, str(ctx.run.path / "sft" / "adapter"))
+    probes = [r["prompt"] + r["completion"] for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")[:4]]
+    _, max_diff = merge_and_verify(model, tokenizer, probe_texts=probes, atol=ctx.spec.sft.merge_atol)
+    report = {"merged": True, "max_abs_logit_diff": max_diff, "atol": ctx.spec.sft.merge_atol, "probes": len(probes)}
+    prov = capture(ctx, "merge", loader=loader_prov, extra=report)
+    with ctx.run.stage("merge", provenance=prov, inputs=["sft/adapter"]) as st:
+        atomic_write_bytes(st.dir / "equivalence.json", pretty_json(report))
+    return report
+
+
+def run_dpo(ctx: Context) -> dict[str, Any]:
+    """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
+    from cleanroom import guard
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
+    from cleanroom.training import train_dpo
+
+    _check_backend(ctx)
+    spec = ctx.spec.dpo
+    pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+             for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
+    if not pairs:
+        raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
+    model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    prov = capture(ctx, "dpo", loader=loader_prov, extra={"beta": spec.beta, "n_pairs": len(pairs),
+                                                          "reference": "SFT policy (sft/adapter merged)"})
+    with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
+        result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=spec.train, beta=spec.beta,
+                           output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted)
+        guard.recheck(result.model, tokenizer)
+        if result.stopped_reason:
+            ctx.budget.check("the end of DPO")
+        st.add_file(result.adapter_dir)
+        metrics = result.to_dict() | {"adapter_dir": "dpo/adapter", "n_pairs": len(pairs), "beta": spec.beta}
+        atomic_write_bytes(st.dir / "metrics.json", pretty_json(metrics))
+    return metrics

@@ -1,0 +1,242 @@
+"""The run report: ``report.md`` and a self-contained ``report.html`` (plots inlined as SVG).
+
+Read only from disk (the run directory), like every verification: per-instruction-type accuracy
+with Wilson whiskers for base / SFT / DPO, loss curves, data length histogram, the preflight
+results, the provenance summary, cost spent vs projected, and the GO / NO-GO line for Stage 2.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+MODELS = ("base", "sft", "dpo")
+
+
+def _load(run: Path, stage: str, name: str) -> Any:
+    path = run / stage / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+def _plots(data: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cleanroom.stats import wilson_interval
+
+    out = {}
+    summaries = (data.get("eval") or {}).get("summaries") or {}
+    if summaries:
+        types = sorted({t for s in summaries.values() for t in s["per_type"]})
+        fig, ax = plt.subplots(figsize=(10, max(3.0, 0.32 * len(types))))
+        y = np.arange(len(types))
+        for k, name in enumerate(m for m in MODELS if m in summaries):
+            per = summaries[name]["per_type"]
+            est, lo, hi = [], [], []
+            for t in types:
+                row = per.get(t, {"n": 0, "strict": 0.0})
+                if row["n"]:
+                    iv = wilson_interval(int(round(row["strict"] * row["n"])), row["n"])
+                    est.append(iv.estimate)
+                    lo.append(iv.estimate - iv.low)
+                    hi.append(iv.high - iv.estimate)
+                else:
+                    est.append(np.nan)
+                    lo.append(0)
+                    hi.append(0)
+            ax.errorbar(est, y + (k - 1) * 0.25, xerr=[lo, hi], fmt="o", capsize=2, label=name, markersize=4)
+        ax.set_yticks(y, types, fontsize=7)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel("instruction-level strict accuracy (95% Wilson interval)")
+        ax.legend(loc="lower right")
+        ax.set_title("Per instruction type: base vs SFT vs DPO")
+        out["per_type"] = _svg(fig)
+        plt.close(fig)
+    curves = [(n, data.get(n)) for n in ("sft", "dpo") if data.get(n)]
+    if curves:
+        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
+        for ax, (name, metrics) in zip(axes[0], curves, strict=True):
+            ax.plot(metrics.get("loss_steps") or range(1, len(metrics["losses"]) + 1), metrics["losses"], label="train")
+            if name == "dpo" and metrics.get("step0_loss") is not None:
+                ax.axhline(np.log(2), ls="--", c="gray", lw=0.8, label="ln 2")
+            ax.set_title(f"{name.upper()} loss")
+            ax.set_xlabel("step")
+            ax.legend()
+        out["loss"] = _svg(fig)
+        plt.close(fig)
+    hist = ((data.get("sft_data") or {}).get("length_tokens") or {})
+    if hist.get("counts"):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        edges = hist["edges"]
+        ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", edgecolor="black")
+        ax.set_xlabel("SFT example length (tokens, prompt + completion + EOS)")
+        ax.set_ylabel("examples")
+        out["lengths"] = _svg(fig)
+        plt.close(fig)
+    return out
+
+
+def go_no_go(data: dict[str, Any]) -> tuple[str, list[str]]:
+    """GO for Stage 2 when every gate held and DPO did not regress against SFT or base."""
+    reasons = []
+    pre = data.get("preflight") or {}
+    if not pre.get("passed"):
+        reasons.append("preflight did not pass")
+    dpo = data.get("dpo") or {}
+    if dpo and dpo.get("step0_loss") is None:
+        reasons.append("DPO step-0 check missing")
+    merge = data.get("merge") or {}
+    if merge.get("merged") and merge.get("max_abs_logit_diff", 0) > merge.get("atol", 0):
+        reasons.append("merged and unmerged logits disagree")
+    ev = data.get("eval") or {}
+    primary = (ev.get("comparisons") or {}).get(ev.get("primary", ""), [])
+    for row in primary:
+        if row["verdict"] == "regressed" and row["b"] in ("dpo", "sft"):
+            reasons.append(f"{row['b']} regressed against {row['a']} ({row['difference']:+.3f}, p_holm={row['p_holm']:.3g})")
+    if not primary:
+        reasons.append("no evaluation comparison")
+    return ("GO" if not reasons else "NO-GO"), reasons
+
+
+def collect(run: Path) -> dict[str, Any]:
+    data = {
+        "preflight": _load(run, "preflight", "results.json"),
+        "baseline": _load(run, "baseline", "summary.json"),
+        "sft_data": _load(run, "sft_data", "stats.json"),
+        "sft": _load(run, "sft", "metrics.json"),
+        "merge": _load(run, "merge", "equivalence.json"),
+        "pairs": _load(run, "pairs", "stats.json"),
+        "dpo": _load(run, "dpo", "metrics.json"),
+        "eval": _load(run, "eval", "comparison.json"),
+        "run": json.loads((run / "run.json").read_text()),
+    }
+    import yaml
+
+    data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    manifest = _load(run, "preflight", "manifest.json") or {}
+    data["provenance"] = manifest.get("provenance", {})
+    return data
+
+
+def _pct(iv: dict[str, Any]) -> str:
+    return f"{100 * iv['estimate']:.1f}% [{100 * iv['low']:.1f}, {100 * iv['high']:.1f}] (n={iv['n']})"
+
+
+def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
+    verdict, reasons = go_no_go(data)
+    cfg, prov = data["config"], data["provenance"]
+    lines = [f"# cleanroom Stage 1 report — run `{data['run']['run_id']}`", ""]
+    lines += [f"**Stage 2: {verdict}**" + (f" — {'; '.join(reasons)}" if reasons else " — every gate held"), ""]
+    model = cfg["model"]
+    lines += ["## Model and provenance", "",
+              f"- model: `{model['path']}` (revision {model.get('revision') or 'as resolved'}, quantization "
+              f"{model.get('quantization') or 'none'}, random_init {model.get('random_init') or 'no'})",
+              f"- config sha256: `{data['run']['config_sha256']}`",
+              f"- cleanroom {prov.get('cleanroom_version', '?')}, git {prov.get('git', {}).get('commit', '?')}"
+              f"{' (dirty)' if prov.get('git', {}).get('dirty') else ''}"]
+    if model.get("allow_instruct"):
+        lines.append(f"- **instruct model allowed**: {model.get('allow_instruct_reason')}")
+    sft_data = data.get("sft_data") or {}
+    if sft_data.get("teacher") == "programmatic":
+        lines.append("- **SFT responses and pair rewrites come from the programmatic teacher** (the model cannot "
+                     "write); recorded in each record's `source`/`origin` field")
+    lines += ["", "## Preflight", "", "| check | passed | value |", "|---|---|---|"]
+    for c in (data.get("preflight") or {}).get("checks", []):
+        value = c.get("value")
+        text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+        lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {html.escape(text[:160])} |")
+    ev = data.get("eval") or {}
+    if ev:
+        lines += ["", "## Evaluation (held-out eval set, same keys for every model)", "",
+                  "| model | prompt strict | instruction strict | prompt loose | instruction loose |", "|---|---|---|---|---|"]
+        for name in MODELS:
+            s = ev["summaries"].get(name)
+            if s:
+                lines.append(f"| {name} | {_pct(s['prompt_strict'])} | {_pct(s['instruction_strict'])} | "
+                             f"{_pct(s['prompt_loose'])} | {_pct(s['instruction_loose'])} |")
+        from cleanroom.stats.compare import ComparisonRow, format_markdown
+
+        rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]
+        lines += ["", f"Paired comparisons ({ev['primary']}, Holm across the family):", "", format_markdown(rows)]
+    for name in ("sft", "dpo"):
+        m = data.get(name)
+        if m:
+            losses = m["losses"]
+            lines += ["", f"## {name.upper()}", "",
+                      f"- steps {m['steps']}, loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else f"- steps {m['steps']}",
+                      f"- {m['tokens_per_s']:.0f} tokens/s, {m['seconds']:.1f} s, peak memory "
+                      f"{m['peak_mem_bytes'] / 2**20:.0f} MiB ({m['peak_mem_kind']})"]
+            if name == "dpo":
+                lines.append(f"- step-0 loss {m['step0_loss']:.6f} (ln 2 = 0.693147), reward margin {m['step0_margin']:.2e}")
+    if data.get("merge"):
+        lines += ["", "## Merge", "", f"- {json.dumps(data['merge'])}"]
+    if sft_data:
+        lines += ["", "## Data", "",
+                  f"- SFT: {sft_data['survivors']} of {sft_data['candidates']} responses kept; filtered "
+                  f"{sft_data['filtered']}; distinct-1 {sft_data['distinct_1']:.3f}, distinct-2 {sft_data['distinct_2']:.3f}; "
+                  f"{sft_data['n_types']} instruction types"]
+    if data.get("pairs"):
+        p = data["pairs"]
+        lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {p['skipped']}")
+    lines += ["", "## Cost", "", f"- spent: {spent['hours']:.3f} h, ${spent['cost_usd']:.2f} at "
+              f"${cfg['budget']['price_per_hour']}/h",
+              f"- projected at preflight: {json.dumps(_projection(data))}"]
+    return "\n".join(lines) + "\n"
+
+
+def _projection(data: dict[str, Any]) -> Any:
+    for c in (data.get("preflight") or {}).get("checks", []):
+        if c["check"] == "projected_cost":
+            return c["value"]
+    return None
+
+
+def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
+    """A self-contained page: the Markdown (as preformatted sections) and the inline SVG plots."""
+    body = []
+    for block in markdown_text.split("\n\n"):
+        if block.startswith("# "):
+            body.append(f"<h1>{html.escape(block[2:])}</h1>")
+        elif block.startswith("## "):
+            body.append(f"<h2>{html.escape(block[3:])}</h2>")
+        elif block.lstrip().startswith("|"):
+            rows = [r for r in block.strip().splitlines() if not set(r.replace("|", "").strip()) <= {"-", ":"}]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
+        else:
+            body.append(f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>")
+    figures = "".join(f"<figure><figcaption>{html.escape(k)}</figcaption>{v}</figure>" for k, v in plots.items())
+    color = "#137333" if verdict == "GO" else "#b3261e"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>cleanroom report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
+h1{{border-bottom:4px solid {color}}}figure{{margin:1.5em 0}}figcaption{{font-weight:bold}}svg{{max-width:100%;height:auto}}</style>
+</head><body>{''.join(body)}<h2>Plots</h2>{figures}</body></html>
+"""
+
+
+def write_report(run: Path, out_dir: Path, spent: dict[str, Any]) -> dict[str, Any]:
+    """Write ``report.md`` and ``report.html`` into *out_dir*; return the verdict and reasons."""
+    from cleanroom.artifacts import atomic_write_bytes
+
+    data = collect(run)
+    md = render_markdown(data, spent)
+    verdict, reasons = go_no_go(data)
+    atomic_write_bytes(out_dir / "report.md", md.encode())
+    atomic_write_bytes(out_dir / "report.html", render_html(md, _plots(data), verdict).encode())
+    return {"verdict": verdict, "reasons": reasons}
