@@ -212,7 +212,11 @@ class CleanModelLoader:
         if not report.ok:
             raise ContaminationError(f"{self.path}: sentinel checks failed: " + " | ".join(report.failures[:5]))
         info = {
-            "tokenizer_as_loaded": {k: v for k, v in as_loaded.items() if k != "added_tokens"},
+            "tokenizer_as_loaded": {
+                k: (hashlib.sha256(v.encode()).hexdigest() if isinstance(v, str) and "chat_template" in k else v)
+                for k, v in as_loaded.items()
+                if k != "added_tokens"
+            },
             "tokenizer_changes": changes,
             "base_eos_id": guard.base_eos_id(tokenizer),
             "forbidden_ids": sorted(guard.forbidden_ids(tokenizer)),

@@ -1,9 +1,130 @@
-"""PLACEHOLDER being written now: inspect-model/scan-data (loader+guard). Replace this whole module."""
+"""``cleanroom inspect-model`` and ``cleanroom scan-data``: check a model or a data file before renting a GPU.
+
+Exit codes: 0 clean; 1 instruct or contaminated (every reason listed); 2 unreadable or missing input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from cleanroom.errors import ContaminationError, InputError, MissingFileError
+
+_FIELDS = ("prompt", "completion", "chosen", "rejected")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("inspect-model", help="sentinel checks and base-or-instruct decision for a local model")
+    p.add_argument("path", help="local model directory")
+    p.add_argument("--gguf-file", default=None, help="GGUF file name inside PATH")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--allow-instruct", metavar="REASON", default=None, help="accept an instruct model, recording why")
+    p.add_argument("--no-probe", action="store_true", help="skip the behavioural probe (tokenizer and config only)")
+    p.set_defaults(handler=run_inspect)
+
+    s = sub.add_parser("scan-data", help="scan an SFT/DPO/eval JSONL file for control tokens and template leakage")
+    s.add_argument("file", help="JSONL file: {prompt, completion} | {prompt, chosen, rejected} | {prompt}")
+    s.add_argument("--tokenizer", required=True, help="tokenizer directory (cleaned by the loader)")
+    s.add_argument("--max-length", type=int, default=1 << 20, help="maximum tokens per rendered example")
+    s.add_argument("--json", action="store_true", help="print the findings as JSON")
+    s.set_defaults(handler=run_scan)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from cleanroom.loader import CleanModelLoader
+
+    path = Path(args.path)
+    has_weights = args.gguf_file is not None or any(path.glob("*.safetensors"))
+    loader = CleanModelLoader(
+        path,
+        gguf_file=args.gguf_file,
+        allow_instruct=args.allow_instruct is not None,
+        allow_instruct_reason=args.allow_instruct,
+        probe=not args.no_probe,
+    )
+    try:
+        if has_weights and not args.no_probe:
+            _, _, prov = loader.load()
+        else:
+            _, prov = loader.load_tokenizer()
+    except ContaminationError as exc:
+        if args.json:
+            print(json.dumps({"model": str(path), "clean": False, "reasons": [str(exc)]}, indent=2))
+        else:
+            print(f"NOT CLEAN {path}\n  - {exc}")
+        return 1
+    probe = prov.get("probe") or {}
+    report = {
+        "model": str(path),
+        "clean": True,
+        "base_eos_id": prov["base_eos_id"],
+        "sentinels": prov["sentinels"],
+        "probe": probe,
+        "tokenizer_changes": prov["tokenizer_changes"],
+        "allow_instruct_reason": prov["allow_instruct_reason"],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"CLEAN {path}: base EOS {prov['base_eos_id']}, sentinels {prov['sentinels']['checked']} ok "
+              f"(reference: {prov['sentinels']['reference']})")
+        print(f"  probe: p_eot={probe.get('p_eot')} p_role={probe.get('p_role')} instruct={probe.get('is_instruct')}")
+        for change in prov["tokenizer_changes"]:
+            print(f"  cleaned: {change}")
+    return 0
+
+
+def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict]:
+    """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines."""
+    from cleanroom import guard
+
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such file; pass the JSONL file to scan")
+    findings: list[dict] = []
+    forbidden = guard.forbidden_ids(tokenizer)
+    eos = guard.base_eos_id(tokenizer)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
+                raise InputError(f"{path} line {lineno}: expected an object with a string 'prompt'")
+            fields = [f for f in _FIELDS if f in rec]
+            for f in fields:
+                if not isinstance(rec[f], str):
+                    raise InputError(f"{path} line {lineno}: field {f!r} must be a string")
+                for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
+                    findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
+                                     "why": "literal control-token text: a template was applied upstream"})
+                ids = list(tokenizer(rec[f], add_special_tokens=False, split_special_tokens=True)["input_ids"])
+                bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
+                for i, t in bad:
+                    findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
+                                     "why": "control/EOS ID inside the text"})
+            answers = [f for f in ("completion", "chosen", "rejected") if f in rec]
+            for f in answers:
+                try:
+                    guard.render_example(tokenizer, rec["prompt"], rec[f], max_length=max_length, record=lineno)
+                except (ContaminationError, InputError) as exc:
+                    findings.append({"line": lineno, "field": f, "position": "-", "token": "-", "why": str(exc)})
+    return findings
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from cleanroom.loader import CleanModelLoader
+
+    tokenizer, _ = CleanModelLoader(args.tokenizer, probe=False).load_tokenizer()
+    findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length)
+    if args.json:
+        print(json.dumps({"file": args.file, "clean": not findings, "findings": findings}, indent=2))
+    elif findings:
+        for f in findings:
+            print(f"{args.file}:{f['line']}: {f['field']} {f['position']} {f['token']}: {f['why']}")
+    else:
+        print(f"clean: {args.file}")
+    return 1 if findings else 0
