@@ -511,23 +511,25 @@ class RunDir:
         return target
 
 
-def build_attestation(run_path: str | os.PathLike[str], *, fresh: bool = False) -> dict[str, Any]:
+def build_attestation(
+    run_path: str | os.PathLike[str], *, digest: Callable[[Path], str] | None = None
+) -> dict[str, Any]:
     """The in-toto Statement v1 for a run, a pure function of the files on disk.
 
     ``subject``: run.json, config.resolved.yaml, and every stage file including each manifest, with
     sha256 digests. ``predicate``: ``parameters`` (the resolved config), ``dependencies`` (base model
     files from the stages' provenance records, stage inputs outside the run — datasets, eval sets —
     and the code commit), ``stages`` (manifest and provenance digests). Being a function of disk, it
-    can be rebuilt by verification and compared field by field. ``fresh`` bypasses the hash cache.
+    can be rebuilt by verification and compared field by field. ``digest`` (default: the cached
+    :func:`~cleanroom.provenance.digest_path`) lets verification supply its own uncached digests.
     """
     import yaml
 
     root = Path(run_path)
     run = RunDir.open(root)
 
-    def digest(p: Path) -> str:
-        return digest_path(p, cache=not fresh)
-
+    if digest is None:
+        digest = digest_path
     subjects = [
         {"name": "config.resolved.yaml", "digest": {"sha256": digest(root / "config.resolved.yaml")}},
         {"name": "run.json", "digest": {"sha256": digest(root / "run.json")}},

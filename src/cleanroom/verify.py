@@ -28,7 +28,7 @@ import yaml
 
 from cleanroom.artifacts import _BLOCK_KEYS, CHAIN_SEED, build_attestation, chain_step, pretty_json
 from cleanroom.errors import InputError, MissingFileError
-from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
+from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,14 @@ class _Verifier:
         self.file_digest: dict[str, str] = {}  # "<stage>/<rel>" -> sha256 on disk
         self.run_id: str | None = None
         self.config_sha: str | None = None
+        self.inputs: list[tuple[str, dict[str, Any]]] = []
+        self._digests: dict[Path, str] = {}
+
+    def fresh(self, path: Path) -> str:
+        """Digest of a file or directory read from disk now (memoised for this one verification only)."""
+        if path not in self._digests:
+            self._digests[path] = digest_path(path, cache=False)
+        return self._digests[path]
 
     def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
         self.errors.append(Broken(file, line, check, expected, found))
@@ -172,7 +180,7 @@ class _Verifier:
         return att
 
     def check_subject(self, name: str, path: Path) -> None:
-        found = hash_file(path, cache=False)
+        found = self.fresh(path)
         want = self.subjects.get(name)
         if want != found:
             self.broken(name, None, "sha256 recorded for it in attestation.json", want, found)
@@ -238,22 +246,27 @@ class _Verifier:
             if rel not in on_disk:
                 self.broken(name, None, "file listed in manifest exists", files[rel].get("sha256"), "missing")
                 continue
-            found = hash_file(sdir / rel, cache=False)
+            found = self.fresh(sdir / rel)
             self.file_digest[name] = found
             self.counts["files"] += 1
             if rel not in files:
                 self.broken(name, None, f"file listed in {mname}", "not present", f"extra file sha256 {found}")
             elif files[rel].get("sha256") != found:
                 self.broken(name, None, f"sha256 recorded in {mname}", files[rel].get("sha256"), found)
-        for inp in manifest.get("inputs", []):
-            p = Path(inp["path"])
+        self.inputs.extend((mname, inp) for inp in manifest.get("inputs", []) if isinstance(inp, dict))
+
+    def check_inputs(self) -> None:
+        """Stage inputs still match the digests taken when each stage started (after all stages' own checks,
+        so an edited file is first reported by its own stage, at its line)."""
+        for mname, inp in self.inputs:
+            p = Path(str(inp.get("path")))
             target = p if p.is_absolute() else self.root / p
             if not target.exists():
-                self.notes.append(f"{stage} input {inp['path']} is not present here; its digest is unchecked")
+                self.notes.append(f"{mname} input {inp.get('path')} is not present here; its digest is unchecked")
                 continue
-            found = digest_path(target, cache=False)
-            if found != inp["sha256"]:
-                self.broken(inp["path"], None, f"input sha256 recorded in {mname}", inp["sha256"], found)
+            found = self.fresh(target)
+            if found != inp.get("sha256"):
+                self.broken(str(inp.get("path")), None, f"input sha256 recorded in {mname}", inp.get("sha256"), found)
 
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
@@ -323,7 +336,7 @@ class _Verifier:
 
     def check_rebuilt_attestation(self, att: dict[str, Any]) -> None:
         try:
-            rebuilt = build_attestation(self.root, fresh=True)
+            rebuilt = build_attestation(self.root, digest=self.fresh)
         except Exception as exc:  # an earlier broken edge made the run unreadable; already reported
             self.broken("attestation.json", None, "rebuild from disk", "a readable run", f"{type(exc).__name__}: {exc}")
             return
@@ -349,8 +362,8 @@ class _Verifier:
                     target = Path(name)
                     if not target.exists():
                         self.notes.append(f"{where}: external artifact {name} not present here; unchecked")
-                    elif want_sha is not None and digest_path(target, cache=False) != want_sha:
-                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, digest_path(target))
+                    elif want_sha is not None and self.fresh(target) != want_sha:
+                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
                     continue
                 if name in self.ids_by_artifact:
                     found_sha = self.file_digest.get(name)
@@ -362,8 +375,8 @@ class _Verifier:
                 target = self.root / name
                 if not target.exists():
                     self.broken(artifact, lineno, f"{where}: artifact exists", name, "missing")
-                elif want_sha is not None and digest_path(target, cache=False) != want_sha:
-                    self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, digest_path(target, cache=False))
+                elif want_sha is not None and self.fresh(target) != want_sha:
+                    self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
 
 
 def _require_run(root: Path) -> None:
@@ -382,6 +395,7 @@ def verify_run(run_dir: str | os.PathLike[str]) -> VerifyReport:
     v.check_run_files()
     for stage in v.stage_names():
         v.check_stage(stage)
+    v.check_inputs()
     if att is not None:
         v.check_rebuilt_attestation(att)
     v.check_parents()

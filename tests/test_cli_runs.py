@@ -1,0 +1,65 @@
+"""`cleanroom verify`, `trace` and `env`: exit codes 0/1/2, the first broken edge, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+from cleanroom.artifacts import RunDir
+from cleanroom.cli import main
+from cleanroom.provenance import capture_provenance
+
+
+def _run(tmp_path):
+    run = RunDir.create(tmp_path, "r1", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1")) as st:
+        w = st.jsonl("g.jsonl")
+        w.write({"text": "a"}, record_id="gen:1")
+        w.write({"text": "b"}, record_id="gen:2", parents=[st.ref("g.jsonl", "gen:1")])
+    run.finalize()
+    return run
+
+
+def test_verify_exit_codes_and_messages(tmp_path, capsys) -> None:
+    run = _run(tmp_path)
+    assert main(["verify", str(run.path)]) == 0
+    assert "ok:" in capsys.readouterr().out
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"b"', b'"c"'))
+    assert main(["verify", str(run.path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("BROKEN: gen/g.jsonl line 2: content_sha256: expected ")
+    assert main(["verify", str(tmp_path / "nothing")]) == 2
+    assert "not a cleanroom run directory" in capsys.readouterr().err
+
+
+def test_verify_json(tmp_path, capsys) -> None:
+    run = _run(tmp_path)
+    (run.path / "gen" / "extra.txt").write_text("smuggled")
+    assert main(["verify", str(run.path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["first_broken"]["file"] == "gen/extra.txt"
+
+
+def test_trace_text_and_json(tmp_path, capsys) -> None:
+    run = _run(tmp_path)
+    assert main(["trace", str(run.path), "gen:2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("gen:2  [gen/g.jsonl line 2]") and out[1].strip().startswith("<- gen:1")
+    assert main(["trace", str(run.path), "gen:2", "--json"]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["parents"][0]["record_id"] == "gen:1" and tree["parents"][0]["parents"] == []
+    assert main(["trace", str(run.path), "gen:9"]) == 2
+
+
+def test_env_json_has_versions_and_no_secrets(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_ThisMustNeverBePrinted0123456789")
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    assert main(["env", "--json"]) == 0
+    raw = capsys.readouterr().out
+    report = json.loads(raw)
+    assert report["packages"]["transformers"] and report["git"]["commit"]
+    assert report["env"]["PYTHONHASHSEED"] == "0"
+    assert "HF_TOKEN" not in raw and "ThisMustNeverBePrinted" not in raw
+    assert main(["env"]) == 0
+    assert "transformers" in capsys.readouterr().out
