@@ -1,0 +1,214 @@
+"""Peak GPU memory of LoRA / QLoRA training, estimated from a model's config: will it fit?
+
+The estimate is a sum of named parts (all in bytes, ``b`` = batch size, ``s`` = sequence length,
+``h`` = hidden size, ``i`` = intermediate size, ``L`` = layers, ``d_kv`` = key/value width =
+``num_key_value_heads * h / num_attention_heads``, ``V`` = vocabulary):
+
+* ``weights``: decoder linear weights ``P_lin = L * (2 h^2 + 2 h d_kv + 3 h i)`` at
+  ``WEIGHT_BYTES[quantization]`` bytes each. nf4 is 4 bits = 0.5 byte plus the block scales: one
+  8-bit absmax per 64 weights (double quantization) and one fp32 scale per 256 of those,
+  ``0.5 + 1/64 + 4/(64*256) = 0.51587`` bytes/param. int8 (LLM.int8) is 1 byte plus an fp32 scale
+  per output row (``4 / h`` bytes/param, taken as ``4 / h``). Embeddings (``V h``) and an untied
+  ``lm_head`` (``V h``), norms (``(2 L + 1) h``) and q/k/v biases (``L (h + 2 d_kv)``) stay in bf16.
+* ``lora``: adapter parameters ``N = L * r * sum_{targets} (in + out)`` times
+  ``param + grad + 2 AdamW moments`` bytes: fp32 (4+4+8 = 16 B) on a bf16 base, bf16 (2+2+4 = 8 B) on a
+  quantized base (TRL casts QLoRA adapters to bf16).
+* ``activations``: saved tensors for the backward pass, bf16. Per token and layer, without
+  checkpointing: ``ACT_H_BYTES * h + ACT_I_BYTES * i + ACT_KV_BYTES * d_kv`` (norm inputs/outputs,
+  q/k/v/o inputs and outputs, the SwiGLU gate/up/act/product tensors; flash/SDPA attention stores no
+  ``s^2`` matrix), times ``b s L``. With gradient checkpointing only each layer's input is kept
+  (``2 h`` bytes per token and layer) plus one layer's full activations during its recomputation.
+* ``logits``: ``b s V * LOGITS_BYTES`` (bf16 logits + their fp32 upcast for the loss).
+* ``dequant``: a quantized layer is dequantized to bf16 one matrix at a time: ``2 h i`` bytes transient.
+* ``cuda_context``: CUDA context, cuBLAS workspace and allocator slack, ``CUDA_CONTEXT_BYTES``.
+
+``MemoryEstimate.allocated_bytes`` (everything but the context) is what
+``torch.cuda.max_memory_allocated`` measures; ``total_bytes`` is what must fit on the device. Every
+constant lives at the top of this module so calibration against measured peaks changes one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cleanroom.errors import ConfigError
+
+GIB = 1024**3
+#: bytes per decoder linear weight by quantization (see module docstring for the nf4/int8 overheads)
+WEIGHT_BYTES = {"bf16": 2.0, None: 2.0, "nf4": 0.5 + 1 / 64 + 4 / (64 * 256), "int8": 1.0}
+#: bytes per element of parameters kept in 16 bits (embeddings, lm_head, norms, biases)
+HALF_BYTES = 2.0
+#: per LoRA parameter: param + grad + AdamW first and second moments
+LORA_STATE_BYTES = {"fp32": 4 + 4 + 8, "bf16": 2 + 2 + 4}
+#: activation bytes per token and layer: ACT_H * h + ACT_I * i + ACT_KV * d_kv (bf16 tensors)
+ACT_H_BYTES = 2 * 8  # ln1 in/out, q-in, attn out, o out, ln2 in/out, residual  (8 tensors of width h)
+ACT_I_BYTES = 2 * 4  # gate out, up out, act(gate), act(gate)*up              (4 tensors of width i)
+ACT_KV_BYTES = 2 * 2  # k and v outputs                                         (2 tensors of width d_kv)
+CHECKPOINT_BYTES_PER_H = 2  # the bf16 layer input kept per token and layer under gradient checkpointing
+LOGITS_BYTES = 2 + 4  # bf16 logits + fp32 copy for the cross-entropy
+CUDA_CONTEXT_BYTES = int(0.75 * GIB)
+QUANTIZATIONS = ("bf16", "nf4", "int8", None)
+OPTIMIZERS = ("adamw",)
+
+#: Qwen2.5 base configurations (from each repository's config.json).
+QWEN25_ARCHS: dict[str, dict[str, Any]] = {
+    "Qwen2.5-0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "Qwen2.5-1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "Qwen2.5-3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "Qwen2.5-7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "Qwen2.5-14B": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "Qwen2.5-32B": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40,
+                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+}
+_ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "vocab_size")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory by part (bytes); ``total_bytes`` includes the CUDA context."""
+
+    total_bytes: int
+    parts: Mapping[str, int]
+    n_params: int
+    n_lora_params: int
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Comparable with ``torch.cuda.max_memory_allocated`` (no CUDA context)."""
+        return self.total_bytes - int(self.parts.get("cuda_context", 0))
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in self.parts.items())
+        return f"{self.total_bytes / GIB:.2f} GiB ({parts})"
+
+
+def _arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
+    if isinstance(arch, str):
+        if arch not in QWEN25_ARCHS:
+            raise ConfigError(f"unknown architecture {arch!r}; known: {sorted(QWEN25_ARCHS)} or pass a config dict")
+        return dict(QWEN25_ARCHS[arch])
+    missing = [k for k in _ARCH_KEYS if not isinstance(arch.get(k), int) or arch.get(k, 0) <= 0]
+    if missing:
+        raise ConfigError(f"architecture config: missing or non-positive integer fields {missing} (from config.json)")
+    out = {k: int(arch[k]) for k in _ARCH_KEYS}
+    out["tie_word_embeddings"] = bool(arch.get("tie_word_embeddings", False))
+    if out["hidden_size"] % out["num_attention_heads"]:
+        raise ConfigError("architecture config: hidden_size must be a multiple of num_attention_heads")
+    return out
+
+
+def module_shapes(arch: Mapping[str, Any] | str) -> dict[str, tuple[int, int]]:
+    """``{module: (in_features, out_features)}`` of one decoder layer's linear projections."""
+    a = _arch(arch)
+    h, i = a["hidden_size"], a["intermediate_size"]
+    d_kv = a["num_key_value_heads"] * h // a["num_attention_heads"]
+    return {"q_proj": (h, h), "k_proj": (h, d_kv), "v_proj": (h, d_kv), "o_proj": (h, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+
+def count_params(arch: Mapping[str, Any] | str) -> dict[str, int]:
+    """Parameter counts: ``linear`` (decoder projections), ``embed``, ``lm_head``, ``other`` (norms, biases)."""
+    a = _arch(arch)
+    h, L, V = a["hidden_size"], a["num_hidden_layers"], a["vocab_size"]
+    shapes = module_shapes(a)
+    d_kv = shapes["k_proj"][1]
+    return {
+        "linear": L * sum(i * o for i, o in shapes.values()),
+        "embed": V * h,
+        "lm_head": 0 if a["tie_word_embeddings"] else V * h,
+        "other": (2 * L + 1) * h + L * (h + 2 * d_kv),
+    }
+
+
+def estimate_peak_memory(
+    arch: Mapping[str, Any] | str,
+    *,
+    quantization: str | None,
+    lora_r: int,
+    lora_targets: tuple[str, ...] | list[str],
+    batch_size: int,
+    seq_len: int,
+    gradient_checkpointing: bool,
+    optimizer: str = "adamw",
+) -> MemoryEstimate:
+    """Estimate peak training memory (formulas in the module docstring); ``arch`` a config dict or a known name."""
+    a = _arch(arch)
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"quantization = {quantization!r} is invalid; allowed: 'nf4', 'int8', 'bf16' or None")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer = {optimizer!r} is invalid; allowed: {OPTIMIZERS}")
+    for name, value in (("lora_r", lora_r), ("batch_size", batch_size), ("seq_len", seq_len)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+    shapes = module_shapes(a)
+    unknown = sorted(set(lora_targets) - set(shapes))
+    if unknown or not lora_targets:
+        raise ConfigError(f"lora_targets {list(lora_targets)} invalid; allowed: a non-empty subset of {sorted(shapes)}")
+
+    h, i, L, V = a["hidden_size"], a["intermediate_size"], a["num_hidden_layers"], a["vocab_size"]
+    d_kv = shapes["k_proj"][1]
+    counts = count_params(a)
+    quantized = quantization in ("nf4", "int8")
+    lin_bytes = WEIGHT_BYTES[quantization] + (4 / h if quantization == "int8" else 0.0)
+    weights = counts["linear"] * lin_bytes + (counts["embed"] + counts["lm_head"] + counts["other"]) * HALF_BYTES
+
+    n_lora = L * lora_r * sum(shapes[t][0] + shapes[t][1] for t in set(lora_targets))
+    lora = n_lora * LORA_STATE_BYTES["bf16" if quantized else "fp32"]
+
+    tokens = batch_size * seq_len
+    per_layer = tokens * (ACT_H_BYTES * h + ACT_I_BYTES * i + ACT_KV_BYTES * d_kv)
+    activations = tokens * L * CHECKPOINT_BYTES_PER_H * h + per_layer if gradient_checkpointing else L * per_layer
+    logits = tokens * V * LOGITS_BYTES
+    dequant = 2 * h * i if quantized else 0
+
+    parts = {
+        "weights": int(weights),
+        "lora": int(lora),
+        "activations": int(activations),
+        "logits": int(logits),
+        "dequant": int(dequant),
+        "cuda_context": CUDA_CONTEXT_BYTES,
+    }
+    return MemoryEstimate(total_bytes=sum(parts.values()), parts=parts, n_params=sum(counts.values()),
+                          n_lora_params=int(n_lora))
+
+
+def max_batch_that_fits(
+    arch: Mapping[str, Any] | str, budget_bytes: int, *, max_batch: int = 1024, **kwargs: Any
+) -> int:
+    """The largest batch size whose ``total_bytes`` fits ``budget_bytes`` (0 if not even 1 fits).
+
+    The estimate grows monotonically with the batch size, so a binary search over ``[1, max_batch]``
+    is exact; ``kwargs`` are the other arguments of :func:`estimate_peak_memory`.
+    """
+    def fits(b: int) -> bool:
+        return estimate_peak_memory(arch, batch_size=b, **kwargs).total_bytes <= budget_bytes
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, max_batch
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+__all__ = [
+    "QWEN25_ARCHS",
+    "MemoryEstimate",
+    "count_params",
+    "estimate_peak_memory",
+    "max_batch_that_fits",
+    "module_shapes",
+]

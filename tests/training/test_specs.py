@@ -1,0 +1,74 @@
+"""LoraSpec and TrainSpec reject bad values naming the field, and translate to PEFT/TRL arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleanroom.errors import ConfigError
+from cleanroom.training import ALL_PROJECTIONS, LoraSpec, TrainSpec
+
+
+def test_lora_defaults_target_every_attention_and_mlp_projection():
+    spec = LoraSpec()
+    assert spec.targets == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert spec.targets == ALL_PROJECTIONS
+    # r=64, alpha=16: scale 16/64 = 0.25; rsLoRA: 16/sqrt(64) = 2.0
+    assert LoraSpec(r=64, alpha=16).scale == 0.25
+    assert LoraSpec(r=64, alpha=16, use_rslora=True).scale == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"r": 0}, "LoraSpec.r"),
+        ({"r": 8.0}, "LoraSpec.r"),
+        ({"alpha": -1}, "LoraSpec.alpha"),
+        ({"dropout": 1.0}, "LoraSpec.dropout"),
+        ({"targets": ()}, "LoraSpec.targets"),
+        ({"targets": ("q_proj", "lm_head")}, "LoraSpec.targets"),
+        ({"targets": ("q_proj", "q_proj")}, "LoraSpec.targets"),
+    ],
+)
+def test_lora_rejects_bad_values(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        LoraSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"batch_size": True}, "batch_size"),
+        ({"max_length": 4}, "max_length"),
+        ({"lr_scheduler": "triangle"}, "lr_scheduler"),
+        ({"precision": "fp16"}, "precision"),
+        ({"optim": "sgd"}, "optim"),
+        ({"report_to": "neptune"}, "report_to"),
+        ({"early_stopping_patience": 0}, "early_stopping_patience"),
+        ({"trl_overrides": {"learning_rate": 1.0}}, "trl_overrides"),
+    ],
+)
+def test_train_spec_rejects_bad_values(kwargs, field):
+    with pytest.raises(ConfigError, match=f"TrainSpec.{field}"):
+        TrainSpec(**kwargs)
+
+
+def test_specs_are_frozen():
+    with pytest.raises(AttributeError):
+        LoraSpec().r = 4  # type: ignore[misc]
+
+
+def test_trainer_kwargs_checkpoint_and_early_stopping_wiring():
+    kw = TrainSpec(save_steps=5, early_stopping_patience=2, precision="fp32").trainer_kwargs("out", has_eval=True)
+    assert (kw["save_strategy"], kw["save_steps"], kw["eval_strategy"], kw["eval_steps"]) == ("steps", 5, "steps", 5)
+    assert kw["load_best_model_at_end"] and kw["metric_for_best_model"] == "eval_loss"
+    assert kw["bf16"] is False and kw["report_to"] == []
+    with pytest.raises(ConfigError, match="early_stopping_patience"):
+        TrainSpec(early_stopping_patience=2).trainer_kwargs("out", has_eval=False)
+
+
+def test_lora_to_peft_config():
+    cfg = LoraSpec(r=4, alpha=8, dropout=0.1).to_peft()
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.bias) == (4, 8, 0.1, "none")
+    assert set(cfg.target_modules) == set(ALL_PROJECTIONS)
