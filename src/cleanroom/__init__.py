@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from cleanroom.loader import CleanModelLoader
 
 # Heavy names are resolved lazily so ``import cleanroom`` never imports torch.
-_LAZY = {"CleanModelLoader": "cleanroom.loader"}
+_LAZY = {"CleanModelLoader": "cleanroom.loader", "capture_provenance": "cleanroom.provenance", "ProvenanceRecord": "cleanroom.provenance", "RunDir": "cleanroom.artifacts", "verify_run": "cleanroom.artifacts", "trace_record": "cleanroom.artifacts"}
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +49,11 @@ __all__ = [
     "InputError",
     "MissingFileError",
     "ProvenanceError",
+    "ProvenanceRecord",
+    "RunDir",
     "StatisticsError",
     "__version__",
+    "capture_provenance",
+    "trace_record",
+    "verify_run",
 ]

@@ -344,15 +344,16 @@ class StageWriter:
                 self._save_state()
         return self._writers[name]
 
-    def add_file(self, path: str | os.PathLike[str]) -> Path:
-        """Declare a non-record output (adapter, plot); a file or directory outside the stage is copied in."""
+    def add_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> Path:
+        """Declare a non-record output (adapter, plot); a file or directory outside the stage is copied in
+        (as ``<stage>/<name>``, default its own name). Every file in the stage directory is in the manifest."""
         src = Path(path)
         if not src.exists():
             raise MissingFileError(f"stage {self.name}: add_file({src}) — no such file or directory")
         try:
             return self._inside(src)
         except InputError:
-            dest = self.dir / src.name
+            dest = self._inside(name if name is not None else src.name)
             if src.is_dir():
                 shutil.copytree(src, dest, dirs_exist_ok=True)
             else:

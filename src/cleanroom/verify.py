@@ -8,7 +8,9 @@ the edge closest to a change:
 2. ``run.json`` and ``config.resolved.yaml`` (format, config digest);
 3. per stage: the manifest's digest against the attestation subject, the manifest's own form, then
    every record line (JSON, canonical bytes, ``content_sha256``, chain value, producer), then each
-   file's digest against the manifest, record counts and chain roots, stage inputs;
+   file's digest against the manifest, record counts and chain roots;
+3b. every stage's inputs against the digests taken when it started (after all stages, so an edited
+   file is first reported by its own stage, at its line);
 4. the attestation rebuilt from disk, compared field by field (dependencies, parameters, subjects);
 5. record ids unique across the run, and every parent resolves: the named artifact exists, its
    digest matches the one recorded in the parent link, and the record id is in it.
