@@ -72,7 +72,6 @@ def _clustered_draws(rng, n_clusters, sizes, mu, icc, reps):
     return rng.random((reps, sizes.sum())) < np.repeat(pc, sizes, axis=1)
 
 
-@pytest.mark.slow
 def test_clustered_interval_covers_with_icc_02_and_naive_does_not():
     """ICC 0.2, 150 prompts × 2–7 instructions (mean m ≈ 4.5, design effect ≈ 1.7): the clustered
     t interval covers 0.95 ± 0.02; the naive Wilson interval on all instructions under-covers."""
@@ -140,7 +139,6 @@ def test_paired_t_and_wilcoxon_type_one_and_power():
     assert abs(sim - TTestPower().power(effect_size=0.2, nobs=200, alpha=0.05)) <= 0.03
 
 
-@pytest.mark.slow
 def test_instruction_level_compare_holds_alpha_and_naive_mcnemar_does_not():
     """Two systems with the same per-prompt pass rate but correlated instructions (a prompt is easy or
     hard for both): the clustered Wald-t p-value keeps type-I ≤ α + 0.01; McNemar on instruction pairs,

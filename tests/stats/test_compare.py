@@ -135,10 +135,14 @@ def test_cli_json_and_markdown(tmp_path, capsys):
     assert out.startswith("| A | B | n |") and "| base | sft |" in out and "clustered t" in out
 
 
-def test_cli_mismatch_exits_2_through_main(tmp_path):
-    """main() maps the InputError to exit 2 when eval_cmd mounts `compare` (checked via the error itself)."""
+def test_cli_mismatch_exits_2_through_main(tmp_path, capsys):
+    """`cleanroom eval compare` (mounted by cli/eval_cmd.py): key mismatch → one-line error, exit 2."""
+    from cleanroom.cli import main
+
     a = _write(tmp_path / "a.jsonl", list(range(250)), [[True]] * 250)
     b = _write(tmp_path / "b.jsonl", list(range(249)), [[True]] * 249)
-    with pytest.raises(InputError) as exc:
-        _cli([str(a), str(b)])
-    assert exc.value.exit_code == 2 and "249" in str(exc.value)
+    assert main(["eval", "compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "InputError" in err and "lacks 1 key(s)" in err and "249" in err
+    assert main(["eval", "compare", str(a), str(a), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verdict"].startswith("no detectable difference")
