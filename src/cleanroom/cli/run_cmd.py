@@ -42,9 +42,11 @@ def load_pipeline() -> Any:
 
 def estimate(spec: Any) -> dict[str, Any]:
     """Memory and cost estimate of the production run from the config alone (no weights needed)."""
-    from cleanroom import cost, memory
+    from cleanroom import memory
+    from cleanroom.pipeline.common import arch_for
+    from cleanroom.pipeline.preflight import project_stage1
 
-    arch = memory.arch_for(spec.model.random_init or spec.model.path)
+    arch = arch_for(spec.model.random_init or spec.model.path)
     est = memory.estimate_peak_memory(
         arch, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
         lora_targets=spec.sft.lora.targets, batch_size=spec.sft.train.batch_size,
@@ -52,7 +54,7 @@ def estimate(spec: Any) -> dict[str, Any]:
     )
     budget = spec.budget.gpu_memory_gb * 1e9
     best = memory.max_batch_that_fits(
-        arch, budget, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
+        arch, int(budget), quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
         lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
         gradient_checkpointing=spec.sft.train.gradient_checkpointing,
     )
@@ -60,7 +62,7 @@ def estimate(spec: Any) -> dict[str, Any]:
         "memory": {"estimate_gb": round(est.total_bytes / 1e9, 2), "device_gb": spec.budget.gpu_memory_gb,
                    "fits": est.total_bytes <= budget, "max_batch_size": best,
                    "parts_gb": {k: round(v / 1e9, 3) for k, v in est.parts.items()}},
-        "cost": cost.project_stage1(spec, device="cuda"),
+        "cost": project_stage1(spec, device="cuda", params_b=sum(memory.count_params(arch).values()) / 1e9),
     }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import CodeType
 
 from cleanroom.gates.rules import RULES_BY_ID
 
@@ -49,6 +50,38 @@ _PICKLE_LOADS = frozenset(
     for fn in ("load", "loads", "Unpickler")
 ) | {"joblib.load", "pandas.read_pickle", "torch.serialization.pickle.load"}
 _NUMPY_LOAD = frozenset({"numpy.load"})
+
+
+# Every rule needs one of these identifiers in the compiled code: as an attribute or global name
+# (``co_names``), a keyword-argument name or a string constant (``co_consts``). Comments never reach
+# a code object and docstrings are never *equal* to an identifier, so a module whose code objects
+# mention none of them cannot violate a code rule and needs no Python AST: building it is most of
+# the cost per file. (CPython keeps the names of unreachable code in ``co_names`` too; a test pins it.)
+TRIGGER_NAMES = frozenset(
+    {"from_pretrained", "pipeline", "apply_chat_template", "add_special_tokens", "BitsAndBytesConfig"}
+    | _CHAT_ATTRS
+    | _SPECIAL_ATTRS
+    | _QUANT_KWARGS
+    | {"trust_remote_code", "load", "loads", "Unpickler", "read_pickle", "allow_pickle"}
+)
+
+
+def needs_ast(code: CodeType) -> bool:
+    """True when the compiled module (or any nested function, class, lambda) mentions a trigger name."""
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        if not TRIGGER_NAMES.isdisjoint(current.co_names):
+            return True
+        for const in current.co_consts:
+            if type(const) is CodeType:
+                stack.append(const)
+            elif type(const) is str:
+                if const in TRIGGER_NAMES:
+                    return True
+            elif type(const) is tuple and not TRIGGER_NAMES.isdisjoint(const):
+                return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cleanroom.errors import GateError, MissingFileError
-from cleanroom.gates.checker import Violation, check_tree
+from cleanroom.gates.checker import Violation, check_tree, needs_ast
 from cleanroom.gates.config import GateConfig
 from cleanroom.gates.rules import RULES_BY_ID
 from cleanroom.gates.waivers import Waiver, find_waivers
@@ -39,8 +39,10 @@ def check_source(
     """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply)."""
     disabled = frozenset(disable)
     try:
-        tree = ast.parse(source, filename=path)
-        compile(tree, path, "exec", dont_inherit=True)
+        # Compiling stays in C; the Python AST is only built when the code objects mention a
+        # trigger name (checker.needs_ast), which keeps the gates above 1,000 files/s.
+        code = compile(source, path, "exec", dont_inherit=True, optimize=0)
+        tree = ast.parse(source, filename=path) if needs_ast(code) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
@@ -55,7 +57,7 @@ def check_source(
         return FileResult(tuple(found), (), ())
     found = [
         v
-        for v in check_tree(tree, path)
+        for v in (check_tree(tree, path) if tree is not None else ())
         if v.rule not in disabled and not (loader and RULES_BY_ID[v.rule].loader_exempt)
     ]
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source

@@ -80,6 +80,17 @@ class Context:
         return json.loads((self.run.path / stage / name).read_text())
 
 
+def arch_for(name: str) -> dict[str, Any]:
+    """The architecture dict of a known Qwen2.5 size from a name like ``Qwen/Qwen2.5-32B`` or ``qwen2.5-0.5b``."""
+    from cleanroom.memory import QWEN25_ARCHS
+
+    key = name.rsplit("/", 1)[-1].lower().removesuffix("-instruct")
+    for arch_name, arch in QWEN25_ARCHS.items():
+        if arch_name.lower() == key:
+            return dict(arch)
+    raise ConfigError(f"{name!r} is not a known Qwen2.5 architecture; known: {', '.join(QWEN25_ARCHS)}")
+
+
 def resolve_device(requested: str) -> str:
     import torch
 

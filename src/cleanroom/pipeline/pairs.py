@@ -63,7 +63,7 @@ def rewrite_prompt(instruction: str, draft: str, crit: dict[str, Any]) -> str:
 def run_pairs(ctx: Context) -> dict[str, Any]:
     from cleanroom import guard
     from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval.prompting import few_shot_prompt, zero_shot_prompt
+    from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt, zero_shot_prompt
     from cleanroom.ifeval.teacher import teacher_response
     from cleanroom.pipeline.sft_data import pool_records
     from cleanroom.provenance import hash_file
@@ -98,7 +98,8 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             prompts = [few_shot_prompt(r.prompt) for r in batch for _ in range(p.samples_per_instruction)]
             drafts = loader.generate(model, tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
                                      temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start,
-                                     batch_size=gen.batch_size).texts
+                                     batch_size=gen.batch_size, stop=[STOP]).texts
+            drafts = [clean_completion(t) for t in drafts]
             for i, r in enumerate(batch):
                 own = drafts[i * p.samples_per_instruction:(i + 1) * p.samples_per_instruction]
                 cands = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
@@ -108,7 +109,8 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
                 else:
                     rewritten = loader.generate(model, tokenizer, [rewrite_prompt(r.prompt, best["text"], best["critique"])],
                                                 max_new_tokens=gen.max_new_tokens, temperature=0.0,
-                                                seed=gen.seed).texts[0]
+                                                seed=gen.seed, stop=[STOP]).texts[0]
+                    rewritten = clean_completion(rewritten)
                     origin = "rewrite_sft_model"
                 cands.append({"text": rewritten, "origin": origin, "critique": critique(r, rewritten)})
                 sample_ids = []

@@ -24,6 +24,55 @@ SFT_LR_RANGE = (1e-5, 5e-4)
 DPO_LR_RANGE = (1e-7, 1e-5)
 
 
+# Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
+# the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
+# CPU figures are for the tiny profile on 2 cores; CUDA figures are for nf4 QLoRA on one H100.
+NOMINAL_RATES = {
+    "cpu": {"train_k": 60.0, "gen_k": 40.0},
+    "cuda": {"train_k": 40_000.0, "gen_k": 8_000.0},
+}
+
+
+def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
+                   measured: dict[str, float] | None = None) -> dict[str, Any]:
+    """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
+
+    ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` (from the GPU gate);
+    otherwise nominal rates scaled by model size are used and the result says so.
+    """
+    from cleanroom import cost, memory
+    from cleanroom.pipeline.common import arch_for
+
+    if params_b is None:
+        name = spec.model.random_init or spec.model.path
+        try:
+            params_b = sum(memory.count_params(arch_for(name)).values()) / 1e9
+        except Exception:  # unknown architecture: assume the reference 32B
+            params_b = 32.0
+    params_b = max(params_b, 0.001)
+    rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
+    train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
+    gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
+    d, p = spec.data, spec.pairs
+    phases = cost.stage1_phases(
+        train_tokens_per_s=train, gen_tokens_per_s=gen, n_eval_prompts=d.n_eval,
+        eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
+        n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
+        sft_epochs=spec.sft.train.num_epochs, n_pair_prompts=p.n_instructions,
+        pair_samples_per_prompt=p.samples_per_instruction + (1 if p.rewriter == "model" else 0),
+        pair_new_tokens=p.generation.max_new_tokens, n_pairs=p.n_instructions,
+        pair_tokens_per_side=min(spec.dpo.train.max_length, 700), dpo_epochs=spec.dpo.train.num_epochs,
+    )
+    proj = cost.project_cost(phases, price_per_hour=max(spec.budget.price_per_hour, 1e-9), overhead_s=600.0)
+    return {
+        "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * spec.budget.price_per_hour, 2),
+        "price_per_hour": spec.budget.price_per_hour, "params_b": round(params_b, 4),
+        "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1),
+        "rates": "measured" if measured else "nominal (run the GPU gate to measure)",
+        "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},
+    }
+
+
 def _sanity(ctx: Context) -> list[dict[str, Any]]:
     spec, pre = ctx.spec, ctx.spec.preflight
     out = []
@@ -80,7 +129,7 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     """Run every check; write ``preflight/`` (prompt records + results.json); raise on failure."""
     import numpy as np
 
-    from cleanroom import cost, memory
+    from cleanroom import memory
     from cleanroom.errors import CleanroomError
     from cleanroom.ifeval import read_prompts
     from cleanroom.ifeval.evalset import check_overlap
@@ -165,7 +214,13 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                                  "parts_gb": {k: round(v / 1e9, 4) for k, v in estimate.parts.items()}},
                        "fix": "lower sft.train.batch_size or max_length, or enable gradient_checkpointing"})
 
-    projection = cost.project_stage1(spec, device=ctx.device)
+    params_b = None
+    if arch is not None:
+        try:
+            params_b = sum(memory.count_params(arch).values()) / 1e9
+        except CleanroomError:
+            params_b = None
+    projection = project_stage1(spec, device=ctx.device, params_b=params_b)
     checks.append({"check": "projected_cost", "passed": spec.budget.max_cost_usd is None
                    or projection["cost_usd"] <= spec.budget.max_cost_usd,
                    "value": projection, "fix": "raise budget.max_cost_usd or shrink the run"})

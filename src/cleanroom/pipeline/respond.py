@@ -36,6 +36,8 @@ def generate_into(
     """
     from tqdm import tqdm
 
+    from cleanroom.ifeval.prompting import STOP, clean_completion
+
     todo = [r for r in records if f"{id_prefix}:{r.key}" not in writer]
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=label, disable=not progress,
                unit="prompt", dynamic_ncols=True)
@@ -46,11 +48,11 @@ def generate_into(
         batch = todo[start:start + gen.batch_size]
         result = loader.generate(
             model, tokenizer, [render(r) for r in batch], max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start, batch_size=gen.batch_size,
+            temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start, batch_size=gen.batch_size, stop=[STOP],
         )
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
             writer.write(
-                {"key": r.key, "response": text, "token_count": int(count)},
+                {"key": r.key, "response": clean_completion(text), "token_count": int(count)},
                 parents=[parent_ref(r)], record_id=f"{id_prefix}:{r.key}",
             )
         bar.update(len(batch))

@@ -192,7 +192,7 @@ def paired_bootstrap(
     conf = check_confidence(confidence)
     seed = None if isinstance(rng, np.random.Generator) else int(rng)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(seed)
-    state = gen.bit_generator.state
+    state = dict(gen.bit_generator.state)
     means = bootstrap_means(d, int(n_resamples), gen)
     alpha = 1 - conf
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])

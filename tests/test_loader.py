@@ -1,0 +1,138 @@
+"""CleanModelLoader: clean tokenizer, eos/pad, provenance, snapshot, generation, nf4/int8 on CPU, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from cleanroom import guard
+from cleanroom.errors import ConfigError, ContaminationError
+from cleanroom.loader import CleanModelLoader, GenerationResult
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_base_model):
+    loader = CleanModelLoader(tiny_base_model)
+    model, tok, prov = loader.load()
+    return loader, model, tok, prov
+
+
+def test_tokenizer_is_clean(loaded, tmp_path):
+    _, _, tok, _ = loaded
+    assert tok.chat_template is None
+    with pytest.raises(ContaminationError, match="apply_chat_template"):
+        tok.apply_chat_template([{"role": "user", "content": "hi"}])
+    assert tok("Hello world")["input_ids"] == [9707, 1879]
+    assert 151644 not in tok("<|im_start|>user")["input_ids"]
+    assert 151657 not in tok.encode("<tool_call>")
+    assert (tok.eos_token_id, tok.pad_token_id) == (151643, 151643)
+    tok.save_pretrained(tmp_path)
+    assert not (tmp_path / "chat_template.jinja").exists()
+    assert "chat_template" not in json.loads((tmp_path / "tokenizer_config.json").read_text())
+
+
+def test_model_eos_and_provenance(loaded, tiny_base_model):
+    _, model, _, prov = loaded
+    assert model.generation_config.eos_token_id == 151643 and model.generation_config.pad_token_id == 151643
+    assert len(prov["loader_version"]) == 64 and prov["resolved_model_path"] == str(tiny_base_model.resolve())
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= set(prov["files"])
+    assert prov["sentinels"]["failures"] == [] and prov["sentinels"]["reference"].startswith("tiktoken")
+    assert prov["probe"]["is_instruct"] is False and prov["probe"]["p_eot"] < 1e-3
+    json.dumps(prov)
+
+
+def test_generate_greedy_matches_single_and_is_order_stable(loaded):
+    loader, model, tok, _ = loaded
+    prompts = ["Hello world", "a", "The quick brown fox"]
+    res = loader.generate(model, tok, prompts, max_new_tokens=4, batch_size=2)
+    assert isinstance(res, GenerationResult) and res.token_counts == [4, 4, 4]
+    for p, text in zip(prompts, res.texts, strict=True):
+        assert loader.generate(model, tok, p, max_new_tokens=4).texts == [text]
+    s1 = loader.generate(model, tok, prompts, max_new_tokens=4, temperature=1.0, seed=5)
+    assert s1 == loader.generate(model, tok, prompts, max_new_tokens=4, temperature=1.0, seed=5)
+
+
+def test_generate_stop_string_cuts_text_and_count(loaded):
+    loader, model, tok, _ = loaded
+    full = loader.generate(model, tok, "Hello world", max_new_tokens=5).texts[0]
+    stop = full[len(full) // 2 :][:3]
+    cut = loader.generate(model, tok, "Hello world", max_new_tokens=5, stop=[stop])
+    assert cut.texts[0] == full[: full.find(stop)] and cut.token_counts[0] < 5
+
+
+def test_recheck_catches_trainer_rewriting_eos(loaded):
+    _, model, tok, _ = loaded
+    guard.recheck(model, tok)
+    model.generation_config.eos_token_id = [151643, 151645]
+    try:
+        with pytest.raises(ContaminationError, match="generation_eos_token_id"):
+            guard.recheck(model, tok)
+    finally:
+        model.generation_config.eos_token_id = 151643
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["nf4", "int8"])
+def test_quantized_load_on_cpu(tiny_base_model, quantization):
+    import bitsandbytes as bnb
+
+    loader = CleanModelLoader(tiny_base_model, quantization=quantization, probe=False)
+    model, tok, prov = loader.load()
+    layer = model.model.layers[0].mlp.up_proj
+    assert isinstance(layer, bnb.nn.Linear4bit if quantization == "nf4" else bnb.nn.Linear8bitLt)
+    assert prov["quantization"] == quantization
+    assert loader.generate(model, tok, "Hello", max_new_tokens=2).token_counts == [2]
+
+
+def test_bad_input_is_config_error(tmp_path, tiny_base_model):
+    with pytest.raises(ConfigError, match="does not exist"):
+        CleanModelLoader(tmp_path / "nope").load()
+    (tmp_path / "m").mkdir()
+    shutil.copy(tiny_base_model / "config.json", tmp_path / "m")
+    with pytest.raises(ConfigError, match="no tokenizer files"):
+        CleanModelLoader(tmp_path / "m").load()
+    with pytest.raises(ConfigError, match="allow_instruct_reason"):
+        CleanModelLoader(tiny_base_model, allow_instruct=True)
+    with pytest.raises(ConfigError, match="quantization"):
+        CleanModelLoader(tiny_base_model, quantization="fp4")
+
+
+@pytest.mark.slow
+def test_pickle_refused_and_vocab_mismatch(tmp_path, tiny_base_model):
+    from transformers import AutoConfig
+
+    pick = tmp_path / "pick"
+    shutil.copytree(tiny_base_model, pick)
+    (pick / "model.safetensors").rename(pick / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="allow_pickle"):
+        CleanModelLoader(pick).load()
+    small = tmp_path / "small"
+    shutil.copytree(tiny_base_model, small, ignore=shutil.ignore_patterns("model.safetensors"))
+    from transformers import Qwen2ForCausalLM
+
+    cfg = AutoConfig.from_pretrained(small)
+    cfg.vocab_size = 1000
+    Qwen2ForCausalLM(cfg).save_pretrained(small)
+    with pytest.raises(ConfigError, match="embedding has 1000 rows"):
+        CleanModelLoader(small, probe=False).load()
+
+
+@pytest.mark.gpu
+def test_nf4_on_cuda_random_qwen2(tmp_path, qwen_base_tokenizer):
+    """nf4 load + sentinels + base decision on CUDA with a random Qwen2 architecture (the deployment gate)."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from cleanroom.fixtures import tiny_qwen2_config
+
+    Qwen2ForCausalLM(tiny_qwen2_config(hidden_size=256, intermediate_size=512)).to(torch.bfloat16).save_pretrained(tmp_path)
+    for f in qwen_base_tokenizer.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            shutil.copy(f, tmp_path)
+    loader = CleanModelLoader(tmp_path, quantization="nf4", device_map={"": 0})
+    model, tok, prov = loader.load()
+    assert next(model.parameters()).is_cuda and prov["probe"]["is_instruct"] is False
+    assert prov["sentinels"]["failures"] == []
+    assert loader.generate(model, tok, ["Hello", "a b c"], max_new_tokens=3).token_counts == [3, 3]

@@ -1,0 +1,35 @@
+"""Base-or-instruct: name/eos markers and the behavioural probe flag SmolLM2-Instruct and pass the tiny base."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleanroom.errors import ContaminationError
+from cleanroom.loader import CleanModelLoader
+from cleanroom.probe import PROBE_THRESHOLD, name_markers
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_name_markers():
+    assert name_markers("/m/Qwen2.5-32B-Instruct")
+    assert name_markers("gemma-2-9b-it")
+    assert not name_markers("/models/Qwen2.5-32B", "/home/kit/tiny-qwen2.5-base")
+
+
+@pytest.mark.slow
+def test_static_markers_refuse_smollm2_instruct_tokenizer(smollm2_instruct):
+    with pytest.raises(ContaminationError, match="instruct"):
+        CleanModelLoader(smollm2_instruct, gguf_file=GGUF).load_tokenizer()
+
+
+@pytest.mark.slow
+def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_instruct):
+    """The probe alone (p_eot >= threshold) flags the real instruct model; the reason is kept in provenance."""
+    loader = CleanModelLoader(smollm2_instruct, gguf_file=GGUF, allow_instruct=True, allow_instruct_reason="probe test")
+    model, tok, prov = loader.load()
+    probe = prov["probe"]
+    assert probe["is_instruct"] and probe["p_eot"] >= PROBE_THRESHOLD, probe
+    assert probe["eot_in_eos"] and prov["allow_instruct_reason"] == "probe test"
+    assert tok.eos_token == "<|endoftext|>" and model.generation_config.eos_token_id == 0
+    assert prov["sentinels"]["reference"].startswith("none available") and prov["sentinels"]["failures"] == []
