@@ -179,8 +179,9 @@ def paired_bootstrap(
     """Percentile bootstrap of the mean paired difference (Efron & Tibshirani 1993, §13.3).
 
     Resampling keys with replacement resamples both systems together, which is what pairs them.
-    Vectorised (see :func:`bootstrap_means`). ``rng`` is an explicit Generator or an int seed; the result records the seed
-    (if an int was given) and the generator state before the first draw, which reproduce it.
+    Vectorised (see :func:`bootstrap_means`). ``rng`` is an explicit Generator or an int seed; the
+    result records the seed (if an int was given) and the generator state before the first draw,
+    which reproduce it.
     """
     d = np.asarray(differences, dtype=float)
     if d.ndim != 1 or d.size < 2:
