@@ -1,0 +1,117 @@
+"""Every contamination route is caught by the guard on the real Qwen2.5 vocabulary; the clean path never alarms."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cleanroom import guard
+from cleanroom.errors import ContaminationError
+from cleanroom.loader import CleanModelLoader, clean_model
+
+
+@pytest.fixture(scope="module")
+def tok(qwen_base_tokenizer):
+    tokenizer, _ = CleanModelLoader(qwen_base_tokenizer, probe=False).load_tokenizer()
+    return tokenizer
+
+
+def _chatml(tok, text):
+    return [151644] + guard.encode(tok, "user\n" + text) + [151645, 151644] + guard.encode(tok, "assistant\n")
+
+
+def route_template_reenabled(tok):
+    tok.chat_template = "{{ messages }}"
+    try:
+        guard.recheck(None, tok)
+    finally:
+        tok.chat_template = None
+
+
+def route_apply_chat_template(tok):
+    tok.apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+def route_chatml_wrapped_prompt(tok):
+    guard.scan_ids([_chatml(tok, "hi")], guard.forbidden_ids(tok), tokenizer=tok)
+
+
+def route_literal_control_became_id(tok):
+    ids = tok("<|im_start|>assistant", split_special_tokens=False)["input_ids"]  # a raw, unguarded encode
+    guard.scan_ids([ids], guard.forbidden_ids(tok), tokenizer=tok)
+
+
+def route_bos_injected(tok):
+    guard.scan_ids([[151644] + guard.encode(tok, "Q: hi") + [151643]], guard.forbidden_ids(tok), final_eos_id=151643)
+
+
+def route_eos_doubled(tok):
+    guard.scan_ids([guard.encode(tok, "A: ok") + [151643, 151643]], guard.forbidden_ids(tok), final_eos_id=151643)
+
+
+def route_eos_truncated(tok):
+    guard.render_example(tok, "Q: hi\nA:", " a long answer that will not fit", max_length=6)
+
+
+def route_eos_missing(tok):
+    guard.scan_ids([guard.encode(tok, "A: ok")], guard.forbidden_ids(tok), final_eos_id=151643)
+
+
+def route_im_end_as_generation_eos(tok):
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                         num_attention_heads=1, num_key_value_heads=1))
+    model.generation_config = GenerationConfig(eos_token_id=151643)
+    clean_model(model, 151643)
+    setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tok)["model"])
+    model.generation_config.eos_token_id = [151645, 151643]
+    guard.recheck(model, tok)
+
+
+def route_trainer_rewrites_pad(tok):
+    tok.pad_token = "<|im_end|>"
+    try:
+        guard.recheck(None, tok)
+    finally:
+        tok.pad_token = "<|endoftext|>"
+
+
+def route_instruct_model(tok):
+    from cleanroom.probe import probe_model
+
+    class Gen:
+        eos_token_id = [151645, 151643]
+
+    result = probe_model(tok, generation_config=Gen(), names=("Qwen2.5-0.5B-Instruct",))
+    CleanModelLoader("Qwen2.5-0.5B-Instruct")._decide(result)
+
+
+ROUTES = [v for k, v in dict(globals()).items() if k.startswith("route_")]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda f: f.__name__[6:])
+def test_route_detected(tok, route):
+    with pytest.raises(ContaminationError):
+        route(tok)
+
+
+def test_switching_the_guard_off_makes_a_route_pass(tok, monkeypatch):
+    """Meta-test: with scan_ids and recheck made no-ops, the routes that rely on them stop raising."""
+    monkeypatch.setattr(guard, "scan_ids", lambda *a, **k: None)
+    monkeypatch.setattr(guard, "recheck", lambda *a, **k: None)
+    for route in (route_chatml_wrapped_prompt, route_literal_control_became_id, route_eos_doubled,
+                  route_template_reenabled, route_trainer_rewrites_pad):
+        route(tok)  # would raise ContaminationError with the guard on (test_route_detected)
+
+
+def test_zero_false_alarms_on_1000_clean_prompts(tok, cleanroom_seed):
+    rng = random.Random(cleanroom_seed)
+    words = ["the", "cat", "<b>im_start</b>", "<|im a cat|>", "user:", "assistant", "naïve", "日本", "🙂", "\n", "  ",
+             "im_end", "|>", "<|", "endoftext", "42", "def f():", "<tool", "call>"]
+    for i in range(1000):
+        prompt = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\nA:"
+        completion = " " + " ".join(rng.choice(words) for _ in range(rng.randint(1, 8)))
+        out = guard.render_example(tok, prompt, completion, max_length=512, record=i)
+        assert out["input_ids"][-1] == 151643
