@@ -40,26 +40,42 @@ def main() -> None:
     a_bin = rng.random(args.n) < 0.5  # pass/fail pair with 15% discordance
     b_bin = np.where(rng.random(args.n) < 0.15, ~a_bin, a_bin)
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-          f"numpy={np.__version__} scipy={scipy.__version__} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+        f"numpy={np.__version__} scipy={scipy.__version__} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+    )
     print(f"paired bootstrap, n={args.n}, resamples={args.resamples}, best of {args.repeats}")
 
     t_ours, ours = _best_of(args.repeats, lambda: paired_bootstrap(b - a, n_resamples=args.resamples, rng=0))
-    print(f"  cleanroom paired_bootstrap (graded) : {t_ours:7.3f} s   95% CI [{ours.low:+.5f}, {ours.high:+.5f}]")
+    print(
+        f"  cleanroom paired_bootstrap (graded) : {t_ours:7.3f} s   95% CI [{ours.low:+.5f}, {ours.high:+.5f}]"
+    )
     d_bin = b_bin.astype(float) - a_bin.astype(float)
-    t_bin, ours_bin = _best_of(args.repeats, lambda: paired_bootstrap(d_bin, n_resamples=args.resamples, rng=0))
-    print(f"  cleanroom paired_bootstrap (binary) : {t_bin:7.3f} s   95% CI [{ours_bin.low:+.5f}, {ours_bin.high:+.5f}]")
+    t_bin, ours_bin = _best_of(
+        args.repeats, lambda: paired_bootstrap(d_bin, n_resamples=args.resamples, rng=0)
+    )
+    print(
+        f"  cleanroom paired_bootstrap (binary) : {t_bin:7.3f} s   95% CI [{ours_bin.low:+.5f}, {ours_bin.high:+.5f}]"
+    )
 
     def scipy_run():
         return sps.bootstrap(
-            (a, b), lambda x, y, axis=-1: np.mean(y - x, axis=axis), paired=True, vectorized=True,
-            n_resamples=args.resamples, method="percentile", batch=250, rng=np.random.default_rng(0),
+            (a, b),
+            lambda x, y, axis=-1: np.mean(y - x, axis=axis),
+            paired=True,
+            vectorized=True,
+            n_resamples=args.resamples,
+            method="percentile",
+            batch=250,
+            rng=np.random.default_rng(0),
         )
 
     t_sp, sp = _best_of(args.repeats, scipy_run)
     ci = sp.confidence_interval
     print(f"  scipy.stats.bootstrap (percentile)  : {t_sp:7.3f} s   95% CI [{ci.low:+.5f}, {ci.high:+.5f}]")
-    print(f"  speed-up vs scipy: {t_sp / t_ours:.1f}x; target <= 0.5 s: {'met' if t_ours <= 0.5 else 'NOT met'}")
+    print(
+        f"  speed-up vs scipy: {t_sp / t_ours:.1f}x; target <= 0.5 s: {'met' if t_ours <= 0.5 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":
