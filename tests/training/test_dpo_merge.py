@@ -1,0 +1,63 @@
+"""DPO step 0 = ln 2 with zero margin against the SFT policy; merged and adapter logits agree; nf4 QLoRA steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cleanroom.errors import ConfigError
+from cleanroom.training import merge_and_verify, train_dpo, train_sft
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [{"prompt": "Say yes:", "chosen": " yes", "rejected": " no, never"}] * 4
+PROBES = ["Hello world", "The cat sat on the mat."]
+
+
+def _sft_policy(load_tiny):
+    """A non-trivial 'SFT' policy: the tiny base with a randomly initialised (B != 0) LoRA attached."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_tiny()
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    return get_peft_model(model, cfg), tok
+
+
+def test_merge_is_equivalent_then_dpo_starts_at_ln2_against_the_sft_policy(load_tiny, lora, spec, tmp_path):
+    policy, tok = _sft_policy(load_tiny)
+    base_logits = None
+    with policy.disable_adapter(), torch.no_grad():
+        ids = tok(PROBES[0], return_tensors="pt")["input_ids"]
+        base_logits = policy(input_ids=ids).logits
+    merged, diff = merge_and_verify(policy, tok, probe_texts=PROBES, atol=1e-4)
+    with torch.no_grad():
+        merged_logits = merged(input_ids=ids).logits
+    assert diff <= 1e-4
+    assert float((merged_logits - base_logits).abs().max()) > 1e-3  # the adapter really changed the model
+
+    res = train_dpo(merged, tok, PAIRS, lora=lora, train=spec(max_steps=3, save_steps=3, learning_rate=2e-2),
+                    beta=0.1, output_dir=tmp_path / "dpo")
+    # policy == reference at step 0: every implicit reward is 0, so L = -log sigmoid(0) = ln 2 = 0.693147.
+    assert res.step0_loss == pytest.approx(math.log(2), abs=1e-3)
+    assert res.step0_margin == pytest.approx(0.0, abs=1e-6)
+    assert res.losses[0] == pytest.approx(math.log(2), abs=1e-3)
+    assert res.losses[-1] < math.log(2) - 1e-3  # it learns to prefer the chosen answer
+    assert (res.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_merge_refuses_a_model_without_adapter(load_tiny):
+    model, tok = load_tiny()
+    with pytest.raises(ConfigError, match="PEFT model"):
+        merge_and_verify(model, tok, probe_texts=PROBES, atol=1e-3)
+
+
+def test_qlora_nf4_step_on_cpu(load_tiny, learnable, lora, spec, tmp_path):
+    model, tok = load_tiny(quantization="nf4")
+    assert model.is_loaded_in_4bit
+    res = train_sft(model, tok, learnable[:2], lora=lora, train=spec(max_steps=1, save_steps=1),
+                    output_dir=tmp_path)
+    assert res.steps == 1 and math.isfinite(res.losses[0])
+    trainable = {n for n, p in res.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
