@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 from cleanroom.cli import main
 from cleanroom.errors import ConfigError, GateError, MissingFileError
 from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
+from cleanroom.gates.checker import check_tree, needs_ast
 
 CORPUS = Path(__file__).parent / "gates_corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.py"))
@@ -210,3 +212,33 @@ def test_cli_json_on_the_corpus_counts_every_rule(monkeypatch: pytest.MonkeyPatc
 def test_command_module_imports_nothing_heavy() -> None:
     code = "import sys, cleanroom.cli.gates_cmd, cleanroom.gates; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _code(src: str):
+    return compile(src, "m.py", "exec", dont_inherit=True, optimize=0)
+
+
+def test_prefilter_skips_text_only_mentions_and_keeps_code_mentions() -> None:
+    """needs_ast() decides from code objects: comments/docstrings/strings alone never trigger the walk."""
+    text_only = '"""tok.chat_template = None; torch.load(p)"""\n# tok(x, add_special_tokens=False)\nS = "eos_token is set"\n'
+    assert not needs_ast(_code(text_only))
+    for code in (
+        "def f(t):\n    t.chat_template = None\n",  # attribute name, nested function
+        "class C:\n    g = staticmethod(lambda t: t(x, add_special_tokens=False))\n",  # kwnames tuple in a lambda
+        "setattr(t, 'eos_token', 1)\n",  # string constant equal to a trigger name
+        "f(**{'trust_remote_code': True})\n",  # const-key dict
+        "if False:\n    t.apply_chat_template(m)\n",  # unreachable code keeps its names (CPython behaviour pinned here)
+        "def f():\n    return 1\n    torch.load(p)\n",
+    ):
+        assert needs_ast(_code(code)), code
+
+
+COMPILING = [p for p in CORPUS_FILES if "cr901" not in p.stem]
+
+
+@pytest.mark.parametrize("path", COMPILING, ids=[p.stem for p in COMPILING])
+def test_prefilter_never_hides_a_violation(path: Path) -> None:
+    """Without the prefilter (a full AST walk) the corpus gives the same findings."""
+    full = sorted((v.line, v.rule) for v in check_tree(ast.parse(path.read_bytes()), path.name))
+    assert sorted(found(path)) == full
+    assert bool(full) == path.stem.startswith("positive_")
