@@ -116,32 +116,30 @@ def _const_str(node: ast.AST) -> str | None:
 class _Names:
     """The module's import table: local name → qualified dotted name."""
 
-    def __init__(self, nodes: list[ast.AST]) -> None:
+    def __init__(self, nodes: dict[type, list]) -> None:
         self.table: dict[str, str] = {}
         self.star: str | None = None
-        assigns: list[ast.Assign] = []
-        bound: set[str] = set()
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        self.table[alias.asname] = alias.name
-                    else:
-                        root = alias.name.split(".", 1)[0]
-                        self.table[root] = root
-            elif isinstance(node, ast.ImportFrom):
-                if node.level or not node.module:
-                    continue  # relative imports are the user's own code
-                for alias in node.names:
-                    if alias.name == "*":
-                        self.star = self.star or node.module
-                    else:
-                        self.table[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-            elif isinstance(node, ast.Assign):
-                if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    assigns.append(node)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                bound.add(node.name)
+        for node in nodes.get(ast.Import, ()):
+            for alias in node.names:
+                if alias.asname:
+                    self.table[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".", 1)[0]
+                    self.table[root] = root
+        for node in nodes.get(ast.ImportFrom, ()):
+            if node.level or not node.module:
+                continue  # relative imports are the user's own code
+            for alias in node.names:
+                if alias.name == "*":
+                    self.star = self.star or node.module
+                else:
+                    self.table[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        assigns = [
+            n for n in nodes.get(ast.Assign, ()) if len(n.targets) == 1 and type(n.targets[0]) is ast.Name
+        ]
+        bound = {
+            n.name for t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef) for n in nodes.get(t, ())
+        }
         self.bound = bound
         # Two rounds resolve chains such as ``tf = transformers; M = tf.AutoModel``.
         for _ in range(2):
@@ -222,9 +220,37 @@ def _is_const(node: ast.AST, *values: object) -> bool:
     return isinstance(node, ast.Constant) and any(node.value is v for v in values)
 
 
+_SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+def _collect(tree: ast.AST) -> dict[type, list]:
+    """Every node of *tree* bucketed by type: one pass, cheaper than ``ast.walk`` plus isinstance chains.
+
+    Context and operator singletons (``Load``, ``Add`` ...) carry nothing a rule needs and are skipped.
+    """
+    buckets: dict[type, list] = {}
+    stack = [tree]
+    AST = ast.AST
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        bucket = buckets.get(kind)
+        if bucket is None:
+            buckets[kind] = [node]
+        else:
+            bucket.append(node)
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if type(value) is list:
+                stack.extend(item for item in value if isinstance(item, AST))
+            elif isinstance(value, AST) and not isinstance(value, _SKIP):
+                stack.append(value)
+    return buckets
+
+
 def check_tree(tree: ast.AST, path: str) -> list[Violation]:
     """Every violation in a parsed module (before waivers and loader exemptions)."""
-    nodes = list(ast.walk(tree))
+    nodes = _collect(tree)
     names = _Names(nodes)
     found: list[Violation] = []
 
@@ -234,30 +260,29 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
         col = getattr(node, "col_offset", 0) + 1
         found.append(Violation(path, line, col, rule, f"{what}; {fix}"))
 
-    for node in nodes:
-        if isinstance(node, ast.Attribute):
-            if node.attr == "apply_chat_template":
-                add(node, "CR202", "apply_chat_template used outside the loader")
-            elif not isinstance(node.ctx, ast.Load):
-                if node.attr in _CHAT_ATTRS:
-                    verb = "assigned" if isinstance(node.ctx, ast.Store) else "deleted"
-                    add(node, "CR201", f"{node.attr} {verb} outside the loader")
-                elif node.attr in _SPECIAL_ATTRS:
-                    add(node, "CR302", f"{node.attr} assigned outside the loader")
-        elif isinstance(node, ast.Subscript):
-            if isinstance(node.ctx, ast.Load):
-                continue
-            key = _const_str(node.slice)
-            if key in _CHAT_ATTRS or _attr_name(node.value) in _CHAT_ATTRS:
-                add(
-                    node,
-                    "CR201",
-                    f"{key or _attr_name(node.value)} modified through a subscript outside the loader",
-                )
-            elif key in _SPECIAL_ATTRS:
-                add(node, "CR302", f"{key!r} written through a subscript outside the loader")
-        elif isinstance(node, ast.Call):
-            _check_call(node, names, add)
+    for node in nodes.get(ast.Attribute, ()):
+        if node.attr == "apply_chat_template":
+            add(node, "CR202", "apply_chat_template used outside the loader")
+        elif type(node.ctx) is not ast.Load:
+            if node.attr in _CHAT_ATTRS:
+                verb = "assigned" if type(node.ctx) is ast.Store else "deleted"
+                add(node, "CR201", f"{node.attr} {verb} outside the loader")
+            elif node.attr in _SPECIAL_ATTRS:
+                add(node, "CR302", f"{node.attr} assigned outside the loader")
+    for node in nodes.get(ast.Subscript, ()):
+        if type(node.ctx) is ast.Load:
+            continue
+        key = _const_str(node.slice)
+        if key in _CHAT_ATTRS or _attr_name(node.value) in _CHAT_ATTRS:
+            add(
+                node,
+                "CR201",
+                f"{key or _attr_name(node.value)} modified through a subscript outside the loader",
+            )
+        elif key in _SPECIAL_ATTRS:
+            add(node, "CR302", f"{key!r} written through a subscript outside the loader")
+    for node in nodes.get(ast.Call, ()):
+        _check_call(node, names, add)
     return found
 
 
