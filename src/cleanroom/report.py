@@ -51,8 +51,8 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
                 if row["n"]:
                     iv = wilson_interval(int(round(row["strict"] * row["n"])), row["n"])
                     est.append(iv.estimate)
-                    lo.append(iv.estimate - iv.low)
-                    hi.append(iv.high - iv.estimate)
+                    lo.append(max(0.0, iv.estimate - iv.low))
+                    hi.append(max(0.0, iv.high - iv.estimate))
                 else:
                     est.append(np.nan)
                     lo.append(0)
@@ -157,7 +157,10 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
     for c in (data.get("preflight") or {}).get("checks", []):
         value = c.get("value")
         text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-        lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {html.escape(text[:160])} |")
+        if not c["passed"]:
+            text = f"{c.get('error') or ''} {text} — fix: {c.get('fix')}"
+        text = text.replace("|", "/")
+        lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {text[:240]} |")
     ev = data.get("eval") or {}
     if ev:
         lines += ["", "## Evaluation (held-out eval set, same keys for every model)", "",
