@@ -101,7 +101,7 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
                 for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
                     findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
                                      "why": "literal control-token text: a template was applied upstream"})
-                ids = list(tokenizer(rec[f], add_special_tokens=False, split_special_tokens=True)["input_ids"])
+                ids = guard.encode(tokenizer, rec[f])
                 bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
                 for i, t in bad:
                     findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",

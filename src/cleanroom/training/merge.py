@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cleanroom import guard
 from cleanroom.errors import ConfigError, GateError
 
 
@@ -29,7 +30,7 @@ def probe_logits(model: Any, tokenizer: Any, texts: Sequence[str]) -> list[Any]:
     model.eval()
     with torch.no_grad():
         for text in texts:
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+            ids = torch.tensor([guard.encode(tokenizer, text)], dtype=torch.long, device=device)
             out.append(model(input_ids=ids).logits[0].float().cpu())
     return out
 

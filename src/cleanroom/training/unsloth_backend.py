@@ -4,15 +4,19 @@ Imported and used only when CUDA is present *and* ``unsloth`` imports; otherwise
 with the install hint — never a silent fallback. Unsloth's ``FastLanguageModel.from_pretrained`` may
 map a model name to its own pre-quantized repository (``unsloth/...-bnb-4bit``); we refuse that: the
 name or path that was asked for must be the one that was loaded. Unsloth also rewrites tokenizers
-(pad token, chat template), so the caller must run ``guard.recheck`` against the clean loader's
-snapshot after loading — ``load_unsloth`` does not clean anything itself.
+(pad token, chat template), so ``load_unsloth`` is an alternative loader (listed in
+``[tool.cleanroom.gates] loader_modules``): it disarms what Unsloth returns with the loader's own
+``clean_tokenizer``/``clean_model``, records the guard snapshot, and runs ``guard.recheck`` after the
+LoRA wrapping so a change made by Unsloth is a ContaminationError, never a silent template.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cleanroom import guard
 from cleanroom.errors import ConfigError, DependencyError
+from cleanroom.loader import clean_model, clean_tokenizer
 from cleanroom.training.specs import LoraSpec
 
 
@@ -51,10 +55,15 @@ def load_unsloth(
             f"unsloth loaded {loaded!r} but {model_name!r} was requested; a silent swap of the model is refused — "
             "pass the exact local path or pin the repository"
         )
+    clean_tokenizer(tokenizer)
+    setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
+    clean_model(model, guard.base_eos_id(tokenizer))
+    setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tokenizer)["model"])
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
+    guard.recheck(model, tokenizer)
     return model, tokenizer
 
 
