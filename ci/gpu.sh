@@ -37,9 +37,11 @@ fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export CLEANROOM_GATE_DIR="${CLEANROOM_GATE_DIR:-$PWD/gate-report}"
+export CLEANROOM_CACHE="${CLEANROOM_CACHE:-$HOME/.cache/cleanroom}" PYTHONUNBUFFERED=1
 
 plugin=()
 python3 -c "import importlib.metadata as m, sys; sys.exit(0 if any(e.name == 'cleanroom' for e in m.entry_points(group='pytest11')) else 1)" \
   || plugin=(-p cleanroom.pytest_plugin)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-python3 -m pytest -m gpu "${plugin[@]}" -p no:cacheprovider -rs -v "$@" verification tests
+# -p no:randomly: the gate's checks share one loaded model and run in file order (1..10).
+python3 -m pytest -m gpu "${plugin[@]}" -p no:randomly -p no:cacheprovider -rs -v --durations=15 "$@" verification tests

@@ -143,3 +143,33 @@ def cleanroom_model_path(pytestconfig: pytest.Config) -> Path | None:
     """The user's ``--cleanroom-model PATH``, or None to use a random-initialised architecture."""
     value = pytestconfig.getoption("--cleanroom-model", default=None)
     return Path(value) if value else None
+
+
+_GATE_KEY = "_cleanroom_gate_recorder"
+
+
+@pytest.fixture(scope="session")
+def gate_recorder(pytestconfig: pytest.Config) -> object:
+    """The GPU gate's :class:`cleanroom.gate_report.GateRecorder`; the report is written at session end."""
+    from cleanroom.gate_report import GateRecorder
+
+    recorder = getattr(pytestconfig, _GATE_KEY, None)
+    if recorder is None:
+        recorder = GateRecorder()
+        setattr(pytestconfig, _GATE_KEY, recorder)
+    return recorder
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write gate-report.json/md into $CLEANROOM_GATE_DIR (default ./gate-report) when gpu checks ran."""
+    recorder = getattr(session.config, _GATE_KEY, None)
+    if recorder is None or not recorder.results:
+        return
+    from cleanroom.gate_report import verdict, write_report
+
+    out = os.environ.get("CLEANROOM_GATE_DIR") or str(Path.cwd() / "gate-report")
+    json_path, _ = write_report(recorder, out)
+    decision, _ = verdict(recorder.results)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"cleanroom gpu gate: {decision} (report: {json_path})")

@@ -1,0 +1,387 @@
+"""The GPU deployment gate (pytest -m gpu): ten checks on a CUDA device, recorded into gate-report.json/md.
+
+Default model: a random-initialised Qwen2.5-1.5B (real architecture and vocabulary; no weights can be
+downloaded); ``--cleanroom-model PATH`` runs the same checks on the user's local base model. The
+assertions are the library's own (``train_sft``, ``train_dpo``'s step-0 check, ``merge_and_verify``,
+``guard.recheck``, ``CleanModelLoader.generate``), so the CPU tests and the gate assert the same thing.
+Without CUDA the plugin skips every test here with the reason, and no report is written.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+GATE_ARCH = "qwen2.5-1.5b"
+MEMORY_ARCHS = ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b")
+#: the same QLoRA setting for every size in check 8: nf4, r=64 on all projections, gradient checkpointing
+MEM_BATCH, MEM_SEQ, MEM_R, MEM_STEPS = 4, 512, 64, 3
+MEMORY_TOLERANCE = 0.15
+SFT_STEPS, SFT_BATCH, SFT_SEQ = 20, 4, 256
+PROBE_TEXTS = ("The capital of France is", "def add(a, b):\n    return", "Write three words about the sea.")
+GIB = 1024**3
+
+
+def _cuda() -> Any:
+    import torch
+
+    return torch.cuda
+
+
+def _free() -> None:
+    gc.collect()
+    _cuda().empty_cache()
+
+
+def _model_dir(cleanroom_model_path: Path | None, arch: str) -> Path:
+    from cleanroom import fixtures
+
+    if cleanroom_model_path is not None:
+        return cleanroom_model_path
+    return fixtures.random_qwen25_model(arch, fixtures.cache_root() / "gpu-gate" / arch)
+
+
+def _load(path: Path, *, quantization: str | None = "nf4", probe: bool = False) -> tuple[Any, Any, dict]:
+    from cleanroom.loader import CleanModelLoader
+
+    return CleanModelLoader(path, quantization=quantization, dtype="bfloat16", device_map="cuda", probe=probe).load()
+
+
+def fixed_length_examples(tokenizer: Any, n: int, seq_len: int) -> list[dict[str, str]]:
+    """``n`` SFT examples of exactly ``seq_len`` tokens each (prompt + completion + EOS): a full b x s batch.
+
+    The completion repeats one word, so the batch is learnable within a few steps.
+    """
+    from cleanroom import guard
+
+    out = []
+    for i in range(n):
+        prompt = f"Record {i}: repeat the word.\nAnswer:"
+        k = seq_len - len(guard.encode(tokenizer, prompt)) - 1
+        for _ in range(4):
+            row = guard.render_example(tokenizer, prompt, " word" * k, max_length=10 * seq_len)
+            if len(row["input_ids"]) == seq_len:
+                break
+            k += seq_len - len(row["input_ids"])
+        else:
+            raise AssertionError(f"could not build a {seq_len}-token example (got {len(row['input_ids'])})")
+        out.append({"prompt": prompt, "completion": " word" * k})
+    return out
+
+
+def _lora() -> Any:
+    from cleanroom.training import LoraSpec
+
+    return LoraSpec(r=64, alpha=64.0)
+
+
+def _sft_spec(**overrides: Any) -> Any:
+    from cleanroom.training import TrainSpec
+
+    kwargs = dict(max_steps=SFT_STEPS, batch_size=SFT_BATCH, max_length=SFT_SEQ, learning_rate=5e-4,
+                  save_steps=10, save_total_limit=2, gradient_checkpointing=True, precision="bf16")
+    kwargs.update(overrides)
+    return TrainSpec(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def gate(cleanroom_model_path: Path | None, gate_recorder: Any) -> Any:
+    """The gate model, loaded once: nf4 on the GPU through the clean loader, with the probe on."""
+    import importlib.metadata as md
+
+    import torch
+
+    path = _model_dir(cleanroom_model_path, GATE_ARCH)
+    props = torch.cuda.get_device_properties(0)
+    versions = {}
+    for name in ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "missing"
+    gate_recorder.set_context(
+        device=props.name, device_memory_gib=round(props.total_memory / GIB, 2), cuda=torch.version.cuda,
+        model=str(cleanroom_model_path) if cleanroom_model_path else f"random-initialised {GATE_ARCH}",
+        versions=versions,
+    )
+    _free()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    model, tok, prov = _load(path, probe=True)
+    seconds = time.perf_counter() - start
+    return SimpleNamespace(path=path, model=model, tok=tok, prov=prov, load_seconds=seconds,
+                           weights_bytes=torch.cuda.memory_allocated() - before,
+                           load_peak_bytes=torch.cuda.max_memory_allocated() - before)
+
+
+@pytest.fixture(scope="module")
+def sft(gate: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """20 QLoRA SFT steps on a fresh nf4 base (checkpoints every 10 steps), with what check 3 compares."""
+    import torch
+
+    from cleanroom.training import train_sft
+    from cleanroom.training.merge import probe_logits
+
+    model, tok, _ = _load(gate.path)
+    frozen = [(n, p, p.detach().to("cpu", copy=True)) for n, p in model.named_parameters()]
+    out = tmp_path_factory.mktemp("sft")
+    examples = fixed_length_examples(tok, SFT_STEPS * SFT_BATCH, SFT_SEQ)
+    res = train_sft(model, tok, examples, lora=_lora(), train=_sft_spec(), output_dir=out)
+    changed = [n for n, p, old in frozen if not torch.equal(p.detach().to("cpu").to(old.dtype), old)]
+    trainable = [n for n, p in res.model.named_parameters() if p.requires_grad]
+    del frozen
+    logits = probe_logits(res.model, tok, PROBE_TEXTS)
+    return SimpleNamespace(res=res, tok=tok, out=out, examples=examples, changed=changed, trainable=trainable,
+                           logits=logits)
+
+
+# ------------------------------------------------------------------------------------------- checks
+def test_1_nf4_load(gate: Any, gate_recorder: Any) -> None:
+    from cleanroom import guard
+
+    with gate_recorder.check("1_nf4_load") as c:
+        probe = gate.prov.get("probe") or {}
+        sentinels = gate.prov.get("sentinels") or {}
+        c.figure(load_seconds=round(gate.load_seconds, 2), weights_gib=round(gate.weights_bytes / GIB, 3),
+                 load_peak_gib=round(gate.load_peak_bytes / GIB, 3),
+                 loaded_in_4bit=bool(getattr(gate.model, "is_loaded_in_4bit", False)),
+                 is_instruct=probe.get("is_instruct"), p_eot=probe.get("p_eot"), p_role=probe.get("p_role"),
+                 sentinels_checked=sentinels.get("checked"), sentinel_reference=sentinels.get("reference"),
+                 sentinel_failures=len(sentinels.get("failures", [])))
+        c.require(getattr(gate.model, "is_loaded_in_4bit", False),
+                  "the model is not 4-bit: check bitsandbytes imports with CUDA (python -m bitsandbytes)")
+        c.require(probe.get("is_instruct") is False, f"the base-model probe did not say base: {probe.get('reasons')}")
+        c.require(not sentinels.get("failures") and bool(sentinels.get("checked")),
+                  f"sentinel checks: {sentinels.get('failures')}")
+        guard.recheck(gate.model, gate.tok)  # raises ContaminationError if anything drifted since the load
+
+
+def test_2_lora_init_keeps_logits(gate: Any, gate_recorder: Any) -> None:
+    from peft import get_peft_model
+
+    from cleanroom.training.merge import probe_logits
+
+    with gate_recorder.check("2_lora_init") as c:
+        base = probe_logits(gate.model, gate.tok, PROBE_TEXTS)
+        wrapped = get_peft_model(gate.model, _lora().to_peft())
+        try:
+            fresh = probe_logits(wrapped, gate.tok, PROBE_TEXTS)
+        finally:
+            gate.model = wrapped.unload()
+        diff = max(float((a - b).abs().max()) for a, b in zip(base, fresh, strict=True))
+        scale = max(float(a.abs().max()) for a in base)
+        c.figure(max_abs_logit_diff=diff, max_abs_logit=scale, tolerance=1e-2)
+        c.require(diff <= 1e-2, f"fresh LoRA changed the logits by {diff:.3g}: B must be zero at init (peft init_lora_weights)")
+
+
+def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
+    res = sft.res
+    with gate_recorder.check("3_sft_steps") as c:
+        ratio = res.losses[-1] / res.losses[0] if res.losses and res.losses[0] else float("nan")
+        c.figure(steps=res.steps, first_loss=res.losses[0], last_loss=res.losses[-1], loss_ratio=ratio,
+                 tokens_per_s=round(res.tokens_per_s, 1), s_per_step=round(res.seconds / max(res.steps, 1), 4),
+                 peak_gib=round(res.peak_mem_bytes / GIB, 3), non_lora_changed=len(sft.changed),
+                 trainable_params=len(sft.trainable))
+        c.require(res.steps == SFT_STEPS, f"trained {res.steps} steps, expected {SFT_STEPS}")
+        c.require(all(math.isfinite(x) for x in res.losses), f"non-finite loss in {res.losses}: lower the LR, check bf16")
+        c.require(ratio <= 0.95, f"loss did not fall: final/initial = {ratio:.3f} > 0.95 (raise the LR or check labels)")
+        c.require(not sft.changed, f"non-LoRA parameters changed: {sft.changed[:5]} (the base must stay frozen)")
+        c.require(bool(sft.trainable) and all("lora_" in n for n in sft.trainable),
+                  f"trainable parameters that are not LoRA: {[n for n in sft.trainable if 'lora_' not in n][:5]}")
+
+
+def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
+    from cleanroom.training import TrainSpec, train_dpo
+
+    pairs = [{"prompt": f"Question {i}: say yes or no.\nAnswer:", "chosen": " yes" * 12, "rejected": " no" * 12}
+             for i in range(8)]
+    with gate_recorder.check("4_dpo_step0") as c:
+        spec = TrainSpec(max_steps=2, batch_size=2, max_length=128, learning_rate=5e-6, save_steps=10**6,
+                         gradient_checkpointing=True, precision="bf16")
+        res = train_dpo(sft.res.model, sft.tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path)
+        c.figure(step0_loss=res.step0_loss, ln2=math.log(2), step0_margin=res.step0_margin,
+                 dpo_tokens_per_s=round(res.tokens_per_s, 1), dpo_peak_gib=round(res.peak_mem_bytes / GIB, 3))
+        c.require(abs(res.step0_loss - math.log(2)) <= 1e-3 and abs(res.step0_margin) <= 1e-3,
+                  "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
+
+
+def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
+    from peft import PeftModel, prepare_model_for_kbit_training
+
+    from cleanroom.training import train_sft
+    from cleanroom.training.merge import probe_logits
+
+    with gate_recorder.check("5_save_resume") as c:
+        base, tok, _ = _load(gate.path)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=True)
+        reloaded = PeftModel.from_pretrained(base, str(sft.res.adapter_dir))
+        again = probe_logits(reloaded, tok, PROBE_TEXTS)
+        reload_diff = max(float((a - b).abs().max()) for a, b in zip(sft.logits, again, strict=True))
+        del reloaded, base
+        _free()
+
+        # a run killed after step 10 leaves checkpoint-10; resume it on a fresh base and compare steps 11..20
+        killed = tmp_path / "killed"
+        killed.mkdir()
+        shutil.copytree(sft.out / "checkpoint-10", killed / "checkpoint-10")
+        base, tok, _ = _load(gate.path)
+        resumed = train_sft(base, tok, sft.examples, lora=_lora(), train=_sft_spec(), output_dir=killed, resume=True)
+        full = dict(zip(sft.res.loss_steps, sft.res.losses, strict=True))
+        pairs = [(full[s], v) for s, v in zip(resumed.loss_steps, resumed.losses, strict=True) if s in full]
+        resume_diff = max((abs(a - b) for a, b in pairs), default=float("nan"))
+        c.figure(reload_max_abs_logit_diff=reload_diff, resumed_from=Path(resumed.resumed_from or "").name,
+                 resumed_steps=len(pairs), resume_max_abs_loss_diff=resume_diff)
+        del resumed, base
+        _free()
+        c.require(reload_diff <= 1e-3, f"reloaded adapter logits differ by {reload_diff:.3g} > 1e-3 (adapter save/load)")
+        c.require(len(pairs) == SFT_STEPS - 10, f"resume logged {len(pairs)} of the {SFT_STEPS - 10} remaining steps")
+        c.require(resume_diff <= 1e-3, f"resumed losses differ by {resume_diff:.3g} > 1e-3 (optimizer/RNG state not restored)")
+
+
+def test_6_merge(gate: Any, sft: Any, gate_recorder: Any) -> None:
+    from peft import PeftModel
+
+    from cleanroom.training import merge_and_verify
+
+    with gate_recorder.check("6_merge") as c:
+        base, tok, _ = _load(gate.path, quantization=None)
+        model = PeftModel.from_pretrained(base, str(sft.res.adapter_dir))
+        merged, diff = merge_and_verify(model, tok, probe_texts=list(PROBE_TEXTS), atol=1e-2)  # pipeline's merge_atol
+        c.figure(max_abs_logit_diff=diff, atol=1e-2, base_dtype="bfloat16")
+        del merged, model, base
+        _free()
+
+
+def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cleanroom import guard
+    from cleanroom.loader import CleanModelLoader
+
+    scanned: list[str] = []
+    real_scan = guard.scan_ids
+
+    def counting_scan(*args: Any, **kwargs: Any) -> Any:
+        scanned.append(str(kwargs.get("where")))
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(guard, "scan_ids", counting_scan)
+    n_prompts, batch, new = 64, 32, 64
+    prompts = [f"Instruction {i}: write a short paragraph about the number {i}.\nResponse:" for i in range(n_prompts)]
+    loader = CleanModelLoader(gate.path, quantization="nf4", dtype="bfloat16", device_map="cuda", probe=False)
+    with gate_recorder.check("7_generation") as c:
+        start = time.perf_counter()
+        res = loader.generate(gate.model, gate.tok, prompts, max_new_tokens=new, batch_size=batch, temperature=0.0)
+        seconds = time.perf_counter() - start
+        batches = [w for w in scanned if w.startswith("generation batch")]
+        tps = sum(res.token_counts) / seconds
+        c.figure(prompts=n_prompts, batch_size=batch, max_new_tokens=new, new_tokens=sum(res.token_counts),
+                 seconds=round(seconds, 2), gen_tokens_per_s=round(tps, 1), guarded_batches=len(batches))
+        c.require(len(res.texts) == n_prompts, f"{len(res.texts)} outputs for {n_prompts} prompts")
+        c.require(len(batches) == math.ceil(n_prompts / batch),
+                  f"guard.scan_ids saw {len(batches)} generation batches of {math.ceil(n_prompts / batch)}")
+        c.require(tps > 0, "no tokens generated")
+    gate_recorder.set_context(gen_tokens_per_s=tps)
+
+
+def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path) -> dict[str, Any]:
+    """Peak ``max_memory_allocated`` of a few QLoRA SFT steps on a random ``arch`` (memory held before excluded)."""
+    import torch
+
+    from cleanroom import fixtures
+    from cleanroom.training import LoraSpec, TrainSpec, train_sft
+
+    path = fixtures.random_qwen25_model(arch, fixtures.cache_root() / "gpu-gate" / arch)
+    _free()
+    before = torch.cuda.memory_allocated()
+    model, tok, _ = _load(path)
+    loaded = torch.cuda.memory_allocated() - before
+    spec = TrainSpec(max_steps=steps, batch_size=batch, max_length=seq, save_steps=10**6, gradient_checkpointing=True,
+                     precision="bf16", learning_rate=1e-4)
+    res = train_sft(model, tok, fixed_length_examples(tok, steps * batch, seq), lora=LoraSpec(r=MEM_R, alpha=MEM_R),
+                    train=spec, output_dir=out)
+    figures = {"weights_bytes": loaded, "peak_bytes": res.peak_mem_bytes - before,
+               "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s}
+    del res, model, tok
+    _free()
+    return figures
+
+
+def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
+    from cleanroom import memory
+    from cleanroom.config import load_config
+    from cleanroom.pipeline.common import arch_for
+    from cleanroom.training import ALL_PROJECTIONS
+
+    with gate_recorder.check("8_memory_model") as c:
+        rows = {}
+        for arch in MEMORY_ARCHS:
+            m = measure_qlora_peak(arch, batch=MEM_BATCH, seq=MEM_SEQ, steps=MEM_STEPS, out=tmp_path / arch)
+            est = memory.estimate_peak_memory(arch_for(arch), quantization="nf4", lora_r=MEM_R,
+                                              lora_targets=ALL_PROJECTIONS, batch_size=MEM_BATCH, seq_len=MEM_SEQ,
+                                              gradient_checkpointing=True)
+            err = est.allocated_bytes / m["peak_bytes"] - 1
+            rows[arch] = {"measured_gib": round(m["peak_bytes"] / GIB, 3), "estimated_gib": round(est.allocated_bytes / GIB, 3),
+                          "error_pct": round(100 * err, 1), "measured_weights_gib": round(m["weights_bytes"] / GIB, 3),
+                          "estimated_weights_gib": round(est.parts["weights"] / GIB, 3),
+                          "s_per_step": round(m["s_per_step"], 3)}
+            c.require(abs(err) <= MEMORY_TOLERANCE, f"{arch}: estimate off by {100 * err:+.1f}% (> ±15%): recalibrate "
+                      "cleanroom.memory constants against benchmarks/bench_memory_model.py")
+        spec = load_config("qwen2.5-32b")
+        budget = int(spec.budget.gpu_memory_gb * 1e9)
+        t = spec.sft.train
+        kwargs = dict(quantization="nf4", lora_r=spec.sft.lora.r, lora_targets=spec.sft.lora.targets,
+                      seq_len=t.max_length, gradient_checkpointing=t.gradient_checkpointing)
+        est32 = memory.estimate_peak_memory("Qwen2.5-32B", batch_size=t.batch_size, **kwargs)
+        max_b = memory.max_batch_that_fits("Qwen2.5-32B", budget, **kwargs)
+        c.figure(batch=MEM_BATCH, seq=MEM_SEQ, lora_r=MEM_R, sizes=rows,
+                 qwen32b_batch=t.batch_size, qwen32b_seq=t.max_length,
+                 qwen32b_total_gib=round(est32.total_bytes / GIB, 2), budget_gib=round(budget / GIB, 2),
+                 qwen32b_fits=est32.total_bytes <= budget, qwen32b_max_batch=max_b,
+                 qwen32b_parts_gib={k: round(v / GIB, 2) for k, v in est32.parts.items()})
+        c.require(est32.total_bytes <= budget, f"Qwen2.5-32B nf4 r={spec.sft.lora.r} at batch {t.batch_size} x "
+                  f"{t.max_length} needs {est32.total_bytes / GIB:.1f} GiB > {budget / GIB:.1f}: use batch {max_b} "
+                  "with more gradient accumulation")
+
+
+def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
+    from cleanroom import memory
+    from cleanroom.config import load_config
+    from cleanroom.pipeline.preflight import project_stage1
+
+    with gate_recorder.check("9_cost") as c:
+        spec = load_config("qwen2.5-32b")
+        params_32 = sum(memory.count_params("Qwen2.5-32B").values()) / 1e9
+        params_gate = sum(memory.count_params(gate.model.config.to_dict()).values()) / 1e9
+        gen_tps = gate_recorder.context.get("gen_tokens_per_s")
+        c.require(bool(gen_tps), "check 7 (generation throughput) did not run: its tokens/s feed this projection")
+        ratio = params_gate / params_32
+        measured = {"train_tokens_per_s": sft.res.tokens_per_s * ratio, "gen_tokens_per_s": (gen_tps or 0) * ratio}
+        proj = project_stage1(spec, device="cuda", params_b=params_32, measured=measured)
+        c.figure(measured_train_tokens_per_s=round(sft.res.tokens_per_s, 1), measured_gen_tokens_per_s=gen_tps,
+                 scaling=f"x {params_gate:.3f}B / {params_32:.3f}B (tokens/s taken as inversely proportional to params)",
+                 hours=proj["hours"], cost_usd=proj["cost_usd"], price_per_hour=proj["price_per_hour"],
+                 max_cost_usd=spec.budget.max_cost_usd, phase_hours=proj["phase_hours"])
+        limit = spec.budget.max_cost_usd
+        c.require(limit is None or proj["cost_usd"] <= limit,
+                  f"projected ${proj['cost_usd']} > budget.max_cost_usd ${limit}: cut data.n_sft/pairs.n_instructions "
+                  "or the epochs, or raise the budget")
+
+
+def test_10_unsloth(gate: Any, gate_recorder: Any) -> None:
+    from cleanroom.training.unsloth_backend import unsloth_available
+
+    with gate_recorder.check("10_unsloth") as c:
+        reason = unsloth_available()
+        if reason is not None:
+            pytest.skip(f"unsloth parity not checked: {reason}")
+        c.require(False, "unsloth imports here but the parity run is not implemented in this gate yet")
