@@ -41,6 +41,7 @@ STAGES = [
 def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool = True,
                stop_after: str | None = None) -> Path:
     """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
+    out = Path(out).resolve()
     run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
     if (out / run_id / "run.json").exists() and not resume:
         print(f"run {run_id} exists: finished stages are reused (pass --resume to say so explicitly)")

@@ -52,7 +52,7 @@ def run_sft(ctx: Context) -> dict[str, Any]:
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of SFT")  # raises BudgetExceededError: the checkpoint is kept
-        st.add_file(result.adapter_dir)  # copied to sft/adapter
+        st.add_file(result.adapter_dir, name="adapter")  # copied to sft/adapter
         metrics = result.to_dict() | {"adapter_dir": "sft/adapter", "n_train": len(train_rows), "n_eval": len(eval_rows)}
         atomic_write_bytes(st.dir / "metrics.json", pretty_json(metrics))
     return metrics
@@ -104,7 +104,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of DPO")
-        st.add_file(result.adapter_dir)
+        st.add_file(result.adapter_dir, name="adapter")
         metrics = result.to_dict() | {"adapter_dir": "dpo/adapter", "n_pairs": len(pairs), "beta": spec.beta}
         atomic_write_bytes(st.dir / "metrics.json", pretty_json(metrics))
     return metrics

@@ -57,13 +57,57 @@ def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_l
     return rows
 
 
-def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
-    """The newest ``checkpoint-*`` in ``output_dir`` when resuming, else None (a fresh start)."""
-    if not resume or not output_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+#: Files a checkpoint must hold to be resumable (the trainer writes them one by one, so a kill during
+#: a save leaves a directory without some of them).
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
 
-    return get_last_checkpoint(str(output_dir))
+
+def undo_trainer_token_alignment(model: Any) -> list[str]:
+    """Put back the special-token IDs the clean loader left on the model's configs; returns what changed.
+
+    ``transformers.Trainer`` (``align_special_tokens``, before 5.2x) copies the tokenizer's special
+    IDs onto ``model.config`` / ``generation_config`` — with a Qwen2.5 base tokenizer, which has no BOS,
+    it sets ``config.bos_token_id = None`` and rewrites the generation EOS ``151643`` as ``[151643]``.
+    The tokenizer is not touched, and only the ID fields that the loader snapshotted are reset, to
+    exactly the snapshot's values; ``guard.recheck`` right after still catches every other drift.
+    """
+    from cleanroom import guard
+
+    expected = getattr(model, guard.SNAPSHOT_ATTR, None)
+    if not expected:
+        return []
+    targets = {"config": model.config, "generation": getattr(model, "generation_config", None)}
+    changed = []
+    for key, value in expected.items():
+        where, _, attr = key.partition("_")
+        obj = targets.get(where)
+        if obj is not None and getattr(obj, attr, None) != value:
+            changed.append(f"{key}: {getattr(obj, attr, None)!r} -> {value!r}")
+            setattr(obj, attr, value)
+    return changed
+
+
+def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    """The newest *complete* ``checkpoint-*`` in ``output_dir`` when resuming, else None (a fresh start).
+
+    A checkpoint directory missing any of :data:`CHECKPOINT_FILES` was cut off mid-save (the process
+    was killed); it is removed, and the previous complete checkpoint is used.
+    """
+    import re
+    import shutil
+
+    if not resume or not Path(output_dir).is_dir():
+        return None
+    found = []
+    for d in Path(output_dir).iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            found.append((int(m.group(1)), d))
+    for _, d in sorted(found, reverse=True):
+        if all((d / name).is_file() for name in CHECKPOINT_FILES):
+            return str(d)
+        shutil.rmtree(d, ignore_errors=True)
+    return None
 
 
 def train_sft(
@@ -133,6 +177,7 @@ def train_sft(
         peft_config=lora.to_peft(),
         callbacks=cbs,
     )
+    undo_trainer_token_alignment(trainer.model)
     guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
 
     checkpoint = resume_checkpoint(output_dir, resume)
@@ -166,4 +211,4 @@ def train_sft(
     )
 
 
-__all__ = ["render_examples", "train_sft"]
+__all__ = ["render_examples", "train_sft", "undo_trainer_token_alignment"]
