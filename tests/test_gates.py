@@ -242,3 +242,57 @@ def test_prefilter_never_hides_a_violation(path: Path) -> None:
     full = sorted((v.line, v.rule) for v in check_tree(ast.parse(path.read_bytes()), path.name))
     assert sorted(found(path)) == full
     assert bool(full) == path.stem.startswith("positive_")
+
+
+def test_cache_warm_run_equals_cold_and_follows_edits_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm results equal cold ones; an edited file is rechecked; config changes apply to cached findings."""
+    from cleanroom.gates.cache import CACHE_DIR, ResultCache
+
+    monkeypatch.chdir(tmp_path)
+    pyproject = _repo(tmp_path, 'exclude = ["vendor"]\nloader_modules = ["src/load.py"]')
+    (tmp_path / "src" / "broken.py").write_text(
+        "def f():\n    pass\nreturn 1\n"
+    )  # a compiler error, not a parse error
+    config = load_config(pyproject)
+    cold = run_gates(config, use_cache=False)
+    assert not (tmp_path / CACHE_DIR).exists()
+    first, warm = run_gates(config), run_gates(config)
+    assert cold.lines() == first.lines() == warm.lines()
+    assert [v.rule for v in warm.violations] == ["CR901", "CR201"]
+    assert (tmp_path / CACHE_DIR / ".gitignore").read_text().splitlines()[-1] == "*"
+    cache = ResultCache(tmp_path)
+    assert cache.get(cache.key((tmp_path / "src" / "train.py").read_bytes())) is not None
+    (tmp_path / "src" / "train.py").write_text("def f(tok):\n    setattr(tok, 'chat_template', None)\n")
+    edited = run_gates(config)
+    assert edited.lines()[1].startswith(
+        "src/train.py:2:5 CR201 setattr(..., 'chat_template') outside the loader"
+    )
+    (tmp_path / "src" / "broken.py").unlink()
+    relaxed = load_config(
+        _repo(tmp_path, 'exclude = ["vendor"]\nloader_modules = ["src/load.py", "src/train.py"]')
+    )
+    assert run_gates(relaxed).ok and not run_gates(config).ok  # loader exemption applied after the cache
+    assert [v.rule for v in run_gates(load_config(_repo(tmp_path, "")), use_cache=True).violations] == [
+        "CR101",
+        "CR201",
+        "CR503",
+    ]
+    assert main(["gates", "--no-cache"]) == 1
+
+
+def test_cache_damaged_store_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    from cleanroom.gates.cache import ResultCache
+
+    pyproject = _repo(tmp_path, 'exclude = ["vendor"]')
+    config = load_config(pyproject)
+    truth = run_gates(config, use_cache=False).lines()
+    store = ResultCache(tmp_path).file
+    store.parent.mkdir(exist_ok=True)
+    store.write_text("{not json")
+    assert run_gates(config).lines() == truth
+    json.loads(store.read_text())  # rewritten as valid JSON
+    key = ResultCache.key((tmp_path / "src" / "load.py").read_bytes())
+    store.write_text(json.dumps({key: [["x", 1, "CR101", "m"]]}))  # a damaged entry is recomputed
+    assert run_gates(config).lines() == truth

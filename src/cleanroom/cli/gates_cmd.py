@@ -1,4 +1,4 @@
-"""``cleanroom gates [PATH ...] [--json] [--config pyproject.toml]``: the AST code gates.
+"""``cleanroom gates [PATH ...] [--json] [--config pyproject.toml] [--no-cache]``: the AST code gates.
 
 Prints one line per violation (``path:line:col RULE message``) and a summary with every waiver.
 Exit 0 clean, 1 violations, 2 usage or configuration error.
@@ -28,6 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="pyproject.toml to read (default: the nearest one)",
     )
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="check every file from scratch; do not read or write .cleanroom-cache/",
+    )
+    p.add_argument(
         "--list-rules", action="store_true", help="print the rule ids and what they forbid, then exit"
     )
     p.set_defaults(handler=run)
@@ -42,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{rule.id} {rule.name}: {rule.forbids} ({scope})")
         return 0
     config = load_config(args.config)
-    report = run_gates(config, args.paths or None)
+    report = run_gates(config, args.paths or None, use_cache=not args.no_cache)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

@@ -220,17 +220,58 @@ def _is_const(node: ast.AST, *values: object) -> bool:
     return isinstance(node, ast.Constant) and any(node.value is v for v in values)
 
 
-_SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+# Leaves no rule buckets: a Name, a Constant or a context/operator singleton is only ever read
+# through its parent (``call.func``, ``kw.value``), so it is never pushed. They are most of the nodes.
+_LEAVES = frozenset(
+    {ast.Name, ast.Constant}
+    | {
+        c
+        for base in (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+        for c in base.__subclasses__()
+    }
+)
+# Fields that only ever hold identifiers, numbers or flags, never a node: not worth a getattr.
+_PRIMITIVE_FIELDS = frozenset(
+    {
+        "id",
+        "attr",
+        "name",
+        "module",
+        "level",
+        "arg",
+        "asname",
+        "kind",
+        "conversion",
+        "is_async",
+        "type_comment",
+        "simple",
+        "tag",
+        "ctx",
+        "op",
+    }
+)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(kind: type) -> tuple[str, ...]:
+    fields = _CHILD_FIELDS.get(kind)
+    if fields is None:
+        fields = _CHILD_FIELDS[kind] = tuple(f for f in kind._fields if f not in _PRIMITIVE_FIELDS)
+    return fields
 
 
 def _collect(tree: ast.AST) -> dict[type, list]:
-    """Every node of *tree* bucketed by type: one pass, cheaper than ``ast.walk`` plus isinstance chains.
+    """Every non-leaf node of *tree* bucketed by type: one pass, cheaper than ``ast.walk`` plus isinstance.
 
-    Context and operator singletons (``Load``, ``Add`` ...) carry nothing a rule needs and are skipped.
+    Per node type only the fields that can hold nodes are read (``_CHILD_FIELDS``), and leaves
+    (``_LEAVES``) are never pushed; a field's value is still type-checked, so an unexpected
+    primitive in a node field is skipped, never walked.
     """
     buckets: dict[type, list] = {}
     stack = [tree]
     AST = ast.AST
+    leaves = _LEAVES
+    child_fields = _CHILD_FIELDS
     while stack:
         node = stack.pop()
         kind = type(node)
@@ -239,11 +280,12 @@ def _collect(tree: ast.AST) -> dict[type, list]:
             buckets[kind] = [node]
         else:
             bucket.append(node)
-        for field in node._fields:
+        fields = child_fields.get(kind) or _child_fields(kind)
+        for field in fields:
             value = getattr(node, field, None)
             if type(value) is list:
-                stack.extend(item for item in value if isinstance(item, AST))
-            elif isinstance(value, AST) and not isinstance(value, _SKIP):
+                stack.extend(item for item in value if type(item) not in leaves and isinstance(item, AST))
+            elif type(value) not in leaves and isinstance(value, AST):
                 stack.append(value)
     return buckets
 

@@ -1,7 +1,8 @@
 """Run the gates over files and folders and collect one report.
 
-Per file: parse (bytes, so PEP 263 coding lines are honoured), compile the tree (``return`` outside a
-function and friends are compiler errors, not parser errors), check the AST, then apply waivers,
+Per file (unless the content-hash cache already has its findings): compile the bytes (so PEP 263
+coding lines are honoured; ``return`` outside a function and friends are compiler errors, not parser
+errors), build and check the AST only when the code mentions a trigger name, then apply waivers,
 the loader exemption and the ``disable`` list. A file that does not compile is a CR901 violation,
 never a crash. Single process on purpose: the whole budget is ~1 ms per file.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cleanroom.errors import GateError, MissingFileError
+from cleanroom.gates.cache import RawFinding, ResultCache
 from cleanroom.gates.checker import Violation, check_tree, needs_ast
 from cleanroom.gates.config import GateConfig
 from cleanroom.gates.rules import RULES_BY_ID
@@ -33,32 +35,55 @@ class FileResult:
     unused_waivers: tuple[Waiver, ...]
 
 
-def check_source(
-    source: str | bytes, path: str, *, loader: bool = False, disable: Iterable[str] = ()
-) -> FileResult:
-    """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply)."""
-    disabled = frozenset(disable)
+def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
+    """The findings of every rule in one module, before waivers, loader exemption and ``disable``.
+
+    A module that does not compile gives the single finding ``(line, col, "CR901", what)``.
+    """
     try:
         # Compiling stays in C; the Python AST is only built when the code objects mention a
-        # trigger name (checker.needs_ast), which keeps the gates above 1,000 files/s.
+        # trigger name (checker.needs_ast): building and walking it is the other half of the cost.
         code = compile(source, path, "exec", dont_inherit=True, optimize=0)
         tree = ast.parse(source, filename=path) if needs_ast(code) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
         what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        found = (
-            []
-            if "CR901" in disabled
-            else [
-                Violation(path, line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")
-            ]
-        )
-        return FileResult(tuple(found), (), ())
+        return [(line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")]
+    if tree is None:
+        return []
+    return [(v.line, v.col, v.rule, v.message) for v in check_tree(tree, path)]
+
+
+def check_source(
+    source: str | bytes,
+    path: str,
+    *,
+    loader: bool = False,
+    disable: Iterable[str] = (),
+    cache: ResultCache | None = None,
+) -> FileResult:
+    """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply).
+
+    *cache*: look the raw findings up by content hash first (see :mod:`cleanroom.gates.cache`).
+    """
+    disabled = frozenset(disable)
+    raw: list[RawFinding] | None = None
+    key = ""
+    if cache is not None:
+        key = cache.key(source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass"))
+        raw = cache.get(key)
+    if raw is None:
+        raw = raw_findings(source, path)
+        if cache is not None:
+            cache.put(key, raw)
+    if raw and raw[0][2] == "CR901":
+        line, col, rule, message = raw[0]
+        return FileResult(() if rule in disabled else (Violation(path, line, col, rule, message),), (), ())
     found = [
-        v
-        for v in (check_tree(tree, path) if tree is not None else ())
-        if v.rule not in disabled and not (loader and RULES_BY_ID[v.rule].loader_exempt)
+        Violation(path, line, col, rule, message)
+        for line, col, rule, message in raw
+        if rule not in disabled and not (loader and RULES_BY_ID[rule].loader_exempt)
     ]
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     waivers, bad = find_waivers(text, path)
@@ -193,8 +218,15 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
                     yield here / name
 
 
-def run_gates(config: GateConfig, paths: Iterable[str | Path] | None = None) -> GateReport:
-    """Run every enabled rule over *paths* (default: the configured ``paths``, relative to the root)."""
+def run_gates(
+    config: GateConfig, paths: Iterable[str | Path] | None = None, *, use_cache: bool = True
+) -> GateReport:
+    """Run every enabled rule over *paths* (default: the configured ``paths``, relative to the root).
+
+    *use_cache*: reuse raw findings of unchanged files from ``<root>/.cleanroom-cache/`` and store
+    this run's (see :mod:`cleanroom.gates.cache`); False checks every file from scratch.
+    """
+    cache = ResultCache(config.root) if use_cache else None
     targets = list(paths) if paths is not None else [config.root / p for p in config.paths]
     violations: list[Violation] = []
     used: list[Waiver] = []
@@ -209,8 +241,11 @@ def run_gates(config: GateConfig, paths: Iterable[str | Path] | None = None) -> 
             _display(file),
             loader=config.is_loader(_rel(file, config.root)),
             disable=config.disable,
+            cache=cache,
         )
         violations.extend(result.violations)
         used.extend(result.used_waivers)
         unused.extend(result.unused_waivers)
+    if cache is not None:
+        cache.save()
     return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config)
