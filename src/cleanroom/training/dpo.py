@@ -26,6 +26,7 @@ from typing import Any
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint
+from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
 STEP0_TOLERANCE = 1e-3
@@ -151,6 +152,7 @@ def train_dpo(
         peft_config=None if has_adapter else lora.to_peft(),
         callbacks=cbs,
     )
+    undo_trainer_token_alignment(trainer.model)
     guard.recheck(trainer.model, tokenizer)
 
     checkpoint = resume_checkpoint(output_dir, resume)

@@ -23,6 +23,7 @@ from typing import Any
 
 from cleanroom.errors import ConfigError, InputError
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
+from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
 
@@ -60,31 +61,6 @@ def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_l
 #: Files a checkpoint must hold to be resumable (the trainer writes them one by one, so a kill during
 #: a save leaves a directory without some of them).
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
-
-
-def undo_trainer_token_alignment(model: Any) -> list[str]:
-    """Put back the special-token IDs the clean loader left on the model's configs; returns what changed.
-
-    ``transformers.Trainer`` (``align_special_tokens``, before 5.2x) copies the tokenizer's special
-    IDs onto ``model.config`` / ``generation_config`` — with a Qwen2.5 base tokenizer, which has no BOS,
-    it sets ``config.bos_token_id = None`` and rewrites the generation EOS ``151643`` as ``[151643]``.
-    The tokenizer is not touched, and only the ID fields that the loader snapshotted are reset, to
-    exactly the snapshot's values; ``guard.recheck`` right after still catches every other drift.
-    """
-    from cleanroom import guard
-
-    expected = getattr(model, guard.SNAPSHOT_ATTR, None)
-    if not expected:
-        return []
-    targets = {"config": model.config, "generation": getattr(model, "generation_config", None)}
-    changed = []
-    for key, value in expected.items():
-        where, _, attr = key.partition("_")
-        obj = targets.get(where)
-        if obj is not None and getattr(obj, attr, None) != value:
-            changed.append(f"{key}: {getattr(obj, attr, None)!r} -> {value!r}")
-            setattr(obj, attr, value)
-    return changed
 
 
 def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
@@ -211,4 +187,4 @@ def train_sft(
     )
 
 
-__all__ = ["render_examples", "train_sft", "undo_trainer_token_alignment"]
+__all__ = ["render_examples", "train_sft"]
