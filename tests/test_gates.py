@@ -291,8 +291,10 @@ def test_cache_damaged_store_is_ignored_and_rewritten(tmp_path: Path) -> None:
     store = ResultCache(tmp_path).file
     store.parent.mkdir(exist_ok=True)
     store.write_text("{not json")
+    (store.parent / "gates-0000000000000000.json").write_text("{}")  # an older gates version's store
     assert run_gates(config).lines() == truth
     json.loads(store.read_text())  # rewritten as valid JSON
+    assert sorted(store.parent.glob("gates-*.json")) == [store]  # the stale store is removed
     key = ResultCache.key((tmp_path / "src" / "load.py").read_bytes())
     store.write_text(json.dumps({key: [["x", 1, "CR101", "m"]]}))  # a damaged entry is recomputed
     assert run_gates(config).lines() == truth

@@ -90,6 +90,9 @@ class ResultCache:
             with os.fdopen(fd, "w") as out:
                 json.dump(store, out, separators=(",", ":"))
             os.replace(tmp, self.file)
+            for stale in self.folder.glob("gates-*.json"):  # stores of older gates or another Python
+                if stale != self.file:
+                    stale.unlink(missing_ok=True)
         except OSError:
             pass
 
