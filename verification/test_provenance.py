@@ -195,6 +195,7 @@ def write_all(run_path, n):
         print("ready", flush=True)
         for i in range(n):
             w.write({"i": i, "text": "lorem ipsum dolor " * (1 + i % 7)}, record_id=f"crash:{i}")
+            print(i, flush=True)
     run.finalize()
 
 if __name__ == "__main__":
@@ -213,7 +214,12 @@ def test_sigkilled_writer_resumes_without_loss_or_duplication(tmp_path: Path) ->
         run = RunDir.create(tmp_path / "runs", f"t{trial}", {"trial": trial})
         proc = subprocess.Popen([sys.executable, str(script), str(run.path), str(n)], stdout=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        time.sleep(rng.uniform(0.0, 0.35))
+        target = rng.randrange(0, n - 1)  # kill somewhere after record `target`, wherever the writer then is
+        while True:
+            line = proc.stdout.readline()
+            if not line or int(line) >= target:  # an empty line: the writer already ended
+                break
+        time.sleep(rng.uniform(0.0, 0.004))  # ~ one fsync: lands before, inside or after the next write
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         path = run.path / "crash" / "records.jsonl"
