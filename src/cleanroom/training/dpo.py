@@ -171,6 +171,7 @@ def train_dpo(
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
+    undo_trainer_token_alignment(trainer.model)  # transformers 5.17 aligns again inside train()
     peak, peak_kind = peak_memory()
 
     adapter_dir = output_dir / "adapter"
