@@ -150,6 +150,12 @@ class CleanModelLoader:
             raise ConfigError("allow_instruct=True needs a non-empty allow_instruct_reason (it is recorded in provenance)")
         self.requested_model = str(model_path)
         self.path = Path(model_path).expanduser()
+        if self.path.suffix == ".gguf" and gguf_file is None:  # a GGUF file given directly
+            self.path, gguf_file = self.path.parent, self.path.name
+        elif gguf_file is None and self.path.is_dir() and not any((self.path / f).is_file() for f in _TOKENIZER_FILES):
+            ggufs = sorted(self.path.glob("*.gguf"))
+            if len(ggufs) == 1:  # a directory holding one GGUF and nothing else: that file is the model
+                gguf_file = ggufs[0].name
         self.quantization, self.dtype, self.device_map, self.revision = quantization, dtype, device_map, revision
         self.allow_instruct, self.allow_instruct_reason = bool(allow_instruct), allow_instruct_reason
         self.trust_remote_code, self.allow_pickle = bool(trust_remote_code), bool(allow_pickle)

@@ -35,7 +35,6 @@ def run_inspect(args: argparse.Namespace) -> int:
     from cleanroom.loader import CleanModelLoader
 
     path = Path(args.path)
-    has_weights = args.gguf_file is not None or any(path.glob("*.safetensors"))
     loader = CleanModelLoader(
         path,
         gguf_file=args.gguf_file,
@@ -43,6 +42,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         allow_instruct_reason=args.allow_instruct,
         probe=not args.no_probe,
     )
+    has_weights = loader.gguf_file is not None or any(loader.path.glob("*.safetensors"))
     try:
         if has_weights and not args.no_probe:
             _, _, prov = loader.load()
