@@ -90,7 +90,11 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
 
 
 def go_no_go(data: dict[str, Any]) -> tuple[str, list[str]]:
-    """GO for Stage 2 when every gate held and DPO did not regress against SFT or base."""
+    """GO for Stage 2 only when every gate held AND the trained policy measurably improved on base.
+
+    A run whose SFT/DPO shows no detectable difference is a NO-GO: spending Stage 2's budget on top
+    of a policy that did not move is what this line exists to prevent.
+    """
     reasons = []
     pre = data.get("preflight") or {}
     if not pre.get("passed"):
@@ -106,8 +110,13 @@ def go_no_go(data: dict[str, Any]) -> tuple[str, list[str]]:
     for row in primary:
         if row["verdict"] == "regressed" and row["b"] in ("dpo", "sft"):
             reasons.append(f"{row['b']} regressed against {row['a']} ({row['difference']:+.3f}, p_holm={row['p_holm']:.3g})")
+    improved = [r for r in primary if r["a"] == "base" and r["verdict"] == "improved"]
     if not primary:
         reasons.append("no evaluation comparison")
+    elif not improved:
+        base_rows = [r for r in primary if r["a"] == "base"]
+        mde = min((r["mde"] for r in base_rows), default=float("nan"))
+        reasons.append(f"neither SFT nor DPO improved detectably on base ({ev.get('primary')}, MDE = {mde:.3f})")
     return ("GO" if not reasons else "NO-GO"), reasons
 
 
@@ -209,20 +218,32 @@ def _projection(data: dict[str, Any]) -> Any:
 
 def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
     """A self-contained page: the Markdown (as preformatted sections) and the inline SVG plots."""
+    import re
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
     body = []
-    for block in markdown_text.split("\n\n"):
+    for block in (b.strip("\n") for b in markdown_text.split("\n\n")):
+        if not block:
+            continue
         if block.startswith("# "):
-            body.append(f"<h1>{html.escape(block[2:])}</h1>")
+            body.append(f"<h1>{inline(block[2:])}</h1>")
         elif block.startswith("## "):
-            body.append(f"<h2>{html.escape(block[3:])}</h2>")
+            body.append(f"<h2>{inline(block[3:])}</h2>")
         elif block.lstrip().startswith("|"):
             rows = [r for r in block.strip().splitlines() if not set(r.replace("|", "").strip()) <= {"-", ":"}]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            cells = [[inline(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
             head = "".join(f"<th>{c}</th>" for c in cells[0])
             trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
+        elif all(line.startswith("- ") for line in block.splitlines()):
+            items = "".join(f"<li>{inline(line[2:])}</li>" for line in block.splitlines())
+            body.append(f"<ul>{items}</ul>")
         else:
-            body.append(f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>")
+            body.append(f"<p>{inline(block).replace(chr(10), '<br>')}</p>")
     figures = "".join(f"<figure><figcaption>{html.escape(k)}</figcaption>{v}</figure>" for k, v in plots.items())
     color = "#137333" if verdict == "GO" else "#b3261e"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>cleanroom report</title>
