@@ -258,10 +258,9 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
 def test_6_merge(gate: Any, sft: Any, gate_recorder: Any) -> None:
     from peft import PeftModel
 
-    from cleanroom.training import merge_and_verify
-
     from cleanroom.errors import GateError
     from cleanroom.loader import CleanModelLoader
+    from cleanroom.training import merge_and_verify
 
     with gate_recorder.check("6_merge") as c:
         # fp32 base: the merge itself must be exact (merge_atol 1e-2, the pipeline's default) ...
