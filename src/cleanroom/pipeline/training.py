@@ -2,7 +2,8 @@
 
 Each stage reads its examples from the previous stage's JSONL, trains, saves adapters only, and
 records the losses, throughput and peak memory. Resume picks up the last checkpoint. Backends:
-``peft`` everywhere; ``unsloth`` only where CUDA and unsloth import (never a silent swap).
+``peft`` everywhere; ``unsloth`` (SFT) only where CUDA and unsloth import (never a silent swap);
+DPO and the merge use peft on the saved adapter in both cases.
 """
 
 from __future__ import annotations
@@ -15,11 +16,28 @@ from cleanroom.errors import ConfigError
 from cleanroom.pipeline.common import Context, capture, load_model
 
 
-def _check_backend(ctx: Context) -> None:
-    if ctx.spec.backend == "unsloth":
-        from cleanroom.training import unsloth_backend
+def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
+    """The model SFT starts from: the clean loader's (peft backend) or Unsloth's, with LoRA attached.
 
-        unsloth_backend.require_available()
+    ``backend: unsloth`` needs CUDA and an importable unsloth; otherwise it is an error that says why
+    (never a silent fall-back to peft). Unsloth rewrites tokenizers, so its output is re-cleaned and
+    re-checked (:func:`cleanroom.training.unsloth_backend.load_unsloth`).
+    """
+    if ctx.spec.backend != "unsloth":
+        return load_model(ctx, probe=False)
+    from cleanroom.errors import DependencyError
+    from cleanroom.pipeline.common import resolve_model
+    from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
+
+    reason = unsloth_available()
+    if reason is not None:
+        raise DependencyError(f"backend: unsloth requested but {reason}; install unsloth on a CUDA machine or set "
+                              "backend=peft")
+    path, _ = resolve_model(ctx.spec.model, ctx.run.path)
+    model, tokenizer = load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
+                                    load_in_4bit=ctx.spec.model.quantization == "nf4", lora=ctx.spec.sft.lora,
+                                    seed=ctx.spec.seed)
+    return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
 
 
 def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -37,12 +55,11 @@ def run_sft(ctx: Context) -> dict[str, Any]:
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
     from cleanroom.training import train_sft
 
-    _check_backend(ctx)
     spec = ctx.spec.sft
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
             for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
     train_rows, eval_rows = _split(rows, spec.eval_fraction, ctx.spec.seed)
-    model, tokenizer, loader_prov = load_model(ctx, probe=False)
+    model, tokenizer, loader_prov = _sft_model(ctx)
     prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend,
                                                           "n_train": len(train_rows), "n_eval": len(eval_rows)})
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
@@ -89,7 +106,6 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
     from cleanroom.training import train_dpo
 
-    _check_backend(ctx)
     spec = ctx.spec.dpo
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]

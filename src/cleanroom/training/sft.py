@@ -115,7 +115,10 @@ def train_sft(
     from cleanroom.training.collate import GuardedLanguageModelingCollator
 
     _check_specs(lora, train)
-    if isinstance(model, PeftModel):
+    # The Unsloth backend attaches its LoRA at load time (load_unsloth marks the model); anything else
+    # arriving with an adapter is a mistake.
+    prewrapped = getattr(model, "cleanroom_backend", None) == "unsloth"
+    if isinstance(model, PeftModel) and not prewrapped:
         raise ConfigError(
             "train_sft got a model that already carries a PEFT adapter; pass the base model (merge an earlier "
             "adapter first with merge_and_verify)"
@@ -127,7 +130,7 @@ def train_sft(
         if eval_examples
         else None
     )
-    if is_quantized(model):
+    if is_quantized(model) and not prewrapped:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
 
     args = SFTConfig(
@@ -150,7 +153,7 @@ def train_sft(
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows is not None else None,
         processing_class=tokenizer,
-        peft_config=lora.to_peft(),
+        peft_config=None if prewrapped else lora.to_peft(),
         callbacks=cbs,
     )
     undo_trainer_token_alignment(trainer.model)

@@ -64,6 +64,7 @@ def load_unsloth(
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
     guard.recheck(model, tokenizer)
+    model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
     return model, tokenizer
 
 
