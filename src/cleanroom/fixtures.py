@@ -77,6 +77,22 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cleanroom"
 
 
+def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
+    """Run ``build(tmp)`` in a temp dir beside *target*, mark it complete, rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tmp.chmod(0o755)
+        build(tmp)
+        (tmp / ".complete").write_text(FIXTURE_VERSION + "\n")
+        if target.exists():  # a half-built leftover of a killed process
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build_once(name: str, build: Callable[[Path], None]) -> Path:
     """Build fixture *name* with ``build(tmpdir)`` once, atomically; return its directory."""
     from filelock import FileLock
@@ -89,17 +105,7 @@ def _build_once(name: str, build: Callable[[Path], None]) -> Path:
     with FileLock(str(root / f"{name}.lock")):
         if (target / ".complete").exists():
             return target
-        if target.exists():  # a half-built leftover of a killed process
-            shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            tmp.chmod(0o755)
-            build(tmp)
-            (tmp / ".complete").write_text(FIXTURE_VERSION + "\n")
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        _build_atomically(target, build)
     return target
 
 
@@ -236,18 +242,8 @@ def random_qwen25_model(arch: str, out: Path, *, seed: int = TINY_SEED) -> Path:
         for item in sorted(qwen_base_tokenizer().iterdir()):
             if item.is_file() and not item.name.startswith("."):
                 shutil.copyfile(item, tmp / item.name)
-        (tmp / ".complete").write_text(FIXTURE_VERSION + "\n")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        build(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    _build_atomically(out, build)
     return out
 
 

@@ -7,7 +7,6 @@ transformers are imported inside fixtures and hooks that need them, never at mod
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,27 +56,11 @@ def _seed(config: pytest.Config) -> int:
     return int(value)
 
 
-def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
-    """Return ``(commit, dirty)`` for the git checkout at *cwd*; ``("unknown", False)`` outside git."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
-    return commit, bool(status.strip())
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    commit, dirty = git_state(config.rootpath)
+    from cleanroom.environment import git_state  # stdlib only: cheap
+
+    state = git_state(config.rootpath)
+    commit, dirty = state["commit"], state["dirty"]
     model = config.getoption("--cleanroom-model", default=None) or "random-initialised (default)"
     return [
         f"cleanroom: git {commit}{' (dirty)' if dirty else ''}, seed {_seed(config)}",
