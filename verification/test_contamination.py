@@ -43,7 +43,8 @@ def route_literal_control_became_id(tok):
 
 
 def route_bos_injected(tok):
-    guard.scan_ids([[151644] + guard.encode(tok, "Q: hi") + [151643]], guard.forbidden_ids(tok), final_eos_id=151643)
+    # Qwen2.5's config names 151643 as bos_token_id: a collator that "adds BOS" puts it first
+    guard.scan_ids([[151643] + guard.encode(tok, "Q: hi") + [151643]], guard.forbidden_ids(tok), final_eos_id=151643)
 
 
 def route_eos_doubled(tok):
@@ -97,13 +98,19 @@ def test_route_detected(tok, route):
         route(tok)
 
 
-def test_switching_the_guard_off_makes_a_route_pass(tok, monkeypatch):
-    """Meta-test: with scan_ids and recheck made no-ops, the routes that rely on them stop raising."""
-    monkeypatch.setattr(guard, "scan_ids", lambda *a, **k: None)
-    monkeypatch.setattr(guard, "recheck", lambda *a, **k: None)
-    for route in (route_chatml_wrapped_prompt, route_literal_control_became_id, route_eos_doubled,
-                  route_template_reenabled, route_trainer_rewrites_pad):
-        route(tok)  # would raise ContaminationError with the guard on (test_route_detected)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda f: f.__name__[6:])
+def test_each_route_passes_silently_with_the_guard_switched_off(tok, route, monkeypatch):
+    """Meta-test: every route above is caught by the guard and by nothing else.
+
+    With the guard's entry points made no-ops (the scan, the recheck, the example renderer, the
+    base-or-instruct decision and the cleaned tokenizer's template refusal), each route runs through
+    without an error: so ``test_route_detected`` fails for every case when its guard is off.
+    """
+    for owner, name in ((guard, "scan_ids"), (guard, "recheck"), (guard, "render_example"),
+                        (CleanModelLoader, "_decide")):
+        monkeypatch.setattr(owner, name, lambda *a, **k: None)
+    monkeypatch.setattr(tok, "apply_chat_template", lambda *a, **k: "")
+    route(tok)
 
 
 def test_zero_false_alarms_on_1000_clean_prompts(tok, cleanroom_seed):
