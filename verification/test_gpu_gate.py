@@ -227,6 +227,15 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=True)
         # keep the saved adapter dtype (PEFT would upcast it to fp32), so both compute in the same precision
         reloaded = PeftModel.from_pretrained(base, str(sft.res.adapter_dir), autocast_adapter_dtype=False)
+        # TRL casts the trained model's embeddings/lm_head back to bf16 (peft_module_casting_to_bf16) after
+        # prepare_model_for_kbit_training upcast them: give the reloaded model the trained model's dtypes
+        trained = dict(sft.res.model.named_parameters())
+        recast = 0
+        for n, p in reloaded.named_parameters():
+            t = trained.get(n)
+            if t is not None and p.dtype.is_floating_point and t.dtype != p.dtype:
+                p.data = p.data.to(t.dtype)
+                recast += 1
         dtypes = sorted({str(p.dtype) for n, p in reloaded.named_parameters() if "lora_" in n})
         again = probe_logits(reloaded, tok, PROBE_TEXTS)
         reload_diff = max(float((a - b).abs().max()) for a, b in zip(sft.logits, again, strict=True))
@@ -245,6 +254,7 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
         pairs = [(full[s], v) for s, v in zip(resumed.loss_steps, resumed.losses, strict=True) if s in full and s > 10]
         resume_diff = max((abs(a - b) for a, b in pairs), default=float("nan"))
         c.figure(reload_max_abs_logit_diff=reload_diff, max_abs_logit=scale, adapter_dtypes=", ".join(dtypes),
+                 recast_params=recast,
                  resumed_from=Path(resumed.resumed_from or "").name,
                  resumed_steps=len(pairs), resume_max_abs_loss_diff=resume_diff)
         del resumed, base
