@@ -142,8 +142,11 @@ def sft(gate: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     trainable = [n for n, p in res.model.named_parameters() if p.requires_grad]
     del frozen
     logits = probe_logits(res.model, tok, PROBE_TEXTS)
+    with res.model.disable_adapter():
+        base_logits = probe_logits(res.model, tok, PROBE_TEXTS)
+    lora_state = {k: v.detach().to("cpu", copy=True) for k, v in res.model.state_dict().items() if "lora_" in k}
     return SimpleNamespace(res=res, tok=tok, out=out, examples=examples, changed=changed, trainable=trainable,
-                           logits=logits)
+                           logits=logits, base_logits=base_logits, lora_state=lora_state)
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -240,6 +243,13 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
         again = probe_logits(reloaded, tok, PROBE_TEXTS)
         reload_diff = max(float((a - b).abs().max()) for a, b in zip(sft.logits, again, strict=True))
         scale = max(float(a.abs().max()) for a in sft.logits)
+        # where a difference comes from: the adapter tensors, or the base model's state
+        saved = {k: v for k, v in reloaded.state_dict().items() if "lora_" in k}
+        lora_diff = max((float((saved[k].float().cpu() - v.float()).abs().max()) if k in saved else float("inf")
+                         for k, v in sft.lora_state.items()), default=float("nan"))
+        with reloaded.disable_adapter():
+            base_again = probe_logits(reloaded, tok, PROBE_TEXTS)
+        base_diff = max(float((a - b).abs().max()) for a, b in zip(sft.base_logits, base_again, strict=True))
         del reloaded, base
         _free()
 
@@ -254,7 +264,7 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
         pairs = [(full[s], v) for s, v in zip(resumed.loss_steps, resumed.losses, strict=True) if s in full and s > 10]
         resume_diff = max((abs(a - b) for a, b in pairs), default=float("nan"))
         c.figure(reload_max_abs_logit_diff=reload_diff, max_abs_logit=scale, adapter_dtypes=", ".join(dtypes),
-                 recast_params=recast,
+                 recast_params=recast, adapter_tensor_max_diff=lora_diff, base_only_logit_diff=base_diff,
                  resumed_from=Path(resumed.resumed_from or "").name,
                  resumed_steps=len(pairs), resume_max_abs_loss_diff=resume_diff)
         del resumed, base
