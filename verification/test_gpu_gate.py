@@ -240,14 +240,19 @@ def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_p
                 p.data = p.data.to(t.dtype)
                 recast += 1
         dtypes = sorted({str(p.dtype) for n, p in reloaded.named_parameters() if "lora_" in n})
-        again = probe_logits(reloaded, tok, PROBE_TEXTS)
+        # the trained model's forward still runs under accelerate's bf16 autocast wrapper (bf16=True training
+        # patches model.forward); run the reloaded one under the same autocast so only the adapter can differ
+        import torch
+
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            again = probe_logits(reloaded, tok, PROBE_TEXTS)
         reload_diff = max(float((a - b).abs().max()) for a, b in zip(sft.logits, again, strict=True))
         scale = max(float(a.abs().max()) for a in sft.logits)
         # where a difference comes from: the adapter tensors, or the base model's state
         saved = {k: v for k, v in reloaded.state_dict().items() if "lora_" in k}
         lora_diff = max((float((saved[k].float().cpu() - v.float()).abs().max()) if k in saved else float("inf")
                          for k, v in sft.lora_state.items()), default=float("nan"))
-        with reloaded.disable_adapter():
+        with reloaded.disable_adapter(), torch.autocast("cuda", dtype=torch.bfloat16):
             base_again = probe_logits(reloaded, tok, PROBE_TEXTS)
         base_diff = max(float((a - b).abs().max()) for a, b in zip(sft.base_logits, base_again, strict=True))
         del reloaded, base
