@@ -218,11 +218,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     """Build *value* as type *tp*: nested specs recursively; scalars checked; lists to tuples."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
+        cls = typing.cast(type, tp)  # a type hint here, never a dataclass instance
+        if isinstance(value, cls):
             return value
         if not isinstance(value, Mapping):
-            _fail(where, value, f"a mapping of {tp.__name__} fields")
-        return build_spec(tp, value, where)
+            _fail(where, value, f"a mapping of {cls.__name__} fields")
+        return build_spec(cls, value, where)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:

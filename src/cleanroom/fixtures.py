@@ -19,8 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cleanroom.errors import DependencyError, MissingFileError
+
+if TYPE_CHECKING:  # transformers is an optional extra: imported for annotations only
+    from transformers import Qwen2Config
 
 FIXTURE_VERSION = "1"
 TINY_SEED = 1234
@@ -167,11 +171,11 @@ def qwen_base_tokenizer() -> Path:
     return _build_once(f"qwen2.5-base-tokenizer-v{FIXTURE_VERSION}", _build_qwen_tokenizer)
 
 
-def tiny_qwen2_config(**overrides: object) -> object:
+def tiny_qwen2_config(**overrides: Any) -> Qwen2Config:
     """A 2-layer, hidden-64 Qwen2 config with the real Qwen2.5 vocabulary size and base EOS."""
     from transformers import Qwen2Config
 
-    values: dict[str, object] = dict(
+    values: dict[str, Any] = dict(
         vocab_size=QWEN_VOCAB_SIZE,
         hidden_size=64,
         intermediate_size=128,
@@ -199,7 +203,8 @@ def build_tiny_base_model(out: Path, seed: int = TINY_SEED) -> None:
     tokenizer_dir = qwen_base_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(tiny_qwen2_config()).to(torch.bfloat16)
+        # transformers' decorator on PreTrainedModel.to hides its (dtype) signature from mypy
+        model = Qwen2ForCausalLM(tiny_qwen2_config()).to(torch.bfloat16)  # type: ignore[arg-type]
     model.generation_config = GenerationConfig(
         bos_token_id=151643, eos_token_id=151643, do_sample=False, max_new_tokens=2048
     )
@@ -236,7 +241,8 @@ def random_qwen25_model(arch: str, out: Path, *, seed: int = TINY_SEED) -> Path:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-                model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+                # transformers' decorator on PreTrainedModel.to hides its (dtype) signature from mypy
+                model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
         model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=151643, do_sample=False)
         model.save_pretrained(str(tmp), safe_serialization=True)
         for item in sorted(qwen_base_tokenizer().iterdir()):

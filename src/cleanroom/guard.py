@@ -229,8 +229,8 @@ def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
     Such text in base-model data means a chat template was applied upstream (``<|im_start|>assistant``);
     text that merely resembles one (``<b>im_start</b>``, ``<|im a cat|>``) matches no token and passes.
     """
-    names = {_added_tokens(tokenizer).get(i, (None,))[0] for i in forbidden_ids(tokenizer)}
-    names.discard(None)
+    added = _added_tokens(tokenizer)
+    names = {added[i][0] for i in forbidden_ids(tokenizer) if i in added}
     names.add(tokenizer.convert_ids_to_tokens(base_eos_id(tokenizer)))
     if not names:
         return []

@@ -322,7 +322,8 @@ class CleanModelLoader:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
         except (OSError, ValueError, ImportError) as exc:
             raise ConfigError(f"{self.path}: model could not be loaded ({exc})") from exc
-        rows = model.get_input_embeddings().weight.shape[0]
+        embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
+        rows = embedding.weight.shape[0]
         if len(tokenizer) > rows:
             raise ConfigError(
                 f"{self.path}: tokenizer has {len(tokenizer)} tokens but the embedding has {rows} rows; the "

@@ -133,7 +133,7 @@ def probe_model(
         notes.append("behavioural probe not applicable (no ChatML tokens in the vocabulary)")
     p_eot, p_role = scores if scores is not None else (None, None)
     static = len(reasons)
-    if scores is not None:
+    if p_eot is not None:  # exactly when scores is not None
         behavioural = p_eot >= PROBE_THRESHOLD
         if behavioural:
             reasons.append(f"behavioural probe: P(<|im_end|>) = {p_eot:.3f} >= {PROBE_THRESHOLD}")

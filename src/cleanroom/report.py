@@ -65,7 +65,7 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
         ax.set_title("Per instruction type: base vs SFT vs DPO")
         out["per_type"] = _svg(fig)
         plt.close(fig)
-    curves = [(n, data.get(n)) for n in ("sft", "dpo") if data.get(n)]
+    curves = [(n, data[n]) for n in ("sft", "dpo") if data.get(n)]
     if curves:
         fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
         for ax, (name, metrics) in zip(axes[0], curves, strict=True):

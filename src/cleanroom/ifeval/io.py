@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cleanroom.errors import InputError, MissingFileError
 from cleanroom.ifeval.checkers import Instruction, build_instruction
@@ -86,7 +86,8 @@ def prompt_record_from_dict(obj: Mapping[str, Any], *, where: str = "prompt") ->
         kwargs = [{} for _ in ids]
     if not isinstance(kwargs, list) or len(kwargs) != len(ids) or not all(isinstance(k, dict) for k in kwargs):
         raise InputError(f"{where}: 'kwargs' must be a list of {len(ids)} objects, one per instruction")
-    rec = PromptRecord(obj.get("key"), prompt, tuple(ids), tuple(dict(k) for k in kwargs))
+    # The key is validated by the callers (``_key`` for files; generated ints in ``evalset``).
+    rec = PromptRecord(cast(Key, obj.get("key")), prompt, tuple(ids), tuple(dict(k) for k in kwargs))
     rec.instructions()  # fail at load time on a bad id or kwarg
     return rec
 

@@ -13,7 +13,7 @@ instruction counts once. Accuracies carry Wilson score intervals (Wilson 1927):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cleanroom.errors import InputError
@@ -62,6 +62,7 @@ def score_responses(prompts: Iterable[PromptRecord], responses: Mapping[Key, str
 
 
 def _interval(successes: int, n: int) -> dict[str, Any]:
+    wilson_interval: Callable[[int, int], Any] | None
     try:
         from cleanroom.stats import wilson_interval
     except ImportError:

@@ -26,7 +26,9 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 
 def histogram(values: list[int], bins: int = 10) -> dict[str, list]:
-    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins) if values else ([], [])
+    if not values:
+        return {"counts": [], "edges": []}
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
     return {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
 
 
@@ -78,7 +80,9 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
 
         examples = st.jsonl("examples.jsonl")
         reasons: Counter[str] = Counter()
-        kept_texts, lengths, types = [], [], Counter()
+        kept_texts: list[str] = []
+        lengths: list[int] = []
+        types: Counter[str] = Counter()
         eos = tokenizer.eos_token_id
         for r in pool:
             response = responses[r.key]

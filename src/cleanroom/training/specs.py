@@ -87,7 +87,7 @@ class LoraSpec:
 
         return LoraConfig(
             r=self.r,
-            lora_alpha=self.alpha,
+            lora_alpha=self.alpha,  # type: ignore[arg-type]  # peft annotates int; it only divides by r, a float is fine
             lora_dropout=self.dropout,
             target_modules=list(self.targets),
             bias="none",
