@@ -421,11 +421,48 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
                   "or the epochs, or raise the budget")
 
 
+def _batch_loss(model: Any, rows: list[dict[str, list[int]]]) -> float:
+    """Mean token cross-entropy of ``model`` on guard-rendered rows (labels -100 on the prompt)."""
+    import torch
+
+    ids = torch.tensor([r["input_ids"] for r in rows], device="cuda")
+    labels = torch.tensor([r["labels"] for r in rows], device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        return float(model(input_ids=ids, labels=labels).loss)
+
+
 def test_10_unsloth(gate: Any, gate_recorder: Any) -> None:
-    from cleanroom.training.unsloth_backend import unsloth_available
+    """Unsloth parity: on the same batch, a fresh Unsloth LoRA and a fresh peft LoRA give the same loss.
+
+    Both adapters start with B = 0, so both models compute the nf4 base's function; a loss gap beyond
+    2% means Unsloth's kernels or its loading changed the model. The tokenizer Unsloth returns must
+    pass the guard's recheck (``load_unsloth`` re-cleans it: Unsloth rewrites tokenizers).
+    """
+    from peft import get_peft_model
+
+    from cleanroom import guard
+    from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
 
     with gate_recorder.check("10_unsloth") as c:
         reason = unsloth_available()
         if reason is not None:
             pytest.skip(f"unsloth parity not checked: {reason}")
-        c.require(False, "unsloth imports here but the parity run is not implemented in this gate yet")
+        examples = fixed_length_examples(gate.tok, SFT_BATCH, SFT_SEQ)
+        rows = [guard.render_example(gate.tok, e["prompt"], e["completion"], max_length=SFT_SEQ) for e in examples]
+        peft_model = get_peft_model(gate.model, _lora().to_peft())
+        try:
+            peft_loss = _batch_loss(peft_model, rows)
+        finally:
+            gate.model = peft_model.unload()
+        _free()
+        u_model, u_tok = load_unsloth(str(gate.path), max_seq_length=SFT_SEQ, load_in_4bit=True, lora=_lora())
+        guard.recheck(u_model, u_tok)
+        same_ids = all(guard.encode(u_tok, e["prompt"]) == guard.encode(gate.tok, e["prompt"]) for e in examples)
+        u_loss = _batch_loss(u_model, rows)
+        rel = abs(u_loss - peft_loss) / max(abs(peft_loss), 1e-8)
+        c.figure(peft_loss=peft_loss, unsloth_loss=u_loss, relative_diff=rel, tolerance=0.02,
+                 same_token_ids=same_ids, tokenizer_clean=True)
+        c.require(same_ids, "Unsloth's tokenizer encodes the prompts differently from the clean loader's")
+        c.require(rel <= 0.02, f"Unsloth and peft losses differ by {rel:.2%} on the same batch; use backend=peft")
+        del u_model
+        _free()
