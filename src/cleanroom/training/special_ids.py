@@ -18,8 +18,10 @@ def undo_trainer_token_alignment(model: Any) -> list[str]:
     ``transformers.Trainer`` (``align_special_tokens``, before 5.2x) copies the tokenizer's special
     IDs onto ``model.config`` / ``generation_config`` — with a Qwen2.5 base tokenizer, which has no BOS,
     it sets ``config.bos_token_id = None`` and rewrites the generation EOS ``151643`` as ``[151643]``.
-    The tokenizer is not touched, and only the ID fields that the loader snapshotted are reset, to
-    exactly the snapshot's values; ``guard.recheck`` right after still catches every other drift.
+    The tokenizer is not touched, and only *equivalent* rewrites of the ID fields the loader
+    snapshotted are reset to the snapshot's values: a field emptied (``None``) or re-wrapped (``151643``
+    ↔ ``[151643]``) — nothing that introduces an ID the snapshot did not have. A rewrite to another
+    token (``<|im_end|>`` as EOS) is left in place, so ``guard.recheck`` right after refuses it.
     """
     from cleanroom import guard
 
@@ -31,10 +33,19 @@ def undo_trainer_token_alignment(model: Any) -> list[str]:
     for key, value in expected.items():
         where, _, attr = key.partition("_")
         obj = targets.get(where)
-        if obj is not None and getattr(obj, attr, None) != value:
+        current = getattr(obj, attr, None) if obj is not None else None
+        if obj is not None and current != value and _ids(current) <= _ids(value):
             changed.append(f"{key}: {getattr(obj, attr, None)!r} -> {value!r}")
             setattr(obj, attr, value)
     return changed
+
+
+def _ids(value: Any) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value}
 
 
 __all__ = ["undo_trainer_token_alignment"]
