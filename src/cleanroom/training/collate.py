@@ -41,24 +41,29 @@ def _check_final_eos(batch: dict[str, Any], eos_id: int, where: str, *, supervis
 
 
 @dataclass
-class GuardedLanguageModelingCollator:
-    """TRL's language-modeling collator (right padding, ``labels`` kept) followed by ``guard.scan_ids``.
+class _GuardedCollator:
+    """A TRL collator followed by ``guard.scan_ids`` and the final-EOS check on every batch.
 
     ``batches_seen`` and ``tokens_seen`` (real, non-pad tokens) count what passed the guard.
+    Subclasses say which TRL collator runs first and whether the final EOS must carry a label.
     """
 
     tokenizer: Any
-    where: str = "sft batch"
+    where: str = "batch"
     batches_seen: int = field(default=0, init=False)
     tokens_seen: int = field(default=0, init=False)
+    supervised_eos = True
+
+    def _inner_collator(self, pad_id: int) -> Any:
+        raise NotImplementedError  # internal: every subclass defines it
 
     def __post_init__(self) -> None:
         from cleanroom import guard
 
         self._forbidden = guard.forbidden_ids(self.tokenizer)
         self._eos = guard.base_eos_id(self.tokenizer)
-        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos
-        self._inner = DataCollatorForLanguageModeling(pad_token_id=self._pad)
+        pad = self.tokenizer.pad_token_id
+        self._inner = self._inner_collator(pad if pad is not None else self._eos)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         from cleanroom import guard
@@ -67,41 +72,32 @@ class GuardedLanguageModelingCollator:
         where = f"{self.where} {self.batches_seen}"
         guard.scan_ids(batch["input_ids"], self._forbidden, final_eos_id=self._eos, where=where,
                        mask=batch["attention_mask"], tokenizer=self.tokenizer)
-        _check_final_eos(batch, self._eos, where, supervised=True)
+        _check_final_eos(batch, self._eos, where, supervised=self.supervised_eos)
         self.batches_seen += 1
         self.tokens_seen += int(batch["attention_mask"].sum())
         return batch
 
 
 @dataclass
-class GuardedPreferenceCollator:
-    """TRL's preference collator (chosen rows, then rejected rows) followed by ``guard.scan_ids``."""
+class GuardedLanguageModelingCollator(_GuardedCollator):
+    """TRL's language-modeling collator (right padding, ``labels`` kept), then the guard."""
 
-    tokenizer: Any
+    where: str = "sft batch"
+
+    def _inner_collator(self, pad_id: int) -> Any:
+        return DataCollatorForLanguageModeling(pad_token_id=pad_id)
+
+
+@dataclass
+class GuardedPreferenceCollator(_GuardedCollator):
+    """TRL's preference collator (chosen rows, then rejected rows), then the guard (no labels to check)."""
+
     max_length: int | None = None
     where: str = "dpo batch"
-    batches_seen: int = field(default=0, init=False)
-    tokens_seen: int = field(default=0, init=False)
+    supervised_eos = False
 
-    def __post_init__(self) -> None:
-        from cleanroom import guard
-
-        self._forbidden = guard.forbidden_ids(self.tokenizer)
-        self._eos = guard.base_eos_id(self.tokenizer)
-        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos
-        self._inner = DataCollatorForPreference(pad_token_id=self._pad, max_length=self.max_length)
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        from cleanroom import guard
-
-        batch = self._inner(examples)
-        where = f"{self.where} {self.batches_seen}"
-        guard.scan_ids(batch["input_ids"], self._forbidden, final_eos_id=self._eos, where=where,
-                       mask=batch["attention_mask"], tokenizer=self.tokenizer)
-        _check_final_eos(batch, self._eos, where, supervised=False)
-        self.batches_seen += 1
-        self.tokens_seen += int(batch["attention_mask"].sum())
-        return batch
+    def _inner_collator(self, pad_id: int) -> Any:
+        return DataCollatorForPreference(pad_token_id=pad_id, max_length=self.max_length)
 
 
 __all__ = ["GuardedLanguageModelingCollator", "GuardedPreferenceCollator"]

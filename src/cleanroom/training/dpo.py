@@ -18,14 +18,13 @@ We measure the step-0 loss and margin on the first training batch before any upd
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
-from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
-from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint
+from cleanroom.training.result import TrainResult, logged_losses
+from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint, train_and_save
 from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
@@ -167,16 +166,7 @@ def train_dpo(
             )
         collator.tokens_seen = 0  # count only the batches trained on
 
-    reset_peak_memory()
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
-    seconds = time.perf_counter() - start
-    undo_trainer_token_alignment(trainer.model)  # transformers 5.17 aligns again inside train()
-    peak, peak_kind = peak_memory()
-
-    adapter_dir = output_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
-    guard.recheck(trainer.model, tokenizer)
+    seconds, peak, peak_kind, adapter_dir = train_and_save(trainer, tokenizer, output_dir, checkpoint)
     losses, loss_steps, _ = logged_losses(trainer.state.log_history)
     return TrainResult(
         adapter_dir=adapter_dir,

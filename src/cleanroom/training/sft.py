@@ -86,6 +86,25 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     return None
 
 
+def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: str | None) -> tuple[float, int, str, Path]:
+    """Train (resuming from *checkpoint*), save the adapter to ``output_dir/adapter``, recheck the guard.
+
+    Returns ``(seconds, peak_mem_bytes, peak_mem_kind, adapter_dir)``; shared by SFT and DPO.
+    """
+    from cleanroom import guard
+
+    reset_peak_memory()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    undo_trainer_token_alignment(trainer.model)  # transformers 5.17 aligns again inside train()
+    peak, peak_kind = peak_memory()
+    adapter_dir = output_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    guard.recheck(trainer.model, tokenizer)
+    return seconds, peak, peak_kind, adapter_dir
+
+
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -160,16 +179,7 @@ def train_sft(
     guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
 
     checkpoint = resume_checkpoint(output_dir, resume)
-    reset_peak_memory()
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
-    seconds = time.perf_counter() - start
-    undo_trainer_token_alignment(trainer.model)  # transformers 5.17 aligns again inside train()
-    peak, peak_kind = peak_memory()
-
-    adapter_dir = output_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
-    guard.recheck(trainer.model, tokenizer)
+    seconds, peak, peak_kind, adapter_dir = train_and_save(trainer, tokenizer, output_dir, checkpoint)
 
     losses, loss_steps, eval_losses = logged_losses(trainer.state.log_history)
     # TRL logs the cumulative count of real train tokens of *this* trainer (eval batches excluded).
