@@ -455,7 +455,7 @@ def test_10_unsloth(gate: Any, gate_recorder: Any) -> None:
         finally:
             gate.model = peft_model.unload()
         _free()
-        u_model, u_tok = load_unsloth(str(gate.path), max_seq_length=SFT_SEQ, load_in_4bit=True, lora=_lora())
+        u_model, u_tok = load_unsloth(str(gate.path), max_seq_length=SFT_SEQ, quantization="nf4", lora=_lora())
         guard.recheck(u_model, u_tok)
         same_ids = all(guard.encode(u_tok, e["prompt"]) == guard.encode(gate.tok, e["prompt"]) for e in examples)
         u_loss = _batch_loss(u_model, rows)

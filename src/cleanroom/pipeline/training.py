@@ -35,7 +35,7 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
                               "backend=peft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
-                                    load_in_4bit=ctx.spec.model.quantization == "nf4", lora=ctx.spec.sft.lora,
+                                    quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                     seed=ctx.spec.seed)
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
 

@@ -36,9 +36,16 @@ def unsloth_available() -> str | None:
 
 
 def load_unsloth(
-    model_name: str, *, max_seq_length: int, load_in_4bit: bool, lora: LoraSpec, seed: int = 3407
+    model_name: str, *, max_seq_length: int, quantization: str | None, lora: LoraSpec, seed: int = 3407
 ) -> tuple[Any, Any]:
-    """(model with LoRA attached, tokenizer) through Unsloth; refuses a swapped model name."""
+    """(model with LoRA attached, tokenizer) through Unsloth; refuses a swapped model name.
+
+    ``quantization`` is the loader's vocabulary: ``"nf4"`` (Unsloth's 4-bit) or None; Unsloth has
+    no int8 path, so ``"int8"`` is refused rather than silently loaded another way.
+    """
+    if quantization not in (None, "nf4"):
+        raise ConfigError(f"unsloth backend: quantization={quantization!r} is not supported (nf4 or none); "
+                          "use backend=peft for int8")
     reason = unsloth_available()
     if reason is not None:
         raise DependencyError(f"unsloth backend unavailable: {reason}; install with `pip install 'cleanroom[unsloth]'` "
@@ -46,7 +53,7 @@ def load_unsloth(
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=model_name, max_seq_length=max_seq_length, load_in_4bit=load_in_4bit, dtype=None,
+        model_name=model_name, max_seq_length=max_seq_length, load_in_4bit=quantization == "nf4", dtype=None,
         use_exact_model_name=True,
     )
     loaded = str(getattr(model.config, "_name_or_path", ""))
