@@ -33,3 +33,24 @@ def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_instruct):
     assert probe["eot_in_eos"] and prov["allow_instruct_reason"] == "probe test"
     assert tok.eos_token == "<|endoftext|>" and model.generation_config.eos_token_id == 0
     assert prov["sentinels"]["reference"].startswith("none available") and prov["sentinels"]["failures"] == []
+
+
+@pytest.mark.slow
+def test_gguf_model_loads_dense_and_trainable(smollm2_instruct):
+    """A GGUF model comes back as a plain dense model that transformers' Trainer accepts for fine-tuning.
+
+    transformers 5.2x attaches a GGUF quantizer (not trainable) even when it dequantized every weight;
+    SFT on the smollm2 profile then failed at trainer init. The loader asks for the dense form and
+    detaches the quantizer.
+    """
+    import torch
+    import transformers.trainer_utils as tu
+
+    loader = CleanModelLoader(smollm2_instruct, gguf_file=GGUF, allow_instruct=True, allow_instruct_reason="test")
+    model, _tok, _prov = loader.load()
+    assert getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False)
+    assert "quantization_config" not in model.config.to_dict()
+    assert all(p.dtype.is_floating_point and type(p) in (torch.Tensor, torch.nn.Parameter) for p in model.parameters())
+    validate = getattr(tu, "validate_quantization_for_training", None)
+    if validate is not None:  # transformers >= 5.2x: the check that refused the GGUF model
+        validate(model)

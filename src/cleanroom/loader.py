@@ -318,10 +318,14 @@ class CleanModelLoader:
             kwargs["device_map"] = self.device_map
         if self.gguf_file is None and not self.allow_pickle:
             kwargs["use_safetensors"] = True
+        if self.gguf_file is not None:
+            kwargs.update(_gguf_dense_kwargs())
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
         except (OSError, ValueError, ImportError) as exc:
             raise ConfigError(f"{self.path}: model could not be loaded ({exc})") from exc
+        if self.gguf_file is not None:
+            _drop_gguf_quantizer(model, self.path / self.gguf_file)
         embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
         rows = embedding.weight.shape[0]
         if len(tokenizer) > rows:
@@ -444,3 +448,36 @@ def _require_torch() -> None:  # pragma: no cover - exercised only without the t
 
 
 __all__ = ["CleanModelLoader", "GenerationResult", "clean_model", "clean_tokenizer", "loader_version", "refuse_chat_template"]
+
+
+def _gguf_dense_kwargs() -> dict[str, Any]:
+    """Ask transformers for a dense (dequantized) model from a GGUF file.
+
+    Newer transformers (5.2x) keep GGUF weights packed when a matmul kernel is installed; a packed
+    model can neither train LoRA nor be compared across machines, so the loader always asks for the
+    dense form. Older releases have no ``GgufConfig`` and always dequantize.
+    """
+    try:
+        from transformers import GgufConfig  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def _drop_gguf_quantizer(model: Any, gguf_path: Path) -> None:
+    """Detach the GGUF quantizer from a model whose weights were all dequantized at load.
+
+    transformers leaves ``hf_quantizer`` (method GGUF, not trainable) on the dense model, and its
+    Trainer then refuses to fine-tune it. With every weight a plain tensor the quantizer describes
+    nothing real, so it goes; a model that still holds packed GGUF blocks is refused instead.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if getattr(quantizer, "packed_modules", None):
+        raise ConfigError(
+            f"{gguf_path}: transformers kept the GGUF weights packed ({len(quantizer.packed_modules)} modules); "
+            "cleanroom needs a dense model to train and compare: upgrade transformers or convert the GGUF to safetensors"
+        )
+    quantizer.remove_quantization_config(model)
+
