@@ -38,3 +38,23 @@ def test_cli_maps_errors_to_exit_code_and_one_line(monkeypatch, capsys) -> None:
     assert cli.main(["fixtures"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cleanroom fixtures: MissingFileError: model dir /nope does not exist; pass an existing directory"]
+
+
+def test_cli_maps_an_unreadable_path_to_exit_2_without_traceback(tmp_path, capsys) -> None:
+    """An OSError from a path the user named (here: --out under a regular file) is an input error."""
+    from cleanroom import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["eval", "make-set", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cleanroom eval: ") and str(blocker) in err[0], err
+
+
+def test_debug_is_accepted_after_the_subcommand_and_shows_the_traceback(tmp_path) -> None:
+    from cleanroom import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        cli.main(["eval", "make-set", "--out", str(blocker / "sub"), "--debug"])

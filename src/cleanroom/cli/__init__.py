@@ -30,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, before or after the subcommand
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     # key=value overrides may follow options (argparse stops filling a positional list at the first option)
     args, extra = parser.parse_known_args(argv)
+    args.debug = debug
     if extra:
         if not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -43,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"cleanroom {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user named cannot be read or written: an input error, not a crash
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"cleanroom {args.command}: {type(exc).__name__}:{where}: {exc.strerror or exc}; check the path "
+              "and its permissions (--debug shows the traceback)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cleanroom {args.command}: interrupted", file=sys.stderr)
         return 130
