@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from cleanroom.errors import ConfigError
-from cleanroom.memory import QWEN25_ARCHS, count_params, estimate_peak_memory, max_batch_that_fits
+from cleanroom.memory import (
+    CHECKPOINT_FIXED_BYTES,
+    QWEN25_ARCHS,
+    arch_from_config,
+    checkpoint_bytes,
+    count_params,
+    estimate_dpo_peak_memory,
+    estimate_peak_memory,
+    lora_param_count,
+    max_batch_that_fits,
+)
 
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 KW = dict(quantization="nf4", lora_r=64, lora_targets=ALL, seq_len=2048, gradient_checkpointing=True)
@@ -27,6 +37,45 @@ def test_lora_parameters_of_32b_r64_all_projections():
     est = estimate_peak_memory("Qwen2.5-32B", batch_size=1, **KW)
     assert est.n_lora_params == 131_072 * 64 * 64 == 536_870_912
     assert est.parts["lora"] == 536_870_912 * 8  # bf16 adapters on a 4-bit base: 2+2+4 bytes
+
+
+def test_checkpoint_bytes_of_32b_r64():
+    """One adapters-only checkpoint of the production profile (nf4, r=64 on all projections).
+
+    N = 536,870,912 LoRA parameters (above). bf16 adapter 2 B + paged_adamw_8bit moments 1 + 1 B = 4 B:
+    2,147,483,648 B + 32 MiB fixed (33,554,432) = 2,181,038,080 B (2.18 GB). torch AdamW keeps its
+    moments in the parameter's dtype: on a bf16 base the adapter is fp32, 4 + 2 * 4 = 12 B per parameter.
+    """
+    n = lora_param_count("Qwen2.5-32B", lora_r=64, lora_targets=ALL)
+    assert n == 536_870_912
+    assert checkpoint_bytes(n, quantization="nf4", optim="paged_adamw_8bit") == 2_181_038_080
+    assert checkpoint_bytes(n, quantization=None, optim="adamw_torch") == n * 12 + CHECKPOINT_FIXED_BYTES
+    assert checkpoint_bytes(n, quantization="nf4", optim="paged_adamw_32bit") == n * 10 + CHECKPOINT_FIXED_BYTES
+    with pytest.raises(ConfigError, match="optim"):
+        checkpoint_bytes(n, quantization="nf4", optim="sgd")
+
+
+def test_dpo_estimate_adds_the_reference_forward_to_the_policy_on_both_sides():
+    """0.5B, b=1, s=512: the policy runs at batch 2 (chosen + rejected); the reference adds, for 1024 tokens,
+    one layer's activations 1024 * (16 * 896 + 8 * 4864 + 4 * 128) = 1024 * 53,760 = 55,050,240 B and its
+    chunked log-probabilities 1024 * 32768 * 4 = 134,217,728 B."""
+    kw = {**KW, "seq_len": 512}
+    dpo = estimate_dpo_peak_memory("Qwen2.5-0.5B", batch_size=1, **kw)
+    policy = estimate_peak_memory("Qwen2.5-0.5B", batch_size=2, **kw)
+    assert dpo.parts["ref_activations"] == 55_050_240 and dpo.parts["ref_logits"] == 134_217_728
+    assert dpo.total_bytes == policy.total_bytes + 55_050_240 + 134_217_728
+    assert dpo.total_bytes > estimate_peak_memory("Qwen2.5-0.5B", batch_size=1, **kw).total_bytes
+
+
+def test_arch_from_config_json():
+    # a Qwen2.5-7B config.json gives the same counts as the named architecture; no num_key_value_heads = MHA
+    cfg = {**QWEN25_ARCHS["Qwen2.5-7B"], "model_type": "qwen2", "rope_theta": 1e6}
+    assert count_params(arch_from_config(cfg)) == count_params("Qwen2.5-7B")
+    mha = {k: v for k, v in cfg.items() if k != "num_key_value_heads"}
+    assert arch_from_config(mha)["num_key_value_heads"] == 28
+    assert arch_from_config({"text_config": cfg}) == arch_from_config(cfg)
+    with pytest.raises(ConfigError, match="intermediate_size"):
+        arch_from_config({k: v for k, v in cfg.items() if k != "intermediate_size"})
 
 
 def test_nf4_weights_are_about_a_quarter_of_bf16():

@@ -77,6 +77,11 @@ LOGIT_CHUNK_BYTES = 4
 #: non-quantized parameters after ``prepare_model_for_kbit_training`` (upcast to fp32)
 KBIT_HALF_BYTES = 4.0
 CUDA_CONTEXT_BYTES = int(0.75 * GIB)
+#: bytes of the two AdamW moments per LoRA parameter on disk (0: the parameter's own dtype, twice)
+OPTIMIZER_STATE_BYTES = {"adamw_torch": 0, "adamw_torch_fused": 0, "adamw_8bit": 2, "paged_adamw_8bit": 2,
+                         "paged_adamw_32bit": 8}
+#: per checkpoint besides adapter and optimizer: tokenizer files (~11 MB for Qwen2.5), scheduler, RNG, state
+CHECKPOINT_FIXED_BYTES = 32 * 2**20
 QUANTIZATIONS = ("bf16", "nf4", "int8", None)
 OPTIMIZERS = ("adamw",)
 
@@ -131,6 +136,18 @@ def _arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
     if out["hidden_size"] % out["num_attention_heads"]:
         raise ConfigError("architecture config: hidden_size must be a multiple of num_attention_heads")
     return out
+
+
+def arch_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture dict of a model's ``config.json`` (a multimodal config's ``text_config``).
+
+    ``num_key_value_heads`` absent means multi-head attention (as many key/value heads as query
+    heads), as in transformers' Llama/Qwen2 configs; the other fields are required.
+    """
+    cfg = dict(config.get("text_config") or config)
+    if cfg.get("num_key_value_heads") is None:
+        cfg["num_key_value_heads"] = cfg.get("num_attention_heads")
+    return _arch(cfg)
 
 
 def module_shapes(arch: Mapping[str, Any] | str) -> dict[str, tuple[int, int]]:
@@ -190,7 +207,7 @@ def estimate_peak_memory(
     half = KBIT_HALF_BYTES if quantized else HALF_BYTES
     weights = counts["linear"] * lin_bytes + (counts["embed"] + counts["lm_head"] + counts["other"]) * half
 
-    n_lora = L * lora_r * sum(shapes[t][0] + shapes[t][1] for t in set(lora_targets))
+    n_lora = lora_param_count(a, lora_r=lora_r, lora_targets=lora_targets)
     lora = n_lora * LORA_STATE_BYTES["bf16" if quantized else "fp32"]
 
     tokens = batch_size * seq_len
@@ -209,6 +226,63 @@ def estimate_peak_memory(
     }
     return MemoryEstimate(total_bytes=sum(parts.values()), parts=parts, n_params=sum(counts.values()),
                           n_lora_params=int(n_lora))
+
+
+def estimate_dpo_peak_memory(
+    arch: Mapping[str, Any] | str, *, batch_size: int, seq_len: int, **kwargs: Any
+) -> MemoryEstimate:
+    """Peak memory of a DPO step: the policy on chosen + rejected, then the reference forward.
+
+    TRL's DPO trainer forwards the ``2 b`` sequences (chosen and rejected concatenated) through the
+    policy, keeping its graph, and *then* the reference (the same PEFT model with the adapter
+    disabled, under ``no_grad``, gradient checkpointing off). So the policy's peak
+    (:func:`estimate_peak_memory` at batch ``2 b``) is held while the reference's transients are live:
+    one layer's activations for ``2 b s`` tokens (no_grad frees each layer's tensors before the next)
+    and its log-probabilities over the vocabulary, ``2 b s * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES``
+    with TRL's fused LM head (TRL >= 1.16), else ``2 b s V * LOGITS_BYTES``. These two are the parts
+    ``ref_activations`` and ``ref_logits``. ``kwargs`` are the other arguments of :func:`estimate_peak_memory`.
+    """
+    policy = estimate_peak_memory(arch, batch_size=2 * batch_size, seq_len=seq_len, **kwargs)
+    a = _arch(arch)
+    h, i, V = a["hidden_size"], a["intermediate_size"], a["vocab_size"]
+    d_kv = module_shapes(a)["k_proj"][1]
+    tokens = 2 * batch_size * seq_len
+    ref_activations = tokens * (ACT_H_BYTES * h + ACT_I_BYTES * i + ACT_KV_BYTES * d_kv)
+    if kwargs.get("chunked_logits", True):
+        ref_logits = tokens * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES
+    else:
+        ref_logits = tokens * V * LOGITS_BYTES
+    parts = dict(policy.parts)
+    parts["ref_activations"] = int(ref_activations)
+    parts["ref_logits"] = int(ref_logits)
+    return MemoryEstimate(total_bytes=sum(parts.values()), parts=parts, n_params=policy.n_params,
+                          n_lora_params=policy.n_lora_params)
+
+
+def lora_param_count(arch: Mapping[str, Any] | str, *, lora_r: int, lora_targets: tuple[str, ...] | list[str]) -> int:
+    """LoRA parameters ``N = L * r * sum_{targets} (in + out)`` (A is ``r x in``, B is ``out x r``)."""
+    a = _arch(arch)
+    shapes = module_shapes(a)
+    unknown = sorted(set(lora_targets) - set(shapes))
+    if unknown or not lora_targets:
+        raise ConfigError(f"lora_targets {list(lora_targets)} invalid; allowed: a non-empty subset of {sorted(shapes)}")
+    return a["num_hidden_layers"] * lora_r * sum(shapes[t][0] + shapes[t][1] for t in set(lora_targets))
+
+
+def checkpoint_bytes(n_lora_params: int, *, quantization: str | None, optim: str) -> int:
+    """Disk bytes of one adapters-only Trainer checkpoint.
+
+    ``adapter_model.safetensors`` holds the LoRA parameters (bf16 on a quantized base, fp32 otherwise,
+    as in :data:`LORA_STATE_BYTES`); ``optimizer.pt`` the two AdamW moments per parameter
+    (:data:`OPTIMIZER_STATE_BYTES`: 1 byte each for the 8-bit optimizers, fp32 for ``*_32bit``, the
+    parameter's dtype for torch's AdamW); plus :data:`CHECKPOINT_FIXED_BYTES` for the tokenizer files,
+    scheduler, RNG and trainer state.
+    """
+    if optim not in OPTIMIZER_STATE_BYTES:
+        raise ConfigError(f"optim = {optim!r} is invalid; allowed: {sorted(OPTIMIZER_STATE_BYTES)}")
+    param = 2 if quantization in ("nf4", "int8") else 4
+    moments = OPTIMIZER_STATE_BYTES[optim] or 2 * param
+    return int(n_lora_params * (param + moments) + CHECKPOINT_FIXED_BYTES)
 
 
 def max_batch_that_fits(
@@ -237,8 +311,12 @@ def max_batch_that_fits(
 __all__ = [
     "QWEN25_ARCHS",
     "MemoryEstimate",
+    "arch_from_config",
+    "checkpoint_bytes",
     "count_params",
+    "estimate_dpo_peak_memory",
     "estimate_peak_memory",
+    "lora_param_count",
     "max_batch_that_fits",
     "module_shapes",
 ]

@@ -73,6 +73,36 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     }
 
 
+def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
+    """Disk bytes the SFT and DPO checkpoints and adapters need, at most (:func:`cleanroom.memory.checkpoint_bytes`).
+
+    Per stage: ``steps = max_steps`` or ``ceil(examples / (batch * grad_accum)) * epochs`` (examples:
+    ``data.n_sft`` for SFT, ``pairs.n_instructions`` for DPO, upper bounds); the Trainer writes a
+    checkpoint every ``save_steps`` and deletes the oldest beyond ``save_total_limit`` only *after* the
+    next one is written, so at most ``min(ceil(steps / save_steps), save_total_limit + 1)`` exist at once
+    (all of them without a limit). Plus two copies of the final adapter (the trainer's save and the
+    stage's copy in the run directory). SFT's checkpoints stay on disk while DPO writes its own, so the
+    stages add up. No merged model is written (the merge stage proves equivalence in memory).
+    """
+    import math
+
+    from cleanroom import memory
+
+    need: dict[str, Any] = {}
+    for name, stage, examples in (("sft", spec.sft, spec.data.n_sft), ("dpo", spec.dpo, spec.pairs.n_instructions)):
+        t = stage.train
+        steps = t.max_steps if t.max_steps > 0 else math.ceil(
+            math.ceil(examples / (t.batch_size * t.gradient_accumulation_steps)) * t.num_epochs)
+        saves = max(1, math.ceil(steps / t.save_steps))
+        kept = saves if t.save_total_limit is None else min(saves, t.save_total_limit + 1)
+        n_lora = memory.lora_param_count(arch, lora_r=stage.lora.r, lora_targets=stage.lora.targets)
+        per = memory.checkpoint_bytes(n_lora, quantization=spec.model.quantization, optim=t.optim)
+        adapter = n_lora * (2 if spec.model.quantization else 4)
+        need[name] = {"checkpoints": kept, "checkpoint_bytes": per, "bytes": kept * per + 2 * adapter}
+    need["total_bytes"] = sum(v["bytes"] for v in need.values())
+    return need
+
+
 def _sanity(ctx: Context) -> list[dict[str, Any]]:
     spec, pre = ctx.spec, ctx.spec.preflight
     out = []
@@ -185,7 +215,7 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
             "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} or lower "
             "sft_generation.max_new_tokens (an example must never lose its EOS to truncation)",
         })
-        arch = model.config.to_dict()
+        arch = memory.arch_from_config(model.config.to_dict())
         del model
     else:
         arch = None
@@ -193,8 +223,13 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     checks.extend(_sanity(ctx))
 
     free = shutil.disk_usage(ctx.run.path).free / 1e9
-    checks.append({"check": "disk_space", "passed": free >= spec.preflight.min_free_disk_gb,
-                   "value": round(free, 2), "fix": f"free at least {spec.preflight.min_free_disk_gb} GB under {ctx.run.path}"})
+    disk = checkpoint_disk(spec, arch) if arch is not None else None
+    need_disk = max(spec.preflight.min_free_disk_gb, disk["total_bytes"] / 1e9 if disk else 0.0)
+    checks.append({"check": "disk_space", "passed": free >= need_disk,
+                   "value": {"free_gb": round(free, 2), "need_gb": round(need_disk, 2),
+                             "floor_gb": spec.preflight.min_free_disk_gb, "checkpoints": disk},
+                   "fix": f"free at least {need_disk:.1f} GB under {ctx.run.path} (SFT + DPO checkpoints and "
+                   "adapters), or lower sft/dpo.train.save_total_limit"})
 
     estimate = None
     if arch is not None:
