@@ -24,9 +24,11 @@ pytestmark = pytest.mark.gpu
 GATE_ARCH = "qwen2.5-1.5b"
 MEMORY_ARCHS = ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b")
 #: the same QLoRA setting for every size in check 8: nf4, r=64 on all projections, gradient checkpointing
-MEM_BATCH, MEM_SEQ, MEM_R, MEM_STEPS = 4, 512, 64, 3
+MEM_BATCH, MEM_SEQ, MEM_R, MEM_STEPS = 4, 512, 64, 5
 MEMORY_TOLERANCE = 0.15
 SFT_STEPS, SFT_BATCH, SFT_SEQ = 20, 4, 256
+#: the generation workload of check 7, repeated on check 8's sizes for check 9's rates
+GEN_PROMPTS, GEN_BATCH, GEN_NEW = 64, 32, 64
 PROBE_TEXTS = ("The capital of France is", "def add(a, b):\n    return", "Write three words about the sea.")
 GIB = 1024**3
 
@@ -307,9 +309,25 @@ def test_6_merge(gate: Any, sft: Any, gate_recorder: Any) -> None:
         _free()
 
 
+def measure_generation(path: Path, model: Any, tok: Any) -> tuple[Any, float]:
+    """Batched greedy generation through ``CleanModelLoader.generate``: ``(result, seconds)``.
+
+    The same workload for every model the gate measures (check 7 and check 8's sizes), so check 9 can
+    take its rates from the largest model measured.
+    """
+    from cleanroom.loader import CleanModelLoader
+
+    prompts = [f"Instruction {i}: write a short paragraph about the number {i}.\nResponse:" for i in range(GEN_PROMPTS)]
+    loader = CleanModelLoader(path, quantization="nf4", dtype="bfloat16", device_map="cuda", probe=False)
+    _cuda().synchronize()
+    start = time.perf_counter()
+    res = loader.generate(model, tok, prompts, max_new_tokens=GEN_NEW, batch_size=GEN_BATCH, temperature=0.0)
+    _cuda().synchronize()
+    return res, time.perf_counter() - start
+
+
 def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from cleanroom import guard
-    from cleanroom.loader import CleanModelLoader
 
     scanned: list[str] = []
     real_scan = guard.scan_ids
@@ -319,20 +337,15 @@ def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyP
         return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(guard, "scan_ids", counting_scan)
-    n_prompts, batch, new = 64, 32, 64
-    prompts = [f"Instruction {i}: write a short paragraph about the number {i}.\nResponse:" for i in range(n_prompts)]
-    loader = CleanModelLoader(gate.path, quantization="nf4", dtype="bfloat16", device_map="cuda", probe=False)
     with gate_recorder.check("7_generation") as c:
-        start = time.perf_counter()
-        res = loader.generate(gate.model, gate.tok, prompts, max_new_tokens=new, batch_size=batch, temperature=0.0)
-        seconds = time.perf_counter() - start
+        res, seconds = measure_generation(gate.path, gate.model, gate.tok)
         batches = [w for w in scanned if w.startswith("generation batch")]
         tps = sum(res.token_counts) / seconds
-        c.figure(prompts=n_prompts, batch_size=batch, max_new_tokens=new, new_tokens=sum(res.token_counts),
+        c.figure(prompts=GEN_PROMPTS, batch_size=GEN_BATCH, max_new_tokens=GEN_NEW, new_tokens=sum(res.token_counts),
                  seconds=round(seconds, 2), gen_tokens_per_s=round(tps, 1), guarded_batches=len(batches))
-        c.require(len(res.texts) == n_prompts, f"{len(res.texts)} outputs for {n_prompts} prompts")
-        c.require(len(batches) == math.ceil(n_prompts / batch),
-                  f"guard.scan_ids saw {len(batches)} generation batches of {math.ceil(n_prompts / batch)}")
+        c.require(len(res.texts) == GEN_PROMPTS, f"{len(res.texts)} outputs for {GEN_PROMPTS} prompts")
+        c.require(len(batches) == math.ceil(GEN_PROMPTS / GEN_BATCH),
+                  f"guard.scan_ids saw {len(batches)} generation batches of {math.ceil(GEN_PROMPTS / GEN_BATCH)}")
         c.require(tps > 0, "no tokens generated")
     gate_recorder.set_context(gen_tokens_per_s=tps)
 
@@ -349,13 +362,17 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
     before = torch.cuda.memory_allocated()
     model, tok, _ = _load(path)
     loaded = torch.cuda.memory_allocated() - before
+    gen, gen_seconds = measure_generation(path, model, tok)  # before training: the bare nf4 base, as in check 7
+    gen_tps = sum(gen.token_counts) / gen_seconds
+    _free()
     spec = TrainSpec(max_steps=steps, batch_size=batch, max_length=seq, save_steps=10**6, gradient_checkpointing=True,
                      precision="bf16", learning_rate=1e-4)
     res = train_sft(model, tok, fixed_length_examples(tok, steps * batch, seq), lora=LoraSpec(r=MEM_R, alpha=MEM_R),
                     train=spec, output_dir=out)
     figures = {"weights_bytes": loaded, "peak_bytes": res.peak_mem_bytes - before,
-               "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s}
-    del res, model, tok
+               "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s,
+               "gen_tokens_per_s": gen_tps}
+    del res, model, tok, gen
     _free()
     return figures
 
@@ -366,6 +383,7 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
     from cleanroom.pipeline.common import arch_for
     from cleanroom.training import ALL_PROJECTIONS
 
+    rates: dict[str, dict[str, float]] = {}
     with gate_recorder.check("8_memory_model") as c:
         rows = {}
         for arch in MEMORY_ARCHS:
@@ -377,7 +395,11 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
             rows[arch] = {"measured_gib": round(m["peak_bytes"] / GIB, 3), "estimated_gib": round(est.allocated_bytes / GIB, 3),
                           "error_pct": round(100 * err, 1), "measured_weights_gib": round(m["weights_bytes"] / GIB, 3),
                           "estimated_weights_gib": round(est.parts["weights"] / GIB, 3),
-                          "s_per_step": round(m["s_per_step"], 3)}
+                          "s_per_step": round(m["s_per_step"], 3),
+                          "train_tokens_per_s": round(m["tokens_per_s"], 1),
+                          "gen_tokens_per_s": round(m["gen_tokens_per_s"], 1)}
+            rates[arch] = {"params_b": sum(memory.count_params(arch_for(arch)).values()) / 1e9,
+                           "train_tokens_per_s": m["tokens_per_s"], "gen_tokens_per_s": m["gen_tokens_per_s"]}
             c.require(abs(err) <= MEMORY_TOLERANCE, f"{arch}: estimate off by {100 * err:+.1f}% (> ±15%): recalibrate "
                       "cleanroom.memory constants against benchmarks/bench_memory_model.py")
         spec = load_config("qwen2.5-32b")
@@ -395,6 +417,22 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
         c.require(est32.total_bytes <= budget, f"Qwen2.5-32B nf4 r={spec.sft.lora.r} at batch {t.batch_size} x "
                   f"{t.max_length} needs {est32.total_bytes / GIB:.1f} GiB > {budget / GIB:.1f}: use batch {max_b} "
                   "with more gradient accumulation")
+    gate_recorder.set_context(calibration_rates=rates)
+
+
+def rate_source(candidates: dict[str, dict[str, float]]) -> tuple[str, dict[str, float]]:
+    """The measured model whose rates check 9 extrapolates from: the largest one with both rates.
+
+    Small architectures are launch- and overhead-bound on a large GPU (0.5B, 1.5B and 7B trained at
+    nearly the same seconds per step here), so scaling their tokens/s by the parameter ratio overstates
+    a 32B run's hours by several times; the closer the measured size, the smaller that error. On the
+    user's real model (``--cleanroom-model``) the gate model is the production size and the ratio is 1.
+    """
+    usable = {k: v for k, v in candidates.items() if v.get("train_tokens_per_s") and v.get("gen_tokens_per_s")}
+    if not usable:
+        raise AssertionError("no model with measured training and generation rates (checks 3, 7 and 8 feed check 9)")
+    name = max(usable, key=lambda k: usable[k]["params_b"])
+    return name, usable[name]
 
 
 def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
@@ -408,13 +446,25 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
         params_gate = sum(memory.count_params(gate.model.config.to_dict()).values()) / 1e9
         gen_tps = gate_recorder.context.get("gen_tokens_per_s")
         c.require(bool(gen_tps), "check 7 (generation throughput) did not run: its tokens/s feed this projection")
-        ratio = params_gate / params_32
-        measured = {"train_tokens_per_s": sft.res.tokens_per_s * ratio, "gen_tokens_per_s": (gen_tps or 0) * ratio}
+        candidates = dict(gate_recorder.context.get("calibration_rates") or {})
+        candidates["gate model"] = {"params_b": params_gate, "train_tokens_per_s": sft.res.tokens_per_s,
+                                    "gen_tokens_per_s": gen_tps or 0.0}
+        source, r = rate_source(candidates)
+        ratio = r["params_b"] / params_32
+        measured = {"train_tokens_per_s": r["train_tokens_per_s"] * ratio, "gen_tokens_per_s": r["gen_tokens_per_s"] * ratio}
         proj = project_stage1(spec, device="cuda", params_b=params_32, measured=measured)
-        c.figure(measured_train_tokens_per_s=round(sft.res.tokens_per_s, 1), measured_gen_tokens_per_s=gen_tps,
-                 scaling=f"x {params_gate:.3f}B / {params_32:.3f}B (tokens/s taken as inversely proportional to params)",
+        # the same projection from the gate model alone, for comparison (the most pessimistic extrapolation)
+        g = params_gate / params_32
+        from_gate = project_stage1(spec, device="cuda", params_b=params_32,
+                                   measured={"train_tokens_per_s": sft.res.tokens_per_s * g,
+                                             "gen_tokens_per_s": (gen_tps or 0) * g})
+        c.figure(rates_from=f"{source} ({r['params_b']:.2f}B)",
+                 measured_train_tokens_per_s=round(r["train_tokens_per_s"], 1),
+                 measured_gen_tokens_per_s=round(r["gen_tokens_per_s"], 1),
+                 scaling=f"x {r['params_b']:.3f}B / {params_32:.3f}B (tokens/s taken as inversely proportional to params)",
                  hours=proj["hours"], cost_usd=proj["cost_usd"], price_per_hour=proj["price_per_hour"],
-                 max_cost_usd=spec.budget.max_cost_usd, phase_hours=proj["phase_hours"])
+                 max_cost_usd=spec.budget.max_cost_usd, phase_hours=proj["phase_hours"],
+                 cost_usd_if_scaled_from_gate_model=from_gate["cost_usd"])
         limit = spec.budget.max_cost_usd
         c.require(limit is None or proj["cost_usd"] <= limit,
                   f"projected ${proj['cost_usd']} > budget.max_cost_usd ${limit}: cut data.n_sft/pairs.n_instructions "
