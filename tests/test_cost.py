@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from cleanroom.cost import DPO_THROUGHPUT_FACTOR, Phase, project_cost, stage1_phases
+from cleanroom.cost import DPO_THROUGHPUT_FACTOR, Phase, project_cost, read_gate_rates, stage1_phases
 from cleanroom.errors import ConfigError
 
 
@@ -31,3 +33,36 @@ def test_stage1_phases_token_counts():
 def test_unmeasured_or_bad_rates_are_refused(rate):
     with pytest.raises(ConfigError, match="tokens_per_s"):
         project_cost([Phase("sft", 10, rate)])
+
+
+def test_sft_data_is_priced_at_its_own_new_tokens():
+    # 2000 pool prompts x 1 sample x 768 new tokens = 1,536,000 tokens, not 2000 x 512 (the eval's length)
+    ph = {p.name: p for p in stage1_phases(train_tokens_per_s=1, gen_tokens_per_s=1, n_pool_prompts=2000,
+                                           sft_new_tokens=768, eval_new_tokens=512)}
+    assert ph["sft_data"].tokens == 1_536_000
+    assert ph["baseline_eval"].tokens == 300 * 512
+
+
+def _gate_report(path, checks):
+    path.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"},
+                                "checks": [{"check": c, "figures": f} for c, f in checks.items()]}))
+    return path
+
+
+def test_gate_rates_are_read_and_scaled_to_the_target_size(tmp_path):
+    # check 9 measured on a 1.6B model: 3000 train and 1200 generation tokens/s; at 32B (20x the
+    # parameters) the projection takes 3000 / 20 = 150 and 1200 / 20 = 60 tokens/s
+    report = _gate_report(tmp_path / "gate-report.json", {"9_cost": {
+        "measured_train_tokens_per_s": 3000.0, "measured_gen_tokens_per_s": 1200.0,
+        "scaling": "x 1.600B / 32.764B (tokens/s taken as inversely proportional to params)"}})
+    rates = read_gate_rates(report)
+    assert (rates.params_b, rates.device, rates.verdict) == (1.6, "NVIDIA H200", "GO")
+    assert rates.scaled_to(32.0) == {"train_tokens_per_s": pytest.approx(150.0), "gen_tokens_per_s": pytest.approx(60.0)}
+
+
+def test_an_incomplete_or_missing_gate_report_is_refused(tmp_path):
+    report = _gate_report(tmp_path / "gate-report.json", {"9_cost": {"measured_train_tokens_per_s": 3000.0}})
+    with pytest.raises(ConfigError, match="measured_gen_tokens_per_s.*scaling"):
+        read_gate_rates(report)
+    with pytest.raises(FileNotFoundError, match="run the GPU gate"):
+        read_gate_rates(tmp_path / "absent.json")

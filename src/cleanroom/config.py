@@ -167,6 +167,7 @@ class BudgetSpec:
     max_cost_usd: float | None = None
     max_hours: float | None = None
     gpu_memory_gb: float = 80.0
+    gate_report: str | None = None  # a gate-report.json: its measured tokens/s replace the nominal rates
 
     def __post_init__(self) -> None:
         _require(isinstance(self.price_per_hour, int | float) and self.price_per_hour >= 0,

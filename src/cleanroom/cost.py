@@ -4,7 +4,8 @@ Every phase is a token count divided by a measured rate: ``hours = tokens / (tok
 ``dollars = hours * price_per_hour``. The Stage 1 phases and their token counts:
 
 * generation (baseline eval, SFT data, preference sampling, final evals): ``prompts * samples *
-  new_tokens`` at the measured *generation* tokens/s (decode-bound, so prompt tokens are not counted);
+  new_tokens`` (each phase's own ``max_new_tokens``) at the measured *generation* tokens/s
+  (decode-bound, so prompt tokens are not counted);
 * SFT: ``examples * tokens_per_example * epochs`` at the measured *training* tokens/s;
 * DPO: ``pairs * 2 * tokens_per_side * epochs`` (chosen and rejected are both forwarded) at the
   measured DPO tokens/s, or, if DPO was not measured, the SFT rate times ``DPO_THROUGHPUT_FACTOR``
@@ -12,10 +13,18 @@ Every phase is a token count divided by a measured rate: ``hours = tokens / (tok
 
 Fixed overheads (model loads, merges, checkpoint writes) enter as ``overhead_s``. The default price
 is $1.74/hour for the reference single 80 GB A100/H100.
+
+The measured rates come from the GPU gate's ``gate-report.json`` (:func:`read_gate_rates`): the
+training and generation tokens/s check 9 took from the largest model the gate measured, usually a
+smaller architecture than the production one. :meth:`GateRates.scaled_to` carries them to the
+production size the way gate check 9 does: tokens/s taken as inversely proportional to the parameter
+count, ``rate_target = rate_gate * params_gate / params_target`` (an approximation: decoding a larger
+model is less memory-bound per parameter, so it errs towards a longer, dearer projection).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -90,6 +99,7 @@ def stage1_phases(
     n_models_evaluated: int = 3,
     n_pool_prompts: int = 2000,
     sft_samples_per_prompt: int = 1,
+    sft_new_tokens: int = 512,
     n_sft_examples: int = 1000,
     sft_tokens_per_example: int = 700,
     sft_epochs: float = 2.0,
@@ -106,7 +116,7 @@ def stage1_phases(
     dpo_rate = dpo_tokens_per_s if dpo_tokens_per_s is not None else train_tokens_per_s * DPO_THROUGHPUT_FACTOR
     return [
         Phase("baseline_eval", n_eval_prompts * eval_new_tokens, gen_tokens_per_s),
-        Phase("sft_data", n_pool_prompts * sft_samples_per_prompt * eval_new_tokens, gen_tokens_per_s),
+        Phase("sft_data", n_pool_prompts * sft_samples_per_prompt * sft_new_tokens, gen_tokens_per_s),
         Phase("sft", n_sft_examples * sft_tokens_per_example * sft_epochs, train_tokens_per_s),
         Phase("pairs", n_pair_prompts * pair_samples_per_prompt * pair_new_tokens, gen_tokens_per_s),
         Phase("dpo", n_pairs * 2 * pair_tokens_per_side * dpo_epochs, dpo_rate),
@@ -114,4 +124,61 @@ def stage1_phases(
     ]
 
 
-__all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "Phase", "project_cost", "stage1_phases"]
+@dataclass(frozen=True)
+class GateRates:
+    """Throughputs the GPU gate measured on its model of ``params_b`` billion parameters."""
+
+    train_tokens_per_s: float
+    gen_tokens_per_s: float
+    params_b: float
+    device: str
+    verdict: str
+    path: str
+
+    def scaled_to(self, params_b: float) -> dict[str, float]:
+        """The rates at ``params_b`` billion parameters: ``rate * self.params_b / params_b``."""
+        _positive("params_b", params_b)
+        ratio = self.params_b / params_b
+        return {"train_tokens_per_s": self.train_tokens_per_s * ratio, "gen_tokens_per_s": self.gen_tokens_per_s * ratio}
+
+
+def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
+    """The measured rates of a ``gate-report.json`` (``pytest -m gpu``), as its check 9 records them.
+
+    Check 9 takes the training (check 3 / 8) and generation (check 7 / 8) tokens/s of the largest model
+    the gate measured and records them with that model's size in ``scaling`` (``x 7.616B / ...``).
+    """
+    import json
+    import re
+    from pathlib import Path
+
+    from cleanroom.errors import MissingFileError
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise MissingFileError(f"budget.gate_report: {file} does not exist; run the GPU gate (tox -e gpu) to write it")
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+        figures = {c["check"]: c.get("figures") or {} for c in report["checks"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"budget.gate_report: {file} is not a gate-report.json ({type(exc).__name__}: {exc})") from None
+    fig = figures.get("9_cost", {})
+    train, gen = fig.get("measured_train_tokens_per_s"), fig.get("measured_gen_tokens_per_s")
+    found = re.search(r"x ([0-9.]+)B /", str(fig.get("scaling", "")))
+    params = float(found.group(1)) if found else None
+    missing = [name for name, value in (("measured_train_tokens_per_s", train), ("measured_gen_tokens_per_s", gen),
+                                        ("scaling (the measured model's size)", params)) if not value]
+    if missing:
+        raise ConfigError(f"budget.gate_report: {file} check 9_cost lacks {', '.join(missing)}; run the whole GPU "
+                          "gate (pytest -m gpu verification/test_gpu_gate.py): checks 3, 7 and 8 feed check 9")
+    for name, value in (("measured_train_tokens_per_s", train), ("measured_gen_tokens_per_s", gen),
+                        ("params_b", params)):
+        _positive(f"{file.name} {name} (measured)", value)
+    context = report.get("context") or {}
+    return GateRates(train_tokens_per_s=float(train), gen_tokens_per_s=float(gen), params_b=float(params),
+                     device=str(context.get("device", "unknown device")), verdict=str(report.get("verdict", "?")),
+                     path=str(file))
+
+
+__all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "project_cost", "read_gate_rates",
+           "stage1_phases"]

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from cleanroom.config import load_config
-from cleanroom.pipeline.preflight import checkpoint_disk
+from cleanroom.errors import ConfigError
+from cleanroom.memory import QWEN25_ARCHS, count_params
+from cleanroom.pipeline.preflight import checkpoint_disk, model_arch, project_stage1, projection_line
 
 
 def test_checkpoint_disk_of_the_production_profile():
@@ -24,3 +30,39 @@ def test_checkpoint_disk_of_the_production_profile():
     assert unlimited["sft"]["checkpoints"] == 3  # every save kept: still 3, the run only makes 3
     one = checkpoint_disk(load_config("qwen2.5-32b", ["sft.train.save_total_limit=1"]), "Qwen2.5-32B")
     assert one["sft"]["checkpoints"] == 2
+
+
+def test_model_arch_reads_config_json_never_assumes(tmp_path):
+    # a local directory not named like a Qwen2.5 size is sized from its config.json
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text(json.dumps({**QWEN25_ARCHS["Qwen2.5-7B"], "model_type": "qwen2"}))
+    spec = load_config("qwen2.5-32b", [f"model.path={tmp_path / 'my-model'}"])
+    assert count_params(model_arch(spec.model)) == count_params("Qwen2.5-7B")
+    assert model_arch(load_config("tiny").model)["hidden_size"] == 64  # the fixture's own config.json
+    # a Hub id not in the cache: its name if it is a known size, else a clear error (no silent 32B)
+    assert model_arch(spec.model.__class__(path="Qwen/Qwen2.5-32B"))["num_hidden_layers"] == 64
+    unknown = load_config("qwen2.5-32b", ["model.path=someone/not-cached-model-9b"])
+    with pytest.raises(ConfigError, match="cannot size model.path 'someone/not-cached-model-9b'"):
+        model_arch(unknown.model)
+    with pytest.raises(ConfigError, match="cannot size"):
+        project_stage1(unknown, device="cuda")
+
+
+def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
+    """Rates from check 9 of a gate report (7.616B model: 4000 train, 1000 generation tokens/s) scaled to
+    the 32.7639B production model: 4000 * 7.616 / 32.7639 = 929.8 and 1000 * 7.616 / 32.7639 = 232.4."""
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H100"}, "checks": [
+        {"check": "9_cost", "figures": {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
+                                        "scaling": "x 7.616B / 32.764B (inversely proportional)"}}]}))
+    nominal = project_stage1(load_config("qwen2.5-32b"), device="cuda")
+    assert nominal["rates"].startswith("nominal")
+    spec = load_config("qwen2.5-32b", [f"budget.gate_report={report}", "budget.max_hours=1"])
+    proj = project_stage1(spec, device="cuda")
+    assert proj["train_tokens_per_s"] == pytest.approx(929.8, abs=0.1)
+    assert proj["gen_tokens_per_s"] == pytest.approx(232.4, abs=0.1)
+    assert "measured by the GPU gate on NVIDIA H100" in proj["rates"] and "from 7.62B to 32.76B" in proj["rates"]
+    assert proj["hours"] > 1 and proj["within_budget"] is False  # max_hours is checked, not only max_cost_usd
+    line = projection_line(proj)
+    assert "1.0 h: EXCEEDED" in line and "measured by the GPU gate" in line
+    assert project_stage1(load_config("qwen2.5-32b", ["budget.max_hours=1000"]), device="cuda")["within_budget"]

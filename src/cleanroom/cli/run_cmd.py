@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same config")
     p.add_argument("--estimate", action="store_true",
                    help="validate the config and print the memory and cost estimate; run nothing")
+    p.add_argument("--gate-report", default=None, type=Path, metavar="PATH",
+                   help="the GPU gate's gate-report.json: project time and cost from its measured tokens/s "
+                   "(same as budget.gate_report=PATH)")
     p.add_argument("--stop-after", default=None, help="stop after this stage (e.g. preflight)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
@@ -41,35 +44,45 @@ def load_pipeline() -> Any:
 
 
 def estimate(spec: Any) -> dict[str, Any]:
-    """Memory and cost estimate of the production run from the config alone (no weights needed)."""
+    """Memory, disk and cost estimate of the production run from the config alone (no weights needed)."""
     from cleanroom import memory
-    from cleanroom.pipeline.common import arch_for
-    from cleanroom.pipeline.preflight import project_stage1
+    from cleanroom.pipeline.preflight import checkpoint_disk, model_arch, project_stage1
 
-    arch = arch_for(spec.model.random_init or spec.model.path)
-    est = memory.estimate_peak_memory(
-        arch, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
-        lora_targets=spec.sft.lora.targets, batch_size=spec.sft.train.batch_size,
-        seq_len=spec.sft.train.max_length, gradient_checkpointing=spec.sft.train.gradient_checkpointing,
+    arch = model_arch(spec.model)
+    common = dict(quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
+                  lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
+                  gradient_checkpointing=spec.sft.train.gradient_checkpointing)
+    est = memory.estimate_peak_memory(arch, batch_size=spec.sft.train.batch_size, **common)
+    t = spec.dpo.train
+    dpo = memory.estimate_dpo_peak_memory(
+        arch, quantization=spec.model.quantization or "bf16", lora_r=spec.dpo.lora.r,
+        lora_targets=spec.dpo.lora.targets, batch_size=t.batch_size, seq_len=t.max_length,
+        gradient_checkpointing=t.gradient_checkpointing,
     )
     budget = spec.budget.gpu_memory_gb * 1e9
-    best = memory.max_batch_that_fits(
-        arch, int(budget), quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
-        lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
-        gradient_checkpointing=spec.sft.train.gradient_checkpointing,
-    )
+    best = memory.max_batch_that_fits(arch, int(budget), **common)
+    disk = checkpoint_disk(spec, arch)
     return {
         "memory": {"estimate_gb": round(est.total_bytes / 1e9, 2), "device_gb": spec.budget.gpu_memory_gb,
-                   "fits": est.total_bytes <= budget, "max_batch_size": best,
-                   "parts_gb": {k: round(v / 1e9, 3) for k, v in est.parts.items()}},
-        "cost": project_stage1(spec, device="cuda", params_b=sum(memory.count_params(arch).values()) / 1e9),
+                   "fits": max(est.total_bytes, dpo.total_bytes) <= budget, "max_batch_size": best,
+                   "parts_gb": {k: round(v / 1e9, 3) for k, v in est.parts.items()},
+                   "dpo_estimate_gb": round(dpo.total_bytes / 1e9, 2),
+                   "dpo_parts_gb": {k: round(v / 1e9, 3) for k, v in dpo.parts.items()}},
+        "disk": {"checkpoints_gb": round(disk["total_bytes"] / 1e9, 2),
+                 "need_gb": round(max(disk["total_bytes"] / 1e9, spec.preflight.min_free_disk_gb), 2),
+                 "sft_checkpoints": disk["sft"]["checkpoints"], "dpo_checkpoints": disk["dpo"]["checkpoints"]},
+        "cost": project_stage1(spec, device="cpu" if spec.device == "cpu" else "cuda",
+                               params_b=sum(memory.count_params(arch).values()) / 1e9),
     }
 
 
 def run(args: argparse.Namespace) -> int:
     from cleanroom.config import load_config
 
-    spec = load_config(args.profile, args.overrides)
+    overrides = list(args.overrides)
+    if args.gate_report is not None:  # JSON-quoted: the override value is parsed as YAML
+        overrides.append(f"budget.gate_report={json.dumps(str(args.gate_report))}")
+    spec = load_config(args.profile, overrides)
     if args.estimate:
         print(json.dumps(estimate(spec), indent=2))
         return 0

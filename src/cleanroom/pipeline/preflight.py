@@ -33,23 +33,57 @@ NOMINAL_RATES = {
 }
 
 
+def model_arch(model: Any) -> dict[str, Any]:
+    """The configured model's architecture (:func:`cleanroom.memory.arch_from_config`), without its weights.
+
+    ``random_init`` is that Qwen2.5 size; a fixture, a local directory or a Hub id in the Hugging Face
+    cache is read from its ``config.json`` (a GGUF model from the file's metadata); a Hub id not in the
+    cache falls back to its name when it is a known Qwen2.5 size. Anything else is a ConfigError: the
+    parameter count is never assumed.
+    """
+    import json
+
+    from cleanroom import memory
+    from cleanroom.pipeline.common import arch_for, resolve_model
+
+    if model.random_init:
+        return memory.arch_from_config(arch_for(model.random_init))
+    try:
+        directory, gguf = resolve_model(model, Path(".cleanroom-unused"))  # the work dir is for random_init only
+    except ConfigError as exc:  # a Hub id that is not in the cache
+        try:
+            return memory.arch_from_config(arch_for(model.path))
+        except ConfigError:
+            raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
+                              "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
+    if (directory / "config.json").is_file():
+        return memory.arch_from_config(json.loads((directory / "config.json").read_text(encoding="utf-8")))
+    if gguf:
+        from transformers import AutoConfig
+
+        return memory.arch_from_config(AutoConfig.from_pretrained(str(directory), gguf_file=gguf).to_dict())
+    raise ConfigError(f"cannot size model.path {model.path!r}: {directory} has no config.json (nor a GGUF file)")
+
+
 def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
-                   measured: dict[str, float] | None = None) -> dict[str, Any]:
+                   measured: dict[str, Any] | None = None) -> dict[str, Any]:
     """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
 
-    ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` (from the GPU gate);
-    otherwise nominal rates scaled by model size are used and the result says so.
+    ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` at this model's size (and a
+    ``source``); otherwise ``budget.gate_report``'s rates scaled to this size
+    (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
+    result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
     """
     from cleanroom import cost, memory
-    from cleanroom.pipeline.common import arch_for
 
     if params_b is None:
-        name = spec.model.random_init or spec.model.path
-        try:
-            params_b = sum(memory.count_params(arch_for(name)).values()) / 1e9
-        except Exception:  # unknown architecture: assume the reference 32B
-            params_b = 32.0
+        params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
     params_b = max(params_b, 0.001)
+    if measured is None and spec.budget.gate_report:
+        gate = cost.read_gate_rates(spec.budget.gate_report)
+        measured = {**gate.scaled_to(params_b),
+                    "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
+                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B"}
     rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
     train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
     gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
@@ -57,6 +91,7 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     phases = cost.stage1_phases(
         train_tokens_per_s=train, gen_tokens_per_s=gen, n_eval_prompts=d.n_eval,
         eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
+        sft_new_tokens=spec.sft_generation.max_new_tokens,
         n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
         sft_epochs=spec.sft.train.num_epochs, n_pair_prompts=p.n_instructions,
         pair_samples_per_prompt=p.samples_per_instruction + (1 if p.rewriter == "model" else 0),
@@ -64,13 +99,27 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
         pair_tokens_per_side=min(spec.dpo.train.max_length, 700), dpo_epochs=spec.dpo.train.num_epochs,
     )
     proj = cost.project_cost(phases, price_per_hour=max(spec.budget.price_per_hour, 1e-9), overhead_s=600.0)
+    b = spec.budget
     return {
-        "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * spec.budget.price_per_hour, 2),
-        "price_per_hour": spec.budget.price_per_hour, "params_b": round(params_b, 4),
+        "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * b.price_per_hour, 2),
+        "price_per_hour": b.price_per_hour, "params_b": round(params_b, 4),
         "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1),
-        "rates": "measured" if measured else "nominal (run the GPU gate to measure)",
+        "rates": (measured or {}).get("source", "measured") if measured
+        else "nominal (set budget.gate_report or pass --gate-report to use the GPU gate's measured rates)",
         "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},
+        "max_cost_usd": b.max_cost_usd, "max_hours": b.max_hours,
+        "within_budget": proj.within(max_cost_usd=b.max_cost_usd, max_hours=b.max_hours),
     }
+
+
+def projection_line(projection: dict[str, Any]) -> str:
+    """One line for the run log: hours, dollars, the budget, and which rates were used."""
+    limits = [f"${v}" if k == "max_cost_usd" else f"{v} h" for k in ("max_cost_usd", "max_hours")
+              if (v := projection.get(k)) is not None]
+    budget = f" (budget {', '.join(limits)}{'' if projection['within_budget'] else ': EXCEEDED'})" if limits else ""
+    return (f"projected {projection['hours']:.2f} h, ${projection['cost_usd']:.2f} at ${projection['price_per_hour']}/h"
+            f"{budget}; {projection['train_tokens_per_s']:g} train / {projection['gen_tokens_per_s']:g} generation "
+            f"tokens/s, {projection['rates']}")
 
 
 def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
@@ -249,16 +298,13 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                                  "parts_gb": {k: round(v / 1e9, 4) for k, v in estimate.parts.items()}},
                        "fix": "lower sft.train.batch_size or max_length, or enable gradient_checkpointing"})
 
-    params_b = None
-    if arch is not None:
-        try:
-            params_b = sum(memory.count_params(arch).values()) / 1e9
-        except CleanroomError:
-            params_b = None
-    projection = project_stage1(spec, device=ctx.device, params_b=params_b)
-    checks.append({"check": "projected_cost", "passed": spec.budget.max_cost_usd is None
-                   or projection["cost_usd"] <= spec.budget.max_cost_usd,
-                   "value": projection, "fix": "raise budget.max_cost_usd or shrink the run"})
+    params_b = sum(memory.count_params(arch).values()) / 1e9 if arch is not None else None
+    projection = check("projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b))
+    if projection is not None:
+        ctx.say(f"preflight: {projection_line(projection)}")
+        checks.append({"check": "projected_cost", "passed": projection["within_budget"], "value": projection,
+                       "fix": f"{projection_line(projection)}: raise budget.max_cost_usd / budget.max_hours or "
+                       "shrink the run (data.n_sft, pairs.n_instructions, epochs)"})
 
     prov = capture(ctx, "preflight", loader=loader_prov,
                    extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info})
