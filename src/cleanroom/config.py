@@ -194,7 +194,7 @@ class RunSpec:
     name: str
     seed: int = 3407
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    backend: Literal["peft", "unsloth"] = "peft"
+    backend: Literal["peft", "unsloth", "auto"] = "peft"  # auto: cleanroom.backend.resolve_backend
     report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
     model: ModelSpec
     baseline: GenerationSpec = field(default_factory=lambda: GenerationSpec(temperature=0.1))

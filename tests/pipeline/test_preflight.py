@@ -9,7 +9,13 @@ import pytest
 from cleanroom.config import load_config
 from cleanroom.errors import ConfigError
 from cleanroom.memory import QWEN25_ARCHS, count_params
-from cleanroom.pipeline.preflight import checkpoint_disk, model_arch, project_stage1, projection_line
+from cleanroom.pipeline.preflight import (
+    checkpoint_disk,
+    model_arch,
+    project_stage1,
+    projection_line,
+    revision_problem,
+)
 
 
 def test_checkpoint_disk_of_the_production_profile():
@@ -66,3 +72,19 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
     line = projection_line(proj)
     assert "1.0 h: EXCEEDED" in line and "measured by the GPU gate" in line
     assert project_stage1(load_config("qwen2.5-32b", ["budget.max_hours=1000"]), device="cuda")["within_budget"]
+
+
+def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
+    from cleanroom.cli.run_cmd import estimate
+
+    spec = load_config("qwen2.5-32b")  # Qwen/Qwen2.5-32B, revision null
+    problem = revision_problem(spec.model)
+    assert problem is not None and "model.revision=<commit>" in problem
+    assert "model.revision=<commit>" in (revision_problem(load_config("qwen2.5-32b", ["model.revision=main"]).model)
+                                        or "")
+    sha = "a" * 40
+    assert revision_problem(load_config("qwen2.5-32b", [f"model.revision={sha}"]).model) is None
+    assert revision_problem(load_config("qwen2.5-32b", [f"model.path={tmp_path}"]).model) is None  # local directory
+    assert revision_problem(load_config("qwen2.5-32b", ["model.random_init=qwen2.5-0.5b"]).model) is None
+    assert revision_problem(load_config("tiny").model) is None
+    assert estimate(spec)["cost"]["hours"] > 0  # --estimate needs no pin

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cleanroom.backend import resolve_backend
 from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.pipeline.common import Context, capture, load_model
 
@@ -120,6 +121,25 @@ def projection_line(projection: dict[str, Any]) -> str:
     return (f"projected {projection['hours']:.2f} h, ${projection['cost_usd']:.2f} at ${projection['price_per_hour']}/h"
             f"{budget}; {projection['train_tokens_per_s']:g} train / {projection['gen_tokens_per_s']:g} generation "
             f"tokens/s, {projection['rates']}")
+
+
+def revision_problem(model: Any) -> str | None:
+    """Why the model is not pinned, or None: a Hub id must name a 40-hex commit in ``model.revision``.
+
+    A branch or tag (``main``) moves: a re-run could train a different snapshot under the same config
+    hash. Fixtures, ``random_init`` architectures and local directories carry no revision.
+    """
+    import re
+
+    from cleanroom.pipeline.common import FIXTURE_MODELS
+
+    if model.random_init or model.path in FIXTURE_MODELS or Path(model.path).expanduser().is_dir():
+        return None
+    if model.revision and re.fullmatch(r"[0-9a-f]{40}", model.revision):
+        return None
+    return (f"model.path {model.path!r} is a Hugging Face Hub id and model.revision is {model.revision!r}, not a "
+            "commit: pin the snapshot you downloaded with model.revision=<commit> (the 40-hex hash in "
+            "~/.cache/huggingface/hub/models--ORG--NAME/refs/main), or pass model.path=/local/dir")
 
 
 def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
@@ -238,6 +258,12 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     else:
         checks.append({"check": "eval_size", "passed": True, "value": len(eval_set)})
 
+    problem = revision_problem(spec.model)
+    checks.append({"check": "model_revision", "passed": problem is None, "value": spec.model.revision, "fix": problem})
+    choice = resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization)
+    checks.append({"check": "backend", "passed": True, "value": choice._asdict()})
+    ctx.say(f"preflight: backend {choice.backend} ({choice.reason})")
+
     # base model decision + sentinels (the loader raises on an instruct model or a failed sentinel)
     loaded = check("base_model", lambda: load_model(ctx, probe=True))
     loader_prov: dict[str, Any] | None = None
@@ -307,7 +333,7 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                        "shrink the run (data.n_sft, pairs.n_instructions, epochs)"})
 
     prov = capture(ctx, "preflight", loader=loader_prov,
-                   extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info})
+                   extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info, "backend": choice._asdict()})
     with ctx.run.stage("preflight", provenance=prov, inputs=[eval_path, pool_path]) as st:
         for name, records in (("eval_prompts.jsonl", eval_set), ("sft_pool.jsonl", pool)):
             writer = st.jsonl(name)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom.backend import resolve_backend
 from cleanroom.errors import ConfigError
 from cleanroom.pipeline.common import Context, capture, load_model
 
@@ -23,7 +24,7 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     (never a silent fall-back to peft). Unsloth rewrites tokenizers, so its output is re-cleaned and
     re-checked (:func:`cleanroom.training.unsloth_backend.load_unsloth`).
     """
-    if ctx.spec.backend != "unsloth":
+    if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization)[0] != "unsloth":
         return load_model(ctx, probe=False)
     from cleanroom.errors import DependencyError
     from cleanroom.pipeline.common import resolve_model
