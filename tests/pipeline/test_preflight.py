@@ -11,10 +11,12 @@ from cleanroom.errors import ConfigError
 from cleanroom.memory import QWEN25_ARCHS, count_params
 from cleanroom.pipeline.preflight import (
     checkpoint_disk,
+    memory_estimates,
     model_arch,
     project_stage1,
     projection_line,
     revision_problem,
+    sft_worst_length,
 )
 
 
@@ -88,3 +90,45 @@ def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
     assert revision_problem(load_config("qwen2.5-32b", ["model.random_init=qwen2.5-0.5b"]).model) is None
     assert revision_problem(load_config("tiny").model) is None
     assert estimate(spec)["cost"]["hours"] > 0  # --estimate needs no pin
+
+
+def _words(text):  # a stand-in tokenizer: one token per whitespace-separated word
+    return {"input_ids": text.split()}
+
+
+def test_token_length_check_uses_the_teachers_real_completions(tmp_path):
+    import numpy as np
+
+    from cleanroom.ifeval import read_prompts
+    from cleanroom.ifeval.evalset import make_eval_set
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+    from cleanroom.ifeval.teacher import teacher_response
+
+    make_eval_set(tmp_path, seed=0, n_eval=20, n_pool=40)
+    pool = read_prompts(tmp_path / "sft_pool.jsonl")
+    tiny = load_config("tiny", ["data.n_sft=30", "data.min_sft_survivors=10"])  # teacher: programmatic
+    rng = np.random.default_rng(tiny.seed)  # the SFT-data stage's draw, in pool order
+    exact = max(len((zero_shot_prompt(r.prompt) + teacher_response(r, rng)).split()) + 1 for r in pool[:30])
+    worst, basis = sft_worst_length(tiny, pool, _words)
+    assert (worst, basis) == (exact, "the programmatic teacher's completions (exact)")
+    # sft_generation.max_new_tokens does not bound the teacher: raising it changes nothing
+    assert sft_worst_length(load_config("tiny", ["data.n_sft=30", "data.min_sft_survivors=10",
+                                                 "sft_generation.max_new_tokens=4000"]), pool, _words)[0] == exact
+    # a model writes the answers: the longest prompt + max_new_tokens + EOS
+    model = load_config("tiny", ["data.teacher=none", "sft_generation.max_new_tokens=100"])
+    longest = max(len(zero_shot_prompt(r.prompt).split()) for r in pool)
+    assert sft_worst_length(model, pool, _words)[0] == longest + 100 + 1
+
+
+def test_memory_check_covers_dpo_which_peaks_higher_on_the_production_profile():
+    """qwen2.5-32b: SFT at batch 4 vs DPO at batch 2 x (chosen + rejected) plus the reference forward:
+    the DPO step is the peak (~40.3 GB vs ~36.7 GB), so checking SFT alone under-states the need."""
+    from cleanroom.memory import estimate_dpo_peak_memory
+
+    spec = load_config("qwen2.5-32b")
+    est = memory_estimates(spec, "Qwen2.5-32B")
+    t = spec.dpo.train
+    assert est["dpo"].total_bytes == estimate_dpo_peak_memory(
+        "Qwen2.5-32B", quantization="nf4", lora_r=64, lora_targets=spec.dpo.lora.targets, batch_size=t.batch_size,
+        seq_len=t.max_length, gradient_checkpointing=True).total_bytes
+    assert est["dpo"].total_bytes > est["sft"].total_bytes

@@ -46,19 +46,14 @@ def load_pipeline() -> Any:
 def estimate(spec: Any) -> dict[str, Any]:
     """Memory, disk and cost estimate of the production run from the config alone (no weights needed)."""
     from cleanroom import memory
-    from cleanroom.pipeline.preflight import checkpoint_disk, model_arch, project_stage1
+    from cleanroom.pipeline.preflight import checkpoint_disk, memory_estimates, model_arch, project_stage1
 
     arch = model_arch(spec.model)
+    estimates = memory_estimates(spec, arch)
+    est, dpo = estimates["sft"], estimates["dpo"]
     common = dict(quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
                   lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
                   gradient_checkpointing=spec.sft.train.gradient_checkpointing)
-    est = memory.estimate_peak_memory(arch, batch_size=spec.sft.train.batch_size, **common)
-    t = spec.dpo.train
-    dpo = memory.estimate_dpo_peak_memory(
-        arch, quantization=spec.model.quantization or "bf16", lora_r=spec.dpo.lora.r,
-        lora_targets=spec.dpo.lora.targets, batch_size=t.batch_size, seq_len=t.max_length,
-        gradient_checkpointing=t.gradient_checkpointing,
-    )
     budget = spec.budget.gpu_memory_gb * 1e9
     best = memory.max_batch_that_fits(arch, int(budget), **common)
     disk = checkpoint_disk(spec, arch)

@@ -142,6 +142,42 @@ def revision_problem(model: Any) -> str | None:
             "~/.cache/huggingface/hub/models--ORG--NAME/refs/main), or pass model.path=/local/dir")
 
 
+def sft_worst_length(spec: Any, pool: list[Any], tokenizer: Any) -> tuple[int, str]:
+    """The longest SFT example in tokens, ``prompt + completion + EOS``, and what its completion length is.
+
+    With the programmatic teacher the completions are known before the run: the SFT-data stage draws
+    ``teacher_response`` for ``pool[:data.n_sft]`` in order from ``default_rng(seed)``, so the same draw
+    here gives each example's exact length (as that stage counts it). A model's answer may run to
+    ``sft_generation.max_new_tokens``, so then the bound is the longest prompt plus that.
+    """
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    if spec.data.teacher == "programmatic":
+        import numpy as np
+
+        from cleanroom.ifeval.teacher import teacher_response
+
+        rng = np.random.default_rng(spec.seed)
+        worst = max(len(tokenizer(zero_shot_prompt(r.prompt) + teacher_response(r, rng))["input_ids"]) + 1
+                    for r in pool[: spec.data.n_sft])
+        return worst, "the programmatic teacher's completions (exact)"
+    longest = max(len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool)
+    return longest + spec.sft_generation.max_new_tokens + 1, "longest prompt + sft_generation.max_new_tokens + EOS"
+
+
+def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
+    """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and batch."""
+    from cleanroom import memory
+
+    return {
+        name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
+                 lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
+                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing)
+        for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
+                                ("dpo", spec.dpo, memory.estimate_dpo_peak_memory))
+    }
+
+
 def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
     """Disk bytes the SFT and DPO checkpoints and adapters need, at most (:func:`cleanroom.memory.checkpoint_bytes`).
 
@@ -273,11 +309,10 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                        "allow_instruct_reason": spec.model.allow_instruct_reason})
         checks.append({"check": "sentinels", "passed": True, "value": loader_prov.get("sentinels")})
         # token lengths: SFT prompt + longest plausible completion + EOS must fit max_length
-        gen_budget = spec.sft_generation.max_new_tokens
         sft_lengths = np.array([len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool])
         eval_lengths = np.array([len(tokenizer(few_shot_prompt(r.prompt))["input_ids"]) for r in eval_set])
         limit = spec.sft.train.max_length
-        worst = int(sft_lengths.max()) + gen_budget + 1
+        worst, basis = sft_worst_length(spec, pool, tokenizer)
         max_pos = getattr(model.config, "max_position_embeddings", None)
         eval_worst = int(eval_lengths.max()) + spec.eval.generation.max_new_tokens
         checks.append({
@@ -285,9 +320,10 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
             "passed": worst <= limit and (max_pos is None or eval_worst <= max_pos),
             "value": {"sft_prompt_p50": float(np.median(sft_lengths)), "sft_prompt_max": int(sft_lengths.max()),
                       "eval_prompt_p50": float(np.median(eval_lengths)), "eval_prompt_max": int(eval_lengths.max()),
-                      "sft_worst_case": worst, "max_length": limit, "eval_worst_case": eval_worst,
+                      "sft_worst_case": worst, "sft_worst_case_basis": basis, "max_length": limit,
+                      "eval_worst_case": eval_worst,
                       "max_position_embeddings": max_pos},
-            "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} or lower "
+            "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} ({basis}) or lower "
             "sft_generation.max_new_tokens (an example must never lose its EOS to truncation)",
         })
         arch = memory.arch_from_config(model.config.to_dict())
@@ -306,23 +342,23 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                    "fix": f"free at least {need_disk:.1f} GB under {ctx.run.path} (SFT + DPO checkpoints and "
                    "adapters), or lower sft/dpo.train.save_total_limit"})
 
-    estimate = None
     if arch is not None:
-        estimate = memory.estimate_peak_memory(
-            arch, quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
-            lora_targets=spec.sft.lora.targets, batch_size=spec.sft.train.batch_size,
-            seq_len=spec.sft.train.max_length, gradient_checkpointing=spec.sft.train.gradient_checkpointing,
-        )
+        estimates = memory_estimates(spec, arch)
         budget_gb = spec.budget.gpu_memory_gb
         if ctx.device == "cuda":
             import torch
 
             budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
-        need_gb = estimate.total_bytes / 1e9
+        worst_stage = max(estimates, key=lambda k: estimates[k].total_bytes)
+        need_gb = estimates[worst_stage].total_bytes / 1e9
         checks.append({"check": "gpu_memory", "passed": ctx.device != "cuda" or need_gb <= budget_gb,
-                       "value": {"estimate_gb": round(need_gb, 3), "device_gb": round(budget_gb, 1),
-                                 "parts_gb": {k: round(v / 1e9, 4) for k, v in estimate.parts.items()}},
-                       "fix": "lower sft.train.batch_size or max_length, or enable gradient_checkpointing"})
+                       "value": {"estimate_gb": round(need_gb, 3), "peak_stage": worst_stage,
+                                 "device_gb": round(budget_gb, 1),
+                                 **{f"{k}_estimate_gb": round(e.total_bytes / 1e9, 3) for k, e in estimates.items()},
+                                 **{f"{k}_parts_gb": {p: round(v / 1e9, 4) for p, v in e.parts.items()}
+                                    for k, e in estimates.items()}},
+                       "fix": f"{worst_stage} needs {need_gb:.1f} GB > {budget_gb:.1f} GB: lower {worst_stage}.train."
+                       "batch_size or max_length, or enable gradient_checkpointing"})
 
     params_b = sum(memory.count_params(arch).values()) / 1e9 if arch is not None else None
     projection = check("projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b))
