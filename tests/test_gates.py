@@ -113,6 +113,46 @@ def test_waiver_with_reason_suppresses_and_is_reported() -> None:
     ]
 
 
+def _padded(middle: str) -> str:
+    """*middle* between 20 lines of plain code, so no waiver text is on the file's last line."""
+    before = "".join(f"a{i} = {i}\n" for i in range(10))
+    after = "".join(f"b{i} = {i}\n" for i in range(10))
+    return "import torch\n" + before + middle + after
+
+
+def test_waivers_apply_anywhere_in_a_longer_file() -> None:
+    """A waiver in the middle of a file is read (a whole-text ``$`` without re.M only saw the last line)."""
+    src = _padded(
+        "x = torch.load('a')  # cleanroom: allow[CR502] our own checkpoint\n"
+        "y = torch.load('b')  # cleanroom: allow[CR502]\n"
+    )
+    result = check_source(src, "w.py")
+    assert [(v.line, v.rule) for v in result.violations] == [(13, "CR502"), (13, "CR902")]
+    assert "has no reason" in result.violations[1].message
+    assert [(w.line, w.reason) for w in result.used_waivers] == [(12, "our own checkpoint")]
+
+
+def test_waiver_on_any_line_of_a_multiline_call_covers_it() -> None:
+    src = _padded(
+        "x = torch.load(\n"
+        "    'a',\n"
+        "    map_location='cpu',\n"
+        ")  # cleanroom: allow[CR502] our own checkpoint\n"
+        "y = torch.load(\n"
+        "    'b',  # cleanroom: allow[CR502] our own optimizer state\n"
+        ")\n"
+        "z = torch.load(\n"
+        "    'c',\n"
+        ")\n"
+        "# cleanroom: allow[CR502] the next line is outside z's call\n"
+        "w = 1\n"
+    )
+    result = check_source(src, "w.py")
+    assert [(v.line, v.rule, v.last_line) for v in result.violations] == [(19, "CR502", 21)]
+    assert [w.covers_line for w in result.used_waivers] == [15, 17]
+    assert [w.covers_line for w in result.unused_waivers] == [23]
+
+
 @pytest.mark.parametrize(
     ("comment", "problem"),
     [

@@ -26,8 +26,9 @@ from pathlib import Path
 CACHE_DIR = ".cleanroom-cache"
 _MAX_ENTRIES = 200_000  # beyond this the store keeps only the files seen in this run
 
-# One raw finding: (line, col, rule, message); a compile failure is the single finding with rule CR901.
-RawFinding = tuple[int, int, str, str]
+# One raw finding: (line, col, rule, message, end_line); a compile failure is the single finding
+# with rule CR901.
+RawFinding = tuple[int, int, str, str, int]
 
 
 def _salt() -> str:
@@ -65,7 +66,7 @@ class ResultCache:
             self.misses += 1
             return None
         try:
-            found = [(int(a), int(b), str(c), str(d)) for a, b, c, d in entry]  # type: ignore[call-overload]
+            found = [(int(a), int(b), str(c), str(d), int(e)) for a, b, c, d, e in entry]  # type: ignore[call-overload]
         except (TypeError, ValueError):
             self.misses += 1
             return None  # a hand-edited or damaged entry: recompute

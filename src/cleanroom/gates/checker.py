@@ -86,13 +86,22 @@ def needs_ast(code: CodeType) -> bool:
 
 @dataclass(frozen=True)
 class Violation:
-    """One finding: ``path:line:col RULE message`` (line and column 1-based, as editors count)."""
+    """One finding: ``path:line:col RULE message`` (line and column 1-based, as editors count).
+
+    ``end_line`` is the last line of the flagged node (0: the node is on ``line`` alone); a waiver on
+    any line from ``line`` to ``end_line`` covers the finding.
+    """
 
     path: str
     line: int
     col: int
     rule: str
     message: str
+    end_line: int = 0
+
+    @property
+    def last_line(self) -> int:
+        return max(self.line, self.end_line)
 
     def format(self) -> str:
         return f"{self.path}:{self.line}:{self.col} {self.rule} {self.message}"
@@ -104,6 +113,7 @@ class Violation:
             "col": self.col,
             "rule": self.rule,
             "message": self.message,
+            "end_line": self.last_line,
         }
 
 
@@ -300,7 +310,8 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
         fix = RULES_BY_ID[rule].fix
         line = getattr(node, "lineno", 1)
         col = getattr(node, "col_offset", 0) + 1
-        found.append(Violation(path, line, col, rule, f"{what}; {fix}"))
+        end = getattr(node, "end_lineno", None) or line
+        found.append(Violation(path, line, col, rule, f"{what}; {fix}", end))
 
     for node in nodes.get(ast.Attribute, ()):
         if node.attr == "apply_chat_template":

@@ -38,7 +38,7 @@ class FileResult:
 def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
     """The findings of every rule in one module, before waivers, loader exemption and ``disable``.
 
-    A module that does not compile gives the single finding ``(line, col, "CR901", what)``.
+    A module that does not compile gives the single finding ``(line, col, "CR901", what, line)``.
     """
     try:
         # Compiling stays in C; the Python AST is only built when the code objects mention a
@@ -49,10 +49,10 @@ def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
         what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        return [(line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}")]
+        return [(line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}", line)]
     if tree is None:
         return []
-    return [(v.line, v.col, v.rule, v.message) for v in check_tree(tree, path)]
+    return [(v.line, v.col, v.rule, v.message, v.last_line) for v in check_tree(tree, path)]
 
 
 def check_source(
@@ -78,11 +78,11 @@ def check_source(
         if cache is not None:
             cache.put(key, raw)
     if raw and raw[0][2] == "CR901":
-        line, col, rule, message = raw[0]
+        line, col, rule, message, _ = raw[0]
         return FileResult(() if rule in disabled else (Violation(path, line, col, rule, message),), (), ())
     found = [
-        Violation(path, line, col, rule, message)
-        for line, col, rule, message in raw
+        Violation(path, line, col, rule, message, end)
+        for line, col, rule, message, end in raw
         if rule not in disabled and not (loader and RULES_BY_ID[rule].loader_exempt)
     ]
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
@@ -92,7 +92,9 @@ def check_source(
     kept: list[Violation] = []
     used: set[Waiver] = set()
     for v in found:
-        waiver = next((w for w in waivers if w.covers_line == v.line and v.rule in w.rules), None)
+        waiver = next(
+            (w for w in waivers if v.line <= w.covers_line <= v.last_line and v.rule in w.rules), None
+        )
         if waiver is None:
             kept.append(v)
         else:
