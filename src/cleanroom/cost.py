@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cleanroom.errors import ConfigError
 
@@ -163,19 +164,19 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"budget.gate_report: {file} is not a gate-report.json ({type(exc).__name__}: {exc})") from None
     fig = figures.get("9_cost", {})
-    train, gen = fig.get("measured_train_tokens_per_s"), fig.get("measured_gen_tokens_per_s")
     found = re.search(r"x ([0-9.]+)B /", str(fig.get("scaling", "")))
-    params = float(found.group(1)) if found else None
-    missing = [name for name, value in (("measured_train_tokens_per_s", train), ("measured_gen_tokens_per_s", gen),
-                                        ("scaling (the measured model's size)", params)) if not value]
+    measured: dict[str, Any] = {"measured_train_tokens_per_s": fig.get("measured_train_tokens_per_s"),
+                                "measured_gen_tokens_per_s": fig.get("measured_gen_tokens_per_s"),
+                                "scaling (the measured model's size)": float(found.group(1)) if found else None}
+    missing = [name for name, value in measured.items() if not value]
     if missing:
         raise ConfigError(f"budget.gate_report: {file} check 9_cost lacks {', '.join(missing)}; run the whole GPU "
                           "gate (pytest -m gpu verification/test_gpu_gate.py): checks 3, 7 and 8 feed check 9")
-    for name, value in (("measured_train_tokens_per_s", train), ("measured_gen_tokens_per_s", gen),
-                        ("params_b", params)):
+    for name, value in measured.items():
         _positive(f"{file.name} {name} (measured)", value)
+    train, gen, params = (float(v) for v in measured.values())
     context = report.get("context") or {}
-    return GateRates(train_tokens_per_s=float(train), gen_tokens_per_s=float(gen), params_b=float(params),
+    return GateRates(train_tokens_per_s=train, gen_tokens_per_s=gen, params_b=params,
                      device=str(context.get("device", "unknown device")), verdict=str(report.get("verdict", "?")),
                      path=str(file))
 

@@ -22,8 +22,9 @@ The estimate is a sum of named parts (all in bytes, ``b`` = batch size, ``s`` = 
   (``2 h`` bytes per token and layer) plus one layer's full activations during its recomputation.
 * ``logits``: with ``chunked_logits`` (TRL >= 1.16's SFT trainer: a fused LM head computes the
   per-token log-probabilities ``LOGIT_CHUNK`` = 32768 vocabulary columns at a time, never the full
-  logits) ``b s * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES`` (fp32); otherwise (a trainer that
-  materialises them, e.g. DPO) ``b s V * LOGITS_BYTES`` (bf16 logits + their fp32 upcast for the loss).
+  logits; its DPO trainer does the same) ``b s * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES`` (fp32);
+  otherwise (a trainer that materialises them) ``b s V * LOGITS_BYTES`` (bf16 logits + their fp32
+  upcast for the loss). A DPO step adds the reference forward: :func:`estimate_dpo_peak_memory`.
 * ``dequant``: a quantized layer is dequantized to bf16 one matrix at a time: ``2 h i`` bytes transient.
 * ``cuda_context``: CUDA context, cuBLAS workspace and allocator slack, ``CUDA_CONTEXT_BYTES``.
 

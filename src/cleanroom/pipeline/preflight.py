@@ -1,11 +1,14 @@
 """Preflight: every check that can fail cheaply runs before anything costly.
 
 Checks, in order: the eval set and SFT pool (embedded generator or the user's files, pinned by
-sha256 when given) and their overlap; base-model decision and sentinels (the clean loader);
-config sanity (LoRA scale α/r and learning rates inside the usual ranges, or a recorded reason);
-token lengths against the training max length (no example may lose its EOS to truncation); free
-disk; the GPU memory estimate against the device; the projected time and cost of the whole run.
-A failed check aborts the run with one message per failure.
+sha256 when given) and their overlap; a Hub model pinned to a commit; the backend (``auto``
+resolved and recorded); base-model decision and sentinels (the clean loader); token lengths
+against the training max length (no example may lose its EOS to truncation); config sanity (LoRA
+scale α/r and learning rates inside the usual ranges, or a recorded reason); free disk against the
+SFT and DPO checkpoints (:func:`checkpoint_disk`); the larger of the SFT and DPO GPU memory
+estimates against the device; the projected time and cost of the whole run against
+``budget.max_cost_usd`` and ``budget.max_hours`` (printed, with the rates it used). A failed check
+aborts the run with one message per failure.
 """
 
 from __future__ import annotations
