@@ -65,7 +65,8 @@ def model_arch(model: Any) -> dict[str, Any]:
     if gguf:
         from transformers import AutoConfig
 
-        return memory.arch_from_config(AutoConfig.from_pretrained(str(directory), gguf_file=gguf).to_dict())
+        config = AutoConfig.from_pretrained(str(directory), gguf_file=gguf)  # cleanroom: allow[CR101] shapes only: a config has no tokenizer or chat template
+        return memory.arch_from_config(config.to_dict())
     raise ConfigError(f"cannot size model.path {model.path!r}: {directory} has no config.json (nor a GGUF file)")
 
 
