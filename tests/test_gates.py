@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cleanroom.cli import main
-from cleanroom.errors import ConfigError, GateError, MissingFileError
+from cleanroom.errors import ConfigError, GateError, InputError, MissingFileError
 from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
 from cleanroom.gates.checker import check_tree, needs_ast
 
@@ -210,6 +210,73 @@ def test_config_paths_exclude_loader_and_disable(tmp_path: Path, monkeypatch: py
 def test_bad_config_is_a_config_error(tmp_path: Path, table: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(_repo(tmp_path, table))
+
+
+@pytest.mark.parametrize(
+    ("key", "example"),
+    [
+        ("paths", 'paths = ["src", "scripts"]'),
+        ("exclude", 'exclude = ["tests/fixtures"]'),
+        ("loader_modules", 'loader_modules = ["src/mylab/load.py"]'),
+        ("disable", 'disable = ["CR502"]'),
+    ],
+)
+def test_list_type_error_shows_an_example_for_its_own_key(tmp_path: Path, key: str, example: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"write e.g. {example}")):
+        load_config(_repo(tmp_path, f'{key} = "x"'))
+
+
+def test_empty_paths_is_rejected_not_widened_to_everything(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"paths = \[\] gates nothing"):
+        load_config(_repo(tmp_path, "paths = []"))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('tool = "x"\n', "tool must be a table, got str"),
+        ('[tool]\ncleanroom = "x"\n', "tool.cleanroom must be a table, got str"),
+        ("[tool.cleanroom]\ngates = 1\n", "tool.cleanroom.gates must be a table, got int"),
+    ],
+)
+def test_non_table_level_is_a_config_error_naming_the_key(tmp_path: Path, text: str, where: str) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{pyproject}: {where}")):
+        load_config(pyproject)
+
+
+def test_broken_symlink_in_a_scanned_folder_is_a_cr901_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    (tmp_path / "gone.py").symlink_to(tmp_path / "deleted.py")
+    report = run_gates(GateConfig(root=tmp_path), use_cache=False)
+    assert report.files_checked == 2
+    assert report.lines() == [
+        f"gone.py:1:1 CR901 is a broken symbolic link (to {tmp_path / 'deleted.py'}); every file the gates "
+        "cover must be readable: fix or remove it, or add it to [tool.cleanroom.gates] exclude"
+    ]
+    assert run_gates(GateConfig(root=tmp_path, disable=frozenset({"CR901"}))).ok
+    assert main(["gates", "."]) == 1 and "gone.py:1:1 CR901" in capsys.readouterr().out
+
+
+def test_unlistable_folder_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder the walk cannot list would otherwise pass unseen (os.walk skips it silently)."""
+    import os
+
+    (tmp_path / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"locked: cannot list the folder to gate it \(Permission denied\)"):
+        run_gates(GateConfig(root=tmp_path), use_cache=False)
 
 
 def test_missing_path_is_an_input_error(tmp_path: Path) -> None:

@@ -22,6 +22,12 @@ from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.gates.rules import RULES_BY_ID
 
 _KEYS = ("paths", "exclude", "loader_modules", "disable")
+_EXAMPLES = {
+    "paths": '["src", "scripts"]',
+    "exclude": '["tests/fixtures"]',
+    "loader_modules": '["src/mylab/load.py"]',
+    "disable": '["CR502"]',
+}
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,26 @@ def _string_list(table: dict[str, object], key: str, where: str) -> tuple[str, .
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(
             f"{where}: [tool.cleanroom.gates] {key} must be a list of non-empty strings, got {value!r}; "
-            f'write e.g. {key} = ["src"]'
+            f"write e.g. {key} = {_EXAMPLES[key]}"
         )
     return tuple(v.strip() for v in value)
+
+
+def _gates_table(data: dict[str, object], path: Path) -> dict[str, object] | None:
+    """``[tool.cleanroom.gates]`` of a parsed pyproject, None when absent; each level must be a table."""
+    table: object = data
+    dotted = ""
+    for key in ("tool", "cleanroom", "gates"):
+        table = table.get(key)  # type: ignore[union-attr]
+        dotted = f"{dotted}.{key}" if dotted else key
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: {dotted} must be a table, got {type(table).__name__} {table!r}; "
+                f"write the settings under a [tool.cleanroom.gates] header"
+            )
+    return table  # type: ignore[return-value]
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -110,11 +133,9 @@ def load_config(pyproject: str | Path | None = None, *, start: str | Path | None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from exc
     root = path.resolve().parent
-    table = data.get("tool", {}).get("cleanroom", {}).get("gates")
+    table = _gates_table(data, path)
     if table is None:
         return GateConfig(root=root, source=str(path))
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: tool.cleanroom.gates must be a table, got {type(table).__name__}")
     unknown = sorted(set(table) - set(_KEYS))
     if unknown:
         raise ConfigError(
@@ -127,9 +148,15 @@ def load_config(pyproject: str | Path | None = None, *, start: str | Path | None
             f"{path}: [tool.cleanroom.gates] disable names unknown rule(s) {', '.join(bad)}; "
             f"known: {', '.join(RULES_BY_ID)}"
         )
+    paths = _string_list(table, "paths", str(path))
+    if "paths" in table and not paths:
+        raise ConfigError(
+            f"{path}: [tool.cleanroom.gates] paths = [] gates nothing; name what to scan, "
+            f'e.g. paths = {_EXAMPLES["paths"]}, or drop the key to scan the whole repository (".")'
+        )
     return GateConfig(
         root=root,
-        paths=_string_list(table, "paths", str(path)) or (".",),
+        paths=paths or (".",),
         exclude=_string_list(table, "exclude", str(path)),
         loader_modules=_string_list(table, "loader_modules", str(path)),
         disable=frozenset(disable),

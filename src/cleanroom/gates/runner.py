@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleanroom.errors import GateError, MissingFileError
+from cleanroom.errors import GateError, InputError, MissingFileError
 from cleanroom.gates.cache import RawFinding, ResultCache
 from cleanroom.gates.checker import Violation, check_tree, needs_ast
 from cleanroom.gates.config import GateConfig
@@ -190,7 +190,10 @@ def _never(rel: str) -> bool:
 
 def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterator[Path]:
     """Python files under *paths* (absolute, sorted per folder). Files named explicitly are always
-    checked; files found by walking a folder skip ``exclude``, hidden folders and virtualenvs."""
+    checked; files found by walking a folder skip ``exclude``, hidden folders and virtualenvs.
+
+    A folder that cannot be listed is an :class:`InputError`: skipping it would pass code unseen.
+    """
     for given in paths:
         start = Path(given)
         if not start.is_absolute():
@@ -205,7 +208,7 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
             )
         # A folder named explicitly is scanned even when an exclude pattern covers it.
         excluded = config.is_excluded if not config.is_excluded(_rel(start, config.root)) else _never
-        for folder, dirs, files in os.walk(start):
+        for folder, dirs, files in os.walk(start, onerror=_unlistable):
             here = Path(folder)
             dirs[:] = sorted(
                 d
@@ -218,6 +221,29 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
             for name in sorted(files):
                 if name.endswith(".py") and not excluded(_rel(here / name, config.root)):
                     yield here / name
+
+
+def _unlistable(exc: OSError) -> None:
+    raise InputError(
+        f"{exc.filename}: cannot list the folder to gate it ({exc.strerror or exc}); "
+        "fix its permissions or add it to [tool.cleanroom.gates] exclude"
+    ) from exc
+
+
+def _unreadable(file: Path, exc: OSError) -> Violation:
+    """The CR901 finding for a file that cannot be read: a file the gates cannot see does not pass."""
+    if file.is_symlink() and not file.exists():
+        what = f"is a broken symbolic link (to {os.readlink(file)})"
+    else:
+        what = f"cannot be read ({exc.strerror or type(exc).__name__})"
+    return Violation(
+        _display(file),
+        1,
+        1,
+        "CR901",
+        f"{what}; every file the gates cover must be readable: fix or remove it, "
+        "or add it to [tool.cleanroom.gates] exclude",
+    )
 
 
 def run_gates(
@@ -238,8 +264,14 @@ def run_gates(
         if file in seen:
             continue
         seen.add(file)
+        try:
+            source = file.read_bytes()
+        except OSError as exc:
+            if "CR901" not in config.disable:
+                violations.append(_unreadable(file, exc))
+            continue
         result = check_source(
-            file.read_bytes(),
+            source,
             _display(file),
             loader=config.is_loader(_rel(file, config.root)),
             disable=config.disable,
