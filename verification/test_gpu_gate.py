@@ -458,7 +458,7 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
         from_gate = project_stage1(spec, device="cuda", params_b=params_32,
                                    measured={"train_tokens_per_s": sft.res.tokens_per_s * g,
                                              "gen_tokens_per_s": (gen_tps or 0) * g})
-        c.figure(rates_from=f"{source} ({r['params_b']:.2f}B)",
+        c.figure(rates_from=f"{source} ({r['params_b']:.2f}B)", measured_params_b=round(r["params_b"], 4),
                  measured_train_tokens_per_s=round(r["train_tokens_per_s"], 1),
                  measured_gen_tokens_per_s=round(r["gen_tokens_per_s"], 1),
                  scaling=f"x {r['params_b']:.3f}B / {params_32:.3f}B (tokens/s taken as inversely proportional to params)",

@@ -167,7 +167,8 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     found = re.search(r"x ([0-9.]+)B /", str(fig.get("scaling", "")))
     measured: dict[str, Any] = {"measured_train_tokens_per_s": fig.get("measured_train_tokens_per_s"),
                                 "measured_gen_tokens_per_s": fig.get("measured_gen_tokens_per_s"),
-                                "scaling (the measured model's size)": float(found.group(1)) if found else None}
+                                "scaling (the measured model's size)": fig.get("measured_params_b")
+                                or (float(found.group(1)) if found else None)}
     missing = [name for name, value in measured.items() if not value]
     if missing:
         raise ConfigError(f"budget.gate_report: {file} check 9_cost lacks {', '.join(missing)}; run the whole GPU "
