@@ -2,6 +2,7 @@
 from peft import PeftModel
 
 from mylab.data import Dataset
+from mylab.models import AdapterBank, Trainer
 
 # model = AutoModelForCausalLM.from_pretrained(path)   <- a comment, not code
 HELP = "call AutoModelForCausalLM.from_pretrained(path) to load"
@@ -13,7 +14,10 @@ tok = AutoTokenizer.from_pretrained("Qwen/Qwen2.5-32B")
 def adapters(model, path):
     """Example: ``AutoTokenizer.from_pretrained(path)`` is what the loader does for you."""
     data = Dataset.from_pretrained(path)  # the user's own class, not a model loader
-    return PeftModel.from_pretrained(model, path), data
+    bank = AdapterBank.from_pretrained(path)
+    restore = Trainer.from_pretrained  # an uncalled read on a class that loads no model
+    attach = PeftModel.from_pretrained
+    return attach(model, path), data, bank, restore
 
 
 def pipeline(x):

@@ -11,3 +11,13 @@ def ids(tokenizer, text):
 
 def generate(model, inputs, tokenizer):
     return model.generate(**inputs, pad_token_id=tokenizer.eos_token_id)
+
+
+def format_example(example, eos_token):
+    return example["text"] + eos_token
+
+
+def pack(examples, tokenizer, GenerationConfig):
+    texts = [format_example(e, eos_token=tokenizer.eos_token) for e in examples]  # a value, not a rewrite
+    stop = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return texts, stop, getattr(tokenizer, "eos_token")

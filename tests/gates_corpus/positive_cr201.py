@@ -1,4 +1,7 @@
 """CR201 positives: chat_template assignment, deletion, read-modify, setattr/delattr, kwargs, dict keys."""
+import builtins
+from builtins import delattr as drop
+
 from transformers import PreTrainedTokenizerFast
 
 
@@ -17,3 +20,11 @@ def strip(tokenizer, tok, config, cfg, T):
     config.pop("chat_template", None)  # expect: CR201
     cfg.update({"chat_template": T})  # expect: CR201
     return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=T)  # expect: CR201
+
+
+def reflective(tok, T):
+    object.__setattr__(tok, "chat_template", T)  # expect: CR201
+    tok.__setattr__("chat_template", T)  # expect: CR201
+    type(tok).__delattr__(tok, "default_chat_template")  # expect: CR201
+    builtins.setattr(tok, "chat_template", None)  # expect: CR201
+    drop(tok, "chat_template")  # expect: CR201

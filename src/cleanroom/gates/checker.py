@@ -6,42 +6,53 @@ or ``from transformers import AutoModelForCausalLM as M; M.from_pretrained(...)`
 only code is looked at, and names are resolved through a per-module import table:
 
 * ``import transformers as tf`` binds ``tf`` → ``transformers``;
-* ``from transformers import AutoTokenizer as T`` binds ``T`` → ``transformers.AutoTokenizer``;
-* ``M = tf.AutoModelForCausalLM`` (a plain assignment of a resolved name) binds ``M`` too;
+* ``from transformers import AutoTokenizer as T`` binds ``T`` → ``transformers.AutoTokenizer``
+  (relative imports too, as ``.hf.AutoTokenizer``: a re-export is still the class);
+* an assignment of a resolved name binds its target: ``M = tf.AutoModelForCausalLM``,
+  ``M, T = AutoModelForCausalLM, AutoTokenizer``, ``K: type = AutoModelForCausalLM``,
+  ``(M := ...)``, and dotted targets such as ``self.cls = AutoModelForCausalLM`` (class-body
+  attributes also bind ``self.NAME``, ``cls.NAME`` and ``Class.NAME``);
 * ``getattr(tf, "AutoModel")`` and ``importlib.import_module("transformers")`` resolve as well.
 
 The table is flow-insensitive (built from every import and assignment in the module, functions
-included): scripts import inside ``main()`` as often as at the top. Attribute rules
-(``.chat_template = ...``, ``.apply_chat_template``, ``.eos_token = ...``) apply to an object of
-any name, since the object's type is not known statically.
+included): scripts import inside ``main()`` as often as at the top. A loading class is recognised
+by its name wherever it was imported from (``Auto*``, ``*ForCausalLM``, ``*Tokenizer*``, ...), so
+a lab's re-export is caught; reading ``.from_pretrained`` on one is a violation even uncalled
+(``load = AutoModelForCausalLM.from_pretrained``, ``partial(AutoTokenizer.from_pretrained, p)``).
+Attribute rules (``.chat_template = ...``, ``.apply_chat_template``, ``.eos_token = ...``) apply to
+an object of any name, since the object's type is not known statically; ``setattr`` and friends
+count in every spelling (``builtins.setattr``, ``object.__setattr__(t, ...)``, ``t.__setattr__(...)``).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CodeType
 
 from cleanroom.gates.rules import RULES_BY_ID
 
-# Libraries whose from_pretrained loads a model or tokenizer (CR101).
-_LOAD_ROOTS = frozenset({"transformers", "trl", "peft", "unsloth", "optimum", "auto_gptq", "awq"})
-_LOAD_SUFFIXES = (
-    "ForCausalLM",
-    "LMHeadModel",
-    "Tokenizer",
-    "TokenizerFast",
-    "TokenizerBase",
-    "PreTrainedModel",
-)
-_LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel", "PreTrainedTokenizerFast", "PreTrainedTokenizer"})
+# Class names whose from_pretrained loads a model or tokenizer (CR101), from whichever module.
+_AUTO_CLASS = re.compile(r"Auto[A-Z]")
+_LOAD_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "PreTrainedModel")
+_LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel"})
 _PIPELINES = frozenset({"transformers.pipeline", "transformers.pipelines.pipeline"})
 _CHAT_ATTRS = frozenset({"chat_template", "default_chat_template"})
 _SPECIAL_ATTRS = frozenset(
     {"bos_token", "eos_token", "pad_token", "bos_token_id", "eos_token_id", "pad_token_id"}
 )
+_TOKEN_KWARGS = frozenset({"bos_token", "eos_token", "pad_token"})  # SFTConfig(eos_token=...) and kin
 _MUTATORS = frozenset({"update", "pop", "popitem", "clear", "setdefault", "__setitem__", "__delitem__"})
+# Reflective attribute access: the builtins (by any name bound to them) and the dunder methods.
+_REFLECT_BUILTINS = {"getattr": "get", "setattr": "set", "delattr": "del"}
+_REFLECT_DUNDERS = {
+    "__getattribute__": "get",
+    "__getattr__": "get",
+    "__setattr__": "set",
+    "__delattr__": "del",
+}
 _QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit"})
 _TORCH_LOAD = frozenset({"torch.load", "torch.serialization.load"})
 _PICKLE_LOADS = frozenset(
@@ -124,7 +135,7 @@ def _const_str(node: ast.AST) -> str | None:
 
 
 class _Names:
-    """The module's import table: local name → qualified dotted name."""
+    """The module's import table: local name (or dotted ``self.attr``) → qualified dotted name."""
 
     def __init__(self, nodes: dict[type, list]) -> None:
         self.table: dict[str, str] = {}
@@ -137,27 +148,31 @@ class _Names:
                     root = alias.name.split(".", 1)[0]
                     self.table[root] = root
         for node in nodes.get(ast.ImportFrom, ()):
-            if node.level or not node.module:
-                continue  # relative imports are the user's own code
+            # A relative import keeps its dots (``.hf.AutoTokenizer``): never equal to a library's
+            # qualified name, but a re-exported class keeps its class name.
+            module = "." * node.level + (node.module or "")
             for alias in node.names:
                 if alias.name == "*":
-                    self.star = self.star or node.module
+                    self.star = self.star or module
                 else:
-                    self.table[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        assigns = [
-            n for n in nodes.get(ast.Assign, ()) if len(n.targets) == 1 and type(n.targets[0]) is ast.Name
-        ]
-        bound = {
+                    sep = "." if node.module else ""
+                    self.table[alias.asname or alias.name] = f"{module}{sep}{alias.name}"
+        self.bound = {
             n.name for t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef) for n in nodes.get(t, ())
         }
-        self.bound = bound
-        # Two rounds resolve chains such as ``tf = transformers; M = tf.AutoModel``.
-        for _ in range(2):
-            for node in assigns:
-                name = node.targets[0].id  # type: ignore[attr-defined]
-                qual = self.resolve(node.value)
-                if qual is not None and self.table.get(name) != qual:
-                    self.table[name] = qual
+        pairs = _bindings(nodes)
+        self.dotted = False  # whether a dotted target (``self.cls = ...``) is bound: only then look one up
+        # Rounds resolve chains such as ``tf = transformers; M = tf.AutoModel`` in any order.
+        for _ in range(3):
+            changed = False
+            for key, value in pairs:
+                qual = self.resolve(value)
+                if qual is not None and self.table.get(key) != qual:
+                    self.table[key] = qual
+                    self.dotted = self.dotted or "." in key
+                    changed = True
+            if not changed:
+                break
 
     def resolve(self, node: ast.AST) -> str | None:
         """The dotted name *node* refers to, or None when it is not an imported name."""
@@ -167,14 +182,18 @@ class _Names:
                 return f"{self.star}.{node.id}"
             return qual
         if isinstance(node, ast.Attribute):
+            if self.dotted:
+                key = _dotted(node)
+                if key is not None and key in self.table:
+                    return self.table[key]
             base = self.resolve(node.value)
             return f"{base}.{node.attr}" if base is not None else None
         if isinstance(node, ast.Call) and node.args:
             func = node.func
-            if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
-                attr = _const_str(node.args[1])
-                base = self.resolve(node.args[0])
-                return f"{base}.{attr}" if base is not None and attr is not None else None
+            access = _reflective(node, self)
+            if access is not None:
+                base = self.resolve(node.args[0]) if access[0] == "get" and access[2] == 1 else None
+                return f"{base}.{access[1]}" if base is not None else None
             if (isinstance(func, ast.Name) and func.id == "__import__") or self.resolve(
                 func
             ) == "importlib.import_module":
@@ -182,33 +201,116 @@ class _Names:
         return None
 
 
-def _getattr_name(node: ast.AST) -> str | None:
-    """``"x"`` for ``getattr(obj, "x")`` / ``setattr(obj, "x", v)`` / ``delattr(obj, "x")`` calls."""
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in ("getattr", "setattr", "delattr")
-        and len(node.args) >= 2
-    ):
-        return _const_str(node.args[1])
-    return None
+def _dotted(node: ast.AST) -> str | None:
+    """``"a.b.c"`` for a chain of attributes on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
 
 
-def _attr_name(node: ast.AST) -> str | None:
+def _bindings(nodes: dict[type, list]) -> list[tuple[str, ast.AST]]:
+    """(target, value) for every binding that can alias an imported name.
+
+    Plain, chained, annotated and walrus assignments; tuple targets are paired with a tuple value
+    of the same length element by element; a target may be a name or a dotted ``self.attr``.
+    Class-body assignments also bind ``self.NAME``, ``cls.NAME`` and ``Class.NAME``.
+    """
+    pairs: list[tuple[str, ast.AST]] = []
+
+    def pair(target: ast.AST, value: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            if (
+                isinstance(value, (ast.Tuple, ast.List))
+                and len(value.elts) == len(target.elts)
+                and not any(isinstance(e, ast.Starred) for e in (*target.elts, *value.elts))
+            ):
+                for t, v in zip(target.elts, value.elts, strict=True):
+                    pair(t, v)
+            return
+        key = _dotted(target)
+        if key is not None:
+            pairs.append((key, value))
+
+    for node in nodes.get(ast.Assign, ()):
+        for target in node.targets:
+            pair(target, node.value)
+    for node in (*nodes.get(ast.AnnAssign, ()), *nodes.get(ast.NamedExpr, ())):
+        if node.value is not None:
+            pair(node.target, node.value)
+    for cls in nodes.get(ast.ClassDef, ()):
+        for stmt in cls.body:
+            if isinstance(stmt, ast.Assign):
+                targets, value = stmt.targets, stmt.value
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                targets, value = [stmt.target], stmt.value
+            else:
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    pairs.extend((f"{owner}.{target.id}", value) for owner in ("self", "cls", cls.name))
+    return pairs
+
+
+def _reflective(node: ast.AST, names: _Names) -> tuple[str, str, int] | None:
+    """``(kind, attribute, index)`` for reflective attribute access with a literal attribute name.
+
+    *kind* is ``"get"``, ``"set"`` or ``"del"``; *index* is where the name stands in the arguments
+    (1 for ``setattr(obj, "x", v)`` and ``object.__setattr__(obj, "x", v)``, 0 for the bound
+    ``obj.__setattr__("x", v)``). The builtins count by any name bound to them (``builtins.setattr``).
+    """
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    kind: str | None = None
+    index = 1
+    if isinstance(func, ast.Name):
+        kind = _REFLECT_BUILTINS.get(func.id)
+    elif isinstance(func, ast.Attribute):
+        kind = _REFLECT_DUNDERS.get(func.attr)
+        if kind is not None and _const_str(node.args[0]) is not None:
+            index = 0
+    if kind is None:
+        qual = names.resolve(func) if isinstance(func, (ast.Name, ast.Attribute)) else None
+        if qual is None or not qual.startswith("builtins."):
+            return None
+        kind = _REFLECT_BUILTINS.get(qual[len("builtins.") :])
+        if kind is None:
+            return None
+    if len(node.args) <= index:
+        return None
+    attr = _const_str(node.args[index])
+    return (kind, attr, index) if attr is not None else None
+
+
+def _attr_name(node: ast.AST, names: _Names) -> str | None:
     """The attribute *node* reads: ``obj.x`` and ``getattr(obj, "x")`` both give ``"x"``."""
     if isinstance(node, ast.Attribute):
         return node.attr
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
-        return _getattr_name(node)
-    return None
+    access = _reflective(node, names)
+    return access[1] if access is not None and access[0] == "get" else None
 
 
 def _is_loading_class(qual: str) -> bool:
+    """True for a class whose ``from_pretrained`` loads a model or tokenizer, judged by its name.
+
+    The name decides, not the library: ``from mylab.hf import AutoModelForCausalLM`` is the same
+    class re-exported. ``Dataset``, ``PeftModel`` (adapters onto a loaded model) and the like pass.
+    """
     parts = qual.split(".")
-    if parts[0] not in _LOAD_ROOTS or len(parts) < 2:
-        return False
+    if len(parts) < 2:
+        return False  # a module, not a class imported from one
     last = parts[-1]
-    return last.startswith("Auto") or last.endswith(_LOAD_SUFFIXES) or last in _LOAD_NAMES
+    return (
+        _AUTO_CLASS.match(last) is not None
+        or last.endswith(_LOAD_SUFFIXES)
+        or "Tokenizer" in last
+        or last in _LOAD_NAMES
+    )
 
 
 def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
@@ -313,9 +415,15 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
         end = getattr(node, "end_lineno", None) or line
         found.append(Violation(path, line, col, rule, f"{what}; {fix}", end))
 
+    calls = nodes.get(ast.Call, ())
+    # A from_pretrained read that is called is reported at the call (its span covers the arguments,
+    # where a waiver may stand); any other read is reported where it stands.
+    callees = {id(call.func) for call in calls}
     for node in nodes.get(ast.Attribute, ()):
         if node.attr == "apply_chat_template":
             add(node, "CR202", "apply_chat_template used outside the loader")
+        elif node.attr == "from_pretrained" and id(node) not in callees:
+            _check_from_pretrained_read(node, node.value, names, add)
         elif type(node.ctx) is not ast.Load:
             if node.attr in _CHAT_ATTRS:
                 verb = "assigned" if type(node.ctx) is ast.Store else "deleted"
@@ -326,32 +434,44 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
         if type(node.ctx) is ast.Load:
             continue
         key = _const_str(node.slice)
-        if key in _CHAT_ATTRS or _attr_name(node.value) in _CHAT_ATTRS:
-            add(
-                node,
-                "CR201",
-                f"{key or _attr_name(node.value)} modified through a subscript outside the loader",
-            )
+        held = _attr_name(node.value, names)
+        if key in _CHAT_ATTRS or held in _CHAT_ATTRS:
+            add(node, "CR201", f"{key or held} modified through a subscript outside the loader")
         elif key in _SPECIAL_ATTRS:
             add(node, "CR302", f"{key!r} written through a subscript outside the loader")
-    for node in nodes.get(ast.Call, ()):
-        _check_call(node, names, add)
+    for node in calls:
+        _check_call(node, names, add, id(node) in callees)
     return found
 
 
-def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
+def _check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
+    """An uncalled ``X.from_pretrained`` on a loading class: an alias, a partial, a callback."""
+    qual = names.resolve(receiver)
+    if qual is not None and _is_loading_class(qual):
+        add(
+            node,
+            "CR101",
+            f"{qual}.from_pretrained referenced outside the loader (an alias loads all the same)",
+        )
+
+
+def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # type: ignore[no-untyped-def]
+    """The call rules; *called*: *node* is itself the callee of another call (``getattr(...)(p)``)."""
     func = node.func
-    func_attr = _attr_name(func)
+    func_attr = _attr_name(func, names)
     loads = False  # a from_pretrained()/pipeline() call: a non-literal trust_remote_code is suspect here
-    # getattr(obj, "x") itself: only apply_chat_template is reported at the read.
-    direct = _getattr_name(node)
-    if direct is not None and isinstance(func, ast.Name):
-        if func.id == "getattr" and direct == "apply_chat_template":
-            add(node, "CR202", "apply_chat_template fetched with getattr outside the loader")
-        elif func.id in ("setattr", "delattr") and direct in _CHAT_ATTRS:
-            add(node, "CR201", f"{func.id}(..., {direct!r}) outside the loader")
-        elif func.id in ("setattr", "delattr") and direct in _SPECIAL_ATTRS:
-            add(node, "CR302", f"{func.id}(..., {direct!r}) outside the loader")
+    access = _reflective(node, names)
+    if access is not None:  # getattr/setattr/delattr in any spelling
+        kind, attr, index = access
+        shown = f"{ast.unparse(func)}({'..., ' * index}{attr!r})"
+        if kind == "get" and attr == "apply_chat_template":
+            add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
+        elif kind == "get" and attr == "from_pretrained" and not called and index == 1:
+            _check_from_pretrained_read(node, node.args[0], names, add)
+        elif kind != "get" and attr in _CHAT_ATTRS:
+            add(node, "CR201", f"{shown} outside the loader")
+        elif kind != "get" and attr in _SPECIAL_ATTRS:
+            add(node, "CR302", f"{shown} outside the loader")
         return
     if func_attr == "from_pretrained":
         receiver = func.value if isinstance(func, ast.Attribute) else func.args[0]  # type: ignore[attr-defined]
@@ -360,8 +480,9 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
             loads = True
             add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
     elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
-        if _attr_name(func.value) in _CHAT_ATTRS:
-            add(node, "CR201", f"{_attr_name(func.value)}.{func_attr}() outside the loader")
+        held = _attr_name(func.value, names)
+        if held in _CHAT_ATTRS:
+            add(node, "CR201", f"{held}.{func_attr}() outside the loader")
         elif func_attr == "pop" and node.args and _const_str(node.args[0]) in _CHAT_ATTRS:
             add(node, "CR201", f"pop({_const_str(node.args[0])!r}) outside the loader")
         elif func_attr == "update" and node.args and isinstance(node.args[0], ast.Dict):
@@ -372,6 +493,7 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
         add(node, "CR302", "add_special_tokens() called outside the loader")
     qual = names.resolve(func)
     is_bnb = False
+    last = func.id if isinstance(func, ast.Name) else func_attr
     if qual is not None:
         last = qual.rsplit(".", 1)[-1]
         if qual in _PIPELINES:
@@ -389,6 +511,13 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
             for k, v, where in _keywords(node):
                 if k == "allow_pickle" and not _is_const(v, False, None):
                     add(where, "CR503", "numpy.load(allow_pickle=...) unpickles")
+        elif last == "from_pretrained" and _is_loading_class(qual[: -len(".from_pretrained")]):
+            loads = True  # an alias of X.from_pretrained, reported where it was read
+    # Token keywords rewrite the tokenizer where the callee builds one or configures training on it:
+    # a loading class or its from_pretrained, TRL's SFTConfig/DPOConfig (``eos_token=``), any *Config.
+    rewrites_tokens = loads or (
+        last is not None and (last.endswith("Config") or (qual is not None and _is_loading_class(qual)))
+    )
     for key, value, where in _keywords(node):
         if key == "add_special_tokens":
             add(where, "CR301", "add_special_tokens= passed outside the loader")
@@ -400,3 +529,9 @@ def _check_call(node: ast.Call, names: _Names, add) -> None:  # type: ignore[no-
             add(where, "CR201", f"{key}= passed outside the loader")
         elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):
             add(where, "CR401", f"{key}= passed outside the loader")
+        elif key in _TOKEN_KWARGS and rewrites_tokens:
+            add(
+                where,
+                "CR302",
+                f"{key}= passed to {last}() outside the loader (it rewrites the tokenizer's {key})",
+            )

@@ -88,19 +88,20 @@ def _string_list(table: dict[str, object], key: str, where: str) -> tuple[str, .
 
 def _gates_table(data: dict[str, object], path: Path) -> dict[str, object] | None:
     """``[tool.cleanroom.gates]`` of a parsed pyproject, None when absent; each level must be a table."""
-    table: object = data
+    table = data
     dotted = ""
     for key in ("tool", "cleanroom", "gates"):
-        table = table.get(key)  # type: ignore[union-attr]
+        value = table.get(key)
         dotted = f"{dotted}.{key}" if dotted else key
-        if table is None:
+        if value is None:
             return None
-        if not isinstance(table, dict):
+        if not isinstance(value, dict):
             raise ConfigError(
-                f"{path}: {dotted} must be a table, got {type(table).__name__} {table!r}; "
+                f"{path}: {dotted} must be a table, got {type(value).__name__} {value!r}; "
                 f"write the settings under a [tool.cleanroom.gates] header"
             )
-    return table  # type: ignore[return-value]
+        table = value
+    return table
 
 
 def find_pyproject(start: Path) -> Path | None:
