@@ -1,4 +1,4 @@
-"""``pytest --cleanroom-gates[=PATHS]`` adds one test item per gate rule over the user's repository."""
+"""``pytest --cleanroom-gates`` (and ``--cleanroom-gates-paths=PATHS``) adds one test item per gate rule over the user's code."""
 
 from __future__ import annotations
 
@@ -66,10 +66,28 @@ def test_explicit_paths_and_keyword_selection(pytester: pytest.Pytester) -> None
     _repo(pytester)
     pytester.mkdir("other")
     (pytester.path / "other" / "x.py").write_text("import pickle\npickle.loads(b'')\n")
-    result = pytester.runpytest("--cleanroom-gates=other", "-k", "CR503 or CR201", "-v")
+    result = pytester.runpytest("--cleanroom-gates-paths=other", "-k", "CR503 or CR201", "-v")
     # only other/ is gated: CR201 (in scripts/) passes, CR503 (in other/) fails
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["other/x.py:2:1 CR503 pickle.loads() unpickles;*"])
+
+
+def test_a_test_path_after_the_flag_stays_a_test_path(pytester: pytest.Pytester) -> None:
+    """``pytest --cleanroom-gates test_unit.py``: test_unit.py is what pytest runs, not what is gated."""
+    _repo(pytester)
+    pytester.makepyfile(test_other="def test_other(): pass")
+    result = pytester.runpytest("--cleanroom-gates", "test_unit.py", "-v")
+    result.assert_outcomes(passed=N_RULES, failed=1)  # test_unit + every rule but CR201 (in scripts/)
+    result.stdout.fnmatch_lines(["*test_unit.py::test_unit PASSED*"])
+    result.stdout.no_fnmatch_line("*test_other*")
+
+
+def test_gate_paths_need_their_own_option(pytester: pytest.Pytester) -> None:
+    _repo(pytester)
+    assert pytester.runpytest("--cleanroom-gates=other").ret == pytest.ExitCode.USAGE_ERROR
+    empty = pytester.runpytest("--cleanroom-gates-paths=,")
+    assert empty.ret == pytest.ExitCode.USAGE_ERROR
+    empty.stderr.fnmatch_lines(["*--cleanroom-gates-paths=',' names no path*"])
 
 
 def test_disabled_rule_skips_and_bad_config_is_a_usage_error(pytester: pytest.Pytester) -> None:

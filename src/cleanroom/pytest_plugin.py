@@ -28,25 +28,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"seed for tests that draw random numbers (default: $CLEANROOM_SEED or {DEFAULT_SEED})",
     )
+    # A flag, never an optional value: ``pytest --cleanroom-gates tests/`` must keep tests/ as the
+    # test path instead of swallowing it as the paths to gate.
     group.addoption(
         "--cleanroom-gates",
-        nargs="?",
-        const="",
-        default=None,
+        action="store_true",
+        default=False,
+        help="add one test item per code gate rule over the [tool.cleanroom.gates] paths of the "
+        "nearest pyproject.toml (other paths: --cleanroom-gates-paths)",
+    )
+    group.addoption(
+        "--cleanroom-gates-paths",
         metavar="PATHS",
-        help="add one test item per code gate rule over PATHS (write --cleanroom-gates=a,b; "
-        "default: [tool.cleanroom.gates] paths of the nearest pyproject.toml)",
+        default=None,
+        help="comma-separated files or folders for the gate items instead of the configured paths, "
+        "e.g. --cleanroom-gates-paths=src,scripts (implies --cleanroom-gates)",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (the deployment gate); skipped with a reason elsewhere")
     config.addinivalue_line("markers", "slow: takes more than ~10 s on 2 CPU cores; still runs in CI")
-    gates = config.getoption("--cleanroom-gates", default=None)
-    if gates is not None and not config.pluginmanager.has_plugin("cleanroom-gates"):
+    paths = config.getoption("--cleanroom-gates-paths", default=None)
+    gates = config.getoption("--cleanroom-gates", default=False) or paths is not None
+    if gates and not config.pluginmanager.has_plugin("cleanroom-gates"):
         from cleanroom.gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
 
-        config.pluginmanager.register(GatesPlugin(config, gates), "cleanroom-gates")
+        config.pluginmanager.register(GatesPlugin(config, paths), "cleanroom-gates")
 
 
 def _seed(config: pytest.Config) -> int:

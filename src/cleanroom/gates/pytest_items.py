@@ -1,4 +1,6 @@
-"""The gates as pytest items: ``pytest --cleanroom-gates[=PATHS]`` adds one test per rule.
+"""The gates as pytest items: ``pytest --cleanroom-gates`` adds one test per rule.
+
+``--cleanroom-gates-paths=a,b`` gates other paths than the configured ones.
 
 One item per rule (``cleanroom-gates::CR101`` ...) rather than one per file: a red item names the
 rule that broke and lists every ``path:line:col`` under it, and ``-k CR5`` selects the unsafe-loading
@@ -30,14 +32,20 @@ class GateViolations(Exception):
 class GatesPlugin:
     """Registered by cleanroom's pytest plugin when ``--cleanroom-gates`` is given."""
 
-    def __init__(self, config: pytest.Config, value: str) -> None:
+    def __init__(self, config: pytest.Config, paths: str | None) -> None:
+        """*paths*: the ``--cleanroom-gates-paths`` value (comma-separated), None for the configured ones."""
         try:
             self.gate_config: GateConfig = load_config(start=config.rootpath)
         except CleanroomError as exc:
             raise pytest.UsageError(f"--cleanroom-gates: {exc}") from exc
-        base = config.invocation_params.dir
-        parts = [p.strip() for p in value.replace(",", " ").split()] if value else []
-        self.paths: list[Path] | None = [base / p for p in parts] or None
+        self.paths: list[Path] | None = None
+        if paths is not None:
+            parts = [p.strip() for p in paths.split(",") if p.strip()]
+            if not parts:
+                raise pytest.UsageError(
+                    f"--cleanroom-gates-paths={paths!r} names no path; write e.g. --cleanroom-gates-paths=src,scripts"
+                )
+            self.paths = [config.invocation_params.dir / p for p in parts]
         self._report: GateReport | None = None
 
     def report(self) -> GateReport:
