@@ -163,6 +163,13 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
     if adapters:
         from peft import PeftModel
 
+        if m.quantization is not None and len(adapters) > 1:
+            # a second PeftModel.from_pretrained on an unmerged stack replaces the `default` adapter instead of
+            # stacking it; on a quantized base a policy is one adapter (DPO trains the SFT adapter in place)
+            raise ConfigError(
+                f"load_model: {len(adapters)} adapters ({', '.join(str(a) for a in adapters)}) cannot be stacked "
+                f"on a {m.quantization} base (they are not merged); load the one adapter that holds the whole policy"
+            )
         for adapter in adapters:
             model = PeftModel.from_pretrained(model, str(adapter))
             if m.quantization is None:

@@ -14,6 +14,19 @@ from cleanroom.pipeline.baseline import respond_and_score
 from cleanroom.pipeline.common import Context, capture, load_model
 
 
+def dpo_policy(ctx: Context) -> tuple[str, ...]:
+    """The adapter stack that *is* the trained DPO policy, as the DPO stage recorded it in dpo/metrics.json
+    (``sft/adapter`` + ``dpo/adapter`` over a merged base; ``dpo/adapter`` alone on a quantized base, where
+    DPO trained the attached SFT adapter in place)."""
+    from cleanroom.errors import InputError
+
+    stack = ctx.read_json("dpo", "metrics.json").get("policy_adapters")
+    if not stack:
+        raise InputError("eval: dpo/metrics.json has no policy_adapters (written by an older DPO stage); "
+                         "delete the run's dpo/ and eval/ directories and re-run with --resume")
+    return tuple(stack)
+
+
 def run_eval(ctx: Context) -> dict[str, Any]:
     import shutil
 
@@ -24,7 +37,7 @@ def run_eval(ctx: Context) -> dict[str, Any]:
 
     gen = ctx.spec.eval.generation
     prov = capture(ctx, "eval", generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST})
-    policies = {"sft": ("sft/adapter",), "dpo": ("sft/adapter", "dpo/adapter")}
+    policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx)}
     with ctx.run.stage("eval", provenance=prov,
                        inputs=["preflight/eval_prompts.jsonl", "baseline/base_verdicts.jsonl",
                                "sft/adapter", "dpo/adapter"]) as st:

@@ -112,9 +112,15 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
+    from peft import PeftModel
+
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    # merged SFT (unquantized base): DPO attaches a fresh LoRA, so the policy is sft/adapter then dpo/adapter;
+    # SFT adapter still attached (quantized base): DPO trains it in place, so dpo/adapter alone holds SFT+DPO
+    policy = ["dpo/adapter"] if isinstance(model, PeftModel) else ["sft/adapter", "dpo/adapter"]
     prov = capture(ctx, "dpo", loader=loader_prov, extra={"beta": spec.beta, "n_pairs": len(pairs),
-                                                          "reference": "SFT policy (sft/adapter merged)"})
+                                                          "reference": "SFT policy (sft/adapter merged)",
+                                                          "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
         result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=spec.train, beta=spec.beta,
                            output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted)
@@ -122,6 +128,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
         if result.stopped_reason:
             ctx.budget.check("the end of DPO")
         st.add_file(result.adapter_dir, name="adapter")
-        metrics = result.to_dict() | {"adapter_dir": "dpo/adapter", "n_pairs": len(pairs), "beta": spec.beta}
+        metrics = result.to_dict() | {"adapter_dir": "dpo/adapter", "n_pairs": len(pairs), "beta": spec.beta,
+                                      "policy_adapters": policy}
         atomic_write_bytes(st.dir / "metrics.json", pretty_json(metrics))
     return metrics
