@@ -344,6 +344,44 @@ def test_prefilter_skips_text_only_mentions_and_keeps_code_mentions() -> None:
         assert needs_ast(_code(code)), code
 
 
+# (source, needs the AST, rules the full check finds) for modules whose only trigger is load/loads/Unpickler
+WEAK_ONLY = {
+    "json-beside-torch": (
+        "import json\nimport torch\ndef f(p):\n    return json.load(open(p)), torch.zeros(1)\n",
+        True,
+        [],
+    ),
+    "json-and-method": (
+        "import json\ndef f(p, loader):\n    return json.load(open(p)), loader.load(), json.loads('1')\n",
+        False,
+        [],
+    ),
+    "numpy-without-allow_pickle": ("import numpy as np\nx = np.load('a.npy')\n", False, []),
+    "from-torch.serialization": ("from torch.serialization import load\nx = load('w.pt')\n", True, ["CR502"]),
+    "torch.serialization-as": ("import torch.serialization as ts\nx = ts.load('w.pt')\n", True, ["CR502"]),
+    "import_module": (
+        "import importlib\nx = importlib.import_module('torch.serialization').load('w.pt')\n",
+        True,
+        ["CR502"],
+    ),
+    "__import__": ("p = __import__('pickle')\ndef f(b):\n    return p.loads(b)\n", True, ["CR503"]),
+    "joblib-alias": ("import joblib as jl\nm = jl.load('m.joblib')\n", True, ["CR503"]),
+    "dill-Unpickler": ("from dill import Unpickler\nu = Unpickler(open('f', 'rb'))\n", True, ["CR503"]),
+}
+
+
+@pytest.mark.parametrize(("src", "needed", "rules"), WEAK_ONLY.values(), ids=WEAK_ONLY.keys())
+def test_prefilter_counts_load_only_next_to_a_module_it_can_belong_to(
+    src: str, needed: bool, rules: list[str]
+) -> None:
+    """``load`` alone (json.load, obj.load()) needs no AST; beside torch/pickle/joblib/dill it does.
+
+    The full check agrees: a module the prefilter skips has no finding.
+    """
+    assert needs_ast(_code(src)) is needed
+    assert [v.rule for v in check_tree(ast.parse(src), "m.py")] == rules
+
+
 COMPILING = [p for p in CORPUS_FILES if "cr901" not in p.stem]
 
 

@@ -75,24 +75,50 @@ TRIGGER_NAMES = frozenset(
     | _QUANT_KWARGS
     | {"trust_remote_code", "load", "loads", "Unpickler", "read_pickle", "allow_pickle"}
 )
+# ``load``/``loads``/``Unpickler`` are everywhere (``json.load``, ``obj.load()``) and only matter as
+# members of these modules (CR502/CR503), so they trigger the AST only in a module whose code names
+# one of them: an ``import`` puts the module's dotted name in ``co_names``, ``import_module("torch")``
+# and ``__import__`` put it in ``co_consts``, and no alias can reach a module without one of those.
+_WEAK_TRIGGERS = frozenset({"load", "loads", "Unpickler"})
+_WEAK_MODULES = frozenset(
+    qual.split(".", 1)[0] for qual in _TORCH_LOAD | _PICKLE_LOADS if qual.rsplit(".", 1)[-1] in _WEAK_TRIGGERS
+)
+_STRONG_TRIGGERS = TRIGGER_NAMES - _WEAK_TRIGGERS
 
 
 def needs_ast(code: CodeType) -> bool:
-    """True when the compiled module (or any nested function, class, lambda) mentions a trigger name."""
+    """True when the compiled module (or any nested function, class, lambda) mentions a trigger name.
+
+    A weak trigger (``load``...) counts only when some code object also names a module it can
+    belong to (``torch``, ``pickle``, ...): ``import json; json.load(f)`` needs no AST.
+    """
     stack = [code]
+    seen: list[CodeType] = []
+    weak = False
     while stack:
         current = stack.pop()
-        if not TRIGGER_NAMES.isdisjoint(current.co_names):
+        seen.append(current)
+        if not _STRONG_TRIGGERS.isdisjoint(current.co_names):
             return True
+        weak = weak or not _WEAK_TRIGGERS.isdisjoint(current.co_names)
         for const in current.co_consts:
             if type(const) is CodeType:
                 stack.append(const)
             elif type(const) is str:
-                if const in TRIGGER_NAMES:
+                if const in _STRONG_TRIGGERS:
                     return True
-            elif type(const) is tuple and not TRIGGER_NAMES.isdisjoint(const):
-                return True
-    return False
+                weak = weak or const in _WEAK_TRIGGERS
+            elif type(const) is tuple:
+                if not _STRONG_TRIGGERS.isdisjoint(const):
+                    return True
+                weak = weak or not _WEAK_TRIGGERS.isdisjoint(const)
+    if not weak:
+        return False
+    return any(
+        name.partition(".")[0] in _WEAK_MODULES
+        for current in seen
+        for name in (*current.co_names, *(c for c in current.co_consts if type(c) is str))
+    )
 
 
 @dataclass(frozen=True)
@@ -221,27 +247,12 @@ def _bindings(nodes: dict[type, list]) -> list[tuple[str, ast.AST]]:
     Class-body assignments also bind ``self.NAME``, ``cls.NAME`` and ``Class.NAME``.
     """
     pairs: list[tuple[str, ast.AST]] = []
-
-    def pair(target: ast.AST, value: ast.AST) -> None:
-        if isinstance(target, (ast.Tuple, ast.List)):
-            if (
-                isinstance(value, (ast.Tuple, ast.List))
-                and len(value.elts) == len(target.elts)
-                and not any(isinstance(e, ast.Starred) for e in (*target.elts, *value.elts))
-            ):
-                for t, v in zip(target.elts, value.elts, strict=True):
-                    pair(t, v)
-            return
-        key = _dotted(target)
-        if key is not None:
-            pairs.append((key, value))
-
     for node in nodes.get(ast.Assign, ()):
         for target in node.targets:
-            pair(target, node.value)
+            _pair(target, node.value, pairs)
     for node in (*nodes.get(ast.AnnAssign, ()), *nodes.get(ast.NamedExpr, ())):
         if node.value is not None:
-            pair(node.target, node.value)
+            _pair(node.target, node.value, pairs)
     for cls in nodes.get(ast.ClassDef, ()):
         for stmt in cls.body:
             if isinstance(stmt, ast.Assign):
@@ -254,6 +265,22 @@ def _bindings(nodes: dict[type, list]) -> list[tuple[str, ast.AST]]:
                 if isinstance(target, ast.Name):
                     pairs.extend((f"{owner}.{target.id}", value) for owner in ("self", "cls", cls.name))
     return pairs
+
+
+def _pair(target: ast.AST, value: ast.AST, pairs: list[tuple[str, ast.AST]]) -> None:
+    """Append (dotted target, value) to *pairs*, element by element for equal-length tuples."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        if (
+            isinstance(value, (ast.Tuple, ast.List))
+            and len(value.elts) == len(target.elts)
+            and not any(isinstance(e, ast.Starred) for e in (*target.elts, *value.elts))
+        ):
+            for t, v in zip(target.elts, value.elts, strict=True):
+                _pair(t, v, pairs)
+        return
+    key = _dotted(target)
+    if key is not None:
+        pairs.append((key, value))
 
 
 def _reflective(node: ast.AST, names: _Names) -> tuple[str, str, int] | None:
@@ -269,22 +296,26 @@ def _reflective(node: ast.AST, names: _Names) -> tuple[str, str, int] | None:
     kind: str | None = None
     index = 1
     if isinstance(func, ast.Name):
-        kind = _REFLECT_BUILTINS.get(func.id)
+        kind = _REFLECT_BUILTINS.get(func.id) or _builtin_alias(names.resolve(func))
     elif isinstance(func, ast.Attribute):
         kind = _REFLECT_DUNDERS.get(func.attr)
-        if kind is not None and _const_str(node.args[0]) is not None:
-            index = 0
+        if kind is not None:
+            index = 0 if _const_str(node.args[0]) is not None else 1
+        elif func.attr in _REFLECT_BUILTINS:
+            kind = _builtin_alias(names.resolve(func))
     if kind is None:
-        qual = names.resolve(func) if isinstance(func, (ast.Name, ast.Attribute)) else None
-        if qual is None or not qual.startswith("builtins."):
-            return None
-        kind = _REFLECT_BUILTINS.get(qual[len("builtins.") :])
-        if kind is None:
-            return None
+        return None
     if len(node.args) <= index:
         return None
     attr = _const_str(node.args[index])
     return (kind, attr, index) if attr is not None else None
+
+
+def _builtin_alias(qual: str | None) -> str | None:
+    """The reflective kind of ``builtins.setattr`` and friends reached by another name."""
+    if qual is None or not qual.startswith("builtins."):
+        return None
+    return _REFLECT_BUILTINS.get(qual[len("builtins.") :])
 
 
 def _attr_name(node: ast.AST, names: _Names) -> str | None:

@@ -10,9 +10,11 @@ never a crash. Single process on purpose: the whole budget is ~1 ms per file.
 from __future__ import annotations
 
 import ast
+import gc
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,6 +248,19 @@ def _unreadable(file: Path, exc: OSError) -> Violation:
     )
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector for a run: ASTs are trees that reference counting frees, so the
+    collector only re-walks them while they are alive (about 4% of a cold run, measured)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run_gates(
     config: GateConfig, paths: Iterable[str | Path] | None = None, *, use_cache: bool = True
 ) -> GateReport:
@@ -260,26 +275,27 @@ def run_gates(
     used: list[Waiver] = []
     unused: list[Waiver] = []
     seen: set[Path] = set()
-    for file in iter_python_files(targets, config):
-        if file in seen:
-            continue
-        seen.add(file)
-        try:
-            source = file.read_bytes()
-        except OSError as exc:
-            if "CR901" not in config.disable:
-                violations.append(_unreadable(file, exc))
-            continue
-        result = check_source(
-            source,
-            _display(file),
-            loader=config.is_loader(_rel(file, config.root)),
-            disable=config.disable,
-            cache=cache,
-        )
-        violations.extend(result.violations)
-        used.extend(result.used_waivers)
-        unused.extend(result.unused_waivers)
+    with _cyclic_gc_paused():
+        for file in iter_python_files(targets, config):
+            if file in seen:
+                continue
+            seen.add(file)
+            try:
+                source = file.read_bytes()
+            except OSError as exc:
+                if "CR901" not in config.disable:
+                    violations.append(_unreadable(file, exc))
+                continue
+            result = check_source(
+                source,
+                _display(file),
+                loader=config.is_loader(_rel(file, config.root)),
+                disable=config.disable,
+                cache=cache,
+            )
+            violations.extend(result.violations)
+            used.extend(result.used_waivers)
+            unused.extend(result.unused_waivers)
     if cache is not None:
         cache.save()
     return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config)
