@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cleanroom import provenance
 from cleanroom.errors import InputError, MissingFileError
 from cleanroom.provenance import (
     ProvenanceRecord,
@@ -74,15 +75,93 @@ def test_hash_file_matches_hashlib_and_cache_tracks_changes(tmp_path) -> None:
     assert hash_file(f) == hashlib.sha256(b"a" * 3000).hexdigest()
     f.write_bytes(b"b" * 3001)  # size changes: the cache key changes
     assert hash_file(f) == hashlib.sha256(b"b" * 3001).hexdigest()
-    f.write_bytes(b"c" * 3001)
-    os.utime(f, ns=(1, 1))
-    stale_key_value = hash_file(f)
-    assert stale_key_value == hashlib.sha256(b"c" * 3001).hexdigest()
     f.write_bytes(b"d" * 3001)
-    os.utime(f, ns=(1, 1))  # same size, same mtime: the cache cannot see it, cache=False must
+    os.utime(f, ns=(1, 1))
     assert hash_file(f, cache=False) == hashlib.sha256(b"d" * 3001).hexdigest()
     with pytest.raises(MissingFileError):
         hash_file(tmp_path / "absent")
+
+
+@pytest.fixture()
+def disk_cache(tmp_path, monkeypatch):
+    """A private cache directory, every file size remembered on disk, the memory cache emptied."""
+    monkeypatch.setenv("CLEANROOM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(provenance, "DISK_CACHE_MIN_BYTES", 0)
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
+    return tmp_path / "cache" / "sha256"
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    reads: list[str] = []
+    real = provenance._read_sha256
+
+    def spy(path):
+        reads.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(provenance, "_read_sha256", spy)
+    return reads
+
+
+def test_hash_cache_hits_in_memory_and_on_disk_and_cache_false_rereads(tmp_path, disk_cache, monkeypatch) -> None:
+    f = tmp_path / "shard.safetensors"
+    f.write_bytes(b"w" * 5000)
+    true = hashlib.sha256(b"w" * 5000).hexdigest()
+    reads = _count_reads(monkeypatch)
+    assert hash_file(f) == true and reads == ["shard.safetensors"]
+    assert hash_file(f) == true and len(reads) == 1  # memory hit: the file was not read again
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
+    assert hash_file(f) == true and len(reads) == 1  # disk hit (what a new process sees)
+    (entry,) = disk_cache.iterdir()
+    # A forged entry under the file's own key is returned as is: proof that the cache, not the file,
+    # answered. cache=False reads the file and repairs the entry.
+    forged = json.loads(entry.read_bytes()) | {"sha256": "0" * 64}
+    entry.write_bytes(canonical_json(forged))
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
+    assert hash_file(f) == "0" * 64 and len(reads) == 1
+    assert hash_file(f, cache=False) == true and len(reads) == 2
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
+    assert hash_file(f) == true and len(reads) == 2
+    # a rewrite of another size gives the file a new key: never the old digest
+    f.write_bytes(b"v" * 5001)
+    assert hash_file(f) == hashlib.sha256(b"v" * 5001).hexdigest() and len(reads) == 3
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{not json", b'{"key": [], "sha256": "ab"}', b'["a"]', b'{"sha256": 1}'])
+def test_a_corrupt_or_foreign_cache_entry_is_a_miss(tmp_path, disk_cache, monkeypatch, garbage) -> None:
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF" * 100)
+    hash_file(f)
+    (entry,) = disk_cache.iterdir()
+    entry.write_bytes(garbage)
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
+    reads = _count_reads(monkeypatch)
+    assert hash_file(f) == hashlib.sha256(b"GGUF" * 100).hexdigest() and reads == ["m.gguf"]
+    assert json.loads(entry.read_bytes())["sha256"] == hashlib.sha256(b"GGUF" * 100).hexdigest()  # repaired
+    assert not [p for p in disk_cache.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_unwritable_cache_never_fails_hashing(tmp_path, monkeypatch) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the cache directory should be")
+    monkeypatch.setenv("CLEANROOM_CACHE", str(tmp_path / "not-a-dir"))
+    monkeypatch.setattr(provenance, "DISK_CACHE_MIN_BYTES", 0)
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"x")
+    assert hash_file(f) == sha256_hex(b"x")
+
+
+def test_a_new_process_reads_the_disk_cache_instead_of_the_file(tmp_path, disk_cache) -> None:
+    f = tmp_path / "model-00001-of-00002.safetensors"
+    f.write_bytes(b"s" * 4096)
+    digest = hash_file(f)
+    code = (
+        "import sys; from cleanroom import provenance as p; p.DISK_CACHE_MIN_BYTES = 0\n"
+        "def refuse(path): raise SystemExit('re-read ' + str(path))\n"
+        "p._read_sha256 = refuse; print(p.hash_file(sys.argv[1]))"
+    )
+    env = dict(os.environ, CLEANROOM_CACHE=str(disk_cache.parent))
+    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == digest, out.stderr
 
 
 def test_redact_urls_tokens_keys_and_env_values() -> None:
@@ -103,6 +182,37 @@ def test_redact_urls_tokens_keys_and_env_values() -> None:
     assert out["pad_token"] == "<|endoftext|>" and out["max_new_tokens"] == 8
     assert out["note"] == "key=*** and *** and ***"
     assert out["nested"] == [{"password": "***"}, "***"]
+
+
+def test_redact_closes_the_author_query_string_and_at_sign_gaps() -> None:
+    env = {"AUTHORIZATION": "Basic cGxhbnRlZDpzZWNyZXQ=", "GIT_AUTHOR_NAME": "Jane Example", "HOME": "/root"}
+    out = redact(
+        {
+            "Authorization": "Basic dXNlcjpwYXNzd29yZA==",
+            "author": "Jane Doe",
+            "authors": ["A. Author"],
+            "author_token": "tok-planted-1",
+            "q": "https://h.example/f.bin?x=1&token=T0k3n&sig=S1g&key=K3y&password=P4ss&access_token=A77#top",
+            "azure": "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2030&sp=r&sig=AzureSig%3D",
+            "s3": "https://bucket.s3.amazonaws.com/o?X-Amz-Credential=AKIDX&X-Amz-Signature=abc123&X-Amz-Expires=60",
+            "fragment": "https://app.example/cb#access_token=Frag99&state=ok",
+            "mirror": "https://u:p@ss@host.example/x",
+            "vcs_ref": "git+https://github.com/org/repo@v1.0",
+            "plain": "see key=value in the docs",
+        },
+        environ=env,
+    )
+    assert out["Authorization"] == "***"  # "author" no longer exempts Authorization
+    assert out["author"] == "Jane Doe" and out["authors"] == ["A. Author"]
+    assert out["author_token"] == "***"  # an exempt word does not shield a secret word beside it
+    assert out["q"] == "https://h.example/f.bin?x=1&token=***&sig=***&key=***&password=***&access_token=***#top"
+    assert out["azure"] == "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2030&sp=r&sig=***"
+    assert out["s3"] == "https://bucket.s3.amazonaws.com/o?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"
+    assert out["fragment"] == "https://app.example/cb#access_token=***&state=ok"
+    assert out["mirror"] == "https://***@host.example/x"  # masked up to the last @ before the host
+    assert out["vcs_ref"] == "git+https://github.com/org/repo@v1.0"  # an @ after the host is a ref: kept
+    assert out["plain"] == "see key=value in the docs"  # only URLs have query strings
+    assert provenance.secret_env_values(env) == {"AUTHORIZATION": "Basic cGxhbnRlZDpzZWNyZXQ="}
 
 
 def test_capture_provenance_hashes_model_files_and_hides_secrets(tiny_base_model, monkeypatch) -> None:
@@ -159,3 +269,4 @@ def test_capture_provenance_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+

@@ -6,9 +6,14 @@ with non-ASCII kept as is (``ensure_ascii=False``), floats as Python's shortest 
 and NaN/Infinity rejected (they are not JSON and compare unequal to themselves).
 
 ``content_sha256(payload) = sha256(canonical_json(payload minus its "provenance" block))`` — the
-digest every record carries of its own data. ``hash_file`` hashes model shards once per process,
-keyed by (resolved path, size, mtime_ns), so re-capturing provenance for every stage of a run on a
-65 GB base model does not re-read 65 GB.
+digest every record carries of its own data. ``hash_file`` hashes a model shard once: its digest is
+kept in memory, and for files of at least ``DISK_CACHE_MIN_BYTES`` also on disk under the cleanroom
+cache directory, keyed by (resolved path, size, mtime_ns, ctime_ns, inode) — so re-capturing
+provenance for every stage of a run, or verifying the run later in a new process, does not re-read a
+65 GB base model. ctime and inode are in the key because ``touch -r`` or ``cp -p`` can restore an
+edited file's mtime, but not its ctime (the kernel sets it on every write) or its inode (a copy).
+Timestamps advance by the kernel's clock tick (milliseconds), so only an edit within the tick of the
+hash itself keeps the key; ``cache=False`` sees that one too.
 
 A :class:`ProvenanceRecord` is captured once per stage and answers "which code, model files,
 settings and machine produced this": cleanroom version, git commit and dirty flag, the loader's own
@@ -98,33 +103,79 @@ def content_sha256(payload: Mapping[str, Any]) -> str:
     return sha256_hex(canonical_json({k: v for k, v in payload.items() if k != "provenance"}))
 
 
-_FILE_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+_FILE_HASH_CACHE: dict[tuple[str, int, int, int, int], str] = {}
+# Below this size hashing a file is cheaper than reading a cache entry back; tests lower it.
+DISK_CACHE_MIN_BYTES = 16 << 20
+
+
+def _disk_cache_entry(key: tuple[str, int, int, int, int]) -> Path:
+    from cleanroom.fixtures import cache_root
+
+    return cache_root() / "sha256" / f"{sha256_hex(canonical_json(list(key)))}.json"
+
+
+def _read_disk_cache(key: tuple[str, int, int, int, int]) -> str | None:
+    """The digest remembered for *key*, or None: a missing, unreadable or corrupt entry is a miss."""
+    try:
+        entry = json.loads(_disk_cache_entry(key).read_bytes())
+        digest = entry["sha256"]
+        if entry["key"] == list(key) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest):
+            return digest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _write_disk_cache(key: tuple[str, int, int, int, int], digest: str) -> None:
+    """Remember a digest (temp file + fsync + rename); a cache that cannot be written is skipped."""
+    from cleanroom.artifacts import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(_disk_cache_entry(key), canonical_json({"key": list(key), "sha256": digest}))
+    except OSError:
+        pass
+
+
+def _file_key(path: Path) -> tuple[str, int, int, int, int]:
+    st = path.stat()
+    return (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def hash_file(path: str | os.PathLike[str], *, cache: bool = True) -> str:
-    """Hex SHA-256 of a file, cached per process by (resolved path, size, mtime_ns).
+    """Hex SHA-256 of a file, cached by (resolved path, size, mtime_ns, ctime_ns, inode).
 
-    ``cache=False`` re-reads the file: verification trusts nothing in memory (an in-place edit within
-    one coarse mtime tick keeps size and mtime_ns unchanged).
+    The cache lives in memory and, for files of at least ``DISK_CACHE_MIN_BYTES``, on disk under
+    ``$CLEANROOM_CACHE/sha256/`` (one small JSON entry per file version), so a new process does not
+    re-read a base model's shards. ``cache=False`` re-reads the file and trusts no cache (it still
+    refreshes both). A digest is remembered only when the file's key did not change while it was read.
     """
     p = Path(path)
     try:
         resolved = p.resolve(strict=True)
-        st = resolved.stat()
+        key = _file_key(resolved)
     except FileNotFoundError:
         raise MissingFileError(f"{p}: no such file to hash; check the path") from None
     if not resolved.is_file():
         raise InputError(f"{p} is not a regular file; hash_file hashes files (use hash_tree for a directory)")
-    key = (str(resolved), st.st_size, st.st_mtime_ns)
-    cached = _FILE_HASH_CACHE.get(key) if cache else None
-    if cached is not None:
-        return cached
-    h = hashlib.sha256()
-    with open(resolved, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    _FILE_HASH_CACHE[key] = digest
+    on_disk = key[1] >= DISK_CACHE_MIN_BYTES
+    if cache:
+        cached = _FILE_HASH_CACHE.get(key) or (_read_disk_cache(key) if on_disk else None)
+        if cached is not None:
+            _FILE_HASH_CACHE[key] = cached
+            return cached
+    digest = _read_sha256(resolved)
+    if _file_key(resolved) == key:  # not written to while it was read: the digest belongs to the key
+        _FILE_HASH_CACHE[key] = digest
+        if on_disk:
+            _write_disk_cache(key, digest)
     return digest
 
 
@@ -149,14 +200,32 @@ def digest_path(path: str | os.PathLike[str], *, cache: bool = True) -> str:
 # --------------------------------------------------------------------------- secrets
 
 _SECRET_NAME = re.compile(r"(?i)(token|secret|passw|api_?key|access_?key|private_?key|credential|auth|cookie)")
-# Names that contain "token" but hold tokenizer facts, never secrets (pad_token, max_new_tokens, ...).
-_NOT_SECRET_NAME = re.compile(r"(?i)(tokeniz|tokens|(pad|eos|bos|unk|sep|cls|mask|special|added)_token|token_?id|author)")
+# Parts of names that contain a secret word but hold tokenizer facts or people, never secrets
+# (pad_token, max_new_tokens, tokenizer_file, author, GIT_AUTHOR_NAME). They are cut out before
+# _SECRET_NAME looks at what is left, so "author_token" is still a secret; "author" must end the
+# name or a word, so "Authorization" is not exempt.
+_NOT_SECRET_PART = re.compile(
+    r"(?i)(tokeniz|tokens|(pad|eos|bos|unk|sep|cls|mask|special|added)_token|token_?id|authors?(?![a-z]))"
+)
+# Query parameters whose values are secrets although their names say less (SAS and S3 signatures,
+# ?key=, ?pwd=); matched against the name's words. Names _SECRET_NAME flags are secrets too.
+_SECRET_QUERY_WORDS = frozenset({"sig", "signature", "key", "apikey", "pwd", "pass", "secret", "session", "sessionid", "jsessionid"})
 
 
 def _is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
+    return bool(_SECRET_NAME.search(_NOT_SECRET_PART.sub(" ", name)))
+
+
+def _is_secret_query_name(name: str) -> bool:
+    return _is_secret_name(name) or any(w in _SECRET_QUERY_WORDS for w in re.split(r"[^a-z0-9]+", name.lower()))
+
+
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s\"'<>]*")
+# Userinfo runs to the LAST "@" before the first "/": a password may itself hold "@", "?" or "#"
+# (https://u:p@ss@host -> https://***@host). A "@" in a query before any "/" over-masks; never leaks.
+_URL_USERINFO = re.compile(r"(?<=://)[^/]*@")
+_URL_PARAM = re.compile(r"([?&;#])([^=&;#]+)=([^&;#]*)")
 _SECRET_PATTERNS = (
-    re.compile(r"(?<=://)[^/\s@:]*(?::[^/\s@]*)?@"),  # https://user:tok@host -> https://***@host
     re.compile(r"\bhf_[A-Za-z0-9]{20,}"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{20,}"),
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
@@ -165,6 +234,15 @@ _SECRET_PATTERNS = (
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._\-]{8,}"),
 )
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    url = _URL_USERINFO.sub(REDACTED + "@", match.group(0), count=1)
+    return _URL_PARAM.sub(
+        lambda m: f"{m[1]}{m[2]}={REDACTED}" if m[3] and _is_secret_query_name(m[2]) else m[0], url
+    )
+
+
 MIN_SECRET_LEN = 6  # shorter env values ("1", "true") are not secrets and would mask everything
 
 
@@ -180,19 +258,18 @@ def _redact_str(text: str, secrets: Iterable[str]) -> str:
     for value in secrets:
         if value in text:
             text = text.replace(value, REDACTED)
+    text = _URL.sub(_redact_url, text)
     for pattern in _SECRET_PATTERNS:
-        if pattern.pattern.startswith("(?<=://)"):
-            text = pattern.sub(REDACTED + "@", text)
-        else:
-            text = pattern.sub(REDACTED, text)
+        text = pattern.sub(REDACTED, text)
     return text
 
 
 def redact(obj: Any, *, environ: Mapping[str, str] | None = None) -> Any:
     """A deep copy of *obj* with secrets masked as ``***``.
 
-    Masks: values of secret-named keys (``token``, ``api_key``, ``password``...), URL credentials,
-    token-shaped strings (``hf_...``, ``sk-...``, ``ghp_...``, AWS keys, ``Bearer ...``) and any
+    Masks: values of secret-named keys (``token``, ``api_key``, ``password``, ``Authorization``...),
+    URL credentials (userinfo up to the last ``@`` before the host; query or fragment parameters such
+    as ``?token=``, ``sig=``, ``key=``, ``access_token=``), token-shaped strings (``hf_...``, ``sk-...``, ``ghp_...``, AWS keys, ``Bearer ...``) and any
     occurrence of the value of a secret-named environment variable.
     """
     secrets = sorted(secret_env_values(environ).values(), key=len, reverse=True)
