@@ -1,8 +1,10 @@
-"""`cleanroom verify`, `trace` and `env`: exit codes 0/1/2, the first broken edge, JSON output."""
+"""`cleanroom verify`, `trace` and `env`: exit codes 0/1/2, the first broken edge, JSON output, CUDA from nvidia-smi."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from cleanroom.artifacts import RunDir
 from cleanroom.cli import main
@@ -63,3 +65,32 @@ def test_env_json_has_versions_and_no_secrets(capsys, monkeypatch) -> None:
     assert "HF_TOKEN" not in raw and "ThisMustNeverBePrinted" not in raw
     assert main(["env"]) == 0
     assert "transformers" in capsys.readouterr().out
+
+
+def _fake_nvidia_smi(directory, body: str) -> None:
+    exe = directory / "nvidia-smi"
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(0o755)
+
+
+def test_env_reports_the_drivers_cuda_from_nvidia_smi_without_torch(tmp_path, capsys, monkeypatch) -> None:
+    from cleanroom import environment
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # as in a fresh `cleanroom env` process
+    _fake_nvidia_smi(tmp_path, 'if [ "$#" -gt 0 ]; then echo "NVIDIA H200, 550.54.15, 143771 MiB"; exit 0; fi\n'
+                               'echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |"\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    environment._nvidia_smi_cuda.cache_clear()
+    try:
+        assert main(["env", "--json"]) == 0
+        hw = json.loads(capsys.readouterr().out)["hardware"]
+        assert (hw["cuda"], hw["cuda_source"]) == ("12.4", "nvidia-smi") and hw["gpus"][0]["name"] == "NVIDIA H200"
+        assert main(["env"]) == 0
+        assert "cuda          12.4 (driver, from nvidia-smi)" in capsys.readouterr().out
+        _fake_nvidia_smi(tmp_path, "echo 'NVIDIA-SMI has failed' >&2; exit 9\n")  # a broken driver: no CUDA, no failure
+        environment._nvidia_smi_cuda.cache_clear()
+        assert main(["env", "--json"]) == 0
+        hw = json.loads(capsys.readouterr().out)["hardware"]
+        assert (hw["cuda"], hw["cuda_source"], hw["gpus"]) == (None, None, [])
+    finally:
+        environment._nvidia_smi_cuda.cache_clear()

@@ -2,7 +2,8 @@
 
 This is the reproducibility log a paper or bug report needs, and the part of every provenance record
 that describes *where* a stage ran. Package versions come from ``importlib.metadata`` (the installed
-distribution's metadata, no import). CUDA facts come from ``nvidia-smi`` when it is on ``PATH``, and
+distribution's metadata, no import). CUDA facts come from
+``nvidia-smi`` when it is on ``PATH`` (GPUs, driver, the driver's CUDA version), and the CUDA build
 from torch only when torch is *already* imported by the caller — asking torch would cost seconds and
 pull CUDA initialisation into a process that did not want it.
 
@@ -12,8 +13,10 @@ Environment variables are never recorded wholesale: only a short allow-list of r
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -131,8 +134,30 @@ def _nvidia_smi() -> list[dict[str, str]]:
     return gpus
 
 
+@functools.cache
+def _nvidia_smi_cuda() -> str | None:
+    """The "CUDA Version" in ``nvidia-smi``'s header (the newest CUDA the driver supports), or None.
+
+    Asked once per process (one ~0.1 s call); None when nvidia-smi is absent, fails or prints no such line.
+    """
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, check=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"CUDA Version:\s*([0-9][0-9.]*)", out)
+    return match.group(1) if match else None
+
+
 def hardware_info() -> dict[str, Any]:
-    """CPU model and count, memory, GPUs (``nvidia-smi``) and CUDA (torch, only if already imported)."""
+    """CPU model and count, memory, GPUs (``nvidia-smi``) and CUDA.
+
+    ``cuda`` is torch's CUDA build when torch is already imported and has one (``cuda_source:
+    "torch"``); otherwise the driver's CUDA version from ``nvidia-smi`` (``cuda_source: "nvidia-smi"``);
+    None on a machine with neither.
+    """
     info: dict[str, Any] = {
         "machine": platform.machine(),
         "cpu": _cpu_model(),
@@ -140,11 +165,16 @@ def hardware_info() -> dict[str, Any]:
         "memory_bytes": _memory_bytes(),
         "gpus": _nvidia_smi(),
         "cuda": None,
+        "cuda_source": None,
     }
     torch = sys.modules.get("torch")
     if torch is not None:
         info["cuda"] = getattr(torch.version, "cuda", None)
+        info["cuda_source"] = "torch" if info["cuda"] else None
         info["torch_cuda_available"] = bool(torch.cuda.is_available())
+    if info["cuda"] is None:
+        info["cuda"] = _nvidia_smi_cuda()
+        info["cuda_source"] = "nvidia-smi" if info["cuda"] else None
     return info
 
 
@@ -175,7 +205,8 @@ def format_report(report: dict[str, Any]) -> str:
     for gpu in hw["gpus"] or [{"name": "(none)", "driver": "-", "memory": "-"}]:
         lines.append(f"gpu           {gpu['name']} driver {gpu['driver']} {gpu['memory']}")
     if hw.get("cuda"):
-        lines.append(f"cuda          {hw['cuda']}")
+        source = " (driver, from nvidia-smi)" if hw.get("cuda_source") == "nvidia-smi" else ""
+        lines.append(f"cuda          {hw['cuda']}{source}")
     git = report["git"]
     lines.append(f"git           {git['commit']}{' (dirty)' if git['dirty'] else ''}")
     for key, value in report["env"].items():
