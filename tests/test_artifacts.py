@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom import artifacts, provenance
 from cleanroom.artifacts import (
     CHAIN_SEED,
     RunDir,
@@ -16,6 +17,7 @@ from cleanroom.artifacts import (
     verify_run,
     write_records,
 )
+from cleanroom.cli import main
 from cleanroom.errors import ConfigError, InputError, MissingFileError, ProvenanceError
 from cleanroom.provenance import canonical_json, capture_provenance, content_sha256, hash_file, sha256_hex
 
@@ -84,7 +86,8 @@ def test_verify_passes_and_trace_walks_to_the_root(tmp_path) -> None:
     run, gen_ids, ex_ids = _make_run(tmp_path)
     report = verify_run(run.path)
     assert report.ok, report.errors
-    assert report.counts == {"stages": 2, "files": 5, "records": 8, "parents": 4}
+    assert report.counts == {"stages": 2, "files": 5, "records": 8, "parents": 4, "model_files": 0,
+                             "model_files_unchecked": 0}
     node = trace_record(run.path, ex_ids[2])
     assert (node.artifact, node.line) == ("sft/examples.jsonl", 3)
     assert [(p.record_id, p.artifact, p.line) for p in node.parents] == [("gen:2", "gen/generations.jsonl", 3)]
@@ -212,3 +215,108 @@ def test_write_records_and_read_records(tmp_path) -> None:
     path.write_text('{"ok": 1}\n{"broken"\n')
     with pytest.raises(InputError, match="line 2"):
         read_records(path)
+
+
+def _model_dir(root: Path) -> Path:
+    model = root / "base-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "qwen2"}')
+    (model / "tokenizer.json").write_text('{"model": {"vocab": {"a": 0}}}')
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 8)
+    return model
+
+
+def _run_on_model(root: Path, model: Path) -> RunDir:
+    run = RunDir.create(root, "r1", CONFIG)
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", model_path=model)) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    with run.stage("eval", provenance=capture_provenance("eval", run_id="r1", model_path=model)) as st:
+        st.jsonl("v.jsonl").write({"ok": True}, parents=[run.ref("gen/g.jsonl", "gen:1")], record_id="eval:1")
+    run.finalize()
+    return run
+
+
+def test_verify_rehashes_the_base_model_files_in_provenance(tmp_path) -> None:
+    model = _model_dir(tmp_path)
+    run = _run_on_model(tmp_path / "runs", model)
+    report = verify_run(run.path)
+    assert report.ok and report.counts["model_files"] == 3 and report.counts["model_files_unchecked"] == 0
+    tok = model / "tokenizer.json"
+    tok.write_text('{"model": {"vocab": {"a": 0, "<|im_start|>": 1}}}')  # an edited tokenizer
+    first = verify_run(run.path).first
+    assert first is not None and first.file == str(tok.resolve()) and "base model file" in first.check
+    assert first.expected == sha256_hex(b'{"model": {"vocab": {"a": 0}}}') and first.found == hash_file(tok)
+    tok.unlink()
+    first = verify_run(run.path).first
+    assert first is not None and first.file == str(tok.resolve()) and first.found == "missing"
+
+
+def test_rehash_models_bypasses_the_hash_cache(tmp_path, monkeypatch) -> None:
+    model = _model_dir(tmp_path)
+    run = _run_on_model(tmp_path / "runs", model)
+    cfg = model / "config.json"
+    recorded = hash_file(cfg)
+    cfg.write_text('{"model_type": "llama"}')
+    # a stale entry under the edited file's key (what a rewrite within one timestamp tick could leave)
+    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {provenance._file_key(cfg.resolve()): recorded})
+    assert verify_run(run.path).ok  # the cache answered for the model file
+    first = verify_run(run.path, rehash_models=True).first
+    assert first is not None and first.file == str(cfg.resolve()) and first.found == sha256_hex(cfg.read_bytes())
+
+
+def test_a_model_that_is_not_here_is_a_note_not_a_failure(tmp_path, capsys) -> None:
+    model = _model_dir(tmp_path)
+    run = _run_on_model(tmp_path / "runs", model)
+    model.rename(tmp_path / "moved")  # the run was copied to a machine without the model
+    report = verify_run(run.path)
+    assert report.ok and report.counts["model_files"] == 0 and report.counts["model_files_unchecked"] == 3
+    (note,) = report.notes
+    assert str(model.resolve()) in note and "eval/manifest.json, gen/manifest.json" in note and "unchecked" in note
+    assert main(["verify", str(run.path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["notes"] == [note] and out["counts"]["model_files_unchecked"] == 3
+    assert main(["verify", str(run.path)]) == 0
+    assert f"note: {note}" in capsys.readouterr().out
+
+
+def test_a_link_into_another_stage_carries_the_files_digest(tmp_path, monkeypatch) -> None:
+    run, _, _ = _make_run(tmp_path)
+    refs = [r["provenance"]["parents"][0] for r in read_records(run.path / "sft" / "examples.jsonl")]
+    assert {p["sha256"] for p in refs} == {hash_file(run.path / "gen" / "generations.jsonl")}
+    prov = capture_provenance("x", run_id="r1", config=CONFIG)
+    with pytest.raises(InputError, match="without its sha256"):
+        with run.stage("x", provenance=prov) as st:
+            st.jsonl("x.jsonl").write({"v": 1}, parents=[{"artifact": "gen/generations.jsonl", "sha256": None,
+                                                         "record_id": "gen:0"}])
+    # a run written before links carried digests: verify names the link
+    check = artifacts._check_parents
+    monkeypatch.setattr(artifacts, "_check_parents", lambda parents, where, stage=None: check(parents, where))
+    with run.stage("x", provenance=prov) as st:
+        st.jsonl("x.jsonl").write({"v": 1}, parents=[{"artifact": "gen/generations.jsonl", "sha256": None,
+                                                     "record_id": "gen:0"}])
+    run.finalize()
+    first = verify_run(run.path).first
+    assert first is not None and (first.file, first.line) == ("x/x.jsonl", 1)
+    assert "sha256 of gen/generations.jsonl recorded in the link" in first.check and first.found is None
+
+
+def test_trace_reports_a_malformed_record_file_as_an_input_error(tmp_path) -> None:
+    run, gen_ids, ex_ids = _make_run(tmp_path)
+    path = run.path / "gen" / "generations.jsonl"
+    lines = path.read_bytes().splitlines(True)
+    path.write_bytes(lines[0] + b'{"prompt": "p1", "provenance": \n' + b"".join(lines[2:]))
+    with pytest.raises(InputError, match=rf"{path}:2: not a cleanroom record"):
+        trace_record(run.path, ex_ids[0])
+
+
+def test_trace_survives_a_parent_without_an_artifact_and_suggests_ids(tmp_path) -> None:
+    run, gen_ids, ex_ids = _make_run(tmp_path)
+    path = run.path / "sft" / "examples.jsonl"
+    rec = read_records(path)[1]
+    rec["provenance"]["parents"] = [{"artifact": None, "sha256": None, "record_id": "gen:1"}, "not a dict"]
+    path.write_bytes(b"".join(canonical_json(r) + b"\n" for r in [read_records(path)[0], rec]))
+    node = trace_record(run.path, ex_ids[1])
+    assert [(p.kind, p.artifact, p.record_id) for p in node.parents] == [
+        ("missing", "(no artifact named)", "gen:1"), ("missing", "(no artifact named)", None)]
+    with pytest.raises(InputError, match=r"did you mean gen:1.*`cleanroom trace "):
+        trace_record(run.path, "gen:1x")

@@ -1,4 +1,4 @@
-"""`cleanroom verify`, `trace` and `env`: exit codes 0/1/2, the first broken edge, JSON output, CUDA from nvidia-smi."""
+"""`cleanroom verify`, `trace` and `env`: exit codes 0/1/2, the first broken edge, listing ids, JSON output, CUDA from nvidia-smi."""
 
 from __future__ import annotations
 
@@ -65,6 +65,26 @@ def test_env_json_has_versions_and_no_secrets(capsys, monkeypatch) -> None:
     assert "HF_TOKEN" not in raw and "ThisMustNeverBePrinted" not in raw
     assert main(["env"]) == 0
     assert "transformers" in capsys.readouterr().out
+
+
+def test_trace_without_an_id_lists_ids_and_the_hint_says_so(tmp_path, capsys) -> None:
+    run = _run(tmp_path)
+    assert main(["trace", str(run.path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["gen:1  [gen/g.jsonl line 1]", "gen:2  [gen/g.jsonl line 2]"]
+    assert main(["trace", str(run.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[1] == {"record_id": "gen:2", "artifact": "gen/g.jsonl", "line": 2}
+    assert main(["trace", str(run.path), "gen:3"]) == 2
+    err = capsys.readouterr().err
+    assert f"list its record ids with `cleanroom trace {run.path}`" in err and "(did you mean gen:" in err
+
+
+def test_trace_of_a_malformed_line_is_one_line_exit_2(tmp_path, capsys) -> None:
+    run = _run(tmp_path)
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().splitlines(True)[0] + b'{"text": "b", "provenance": {\n')
+    assert main(["trace", str(run.path), "gen:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}:2: not a cleanroom record" in err and "Traceback" not in err
 
 
 def _fake_nvidia_smi(directory, body: str) -> None:

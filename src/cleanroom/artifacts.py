@@ -110,7 +110,11 @@ def chain_step(prev: str, record: Mapping[str, Any]) -> str:
     return sha256_hex(prev.encode("ascii") + body)
 
 
-def _check_parents(parents: Iterable[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+def _check_parents(
+    parents: Iterable[Mapping[str, Any]], where: str, *, stage: str | None = None
+) -> list[dict[str, Any]]:
+    """Validate parent links; inside a stage, only a link to that stage's own (growing) files may omit
+    its digest — a finished stage's file or an external file is linked with ``run.ref(...)``."""
     out = []
     for i, p in enumerate(parents):
         if not isinstance(p, Mapping) or set(p) != _PARENT_KEYS:
@@ -122,6 +126,11 @@ def _check_parents(parents: Iterable[Mapping[str, Any]], where: str) -> list[dic
             raise InputError(f"{where}: parent {i} sha256 {p['sha256']!r} is not a hex SHA-256 or None")
         if p["record_id"] is not None and not isinstance(p["record_id"], str):
             raise InputError(f"{where}: parent {i} record_id must be a str or None")
+        if stage is not None and p["sha256"] is None and p["artifact"].split("/", 1)[0] != stage:
+            raise InputError(
+                f"{where}: parent {i} links {p['artifact']} without its sha256; a link outside stage {stage} "
+                "carries the file's digest — build it with run.ref(artifact, record_id)"
+            )
         out.append(dict(p))
     return out
 
@@ -228,9 +237,8 @@ class RecordWriter:
             raise InputError(f"{where}: record_id must be a non-empty str, got {rid!r}")
         if rid in self._ids:
             return rid
-        line, chain = _make_line(
-            payload, record_id=rid, parents=_check_parents(parents, where), producer=self._producer, prev=self._prev
-        )
+        parents = _check_parents(parents, where, stage=self.artifact.split("/", 1)[0])
+        line, chain = _make_line(payload, record_id=rid, parents=parents, producer=self._producer, prev=self._prev)
         view = memoryview(line)
         while view:
             n = os.write(self._fd, view)
@@ -634,11 +642,11 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def verify_run(run_dir: str | os.PathLike[str]) -> Any:
+def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> Any:
     """Re-check a run offline; see :func:`cleanroom.verify.verify_run`."""
     from cleanroom.verify import verify_run as _verify
 
-    return _verify(run_dir)
+    return _verify(run_dir, rehash_models=rehash_models)
 
 
 def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> Any:

@@ -1,8 +1,11 @@
 """Offline verification and tracing of a run directory (behind ``cleanroom verify`` and ``cleanroom trace``).
 
-Verification trusts nothing in memory: every file is re-read and re-hashed (no hash cache). The
-checks follow the edges of the run's hash graph, in an order chosen so the *first* error reported is
-the edge closest to a change:
+Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
+cache). The base model's files, which live outside the run and may weigh 60 GB, are re-hashed
+through :func:`~cleanroom.provenance.hash_file`'s cache, keyed by (path, size, mtime_ns, ctime_ns,
+inode): a write to a file changes its ctime, so an edited ``tokenizer.json`` is re-read and caught
+(``rehash_models=True`` bypasses the cache). The checks follow the edges of the run's hash graph, in
+an order chosen so the *first* error reported is the edge closest to a change:
 
 1. ``attestation.json`` parses and is byte-exactly its own pretty form;
 2. ``run.json`` and ``config.resolved.yaml`` (format, config digest);
@@ -11,9 +14,14 @@ the edge closest to a change:
    file's digest against the manifest, record counts and chain roots;
 3b. every stage's inputs against the digests taken when it started (after all stages, so an edited
    file is first reported by its own stage, at its line);
+3c. the base model files each stage's provenance recorded (``provenance.model.files``), re-hashed at
+   their recorded path; a model directory that is not there (the run moved to another machine) is a
+   note and a count of unchecked files, not a failure;
 4. the attestation rebuilt from disk, compared field by field (dependencies, parameters, subjects);
 5. record ids unique across the run, and every parent resolves: the named artifact exists, its
-   digest matches the one recorded in the parent link, and the record id is in it.
+   digest matches the one recorded in the parent link, and the record id is in it. Only a link to a
+   file of the record's own stage may omit the digest (that file was still growing); a link into
+   another stage or outside the run without one is broken.
 
 Each failure is a :class:`Broken` naming the file, line, check, expected and found values.
 """
@@ -30,7 +38,7 @@ import yaml
 
 from cleanroom.artifacts import _BLOCK_KEYS, CHAIN_SEED, build_attestation, chain_step, pretty_json
 from cleanroom.errors import InputError, MissingFileError
-from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
+from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
 
 
 @dataclass(frozen=True)
@@ -122,11 +130,14 @@ def _first_diff_line(data: bytes, want: bytes) -> int:
 
 
 class _Verifier:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, rehash_models: bool = False) -> None:
         self.root = root
+        self.rehash_models = rehash_models
         self.errors: list[Broken] = []
         self.notes: list[str] = []
-        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0}
+        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "model_files": 0, "model_files_unchecked": 0}
+        # (model path, relative file) -> [(manifest name, recorded sha256)]
+        self.model_files: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self.subjects: dict[str, Any] = {}
         self.records: dict[str, tuple[str, int, dict[str, Any]]] = {}  # id -> (artifact, line, record)
         self.ids_by_artifact: dict[str, set[str]] = {}
@@ -256,6 +267,10 @@ class _Verifier:
             elif files[rel].get("sha256") != found:
                 self.broken(name, None, f"sha256 recorded in {mname}", files[rel].get("sha256"), found)
         self.inputs.extend((mname, inp) for inp in manifest.get("inputs", []) if isinstance(inp, dict))
+        model = manifest["provenance"].get("model") if isinstance(manifest["provenance"], dict) else None
+        if isinstance(model, dict) and isinstance(model.get("files"), dict):
+            for rel, sha in model["files"].items():
+                self.model_files.setdefault((str(model.get("resolved_path")), rel), []).append((mname, sha))
 
     def check_inputs(self) -> None:
         """Stage inputs still match the digests taken when each stage started (after all stages' own checks,
@@ -269,6 +284,31 @@ class _Verifier:
             found = self.fresh(target)
             if found != inp.get("sha256"):
                 self.broken(str(inp.get("path")), None, f"input sha256 recorded in {mname}", inp.get("sha256"), found)
+
+    def check_model_files(self) -> None:
+        """Re-hash the base model files the stages recorded, where they are (see module docstring, 3c)."""
+        absent: dict[str, set[str]] = {}
+        for (base, rel), recorded in sorted(self.model_files.items()):
+            root = Path(base)
+            target = root if root.is_file() and root.name == rel else root / rel
+            if not root.exists():
+                self.counts["model_files_unchecked"] += 1
+                absent.setdefault(base, set()).update(m for m, _ in recorded)
+                continue
+            if not target.is_file():
+                for mname, sha in recorded:
+                    self.broken(str(target), None, f"base model file recorded in {mname} exists", sha, "missing")
+                continue
+            found = hash_file(target, cache=not self.rehash_models)
+            self.counts["model_files"] += 1
+            for mname, sha in recorded:
+                if sha != found:
+                    self.broken(str(target), None, f"sha256 of the base model file recorded in {mname}", sha, found)
+        for base, manifests in sorted(absent.items()):
+            self.notes.append(
+                f"base model {base} (recorded by {', '.join(sorted(manifests))}) is not present here; its "
+                "file digests are unchecked — verify on the machine that holds the model to check them"
+            )
 
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
@@ -360,6 +400,9 @@ class _Verifier:
                     self.broken(artifact, lineno, f"{where} shape", "{artifact, sha256, record_id}", repr(parent))
                     continue
                 name, want_sha, pid = parent["artifact"], parent.get("sha256"), parent.get("record_id")
+                if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
+                    self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
+                                "the digest of a finished stage's or an external file", None)
                 if Path(name).is_absolute():
                     target = Path(name)
                     if not target.exists():
@@ -388,16 +431,20 @@ def _require_run(root: Path) -> None:
         )
 
 
-def verify_run(run_dir: str | os.PathLike[str]) -> VerifyReport:
-    """Re-check a run offline (see module docstring). :class:`MissingFileError` if it is not a run."""
+def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> VerifyReport:
+    """Re-check a run offline (see module docstring). :class:`MissingFileError` if it is not a run.
+
+    ``rehash_models=True`` re-reads every base model file instead of trusting the hash cache.
+    """
     root = Path(run_dir)
     _require_run(root)
-    v = _Verifier(root)
+    v = _Verifier(root, rehash_models=rehash_models)
     att = v.check_attestation()
     v.check_run_files()
     for stage in v.stage_names():
         v.check_stage(stage)
     v.check_inputs()
+    v.check_model_files()
     if att is not None:
         v.check_rebuilt_attestation(att)
     v.check_parents()
@@ -432,47 +479,83 @@ class TraceNode:
 
 
 def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Every record of the finished stages by id, and each stage's model files; a malformed line or
+    manifest is an :class:`InputError` naming the file and line (``cleanroom verify`` says more)."""
     records: dict[str, tuple[str, int, dict[str, Any]]] = {}
     models: dict[str, dict[str, Any]] = {}
+    fix = f"run `cleanroom verify {root}` to find what changed"
     for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
-        manifest = json.loads((sdir / "manifest.json").read_bytes())
-        model = (manifest.get("provenance") or {}).get("model")
-        if model:
+        mpath = sdir / "manifest.json"
+        try:
+            manifest = json.loads(mpath.read_bytes())
+            model = (manifest.get("provenance") or {}).get("model")
+            record_files = list(manifest.get("records", {}))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InputError(f"{mpath}: not a readable stage manifest ({exc}); {fix}") from None
+        if isinstance(model, dict):
             models[sdir.name] = {"resolved_path": model.get("resolved_path"), "files": model.get("files")}
-        for rel in manifest.get("records", {}):
-            with open(sdir / rel, "rb") as fh:
+        for rel in record_files:
+            path = sdir / rel
+            if not path.is_file():
+                raise InputError(f"{path}: record file listed in {mpath} is missing; {fix}")
+            with open(path, "rb") as fh:
                 for lineno, raw in enumerate(fh, start=1):
-                    rec = json.loads(raw)
-                    records[rec["provenance"]["record_id"]] = (f"{sdir.name}/{rel}", lineno, rec)
+                    try:
+                        rec = json.loads(raw)
+                        rid = rec["provenance"]["record_id"]
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
+                                         f"{fix}") from None
+                    if not isinstance(rid, str):
+                        raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
+                    records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
     return records, models
+
+
+def list_records(run_dir: str | os.PathLike[str]) -> list[tuple[str, str, int]]:
+    """``(record_id, artifact, line)`` of every record of the run's finished stages, in file order."""
+    root = Path(run_dir)
+    _require_run(root)
+    records, _ = _index(root)
+    return sorted(((rid, a, line) for rid, (a, line, _) in records.items()), key=lambda t: (t[1], t[2]))
 
 
 def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> TraceNode:
     """Walk *record_id* back through its parents to the roots (source records, external files, base model).
 
     Each record node carries the model files (path and digests) of the stage that produced it.
-    :class:`InputError` when the id is not in the run.
+    :class:`InputError` when the id is not in the run or a record file is malformed.
     """
+    import difflib
+
     root = Path(run_dir)
     _require_run(root)
     records, models = _index(root)
     if record_id not in records:
-        raise InputError(f"record {record_id!r} is not in run {root}; list ids with `cleanroom verify --json`")
+        close = difflib.get_close_matches(record_id, list(records), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(
+            f"record {record_id!r} is not in run {root}{hint}; list its record ids with `cleanroom trace {root}`"
+        )
 
     def walk(rid: str, seen: frozenset[str]) -> TraceNode:
         artifact, lineno, rec = records[rid]
         block = rec["provenance"]
         parents = []
-        for p in block.get("parents", []):
-            pid, name = p.get("record_id"), p.get("artifact")
-            if pid in records and records[pid][0] == name and pid not in seen:
+        links = block.get("parents")
+        for p in links if isinstance(links, list) else []:
+            p = p if isinstance(p, dict) else {}
+            pid, name, sha = p.get("record_id"), p.get("artifact"), p.get("sha256")
+            if not isinstance(name, str) or not name:
+                parents.append(TraceNode("missing", "(no artifact named)", pid, None, sha, None, ()))
+            elif isinstance(pid, str) and pid in records and records[pid][0] == name and pid not in seen:
                 parents.append(walk(pid, seen | {pid}))
             elif Path(name).is_absolute():
-                parents.append(TraceNode("external", name, pid, None, p.get("sha256"), None, ()))
+                parents.append(TraceNode("external", name, pid, None, sha, None, ()))
             elif (root / name).exists():
-                parents.append(TraceNode("artifact", name, pid, None, p.get("sha256"), None, ()))
+                parents.append(TraceNode("artifact", name, pid, None, sha, None, ()))
             else:
-                parents.append(TraceNode("missing", name, pid, None, p.get("sha256"), None, ()))
+                parents.append(TraceNode("missing", name, pid, None, sha, None, ()))
         stage = artifact.split("/", 1)[0]
         return TraceNode("record", artifact, rid, lineno, block.get("content_sha256"), models.get(stage), tuple(parents))
 
@@ -498,4 +581,4 @@ def format_trace(node: TraceNode, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Broken", "TraceNode", "VerifyReport", "format_trace", "trace_record", "verify_run"]
+__all__ = ["Broken", "TraceNode", "VerifyReport", "format_trace", "list_records", "trace_record", "verify_run"]

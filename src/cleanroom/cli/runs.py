@@ -14,11 +14,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--rehash-models", action="store_true",
+                   help="re-read every base model file instead of trusting the hash cache (slow on large models)")
     p.set_defaults(handler=run_verify)
 
-    p = sub.add_parser("trace", help="walk a record back to its roots (source records, base model files)")
+    p = sub.add_parser(
+        "trace", help="walk a record back to its roots (source records, base model files)",
+        description="Without RECORD_ID, list every record id of the run with its file and line.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
-    p.add_argument("record_id", metavar="RECORD_ID", help="a record id, e.g. eval/base:1001")
+    p.add_argument("record_id", metavar="RECORD_ID", nargs="?", default=None,
+                   help="a record id, e.g. eval/base:1001 (omit to list the run's ids)")
     p.add_argument("--json", action="store_true", help="print the ancestry tree as JSON")
     p.set_defaults(handler=run_trace)
 
@@ -30,28 +36,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     from cleanroom.verify import verify_run
 
-    report = verify_run(args.run_dir)
+    report = verify_run(args.run_dir, rehash_models=args.rehash_models)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-    elif report.ok:
+        return 0 if report.ok else 1
+    if report.ok:
         c = report.counts
         print(
             f"ok: {args.run_dir}: {c['stages']} stages, {c['files']} files, {c['records']} records, "
             f"{c['parents']} parent links verified"
         )
-        for note in report.notes:
-            print(f"note: {note}")
+        if c["model_files"]:
+            print(f"ok: {c['model_files']} base model files match the digests in the stages' provenance")
     else:
         assert report.first is not None
         print(f"BROKEN: {report.first.message}")
         if len(report.errors) > 1:
             print(f"({len(report.errors) - 1} further broken edges; --json lists them)")
+    for note in report.notes:
+        print(f"note: {note}")
     return 0 if report.ok else 1
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from cleanroom.verify import format_trace, trace_record
+    from cleanroom.verify import format_trace, list_records, trace_record
 
+    if args.record_id is None:
+        rows = list_records(args.run_dir)
+        if args.json:
+            print(json.dumps([{"record_id": r, "artifact": a, "line": n} for r, a, n in rows], indent=2,
+                             ensure_ascii=False))
+        else:
+            print("\n".join(f"{rid}  [{artifact} line {line}]" for rid, artifact, line in rows))
+        return 0
     node = trace_record(args.run_dir, args.record_id)
     print(json.dumps(node.to_dict(), indent=2, ensure_ascii=False) if args.json else format_trace(node))
     return 0

@@ -40,8 +40,7 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
     writer = stage_writer.jsonl(f"{name}_responses.jsonl")
     responses = generate_into(
         writer, loader_for(ctx), model, tokenizer, records, gen=gen,
-        parent_ref=lambda r: {"artifact": "preflight/eval_prompts.jsonl", "sha256": None,
-                              "record_id": f"eval_prompts:{r.key}"},
+        parent_ref=lambda r: ctx.run.ref("preflight/eval_prompts.jsonl", f"eval_prompts:{r.key}"),
         id_prefix=f"{stage_writer.name}/{name}", render=lambda r: few_shot_prompt(r.prompt),
         progress=ctx.progress, label=f"{stage_writer.name}: {name}", budget=ctx.budget,
     )

@@ -117,8 +117,7 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
                 for c in cands:
                     sid = f"pairs/sample:{r.key}:{c['origin']}"
                     samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
-                                  parents=[{"artifact": "preflight/sft_pool.jsonl", "sha256": None,
-                                            "record_id": f"sft_pool:{r.key}"}], record_id=sid)
+                                  parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")], record_id=sid)
                     sample_ids.append(sid)
                 order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
                 lo, hi = order[0], order[-1]

@@ -61,7 +61,7 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
                    generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher})
     with ctx.run.stage("sft_data", provenance=prov, inputs=["preflight/sft_pool.jsonl"]) as st:
         gens = st.jsonl("generations.jsonl")
-        parent = lambda r: {"artifact": "preflight/sft_pool.jsonl", "sha256": None, "record_id": f"sft_pool:{r.key}"}  # noqa: E731
+        parent = lambda r: ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")  # noqa: E731
         if teacher == "none":
             responses = generate_into(gens, loader_for(ctx), model, tokenizer, pool, gen=gen, parent_ref=parent,
                                       id_prefix="sft_data/generation", render=lambda r: few_shot_prompt(r.prompt),
