@@ -1,4 +1,4 @@
-"""cleanroom.provenance: canonical JSON and digests, the file-hash cache, secret redaction, the provenance record."""
+"""cleanroom.provenance: canonical JSON and digests, the file-hash cache, secret redaction, the provenance record (and the loader part stages put in it)."""
 
 from __future__ import annotations
 
@@ -270,3 +270,22 @@ def test_capture_provenance_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
+
+def test_a_stage_that_loads_no_weights_still_records_the_loaders_provenance(tmp_path, tiny_base_model) -> None:
+    """The merge stage of a quantized run loads no model; its record still names loader, quantization, revision."""
+    from cleanroom.artifacts import RunDir
+    from cleanroom.config import load_config, spec_to_dict
+    from cleanroom.loader import loader_version
+    from cleanroom.pipeline.common import BudgetMeter, Context
+    from cleanroom.pipeline.training import run_merge
+
+    spec = load_config("tiny", ["model.quantization=nf4", "model.revision=0123abc"])
+    ctx = Context(spec=spec, run=RunDir.create(tmp_path, "q", spec_to_dict(spec)), device="cpu",
+                  budget=BudgetMeter(price_per_hour=0.0), progress=False)
+    (ctx.run.path / "sft" / "adapter").mkdir(parents=True)  # the merge stage's input; never loaded here
+    (ctx.run.path / "sft" / "adapter" / "adapter_config.json").write_text("{}")
+    assert run_merge(ctx)["merged"] is False
+    prov = json.loads((ctx.run.path / "merge" / "manifest.json").read_text())["provenance"]
+    assert prov["loader_version"] == loader_version() and prov["quantization"] == "nf4"
+    assert prov["model"]["revision"] == "0123abc" and prov["loader"]["weights_loaded"] is False
+    assert prov["loader"]["files"]["tokenizer.json"] == prov["model"]["files"]["tokenizer.json"]

@@ -36,14 +36,20 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     from cleanroom.stats.compare import compare_verdict_files
 
     gen = ctx.spec.eval.generation
-    prov = capture(ctx, "eval", generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST})
     policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx)}
+    # the first policy loads before the capture, so the record holds the loader's provenance (version,
+    # quantization, revision) like every other stage; each policy's adapters are listed in extra
+    loaded = {"sft": load_model(ctx, adapters=tuple(ctx.run.path / a for a in policies["sft"]), probe=False)}
+    loader_prov = {k: v for k, v in loaded["sft"][2].items() if k != "adapters"}
+    prov = capture(ctx, "eval", loader=loader_prov, generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST},
+                   extra={"policies": {name: list(adapters) for name, adapters in policies.items()}})
     with ctx.run.stage("eval", provenance=prov,
                        inputs=["preflight/eval_prompts.jsonl", "baseline/base_verdicts.jsonl",
                                "sft/adapter", "dpo/adapter"]) as st:
         summaries = {"base": ctx.read_json("baseline", "summary.json")}
         for name, adapters in policies.items():
-            bundle = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
+            bundle = loaded.pop(name, None) or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
+                                                          probe=False)
             verdicts = respond_and_score(ctx, st, name, adapters=adapters, gen=gen, model_bundle=bundle)
             summaries[name] = summarize(verdicts)
             del bundle

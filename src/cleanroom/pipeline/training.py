@@ -76,6 +76,20 @@ def run_sft(ctx: Context) -> dict[str, Any]:
     return metrics
 
 
+def _tokenizer_provenance(ctx: Context) -> dict[str, Any]:
+    """The clean loader's provenance (version, quantization, revision, file digests) from the tokenizer
+    alone: a stage that loads no weights still records which loader and settings its inputs came from."""
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.pipeline.common import resolve_model
+
+    m = ctx.spec.model
+    path, gguf = resolve_model(m, ctx.run.path)
+    loader = CleanModelLoader(path, quantization=m.quantization, revision=m.revision, gguf_file=gguf,
+                              trust_remote_code=m.trust_remote_code, allow_instruct=m.allow_instruct,
+                              allow_instruct_reason=m.allow_instruct_reason, probe=False)
+    return dict(loader.load_tokenizer()[1], model_dir=str(path), weights_loaded=False)
+
+
 def run_merge(ctx: Context) -> dict[str, Any]:
     """Prove that generating with the merged model is generating with the adapter: logits agree."""
     from peft import PeftModel
@@ -86,7 +100,7 @@ def run_merge(ctx: Context) -> dict[str, Any]:
     if ctx.spec.model.quantization is not None:
         # merging into 4-bit weights re-quantizes; later stages generate through the attached adapter
         report = {"merged": False, "reason": "quantized base: generation uses the attached adapter (no merge)"}
-        prov = capture(ctx, "merge", extra=report)
+        prov = capture(ctx, "merge", loader=_tokenizer_provenance(ctx), extra=report)
         with ctx.run.stage("merge", provenance=prov, inputs=["sft/adapter"]) as st:
             atomic_write_bytes(st.dir / "equivalence.json", pretty_json(report))
         return report
