@@ -81,3 +81,38 @@ def test_few_shot_examples_follow_their_instructions_and_have_no_control_tokens(
     assert text.endswith("### Response:\n") and "<|" not in text and STOP not in text[-30:]
     assert zero_shot_prompt("Write a poem.") in text
     assert len(FEW_SHOT_DIGEST) == 64
+
+
+def test_make_eval_set_writes_provenance_blocks_atomically(tmp_path, monkeypatch):
+    """Every record carries its block (id, content digest, the generator's digest); readers take files with
+    blocks and files without (a user's own prompts) alike."""
+    import json
+    import os
+
+    from cleanroom.artifacts import read_records
+    from cleanroom.ifeval import GENERATOR_DIGEST, file_sha256, read_prompts
+    from cleanroom.provenance import canonical_json, content_sha256, sha256_hex
+
+    fsynced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(fd) or real_fsync(fd))
+    info = make_eval_set(tmp_path, seed=3, n_eval=12, n_pool=7)
+    assert len(fsynced) >= 2  # each file's bytes reach the disk before its rename
+    assert info["provenance"] == {"generator": "cleanroom.ifeval.evalset", "generator_version": "1",
+                                  "generator_digest": GENERATOR_DIGEST, "seed": 3, "n_eval": 12, "n_pool": 7}
+    for name, split, n in (("eval_prompts", "eval", 12), ("sft_pool", "pool", 7)):
+        path = tmp_path / f"{name}.jsonl"
+        assert info[f"{name}_sha256"] == file_sha256(path)
+        records = read_records(path)
+        expected = generate_prompts(n, seed=3, split=split)
+        assert [r["provenance"]["record_id"] for r in records] == [f"{name}:{r.key}" for r in expected]
+        for rec in records:
+            block = rec["provenance"]
+            assert block["content_sha256"] == content_sha256(rec) and block["parents"] == []
+            assert block["producer"]["generator_digest"] == GENERATOR_DIGEST
+            assert block["producer"]["provenance_sha256"] == sha256_hex(canonical_json(info["provenance"]))
+        assert read_prompts(path) == expected
+        bare = tmp_path / f"bare_{name}.jsonl"  # the same prompts as a user would write them: no block
+        bare.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "provenance"}) + "\n" for r in records))
+        assert read_prompts(bare) == expected
+    assert not list(tmp_path.glob(".*.tmp"))

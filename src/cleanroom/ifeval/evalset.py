@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cleanroom.errors import ContaminationError, InputError
-from cleanroom.ifeval.io import PromptRecord, prompt_record_from_dict, write_jsonl
+from cleanroom.ifeval.io import PromptRecord, file_sha256, prompt_record_from_dict
 
 GENERATOR_VERSION = "1"
 GENERATOR_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
@@ -377,15 +377,32 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     """Write ``eval_prompts.jsonl`` and ``sft_pool.jsonl`` under ``out_dir``; return their digests.
 
     The pool is checked against the eval set with :func:`check_overlap` before anything is written.
+    Each file is written atomically (temp file, fsync, rename) by
+    :func:`cleanroom.artifacts.write_records`, every record with its provenance block: record id
+    ``eval_prompts:<key>`` / ``sft_pool:<key>``, and a producer naming this generator's digest. The
+    producer's ``provenance_sha256`` is the digest of the returned ``provenance`` (generator version
+    and digest, seed, sizes) — no clock or machine in it, so the same arguments give the same bytes.
     """
+    from cleanroom.artifacts import write_records
+    from cleanroom.provenance import canonical_json, sha256_hex
+
     if n_eval < 1 or n_pool < 1:
         raise InputError(f"n_eval and n_pool must be >= 1, got {n_eval}, {n_pool}")
     eval_set = generate_prompts(n_eval, seed=seed, split="eval")
     pool = generate_prompts(n_pool, seed=seed, split="pool")
     check_overlap(eval_set, pool, n=13)
+    settings = {"seed": seed, "n_eval": n_eval, "n_pool": n_pool}
+    provenance = {"generator": __name__, "generator_version": GENERATOR_VERSION, "generator_digest": GENERATOR_DIGEST,
+                  **settings}
+    producer = {"stage": "eval_make_set", "run_id": None, "config_sha256": sha256_hex(canonical_json(settings)),
+                "provenance_sha256": sha256_hex(canonical_json(provenance)), "generator_digest": GENERATOR_DIGEST}
     out = Path(out_dir)
-    eval_sha = write_jsonl(out / "eval_prompts.jsonl", [r.to_dict() for r in eval_set])
-    pool_sha = write_jsonl(out / "sft_pool.jsonl", [r.to_dict() for r in pool])
+    digests = {}
+    for name, records in (("eval_prompts", eval_set), ("sft_pool", pool)):
+        path = out / f"{name}.jsonl"
+        write_records(path, [r.to_dict() for r in records], producer=producer,
+                      record_id_of=lambda payload, name=name: f"{name}:{payload['key']}")
+        digests[f"{name}_sha256"] = file_sha256(path)
     covered = sorted({i for r in eval_set for i in r.instruction_id_list})
     return {
         "generator_version": GENERATOR_VERSION,
@@ -393,7 +410,7 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
         "seed": seed,
         "n_eval": len(eval_set),
         "n_pool": len(pool),
-        "eval_prompts_sha256": eval_sha,
-        "sft_pool_sha256": pool_sha,
+        **digests,
         "types_covered": covered,
+        "provenance": provenance,
     }

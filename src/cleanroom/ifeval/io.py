@@ -1,8 +1,10 @@
 """IFEval-format files: prompts ``{key, prompt, instruction_id_list, kwargs}`` and responses ``{key, response}``.
 
-Responses are joined to prompts on ``key`` (never on prompt text, which the reference tooling does
-and which breaks silently when a prompt is corrected). Every prompt's instructions are constructed
-while reading, so a malformed kwarg fails at load time with the file and line, not mid-scoring.
+Records may carry the ``provenance`` block cleanroom writes (``cleanroom eval make-set``, a run's
+``preflight/``) or none (a user's own file): readers ignore it either way. Responses are joined to
+prompts on ``key`` (never on prompt text, which the reference tooling does and which breaks silently
+when a prompt is corrected). Every prompt's instructions are constructed while reading, so a
+malformed kwarg fails at load time with the file and line, not mid-scoring.
 """
 
 from __future__ import annotations
@@ -126,14 +128,3 @@ def read_responses(path: str | Path) -> dict[Key, str]:
         out[key] = response
     return out
 
-
-def write_jsonl(path: str | Path, rows: list[dict]) -> str:
-    """Write rows as JSONL atomically (tmp + rename); returns the file's sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return file_sha256(path)
