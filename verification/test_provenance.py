@@ -1,8 +1,11 @@
-"""Provenance suite on a real tiny run: every record verifies and traces, 1,000 byte mutations are all caught and named, SIGKILLed writers resume exactly, secrets never leak."""
+"""Provenance suite on a real tiny run: every record verifies and traces, 1,000 byte mutations are all caught and named, SIGKILLed writers (in the record loop, the manifest write and finalize) resume exactly, secrets never leak into artifacts, output or logs."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import random
 import signal
@@ -21,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 SECRET = "hf_PlantedProvenanceSecret0123456789XYZ"
 URL_SECRET = "urlPassw0rdPlanted42"
+QUERY_SECRET = "querySigPlanted77"
+AUTH_SECRET = "Basic cGxhbnRlZEF1dGhIZWFkZXI="
 N_MUTATIONS = 1000
 N_CRASH_TRIALS = 20
 PROMPTS = [
@@ -40,15 +45,48 @@ def planted_env():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_base_model, planted_env) -> Path:
+def run_log(tmp_path_factory):
+    """A file outside the run that receives what the module's runs log: Python logging at DEBUG (root, and
+    transformers, which does not propagate) and warnings; ``tiny_run`` appends its stdout and stderr."""
+    path = tmp_path_factory.mktemp("logs") / "run.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(), logging.getLogger("transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log) -> Path:
     """instructions → generations (clean loader on the tiny base) → sft_data → adapter (PEFT LoRA) → eval."""
+    logging.getLogger("cleanroom.verification").info("making the tiny provenance run")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        path = _make_tiny_run(tmp_path_factory.mktemp("runs"), tiny_base_model)
+    with open(run_log, "a", encoding="utf-8") as fh:
+        fh.write(out.getvalue())
+    return path
+
+
+def _make_tiny_run(root: Path, tiny_base_model: Path) -> Path:
     from peft import LoraConfig, get_peft_model
 
     from cleanroom.loader import CleanModelLoader
 
-    root = tmp_path_factory.mktemp("runs")
     config = {
         "model": {"path": str(tiny_base_model), "mirror": f"https://alice:{URL_SECRET}@mirror.example/hub"},
+        "data": {"url": f"https://data.example/set.jsonl?sv=1&sig={QUERY_SECRET}", "headers": {"Authorization": AUTH_SECRET}},
         "generation": {"max_new_tokens": 6, "temperature": 0.0},
         "seed": 0,
         "hf_token": SECRET,
@@ -183,10 +221,22 @@ def test_random_single_byte_mutations_are_all_detected_and_named(tiny_run: Path)
 
 
 WRITER = r"""
+import os
 import sys
+import time
 from pathlib import Path
 from cleanroom.artifacts import RunDir
 from cleanroom.provenance import capture_provenance
+
+def pause_before_replacing(name):
+    # say so and wait to be killed when `name`'s temp file is written and fsynced, before its rename
+    real = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == name:
+            print("replacing " + name, flush=True)
+            time.sleep(60)
+        return real(src, dst, *args, **kwargs)
+    os.replace = replace
 
 def write_all(run_path, n):
     run = RunDir.open(run_path)
@@ -196,19 +246,37 @@ def write_all(run_path, n):
         for i in range(n):
             w.write({"i": i, "text": "lorem ipsum dolor " * (1 + i % 7)}, record_id=f"crash:{i}")
             print(i, flush=True)
+        print("finishing", flush=True)
+    print("finalizing", flush=True)
     run.finalize()
+    print("done", flush=True)
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        pause_before_replacing(sys.argv[3])
     write_all(Path(sys.argv[1]), int(sys.argv[2]))
 """
 
 
-def test_sigkilled_writer_resumes_without_loss_or_duplication(tmp_path: Path) -> None:
-    n, rng = 100, random.Random(7)
+def _writer(tmp_path: Path) -> tuple[Path, dict]:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     namespace: dict = {}
     exec(compile(WRITER, str(script), "exec"), namespace)  # the same writer, resumed in-process
+    return script, namespace
+
+
+def _resume_and_check(namespace: dict, run: RunDir, n: int, label: str) -> None:
+    namespace["write_all"](run.path, n)
+    ids = [r["provenance"]["record_id"] for r in read_records(run.path / "crash" / "records.jsonl")]
+    assert ids == [f"crash:{i}" for i in range(n)], label
+    report = verify_run(run.path)
+    assert report.ok, f"{label}: {report.first.message}"
+
+
+def test_sigkilled_writer_resumes_without_loss_or_duplication(tmp_path: Path) -> None:
+    n, rng = 100, random.Random(7)
+    script, namespace = _writer(tmp_path)
     killed_mid_file = 0
     for trial in range(N_CRASH_TRIALS):
         run = RunDir.create(tmp_path / "runs", f"t{trial}", {"trial": trial})
@@ -225,20 +293,66 @@ def test_sigkilled_writer_resumes_without_loss_or_duplication(tmp_path: Path) ->
         path = run.path / "crash" / "records.jsonl"
         written = path.read_bytes().count(b"\n") if path.exists() else 0
         killed_mid_file += 0 < written < n
-        namespace["write_all"](run.path, n)
-        ids = [r["provenance"]["record_id"] for r in read_records(path)]
-        assert ids == [f"crash:{i}" for i in range(n)], f"trial {trial}: killed after {written} records"
-        report = verify_run(run.path)
-        assert report.ok, f"trial {trial}: {report.first.message}"
+        _resume_and_check(namespace, run, n, f"trial {trial}: killed after {written} records")
     assert killed_mid_file >= N_CRASH_TRIALS // 2, f"only {killed_mid_file} kills landed mid-file"
 
 
-def test_planted_secrets_never_reach_artifacts_or_logs(tiny_run: Path, capsys) -> None:
+def _kill_after(proc: subprocess.Popen, marker: bytes, delay: float = 0.0) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == marker:
+            break
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("name", ["stage.json", "manifest.json", "attestation.json"])
+def test_writer_killed_inside_an_atomic_write_resumes_and_verifies(tmp_path: Path, name: str) -> None:
+    """Killed with the temp file of stage.json (stage start), manifest.json (stage finish) or attestation.json
+    (finalize) written and fsynced but not renamed: the run is visibly unfinished, then resumes exactly."""
+    n = 30
+    script, namespace = _writer(tmp_path)
+    run = RunDir.create(tmp_path / "runs", "t", {"kill": name})
+    proc = subprocess.Popen([sys.executable, str(script), str(run.path), str(n), name], stdout=subprocess.PIPE)
+    try:
+        _kill_after(proc, f"replacing {name}".encode())
+    finally:
+        proc.kill()
+    target = run.path / name if name == "attestation.json" else run.path / "crash" / name
+    assert not target.exists() and list(target.parent.glob(f".{name}.*.tmp")), "the kill missed the write"
+    assert not verify_run(run.path).ok  # an unfinished run never verifies
+    _resume_and_check(namespace, run, n, f"killed before renaming {name}")
+
+
+def test_writer_killed_at_random_points_while_finishing_resumes_and_verifies(tmp_path: Path) -> None:
+    """Kills land after the last record: while the manifest is hashed and written, between the stage's
+    exit and finalize, inside finalize, or after the writer ended."""
+    n, rng = 30, random.Random(11)
+    script, namespace = _writer(tmp_path)
+    for trial in range(8):
+        run = RunDir.create(tmp_path / "runs", f"t{trial}", {"trial": trial})
+        proc = subprocess.Popen([sys.executable, str(script), str(run.path), str(n)], stdout=subprocess.PIPE)
+        try:
+            _kill_after(proc, b"finishing", rng.uniform(0.0, 0.03))
+        finally:
+            proc.kill()
+        _resume_and_check(namespace, run, n, f"trial {trial}")
+
+
+def test_planted_secrets_never_reach_artifacts_or_logs(tiny_run: Path, run_log: Path, capsys, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
     assert main(["verify", str(tiny_run), "--json"]) == 0
     assert main(["trace", str(tiny_run), "eval/base:0"]) == 0
+    assert main(["trace", str(tiny_run)]) == 0
     assert main(["env", "--json"]) == 0
     logs = capsys.readouterr()
-    leaks = [SECRET, URL_SECRET, "wandbPlantedKey987654"]
+    leaks = [SECRET, URL_SECRET, QUERY_SECRET, AUTH_SECRET, "wandbPlantedKey987654"]
+    run_logged = run_log.read_text(encoding="utf-8")
+    assert "making the tiny provenance run" in run_logged  # the capture is wired
+    for secret in leaks:
+        assert secret not in run_logged, f"{secret[:6]}... leaked into the run's log"
+        assert secret not in caplog.text, f"{secret[:6]}... leaked into a log record of the commands"
     for path in sorted(p for p in tiny_run.rglob("*") if p.is_file()):
         data = path.read_bytes()
         for secret in leaks:
@@ -247,4 +361,5 @@ def test_planted_secrets_never_reach_artifacts_or_logs(tiny_run: Path, capsys) -
         assert secret not in logs.out and secret not in logs.err
     config = (tiny_run / "config.resolved.yaml").read_text()
     assert "https://***@mirror.example/hub" in config and "hf_token: '***'" in config
+    assert "set.jsonl?sv=1&sig=***" in config and "Authorization: '***'" in config
     assert os.environ.get("HF_TOKEN") == SECRET  # the secret was really planted while the run was made
