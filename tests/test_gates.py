@@ -171,6 +171,13 @@ def test_bad_waiver_is_a_violation_and_waives_nothing(comment: str, problem: str
     assert problem in result.violations[1].message and not result.used_waivers
 
 
+def test_compiler_warnings_about_the_code_are_not_emitted(recwarn: pytest.WarningsRecorder) -> None:
+    """``x is 1`` makes compile() warn (printed to stderr in a plain run); the gates stay silent."""
+    result = check_source("x = 1\ny = x is 1\nimport torch\nz = torch.load('p') if x is 2 else 0\n", "w.py")
+    assert [v.rule for v in result.violations] == ["CR502"]  # the AST path compiles and parses it
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]
+
+
 def test_wrong_rule_waiver_is_unused_not_suppressing() -> None:
     result = check_source("import torch\nx = torch.load('p')  # cleanroom: allow[CR501] wrong rule\n", "w.py")
     assert [v.rule for v in result.violations] == ["CR502"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import gc
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -45,8 +46,12 @@ def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
     try:
         # Compiling stays in C; the Python AST is only built when the code objects mention a
         # trigger name (checker.needs_ast): building and walking it is the other half of the cost.
-        code = compile(source, path, "exec", dont_inherit=True, optimize=0)
-        tree = ast.parse(source, filename=path) if needs_ast(code) else None
+        # The compiler's warnings about the user's code (``x is 1``, ``"\d"``) are not the gates'
+        # findings and would be printed between them.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = compile(source, path, "exec", dont_inherit=True, optimize=0)
+            tree = ast.parse(source, filename=path) if needs_ast(code) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
