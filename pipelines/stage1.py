@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
-from cleanroom.config import RunSpec, config_sha256, spec_to_dict
+from cleanroom.config import RunSpec, config_sha256, identity_dict, operational_dict
 from cleanroom.pipeline.baseline import run_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
 from cleanroom.pipeline.evaluation import run_eval
@@ -38,6 +38,19 @@ STAGES = [
 ]
 
 
+def record_settings(run_dir: Path, settings: dict) -> None:
+    """Write the operational settings (budget, report_to: not part of the run's identity) into run.json,
+    appending each change to ``settings_history`` so a raised budget is on record."""
+    meta_path = run_dir / "run.json"
+    meta = json.loads(meta_path.read_text())
+    if meta.get("settings") == settings:
+        return
+    meta["settings"] = settings
+    meta.setdefault("settings_history", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                  "settings": settings})
+    atomic_write_bytes(meta_path, pretty_json(meta))
+
+
 def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool = True,
                stop_after: str | None = None) -> Path:
     """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
@@ -45,7 +58,8 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
     run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
     if (out / run_id / "run.json").exists() and not resume:
         print(f"run {run_id} exists: finished stages are reused (pass --resume to say so explicitly)")
-    run = RunDir.create(out, run_id, spec_to_dict(spec))
+    run = RunDir.create(out, run_id, identity_dict(spec))
+    record_settings(run.path, operational_dict(spec))
     clock = run.path / ".work" / "clock.json"  # time spent by earlier attempts counts against the budget
     spent_before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     budget = BudgetMeter(spec.budget.price_per_hour, spec.budget.max_cost_usd, spec.budget.max_hours,

@@ -344,7 +344,25 @@ def load_config(profile: str, overrides: Sequence[str] = ()) -> RunSpec:
     return build_spec(RunSpec, apply_overrides(data, overrides))
 
 
+#: Top-level fields that change how a run is operated, never what it computes: left out of the run's
+#: identity (its config digest and run id), so raising the budget resumes the same run. They are recorded,
+#: with every change, in run.json's ``settings`` (see pipelines/stage1.py).
+OPERATIONAL_FIELDS = ("budget", "report_to")
+
+
+def identity_dict(spec: RunSpec) -> dict[str, Any]:
+    """The resolved config without :data:`OPERATIONAL_FIELDS`: what ``config.resolved.yaml`` holds."""
+    return {k: v for k, v in spec_to_dict(spec).items() if k not in OPERATIONAL_FIELDS}
+
+
+def operational_dict(spec: RunSpec) -> dict[str, Any]:
+    """The :data:`OPERATIONAL_FIELDS` of the resolved config (budget, experiment tracking)."""
+    data = spec_to_dict(spec)
+    return {k: data[k] for k in OPERATIONAL_FIELDS}
+
+
 def config_sha256(spec: RunSpec) -> str:
+    """The run's identity: the digest of :func:`identity_dict` (the same one RunDir records in run.json)."""
     from cleanroom.provenance import content_sha256
 
-    return content_sha256(spec_to_dict(spec))
+    return content_sha256(identity_dict(spec))

@@ -134,7 +134,8 @@ def collect(run: Path) -> dict[str, Any]:
     }
     import yaml
 
-    data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    # budget and report_to are not part of the run's identity: run.json carries their latest values
+    data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text()) | data["run"].get("settings", {})
     manifest = _load(run, "preflight", "manifest.json") or {}
     data["provenance"] = manifest.get("provenance", {})
     return data

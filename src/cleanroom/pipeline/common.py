@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleanroom.config import ModelSpec, RunSpec, spec_to_dict
+from cleanroom.config import ModelSpec, RunSpec, identity_dict
 from cleanroom.errors import BudgetExceededError, ConfigError
 
 FIXTURE_MODELS = {"tiny", "smollm2"}
@@ -65,7 +65,8 @@ class Context:
 
     @property
     def config(self) -> dict[str, Any]:
-        return spec_to_dict(self.spec)
+        """The run's identity config (config.resolved.yaml): what provenance records and digests."""
+        return identity_dict(self.spec)
 
     def say(self, message: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
