@@ -192,7 +192,9 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
                       f"- steps {m['steps']}, loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else f"- steps {m['steps']}",
                       f"- {m['tokens_per_s']:.0f} tokens/s, {m['seconds']:.1f} s, peak memory "
                       f"{m['peak_mem_bytes'] / 2**20:.0f} MiB ({m['peak_mem_kind']})"]
-            if name == "dpo":
+            if name == "dpo" and m.get("step0_loss") is None:
+                lines.append("- step-0 loss: **not measured** (the DPO check against ln 2 is missing)")
+            elif name == "dpo":
                 lines.append(f"- step-0 loss {m['step0_loss']:.6f} (ln 2 = 0.693147), reward margin {m['step0_margin']:.2e}")
     if data.get("merge"):
         lines += ["", "## Merge", "", f"- {json.dumps(data['merge'])}"]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cleanroom.errors import ConfigError
+from cleanroom.errors import ConfigError, GateError
 from cleanroom.training import merge_and_verify, train_dpo, train_sft
 
 pytestmark = pytest.mark.slow
@@ -61,3 +61,29 @@ def test_qlora_nf4_step_on_cpu(load_tiny, learnable, lora, spec, tmp_path):
     assert res.steps == 1 and math.isfinite(res.losses[0])
     trainable = {n for n, p in res.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_resumed_dpo_reports_the_step0_check_measured_before_the_interruption(load_tiny, lora, spec, tmp_path):
+    """Stopped after step 1 (a budget stop saves a checkpoint), then resumed: step 0 is reloaded, not lost."""
+    from cleanroom.report import render_markdown
+
+    train = spec(max_steps=3, save_steps=1, learning_rate=2e-2)
+    model, tok = load_tiny()
+    first = train_dpo(model, tok, PAIRS, lora=lora, train=train, beta=0.1, output_dir=tmp_path,
+                      budget=lambda: "test budget")
+    assert first.steps == 1 and first.stopped_reason
+    model, tok = load_tiny()
+    resumed = train_dpo(model, tok, PAIRS, lora=lora, train=train, beta=0.1, output_dir=tmp_path, resume=True)
+    assert resumed.resumed_from and resumed.steps == 3
+    assert (resumed.step0_loss, resumed.step0_margin) == (first.step0_loss, first.step0_margin)
+    data = {"dpo": resumed.to_dict(), "run": {"run_id": "r", "config_sha256": "0" * 64}, "provenance": {},
+            "config": {"model": {"path": "tiny"}, "budget": {"price_per_hour": 0.0}}}
+    text = render_markdown(data, {"hours": 0.0, "cost_usd": 0.0})
+    assert f"step-0 loss {first.step0_loss:.6f}" in text and "DPO step-0 check missing" not in text
+
+
+def test_step0_tolerance_is_the_configured_one(load_tiny, lora, spec, tmp_path):
+    model, tok = load_tiny()
+    with pytest.raises(GateError, match="differ by more than 1e-12"):
+        train_dpo(model, tok, PAIRS, lora=lora, train=spec(max_steps=1), beta=0.1, output_dir=tmp_path,
+                  step0_atol=1e-12)

@@ -137,7 +137,8 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
                                                           "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
         result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=spec.train, beta=spec.beta,
-                           output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted)
+                           output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted,
+                           step0_atol=spec.step0_atol)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of DPO")

@@ -12,16 +12,18 @@ attached (B = 0, so it starts as the identity); TRL's reference for a PEFT model
 is the same model with the adapter disabled, i.e. the SFT policy. If ``model`` still carries the SFT
 adapter instead, TRL copies it to a frozen ``ref`` adapter and trains the copy: the same reference.
 We measure the step-0 loss and margin on the first training batch before any update and raise if
-``|L - ln 2| > 1e-3`` or ``|margin| > 1e-3``: a check, not an assumption.
+``|L - ln 2|`` or ``|margin|`` exceeds ``step0_atol`` (1e-3 by default): a check, not an assumption.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.training.result import TrainResult, logged_losses
 from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint, train_and_save
@@ -109,12 +111,14 @@ def train_dpo(
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     budget: Callable[[], str | None] | None = None,
+    step0_atol: float = STEP0_TOLERANCE,
 ) -> TrainResult:
     """Train DPO on ``pairs`` against the SFT policy; the adapter is saved to ``output_dir / "adapter"``.
 
     ``model``: the SFT model, merged (a fresh LoRA from ``lora`` is attached) or still carrying its SFT
     adapter (TRL freezes a copy as the reference and ``lora`` is not used). Returns a ``TrainResult``
-    with ``step0_loss`` and ``step0_margin`` (measured, and checked against ln 2 and 0).
+    with ``step0_loss`` and ``step0_margin`` (measured, checked against ln 2 and 0 within ``step0_atol``, and
+    kept in ``output_dir/step0.json`` so a resumed run reports the same values).
     """
     from datasets import Dataset
     from peft import PeftModel, prepare_model_for_kbit_training
@@ -127,6 +131,8 @@ def train_dpo(
     _check_specs(lora, train)
     if not (isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta <= 10):
         raise ConfigError(f"dpo beta = {beta!r} is invalid; allowed: a number in (0, 10] (0.1 is common)")
+    if not (isinstance(step0_atol, int | float) and not isinstance(step0_atol, bool) and 0 < step0_atol < 1):
+        raise ConfigError(f"dpo step0_atol = {step0_atol!r} is invalid; allowed: a number in (0, 1) (1e-3 is usual)")
     if train.early_stopping_patience is not None:
         raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
     output_dir = Path(output_dir)
@@ -155,16 +161,26 @@ def train_dpo(
     guard.recheck(trainer.model, tokenizer)
 
     checkpoint = resume_checkpoint(output_dir, resume)
-    step0_loss = step0_margin = None
+    step0_file = output_dir / "step0.json"  # measured before the first update; a resumed run reloads it
     if checkpoint is None:
         step0_loss, step0_margin = measure_step0(trainer)
-        if abs(step0_loss - math.log(2)) > STEP0_TOLERANCE or abs(step0_margin) > STEP0_TOLERANCE:
+        if abs(step0_loss - math.log(2)) > step0_atol or abs(step0_margin) > step0_atol:
             raise GateError(
                 f"DPO step 0: loss {step0_loss:.6f} (expected ln 2 = {math.log(2):.6f}) and reward margin "
-                f"{step0_margin:.6f} (expected 0) differ by more than {STEP0_TOLERANCE}: the reference is not the "
+                f"{step0_margin:.6f} (expected 0) differ by more than {step0_atol}: the reference is not the "
                 "policy being trained — pass the SFT model itself (merged or with its adapter) as `model`"
             )
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(step0_file, pretty_json({"loss": step0_loss, "margin": step0_margin, "atol": step0_atol}))
         collator.tokens_seen = 0  # count only the batches trained on
+    elif step0_file.is_file():
+        step0 = json.loads(step0_file.read_text())
+        step0_loss, step0_margin = step0["loss"], step0["margin"]
+    else:
+        raise InputError(
+            f"DPO resume from {checkpoint}: {step0_file} is missing, so the step-0 check (loss = ln 2) cannot be "
+            f"reported; delete {output_dir} to restart DPO from step 0"
+        )
 
     seconds, peak, peak_kind, adapter_dir = train_and_save(trainer, tokenizer, output_dir, checkpoint)
     losses, loss_steps, _ = logged_losses(trainer.state.log_history)
