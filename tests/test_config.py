@@ -56,6 +56,14 @@ def test_smollm2_profile_declares_instruct_with_reason() -> None:
         (["sft.train.learning_rate=abc"], "learning_rate"),
         (["seed=1.5"], "seed = 1.5"),
         (["budget.max_cost_usd=0"], "budget.max_cost_usd"),
+        (["preflight.min_free_disk_gb=-1"], "preflight.min_free_disk_gb = -1.0 is invalid; allowed: a number >= 0"),
+        (["budget.gpu_memory_gb=-80"], "budget.gpu_memory_gb = -80.0 is invalid; allowed: a number > 0"),
+        (["sft.merge_atol=-0.01"], "sft.merge_atol = -0.01 is invalid; allowed: a number in (0, 1)"),
+        (["dpo.step0_atol=0"], "dpo.step0_atol = 0.0 is invalid; allowed: a number in (0, 1)"),
+        (["eval.generation.seed=-1"], "seed = -1 is invalid; allowed: an integer in [0, 2**32 - 1]"),
+        (["pairs.generation.seed=4294967296"], "seed = 4294967296 is invalid"),
+        (["seed=-3"], "seed = -3 is invalid"),
+        (["data.generator_seed=-5"], "data.generator_seed = -5 is invalid; allowed: an integer in [0, 2**32 - 1]"),
     ],
 )
 def test_bad_values_name_the_field(overrides: list[str], fragment: str) -> None:

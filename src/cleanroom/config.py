@@ -33,6 +33,18 @@ def _require(ok: bool, where: str, value: Any, allowed: str) -> None:
         _fail(where, value, allowed)
 
 
+SEED_RANGE = "an integer in [0, 2**32 - 1]"
+
+
+def _is_seed(value: Any) -> bool:
+    """numpy and torch seeds: a non-negative integer below 2**32 (bool is not a seed)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
+def _is_positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """Which base model, how to load it (see :class:`cleanroom.loader.CleanModelLoader`).
@@ -80,6 +92,7 @@ class GenerationSpec:
         _require(isinstance(self.top_p, int | float) and 0 < self.top_p <= 1, "top_p", self.top_p, "(0, 1]")
         _require(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096,
                  "batch_size", self.batch_size, "an integer in [1, 4096]")
+        _require(_is_seed(self.seed), "seed", self.seed, SEED_RANGE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +112,7 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         _require(isinstance(self.n_eval, int) and self.n_eval >= 1, "data.n_eval", self.n_eval, ">= 1")
+        _require(_is_seed(self.generator_seed), "data.generator_seed", self.generator_seed, SEED_RANGE)
         _require(isinstance(self.n_sft, int) and self.n_sft >= 1, "data.n_sft", self.n_sft, ">= 1")
         _require(isinstance(self.min_sft_survivors, int) and 1 <= self.min_sft_survivors <= self.n_sft,
                  "data.min_sft_survivors", self.min_sft_survivors, f"an integer in [1, data.n_sft={self.n_sft}]")
@@ -114,6 +128,8 @@ class SFTStageSpec:
     def __post_init__(self) -> None:
         _require(isinstance(self.eval_fraction, int | float) and 0 <= self.eval_fraction < 0.5,
                  "sft.eval_fraction", self.eval_fraction, "[0, 0.5)")
+        _require(_is_positive(self.merge_atol) and self.merge_atol < 1, "sft.merge_atol", self.merge_atol,
+                 "a number in (0, 1) (1e-2 is usual)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +160,8 @@ class DPOStageSpec:
 
     def __post_init__(self) -> None:
         _require(isinstance(self.beta, int | float) and 0 < self.beta <= 10, "dpo.beta", self.beta, "(0, 10]")
+        _require(_is_positive(self.step0_atol) and self.step0_atol < 1, "dpo.step0_atol", self.step0_atol,
+                 "a number in (0, 1) (1e-3 is usual)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +190,7 @@ class BudgetSpec:
     def __post_init__(self) -> None:
         _require(isinstance(self.price_per_hour, int | float) and self.price_per_hour >= 0,
                  "budget.price_per_hour", self.price_per_hour, ">= 0")
+        _require(_is_positive(self.gpu_memory_gb), "budget.gpu_memory_gb", self.gpu_memory_gb, "a number > 0")
         for name in ("max_cost_usd", "max_hours"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int | float) and value > 0), f"budget.{name}", value,
@@ -185,6 +204,10 @@ class PreflightSpec:
     lora_scale_reason: str | None = None
     learning_rate_reason: str | None = None
     min_free_disk_gb: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.min_free_disk_gb, int | float) and not isinstance(self.min_free_disk_gb, bool)
+                 and self.min_free_disk_gb >= 0, "preflight.min_free_disk_gb", self.min_free_disk_gb, "a number >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +233,7 @@ class RunSpec:
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
                  "name", self.name, "letters, digits, '-', '_' and '.'")
+        _require(_is_seed(self.seed), "seed", self.seed, SEED_RANGE)
 
 
 # --------------------------------------------------------------------------- loading
