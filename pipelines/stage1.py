@@ -54,6 +54,9 @@ def record_settings(run_dir: Path, settings: dict) -> None:
 def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool = True,
                stop_after: str | None = None) -> Path:
     """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
+    from cleanroom.training.sft import check_tracker
+
+    check_tracker(spec.report_to)  # a missing optional tracker package fails here, before any work
     out = Path(out).resolve()
     run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
     if (out / run_id / "run.json").exists() and not resume:

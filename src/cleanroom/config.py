@@ -108,7 +108,6 @@ class DataSpec:
     n_sft: int = 200
     teacher: Literal["none", "programmatic"] = "none"
     min_sft_survivors: int = 50
-    few_shot: bool = True
 
     def __post_init__(self) -> None:
         _require(isinstance(self.n_eval, int) and self.n_eval >= 1, "data.n_eval", self.n_eval, ">= 1")
@@ -234,6 +233,10 @@ class RunSpec:
         _require(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
                  "name", self.name, "letters, digits, '-', '_' and '.'")
         _require(_is_seed(self.seed), "seed", self.seed, SEED_RANGE)
+        for stage in ("sft", "dpo"):  # one switch for experiment tracking: the top-level report_to
+            value = getattr(self, stage).train.report_to
+            _require(value in ("none", self.report_to), f"{stage}.train.report_to", value,
+                     f"'none' or the top-level report_to ({self.report_to!r}); set report_to at the top level")
 
 
 # --------------------------------------------------------------------------- loading

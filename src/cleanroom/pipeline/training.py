@@ -41,6 +41,13 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
 
 
+def train_spec(ctx: Context, train: Any) -> Any:
+    """A stage's TrainSpec with the run's top-level ``report_to`` (experiment tracking) applied."""
+    import dataclasses
+
+    return train if ctx.spec.report_to == "none" else dataclasses.replace(train, report_to=ctx.spec.report_to)
+
+
 def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     if fraction <= 0 or len(rows) < 10:
         return rows, []
@@ -65,8 +72,8 @@ def run_sft(ctx: Context) -> dict[str, Any]:
                                                           "n_train": len(train_rows), "n_eval": len(eval_rows)})
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
         work = ctx.run.path / ".work" / "sft"
-        result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=spec.train, output_dir=work,
-                           eval_examples=eval_rows or None, resume=True, budget=ctx.budget.exhausted)
+        result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
+                           output_dir=work, eval_examples=eval_rows or None, resume=True, budget=ctx.budget.exhausted)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of SFT")  # raises BudgetExceededError: the checkpoint is kept
@@ -136,7 +143,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
                                                           "reference": "SFT policy (sft/adapter merged)",
                                                           "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
-        result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=spec.train, beta=spec.beta,
+        result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train), beta=spec.beta,
                            output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted,
                            step0_atol=spec.step0_atol)
         guard.recheck(result.model, tokenizer)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import ConfigError, InputError
+from cleanroom.errors import ConfigError, DependencyError, InputError
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
@@ -32,6 +32,27 @@ def _check_specs(lora: Any, train: Any) -> None:
         raise ConfigError(f"lora must be a cleanroom.training.LoraSpec, got {type(lora).__name__}")
     if not isinstance(train, TrainSpec):
         raise ConfigError(f"train must be a cleanroom.training.TrainSpec, got {type(train).__name__}")
+    check_tracker(train.report_to)
+
+
+#: report_to value -> (module transformers' integration imports, pip package that provides it)
+TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb"),
+            "mlflow": (("mlflow",), "mlflow")}
+
+
+def check_tracker(report_to: str) -> None:
+    """Experiment tracking is optional: a tracker whose package is missing is a DependencyError with the
+    install hint, raised before any work (transformers would fail deep inside the trainer's init)."""
+    import importlib.util
+
+    if report_to == "none":
+        return
+    if report_to not in TRACKERS:
+        raise ConfigError(f"report_to = {report_to!r} is invalid; allowed: none, {', '.join(TRACKERS)}")
+    modules, package = TRACKERS[report_to]
+    if not any(importlib.util.find_spec(m) is not None for m in modules):
+        raise DependencyError(f"report_to: {report_to} needs the {package} package, which is not installed; "
+                              f"`pip install {package}` or set report_to=none")
 
 
 def is_quantized(model: Any) -> bool:
