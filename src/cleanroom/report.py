@@ -180,6 +180,12 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
             if s:
                 lines.append(f"| {name} | {_pct(s['prompt_strict'])} | {_pct(s['instruction_strict'])} | "
                              f"{_pct(s['prompt_loose'])} | {_pct(s['instruction_loose'])} |")
+        base = data.get("baseline")
+        if base:
+            t = cfg.get("baseline", {}).get("temperature")
+            lines += ["", f"Every row above is generated here with eval.generation; the baseline stage's own "
+                      f"assessment of the base model (temperature {t}) is not part of the comparisons: prompt strict "
+                      f"{_pct(base['prompt_strict'])}, instruction strict {_pct(base['instruction_strict'])}."]
         from cleanroom.stats.compare import ComparisonRow, format_markdown
 
         rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]

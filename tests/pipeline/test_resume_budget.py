@@ -34,5 +34,10 @@ def test_budget_stop_then_raise_and_resume(tmp_path: Path, tiny_base_model: Path
     assert [h["settings"]["budget"]["max_hours"] for h in meta["settings_history"]] == [None, 1e-9, 5]
     assert "budget" not in yaml.safe_load((run / "config.resolved.yaml").read_text())
     assert (run / "report" / "report.md").is_file()
+    # the eval's base arm is generated in the eval stage with eval.generation, like SFT and DPO
+    attempts = json.loads((run / "eval" / "stage.json").read_text())["attempts"]
+    assert {a["generation"]["temperature"] for a in attempts} == {raised.eval.generation.temperature}
+    assert (run / ".work" / "compare" / "base.jsonl").read_bytes() == (run / "eval" / "base_verdicts.jsonl").read_bytes()
+    assert "baseline stage's own assessment" in (run / "report" / "report.md").read_text()
     report = verify_run(run)
     assert report.ok, report.errors[:3]

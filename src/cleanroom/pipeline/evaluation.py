@@ -1,4 +1,8 @@
-"""Evaluation: SFT and DPO policies answer the same held-out keys as the baseline; paired statistics.
+"""Evaluation: base, SFT and DPO answer the same held-out keys under ``eval.generation``; paired statistics.
+
+The base arm is generated here, with the same decoding as the trained policies, so the paired test
+compares like with like; the baseline stage stays the low-temperature assessment of the base model
+(``spec.baseline``), reported on its own line and never mixed into the comparisons.
 
 Family of comparisons: base vs SFT, SFT vs DPO, base vs DPO, Holm-corrected, each with its MDE,
 at the configured level (prompt or instruction) and mode (strict or loose); both levels and modes
@@ -36,7 +40,7 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     from cleanroom.stats.compare import compare_verdict_files
 
     gen = ctx.spec.eval.generation
-    policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx)}
+    policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx), "base": ()}
     # the first policy loads before the capture, so the record holds the loader's provenance (version,
     # quantization, revision) like every other stage; each policy's adapters are listed in extra
     loaded = {"sft": load_model(ctx, adapters=tuple(ctx.run.path / a for a in policies["sft"]), probe=False)}
@@ -44,9 +48,8 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     prov = capture(ctx, "eval", loader=loader_prov, generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST},
                    extra={"policies": {name: list(adapters) for name, adapters in policies.items()}})
     with ctx.run.stage("eval", provenance=prov,
-                       inputs=["preflight/eval_prompts.jsonl", "baseline/base_verdicts.jsonl",
-                               "sft/adapter", "dpo/adapter"]) as st:
-        summaries = {"base": ctx.read_json("baseline", "summary.json")}
+                       inputs=["preflight/eval_prompts.jsonl", "sft/adapter", "dpo/adapter"]) as st:
+        summaries = {}
         for name, adapters in policies.items():
             bundle = loaded.pop(name, None) or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
                                                           probe=False)
@@ -55,8 +58,8 @@ def run_eval(ctx: Context) -> dict[str, Any]:
             del bundle
         # the family's files, named so the comparison labels read base / sft / dpo
         files = []
-        for name, src in (("base", ctx.run.path / "baseline" / "base_verdicts.jsonl"),
-                          ("sft", st.dir / "sft_verdicts.jsonl"), ("dpo", st.dir / "dpo_verdicts.jsonl")):
+        for name in ("base", "sft", "dpo"):
+            src = st.dir / f"{name}_verdicts.jsonl"
             dest = ctx.run.path / ".work" / "compare" / f"{name}.jsonl"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
