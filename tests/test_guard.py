@@ -117,3 +117,19 @@ def test_recheck_detects_pad_rewrite_and_template(tok):
     finally:
         tok.chat_template = None
     guard.recheck(None, tok)
+
+
+def test_recheck_detects_add_eos_and_swapped_apply_chat_template(tok):
+    tok.add_eos_token = True
+    try:
+        with pytest.raises(ContaminationError, match="add_eos_token: False -> True"):
+            guard.recheck(None, tok)
+    finally:
+        tok.add_eos_token = False
+    tok.apply_chat_template = lambda *a, **k: "<|im_start|>"
+    try:
+        with pytest.raises(ContaminationError, match="apply_chat_template_refused: True -> False"):
+            guard.recheck(None, tok)
+    finally:
+        tok.apply_chat_template = guard.refuse_chat_template
+    guard.recheck(None, tok)

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError
+from cleanroom.errors import ConfigError, ContaminationError, InputError
 from cleanroom.loader import CleanModelLoader, GenerationResult
 
 
@@ -40,7 +40,24 @@ def test_model_eos_and_provenance(loaded, tiny_base_model):
     assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= set(prov["files"])
     assert prov["sentinels"]["failures"] == [] and prov["sentinels"]["reference"].startswith("tiktoken")
     assert prov["probe"]["is_instruct"] is False and prov["probe"]["p_eot"] < 1e-3
+    assert prov["allow_pickle"] is False and prov["bos_required"] is False
     json.dumps(prov)
+
+
+def test_generate_rejects_empty_prompts_by_index(loaded):
+    loader, model, tok, _ = loaded
+    with pytest.raises(InputError, match="prompt 0 is empty"):
+        loader.generate(model, tok, [""], max_new_tokens=2)
+    with pytest.raises(InputError, match="prompt 1 is empty"):
+        loader.generate(model, tok, ["a", ""], max_new_tokens=2)
+
+
+def test_missing_bitsandbytes_names_the_path(tiny_base_model, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    with pytest.raises(ConfigError, match=rf"{tiny_base_model}: quantization='nf4' is not available.*pip install"):
+        CleanModelLoader(tiny_base_model, quantization="nf4").load()
 
 
 def test_generate_greedy_matches_single_and_is_order_stable(loaded):
@@ -71,6 +88,34 @@ def test_recheck_catches_trainer_rewriting_eos(loaded):
             guard.recheck(model, tok)
     finally:
         model.generation_config.eos_token_id = 151643
+
+
+@pytest.mark.parametrize(
+    ("owner", "field", "value"),
+    [("generation_config", "forced_eos_token_id", 151645), ("generation_config", "bos_token_id", 151644),
+     ("generation_config", "begin_suppress_tokens", [151643]), ("config", "tie_word_embeddings", False)],
+)
+def test_recheck_compares_whole_config_and_generation_config(loaded, owner, field, value):
+    _, model, tok, _ = loaded
+    obj = getattr(model, owner)
+    before = getattr(obj, field, None)
+    setattr(obj, field, value)
+    try:
+        with pytest.raises(ContaminationError, match=rf"model\.whole_{owner}\.{field}: "):
+            guard.recheck(model, tok)
+    finally:
+        setattr(obj, field, before)
+    guard.recheck(model, tok)
+
+
+def test_recheck_ignores_volatile_config_keys(loaded):
+    """use_cache (turned off for gradient checkpointing) is documented as volatile; it is not drift."""
+    _, model, tok, _ = loaded
+    model.config.use_cache = not model.config.use_cache
+    try:
+        guard.recheck(model, tok)
+    finally:
+        model.config.use_cache = not model.config.use_cache
 
 
 @pytest.mark.slow
@@ -119,6 +164,29 @@ def test_pickle_refused_and_vocab_mismatch(tmp_path, tiny_base_model):
         CleanModelLoader(small, probe=False).load()
 
 
+def test_truncated_safetensors_is_config_error_naming_the_file(tmp_path, tiny_base_model):
+    bad = tmp_path / "truncated"
+    shutil.copytree(tiny_base_model, bad)
+    weights = bad / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=r"model\.safetensors.*could not be read"):
+        CleanModelLoader(bad, probe=False).load()
+
+
+@pytest.mark.slow
+def test_tokenizer_far_smaller_than_embedding_is_refused(tmp_path, tiny_base_model):
+    """151,665 tokens against 151,936 + 2,000 rows: a gap of 2,271 > 1,024 means another model's tokenizer."""
+    from transformers import AutoConfig, Qwen2ForCausalLM
+
+    big = tmp_path / "big"
+    shutil.copytree(tiny_base_model, big, ignore=shutil.ignore_patterns("model.safetensors"))
+    cfg = AutoConfig.from_pretrained(big)
+    cfg.vocab_size += 2000
+    Qwen2ForCausalLM(cfg).save_pretrained(big)
+    with pytest.raises(ConfigError, match=rf"{big}: tokenizer has 151665 tokens but the embedding has 153936 rows"):
+        CleanModelLoader(big, probe=False).load()
+
+
 @pytest.mark.gpu
 def test_nf4_on_cuda_random_qwen2(tmp_path, qwen_base_tokenizer):
     """nf4 load + sentinels + base decision on CUDA with a random Qwen2 architecture (the deployment gate)."""
@@ -136,3 +204,54 @@ def test_nf4_on_cuda_random_qwen2(tmp_path, qwen_base_tokenizer):
     assert next(model.parameters()).is_cuda and prov["probe"]["is_instruct"] is False
     assert prov["sentinels"]["failures"] == []
     assert loader.generate(model, tok, ["Hello", "a b c"], max_new_tokens=3).token_counts == [3, 3]
+
+
+@pytest.fixture(scope="module")
+def llama_style_model(tmp_path_factory):
+    """A byte-level BPE tokenizer whose tokenizer.json post-processor adds ``<s>`` (as Llama's does) and a
+    tiny random LlamaForCausalLM of the same vocabulary, saved as safetensors."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-llama-base")
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", *sorted(alphabet)])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.save_pretrained(out)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                      bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    return out
+
+
+def test_llama_style_tokenizer_loads_with_explicit_bos(llama_style_model):
+    """The shipped tokenizer adds <s> through its post-processor while add_bos_token reads False; the loader
+    turns it off, marks BOS as required, and guard.encode / generate put exactly one BOS at position 0."""
+    from transformers import AutoTokenizer
+
+    raw = AutoTokenizer.from_pretrained(str(llama_style_model))
+    assert raw("hi")["input_ids"][0] == 1  # the defect's precondition: BOS added as shipped
+    loader = CleanModelLoader(llama_style_model)
+    model, tok, prov = loader.load()
+    assert prov["bos_required"] is True and prov["bos_id"] == 1 and prov["sentinels"]["failures"] == []
+    plain = tok("hi there")["input_ids"]
+    assert 1 not in plain
+    ids = guard.encode(tok, "hi there")
+    assert ids == [1, *plain]
+    forbidden = guard.forbidden_ids(tok)
+    guard.scan_ids([ids], forbidden, tokenizer=tok)
+    with pytest.raises(ContaminationError, match="token 1 is ID 1 .*BOS 1 is allowed once"):
+        guard.scan_ids([[1, *ids]], forbidden, tokenizer=tok)
+    with pytest.raises(ContaminationError, match=f"token {len(ids)} is ID 1"):
+        guard.scan_ids([[*ids, 1]], forbidden, tokenizer=tok)
+    out = guard.render_example(tok, "Q:", " a", max_length=32)
+    assert out["input_ids"][0] == 1 and out["input_ids"].count(1) == 1 and out["labels"][0] == -100
+    assert loader.generate(model, tok, ["hi", "a b"], max_new_tokens=2).token_counts == [2, 2]
+    guard.recheck(model, tok)

@@ -59,7 +59,8 @@ def route_eos_missing(tok):
     guard.scan_ids([guard.encode(tok, "A: ok")], guard.forbidden_ids(tok), final_eos_id=151643)
 
 
-def route_im_end_as_generation_eos(tok):
+def _clean_tiny_model(tok):
+    """A one-layer Qwen2 of the real vocabulary, cleaned and snapshotted as the loader leaves it."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
@@ -67,8 +68,38 @@ def route_im_end_as_generation_eos(tok):
     model.generation_config = GenerationConfig(eos_token_id=151643)
     clean_model(model, 151643)
     setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tok)["model"])
+    return model
+
+
+def route_im_end_as_generation_eos(tok):
+    model = _clean_tiny_model(tok)
     model.generation_config.eos_token_id = [151645, 151643]
     guard.recheck(model, tok)
+
+
+def route_im_end_as_forced_eos(tok):
+    # eos stays clean, but generation is forced to end on <|im_end|>: only the whole-config comparison sees it
+    model = _clean_tiny_model(tok)
+    model.generation_config.forced_eos_token_id = 151645
+    guard.recheck(model, tok)
+
+
+def route_add_eos_token_reenabled(tok):
+    # tok("Hello") silently gains EOS: the flag and the plain encode in the snapshot both change
+    tok.add_eos_token = True
+    try:
+        guard.recheck(None, tok)
+    finally:
+        tok.add_eos_token = False
+
+
+def route_apply_chat_template_swapped(tok):
+    # a library puts its own apply_chat_template back on the instance: the attribute exists, but renders ChatML
+    tok.apply_chat_template = lambda messages, **kwargs: "<|im_start|>user\n" + messages[0]["content"]
+    try:
+        guard.recheck(None, tok)
+    finally:
+        tok.apply_chat_template = guard.refuse_chat_template
 
 
 def route_trainer_rewrites_pad(tok):

@@ -16,6 +16,7 @@ stored on them, so a trainer that re-enables the chat template or rewrites eos/p
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,35 @@ _CONTROL_TEXT = re.compile(r"^(<\|[^\s<>]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_\-]{0,
 # Candidate base EOS strings in order of preference (Qwen/GPT-2/SmolLM2, Llama-3 base, SentencePiece).
 _BASE_EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>")
 SNAPSHOT_ATTR = "_cleanroom_snapshot"
+# The BOS ID of a tokenizer that added BOS as shipped (Llama-style); None for tokenizers that add none (Qwen).
+BOS_REQUIRED_ATTR = "_cleanroom_bos_required"
+# One plain encode of this text is part of the snapshot: any switch that makes tokenizer(text) add or split
+# differently (add_eos_token re-enabled, a post-processor restored, split_special_tokens off) changes its IDs.
+SNAPSHOT_PROBE_TEXT = "Hello world <|im_start|>user\n"
+# config/generation_config keys left out of the whole-config comparison, because they change without changing
+# what the model is fed or stops on: the writer's version and path, the cache flag trainers turn off for
+# gradient checkpointing, the storage dtype a merge or mixed-precision cast changes, the attention kernel and
+# the runtime output switches. Every other key (bos/eos/pad, forced_eos_token_id, begin_suppress_tokens,
+# suppress_tokens, decoding defaults, the architecture) must stay as loaded.
+VOLATILE_CONFIG_KEYS = frozenset({
+    "transformers_version", "_name_or_path", "_commit_hash", "use_cache", "dtype", "torch_dtype",
+    "_attn_implementation", "_attn_implementation_autoset", "_attn_implementation_internal",
+    "output_attentions", "output_hidden_states", "return_dict", "_from_model_config",
+})
+
+
+def refuse_chat_template(*args: Any, **kwargs: Any) -> Any:
+    """Installed as ``tokenizer.apply_chat_template``: base-model paths never use a chat template."""
+    raise ContaminationError(
+        "apply_chat_template called on a clean base-model tokenizer; base models are prompted in "
+        "completion style (cleanroom.ifeval.few_shot_prompt), never through a chat template"
+    )
+
+
+def required_bos_id(tokenizer: Any) -> int | None:
+    """The BOS ID :func:`encode` puts at position 0, for a tokenizer the loader marked BOS-required; else None."""
+    bos = getattr(tokenizer, BOS_REQUIRED_ATTR, None)
+    return None if bos is None else int(bos)
 
 
 def _added_tokens(tokenizer: Any) -> dict[int, tuple[str, bool]]:
@@ -119,6 +149,7 @@ def scan_ids(
     lengths: Any = None,
     tokenizer: Any = None,
     record_offset: int = 0,
+    bos_id: int | None = None,
 ) -> None:
     """Raise :class:`ContaminationError` at the first forbidden token in any sequence.
 
@@ -127,7 +158,13 @@ def scan_ids(
     each sequence must end with exactly one EOS and contain no other (EOS doubled, missing or cut by
     truncation are all errors); without it, the base EOS is not checked (it is not in ``forbidden``).
     Positions are counted within the unpadded sequence; records from ``record_offset``.
+
+    ``bos_id`` (by default :func:`required_bos_id` of ``tokenizer``: set only for a Llama-style model that
+    needs BOS) is allowed exactly once, at position 0 of a sequence; anywhere else, including a doubled
+    BOS at position 1, it is a finding like any forbidden token.
     """
+    if bos_id is None and tokenizer is not None:
+        bos_id = required_bos_id(tokenizer)
     flat, lens = _flatten(sequences, mask, lengths)
     if flat.size and int(flat.min()) < 0:
         raise InputError(f"{where}: negative token ID {int(flat.min())} in input_ids (labels are not scanned)")
@@ -142,15 +179,23 @@ def scan_ids(
         )
 
     forb = np.fromiter((int(i) for i in forbidden), dtype=np.int64)
+    if bos_id is not None:
+        forb = np.append(forb, int(bos_id))
     if flat.size and forb.size:
         size = int(max(flat.max(), forb.max())) + 1
         table = np.zeros(size, dtype=bool)
         table[forb] = True
         hits = table[flat]
+        if bos_id is not None:
+            first = starts[lens > 0]
+            hits[first[flat[first] == int(bos_id)]] = False  # the one BOS a BOS-required model starts with
         if hits.any():
+            index = int(np.argmax(hits))
             fail(
-                int(np.argmax(hits)),
-                "a chat-control/special token; base-model data must not contain it — regenerate with the "
+                index,
+                f"BOS {bos_id} is allowed once, at position 0 only (doubled or injected BOS)"
+                if bos_id is not None and int(flat[index]) == int(bos_id)
+                else "a chat-control/special token; base-model data must not contain it — regenerate with the "
                 "clean loader's tokenizer (split_special_tokens=True, no chat template)",
             )
     if final_eos_id is None:
@@ -174,9 +219,16 @@ def scan_ids(
         )
 
 
-def encode(tokenizer: Any, text: str) -> list[int]:
-    """Encode text as ordinary subwords: no BOS/EOS added, literal control strings never become control IDs."""
-    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+def encode(tokenizer: Any, text: str, *, add_bos: bool = True) -> list[int]:
+    """Encode text as ordinary subwords; literal control strings never become control IDs.
+
+    No EOS is ever added. BOS is explicit: for a tokenizer the loader marked BOS-required (it added BOS
+    as shipped, Llama-style) its ID is put once at position 0 — ``add_bos=False`` gives the bare subwords,
+    for fragments spliced into a longer sequence; other tokenizers (Qwen) get no BOS either way.
+    """
+    ids = list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+    bos = required_bos_id(tokenizer) if add_bos else None
+    return ids if bos is None else [bos, *ids]
 
 
 def render_example(
@@ -238,8 +290,23 @@ def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group(0)) for m in pattern.finditer(text)]
 
 
+def _config_dict(config: Any) -> dict[str, Any] | None:
+    """``config.to_dict()`` as plain JSON values, without :data:`VOLATILE_CONFIG_KEYS`."""
+    if config is None:
+        return None
+    raw = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
+    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in VOLATILE_CONFIG_KEYS}, default=str))
+
+
 def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
-    """The state :func:`recheck` compares: chat template, special tokens, eos/pad, generation eos."""
+    """The state :func:`recheck` compares.
+
+    Tokenizer: chat template (attribute and init_kwargs), whether ``apply_chat_template`` is still the
+    refusing function, special tokens, eos/pad/bos, the add_bos/add_eos flags, the BOS-required mark and the
+    IDs of one plain ``tokenizer(SNAPSHOT_PROBE_TEXT)``. Model: the eos/pad/bos fields (one key each, which
+    ``training.special_ids`` restores) and the whole ``config`` / ``generation_config`` as dicts without
+    :data:`VOLATILE_CONFIG_KEYS` (``forced_eos_token_id``, ``begin_suppress_tokens``, ... included).
+    """
     tok = {
         "chat_template": getattr(tokenizer, "chat_template", None),
         "init_chat_template": (getattr(tokenizer, "init_kwargs", None) or {}).get("chat_template"),
@@ -249,7 +316,11 @@ def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
         "added_tokens": sorted((i, c, s) for i, (c, s) in _added_tokens(tokenizer).items()),
         "len": len(tokenizer),
         "split_special_tokens": bool(getattr(tokenizer, "split_special_tokens", False)),
-        "apply_chat_template_refused": "apply_chat_template" in vars(tokenizer),
+        "apply_chat_template_refused": vars(tokenizer).get("apply_chat_template") is refuse_chat_template,
+        "add_bos_token": getattr(tokenizer, "add_bos_token", None),
+        "add_eos_token": getattr(tokenizer, "add_eos_token", None),
+        "bos_required": required_bos_id(tokenizer),
+        "plain_encode": list(tokenizer(SNAPSHOT_PROBE_TEXT)["input_ids"]),
     }
     if model is None:
         return {"tokenizer": tok}
@@ -260,8 +331,21 @@ def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
         "config_bos_token_id": getattr(cfg, "bos_token_id", None),
         "generation_eos_token_id": getattr(gen, "eos_token_id", None),
         "generation_pad_token_id": getattr(gen, "pad_token_id", None),
+        # "whole_" keys: not "config_"/"generation_" fields, which training.special_ids restores one by one
+        "whole_config": _config_dict(cfg),
+        "whole_generation_config": _config_dict(gen),
     }
     return {"tokenizer": tok, "model": mod}
+
+
+def _diff(prefix: str, before: Any, after: Any) -> list[str]:
+    """``prefix.key: before -> after`` for each differing key, descending into dicts (sorted keys)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(after), key=str):
+            out += _diff(f"{prefix}.{key}", before.get(key), after.get(key))
+        return out
+    return [] if before == after else [f"{prefix}: {before!r} -> {after!r}"]
 
 
 def recheck(model: Any, tokenizer: Any) -> None:
@@ -277,18 +361,16 @@ def recheck(model: Any, tokenizer: Any) -> None:
             "CleanModelLoader(...).load() or .load_tokenizer()"
         )
     now = snapshot(model, tokenizer)
-    changes = [
-        f"tokenizer.{k}: {expected['tokenizer'][k]!r} -> {v!r}"
-        for k, v in now["tokenizer"].items()
-        if expected["tokenizer"][k] != v
-    ]
+    changes = _diff("tokenizer", expected["tokenizer"], now["tokenizer"])
     if model is not None:
         model_expected = getattr(model, SNAPSHOT_ATTR, None)
         if model_expected is None:
             raise ContaminationError("recheck: this model was not produced by CleanModelLoader (no snapshot)")
-        changes += [f"model.{k}: {model_expected[k]!r} -> {v!r}" for k, v in now["model"].items() if model_expected[k] != v]
+        changes += _diff("model", model_expected, now["model"])
     if changes:
-        shown = "; ".join(c if len(c) < 200 else c[:200] + "..." for c in changes)
+        shown = "; ".join(c if len(c) < 200 else c[:200] + "..." for c in changes[:8])
+        if len(changes) > 8:
+            shown += f"; ... {len(changes) - 8} more"
         raise ContaminationError(
             f"recheck: tokenizer/model changed since the clean load: {shown}; restore the clean state "
             "(pass the loader's tokenizer as processing_class, keep eos/pad = base EOS, no chat template)"
@@ -302,7 +384,9 @@ __all__ = [
     "forbidden_ids",
     "literal_control_strings",
     "recheck",
+    "refuse_chat_template",
     "render_example",
+    "required_bos_id",
     "scan_ids",
     "snapshot",
 ]

@@ -8,7 +8,10 @@ What "clean" means, and where each step lives:
 * literal control strings encode as ordinary subwords: ``split_special_tokens=True``, and the non-special
   control tokens (Qwen2.5's ``<tool_call>``, FIM, repo/file) are re-registered as special in the backend
   so that flag covers them too — verified by ID by the sentinels;
-* no BOS/EOS is added silently (``add_bos_token``/``add_eos_token`` off);
+* no BOS/EOS is added silently: ``add_bos_token``/``add_eos_token`` are set off unconditionally (a
+  tokenizer.json post-processor may add BOS while the flag reads False; the setter rebuilds it). A tokenizer
+  that added BOS as shipped (Llama-style) is marked BOS-required (``bos_required`` in provenance) and
+  :func:`guard.encode` puts its BOS explicitly, once, at position 0; Qwen adds none;
 * EOS and pad are the base EOS; config and generation_config eos/pad too (never ``<|im_end|>``);
 * a snapshot of the state as loaded and as returned is kept on both objects for :func:`guard.recheck`;
 * base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason.
@@ -17,14 +20,16 @@ What "clean" means, and where each step lives:
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _HASHED_FILES = (
     "config.json",
     "generation_config.json",
@@ -38,6 +43,9 @@ _HASHED_FILES = (
     "added_tokens.json",
 )
 _QUANTIZATIONS = (None, "nf4", "int8")
+# Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
+# 151,665 tokens to 151,936 rows (271). A gap larger than this means a tokenizer from a smaller model.
+_MAX_EMBEDDING_PADDING = 1024
 _DTYPES = (None, "bfloat16", "float32", "float16")
 
 
@@ -54,12 +62,7 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def refuse_chat_template(*args: Any, **kwargs: Any) -> Any:
-    """Installed as ``tokenizer.apply_chat_template``: base-model paths never use a chat template."""
-    raise ContaminationError(
-        "apply_chat_template called on a clean base-model tokenizer; base models are prompted in "
-        "completion style (cleanroom.ifeval.few_shot_prompt), never through a chat template"
-    )
+refuse_chat_template = guard.refuse_chat_template  # installed as tokenizer.apply_chat_template
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,18 @@ def clean_tokenizer(tokenizer: Any) -> list[str]:
         backend.add_special_tokens([AddedToken(c, special=True, normalized=False) for _, c in control])
         changes.append(f"re-registered {len(control)} non-special control tokens as special (split by ID)")
     tokenizer.split_special_tokens = True
+    shipped = list(tokenizer("a")["input_ids"])
+    plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    bos_required = bos is not None and shipped[:1] == [bos] and plain[:1] != [bos]
     for attr in ("add_bos_token", "add_eos_token"):
-        if getattr(tokenizer, attr, False):
+        # unconditionally: the flag may read False while the post-processor still adds the token
+        if hasattr(tokenizer, attr) or bos_required:
             setattr(tokenizer, attr, False)
-            changes.append(f"{attr} turned off")
+    if shipped != plain:
+        changes.append(f"special tokens added to plain text turned off ({shipped} -> {plain} for 'a')")
+    if bos_required:
+        changes.append(f"BOS {bos} required by the model: added explicitly at position 0 by guard.encode")
     eos_text = tokenizer.convert_ids_to_tokens(eos)
     if tokenizer.eos_token_id != eos:
         changes.append(f"eos {tokenizer.eos_token!r} -> {eos_text!r}")
@@ -99,12 +110,13 @@ def clean_tokenizer(tokenizer: Any) -> list[str]:
     if tokenizer.pad_token_id != eos:
         changes.append(f"pad {tokenizer.pad_token!r} -> {eos_text!r}")
         tokenizer.pad_token = eos_text
-    if tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
+    if tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
         raise ContaminationError(
             f"tokenizer {tokenizer.name_or_path}: still adds tokens to plain text after cleaning; "
             "its post-processor cannot be switched off — report this tokenizer"
         )
     tokenizer._cleanroom_base_eos = eos
+    setattr(tokenizer, guard.BOS_REQUIRED_ATTR, bos if bos_required else None)
     tokenizer._cleanroom_forbidden = None
     tokenizer._cleanroom_forbidden = guard.forbidden_ids(tokenizer)
     return changes
@@ -225,6 +237,8 @@ class CleanModelLoader:
             },
             "tokenizer_changes": changes,
             "base_eos_id": guard.base_eos_id(tokenizer),
+            "bos_required": guard.required_bos_id(tokenizer) is not None,
+            "bos_id": guard.required_bos_id(tokenizer),
             "forbidden_ids": sorted(guard.forbidden_ids(tokenizer)),
             "sentinels": report.to_dict(),
         }
@@ -241,6 +255,7 @@ class CleanModelLoader:
             "quantization": self.quantization,
             "dtype": dtype,
             "trust_remote_code": self.trust_remote_code,
+            "allow_pickle": self.allow_pickle,
             "files": self._file_hashes(),
             "allow_instruct": self.allow_instruct,
             "allow_instruct_reason": self.allow_instruct_reason,
@@ -282,7 +297,7 @@ class CleanModelLoader:
             from transformers import BitsAndBytesConfig
         except ImportError as exc:
             raise ConfigError(
-                f"quantization={self.quantization!r} is not available on this machine ({exc}); "
+                f"{self.path}: quantization={self.quantization!r} is not available on this machine ({exc}); "
                 "pip install bitsandbytes, or pass quantization=None"
             ) from exc
         if self.gguf_file is not None:
@@ -320,17 +335,25 @@ class CleanModelLoader:
             kwargs["use_safetensors"] = True
         if self.gguf_file is not None:
             kwargs.update(_gguf_dense_kwargs())
+        from safetensors import SafetensorError
+
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
-        except (OSError, ValueError, ImportError) as exc:
-            raise ConfigError(f"{self.path}: model could not be loaded ({exc})") from exc
+        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
+            weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
+            raise ConfigError(
+                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {exc}); the file is "
+                "truncated, corrupt or does not match config.json — download it again and compare its sha256"
+            ) from exc
         if self.gguf_file is not None:
             _drop_gguf_quantizer(model, self.path / self.gguf_file)
         embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
         rows = embedding.weight.shape[0]
-        if len(tokenizer) > rows:
+        vocab_size = getattr(model.config, "vocab_size", None) or rows
+        if len(tokenizer) > rows or max(rows, vocab_size) - len(tokenizer) > _MAX_EMBEDDING_PADDING:
             raise ConfigError(
-                f"{self.path}: tokenizer has {len(tokenizer)} tokens but the embedding has {rows} rows; the "
+                f"{self.path}: tokenizer has {len(tokenizer)} tokens but the embedding has {rows} rows "
+                f"(config vocab_size {vocab_size}; padding of at most {_MAX_EMBEDDING_PADDING} rows is normal); the "
                 "tokenizer does not belong to this model — copy the model's own tokenizer files"
             )
         model.eval()
@@ -374,6 +397,12 @@ class CleanModelLoader:
 
         if isinstance(prompts, str):
             prompts = [prompts]
+        empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p]
+        if empty or not prompts:
+            raise InputError(
+                f"generate: prompt {empty[0] if empty else '(none)'} is empty or not a string; every prompt needs at "
+                "least one token to condition on — drop it or give it text"
+            )
         if max_new_tokens < 1 or batch_size < 1 or temperature < 0 or not 0 < top_p <= 1:
             raise ConfigError(
                 f"generate: max_new_tokens={max_new_tokens}, batch_size={batch_size} must be >= 1, temperature="

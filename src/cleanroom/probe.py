@@ -92,15 +92,16 @@ def behavioural_scores(model: Any, tokenizer: Any) -> tuple[float, float] | None
     if "<|im_start|>" not in vocab or "<|im_end|>" not in vocab:
         return None
     start, end = vocab["<|im_start|>"], vocab["<|im_end|>"]
-    nl = encode(tokenizer, "\n")
-    role_ids = {encode(tokenizer, w)[0] for w in ("user", "assistant", "system")}
+    nl = encode(tokenizer, "\n", add_bos=False)
+    role_ids = {encode(tokenizer, w, add_bos=False)[0] for w in ("user", "assistant", "system")}
+    head = encode(tokenizer, "", add_bos=True)  # the BOS a BOS-required model starts with, else nothing
 
     def turn(role: str, text: str | None) -> list[int]:
-        body = [start] + encode(tokenizer, role) + nl
-        return body if text is None else body + encode(tokenizer, text)
+        body = [start] + encode(tokenizer, role, add_bos=False) + nl
+        return body if text is None else body + encode(tokenizer, text, add_bos=False)
 
-    eot_prompts = [turn("user", q) + [end] + nl + turn("assistant", a) for q, a in _EXCHANGES]
-    role_prompts = [turn("user", q) + [end] + nl + [start] for q, _ in _EXCHANGES]
+    eot_prompts = [head + turn("user", q) + [end] + nl + turn("assistant", a) for q, a in _EXCHANGES]
+    role_prompts = [head + turn("user", q) + [end] + nl + [start] for q, _ in _EXCHANGES]
     device = next(model.parameters()).device
     p_eot, p_role = [], []
     with torch.no_grad():

@@ -108,7 +108,7 @@ def run_sentinels(tokenizer: Any) -> SentinelReport:
         name = "tiktoken(QWEN_PAT_STR, NFC, ranks rebuilt from the tokenizer vocabulary)"
     failures: list[str] = []
     for text in SENTINELS:
-        ids = guard.encode(tokenizer, text)
+        ids = guard.encode(tokenizer, text, add_bos=False)  # the subwords; a required BOS is not text
         default_ids = list(tokenizer(text)["input_ids"])
         if default_ids != ids:
             failures.append(f"{text!r}: tokenizer(text) adds tokens silently: {default_ids[:4]}... vs {ids[:4]}...")
@@ -118,7 +118,10 @@ def run_sentinels(tokenizer: Any) -> SentinelReport:
                 failures.append(f"{text!r}: IDs {ids} differ from the reference {expected}")
         bad = sorted(set(ids) & forbidden)
         if bad:
-            failures.append(f"{text!r}: contains forbidden IDs {bad}")
+            failures.append(
+                f"{text!r}: literal text became control/special IDs {bad}; it must encode as ordinary subwords "
+                "(split_special_tokens=True, control tokens registered as special)"
+            )
         decoded = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if decoded != text:
             failures.append(f"{text!r}: decodes back as {decoded!r}")
