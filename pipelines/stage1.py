@@ -3,9 +3,10 @@
     baseline → SFT data → SFT → merge proof → preference pairs → DPO → evaluation → report
 
 Every stage reads the previous stage's artifacts from ``runs/<run_id>/`` and writes its own with
-provenance. A stage whose manifest exists is done and is skipped (its inputs are fixed by the
-run id, which is derived from the resolved config's digest); an interrupted stage resumes its
-record files and training checkpoints. ``cleanroom verify runs/<run_id>`` re-checks it all.
+provenance. A stage whose manifest exists and whose inputs still have the digests its manifest
+recorded is done and is skipped (its config is fixed by the run id, derived from the resolved
+config's digest); a stage whose inputs changed is re-run, with every stage after it; an
+interrupted stage resumes its record files and training checkpoints. ``cleanroom verify runs/<run_id>`` re-checks it all.
 Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
 """
 
@@ -72,10 +73,18 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
     ctx.say(f"run {run.path} on {ctx.device} (config sha256 {run.config_sha256[:12]})")
     started = time.monotonic()
     try:
+        stale = False  # an upstream stage re-ran: every later stage's result is out of date
         for name, stage in STAGES:
-            if ctx.stage_done(name):
-                ctx.say(f"{name}: done earlier, skipped")
+            changed = ctx.changed_inputs(name) if ctx.stage_done(name) and not stale else []
+            if changed:
+                ctx.say(f"{name}: inputs changed since it ran ({', '.join(changed)}): re-running it and every "
+                        "stage after it")
+                stale = True
+            if ctx.stage_done(name) and not stale:
+                ctx.say(f"{name}: done earlier, skipped (inputs unchanged)")
             else:
+                if stale:
+                    ctx.discard_stage(name)
                 budget.check(name)
                 t0 = time.monotonic()
                 ctx.say(f"{name}: running")

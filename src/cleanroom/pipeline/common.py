@@ -74,8 +74,31 @@ class Context:
         print(line, flush=True)
 
     def stage_done(self, name: str) -> bool:
-        """A stage is cached when its manifest exists (written only on a clean finish)."""
+        """A stage finished when its manifest exists (written only on a clean finish); whether its result
+        still holds is :meth:`changed_inputs`'s question."""
         return (self.run.path / name / "manifest.json").is_file()
+
+    def changed_inputs(self, name: str) -> list[str]:
+        """The inputs of finished stage *name* whose digest now differs from the one its manifest recorded
+        (``'<path> (missing)'`` for one that is gone): a stage is cached by the digests of its inputs."""
+        from cleanroom.provenance import digest_path
+
+        changed = []
+        for inp in json.loads((self.run.path / name / "manifest.json").read_text()).get("inputs", []):
+            path = Path(inp["path"]) if Path(inp["path"]).is_absolute() else self.run.path / inp["path"]
+            if not path.exists():
+                changed.append(f"{inp['path']} (missing)")
+            elif digest_path(path, cache=False) != inp["sha256"]:
+                changed.append(inp["path"])
+        return changed
+
+    def discard_stage(self, name: str) -> None:
+        """Remove a stage's outputs and its work directory (checkpoints), so it runs afresh."""
+        import shutil
+
+        for d in (self.run.path / name, self.run.path / ".work" / name):
+            if d.exists():
+                shutil.rmtree(d)
 
     def read_json(self, stage: str, name: str) -> Any:
         return json.loads((self.run.path / stage / name).read_text())
