@@ -11,7 +11,7 @@ import pytest
 from cleanroom.cli import eval_compare
 from cleanroom.errors import InputError, MissingFileError, StatisticsError
 from cleanroom.stats import compare_verdict_files, format_markdown
-from cleanroom.stats.compare import JSON_FIELDS
+from cleanroom.stats.compare import JSON_EXTRA_FIELDS, JSON_FIELDS
 
 
 def _write(path, keys, lists, *, loose=None):
@@ -53,7 +53,8 @@ def test_three_files_family_and_verdicts(tmp_path):
     ps = sorted(r.p_value for r in rows)
     assert min(r.p_holm for r in rows) == pytest.approx(min(1, 3 * ps[0]))
     assert all(r.p_holm >= r.p_value for r in rows)
-    assert all(set(r.to_json()) == set(JSON_FIELDS) for r in rows)
+    assert all(list(r.to_json()) == [*JSON_FIELDS, *JSON_EXTRA_FIELDS] for r in rows)
+    assert all(r.to_json()["override_reason"] is None for r in rows)
     assert rows[0].n == 300 and rows[0].mde > 0
 
 
@@ -68,8 +69,23 @@ def test_instruction_level_uses_clustered_interval(tmp_path):
     row = compare_verdict_files([a, b], level="instruction")[0]
     assert row.n > row.n_keys == 300 and "cluster-robust" in row.method
     assert row.ci_low < row.difference < row.ci_high and row.verdict == "improved"
+    assert "| p (clustered t) |" in format_markdown([row])
     same = compare_verdict_files([b, tmp_path / "dpo.jsonl"], level="instruction")[0]
     assert same.ci_high - same.ci_low > 0 and "no within-key variation" in same.method
+
+
+def test_markdown_header_names_the_test_each_p_value_came_from(tmp_path):
+    """SFT and DPO are identical, so their instruction-level difference has no within-key variation and
+    its p is mid-p McNemar on the instruction pairs: the header must not claim a clustered t for it, and
+    a family mixing both methods says so in the header and names the odd row in the notes."""
+    a, b, c = _three_systems(tmp_path)
+    fallback = compare_verdict_files([b, c], level="instruction")
+    assert "mid-p McNemar" in fallback[0].method
+    table = format_markdown(fallback)
+    assert "| p (mid-p McNemar) |" in table and "clustered t" not in table
+    mixed = format_markdown(compare_verdict_files([a, b, c], level="instruction"))
+    assert "| p (method per row, see notes) |" in mixed
+    assert "sft vs dpo: no within-key variation: mid-p McNemar" in mixed
 
 
 def test_loose_mode_reads_the_loose_block(tmp_path):
@@ -112,9 +128,39 @@ def test_small_n_refused_unless_overridden(tmp_path):
         compare_verdict_files([a, b])
     rows = compare_verdict_files([a, b], override_reason="tiny CPU profile")
     assert rows[0].override_reason == "tiny CPU profile" and rows[0].verdict == "regressed"
+    assert rows[0].to_json()["override_reason"] == "tiny CPU profile"
     assert "override: tiny CPU profile" in format_markdown(rows)
     with pytest.raises(StatisticsError, match="2 or 3"):
         compare_verdict_files([a])
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_lowering_min_n_is_itself_an_override(tmp_path, reason):
+    """min_n=5 at n=10 used to pass the n >= min_n check and give a verdict with no reason on record."""
+    a = _write(tmp_path / "a.jsonl", list(range(10)), [[True]] * 10)
+    b = _write(tmp_path / "b.jsonl", list(range(10)), [[False]] * 10)
+    with pytest.raises(StatisticsError, match=r"min_n=5 .*below the floor of 200.*--override-reason"):
+        compare_verdict_files([a, b], min_n=5, override_reason=reason)
+    rows = compare_verdict_files([a, b], min_n=5, override_reason="  unit fixture  ")
+    assert rows[0].override_reason == "unit fixture" and rows[0].n == 10
+
+
+def test_min_n_rule_by_case():
+    """The rule, case by case: the floor is max(min_n, 200); a min_n below 200 needs a reason at any n;
+    the reason is returned (to be recorded) only when the verdict rests on it."""
+    from cleanroom.stats import require_min_n
+
+    assert require_min_n(200) is None and require_min_n(5000, min_n=300) is None
+    assert require_min_n(250, min_n=300, override_reason="r") == "r"  # raised bar, overridden
+    assert require_min_n(250, min_n=5, override_reason="r") is None  # n >= 200: reason not needed
+    assert require_min_n(150, min_n=100, override_reason="r") == "r"  # n < 200 rests on the reason
+    with pytest.raises(StatisticsError, match="below the floor"):
+        require_min_n(5000, min_n=199)
+    with pytest.raises(StatisticsError, match="n=250 paired keys is below the minimum of 300"):
+        require_min_n(250, min_n=300)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(StatisticsError, match="whole number >= 1"):
+            require_min_n(500, min_n=bad, override_reason="r")
 
 
 def _cli(argv):
@@ -128,7 +174,8 @@ def test_cli_json_and_markdown(tmp_path, capsys):
     a, b, c = _three_systems(tmp_path)
     assert _cli([str(a), str(b), str(c), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 3 and all(list(r) == list(JSON_FIELDS) for r in rows)
+    assert len(rows) == 3 and all(list(r) == [*JSON_FIELDS, *JSON_EXTRA_FIELDS] for r in rows)
+    assert all(r["override_reason"] is None for r in rows)
     assert rows[0]["a"] == "base" and rows[0]["verdict"] == "improved"
     assert _cli([str(a), str(b), "--level", "instruction", "--mode", "loose"]) == 0
     out = capsys.readouterr().out
@@ -146,3 +193,22 @@ def test_cli_mismatch_exits_2_through_main(tmp_path, capsys):
     assert "InputError" in err and "lacks 1 key(s)" in err and "249" in err
     assert main(["eval", "compare", str(a), str(a), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["verdict"].startswith("no detectable difference")
+
+
+def test_cli_min_n_below_200_needs_a_reason_and_json_records_it(tmp_path, capsys):
+    """`eval compare a10 b10 --min-n 5 --json` exited 0 with a verdict at n=10 and no reason anywhere."""
+    from cleanroom.cli import main
+
+    a = _write(tmp_path / "a10.jsonl", list(range(10)), [[True]] * 10)
+    b = _write(tmp_path / "b10.jsonl", list(range(10)), [[False]] * 10)
+    assert main(["eval", "compare", str(a), str(b), "--min-n", "5", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert "\n" not in err and "StatisticsError" in err and "--override-reason" in err and "--min-n 5" in err
+    argv = ["eval", "compare", str(a), str(b), "--min-n", "5", "--json", "--override-reason", "10-key fixture"]
+    assert main(argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["override_reason"] == "10-key fixture" and row["n"] == 10 and row["verdict"] == "regressed"
+    assert main(["eval", "compare", str(a), str(b), "--override-reason", "10-key fixture"]) == 0
+    assert "verdict given by override: 10-key fixture" in capsys.readouterr().out

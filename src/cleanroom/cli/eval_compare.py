@@ -2,7 +2,8 @@
 
 Mounted by ``cli/eval_cmd.py`` as the ``compare`` action: it calls :func:`add_arguments` on its
 subparser and dispatches to :func:`run`. Exit 0 after printing the table (a regression is a verdict,
-not a tool failure); 2 on unreadable files, mismatched keys or too few keys without an override.
+not a tool failure); 2 on unreadable files, mismatched keys, or too few keys or ``--min-n`` below 200
+without ``--override-reason`` (the library's ``require_min_n`` decides; ``--json`` rows carry the reason).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=("prompt", "instruction"), default="prompt",
                         help="pair per prompt (follow_all_instructions) or per instruction (clustered by key)")
     parser.add_argument("--mode", choices=("strict", "loose"), default="strict", help="which IFEval scoring to compare")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per comparison instead of Markdown")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per comparison (with its override_reason) instead of Markdown")
     parser.add_argument("--min-n", type=int, default=200, metavar="N",
-                        help="refuse a verdict below N paired keys (default 200) unless --override-reason is given")
+                        help="paired keys needed for a verdict (default 200); fewer keys, or any N below 200, "
+                             "needs --override-reason")
     parser.add_argument("--override-reason", default=None, metavar="TEXT",
                         help="why a verdict below --min-n is acceptable (recorded in the output)")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")

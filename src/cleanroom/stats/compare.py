@@ -37,16 +37,20 @@ from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
 
 LEVELS = ("prompt", "instruction")
 MODES = ("strict", "loose")
+#: The per-comparison fields issue 5 documents for ``eval compare --json``, in this order.
 JSON_FIELDS = (
     "a", "b", "n", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high",
     "p_value", "p_holm", "effect_size", "mde", "verdict",
 )
+#: Appended after :data:`JSON_FIELDS`: why a verdict was given below the minimum n (null when it was not).
+JSON_EXTRA_FIELDS = ("override_reason",)
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One comparison B vs A. ``to_json()`` gives exactly the documented command-line fields;
-    the rest (level, mode, method, counts, override reason) is kept here for reports."""
+    """One comparison B vs A. ``to_json()`` gives the documented command-line fields plus the
+    override reason, so a small-n verdict never leaves without its reason; the rest (level, mode,
+    method, counts) is kept here for reports."""
 
     a: str
     b: str
@@ -72,7 +76,7 @@ class ComparisonRow:
 
     def to_json(self) -> dict[str, object]:
         full = asdict(self)
-        return {k: full[k] for k in JSON_FIELDS}
+        return {k: full[k] for k in JSON_FIELDS + JSON_EXTRA_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,12 @@ def _instruction_level(x: np.ndarray, y: np.ndarray, cluster: np.ndarray, conf: 
     )
 
 
+def _p_method(method: str) -> str:
+    """The test behind ``p_value``, from a row's method: mid-p McNemar at prompt level and in the
+    instruction-level fallback, the clustered Wald-t otherwise."""
+    return "mid-p McNemar" if "mid-p McNemar" in method else "clustered t"
+
+
 def _fmt_p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
@@ -263,7 +273,8 @@ def format_markdown(rows: Sequence[ComparisonRow]) -> str:
     if not rows:
         raise StatisticsError("format_markdown: no comparison rows to format")
     conf_pct = f"{rows[0].confidence * 100:g}%"
-    p_name = "p (mid-p McNemar)" if rows[0].level == "prompt" else "p (clustered t)"
+    p_methods = {_p_method(r.method) for r in rows}
+    p_name = f"p ({p_methods.pop()})" if len(p_methods) == 1 else "p (method per row, see notes)"
     head = (
         f"| A | B | n | acc A | acc B | Δ (B−A) [{conf_pct} CI] | {p_name} | p (Holm) | Cohen's h | MDE | verdict |\n"
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n"
