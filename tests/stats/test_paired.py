@@ -16,6 +16,7 @@ from cleanroom.stats import (
     holm,
     midp_mcnemar,
     paired_bootstrap,
+    paired_graded_pvalues,
 )
 
 
@@ -95,13 +96,66 @@ def test_graded_matches_scipy(seed, n):
     rng = np.random.default_rng(seed)
     a = rng.uniform(size=n)
     b = np.clip(a + rng.normal(0.05, 0.2, size=n), 0, 1)
-    r = compare_paired_graded(a, b, n_resamples=200, rng=seed)
+    r = compare_paired_graded(a, b, n_resamples=200, rng=seed, override_reason="agreement with scipy at small n")
     d = b - a
     assert abs(r.p_t - sps.ttest_rel(b, a).pvalue) <= 1e-9
     assert abs(r.p_wilcoxon - sps.wilcoxon(b, a).pvalue) <= 1e-9
     ci = sps.ttest_rel(b, a).confidence_interval(0.95)
     assert abs(r.t_low - ci.low) <= 1e-9 and abs(r.t_high - ci.high) <= 1e-9
     assert abs(r.d_z - d.mean() / d.std(ddof=1)) <= 1e-9
+    assert r.override_reason == "agreement with scipy at small n" and r.mde > 0
+
+
+def _alternating(n, mean, spread):
+    """A = 0.5 everywhere, B − A alternating mean ± spread (n even)."""
+    d = mean + spread * np.tile([1.0, -1.0], n // 2)
+    return np.full(n, 0.5), 0.5 + d
+
+
+def test_graded_mde_and_verdict_by_hand():
+    """n = 200, B − A alternating 0.1 ± 0.2: d̄ = 0.1, s_d = 0.2·√(200/199) = 0.200502.
+    MDE at 80% power, α = 0.05 ≈ (t_.975,199 + t_.80,199)·s_d/√n = (1.971957 + 0.843431)·0.200502/14.142136
+    = 0.039916 (statsmodels' noncentral-t solution d_z* = 0.199065 gives 0.039913).
+    t = 0.1/(0.200502/√200) = 7.05, p ≈ 1e-11 → improved; B and A swapped → regressed (same MDE);
+    mean 0 ± 0.2 → p = 1 → "no detectable difference (MDE = 0.040)"."""
+    a, b = _alternating(200, 0.1, 0.2)
+    r = compare_paired_graded(a, b, n_resamples=200)
+    assert r.mde == pytest.approx(0.039916, abs=5e-6) and r.p_t < 1e-9
+    assert r.verdict == "improved" and r.override_reason is None
+    back = compare_paired_graded(b, a, n_resamples=200)
+    assert back.verdict == "regressed" and back.mde == r.mde
+    a0, b0 = _alternating(200, 0.0, 0.2)
+    null = compare_paired_graded(a0, b0, n_resamples=200)
+    assert null.p_t == pytest.approx(1.0) and null.verdict == "no detectable difference (MDE = 0.040)"
+
+
+def test_graded_verdict_needs_n_200_or_a_reason():
+    """Like the pass/fail comparisons: below 200 pairs (or with min_n < 200) a verdict needs a reason."""
+    a, b = _alternating(40, 0.1, 0.2)
+    with pytest.raises(StatisticsError, match="n=40 paired keys is below the minimum of 200"):
+        compare_paired_graded(a, b, n_resamples=200)
+    with pytest.raises(StatisticsError, match="below the floor of 200"):
+        compare_paired_graded(a, b, n_resamples=200, min_n=20)
+    r = compare_paired_graded(a, b, n_resamples=200, min_n=20, override_reason="pilot")
+    assert r.override_reason == "pilot" and r.verdict == "improved"
+
+
+def test_graded_pvalues_vectorised_match_row_by_row_scipy():
+    """The simulations call paired_graded_pvalues on (reps, n): each row equals scipy on that row alone."""
+    rng = np.random.default_rng(3)
+    a = rng.uniform(size=(5, 40))
+    b = a + rng.normal(0.05, 0.2, size=a.shape)
+    p_t, p_w = paired_graded_pvalues(a, b)
+    for i in range(5):
+        assert abs(p_t[i] - sps.ttest_rel(b[i], a[i]).pvalue) <= 1e-12
+        assert abs(p_w[i] - sps.wilcoxon(b[i], a[i]).pvalue) <= 1e-12
+    b[3] = a[3] + 0.1
+    with pytest.raises(StatisticsError, match="row 3 .*all 40 differences equal"):
+        paired_graded_pvalues(a, b)
+    with pytest.raises(StatisticsError, match="finite"):
+        paired_graded_pvalues([0.1, np.nan, 0.3], [0.2, 0.1, 0.5])
+    with pytest.raises(StatisticsError, match="one shape"):
+        paired_graded_pvalues(a, b[:, :3])
 
 
 def test_graded_refuses_zero_spread_and_tiny_n():
@@ -109,6 +163,27 @@ def test_graded_refuses_zero_spread_and_tiny_n():
         compare_paired_graded([0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
     with pytest.raises(StatisticsError, match="at least 3"):
         compare_paired_graded([0.1, 0.2], [0.2, 0.1])
+
+
+@pytest.mark.parametrize("d", [[0.25] * 50, [0.0] * 3, [0.1] * 50, [0.3] * 1000], ids=["0.25", "zeros", "0.1x50", "0.3x1000"])
+def test_paired_bootstrap_refuses_constant_differences(d):
+    """Every resample of a constant has the same mean, so the interval would have zero width; and the
+    sums round differently: for 0.1 × 50 the estimate np.mean = 0.09999999999999998 while every
+    resample mean is (50·0.1)/50 = 0.1, so the estimate fell outside its own [0.1, 0.1] interval."""
+    with pytest.raises(StatisticsError, match="zero width"):
+        paired_bootstrap(d, n_resamples=200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=st.lists(st.floats(-1, 1, allow_nan=False).map(lambda v: round(v, 3)), min_size=2, max_size=60))
+def test_paired_bootstrap_interval_has_width_and_holds_its_estimate(d):
+    arr = np.asarray(d)
+    if np.ptp(arr) == 0:
+        with pytest.raises(StatisticsError):
+            paired_bootstrap(arr, n_resamples=200)
+        return
+    r = paired_bootstrap(arr, n_resamples=200, rng=1)
+    assert r.high > r.low and r.low <= r.estimate + 1e-12 and r.estimate - 1e-12 <= r.high
 
 
 def test_paired_bootstrap_reproducible_and_recorded():

@@ -24,6 +24,7 @@ from cleanroom.stats.paired import (
     holm,
     midp_mcnemar,
     paired_bootstrap,
+    paired_graded_pvalues,
 )
 from cleanroom.stats.power import (
     mde_from_se,
@@ -56,6 +57,7 @@ __all__ = [
     "mde_paired_mean",
     "midp_mcnemar",
     "paired_bootstrap",
+    "paired_graded_pvalues",
     "power_paired_binary",
     "read_verdict_file",
     "require_min_n",

@@ -90,6 +90,14 @@ def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95
     return Interval(successes / n, float(low), float(high), "clopper-pearson", n)
 
 
+def is_constant(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """True where ``x`` is one value along ``axis`` up to rounding (range ≤ 1e-12 of its magnitude):
+    then a sample standard deviation or a bootstrap is all rounding noise, and an interval would
+    have zero width. Callers raise on it rather than report such an interval."""
+    x = np.asarray(x, dtype=float)
+    return np.asarray(np.ptp(x, axis=axis) <= 1e-12 * np.maximum(1.0, np.abs(x).max(axis=axis)))
+
+
 def _as_scores(values: Sequence[float] | np.ndarray, what: str, min_n: int = 2) -> np.ndarray:
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:
@@ -114,7 +122,7 @@ def t_interval(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95
     x = _as_scores(values, "t_interval")
     conf = check_confidence(confidence)
     sd = float(np.std(x, ddof=1))
-    if np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):  # constant up to rounding
+    if is_constant(x):
         raise StatisticsError(
             f"t_interval: all {x.size} scores equal {x[0]!r}; the t interval would have zero width — "
             "for pass/fail scores use wilson_interval"

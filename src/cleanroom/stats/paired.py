@@ -18,7 +18,9 @@ import numpy as np
 from scipy import stats as sps
 
 from cleanroom.errors import StatisticsError
-from cleanroom.stats.intervals import check_confidence, wilson_bounds
+from cleanroom.stats.intervals import check_confidence, is_constant, wilson_bounds
+from cleanroom.stats.power import mde_paired_mean
+from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
 
 _BOOT_CHUNK = 48  # resamples per chunk: fixed (not machine-dependent), so results are reproducible
 
@@ -52,7 +54,8 @@ class BootstrapResult(NamedTuple):
 
 
 class PairedGradedResult(NamedTuple):
-    """Paired t (with d_z), Wilcoxon signed-rank and bootstrap CI for graded scores (B − A)."""
+    """Paired t (with d_z), Wilcoxon signed-rank and bootstrap CI for graded scores (B − A), with
+    the paired-t MDE and the verdict it supports (``override_reason`` set when n < the minimum)."""
 
     n: int
     mean_a: float
@@ -64,6 +67,9 @@ class PairedGradedResult(NamedTuple):
     d_z: float
     p_wilcoxon: float
     bootstrap: BootstrapResult
+    mde: float
+    verdict: str
+    override_reason: str | None
 
 
 def _as_pair(a: Sequence[Any] | np.ndarray, b: Sequence[Any] | np.ndarray, what: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -181,13 +187,19 @@ def paired_bootstrap(
     Resampling keys with replacement resamples both systems together, which is what pairs them.
     Vectorised (see :func:`bootstrap_means`). ``rng`` is an explicit Generator or an int seed; the
     result records the seed (if an int was given) and the generator state before the first draw,
-    which reproduce it.
+    which reproduce it. Constant differences are refused: every resample would have the same mean,
+    giving a zero-width interval (which rounding can even place beside the estimate).
     """
     d = np.asarray(differences, dtype=float)
     if d.ndim != 1 or d.size < 2:
         raise StatisticsError(f"paired_bootstrap: needs a 1-D array of at least 2 differences, got shape {d.shape}")
     if not np.isfinite(d).all():
         raise StatisticsError("paired_bootstrap: differences must be finite (found NaN or inf)")
+    if is_constant(d):
+        raise StatisticsError(
+            f"paired_bootstrap: all {d.size} differences equal {d[0]!r}; every resample has the same mean, so "
+            "the interval would have zero width — a bootstrap needs differences that vary"
+        )
     if int(n_resamples) < 100:
         raise StatisticsError(f"paired_bootstrap: n_resamples={n_resamples}; use at least 100 (default 10,000)")
     conf = check_confidence(confidence)
@@ -231,35 +243,68 @@ def compare_paired_graded(
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     rng: np.random.Generator | int = 0,
+    alpha: float = 0.05,
+    min_n: int = DEFAULT_MIN_N,
+    override_reason: str | None = None,
 ) -> PairedGradedResult:
     """Compare graded scores (e.g. partial credit in [0, 1]) of A and B on the same keys.
 
     Paired t via ``scipy.stats.ttest_rel``; CI ``d̄ ± t(1−α/2; n−1)·s_d/√n``; effect size
     ``d_z = d̄ / s_d`` (Cohen 1988; Lakens 2013, eq. 6). Wilcoxon signed-rank via
     ``scipy.stats.wilcoxon`` (zero differences dropped, Wilcoxon 1945); bootstrap via
-    :func:`paired_bootstrap`. Refuses n < 3 and all-zero differences (no spread to test).
+    :func:`paired_bootstrap`. Refuses n < 3 and constant differences (no spread to test).
+
+    The MDE is that of the paired t test at 80% power and two-sided ``alpha``,
+    ``d_z*·s_d`` with d_z* from the noncentral t (:func:`~cleanroom.stats.power.mde_paired_mean`,
+    ≈ ``(t_{1−α/2,n−1} + t_{0.8,n−1})·s_d/√n``); the verdict reads the paired-t p against ``alpha``
+    (one comparison; for a family, Holm-adjust the ``p_t`` values and call ``verdict_for``).
+    Below ``max(min_n, 200)`` pairs a verdict needs ``override_reason`` (see ``require_min_n``).
     """
     x, y = _as_pair(a, b, "compare_paired_graded", float)
-    if x.size < 3:
-        raise StatisticsError(f"compare_paired_graded: n={x.size}; a paired t test needs at least 3 pairs")
+    p_t, p_w = (float(p) for p in paired_graded_pvalues(x, y, what="compare_paired_graded"))
     d = y - x
     sd = float(np.std(d, ddof=1))
-    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # constant up to rounding
-        raise StatisticsError(
-            f"compare_paired_graded: all {d.size} differences equal {d[0]!r}; the paired t statistic is "
-            "undefined and its interval would have zero width"
-        )
     conf = check_confidence(confidence)
-    t_res = sps.ttest_rel(y, x)
+    override = require_min_n(int(d.size), min_n=min_n, override_reason=override_reason, what="compare_paired_graded")
+    mde = mde_paired_mean(int(d.size), sd, alpha=alpha)
     half = float(sps.t.ppf(0.5 + conf / 2, d.size - 1)) * sd / np.sqrt(d.size)
     mean_d = float(d.mean())
-    p_w = 1.0 if not np.any(d != 0) else float(sps.wilcoxon(y, x).pvalue)
     boot = paired_bootstrap(d, n_resamples=n_resamples, confidence=conf, rng=rng)
     return PairedGradedResult(
         n=int(d.size), mean_a=float(x.mean()), mean_b=float(y.mean()), difference=mean_d,
-        t_low=mean_d - half, t_high=mean_d + half, p_t=float(t_res.pvalue), d_z=mean_d / sd,
-        p_wilcoxon=p_w, bootstrap=boot,
+        t_low=mean_d - half, t_high=mean_d + half, p_t=p_t, d_z=mean_d / sd,
+        p_wilcoxon=p_w, bootstrap=boot, mde=mde, verdict=verdict_for(mean_d, p_t, mde, alpha=alpha),
+        override_reason=override,
     )
+
+
+def paired_graded_pvalues(
+    a: np.ndarray, b: np.ndarray, *, what: str = "paired_graded_pvalues"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided p-values of B − A along the last axis: paired t (``scipy.stats.ttest_rel``) and
+    Wilcoxon signed-rank (``scipy.stats.wilcoxon``, its default method). Vectorised over leading
+    axes, so the type-I and power simulations run this very function on (replications, n) arrays.
+
+    Refuses n < 3 and any row whose differences are constant (t undefined: NaN, not a p-value).
+    """
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim < 1:
+        raise StatisticsError(f"{what}: A and B must be paired arrays of one shape; got {x.shape} and {y.shape}")
+    if x.shape[-1] < 3:
+        raise StatisticsError(f"{what}: n={x.shape[-1]}; a paired t test needs at least 3 pairs")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise StatisticsError(f"{what}: scores must be finite numbers (found NaN or inf)")
+    rows = (y - x).reshape(-1, x.shape[-1])
+    constant = is_constant(rows)
+    if constant.any():
+        i = int(np.argmax(constant))
+        where = f"row {i} (flattened): " if x.ndim > 1 else ""
+        raise StatisticsError(
+            f"{what}: {where}all {rows.shape[1]} differences equal {rows[i, 0]!r}; the paired t statistic is "
+            "undefined and its interval would have zero width"
+        )
+    return np.asarray(sps.ttest_rel(y, x, axis=-1).pvalue), np.asarray(sps.wilcoxon(y, x, axis=-1).pvalue)
 
 
 def holm(p_values: Sequence[float] | np.ndarray, *, alpha: float = 0.05) -> np.ndarray:
