@@ -6,14 +6,17 @@ first line, without its last line, without both, and each of those with every ``
 empty variant never passes). Loose ≥ strict by construction, because the first variant is the response.
 
 Prompt level: a prompt counts iff all its instructions are followed; instruction level: every
-instruction counts once. Accuracies carry Wilson score intervals (Wilson 1927):
-``(p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)``.
+instruction counts once. Prompt-level accuracies carry Wilson score intervals (Wilson 1927):
+``(p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)``. Instruction-level accuracies carry the
+cluster-robust t interval with cluster = prompt key (``cleanroom.stats.clustered_mean_interval``):
+instructions of one prompt pass or fail together, and a Wilson interval over all instructions
+treats them as independent and under-covers (verification/test_statistics.py shows it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cleanroom.errors import InputError
@@ -62,32 +65,57 @@ def score_responses(prompts: Iterable[PromptRecord], responses: Mapping[Key, str
 
 
 def _interval(successes: int, n: int) -> dict[str, Any]:
-    wilson_interval: Callable[[int, int], Any] | None
-    try:
-        from cleanroom.stats import wilson_interval
-    except ImportError:
-        wilson_interval = None
-    if wilson_interval is not None:
-        iv = wilson_interval(successes, n)
-        return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": n, "successes": successes}
-    from statsmodels.stats.proportion import proportion_confint
+    """Prompt level: one pass/fail per prompt, so the 95% Wilson interval."""
+    from cleanroom.stats import wilson_interval
 
-    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
-    return {"estimate": successes / n, "low": float(low), "high": float(high), "n": n, "successes": successes}
+    iv = wilson_interval(successes, n)
+    return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": n, "successes": successes,
+            "method": iv.method}
+
+
+def _instruction_interval(flags: list[bool], clusters: list[int]) -> dict[str, Any]:
+    """Instruction level: 95% cluster-robust t interval (cluster = prompt key, t with C − 1 df),
+    clipped to [0, 1] since an accuracy cannot leave it (the t interval is symmetric).
+
+    The sandwich SE is 0 when every prompt has the same instruction accuracy (all pass, all fail,
+    or one prompt) — then the interval would have zero width, so the Wilson interval on the
+    instruction counts stands in, and ``method`` says so.
+    """
+    import numpy as np
+
+    from cleanroom.stats import clustered_mean_interval, wilson_interval
+    from cleanroom.stats.intervals import clustered_mean_se
+
+    x = np.asarray(flags, dtype=float)
+    groups = np.asarray(clusters)
+    successes, n = int(x.sum()), int(x.size)
+    _, se, c = clustered_mean_se(x, groups)
+    if c < 2 or se == 0.0:
+        iv = wilson_interval(successes, n)
+        method = "wilson (no between-prompt variation: the clustered SE is 0)"
+    else:
+        iv = clustered_mean_interval(x, groups)
+        method = f"clustered-t (by prompt key, C={c})"
+    return {"estimate": successes / n, "low": max(iv.low, 0.0), "high": min(iv.high, 1.0), "n": n,
+            "successes": successes, "method": method}
 
 
 def summarize(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Prompt/instruction × strict/loose accuracy with 95% Wilson intervals, and per-type accuracy with n."""
+    """Prompt/instruction × strict/loose accuracy with 95% intervals (Wilson per prompt, clustered by
+    prompt key per instruction), and per-type accuracy with n."""
     verdicts = list(verdicts)
     if not verdicts:
         raise InputError("no verdicts to summarize; score at least one prompt")
+    cluster_of: dict[Any, int] = {}
+    prompt_index = [cluster_of.setdefault(v["key"], len(cluster_of)) for v in verdicts]
     out: dict[str, Any] = {"n_prompts": len(verdicts)}
     per_type: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "strict": 0, "loose": 0})
     for mode in ("strict", "loose"):
         prompt_ok = sum(bool(v[mode]["follow_all_instructions"]) for v in verdicts)
         flags = [bool(f) for v in verdicts for f in v[mode]["follow_instruction_list"]]
+        clusters = [c for v, c in zip(verdicts, prompt_index, strict=True) for _ in v[mode]["follow_instruction_list"]]
         out[f"prompt_{mode}"] = _interval(prompt_ok, len(verdicts))
-        out[f"instruction_{mode}"] = _interval(sum(flags), len(flags))
+        out[f"instruction_{mode}"] = _instruction_interval(flags, clusters)
     for v in verdicts:
         for i, iid in enumerate(v["instruction_id_list"]):
             row = per_type[iid]
@@ -103,7 +131,7 @@ def summarize(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """Four lines: accuracy and Wilson 95% interval for each level × mode."""
+    """Four lines: accuracy and its 95% interval (see :func:`summarize`) for each level × mode."""
     lines = []
     for level in ("prompt", "instruction"):
         for mode in ("strict", "loose"):
