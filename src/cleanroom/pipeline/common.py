@@ -104,6 +104,14 @@ class Context:
         return json.loads((self.run.path / stage / name).read_text())
 
 
+def progress_bar(*, total: int, initial: int, label: str, unit: str, enabled: bool) -> Any:
+    """The progress bar of a long step: done/total with rate and ETA (tqdm); callers put the running cost
+    in its postfix. Off with ``--no-progress``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, disable=not enabled, unit=unit, dynamic_ncols=True)
+
+
 def arch_for(name: str) -> dict[str, Any]:
     """The architecture dict of a known Qwen2.5 size from a name like ``Qwen/Qwen2.5-32B`` or ``qwen2.5-0.5b``."""
     from cleanroom.memory import QWEN25_ARCHS

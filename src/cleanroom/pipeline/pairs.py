@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cleanroom.errors import InputError
-from cleanroom.pipeline.common import Context, capture, load_model, loader_for
+from cleanroom.errors import ContaminationError, InputError
+from cleanroom.pipeline.common import Context, capture, load_model, loader_for, progress_bar
 
 # Constitution principles a program can check (the file carries the full text and its digest).
 _CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|assistant)\s*$", re.M)
@@ -60,9 +60,16 @@ def rewrite_prompt(instruction: str, draft: str, crit: dict[str, Any]) -> str:
             + "\n".join(problems or ["- none found"]) + "\n\nImproved response:\n")
 
 
+def key_seed(key: Any) -> int:
+    """A stable 64-bit seed from a record key (the same on every run and resume, unlike its position)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "big")
+
+
 def run_pairs(ctx: Context) -> dict[str, Any]:
     from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
     from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt, zero_shot_prompt
     from cleanroom.ifeval.teacher import teacher_response
     from cleanroom.pipeline.sft_data import pool_records
@@ -82,37 +89,47 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
     prov = capture(ctx, "pairs", loader=loader_prov, generation=vars(p.generation),
                    extra={"constitution": str(constitution), "constitution_sha256": hash_file(constitution),
                           "rewriter": p.rewriter})
-    rng = np.random.default_rng(spec.seed + 1)
-    kept = skipped = 0
     reasons: dict[str, int] = {}
     with ctx.run.stage("pairs", provenance=prov, inputs=["preflight/sft_pool.jsonl", "sft/adapter", constitution]) as st:
         samples = st.jsonl("samples.jsonl")
         out = st.jsonl("pairs.jsonl")
+        on_disk = {rec["provenance"]["record_id"]: rec for rec in read_records(samples.path)} if samples.count else {}
         gen = p.generation
-        for start in range(0, len(records), max(1, gen.batch_size // p.samples_per_instruction)):
-            ctx.budget.check("pairs batch")
-            batch = records[start:start + max(1, gen.batch_size // p.samples_per_instruction)]
-            done = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
-            if all(f"pairs/sample:{r.key}:{done}" in samples for r in batch):
-                continue
-            prompts = [few_shot_prompt(r.prompt) for r in batch for _ in range(p.samples_per_instruction)]
-            drafts = loader.generate(model, tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
-                                     temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start,
-                                     batch_size=gen.batch_size, stop=[STOP]).texts
-            drafts = [clean_completion(t) for t in drafts]
+        rewrite_origin = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
+        origins = [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
+        per_batch = max(1, gen.batch_size // p.samples_per_instruction)
+        bar = progress_bar(total=len(records), initial=0, label="pairs", unit="instruction", enabled=ctx.progress)
+        # batches and their sampling seeds are fixed by position in the full instruction list, the teacher's
+        # rng by record key, and candidates already on disk are reused: a resumed stage writes exactly the
+        # samples and pairs an uninterrupted one would
+        for start in range(0, len(records), per_batch):
+            batch = records[start:start + per_batch]
+            missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
+            drafts: list[str] = []
+            if missing:
+                ctx.budget.check("pairs batch")
+                prompts = [few_shot_prompt(r.prompt) for r in batch for _ in range(p.samples_per_instruction)]
+                drafts = loader.generate(model, tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
+                                         temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start,
+                                         batch_size=gen.batch_size, stop=[STOP]).texts
+                drafts = [clean_completion(t) for t in drafts]
             for i, r in enumerate(batch):
-                own = drafts[i * p.samples_per_instruction:(i + 1) * p.samples_per_instruction]
-                cands = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
-                best = max(cands, key=lambda c: c["critique"]["satisfied"])
-                if p.rewriter == "programmatic":
-                    rewritten, origin = teacher_response(r, rng), "rewrite_programmatic_teacher"
+                if r.key not in missing:
+                    cands = [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
+                              "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
                 else:
-                    rewritten = loader.generate(model, tokenizer, [rewrite_prompt(r.prompt, best["text"], best["critique"])],
-                                                max_new_tokens=gen.max_new_tokens, temperature=0.0,
-                                                seed=gen.seed, stop=[STOP]).texts[0]
-                    rewritten = clean_completion(rewritten)
-                    origin = "rewrite_sft_model"
-                cands.append({"text": rewritten, "origin": origin, "critique": critique(r, rewritten)})
+                    own = drafts[i * p.samples_per_instruction:(i + 1) * p.samples_per_instruction]
+                    cands = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
+                    best = max(cands, key=lambda c: c["critique"]["satisfied"])
+                    if p.rewriter == "programmatic":
+                        rewritten = teacher_response(r, np.random.default_rng([spec.seed + 1, key_seed(r.key)]))
+                    else:
+                        rewritten = loader.generate(model, tokenizer,
+                                                    [rewrite_prompt(r.prompt, best["text"], best["critique"])],
+                                                    max_new_tokens=gen.max_new_tokens, temperature=0.0,
+                                                    seed=gen.seed, stop=[STOP]).texts[0]
+                        rewritten = clean_completion(rewritten)
+                    cands.append({"text": rewritten, "origin": rewrite_origin, "critique": critique(r, rewritten)})
                 sample_ids = []
                 for c in cands:
                     sid = f"pairs/sample:{r.key}:{c['origin']}"
@@ -132,11 +149,10 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
                     try:
                         guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
                                          max_length=spec.dpo.train.max_length, record=f"pair {r.key}")
-                    except Exception as exc:  # a guard failure drops the pair and is counted, never trained on
+                    except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
                         why = f"guard: {type(exc).__name__}"
                 if why:
                     reasons[why] = reasons.get(why, 0) + 1
-                    skipped += 1
                     continue
                 out.write(
                     {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
@@ -149,7 +165,9 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
                              {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
                     record_id=f"pairs/pair:{r.key}",
                 )
-                kept += 1
+            bar.set_postfix_str(f"{out.count} pairs, ${ctx.budget.cost_usd:.2f}")
+            bar.update(len(batch))
+        bar.close()
         stats = {"instructions": len(records), "pairs": out.count, "skipped": reasons,
                  "samples_per_instruction": p.samples_per_instruction, "rewriter": p.rewriter}
         atomic_write_bytes(st.dir / "stats.json", pretty_json(stats))

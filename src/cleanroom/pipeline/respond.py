@@ -34,28 +34,32 @@ def generate_into(
     *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size``; each
     batch is guarded by the loader (every prompt's IDs pass the contamination scan).
     """
-    from tqdm import tqdm
-
     from cleanroom.ifeval.prompting import STOP, clean_completion
+    from cleanroom.pipeline.common import progress_bar
 
-    todo = [r for r in records if f"{id_prefix}:{r.key}" not in writer]
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=label, disable=not progress,
-               unit="prompt", dynamic_ncols=True)
-    for start in range(0, len(todo), gen.batch_size):
+    done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
+    bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
+    # batches and their seeds are fixed by position in the full record list (not in what is left to do), so a
+    # resumed stage samples exactly what an uninterrupted one would; a partly written batch is generated again
+    # with the same seed and only its missing records are written
+    for start in range(0, len(records), gen.batch_size):
+        batch = records[start:start + gen.batch_size]
+        todo = [r for r in batch if f"{id_prefix}:{r.key}" not in writer]
+        if not todo:
+            continue
         if budget is not None:
             bar.set_postfix_str(f"${budget.cost_usd:.2f}")
             budget.check(f"{label} batch {start // gen.batch_size + 1}")
-        batch = todo[start:start + gen.batch_size]
         result = loader.generate(
             model, tokenizer, [render(r) for r in batch], max_new_tokens=gen.max_new_tokens,
             temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start, batch_size=gen.batch_size, stop=[STOP],
         )
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
-            writer.write(
+            writer.write(  # an id already on disk is skipped by the writer
                 {"key": r.key, "response": clean_completion(text), "token_count": int(count)},
                 parents=[parent_ref(r)], record_id=f"{id_prefix}:{r.key}",
             )
-        bar.update(len(batch))
+        bar.update(len(todo))
     bar.close()
     from cleanroom.artifacts import read_records
 
