@@ -6,7 +6,8 @@ Every stage reads the previous stage's artifacts from ``runs/<run_id>/`` and wri
 provenance. A stage whose manifest exists and whose inputs still have the digests its manifest
 recorded is done and is skipped (its config is fixed by the run id, derived from the resolved
 config's digest); a stage whose inputs changed is re-run, with every stage after it; an
-interrupted stage resumes its record files and training checkpoints. ``cleanroom verify runs/<run_id>`` re-checks it all.
+interrupted stage resumes its record files and training checkpoints. An unfinished run is continued
+only with ``resume=True`` (``--resume``); a finished one is re-used either way. ``cleanroom verify runs/<run_id>`` re-checks it all.
 Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.config import RunSpec, config_sha256, identity_dict, operational_dict
+from cleanroom.errors import ConfigError
 from cleanroom.pipeline.baseline import run_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
 from cleanroom.pipeline.evaluation import run_eval
@@ -60,8 +62,13 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
     check_tracker(spec.report_to)  # a missing optional tracker package fails here, before any work
     out = Path(out).resolve()
     run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
-    if (out / run_id / "run.json").exists() and not resume:
-        print(f"run {run_id} exists: finished stages are reused (pass --resume to say so explicitly)")
+    existing = out / run_id
+    if (existing / "run.json").exists() and not (existing / "attestation.json").exists() and not resume:
+        # a finished run is simply re-used (every stage skipped); continuing a half-done one must be asked for
+        raise ConfigError(
+            f"run {existing} exists and did not finish (interrupted, stopped on budget or by --stop-after); pass "
+            "--resume to continue it, or --out elsewhere to start afresh"
+        )
     run = RunDir.create(out, run_id, identity_dict(spec))
     record_settings(run.path, operational_dict(spec))
     clock = run.path / ".work" / "clock.json"  # time spent by earlier attempts counts against the budget

@@ -17,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pipeline", choices=["stage1"], help="which pipeline")
     p.add_argument("--profile", default="tiny", help="shipped profile name (tiny, smollm2, qwen2.5-32b) or a YAML path")
     p.add_argument("--out", default="runs", type=Path, help="runs root directory (default: runs/)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same config")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an unfinished run of the same config (interrupted, stopped on budget or by "
+                   "--stop-after); without it such a run is an error. A finished run is re-used either way: "
+                   "every stage whose inputs are unchanged is skipped. budget.* and report_to are not part of "
+                   "the run's identity, so raising the budget and passing --resume continues the same run")
     p.add_argument("--estimate", action="store_true",
                    help="validate the config and print the memory and cost estimate; run nothing")
     p.add_argument("--gate-report", default=None, type=Path, metavar="PATH",
