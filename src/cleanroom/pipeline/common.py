@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleanroom.config import ModelSpec, RunSpec, identity_dict
+from cleanroom.config import ModelSpec, RunSpec
 from cleanroom.errors import BudgetExceededError, ConfigError
 
 FIXTURE_MODELS = {"tiny", "smollm2"}
@@ -65,8 +65,9 @@ class Context:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run's identity config (config.resolved.yaml): what provenance records and digests."""
-        return identity_dict(self.spec)
+        """The config the run directory was created with (config.resolved.yaml, the spec without its
+        operational fields): what every stage's provenance digests, so it always matches the run's."""
+        return self.run.config
 
     def say(self, message: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
