@@ -51,3 +51,68 @@ def test_inspect_model_clean_instruct_missing(tmp_path, tiny_base_model, capsys)
     assert "end-of-turn" in capsys.readouterr().out
     assert main(["inspect-model", str(fake), "--no-probe", "--allow-instruct", "ablation baseline"]) == 0
     assert main(["inspect-model", str(tmp_path / "missing")]) == 2
+
+
+def test_scan_data_non_utf8_is_exit_2_naming_the_line(tmp_path, qwen_base_tokenizer, capsys):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
+    assert main(["scan-data", str(path), "--tokenizer", str(qwen_base_tokenizer)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "UTF-8" in err
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [({"prompt": "Q:", "chosen": " a"}, "'rejected' is missing"),
+     ({"prompt": "Q:", "response": " a"}, "'response' belongs to no record shape"),
+     ({"prompt": "Q:", "completion": " a", "chosen": " a", "rejected": " b"}, "mix the SFT and DPO"),
+     ({"completion": " a"}, "'prompt' must be a string"),
+     ({"prompt": "Q:", "completion": 3}, "'completion' must be a string")],
+)
+def test_scan_data_rejects_incomplete_or_unknown_shapes(data, qwen_base_tokenizer, capsys, record, message):
+    path = data("shape.jsonl", [{"prompt": "fine", "key": 1, "instruction_id_list": ["a"], "kwargs": [{}]}, record])
+    assert main(["scan-data", path, "--tokenizer", str(qwen_base_tokenizer)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and message in err
+
+
+def test_scan_data_dpo_identical_pair_is_a_finding(data, qwen_base_tokenizer, capsys):
+    path = data("dpo.jsonl", [{"prompt": "Q:", "chosen": " a", "rejected": " b"},
+                              {"prompt": "Q:", "chosen": " same", "rejected": " same"}])
+    assert main(["scan-data", path, "--tokenizer", str(qwen_base_tokenizer), "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)["findings"]
+    assert [(f["line"], f["field"]) for f in found] == [(2, "chosen/rejected")] and "identical" in found[0]["why"]
+
+
+def test_scan_data_does_not_judge_the_model_kind(tmp_path, data, qwen_base_tokenizer):
+    """A tokenizer saved as runs/<id>/sft/adapter, or even an instruct one, is fine for scanning text."""
+    for where in ("runs/20260101-abc/sft/adapter", "Qwen2.5-7B-Instruct"):
+        tok_dir = tmp_path / where
+        shutil.copytree(qwen_base_tokenizer, tok_dir)
+        assert main(["scan-data", data("ok.jsonl", [{"prompt": "Q:", "completion": " a"}]), "--tokenizer",
+                     str(tok_dir)]) == 0
+
+
+def test_inspect_model_truncated_weights_is_exit_2(tmp_path, tiny_base_model, capsys):
+    bad = tmp_path / "truncated"
+    shutil.copytree(tiny_base_model, bad)
+    (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:1000])
+    assert main(["inspect-model", str(bad)]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inspect_model_json_instruct_carries_probe_scores(tmp_path, tiny_base_model, capsys):
+    fake = tmp_path / "tiny"
+    shutil.copytree(tiny_base_model, fake)
+    gen = json.loads((fake / "generation_config.json").read_text())
+    gen["eos_token_id"] = [151645, 151643]
+    (fake / "generation_config.json").write_text(json.dumps(gen))
+    capsys.readouterr()
+    assert main(["inspect-model", str(fake), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["clean"] is False and isinstance(report["reasons"], list)
+    assert any("end-of-turn" in r for r in report["reasons"])
+    probe = report["probe"]
+    assert probe["is_instruct"] and probe["p_eot"] < 1e-3 and probe["threshold"] == 0.2 and "p_role" in probe
+    assert probe["name_markers"] == []

@@ -44,6 +44,18 @@ def test_model_eos_and_provenance(loaded, tiny_base_model):
     json.dumps(prov)
 
 
+def test_sentinels_fail_on_a_dirty_qwen_tokenizer(qwen_base_tokenizer):
+    """The sentinels can fail: the uncleaned tokenizer turns literal control text into control IDs."""
+    from transformers import AutoTokenizer
+
+    from cleanroom.sentinels import run_sentinels
+
+    report = run_sentinels(AutoTokenizer.from_pretrained(str(qwen_base_tokenizer)))  # as shipped, not cleaned
+    assert not report.ok and len(report.failures) >= 6, report.failures
+    assert any("turns literal text into control ID(s) [151644, 151645]" in f for f in report.failures)
+    assert any("literal text became control/special IDs [151657, 151658]" in f for f in report.failures)
+
+
 def test_generate_rejects_empty_prompts_by_index(loaded):
     loader, model, tok, _ = loaded
     with pytest.raises(InputError, match="prompt 0 is empty"):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cleanroom import probe
 from cleanroom.errors import ContaminationError
 from cleanroom.loader import CleanModelLoader
-from cleanroom.probe import PROBE_THRESHOLD, name_markers
+from cleanroom.probe import PROBE_DECISIVE, PROBE_THRESHOLD, name_markers, probe_model
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -17,6 +18,39 @@ def test_name_markers():
     assert not name_markers("/models/Qwen2.5-32B", "/home/kit/tiny-qwen2.5-base")
 
 
+def test_name_markers_ignore_parent_folders():
+    """Only the model's own name counts: an adapter inside runs/<id>/sft/ or under a chat/ folder is not one."""
+    assert not name_markers("runs/20260101-abc/sft/adapter", "/data/chat/models/Qwen2.5-7B", "dpo/merged")
+    assert name_markers("runs/x/Qwen2.5-7B-Instruct")
+
+
+@pytest.fixture()
+def qwen_tok(qwen_base_tokenizer):
+    tok, _ = CleanModelLoader(qwen_base_tokenizer, probe=False).load_tokenizer(decide=False)
+    return tok
+
+
+@pytest.mark.parametrize(
+    ("p_eot", "instruct", "warned"),
+    [(0.01, False, False), (PROBE_THRESHOLD, False, True), (0.6, False, True), (PROBE_DECISIVE, True, False)],
+)
+def test_probe_alone_is_decisive_only_when_very_strong(qwen_tok, monkeypatch, p_eot, instruct, warned):
+    """No static marker: p_eot in [0.2, 0.8) is a warning with its score; >= 0.8 refuses on its own."""
+    monkeypatch.setattr(probe, "behavioural_scores", lambda model, tok: (p_eot, 0.99))
+    result = probe_model(qwen_tok, model=object(), names=("/models/Qwen2.5-7B",))
+    assert result.is_instruct is instruct and bool(result.warnings) is warned
+    assert not warned or f"{p_eot:.3f}" in result.warnings[0]
+
+
+def test_one_static_marker_is_decisive_even_with_a_low_probe(qwen_tok, monkeypatch):
+    class Gen:
+        eos_token_id = [151645, 151643]
+
+    monkeypatch.setattr(probe, "behavioural_scores", lambda model, tok: (1e-5, 1e-5))
+    assert probe_model(qwen_tok, model=object(), generation_config=Gen(), names=("base",)).is_instruct
+    assert probe_model(qwen_tok, model=object(), names=("Qwen2.5-7B-Instruct",)).is_instruct
+
+
 @pytest.mark.slow
 def test_static_markers_refuse_smollm2_instruct_tokenizer(smollm2_instruct):
     with pytest.raises(ContaminationError, match="instruct"):
@@ -25,7 +59,7 @@ def test_static_markers_refuse_smollm2_instruct_tokenizer(smollm2_instruct):
 
 @pytest.mark.slow
 def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_instruct):
-    """The probe alone (p_eot >= threshold) flags the real instruct model; the reason is kept in provenance."""
+    """The real instruct model scores above the warning threshold and is flagged (name, eos); all kept in provenance."""
     loader = CleanModelLoader(smollm2_instruct, gguf_file=GGUF, allow_instruct=True, allow_instruct_reason="probe test")
     model, tok, prov = loader.load()
     probe = prov["probe"]

@@ -265,18 +265,26 @@ class CleanModelLoader:
 
     def _decide(self, probe_result: Any) -> None:
         if probe_result.is_instruct and not self.allow_instruct:
-            raise ContaminationError(
+            exc = ContaminationError(
                 f"{self.path}: looks like an instruct/chat model ({'; '.join(probe_result.reasons)}); cleanroom "
                 "post-trains base models — use the base checkpoint, or pass allow_instruct=True with a reason"
             )
+            exc.probe = probe_result  # type: ignore[attr-defined]  # the scores, for inspect-model --json
+            raise exc
 
-    def load_tokenizer(self) -> tuple[Any, dict[str, Any]]:
-        """The cleaned tokenizer and provenance, without weights (static base-or-instruct markers only)."""
+    def load_tokenizer(self, *, decide: bool = True) -> tuple[Any, dict[str, Any]]:
+        """The cleaned tokenizer and provenance, without weights (static base-or-instruct markers only).
+
+        ``decide=False`` skips the base-or-instruct decision (provenance ``probe`` is None): for callers that
+        only encode text with the tokenizer, such as ``scan-data``, where the model's kind is irrelevant.
+        """
         from transformers import AutoConfig, GenerationConfig
 
         from cleanroom.probe import probe_model
 
         tokenizer, info = self._load_tokenizer()
+        if not decide:
+            return tokenizer, self._provenance(info, None)
         config = gen = None
         try:
             config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())

@@ -2,8 +2,10 @@
 
 A shipped chat template is *not* evidence (Qwen2.5 base repositories ship one). The signals:
 
-* **name markers** — ``instruct``, ``chat``, ``-it``, ``sft``, ``dpo``, ``rlhf`` in the path, GGUF file
-  name or config ``_name_or_path``;
+* **name markers** — ``instruct``, ``chat``, ``-it``, ``sft``, ``dpo``, ``rlhf`` in the model's *own* name:
+  the last component of the path, of the GGUF file name and of config ``_name_or_path``. Parent folders
+  are not the model's name (``runs/<id>/sft/adapter`` is an adapter directory inside a run, not an SFT
+  release), so they are never matched;
 * **generation eos** — ``generation_config.eos_token_id`` (or the config's / tokenizer's eos) contains an
   end-of-turn ID such as ``<|im_end|>``: instruct releases stop generation at the end of a turn;
 * **behavioural probe** — after ChatML-formatted exchanges whose assistant answer is complete,
@@ -12,8 +14,22 @@ A shipped chat template is *not* evidence (Qwen2.5 base repositories ship one). 
   format and puts most of its mass there (SmolLM2-135M-Instruct); a base model (random weights: about
   1/vocab ≈ 7e-6) does not.
 
-Decision: instruct when ``p_eot >= PROBE_THRESHOLD`` or when two static markers agree (or one, when the
-probe cannot run because no weights were loaded or the vocabulary has no ChatML tokens).
+Decision (issue 3: combine the evidence, a shipped template is not evidence):
+
+* a static marker — a name marker or an end-of-turn ID in the eos — is decisive on its own: a release
+  that names itself instruct or stops at the end of a turn was post-trained for chat;
+* the behavioural probe alone is decisive only when very strong, ``p_eot >= PROBE_DECISIVE`` (0.8);
+* ``PROBE_THRESHOLD <= p_eot < PROBE_DECISIVE`` (0.2 to 0.8) is reported as a warning with its score,
+  not a refusal.
+
+Why the probe alone needs a strong score: the threshold was never calibrated on real base models, and
+base models pretrained on web text *have seen ChatML* (Qwen2.5 base ships the template; chat transcripts
+are in its pretraining data), so a base model may put notable mass on ``<|im_end|>`` after a complete
+ChatML answer. Refusing the main target on that alone would be a false alarm that blocks the run; a warning
+keeps the score visible in provenance and in ``inspect-model``. ``p_role`` is reported but never decides:
+after ``<|im_start|>`` any model that has seen ChatML predicts a role word (SmolLM2-135M-Instruct: 0.999).
+For reference, SmolLM2-135M-Instruct scores ``p_eot`` = 0.44 (flagged by its name and its eos anyway);
+a random-weight base about 1/vocab.
 """
 
 from __future__ import annotations
@@ -22,7 +38,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-PROBE_THRESHOLD = 0.2
+PROBE_THRESHOLD = 0.2  # p_eot at or above: reported as a warning with its score
+PROBE_DECISIVE = 0.8  # p_eot at or above: instruct on the probe alone
 _NAME_MARKER = re.compile(r"(instruct|chat|(^|[-_.])it($|[-_.])|sft|dpo|rlhf)", re.IGNORECASE)
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 _EXCHANGES = (
@@ -44,6 +61,8 @@ class ProbeResult:
     p_role: float | None
     threshold: float = PROBE_THRESHOLD
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
+    decisive: float = PROBE_DECISIVE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +73,8 @@ class ProbeResult:
             "p_eot": self.p_eot,
             "p_role": self.p_role,
             "threshold": self.threshold,
+            "decisive": self.decisive,
+            "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
 
@@ -72,12 +93,13 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
 
 
 def name_markers(*names: Any) -> tuple[str, ...]:
-    """Instruct markers found in the given names (only the last two path components of each)."""
+    """Instruct markers found in the given names: only the last path component of each (the model's own
+    name), never a parent folder."""
     found = []
     for name in names:
         if not name:
             continue
-        tail = "/".join(str(name).replace("\\", "/").rstrip("/").split("/")[-2:])
+        tail = str(name).replace("\\", "/").rstrip("/").split("/")[-1]
         found += [f"{m.group(1).lower()} in {tail!r}" for m in _NAME_MARKER.finditer(tail)]
     return tuple(dict.fromkeys(found))
 
@@ -133,14 +155,15 @@ def probe_model(
     elif scores is None:
         notes.append("behavioural probe not applicable (no ChatML tokens in the vocabulary)")
     p_eot, p_role = scores if scores is not None else (None, None)
-    static = len(reasons)
-    if p_eot is not None:  # exactly when scores is not None
-        behavioural = p_eot >= PROBE_THRESHOLD
-        if behavioural:
-            reasons.append(f"behavioural probe: P(<|im_end|>) = {p_eot:.3f} >= {PROBE_THRESHOLD}")
-        is_instruct = behavioural or static >= 2
-    else:
-        is_instruct = static >= 1
+    warnings: list[str] = []
+    if p_eot is not None and p_eot >= PROBE_DECISIVE:
+        reasons.append(f"behavioural probe: P(<|im_end|>) = {p_eot:.3f} >= {PROBE_DECISIVE} (decisive alone)")
+    elif p_eot is not None and p_eot >= PROBE_THRESHOLD:
+        warnings.append(
+            f"behavioural probe: P(<|im_end|>) = {p_eot:.3f} >= {PROBE_THRESHOLD} but < {PROBE_DECISIVE}: "
+            "chat-like, not decisive alone (base models that saw ChatML in pretraining score here)"
+        )
+    is_instruct = bool(reasons)
     return ProbeResult(
         is_instruct=is_instruct,
         reasons=tuple(reasons),
@@ -149,7 +172,8 @@ def probe_model(
         p_eot=p_eot,
         p_role=p_role,
         notes=tuple(notes),
+        warnings=tuple(warnings),
     )
 
 
-__all__ = ["PROBE_THRESHOLD", "ProbeResult", "behavioural_scores", "name_markers", "probe_model"]
+__all__ = ["PROBE_DECISIVE", "PROBE_THRESHOLD", "ProbeResult", "behavioural_scores", "name_markers", "probe_model"]

@@ -111,7 +111,14 @@ def run_sentinels(tokenizer: Any) -> SentinelReport:
         ids = guard.encode(tokenizer, text, add_bos=False)  # the subwords; a required BOS is not text
         default_ids = list(tokenizer(text)["input_ids"])
         if default_ids != ids:
-            failures.append(f"{text!r}: tokenizer(text) adds tokens silently: {default_ids[:4]}... vs {ids[:4]}...")
+            became = sorted((set(default_ids) - set(ids)) & (forbidden | {guard.base_eos_id(tokenizer)}))
+            if became:
+                failures.append(
+                    f"{text!r}: tokenizer(text) turns literal text into control ID(s) {became} "
+                    f"({default_ids[:4]}... vs the clean {ids[:4]}...); it must stay ordinary subwords"
+                )
+            else:
+                failures.append(f"{text!r}: tokenizer(text) adds tokens silently: {default_ids[:4]}... vs {ids[:4]}...")
         if reference is not None:
             expected = reference.encode_ordinary(unicodedata.normalize("NFC", text))
             if ids != expected:

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from cleanroom.errors import ContaminationError, InputError, MissingFileError
 
-_FIELDS = ("prompt", "completion", "chosen", "rejected")
+# The three record shapes (issue 3) by their content fields; other keys (key, provenance, instruction_id_list,
+# kwargs, ...) are metadata and allowed. A content-like key outside these shapes is an error, not ignored.
+_SHAPES = {
+    frozenset(): "eval",
+    frozenset({"completion"}): "sft",
+    frozenset({"chosen", "rejected"}): "dpo",
+}
+_CONTENT_KEYS = frozenset({"completion", "chosen", "rejected", "response", "responses", "answer", "output",
+                           "target", "messages", "conversation", "conversations"})
+_SCHEMA_HINT = "expected SFT {prompt, completion}, DPO {prompt, chosen, rejected} or eval {prompt} (plus metadata)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +58,18 @@ def run_inspect(args: argparse.Namespace) -> int:
         else:
             _, prov = loader.load_tokenizer()
     except ContaminationError as exc:
+        result = getattr(exc, "probe", None)
+        reasons = list(result.reasons) if result is not None else [str(exc)]
         if args.json:
-            print(json.dumps({"model": str(path), "clean": False, "reasons": [str(exc)]}, indent=2))
+            report = {"model": str(path), "clean": False, "reasons": reasons, "error": str(exc),
+                      "probe": result.to_dict() if result is not None else None}
+            print(json.dumps(report, indent=2))
         else:
-            print(f"NOT CLEAN {path}\n  - {exc}")
+            print(f"NOT CLEAN {path}: {exc}")
+            for reason in reasons:
+                print(f"  - {reason}")
+            if result is not None:
+                print(f"  probe: p_eot={result.p_eot} p_role={result.p_role} threshold={result.threshold}")
         return 1
     probe = prov.get("probe") or {}
     report = {
@@ -70,13 +87,44 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"CLEAN {path}: base EOS {prov['base_eos_id']}, sentinels {prov['sentinels']['checked']} ok "
               f"(reference: {prov['sentinels']['reference']})")
         print(f"  probe: p_eot={probe.get('p_eot')} p_role={probe.get('p_role')} instruct={probe.get('is_instruct')}")
+        for warning in probe.get("warnings", []):
+            print(f"  warning: {warning}")
         for change in prov["tokenizer_changes"]:
             print(f"  cleaned: {change}")
     return 0
 
 
+def _record_shape(path: Path, lineno: int, rec: object) -> tuple[str, tuple[str, ...]]:
+    """``(shape, content fields in scan order)`` of one record; InputError naming the line and field otherwise."""
+    if not isinstance(rec, dict):
+        raise InputError(f"{path} line {lineno}: a JSON object is needed, got {type(rec).__name__}; {_SCHEMA_HINT}")
+    if not isinstance(rec.get("prompt"), str):
+        got = "missing" if "prompt" not in rec else type(rec["prompt"]).__name__
+        raise InputError(f"{path} line {lineno}: field 'prompt' must be a string ({got}); {_SCHEMA_HINT}")
+    content = frozenset(k for k in rec if k in _CONTENT_KEYS)
+    shape = _SHAPES.get(content)
+    if shape is None:
+        unknown = sorted(content - {"completion", "chosen", "rejected"})
+        if unknown:
+            why = f"field {unknown[0]!r} belongs to no record shape"
+        elif content & {"chosen", "rejected"} and "completion" in content:
+            why = "fields 'completion' and 'chosen'/'rejected' mix the SFT and DPO shapes"
+        else:
+            why = f"DPO field {sorted({'chosen', 'rejected'} - content)[0]!r} is missing"
+        raise InputError(f"{path} line {lineno}: {why}; {_SCHEMA_HINT}")
+    fields = ("prompt", *sorted(content, key=("completion", "chosen", "rejected").index))
+    for f in fields:
+        if not isinstance(rec[f], str):
+            raise InputError(f"{path} line {lineno}: field {f!r} must be a string, got {type(rec[f]).__name__}")
+    return shape, fields
+
+
 def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict]:
-    """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines."""
+    """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines.
+
+    Each record is exactly one shape (see ``_SHAPES``); SFT answers go through ``guard.render_example``,
+    DPO pairs through ``guard.check_pair`` (identical sides are a finding).
+    """
     from cleanroom import guard
 
     if not path.is_file():
@@ -84,41 +132,51 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
     eos = guard.base_eos_id(tokenizer)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path} line {lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                    "re-encode the file as UTF-8"
+                ) from exc
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                raise InputError(f"{path} line {lineno}: expected an object with a string 'prompt'")
-            fields = [f for f in _FIELDS if f in rec]
+            shape, fields = _record_shape(path, lineno, rec)
             for f in fields:
-                if not isinstance(rec[f], str):
-                    raise InputError(f"{path} line {lineno}: field {f!r} must be a string")
                 for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
                     findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
                                      "why": "literal control-token text: a template was applied upstream"})
-                ids = guard.encode(tokenizer, rec[f])
+                ids = guard.encode(tokenizer, rec[f], add_bos=False)
                 bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
                 for i, t in bad:
                     findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
                                      "why": "control/EOS ID inside the text"})
-            answers = [f for f in ("completion", "chosen", "rejected") if f in rec]
-            for f in answers:
-                try:
-                    guard.render_example(tokenizer, rec["prompt"], rec[f], max_length=max_length, record=lineno)
-                except (ContaminationError, InputError) as exc:
-                    findings.append({"line": lineno, "field": f, "position": "-", "token": "-", "why": str(exc)})
+            try:
+                if shape == "sft":
+                    guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
+                                         record=lineno)
+                elif shape == "dpo":
+                    guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
+                                     max_length=max_length, record=lineno)
+            except (ContaminationError, InputError) as exc:
+                field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
+                if shape == "dpo" and rec["chosen"] == rec["rejected"]:
+                    field = "chosen/rejected"
+                findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
     return findings
 
 
 def run_scan(args: argparse.Namespace) -> int:
     from cleanroom.loader import CleanModelLoader
 
-    tokenizer, _ = CleanModelLoader(args.tokenizer, probe=False).load_tokenizer()
+    # only the tokenizer is used: whether the model is base or instruct does not matter for scanning text
+    tokenizer, _ = CleanModelLoader(args.tokenizer, probe=False).load_tokenizer(decide=False)
     findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length)
     if args.json:
         print(json.dumps({"file": args.file, "clean": not findings, "findings": findings}, indent=2))
