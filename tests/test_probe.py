@@ -18,6 +18,10 @@ def test_name_markers():
     assert not name_markers("/models/Qwen2.5-32B", "/home/kit/tiny-qwen2.5-base")
 
 
+def test_gguf_general_name_is_one_of_the_model_names(smollm2_instruct):
+    assert CleanModelLoader(smollm2_instruct, gguf_file=GGUF)._model_names()[-1] == "Smollm2 135M 8k Lc100K Mix1 Ep2"
+
+
 def test_name_markers_ignore_parent_folders():
     """Only the model's own name counts: an adapter inside runs/<id>/sft/ or under a chat/ folder is not one."""
     assert not name_markers("runs/20260101-abc/sft/adapter", "/data/chat/models/Qwen2.5-7B", "dpo/merged")

@@ -204,6 +204,16 @@ class CleanModelLoader:
         names = list(_HASHED_FILES) + ([self.gguf_file] if self.gguf_file else [])
         return {n: _sha256_file(self.path / n) for n in names if (self.path / n).is_file()}
 
+    def _model_names(self) -> tuple[str | None, ...]:
+        """The model's own names for the name markers: the path and GGUF file given, and GGUF ``general.name``."""
+        general = None
+        if self.gguf_file is not None:
+            from gguf import GGUFReader  # transformers needs gguf to read the file at all
+
+            field = GGUFReader(str(self.path / self.gguf_file)).fields.get("general.name")
+            general = str(field.contents()) if field is not None else None
+        return (self.requested_model, self.gguf_file, general)
+
     def _common_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
         if self.revision is not None:
@@ -291,7 +301,7 @@ class CleanModelLoader:
             gen = GenerationConfig.from_model_config(config) if self.gguf_file else GenerationConfig.from_pretrained(str(self.path))
         except (OSError, ValueError):
             pass  # a tokenizer-only directory: the markers that need config simply do not fire
-        result = probe_model(tokenizer, config=config, generation_config=gen, names=(self.requested_model, self.gguf_file))
+        result = probe_model(tokenizer, config=config, generation_config=gen, names=self._model_names())
         self._decide(result)
         return tokenizer, self._provenance(info, result)
 
@@ -373,7 +383,7 @@ class CleanModelLoader:
                 model=model if self.probe else None,
                 config=model.config,
                 generation_config=getattr(model, "generation_config", None),
-                names=(self.requested_model, self.gguf_file),
+                names=self._model_names(),
             )
             self._decide(result)
         info["model_changes"] = clean_model(model, guard.base_eos_id(tokenizer))
