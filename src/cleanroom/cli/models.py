@@ -65,11 +65,14 @@ def run_inspect(args: argparse.Namespace) -> int:
                       "probe": result.to_dict() if result is not None else None}
             print(json.dumps(report, indent=2))
         else:
-            print(f"NOT CLEAN {path}: {exc}")
+            print(f"NOT CLEAN {path}" + (": instruct/chat model (pass --allow-instruct REASON to accept it)"
+                                          if result is not None else ""))
             for reason in reasons:
                 print(f"  - {reason}")
             if result is not None:
                 print(f"  probe: p_eot={result.p_eot} p_role={result.p_role} threshold={result.threshold}")
+                for warning in result.warnings:
+                    print(f"  warning: {warning}")
         return 1
     probe = prov.get("probe") or {}
     report = {
