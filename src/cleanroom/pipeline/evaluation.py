@@ -48,7 +48,8 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     prov = capture(ctx, "eval", loader=loader_prov, generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST},
                    extra={"policies": {name: list(adapters) for name, adapters in policies.items()}})
     with ctx.run.stage("eval", provenance=prov,
-                       inputs=["preflight/eval_prompts.jsonl", "sft/adapter", "dpo/adapter"]) as st:
+                       inputs=["preflight/eval_prompts.jsonl", "sft/adapter", "dpo/adapter",
+                               "dpo/metrics.json"]) as st:  # metrics.json names the DPO policy's adapter stack
         summaries = {}
         for name, adapters in policies.items():
             bundle = loaded.pop(name, None) or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
