@@ -528,3 +528,24 @@ def _drop_gguf_quantizer(model: Any, gguf_path: Path) -> None:
         )
     quantizer.remove_quantization_config(model)
 
+
+def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str, Any]:
+    """A model's architecture config as a dict, without loading weights or a tokenizer.
+
+    ``config.json`` when the directory has one, else the GGUF file's metadata through transformers.
+    Lives in the loader because reading a GGUF's config is a ``from_pretrained`` call, which cleanroom's
+    own code gates allow only in loader modules.
+    """
+    import json
+
+    if (directory / "config.json").is_file():
+        return dict(json.loads((directory / "config.json").read_text(encoding="utf-8")))
+    if gguf_file is None:
+        raise ConfigError(f"{directory}: no config.json (nor a GGUF file) to read the architecture from")
+    from transformers import AutoConfig
+
+    try:
+        return dict(AutoConfig.from_pretrained(str(directory), gguf_file=gguf_file).to_dict())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{directory / gguf_file}: GGUF metadata could not be read ({exc})") from exc
+

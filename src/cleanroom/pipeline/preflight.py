@@ -45,8 +45,6 @@ def model_arch(model: Any) -> dict[str, Any]:
     cache falls back to its name when it is a known Qwen2.5 size. Anything else is a ConfigError: the
     parameter count is never assumed.
     """
-    import json
-
     from cleanroom import memory
     from cleanroom.pipeline.common import arch_for, resolve_model
 
@@ -60,14 +58,12 @@ def model_arch(model: Any) -> dict[str, Any]:
         except ConfigError:
             raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
                               "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
-    if (directory / "config.json").is_file():
-        return memory.arch_from_config(json.loads((directory / "config.json").read_text(encoding="utf-8")))
-    if gguf:
-        from transformers import AutoConfig
+    from cleanroom.loader import read_model_config
 
-        config = AutoConfig.from_pretrained(str(directory), gguf_file=gguf)  # cleanroom: allow[CR101] shapes only: a config has no tokenizer or chat template
-        return memory.arch_from_config(config.to_dict())
-    raise ConfigError(f"cannot size model.path {model.path!r}: {directory} has no config.json (nor a GGUF file)")
+    try:
+        return memory.arch_from_config(read_model_config(directory, gguf))
+    except ConfigError as exc:
+        raise ConfigError(f"cannot size model.path {model.path!r}: {exc}") from None
 
 
 def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
