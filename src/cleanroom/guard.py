@@ -331,6 +331,7 @@ def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
         "config_bos_token_id": getattr(cfg, "bos_token_id", None),
         "generation_eos_token_id": getattr(gen, "eos_token_id", None),
         "generation_pad_token_id": getattr(gen, "pad_token_id", None),
+        "generation_bos_token_id": getattr(gen, "bos_token_id", None),
         # "whole_" keys: not "config_"/"generation_" fields, which training.special_ids restores one by one
         "whole_config": _config_dict(cfg),
         "whole_generation_config": _config_dict(gen),

@@ -20,6 +20,7 @@ def model_and_tok(tiny_base_model):
 def test_equivalent_rewrites_are_undone(model_and_tok) -> None:
     model, tok = model_and_tok
     model.config.bos_token_id = None  # what transformers 5.17's align_special_tokens does to a no-BOS tokenizer
+    model.generation_config.bos_token_id = None  # ... on both configs (seen on the GPU image)
     model.generation_config.eos_token_id = [151643]
     changed = undo_trainer_token_alignment(model)
     assert changed, "the rewrite should have been reported"
