@@ -14,6 +14,7 @@ case instruction, and the explicit conflicts in ``_CONFLICTS``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -373,6 +374,10 @@ def check_overlap(eval_prompts: Iterable[Any], pool_prompts: Iterable[Any], n: i
                 )
 
 
+def _record_id(name: str, payload: dict[str, Any]) -> str:
+    return f"{name}:{payload['key']}"
+
+
 def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:
     """Write ``eval_prompts.jsonl`` and ``sft_pool.jsonl`` under ``out_dir``; return their digests.
 
@@ -401,7 +406,7 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     for name, records in (("eval_prompts", eval_set), ("sft_pool", pool)):
         path = out / f"{name}.jsonl"
         write_records(path, [r.to_dict() for r in records], producer=producer,
-                      record_id_of=lambda payload, name=name: f"{name}:{payload['key']}")
+                      record_id_of=functools.partial(_record_id, name))
         digests[f"{name}_sha256"] = file_sha256(path)
     covered = sorted({i for r in eval_set for i in r.instruction_id_list})
     return {
