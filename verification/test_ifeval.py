@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom.fixtures import official_ifeval_dir
 from cleanroom.ifeval import check_overlap, generate_prompts, read_prompts
 
-OFFICIAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "ifeval" / "input_data.jsonl"
+OFFICIAL = official_ifeval_dir(Path(__file__).resolve().parents[1]) / "input_data.jsonl"
 
 
 def test_embedded_eval_set_and_sft_pool_share_no_prompt_and_no_13gram():

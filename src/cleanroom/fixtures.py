@@ -292,3 +292,14 @@ def build_all() -> dict[str, str]:
         "tiny_base": str(tiny_base_model()),
         "smollm2_instruct": str(smollm2_instruct()),
     }
+
+
+def official_ifeval_dir(checkout: Path) -> Path:
+    """Where the official IFEval files are read from (never copied into the project).
+
+    ``$CLEANROOM_IFEVAL_DIR`` when set, else ``<checkout>/../shared/ifeval`` (the layout of this
+    workplace, where the CC BY 4.0 files sit next to the checkout). Tests skip, naming this path,
+    when the files are absent.
+    """
+    configured = os.environ.get("CLEANROOM_IFEVAL_DIR")
+    return Path(configured) if configured else checkout / ".." / "shared" / "ifeval"

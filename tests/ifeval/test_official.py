@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom.fixtures import official_ifeval_dir
 from cleanroom.ifeval import file_sha256, read_prompts, score_responses, summarize
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "ifeval"
+SHARED = official_ifeval_dir(Path(__file__).resolve().parents[2])
 PROMPTS = SHARED / "input_data.jsonl"
 GPT4 = SHARED / "input_response_data_gpt4_20231107_145030.jsonl"
 pytestmark = pytest.mark.skipif(not PROMPTS.is_file(), reason=f"official IFEval data not found at {SHARED}")
