@@ -182,7 +182,7 @@ def build_tree(root: Path, n_files: int, seed: int = 0) -> tuple[int, int, int]:
         folder = root / f"project_{idx % 20:02d}" / ("scripts" if idx % 3 else "src/lab")
         folder.mkdir(parents=True, exist_ok=True)
         text = make_script(idx, rng)
-        walked += needs_ast(compile(text, "x.py", "exec", dont_inherit=True, optimize=0))
+        walked += needs_ast(compile(text, "x.py", "exec", dont_inherit=True, optimize=0), text)
         (folder / f"exp_{idx:05d}.py").write_text(text)
         total_lines += text.count("\n")
         total_bytes += len(text.encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -387,6 +388,123 @@ def test_prefilter_counts_load_only_next_to_a_module_it_can_belong_to(
     """
     assert needs_ast(_code(src)) is needed
     assert [v.rule for v in check_tree(ast.parse(src), "m.py")] == rules
+
+
+# With the source text: a weak word beside torch/pickle skips the AST only when the text shows every
+# use as ``json.load``-like on a plain data reader that nothing rebinds. (source, needs the AST)
+TEXT_AWARE = {
+    "json-beside-torch": (
+        "import json\nimport torch\ndef f(p):\n    return json.load(open(p)), torch.zeros(1)\n",
+        False,
+    ),
+    "yaml-and-json-beside-torch": (
+        "import json\nimport yaml  # config\nimport torch\ncfg = yaml.load(open('c'), yaml.SafeLoader)\n"
+        "s = json.loads(cfg.json)\nx = torch.ones(2)\n",
+        False,
+    ),
+    "torch.load": ("import json\nimport torch\nx = torch.load('w.pt')\n", True),
+    "json-rebound": ("import json\nimport torch\njson = torch\nx = json.load('w.pt')\n", True),
+    "import-torch-as-json": ("import torch as json\nx = json.load('w.pt')\n", True),
+    "json-parameter": ("import torch\ndef f(json):\n    return json.load('w.pt')\nf(torch)\n", True),
+    "json-keyword": ("import torch\ndef f(json=torch):\n    return json.load('w.pt')\n", True),
+    "with-as-json": ("import torch\nwith ctx(torch) as json:\n    json.load('w.pt')\n", True),
+    "from-import": (
+        "from torch import load\nimport json\nx = json.load(open('a'))\ny = load('w.pt')\n",
+        True,
+    ),
+    "getattr-string": ("import json, torch\nx = getattr(torch, 'load')('w.pt')\n", True),
+    "spaced-attribute": ("import json\nimport torch\nx = torch . load('w.pt')\n", True),
+    "line-continued": ("import json\nimport torch\nx = (torch.\n     load('w.pt'))\n", True),
+    "nested-receiver": ("import json\nimport torch\nx = torch.serialization.load('w.pt')\n", True),
+    "fullwidth-identifier": ("import json\nimport torch\nx = torch.\uff4c\uff4f\uff41\uff44('w.pt')\n", True),
+    "monkeypatched-reader": (
+        "import json\nimport torch\njson.load = torch.load\nx = json.load('w.pt')\n",
+        True,
+    ),
+    "pickle-loads": ("import json\nimport pickle\nx = pickle.loads(b)\n", True),
+    "loader-call-beside-torch": (
+        "import torch\nfrom cleanroom import CleanModelLoader\n"
+        "m, t, p = CleanModelLoader(os.environ['MODEL'], quantization=('nf4')).load()  # clean\n",
+        False,
+    ),
+    "parenthesised-module": ("import torch\nx = (torch).load('w.pt')\n", True),
+    "conditional-module": ("import torch, pickle\nx = (torch if a else pickle).load(f)\n", True),
+    "call-on-weak-module": ("import pickle\nx = pickle.Unpickler(f).load()\n", True),
+    "call-on-torch-function": ("import torch\nx = torch.serialization.Foo(f).load()\n", True),
+    "import_module-call": ("import importlib\nx = importlib.import_module('torch').load('w.pt')\n", True),
+    "__import__-call": ("x = __import__('pickle').loads(b)\n", True),
+    "getattr-call": ("import torch\nx = getattr(torch, 'serialization').load('w.pt')\n", True),
+    "aliased-import_module": (
+        "from importlib import import_module as im\nx = im('torch').load('w.pt')\n",
+        True,
+    ),
+    "star-import": ("from torch import *\nimport torch\nx = F(1).load()\ny = load('w.pt')\n", True),
+    "multi-line-call": ("import torch\nx = Loader(\n    torch,\n).load()\n", True),
+    "paren-in-string": ("import torch\nx = f(')(').load()\ny = (torch).load('w.pt')\n", True),
+    "reload-call": ("import importlib, torch\nx = importlib.reload(torch).load('w.pt')\n", True),
+    "eval-call": ("import torch\nx = eval('torch').load('w.pt')\n", True),
+    "subscript-receiver": ("import torch\nmods = [torch]\nx = mods[0].load('w.pt')\n", True),
+}
+
+
+@pytest.mark.parametrize(("src", "needed"), TEXT_AWARE.values(), ids=TEXT_AWARE.keys())
+def test_prefilter_with_source_skips_only_plain_json_like_reads(src: str, needed: bool) -> None:
+    """The text-aware prefilter never skips a module whose full check finds something."""
+    assert needs_ast(_code(src), src) is needed
+    assert needs_ast(_code(src), src.encode()) is needed
+    if not needed:
+        assert check_tree(ast.parse(src), "m.py") == []
+
+
+# Lines that put a weak word (load/loads/Unpickler) beside a weights module in every way we know of:
+# random modules built from them must never be skipped by the text-aware prefilter while the full
+# check finds something.
+_WEAK_LINES = (
+    "import json",
+    "import torch",
+    "import pickle",
+    "import yaml",
+    "import importlib",
+    "import torch as json",
+    "from torch import load",
+    "from torch import *",
+    "from importlib import import_module as im",
+    "from cleanroom import CleanModelLoader",
+    "json = torch",
+    "ld = torch.load",
+    "t = getattr(torch, 'serialization')",
+    "def f(json):\n    return json.load('w.pt')",
+    "x = json.load(open('a'))",
+    "x = json.loads(s)",
+    "x = yaml.load(s)",
+    "x = torch.load('w.pt')",
+    "x = torch.load('w.pt', weights_only=True)",
+    "x = CleanModelLoader('p').load()",
+    "x = (torch).load('w.pt')",
+    "x = ld('w.pt')",
+    "x = t.load('w.pt')",
+    "x = pickle.loads(b)",
+    "x = pickle.Unpickler(f).load()",
+    "x = load('w.pt')",
+    "x = im('torch').load('w.pt')",
+    "x = importlib.import_module('torch').load('w.pt')",
+    "x = model.eval()",
+    "# torch.load(p) in a comment",
+)
+
+
+def test_text_aware_prefilter_never_skips_a_module_with_findings() -> None:
+    rng = random.Random(20261128)
+    skipped = flagged = 0
+    for _ in range(3000):
+        src = "\n".join(rng.sample(_WEAK_LINES, rng.randint(1, 7))) + "\n"
+        code = _code(src)
+        findings = check_tree(ast.parse(src), "m.py")
+        flagged += bool(findings)
+        if not needs_ast(code, src):
+            skipped += 1
+            assert findings == [], src
+    assert skipped >= 300 and flagged >= 300  # both paths are exercised (about 700 and 470)
 
 
 COMPILING = [p for p in CORPUS_FILES if "cr901" not in p.stem]

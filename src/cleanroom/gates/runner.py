@@ -51,7 +51,7 @@ def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             code = compile(source, path, "exec", dont_inherit=True, optimize=0)
-            tree = ast.parse(source, filename=path) if needs_ast(code) else None
+            tree = ast.parse(source, filename=path) if needs_ast(code, source) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
