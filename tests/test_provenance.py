@@ -172,6 +172,10 @@ def test_redact_urls_tokens_keys_and_env_values() -> None:
             "hub_token": "anything",
             "pad_token": "<|endoftext|>",
             "max_new_tokens": 8,
+            "train_tokens_per_s": 1643.0,
+            "high_tokens": 3,
+            "API_TOKENS": "tok-a,tok-b",
+            "github_tokens": ["ghx-1"],
             "note": f"key={SECRET} and s3cr3t-value and ghp_abcdefghijklmnopqrstuvwxyz0123",
             "nested": [{"password": "pw"}, "Bearer abc.def.ghi"],
         },
@@ -180,6 +184,8 @@ def test_redact_urls_tokens_keys_and_env_values() -> None:
     assert out["url"] == "https://***@host.example/x"
     assert out["hub_token"] == "***"
     assert out["pad_token"] == "<|endoftext|>" and out["max_new_tokens"] == 8
+    assert out["train_tokens_per_s"] == 1643.0 and out["high_tokens"] == 3  # counts and rates stay
+    assert out["API_TOKENS"] == "***" and out["github_tokens"] == ["***"]  # credential lists do not
     assert out["note"] == "key=*** and *** and ***"
     assert out["nested"] == [{"password": "***"}, "***"]
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleanroom.artifacts import atomic_write_bytes
+
 #: check id -> (title, required for GO)
 CHECKS: dict[str, tuple[str, bool]] = {
     "1_nf4_load": ("nf4 load, sentinels and base-model probe on the GPU", True),
@@ -165,8 +167,8 @@ def write_report(recorder: GateRecorder, out_dir: str | os.PathLike[str]) -> tup
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gate-report.json", out / "gate-report.md"
-    json_path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    md_path.write_text(render_markdown(payload), encoding="utf-8")
+    atomic_write_bytes(json_path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
+    atomic_write_bytes(md_path, render_markdown(payload).encode())
     return json_path, md_path
 
 

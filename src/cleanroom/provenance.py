@@ -212,8 +212,15 @@ _NOT_SECRET_PART = re.compile(
 _SECRET_QUERY_WORDS = frozenset({"sig", "signature", "key", "apikey", "pwd", "pass", "secret", "session", "sessionid", "jsessionid"})
 
 
+# ...but "tokens" after a credential word is a list of credentials (API_TOKENS, github_tokens).
+_SECRET_TOKENS = re.compile(
+    r"(?i)(?<![a-z0-9])(api|access|auth|bearer|refresh|session|oauth|secret|bot|personal|service|github|gh|gitlab|hf|hub"
+    r"|slack|openai|wandb|mlflow|aws|azure|gcp)[_-]?tokens"
+)
+
+
 def _is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(_NOT_SECRET_PART.sub(" ", name)))
+    return bool(_SECRET_TOKENS.search(name) or _SECRET_NAME.search(_NOT_SECRET_PART.sub(" ", name)))
 
 
 def _is_secret_query_name(name: str) -> bool:
@@ -282,7 +289,7 @@ def redact(obj: Any, *, environ: Mapping[str, str] | None = None) -> Any:
         if isinstance(value, Mapping):
             return {k: walk(v, k if isinstance(k, str) else None) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [walk(v, None) for v in value]
+            return [walk(v, key) for v in value]  # items of a secret-named list are secrets too
         return value
 
     return walk(obj, None)

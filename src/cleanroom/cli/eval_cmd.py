@@ -11,7 +11,6 @@ Nothing heavy is imported at module import.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +145,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_make_set(args: argparse.Namespace) -> int:
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
     from cleanroom.ifeval import make_eval_set
 
     info = make_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
-    (Path(args.out) / "eval_set.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(Path(args.out) / "eval_set.json", pretty_json(info))
     print(f"eval set: {info['n_eval']} prompts, {len(info['types_covered'])} instruction types, "
           f"sha256 {info['eval_prompts_sha256']}")
     print(f"sft pool: {info['n_pool']} prompts, sha256 {info['sft_pool_sha256']} (no shared prompt or 13-gram)")
