@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleanroom.errors import InputError
-from cleanroom.ifeval import PromptRecord, loose_variants, score_record, score_responses, summarize
+from cleanroom.ifeval import (
+    PromptRecord,
+    format_summary,
+    loose_variants,
+    score_record,
+    score_responses,
+    summarize,
+)
 
 REC = PromptRecord(
     key=1, prompt="p",
@@ -65,6 +72,11 @@ def test_summary_counts_and_intervals():
     assert (s["instruction_strict"]["successes"], s["instruction_strict"]["n"]) == (5, 6)
     assert s["prompt_strict"]["low"] < 0.5 < s["prompt_strict"]["high"]
     assert s["per_type"]["punctuation:no_comma"] == {"n": 2, "strict": 0.5, "loose": 0.5}
+    # instruction level: clustered by prompt, with the Wilson interval on the counts beside it
+    inst = s["instruction_strict"]
+    assert inst["method"].startswith("clustered-t") and inst["wilson_low"] < 5 / 6 < inst["wilson_high"]
+    lines = format_summary(s).splitlines()
+    assert lines[0].endswith("Wilson") and "clustered-t by prompt; Wilson on the counts [" in lines[2]
     with pytest.raises(InputError):
         summarize([])
 

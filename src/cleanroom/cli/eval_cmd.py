@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _print_summary(summary: dict[str, Any]) -> None:
     from cleanroom.ifeval import format_summary
 
-    print(f"{summary['n_prompts']} prompts, {summary['n_instructions']} instructions (95% Wilson intervals)")
+    print(f"{summary['n_prompts']} prompts, {summary['n_instructions']} instructions (95% intervals; instruction level clustered by prompt)")
     print(format_summary(summary))
 
 

@@ -96,8 +96,9 @@ def _instruction_interval(flags: list[bool], clusters: list[int]) -> dict[str, A
     else:
         iv = clustered_mean_interval(x, groups)
         method = f"clustered-t (by prompt key, C={c})"
+    naive = wilson_interval(successes, n)  # the IFEval-convention interval, kept beside it for comparison
     return {"estimate": successes / n, "low": max(iv.low, 0.0), "high": min(iv.high, 1.0), "n": n,
-            "successes": successes, "method": method}
+            "successes": successes, "method": method, "wilson_low": naive.low, "wilson_high": naive.high}
 
 
 def summarize(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -131,7 +132,11 @@ def summarize(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """Four lines: accuracy and its 95% interval (see :func:`summarize`) for each level × mode."""
+    """Four lines: accuracy and its 95% interval (see :func:`summarize`) for each level × mode.
+
+    Instruction-level lines also show the Wilson interval on the instruction counts (the IFEval
+    convention), which treats a prompt's instructions as independent.
+    """
     lines = []
     for level in ("prompt", "instruction"):
         for mode in ("strict", "loose"):
@@ -139,5 +144,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             lines.append(
                 f"{level:11s} {mode:6s} {100 * iv['estimate']:6.2f}%  "
                 f"[{100 * iv['low']:.2f}, {100 * iv['high']:.2f}]  ({iv['successes']}/{iv['n']})"
+                + (
+                    f"  {iv['method'].split(' (')[0]} by prompt; Wilson on the counts "
+                    f"[{100 * iv['wilson_low']:.2f}, {100 * iv['wilson_high']:.2f}]"
+                    if "wilson_low" in iv
+                    else "  Wilson"
+                )
             )
     return "\n".join(lines)
