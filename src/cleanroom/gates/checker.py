@@ -27,6 +27,7 @@ count in every spelling (``builtins.setattr``, ``object.__setattr__(t, ...)``, `
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,7 +155,12 @@ def _call_result_receiver(source: bytes, close: int) -> bool:
     if quote or not stack:
         return False
     callee = _CALLEE.search(line, 0, stack[-1])
-    return callee is not None and callee.group().split(b".", 1)[0].decode() not in _WEAK_MODULES
+    if callee is None:
+        return False
+    head = callee.group().split(b".", 1)[0].decode()
+    # ``return(torch).load(p)``, ``not(torch)``, ``match(x)``: after a keyword the parentheses group
+    # an expression; they are not a call.
+    return head not in _WEAK_MODULES and not keyword.iskeyword(head) and not keyword.issoftkeyword(head)
 
 
 def _weak_words_only_on_safe_receivers(source: bytes, names: frozenset[str]) -> bool:
