@@ -178,17 +178,22 @@ class GateReport:
 
 def _display(path: Path) -> str:
     """A path as the user wants to click it: relative to the cwd when under it."""
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    return _rel(path, os.getcwd())
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _rel(path: Path, root: str | Path) -> str:
+    """``path.relative_to(root).as_posix()``, or the whole path when it is not under *root*.
+
+    Lexical string work on the already-normalised paths (pathlib's relative_to costs more per call
+    than the gates may spend on a whole file).
+    """
+    p, r = os.fspath(path), os.fspath(root)
+    if p == r:
+        return "."
+    prefix = r if r.endswith(os.sep) else r + os.sep
+    if p.startswith(prefix):
+        p = p[len(prefix) :]
+    return p.replace(os.sep, "/") if os.sep != "/" else p
 
 
 def _never(rel: str) -> bool:
