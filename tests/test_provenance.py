@@ -122,9 +122,16 @@ def test_hash_cache_hits_in_memory_and_on_disk_and_cache_false_rereads(tmp_path,
     assert hash_file(f, cache=False) == true and len(reads) == 2
     monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {})
     assert hash_file(f) == true and len(reads) == 2
-    # a rewrite of another size gives the file a new key: never the old digest
+    # a rewrite of another size gives the file a new key: never the old digest, and its entry
+    # replaces the old version's (the cache does not grow with every edit of a file)
     f.write_bytes(b"v" * 5001)
     assert hash_file(f) == hashlib.sha256(b"v" * 5001).hexdigest() and len(reads) == 3
+    (newer,) = disk_cache.iterdir()
+    assert newer != entry and json.loads(newer.read_bytes())["key"][1] == 5001
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"o" * 10)
+    hash_file(other)
+    assert len(list(disk_cache.iterdir())) == 2  # another path keeps its own entry
 
 
 @pytest.mark.parametrize("garbage", [b"", b"{not json", b'{"key": [], "sha256": "ab"}', b'["a"]', b'{"sha256": 1}'])

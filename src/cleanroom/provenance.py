@@ -109,9 +109,16 @@ DISK_CACHE_MIN_BYTES = 16 << 20
 
 
 def _disk_cache_entry(key: tuple[str, int, int, int, int]) -> Path:
+    """``<cache>/sha256/<path digest>-<key digest>.json``: one entry per version of a file; the
+    prefix names the path, so writing a new version removes the old ones (the cache stays one entry
+    per large file ever hashed, not one per edit)."""
     from cleanroom.fixtures import cache_root
 
-    return cache_root() / "sha256" / f"{sha256_hex(canonical_json(list(key)))}.json"
+    return cache_root() / "sha256" / f"{_path_tag(key[0])}-{sha256_hex(canonical_json(list(key)))}.json"
+
+
+def _path_tag(path: str) -> str:
+    return sha256_hex(path.encode("utf-8", "surrogatepass"))[:16]
 
 
 def _read_disk_cache(key: tuple[str, int, int, int, int]) -> str | None:
@@ -127,11 +134,16 @@ def _read_disk_cache(key: tuple[str, int, int, int, int]) -> str | None:
 
 
 def _write_disk_cache(key: tuple[str, int, int, int, int], digest: str) -> None:
-    """Remember a digest (temp file + fsync + rename); a cache that cannot be written is skipped."""
+    """Remember a digest (temp file + fsync + rename) and forget the file's older versions; a cache
+    that cannot be written is skipped."""
     from cleanroom.artifacts import atomic_write_bytes
 
+    entry = _disk_cache_entry(key)
     try:
-        atomic_write_bytes(_disk_cache_entry(key), canonical_json({"key": list(key), "sha256": digest}))
+        atomic_write_bytes(entry, canonical_json({"key": list(key), "sha256": digest}))
+        for stale in entry.parent.glob(f"{_path_tag(key[0])}-*.json"):
+            if stale != entry:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass
 
