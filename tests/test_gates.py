@@ -402,6 +402,8 @@ TEXT_AWARE = {
         "s = json.loads(cfg.json)\nx = torch.ones(2)\n",
         False,
     ),
+    "json-beside-torch-crlf": ("import json\r\nimport torch\r\nx = json.load(open('a'))\r\n", False),
+    "json-rebound-crlf": ("import json\r\nimport torch\r\njson = torch\r\nx = json.load('w.pt')\r\n", True),
     "torch.load": ("import json\nimport torch\nx = torch.load('w.pt')\n", True),
     "json-rebound": ("import json\nimport torch\njson = torch\nx = json.load('w.pt')\n", True),
     "import-torch-as-json": ("import torch as json\nx = json.load('w.pt')\n", True),
