@@ -1,4 +1,4 @@
-"""CleanModelLoader: clean tokenizer, eos/pad, provenance, snapshot, generation, nf4/int8 on CPU, bad input."""
+"""CleanModelLoader: clean tokenizer, eos/pad, provenance, snapshot, nf4/int8 on CPU (then generating), bad input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError, InputError
-from cleanroom.loader import CleanModelLoader, GenerationResult
+from cleanroom.errors import ConfigError, ContaminationError
+from cleanroom.generation import generate
+from cleanroom.loader import CleanModelLoader
 
 
 @pytest.fixture(scope="module")
@@ -56,39 +57,12 @@ def test_sentinels_fail_on_a_dirty_qwen_tokenizer(qwen_base_tokenizer):
     assert any("literal text became control/special IDs [151657, 151658]" in f for f in report.failures)
 
 
-def test_generate_rejects_empty_prompts_by_index(loaded):
-    loader, model, tok, _ = loaded
-    with pytest.raises(InputError, match="prompt 0 is empty"):
-        loader.generate(model, tok, [""], max_new_tokens=2)
-    with pytest.raises(InputError, match="prompt 1 is empty"):
-        loader.generate(model, tok, ["a", ""], max_new_tokens=2)
-
-
 def test_missing_bitsandbytes_names_the_path(tiny_base_model, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     with pytest.raises(ConfigError, match=rf"{tiny_base_model}: quantization='nf4' is not available.*pip install"):
         CleanModelLoader(tiny_base_model, quantization="nf4").load()
-
-
-def test_generate_greedy_matches_single_and_is_order_stable(loaded):
-    loader, model, tok, _ = loaded
-    prompts = ["Hello world", "a", "The quick brown fox"]
-    res = loader.generate(model, tok, prompts, max_new_tokens=4, batch_size=2)
-    assert isinstance(res, GenerationResult) and res.token_counts == [4, 4, 4]
-    for p, text in zip(prompts, res.texts, strict=True):
-        assert loader.generate(model, tok, p, max_new_tokens=4).texts == [text]
-    s1 = loader.generate(model, tok, prompts, max_new_tokens=4, temperature=1.0, seed=5)
-    assert s1 == loader.generate(model, tok, prompts, max_new_tokens=4, temperature=1.0, seed=5)
-
-
-def test_generate_stop_string_cuts_text_and_count(loaded):
-    loader, model, tok, _ = loaded
-    full = loader.generate(model, tok, "Hello world", max_new_tokens=5).texts[0]
-    stop = full[len(full) // 2 :][:3]
-    cut = loader.generate(model, tok, "Hello world", max_new_tokens=5, stop=[stop])
-    assert cut.texts[0] == full[: full.find(stop)] and cut.token_counts[0] < 5
 
 
 def test_recheck_catches_trainer_rewriting_eos(loaded):
@@ -140,7 +114,7 @@ def test_quantized_load_on_cpu(tiny_base_model, quantization):
     layer = model.model.layers[0].mlp.up_proj
     assert isinstance(layer, bnb.nn.Linear4bit if quantization == "nf4" else bnb.nn.Linear8bitLt)
     assert prov["quantization"] == quantization
-    assert loader.generate(model, tok, "Hello", max_new_tokens=2).token_counts == [2]
+    assert generate(model, tok, "Hello", max_new_tokens=2).token_counts == [2]
 
 
 def test_bad_input_is_config_error(tmp_path, tiny_base_model):
@@ -215,7 +189,7 @@ def test_nf4_on_cuda_random_qwen2(tmp_path, qwen_base_tokenizer):
     model, tok, prov = loader.load()
     assert next(model.parameters()).is_cuda and prov["probe"]["is_instruct"] is False
     assert prov["sentinels"]["failures"] == []
-    assert loader.generate(model, tok, ["Hello", "a b c"], max_new_tokens=3).token_counts == [3, 3]
+    assert generate(model, tok, ["Hello", "a b c"], max_new_tokens=3).token_counts == [3, 3]
 
 
 @pytest.fixture(scope="module")
@@ -265,5 +239,5 @@ def test_llama_style_tokenizer_loads_with_explicit_bos(llama_style_model):
         guard.scan_ids([[*ids, 1]], forbidden, tokenizer=tok)
     out = guard.render_example(tok, "Q:", " a", max_length=32)
     assert out["input_ids"][0] == 1 and out["input_ids"].count(1) == 1 and out["labels"][0] == -100
-    assert loader.generate(model, tok, ["hi", "a b"], max_new_tokens=2).token_counts == [2, 2]
+    assert generate(model, tok, ["hi", "a b"], max_new_tokens=2).token_counts == [2, 2]
     guard.recheck(model, tok)

@@ -3,7 +3,7 @@
 Default model: a random-initialised Qwen2.5-1.5B (real architecture and vocabulary; no weights can be
 downloaded); ``--cleanroom-model PATH`` runs the same checks on the user's local base model. The
 assertions are the library's own (``train_sft``, ``train_dpo``'s step-0 check, ``merge_and_verify``,
-``guard.recheck``, ``CleanModelLoader.generate``), so the CPU tests and the gate assert the same thing.
+``guard.recheck``, ``cleanroom.generation.generate``), so the CPU tests and the gate assert the same thing.
 Without CUDA the plugin skips every test here with the reason, and no report is written.
 """
 
@@ -27,8 +27,9 @@ MEMORY_ARCHS = ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b")
 MEM_BATCH, MEM_SEQ, MEM_R, MEM_STEPS = 4, 512, 64, 5
 MEMORY_TOLERANCE = 0.15
 SFT_STEPS, SFT_BATCH, SFT_SEQ = 20, 4, 256
-#: the generation workload of check 7, repeated on check 8's sizes for check 9's rates
-GEN_PROMPTS, GEN_BATCH, GEN_NEW = 64, 32, 64
+#: the generation workload of check 7 (the production profile's pairs sampling at its batch size), repeated on
+#: check 8's largest size for check 9's rates
+GEN_PROMPTS, GEN_NEW = 128, 128
 PROBE_TEXTS = ("The capital of France is", "def add(a, b):\n    return", "Write three words about the sea.")
 GIB = 1024**3
 
@@ -309,21 +310,34 @@ def test_6_merge(gate: Any, sft: Any, gate_recorder: Any) -> None:
         _free()
 
 
-def measure_generation(path: Path, model: Any, tok: Any) -> tuple[Any, float]:
-    """Batched greedy generation through ``CleanModelLoader.generate``: ``(result, seconds)``.
+def generation_workload() -> dict[str, Any]:
+    """The production profile's preference sampling (the largest generation phase): its temperature, top_p,
+    batch size and engine, on GEN_PROMPTS prompts of GEN_NEW new tokens."""
+    from cleanroom.config import load_config
 
-    The same workload for every model the gate measures (check 7 and check 8's sizes), so check 9 can
-    take its rates from the largest model measured.
+    g = load_config("qwen2.5-32b").pairs.generation
+    return {"temperature": g.temperature, "top_p": g.top_p, "batch_size": g.batch_size, "engine": g.engine}
+
+
+def measure_generation(model: Any, tok: Any, *, engine: str | None = None) -> tuple[Any, float, float]:
+    """Batched sampled generation through :func:`cleanroom.generation.generate`: ``(result, seconds, warmup_s)``.
+
+    One warm-up batch on the same shapes first (compilation and graph capture, paid once per stage in a real
+    run, reported apart), then the timed run. tokens/s counts ``generated_counts``.
     """
-    from cleanroom.loader import CleanModelLoader
+    from cleanroom.generation import generate
 
+    work = generation_workload() | ({"engine": engine} if engine else {})
     prompts = [f"Instruction {i}: write a short paragraph about the number {i}.\nResponse:" for i in range(GEN_PROMPTS)]
-    loader = CleanModelLoader(path, quantization="nf4", dtype="bfloat16", device_map="cuda", probe=False)
     _cuda().synchronize()
     start = time.perf_counter()
-    res = loader.generate(model, tok, prompts, max_new_tokens=GEN_NEW, batch_size=GEN_BATCH, temperature=0.0)
+    generate(model, tok, prompts[:work["batch_size"]], max_new_tokens=GEN_NEW, seeds=0, **work)
     _cuda().synchronize()
-    return res, time.perf_counter() - start
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    res = generate(model, tok, prompts, max_new_tokens=GEN_NEW, seeds=0, **work)
+    _cuda().synchronize()
+    return res, time.perf_counter() - start, warm
 
 
 def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,19 +352,27 @@ def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(guard, "scan_ids", counting_scan)
     with gate_recorder.check("7_generation") as c:
-        res, seconds = measure_generation(gate.path, gate.model, gate.tok)
+        work = generation_workload()
+        plain, plain_s, _ = measure_generation(gate.model, gate.tok, engine="hf")
+        scanned.clear()
+        res, seconds, warm = measure_generation(gate.model, gate.tok)
         batches = [w for w in scanned if w.startswith("generation batch")]
-        tps = sum(res.token_counts) / seconds
-        c.figure(prompts=GEN_PROMPTS, batch_size=GEN_BATCH, max_new_tokens=GEN_NEW, new_tokens=sum(res.token_counts),
-                 seconds=round(seconds, 2), gen_tokens_per_s=round(tps, 1), guarded_batches=len(batches))
+        outputs = [w for w in scanned if w.startswith("generation output")]
+        tps, plain_tps = sum(res.generated_counts) / seconds, sum(plain.generated_counts) / plain_s
+        expected = 1 + math.ceil(GEN_PROMPTS / work["batch_size"])  # the warm-up batch, then the timed ones
+        c.figure(prompts=GEN_PROMPTS, max_new_tokens=GEN_NEW, **work, engine_resolved=res.engine,
+                 engine_reason=res.engine_reason, new_tokens=sum(res.generated_counts), seconds=round(seconds, 2),
+                 warmup_s=round(warm, 2), gen_tokens_per_s=round(tps, 1), plain_generate_tokens_per_s=round(plain_tps, 1),
+                 ratio_to_plain=round(tps / plain_tps, 2), guarded_batches=len(batches), guarded_outputs=len(outputs))
         c.require(len(res.texts) == GEN_PROMPTS, f"{len(res.texts)} outputs for {GEN_PROMPTS} prompts")
-        c.require(len(batches) == math.ceil(GEN_PROMPTS / GEN_BATCH),
-                  f"guard.scan_ids saw {len(batches)} generation batches of {math.ceil(GEN_PROMPTS / GEN_BATCH)}")
+        c.require(len(batches) == expected and len(outputs) == expected,
+                  f"guard.scan_ids saw {len(batches)} generation batches and {len(outputs)} outputs of {expected}")
         c.require(tps > 0, "no tokens generated")
     gate_recorder.set_context(gen_tokens_per_s=tps)
 
 
-def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path) -> dict[str, Any]:
+def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path,
+                       measure_gen: bool = False) -> dict[str, Any]:
     """Peak ``max_memory_allocated`` of a few QLoRA SFT steps on a random ``arch`` (memory held before excluded)."""
     import torch
 
@@ -362,8 +384,11 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
     before = torch.cuda.memory_allocated()
     model, tok, _ = _load(path)
     loaded = torch.cuda.memory_allocated() - before
-    gen, gen_seconds = measure_generation(path, model, tok)  # before training: the bare nf4 base, as in check 7
-    gen_tps = sum(gen.token_counts) / gen_seconds
+    gen_tps = None
+    if measure_gen:  # before training: the bare nf4 base, as in check 7
+        gen, gen_seconds, _ = measure_generation(model, tok)
+        gen_tps = sum(gen.generated_counts) / gen_seconds
+        del gen
     _free()
     spec = TrainSpec(max_steps=steps, batch_size=batch, max_length=seq, save_steps=10**6, gradient_checkpointing=True,
                      precision="bf16", learning_rate=1e-4)
@@ -372,7 +397,7 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
     figures = {"weights_bytes": loaded, "peak_bytes": res.peak_mem_bytes - before,
                "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s,
                "gen_tokens_per_s": gen_tps}
-    del res, model, tok, gen
+    del res, model, tok
     _free()
     return figures
 
@@ -387,7 +412,9 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
     with gate_recorder.check("8_memory_model") as c:
         rows = {}
         for arch in MEMORY_ARCHS:
-            m = measure_qlora_peak(arch, batch=MEM_BATCH, seq=MEM_SEQ, steps=MEM_STEPS, out=tmp_path / arch)
+            # generation only on the largest size: check 9 extrapolates from it (compiling each size costs minutes)
+            m = measure_qlora_peak(arch, batch=MEM_BATCH, seq=MEM_SEQ, steps=MEM_STEPS, out=tmp_path / arch,
+                                   measure_gen=arch == MEMORY_ARCHS[-1])
             est = memory.estimate_peak_memory(arch_for(arch), quantization="nf4", lora_r=MEM_R,
                                               lora_targets=ALL_PROJECTIONS, batch_size=MEM_BATCH, seq_len=MEM_SEQ,
                                               gradient_checkpointing=True)
@@ -397,7 +424,7 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
                           "estimated_weights_gib": round(est.parts["weights"] / GIB, 3),
                           "s_per_step": round(m["s_per_step"], 3),
                           "train_tokens_per_s": round(m["tokens_per_s"], 1),
-                          "gen_tokens_per_s": round(m["gen_tokens_per_s"], 1)}
+                          "gen_tokens_per_s": m["gen_tokens_per_s"] and round(m["gen_tokens_per_s"], 1)}
             rates[arch] = {"params_b": sum(memory.count_params(arch_for(arch)).values()) / 1e9,
                            "train_tokens_per_s": m["tokens_per_s"], "gen_tokens_per_s": m["gen_tokens_per_s"]}
             c.require(abs(err) <= MEMORY_TOLERANCE, f"{arch}: estimate off by {100 * err:+.1f}% (> ±15%): recalibrate "

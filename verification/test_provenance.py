@@ -18,6 +18,7 @@ import pytest
 
 from cleanroom.artifacts import RunDir, read_records, trace_record, verify_run
 from cleanroom.cli import main
+from cleanroom.generation import generate
 from cleanroom.provenance import capture_provenance, content_sha256, digest_path
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,7 @@ def _make_tiny_run(root: Path, tiny_base_model: Path) -> Path:
         "generations", run_id="tiny", config=config, model_path=tiny_base_model, loader=loader_prov,
         generation=gen_params, seeds={"generate": 0},
     )  # fmt: skip
-    res = loader.generate(model, tokenizer, PROMPTS, max_new_tokens=6, seed=0)
+    res = generate(model, tokenizer, PROMPTS, max_new_tokens=6, seeds=0)
     with run.stage("generations", provenance=prov, inputs=["instructions/instructions.jsonl"]) as st:
         w = st.jsonl("generations.jsonl")
         gen_ids = [

@@ -83,6 +83,8 @@ class GenerationSpec:
     top_p: float = 1.0
     batch_size: int = 8
     seed: int = 3407
+    # the generation engine (cleanroom.generation): auto picks the fastest one that supports these settings
+    engine: Literal["auto", "hf", "static", "paged"] = "auto"
 
     def __post_init__(self) -> None:
         _require(isinstance(self.max_new_tokens, int) and 1 <= self.max_new_tokens <= 32768,

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -63,14 +62,6 @@ def _sha256_file(path: Path) -> str:
 
 
 refuse_chat_template = guard.refuse_chat_template  # installed as tokenizer.apply_chat_template
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """Texts (new tokens only, cut at EOS/stop) and the number of generated tokens, in prompt order."""
-
-    texts: list[str]
-    token_counts: list[int]
 
 
 def clean_tokenizer(tokenizer: Any) -> list[str]:
@@ -390,102 +381,6 @@ class CleanModelLoader:
         setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tokenizer)["model"])
         return model, tokenizer, self._provenance(info, result)
 
-    # ---------------------------------------------------------------- generation
-    def generate(
-        self,
-        model: Any,
-        tokenizer: Any,
-        prompts: str | list[str],
-        *,
-        max_new_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: list[str] | None = None,
-        batch_size: int = 8,
-    ) -> GenerationResult:
-        """Batched, guarded generation: left padding, length-sorted batches, new tokens only.
-
-        Each prompt batch passes :func:`guard.scan_ids`; generation stops at the base EOS (and is cut at
-        the first ``stop`` string). ``temperature == 0`` is greedy; sampling is seeded per batch
-        (``seed + batch index``, batches in a deterministic length order). ``token_counts`` counts the
-        generated tokens kept in the text (EOS excluded).
-        """
-        import torch
-
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p]
-        if empty or not prompts:
-            raise InputError(
-                f"generate: prompt {empty[0] if empty else '(none)'} is empty or not a string; every prompt needs at "
-                "least one token to condition on — drop it or give it text"
-            )
-        if max_new_tokens < 1 or batch_size < 1 or temperature < 0 or not 0 < top_p <= 1:
-            raise ConfigError(
-                f"generate: max_new_tokens={max_new_tokens}, batch_size={batch_size} must be >= 1, temperature="
-                f"{temperature} >= 0, top_p={top_p} in (0, 1]"
-            )
-        guard.recheck(model, tokenizer)
-        eos = guard.base_eos_id(tokenizer)
-        forbidden = guard.forbidden_ids(tokenizer)
-        encoded = [guard.encode(tokenizer, p) for p in prompts]
-        guard.scan_ids(encoded, forbidden, where="generation prompts", tokenizer=tokenizer)
-        order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
-        texts: list[str] = [""] * len(prompts)
-        counts: list[int] = [0] * len(prompts)
-        device = next(model.parameters()).device
-        for b, start in enumerate(range(0, len(order), batch_size)):
-            idx = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), eos, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                n = len(encoded[i])
-                if n:
-                    ids[row, width - n :] = torch.tensor(encoded[i])
-                    mask[row, width - n :] = 1
-            guard.scan_ids(ids, forbidden, mask=mask, where=f"generation batch {b}", tokenizer=tokenizer)
-            sampling = temperature > 0
-            kwargs: dict[str, Any] = {"do_sample": sampling}
-            if sampling:
-                kwargs.update(temperature=temperature, top_p=top_p)
-                torch.manual_seed(seed + b)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=max_new_tokens,
-                    eos_token_id=eos,
-                    pad_token_id=eos,
-                    **kwargs,
-                )
-            for row, i in enumerate(idx):
-                new = out[row, width:].tolist()
-                if eos in new:
-                    new = new[: new.index(eos)]
-                texts[i], counts[i] = self._cut_at_stop(tokenizer, new, stop)
-        return GenerationResult(texts=texts, token_counts=counts)
-
-    @staticmethod
-    def _cut_at_stop(tokenizer: Any, new: list[int], stop: list[str] | None) -> tuple[str, int]:
-        text = tokenizer.decode(new, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        cuts = [text.find(s) for s in (stop or []) if s and s in text]
-        if not cuts:
-            return text, len(new)
-        cut = min(cuts)
-        # smallest prefix of tokens whose text reaches the cut (binary search over decoded prefixes)
-        lo, hi = 0, len(new)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if len(tokenizer.decode(new[:mid], skip_special_tokens=False, clean_up_tokenization_spaces=False)) >= cut:
-                hi = mid
-            else:
-                lo = mid + 1
-        return text[:cut], lo
-
 
 def _require_torch() -> None:  # pragma: no cover - exercised only without the train extra
     try:
@@ -494,7 +389,7 @@ def _require_torch() -> None:  # pragma: no cover - exercised only without the t
         raise DependencyError("the loader needs torch and transformers: pip install 'cleanroom[train]'") from exc
 
 
-__all__ = ["CleanModelLoader", "GenerationResult", "clean_model", "clean_tokenizer", "loader_version", "refuse_chat_template"]
+__all__ = ["CleanModelLoader", "clean_model", "clean_tokenizer", "loader_version", "refuse_chat_template"]
 
 
 def _gguf_dense_kwargs() -> dict[str, Any]:

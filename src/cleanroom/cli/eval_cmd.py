@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--label", default="eval", help="record-id prefix of the verdicts (default: eval)")
     s.set_defaults(handler=run_score)
 
-    r = actions.add_parser("run", help="generate with the clean loader, then score")
+    r = actions.add_parser("run", help="generate through the guarded generation engine, then score")
     r.add_argument("--model", type=Path, required=True, help="base model directory")
     r.add_argument("--adapter", type=Path, default=None, help="PEFT adapter directory to apply")
     r.add_argument("--gguf-file", default=None, help="GGUF file name inside --model")
@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--engine", default="auto", choices=("auto", "hf", "static", "paged"),
+                   help="generation engine (default auto: the fastest one that supports the settings here)")
     r.add_argument("--run-id", default="eval", help="run directory name under --out (default: eval)")
     r.add_argument("--label", default="model", help="record-id prefix of verdicts: eval/<label>:<key>")
     r.add_argument("--no-probe", action="store_true", help="skip the loader's base-or-instruct probe")
@@ -92,6 +94,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from cleanroom.artifacts import RunDir, pretty_json
     from cleanroom.errors import InputError
+    from cleanroom.generation import choose_engine, generate, record_seed
     from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, score_record, summarize
     from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
     from cleanroom.loader import CleanModelLoader
@@ -114,17 +117,21 @@ def run_generate(args: argparse.Namespace) -> int:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(args.adapter))
+    engine, reason = choose_engine(args.engine, model, sampling=args.temperature > 0)
+    print(f"generation engine {engine} ({reason})")
     generation = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed,
-                  "stop": [STOP], "batch_size": args.batch_size, "few_shot_digest": FEW_SHOT_DIGEST}
+                  "stop": [STOP], "batch_size": args.batch_size, "few_shot_digest": FEW_SHOT_DIGEST,
+                  "engine": args.engine, "engine_resolved": engine, "engine_reason": reason}
     config = {"command": "eval run", "model": str(args.model), "adapter": str(args.adapter) if args.adapter else None,
               "prompts_sha256": prompts_sha, "n_prompts": len(records), "generation": generation}
     run = RunDir.create(args.out, args.run_id, config)
     rec = capture_provenance("eval", run_id=args.run_id, config=config, model_path=args.model, loader=loader_prov,
                              generation=generation, seeds={"generation": args.seed},
                              extra={"adapter": str(args.adapter) if args.adapter else None})
-    res = loader.generate(model, tokenizer, [few_shot_prompt(r.prompt) for r in records],
-                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                          stop=[STOP], batch_size=args.batch_size)
+    res = generate(model, tokenizer, [few_shot_prompt(r.prompt) for r in records],
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   seeds=[record_seed(args.seed, r.key) for r in records], stop=[STOP], batch_size=args.batch_size,
+                   engine=engine)
     verdicts = []
     with run.stage("eval", provenance=rec, inputs=[]) as st:
         gens, out = st.jsonl("responses.jsonl"), st.jsonl("verdicts.jsonl")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cleanroom.pipeline.common import Context, capture, load_model, loader_for
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import generate_into, score_into
 
 
@@ -39,7 +39,7 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
     model, tokenizer, _ = model_bundle
     writer = stage_writer.jsonl(f"{name}_responses.jsonl")
     responses = generate_into(
-        writer, loader_for(ctx), model, tokenizer, records, gen=gen,
+        writer, model, tokenizer, records, gen=gen,
         parent_ref=lambda r: ctx.run.ref("preflight/eval_prompts.jsonl", f"eval_prompts:{r.key}"),
         id_prefix=f"{stage_writer.name}/{name}", render=lambda r: few_shot_prompt(r.prompt),
         progress=ctx.progress, label=f"{stage_writer.name}: {name}", budget=ctx.budget,
@@ -59,7 +59,8 @@ def run_baseline(ctx: Context) -> dict[str, Any]:
 
     model, tokenizer, loader_prov = load_model(ctx, probe=False)
     gen = ctx.spec.baseline
-    prov = capture(ctx, "baseline", loader=loader_prov, generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST})
+    prov = capture(ctx, "baseline", loader=loader_prov,
+                   generation=generation_settings(ctx, "baseline", model, gen, few_shot_digest=FEW_SHOT_DIGEST))
     with ctx.run.stage("baseline", provenance=prov, inputs=["preflight/eval_prompts.jsonl"]) as st:
         verdicts = respond_and_score(ctx, st, "base", adapters=(), gen=gen, model_bundle=(model, tokenizer, loader_prov))
         summary = summarize(verdicts)

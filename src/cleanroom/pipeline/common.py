@@ -213,12 +213,14 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
     return model, tokenizer, prov
 
 
-def loader_for(ctx: Context) -> Any:
-    """A CleanModelLoader instance for calling ``generate`` (which needs no loading)."""
-    from cleanroom.loader import CleanModelLoader
+def generation_settings(ctx: Context, stage: str, model: Any, gen: Any, **extra: Any) -> dict[str, Any]:
+    """What a generating stage records of its decoding: the spec, the engine ``auto`` resolved to on this
+    model and why (said in the run log too), and *extra* (e.g. the few-shot digest)."""
+    from cleanroom.generation import choose_engine
 
-    path, gguf = resolve_model(ctx.spec.model, ctx.run.path)
-    return CleanModelLoader(path, gguf_file=gguf)
+    engine, reason = choose_engine(gen.engine, model, sampling=gen.temperature > 0)
+    ctx.say(f"{stage}: generation engine {engine} ({reason})")
+    return vars(gen) | {"engine_resolved": engine, "engine_reason": reason} | extra
 
 
 def capture(ctx: Context, stage: str, *, loader: dict | None = None, generation: dict | None = None,

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from cleanroom.pipeline.baseline import respond_and_score
-from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:
@@ -45,7 +45,7 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     # quantization, revision) like every other stage; each policy's adapters are listed in extra
     loaded = {"sft": load_model(ctx, adapters=tuple(ctx.run.path / a for a in policies["sft"]), probe=False)}
     loader_prov = {k: v for k, v in loaded["sft"][2].items() if k != "adapters"}
-    prov = capture(ctx, "eval", loader=loader_prov, generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST},
+    prov = capture(ctx, "eval", loader=loader_prov, generation=generation_settings(ctx, "eval", loaded["sft"][0], gen, few_shot_digest=FEW_SHOT_DIGEST),
                    extra={"policies": {name: list(adapters) for name, adapters in policies.items()}})
     with ctx.run.stage("eval", provenance=prov,
                        inputs=["preflight/eval_prompts.jsonl", "sft/adapter", "dpo/adapter",

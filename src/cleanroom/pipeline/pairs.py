@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cleanroom.errors import ContaminationError, InputError
-from cleanroom.pipeline.common import Context, capture, load_model, loader_for, progress_bar
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, progress_bar
 
 # Constitution principles a program can check (the file carries the full text and its digest).
 _CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|assistant)\s*$", re.M)
@@ -70,8 +70,7 @@ def key_seed(key: Any) -> int:
 def run_pairs(ctx: Context) -> dict[str, Any]:
     from cleanroom import guard
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt, zero_shot_prompt
-    from cleanroom.ifeval.teacher import teacher_response
+    from cleanroom.ifeval.prompting import zero_shot_prompt
     from cleanroom.pipeline.sft_data import pool_records
     from cleanroom.provenance import hash_file
 
@@ -85,8 +84,7 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
     if not constitution.is_file():
         raise InputError(f"pairs.constitution: {constitution} does not exist")
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
-    loader = loader_for(ctx)
-    prov = capture(ctx, "pairs", loader=loader_prov, generation=vars(p.generation),
+    prov = capture(ctx, "pairs", loader=loader_prov, generation=generation_settings(ctx, "pairs", model, p.generation),
                    extra={"constitution": str(constitution), "constitution_sha256": hash_file(constitution),
                           "rewriter": p.rewriter})
     reasons: dict[str, int] = {}
@@ -99,37 +97,19 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
         origins = [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
         per_batch = max(1, gen.batch_size // p.samples_per_instruction)
         bar = progress_bar(total=len(records), initial=0, label="pairs", unit="instruction", enabled=ctx.progress)
-        # batches and their sampling seeds are fixed by position in the full instruction list, the teacher's
-        # rng by record key, and candidates already on disk are reused: a resumed stage writes exactly the
-        # samples and pairs an uninterrupted one would
+        # batches are fixed by position in the full instruction list, every sample's seed and the teacher's rng by
+        # record key, and candidates already on disk are reused: a resumed stage writes exactly the samples and
+        # pairs an uninterrupted one would
         for start in range(0, len(records), per_batch):
             batch = records[start:start + per_batch]
             missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
-            drafts: list[str] = []
-            if missing:
-                ctx.budget.check("pairs batch")
-                prompts = [few_shot_prompt(r.prompt) for r in batch for _ in range(p.samples_per_instruction)]
-                drafts = loader.generate(model, tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
-                                         temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start,
-                                         batch_size=gen.batch_size, stop=[STOP]).texts
-                drafts = [clean_completion(t) for t in drafts]
-            for i, r in enumerate(batch):
-                if r.key not in missing:
+            fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
+            for r in batch:
+                if r.key in fresh:
+                    cands = fresh[r.key]
+                else:
                     cands = [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
                               "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
-                else:
-                    own = drafts[i * p.samples_per_instruction:(i + 1) * p.samples_per_instruction]
-                    cands = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
-                    best = max(cands, key=lambda c: c["critique"]["satisfied"])
-                    if p.rewriter == "programmatic":
-                        rewritten = teacher_response(r, np.random.default_rng([spec.seed + 1, key_seed(r.key)]))
-                    else:
-                        rewritten = loader.generate(model, tokenizer,
-                                                    [rewrite_prompt(r.prompt, best["text"], best["critique"])],
-                                                    max_new_tokens=gen.max_new_tokens, temperature=0.0,
-                                                    seed=gen.seed, stop=[STOP]).texts[0]
-                        rewritten = clean_completion(rewritten)
-                    cands.append({"text": rewritten, "origin": rewrite_origin, "critique": critique(r, rewritten)})
                 sample_ids = []
                 for c in cands:
                     sid = f"pairs/sample:{r.key}:{c['origin']}"
@@ -175,3 +155,38 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             raise InputError(f"pairs: only {out.count} valid pairs from {len(records)} instructions (need "
                              f"pairs.min_pairs={p.min_pairs}); skipped: {reasons}")
     return stats
+
+
+def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[Any],
+                      origins: list[str]) -> dict[Any, list[dict[str, Any]]]:
+    """The candidates of *records*: ``samples_per_instruction`` sampled drafts each (seeded per record and
+    sample), critiqued, then the best draft rewritten — by the SFT model, all rewrites of the batch in one
+    greedy call, or by the programmatic teacher (its rng seeded by record key)."""
+    from cleanroom.generation import generate, record_seed
+    from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt
+    from cleanroom.ifeval.teacher import teacher_response
+
+    if not records:
+        return {}
+    p, gen = ctx.spec.pairs, ctx.spec.pairs.generation
+    k = p.samples_per_instruction
+    ctx.budget.check("pairs batch")
+    drafts = generate(model, tokenizer, [few_shot_prompt(r.prompt) for r in records for _ in range(k)],
+                      max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
+                      seeds=[record_seed(gen.seed, f"{r.key}:{j}") for r in records for j in range(k)],
+                      batch_size=gen.batch_size, stop=[STOP], engine=gen.engine).texts
+    cands = {}
+    for i, r in enumerate(records):
+        own = [clean_completion(t) for t in drafts[i * k:(i + 1) * k]]
+        cands[r.key] = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]
+    best = {r.key: max(cands[r.key], key=lambda c: c["critique"]["satisfied"]) for r in records}
+    if p.rewriter == "programmatic":
+        rewrites = [teacher_response(r, np.random.default_rng([ctx.spec.seed + 1, key_seed(r.key)])) for r in records]
+    else:
+        rewrites = [clean_completion(t) for t in generate(
+            model, tokenizer, [rewrite_prompt(r.prompt, best[r.key]["text"], best[r.key]["critique"]) for r in records],
+            max_new_tokens=gen.max_new_tokens, temperature=0.0, batch_size=gen.batch_size, stop=[STOP],
+            engine=gen.engine).texts]
+    for r, text in zip(records, rewrites, strict=True):
+        cands[r.key].append({"text": text, "origin": origins[-1], "critique": critique(r, text)})
+    return cands

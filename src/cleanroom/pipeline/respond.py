@@ -1,4 +1,4 @@
-"""Generate responses to IFEval-format prompts with the clean loader, then score them.
+"""Generate responses to IFEval-format prompts through the guarded generation engine, then score them.
 
 Used by the baseline, SFT-data and evaluation stages: one code path, so every model being
 compared sees byte-identical prompts (the few-shot completion format, its digest in provenance)
@@ -16,7 +16,6 @@ from cleanroom.config import GenerationSpec
 
 def generate_into(
     writer: Any,
-    loader: Any,
     model: Any,
     tokenizer: Any,
     records: Sequence[Any],
@@ -31,17 +30,20 @@ def generate_into(
 ) -> dict[str, dict[str, Any]]:
     """Generate for every record not yet in *writer*; return ``{key: payload}`` for all records.
 
-    *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size``; each
-    batch is guarded by the loader (every prompt's IDs pass the contamination scan).
+    *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size`` through
+    :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
+    :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
     """
+    from cleanroom.artifacts import read_records
+    from cleanroom.generation import generate, record_seed
     from cleanroom.ifeval.prompting import STOP, clean_completion
     from cleanroom.pipeline.common import progress_bar
 
     done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
     bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
-    # batches and their seeds are fixed by position in the full record list (not in what is left to do), so a
-    # resumed stage samples exactly what an uninterrupted one would; a partly written batch is generated again
-    # with the same seed and only its missing records are written
+    # a record's text depends on its seed alone, and batches are fixed by position in the full record list (not
+    # in what is left to do): a partly written batch is generated again whole, so the same rows share the same
+    # padded batch, and only its missing records are written
     for start in range(0, len(records), gen.batch_size):
         batch = records[start:start + gen.batch_size]
         todo = [r for r in batch if f"{id_prefix}:{r.key}" not in writer]
@@ -50,9 +52,10 @@ def generate_into(
         if budget is not None:
             bar.set_postfix_str(f"${budget.cost_usd:.2f}")
             budget.check(f"{label} batch {start // gen.batch_size + 1}")
-        result = loader.generate(
+        result = generate(
             model, tokenizer, [render(r) for r in batch], max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed + start, batch_size=gen.batch_size, stop=[STOP],
+            temperature=gen.temperature, top_p=gen.top_p, seeds=[record_seed(gen.seed, r.key) for r in batch],
+            batch_size=gen.batch_size, stop=[STOP], engine=gen.engine,
         )
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
             writer.write(  # an id already on disk is skipped by the writer
@@ -61,8 +64,6 @@ def generate_into(
             )
         bar.update(len(todo))
     bar.close()
-    from cleanroom.artifacts import read_records
-
     return {rec["key"]: rec for rec in read_records(writer.path)}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cleanroom.errors import InputError
-from cleanroom.pipeline.common import Context, capture, load_model, loader_for
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import generate_into
 
 
@@ -57,13 +57,15 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
 
         path, gguf = resolve_model(spec.model, ctx.run.path)
         tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
-    prov = capture(ctx, "sft_data", loader=loader_prov,
-                   generation=vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher})
+    settings = vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher}
+    if teacher == "none":
+        settings = generation_settings(ctx, "sft_data", model, gen, few_shot_digest=FEW_SHOT_DIGEST, teacher=teacher)
+    prov = capture(ctx, "sft_data", loader=loader_prov, generation=settings)
     with ctx.run.stage("sft_data", provenance=prov, inputs=["preflight/sft_pool.jsonl"]) as st:
         gens = st.jsonl("generations.jsonl")
         parent = lambda r: ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")  # noqa: E731
         if teacher == "none":
-            responses = generate_into(gens, loader_for(ctx), model, tokenizer, pool, gen=gen, parent_ref=parent,
+            responses = generate_into(gens, model, tokenizer, pool, gen=gen, parent_ref=parent,
                                       id_prefix="sft_data/generation", render=lambda r: few_shot_prompt(r.prompt),
                                       progress=ctx.progress, label="sft_data: base model answers", budget=ctx.budget)
         else:

@@ -1,0 +1,383 @@
+"""Guarded generation: the one entry point every stage, ``eval run`` and the GPU gate generate through.
+
+The loader loads; this module generates. Engines sit behind one setting, ``generation.engine``:
+
+* ``hf`` — ``model.generate`` with the dynamic KV cache: the reference every other engine is held to.
+* ``static`` — a static KV cache, which transformers compiles (``torch.compile`` of the decode step) on
+  CUDA when the weights allow it; shapes are bucketed (every batch padded to ``batch_size`` rows, prompt
+  width rounded up to :data:`WIDTH_BUCKET`) so one compiled graph serves a whole stage instead of one per
+  batch. On the CPU it is the same static cache, uncompiled.
+* ``paged`` — transformers' continuous batching (paged attention): a finished sequence frees its slot at
+  once, so a batch never waits for its longest member. Greedy only (see below).
+* ``auto`` — :func:`choose_engine`: the fastest engine that supports the requested settings on the model's
+  device and precision; the choice and its reason go into the run log and the stage provenance.
+
+What every engine guarantees, checked by ``tests/test_generation.py`` and the GPU gate:
+
+* the guard: :func:`guard.recheck` on the model/tokenizer, every prompt batch's IDs through
+  :func:`guard.scan_ids` before generation (``where="generation batch <b>"``), every returned sequence's
+  IDs through it after (``"generation output <b>"``). The forbidden IDs (chat-control and other added
+  tokens) are also suppressed in the logits, so a base model cannot write one into data;
+* a sequence stops as soon as it emits the base EOS or completes a stop string (transformers'
+  ``StopStringCriteria``, or a cancelled request on the paged engine), not after ``max_new_tokens``;
+* greedy decoding (``temperature == 0``) gives ``hf``'s tokens;
+* sampling is seeded **per record**: prompt *i* draws its uniforms ``u[i, t]`` (one per step) from its own
+  ``torch.Generator(seed_i)``, and the token is the inverse CDF of the (temperature-scaled, top-p-filtered)
+  distribution at ``u[i, t]``. A record's text therefore depends on its seed and its own logits only —
+  not on its neighbours in the batch or on whether its stage was killed and resumed (a resumed stage
+  regenerates the same batch). One numerical caveat: ``hf`` pads each batch to its own longest prompt, so
+  another batch size changes the padding and the logits in their last bits, and where the sampled
+  distribution is flat (a random model at temperature 1) that can move a draw across a CDF boundary;
+  ``static`` pads every batch to fixed width buckets and gives the same records at any batch size while the
+  prompts stay in one bucket. Transformers' continuous batching samples from one generator shared by all requests, so ``paged`` refuses
+  ``temperature > 0`` with a :class:`ConfigError` instead of sampling differently.
+
+``token_counts`` are the tokens kept in the text (cut at EOS/stop, EOS excluded); ``generated_counts`` the
+tokens the engine actually produced (EOS and the stop string's tokens included): their difference is the
+decoding spent after the answer ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cleanroom import guard
+from cleanroom.errors import CleanroomError, ConfigError, InputError
+
+ENGINES = ("auto", "hf", "static", "paged")
+#: prompt widths of the static engine are rounded up to a multiple of this, so batches share compiled shapes
+WIDTH_BUCKET = 128
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Texts (new tokens only, cut at EOS/stop) in prompt order, with the engine that made them."""
+
+    texts: list[str]
+    token_counts: list[int]
+    generated_counts: list[int]
+    token_ids: list[list[int]]  # the kept tokens of each text
+    engine: str
+    engine_reason: str
+
+
+@dataclass(frozen=True)
+class _Settings:
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    batch_size: int
+
+
+def record_seed(seed: int, key: str) -> int:
+    """The sampling seed of one record: ``sha256(f"{seed}:{key}")`` folded to 63 bits.
+
+    Fixed by the stage seed and the record's key alone, so it is the same whichever batch, position or
+    attempt generates the record.
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") >> 1
+
+
+def _device_and_precision(model: Any) -> tuple[str, str]:
+    param = next(model.parameters())
+    quant = getattr(getattr(model, "config", None), "quantization_config", None)
+    if quant is not None:
+        q = quant if isinstance(quant, dict) else quant.to_dict()
+        precision = "nf4" if q.get("load_in_4bit") else "int8" if q.get("load_in_8bit") else str(q.get("quant_method"))
+    else:
+        precision = str(param.dtype).replace("torch.", "")
+    return param.device.type, precision
+
+
+def choose_engine(requested: str, model: Any, *, sampling: bool) -> tuple[str, str]:
+    """``(engine, reason)`` for a request; ``auto`` picks the fastest engine that supports the settings.
+
+    The rule comes from ``benchmarks/bench_generation.py`` on the H200 (docs/generation.md): on CUDA the
+    static cache with compiled decode is the fastest engine, and it samples with per-record seeds (paged ran
+    below it at batch 64 and cannot); on the CPU compiling costs more than a short run saves and the static
+    cache copies more, so plain ``generate`` is fastest there.
+    """
+    if requested not in ENGINES:
+        raise ConfigError(f"generation.engine={requested!r}: expected one of {ENGINES}")
+    device, precision = _device_and_precision(model)
+    if requested == "paged" and sampling:
+        raise ConfigError(
+            "generation.engine=paged cannot sample with per-record seeds: transformers' continuous batching draws "
+            "every request's tokens from one shared generator, so a record's text would depend on its neighbours; "
+            "use engine=static or hf, or temperature=0"
+        )
+    if requested != "auto":
+        return requested, f"requested (generation.engine={requested}) on {device}/{precision}"
+    if device == "cuda":
+        return "static", f"auto on cuda/{precision}: static KV cache with compiled decode, bucketed shapes"
+    return "hf", f"auto on {device}/{precision}: plain generate (compiling costs more than it saves on {device})"
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: str | Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seeds: int | Sequence[int] = 0,
+    stop: Sequence[str] | None = None,
+    batch_size: int = 8,
+    engine: str = "auto",
+) -> GenerationResult:
+    """Guarded generation of every prompt (see the module docstring); results in prompt order.
+
+    ``seeds``: one per prompt, or an int ``s`` meaning ``s + i`` for prompt *i* (stages pass
+    :func:`record_seed` of each record's key). Ignored when ``temperature == 0`` (greedy).
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p]
+    if empty or not prompts:
+        raise InputError(
+            f"generate: prompt {empty[0] if empty else '(none)'} is empty or not a string; every prompt needs at "
+            "least one token to condition on — drop it or give it text"
+        )
+    if max_new_tokens < 1 or batch_size < 1 or temperature < 0 or not 0 < top_p <= 1:
+        raise ConfigError(
+            f"generate: max_new_tokens={max_new_tokens}, batch_size={batch_size} must be >= 1, temperature="
+            f"{temperature} >= 0, top_p={top_p} in (0, 1]"
+        )
+    seed_list = [int(seeds) + i for i in range(len(prompts))] if isinstance(seeds, int) else [int(s) for s in seeds]
+    if len(seed_list) != len(prompts):
+        raise ConfigError(f"generate: {len(seed_list)} seeds for {len(prompts)} prompts; pass one per prompt")
+    name, reason = choose_engine(engine, model, sampling=temperature > 0)
+    settings = _Settings(max_new_tokens, float(temperature), float(top_p), tuple(s for s in stop or () if s), batch_size)
+    guard.recheck(model, tokenizer)
+    encoded = [guard.encode(tokenizer, p) for p in prompts]
+    guard.scan_ids(encoded, guard.forbidden_ids(tokenizer), where="generation prompts", tokenizer=tokenizer)
+    if name == "paged":
+        new_ids = _paged(model, tokenizer, encoded, settings)
+    else:
+        new_ids = _batched(model, tokenizer, encoded, seed_list, settings, static=name == "static")
+    texts, kept, generated, ids_kept = [], [], [], []
+    eos = guard.base_eos_id(tokenizer)
+    for ids in new_ids:
+        text, count, made = _finish(tokenizer, ids, eos, settings.stop)
+        texts.append(text)
+        kept.append(count)
+        generated.append(made)
+        ids_kept.append(ids[:count])
+    return GenerationResult(texts=texts, token_counts=kept, generated_counts=generated, token_ids=ids_kept,
+                            engine=name, engine_reason=reason)
+
+
+def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], reference: GenerationResult,
+                       candidate: GenerationResult, *, tie_tol: float) -> list[str]:
+    """The prompts where *candidate*'s greedy tokens leave *reference*'s other than at a tie.
+
+    At the first position ``j`` where the kept token lists differ (a sequence that ended counts as having
+    emitted the base EOS there), the reference model is run on ``prompt + reference[:j]`` and the two
+    candidate tokens' logits compared: closer than ``tie_tol`` is a tie (either is a correct greedy choice;
+    batching and kernels may break it differently), anything else is a divergence and is listed. The
+    tolerance is the logit noise of the precision: about 1e-3 in float32, about 0.1 in bfloat16/nf4
+    (bfloat16 keeps 8 bits of mantissa: 2^-8 of a logit of 10-30).
+    """
+    import torch
+
+    eos = guard.base_eos_id(tokenizer)
+    device = next(model.parameters()).device
+    found = []
+    for i, (ref, cand) in enumerate(zip(reference.token_ids, candidate.token_ids, strict=True)):
+        if ref == cand:
+            continue
+        j = next((k for k, (a, b) in enumerate(zip(ref, cand, strict=False)) if a != b), min(len(ref), len(cand)))
+        a = ref[j] if j < len(ref) else eos
+        b = cand[j] if j < len(cand) else eos
+        ids = torch.tensor([guard.encode(tokenizer, prompts[i]) + ref[:j]], device=device)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1].float()
+        gap = abs(float(logits[a] - logits[b]))
+        if gap >= tie_tol:
+            found.append(f"prompt {i}, new token {j}: reference {a}, candidate {b}, logit gap {gap:.4g} >= {tie_tol}")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- hf / static
+def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbidden: Any) -> Any:
+    """A logits processor that *samples* (per-row uniforms, inverse CDF) and returns a one-hot score row,
+    so ``generate`` runs greedy on top of it: the sampling is ours, seeded per record."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededSampler(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            step = input_ids.shape[1] - width
+            logits = scores.float() / temperature
+            logits[:, forbidden] = float("-inf")
+            probs = torch.softmax(logits, dim=-1)
+            sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+            if top_p < 1.0:  # nucleus: keep the smallest prefix whose mass reaches top_p (the first token always)
+                sorted_p = sorted_p * ((sorted_p.cumsum(-1) - sorted_p) < top_p)
+            cdf = sorted_p.cumsum(-1)
+            target = uniforms[:, step].to(cdf.device, cdf.dtype).unsqueeze(1) * cdf[:, -1:]
+            pick = torch.searchsorted(cdf, target).clamp(max=cdf.shape[1] - 1)
+            token = order.gather(1, pick)
+            out = torch.full_like(scores, float("-inf"))
+            return out.scatter_(1, token, 0.0)
+
+    return SeededSampler()
+
+
+def _batched(model: Any, tokenizer: Any, encoded: list[list[int]], seeds: list[int], s: _Settings, *,
+             static: bool) -> list[list[int]]:
+    """hf and static engines: left-padded, length-sorted batches through ``model.generate``."""
+    import torch
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    eos = guard.base_eos_id(tokenizer)
+    forbidden = sorted(guard.forbidden_ids(tokenizer))
+    suppressed = _suppressed_ids(tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+    stopping = StoppingCriteriaList([StopStringCriteria(tokenizer, list(s.stop))]) if s.stop else None
+    out_ids: list[list[int]] = [[] for _ in encoded]
+    for b, start in enumerate(range(0, len(order), s.batch_size)):
+        idx = order[start:start + s.batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        rows = list(idx)
+        if static:  # fixed shapes: one compiled graph for every batch of the stage
+            width = -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
+            rows += [idx[-1]] * (s.batch_size - len(idx))  # filler rows, discarded
+        ids = torch.full((len(rows), width), eos, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, i in enumerate(rows):
+            n = len(encoded[i])
+            ids[row, width - n:] = torch.tensor(encoded[i])
+            mask[row, width - n:] = 1
+        guard.scan_ids(ids, forbidden, mask=mask, where=f"generation batch {b}", tokenizer=tokenizer)
+        kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+                                  "suppress_tokens": suppressed or None}
+        if s.temperature > 0:
+            uniforms = torch.stack([torch.rand(s.max_new_tokens, generator=torch.Generator().manual_seed(seeds[i]),
+                                               dtype=torch.float64) for i in rows]).to(device)
+            kwargs["logits_processor"] = [_sampler(uniforms, s.temperature, s.top_p, width, suppressed)]
+        if stopping is not None:
+            kwargs["stopping_criteria"] = stopping
+        if static:
+            kwargs["cache_implementation"] = "static"
+        with torch.no_grad(), _compiled_decode(model, enabled=static):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=eos, **kwargs)
+        new = out[:len(idx), width:].tolist()
+        guard.scan_ids([_until_eos(r, eos) for r in new], forbidden, where=f"generation output {b}",
+                       tokenizer=tokenizer)
+        for row, i in enumerate(idx):
+            out_ids[i] = new[row]
+    return out_ids
+
+
+@contextlib.contextmanager
+def _compiled_decode(model: Any, *, enabled: bool) -> Iterator[None]:
+    """Let transformers compile the decode step of a bitsandbytes model on CUDA, as it does for bf16.
+
+    transformers' auto-compile asks the quantizer, and bitsandbytes' quantizer answers "not compileable" for
+    every version; bitsandbytes >= 0.45 runs under ``torch.compile`` (its ops are registered custom ops), so
+    for the static engine the criterion is widened to "static cache on CUDA" for the duration of the call.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not enabled or getattr(inner, "hf_quantizer", None) is None or inner.device.type != "cuda":
+        yield
+        return
+
+    def static_cache_on_cuda(model_kwargs: dict[str, Any], generation_config: Any) -> bool:
+        cache = model_kwargs.get("past_key_values")
+        return bool(cache is not None and getattr(cache, "is_compileable", False) and not generation_config.disable_compile)
+
+    inner._valid_auto_compile_criteria = static_cache_on_cuda
+    try:
+        yield
+    finally:
+        del inner._valid_auto_compile_criteria
+
+
+# ---------------------------------------------------------------------------------------------------- paged
+def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -> list[list[int]]:
+    """Continuous batching through transformers' manager; a request whose text completes a stop string is
+    cancelled at once (its slot freed), so its tokens end at most a step or two past the stop."""
+    import torch
+    from transformers import GenerationConfig
+
+    eos = guard.base_eos_id(tokenizer)
+    forbidden = sorted(guard.forbidden_ids(tokenizer))
+    for b, start in enumerate(range(0, len(encoded), s.batch_size)):
+        guard.scan_ids(encoded[start:start + s.batch_size], forbidden, where=f"generation batch {b}",
+                       tokenizer=tokenizer)
+    suppressed = _suppressed_ids(tokenizer)
+    config = GenerationConfig(max_new_tokens=s.max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos,
+                              suppress_tokens=suppressed or None)
+    tail = max((len(guard.encode(tokenizer, x, add_bos=False)) for x in s.stop), default=0) + 2
+    done: dict[str, list[int]] = {}
+    with torch.no_grad(), model.continuous_batching_context_manager(generation_config=config, block=True,
+                                                                      timeout=5) as manager:
+        request_ids = manager.add_requests(inputs=encoded, max_new_tokens=s.max_new_tokens, streaming=bool(s.stop))
+        while len(done) < len(request_ids):
+            result = manager.get_result(timeout=1)
+            if result is None:
+                if not manager.is_running():
+                    raise CleanroomError(f"paged generation stopped with {len(request_ids) - len(done)} of "
+                                         f"{len(request_ids)} requests unfinished; rerun with generation.engine=hf")
+                continue
+            if result.request_id in done:
+                continue  # a cancelled request's last stream update
+            if getattr(result, "error", None):
+                raise CleanroomError(f"paged generation: request {result.request_id} failed: {result.error}")
+            tokens = list(result.generated_tokens)
+            hit = bool(s.stop) and any(x in _decode(tokenizer, tokens[-tail:]) for x in s.stop)
+            if result.is_finished() or hit:
+                done[result.request_id] = tokens
+                if not result.is_finished():
+                    manager.cancel_request(result.request_id)
+    new = [done[r] for r in request_ids]
+    for b, start in enumerate(range(0, len(new), s.batch_size)):
+        guard.scan_ids([_until_eos(r, eos) for r in new[start:start + s.batch_size]], forbidden,
+                       where=f"generation output {b}", tokenizer=tokenizer)
+    return new
+
+
+# -------------------------------------------------------------------------------------------------- results
+def _suppressed_ids(tokenizer: Any) -> list[int]:
+    """The IDs masked out of every step's logits: the guard's forbidden IDs (the outputs are scanned for them
+    again after generation, so an engine that drops the mask is caught, not trusted)."""
+    return sorted(guard.forbidden_ids(tokenizer))
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    return str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+
+def _until_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[:ids.index(eos)] if eos in ids else ids
+
+
+def _finish(tokenizer: Any, new: list[int], eos: int, stop: tuple[str, ...]) -> tuple[str, int, int]:
+    """``(text, kept tokens, generated tokens)`` of one sequence: cut at the base EOS, then at the first stop."""
+    body = _until_eos(new, eos)
+    text = _decode(tokenizer, body)
+    cuts = [text.find(x) for x in stop if x in text]
+    if not cuts:  # ended by EOS (generated it too), or ran to max_new_tokens
+        return text, len(body), len(body) + (1 if len(body) < len(new) else 0)
+    cut = min(cuts)
+    # the smallest prefix of tokens whose text reaches the cut (binary search over decoded prefixes)
+    lo, hi = 0, len(body)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_decode(tokenizer, body[:mid])) >= cut:
+            hi = mid
+        else:
+            lo = mid + 1
+    return text[:cut], lo, len(body)
+
+
+__all__ = ["ENGINES", "WIDTH_BUCKET", "GenerationResult", "choose_engine", "generate", "greedy_divergences",
+           "record_seed"]
