@@ -13,3 +13,12 @@ def safe(path, build):
     cfg = json.load(open(path))
     msg = "never call torch.load(path) or pickle.load(fh) on a download"
     return state, arr, cfg, msg
+
+
+def round_trip(obj):
+    """A test's own object through pickle and back: nothing is read from outside the process."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(obj))
+    settings = {"trust_remote_code": False, "revision": "main"}
+    return copy, settings, dict(trust_remote_code=None)

@@ -26,3 +26,9 @@ def unsafe(path, trust, build):
     g = joblib.load(path)  # expect: CR503
     h = np.load(path, allow_pickle=True)  # expect: CR503
     return a, b, c, d, e, f, g, h
+
+
+def dicts(model_args, load):
+    kwargs = {"trust_remote_code": True, "torch_dtype": "auto"}  # expect: CR501
+    more = dict(trust_remote_code=model_args.trust_remote_code)  # expect: CR501
+    return load(**kwargs, **more), {"trust_remote_code": model_args.trust_remote_code}  # expect: CR501

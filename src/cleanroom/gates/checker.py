@@ -39,6 +39,38 @@ from cleanroom.gates.rules import RULES_BY_ID
 _AUTO_CLASS = re.compile(r"Auto[A-Z]")
 _LOAD_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "PreTrainedModel")
 _LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel"})
+# Any name imported from these libraries is a loading class (``getattr(transformers, name)``, a
+# model class with a suffix no list has, ``PeftModel``), except the config classes (CR103).
+_LOAD_LIBRARIES = frozenset({"transformers", "peft", "unsloth", "trl"})
+_FOR_SUFFIX = re.compile(r"For[A-Z][A-Za-z0-9]*$")  # ...ForCausalLM, ...ForBlockDiffusion
+_CONFIG_SUFFIXES = ("Config", "Configuration")
+# Well-known helpers that do a forbidden thing inside (qualified name -> rule). A helper matches
+# any qualified name with the same top-level package and the same last part
+# (``trl.models.utils.setup_chat_format``); ``[tool.cleanroom.gates] helpers`` adds to it.
+HELPERS: dict[str, str] = {
+    "trl.setup_chat_format": "CR201",
+    "trl.clone_chat_template": "CR201",
+    "trl.maybe_apply_chat_template": "CR202",
+    "trl.apply_chat_template": "CR202",
+    "trl.get_quantization_config": "CR401",
+    "vllm.LLM": "CR101",
+    "vllm.LLMEngine": "CR101",
+    "vllm.AsyncLLMEngine": "CR101",
+    "vllm.EngineArgs": "CR101",
+    "vllm.AsyncEngineArgs": "CR101",
+}
+_HELPER_WHY = {
+    "CR101": "loads a model",
+    "CR201": "writes the chat template (and bos/eos/pad, resizing the embeddings)",
+    "CR202": "applies a chat template",
+    "CR401": "builds a quantization config",
+}
+# A free function of these names applies a chat template wherever it was defined.
+_CHAT_FUNCTIONS = frozenset({"apply_chat_template", "maybe_apply_chat_template"})
+# A receiver named like this holds settings: ``args.apply_chat_template`` is a flag, not the method.
+_SETTINGS_NAME = re.compile(
+    r"(?:^|_)(?:args|arguments|config|cfg|conf|opts?|options|hparams|params|settings|flags)$", re.I
+)
 _PIPELINES = frozenset({"transformers.pipeline", "transformers.pipelines.pipeline"})
 _CHAT_ATTRS = frozenset({"chat_template", "default_chat_template"})
 _SPECIAL_ATTRS = frozenset(
@@ -54,7 +86,7 @@ _REFLECT_DUNDERS = {
     "__setattr__": "set",
     "__delattr__": "del",
 }
-_QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit"})
+_QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit", "quantization_config"})
 _TORCH_LOAD = frozenset({"torch.load", "torch.serialization.load"})
 _PICKLE_LOADS = frozenset(
     f"{mod}.{fn}"
@@ -71,6 +103,8 @@ _NUMPY_LOAD = frozenset({"numpy.load"})
 # the cost per file. (CPython keeps the names of unreachable code in ``co_names`` too; a test pins it.)
 TRIGGER_NAMES = frozenset(
     {"from_pretrained", "pipeline", "apply_chat_template", "add_special_tokens", "BitsAndBytesConfig"}
+    | {name.rsplit(".", 1)[-1] for name in HELPERS}
+    | _CHAT_FUNCTIONS
     | _CHAT_ATTRS
     | _SPECIAL_ATTRS
     | _QUANT_KWARGS
@@ -251,6 +285,7 @@ class Violation:
     rule: str
     message: str
     end_line: int = 0
+    callee: str = ""  # CR401 keywords: the qualified callee (a loader module's function is exempt)
 
     @property
     def last_line(self) -> int:
@@ -330,9 +365,14 @@ class _Names:
                     return self.table[key]
             base = self.resolve(node.value)
             return f"{base}.{node.attr}" if base is not None else None
+        if isinstance(node, ast.IfExp):  # ``A if c else B``: either class may be the one loaded
+            return self.resolve(node.body) or self.resolve(node.orelse)
         if isinstance(node, ast.Call) and node.args:
             func = node.func
             access = _reflective(node, self)
+            if access is None and len(node.args) >= 2 and _dynamic_getattr(node, self):
+                base = self.resolve(node.args[0])  # ``getattr(transformers, name)``: some member
+                return f"{base}.*" if base is not None else None
             if access is not None:
                 base = self.resolve(node.args[0]) if access[0] == "get" and access[2] == 1 else None
                 return f"{base}.{access[1]}" if base is not None else None
@@ -427,6 +467,14 @@ def _reflective(node: ast.AST, names: _Names) -> tuple[str, str, int] | None:
     return (kind, attr, index) if attr is not None else None
 
 
+def _dynamic_getattr(node: ast.Call, names: _Names) -> bool:
+    """``getattr(obj, <not a literal>)`` by any name bound to the builtin."""
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "getattr":
+        return True
+    return _builtin_alias(names.resolve(func)) == "get"
+
+
 def _builtin_alias(qual: str | None) -> str | None:
     """The reflective kind of ``builtins.setattr`` and friends reached by another name."""
     if qual is None or not qual.startswith("builtins."):
@@ -452,12 +500,40 @@ def _is_loading_class(qual: str) -> bool:
     if len(parts) < 2:
         return False  # a module, not a class imported from one
     last = parts[-1]
+    if last.endswith(_CONFIG_SUFFIXES):
+        return False  # reading a config loads no weights and no tokenizer (CR103)
     return (
-        _AUTO_CLASS.match(last) is not None
+        parts[0] in _LOAD_LIBRARIES
+        or _AUTO_CLASS.match(last) is not None
+        or _FOR_SUFFIX.search(last) is not None
         or last.endswith(_LOAD_SUFFIXES)
         or "Tokenizer" in last
         or last in _LOAD_NAMES
     )
+
+
+def _is_config_class(qual: str) -> bool:
+    """``AutoConfig``, ``GenerationConfig``, ``transformers.LlamaConfig``: a config read (CR103)."""
+    parts = qual.split(".")
+    last = parts[-1]
+    return (
+        len(parts) >= 2
+        and last.endswith(_CONFIG_SUFFIXES)
+        and (parts[0] in _LOAD_LIBRARIES or _AUTO_CLASS.match(last) is not None or last == "GenerationConfig")
+    )
+
+
+def _helper_rule(qual: str | None, helpers: dict[str, str]) -> tuple[str, str] | None:
+    """(rule, helper name) when *qual* is a listed helper (same package and same last part)."""
+    if qual is None:
+        return None
+    root, _, rest = qual.partition(".")
+    last = qual.rsplit(".", 1)[-1]
+    for name, rule in helpers.items():
+        h_root, _, h_rest = name.partition(".")
+        if name == qual or (root == h_root and rest and h_rest and last == name.rsplit(".", 1)[-1]):
+            return rule, name
+    return None
 
 
 def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
@@ -549,33 +625,93 @@ def _collect(tree: ast.AST) -> dict[type, list]:
     return buckets
 
 
-def check_tree(tree: ast.AST, path: str) -> list[Violation]:
-    """Every violation in a parsed module (before waivers and loader exemptions)."""
+def _flag_contexts(nodes: dict[type, list]) -> set[int]:
+    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``."""
+    ids: set[int] = set()
+    for kind in (ast.If, ast.While, ast.IfExp, ast.Assert):
+        ids.update(id(n.test) for n in nodes.get(kind, ()))
+    for n in nodes.get(ast.BoolOp, ()):
+        ids.update(id(v) for v in n.values)
+    for n in nodes.get(ast.UnaryOp, ()):
+        if type(n.op) is ast.Not:
+            ids.add(id(n.operand))
+    for n in nodes.get(ast.Compare, ()):
+        ids.update(id(v) for v in (n.left, *n.comparators))
+    return ids
+
+
+def _settings_receiver(node: ast.AST) -> bool:
+    """The attribute chain *node* has a link named like a settings object (``args.data``, ``cfg``)."""
+    while isinstance(node, ast.Attribute):
+        if _SETTINGS_NAME.search(node.attr):
+            return True
+        node = node.value
+    return isinstance(node, ast.Name) and _SETTINGS_NAME.search(node.id) is not None
+
+
+def _own_field(target: ast.Attribute) -> bool:
+    """``self.x = ...`` / ``cls.x = ...``: the caller's own state, not a tokenizer's."""
+    return isinstance(target.value, ast.Name) and target.value.id in ("self", "cls")
+
+
+def _copied_into_config(target: ast.Attribute, value: ast.AST | None) -> bool:
+    """``gen_config.eos_token_id = tokenizer.eos_token_id``: a read copied into a config object."""
+    receiver = target.value
+    name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+    return (
+        name.lower().endswith("config") and isinstance(value, ast.Attribute) and value.attr in _SPECIAL_ATTRS
+    )
+
+
+def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) -> list[Violation]:
+    """Every violation in a parsed module (before waivers and loader exemptions).
+
+    *helpers*: qualified helper name -> rule (default :data:`HELPERS`). One finding per rule and
+    line: a statement that breaks a rule twice is one thing to fix.
+    """
     nodes = _collect(tree)
     names = _Names(nodes)
     found: list[Violation] = []
+    seen: set[tuple[str, int]] = set()
+    table = HELPERS if helpers is None else helpers
 
-    def add(node: ast.AST, rule: str, what: str) -> None:
+    def add(node: ast.AST, rule: str, what: str, callee: str = "") -> None:
         fix = RULES_BY_ID[rule].fix
         line = getattr(node, "lineno", 1)
+        if (rule, line) in seen:
+            return
+        seen.add((rule, line))
         col = getattr(node, "col_offset", 0) + 1
         end = getattr(node, "end_lineno", None) or line
-        found.append(Violation(path, line, col, rule, f"{what}; {fix}", end))
+        found.append(Violation(path, line, col, rule, f"{what}; {fix}", end, callee))
 
     calls = nodes.get(ast.Call, ())
     # A from_pretrained read that is called is reported at the call (its span covers the arguments,
     # where a waiver may stand); any other read is reported where it stands.
     callees = {id(call.func) for call in calls}
+    flags = _flag_contexts(nodes)
+    values: dict[int, ast.AST] = {}
+    for assign in nodes.get(ast.Assign, ()):
+        for target in assign.targets:
+            values[id(target)] = assign.value
     for node in nodes.get(ast.Attribute, ()):
         if node.attr == "apply_chat_template":
+            if type(node.ctx) is not ast.Load:
+                continue  # ``args.apply_chat_template = True``: a setting written
+            if id(node) not in callees and (id(node) in flags or _settings_receiver(node.value)):
+                continue  # a boolean setting read, not the method
             add(node, "CR202", "apply_chat_template used outside the loader")
         elif node.attr == "from_pretrained" and id(node) not in callees:
             _check_from_pretrained_read(node, node.value, names, add)
         elif type(node.ctx) is not ast.Load:
             if node.attr in _CHAT_ATTRS:
+                if _own_field(node):
+                    continue
                 verb = "assigned" if type(node.ctx) is ast.Store else "deleted"
                 add(node, "CR201", f"{node.attr} {verb} outside the loader")
             elif node.attr in _SPECIAL_ATTRS:
+                if _own_field(node) or _copied_into_config(node, values.get(id(node))):
+                    continue
                 add(node, "CR302", f"{node.attr} assigned outside the loader")
     for node in nodes.get(ast.Subscript, ()):
         if type(node.ctx) is ast.Load:
@@ -586,9 +722,28 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
             add(node, "CR201", f"{key or held} modified through a subscript outside the loader")
         elif key in _SPECIAL_ATTRS:
             add(node, "CR302", f"{key!r} written through a subscript outside the loader")
+    spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
+    for node in nodes.get(ast.Dict, ()):
+        if id(node) in spread:
+            continue  # ``f(**{...})``: checked as the call's keywords
+        for key, value in zip(node.keys, node.values, strict=True):
+            if (
+                key is not None
+                and _const_str(key) == "trust_remote_code"
+                and not _is_const(value, False, None)
+            ):
+                add(key, "CR501", "trust_remote_code in a dict that is passed on may be True")
     for node in calls:
-        _check_call(node, names, add, id(node) in callees)
+        _check_call(node, names, add, id(node) in callees, flags, table)
     return found
+
+
+def _round_trip(node: ast.Call, qual: str, names: _Names) -> bool:
+    """``pickle.loads(pickle.dumps(obj))``: the process's own object, nothing read from outside."""
+    if not qual.endswith(".loads") or len(node.args) != 1 or not isinstance(node.args[0], ast.Call):
+        return False
+    inner = names.resolve(node.args[0].func)
+    return inner == qual[: -len("loads")] + "dumps"
 
 
 def _check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
@@ -602,7 +757,9 @@ def _check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: _Names,
         )
 
 
-def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # type: ignore[no-untyped-def]
+def _check_call(  # type: ignore[no-untyped-def]
+    node: ast.Call, names: _Names, add, called: bool, flags: set[int], helpers: dict[str, str]
+) -> None:
     """The call rules; *called*: *node* is itself the callee of another call (``getattr(...)(p)``)."""
     func = node.func
     func_attr = _attr_name(func, names)
@@ -612,6 +769,11 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
         kind, attr, index = access
         shown = f"{ast.unparse(func)}({'..., ' * index}{attr!r})"
         if kind == "get" and attr == "apply_chat_template":
+            default = node.args[index + 1] if len(node.args) > index + 1 else None
+            if not called and (
+                id(node) in flags or (default is not None and _is_const(default, True, False, None))
+            ):
+                return  # ``getattr(args, "apply_chat_template", False)``: a setting read
             add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
         elif kind == "get" and attr == "from_pretrained" and not called and index == 1:
             _check_from_pretrained_read(node, node.args[0], names, add)
@@ -626,6 +788,8 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
         if qual is not None and _is_loading_class(qual):
             loads = True
             add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
+        elif qual is not None and _is_config_class(qual):
+            add(node, "CR103", f"{qual}.from_pretrained() reads a config outside the loader")
     elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
         held = _attr_name(func.value, names)
         if held in _CHAT_ATTRS:
@@ -653,13 +817,34 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
             if not any(k == "weights_only" and _is_const(v, True) for k, v, _ in _keywords(node)):
                 add(node, "CR502", f"{qual}() without weights_only=True")
         elif qual in _PICKLE_LOADS:
-            add(node, "CR503", f"{qual}() unpickles")
+            if not _round_trip(node, qual, names):
+                add(node, "CR503", f"{qual}() unpickles")
         elif qual in _NUMPY_LOAD:
             for k, v, where in _keywords(node):
                 if k == "allow_pickle" and not _is_const(v, False, None):
                     add(where, "CR503", "numpy.load(allow_pickle=...) unpickles")
         elif last == "from_pretrained" and _is_loading_class(qual[: -len(".from_pretrained")]):
             loads = True  # an alias of X.from_pretrained, reported where it was read
+        else:
+            helper = _helper_rule(qual, helpers)
+            if helper is not None:
+                loads = loads or helper[0] == "CR101"
+                add(
+                    node,
+                    helper[0],
+                    f"{qual}() {_HELPER_WHY.get(helper[0], 'breaks ' + helper[0])} outside the loader",
+                )
+    elif isinstance(func, ast.Name) and func.id in _CHAT_FUNCTIONS:
+        add(node, "CR202", f"{func.id}() applies a chat template outside the loader")
+    for arg in (*node.args, *(kw.value for kw in node.keywords)):  # ``ds.map(maybe_apply_chat_template)``
+        if isinstance(arg, (ast.Name, ast.Attribute)):
+            helper = _helper_rule(names.resolve(arg), helpers)
+            if helper is not None:
+                add(
+                    arg,
+                    helper[0],
+                    f"{ast.unparse(arg)} passed on: it {_HELPER_WHY.get(helper[0], 'breaks ' + helper[0])}",
+                )
     # Token keywords rewrite the tokenizer where the callee builds one or configures training on it:
     # a loading class or its from_pretrained, TRL's SFTConfig/DPOConfig (``eos_token=``), any *Config.
     rewrites_tokens = loads or (
@@ -667,15 +852,20 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
     )
     for key, value, where in _keywords(node):
         if key == "add_special_tokens":
-            add(where, "CR301", "add_special_tokens= passed outside the loader")
+            add(
+                where,
+                "CR301",
+                "add_special_tokens= passed outside the loader (even =False to count tokens: the count "
+                "then differs by the BOS/EOS from what training sees)",
+            )
         elif key == "trust_remote_code" and _is_const(value, True):
             add(where, "CR501", "trust_remote_code=True")
-        elif key == "trust_remote_code" and loads and not _is_const(value, False, None):
-            add(where, "CR501", "trust_remote_code passed a value that may be True to a loading call")
+        elif key == "trust_remote_code" and (loads or last == "dict") and not _is_const(value, False, None):
+            add(where, "CR501", f"trust_remote_code passed a value that may be True to {last}()")
         elif key in _CHAT_ATTRS:
             add(where, "CR201", f"{key}= passed outside the loader")
         elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):
-            add(where, "CR401", f"{key}= passed outside the loader")
+            add(where, "CR401", f"{key}= passed outside the loader", qual or "")
         elif key in _TOKEN_KWARGS and rewrites_tokens:
             add(
                 where,

@@ -20,6 +20,7 @@ class Rule:
     forbids: str
     fix: str
     loader_exempt: bool
+    default: bool = True  # off-by-default rules run only when named in ``select``
 
 
 _LOADER = "or list this module in [tool.cleanroom.gates] loader_modules"
@@ -32,6 +33,15 @@ RULES: tuple[Rule, ...] = (
         "load with cleanroom.CleanModelLoader(path).load() or .load_tokenizer(), which strips the "
         f"chat template and records provenance ({_LOADER})",
         True,
+    ),
+    Rule(
+        "CR103",
+        "config-read",
+        "AutoConfig / GenerationConfig / *Config.from_pretrained() outside the loader (off by default)",
+        "a config read loads no weights, but the loader's snapshot is the one provenance records; "
+        f"read it there ({_LOADER})",
+        True,
+        default=False,
     ),
     Rule(
         "CR102",
@@ -119,3 +129,4 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
+DEFAULT_RULES: frozenset[str] = frozenset(rule.id for rule in RULES if rule.default)
