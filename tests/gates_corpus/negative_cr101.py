@@ -1,4 +1,6 @@
 """CR101 negatives: the word from_pretrained in text, and from_pretrained on things that load no model."""
+from peft import PeftModel
+
 from mylab.data import Dataset
 from mylab.models import AdapterBank, Trainer
 
@@ -14,7 +16,8 @@ def adapters(model, path):
     data = Dataset.from_pretrained(path)  # the user's own class, not a model loader
     bank = AdapterBank.from_pretrained(path)
     restore = Trainer.from_pretrained  # an uncalled read on a class that loads no model
-    return data, bank, restore
+    attach = PeftModel.from_pretrained  # an adapter onto a model the loader loaded
+    return attach(model, path), data, bank, restore
 
 
 def pipeline(x):

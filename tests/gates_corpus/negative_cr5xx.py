@@ -21,4 +21,5 @@ def round_trip(obj):
 
     copy = pickle.loads(pickle.dumps(obj))
     settings = {"trust_remote_code": False, "revision": "main"}
-    return copy, settings, dict(trust_remote_code=None)
+    record = {"trust_remote_code": obj.trust_remote_code}  # a record of the setting, passed to nothing
+    return copy, settings, dict(trust_remote_code=None), record

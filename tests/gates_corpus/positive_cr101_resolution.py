@@ -1,8 +1,7 @@
 """CR101 positives reached only by name resolution: a class picked by a conditional, fetched by a
-computed getattr, with a suffix no list names, behind nested attributes, peft's classes, and
+computed getattr, with a suffix no list names, behind nested attributes, and
 vLLM's engines (model loads by another name)."""
 import transformers
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 from vllm import LLM, AsyncLLMEngine, EngineArgs
 
@@ -17,8 +16,7 @@ def pick(path, reward: bool, name: str):
     arch = getattr(transformers, name)
     d = arch.from_pretrained(path)  # expect: CR101
     e = LladaModelForBlockDiffusion.from_pretrained(path)  # expect: CR101
-    f = PeftModel.from_pretrained(a, path)  # expect: CR101
-    return a, b, c, d, e, f
+    return a, b, c, d, e
 
 
 class Wrapper:

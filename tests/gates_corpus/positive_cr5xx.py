@@ -31,4 +31,6 @@ def unsafe(path, trust, build):
 def dicts(model_args, load):
     kwargs = {"trust_remote_code": True, "torch_dtype": "auto"}  # expect: CR501
     more = dict(trust_remote_code=model_args.trust_remote_code)  # expect: CR501
-    return load(**kwargs, **more), {"trust_remote_code": model_args.trust_remote_code}  # expect: CR501
+    init = {"trust_remote_code": model_args.trust_remote_code}  # expect: CR501
+    load(model_init_kwargs={"trust_remote_code": model_args.trust_remote_code})  # expect: CR501
+    return load(init, **kwargs, **more)

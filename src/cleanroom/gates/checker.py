@@ -65,6 +65,9 @@ _HELPER_WHY = {
     "CR202": "applies a chat template",
     "CR401": "builds a quantization config",
 }
+# The callee tag of a finding that a loader module may make: a non-literal trust_remote_code there is
+# the loader's own switch, recorded in its provenance.
+_LOADER_DECIDES = "<loader-decides>"
 # A free function of these names applies a chat template wherever it was defined.
 _CHAT_FUNCTIONS = frozenset({"apply_chat_template", "maybe_apply_chat_template"})
 # A receiver named like this holds settings: ``args.apply_chat_template`` is a flag, not the method.
@@ -229,32 +232,34 @@ def _weak_words_only_on_safe_receivers(source: bytes, names: frozenset[str]) -> 
     return True
 
 
-def needs_ast(code: CodeType, source: str | bytes | None = None) -> bool:
+def needs_ast(code: CodeType, source: str | bytes | None = None, extra: frozenset[str] = frozenset()) -> bool:
     """True when the compiled module (or any nested function, class, lambda) mentions a trigger name.
 
     A weak trigger (``load``...) counts only when some code object also names a module it can
     belong to (``torch``, ``pickle``, ...): ``import json; json.load(f)`` needs no AST. With the
     module's *source*, a weak trigger beside such a module is still skipped where the text shows
     only plain data readers or call results using it (``json.load(f)``, ``Loader(p).load()``).
+    *extra*: more strong trigger names (the last parts of configured helpers).
     """
+    strong = _STRONG_TRIGGERS | extra if extra else _STRONG_TRIGGERS
     stack = [code]
     seen: list[CodeType] = []
     weak = False
     while stack:
         current = stack.pop()
         seen.append(current)
-        if not _STRONG_TRIGGERS.isdisjoint(current.co_names):
+        if not strong.isdisjoint(current.co_names):
             return True
         weak = weak or not _WEAK_TRIGGERS.isdisjoint(current.co_names)
         for const in current.co_consts:
             if type(const) is CodeType:
                 stack.append(const)
             elif type(const) is str:
-                if const in _STRONG_TRIGGERS:
+                if const in strong:
                     return True
                 weak = weak or const in _WEAK_TRIGGERS
             elif type(const) is tuple:
-                if not _STRONG_TRIGGERS.isdisjoint(const):
+                if not strong.isdisjoint(const):
                     return True
                 weak = weak or not _WEAK_TRIGGERS.isdisjoint(const)
     if not weak:
@@ -502,6 +507,10 @@ def _is_loading_class(qual: str) -> bool:
     last = parts[-1]
     if last.endswith(_CONFIG_SUFFIXES):
         return False  # reading a config loads no weights and no tokenizer (CR103)
+    if last.startswith("PeftModel"):
+        return (
+            False  # ``PeftModel.from_pretrained(model, adapter)``: an adapter onto a model the loader loaded
+        )
     return (
         parts[0] in _LOAD_LIBRARIES
         or _AUTO_CLASS.match(last) is not None
@@ -663,6 +672,33 @@ def _copied_into_config(target: ast.Attribute, value: ast.AST | None) -> bool:
     )
 
 
+def _check_dicts(nodes: dict[type, list], calls, add) -> None:  # type: ignore[no-untyped-def]
+    """``trust_remote_code`` in a dict literal: ``True`` anywhere; a non-literal where the dict is passed
+    on (an argument, or bound to a name that some call spreads or receives). A record of the setting
+    (a provenance or logging dict) is not passed on."""
+    spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
+    args = [a for call in calls for a in (*call.args, *(kw.value for kw in call.keywords))]
+    passed = {id(a) for a in args}
+    passed_names = {a.id for a in args if isinstance(a, ast.Name)}
+    bound: dict[int, str] = {}
+    for assign in nodes.get(ast.Assign, ()):
+        for target in assign.targets:
+            if isinstance(target, ast.Name):
+                bound[id(assign.value)] = target.id
+    for node in nodes.get(ast.Dict, ()):
+        if id(node) in spread:
+            continue  # ``f(**{...})``: checked as the call's keywords
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None or _const_str(key) != "trust_remote_code" or _is_const(value, False, None):
+                continue
+            if _is_const(value, True):
+                add(key, "CR501", "trust_remote_code: True in a dict")
+            elif id(node) in passed or bound.get(id(node)) in passed_names:
+                add(
+                    key, "CR501", "trust_remote_code in a dict that is passed on may be True", _LOADER_DECIDES
+                )
+
+
 def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) -> list[Violation]:
     """Every violation in a parsed module (before waivers and loader exemptions).
 
@@ -722,17 +758,7 @@ def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) 
             add(node, "CR201", f"{key or held} modified through a subscript outside the loader")
         elif key in _SPECIAL_ATTRS:
             add(node, "CR302", f"{key!r} written through a subscript outside the loader")
-    spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
-    for node in nodes.get(ast.Dict, ()):
-        if id(node) in spread:
-            continue  # ``f(**{...})``: checked as the call's keywords
-        for key, value in zip(node.keys, node.values, strict=True):
-            if (
-                key is not None
-                and _const_str(key) == "trust_remote_code"
-                and not _is_const(value, False, None)
-            ):
-                add(key, "CR501", "trust_remote_code in a dict that is passed on may be True")
+    _check_dicts(nodes, calls, add)
     for node in calls:
         _check_call(node, names, add, id(node) in callees, flags, table)
     return found
@@ -861,7 +887,12 @@ def _check_call(  # type: ignore[no-untyped-def]
         elif key == "trust_remote_code" and _is_const(value, True):
             add(where, "CR501", "trust_remote_code=True")
         elif key == "trust_remote_code" and (loads or last == "dict") and not _is_const(value, False, None):
-            add(where, "CR501", f"trust_remote_code passed a value that may be True to {last}()")
+            add(
+                where,
+                "CR501",
+                f"trust_remote_code passed a value that may be True to {last}()",
+                _LOADER_DECIDES,
+            )
         elif key in _CHAT_ATTRS:
             add(where, "CR201", f"{key}= passed outside the loader")
         elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):

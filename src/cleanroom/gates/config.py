@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cleanroom.errors import ConfigError, MissingFileError
@@ -110,6 +110,44 @@ class GateConfig:
             "per_path_ignores": {p: sorted(r) for p, r in self.per_path_ignores},
             "helpers": dict(self.helpers),
         }
+
+
+def with_overrides(
+    config: GateConfig,
+    *,
+    loader_modules: list[str] | None = None,
+    exclude: list[str] | None = None,
+    select: list[str] | None = None,
+    extend_select: list[str] | None = None,
+    ignore: list[str] | None = None,
+) -> GateConfig:
+    """*config* with the command line's settings: ``loader_modules`` and ``exclude`` are added
+    (paths relative to the cwd), ``select`` replaces, ``extend_select`` and ``ignore`` add."""
+    changes: dict[str, object] = {}
+    if loader_modules:
+        given = tuple(_root_relative(m, config.root) for m in loader_modules)
+        check_loader_modules(config.root, given, "--loader-module")
+        changes["loader_modules"] = config.loader_modules + given
+    if exclude:
+        changes["exclude"] = config.exclude + tuple(_root_relative(e, config.root) for e in exclude)
+    selected = check_rule_ids(select, "--select") if select else config.select
+    if extend_select:
+        selected = selected | check_rule_ids(extend_select, "--extend-select")
+    changes["select"] = selected
+    if ignore:
+        changes["disable"] = config.disable | check_rule_ids(ignore, "--ignore")
+    return replace(config, **changes)
+
+
+def _root_relative(entry: str, root: Path) -> str:
+    """A path given on the command line (relative to the cwd) as the config root sees it."""
+    if "/" not in entry and not entry.endswith(".py") and not Path(entry).exists():
+        return entry  # a dotted module name or a glob pattern
+    full = Path.cwd() / entry
+    try:
+        return full.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return entry
 
 
 def _matches(rel: str, pattern: str) -> bool:

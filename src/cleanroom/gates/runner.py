@@ -57,7 +57,8 @@ def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             code = compile(source, path, "exec", dont_inherit=True, optimize=0)
-            tree = ast.parse(source, filename=path) if needs_ast(code, source) else None
+            extra = frozenset(name.rsplit(".", 1)[-1] for name in helpers) if helpers else frozenset()
+            tree = ast.parse(source, filename=path) if needs_ast(code, source, extra) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
@@ -116,6 +117,7 @@ def check_source(
         for line, col, rule, message, end, callee in raw
         if rule not in disabled
         and not (loader and RULES_BY_ID[rule].loader_exempt)
+        and not (callee == "<loader-decides>" and loader)
         and not (callee and loader_callee is not None and loader_callee(callee))
     ]
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
@@ -167,6 +169,8 @@ class GateReport:
     unused_waivers: tuple[Waiver, ...]
     files_checked: int
     config: GateConfig
+    baselined: int = 0  # findings a baseline accounted for (not in ``violations``)
+    stale: tuple[tuple[str, str, str], ...] = ()  # baseline entries (rule, path, fingerprint) gone
 
     @property
     def ok(self) -> bool:
@@ -196,6 +200,13 @@ class GateReport:
         ]
         if self.config.disable:
             out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
+        if self.baselined or self.stale:
+            out.append(
+                f"  baseline: {self.baselined} accepted finding(s) not shown, {len(self.stale)} entr"
+                f"{'y' if len(self.stale) == 1 else 'ies'} no longer occur"
+                + (" (rewrite it with --write-baseline to drop them)" if self.stale else "")
+            )
+        out += [f"  fixed since the baseline: {path} {rule} ({fp})" for rule, path, fp in self.stale]
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -207,6 +218,8 @@ class GateReport:
             "waivers": [w.to_dict() for w in self.waivers],
             "unused_waivers": [w.to_dict() for w in self.unused_waivers],
             "config": self.config.to_dict(),
+            "baselined": self.baselined,
+            "stale_baseline_entries": [{"rule": r, "path": p, "fingerprint": f} for r, p, f in self.stale],
         }
 
     def raise_if_failed(self) -> None:
