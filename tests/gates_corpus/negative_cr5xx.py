@@ -23,3 +23,8 @@ def round_trip(obj):
     settings = {"trust_remote_code": False, "revision": "main"}
     record = {"trust_remote_code": obj.trust_remote_code}  # a record of the setting, passed to nothing
     return copy, settings, dict(trust_remote_code=None), record
+
+
+def test_loader_passes_the_flag(mock_from_pretrained):
+    """A mock's assertion compares the keywords a call received; it passes nothing on."""
+    mock_from_pretrained.assert_called_once_with("test/model", trust_remote_code=True)

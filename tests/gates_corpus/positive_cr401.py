@@ -18,3 +18,9 @@ def more(model_args, path, build):
     quant = get_quantization_config(model_args)  # expect: CR401
     kwargs = dict(quantization_config=quant)  # expect: CR401
     return build(path, **kwargs)
+
+
+def other_schemes():
+    from transformers import GPTQConfig, Mxfp4Config
+
+    return Mxfp4Config(dequantize=True), GPTQConfig(bits=4)  # expect: CR401

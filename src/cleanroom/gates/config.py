@@ -16,7 +16,9 @@ it breaks inside, added to :data:`~cleanroom.gates.checker.HELPERS`). Unknown ke
 
 from __future__ import annotations
 
+import ast
 import fnmatch
+import functools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,14 +73,9 @@ class GateConfig:
         return tuple(out)
 
     def is_loader_callee(self, qual: str) -> bool:
-        """True when the qualified callee *qual* was imported from a loader module."""
-        module = qual.lstrip(".").rsplit(".", 1)[0] if "." in qual.lstrip(".") else ""
-        if not module:
-            return False
-        return any(
-            module == d or module.endswith("." + d) or module.startswith(d + ".")
-            for d in self.loader_dotted()
-        )
+        """True when the qualified callee *qual* was imported from a loader module, directly or
+        through a package's re-export (``from .actor import Actor`` in ``models/__init__.py``)."""
+        return _from_loader(self.root, self.loader_dotted(), qual.lstrip("."), 3)
 
     def is_excluded(self, rel: str) -> bool:
         """True when the root-relative POSIX path *rel* matches an ``exclude`` entry."""
@@ -110,6 +107,40 @@ class GateConfig:
             "per_path_ignores": {p: sorted(r) for p, r in self.per_path_ignores},
             "helpers": dict(self.helpers),
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_loader(root: Path, loaders: tuple[str, ...], qual: str, depth: int) -> bool:
+    module, _, name = qual.rpartition(".")
+    if not module:
+        return False
+    if any(module == d or module.endswith("." + d) or module.startswith(d + ".") for d in loaders):
+        return True
+    if depth == 0:
+        return False
+    for base in (root, root / "src"):
+        init = base / module.replace(".", "/") / "__init__.py"
+        if init.is_file():
+            return any(_from_loader(root, loaders, q, depth - 1) for q in _reexports(init, module, name))
+    return False
+
+
+def _reexports(init: Path, package: str, name: str) -> list[str]:
+    """The qualified names a package's ``__init__.py`` binds *name* to by ``from X import name``."""
+    try:
+        tree = ast.parse(init.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+                    module = ".".join(p for p in (base, node.module or "") if p)
+                    out.append(f"{module}.{alias.name}")
+    return out
 
 
 def with_overrides(

@@ -86,7 +86,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CR401",
         "quantization-config",
-        "building BitsAndBytesConfig or passing load_in_4bit/load_in_8bit outside the loader",
+        "building BitsAndBytesConfig (or another quantization config) or passing load_in_4bit/load_in_8bit/"
+        "quantization_config outside the loader",
         f"pass quantization='nf4' or 'int8' to CleanModelLoader so the choice lands in provenance ({_LOADER})",
         True,
     ),
