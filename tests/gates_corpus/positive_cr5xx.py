@@ -34,3 +34,9 @@ def dicts(model_args, load):
     init = {"trust_remote_code": model_args.trust_remote_code}  # expect: CR501
     load(model_init_kwargs={"trust_remote_code": model_args.trust_remote_code})  # expect: CR501
     return load(init, **kwargs, **more)
+
+
+def config_read(path, tc):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path, trust_remote_code=tc.trust_remote_code)  # expect: CR501

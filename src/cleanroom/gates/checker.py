@@ -823,6 +823,7 @@ def _check_call(  # type: ignore[no-untyped-def]
             loads = True
             add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
         elif qual is not None and _is_config_class(qual):
+            loads = True  # a config class from the Hub runs its remote code: trust_remote_code matters
             add(node, "CR103", f"{qual}.from_pretrained() reads a config outside the loader")
     elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
         held = _attr_name(func.value, names)
