@@ -202,8 +202,8 @@ class GateReport:
             out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
         if self.baselined or self.stale:
             out.append(
-                f"  baseline: {self.baselined} accepted finding(s) not shown, {len(self.stale)} entr"
-                f"{'y' if len(self.stale) == 1 else 'ies'} no longer occur"
+                f"  baseline: {self.baselined} accepted finding(s) not shown, {len(self.stale)} "
+                + ("entry no longer occurs" if len(self.stale) == 1 else "entries no longer occur")
                 + (" (rewrite it with --write-baseline to drop them)" if self.stale else "")
             )
         out += [f"  fixed since the baseline: {path} {rule} ({fp})" for rule, path, fp in self.stale]
