@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cleanroom.gates import GateConfig, run_gates
 from cleanroom.gates.cache import cache_folder
-from cleanroom.gates.checker import needs_ast
+from cleanroom.gates.prefilter import needs_ast
 
 TARGET = 1_000  # files/s on one core (issue 8)
 

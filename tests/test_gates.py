@@ -16,7 +16,8 @@ import pytest
 from cleanroom.cli import main
 from cleanroom.errors import ConfigError, GateError, InputError, MissingFileError
 from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
-from cleanroom.gates.checker import check_tree, needs_ast
+from cleanroom.gates.checker import check_tree
+from cleanroom.gates.prefilter import needs_ast
 
 CORPUS = Path(__file__).parent / "gates_corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.py"))

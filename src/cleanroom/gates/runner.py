@@ -22,8 +22,9 @@ from pathlib import Path
 
 from cleanroom.errors import GateError, InputError, MissingFileError
 from cleanroom.gates.cache import RawFinding, ResultCache
-from cleanroom.gates.checker import HELPERS, Violation, check_tree, needs_ast
+from cleanroom.gates.checker import HELPERS, Violation, check_tree
 from cleanroom.gates.config import GateConfig
+from cleanroom.gates.prefilter import needs_ast
 from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.gates.waivers import Waiver, find_waivers
 
@@ -51,7 +52,7 @@ def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None 
     """
     try:
         # Compiling stays in C; the Python AST is only built when the code objects mention a
-        # trigger name (checker.needs_ast): building and walking it is the other half of the cost.
+        # trigger name (prefilter.needs_ast): building and walking it is the other half of the cost.
         # The compiler's warnings about the user's code (``x is 1``, ``"\d"``) are not the gates'
         # findings and would be printed between them.
         with warnings.catch_warnings():
