@@ -196,3 +196,11 @@ def test_pre_commit_hook_runs_the_command() -> None:
     (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert hook["id"] == "cleanroom-gates" and hook["entry"] == "cleanroom gates"
     assert hook["language"] == "python" and hook["pass_filenames"] is False
+
+
+def test_cr301_on_a_token_count_is_kept_and_the_message_says_why() -> None:
+    """The decision for ``add_special_tokens=False`` used only to count: still CR301, with the reason."""
+    (v,) = check_source(
+        "def n(tok, s):\n    return len(tok(s, add_special_tokens=False))\n", "c.py"
+    ).violations
+    assert v.rule == "CR301" and "differs by the BOS/EOS from what training sees" in v.message
