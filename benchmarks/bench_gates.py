@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from cleanroom.gates import GateConfig, run_gates
-from cleanroom.gates.cache import CACHE_DIR
-from cleanroom.gates.checker import needs_ast
+from cleanroom.gates.cache import cache_folder
+from cleanroom.gates.prefilter import needs_ast
 
 TARGET = 1_000  # files/s on one core (issue 8)
 
@@ -215,7 +215,9 @@ def main() -> int:
     print(f"machine: {machine}")
     print(f"commit: {commit or 'unknown'}")
     with tempfile.TemporaryDirectory(prefix="cleanroom-bench-gates-") as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "repo"
+        root.mkdir()
+        os.environ["CLEANROOM_CACHE_DIR"] = str(Path(tmp) / "cache")  # never the user's own cache
         lines, size, walked = build_tree(root, args.files)
         print(
             f"tree: {args.files} files, {lines} lines, {size / 1e6:.1f} MB; {walked} files need the AST walk (their code mentions a trigger name)"
@@ -228,7 +230,7 @@ def main() -> int:
             return time.perf_counter() - start, time.process_time() - start_cpu, report
 
         cold = [timed(False) for _ in range(args.repeat)]
-        store = root / CACHE_DIR
+        store = cache_folder()
         shutil.rmtree(store, ignore_errors=True)
         first = timed(True)  # empty cache: a cold run plus hashing and writing the store
         warm = [timed(True) for _ in range(args.repeat)]
@@ -271,7 +273,7 @@ def main() -> int:
             )
         size_kb = sum(f.stat().st_size for f in store.iterdir()) / 1e3
         print(
-            f"cache store: {size_kb:.0f} kB under {CACHE_DIR}/ (key: sha256 of the bytes; salt: gates source + Python)"
+            f"cache store: {size_kb:.0f} kB under $CLEANROOM_CACHE_DIR (default ~/.cache/cleanroom/gates; key: sha256 of the bytes; salt: gates source + Python)"
         )
         start = time.perf_counter()
         grep = subprocess.run(

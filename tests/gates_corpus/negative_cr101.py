@@ -16,7 +16,7 @@ def adapters(model, path):
     data = Dataset.from_pretrained(path)  # the user's own class, not a model loader
     bank = AdapterBank.from_pretrained(path)
     restore = Trainer.from_pretrained  # an uncalled read on a class that loads no model
-    attach = PeftModel.from_pretrained
+    attach = PeftModel.from_pretrained  # an adapter onto a model the loader loaded
     return attach(model, path), data, bank, restore
 
 

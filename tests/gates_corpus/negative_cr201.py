@@ -12,3 +12,10 @@ def check(tokenizer):
         raise ValueError(f"chat_template = None expected, got {tokenizer.chat_template!r}")
     has = getattr(tokenizer, "chat_template", None)
     return note, other, has
+
+
+class Trainer:
+    """A trainer's own field named chat_template is not a tokenizer's template."""
+
+    def __init__(self):
+        self.chat_template = None

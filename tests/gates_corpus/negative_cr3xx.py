@@ -21,3 +21,13 @@ def pack(examples, tokenizer, GenerationConfig):
     texts = [format_example(e, eos_token=tokenizer.eos_token) for e in examples]  # a value, not a rewrite
     stop = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return texts, stop, getattr(tokenizer, "eos_token")
+
+
+class Collator:
+    """Reads copied into the caller's own state or a config: nothing on a tokenizer changes."""
+
+    def __init__(self, tokenizer, model, gen_config):
+        self.pad_token_id = tokenizer.pad_token_id
+        self.eos_token = tokenizer.eos_token
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        gen_config.pad_token_id = tokenizer.pad_token_id

@@ -13,3 +13,18 @@ def safe(path, build):
     cfg = json.load(open(path))
     msg = "never call torch.load(path) or pickle.load(fh) on a download"
     return state, arr, cfg, msg
+
+
+def round_trip(obj):
+    """A test's own object through pickle and back: nothing is read from outside the process."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(obj))
+    settings = {"trust_remote_code": False, "revision": "main"}
+    record = {"trust_remote_code": obj.trust_remote_code}  # a record of the setting, passed to nothing
+    return copy, settings, dict(trust_remote_code=None), record
+
+
+def test_loader_passes_the_flag(mock_from_pretrained):
+    """A mock's assertion compares the keywords a call received; it passes nothing on."""
+    mock_from_pretrained.assert_called_once_with("test/model", trust_remote_code=True)

@@ -22,7 +22,7 @@ def main(path):
     a = AutoModelForCausalLM.from_pretrained(path)  # expect: CR101
     b = M.from_pretrained(path)  # expect: CR101
     c = tf.AutoTokenizer.from_pretrained(path)  # expect: CR101
-    d = transformers.AutoConfig.from_pretrained(path)  # expect: CR101
+    d = transformers.AutoModel.from_pretrained(path)  # expect: CR101
     e = Tok.from_pretrained(path)  # expect: CR101
     f = Qwen2ForCausalLM.from_pretrained(path)  # expect: CR101
     cls = tf.AutoModelForCausalLM

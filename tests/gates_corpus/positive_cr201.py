@@ -28,3 +28,10 @@ def reflective(tok, T):
     type(tok).__delattr__(tok, "default_chat_template")  # expect: CR201
     builtins.setattr(tok, "chat_template", None)  # expect: CR201
     drop(tok, "chat_template")  # expect: CR201
+
+
+def helpers(model, tokenizer, source):
+    from trl import clone_chat_template, setup_chat_format
+
+    model, tokenizer = setup_chat_format(model, tokenizer)  # expect: CR201
+    return clone_chat_template(model, tokenizer, source)  # expect: CR201

@@ -26,3 +26,17 @@ def unsafe(path, trust, build):
     g = joblib.load(path)  # expect: CR503
     h = np.load(path, allow_pickle=True)  # expect: CR503
     return a, b, c, d, e, f, g, h
+
+
+def dicts(model_args, load):
+    kwargs = {"trust_remote_code": True, "torch_dtype": "auto"}  # expect: CR501
+    more = dict(trust_remote_code=model_args.trust_remote_code)  # expect: CR501
+    init = {"trust_remote_code": model_args.trust_remote_code}  # expect: CR501
+    load(model_init_kwargs={"trust_remote_code": model_args.trust_remote_code})  # expect: CR501
+    return load(init, **kwargs, **more)
+
+
+def config_read(path, tc):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path, trust_remote_code=tc.trust_remote_code)  # expect: CR501

@@ -1,4 +1,4 @@
-"""A content-addressed result cache for the gates (``.cleanroom-cache/`` under the config root).
+"""A content-addressed result cache for the gates, in the user cache directory (:func:`cache_folder`).
 
 Why: the cold cost per file is CPython's parser and compiler (~1 ms for a 150-line script) and no
 correct gate can skip it — ``return`` outside a function is only caught by ``compile``. A file whose
@@ -23,16 +23,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-CACHE_DIR = ".cleanroom-cache"
+CACHE_DIR = ".cleanroom-cache"  # the folder's name inside the user cache directory
+
+
+def cache_folder() -> Path:
+    """``$CLEANROOM_CACHE_DIR``, else ``$XDG_CACHE_HOME/cleanroom/gates``, else ``~/.cache/cleanroom/gates``.
+
+    Outside the repository: a research repository should not grow a cache folder (nor a
+    .gitignore entry for it). ``--no-cache`` turns the cache off.
+    """
+    explicit = os.environ.get("CLEANROOM_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cleanroom" / "gates"
+
+
 _MAX_ENTRIES = 200_000  # beyond this the store keeps only the files seen in this run
 
-# One raw finding: (line, col, rule, message, end_line); a compile failure is the single finding
-# with rule CR901.
-RawFinding = tuple[int, int, str, str, int]
+# One raw finding: (line, col, rule, message, end_line, callee); a compile failure is the single
+# finding with rule CR901.
+RawFinding = tuple[int, int, str, str, int, str]
 
 
-def _salt() -> str:
-    digest = hashlib.sha256(f"{sys.implementation.name}-{sys.version_info[:2]}".encode())
+def _salt(extra: str = "") -> str:
+    digest = hashlib.sha256(f"{sys.implementation.name}-{sys.version_info[:2]}-{extra}".encode())
     for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -41,9 +56,9 @@ def _salt() -> str:
 class ResultCache:
     """``get``/``put`` raw findings by file content; ``save`` writes the store back atomically."""
 
-    def __init__(self, root: Path) -> None:
-        self.folder = Path(root) / CACHE_DIR
-        self.file = self.folder / f"gates-{_salt()}.json"
+    def __init__(self, folder: Path | None = None, extra_salt: str = "") -> None:
+        self.folder = Path(folder) if folder is not None else cache_folder()
+        self.file = self.folder / f"gates-{_salt(extra_salt)}.json"
         self._old: dict[str, list[list[object]]] = {}
         self._new: dict[str, list[list[object]]] = {}
         self.hits = self.misses = 0
@@ -66,7 +81,7 @@ class ResultCache:
             self.misses += 1
             return None
         try:
-            found = [(int(a), int(b), str(c), str(d), int(e)) for a, b, c, d, e in entry]  # type: ignore[call-overload]
+            found = [(int(a), int(b), str(c), str(d), int(e), str(f)) for a, b, c, d, e, f in entry]  # type: ignore[call-overload]
         except (TypeError, ValueError):
             self.misses += 1
             return None  # a hand-edited or damaged entry: recompute
@@ -83,7 +98,7 @@ class ResultCache:
             return  # every file hit: nothing new to write
         store = self._new if len(self._old) + len(self._new) > _MAX_ENTRIES else {**self._old, **self._new}
         try:
-            self.folder.mkdir(exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
             ignore = self.folder / ".gitignore"
             if not ignore.exists():
                 ignore.write_text("# written by cleanroom gates: a cache, never commit it\n*\n")
@@ -91,11 +106,11 @@ class ResultCache:
             with os.fdopen(fd, "w") as out:
                 json.dump(store, out, separators=(",", ":"))
             os.replace(tmp, self.file)
-            for stale in self.folder.glob("gates-*.json"):  # stores of older gates or another Python
+            for stale in self.folder.glob("gates-*.json"):  # stores of older gates, another Python or helpers
                 if stale != self.file:
                     stale.unlink(missing_ok=True)
         except OSError:
             pass
 
 
-__all__ = ["CACHE_DIR", "RawFinding", "ResultCache"]
+__all__ = ["CACHE_DIR", "RawFinding", "ResultCache", "cache_folder"]

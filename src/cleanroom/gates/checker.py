@@ -27,11 +27,9 @@ count in every spelling (``builtins.setattr``, ``object.__setattr__(t, ...)``, `
 from __future__ import annotations
 
 import ast
-import keyword
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import CodeType
 
 from cleanroom.gates.rules import RULES_BY_ID
 
@@ -39,6 +37,41 @@ from cleanroom.gates.rules import RULES_BY_ID
 _AUTO_CLASS = re.compile(r"Auto[A-Z]")
 _LOAD_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "PreTrainedModel")
 _LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel"})
+# Any name imported from these libraries is a loading class (``getattr(transformers, name)``, a
+# model class with a suffix no list has, ``PeftModel``), except the config classes (CR103).
+_LOAD_LIBRARIES = frozenset({"transformers", "peft", "unsloth", "trl"})
+_FOR_SUFFIX = re.compile(r"For[A-Z][A-Za-z0-9]*$")  # ...ForCausalLM, ...ForBlockDiffusion
+_CONFIG_SUFFIXES = ("Config", "Configuration")
+# Well-known helpers that do a forbidden thing inside (qualified name -> rule). A helper matches
+# any qualified name with the same top-level package and the same last part
+# (``trl.models.utils.setup_chat_format``); ``[tool.cleanroom.gates] helpers`` adds to it.
+HELPERS: dict[str, str] = {
+    "trl.setup_chat_format": "CR201",
+    "trl.clone_chat_template": "CR201",
+    "trl.maybe_apply_chat_template": "CR202",
+    "trl.apply_chat_template": "CR202",
+    "trl.get_quantization_config": "CR401",
+    "vllm.LLM": "CR101",
+    "vllm.LLMEngine": "CR101",
+    "vllm.AsyncLLMEngine": "CR101",
+    "vllm.EngineArgs": "CR101",
+    "vllm.AsyncEngineArgs": "CR101",
+}
+_HELPER_WHY = {
+    "CR101": "loads a model",
+    "CR201": "writes the chat template (and bos/eos/pad, resizing the embeddings)",
+    "CR202": "applies a chat template",
+    "CR401": "builds a quantization config",
+}
+# The callee tag of a finding that a loader module may make: a non-literal trust_remote_code there is
+# the loader's own switch, recorded in its provenance.
+_LOADER_DECIDES = "<loader-decides>"
+# A free function of these names applies a chat template wherever it was defined.
+_CHAT_FUNCTIONS = frozenset({"apply_chat_template", "maybe_apply_chat_template"})
+# A receiver named like this holds settings: ``args.apply_chat_template`` is a flag, not the method.
+_SETTINGS_NAME = re.compile(
+    r"(?:^|_)(?:args|arguments|config|cfg|conf|opts?|options|hparams|params|settings|flags)$", re.I
+)
 _PIPELINES = frozenset({"transformers.pipeline", "transformers.pipelines.pipeline"})
 _CHAT_ATTRS = frozenset({"chat_template", "default_chat_template"})
 _SPECIAL_ATTRS = frozenset(
@@ -54,7 +87,14 @@ _REFLECT_DUNDERS = {
     "__setattr__": "set",
     "__delattr__": "del",
 }
-_QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit"})
+# transformers' quantization configs (``quantization_config=`` values): building one decides the
+# weights' numerics outside the loader.
+_QUANT_CONFIGS = frozenset(
+    {"BitsAndBytesConfig", "GPTQConfig", "AwqConfig", "AqlmConfig", "QuantoConfig", "HqqConfig", "EetqConfig"}
+    | {"TorchAoConfig", "Mxfp4Config", "FbgemmFp8Config", "FineGrainedFP8Config", "CompressedTensorsConfig"}
+    | {"BitNetQuantConfig", "HiggsConfig", "VptqConfig", "SpQRConfig", "QuarkConfig", "AutoRoundConfig"}
+)
+_QUANT_KWARGS = frozenset({"load_in_4bit", "load_in_8bit", "quantization_config"})
 _TORCH_LOAD = frozenset({"torch.load", "torch.serialization.load"})
 _PICKLE_LOADS = frozenset(
     f"{mod}.{fn}"
@@ -62,179 +102,6 @@ _PICKLE_LOADS = frozenset(
     for fn in ("load", "loads", "Unpickler")
 ) | {"joblib.load", "pandas.read_pickle", "torch.serialization.pickle.load"}
 _NUMPY_LOAD = frozenset({"numpy.load"})
-
-
-# Every rule needs one of these identifiers in the compiled code: as an attribute or global name
-# (``co_names``), a keyword-argument name or a string constant (``co_consts``). Comments never reach
-# a code object and docstrings are never *equal* to an identifier, so a module whose code objects
-# mention none of them cannot violate a code rule and needs no Python AST: building it is most of
-# the cost per file. (CPython keeps the names of unreachable code in ``co_names`` too; a test pins it.)
-TRIGGER_NAMES = frozenset(
-    {"from_pretrained", "pipeline", "apply_chat_template", "add_special_tokens", "BitsAndBytesConfig"}
-    | _CHAT_ATTRS
-    | _SPECIAL_ATTRS
-    | _QUANT_KWARGS
-    | {"trust_remote_code", "load", "loads", "Unpickler", "read_pickle", "allow_pickle"}
-)
-# ``load``/``loads``/``Unpickler`` are everywhere (``json.load``, ``obj.load()``) and only matter as
-# members of these modules (CR502/CR503), so they trigger the AST only in a module whose code names
-# one of them: an ``import`` puts the module's dotted name in ``co_names``, ``import_module("torch")``
-# and ``__import__`` put it in ``co_consts``, and no alias can reach a module without one of those.
-_WEAK_TRIGGERS = frozenset({"load", "loads", "Unpickler"})
-_WEAK_MODULES = frozenset(
-    qual.split(".", 1)[0] for qual in _TORCH_LOAD | _PICKLE_LOADS if qual.rsplit(".", 1)[-1] in _WEAK_TRIGGERS
-)
-_STRONG_TRIGGERS = TRIGGER_NAMES - _WEAK_TRIGGERS
-# Research scripts import torch *and* read JSON: ``json.load`` beside ``import torch`` is the common
-# case, and so is ``CleanModelLoader(path).load()``. Where the source text proves that every weak word
-# is either ``R.load`` on one of these plain data readers (each such ``R`` shown only as ``import R``
-# or ``R.attr``, so nothing rebinds it) or ``.load`` on the result of a call ``name(...)`` written on
-# one line (the checker resolves a call only through ``import_module``/``__import__``/``getattr``;
-# these and every other way to reach a module by reflection must then be absent from the code), the
-# module needs no AST either. Anything else in the text (an alias, a parameter, a keyword, a string
-# "load", a parenthesised module, a star import, a non-ASCII identifier that NFKC folds to "load")
-# keeps the AST. Tests run both paths over the rule corpus and 3,000 random adversarial modules.
-_PLAIN_READERS = frozenset({b"json", b"yaml", b"tomllib", b"toml", b"orjson", b"ujson", b"simplejson"})
-_WEAK_WORD = re.compile(rb"\b(?:load|loads|Unpickler)\b")
-# Names through which a call can return a module; compared with the code objects' names, which hold
-# every global, attribute and imported name the code uses (and never a comment or docstring word).
-_REFLECTION_NAMES = frozenset(
-    {"getattr", "__getattribute__", "__import__", "import_module", "reload", "attrgetter", "methodcaller"}
-    | {"eval", "exec", "vars", "globals", "locals", "modules", "__dict__", "builtins", "__builtins__"}
-)
-_STAR_IMPORT = re.compile(rb"import\s*\*")
-_CALLEE = re.compile(rb"[A-Za-z_][\w.]*$")
-_TRIPLE_QUOTES = (b"'''", b'"""')
-
-
-# Per plain reader: a mention that is neither ``R.attr`` nor ``obj.R`` (only ``import R`` may remain).
-_READER_BINDINGS = {name: re.compile(rb"(?<![\w.])%s\b(?!\.[A-Za-z_])" % name) for name in _PLAIN_READERS}
-_IMPORT_LINE = re.compile(rb"[ \t]*import[ \t]+([A-Za-z_]\w*)[ \t]*(?:#[^\n]*)?\r?")  # CRLF files too
-
-
-def _plain_reader_receiver(source: bytes, name: bytes) -> bool:
-    """``name`` is a plain data reader that the text shows only imported and used by attribute."""
-    pattern = _READER_BINDINGS.get(name)
-    if pattern is None:
-        return False
-    for mention in pattern.finditer(source):
-        start = source.rfind(b"\n", 0, mention.start()) + 1
-        end = source.find(b"\n", mention.end())
-        line = _IMPORT_LINE.fullmatch(source, start, len(source) if end < 0 else end)
-        if line is None or line.group(1) != name:
-            return False
-    return True
-
-
-def _call_result_receiver(source: bytes, close: int) -> bool:
-    """``source[close]`` is the ``)`` of a one-line call ``name(...)`` in code, name not a weak module."""
-    line = source[source.rfind(b"\n", 0, close) + 1 : close]
-    if any(q in line for q in _TRIPLE_QUOTES):
-        return False
-    stack: list[int] = []
-    quote = 0
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if c == 0x5C:  # backslash: skip the escaped byte
-                i += 1
-            elif c == quote:
-                quote = 0
-        elif c in (0x22, 0x27):
-            quote = c
-        elif c == 0x23:  # '#': the ``)`` is in a comment
-            return False
-        elif c == 0x28:
-            stack.append(i)
-        elif c == 0x29:
-            if not stack:
-                return False
-            stack.pop()
-        i += 1
-    if quote or not stack:
-        return False
-    callee = _CALLEE.search(line, 0, stack[-1])
-    if callee is None:
-        return False
-    head = callee.group().split(b".", 1)[0].decode()
-    # ``return(torch).load(p)``, ``not(torch)``, ``match(x)``: after a keyword the parentheses group
-    # an expression; they are not a call.
-    return head not in _WEAK_MODULES and not keyword.iskeyword(head) and not keyword.issoftkeyword(head)
-
-
-def _weak_words_only_on_safe_receivers(source: bytes, names: frozenset[str]) -> bool:
-    """True when the text proves no load/loads/Unpickler can reach a weights loader (see above).
-
-    *names*: every name the module's code objects use (``co_names``).
-    """
-    if not source.isascii():
-        return False
-    checked: dict[bytes, bool] = {}
-    reflection: bool | None = None
-    for match in _WEAK_WORD.finditer(source):
-        dot = match.start() - 1
-        if dot < 1 or source[dot] != 0x2E:
-            return False
-        if source[dot - 1] == 0x29:  # ``).load``
-            if reflection is None:
-                reflection = (
-                    not _REFLECTION_NAMES.isdisjoint(names) or _STAR_IMPORT.search(source) is not None
-                )
-            if reflection or not _call_result_receiver(source, dot - 1):
-                return False
-            continue
-        receiver = re.search(rb"(?<![\w.])[A-Za-z_]\w*$", source[max(0, dot - 64) : dot])
-        if receiver is None:
-            return False
-        name = receiver.group()
-        if name not in checked:
-            checked[name] = _plain_reader_receiver(source, name)
-        if not checked[name]:
-            return False
-    return True
-
-
-def needs_ast(code: CodeType, source: str | bytes | None = None) -> bool:
-    """True when the compiled module (or any nested function, class, lambda) mentions a trigger name.
-
-    A weak trigger (``load``...) counts only when some code object also names a module it can
-    belong to (``torch``, ``pickle``, ...): ``import json; json.load(f)`` needs no AST. With the
-    module's *source*, a weak trigger beside such a module is still skipped where the text shows
-    only plain data readers or call results using it (``json.load(f)``, ``Loader(p).load()``).
-    """
-    stack = [code]
-    seen: list[CodeType] = []
-    weak = False
-    while stack:
-        current = stack.pop()
-        seen.append(current)
-        if not _STRONG_TRIGGERS.isdisjoint(current.co_names):
-            return True
-        weak = weak or not _WEAK_TRIGGERS.isdisjoint(current.co_names)
-        for const in current.co_consts:
-            if type(const) is CodeType:
-                stack.append(const)
-            elif type(const) is str:
-                if const in _STRONG_TRIGGERS:
-                    return True
-                weak = weak or const in _WEAK_TRIGGERS
-            elif type(const) is tuple:
-                if not _STRONG_TRIGGERS.isdisjoint(const):
-                    return True
-                weak = weak or not _WEAK_TRIGGERS.isdisjoint(const)
-    if not weak:
-        return False
-    if not any(
-        name.partition(".")[0] in _WEAK_MODULES
-        for current in seen
-        for name in (*current.co_names, *(c for c in current.co_consts if type(c) is str))
-    ):
-        return False
-    if source is None:
-        return True
-    text = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-    return not _weak_words_only_on_safe_receivers(text, frozenset().union(*(c.co_names for c in seen)))
 
 
 @dataclass(frozen=True)
@@ -251,6 +118,7 @@ class Violation:
     rule: str
     message: str
     end_line: int = 0
+    callee: str = ""  # CR401 keywords: the qualified callee (a loader module's function is exempt)
 
     @property
     def last_line(self) -> int:
@@ -330,9 +198,14 @@ class _Names:
                     return self.table[key]
             base = self.resolve(node.value)
             return f"{base}.{node.attr}" if base is not None else None
+        if isinstance(node, ast.IfExp):  # ``A if c else B``: either class may be the one loaded
+            return self.resolve(node.body) or self.resolve(node.orelse)
         if isinstance(node, ast.Call) and node.args:
             func = node.func
             access = _reflective(node, self)
+            if access is None and len(node.args) >= 2 and _dynamic_getattr(node, self):
+                base = self.resolve(node.args[0])  # ``getattr(transformers, name)``: some member
+                return f"{base}.*" if base is not None else None
             if access is not None:
                 base = self.resolve(node.args[0]) if access[0] == "get" and access[2] == 1 else None
                 return f"{base}.{access[1]}" if base is not None else None
@@ -427,6 +300,14 @@ def _reflective(node: ast.AST, names: _Names) -> tuple[str, str, int] | None:
     return (kind, attr, index) if attr is not None else None
 
 
+def _dynamic_getattr(node: ast.Call, names: _Names) -> bool:
+    """``getattr(obj, <not a literal>)`` by any name bound to the builtin."""
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "getattr":
+        return True
+    return _builtin_alias(names.resolve(func)) == "get"
+
+
 def _builtin_alias(qual: str | None) -> str | None:
     """The reflective kind of ``builtins.setattr`` and friends reached by another name."""
     if qual is None or not qual.startswith("builtins."):
@@ -452,12 +333,44 @@ def _is_loading_class(qual: str) -> bool:
     if len(parts) < 2:
         return False  # a module, not a class imported from one
     last = parts[-1]
+    if last.endswith(_CONFIG_SUFFIXES):
+        return False  # reading a config loads no weights and no tokenizer (CR103)
+    if last.startswith("PeftModel"):
+        return (
+            False  # ``PeftModel.from_pretrained(model, adapter)``: an adapter onto a model the loader loaded
+        )
     return (
-        _AUTO_CLASS.match(last) is not None
+        parts[0] in _LOAD_LIBRARIES
+        or _AUTO_CLASS.match(last) is not None
+        or _FOR_SUFFIX.search(last) is not None
         or last.endswith(_LOAD_SUFFIXES)
         or "Tokenizer" in last
         or last in _LOAD_NAMES
     )
+
+
+def _is_config_class(qual: str) -> bool:
+    """``AutoConfig``, ``GenerationConfig``, ``transformers.LlamaConfig``: a config read (CR103)."""
+    parts = qual.split(".")
+    last = parts[-1]
+    return (
+        len(parts) >= 2
+        and last.endswith(_CONFIG_SUFFIXES)
+        and (parts[0] in _LOAD_LIBRARIES or _AUTO_CLASS.match(last) is not None or last == "GenerationConfig")
+    )
+
+
+def _helper_rule(qual: str | None, helpers: dict[str, str]) -> tuple[str, str] | None:
+    """(rule, helper name) when *qual* is a listed helper (same package and same last part)."""
+    if qual is None:
+        return None
+    root, _, rest = qual.partition(".")
+    last = qual.rsplit(".", 1)[-1]
+    for name, rule in helpers.items():
+        h_root, _, h_rest = name.partition(".")
+        if name == qual or (root == h_root and rest and h_rest and last == name.rsplit(".", 1)[-1]):
+            return rule, name
+    return None
 
 
 def _keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
@@ -549,33 +462,120 @@ def _collect(tree: ast.AST) -> dict[type, list]:
     return buckets
 
 
-def check_tree(tree: ast.AST, path: str) -> list[Violation]:
-    """Every violation in a parsed module (before waivers and loader exemptions)."""
+def _flag_contexts(nodes: dict[type, list]) -> set[int]:
+    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``."""
+    ids: set[int] = set()
+    for kind in (ast.If, ast.While, ast.IfExp, ast.Assert):
+        ids.update(id(n.test) for n in nodes.get(kind, ()))
+    for n in nodes.get(ast.BoolOp, ()):
+        ids.update(id(v) for v in n.values)
+    for n in nodes.get(ast.UnaryOp, ()):
+        if type(n.op) is ast.Not:
+            ids.add(id(n.operand))
+    for n in nodes.get(ast.Compare, ()):
+        ids.update(id(v) for v in (n.left, *n.comparators))
+    return ids
+
+
+def _settings_receiver(node: ast.AST) -> bool:
+    """The attribute chain *node* has a link named like a settings object (``args.data``, ``cfg``)."""
+    while isinstance(node, ast.Attribute):
+        if _SETTINGS_NAME.search(node.attr):
+            return True
+        node = node.value
+    return isinstance(node, ast.Name) and _SETTINGS_NAME.search(node.id) is not None
+
+
+def _own_field(target: ast.Attribute) -> bool:
+    """``self.x = ...`` / ``cls.x = ...``: the caller's own state, not a tokenizer's."""
+    return isinstance(target.value, ast.Name) and target.value.id in ("self", "cls")
+
+
+def _copied_into_config(target: ast.Attribute, value: ast.AST | None) -> bool:
+    """``gen_config.eos_token_id = tokenizer.eos_token_id``: a read copied into a config object."""
+    receiver = target.value
+    name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+    return (
+        name.lower().endswith("config") and isinstance(value, ast.Attribute) and value.attr in _SPECIAL_ATTRS
+    )
+
+
+def _check_dicts(nodes: dict[type, list], calls, add) -> None:  # type: ignore[no-untyped-def]
+    """``trust_remote_code`` in a dict literal: ``True`` anywhere; a non-literal where the dict is passed
+    on (an argument, or bound to a name that some call spreads or receives). A record of the setting
+    (a provenance or logging dict) is not passed on."""
+    spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
+    args = [a for call in calls for a in (*call.args, *(kw.value for kw in call.keywords))]
+    passed = {id(a) for a in args}
+    passed_names = {a.id for a in args if isinstance(a, ast.Name)}
+    bound: dict[int, str] = {}
+    for assign in nodes.get(ast.Assign, ()):
+        for target in assign.targets:
+            if isinstance(target, ast.Name):
+                bound[id(assign.value)] = target.id
+    for node in nodes.get(ast.Dict, ()):
+        if id(node) in spread:
+            continue  # ``f(**{...})``: checked as the call's keywords
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None or _const_str(key) != "trust_remote_code" or _is_const(value, False, None):
+                continue
+            if _is_const(value, True):
+                add(key, "CR501", "trust_remote_code: True in a dict")
+            elif id(node) in passed or bound.get(id(node)) in passed_names:
+                add(
+                    key, "CR501", "trust_remote_code in a dict that is passed on may be True", _LOADER_DECIDES
+                )
+
+
+def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) -> list[Violation]:
+    """Every violation in a parsed module (before waivers and loader exemptions).
+
+    *helpers*: qualified helper name -> rule (default :data:`HELPERS`). One finding per rule and
+    line: a statement that breaks a rule twice is one thing to fix.
+    """
     nodes = _collect(tree)
     names = _Names(nodes)
     found: list[Violation] = []
+    seen: set[tuple[str, int]] = set()
+    table = HELPERS if helpers is None else helpers
 
-    def add(node: ast.AST, rule: str, what: str) -> None:
+    def add(node: ast.AST, rule: str, what: str, callee: str = "") -> None:
         fix = RULES_BY_ID[rule].fix
         line = getattr(node, "lineno", 1)
+        if (rule, line) in seen:
+            return
+        seen.add((rule, line))
         col = getattr(node, "col_offset", 0) + 1
         end = getattr(node, "end_lineno", None) or line
-        found.append(Violation(path, line, col, rule, f"{what}; {fix}", end))
+        found.append(Violation(path, line, col, rule, f"{what}; {fix}", end, callee))
 
     calls = nodes.get(ast.Call, ())
     # A from_pretrained read that is called is reported at the call (its span covers the arguments,
     # where a waiver may stand); any other read is reported where it stands.
     callees = {id(call.func) for call in calls}
+    flags = _flag_contexts(nodes)
+    values: dict[int, ast.AST] = {}
+    for assign in nodes.get(ast.Assign, ()):
+        for target in assign.targets:
+            values[id(target)] = assign.value
     for node in nodes.get(ast.Attribute, ()):
         if node.attr == "apply_chat_template":
+            if type(node.ctx) is not ast.Load:
+                continue  # ``args.apply_chat_template = True``: a setting written
+            if id(node) not in callees and (id(node) in flags or _settings_receiver(node.value)):
+                continue  # a boolean setting read, not the method
             add(node, "CR202", "apply_chat_template used outside the loader")
         elif node.attr == "from_pretrained" and id(node) not in callees:
             _check_from_pretrained_read(node, node.value, names, add)
         elif type(node.ctx) is not ast.Load:
             if node.attr in _CHAT_ATTRS:
+                if _own_field(node):
+                    continue
                 verb = "assigned" if type(node.ctx) is ast.Store else "deleted"
                 add(node, "CR201", f"{node.attr} {verb} outside the loader")
             elif node.attr in _SPECIAL_ATTRS:
+                if _own_field(node) or _copied_into_config(node, values.get(id(node))):
+                    continue
                 add(node, "CR302", f"{node.attr} assigned outside the loader")
     for node in nodes.get(ast.Subscript, ()):
         if type(node.ctx) is ast.Load:
@@ -586,9 +586,18 @@ def check_tree(tree: ast.AST, path: str) -> list[Violation]:
             add(node, "CR201", f"{key or held} modified through a subscript outside the loader")
         elif key in _SPECIAL_ATTRS:
             add(node, "CR302", f"{key!r} written through a subscript outside the loader")
+    _check_dicts(nodes, calls, add)
     for node in calls:
-        _check_call(node, names, add, id(node) in callees)
+        _check_call(node, names, add, id(node) in callees, flags, table)
     return found
+
+
+def _round_trip(node: ast.Call, qual: str, names: _Names) -> bool:
+    """``pickle.loads(pickle.dumps(obj))``: the process's own object, nothing read from outside."""
+    if not qual.endswith(".loads") or len(node.args) != 1 or not isinstance(node.args[0], ast.Call):
+        return False
+    inner = names.resolve(node.args[0].func)
+    return inner == qual[: -len("loads")] + "dumps"
 
 
 def _check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: _Names, add) -> None:  # type: ignore[no-untyped-def]
@@ -602,7 +611,9 @@ def _check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: _Names,
         )
 
 
-def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # type: ignore[no-untyped-def]
+def _check_call(  # type: ignore[no-untyped-def]
+    node: ast.Call, names: _Names, add, called: bool, flags: set[int], helpers: dict[str, str]
+) -> None:
     """The call rules; *called*: *node* is itself the callee of another call (``getattr(...)(p)``)."""
     func = node.func
     func_attr = _attr_name(func, names)
@@ -612,6 +623,11 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
         kind, attr, index = access
         shown = f"{ast.unparse(func)}({'..., ' * index}{attr!r})"
         if kind == "get" and attr == "apply_chat_template":
+            default = node.args[index + 1] if len(node.args) > index + 1 else None
+            if not called and (
+                id(node) in flags or (default is not None and _is_const(default, True, False, None))
+            ):
+                return  # ``getattr(args, "apply_chat_template", False)``: a setting read
             add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
         elif kind == "get" and attr == "from_pretrained" and not called and index == 1:
             _check_from_pretrained_read(node, node.args[0], names, add)
@@ -626,6 +642,9 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
         if qual is not None and _is_loading_class(qual):
             loads = True
             add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
+        elif qual is not None and _is_config_class(qual):
+            loads = True  # a config class from the Hub runs its remote code: trust_remote_code matters
+            add(node, "CR103", f"{qual}.from_pretrained() reads a config outside the loader")
     elif func_attr in _MUTATORS and isinstance(func, ast.Attribute):
         held = _attr_name(func.value, names)
         if held in _CHAT_ATTRS:
@@ -646,36 +665,69 @@ def _check_call(node: ast.Call, names: _Names, add, called: bool) -> None:  # ty
         if qual in _PIPELINES:
             loads = True
             add(node, "CR102", f"{qual}() outside the loader")
-        elif last == "BitsAndBytesConfig":
+        elif last in _QUANT_CONFIGS:
             is_bnb = True
             add(node, "CR401", f"{qual}() built outside the loader")
         elif qual in _TORCH_LOAD:
             if not any(k == "weights_only" and _is_const(v, True) for k, v, _ in _keywords(node)):
                 add(node, "CR502", f"{qual}() without weights_only=True")
         elif qual in _PICKLE_LOADS:
-            add(node, "CR503", f"{qual}() unpickles")
+            if not _round_trip(node, qual, names):
+                add(node, "CR503", f"{qual}() unpickles")
         elif qual in _NUMPY_LOAD:
             for k, v, where in _keywords(node):
                 if k == "allow_pickle" and not _is_const(v, False, None):
                     add(where, "CR503", "numpy.load(allow_pickle=...) unpickles")
         elif last == "from_pretrained" and _is_loading_class(qual[: -len(".from_pretrained")]):
             loads = True  # an alias of X.from_pretrained, reported where it was read
+        else:
+            helper = _helper_rule(qual, helpers)
+            if helper is not None:
+                loads = loads or helper[0] == "CR101"
+                add(
+                    node,
+                    helper[0],
+                    f"{qual}() {_HELPER_WHY.get(helper[0], 'breaks ' + helper[0])} outside the loader",
+                )
+    elif isinstance(func, ast.Name) and func.id in _CHAT_FUNCTIONS:
+        add(node, "CR202", f"{func.id}() applies a chat template outside the loader")
+    for arg in (*node.args, *(kw.value for kw in node.keywords)):  # ``ds.map(maybe_apply_chat_template)``
+        if isinstance(arg, (ast.Name, ast.Attribute)):
+            helper = _helper_rule(names.resolve(arg), helpers)
+            if helper is not None:
+                add(
+                    arg,
+                    helper[0],
+                    f"{ast.unparse(arg)} passed on: it {_HELPER_WHY.get(helper[0], 'breaks ' + helper[0])}",
+                )
     # Token keywords rewrite the tokenizer where the callee builds one or configures training on it:
     # a loading class or its from_pretrained, TRL's SFTConfig/DPOConfig (``eos_token=``), any *Config.
     rewrites_tokens = loads or (
         last is not None and (last.endswith("Config") or (qual is not None and _is_loading_class(qual)))
     )
+    if func_attr is not None and func_attr.startswith("assert_"):
+        return  # ``mock.assert_called_once_with(p, trust_remote_code=True)`` compares; it passes nothing
     for key, value, where in _keywords(node):
         if key == "add_special_tokens":
-            add(where, "CR301", "add_special_tokens= passed outside the loader")
+            add(
+                where,
+                "CR301",
+                "add_special_tokens= passed outside the loader (even =False to count tokens: the count "
+                "then differs by the BOS/EOS from what training sees)",
+            )
         elif key == "trust_remote_code" and _is_const(value, True):
             add(where, "CR501", "trust_remote_code=True")
-        elif key == "trust_remote_code" and loads and not _is_const(value, False, None):
-            add(where, "CR501", "trust_remote_code passed a value that may be True to a loading call")
+        elif key == "trust_remote_code" and (loads or last == "dict") and not _is_const(value, False, None):
+            add(
+                where,
+                "CR501",
+                f"trust_remote_code passed a value that may be True to {last}()",
+                _LOADER_DECIDES,
+            )
         elif key in _CHAT_ATTRS:
             add(where, "CR201", f"{key}= passed outside the loader")
         elif key in _QUANT_KWARGS and not is_bnb and not _is_const(value, False, None):
-            add(where, "CR401", f"{key}= passed outside the loader")
+            add(where, "CR401", f"{key}= passed outside the loader", qual or "")
         elif key in _TOKEN_KWARGS and rewrites_tokens:
             add(
                 where,

@@ -86,6 +86,8 @@ class GateItem(pytest.Item):
         plugin = self.parent.plugin  # type: ignore[union-attr]
         if self.rule.id in plugin.gate_config.disable:
             pytest.skip(f"{self.rule.id} is disabled in {plugin.gate_config.source}")
+        if self.rule.id in plugin.gate_config.off:
+            pytest.skip(f"{self.rule.id} is off by default; add it to select in {plugin.gate_config.source}")
         try:
             report = plugin.report()
         except CleanroomError as exc:

@@ -20,6 +20,7 @@ class Rule:
     forbids: str
     fix: str
     loader_exempt: bool
+    default: bool = True  # off-by-default rules run only when named in ``select``
 
 
 _LOADER = "or list this module in [tool.cleanroom.gates] loader_modules"
@@ -32,6 +33,15 @@ RULES: tuple[Rule, ...] = (
         "load with cleanroom.CleanModelLoader(path).load() or .load_tokenizer(), which strips the "
         f"chat template and records provenance ({_LOADER})",
         True,
+    ),
+    Rule(
+        "CR103",
+        "config-read",
+        "AutoConfig / GenerationConfig / *Config.from_pretrained() outside the loader (off by default)",
+        "a config read loads no weights, but the loader's snapshot is the one provenance records; "
+        f"read it there ({_LOADER})",
+        True,
+        default=False,
     ),
     Rule(
         "CR102",
@@ -76,7 +86,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CR401",
         "quantization-config",
-        "building BitsAndBytesConfig or passing load_in_4bit/load_in_8bit outside the loader",
+        "building BitsAndBytesConfig (or another quantization config) or passing load_in_4bit/load_in_8bit/"
+        "quantization_config outside the loader",
         f"pass quantization='nf4' or 'int8' to CleanModelLoader so the choice lands in provenance ({_LOADER})",
         True,
     ),
@@ -119,3 +130,4 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
+DEFAULT_RULES: frozenset[str] = frozenset(rule.id for rule in RULES if rule.default)

@@ -12,19 +12,23 @@ from __future__ import annotations
 import ast
 import gc
 import os
+import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cleanroom.errors import GateError, InputError, MissingFileError
 from cleanroom.gates.cache import RawFinding, ResultCache
-from cleanroom.gates.checker import Violation, check_tree, needs_ast
+from cleanroom.gates.checker import HELPERS, Violation, check_tree
 from cleanroom.gates.config import GateConfig
-from cleanroom.gates.rules import RULES_BY_ID
+from cleanroom.gates.prefilter import needs_ast
+from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.gates.waivers import Waiver, find_waivers
+
+OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
 
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "build", "dist", "site-packages"})
 
@@ -38,28 +42,43 @@ class FileResult:
     unused_waivers: tuple[Waiver, ...]
 
 
-def raw_findings(source: str | bytes, path: str) -> list[RawFinding]:
+_PYTHON = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+
+
+def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None = None) -> list[RawFinding]:
     """The findings of every rule in one module, before waivers, loader exemption and ``disable``.
 
     A module that does not compile gives the single finding ``(line, col, "CR901", what, line)``.
     """
     try:
         # Compiling stays in C; the Python AST is only built when the code objects mention a
-        # trigger name (checker.needs_ast): building and walking it is the other half of the cost.
+        # trigger name (prefilter.needs_ast): building and walking it is the other half of the cost.
         # The compiler's warnings about the user's code (``x is 1``, ``"\d"``) are not the gates'
         # findings and would be printed between them.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             code = compile(source, path, "exec", dont_inherit=True, optimize=0)
-            tree = ast.parse(source, filename=path) if needs_ast(code, source) else None
+            extra = frozenset(name.rsplit(".", 1)[-1] for name in helpers) if helpers else frozenset()
+            tree = ast.parse(source, filename=path) if needs_ast(code, source, extra) else None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
         what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        return [(line, col, "CR901", f"does not compile: {what}; {RULES_BY_ID['CR901'].fix}", line)]
+        return [
+            (
+                line,
+                col,
+                "CR901",
+                f"does not compile under {_PYTHON}: {what}; {RULES_BY_ID['CR901'].fix}",
+                line,
+                "",
+            )
+        ]
     if tree is None:
         return []
-    return [(v.line, v.col, v.rule, v.message, v.last_line) for v in check_tree(tree, path)]
+    return [
+        (v.line, v.col, v.rule, v.message, v.last_line, v.callee) for v in check_tree(tree, path, helpers)
+    ]
 
 
 def check_source(
@@ -67,30 +86,40 @@ def check_source(
     path: str,
     *,
     loader: bool = False,
-    disable: Iterable[str] = (),
+    disable: Iterable[str] | None = None,
     cache: ResultCache | None = None,
+    helpers: dict[str, str] | None = None,
+    loader_callee: Callable[[str], bool] | None = None,
+    loader_hint: str = "",
 ) -> FileResult:
     """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply).
 
-    *cache*: look the raw findings up by content hash first (see :mod:`cleanroom.gates.cache`).
+    *disable*: rules not reported (default: only the off-by-default ones). *cache*: look the raw
+    findings up by content hash first (see :mod:`cleanroom.gates.cache`). *helpers*: the helper
+    table (default :data:`~cleanroom.gates.checker.HELPERS`). *loader_callee*: true for a callee
+    imported from the user's loader (quantization keywords passed to it are the intended pattern).
+    *loader_hint*: the fix text for migration rules, naming the user's loader modules.
     """
-    disabled = frozenset(disable)
+    disabled = OFF_BY_DEFAULT if disable is None else frozenset(disable)
     raw: list[RawFinding] | None = None
     key = ""
     if cache is not None:
         key = cache.key(source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass"))
         raw = cache.get(key)
     if raw is None:
-        raw = raw_findings(source, path)
+        raw = raw_findings(source, path, helpers)
         if cache is not None:
             cache.put(key, raw)
     if raw and raw[0][2] == "CR901":
-        line, col, rule, message, _ = raw[0]
+        line, col, rule, message = raw[0][:4]
         return FileResult(() if rule in disabled else (Violation(path, line, col, rule, message),), (), ())
     found = [
-        Violation(path, line, col, rule, message, end)
-        for line, col, rule, message, end in raw
-        if rule not in disabled and not (loader and RULES_BY_ID[rule].loader_exempt)
+        Violation(path, line, col, rule, _hinted(message, rule, loader_hint), end)
+        for line, col, rule, message, end, callee in raw
+        if rule not in disabled
+        and not (loader and RULES_BY_ID[rule].loader_exempt)
+        and not (callee == "<loader-decides>" and loader)
+        and not (callee and loader_callee is not None and loader_callee(callee))
     ]
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     waivers, bad = find_waivers(text, path)
@@ -113,6 +142,21 @@ def check_source(
     )
 
 
+def _hinted(message: str, rule: str, hint: str) -> str:
+    """The message with the fix pointing at the user's own loader where one is configured."""
+    fix = RULES_BY_ID[rule].fix
+    if hint and RULES_BY_ID[rule].loader_exempt and message.endswith(fix):
+        return message[: -len(fix)] + hint
+    return message
+
+
+def loader_hint(config: GateConfig) -> str:
+    """The fix text of the migration rules for a repository with its own loader modules."""
+    if not config.loader_modules:
+        return ""
+    return f"do this in your loader ({', '.join(config.loader_modules)}) and call it from here"
+
+
 def _order(v: Violation) -> tuple[str, int, int, str]:
     return (v.path, v.line, v.col, v.rule)
 
@@ -126,6 +170,8 @@ class GateReport:
     unused_waivers: tuple[Waiver, ...]
     files_checked: int
     config: GateConfig
+    baselined: int = 0  # findings a baseline accounted for (not in ``violations``)
+    stale: tuple[tuple[str, str, str], ...] = ()  # baseline entries (rule, path, fingerprint) gone
 
     @property
     def ok(self) -> bool:
@@ -155,6 +201,13 @@ class GateReport:
         ]
         if self.config.disable:
             out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
+        if self.baselined or self.stale:
+            out.append(
+                f"  baseline: {self.baselined} accepted finding(s) not shown, {len(self.stale)} "
+                + ("entry no longer occurs" if len(self.stale) == 1 else "entries no longer occur")
+                + (" (rewrite it with --write-baseline to drop them)" if self.stale else "")
+            )
+        out += [f"  fixed since the baseline: {path} {rule} ({fp})" for rule, path, fp in self.stale]
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -166,6 +219,8 @@ class GateReport:
             "waivers": [w.to_dict() for w in self.waivers],
             "unused_waivers": [w.to_dict() for w in self.unused_waivers],
             "config": self.config.to_dict(),
+            "baselined": self.baselined,
+            "stale_baseline_entries": [{"rule": r, "path": p, "fingerprint": f} for r, p, f in self.stale],
         }
 
     def raise_if_failed(self) -> None:
@@ -220,16 +275,23 @@ def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterat
             )
         # A folder named explicitly is scanned even when an exclude pattern covers it.
         excluded = config.is_excluded if not config.is_excluded(_rel(start, config.root)) else _never
-        for folder, dirs, files in os.walk(start, onerror=_unlistable):
+        # Symlinked folders are followed, each real folder once: a link back up (a cycle) or a second
+        # link to a folder already walked adds nothing.
+        walked = {os.path.realpath(start)}
+        for folder, dirs, files in os.walk(start, onerror=_unlistable, followlinks=True):
             here = Path(folder)
-            dirs[:] = sorted(
-                d
-                for d in dirs
-                if not d.startswith(".")
-                and d not in _SKIP_DIRS
-                and not (here / d / "pyvenv.cfg").exists()
-                and not excluded(_rel(here / d, config.root))
-            )
+            kept = []
+            for d in sorted(dirs):
+                if d.startswith(".") or d in _SKIP_DIRS or (here / d / "pyvenv.cfg").exists():
+                    continue
+                if excluded(_rel(here / d, config.root)):
+                    continue
+                real = os.path.realpath(here / d)
+                if real in walked:
+                    continue
+                walked.add(real)
+                kept.append(d)
+            dirs[:] = kept
             for name in sorted(files):
                 if name.endswith(".py") and not excluded(_rel(here / name, config.root)):
                     yield here / name
@@ -276,11 +338,15 @@ def run_gates(
 ) -> GateReport:
     """Run every enabled rule over *paths* (default: the configured ``paths``, relative to the root).
 
-    *use_cache*: reuse raw findings of unchanged files from ``<root>/.cleanroom-cache/`` and store
+    *use_cache*: reuse raw findings of unchanged files from the user cache directory and store
     this run's (see :mod:`cleanroom.gates.cache`); False checks every file from scratch.
     """
-    cache = ResultCache(config.root) if use_cache else None
+    helpers = {**HELPERS, **dict(config.helpers)}
+    extra = repr(sorted(config.helpers)) if config.helpers else ""  # the built-in ones are in the source
+    cache = ResultCache(extra_salt=extra) if use_cache else None
     targets = list(paths) if paths is not None else [config.root / p for p in config.paths]
+    hint = loader_hint(config)
+    callee = config.is_loader_callee if config.loader_modules else None
     violations: list[Violation] = []
     used: list[Waiver] = []
     unused: list[Waiver] = []
@@ -290,22 +356,32 @@ def run_gates(
             if file in seen:
                 continue
             seen.add(file)
+            rel = _rel(file, config.root)
             try:
                 source = file.read_bytes()
             except OSError as exc:
-                if "CR901" not in config.disable:
+                if "CR901" not in config.off_for(rel):
                     violations.append(_unreadable(file, exc))
                 continue
             result = check_source(
                 source,
                 _display(file),
-                loader=config.is_loader(_rel(file, config.root)),
-                disable=config.disable,
+                loader=config.is_loader(rel),
+                disable=config.off_for(rel),
                 cache=cache,
+                helpers=helpers,
+                loader_callee=callee,
+                loader_hint=hint,
             )
             violations.extend(result.violations)
             used.extend(result.used_waivers)
             unused.extend(result.unused_waivers)
     if cache is not None:
         cache.save()
+    if not seen:
+        shown = ", ".join(str(t) for t in targets)
+        raise InputError(
+            f"{shown}: no Python files to gate (all excluded, hidden or not .py); a gate over nothing "
+            "passes nothing: fix the paths or [tool.cleanroom.gates] exclude"
+        )
     return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config)

@@ -1,0 +1,101 @@
+"""A baseline: accept today's findings, fail only on new ones, and say which accepted ones are gone.
+
+``cleanroom gates --write-baseline gates-baseline.json`` records every finding as
+
+    (rule, path relative to the config root, fingerprint)
+
+where the fingerprint is ``sha256(rule, path, the flagged lines with whitespace collapsed)``: it
+survives lines inserted above (no line number in it) and re-indentation, and changes when the
+flagged code itself changes. Equal fingerprints are counted, so a second copy of an accepted line is
+a new finding. ``--baseline FILE`` then drops the findings the file accounts for and lists the
+entries that no longer occur, so the file shrinks as the code is fixed and is deleted at zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from cleanroom.errors import InputError, MissingFileError
+from cleanroom.gates.checker import Violation
+
+VERSION = 1
+Key = tuple[str, str, str]  # rule, root-relative path, fingerprint
+
+
+def _rel(path: str, root: Path) -> str:
+    full = os.path.normpath(os.path.join(os.getcwd(), path))
+    try:
+        return Path(full).relative_to(root).as_posix()
+    except ValueError:
+        return Path(full).as_posix()
+
+
+def fingerprint(rule: str, rel: str, code: str) -> str:
+    """16 hex digits of sha256 over the rule, the path and the code with whitespace collapsed."""
+    text = " ".join(code.split())
+    return hashlib.sha256(f"{rule}\0{rel}\0{text}".encode()).hexdigest()[:16]
+
+
+def keys(violations: tuple[Violation, ...] | list[Violation], root: Path) -> list[Key]:
+    """The baseline key of each violation, in order (the flagged lines are read from disk)."""
+    texts: dict[str, list[str]] = {}
+    out: list[Key] = []
+    for v in violations:
+        if v.path not in texts:
+            try:
+                texts[v.path] = Path(v.path).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                texts[v.path] = []
+        lines = texts[v.path][v.line - 1 : v.last_line]
+        rel = _rel(v.path, root)
+        out.append((v.rule, rel, fingerprint(v.rule, rel, "\n".join(lines) or v.message)))
+    return out
+
+
+def write_baseline(violations: tuple[Violation, ...], root: Path, file: str | Path) -> int:
+    """Write the baseline file for *violations*; returns how many entries it holds."""
+    entries = [
+        {"rule": rule, "path": rel, "fingerprint": fp, "line": v.line, "message": v.message}
+        for (rule, rel, fp), v in zip(keys(violations, root), violations, strict=True)
+    ]
+    entries.sort(key=lambda e: (e["path"], e["line"], e["rule"]))
+    data = {"version": VERSION, "tool": "cleanroom gates", "findings": entries}
+    Path(file).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return len(entries)
+
+
+def read_baseline(file: str | Path) -> Counter[Key]:
+    """The baseline's entries as a multiset; a missing or malformed file is an input error."""
+    path = Path(file)
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path}: no such baseline; write one with cleanroom gates --write-baseline {path}"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != VERSION:
+            raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+        return Counter((e["rule"], e["path"], e["fingerprint"]) for e in data["findings"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(
+            f"{path}: not a cleanroom gates baseline ({exc}); rewrite it with --write-baseline {path}"
+        ) from exc
+
+
+def apply_baseline(
+    violations: tuple[Violation, ...], root: Path, baseline: Counter[Key]
+) -> tuple[tuple[Violation, ...], int, tuple[Key, ...]]:
+    """(findings the baseline does not account for, how many it did, its entries that no longer occur)."""
+    left = Counter(baseline)
+    new: list[Violation] = []
+    for key, v in zip(keys(violations, root), violations, strict=True):
+        if left[key] > 0:
+            left[key] -= 1
+        else:
+            new.append(v)
+    stale = tuple(sorted(k for k, n in left.items() for _ in range(n)))
+    return tuple(new), len(violations) - len(new), stale

@@ -1,0 +1,75 @@
+"""The report in the formats CI tools read: GitHub workflow annotations and SARIF 2.1.0.
+
+SARIF is what code-scanning dashboards (GitHub code scanning, Azure DevOps, VS Code's viewer)
+import; every result carries the baseline fingerprint as a partial fingerprint, so a dashboard
+tracks a finding across line shifts the same way ``--baseline`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cleanroom.gates.baseline import keys
+from cleanroom.gates.checker import Violation
+from cleanroom.gates.rules import RULES, RULES_BY_ID
+
+_SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+
+
+def _escape(text: str, prop: bool = False) -> str:
+    """GitHub's workflow-command escaping (properties also escape ``:`` and ``,``)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_lines(violations: tuple[Violation, ...]) -> list[str]:
+    """One ``::error`` workflow command per finding: an annotation on the line in the pull request."""
+    return [
+        f"::error file={_escape(v.path, True)},line={v.line},endLine={v.last_line},col={v.col},"
+        f"title={_escape(f'{v.rule} {RULES_BY_ID[v.rule].name}', True)}::{_escape(v.message)}"
+        for v in violations
+    ]
+
+
+def sarif(violations: tuple[Violation, ...], root: Path, version: str) -> dict[str, object]:
+    """A SARIF 2.1.0 log with one run: every rule described, one result per finding."""
+    index = {rule.id: i for i, rule in enumerate(RULES)}
+    results = [
+        {
+            "ruleId": v.rule,
+            "ruleIndex": index[v.rule],
+            "level": "error",
+            "message": {"text": v.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": rel, "uriBaseId": "SRCROOT"},
+                        "region": {"startLine": v.line, "startColumn": v.col, "endLine": v.last_line},
+                    }
+                }
+            ],
+            "partialFingerprints": {"cleanroomGates/v1": fp},
+        }
+        for (_, rel, fp), v in zip(keys(violations, root), violations, strict=True)
+    ]
+    rules = [
+        {
+            "id": rule.id,
+            "name": rule.name,
+            "shortDescription": {"text": rule.forbids},
+            "help": {"text": rule.fix},
+            "defaultConfiguration": {"enabled": rule.default, "level": "error"},
+        }
+        for rule in RULES
+    ]
+    return {
+        "$schema": _SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "cleanroom-gates", "version": version, "rules": rules}},
+                "originalUriBaseIds": {"SRCROOT": {"uri": Path(root).resolve().as_uri() + "/"}},
+                "results": results,
+            }
+        ],
+    }
