@@ -48,7 +48,7 @@ RULES: tuple[Rule, ...] = (
         "pipeline",
         "transformers.pipeline() outside the loader",
         "pipeline() loads a model behind your back and applies chat templates; use "
-        f"CleanModelLoader(path).load() and loader.generate() ({_LOADER})",
+        f"CleanModelLoader(path).load() and cleanroom.generation.generate() ({_LOADER})",
         True,
     ),
     Rule(
