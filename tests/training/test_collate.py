@@ -105,3 +105,45 @@ def test_preference_collator_checks_the_prompt_is_out_of_the_logp_sums(tok):
     padded_loss[0, 4] = 1  # row 0 has 4 real tokens; position 4 is its pad
     with pytest.raises(ContaminationError, match="row 0: padding position 4 \\(real length 4\\) carries loss"):
         guard.check_loss_mask(padded_loss, [2, 2], lengths, where="dpo batch 0")
+
+
+def _packed(tok, rows):
+    return GuardedLanguageModelingCollator(tok, padding_free=True)(rows)
+
+
+ROW_A = {"input_ids": [9707, 1879, 21806, 151643], "labels": [-100, -100, 21806, 151643], "prompt_length": 2}
+ROW_B = {"input_ids": [9707, 21806, 151643], "labels": [-100, 21806, 151643], "prompt_length": 1}
+
+
+def test_padding_free_batch_is_one_row_checked_per_packed_sequence(tok):
+    c = GuardedLanguageModelingCollator(tok, padding_free=True)
+    batch = c([ROW_A, ROW_B])
+    assert batch["input_ids"].tolist() == [ROW_A["input_ids"] + ROW_B["input_ids"]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2]]
+    assert "attention_mask" not in batch
+    assert (c.batches_seen, c.tokens_seen) == (1, 7)  # 4 + 3 real tokens, no pad
+
+
+@pytest.mark.parametrize(
+    ("row_b", "match"),
+    [
+        ({**ROW_B, "input_ids": [151644, 21806, 151643]}, "record 1, token 0 is ID 151644"),  # in the 2nd sequence
+        ({**ROW_B, "labels": [9707, 21806, 151643], "prompt_length": 2}, "row 1: prompt token 1 of 2 carries loss"),
+        ({**ROW_B, "labels": [-100, 21806, -100]}, "row 1: the final EOS 151643 is not supervised"),
+        ({**ROW_B, "input_ids": [9707, 151643, 151643], "labels": [-100, 151643, 151643]}, "record 1, token 1"),
+    ],
+)
+def test_padding_free_guard_names_the_packed_sequence(tok, row_b, match):
+    """Packed, A's EOS is followed by B's first token: each check must still see two sequences, not one."""
+    with pytest.raises(ContaminationError, match=match):
+        _packed(tok, [ROW_A, row_b])
+
+
+def test_padding_free_refuses_positions_that_do_not_restart(tok):
+    """One arange over the packed row would let B attend to A: the guard checks the restarts."""
+    from cleanroom.training.collate import _unpack
+
+    batch = GuardedLanguageModelingCollator(tok, padding_free=True)._inner([ROW_A, ROW_B])
+    batch["position_ids"] = batch["position_ids"].new_tensor([list(range(7))])
+    with pytest.raises(ContaminationError, match="position 4 differs"):
+        _unpack(batch, [4, 3], 151643, "sft batch 0")

@@ -53,6 +53,34 @@ def _check_final_eos(batch: dict[str, Any], eos_id: int, where: str, *, supervis
     )
 
 
+def _unpack(batch: dict[str, Any], lengths: list[int], pad_id: int, where: str) -> dict[str, Any]:
+    """A padding-free batch (one row: the examples of ``lengths`` back to back) as right-padded rows.
+
+    The position IDs must be ``0..n_r-1`` for each packed sequence ``r`` in turn and the row exactly
+    ``sum(n_r)`` long: a position that does not restart at an example's first token lets attention (and
+    the loss's context) run across two examples. Vectorised: one gather builds the ``[rows, max n]`` view.
+    """
+    import torch
+
+    n = torch.tensor(lengths)
+    ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+    total = int(n.sum())
+    starts = torch.cumsum(n, 0) - n
+    expected = torch.arange(total) - starts.repeat_interleave(n)
+    if ids.shape[0] != total or not torch.equal(positions, expected):
+        wrong = "length" if ids.shape[0] != total else f"position {int((positions != expected).nonzero()[0])}"
+        raise ContaminationError(
+            f"{where}: the padding-free row ({ids.shape[0]} tokens) does not hold the {len(lengths)} examples of "
+            f"lengths {lengths} with position IDs restarting at each ({wrong} differs); attention would cross "
+            "examples — use TRL's DataCollatorForLanguageModeling(padding_free=True) without pad_to_multiple_of"
+        )
+    t = torch.arange(int(n.max()))
+    mask = t[None, :] < n[:, None]
+    index = (starts[:, None] + t[None, :]).clamp(max=max(total - 1, 0))
+    return {"input_ids": ids[index].masked_fill(~mask, pad_id), "labels": labels[index].masked_fill(~mask, -100),
+            "attention_mask": mask.long()}
+
+
 @dataclass
 class _GuardedCollator:
     """A TRL collator followed by ``guard.scan_ids`` and the final-EOS check on every batch.
@@ -81,6 +109,10 @@ class _GuardedCollator:
     def _prompt_lengths(self, examples: list[dict[str, Any]], where: str) -> list[int]:
         raise NotImplementedError  # internal: every subclass defines it
 
+    def _rows(self, batch: dict[str, Any], examples: list[dict[str, Any]], where: str) -> dict[str, Any]:
+        """The batch as right-padded rows with an attention mask, the form every check reads."""
+        return batch
+
     def _check_loss_mask(self, batch: dict[str, Any], prompt_lengths: list[int], lengths: Any, where: str) -> None:
         raise NotImplementedError  # internal: every subclass defines it
 
@@ -90,10 +122,11 @@ class _GuardedCollator:
         where = f"{self.where} {self.batches_seen}"
         prompt_lengths = self._prompt_lengths(examples, where)
         batch = self._inner(examples)
-        guard.scan_ids(batch["input_ids"], self._forbidden, final_eos_id=self._eos, where=where,
-                       mask=batch["attention_mask"], tokenizer=self.tokenizer)
-        lengths = _check_final_eos(batch, self._eos, where, supervised=self.supervised_eos)
-        self._check_loss_mask(batch, prompt_lengths, lengths, where)
+        view = self._rows(batch, examples, where)
+        guard.scan_ids(view["input_ids"], self._forbidden, final_eos_id=self._eos, where=where,
+                       mask=view["attention_mask"], tokenizer=self.tokenizer)
+        lengths = _check_final_eos(view, self._eos, where, supervised=self.supervised_eos)
+        self._check_loss_mask(view, prompt_lengths, lengths, where)
         self.batches_seen += 1
         self.tokens_seen += int(lengths.sum())
         return batch
@@ -103,6 +136,13 @@ class _GuardedCollator:
 class GuardedLanguageModelingCollator(_GuardedCollator):
     """TRL's language-modeling collator (right padding, ``labels`` kept), then the guard.
 
+    With ``padding_free`` TRL concatenates the batch into one row with ``position_ids`` restarting at 0 for
+    each example and no pad; the guard then checks each packed sequence as its own row (:func:`_unpack`),
+    plus the restarts themselves. Attention stays within each example only because transformers derives a
+    block-diagonal mask from the restarts when there is no attention mask *and no KV cache*; TRL's
+    ``SFTTrainer.compute_loss`` passes ``use_cache=False`` (tests/training/test_padding_free.py shows a
+    forward with a cache mixing the examples).
+
     Each example carries ``prompt_length``, the length of the prompt's own encoding (``render_examples``
     counts it apart from the labels), so the loss mask is checked against the prompt, not against itself:
     labels ``-100`` on every prompt position and on padding, and equal to the input ID on every completion
@@ -110,9 +150,14 @@ class GuardedLanguageModelingCollator(_GuardedCollator):
     """
 
     where: str = "sft batch"
+    padding_free: bool = False
 
     def _inner_collator(self, pad_id: int) -> Any:
-        return DataCollatorForLanguageModeling(pad_token_id=pad_id)
+        self._pad = pad_id
+        return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=self.padding_free)
+
+    def _rows(self, batch: dict[str, Any], examples: list[dict[str, Any]], where: str) -> dict[str, Any]:
+        return _unpack(batch, [len(ex["input_ids"]) for ex in examples], self._pad, where) if self.padding_free else batch
 
     def _prompt_lengths(self, examples: list[dict[str, Any]], where: str) -> list[int]:
         missing = [i for i, ex in enumerate(examples) if not isinstance(ex.get("prompt_length"), int)]

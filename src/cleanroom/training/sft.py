@@ -196,12 +196,13 @@ def train_sft(
     if is_quantized(model) and not prewrapped:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
 
-    args = SFTConfig(
-        **train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None),
-        completion_only_loss=True,
-        dataset_kwargs={"skip_prepare_dataset": True},
-    )
-    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch")
+    kwargs = train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None)
+    if train.padding_free:
+        # TRL refuses its own padding_free flag beside a custom collator, and would refuse max_length without
+        # packing; our collator packs, and render_examples already refused every row over max_length.
+        kwargs["max_length"] = None
+    args = SFTConfig(**kwargs, completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": True})
+    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free)
     cbs = list(callbacks)
     if train.early_stopping_patience is not None:
         cbs.append(EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold))
