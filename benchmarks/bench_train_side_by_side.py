@@ -10,6 +10,7 @@ Modes (one per process, so each peak-memory figure is its own):
     sft-unguarded     the same, with the collator's checks (scan, final EOS, loss mask) made pass-throughs
     sft-guarded-bf16  the same as sft-guarded, without peft's fp32 upcast of the non-quantised weights
                       (``prepare_model_for_kbit_training``); TRL's own trainers skip that upcast
+    sft-guarded-padfree  sft-guarded with ``TrainSpec(padding_free=True)`` (the guard checks each packed sequence)
     trl-sft           TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
     trl-sft-padfree   the same with ``padding_free=True`` (SDPA, position IDs)
     dpo-guarded       cleanroom ``train_dpo`` (base model + fresh LoRA: the reference is the base)
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("sft-guarded", "sft-unguarded", "sft-guarded-bf16", "trl-sft", "trl-sft-padfree", "dpo-guarded", "trl-dpo")
+MODES = ("sft-guarded", "sft-unguarded", "sft-guarded-bf16", "sft-guarded-padfree", "trl-sft", "trl-sft-padfree", "dpo-guarded", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
          "stone", "tree", "water", "quick", "slow", "north", "south", "apple", "bread", "music", "paper", "window")
 
@@ -205,7 +206,7 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
     train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
                       learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
-                      precision="auto" if _cuda() else "fp32")
+                      precision="auto" if _cuda() else "fp32", padding_free=args.mode == "sft-guarded-padfree")
     n = args.steps * args.batch + args.batch
     with tempfile.TemporaryDirectory() as out:
         if args.mode.startswith("dpo"):

@@ -5,7 +5,7 @@
 # Random-initialised Qwen2.5 (real shapes and vocabulary), nf4 QLoRA r=64 on all projections, batch 8,
 # 20 steps (3 warm-up steps untimed), max_length 2048 (the production profile) on length-varied data.
 # Each mode runs in its own process (its own peak memory); a run past its time limit is killed and
-# reported, and no new run starts after BENCH_BUDGET_S seconds (default 390). Writes OUT_DIR/*.json,
+# reported, and no new run starts after BENCH_BUDGET_S seconds (default 300; each run is capped at 120 s). Writes OUT_DIR/*.json,
 # OUT_DIR/*.log and OUT_DIR/table.md, and prints the table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,23 +19,23 @@ fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 cache="${CLEANROOM_CACHE:-$HOME/.cache/cleanroom}/bench-models"
-budget="${BENCH_BUDGET_S:-390}"
+budget="${BENCH_BUDGET_S:-300}"
 start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 # Most telling first, so a short budget still gives the headline comparison.
-modes=(sft-guarded trl-sft dpo-guarded trl-dpo sft-unguarded sft-guarded-bf16 trl-sft-padfree)
+modes=(sft-guarded trl-sft dpo-guarded trl-dpo sft-unguarded sft-guarded-bf16 sft-guarded-padfree trl-sft-padfree)
 archs=(qwen2.5-1.5b)
-[[ "${BENCH_7B:-0}" == 1 ]] && { archs+=(qwen2.5-7b); budget=$((budget + 480)); }
+[[ "${BENCH_7B:-0}" == 1 ]] && { archs+=(qwen2.5-7b); budget=$((budget + 420)); }
 for arch in "${archs[@]}"; do
   python3 -c "import sys; from pathlib import Path; from cleanroom import fixtures; fixtures.random_qwen25_model(sys.argv[1], Path(sys.argv[2]))" \
     "$arch" "$cache/$arch" > "$out/$arch-build.log" 2>&1 || { echo "$arch: model build failed, see $out/$arch-build.log"; continue; }
   echo "$arch built at $(( $(date +%s) - start ))s"
   for mode in "${modes[@]}"; do
-    [[ "$arch" == qwen2.5-7b && "$mode" == sft-guarded-bf16 || "$arch" == qwen2.5-7b && "$mode" == trl-sft-padfree ]] && continue
+    [[ "$arch" == qwen2.5-7b && "$mode" != sft-guarded && "$mode" != trl-sft && "$mode" != dpo-guarded && "$mode" != trl-dpo ]] && continue
     if (( $(date +%s) - start > budget )); then echo "$arch $mode: skipped (budget ${budget}s spent)"; continue; fi
     t0=$(date +%s)
-    timeout 150 python3 benchmarks/bench_train_side_by_side.py --mode "$mode" --model "$cache/$arch" \
+    timeout 120 python3 benchmarks/bench_train_side_by_side.py --mode "$mode" --model "$cache/$arch" \
       --quantization nf4 --steps 20 --warmup 3 --batch 8 --r 64 --max-length 2048 \
       --out "$out/$arch-$mode.json" > "$out/$arch-$mode.log" 2>&1
     echo "$arch $mode: rc=$? in $(( $(date +%s) - t0 ))s"
