@@ -133,3 +133,28 @@ def test_recheck_detects_add_eos_and_swapped_apply_chat_template(tok):
     finally:
         tok.apply_chat_template = guard.refuse_chat_template
     guard.recheck(None, tok)
+
+
+def test_check_loss_mask_by_hand():
+    """Rows of lengths 5 and 3, prompts of 2 and 1 tokens: supervised exactly at t in [P, L).
+
+    Row 0: t = 2, 3, 4 -> [0, 0, 1, 1, 1];  row 1: t = 1, 2 (t = 3, 4 are pad) -> [0, 1, 1, 0, 0].
+    Each single flip of that mask is one finding, named by row and position.
+    """
+    import torch
+
+    from cleanroom.guard import check_loss_mask
+
+    good = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]], dtype=torch.bool)
+    check_loss_mask(good, [2, 1], [5, 3])
+    for (row, t), why in {(0, 0): "row 0: prompt token 0 of 2 carries loss", (0, 1): "row 0: prompt token 1 of 2",
+                          (0, 4): "row 0: completion token 4 \\(prompt 2, length 5\\) carries no loss",
+                          (1, 3): "row 1: padding position 3 \\(real length 3\\)"}.items():
+        bad = good.clone()
+        bad[row, t] = ~bad[row, t]
+        with pytest.raises(ContaminationError, match=why):
+            check_loss_mask(bad, [2, 1], [5, 3], where="b")
+    with pytest.raises(ContaminationError, match="row 1: prompt length 3 leaves no completion token in 3"):
+        check_loss_mask(good & torch.tensor([[True], [False]]), [2, 3], [5, 3])
+    with pytest.raises(InputError, match="2 prompt lengths and 1 lengths for 2 rows"):
+        check_loss_mask(good, [2, 1], [5])

@@ -120,6 +120,48 @@ def route_instruct_model(tok):
     CleanModelLoader("Qwen2.5-0.5B-Instruct")._decide(result)
 
 
+def _sft_row(tok, prompt, completion):
+    r = guard.render_example(tok, prompt, completion, max_length=64) or {}  # None with the guard switched off
+    ids = r.get("input_ids") or guard.encode(tok, prompt + completion) + [151643]
+    return ids, len(guard.encode(tok, prompt))
+
+
+def route_sft_whole_sequence_loss(tok):
+    # labels = input_ids: the loss runs over the prompt too (the Qwen2.5-32B constitutional project's Stage 1 bug)
+    from cleanroom.training.collate import GuardedLanguageModelingCollator
+
+    ids, n_prompt = _sft_row(tok, "Q: what is 2+2?\nA:", " 4")
+    GuardedLanguageModelingCollator(tok)([{"input_ids": ids, "labels": list(ids), "prompt_length": n_prompt}])
+
+
+def route_sft_labels_column_dropped(tok):
+    # a dataset step that loses "labels": TRL's collator then defaults them to input_ids (whole-sequence loss)
+    from cleanroom.training.collate import GuardedLanguageModelingCollator
+
+    ids, n_prompt = _sft_row(tok, "Q: name a colour.\nA:", " blue")
+    GuardedLanguageModelingCollator(tok)([{"input_ids": ids, "prompt_length": n_prompt}])
+
+
+def route_dpo_prompt_in_logp_sums(tok):
+    # a preference collator whose completion_mask covers the prompt: log p(prompt) enters both sides' sums
+    from cleanroom.training.collate import GuardedPreferenceCollator
+
+    class WholeSequence(GuardedPreferenceCollator):
+        def _inner_collator(self, pad_id):
+            inner = super()._inner_collator(pad_id)
+
+            def collate(examples):
+                batch = inner(examples)
+                batch["completion_mask"] = batch["attention_mask"].clone()
+                return batch
+
+            return collate
+
+    prompt = guard.encode(tok, "Q: yes or no?\nA:")
+    WholeSequence(tok)([{"prompt_ids": prompt, "chosen_ids": guard.encode(tok, " yes") + [151643],
+                         "rejected_ids": guard.encode(tok, " no") + [151643]}])
+
+
 ROUTES = [v for k, v in dict(globals()).items() if k.startswith("route_")]
 
 
@@ -133,12 +175,13 @@ def test_route_detected(tok, route):
 def test_each_route_passes_silently_with_the_guard_switched_off(tok, route, monkeypatch):
     """Meta-test: every route above is caught by the guard and by nothing else.
 
-    With the guard's entry points made no-ops (the scan, the recheck, the example renderer, the
-    base-or-instruct decision and the cleaned tokenizer's template refusal), each route runs through
-    without an error: so ``test_route_detected`` fails for every case when its guard is off.
+    With the guard's entry points made no-ops (the scan, the recheck, the example renderer, the loss-mask
+    check, the base-or-instruct decision and the cleaned tokenizer's template refusal), each route runs
+    through without an error: so ``test_route_detected`` fails for every case when its guard is off — a
+    whole-sequence-loss batch included.
     """
     for owner, name in ((guard, "scan_ids"), (guard, "recheck"), (guard, "render_example"),
-                        (CleanModelLoader, "_decide")):
+                        (guard, "check_loss_mask"), (CleanModelLoader, "_decide")):
         monkeypatch.setattr(owner, name, lambda *a, **k: None)
     monkeypatch.setattr(tok, "apply_chat_template", lambda *a, **k: "")
     route(tok)

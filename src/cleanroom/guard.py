@@ -219,6 +219,68 @@ def scan_ids(
         )
 
 
+def check_loss_mask(
+    supervised: Any,
+    prompt_lengths: Any,
+    lengths: Any,
+    *,
+    where: str = "batch",
+    labels: Any = None,
+    input_ids: Any = None,
+) -> None:
+    """Raise :class:`ContaminationError` unless the loss covers exactly each completion and its EOS.
+
+    ``supervised`` is a 2-D bool tensor, True where a token carries loss (SFT: ``labels != -100``; DPO:
+    ``completion_mask``, the positions summed into the chosen/rejected log-probabilities). Row ``r`` has
+    ``P_r = prompt_lengths[r]`` prompt tokens (known independently of the mask: the prompt's own encoding)
+    and ``L_r = lengths[r]`` real tokens, right-padded. Then, for every position ``t``::
+
+        supervised[r, t]  ==  (P_r <= t < L_r),      and  P_r < L_r  (at least one supervised token)
+
+    so a prompt token with loss (whole-sequence loss), a completion token or the EOS without loss, and a
+    supervised pad are all findings. With ``labels`` and ``input_ids`` (SFT), each supervised label must
+    also be its own input ID (transformers shifts internally). One reduction and one host synchronisation
+    per batch; the details of a finding are computed only when there is one.
+    """
+    import torch  # heavy; the guard's other scans need only numpy
+
+    sup = torch.as_tensor(supervised).bool()
+    if sup.ndim != 2:
+        raise InputError(f"{where}: expected a 2-D loss mask, got shape {tuple(sup.shape)}")
+    p = torch.as_tensor(prompt_lengths, device=sup.device).reshape(-1, 1)
+    n = torch.as_tensor(lengths, device=sup.device).reshape(-1, 1)
+    if p.shape[0] != sup.shape[0] or n.shape[0] != sup.shape[0]:
+        raise InputError(f"{where}: {p.shape[0]} prompt lengths and {n.shape[0]} lengths for {sup.shape[0]} rows")
+    pos = torch.arange(sup.shape[1], device=sup.device)[None, :]
+    bad = sup != ((pos >= p) & (pos < n))
+    if labels is not None:
+        bad |= sup & (torch.as_tensor(labels) != torch.as_tensor(input_ids))
+    bad_row = bad.any(dim=1) | (p >= n).squeeze(1)
+    if not bool(bad_row.any()):  # the one synchronisation
+        return
+    row = int(bad_row.nonzero()[0])
+    prompt, length = int(p[row]), int(n[row])
+    if prompt >= length:
+        raise ContaminationError(
+            f"{where} row {row}: prompt length {prompt} leaves no completion token in {length} real tokens; "
+            "nothing would be supervised — render examples with guard.render_example"
+        )
+    t = int(bad[row].nonzero()[0])
+    got = f" (label {int(labels[row, t])})" if labels is not None else ""
+    if t < prompt and sup[row, t]:
+        why = (f"prompt token {t} of {prompt} carries loss{got}; the loss must cover the completion and its EOS "
+               "only, never the prompt (whole-sequence loss) — keep guard.render_example's labels / TRL's completion_mask")
+    elif t >= length:
+        why = f"padding position {t} (real length {length}) carries loss{got}; pads must be excluded"
+    elif not sup[row, t]:
+        why = (f"completion token {t} (prompt {prompt}, length {length}) carries no loss; the whole completion "
+               "and its EOS must be supervised")
+    else:
+        why = (f"completion token {t} has label {int(labels[row, t])} but input ID {int(input_ids[row, t])}; "
+               "labels must be the input IDs themselves")
+    raise ContaminationError(f"{where} row {row}: {why}")
+
+
 def encode(tokenizer: Any, text: str, *, add_bos: bool = True) -> list[int]:
     """Encode text as ordinary subwords; literal control strings never become control IDs.
 
@@ -380,6 +442,7 @@ def recheck(model: Any, tokenizer: Any) -> None:
 
 __all__ = [
     "base_eos_id",
+    "check_loss_mask",
     "check_pair",
     "encode",
     "forbidden_ids",

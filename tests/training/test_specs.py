@@ -47,6 +47,8 @@ def test_lora_rejects_bad_values(kwargs, field):
         ({"report_to": "neptune"}, "report_to"),
         ({"early_stopping_patience": 0}, "early_stopping_patience"),
         ({"trl_overrides": {"learning_rate": 1.0}}, "trl_overrides"),
+        ({"padding_free": 1}, "padding_free"),
+        ({"trl_overrides": {"padding_free": True}}, "trl_overrides"),  # TrainSpec owns it: one source of truth
     ],
 )
 def test_train_spec_rejects_bad_values(kwargs, field):

@@ -135,6 +135,9 @@ def train_dpo(
         raise ConfigError(f"dpo step0_atol = {step0_atol!r} is invalid; allowed: a number in (0, 1) (1e-3 is usual)")
     if train.early_stopping_patience is not None:
         raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
+    if train.padding_free:
+        raise ConfigError("TrainSpec.padding_free is not supported for DPO (trl 1.16's DPOTrainer disables it); "
+                          "set it to False for the DPO stage")
     output_dir = Path(output_dir)
     rows = render_pairs(tokenizer, pairs, train.max_length)
     has_adapter = isinstance(model, PeftModel)

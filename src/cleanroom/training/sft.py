@@ -61,7 +61,11 @@ def is_quantized(model: Any) -> bool:
 
 
 def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_length: int, name: str) -> list[dict]:
-    """Each ``{"prompt", "completion"}`` through ``guard.render_example`` (raises on the first bad one)."""
+    """Each ``{"prompt", "completion"}`` through ``guard.render_example`` (raises on the first bad one).
+
+    Rows are ``input_ids``, ``labels`` and ``prompt_length`` (the prompt's encoded length, which the
+    guarded collator checks the labels against on every batch).
+    """
     from cleanroom import guard
 
     if not isinstance(examples, Sequence) or len(examples) == 0:
@@ -75,7 +79,9 @@ def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_l
             )
         record = str(ex.get("record_id", i))
         r = guard.render_example(tokenizer, ex["prompt"], ex["completion"], max_length=max_length, record=record)
-        rows.append({"input_ids": list(r["input_ids"]), "labels": list(r["labels"])})
+        # counted from the prompt's own encoding, not from the labels, so the collator can check the labels
+        prompt_length = len(guard.encode(tokenizer, ex["prompt"]))
+        rows.append({"input_ids": list(r["input_ids"]), "labels": list(r["labels"]), "prompt_length": prompt_length})
     return rows
 
 
@@ -126,6 +132,23 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
     return seconds, peak, peak_kind, adapter_dir
 
 
+def _guarded_sft_trainer_class() -> Any:
+    """SFTTrainer that keeps the ``prompt_length`` column for the collator's loss-mask check.
+
+    The Trainer drops dataset columns that are not model inputs; TRL keeps ``input_ids``, ``labels`` and
+    ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed).
+    """
+    from trl import SFTTrainer
+
+    class GuardedSFTTrainer(SFTTrainer):
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "prompt_length" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "prompt_length"]
+
+    return GuardedSFTTrainer
+
+
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -148,7 +171,7 @@ def train_sft(
     from datasets import Dataset
     from peft import PeftModel, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from cleanroom import guard
     from cleanroom.training.budget import BudgetCallback
@@ -173,12 +196,13 @@ def train_sft(
     if is_quantized(model) and not prewrapped:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
 
-    args = SFTConfig(
-        **train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None),
-        completion_only_loss=True,
-        dataset_kwargs={"skip_prepare_dataset": True},
-    )
-    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch")
+    kwargs = train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None)
+    if train.padding_free:
+        # TRL refuses its own padding_free flag beside a custom collator, and would refuse max_length without
+        # packing; our collator packs, and render_examples already refused every row over max_length.
+        kwargs["max_length"] = None
+    args = SFTConfig(**kwargs, completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": True})
+    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free)
     cbs = list(callbacks)
     if train.early_stopping_patience is not None:
         cbs.append(EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold))
@@ -186,7 +210,7 @@ def train_sft(
     if budget_cb is not None:
         cbs.append(budget_cb)
 
-    trainer = SFTTrainer(
+    trainer = _guarded_sft_trainer_class()(
         model=model,
         args=args,
         data_collator=collator,

@@ -30,6 +30,7 @@ _OWNED_KEYS = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "eval_steps", "eval_strategy",
         "gradient_checkpointing", "bf16", "fp16", "optim", "report_to", "load_best_model_at_end",
         "metric_for_best_model", "greater_is_better", "completion_only_loss", "dataset_kwargs", "beta",
+        "padding_free",
     }
 )
 
@@ -106,6 +107,9 @@ class TrainSpec:
     ``early_stopping_threshold``) needs eval examples; evaluation runs every ``save_steps`` so the best
     checkpoint can be restored. ``trl_overrides`` passes further ``SFTConfig``/``DPOConfig`` fields
     verbatim (e.g. ``dataloader_num_workers``); it may not shadow a field this spec owns.
+    ``padding_free`` (SFT only; opt-in until the H200 side-by-side in docs/training-speed.md shows it wins at
+    equal loss) concatenates each batch into one row with position IDs restarting per example instead of
+    padding; the guard then checks every packed sequence on its own.
     """
 
     learning_rate: float = 2e-4
@@ -128,6 +132,7 @@ class TrainSpec:
     precision: str = "auto"
     optim: str = "adamw_torch"
     report_to: str = "none"
+    padding_free: bool = False
     trl_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -160,6 +165,7 @@ class TrainSpec:
         _check(self.precision in PRECISIONS, s, "precision", self.precision, str(sorted(PRECISIONS)))
         _check(self.optim in OPTIMIZERS, s, "optim", self.optim, str(sorted(OPTIMIZERS)))
         _check(self.report_to in REPORT_TO, s, "report_to", self.report_to, str(sorted(REPORT_TO)))
+        _check(isinstance(self.padding_free, bool), s, "padding_free", self.padding_free, "True or False")
         _check(isinstance(self.trl_overrides, Mapping), s, "trl_overrides", self.trl_overrides, "a mapping")
         shadowed = sorted(set(self.trl_overrides) & _OWNED_KEYS)
         _check(not shadowed, s, "trl_overrides", dict(self.trl_overrides),

@@ -1,0 +1,345 @@
+"""Print cleanroom's guarded training beside plain TRL on the same length-varied data: tokens/s, peak memory, losses.
+
+    python benchmarks/bench_train_side_by_side.py --mode sft-guarded --model qwen2.5-1.5b --quantization nf4 \
+        --out results/sft-guarded.json
+    python benchmarks/bench_train_side_by_side.py --table results/        # one row per JSON file
+
+Modes (one per process, so each peak-memory figure is its own):
+
+    sft-guarded       cleanroom ``train_sft`` as the pipeline runs it
+    sft-unguarded     the same, with the collator's checks (scan, final EOS, loss mask) made pass-throughs
+    sft-guarded-bf16  the same as sft-guarded, without peft's fp32 upcast of the non-quantised weights
+                      (``prepare_model_for_kbit_training``); TRL's own trainers skip that upcast
+    sft-guarded-padfree  sft-guarded with ``TrainSpec(padding_free=True)`` (the guard checks each packed sequence)
+    trl-sft           TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
+    trl-sft-padfree   the same with ``padding_free=True`` (SDPA, position IDs)
+    dpo-guarded       cleanroom ``train_dpo`` (base model + fresh LoRA: the reference is the base)
+    trl-dpo           TRL ``DPOTrainer`` defaults + the same LoRA
+
+Every mode counts tokens the same way: the non-pad tokens of each batch the collator hands the model
+(``attention_mask.sum()``; a padding-free batch has no pad, so its length), chosen and rejected rows
+both for DPO. Rates use the steps after ``--warmup``: ``tokens/s = sum(tokens) / sum(step seconds)``,
+each step timed between CUDA synchronisations by a callback. ``sft-guarded`` also times the guarded
+collator against TRL's bare collator on the same batches (the guard's own cost, per batch and as a
+share of the median step). ``--model`` is a local directory or a Qwen2.5 architecture name
+(``qwen2.5-1.5b``: a random-initialised model built once under ``--cache``). Figures are printed,
+never asserted. The data are seeded word sequences of random lengths (prompt 16..--max-prompt words,
+completion 16..--max-completion words, log-uniform), not fixed-length copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MODES = ("sft-guarded", "sft-unguarded", "sft-guarded-bf16", "sft-guarded-padfree", "trl-sft", "trl-sft-padfree", "dpo-guarded", "trl-dpo")
+WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
+         "stone", "tree", "water", "quick", "slow", "north", "south", "apple", "bread", "music", "paper", "window")
+
+
+def _length(rng: Any, lo: int, hi: int) -> int:
+    return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+
+
+def _words(rng: Any, n: int) -> str:
+    return "".join(" " + rng.choice(WORDS) for _ in range(n))
+
+
+def sft_examples(n: int, seed: int, max_prompt: int, max_completion: int) -> list[dict[str, str]]:
+    """``n`` prompt/completion pairs of log-uniform lengths (words of one token each with their space)."""
+    import random
+
+    rng = random.Random(seed)
+    return [{"prompt": f"Record {i}:{_words(rng, _length(rng, 16, max_prompt))}\nAnswer:",
+             "completion": _words(rng, _length(rng, 16, max_completion))} for i in range(n)]
+
+
+def dpo_pairs(n: int, seed: int, max_prompt: int, max_completion: int) -> list[dict[str, str]]:
+    import random
+
+    rng = random.Random(seed)
+    return [{"prompt": f"Record {i}:{_words(rng, _length(rng, 16, max_prompt))}\nAnswer:",
+             "chosen": _words(rng, _length(rng, 16, max_completion)),
+             "rejected": _words(rng, _length(rng, 16, max_completion))} for i in range(n)]
+
+
+def batch_tokens(batch: dict[str, Any]) -> int:
+    """Non-pad tokens the model processes in ``batch`` (the one count every mode uses)."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+
+class Recorder:
+    """Per-step seconds (between CUDA synchronisations), per-batch tokens, losses and the peak memory of training."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.start_batch = 0
+        self.step_seconds: list[float] = []
+        self.losses: list[float] = []
+        self.peak_bytes = 0
+        self._t0 = 0.0
+
+    def wrap(self, collate: Any) -> Any:
+        def counted(examples: list[dict[str, Any]]) -> dict[str, Any]:
+            batch = collate(examples)
+            self.tokens.append(batch_tokens(batch))
+            return batch
+
+        return counted
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        rec = self
+
+        class Timer(TrainerCallback):
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                rec.start_batch = len(rec.tokens)  # batches drawn before training (DPO's step-0 check) don't count
+                _sync()
+                if _cuda():
+                    import torch
+
+                    torch.cuda.reset_peak_memory_stats()
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                _sync()
+                rec._t0 = time.perf_counter()
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                _sync()
+                rec.step_seconds.append(time.perf_counter() - rec._t0)
+
+            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+                if logs and "loss" in logs:
+                    rec.losses.append(float(logs["loss"]))
+
+            def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                if _cuda():
+                    import torch
+
+                    rec.peak_bytes = int(torch.cuda.max_memory_allocated())
+
+        return Timer()
+
+    def summary(self, warmup: int) -> dict[str, Any]:
+        steps = len(self.step_seconds)
+        w = min(warmup, max(steps - 1, 0))
+        tokens = self.tokens[self.start_batch:self.start_batch + steps]
+        secs = sum(self.step_seconds[w:])
+        return {"steps": steps, "warmup_steps": w, "timed_seconds": round(secs, 4),
+                "s_per_step": round(secs / max(steps - w, 1), 4),
+                "median_step_s": round(statistics.median(self.step_seconds[w:]), 4) if steps else None,
+                "tokens_timed": sum(tokens[w:]), "tokens_per_s": round(sum(tokens[w:]) / secs, 1) if secs else 0.0,
+                "mean_tokens_per_batch": round(sum(tokens) / max(len(tokens), 1), 1),
+                "peak_gib": round(self.peak_bytes / 2**30, 3), "losses": [round(x, 4) for x in self.losses]}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _sync() -> None:
+    if _cuda():
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def model_dir(name: str, cache: Path) -> Path:
+    if Path(name).is_dir():
+        return Path(name)
+    from cleanroom import fixtures
+
+    if name == "tiny":
+        return fixtures.tiny_base_model()
+    return fixtures.random_qwen25_model(name, cache / name)
+
+
+def load(path: Path, quantization: str | None) -> tuple[Any, Any]:
+    from cleanroom.loader import CleanModelLoader
+
+    model, tok, _ = CleanModelLoader(path, quantization=quantization, probe=False,
+                                     dtype=None if quantization or _cuda() else "float32").load()
+    return model, tok
+
+
+def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, Any]:
+    """train_sft / train_dpo as the pipeline calls them, instrumented through the collator class and a callback."""
+    from cleanroom import guard
+    from cleanroom.training import LoraSpec, TrainSpec, train_dpo, train_sft
+    from cleanroom.training import collate as collate_mod
+
+    extra: dict[str, Any] = {}
+    seen: list[Any] = []
+    guarded_call = collate_mod._GuardedCollator.__call__
+
+    def call(self: Any, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        seen.append(self)
+        return rec.wrap(lambda ex: guarded_call(self, ex))(examples)
+
+    collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
+    if args.mode == "sft-unguarded":
+        guard.scan_ids = lambda *a, **k: None  # type: ignore[assignment]
+        guard.check_loss_mask = lambda *a, **k: None  # type: ignore[assignment]
+        collate_mod._check_final_eos = lambda batch, *a, **k: batch["attention_mask"].sum(dim=1)
+    if args.mode == "sft-guarded-bf16":
+        import peft
+
+        def no_upcast(model: Any, use_gradient_checkpointing: bool = True, **_: Any) -> Any:
+            # what TRL's trainers do for a k-bit model instead: inputs that carry grads, weights left as loaded
+            if use_gradient_checkpointing:
+                model.enable_input_require_grads()
+            return model
+
+        peft.prepare_model_for_kbit_training = no_upcast
+    model, tok = load(path, args.quantization)
+    lora = LoraSpec(r=args.r, alpha=2 * args.r)
+    train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
+                      learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
+                      precision="auto" if _cuda() else "fp32", padding_free=args.mode == "sft-guarded-padfree")
+    n = args.steps * args.batch + args.batch
+    with tempfile.TemporaryDirectory() as out:
+        if args.mode.startswith("dpo"):
+            pairs = dpo_pairs(n, 7, args.max_prompt, args.max_completion)
+            res = train_dpo(model, tok, pairs, lora=lora, train=train, beta=0.1, output_dir=Path(out),
+                            callbacks=[rec.callback()])
+            extra.update(step0_loss=res.step0_loss, step0_margin=res.step0_margin)
+        else:
+            examples = sft_examples(n, 7, args.max_prompt, args.max_completion)
+            train_sft(model, tok, examples, lora=lora, train=train, output_dir=Path(out), callbacks=[rec.callback()])
+    collate_mod._GuardedCollator.__call__ = guarded_call  # type: ignore[method-assign]
+    if args.mode == "sft-guarded":
+        extra["guard"] = time_guard(seen[-1], tok, examples, args, rec)
+    return extra
+
+
+def time_guard(collator: Any, tok: Any, examples: list[dict[str, str]], args: argparse.Namespace,
+               rec: Recorder) -> dict[str, Any]:
+    """The guarded collator against TRL's bare collator on the same batches: the guard's own cost."""
+    from cleanroom.training.sft import render_examples
+
+    rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
+    batches = [rows[i:i + args.batch] for i in range(0, len(rows) - args.batch + 1, args.batch)]
+    inner = collator._inner
+
+    def per_batch(fn: Any) -> float:
+        reps = max(1, 200 // len(batches))
+        start = time.perf_counter()
+        for _ in range(reps):
+            for b in batches:
+                fn(b)
+        return (time.perf_counter() - start) / (reps * len(batches))
+
+    plain_s, guarded_s = per_batch(inner), per_batch(collator)
+    step = rec.summary(args.warmup)["median_step_s"] or float("nan")
+    return {"bare_collate_ms": round(plain_s * 1e3, 3), "guarded_collate_ms": round(guarded_s * 1e3, 3),
+            "guard_ms_per_batch": round((guarded_s - plain_s) * 1e3, 3),
+            "guard_share_of_step_pct": round(100 * (guarded_s - plain_s) / step, 3),
+            "steps_per_s_guarded": round(1 / step, 4), "steps_per_s_without_guard": round(1 / (step - guarded_s + plain_s), 4)}
+
+
+def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, Any]:
+    """TRL's trainers with their defaults: text datasets, TRL's own tokenisation, collator and model preparation."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from cleanroom.training import LoraSpec
+
+    model, _ = load(path, args.quantization)  # the same weights and nf4 settings as the cleanroom modes
+    tok = AutoTokenizer.from_pretrained(path)
+    common = dict(max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
+                  max_length=args.max_length, gradient_checkpointing=True, logging_steps=1, save_strategy="no",
+                  report_to=[], seed=3407, use_cpu=not _cuda())
+    peft_config = LoraSpec(r=args.r, alpha=2 * args.r).to_peft()
+    n = args.steps * args.batch + args.batch
+    with tempfile.TemporaryDirectory() as out:
+        if args.mode == "trl-dpo":
+            data = Dataset.from_list(dpo_pairs(n, 7, args.max_prompt, args.max_completion))
+            cfg: Any = DPOConfig(output_dir=out, beta=0.1, **common)
+            trainer: Any = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
+                                      peft_config=peft_config, callbacks=[rec.callback()])
+        else:
+            data = Dataset.from_list(sft_examples(n, 7, args.max_prompt, args.max_completion))
+            padfree = args.mode == "trl-sft-padfree"
+            if padfree:  # TRL does not truncate padding-free batches; the data already fit max_length
+                common["max_length"] = None
+            cfg = SFTConfig(output_dir=out, padding_free=padfree, **common)
+            trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
+                                 peft_config=peft_config, callbacks=[rec.callback()])
+        trainer.data_collator = rec.wrap(trainer.data_collator)
+        trainer.train()
+    return {"trl_bf16": cfg.bf16, "trl_optim": str(cfg.optim), "trl_padding_free": getattr(cfg, "padding_free", None)}
+
+
+def table(folder: Path) -> str:
+    """A markdown table of every result JSON in ``folder``, with each rate relative to its TRL baseline."""
+    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    base = {(r["model"], r["mode"]): r for r in rows}
+    lines = ["| model | mode | s/step | tokens/s | × TRL | peak GiB | first → last loss | max abs loss diff vs TRL "
+             "| guard % of step |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = base.get((r["model"], "trl-dpo" if r["mode"].startswith(("dpo", "trl-dpo")) else "trl-sft"))
+        ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref and ref.get("tokens_per_s") else float("nan")
+        loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
+        diff = (max((abs(a - b) for a, b in zip(r["losses"], ref["losses"], strict=False)), default=float("nan"))
+                if ref and ref.get("losses") else float("nan"))
+        g = r.get("guard", {}).get("guard_share_of_step_pct", "")
+        lines.append(f"| {r['model']} | {r['mode']} | {r['s_per_step']} | {r['tokens_per_s']} | {ratio:.2f} | "
+                     f"{r['peak_gib']} | {loss} | {diff:.4f} | {g} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=MODES)
+    ap.add_argument("--table", type=Path, help="print the table of the result JSONs in this folder and exit")
+    ap.add_argument("--model", default="tiny", help="local dir, 'tiny', or a Qwen2.5 arch (qwen2.5-1.5b)")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "cleanroom" / "bench-models")
+    ap.add_argument("--quantization", default=None, choices=["nf4", "int8"])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--r", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--max-length", type=int, default=2048, help="the production profile's (qwen2.5-32b.yaml)")
+    ap.add_argument("--max-prompt", type=int, default=384, help="longest prompt, in words (~tokens)")
+    ap.add_argument("--max-completion", type=int, default=1024, help="longest completion, in words (~tokens)")
+    ap.add_argument("--out", type=Path, help="also write the result JSON here")
+    args = ap.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if args.mode is None:
+        ap.error("--mode or --table is required")
+    if args.max_prompt + args.max_completion + 16 > args.max_length:
+        ap.error(f"--max-prompt + --max-completion + 16 = {args.max_prompt + args.max_completion + 16} exceeds "
+                 f"--max-length {args.max_length}: examples would be refused by the guard")
+    path = model_dir(args.model, args.cache)
+    rec = Recorder()
+    extra = run_trl(args, path, rec) if args.mode.startswith("trl") else run_cleanroom(args, path, rec)
+    import torch
+
+    result = {"model": path.name if args.model != "tiny" else "tiny", "mode": args.mode, "quantization": args.quantization, "batch": args.batch,
+              "r": args.r, "max_length": args.max_length,
+              "device": torch.cuda.get_device_name(0) if _cuda() else "cpu", **rec.summary(args.warmup), **extra}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
