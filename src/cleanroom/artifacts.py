@@ -86,12 +86,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask. Read from /proc where it is exposed: setting it to read it back (the portable
+    way) briefly changes it for every thread."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write *data* to *path* all-or-nothing: temp file in the same directory, fsync, ``os.replace``."""
+    """Write *data* to *path* all-or-nothing: temp file in the same directory, fsync, ``os.replace``.
+
+    ``mkstemp`` creates the temp file 0600; it gets ``0666 & ~umask`` before the rename, like a file
+    written with ``open()``, so a collaborator on a shared box can read the run.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
