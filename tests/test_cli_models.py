@@ -116,3 +116,21 @@ def test_inspect_model_json_instruct_carries_probe_scores(tmp_path, tiny_base_mo
     probe = report["probe"]
     assert probe["is_instruct"] and probe["p_eot"] < 1e-3 and probe["threshold"] == 0.2 and "p_role" in probe
     assert probe["name_markers"] == []
+
+
+def test_inspect_model_without_weights_is_not_checked_and_says_so(tmp_path, tiny_base_model, capsys):
+    """Tokenizer and config alone: the probe did not run, so no `instruct=False`, and no exit 0 for a model."""
+    bare = tmp_path / "tokenizer-only"
+    shutil.copytree(tiny_base_model, bare, ignore=shutil.ignore_patterns("*.safetensors"))
+    assert main(["inspect-model", str(bare)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"NOT CHECKED {bare} (tokenizer and config only)")
+    assert "probe: not run (no weights in" in out and "instruct=" not in out and "p_eot=None" not in out
+    assert main(["inspect-model", str(bare), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["clean"] is None and report["checked"] == "tokenizer-only" and report["verdict"] == "NOT CHECKED"
+    assert report["probe_not_run"].startswith("no weights")
+    # asking about the tokenizer alone is answered, and the answer says what it covered
+    assert main(["inspect-model", str(bare), "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("TOKENIZER-ONLY CLEAN") and "probe: not run (--no-probe)" in out
