@@ -134,3 +134,18 @@ def test_inspect_model_without_weights_is_not_checked_and_says_so(tmp_path, tiny
     assert main(["inspect-model", str(bare), "--no-probe"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("TOKENIZER-ONLY CLEAN") and "probe: not run (--no-probe)" in out
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    (b'{"prompt": "ok"}\n{"prompt": "\xff"}\n', "line 2: not UTF-8"),
+    (b'\xef\xbb\xbf{"prompt": "ok"}\n', "line 1: starts with a UTF-8 byte-order mark"),
+    (b'{"prompt": "ok"}\n\n', "line 2: blank line"),
+    (b"", "is empty"),
+], ids=["xff", "bom", "blank", "empty"])
+def test_scan_data_refuses_a_defective_file_naming_it_and_never_says_clean(tmp_path, qwen_base_tokenizer, capsys,
+                                                                            data, where):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(data)
+    assert main(["scan-data", str(path), "--tokenizer", str(qwen_base_tokenizer)]) == 2
+    captured = capsys.readouterr()
+    assert "clean" not in captured.out and where in captured.err and str(path) in captured.err

@@ -98,11 +98,14 @@ def test_tox_environments() -> None:
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "tox.ini")
     assert cfg["tox"]["env_list"].strip() == "py"
-    for env in ["gpu", "pipeline-stage1", "lint", "type"]:
+    for env in ["gpu", "pipeline-stage1", "lint", "type", "core"]:
         assert cfg.has_section(f"testenv:{env}"), env
     assert "torch==2.13.0" in cfg["testenv"]["deps"], "CPU envs must pin the local CPU torch build"
     assert "-n auto" in cfg["testenv"]["commands"]
-    assert "-m gpu" in cfg["testenv:gpu"]["commands"]
+    assert "-m gpu" in cfg["testenv:gpu"]["commands"] and "--cleanroom-require-gpu" in cfg["testenv:gpu"]["commands"]
+    core = cfg["testenv:core"]
+    assert "train" not in core["extras"] and "torch" not in core["deps"], "the core env must install without torch"
+    assert "tests/test_core_install.py" in core["commands"]
 
 
 def test_github_workflow_mirrors_ci_copy() -> None:
@@ -110,4 +113,4 @@ def test_github_workflow_mirrors_ci_copy() -> None:
         return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
     assert body(ROOT / "ci" / "github-actions.yml") == body(ROOT / ".github" / "workflows" / "ci.yml")
-    assert "tox -e lint,type,py" in (ROOT / "ci" / "github-actions.yml").read_text()
+    assert "tox -e lint,type,core,py" in (ROOT / "ci" / "github-actions.yml").read_text()

@@ -642,23 +642,11 @@ def write_records(
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Parse a JSONL file; :class:`InputError` names the line of malformed JSON (no digest checks)."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"{p}: no such record file")
-    out = []
-    with open(p, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                raise InputError(f"{p} line {lineno}: malformed JSON ({exc}); fix or regenerate the file") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{p} line {lineno}: a record must be a JSON object, got {type(record).__name__}")
-            out.append(record)
-    return out
+    """Parse a record file (:func:`cleanroom.jsonl.read_jsonl`; no digest checks). A record file may hold
+    zero records: its manifest records the count."""
+    from cleanroom.jsonl import read_jsonl
+
+    return read_jsonl(path, what="record file", allow_empty=True)
 
 
 def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> Any:

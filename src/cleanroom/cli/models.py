@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from cleanroom.errors import ContaminationError, InputError, MissingFileError
+from cleanroom.jsonl import iter_jsonl
 
 # The three record shapes (issue 3) by their content fields; other keys (key, provenance, instruction_id_list,
 # kwargs, ...) are metadata and allowed. A content-like key outside these shapes is an error, not ignored.
@@ -159,43 +160,29 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
     eos = guard.base_eos_id(tokenizer)
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{path} line {lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
-                    "re-encode the file as UTF-8"
-                ) from exc
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-            shape, fields = _record_shape(path, lineno, rec)
-            for f in fields:
-                for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
-                    findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
-                                     "why": "literal control-token text: a template was applied upstream"})
-                ids = guard.encode(tokenizer, rec[f], add_bos=False)
-                bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
-                for i, t in bad:
-                    findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
-                                     "why": "control/EOS ID inside the text"})
-            try:
-                if shape == "sft":
-                    guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
-                                         record=lineno)
-                elif shape == "dpo":
-                    guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
-                                     max_length=max_length, record=lineno)
-            except (ContaminationError, InputError) as exc:
-                field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
-                if shape == "dpo" and rec["chosen"] == rec["rejected"]:
-                    field = "chosen/rejected"
-                findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
+    for lineno, rec in iter_jsonl(path, what="data file"):  # an empty file is an input error, never "clean"
+        shape, fields = _record_shape(path, lineno, rec)
+        for f in fields:
+            for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
+                findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
+                                 "why": "literal control-token text: a template was applied upstream"})
+            ids = guard.encode(tokenizer, rec[f], add_bos=False)
+            bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
+            for i, t in bad:
+                findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
+                                 "why": "control/EOS ID inside the text"})
+        try:
+            if shape == "sft":
+                guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
+                                     record=lineno)
+            elif shape == "dpo":
+                guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
+                                 max_length=max_length, record=lineno)
+        except (ContaminationError, InputError) as exc:
+            field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
+            if shape == "dpo" and rec["chosen"] == rec["rejected"]:
+                field = "chosen/rejected"
+            findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
     return findings
 
 

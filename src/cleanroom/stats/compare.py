@@ -21,7 +21,6 @@ The minimum-n rule applies to the number of paired keys at both levels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from cleanroom.errors import InputError, MissingFileError, StatisticsError
+from cleanroom.jsonl import iter_jsonl
 from cleanroom.stats.intervals import check_confidence, clustered_mean_se
 from cleanroom.stats.paired import cohens_h, compare_paired_binary, holm
 from cleanroom.stats.power import mde_from_se, mde_paired_binary
@@ -97,45 +97,39 @@ def read_verdict_file(path: Path | str, *, mode: str = "strict") -> _Verdicts:
     prompt: dict[Hashable, bool] = {}
     instructions: dict[Hashable, tuple[bool, ...]] = {}
     first_line: dict[Hashable, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{p} line {lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg}); each line must be one verdict object") from None
-            if not isinstance(rec, dict) or "key" not in rec:
-                raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
-            key = rec["key"]
-            if not isinstance(key, (int, str)) or isinstance(key, bool):
-                raise InputError(f"{where}: key {key!r} must be an int or a string")
-            if key in first_line:
-                raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
-            block = rec.get(mode)
-            if not isinstance(block, dict):
-                raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
-            follow_all = block.get("follow_all_instructions")
-            follow_list = block.get("follow_instruction_list")
-            if not isinstance(follow_all, bool):
-                raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
-            if (
-                not isinstance(follow_list, list)
-                or not follow_list
-                or not all(isinstance(v, bool) for v in follow_list)
-            ):
-                raise InputError(
-                    f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
-                )
-            if follow_all != all(follow_list):
-                raise InputError(
-                    f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
-                    f"{follow_list}; the file is inconsistent — re-score it"
-                )
-            first_line[key] = lineno
-            prompt[key] = follow_all
-            instructions[key] = tuple(follow_list)
+    # one reader for every JSONL file (cleanroom.jsonl): encoding, BOM, blank lines, an empty file
+    for lineno, rec in iter_jsonl(p, what="verdict file"):
+        where = f"{p} line {lineno}"
+        if "key" not in rec:
+            raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
+        key = rec["key"]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise InputError(f"{where}: key {key!r} must be an int or a string")
+        if key in first_line:
+            raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
+        block = rec.get(mode)
+        if not isinstance(block, dict):
+            raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
+        follow_all = block.get("follow_all_instructions")
+        follow_list = block.get("follow_instruction_list")
+        if not isinstance(follow_all, bool):
+            raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
+        if (
+            not isinstance(follow_list, list)
+            or not follow_list
+            or not all(isinstance(v, bool) for v in follow_list)
+        ):
+            raise InputError(
+                f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
+            )
+        if follow_all != all(follow_list):
+            raise InputError(
+                f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
+                f"{follow_list}; the file is inconsistent — re-score it"
+            )
+        first_line[key] = lineno
+        prompt[key] = follow_all
+        instructions[key] = tuple(follow_list)
     if not prompt:
         raise InputError(f"verdict file {p} holds no verdicts; score some prompts first")
     return _Verdicts(p.stem, p, prompt, instructions)
