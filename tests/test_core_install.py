@@ -47,7 +47,8 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str)
 
 def _verdict(key: int, ok: bool) -> dict:
     block = {"follow_all_instructions": ok, "follow_instruction_list": [ok]}
-    return {"key": key, "strict": block, "loose": block}
+    return {"key": key, "strict": block, "loose": block, "conditions": {
+        "prompt_sha256": f"{key:064d}", "scorer_sha256": "0" * 64, "generation": {"temperature": 0.0}}}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from cleanroom import errors
         (errors.GateError, RuntimeError, 1),
         (errors.StatisticsError, ValueError, 2),
         (errors.BudgetExceededError, RuntimeError, 1),
+        (errors.IncomparableError, ValueError, 1),
     ],
 )
 def test_hierarchy(cls: type, builtin: type, code: int) -> None:

@@ -69,6 +69,11 @@ class StatisticsError(CleanroomError, ValueError):
     exit_code = 2
 
 
+class IncomparableError(CleanroomError, ValueError):
+    """Results were produced under different conditions (prompts, scorer, generation settings), so
+    comparing them would credit the model with a difference it did not make."""
+
+
 class BudgetExceededError(CleanroomError, RuntimeError):
     """The run reached ``max_cost_usd`` or ``max_hours``; it stopped at a checkpoint."""
 
@@ -80,6 +85,7 @@ __all__ = [
     "ContaminationError",
     "DependencyError",
     "GateError",
+    "IncomparableError",
     "InputError",
     "MissingFileError",
     "ProvenanceError",

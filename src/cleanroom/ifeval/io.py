@@ -116,3 +116,15 @@ def read_responses(path: str | Path) -> dict[Key, str]:
         out[key] = response
     return out
 
+
+
+#: Fields of a responses record that say how its response was produced (kept as its verdict's conditions).
+RESPONSE_CONDITIONS = ("model", "generation", "rendering")
+
+
+def read_response_conditions(path: str | Path) -> dict[Key, dict[str, Any]]:
+    """``{key: {model, generation, rendering}}`` from a responses file; a field the file does not carry is
+    None (not recorded), which ``eval compare`` refuses to take as equal."""
+    path = Path(path)
+    return {_key(obj, path, lineno): {f: obj.get(f) for f in RESPONSE_CONDITIONS}
+            for lineno, obj in _lines(path, "responses file")}
