@@ -140,7 +140,8 @@ def _gate_reasons(got: dict[str, dict[str, Any]]) -> list[str]:
     merge = got.get("merge")
     if merge is not None:
         if merge.get("merged") is True:
-            diff, atol = merge.get("max_abs_logit_diff"), merge.get("atol")
+            diff: Any = merge.get("max_abs_logit_diff")
+            atol: Any = merge.get("atol")
             if not (_is_number(diff) and _is_number(atol)):
                 reasons.append("merge equivalence did not run (merge/equivalence.json lacks max_abs_logit_diff/atol)")
             elif diff > atol:
