@@ -149,3 +149,13 @@ def test_scan_data_refuses_a_defective_file_naming_it_and_never_says_clean(tmp_p
     assert main(["scan-data", str(path), "--tokenizer", str(qwen_base_tokenizer)]) == 2
     captured = capsys.readouterr()
     assert "clean" not in captured.out and where in captured.err and str(path) in captured.err
+
+
+def test_inspect_model_with_a_non_utf8_tokenizer_file_is_exit_2(tmp_path, tiny_base_model, capsys):
+    bad = tmp_path / "bad-tokenizer"
+    shutil.copytree(tiny_base_model, bad)
+    with (bad / "tokenizer_config.json").open("ab") as fh:
+        fh.write(b"\xff")
+    assert main(["inspect-model", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0xff" in err[0] and str(bad) in err[0]

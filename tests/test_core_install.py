@@ -124,3 +124,21 @@ def test_a_malformed_profile_is_one_line_naming_its_line(tmp_path) -> None:
     _one_line_error(cleanroom("run", "stage1", "--profile", profile, cwd=tmp_path), 2, "not UTF-8", "0xff")
     proc = cleanroom("run", "stage1", "--profile", profile, "--debug", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" in proc.stderr  # --debug shows it, and keeps the code
+
+
+def test_verify_and_trace_on_a_record_file_with_a_bad_byte(tmp_path) -> None:
+    """verify reports the edited line as a broken edge (exit 1); trace refuses the file as input (exit 2)."""
+    from cleanroom.artifacts import RunDir
+    from cleanroom.provenance import capture_provenance
+
+    run = RunDir.create(tmp_path, "r1", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", config={"seed": 0})) as st:
+        w = st.jsonl("out.jsonl")
+        for i in range(3):
+            w.write({"text": f"record {i}"}, record_id=f"gen:{i}")
+    run.finalize()
+    path = run.path / "gen" / "out.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"record 1", b"record \xff"))
+    proc = cleanroom("verify", run.path, cwd=tmp_path)
+    assert proc.returncode == 1 and "gen/out.jsonl line 2" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    _one_line_error(cleanroom("trace", run.path, "gen:0", cwd=tmp_path), 2, "gen/out.jsonl")
