@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported at collection on purpose: pytester (tests/test_pytest_plugin.py) restores sys.modules after each
+# test, so a torch first imported inside one of its tests is dropped, and importing it again in this
+# process crashes. The stages below import torch (resolve_device); having it loaded first keeps them safe.
+import torch  # noqa: F401
+
 from cleanroom.cli.run_cmd import load_pipeline
 from cleanroom.config import load_config
 from cleanroom.errors import ProvenanceError
