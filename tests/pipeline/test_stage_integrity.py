@@ -114,6 +114,7 @@ def test_removing_the_broken_stage_re_makes_it_from_its_own_inputs(tmp_path: Pat
     import shutil
 
     run = pipeline.run_stage1(cheap_pipeline, tmp_path, progress=False, stop_after=NAMES[-1])
+    sft_before = (run / "sft" / "manifest.json").read_text()
     _edit_record(run / "sft_data" / "records.jsonl", 1)
     with pytest.raises(ProvenanceError):
         pipeline.run_stage1(cheap_pipeline, tmp_path, resume=True, progress=False, stop_after=NAMES[-1])
@@ -121,5 +122,11 @@ def test_removing_the_broken_stage_re_makes_it_from_its_own_inputs(tmp_path: Pat
     capsys.readouterr()
     pipeline.run_stage1(cheap_pipeline, tmp_path, resume=True, progress=False, stop_after=NAMES[-1])
     out = capsys.readouterr().out
-    assert "sft_data: running" in out and "sft: running" in out and "baseline: done earlier, skipped" in out
+    assert "sft_data: running" in out and "baseline: done earlier, skipped" in out, out
     assert verify_stage_errors(run) == []
+    # sft re-ran exactly when the re-made file differs from the one it consumed (same second: same bytes)
+    from cleanroom.provenance import digest_path
+
+    recorded = json.loads((run / "sft" / "manifest.json").read_text())["inputs"][0]["sha256"]
+    assert recorded == digest_path(run / "sft_data" / "records.jsonl", cache=False)
+    assert ("sft: running" in out) == (recorded != json.loads(sft_before)["inputs"][0]["sha256"])
