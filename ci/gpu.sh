@@ -48,4 +48,5 @@ python3 -c "import importlib.metadata as m, sys; sys.exit(0 if any(e.name == 'cl
   || plugin=(-p cleanroom.pytest_plugin)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 # -p no:randomly: the gate's checks share one loaded model and run in file order (1..10).
-python3 -m pytest -m gpu "${plugin[@]}" -p no:randomly -p no:cacheprovider -rs -v --durations=15 "$@" verification tests
+# --cleanroom-require-gpu: a box whose CUDA is broken fails the gate instead of skipping every check to exit 0.
+python3 -m pytest -m gpu --cleanroom-require-gpu "${plugin[@]}" -p no:randomly -p no:cacheprovider -rs -v --durations=15 "$@" verification tests

@@ -6,7 +6,8 @@ Every stage reads the previous stage's artifacts from ``runs/<run_id>/`` and wri
 provenance. A stage whose manifest exists and whose inputs still have the digests its manifest
 recorded is done and is skipped (its config is fixed by the run id, derived from the resolved
 config's digest); a stage whose inputs changed is re-run, with every stage after it; an
-interrupted stage resumes its record files and training checkpoints. An unfinished run is continued
+interrupted stage resumes its record files and training checkpoints. A finished stage whose own files
+or records fail its manifest stops the run (exit 1) naming the broken edge, before anything consumes it. An unfinished run is continued
 only with ``resume=True`` (``--resume``); a finished one is re-used either way. ``cleanroom verify runs/<run_id>`` re-checks it all.
 Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
 """
@@ -82,12 +83,13 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
     try:
         stale = False  # an upstream stage re-ran: every later stage's result is out of date
         for name, stage in STAGES:
-            changed = ctx.changed_inputs(name) if ctx.stage_done(name) and not stale else []
+            done = not stale and ctx.stage_done(name)  # a finished stage whose files fail its manifest stops here
+            changed = ctx.changed_inputs(name) if done else []
             if changed:
                 ctx.say(f"{name}: inputs changed since it ran ({', '.join(changed)}): re-running it and every "
                         "stage after it")
                 stale = True
-            if ctx.stage_done(name) and not stale:
+            if done and not stale:
                 ctx.say(f"{name}: done earlier, skipped (inputs unchanged)")
             else:
                 if stale:

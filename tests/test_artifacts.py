@@ -320,3 +320,22 @@ def test_trace_survives_a_parent_without_an_artifact_and_suggests_ids(tmp_path) 
         ("missing", "(no artifact named)", "gen:1"), ("missing", "(no artifact named)", None)]
     with pytest.raises(InputError, match=r"did you mean gen:1.*`cleanroom trace "):
         trace_record(run.path, "gen:1x")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_written_files_get_the_umask_not_the_temp_files_private_mode(tmp_path, mask) -> None:
+    """mkstemp makes 0600 files; renamed into place as they were, a collaborator could not read a run."""
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        run, _, _ = _make_run(tmp_path)
+        target = tmp_path / "plain.json"
+        artifacts.atomic_write_bytes(target, b"{}\n")
+    finally:
+        os.umask(old)
+    want = 0o666 & ~mask
+    for path in (target, run.path / "run.json", run.path / "attestation.json", run.path / "sft" / "manifest.json",
+                 run.path / "config.resolved.yaml"):
+        assert stat.S_IMODE(path.stat().st_mode) == want, (path, oct(path.stat().st_mode))

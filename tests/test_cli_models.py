@@ -116,3 +116,46 @@ def test_inspect_model_json_instruct_carries_probe_scores(tmp_path, tiny_base_mo
     probe = report["probe"]
     assert probe["is_instruct"] and probe["p_eot"] < 1e-3 and probe["threshold"] == 0.2 and "p_role" in probe
     assert probe["name_markers"] == []
+
+
+def test_inspect_model_without_weights_is_not_checked_and_says_so(tmp_path, tiny_base_model, capsys):
+    """Tokenizer and config alone: the probe did not run, so no `instruct=False`, and no exit 0 for a model."""
+    bare = tmp_path / "tokenizer-only"
+    shutil.copytree(tiny_base_model, bare, ignore=shutil.ignore_patterns("*.safetensors"))
+    assert main(["inspect-model", str(bare)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"NOT CHECKED {bare} (tokenizer and config only)")
+    assert "probe: not run (no weights in" in out and "instruct=" not in out and "p_eot=None" not in out
+    assert main(["inspect-model", str(bare), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["clean"] is None and report["checked"] == "tokenizer-only" and report["verdict"] == "NOT CHECKED"
+    assert report["probe_not_run"].startswith("no weights")
+    # asking about the tokenizer alone is answered, and the answer says what it covered
+    assert main(["inspect-model", str(bare), "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("TOKENIZER-ONLY CLEAN") and "probe: not run (--no-probe)" in out
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    (b'{"prompt": "ok"}\n{"prompt": "\xff"}\n', "line 2: not UTF-8"),
+    (b'\xef\xbb\xbf{"prompt": "ok"}\n', "line 1: starts with a UTF-8 byte-order mark"),
+    (b'{"prompt": "ok"}\n\n', "line 2: blank line"),
+    (b"", "is empty"),
+], ids=["xff", "bom", "blank", "empty"])
+def test_scan_data_refuses_a_defective_file_naming_it_and_never_says_clean(tmp_path, qwen_base_tokenizer, capsys,
+                                                                            data, where):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(data)
+    assert main(["scan-data", str(path), "--tokenizer", str(qwen_base_tokenizer)]) == 2
+    captured = capsys.readouterr()
+    assert "clean" not in captured.out and where in captured.err and str(path) in captured.err
+
+
+def test_inspect_model_with_a_non_utf8_tokenizer_file_is_exit_2(tmp_path, tiny_base_model, capsys):
+    bad = tmp_path / "bad-tokenizer"
+    shutil.copytree(tiny_base_model, bad)
+    with (bad / "tokenizer_config.json").open("ab") as fh:
+        fh.write(b"\xff")
+    assert main(["inspect-model", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0xff" in err[0] and str(bad) in err[0]

@@ -19,6 +19,7 @@ from cleanroom import errors
         (errors.GateError, RuntimeError, 1),
         (errors.StatisticsError, ValueError, 2),
         (errors.BudgetExceededError, RuntimeError, 1),
+        (errors.IncomparableError, ValueError, 1),
     ],
 )
 def test_hierarchy(cls: type, builtin: type, code: int) -> None:
@@ -51,10 +52,13 @@ def test_cli_maps_an_unreadable_path_to_exit_2_without_traceback(tmp_path, capsy
     assert len(err) == 1 and err[0].startswith("cleanroom eval: ") and str(blocker) in err[0], err
 
 
-def test_debug_is_accepted_after_the_subcommand_and_shows_the_traceback(tmp_path) -> None:
+def test_debug_is_accepted_after_the_subcommand_shows_the_traceback_and_keeps_the_exit_code(tmp_path, capsys) -> None:
+    """--debug adds the traceback; it must not turn an input error (2) into a crash (1)."""
     from cleanroom import cli
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OSError):
-        cli.main(["eval", "make-set", "--out", str(blocker / "sub"), "--debug"])
+    assert cli.main(["eval", "make-set", "--out", str(blocker / "sub"), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith("cleanroom eval: ")
+    assert cli.main(["run", "stage1", "--profile", str(tmp_path / "missing.yaml"), "--debug"]) == 2

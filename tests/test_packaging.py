@@ -55,26 +55,57 @@ def test_pyproject_extras_and_entry_points() -> None:
     assert opts["testpaths"] == ["tests", "verification"]
 
 
-def test_torch_range_admits_cpu_and_gpu_images() -> None:
+# What CI runs (CPU set, GPU image), and a version just below the oldest one tested: the `train` extra must
+# admit every tested version and nothing older, so what pip installs is what was tested.
+TESTED = {
+    "torch": (["2.13.0", "2.11.0"], "2.10.0"),
+    "transformers": (["5.25.0", "5.17.0"], "5.16.0"),
+    "trl": (["1.16.0"], "1.15.0"),
+    "peft": (["0.21.2", "0.21.0"], "0.20.0"),
+    "accelerate": (["1.16.0", "1.15.0"], "1.14.0"),
+    "bitsandbytes": (["0.50.2"], "0.50.1"),
+    "datasets": (["5.2.0"], "5.1.0"),
+}
+
+
+def _train_requirements() -> dict:
     from packaging.requirements import Requirement
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = {Requirement(r).name: Requirement(r) for r in meta["project"]["optional-dependencies"]["train"]}
-    for name, versions in {"torch": ["2.11.0", "2.13.0"], "transformers": ["5.17.0"], "peft": ["0.21.0"],
-                           "accelerate": ["1.15.0"]}.items():
-        for version in versions:
-            assert reqs[name].specifier.contains(version), (name, version)
+    return {Requirement(r).name: Requirement(r) for r in meta["project"]["optional-dependencies"]["train"]}
+
+
+def test_train_extra_admits_what_ci_runs_and_nothing_older() -> None:
+    reqs = _train_requirements()
+    for name, (tested, older) in TESTED.items():
+        for version in tested:
+            assert reqs[name].specifier.contains(version), (name, version, str(reqs[name].specifier))
+        assert not reqs[name].specifier.contains(older), (name, older, "untested version admitted")
+        assert any(s.operator == "<" for s in reqs[name].specifier), (name, "needs an upper bound")
+
+
+def test_dpo_wrappers_install_hint_is_the_extras_range() -> None:
+    """The DPO wrapper tells users to install trl in a range; it must be the one the extra declares."""
+    text = (ROOT / "src" / "cleanroom" / "training" / "dpo.py").read_text()
+    hint = re.search(r"install `trl([^`]*)`", text)
+    assert hint is not None
+    from packaging.specifiers import SpecifierSet
+
+    assert SpecifierSet(hint.group(1)) == _train_requirements()["trl"].specifier
 
 
 def test_tox_environments() -> None:
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "tox.ini")
     assert cfg["tox"]["env_list"].strip() == "py"
-    for env in ["gpu", "pipeline-stage1", "lint", "type"]:
+    for env in ["gpu", "pipeline-stage1", "lint", "type", "core"]:
         assert cfg.has_section(f"testenv:{env}"), env
     assert "torch==2.13.0" in cfg["testenv"]["deps"], "CPU envs must pin the local CPU torch build"
     assert "-n auto" in cfg["testenv"]["commands"]
-    assert "-m gpu" in cfg["testenv:gpu"]["commands"]
+    assert "-m gpu" in cfg["testenv:gpu"]["commands"] and "--cleanroom-require-gpu" in cfg["testenv:gpu"]["commands"]
+    core = cfg["testenv:core"]
+    assert "train" not in core["extras"] and "torch" not in core["deps"], "the core env must install without torch"
+    assert "tests/test_core_install.py" in core["commands"]
 
 
 def test_github_workflow_mirrors_ci_copy() -> None:
@@ -82,4 +113,4 @@ def test_github_workflow_mirrors_ci_copy() -> None:
         return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
     assert body(ROOT / "ci" / "github-actions.yml") == body(ROOT / ".github" / "workflows" / "ci.yml")
-    assert "tox -e lint,type,py" in (ROOT / "ci" / "github-actions.yml").read_text()
+    assert "tox -e lint,type,core,py" in (ROOT / "ci" / "github-actions.yml").read_text()

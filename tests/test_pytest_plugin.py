@@ -64,6 +64,30 @@ def test_gpu_tests_skip_with_reason_without_cuda(pytester: pytest.Pytester) -> N
     assert result.ret == 0
 
 
+def test_require_gpu_turns_no_cuda_into_a_failure(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CUDA hidden (CUDA_VISIBLE_DEVICES empty, in a subprocess), the switch fails the gate instead of
+    letting it skip to exit 0; a run that collects no gpu test at all is a usage error."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    pytester.makepyfile(
+        test_gate="""
+        import pytest
+        @pytest.mark.gpu
+        def test_needs_gpu(): pass
+        def test_cpu(): pass
+        """
+    )
+    skipped = pytester.runpytest_subprocess("-m", "gpu", "-rs")
+    skipped.assert_outcomes(skipped=1, deselected=1)
+    assert skipped.ret == 0
+    required = pytester.runpytest_subprocess("-m", "gpu", "--cleanroom-require-gpu")
+    required.assert_outcomes(errors=1, deselected=1)
+    required.stdout.fnmatch_lines(["*--cleanroom-require-gpu: *cannot run the GPU gate*"])
+    assert required.ret == 1
+    nothing = pytester.runpytest_subprocess("-m", "gpu", "--cleanroom-require-gpu", "-k", "cpu")
+    assert nothing.ret != 0
+
+
 def test_model_path_fixture(pytester: pytest.Pytester, tmp_path) -> None:
     pytester.makepyfile(
         """

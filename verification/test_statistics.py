@@ -268,7 +268,9 @@ def test_same_seed_same_numbers_across_processes(tmp_path):
         for k in range(60):
             lst = [bool(v) for v in rng.random(3) < (0.4 if name == "a" else 0.6)]
             lines.append(json.dumps({"key": f"k{k}", "strict": {"follow_all_instructions": all(lst),
-                                                                 "follow_instruction_list": lst}}))
+                                                                 "follow_instruction_list": lst},
+                                     "conditions": {"prompt_sha256": f"p{k}", "scorer_sha256": "s",
+                                                    "model": name}}))
         p.write_text("\n".join(lines) + "\n")
         files.append(str(p))
     outs = []

@@ -86,12 +86,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask. Read from /proc where it is exposed: setting it to read it back (the portable
+    way) briefly changes it for every thread."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write *data* to *path* all-or-nothing: temp file in the same directory, fsync, ``os.replace``."""
+    """Write *data* to *path* all-or-nothing: temp file in the same directory, fsync, ``os.replace``.
+
+    ``mkstemp`` creates the temp file 0600; it gets ``0666 & ~umask`` before the rename, like a file
+    written with ``open()``, so a collaborator on a shared box can read the run.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -623,23 +642,11 @@ def write_records(
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Parse a JSONL file; :class:`InputError` names the line of malformed JSON (no digest checks)."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"{p}: no such record file")
-    out = []
-    with open(p, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                raise InputError(f"{p} line {lineno}: malformed JSON ({exc}); fix or regenerate the file") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{p} line {lineno}: a record must be a JSON object, got {type(record).__name__}")
-            out.append(record)
-    return out
+    """Parse a record file (:func:`cleanroom.jsonl.read_jsonl`; no digest checks). A record file may hold
+    zero records: its manifest records the count."""
+    from cleanroom.jsonl import read_jsonl
+
+    return read_jsonl(path, what="record file", allow_empty=True)
 
 
 def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> Any:

@@ -336,7 +336,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(f"override {item!r}: value {_yaml_problem(exc)}") from None
         node = result
         for part in parts[:-1]:
             child = node.setdefault(part, {})
@@ -345,6 +345,15 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = child
         node[parts[-1]] = value
     return result
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error as one line: ``line L column C: problem`` (its str() is a multi-line excerpt dump)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"not valid YAML at {where}{problem}" + (f" ({context})" if context else "")
 
 
 def profile_path(profile: str) -> Path:
@@ -365,9 +374,12 @@ def load_config(profile: str, overrides: Sequence[str] = ()) -> RunSpec:
     """Load a profile (name or YAML path), apply overrides, validate into a :class:`RunSpec`."""
     path = profile_path(profile)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "re-encode the file as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: {_yaml_problem(exc)}; fix the YAML there") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of config keys")
     return build_spec(RunSpec, apply_overrides(data, overrides))

@@ -37,6 +37,20 @@ class DependencyError(CleanroomError, ImportError):
     exit_code = 2
 
 
+#: The packages of the ``train`` extra: a core install (``pip install cleanroom``) has none of them.
+TRAIN_PACKAGES = frozenset({"torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets",
+                            "safetensors", "tokenizers", "tiktoken", "gguf", "sentencepiece"})
+
+
+def missing_train_extra(exc: ImportError) -> DependencyError | None:
+    """The install hint for an import of a ``train`` package that failed, or None for any other import."""
+    name = (getattr(exc, "name", None) or "").split(".", 1)[0]
+    if name not in TRAIN_PACKAGES:
+        return None
+    return DependencyError(f"this command needs {name}, which is not installed (the core install has no torch "
+                           "stack): pip install 'cleanroom[train]' (install torch first on a CPU machine)")
+
+
 class ContaminationError(CleanroomError, ValueError):
     """A chat template, control token or instruct model reached a base-model path."""
 
@@ -55,6 +69,11 @@ class StatisticsError(CleanroomError, ValueError):
     exit_code = 2
 
 
+class IncomparableError(CleanroomError, ValueError):
+    """Results were produced under different conditions (prompts, scorer, generation settings), so
+    comparing them would credit the model with a difference it did not make."""
+
+
 class BudgetExceededError(CleanroomError, RuntimeError):
     """The run reached ``max_cost_usd`` or ``max_hours``; it stopped at a checkpoint."""
 
@@ -66,8 +85,11 @@ __all__ = [
     "ContaminationError",
     "DependencyError",
     "GateError",
+    "IncomparableError",
     "InputError",
     "MissingFileError",
     "ProvenanceError",
     "StatisticsError",
+    "TRAIN_PACKAGES",
+    "missing_train_extra",
 ]

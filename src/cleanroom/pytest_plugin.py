@@ -23,6 +23,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the gpu suite against this local model directory instead of a random-initialised one",
     )
     group.addoption(
+        "--cleanroom-require-gpu",
+        action="store_true",
+        default=False,
+        help="the GPU gate's switch: without usable CUDA every gpu test fails instead of skipping, and a run "
+        "that selects no gpu test is a usage error, so a broken GPU box cannot pass the gate green",
+    )
+    group.addoption(
         "--cleanroom-seed",
         type=int,
         default=None,
@@ -89,14 +96,33 @@ def _cuda_missing_reason() -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    require = config.getoption("--cleanroom-require-gpu", default=False)
     if not gpu_items:
+        if require:
+            raise pytest.UsageError(
+                "--cleanroom-require-gpu: no gpu-marked test was collected, so the GPU gate would check nothing; "
+                "run it on the paths that hold the gate (verification tests) with -m gpu"
+            )
         return
     reason = _cuda_missing_reason()
     if reason is None:
         return
+    # A gate that skips everything on a box whose CUDA is broken reads as green: with the switch on, each
+    # gpu test fails with the reason instead (a check that did not run is not a pass).
+    if require:
+        return  # pytest_runtest_setup fails each one
     marker = pytest.mark.skip(reason=f"gpu test skipped: {reason}")
     for item in gpu_items:
         item.add_marker(marker)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under --cleanroom-require-gpu a gpu test without usable CUDA errors in setup (never a skip)."""
+    if item.get_closest_marker("gpu") is None or not item.config.getoption("--cleanroom-require-gpu", default=False):
+        return
+    reason = _cuda_missing_reason()
+    if reason is not None:
+        pytest.fail(f"--cleanroom-require-gpu: {reason}; this box cannot run the GPU gate", pytrace=False)
 
 
 @pytest.fixture(scope="session")

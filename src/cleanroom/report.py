@@ -16,9 +16,19 @@ from typing import Any
 MODELS = ("base", "sft", "dpo")
 
 
-def _load(run: Path, stage: str, name: str) -> Any:
+def _load(run: Path, stage: str, name: str, unreadable: dict[str, str] | None = None) -> Any:
+    """The parsed JSON file, or None when it is missing; one that cannot be read or parsed is None with
+    the reason in *unreadable* (keyed by stage), so the verdict names it instead of treating it as absent."""
     path = run / stage / name
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        if unreadable is None:
+            raise
+        unreadable[stage] = f"{type(exc).__name__}: {exc}"[:200]
+        return None
 
 
 def _svg(fig: Any) -> str:
@@ -89,48 +99,102 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+# Every file the Stage 2 verdict reads. A missing or unreadable one is a check that did not run: NO-GO.
+VERDICT_INPUTS = {
+    "preflight": "preflight/results.json",
+    "merge": "merge/equivalence.json",
+    "dpo": "dpo/metrics.json",
+    "eval": "eval/comparison.json",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _input_reasons(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The verdict's inputs that are present as JSON objects, and a reason for each one that is not."""
+    unreadable = data.get("unreadable") or {}
+    present, reasons = {}, []
+    for key, name in VERDICT_INPUTS.items():
+        value = data.get(key)
+        if key in unreadable:
+            reasons.append(f"{name} is unreadable ({unreadable[key]})")
+        elif value is None:
+            reasons.append(f"{name} is missing: its stage did not finish, so its check did not run")
+        elif not isinstance(value, dict):
+            reasons.append(f"{name} is not a JSON object ({type(value).__name__})")
+        else:
+            present[key] = value
+    return present, reasons
+
+
+def _gate_reasons(got: dict[str, dict[str, Any]]) -> list[str]:
+    """Preflight, DPO step 0 and merge equivalence: each must say it held, with the numbers it held by."""
+    reasons = []
+    if "preflight" in got and got["preflight"].get("passed") is not True:
+        reasons.append("preflight did not pass" if "passed" in got["preflight"]
+                       else "preflight/results.json records no `passed`")
+    if "dpo" in got and not _is_number(got["dpo"].get("step0_loss")):
+        reasons.append("DPO step-0 check did not run (dpo/metrics.json has no step0_loss)")
+    merge = got.get("merge")
+    if merge is not None:
+        if merge.get("merged") is True:
+            diff: Any = merge.get("max_abs_logit_diff")
+            atol: Any = merge.get("atol")
+            if not (_is_number(diff) and _is_number(atol)):
+                reasons.append("merge equivalence did not run (merge/equivalence.json lacks max_abs_logit_diff/atol)")
+            elif diff > atol:
+                reasons.append(f"merged and unmerged logits disagree (max |diff| {diff:.3g} > atol {atol:.3g})")
+        elif merge.get("merged") is not False or not merge.get("reason"):
+            reasons.append("merge/equivalence.json says neither merged=true with its logit check nor merged=false "
+                           "with a reason")
+    return reasons
+
+
+def _eval_reasons(ev: dict[str, Any]) -> list[str]:
+    primary = (ev.get("comparisons") or {}).get(ev.get("primary", ""), [])
+    if not primary:
+        return ["no evaluation comparison (eval/comparison.json has no rows for its primary metric)"]
+    needed = {"a", "b", "verdict", "difference", "p_holm", "mde"}
+    if not all(isinstance(r, dict) and needed <= r.keys() for r in primary):
+        return [f"eval/comparison.json rows lack one of {sorted(needed)}"]
+    reasons = [f"{r['b']} regressed against {r['a']} ({r['difference']:+.3f}, p_holm={r['p_holm']:.3g})"
+               for r in primary if r["verdict"] == "regressed" and r["b"] in ("dpo", "sft")]
+    if not any(r["a"] == "base" and r["verdict"] == "improved" for r in primary):
+        mde = min((r["mde"] for r in primary if r["a"] == "base"), default=float("nan"))
+        reasons.append(f"neither SFT nor DPO improved detectably on base ({ev.get('primary')}, MDE = {mde:.3f})")
+    return reasons
+
+
 def go_no_go(data: dict[str, Any]) -> tuple[str, list[str]]:
     """GO for Stage 2 only when every gate held AND the trained policy measurably improved on base.
 
-    A run whose SFT/DPO shows no detectable difference is a NO-GO: spending Stage 2's budget on top
-    of a policy that did not move is what this line exists to prevent.
+    Fails closed like the GPU gate: every input in :data:`VERDICT_INPUTS` is required, and a missing or
+    unreadable one (or one without the field its check needs) is a NO-GO reason naming it. A run whose
+    SFT/DPO shows no detectable difference is a NO-GO too: spending Stage 2's budget on top of a policy
+    that did not move is what this line exists to prevent.
     """
-    reasons = []
-    pre = data.get("preflight") or {}
-    if not pre.get("passed"):
-        reasons.append("preflight did not pass")
-    dpo = data.get("dpo") or {}
-    if dpo and dpo.get("step0_loss") is None:
-        reasons.append("DPO step-0 check missing")
-    merge = data.get("merge") or {}
-    if merge.get("merged") and merge.get("max_abs_logit_diff", 0) > merge.get("atol", 0):
-        reasons.append("merged and unmerged logits disagree")
-    ev = data.get("eval") or {}
-    primary = (ev.get("comparisons") or {}).get(ev.get("primary", ""), [])
-    for row in primary:
-        if row["verdict"] == "regressed" and row["b"] in ("dpo", "sft"):
-            reasons.append(f"{row['b']} regressed against {row['a']} ({row['difference']:+.3f}, p_holm={row['p_holm']:.3g})")
-    improved = [r for r in primary if r["a"] == "base" and r["verdict"] == "improved"]
-    if not primary:
-        reasons.append("no evaluation comparison")
-    elif not improved:
-        base_rows = [r for r in primary if r["a"] == "base"]
-        mde = min((r["mde"] for r in base_rows), default=float("nan"))
-        reasons.append(f"neither SFT nor DPO improved detectably on base ({ev.get('primary')}, MDE = {mde:.3f})")
+    got, reasons = _input_reasons(data)
+    reasons += _gate_reasons(got)
+    if "eval" in got:
+        reasons += _eval_reasons(got["eval"])
     return ("GO" if not reasons else "NO-GO"), reasons
 
 
 def collect(run: Path) -> dict[str, Any]:
+    unreadable: dict[str, str] = {}
     data = {
-        "preflight": _load(run, "preflight", "results.json"),
+        "preflight": _load(run, "preflight", "results.json", unreadable),
         "baseline": _load(run, "baseline", "summary.json"),
         "sft_data": _load(run, "sft_data", "stats.json"),
         "sft": _load(run, "sft", "metrics.json"),
-        "merge": _load(run, "merge", "equivalence.json"),
+        "merge": _load(run, "merge", "equivalence.json", unreadable),
         "pairs": _load(run, "pairs", "stats.json"),
-        "dpo": _load(run, "dpo", "metrics.json"),
-        "eval": _load(run, "eval", "comparison.json"),
+        "dpo": _load(run, "dpo", "metrics.json", unreadable),
+        "eval": _load(run, "eval", "comparison.json", unreadable),
         "run": json.loads((run / "run.json").read_text()),
+        "unreadable": unreadable,
     }
     import yaml
 

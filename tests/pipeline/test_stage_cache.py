@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+
+from cleanroom.errors import ProvenanceError
 
 from .test_stage1 import SMALL
 
@@ -27,16 +30,22 @@ def test_a_changed_input_reruns_its_stage_and_everything_downstream(tmp_path: Pa
     assert out.count("done earlier, skipped") == 3 and "re-running" not in out
     assert {s: (run / s / "manifest.json").read_bytes() for s in before} == before
 
-    # baseline's input changes under it (one eval prompt fewer): baseline and sft_data re-run, preflight does not
+    # an artifact edited in place fails its manifest: the run stops at that edge and nothing consumes it
     prompts = run / "preflight" / "eval_prompts.jsonl"
     lines = prompts.read_text().splitlines(keepends=True)
     prompts.write_text("".join(lines[:-1]))
+    with pytest.raises(ProvenanceError, match="^preflight/eval_prompts.jsonl: record count in manifest"):
+        pipeline.run_stage1(spec, tmp_path, resume=True, progress=False, stop_after="sft_data")
+    out = capsys.readouterr().out
+    assert ": running" not in out and "re-running" not in out
+    assert {s: (run / s / "manifest.json").read_bytes() for s in before} == before
+
+    # re-made from its own inputs, preflight's records are new files (new provenance): baseline's input
+    # changed, so baseline and sft_data re-run on them
+    shutil.rmtree(run / "preflight")
     pipeline.run_stage1(spec, tmp_path, resume=True, progress=False, stop_after="sft_data")
     out = capsys.readouterr().out
-    assert "baseline: inputs changed since it ran (preflight/eval_prompts.jsonl)" in out
-    assert "preflight: done earlier, skipped" in out and "sft_data: running" in out
-    assert (run / "preflight" / "manifest.json").read_bytes() == before["preflight"]
-    verdicts = (run / "baseline" / "base_verdicts.jsonl").read_text().splitlines()
-    assert len(verdicts) == len(lines) - 1  # answered afresh, not the old records resumed
+    assert "preflight: running" in out and "sft_data: running" in out
+    assert "baseline: inputs changed since it ran (preflight/eval_prompts.jsonl" in out
     manifest = json.loads((run / "baseline" / "manifest.json").read_text())
     assert manifest["inputs"][0]["sha256"] != json.loads(before["baseline"])["inputs"][0]["sha256"]

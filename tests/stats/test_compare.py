@@ -13,8 +13,13 @@ from cleanroom.errors import InputError, MissingFileError, StatisticsError
 from cleanroom.stats import compare_verdict_files, format_markdown
 from cleanroom.stats.compare import JSON_EXTRA_FIELDS, JSON_FIELDS
 
+# What every file below was produced under (only the model differs): eval compare requires it equal.
+CONDITIONS = {"prompt_sha256": "p" * 64, "scorer_sha256": "s" * 64, "rendering": {"few_shot_digest": "f" * 64},
+              "generation": {"max_new_tokens": 256, "temperature": 0.0, "stop": ["\n### Request:"], "seed": 0}}
 
-def _write(path, keys, lists, *, loose=None):
+
+def _write(path, keys, lists, *, loose=None, conditions=None):
+    conditions = CONDITIONS | {"model": {"path": path.stem}} if conditions is None else conditions
     with path.open("w", encoding="utf-8") as fh:
         for k, lst in zip(keys, lists, strict=True):
             lst = [bool(v) for v in lst]
@@ -24,6 +29,7 @@ def _write(path, keys, lists, *, loose=None):
                 "strict": {"follow_all_instructions": all(lst), "follow_instruction_list": lst},
                 "loose": {"follow_all_instructions": all(lo), "follow_instruction_list": lo},
                 "provenance": {"record_id": f"eval:{k}"},
+                **({"conditions": conditions} if conditions is not False else {}),
             }) + "\n")
     return path
 

@@ -1,7 +1,9 @@
 """The ``cleanroom`` command: thin; each subcommand parses its arguments and calls one library function.
 
 Exit codes everywhere: 0 ok, 1 a check found a problem, 2 usage or input error. A
-:class:`~cleanroom.errors.CleanroomError` becomes a one-line message (no traceback unless ``--debug``).
+:class:`~cleanroom.errors.CleanroomError` becomes a one-line message (``--debug`` adds the traceback and
+keeps the exit code); so do a missing ``train`` package on the core install (the install hint, exit 2), a
+file that is not UTF-8 and an unreadable path (exit 2).
 Each subcommand module exposes ``add_parser(subparsers)``; modules must import nothing heavy at
 import time (torch and transformers are imported inside the handlers).
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from cleanroom.cli import _commands
-from cleanroom.errors import CleanroomError
+from cleanroom.errors import CleanroomError, missing_train_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,20 +47,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CleanroomError as exc:
-        if args.debug:
+        return _fail(args, exc, f"{type(exc).__name__}: {exc}", exc.exit_code)
+    except ImportError as exc:  # a command of the train extra on the core install
+        hint = missing_train_extra(exc)
+        if hint is None:
             raise
-        print(f"cleanroom {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, exc, f"DependencyError: {hint}", hint.exit_code)
+    except UnicodeDecodeError as exc:  # a file read outside the JSONL reader (a tokenizer, a profile): input
+        return _fail(args, exc, f"input is not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                     "re-encode the file as UTF-8 (--debug shows which file)", 2)
     except OSError as exc:  # a path the user named cannot be read or written: an input error, not a crash
-        if args.debug:
-            raise
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"cleanroom {args.command}: {type(exc).__name__}:{where}: {exc.strerror or exc}; check the path "
-              "and its permissions (--debug shows the traceback)", file=sys.stderr)
-        return 2
+        return _fail(args, exc, f"{type(exc).__name__}:{where}: {exc.strerror or exc}; check the path "
+                     "and its permissions (--debug shows the traceback)", 2)
     except KeyboardInterrupt:
         print(f"cleanroom {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, message: str, code: int) -> int:
+    """One line on stderr and the exit code; ``--debug`` adds the traceback but keeps the code (2 stays 2)."""
+    if args.debug:
+        traceback.print_exception(exc)
+    print(f"cleanroom {args.command}: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,12 +70,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def run_score(args: argparse.Namespace) -> int:
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
     from cleanroom.ifeval import file_sha256, read_prompts, read_responses, score_responses, summarize
+    from cleanroom.ifeval.io import read_response_conditions
+    from cleanroom.ifeval.scoring import scoring_conditions
     from cleanroom.provenance import capture_provenance
 
     prompts = read_prompts(args.prompts, sha256=args.prompts_sha256)
     responses = read_responses(args.responses)
     verdicts = score_responses(prompts, responses)
     inputs = {"prompts_sha256": file_sha256(args.prompts), "responses_sha256": file_sha256(args.responses)}
+    produced = read_response_conditions(args.responses)
+    by_key = {p.key: p for p in prompts}
+    for v in verdicts:  # what each verdict was produced under, for `eval compare`
+        v["conditions"] = scoring_conditions(by_key[v["key"]]) | produced[v["key"]]
     rec = capture_provenance("eval_score", extra={"ifeval": inputs})
     parent = {"artifact": str(args.responses.resolve()), "sha256": inputs["responses_sha256"], "record_id": None}
     write_records(
@@ -97,6 +103,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from cleanroom.generation import choose_engine, generate, record_seed
     from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, score_record, summarize
     from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
+    from cleanroom.ifeval.scoring import scoring_conditions
     from cleanroom.loader import CleanModelLoader
     from cleanroom.provenance import capture_provenance
 
@@ -140,6 +147,9 @@ def run_generate(args: argparse.Namespace) -> int:
             gid = gens.write({"key": r.key, "response": response, "tokens": n_tok},
                              record_id=f"eval/{args.label}/response:{r.key}")
             v = score_record(r, response)
+            v["conditions"] = scoring_conditions(r) | {
+                "model": {"path": str(args.model), "adapter": str(args.adapter) if args.adapter else None},
+                "generation": generation, "rendering": {"few_shot_digest": FEW_SHOT_DIGEST}}
             out.write(v, parents=[st.ref("responses.jsonl", gid)], record_id=f"eval/{args.label}:{r.key}")
             verdicts.append(v)
         summary = summarize(verdicts)

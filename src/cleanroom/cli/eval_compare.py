@@ -2,7 +2,8 @@
 
 Mounted by ``cli/eval_cmd.py`` as the ``compare`` action: it calls :func:`add_arguments` on its
 subparser and dispatches to :func:`run`. Exit 0 after printing the table (a regression is a verdict,
-not a tool failure); 2 on unreadable files, mismatched keys, or too few keys or ``--min-n`` below 200
+not a tool failure); 1 when the files were produced under different conditions other than the model
+(each difference listed; ``--allow-difference FIELD --override-reason TEXT`` accepts one); 2 on unreadable files, mismatched keys, or too few keys or ``--min-n`` below 200
 without ``--override-reason`` (the library's ``require_min_n`` decides; ``--json`` rows carry the reason).
 """
 
@@ -24,7 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paired keys needed for a verdict (default 200); fewer keys, or any N below 200, "
                              "needs --override-reason")
     parser.add_argument("--override-reason", default=None, metavar="TEXT",
-                        help="why a verdict below --min-n is acceptable (recorded in the output)")
+                        help="why a verdict below --min-n, or an accepted --allow-difference, is acceptable "
+                             "(recorded in the output)")
+    parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
+                        help="accept files that differ in FIELD (a recorded condition such as "
+                             "generation.temperature, or a section such as generation); repeatable; needs "
+                             "--override-reason. Without it, files produced under different prompts, rendering, "
+                             "scorer or generation settings are refused (exit 1)")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
     parser.set_defaults(handler=run)
 
@@ -35,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     rows = compare_verdict_files(
         args.files, level=args.level, mode=args.mode, min_n=args.min_n,
         override_reason=args.override_reason, confidence=args.confidence,
+        allow_differences=args.allow_difference,
     )
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))

@@ -1,6 +1,7 @@
 """``cleanroom inspect-model`` and ``cleanroom scan-data``: check a model or a data file before renting a GPU.
 
-Exit codes: 0 clean; 1 instruct or contaminated (every reason listed); 2 unreadable or missing input.
+Exit codes: 0 clean; 1 instruct or contaminated (every reason listed), or a model directory without
+weights (the probe could not run: NOT CHECKED); 2 unreadable or missing input.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 from cleanroom.errors import ContaminationError, InputError, MissingFileError
+from cleanroom.jsonl import iter_jsonl
 
 # The three record shapes (issue 3) by their content fields; other keys (key, provenance, instruction_id_list,
 # kwargs, ...) are metadata and allowed. A content-like key outside these shapes is an error, not ignored.
@@ -40,7 +42,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=run_scan)
 
 
+def _probe_line(probe: dict, not_run: str | None) -> str:
+    """The probe as it happened: its scores, or why it did not run (never scores of None read as a pass)."""
+    if not_run is not None:
+        return f"probe: not run ({not_run}); base-or-instruct decided by static markers only"
+    if probe.get("p_eot") is None:
+        return f"probe: not run ({'; '.join(probe.get('notes') or ['no scores'])})"
+    return f"probe: p_eot={probe['p_eot']} p_role={probe['p_role']} instruct={probe.get('is_instruct')}"
+
+
 def run_inspect(args: argparse.Namespace) -> int:
+    """Exit 0 only for what was checked: a model whose weights were probed, or (``--no-probe``, asked for)
+    its tokenizer and config. A directory without weights asked about as a model is exit 1: unchecked."""
     from cleanroom.loader import CleanModelLoader
 
     path = Path(args.path)
@@ -52,8 +65,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         probe=not args.no_probe,
     )
     has_weights = loader.gguf_file is not None or any(loader.path.glob("*.safetensors"))
+    not_run = ("--no-probe" if args.no_probe else
+               None if has_weights else f"no weights in {path} (*.safetensors or --gguf-file)")
     try:
-        if has_weights and not args.no_probe:
+        if not_run is None:
             _, _, prov = loader.load()
         else:
             _, prov = loader.load_tokenizer()
@@ -62,7 +77,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         reasons = list(result.reasons) if result is not None else [str(exc)]
         if args.json:
             report = {"model": str(path), "clean": False, "reasons": reasons, "error": str(exc),
-                      "probe": result.to_dict() if result is not None else None}
+                      "checked": "tokenizer-only" if not_run else "weights",
+                      "probe": result.to_dict() if result is not None else None, "probe_not_run": not_run}
             print(json.dumps(report, indent=2))
         else:
             print(f"NOT CLEAN {path}" + (": instruct/chat model (pass --allow-instruct REASON to accept it)"
@@ -70,14 +86,20 @@ def run_inspect(args: argparse.Namespace) -> int:
             for reason in reasons:
                 print(f"  - {reason}")
             if result is not None:
-                print(f"  probe: p_eot={result.p_eot} p_role={result.p_role} threshold={result.threshold}")
+                print(f"  probe: p_eot={result.p_eot} p_role={result.p_role} threshold={result.threshold}"
+                      if result.p_eot is not None else "  " + _probe_line(result.to_dict(), not_run))
                 for warning in result.warnings:
                     print(f"  warning: {warning}")
         return 1
     probe = prov.get("probe") or {}
+    unchecked = not_run is not None and not args.no_probe  # asked about a model, but only its tokenizer was seen
+    verdict = "CLEAN" if not_run is None else "TOKENIZER-ONLY CLEAN" if args.no_probe else "NOT CHECKED"
     report = {
         "model": str(path),
-        "clean": True,
+        "clean": True if not_run is None else None,  # None: undecided, the probe did not run
+        "verdict": verdict,
+        "checked": "weights" if not_run is None else "tokenizer-only",
+        "probe_not_run": not_run,
         "base_eos_id": prov["base_eos_id"],
         "sentinels": prov["sentinels"],
         "probe": probe,
@@ -87,14 +109,17 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"CLEAN {path}: base EOS {prov['base_eos_id']}, sentinels {prov['sentinels']['checked']} ok "
+        scope = "" if not_run is None else " (tokenizer and config only)"
+        print(f"{verdict} {path}{scope}: base EOS {prov['base_eos_id']}, sentinels {prov['sentinels']['checked']} ok "
               f"(reference: {prov['sentinels']['reference']})")
-        print(f"  probe: p_eot={probe.get('p_eot')} p_role={probe.get('p_role')} instruct={probe.get('is_instruct')}")
+        print("  " + _probe_line(probe, not_run))
         for warning in probe.get("warnings", []):
             print(f"  warning: {warning}")
         for change in prov["tokenizer_changes"]:
             print(f"  cleaned: {change}")
-    return 0
+        if unchecked:
+            print("  the model was not checked: add its weights, or pass --no-probe to check the tokenizer alone")
+    return 1 if unchecked else 0
 
 
 def _record_shape(path: Path, lineno: int, rec: object) -> tuple[str, tuple[str, ...]]:
@@ -135,43 +160,29 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
     eos = guard.base_eos_id(tokenizer)
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{path} line {lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
-                    "re-encode the file as UTF-8"
-                ) from exc
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-            shape, fields = _record_shape(path, lineno, rec)
-            for f in fields:
-                for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
-                    findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
-                                     "why": "literal control-token text: a template was applied upstream"})
-                ids = guard.encode(tokenizer, rec[f], add_bos=False)
-                bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
-                for i, t in bad:
-                    findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
-                                     "why": "control/EOS ID inside the text"})
-            try:
-                if shape == "sft":
-                    guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
-                                         record=lineno)
-                elif shape == "dpo":
-                    guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
-                                     max_length=max_length, record=lineno)
-            except (ContaminationError, InputError) as exc:
-                field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
-                if shape == "dpo" and rec["chosen"] == rec["rejected"]:
-                    field = "chosen/rejected"
-                findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
+    for lineno, rec in iter_jsonl(path, what="data file"):  # an empty file is an input error, never "clean"
+        shape, fields = _record_shape(path, lineno, rec)
+        for f in fields:
+            for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
+                findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
+                                 "why": "literal control-token text: a template was applied upstream"})
+            ids = guard.encode(tokenizer, rec[f], add_bos=False)
+            bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
+            for i, t in bad:
+                findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
+                                 "why": "control/EOS ID inside the text"})
+        try:
+            if shape == "sft":
+                guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
+                                     record=lineno)
+            elif shape == "dpo":
+                guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
+                                 max_length=max_length, record=lineno)
+        except (ContaminationError, InputError) as exc:
+            field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
+            if shape == "dpo" and rec["chosen"] == rec["rejected"]:
+                field = "chosen/rejected"
+            findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
     return findings
 
 

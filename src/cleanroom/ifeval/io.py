@@ -10,14 +10,14 @@ malformed kwarg fails at load time with the file and line, not mid-scoring.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from cleanroom.errors import InputError, MissingFileError
+from cleanroom.errors import InputError
 from cleanroom.ifeval.checkers import Instruction, build_instruction
+from cleanroom.jsonl import iter_jsonl
 
 Key = int | str
 
@@ -52,20 +52,8 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict]]:
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file not found; pass an existing JSONL file")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path} line {lineno}: invalid JSON ({exc.msg}); fix or remove the line") from exc
-            if not isinstance(obj, dict):
-                raise InputError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+def _lines(path: Path, what: str) -> Iterator[tuple[int, dict]]:
+    return iter_jsonl(path, what=what)
 
 
 def _key(obj: dict, path: Path, lineno: int) -> Key:
@@ -103,7 +91,7 @@ def read_prompts(path: str | Path, *, sha256: str | None = None) -> list[PromptR
             raise InputError(f"{path}: sha256 {actual} does not match the pinned {sha256}; use the pinned file")
     records: list[PromptRecord] = []
     seen: dict[Key, int] = {}
-    for lineno, obj in _lines(path):
+    for lineno, obj in _lines(path, "prompt file"):
         key = _key(obj, path, lineno)
         if key in seen:
             raise InputError(f"{path} line {lineno}: duplicate key {key!r} (first on line {seen[key]})")
@@ -118,7 +106,7 @@ def read_responses(path: str | Path) -> dict[Key, str]:
     """Read ``{key, response}`` lines (a ``prompt`` field is ignored) into ``{key: response}``."""
     path = Path(path)
     out: dict[Key, str] = {}
-    for lineno, obj in _lines(path):
+    for lineno, obj in _lines(path, "responses file"):
         key = _key(obj, path, lineno)
         response = obj.get("response")
         if not isinstance(response, str):
@@ -128,3 +116,15 @@ def read_responses(path: str | Path) -> dict[Key, str]:
         out[key] = response
     return out
 
+
+
+#: Fields of a responses record that say how its response was produced (kept as its verdict's conditions).
+RESPONSE_CONDITIONS = ("model", "generation", "rendering")
+
+
+def read_response_conditions(path: str | Path) -> dict[Key, dict[str, Any]]:
+    """``{key: {model, generation, rendering}}`` from a responses file; a field the file does not carry is
+    None (not recorded), which ``eval compare`` refuses to take as equal."""
+    path = Path(path)
+    return {_key(obj, path, lineno): {f: obj.get(f) for f in RESPONSE_CONDITIONS}
+            for lineno, obj in _lines(path, "responses file")}

@@ -15,8 +15,12 @@ treats them as independent and under-covers (verification/test_statistics.py sho
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import InputError
@@ -31,6 +35,24 @@ def loose_variants(response: str) -> list[str]:
     drop_both = "\n".join(lines[1:-1]).strip()
     plain = [response, drop_first, drop_last, drop_both]
     return plain + [v.replace("*", "") for v in plain]
+
+
+@functools.cache
+def scorer_sha256() -> str:
+    """The scorer's version: the digest of the code that decides a verdict (checkers, text helpers, this
+    module), so two verdict files scored by different code are never taken as comparable."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("checkers.py", "text.py", "scoring.py"):
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return h.hexdigest()
+
+
+def scoring_conditions(record: PromptRecord) -> dict[str, Any]:
+    """What a verdict was scored under, apart from how its response was produced: the prompt record's digest
+    (its text, instructions and kwargs) and the scorer's version. ``eval compare`` requires them equal."""
+    prompt = json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return {"prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "scorer_sha256": scorer_sha256()}
 
 
 def score_record(record: PromptRecord, response: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.config import ModelSpec, RunSpec
-from cleanroom.errors import BudgetExceededError, ConfigError
+from cleanroom.errors import BudgetExceededError, ConfigError, ProvenanceError
 
 FIXTURE_MODELS = {"tiny", "smollm2"}
 
@@ -75,9 +75,28 @@ class Context:
         print(line, flush=True)
 
     def stage_done(self, name: str) -> bool:
-        """A stage finished when its manifest exists (written only on a clean finish); whether its result
-        still holds is :meth:`changed_inputs`'s question."""
-        return (self.run.path / name / "manifest.json").is_file()
+        """A stage finished when its manifest exists (written only on a clean finish) and its files and
+        records still match it; whether its result still holds is :meth:`changed_inputs`'s question.
+
+        A finished stage whose files fail its manifest (a flipped byte, an edited record) stops the run
+        with :class:`ProvenanceError` (exit 1) naming the first broken edge, before any stage consumes it.
+        It is not silently re-made: a finished artifact that changed is tampering or a failing disk,
+        which a person must look at, and re-running would overwrite the evidence ``cleanroom verify``
+        reports. Removing the stage directory is the explicit way to re-make it from its own inputs.
+        """
+        if not (self.run.path / name / "manifest.json").is_file():
+            return False
+        from cleanroom.verify import verify_stage
+
+        broken = verify_stage(self.run.path, name)
+        if broken:
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            raise ProvenanceError(
+                f"{broken[0].message}{more}: finished stage {name}'s files fail its manifest, so no stage may "
+                f"consume them; `cleanroom verify {self.run.path}` lists every broken edge. To re-make {name} "
+                f"from its own inputs, remove {self.run.path / name} and run again with --resume"
+            )
+        return True
 
     def changed_inputs(self, name: str) -> list[str]:
         """The inputs of finished stage *name* whose digest now differs from the one its manifest recorded

@@ -66,11 +66,20 @@ def run_eval(ctx: Context) -> dict[str, Any]:
             shutil.copyfile(src, dest)
             files.append(dest)
         e = ctx.spec.eval
+        # the three files come from this one stage: same prompts, rendering, scorer and eval.generation
+        from cleanroom.ifeval.scoring import scorer_sha256
+        from cleanroom.provenance import digest_path
+
+        same = {"prompts_sha256": digest_path(ctx.run.path / "preflight" / "eval_prompts.jsonl", cache=False),
+                "scorer_sha256": scorer_sha256(), "rendering": {"few_shot_digest": FEW_SHOT_DIGEST},
+                "generation": vars(gen)}
+        held = [same | {"model": name} for name in ("base", "sft", "dpo")]
         comparisons = {}
         for level in ("prompt", "instruction"):
             for mode in ("strict", "loose"):
                 rows = compare_verdict_files(files, level=level, mode=mode, min_n=e.min_n,
-                                             override_reason=e.override_reason, seed=ctx.spec.seed)
+                                             override_reason=e.override_reason, seed=ctx.spec.seed,
+                                             conditions=held)
                 comparisons[f"{level}/{mode}"] = [dataclasses.asdict(r) for r in rows]
         result = {"primary": f"{e.level}/{e.mode}", "comparisons": comparisons, "summaries": summaries}
         atomic_write_bytes(st.dir / "comparison.json", pretty_json(result))

@@ -21,15 +21,17 @@ The minimum-n rule applies to the number of paired keys at both levels.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from cleanroom.errors import InputError, MissingFileError, StatisticsError
+from cleanroom.errors import IncomparableError, InputError, MissingFileError, StatisticsError
+from cleanroom.jsonl import iter_jsonl
+from cleanroom.stats.comparability import find_differences, split_allowed
 from cleanroom.stats.intervals import check_confidence, clustered_mean_se
 from cleanroom.stats.paired import cohens_h, compare_paired_binary, holm
 from cleanroom.stats.power import mde_from_se, mde_paired_binary
@@ -43,7 +45,8 @@ JSON_FIELDS = (
     "p_value", "p_holm", "effect_size", "mde", "verdict",
 )
 #: Appended after :data:`JSON_FIELDS`: why a verdict was given below the minimum n (null when it was not).
-JSON_EXTRA_FIELDS = ("override_reason",)
+#: Then what the files were held equal on, and each difference accepted with --allow-difference (with the reason).
+JSON_EXTRA_FIELDS = ("override_reason", "held_equal", "allowed_differences")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class ComparisonRow:
     only_b: int
     confidence: float
     override_reason: str | None
+    held_equal: tuple[str, ...] = ()
+    allowed_differences: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         full = asdict(self)
@@ -85,6 +90,7 @@ class _Verdicts:
     path: Path
     prompt: dict[Hashable, bool]
     instructions: dict[Hashable, tuple[bool, ...]]
+    conditions: dict[Hashable, dict[str, Any] | None]
 
 
 def read_verdict_file(path: Path | str, *, mode: str = "strict") -> _Verdicts:
@@ -97,48 +103,44 @@ def read_verdict_file(path: Path | str, *, mode: str = "strict") -> _Verdicts:
     prompt: dict[Hashable, bool] = {}
     instructions: dict[Hashable, tuple[bool, ...]] = {}
     first_line: dict[Hashable, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{p} line {lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg}); each line must be one verdict object") from None
-            if not isinstance(rec, dict) or "key" not in rec:
-                raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
-            key = rec["key"]
-            if not isinstance(key, (int, str)) or isinstance(key, bool):
-                raise InputError(f"{where}: key {key!r} must be an int or a string")
-            if key in first_line:
-                raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
-            block = rec.get(mode)
-            if not isinstance(block, dict):
-                raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
-            follow_all = block.get("follow_all_instructions")
-            follow_list = block.get("follow_instruction_list")
-            if not isinstance(follow_all, bool):
-                raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
-            if (
-                not isinstance(follow_list, list)
-                or not follow_list
-                or not all(isinstance(v, bool) for v in follow_list)
-            ):
-                raise InputError(
-                    f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
-                )
-            if follow_all != all(follow_list):
-                raise InputError(
-                    f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
-                    f"{follow_list}; the file is inconsistent — re-score it"
-                )
-            first_line[key] = lineno
-            prompt[key] = follow_all
-            instructions[key] = tuple(follow_list)
+    conditions: dict[Hashable, dict[str, Any] | None] = {}
+    # one reader for every JSONL file (cleanroom.jsonl): encoding, BOM, blank lines, an empty file
+    for lineno, rec in iter_jsonl(p, what="verdict file"):
+        where = f"{p} line {lineno}"
+        if "key" not in rec:
+            raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
+        key = rec["key"]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise InputError(f"{where}: key {key!r} must be an int or a string")
+        if key in first_line:
+            raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
+        block = rec.get(mode)
+        if not isinstance(block, dict):
+            raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
+        follow_all = block.get("follow_all_instructions")
+        follow_list = block.get("follow_instruction_list")
+        if not isinstance(follow_all, bool):
+            raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
+        if (
+            not isinstance(follow_list, list)
+            or not follow_list
+            or not all(isinstance(v, bool) for v in follow_list)
+        ):
+            raise InputError(
+                f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
+            )
+        if follow_all != all(follow_list):
+            raise InputError(
+                f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
+                f"{follow_list}; the file is inconsistent — re-score it"
+            )
+        first_line[key] = lineno
+        prompt[key] = follow_all
+        instructions[key] = tuple(follow_list)
+        conditions[key] = rec["conditions"] if isinstance(rec.get("conditions"), dict) else None
     if not prompt:
         raise InputError(f"verdict file {p} holds no verdicts; score some prompts first")
-    return _Verdicts(p.stem, p, prompt, instructions)
+    return _Verdicts(p.stem, p, prompt, instructions, conditions)
 
 
 def _check_same_keys(files: Sequence[_Verdicts]) -> list[Hashable]:
@@ -178,8 +180,16 @@ def compare_verdict_files(
     seed: int = 0,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    allow_differences: Sequence[str] = (),
+    conditions: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[ComparisonRow]:
     """Compare 2 or 3 verdict files (A–B; or A–B, B–C, A–C) and decide each with Holm-adjusted p.
+
+    The files must have been produced under the same conditions except the model
+    (:mod:`cleanroom.stats.comparability`): otherwise :class:`IncomparableError` (exit 1) lists each
+    difference, unless its field is in ``allow_differences`` and ``override_reason`` says why.
+    ``conditions`` (one per file) stands in for files whose records carry none: a caller that produced
+    them all under known conditions (the pipeline's eval stage) states those conditions here.
 
     ``seed`` is accepted for the contract; pass/fail comparisons are closed-form and draw no
     random numbers, so results are identical for every seed and across processes.
@@ -193,7 +203,10 @@ def compare_verdict_files(
     files = [read_verdict_file(p, mode=mode) for p in paths]
     labels = _labels([f.path for f in files])
     keys = _check_same_keys(files)
+    held, allowed = _check_comparable(files, labels, keys, allow_differences, override_reason, conditions)
     override = require_min_n(len(keys), min_n=min_n, override_reason=override_reason, what="eval compare")
+    if allowed and override is None:
+        override = override_reason.strip() if override_reason else None
     if level == "instruction":
         for f in files[1:]:
             for k in keys:
@@ -221,10 +234,40 @@ def compare_verdict_files(
             ComparisonRow(
                 a=labels[i], b=labels[j], p_holm=float(ph),
                 verdict=verdict_for(r["difference"], float(ph), r["mde"], alpha=alpha),
-                level=level, mode=mode, n_keys=len(keys), confidence=conf, override_reason=override, **r,
+                level=level, mode=mode, n_keys=len(keys), confidence=conf, override_reason=override,
+                held_equal=held, allowed_differences=allowed, **r,
             )
         )
     return rows
+
+
+def _check_comparable(
+    files: Sequence[_Verdicts], labels: Sequence[str], keys: Sequence[Hashable], allow: Sequence[str],
+    reason: str | None, conditions: Sequence[Mapping[str, Any]] | None,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(fields held equal, accepted differences); IncomparableError listing each refused difference."""
+    if conditions is not None and len(conditions) != len(files):
+        raise StatisticsError(f"conditions: one mapping per file ({len(files)}), got {len(conditions)}")
+    per_file = [
+        {k: f.conditions[k] if f.conditions[k] is not None or conditions is None else dict(conditions[i]) for k in keys}
+        for i, f in enumerate(files)
+    ]
+    diffs, held = find_differences(per_file, labels)
+    refused, accepted = split_allowed(diffs, allow)
+    unused = [a for a in allow if not any(d.field == a or d.field.startswith(a + ".") for d in accepted)]
+    if unused:
+        raise StatisticsError(f"--allow-difference {unused[0]}: the files do not differ in {unused[0]!r}; "
+                              f"differences found: {[d.field for d in diffs] or 'none'}")
+    if accepted and not (reason and reason.strip()):
+        raise StatisticsError("--allow-difference needs --override-reason TEXT saying why the difference is acceptable")
+    if refused:
+        listed = "; ".join(f"{d.field}: {d.detail}" for d in refused)
+        raise IncomparableError(
+            f"eval compare: the files differ in more than the model — {listed}. Compare results produced under "
+            "the same prompts, rendering, scorer and generation settings, or accept a difference with "
+            "--allow-difference FIELD --override-reason TEXT"
+        )
+    return tuple(held), tuple(f"{d.field}: {d.detail}" for d in accepted)
 
 
 def _prompt_level(x: np.ndarray, y: np.ndarray, conf: float, alpha: float) -> dict:
@@ -290,6 +333,11 @@ def format_markdown(rows: Sequence[ComparisonRow]) -> str:
     for r in rows:
         if r.method != rows[0].method:
             notes.append(f"{r.a} vs {r.b}: {r.method}.")
-    if rows[0].override_reason:
+    if rows[0].override_reason and not rows[0].allowed_differences:
         notes.append(f"Below the minimum n; verdict given by override: {rows[0].override_reason}")
+    if rows[0].held_equal:
+        notes.append(f"Held equal across the files: {', '.join(rows[0].held_equal)}.")
+    if rows[0].allowed_differences:
+        notes.append(f"Differences accepted by override ({rows[0].override_reason}): "
+                     + "; ".join(rows[0].allowed_differences))
     return head + body + "\n".join(notes) + "\n"
