@@ -31,7 +31,7 @@ def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, A
 def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: tuple[str, ...],
                       gen: Any, model_bundle: tuple | None = None) -> list[dict]:
     """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage."""
-    from cleanroom.ifeval.prompting import few_shot_prompt
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
 
     records = eval_records(ctx)
     if model_bundle is None:
@@ -48,6 +48,8 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
         stage_writer.jsonl(f"{name}_verdicts.jsonl"), records, responses,
         responses_artifact=f"{stage_writer.name}/{name}_responses.jsonl",
         id_prefix=f"{stage_writer.name}/{name}_verdict", model_refs=model_refs(ctx, adapters),
+        produced_under={"model": {"name": name, "adapters": list(adapters)}, "generation": vars(gen),
+                        "rendering": {"few_shot_digest": FEW_SHOT_DIGEST}},
     )
     return verdicts
 

@@ -68,13 +68,21 @@ def generate_into(
 
 
 def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[str, Any]], *,
-               responses_artifact: str, id_prefix: str, model_refs: Sequence[dict[str, Any]]) -> list[dict]:
-    """Score responses and write one verdict per key, parented on its response (and the model files)."""
-    from cleanroom.ifeval import score_responses
+               responses_artifact: str, id_prefix: str, model_refs: Sequence[dict[str, Any]],
+               produced_under: dict[str, Any]) -> list[dict]:
+    """Score responses and write one verdict per key, parented on its response (and the model files).
 
+    Each verdict carries ``conditions``: the prompt's digest and the scorer's version, plus *produced_under*
+    (``model``, ``generation``, ``rendering``), so ``eval compare`` can refuse files that differ in anything
+    but the model."""
+    from cleanroom.ifeval import score_responses
+    from cleanroom.ifeval.scoring import scoring_conditions
+
+    by_key = {p.key: p for p in prompts}
     verdicts = score_responses(prompts, {k: v["response"] for k, v in responses.items()})
     for verdict in verdicts:
         key = verdict["key"]
+        verdict["conditions"] = scoring_conditions(by_key[key]) | produced_under
         parent = {"artifact": responses_artifact, "sha256": None,
                   "record_id": responses[key]["provenance"]["record_id"]}
         writer.write(verdict, parents=[parent, *model_refs], record_id=f"{id_prefix}:{key}")
