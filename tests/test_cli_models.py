@@ -116,3 +116,31 @@ def test_inspect_model_json_instruct_carries_probe_scores(tmp_path, tiny_base_mo
     probe = report["probe"]
     assert probe["is_instruct"] and probe["p_eot"] < 1e-3 and probe["threshold"] == 0.2 and "p_role" in probe
     assert probe["name_markers"] == []
+
+
+def test_scan_data_checks_the_file_before_the_tokenizer_and_names_dir_vs_file(tmp_path, data, monkeypatch, capsys):
+    """A directory given as the data file says 'is a directory'; a file given as --tokenizer says 'is a file';
+    a malformed data file is refused without the tokenizer ever being loaded."""
+    from cleanroom import loader
+
+    def no_tokenizer(*args, **kwargs):
+        raise AssertionError("the tokenizer was loaded before the data file was checked")
+
+    monkeypatch.setattr(loader.CleanModelLoader, "load_tokenizer", no_tokenizer)
+    good = data("good.jsonl", [{"prompt": "Q:", "completion": " a"}])
+    assert main(["scan-data", str(tmp_path), "--tokenizer", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["scan-data", good, "--tokenizer", good]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["scan-data", str(tmp_path / "absent.jsonl"), "--tokenizer", str(tmp_path)]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    bad = data("bad.jsonl", ["{not json"])
+    assert main(["scan-data", bad, "--tokenizer", str(tmp_path / "nowhere")]) == 2
+    assert "line 1: not valid JSON" in capsys.readouterr().err
+
+
+def test_verify_on_a_file_says_is_a_file(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text("{}")
+    assert main(["verify", str(path)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err

@@ -427,6 +427,8 @@ class _Verifier:
 
 
 def _require_run(root: Path) -> None:
+    if root.is_file():
+        raise MissingFileError(f"{root}: is a file, not a directory; pass a run directory, runs/<run_id>")
     if not root.is_dir() or not (root / "run.json").is_file() or not (root / "config.resolved.yaml").is_file():
         raise MissingFileError(
             f"{root} is not a cleanroom run directory (expected run.json and config.resolved.yaml); pass runs/<run_id>"

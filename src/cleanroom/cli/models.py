@@ -122,19 +122,23 @@ def _record_shape(path: Path, lineno: int, rec: object) -> tuple[str, tuple[str,
     return shape, fields
 
 
-def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict]:
-    """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines.
+def require_path(path: Path, *, kind: str, what: str) -> None:
+    """MissingFileError unless *path* exists and is a ``file`` or ``dir`` (*kind*), saying which it is instead."""
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file or directory; pass {what}")
+    if kind == "file" and path.is_dir():
+        raise MissingFileError(f"{path}: is a directory; pass {what}")
+    if kind == "dir" and not path.is_dir():
+        raise MissingFileError(f"{path}: is a file, not a directory; pass {what}")
 
-    Each record is exactly one shape (see ``_SHAPES``); SFT answers go through ``guard.render_example``,
-    DPO pairs through ``guard.check_pair`` (identical sides are a finding).
+
+def read_scan_records(path: Path) -> list[tuple[int, dict, str, tuple[str, ...]]]:
+    """``(line, record, shape, content fields)`` of every non-blank line; InputError on the first malformed one.
+
+    Needs no tokenizer, so a bad file is refused before the tokenizer is loaded.
     """
-    from cleanroom import guard
-
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such file; pass the JSONL file to scan")
-    findings: list[dict] = []
-    forbidden = guard.forbidden_ids(tokenizer)
-    eos = guard.base_eos_id(tokenizer)
+    require_path(path, kind="file", what="the JSONL file to scan")
+    rows = []
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -151,36 +155,56 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from exc
             shape, fields = _record_shape(path, lineno, rec)
-            for f in fields:
-                for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
-                    findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
-                                     "why": "literal control-token text: a template was applied upstream"})
-                ids = guard.encode(tokenizer, rec[f], add_bos=False)
-                bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
-                for i, t in bad:
-                    findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
-                                     "why": "control/EOS ID inside the text"})
-            try:
-                if shape == "sft":
-                    guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
-                                         record=lineno)
-                elif shape == "dpo":
-                    guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
-                                     max_length=max_length, record=lineno)
-            except (ContaminationError, InputError) as exc:
-                field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
-                if shape == "dpo" and rec["chosen"] == rec["rejected"]:
-                    field = "chosen/rejected"
-                findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
+            rows.append((lineno, rec, shape, fields))
+    return rows
+
+
+def scan_records(path: Path, tokenizer: object, *, max_length: int,
+                 rows: list[tuple[int, dict, str, tuple[str, ...]]] | None = None) -> list[dict]:
+    """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines.
+
+    Each record is exactly one shape (see ``_SHAPES``); SFT answers go through ``guard.render_example``,
+    DPO pairs through ``guard.check_pair`` (identical sides are a finding). *rows* are
+    :func:`read_scan_records`' (read here when not given).
+    """
+    from cleanroom import guard
+
+    findings: list[dict] = []
+    forbidden = guard.forbidden_ids(tokenizer)
+    eos = guard.base_eos_id(tokenizer)
+    for lineno, rec, shape, fields in read_scan_records(path) if rows is None else rows:
+        for f in fields:
+            for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
+                findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
+                                 "why": "literal control-token text: a template was applied upstream"})
+            ids = guard.encode(tokenizer, rec[f], add_bos=False)
+            bad = [(i, t) for i, t in enumerate(ids) if t in forbidden or (t == eos)]
+            for i, t in bad:
+                findings.append({"line": lineno, "field": f, "position": f"token {i}", "token": f"{t}",
+                                 "why": "control/EOS ID inside the text"})
+        try:
+            if shape == "sft":
+                guard.render_example(tokenizer, rec["prompt"], rec["completion"], max_length=max_length,
+                                     record=lineno)
+            elif shape == "dpo":
+                guard.check_pair(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"],
+                                 max_length=max_length, record=lineno)
+        except (ContaminationError, InputError) as exc:
+            field = next((f for f in ("chosen", "rejected") if f"{lineno} {f}" in str(exc)), fields[-1])
+            if shape == "dpo" and rec["chosen"] == rec["rejected"]:
+                field = "chosen/rejected"
+            findings.append({"line": lineno, "field": field, "position": "-", "token": "-", "why": str(exc)})
     return findings
 
 
 def run_scan(args: argparse.Namespace) -> int:
     from cleanroom.loader import CleanModelLoader
 
+    rows = read_scan_records(Path(args.file))  # a bad file fails before the tokenizer's seconds of loading
+    require_path(Path(args.tokenizer), kind="dir", what="--tokenizer DIR, a tokenizer or model directory")
     # only the tokenizer is used: whether the model is base or instruct does not matter for scanning text
     tokenizer, _ = CleanModelLoader(args.tokenizer, probe=False).load_tokenizer(decide=False)
-    findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length)
+    findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length, rows=rows)
     if args.json:
         print(json.dumps({"file": args.file, "clean": not findings, "findings": findings}, indent=2))
     elif findings:
