@@ -89,7 +89,7 @@ def test_estimate_for_the_production_profile(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "cleanroom.cli", "run", "stage1", "--profile", "qwen2.5-32b", "--estimate"]
     unpinned = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert unpinned.returncode == 2 and "model.revision=<commit>" in unpinned.stderr and not unpinned.stdout
-    result = subprocess.run([*cmd, "model.revision=" + "0" * 40], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([*cmd, "model.revision=" + "0123456789abcdef" * 2 + "01234567"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     est = json.loads(result.stdout)
     assert est["memory"]["device_gb"] == 80 and est["memory"]["max_batch_size"] >= 1
