@@ -219,11 +219,13 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
     if sft_data:
         lines += ["", "## Data", "",
                   f"- SFT: {sft_data['survivors']} of {sft_data['candidates']} responses kept; filtered "
-                  f"{sft_data['filtered']}; distinct-1 {sft_data['distinct_1']:.3f}, distinct-2 {sft_data['distinct_2']:.3f}; "
+                  f"{describe(sft_data['filtered']) if sft_data['filtered'] else 'none'}; "
+                  f"distinct-1 {sft_data['distinct_1']:.3f}, distinct-2 {sft_data['distinct_2']:.3f}; "
                   f"{sft_data['n_types']} instruction types"]
     if data.get("pairs"):
         p = data["pairs"]
-        lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {p['skipped']}")
+        skipped = describe(p["skipped"]) if p["skipped"] else "none"
+        lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {skipped}")
     lines += ["", "## Cost", "", *_cost_table(spent, _projection(data), cfg["budget"]["price_per_hour"])]
     return "\n".join(lines) + "\n"
 
@@ -313,7 +315,8 @@ def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>cleanroom report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-.scroll{{overflow-x:auto}}h1,h2,p,li{{overflow-wrap:anywhere}}table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
+.scroll{{overflow-x:auto}}h1,h2,p,li{{overflow-wrap:anywhere}}table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;white-space:nowrap}}
+td:last-child{{white-space:normal;overflow-wrap:anywhere;min-width:12em}}
 h1{{border-bottom:4px solid {color}}}figure{{margin:1.5em 0}}figcaption{{font-weight:bold}}svg{{max-width:100%;height:auto}}</style>
 </head><body>{''.join(body)}<h2>Plots</h2>{figures}</body></html>
 """
