@@ -28,10 +28,14 @@ TRACE_ID = "eval/dpo_verdict:100000"
 SCAN_FILE = "docs/examples/sft.jsonl"
 
 
-def cleanroom(*args: str, cwd: Path) -> tuple[int, str]:
+def cleanroom(*args: str, cwd: Path, expect: int = 0) -> tuple[int, str]:
+    """Run ``cleanroom ARGS`` in *cwd*; exit (naming the command) unless it exits *expect*."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, "-m", "cleanroom.cli", *args], cwd=cwd, capture_output=True,
                           text=True, env=env)
+    if proc.returncode != expect:
+        sys.exit(f"readme_examples: `cleanroom {' '.join(args)}` exited {proc.returncode}, expected {expect}:\n"
+                 f"{(proc.stdout + proc.stderr)[-3000:]}")
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -53,15 +57,17 @@ def render(run: Path | None) -> dict[str, str]:
         if code != 0:
             sys.exit(f"readme_examples: the tiny run exited {code}:\n{out[-3000:]}")
         (run,) = [p for p in (work / "runs").iterdir() if p.is_dir()]
-        stage2 = next(line.split("] ", 1)[1] for line in out.splitlines() if "] Stage 2:" in line)
     else:
         run = run.resolve()
-        stage2 = None
+    # the verdict line as the pipeline printed it, from the run log (the last attempt's)
+    stage2 = [line.split(" ", 1)[1] for line in (run / "run.log").read_text().splitlines() if " Stage 2:" in line]
     rel = f"runs/{run.name}"
-    cwd = run.parent.parent
+    cwd = work
+    if not (work / "runs").exists():  # --run elsewhere: show it as runs/<id>, as the README's commands do
+        (work / "runs").symlink_to(run.parent)
     blocks = {}
-    if stage2 is not None:
-        blocks["stage2"] = f"```console\n$ cleanroom run stage1 --profile tiny\n...\n{stage2}\n```\n"
+    if stage2:
+        blocks["stage2"] = f"```console\n$ cleanroom run stage1 --profile tiny\n...\n{stage2[-1]}\n```\n"
     _, verify = cleanroom("verify", rel, cwd=cwd)
     _, trace = cleanroom("trace", rel, TRACE_ID, cwd=cwd)
     blocks["verify"] = (f"```console\n$ cleanroom verify {rel}\n{tidy(verify)}\n$ cleanroom trace {rel} {TRACE_ID}\n"
@@ -71,7 +77,7 @@ def render(run: Path | None) -> dict[str, str]:
     _, table = cleanroom("eval", "compare", *files, cwd=cwd)
     blocks["compare"] = f"```console\n$ cleanroom eval compare {rel}/eval/{{base,sft,dpo}}_verdicts.jsonl\n```\n\n{tidy(table)}\n"
     tok = str(qwen_base_tokenizer())
-    _, scan = cleanroom("scan-data", SCAN_FILE, "--tokenizer", tok, cwd=ROOT)
+    _, scan = cleanroom("scan-data", SCAN_FILE, "--tokenizer", tok, cwd=ROOT, expect=1)
     blocks["scan-data"] = (f"```console\n$ cleanroom scan-data {SCAN_FILE} --tokenizer "
                            f"~/.cache/cleanroom/fixtures/{Path(tok).name}      # exit 1, one line per finding\n"
                            f"{tidy(scan)}\n```\n")
