@@ -67,3 +67,12 @@ def test_stamped_lines_prefix_each_complete_line(tmp_path: Path) -> None:
     lines = (tmp_path / "log").read_text().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == ["sft: {'loss': 1.0}", "sft: {'loss': 0.5}", "sft: tail"]
     assert all(line[:4].isdigit() and line[10] == "T" for line in lines)
+
+
+def test_run_without_arguments_asks_for_the_pipeline_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from cleanroom.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "required: pipeline" in err and "key=value" not in err.splitlines()[-1]
