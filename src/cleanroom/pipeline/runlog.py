@@ -71,7 +71,9 @@ def open_run_log(path: Path, *, progress: bool) -> Iterator[TextIO]:
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+    @staticmethod
+    def converter(seconds: float | None = None) -> time.struct_time:
+        return time.gmtime(seconds)
 
 
 def _disable_progress_bars() -> list[Any]:
