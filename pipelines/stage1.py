@@ -15,17 +15,20 @@ Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.config import RunSpec, config_sha256, identity_dict, operational_dict
-from cleanroom.errors import ConfigError
+from cleanroom.errors import CleanroomError, ConfigError
 from cleanroom.pipeline.baseline import run_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
 from cleanroom.pipeline.evaluation import run_eval
 from cleanroom.pipeline.pairs import run_pairs
 from cleanroom.pipeline.preflight import run_preflight
+from cleanroom.pipeline.runlog import open_run_log
 from cleanroom.pipeline.sft_data import run_sft_data
 from cleanroom.pipeline.training import run_dpo, run_merge, run_sft
 from cleanroom.report import write_report
@@ -70,14 +73,32 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
             f"run {existing} exists and did not finish (interrupted, stopped on budget or by --stop-after); pass "
             "--resume to continue it, or --out elsewhere to start afresh"
         )
+    fresh = not (existing / "run.json").exists()
     run = RunDir.create(out, run_id, identity_dict(spec))
     record_settings(run.path, operational_dict(spec))
+    try:
+        with open_run_log(run.path / "run.log", progress=progress) as log_file:
+            return _run_stages(spec, run, log_file, resume=resume, progress=progress, stop_after=stop_after)
+    except CleanroomError as exc:
+        if not (run.path / "preflight" / "manifest.json").exists():
+            # a failed preflight is not an interrupted run: nothing worth resuming was made, so a fresh run
+            # directory goes (else the next attempt would demand --resume) and the message says what happened
+            if fresh:
+                shutil.rmtree(run.path)
+            kept = "nothing was kept" if fresh else f"{run.path} is left as it was"
+            exc.args = (f"{exc} (preflight failed, so the run did not start and {kept}; fix the config and re-run: "
+                        "a changed config starts a fresh run)",)
+        raise
+
+
+def _run_stages(spec: RunSpec, run: RunDir, log_file: Any, *, resume: bool, progress: bool,
+                stop_after: str | None) -> Path:
     clock = run.path / ".work" / "clock.json"  # time spent by earlier attempts counts against the budget
     spent_before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     budget = BudgetMeter(spec.budget.price_per_hour, spec.budget.max_cost_usd, spec.budget.max_hours,
                          spent_before_s=spent_before)
     ctx = Context(spec=spec, run=run, device=resolve_device(spec.device), budget=budget, resume=resume,
-                  progress=progress)
+                  progress=progress, log_file=log_file)
     ctx.say(f"run {run.path} on {ctx.device} (config sha256 {run.config_sha256[:12]})")
     started = time.monotonic()
     try:

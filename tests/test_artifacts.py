@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,36 @@ def test_written_files_get_the_umask_not_the_temp_files_private_mode(tmp_path, m
     for path in (target, run.path / "run.json", run.path / "attestation.json", run.path / "sft" / "manifest.json",
                  run.path / "config.resolved.yaml"):
         assert stat.S_IMODE(path.stat().st_mode) == want, (path, oct(path.stat().st_mode))
+
+
+def test_verify_an_unfinished_run_names_the_stage_not_done(tmp_path, capsys) -> None:
+    """A run killed inside stage 'a' is unfinished (stage a), not a broken edge; one stopped between stages
+    names the first Stage 1 stage without a manifest; a finished run that lost its attestation stays BROKEN."""
+    from cleanroom.verify import STAGE1_ORDER
+
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with pytest.raises(RuntimeError):
+        with run.stage("a", provenance=capture_provenance("a")):
+            raise RuntimeError("killed")
+    report = verify_run(run.path)
+    assert (report.ok, report.unfinished, report.errors) == (False, "a", ())
+    assert main(["verify", str(run.path)]) == 1
+    out = capsys.readouterr().out
+    assert "stage a not done" in out and "--resume" in out and "BROKEN" not in out
+    shutil.rmtree(run.path / "a")
+    with run.stage("preflight", provenance=capture_provenance("preflight")) as st:
+        st.jsonl("x.jsonl").write({"v": 1})
+    assert verify_run(run.path).unfinished == "baseline" == STAGE1_ORDER[1]
+    done, _, _ = _make_run(tmp_path / "done")
+    (done.path / "report").mkdir()
+    (done.path / "report" / "manifest.json").write_text("{}")
+    (done.path / "attestation.json").unlink()
+    report = verify_run(done.path)
+    assert report.unfinished is None and not report.ok and report.first.file == "attestation.json"
+
+
+def test_verify_stage_order_is_the_pipelines(tmp_path) -> None:
+    from cleanroom.cli.run_cmd import load_pipeline
+    from cleanroom.verify import STAGE1_ORDER
+
+    assert STAGE1_ORDER == (*(name for name, _ in load_pipeline().STAGES), "report")

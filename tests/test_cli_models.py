@@ -159,3 +159,31 @@ def test_inspect_model_with_a_non_utf8_tokenizer_file_is_exit_2(tmp_path, tiny_b
     assert main(["inspect-model", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "0xff" in err[0] and str(bad) in err[0]
+
+
+def test_scan_data_checks_the_file_before_the_tokenizer_and_names_dir_vs_file(tmp_path, data, monkeypatch, capsys):
+    """A directory given as the data file says 'is a directory'; a file given as --tokenizer says 'is a file';
+    a malformed data file is refused without the tokenizer ever being loaded."""
+    from cleanroom import loader
+
+    def no_tokenizer(*args, **kwargs):
+        raise AssertionError("the tokenizer was loaded before the data file was checked")
+
+    monkeypatch.setattr(loader.CleanModelLoader, "load_tokenizer", no_tokenizer)
+    good = data("good.jsonl", [{"prompt": "Q:", "completion": " a"}])
+    assert main(["scan-data", str(tmp_path), "--tokenizer", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["scan-data", good, "--tokenizer", good]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["scan-data", str(tmp_path / "absent.jsonl"), "--tokenizer", str(tmp_path)]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    bad = data("bad.jsonl", ["{not json"])
+    assert main(["scan-data", bad, "--tokenizer", str(tmp_path / "nowhere")]) == 2
+    assert "line 1: not valid JSON" in capsys.readouterr().err
+
+
+def test_verify_on_a_file_says_is_a_file(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text("{}")
+    assert main(["verify", str(path)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err

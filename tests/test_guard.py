@@ -158,3 +158,17 @@ def test_check_loss_mask_by_hand():
         check_loss_mask(good & torch.tensor([[True], [False]]), [2, 3], [5, 3])
     with pytest.raises(InputError, match="2 prompt lengths and 1 lengths for 2 rows"):
         check_loss_mask(good, [2, 1], [5])
+
+
+def test_render_example_boundary_merge_names_both_token_strings_and_the_fix(tok):
+    """'rain.' + 'Soft' pre-tokenises as '.Soft' (no trailing space involved): the message shows '.' and
+    '.Soft' and asks for a separator; with one (a newline or a leading space) the example renders."""
+    with pytest.raises(ContaminationError) as info:
+        guard.render_example(tok, "Write a haiku about rain.", "Soft rain...", max_length=64, record=2)
+    message = str(info.value)
+    assert "ends in '.'" in message and "'.Soft'" in message and "separator" in message
+    assert "trailing" not in message
+    with pytest.raises(ContaminationError, match="trailing whitespace"):
+        guard.render_example(tok, "Q: hi ", "there", max_length=64, record=1)
+    guard.render_example(tok, "Write a haiku about rain.\n", "Soft rain...", max_length=64)
+    guard.render_example(tok, "Write a haiku about rain.", " Soft rain...", max_length=64)

@@ -293,6 +293,25 @@ def encode(tokenizer: Any, text: str, *, add_bos: bool = True) -> list[int]:
     return ids if bos is None else [bos, *ids]
 
 
+def _boundary_message(tokenizer: Any, prompt: str, p_ids: list[int], full: list[int]) -> str:
+    """Why the prompt's IDs are not a prefix of the whole example's, with the two token strings, and the fix.
+
+    BPE pre-tokenisation joins characters across the join (``'.' + 'Soft'`` is one pre-token ``'.Soft'``
+    under Qwen's pattern, as is ``' ' + 'there'``), so the last prompt token and the first completion
+    token become different tokens: the supervised answer would start in the middle of a token.
+    """
+    i = next((k for k, (a, b) in enumerate(zip(p_ids, full, strict=False)) if a != b), min(len(p_ids), len(full)))
+    alone = tokenizer.decode(p_ids[i:])
+    joined = tokenizer.decode(full[i : i + max(1, len(p_ids) - i) + 1])
+    if prompt[-1:].isspace() and prompt[-1:] not in "\r\n":
+        fix = "move the prompt's trailing whitespace to the start of the completion"
+    else:
+        fix = "put a separator between them: end the prompt with '\\n' or start the completion with ' '"
+    return (f"the prompt's tokens are not a prefix of prompt+completion: the prompt ends in {alone!r} (token "
+            f"{i}) but prompt+completion tokenises the boundary as {joined!r}, so the tokens at the prompt/completion "
+            f"boundary merge and the answer would start mid-token; {fix}")
+
+
 def render_example(
     tokenizer: Any, prompt: str, completion: str, *, max_length: int, record: Any = "?"
 ) -> dict[str, list[int]]:
@@ -309,11 +328,7 @@ def render_example(
     p_ids = encode(tokenizer, prompt)
     full = encode(tokenizer, prompt + completion)
     if full[: len(p_ids)] != p_ids:
-        raise ContaminationError(
-            f"record {record}: the prompt's tokens are not a prefix of prompt+completion (the boundary merges "
-            f"into one token at position {len(p_ids) - 1}); end the prompt at a token boundary, e.g. move a "
-            "trailing space into the completion"
-        )
+        raise ContaminationError(f"record {record}: {_boundary_message(tokenizer, prompt, p_ids, full)}")
     c_ids = full[len(p_ids) :]
     if not c_ids:
         raise ContaminationError(f"record {record}: empty completion, no supervised token besides EOS; drop it")

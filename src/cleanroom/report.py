@@ -68,7 +68,8 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
                     lo.append(0)
                     hi.append(0)
             ax.errorbar(est, y + (k - 1) * 0.25, xerr=[lo, hi], fmt="o", capsize=2, label=name, markersize=4)
-        ax.set_yticks(y, types, fontsize=7)
+        n_of = {t: max(s["per_type"].get(t, {}).get("n", 0) for s in summaries.values()) for t in types}
+        ax.set_yticks(y, [f"{t} (n={n_of[t]})" for t in types], fontsize=7)
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("instruction-level strict accuracy (95% Wilson interval)")
         ax.legend(loc="lower right")
@@ -80,6 +81,11 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
         fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
         for ax, (name, metrics) in zip(axes[0], curves, strict=True):
             ax.plot(metrics.get("loss_steps") or range(1, len(metrics["losses"]) + 1), metrics["losses"], label="train")
+            evals = metrics.get("eval_losses") or []
+            if evals:  # evaluation runs every save_steps (TrainSpec), the last one at the final step at most
+                every = (data["config"].get(name) or {}).get("train", {}).get("save_steps", 1)
+                ax.plot([min(every * (i + 1), metrics["steps"]) for i in range(len(evals))], evals, "s--",
+                        label="eval (held-out)")
             if name == "dpo" and metrics.get("step0_loss") is not None:
                 ax.axhline(np.log(2), ls="--", c="gray", lw=0.8, label="ln 2")
             ax.set_title(f"{name.upper()} loss")
@@ -229,12 +235,10 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
                      "write); recorded in each record's `source`/`origin` field")
     lines += ["", "## Preflight", "", "| check | passed | value |", "|---|---|---|"]
     for c in (data.get("preflight") or {}).get("checks", []):
-        value = c.get("value")
-        text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+        text = describe(c.get("value"))
         if not c["passed"]:
             text = f"{c.get('error') or ''} {text} — fix: {c.get('fix')}"
-        text = text.replace("|", "/")
-        lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {text[:240]} |")
+        lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {text.replace('|', '/')} |")
     ev = data.get("eval") or {}
     if ev:
         lines += ["", "## Evaluation (held-out eval set, same keys for every model)", "",
@@ -258,28 +262,81 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
         m = data.get(name)
         if m:
             losses = m["losses"]
+            evals = m.get("eval_losses") or []
+            held_out = f"; eval loss (held-out) {evals[0]:.4f} → {evals[-1]:.4f}" if evals else ""
             lines += ["", f"## {name.upper()}", "",
-                      f"- steps {m['steps']}, loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else f"- steps {m['steps']}",
+                      f"- steps {m['steps']}, train loss {losses[0]:.4f} → {losses[-1]:.4f}{held_out}" if losses
+                      else f"- steps {m['steps']}",
                       f"- {m['tokens_per_s']:.0f} tokens/s, {m['seconds']:.1f} s, peak memory "
                       f"{m['peak_mem_bytes'] / 2**20:.0f} MiB ({m['peak_mem_kind']})"]
             if name == "dpo" and m.get("step0_loss") is None:
                 lines.append("- step-0 loss: **not measured** (the DPO check against ln 2 is missing)")
             elif name == "dpo":
                 lines.append(f"- step-0 loss {m['step0_loss']:.6f} (ln 2 = 0.693147), reward margin {m['step0_margin']:.2e}")
-    if data.get("merge"):
-        lines += ["", "## Merge", "", f"- {json.dumps(data['merge'])}"]
+    merge = data.get("merge")
+    if merge and merge.get("merged"):
+        lines += ["", "## Merge", "", "| merged | max abs logit difference | tolerance (atol) | probe texts |",
+                  "|---|---:|---:|---:|",
+                  f"| yes | {merge['max_abs_logit_diff']:.3g} | {merge['atol']:.3g} | {merge['probes']} |"]
+    elif merge:
+        lines += ["", "## Merge", "", f"- not merged: {merge.get('reason')}"]
     if sft_data:
         lines += ["", "## Data", "",
                   f"- SFT: {sft_data['survivors']} of {sft_data['candidates']} responses kept; filtered "
-                  f"{sft_data['filtered']}; distinct-1 {sft_data['distinct_1']:.3f}, distinct-2 {sft_data['distinct_2']:.3f}; "
+                  f"{describe(sft_data['filtered']) if sft_data['filtered'] else 'none'}; "
+                  f"distinct-1 {sft_data['distinct_1']:.3f}, distinct-2 {sft_data['distinct_2']:.3f}; "
                   f"{sft_data['n_types']} instruction types"]
     if data.get("pairs"):
         p = data["pairs"]
-        lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {p['skipped']}")
-    lines += ["", "## Cost", "", f"- spent: {spent['hours']:.3f} h, ${spent['cost_usd']:.2f} at "
-              f"${cfg['budget']['price_per_hour']}/h",
-              f"- projected at preflight: {json.dumps(_projection(data))}"]
+        skipped = describe(p["skipped"]) if p["skipped"] else "none"
+        lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {skipped}")
+    lines += ["", "## Cost", "", *_cost_table(spent, _projection(data), cfg["budget"]["price_per_hour"])]
     return "\n".join(lines) + "\n"
+
+
+#: Units by key suffix for :func:`describe` (bytes are shown in MiB).
+_UNITS = (("_gb", " GB"), ("_hours", " h"), ("hours", " h"), ("_usd", " $"), ("tokens_per_s", " tokens/s"),
+          ("_bytes", " bytes"), ("bytes", " bytes"))
+
+
+def describe(value: Any, prefix: str = "") -> str:
+    """A preflight value as ``key value unit`` pairs for people: nested keys dotted, units by key suffix
+    (``_gb``, ``hours``, ``_usd``, ``tokens_per_s``, ``bytes`` as MiB), never cut mid-value."""
+    if isinstance(value, dict):
+        parts = [describe(v, f"{prefix}{k}.") for k, v in sorted(value.items())]
+        return "; ".join(p for p in parts if p) or (prefix.rstrip(".") + ": none" if prefix else "none")
+    key = prefix.rstrip(".")
+    if isinstance(value, list):
+        text = ", ".join(str(v) for v in value) or "none"
+    elif isinstance(value, bool) or value is None:
+        text = {True: "yes", False: "no", None: "none"}[value]
+    elif isinstance(value, int | float):
+        # the leaf's own unit, else its parent's (dpo_parts_gb.logits is in GB)
+        unit = next((u for part in reversed(key.split(".")) for suffix, u in _UNITS if part.endswith(suffix)), "")
+        if unit == " bytes":
+            text = f"{value / 2**20:.1f} MiB"
+        elif unit == " $":
+            text = f"${value:.2f}"
+        else:
+            text = f"{value:.4g}{unit}"
+    else:
+        text = str(value)
+    return f"{key}: {text}" if key else text
+
+
+def _cost_table(spent: dict[str, Any], projection: Any, price: float) -> list[str]:
+    """Spent vs projected (hours, dollars), and the projection's hours per phase."""
+    lines = ["| | hours | cost | at |", "|---|---:|---:|---|",
+             f"| spent | {spent['hours']:.3f} h | ${spent['cost_usd']:.2f} | ${price}/h |"]
+    if isinstance(projection, dict):
+        lines.append(f"| projected at preflight | {projection.get('hours', float('nan')):.3f} h | "
+                     f"${projection.get('cost_usd', 0.0):.2f} | {projection.get('train_tokens_per_s', 0):g} train / "
+                     f"{projection.get('gen_tokens_per_s', 0):g} generation tokens/s, {projection.get('rates', '')} |")
+        phases = projection.get("phase_hours") or {}
+        if phases:
+            lines += ["", "| phase (projected) | hours |", "|---|---:|",
+                      *(f"| {k} | {v:.4f} h |" for k, v in phases.items())]
+    return lines
 
 
 def _projection(data: dict[str, Any]) -> Any:
@@ -311,7 +368,7 @@ def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
             cells = [[inline(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
             head = "".join(f"<th>{c}</th>" for c in cells[0])
             trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
+            body.append(f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table></div>")
         elif all(line.startswith("- ") for line in block.splitlines()):
             items = "".join(f"<li>{inline(line[2:])}</li>" for line in block.splitlines())
             body.append(f"<ul>{items}</ul>")
@@ -319,9 +376,11 @@ def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
             body.append(f"<p>{inline(block).replace(chr(10), '<br>')}</p>")
     figures = "".join(f"<figure><figcaption>{html.escape(k)}</figcaption>{v}</figure>" for k, v in plots.items())
     color = "#137333" if verdict == "GO" else "#b3261e"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>cleanroom report</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cleanroom report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
+.scroll{{overflow-x:auto}}h1,h2,p,li{{overflow-wrap:anywhere}}table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;white-space:nowrap}}
+td:last-child{{white-space:normal;overflow-wrap:anywhere;min-width:12em}}
 h1{{border-bottom:4px solid {color}}}figure{{margin:1.5em 0}}figcaption{{font-weight:bold}}svg{{max-width:100%;height:auto}}</style>
 </head><body>{''.join(body)}<h2>Plots</h2>{figures}</body></html>
 """

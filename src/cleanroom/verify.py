@@ -76,6 +76,7 @@ class VerifyReport:
     errors: tuple[Broken, ...]
     counts: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    unfinished: str | None = None  # the first Stage 1 stage not done, for a run that never finalized
 
     @property
     def first(self) -> Broken | None:
@@ -89,6 +90,7 @@ class VerifyReport:
             "first_broken": self.first.to_dict() if self.first else None,
             "errors": [e.to_dict() for e in self.errors],
             "notes": list(self.notes),
+            "unfinished": self.unfinished,
         }
 
 
@@ -428,10 +430,25 @@ class _Verifier:
 
 
 def _require_run(root: Path) -> None:
+    if root.is_file():
+        raise MissingFileError(f"{root}: is a file, not a directory; pass a run directory, runs/<run_id>")
     if not root.is_dir() or not (root / "run.json").is_file() or not (root / "config.resolved.yaml").is_file():
         raise MissingFileError(
             f"{root} is not a cleanroom run directory (expected run.json and config.resolved.yaml); pass runs/<run_id>"
         )
+
+
+#: Stage 1's stages in pipeline order (pipelines/stage1.py's STAGES, then the report; a test keeps them equal).
+STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
+
+
+def first_unfinished_stage(root: Path) -> str:
+    """The stage a killed run was inside (``stage.json`` without a manifest, which is written only on a clean
+    finish), else the first stage of :data:`STAGE1_ORDER` without a manifest."""
+    started = sorted(d.name for d in root.iterdir() if (d / "stage.json").is_file() and not (d / "manifest.json").exists())
+    if started:
+        return started[0]
+    return next((s for s in STAGE1_ORDER if not (root / s / "manifest.json").is_file()), "finalize")
 
 
 def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> VerifyReport:
@@ -441,6 +458,10 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) 
     """
     root = Path(run_dir)
     _require_run(root)
+    if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
+        # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
+        # report finished but whose attestation is gone stays a broken edge below)
+        return VerifyReport(str(root), False, (), unfinished=first_unfinished_stage(root))
     v = _Verifier(root, rehash_models=rehash_models)
     att = v.check_attestation()
     v.check_run_files()

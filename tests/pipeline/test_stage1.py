@@ -59,6 +59,11 @@ def test_tiny_pipeline_killed_mid_sft_resumes_and_verifies(tmp_path: Path, tiny_
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert "sft_data: done earlier, skipped" in output and "Stage 2:" in output
+    # --no-progress: no bar of any library (model loading, trainer) and no per-step loss dict on the terminal;
+    # the loss dicts and the pipeline's lines are in the run log instead
+    assert "Loading weights" not in output and "it/s]" not in output and "{'loss'" not in output, output
+    log = (run / "run.log").read_text()
+    assert "sft: {'loss'" in log and "dpo: {'loss'" in log and "dpo: running" in log
     metrics = json.loads((run / "sft" / "metrics.json").read_text())
     assert metrics["resumed_from"], "SFT restarted from scratch instead of resuming its checkpoint"
     assert metrics["steps"] == 8
@@ -79,8 +84,12 @@ def test_tiny_pipeline_killed_mid_sft_resumes_and_verifies(tmp_path: Path, tiny_
 
 
 def test_estimate_for_the_production_profile(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "cleanroom.cli", "run", "stage1", "--profile", "qwen2.5-32b",
-                             "--estimate"], capture_output=True, text=True, cwd=tmp_path)
+    """--estimate applies the real run's model.revision rule: the Hub id unpinned is refused (exit 2, the same
+    fix preflight names); pinned, it prints the estimate."""
+    cmd = [sys.executable, "-m", "cleanroom.cli", "run", "stage1", "--profile", "qwen2.5-32b", "--estimate"]
+    unpinned = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert unpinned.returncode == 2 and "model.revision=<commit>" in unpinned.stderr and not unpinned.stdout
+    result = subprocess.run([*cmd, "model.revision=" + "0123456789abcdef" * 2 + "01234567"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     est = json.loads(result.stdout)
     assert est["memory"]["device_gb"] == 80 and est["memory"]["max_batch_size"] >= 1

@@ -147,21 +147,43 @@ def _record_shape(path: Path, lineno: int, rec: object) -> tuple[str, tuple[str,
     return shape, fields
 
 
-def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict]:
+def require_path(path: Path, *, kind: str, what: str) -> None:
+    """MissingFileError unless *path* exists and is a ``file`` or ``dir`` (*kind*), saying which it is instead."""
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file or directory; pass {what}")
+    if kind == "file" and path.is_dir():
+        raise MissingFileError(f"{path}: is a directory; pass {what}")
+    if kind == "dir" and not path.is_dir():
+        raise MissingFileError(f"{path}: is a file, not a directory; pass {what}")
+
+
+def read_scan_records(path: Path) -> list[tuple[int, dict, str, tuple[str, ...]]]:
+    """``(line, record, shape, content fields)`` of every non-blank line; InputError on the first malformed one.
+
+    Needs no tokenizer, so a bad file is refused before the tokenizer is loaded.
+    """
+    require_path(path, kind="file", what="the JSONL file to scan")
+    rows = []
+    for lineno, rec in iter_jsonl(path, what="data file"):  # an empty file is an input error, never "clean"
+        shape, fields = _record_shape(path, lineno, rec)
+        rows.append((lineno, rec, shape, fields))
+    return rows
+
+
+def scan_records(path: Path, tokenizer: object, *, max_length: int,
+                 rows: list[tuple[int, dict, str, tuple[str, ...]]] | None = None) -> list[dict]:
     """Every finding in the file: ``{line, field, position, token, why}``; InputError on malformed lines.
 
     Each record is exactly one shape (see ``_SHAPES``); SFT answers go through ``guard.render_example``,
-    DPO pairs through ``guard.check_pair`` (identical sides are a finding).
+    DPO pairs through ``guard.check_pair`` (identical sides are a finding). *rows* are
+    :func:`read_scan_records`' (read here when not given).
     """
     from cleanroom import guard
 
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such file; pass the JSONL file to scan")
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
     eos = guard.base_eos_id(tokenizer)
-    for lineno, rec in iter_jsonl(path, what="data file"):  # an empty file is an input error, never "clean"
-        shape, fields = _record_shape(path, lineno, rec)
+    for lineno, rec, shape, fields in read_scan_records(path) if rows is None else rows:
         for f in fields:
             for offset, token in guard.literal_control_strings(tokenizer, rec[f]):
                 findings.append({"line": lineno, "field": f, "position": f"char {offset}", "token": token,
@@ -189,9 +211,11 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int) -> list[dict
 def run_scan(args: argparse.Namespace) -> int:
     from cleanroom.loader import CleanModelLoader
 
+    rows = read_scan_records(Path(args.file))  # a bad file fails before the tokenizer's seconds of loading
+    require_path(Path(args.tokenizer), kind="dir", what="--tokenizer DIR, a tokenizer or model directory")
     # only the tokenizer is used: whether the model is base or instruct does not matter for scanning text
     tokenizer, _ = CleanModelLoader(args.tokenizer, probe=False).load_tokenizer(decide=False)
-    findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length)
+    findings = scan_records(Path(args.file), tokenizer, max_length=args.max_length, rows=rows)
     if args.json:
         print(json.dumps({"file": args.file, "clean": not findings, "findings": findings}, indent=2))
     elif findings:

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(same as budget.gate_report=PATH)")
     p.add_argument("--stop-after", default=None, help="stop after this stage (e.g. preflight)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
     p.set_defaults(handler=run)
 
 
@@ -75,6 +75,18 @@ def estimate(spec: Any) -> dict[str, Any]:
     }
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The ``cleanroom run`` line that continues this run: the same profile, out, options and overrides."""
+    import shlex
+
+    parts = ["cleanroom", "run", args.pipeline, "--profile", args.profile, "--out", str(args.out)]
+    if args.gate_report is not None:
+        parts += ["--gate-report", str(args.gate_report)]
+    if args.no_progress:
+        parts.append("--no-progress")
+    return shlex.join([*parts, *args.overrides, "--resume"])
+
+
 def run(args: argparse.Namespace) -> int:
     from cleanroom.config import load_config
 
@@ -83,10 +95,21 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"budget.gate_report={json.dumps(str(args.gate_report))}")
     spec = load_config(args.profile, overrides)
     if args.estimate:
+        from cleanroom.pipeline.preflight import revision_problem
+
+        problem = revision_problem(spec.model)  # the rule preflight applies: an estimate of an unpinned model
+        if problem is not None:                 # would be an estimate of a run that cannot start
+            raise ConfigError(problem)
         print(json.dumps(estimate(spec), indent=2))
         return 0
     pipeline = load_pipeline()
-    path = pipeline.run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
-                               stop_after=args.stop_after)
+    try:
+        path = pipeline.run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
+                                   stop_after=args.stop_after)
+    except KeyboardInterrupt:
+        # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
+        print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"
+              f"  {resume_command(args)}", file=sys.stderr, flush=True)
+        return 130
     print(f"run directory: {path}")
     return 0

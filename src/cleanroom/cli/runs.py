@@ -40,6 +40,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return 0 if report.ok else 1
+    if report.unfinished is not None:
+        print(f"unfinished: {args.run_dir}: stage {report.unfinished} not done; verify checks finished runs. "
+              "Continue it with the same `cleanroom run` command plus --resume")
+        return 1
     if report.ok:
         c = report.counts
         print(

@@ -10,6 +10,7 @@ from typing import Any
 
 from cleanroom.config import ModelSpec, RunSpec
 from cleanroom.errors import BudgetExceededError, ConfigError, ProvenanceError
+from cleanroom.pipeline.runlog import stamp
 
 FIXTURE_MODELS = {"tiny", "smollm2"}
 
@@ -62,17 +63,21 @@ class Context:
     resume: bool = False
     progress: bool = True
     log: list[str] = field(default_factory=list)
+    log_file: Any = None  # the open runs/<id>/run.log (cleanroom.pipeline.runlog), or None
+
+    def say(self, message: str) -> None:
+        """Print one line for the person watching and append it, with its UTC date and time, to the run log."""
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        self.log.append(line)
+        print(line, flush=True)
+        if self.log_file is not None:
+            self.log_file.write(f"{stamp()} {message}\n")
 
     @property
     def config(self) -> dict[str, Any]:
         """The config the run directory was created with (config.resolved.yaml, the spec without its
         operational fields): what every stage's provenance digests, so it always matches the run's."""
         return self.run.config
-
-    def say(self, message: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        self.log.append(line)
-        print(line, flush=True)
 
     def stage_done(self, name: str) -> bool:
         """A stage finished when its manifest exists (written only on a clean finish) and its files and

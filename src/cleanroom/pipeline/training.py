@@ -8,6 +8,8 @@ DPO and the merge use peft on the saved adapter in both cases.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from cleanroom.backend import resolve_backend
 from cleanroom.errors import ConfigError
 from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.pipeline.runlog import StampedLines
 
 
 def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
@@ -42,10 +45,27 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
 
 
 def train_spec(ctx: Context, train: Any) -> Any:
-    """A stage's TrainSpec with the run's top-level ``report_to`` (experiment tracking) applied."""
+    """A stage's TrainSpec with the run's top-level ``report_to`` (experiment tracking) applied, and the
+    trainer's tqdm bar off under ``--no-progress``."""
     import dataclasses
 
-    return train if ctx.spec.report_to == "none" else dataclasses.replace(train, report_to=ctx.spec.report_to)
+    if ctx.spec.report_to != "none":
+        train = dataclasses.replace(train, report_to=ctx.spec.report_to)
+    if not ctx.progress:
+        train = dataclasses.replace(train, trl_overrides={**train.trl_overrides, "disable_tqdm": True})
+    return train
+
+
+@contextlib.contextmanager
+def trainer_output_to_log(ctx: Context, stage: str) -> Iterator[None]:
+    """Send what the trainer prints on stdout (its ``{'loss': ...}`` dict per logging step) to the run log."""
+    if ctx.log_file is None:
+        yield
+        return
+    stream = StampedLines(ctx.log_file, stage)
+    with contextlib.redirect_stdout(stream):  # type: ignore[type-var]  # a write/flush text stream
+        yield
+    stream.flush()
 
 
 def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -72,8 +92,10 @@ def run_sft(ctx: Context) -> dict[str, Any]:
                                                           "n_train": len(train_rows), "n_eval": len(eval_rows)})
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
         work = ctx.run.path / ".work" / "sft"
-        result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
-                           output_dir=work, eval_examples=eval_rows or None, resume=True, budget=ctx.budget.exhausted)
+        with trainer_output_to_log(ctx, "sft"):
+            result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
+                               output_dir=work, eval_examples=eval_rows or None, resume=True,
+                               budget=ctx.budget.exhausted)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of SFT")  # raises BudgetExceededError: the checkpoint is kept
@@ -143,9 +165,10 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
                                                           "reference": "SFT policy (sft/adapter merged)",
                                                           "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
-        result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train), beta=spec.beta,
-                           output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted,
-                           step0_atol=spec.step0_atol)
+        with trainer_output_to_log(ctx, "dpo"):
+            result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train),
+                               beta=spec.beta, output_dir=ctx.run.path / ".work" / "dpo", resume=True,
+                               budget=ctx.budget.exhausted, step0_atol=spec.step0_atol)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of DPO")
