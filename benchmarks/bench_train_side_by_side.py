@@ -251,13 +251,13 @@ def time_guard(collator: Any, tok: Any, examples: list[dict[str, str]], args: ar
 def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, Any]:
     """TRL's trainers with their defaults: text datasets, TRL's own tokenisation, collator and model preparation."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from cleanroom.training import LoraSpec
 
-    model, _ = load(path, args.quantization)  # the same weights and nf4 settings as the cleanroom modes
-    tok = AutoTokenizer.from_pretrained(path)
+    # the same weights, nf4 settings and tokenizer as the cleanroom modes (on plain prompt/completion text the
+    # cleaned tokenizer encodes exactly as the shipped one: Qwen2.5 adds no BOS and the data has no control text)
+    model, tok = load(path, args.quantization)
     common = dict(max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
                   max_length=args.max_length, gradient_checkpointing=True, logging_steps=1, save_strategy="no",
                   report_to=[], seed=3407, use_cpu=not _cuda())

@@ -59,18 +59,20 @@ def files(tmp_path: Path) -> dict[str, Path]:
                                for k in range(3)))
     responses = tmp_path / "responses.jsonl"
     responses.write_text("".join(json.dumps({"key": k, "response": "fine text"}) + "\n" for k in range(3)))
+    sft = tmp_path / "sft.jsonl"  # a well-formed data file: scan-data reads it before it needs the tokenizer
+    sft.write_text(json.dumps({"prompt": "Q: hi\n", "completion": "A: hello"}) + "\n")
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("".join(json.dumps(_verdict(k, k % 2 == 0)) + "\n" for k in range(4)))
     b.write_text("".join(json.dumps(_verdict(k, True)) + "\n" for k in range(4)))
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    return {"prompts": prompts, "responses": responses, "a": a, "b": b, "model": model}
+    return {"prompts": prompts, "responses": responses, "sft": sft, "a": a, "b": b, "model": model}
 
 
 @pytest.mark.parametrize("command", [
     ["inspect-model", "{model}"],
-    ["scan-data", "{responses}", "--tokenizer", "{model}"],
+    ["scan-data", "{sft}", "--tokenizer", "{model}"],
     ["run", "stage1", "--profile", "tiny"],
     ["eval", "run", "--model", "{model}", "--out", "evals"],
 ])
