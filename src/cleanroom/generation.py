@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,7 @@ class _Settings:
     batch_size: int
 
 
-def record_seed(seed: int, key: str) -> int:
+def record_seed(seed: int, key: Any) -> int:
     """The sampling seed of one record: ``sha256(f"{seed}:{key}")`` folded to 63 bits.
 
     Fixed by the stage seed and the record's key alone, so it is the same whichever batch, position or
@@ -224,7 +225,7 @@ def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbid
             pick = torch.searchsorted(cdf, target).clamp(max=cdf.shape[1] - 1)
             token = order.gather(1, pick)
             out = torch.full_like(scores, float("-inf"))
-            return out.scatter_(1, token, 0.0)
+            return typing.cast(torch.FloatTensor, out.scatter_(1, token, 0.0))
 
     return SeededSampler()
 

@@ -22,6 +22,7 @@ import functools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
@@ -154,7 +155,7 @@ def with_overrides(
 ) -> GateConfig:
     """*config* with the command line's settings: ``loader_modules`` and ``exclude`` are added
     (paths relative to the cwd), ``select`` replaces, ``extend_select`` and ``ignore`` add."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if loader_modules:
         given = tuple(_root_relative(m, config.root) for m in loader_modules)
         check_loader_modules(config.root, given, "--loader-module")

@@ -175,7 +175,7 @@ def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[An
                       max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
                       seeds=[record_seed(gen.seed, f"{r.key}:{j}") for r in records for j in range(k)],
                       batch_size=gen.batch_size, stop=[STOP], engine=gen.engine).texts
-    cands = {}
+    cands: dict[Any, list[dict[str, Any]]] = {}
     for i, r in enumerate(records):
         own = [clean_completion(t) for t in drafts[i * k:(i + 1) * k]]
         cands[r.key] = [{"text": t, "origin": f"sample_{j}", "critique": critique(r, t)} for j, t in enumerate(own)]

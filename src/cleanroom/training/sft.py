@@ -143,8 +143,10 @@ def _guarded_sft_trainer_class() -> Any:
     class GuardedSFTTrainer(SFTTrainer):
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
-            if "prompt_length" not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, "prompt_length"]
+            columns: list[str] = list(self._signature_columns or [])
+            if "prompt_length" not in columns:
+                # transformers declares the attribute as None until the first call sets it
+                self._signature_columns = [*columns, "prompt_length"]  # type: ignore[assignment]
 
     return GuardedSFTTrainer
 
