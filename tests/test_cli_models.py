@@ -187,3 +187,13 @@ def test_verify_on_a_file_says_is_a_file(tmp_path, capsys):
     path.write_text("{}")
     assert main(["verify", str(path)]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_inspect_model_on_a_file_says_is_a_file(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text("{}")
+    assert main(["inspect-model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a model directory" in err and "does not exist" not in err
+    assert main(["inspect-model", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -166,6 +166,9 @@ class CleanModelLoader:
 
     # ---------------------------------------------------------------- checks on files
     def _check_files(self) -> None:
+        if self.path.is_file():
+            raise ConfigError(f"{self.path}: is a file, not a model directory; pass the directory that holds the model's "
+                              "config, tokenizer and weights (or a .gguf file)")
         if not self.path.is_dir():
             raise ConfigError(f"model directory {self.path} does not exist; pass a local model directory (no hub downloads)")
         if self.gguf_file is not None:
