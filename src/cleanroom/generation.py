@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ from cleanroom.errors import CleanroomError, ConfigError, InputError
 ENGINES = ("auto", "hf", "static", "paged")
 #: prompt widths of the static engine are rounded up to a multiple of this, so batches share compiled shapes
 WIDTH_BUCKET = 128
+#: seconds without any result after which the paged engine gives up instead of waiting forever
+PAGED_STALL_S = 300
 
 
 @dataclass(frozen=True)
@@ -322,13 +325,20 @@ def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -
     with torch.no_grad(), model.continuous_batching_context_manager(generation_config=config, block=True,
                                                                       timeout=5) as manager:
         request_ids = manager.add_requests(inputs=encoded, max_new_tokens=s.max_new_tokens, streaming=bool(s.stop))
+        last_progress = time.monotonic()
         while len(done) < len(request_ids):
             result = manager.get_result(timeout=1)
             if result is None:
-                if not manager.is_running():
-                    raise CleanroomError(f"paged generation stopped with {len(request_ids) - len(done)} of "
-                                         f"{len(request_ids)} requests unfinished; rerun with generation.engine=hf")
+                # a request the manager dropped (it only logs a warning) would otherwise be waited for forever
+                stalled = time.monotonic() - last_progress > PAGED_STALL_S
+                if stalled or not manager.is_running():
+                    why = f"made no progress for {PAGED_STALL_S} s" if stalled else "stopped"
+                    raise CleanroomError(
+                        f"paged generation {why} "
+                        f"with {len(request_ids) - len(done)} of {len(request_ids)} requests unfinished; rerun "
+                        "with generation.engine=hf or static")
                 continue
+            last_progress = time.monotonic()
             if result.request_id in done:
                 continue  # a cancelled request's last stream update
             if getattr(result, "error", None):

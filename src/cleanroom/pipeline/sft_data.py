@@ -57,9 +57,10 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
 
         path, gguf = resolve_model(spec.model, ctx.run.path)
         tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
-    settings = vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher}
     if teacher == "none":
         settings = generation_settings(ctx, "sft_data", model, gen, few_shot_digest=FEW_SHOT_DIGEST, teacher=teacher)
+    else:  # the programmatic teacher writes the responses: no engine runs
+        settings = vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher}
     prov = capture(ctx, "sft_data", loader=loader_prov, generation=settings)
     with ctx.run.stage("sft_data", provenance=prov, inputs=["preflight/sft_pool.jsonl"]) as st:
         gens = st.jsonl("generations.jsonl")
