@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom import fixtures
-from cleanroom.generation import generate, greedy_divergences
+from cleanroom.generation import generate, greedy_first_differences
 from cleanroom.loader import CleanModelLoader
 
 
@@ -58,7 +58,8 @@ def timed(model: Any, tok: Any, prompts: list[str], engine: str, args: argparse.
     seconds = time.perf_counter() - t0
     made = sum(res.generated_counts)
     return {"engine": engine, "batch": batch, "requests": len(prompts), "warmup_s": round(warm, 2),
-            "seconds": round(seconds, 2), "new_tokens": made, "tokens_per_s": round(made / seconds, 1), "result": res}
+            "seconds": round(seconds, 2), "new_tokens": made, "tokens_per_s": round(made / seconds, 1), "result": res,
+            "reason": res.engine_reason}
 
 
 def bench_model(path: Path, precision: str, args: argparse.Namespace) -> list[dict]:
@@ -87,8 +88,11 @@ def bench_model(path: Path, precision: str, args: argparse.Namespace) -> list[di
         r["ratio_to_plain"] = round(r["tokens_per_s"] / ref["tokens_per_s"], 2)
         r["pct_roofline"] = round(100 * r["tokens_per_s"] / roofline, 1) if cuda else None
         if r["requests"] == len(prompts):
-            r["divergences"] = len(greedy_divergences(model, tok, prompts, ref["result"], r["result"],
-                                                      tie_tol=args.tie_tol))
+            gaps = [d[-1] for d in greedy_first_differences(model, tok, prompts, ref["result"], r["result"])]
+            r["differ"] = len(gaps)  # prompts whose tokens differ from hf's anywhere
+            r["divergences"] = sum(g >= args.tie_tol for g in gaps)  # ... at a gap that is not a tie
+            r["max_gap"] = round(max(gaps), 4) if gaps else 0.0
+            r["gaps"] = sorted(round(g, 4) for g in gaps)
     for r in rows:
         r.pop("result")
         r.update(model=path.name, precision=precision, weight_gib=round(weight_bytes / 2**30, 2),
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.precisions.split(","):
                 rows += bench_model(path, precision, args)
     header = ("model", "precision", "engine", "batch", "requests", "tokens_per_s", "pct_roofline", "ratio_to_plain",
-              "warmup_s", "divergences")
+              "warmup_s", "differ", "divergences", "max_gap")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(str(r.get(h, "")) for h in header) + " |")

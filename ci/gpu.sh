@@ -33,6 +33,10 @@ if [[ "${1:-}" == "--download" ]]; then
   exit 0
 fi
 
+if [[ "${1:-}" == "--install" ]]; then  # only install the wheels (a first transfer; see ci/gpu-unsloth.sh)
+  exec python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/cleanroom-site .whl/*.whl
+fi
 if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/cleanroom-site .whl/*.whl

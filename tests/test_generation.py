@@ -168,3 +168,63 @@ def test_output_scan_catches_an_engine_that_stops_suppressing(control_loving_mod
     monkeypatch.setattr(generation, "_suppressed_ids", lambda tokenizer: [])
     with pytest.raises(ContaminationError, match="generation output 0.*151644"):
         generate(model, tok, ["Hello world"], max_new_tokens=3, engine="hf")
+
+
+@pytest.fixture(scope="module")
+def tiny_nf4(tiny_base_model):
+    model, tok, _ = CleanModelLoader(tiny_base_model, quantization="nf4").load()
+    return model, tok
+
+
+def test_static_decodes_4bit_with_dense_weights_and_restores_them(tiny_nf4):
+    """The static engine's dense decoding of an nf4 model: the same products, the 4-bit layers back after.
+
+    On the CPU bitsandbytes multiplies repacked nf4 weights in bfloat16 (avx512bf16), the dense copy in the
+    model's float32, so the logits agree to bfloat16 precision (2^-8 of |logit| <= 1: under 1e-2), not
+    exactly; on CUDA the batched nf4 path *is* dequantize-then-matmul.
+    """
+    import bitsandbytes as bnb
+    import torch
+
+    model, tok = tiny_nf4
+    ids = torch.tensor([guard.encode(tok, p)[:10] for p in PROMPTS[:4]])
+    count = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert count > 0
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        with generation._dequantized(model, enabled=True):
+            assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+            dense = model(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == count
+    assert torch.equal(before, after)  # the 4-bit layers (and their quant state) are untouched
+    assert (dense - before).abs().max().item() < 1e-2
+    ref = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="hf")
+    out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="static")
+    assert "4-bit layers dequantized once for decoding" in out.engine_reason
+    assert greedy_divergences(model, tok, PROMPTS, ref, out, tie_tol=1e-2) == []
+
+
+def test_dense_decoding_keeps_an_adapter_and_refuses_when_memory_is_short(tiny_nf4, monkeypatch):
+    """A LoRA adapter on the nf4 base still shapes the dense decode (its wrapper calls the swapped base
+    layer); when the dense copy does not fit, the 4-bit weights decode as they are and the reason says so."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny_nf4
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
+    try:
+        prompts = PROMPTS[:16]
+        ref = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="hf")
+        out = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+        assert "dequantized once" in out.engine_reason
+        assert greedy_divergences(peft_model, tok, prompts, ref, out, tie_tol=1e-2) == []
+        with peft_model.disable_adapter():
+            base = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+        assert len(greedy_divergences(peft_model, tok, prompts, ref, base, tie_tol=1e-2)) >= 4
+        monkeypatch.setattr(generation, "DENSE_HEADROOM_BYTES", 2**60)
+        kept = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+        assert "4-bit weights kept" in kept.engine_reason and "does not fit" in kept.engine_reason
+        assert greedy_divergences(peft_model, tok, prompts, ref, kept, tie_tol=1e-2) == []
+    finally:
+        peft_model.unload()

@@ -96,6 +96,46 @@ def _sft_spec(**overrides: Any) -> Any:
     return TrainSpec(**kwargs)
 
 
+#: check 10's tolerances. Step 1: both adapters start with B = 0, so both models compute the nf4 base's
+#: function on the same batch; a gap beyond 2% means Unsloth's kernels or loading changed the model. Later
+#: steps: the LoRA A matrices come from different generators (peft's torch RNG vs Unsloth's random_state),
+#: Unsloth's fused kernels round differently in bf16, and its loss is a per-micro-batch mean ("num_items_in_batch
+#: could not be counted") where TRL normalises by the tokens of the accumulated batch; with one micro-batch
+#: per step (accumulation 1, equal-length rows) the two normalisations coincide. So step s must satisfy
+#: |u_s - p_s| <= 5% of p_s + 0.1% of p_1: relative while the loss is large, and an absolute floor once it
+#: has fallen ~400x (on the H200 the first run's steps 1-7 agreed within 1.5%, and the last steps' 0.027 vs
+#: 0.030 are 10% apart but 0.0035 in absolute terms, against a first loss of 12.1).
+UNSLOTH_STEP0_TOL, UNSLOTH_STEP_REL, UNSLOTH_STEP_FLOOR = 0.02, 0.05, 0.001
+#: tokens in one SFT step of checks 3 and 10 (fixed-length rows)
+STEP_TOKENS = SFT_BATCH * SFT_SEQ
+
+
+class _StepTimer:
+    """A TrainerCallback recording when each optimizer step ends (the first step carries the compile/warm-up)."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                timer.marks = [time.perf_counter()]
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                _cuda().synchronize()
+                timer.marks.append(time.perf_counter())
+
+        self.marks: list[float] = []
+        self.callback = Callback()
+
+    def figures(self) -> dict[str, float]:
+        steps = [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        rest = sorted(steps[1:]) or [float("nan")]
+        return {"first_step_s": round(steps[0], 2) if steps else float("nan"),
+                "median_step_s": round(rest[len(rest) // 2], 4)}
+
+
 # ----------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def gate(cleanroom_model_path: Path | None, gate_recorder: Any) -> Any:
@@ -140,7 +180,8 @@ def sft(gate: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     frozen = [(n, p, p.detach().to("cpu", copy=True)) for n, p in model.named_parameters()]
     out = tmp_path_factory.mktemp("sft")
     examples = fixed_length_examples(tok, SFT_STEPS * SFT_BATCH, SFT_SEQ)
-    res = train_sft(model, tok, examples, lora=_lora(), train=_sft_spec(), output_dir=out)
+    timer = _StepTimer()
+    res = train_sft(model, tok, examples, lora=_lora(), train=_sft_spec(), output_dir=out, callbacks=[timer.callback])
     changed = [n for n, p, old in frozen if not torch.equal(p.detach().to("cpu").to(old.dtype), old)]
     trainable = [n for n, p in res.model.named_parameters() if p.requires_grad]
     del frozen
@@ -149,7 +190,7 @@ def sft(gate: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
         base_logits = probe_logits(res.model, tok, PROBE_TEXTS)
     lora_state = {k: v.detach().to("cpu", copy=True) for k, v in res.model.state_dict().items() if "lora_" in k}
     return SimpleNamespace(res=res, tok=tok, out=out, examples=examples, changed=changed, trainable=trainable,
-                           logits=logits, base_logits=base_logits, lora_state=lora_state)
+                           logits=logits, base_logits=base_logits, lora_state=lora_state, steps=timer.figures())
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -498,6 +539,27 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
                   "or the epochs, or raise the budget")
 
 
+def _saved_tokenizer_diff(saved: Path, clean: Path) -> list[str]:
+    """Tokenizer/config files saved beside one adapter that are missing from, or differ from, the clean run's."""
+    import json
+
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+             "chat_template.jinja", "chat_template.json", "config.json")
+    diff = []
+    for name in names:
+        mine, ref = saved / name, clean / name
+        if not mine.exists():
+            continue
+        if not ref.exists():
+            diff.append(f"{name} (only beside the unsloth adapter)")
+        elif name.endswith(".json"):
+            if json.loads(mine.read_text()) != json.loads(ref.read_text()):
+                diff.append(name)
+        elif mine.read_bytes() != ref.read_bytes():
+            diff.append(name)
+    return diff
+
+
 def _batch_loss(model: Any, rows: list[dict[str, list[int]]]) -> float:
     """Mean token cross-entropy of ``model`` on guard-rendered rows (labels -100 on the prompt)."""
     import torch
@@ -508,16 +570,24 @@ def _batch_loss(model: Any, rows: list[dict[str, list[int]]]) -> float:
         return float(model(input_ids=ids, labels=labels).loss)
 
 
-def test_10_unsloth(gate: Any, gate_recorder: Any) -> None:
-    """Unsloth parity: on the same batch, a fresh Unsloth LoRA and a fresh peft LoRA give the same loss.
+def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
+    """Unsloth against peft on what a user picks a backend for, side by side on the same data.
 
-    Both adapters start with B = 0, so both models compute the nf4 base's function; a loss gap beyond
-    2% means Unsloth's kernels or its loading changed the model. The tokenizer Unsloth returns must
-    pass the guard's recheck (``load_unsloth`` re-cleans it: Unsloth rewrites tokenizers).
+    1. One batch, fresh adapters (B = 0): the same loss within 2% (the base's function is unchanged).
+    2. The same 20 SFT steps as check 3 (same examples, LoRA, schedule): the loss trajectory within 10% per
+       step of check 3's, tokens/s, peak memory, first-step (compile/warm-up) time and load time.
+    3. A DPO run from the Unsloth SFT policy: step 0 is ln 2 with margin 0 (the reference is the policy).
+    4. The guard: the tokenizer Unsloth returns encodes as the clean loader's; after training the model and
+       tokenizer still pass ``guard.recheck`` and the saved adapter directory carries no tokenizer or
+       config change (Unsloth rewrites pad tokens and re-saves tokenizers).
+    ``unsloth_faster`` (steady-state tokens/s above peft's, at parity) is what ``backend: auto`` reads from this
+    report (:func:`cleanroom.backend.gate_evidence`); ``break_even_steps`` is how many steps repay its warm-up.
     """
+
     from peft import get_peft_model
 
     from cleanroom import guard
+    from cleanroom.training import TrainSpec, train_dpo, train_sft
     from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
 
     with gate_recorder.check("10_unsloth") as c:
@@ -532,14 +602,59 @@ def test_10_unsloth(gate: Any, gate_recorder: Any) -> None:
         finally:
             gate.model = peft_model.unload()
         _free()
+        start = time.perf_counter()
         u_model, u_tok = load_unsloth(str(gate.path), max_seq_length=SFT_SEQ, quantization="nf4", lora=_lora())
+        load_s = time.perf_counter() - start
         guard.recheck(u_model, u_tok)
         same_ids = all(guard.encode(u_tok, e["prompt"]) == guard.encode(gate.tok, e["prompt"]) for e in examples)
         u_loss = _batch_loss(u_model, rows)
         rel = abs(u_loss - peft_loss) / max(abs(peft_loss), 1e-8)
-        c.figure(peft_loss=peft_loss, unsloth_loss=u_loss, relative_diff=rel, tolerance=0.02,
-                 same_token_ids=same_ids, tokenizer_clean=True)
+        c.figure(peft_loss=peft_loss, unsloth_loss=u_loss, relative_diff=rel, tolerance=UNSLOTH_STEP0_TOL,
+                 same_token_ids=same_ids, unsloth_load_s=round(load_s, 2))
         c.require(same_ids, "Unsloth's tokenizer encodes the prompts differently from the clean loader's")
-        c.require(rel <= 0.02, f"Unsloth and peft losses differ by {rel:.2%} on the same batch; use backend=peft")
-        del u_model
+        c.require(rel <= UNSLOTH_STEP0_TOL, f"Unsloth and peft losses differ by {rel:.2%} on the same batch; use backend=peft")
+
+        _cuda().reset_peak_memory_stats()
+        timer = _StepTimer()
+        res = train_sft(u_model, u_tok, sft.examples, lora=_lora(), train=_sft_spec(), output_dir=tmp_path / "sft",
+                        callbacks=[timer.callback])
+        guard.recheck(res.model, u_tok)
+        ref = dict(zip(sft.res.loss_steps, sft.res.losses, strict=True))
+        p1 = abs(sft.res.losses[0]) if sft.res.losses else 1.0
+        off = {s: abs(x - ref[s]) for s, x in zip(res.loss_steps, res.losses, strict=True) if s in ref}
+        bad = {s: round(d, 4) for s, d in off.items() if d > UNSLOTH_STEP_REL * abs(ref[s]) + UNSLOTH_STEP_FLOOR * p1}
+        u_steps, p_steps = timer.figures(), sft.steps
+        u_steady = STEP_TOKENS / u_steps["median_step_s"]
+        p_steady = STEP_TOKENS / p_steps["median_step_s"]
+        gain = p_steps["median_step_s"] - u_steps["median_step_s"]
+        extra = u_steps["first_step_s"] - p_steps["first_step_s"]
+        tokenizer_diff = _saved_tokenizer_diff(res.adapter_dir, sft.res.adapter_dir)
+        faster = u_steady > p_steady and not bad and len(off) == SFT_STEPS and not tokenizer_diff
+        c.figure(steps=res.steps, unsloth_losses=[round(x, 4) for x in res.losses],
+                 peft_losses=[round(x, 4) for x in sft.res.losses], steps_out_of_tolerance=bad,
+                 step_tolerance=f"|u-p| <= {UNSLOTH_STEP_REL:.0%} of p + {UNSLOTH_STEP_FLOOR:.1%} of p_1 ({p1:.3f})",
+                 unsloth_steady_tokens_per_s=round(u_steady, 1), peft_steady_tokens_per_s=round(p_steady, 1),
+                 unsloth_run_tokens_per_s=round(SFT_STEPS * STEP_TOKENS / res.seconds, 1),
+                 peft_run_tokens_per_s=round(SFT_STEPS * STEP_TOKENS / sft.res.seconds, 1),
+                 steady_speed_ratio=round(u_steady / p_steady, 3),
+                 unsloth_peak_gib=round(res.peak_mem_bytes / GIB, 3), peft_peak_gib=round(sft.res.peak_mem_bytes / GIB, 3),
+                 unsloth_first_step_s=u_steps["first_step_s"], peft_first_step_s=p_steps["first_step_s"],
+                 unsloth_median_step_s=u_steps["median_step_s"], peft_median_step_s=p_steps["median_step_s"],
+                 break_even_steps=round(extra / gain, 1) if gain > 0 else None,
+                 saved_tokenizer_differs=tokenizer_diff, unsloth_faster=faster)
+        c.require(res.steps == SFT_STEPS, f"Unsloth trained {res.steps} steps, expected {SFT_STEPS}")
+        c.require(not bad, f"Unsloth's SFT losses leave peft's beyond the tolerance at steps {bad}; use backend=peft")
+        c.require(not tokenizer_diff, f"Unsloth saved a tokenizer that differs from peft's clean one: {tokenizer_diff}")
+
+        pairs = [{"prompt": f"Question {i}: say yes or no.\nAnswer:", "chosen": " yes" * 12, "rejected": " no" * 12}
+                 for i in range(8)]
+        spec = TrainSpec(max_steps=2, batch_size=2, max_length=128, learning_rate=5e-6, save_steps=10**6,
+                         gradient_checkpointing=True, precision="bf16")
+        start = time.perf_counter()
+        dpo = train_dpo(res.model, u_tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path / "dpo")
+        c.figure(unsloth_dpo_step0_loss=dpo.step0_loss, unsloth_dpo_step0_margin=dpo.step0_margin,
+                 unsloth_dpo_tokens_per_s=round(dpo.tokens_per_s, 1), unsloth_dpo_s=round(time.perf_counter() - start, 2))
+        c.require(abs(dpo.step0_loss - math.log(2)) <= 1e-3 and abs(dpo.step0_margin) <= 1e-3,
+                  "DPO from the Unsloth SFT policy: step 0 is not ln 2 / margin 0")
+        del u_model, res, dpo
         _free()

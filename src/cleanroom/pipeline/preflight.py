@@ -296,7 +296,8 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
 
     problem = revision_problem(spec.model)
     checks.append({"check": "model_revision", "passed": problem is None, "value": spec.model.revision, "fix": problem})
-    choice = resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization)
+    choice = resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization,
+                             gate_report=spec.budget.gate_report)
     checks.append({"check": "backend", "passed": True, "value": choice._asdict()})
     ctx.say(f"preflight: backend {choice.backend} ({choice.reason})")
 

@@ -27,7 +27,8 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     (never a silent fall-back to peft). Unsloth rewrites tokenizers, so its output is re-cleaned and
     re-checked (:func:`cleanroom.training.unsloth_backend.load_unsloth`).
     """
-    if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization)[0] != "unsloth":
+    if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
+                       gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
         return load_model(ctx, probe=False)
     from cleanroom.errors import DependencyError
     from cleanroom.pipeline.common import resolve_model

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Unsloth on an offline CUDA box (issue 16): its stack pins trl<=1.15 and datasets<5, so it lives in a site
+# directory of its own, put *before* the project's wheels on PYTHONPATH (trl 1.15 and datasets 4.3 shadow
+# the newer ones for this run only).
+#   1. with pip access:   ci/gpu-unsloth.sh --download .whl-unsloth      (45 MB, Python 3.12 wheels)
+#   2. on the box, in consecutive transfers while it stays up (each transfer <= 64 MiB):
+#        ci/gpu.sh --install                 (carry .whl/:          the project's wheels -> /tmp/cleanroom-site)
+#        ci/gpu-unsloth.sh --install         (carry .whl-unsloth/:  Unsloth's stack      -> /tmp/unsloth-site)
+#        ci/gpu-unsloth.sh OUT_DIR           the gate's checks 1, 3, 4 and 10 (Unsloth beside peft), then Stage 1
+#                                             with backend=unsloth on a random Qwen2.5-0.5B, then verify
+#   A rented box with pip access: pip install 'cleanroom[train,unsloth]' in a fresh venv instead of steps 1-2.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+UNSLOTH=(unsloth==2026.10.9 unsloth_zoo==2026.10.9 trl==1.15.0 datasets==4.3.0 torchao==0.18.0 cut_cross_entropy
+         tyro docstring_parser shtab typeguard msgspec hf_transfer diffusers)
+if [[ "${1:-}" == "--download" ]]; then
+  dest="${2:-.whl-unsloth}"; mkdir -p "$dest"
+  exec python3 -m pip download --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d "$dest" "${UNSLOTH[@]}"
+fi
+if [[ "${1:-}" == "--install" ]]; then
+  exec python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/unsloth-site .whl-unsloth/*.whl
+fi
+out="${1:?usage: ci/gpu-unsloth.sh --download DIR | --install | OUT_DIR}"
+mkdir -p "$out/gate"
+[[ -d /tmp/unsloth-site && -d /tmp/cleanroom-site ]] || { echo "install both wheel sets first (see the header)"; exit 2; }
+export PYTHONPATH="/tmp/unsloth-site:/tmp/cleanroom-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1
+export CLEANROOM_GATE_DIR="$out/gate" CLEANROOM_CACHE="${CLEANROOM_CACHE:-$HOME/.cache/cleanroom}"
+start=$(date +%s)
+timeout -s ABRT "${GATE_TIMEOUT_S:-300}" python3 -X faulthandler -m pytest -m gpu -p cleanroom.pytest_plugin \
+  -p no:randomly -p no:cacheprovider verification/test_gpu_gate.py -k "test_1_ or test_3_ or test_4_ or test_10_" \
+  -q -rs > "$out/gate.log" 2>&1
+echo "gate (checks 1,3,4,10) rc=$? in $(( $(date +%s) - start ))s: $(grep -E '[0-9]+ (passed|failed)' "$out/gate.log" | tail -1)"
+start=$(date +%s)
+timeout -s ABRT "${STAGE1_TIMEOUT_S:-240}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
+  --out "$out/runs" --no-progress backend=unsloth \
+  model.random_init=qwen2.5-0.5b model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
+  data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=24 pairs.min_pairs=8 \
+  pairs.samples_per_instruction=2 baseline.max_new_tokens=32 sft_generation.max_new_tokens=32 \
+  pairs.generation.max_new_tokens=32 eval.generation.max_new_tokens=32 sft.train.max_steps=8 \
+  dpo.train.max_steps=4 > "$out/pipeline.log" 2>&1
+rc=$?
+echo "stage1 backend=unsloth rc=$rc in $(( $(date +%s) - start ))s"
+grep -E '^\[' "$out/pipeline.log" | tail -25
+for run in "$out"/runs/*/; do [[ -d "$run" ]] && python3 -m cleanroom.cli verify "$run"; done
+exit $rc
