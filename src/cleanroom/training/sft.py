@@ -119,6 +119,7 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
     Returns ``(seconds, peak_mem_bytes, peak_mem_kind, adapter_dir)``; shared by SFT and DPO.
     """
     from cleanroom import guard
+    from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 
     reset_peak_memory()
     start = time.perf_counter()
@@ -129,6 +130,7 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
     adapter_dir = output_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     guard.recheck(trainer.model, tokenizer)
+    check_saved_tokenizer(adapter_dir, tokenizer)  # the files on disk too, not only the object
     return seconds, peak, peak_kind, adapter_dir
 
 
