@@ -9,6 +9,7 @@ DPO and the merge use peft on the saved adapter in both cases.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,6 +146,20 @@ def run_merge(ctx: Context) -> dict[str, Any]:
     return report
 
 
+def refuse_patched_process(stage: str) -> None:
+    """Refuse a peft stage in a process where Unsloth was imported: it patches transformers for the whole
+    process, and on the H200 the DPO stage that followed an Unsloth SFT then compiled for over four minutes
+    without finishing step 0 (docs/gpu-gate.md, session 14). The stages before it are on disk, so a new
+    process resumes the run without importing Unsloth."""
+    if "unsloth" in sys.modules:
+        raise ConfigError(
+            f"{stage}: Unsloth was imported in this process (the SFT stage ran with backend=unsloth) and patches "
+            f"transformers for every later stage, which then recompiles per shape (measured: DPO stuck compiling step 0 "
+            f"for > 4 min on the H200); the run is saved up to here — run the same `cleanroom run` command again "
+            f"with --resume: a new process resumes at {stage} without importing Unsloth"
+        )
+
+
 def run_dpo(ctx: Context) -> dict[str, Any]:
     """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
     from cleanroom import guard
@@ -156,6 +171,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
+    refuse_patched_process("dpo")
     from peft import PeftModel
 
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
