@@ -445,6 +445,30 @@ def release_dense(model: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- paged
+def _paged_limits(model: Any, encoded: list[list[int]], s: _Settings) -> dict[str, Any]:
+    """A KV cache sized for ``batch_size`` requests in flight, and no silently dropped logits processor.
+
+    Left alone, transformers sizes the paged cache at 80-90% of the free memory (on the CPU: of the
+    machine's RAM; two test workers doing so at once ran the machine out of memory), and drops a logits
+    processor it does not support instead of refusing (``drop_unsupported_processors``): both are set here
+    where the installed transformers has ``ContinuousBatchingConfig`` (the output scan catches a dropped
+    suppression either way).
+    """
+    import inspect
+
+    import transformers  # heavy optional: transformers
+
+    config_cls = getattr(transformers, "ContinuousBatchingConfig", None)
+    params = inspect.signature(model.continuous_batching_context_manager).parameters
+    if config_cls is None or "continuous_batching_config" not in params:
+        return {}
+    page = 256
+    per_request = -(-(max(len(e) for e in encoded) + s.max_new_tokens) // page)
+    return {"continuous_batching_config": config_cls(
+        page_size=page, num_blocks=(per_request + 1) * s.batch_size, max_requests_per_batch=s.batch_size,
+        drop_unsupported_processors=False)}
+
+
 def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -> list[list[int]]:
     """Continuous batching through transformers' manager; a request whose text completes a stop string is
     cancelled at once (its slot freed), so its tokens end at most a step or two past the stop."""
@@ -461,8 +485,8 @@ def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -
                               suppress_tokens=suppressed or None)
     tail = max((len(guard.encode(tokenizer, x, add_bos=False)) for x in s.stop), default=0) + 2
     done: dict[str, list[int]] = {}
-    with torch.no_grad(), model.continuous_batching_context_manager(generation_config=config, block=True,
-                                                                      timeout=5) as manager:
+    with torch.no_grad(), model.continuous_batching_context_manager(generation_config=config, block=True, timeout=5,
+                                                                      **_paged_limits(model, encoded, s)) as manager:
         request_ids = manager.add_requests(inputs=encoded, max_new_tokens=s.max_new_tokens, streaming=bool(s.stop))
         last_progress = time.monotonic()
         while len(done) < len(request_ids):
