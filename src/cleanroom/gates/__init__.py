@@ -8,10 +8,11 @@ not grep.
 
 from __future__ import annotations
 
-from cleanroom.gates.checker import Violation, check_tree
+from cleanroom.gates.checker import check_tree
 from cleanroom.gates.config import GateConfig, find_pyproject, load_config
 from cleanroom.gates.rules import RULES, RULES_BY_ID, Rule
 from cleanroom.gates.runner import FileResult, GateReport, check_source, iter_python_files, run_gates
+from cleanroom.gates.violation import Violation
 from cleanroom.gates.waivers import Waiver, find_waivers
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from cleanroom.errors import InputError, MissingFileError
-from cleanroom.gates.checker import Violation
+from cleanroom.gates.violation import Violation
 
 VERSION = 1
 Key = tuple[str, str, str]  # rule, root-relative path, fingerprint

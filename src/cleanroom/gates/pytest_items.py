@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from cleanroom.errors import CleanroomError
-from cleanroom.gates.checker import Violation
 from cleanroom.gates.config import GateConfig, load_config
 from cleanroom.gates.rules import RULES, Rule
 from cleanroom.gates.runner import GateReport, run_gates
+from cleanroom.gates.violation import Violation
 
 
 class GateViolations(Exception):

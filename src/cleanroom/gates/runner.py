@@ -22,10 +22,12 @@ from pathlib import Path
 
 from cleanroom.errors import GateError, InputError, MissingFileError
 from cleanroom.gates.cache import RawFinding, ResultCache
-from cleanroom.gates.checker import HELPERS, Violation, check_tree
+from cleanroom.gates.checker import check_tree
 from cleanroom.gates.config import GateConfig
 from cleanroom.gates.prefilter import needs_ast
 from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
+from cleanroom.gates.violation import Violation
+from cleanroom.gates.vocabulary import HELPERS
 from cleanroom.gates.waivers import Waiver, find_waivers
 
 OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
@@ -96,7 +98,7 @@ def check_source(
 
     *disable*: rules not reported (default: only the off-by-default ones). *cache*: look the raw
     findings up by content hash first (see :mod:`cleanroom.gates.cache`). *helpers*: the helper
-    table (default :data:`~cleanroom.gates.checker.HELPERS`). *loader_callee*: true for a callee
+    table (default :data:`~cleanroom.gates.vocabulary.HELPERS`). *loader_callee*: true for a callee
     imported from the user's loader (quantization keywords passed to it are the intended pattern).
     *loader_hint*: the fix text for migration rules, naming the user's loader modules.
     """
