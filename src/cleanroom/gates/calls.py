@@ -88,16 +88,17 @@ def _check_reflective(
     shown = f"{ast.unparse(node.func)}({'..., ' * index}{attr!r})"
     if kind == "get" and attr == "apply_chat_template":
         default = node.args[index + 1] if len(node.args) > index + 1 else None
-        if not called and (
-            id(node) in flags or (default is not None and is_const(default, True, False, None))
-        ):
-            return  # ``getattr(args, "apply_chat_template", False)``: a setting read
-        add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
-    elif kind == "get" and attr == "from_pretrained" and not called and index == 1:
+        setting = id(node) in flags or (default is not None and is_const(default, True, False, None))
+        if called or not setting:  # else ``getattr(args, "apply_chat_template", False)``: a setting read
+            add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
+        return
+    if kind == "get" and attr == "from_pretrained" and not called and index == 1:
         check_from_pretrained_read(node, node.args[0], names, add)
-    elif kind != "get" and attr in CHAT_ATTRS:
+        return
+    if kind != "get" and attr in CHAT_ATTRS:
         add(node, "CR201", f"{shown} outside the loader")
-    elif kind != "get" and attr in SPECIAL_ATTRS:
+        return
+    if kind != "get" and attr in SPECIAL_ATTRS:
         add(node, "CR302", f"{shown} outside the loader")
 
 
@@ -108,7 +109,8 @@ def _check_method(node: ast.Call, func_attr: str | None, names: Names, add: Repo
         return _check_from_pretrained_call(node, names, add)
     if func_attr in MUTATORS and isinstance(func, ast.Attribute):
         _check_mutator(node, func, names, add)
-    elif func_attr == "add_special_tokens" and isinstance(func, ast.Attribute):
+        return False
+    if func_attr == "add_special_tokens" and isinstance(func, ast.Attribute):
         add(node, "CR302", "add_special_tokens() called outside the loader")
     return False
 
@@ -135,9 +137,11 @@ def _check_mutator(node: ast.Call, func: ast.Attribute, names: Names, add: Repor
     held = attr_name(func.value, names)
     if held in CHAT_ATTRS:
         add(node, "CR201", f"{held}.{func.attr}() outside the loader")
-    elif func.attr == "pop" and node.args and const_str(node.args[0]) in CHAT_ATTRS:
+        return
+    if func.attr == "pop" and node.args and const_str(node.args[0]) in CHAT_ATTRS:
         add(node, "CR201", f"pop({const_str(node.args[0])!r}) outside the loader")
-    elif func.attr == "update" and node.args and isinstance(node.args[0], ast.Dict):
+        return
+    if func.attr == "update" and node.args and isinstance(node.args[0], ast.Dict):
         keys = {const_str(k) for k in node.args[0].keys if k is not None}
         if keys & CHAT_ATTRS:
             add(node, "CR201", "update() of a chat_template key outside the loader")
@@ -156,21 +160,23 @@ def _check_qualified(
     if qual in TORCH_LOAD:
         if not any(k == "weights_only" and is_const(v, True) for k, v, _ in keywords(node)):
             add(node, "CR502", f"{qual}() without weights_only=True")
-    elif qual in PICKLE_LOADS:
+        return False, False
+    if qual in PICKLE_LOADS:
         if not _round_trip(node, qual, names):
             add(node, "CR503", f"{qual}() unpickles")
-    elif qual in NUMPY_LOAD:
+        return False, False
+    if qual in NUMPY_LOAD:
         for k, v, where in keywords(node):
             if k == "allow_pickle" and not is_const(v, False, None):
                 add(where, "CR503", "numpy.load(allow_pickle=...) unpickles")
-    elif last == "from_pretrained" and is_loading_class(qual[: -len(".from_pretrained")]):
+        return False, False
+    if last == "from_pretrained" and is_loading_class(qual[: -len(".from_pretrained")]):
         return True, False  # an alias of X.from_pretrained, reported where it was read
-    else:
-        helper = helper_rule(qual, helpers)
-        if helper is not None:
-            add(node, helper[0], f"{qual}() {_why(helper[0])} outside the loader")
-            return helper[0] == "CR101", False
-    return False, False
+    helper = helper_rule(qual, helpers)
+    if helper is None:
+        return False, False
+    add(node, helper[0], f"{qual}() {_why(helper[0])} outside the loader")
+    return helper[0] == "CR101", False
 
 
 def _round_trip(node: ast.Call, qual: str, names: Names) -> bool:
@@ -203,29 +209,46 @@ def _check_keywords(
         last is not None and (last.endswith("Config") or (qual is not None and is_loading_class(qual)))
     )
     for key, value, where in keywords(node):
-        if key == "add_special_tokens":
-            add(
-                where,
-                "CR301",
-                "add_special_tokens= passed outside the loader (even =False to count tokens: the count "
-                "then differs by the BOS/EOS from what training sees)",
-            )
-        elif key == "trust_remote_code" and is_const(value, True):
-            add(where, "CR501", "trust_remote_code=True")
-        elif key == "trust_remote_code" and (loads or last == "dict") and not is_const(value, False, None):
-            add(
-                where,
-                "CR501",
-                f"trust_remote_code passed a value that may be True to {last}()",
-                LOADER_DECIDES,
-            )
-        elif key in CHAT_ATTRS:
-            add(where, "CR201", f"{key}= passed outside the loader")
-        elif key in QUANT_KWARGS and not is_bnb and not is_const(value, False, None):
-            add(where, "CR401", f"{key}= passed outside the loader", qual or "")
-        elif key in TOKEN_KWARGS and rewrites_tokens:
-            add(
-                where,
-                "CR302",
-                f"{key}= passed to {last}() outside the loader (it rewrites the tokenizer's {key})",
-            )
+        finding = _keyword_finding(key, value, qual, last, loads, is_bnb, rewrites_tokens)
+        if finding is not None:
+            add(where, *finding)
+
+
+def _keyword_finding(
+    key: str,
+    value: ast.AST,
+    qual: str | None,
+    last: str | None,
+    loads: bool,
+    is_bnb: bool,
+    rewrites_tokens: bool,
+) -> tuple[str, str, str] | None:
+    """(rule, what, callee tag) for one ``key=value`` passed to the call, or None when it breaks nothing."""
+    if key == "add_special_tokens":
+        return (
+            "CR301",
+            "add_special_tokens= passed outside the loader (even =False to count tokens: the count "
+            "then differs by the BOS/EOS from what training sees)",
+            "",
+        )
+    if key == "trust_remote_code":
+        if is_const(value, True):
+            return "CR501", "trust_remote_code=True", ""
+        if (loads or last == "dict") and not is_const(value, False, None):
+            return "CR501", f"trust_remote_code passed a value that may be True to {last}()", LOADER_DECIDES
+        return None
+    if key in CHAT_ATTRS:
+        return "CR201", f"{key}= passed outside the loader", ""
+    if key in QUANT_KWARGS:
+        return (
+            None
+            if is_bnb or is_const(value, False, None)
+            else ("CR401", f"{key}= passed outside the loader", qual or "")
+        )
+    if key in TOKEN_KWARGS and rewrites_tokens:
+        return (
+            "CR302",
+            f"{key}= passed to {last}() outside the loader (it rewrites the tokenizer's {key})",
+            "",
+        )
+    return None
