@@ -4,7 +4,7 @@
 is judged by the attribute it names), then the method called (``from_pretrained``, a mutator on a
 chat template, ``add_special_tokens``), then the qualified callee (``transformers.pipeline``,
 ``torch.load``, a listed helper), then helpers passed on as arguments, then the keywords.
-Findings are reported in that order; :func:`~cleanroom.gates.checker.check_tree` keeps the first
+Findings are reported in that order; :func:`~cleanroom.code_gates.checker.check_tree` keeps the first
 per rule and line.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import ast
 
-from cleanroom.gates.names import Names, attr_name, const_str, is_const, keywords, reflective
-from cleanroom.gates.violation import Report
-from cleanroom.gates.vocabulary import (
+from cleanroom.code_gates.names import Names, attr_name, const_str, is_const, keywords, reflective
+from cleanroom.code_gates.violation import Report
+from cleanroom.code_gates.vocabulary import (
     CHAT_ATTRS,
     CHAT_FUNCTIONS,
     HELPER_WHY,

@@ -10,7 +10,7 @@ Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob pa
 do not apply; each must exist), ``select`` (the rules to run, default every rule but the
 off-by-default CR103), ``disable`` (rule ids), ``per_path_ignores`` (a table of path glob → rule
 ids, as ruff's per-file-ignores) and ``helpers`` (a table of qualified function name → the rule
-it breaks inside, added to :data:`~cleanroom.gates.vocabulary.HELPERS`). Unknown keys, wrong types and unknown rule ids are a
+it breaks inside, added to :data:`~cleanroom.code_gates.vocabulary.HELPERS`). Unknown keys, wrong types and unknown rule ids are a
 :class:`~cleanroom.errors.ConfigError`: a misspelt ``exlude`` must not silently scan everything.
 """
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.errors import ConfigError, MissingFileError
-from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
 
 _KEYS = ("paths", "exclude", "loader_modules", "select", "disable", "per_path_ignores", "helpers")
 _EXAMPLES = {

@@ -1,6 +1,6 @@
 """The module's import table: which imported name a local name, an attribute chain or a call refers to.
 
-Flow-insensitive (see :mod:`cleanroom.gates.checker`): every import and every assignment in the
+Flow-insensitive (see :mod:`cleanroom.code_gates.checker`): every import and every assignment in the
 module counts, functions included. Reflective access (``getattr``/``setattr``/``delattr`` by any
 name, the dunder methods, ``importlib.import_module``) resolves here too, so the rules see one
 qualified name whatever the spelling.

@@ -1,8 +1,8 @@
 """The gates' vocabulary: which names load a model, touch a chat template or unpickle.
 
 Data, plus the three judgements made from a qualified name alone (a loading class, a config class,
-a listed helper). The checker (:mod:`cleanroom.gates.checker`) and the prefilter
-(:mod:`cleanroom.gates.prefilter`) both read it, so a name added here is both checked and never
+a listed helper). The checker (:mod:`cleanroom.code_gates.checker`) and the prefilter
+(:mod:`cleanroom.code_gates.prefilter`) both read it, so a name added here is both checked and never
 skipped.
 """
 

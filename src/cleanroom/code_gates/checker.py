@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import ast
 
-from cleanroom.gates.calls import check_call, check_from_pretrained_read
-from cleanroom.gates.names import Names, attr_name, const_str, is_const
-from cleanroom.gates.rules import RULES_BY_ID
-from cleanroom.gates.violation import Report, Violation
-from cleanroom.gates.vocabulary import CHAT_ATTRS, HELPERS, LOADER_DECIDES, SETTINGS_NAME, SPECIAL_ATTRS
-from cleanroom.gates.walk import collect, flag_contexts
+from cleanroom.code_gates.calls import check_call, check_from_pretrained_read
+from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
+from cleanroom.code_gates.rules import RULES_BY_ID
+from cleanroom.code_gates.violation import Report, Violation
+from cleanroom.code_gates.vocabulary import CHAT_ATTRS, HELPERS, LOADER_DECIDES, SETTINGS_NAME, SPECIAL_ATTRS
+from cleanroom.code_gates.walk import collect, flag_contexts
 
 __all__ = ["HELPERS", "Violation", "check_tree"]
 

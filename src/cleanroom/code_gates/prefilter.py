@@ -12,7 +12,7 @@ import keyword
 import re
 from types import CodeType
 
-from cleanroom.gates.vocabulary import (
+from cleanroom.code_gates.vocabulary import (
     CHAT_ATTRS,
     CHAT_FUNCTIONS,
     HELPERS,
