@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cleanroom.gates import GateConfig, run_gates
-from cleanroom.gates.cache import cache_folder
-from cleanroom.gates.prefilter import needs_ast
+from cleanroom.code_gates import GateConfig, run_gates
+from cleanroom.code_gates.cache import cache_folder
+from cleanroom.code_gates.prefilter import needs_ast
 
 TARGET = 1_000  # files/s on one core (issue 8)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cleanroom.gates import RULES
+from cleanroom.code_gates import RULES
 
 N_RULES = sum(rule.default for rule in RULES)  # the rules that run unless selected
 N_OFF = len(RULES) - N_RULES  # off-by-default rules (CR103): their items skip and say why

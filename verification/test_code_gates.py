@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.gates import GateReport, load_config, run_gates
+from cleanroom.code_gates import GateReport, load_config, run_gates
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,92 +12,34 @@ benchmark in ``benchmarks/bench_scan_ids.py`` prints the throughput.
 
 :func:`recheck` compares the tokenizer and model against the snapshot :class:`~cleanroom.loader.CleanModelLoader`
 stored on them, so a trainer that re-enables the chat template or rewrites eos/pad is caught after the fact.
+
+This module holds the checks on IDs (:func:`scan_ids`, :func:`check_loss_mask`) and the rendering that
+runs them (:func:`encode`, :func:`render_example`, :func:`check_pair`); the forbidden-ID sets live in
+:mod:`cleanroom.control_tokens` and the snapshot/recheck in :mod:`cleanroom.clean_state`, both
+re-exported here so that ``from cleanroom import guard`` reaches the whole guard. Callers go through
+``guard.NAME``, so a test that switches an entry point off (``monkeypatch.setattr(guard, "scan_ids",
+...)``) switches it off for :func:`render_example` too.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
+from cleanroom.clean_state import SNAPSHOT_ATTR, SNAPSHOT_PROBE_TEXT, VOLATILE_CONFIG_KEYS, recheck, snapshot
+from cleanroom.control_tokens import (
+    BOS_REQUIRED_ATTR,
+    CONTROL_TEXT,
+    added_tokens,
+    base_eos_id,
+    forbidden_ids,
+    literal_control_strings,
+    refuse_chat_template,
+    required_bos_id,
+)
 from cleanroom.errors import ContaminationError, InputError
-
-# Non-special added tokens that are still chat/tool/FIM control tokens: "<|...|>" or "<name>"/"</name>"
-# with an identifier inside (Qwen2.5's <tool_call>, StarCoder-style <filename>, <reponame>).
-_CONTROL_TEXT = re.compile(r"^(<\|[^\s<>]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_\-]{0,63}>)$")
-# Candidate base EOS strings in order of preference (Qwen/GPT-2/SmolLM2, Llama-3 base, SentencePiece).
-_BASE_EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>")
-SNAPSHOT_ATTR = "_cleanroom_snapshot"
-# The BOS ID of a tokenizer that added BOS as shipped (Llama-style); None for tokenizers that add none (Qwen).
-BOS_REQUIRED_ATTR = "_cleanroom_bos_required"
-# One plain encode of this text is part of the snapshot: any switch that makes tokenizer(text) add or split
-# differently (add_eos_token re-enabled, a post-processor restored, split_special_tokens off) changes its IDs.
-SNAPSHOT_PROBE_TEXT = "Hello world <|im_start|>user\n"
-# config/generation_config keys left out of the whole-config comparison, because they change without changing
-# what the model is fed or stops on: the writer's version and path, the cache flag trainers turn off for
-# gradient checkpointing, the storage dtype a merge or mixed-precision cast changes, the attention kernel and
-# the runtime output switches. Every other key (bos/eos/pad, forced_eos_token_id, begin_suppress_tokens,
-# suppress_tokens, decoding defaults, the architecture) must stay as loaded.
-VOLATILE_CONFIG_KEYS = frozenset({
-    "transformers_version", "_name_or_path", "_commit_hash", "use_cache", "dtype", "torch_dtype",
-    "_attn_implementation", "_attn_implementation_autoset", "_attn_implementation_internal",
-    "output_attentions", "output_hidden_states", "return_dict", "_from_model_config",
-})
-
-
-def refuse_chat_template(*args: Any, **kwargs: Any) -> Any:
-    """Installed as ``tokenizer.apply_chat_template``: base-model paths never use a chat template."""
-    raise ContaminationError(
-        "apply_chat_template called on a clean base-model tokenizer; base models are prompted in "
-        "completion style (cleanroom.ifeval.few_shot_prompt), never through a chat template"
-    )
-
-
-def required_bos_id(tokenizer: Any) -> int | None:
-    """The BOS ID :func:`encode` puts at position 0, for a tokenizer the loader marked BOS-required; else None."""
-    bos = getattr(tokenizer, BOS_REQUIRED_ATTR, None)
-    return None if bos is None else int(bos)
-
-
-def _added_tokens(tokenizer: Any) -> dict[int, tuple[str, bool]]:
-    """``{id: (content, special)}`` of every added token the tokenizer knows."""
-    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    return {int(i): (str(getattr(t, "content", t)), bool(getattr(t, "special", True))) for i, t in decoder.items()}
-
-
-def base_eos_id(tokenizer: Any) -> int:
-    """The base model's end-of-text ID (``<|endoftext|>`` = 151643 for Qwen2.5), never an end-of-turn ID.
-
-    The loader stores it on the tokenizer; otherwise the first of ``<|endoftext|>``, ``<|end_of_text|>``,
-    ``</s>`` present in the vocabulary wins, then the tokenizer's own ``eos_token_id``.
-    """
-    stored = getattr(tokenizer, "_cleanroom_base_eos", None)
-    if stored is not None:
-        return int(stored)
-    vocab = tokenizer.get_vocab()
-    for text in _BASE_EOS_CANDIDATES:
-        if text in vocab:
-            return int(vocab[text])
-    if tokenizer.eos_token_id is None:
-        raise InputError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}: no end-of-text token found "
-            "(none of <|endoftext|>, <|end_of_text|>, </s>, and no eos_token); pass a base-model tokenizer"
-        )
-    return int(tokenizer.eos_token_id)
-
-
-def forbidden_ids(tokenizer: Any) -> frozenset[int]:
-    """Every special added token and every chat-control token, by ID; the base EOS is excluded."""
-    stored = getattr(tokenizer, "_cleanroom_forbidden", None)
-    if stored is not None:
-        return stored
-    eos = base_eos_id(tokenizer)
-    ids = {i for i, (content, special) in _added_tokens(tokenizer).items() if special or _CONTROL_TEXT.match(content)}
-    ids.discard(eos)
-    return frozenset(ids)
 
 
 def _token_text(tokenizer: Any, token_id: int) -> str:
@@ -169,53 +111,77 @@ def scan_ids(
     if flat.size and int(flat.min()) < 0:
         raise InputError(f"{where}: negative token ID {int(flat.min())} in input_ids (labels are not scanned)")
     starts = np.concatenate(([0], np.cumsum(lens)[:-1])) if lens.size else np.zeros(0, dtype=np.int64)
+    at = _Where(flat, starts, where, tokenizer, record_offset)
+    hit = _first_forbidden(flat, starts, lens, forbidden, bos_id)
+    if hit is not None:
+        why = (
+            f"BOS {bos_id} is allowed once, at position 0 only (doubled or injected BOS)"
+            if bos_id is not None and int(flat[hit]) == int(bos_id)
+            else "a chat-control/special token; base-model data must not contain it — regenerate with the "
+            "clean loader's tokenizer (split_special_tokens=True, no chat template)"
+        )
+        at.fail(hit, why)
+    if final_eos_id is not None:
+        _check_final_eos(at, lens, final_eos_id)
 
-    def fail(index: int, why: str) -> None:
-        rec = int(np.searchsorted(starts, index, side="right") - 1)
-        pos = index - int(starts[rec])
-        tid = int(flat[index])
+
+class _Where:
+    """Turns an index into the flat batch into ``record R, token P is ID I 'text'`` for a finding."""
+
+    def __init__(self, flat: np.ndarray, starts: np.ndarray, where: str, tokenizer: Any, record_offset: int):
+        self.flat, self.starts, self.where = flat, starts, where
+        self.tokenizer, self.record_offset = tokenizer, record_offset
+
+    def fail(self, index: int, why: str) -> NoReturn:
+        rec = int(np.searchsorted(self.starts, index, side="right") - 1)
+        pos = index - int(self.starts[rec])
+        tid = int(self.flat[index])
         raise ContaminationError(
-            f"{where}: record {rec + record_offset}, token {pos} is ID {tid}{_token_text(tokenizer, tid)}: {why}"
+            f"{self.where}: record {rec + self.record_offset}, token {pos} is ID {tid}"
+            f"{_token_text(self.tokenizer, tid)}: {why}"
         )
 
+
+def _first_forbidden(
+    flat: np.ndarray, starts: np.ndarray, lens: np.ndarray, forbidden: frozenset[int] | Sequence[int], bos_id: int | None
+) -> int | None:
+    """Index of the first forbidden ID (or misplaced BOS) in *flat*: one table gather, no loop over tokens."""
     forb = np.fromiter((int(i) for i in forbidden), dtype=np.int64)
     if bos_id is not None:
         forb = np.append(forb, int(bos_id))
-    if flat.size and forb.size:
-        size = int(max(flat.max(), forb.max())) + 1
-        table = np.zeros(size, dtype=bool)
-        table[forb] = True
-        hits = table[flat]
-        if bos_id is not None:
-            first = starts[lens > 0]
-            hits[first[flat[first] == int(bos_id)]] = False  # the one BOS a BOS-required model starts with
-        if hits.any():
-            index = int(np.argmax(hits))
-            fail(
-                index,
-                f"BOS {bos_id} is allowed once, at position 0 only (doubled or injected BOS)"
-                if bos_id is not None and int(flat[index]) == int(bos_id)
-                else "a chat-control/special token; base-model data must not contain it — regenerate with the "
-                "clean loader's tokenizer (split_special_tokens=True, no chat template)",
-            )
-    if final_eos_id is None:
-        return
+    if not (flat.size and forb.size):
+        return None
+    size = int(max(flat.max(), forb.max())) + 1
+    table = np.zeros(size, dtype=bool)
+    table[forb] = True
+    hits = table[flat]
+    if bos_id is not None:
+        first = starts[lens > 0]
+        hits[first[flat[first] == int(bos_id)]] = False  # the one BOS a BOS-required model starts with
+    return int(np.argmax(hits)) if hits.any() else None
+
+
+def _check_final_eos(at: _Where, lens: np.ndarray, final_eos_id: int) -> None:
+    """Each sequence ends with exactly one EOS and holds no other (doubled, missing or truncated EOS)."""
+    flat, starts = at.flat, at.starts
     ends = starts + lens - 1
     eos_at = np.flatnonzero(flat == int(final_eos_id))
     stray = eos_at[~np.isin(eos_at, ends[lens > 0])]
     if stray.size:
-        fail(int(stray[0]), "EOS before the end of the sequence (doubled EOS); only one final EOS is allowed")
+        at.fail(int(stray[0]), "EOS before the end of the sequence (doubled EOS); only one final EOS is allowed")
     if (lens == 0).any():
         rec = int(np.argmax(lens == 0))
-        raise ContaminationError(f"{where}: record {rec + record_offset} is empty; it must end with EOS {final_eos_id}")
+        raise ContaminationError(
+            f"{at.where}: record {rec + at.record_offset} is empty; it must end with EOS {final_eos_id}"
+        )
     last = flat[ends]
     missing = np.flatnonzero(last != int(final_eos_id))
     if missing.size:
         rec = int(missing[0])
         tid = int(last[rec])
         raise ContaminationError(
-            f"{where}: record {rec + record_offset}, last token {int(lens[rec]) - 1} is ID {tid}"
-            f"{_token_text(tokenizer, tid)}, not EOS {final_eos_id}: EOS missing or truncated by max length"
+            f"{at.where}: record {rec + at.record_offset}, last token {int(lens[rec]) - 1} is ID {tid}"
+            f"{_token_text(at.tokenizer, tid)}, not EOS {final_eos_id}: EOS missing or truncated by max length"
         )
 
 
@@ -352,110 +318,13 @@ def check_pair(
     render_example(tokenizer, prompt, rejected, max_length=max_length, record=f"{record} rejected")
 
 
-def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
-    """``(character offset, token string)`` of every forbidden token's literal text inside *text*.
-
-    Such text in base-model data means a chat template was applied upstream (``<|im_start|>assistant``);
-    text that merely resembles one (``<b>im_start</b>``, ``<|im a cat|>``) matches no token and passes.
-    """
-    added = _added_tokens(tokenizer)
-    names = {added[i][0] for i in forbidden_ids(tokenizer) if i in added}
-    names.add(tokenizer.convert_ids_to_tokens(base_eos_id(tokenizer)))
-    if not names:
-        return []
-    pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
-    return [(m.start(), m.group(0)) for m in pattern.finditer(text)]
-
-
-def _config_dict(config: Any) -> dict[str, Any] | None:
-    """``config.to_dict()`` as plain JSON values, without :data:`VOLATILE_CONFIG_KEYS`."""
-    if config is None:
-        return None
-    raw = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
-    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in VOLATILE_CONFIG_KEYS}, default=str))
-
-
-def snapshot(model: Any, tokenizer: Any) -> dict[str, Any]:
-    """The state :func:`recheck` compares.
-
-    Tokenizer: chat template (attribute and init_kwargs), whether ``apply_chat_template`` is still the
-    refusing function, special tokens, eos/pad/bos, the add_bos/add_eos flags, the BOS-required mark and the
-    IDs of one plain ``tokenizer(SNAPSHOT_PROBE_TEXT)``. Model: the eos/pad/bos fields (one key each, which
-    ``training.special_ids`` restores) and the whole ``config`` / ``generation_config`` as dicts without
-    :data:`VOLATILE_CONFIG_KEYS` (``forced_eos_token_id``, ``begin_suppress_tokens``, ... included).
-    """
-    tok = {
-        "chat_template": getattr(tokenizer, "chat_template", None),
-        "init_chat_template": (getattr(tokenizer, "init_kwargs", None) or {}).get("chat_template"),
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "added_tokens": sorted((i, c, s) for i, (c, s) in _added_tokens(tokenizer).items()),
-        "len": len(tokenizer),
-        "split_special_tokens": bool(getattr(tokenizer, "split_special_tokens", False)),
-        "apply_chat_template_refused": vars(tokenizer).get("apply_chat_template") is refuse_chat_template,
-        "add_bos_token": getattr(tokenizer, "add_bos_token", None),
-        "add_eos_token": getattr(tokenizer, "add_eos_token", None),
-        "bos_required": required_bos_id(tokenizer),
-        "plain_encode": list(tokenizer(SNAPSHOT_PROBE_TEXT)["input_ids"]),
-    }
-    if model is None:
-        return {"tokenizer": tok}
-    cfg, gen = model.config, getattr(model, "generation_config", None)
-    mod = {
-        "config_eos_token_id": getattr(cfg, "eos_token_id", None),
-        "config_pad_token_id": getattr(cfg, "pad_token_id", None),
-        "config_bos_token_id": getattr(cfg, "bos_token_id", None),
-        "generation_eos_token_id": getattr(gen, "eos_token_id", None),
-        "generation_pad_token_id": getattr(gen, "pad_token_id", None),
-        "generation_bos_token_id": getattr(gen, "bos_token_id", None),
-        # "whole_" keys: not "config_"/"generation_" fields, which training.special_ids restores one by one
-        "whole_config": _config_dict(cfg),
-        "whole_generation_config": _config_dict(gen),
-    }
-    return {"tokenizer": tok, "model": mod}
-
-
-def _diff(prefix: str, before: Any, after: Any) -> list[str]:
-    """``prefix.key: before -> after`` for each differing key, descending into dicts (sorted keys)."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        out: list[str] = []
-        for key in sorted(set(before) | set(after), key=str):
-            out += _diff(f"{prefix}.{key}", before.get(key), after.get(key))
-        return out
-    return [] if before == after else [f"{prefix}: {before!r} -> {after!r}"]
-
-
-def recheck(model: Any, tokenizer: Any) -> None:
-    """Raise :class:`ContaminationError` if anything changed since the loader's snapshot.
-
-    Call it after every step that may touch the tokenizer or model (trainer init, PEFT wrapping,
-    merge, save/reload): TRL and transformers rewrite eos/pad and may restore the chat template.
-    """
-    expected = getattr(tokenizer, SNAPSHOT_ATTR, None)
-    if expected is None:
-        raise ContaminationError(
-            "recheck: this tokenizer was not produced by CleanModelLoader (no snapshot); load it with "
-            "CleanModelLoader(...).load() or .load_tokenizer()"
-        )
-    now = snapshot(model, tokenizer)
-    changes = _diff("tokenizer", expected["tokenizer"], now["tokenizer"])
-    if model is not None:
-        model_expected = getattr(model, SNAPSHOT_ATTR, None)
-        if model_expected is None:
-            raise ContaminationError("recheck: this model was not produced by CleanModelLoader (no snapshot)")
-        changes += _diff("model", model_expected, now["model"])
-    if changes:
-        shown = "; ".join(c if len(c) < 200 else c[:200] + "..." for c in changes[:8])
-        if len(changes) > 8:
-            shown += f"; ... {len(changes) - 8} more"
-        raise ContaminationError(
-            f"recheck: tokenizer/model changed since the clean load: {shown}; restore the clean state "
-            "(pass the loader's tokenizer as processing_class, keep eos/pad = base EOS, no chat template)"
-        )
-
-
 __all__ = [
+    "BOS_REQUIRED_ATTR",
+    "CONTROL_TEXT",
+    "SNAPSHOT_ATTR",
+    "SNAPSHOT_PROBE_TEXT",
+    "VOLATILE_CONFIG_KEYS",
+    "added_tokens",
     "base_eos_id",
     "check_loss_mask",
     "check_pair",

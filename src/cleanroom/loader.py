@@ -77,7 +77,7 @@ def clean_tokenizer(tokenizer: Any) -> list[str]:
         changes.append("removed chat_template from init_kwargs")
     tokenizer.apply_chat_template = refuse_chat_template
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    control = [(i, c) for i, (c, s) in guard._added_tokens(tokenizer).items() if not s and guard._CONTROL_TEXT.match(c)]
+    control = [(i, c) for i, (c, s) in guard.added_tokens(tokenizer).items() if not s and guard.CONTROL_TEXT.match(c)]
     if control and backend is not None:
         backend.add_special_tokens([AddedToken(c, special=True, normalized=False) for _, c in control])
         changes.append(f"re-registered {len(control)} non-special control tokens as special (split by ID)")

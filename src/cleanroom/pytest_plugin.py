@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     paths = config.getoption("--cleanroom-gates-paths", default=None)
     gates = config.getoption("--cleanroom-gates", default=False) or paths is not None
     if gates and not config.pluginmanager.has_plugin("cleanroom-gates"):
-        from cleanroom.gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
+        from cleanroom.code_gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
 
         config.pluginmanager.register(GatesPlugin(config, paths), "cleanroom-gates")
 
@@ -167,8 +167,8 @@ _GATE_KEY = "_cleanroom_gate_recorder"
 
 @pytest.fixture(scope="session")
 def gate_recorder(pytestconfig: pytest.Config) -> object:
-    """The GPU gate's :class:`cleanroom.gate_report.GateRecorder`; the report is written at session end."""
-    from cleanroom.gate_report import GateRecorder
+    """The GPU gate's :class:`cleanroom.gpu_gate.GateRecorder`; the report is written at session end."""
+    from cleanroom.gpu_gate import GateRecorder
 
     recorder = getattr(pytestconfig, _GATE_KEY, None)
     if recorder is None:
@@ -182,7 +182,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recorder = getattr(session.config, _GATE_KEY, None)
     if recorder is None or not recorder.results:
         return
-    from cleanroom.gate_report import verdict, write_report
+    from cleanroom.gpu_gate import verdict, write_report
 
     out = os.environ.get("CLEANROOM_GATE_DIR") or str(Path.cwd() / "gate-report")
     json_path, _ = write_report(recorder, out)

@@ -8,10 +8,11 @@ results, the provenance summary, cost spent vs projected, and the GO / NO-GO lin
 from __future__ import annotations
 
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
+
+from cleanroom.plots import render_figures
 
 MODELS = ("base", "sft", "dpo")
 
@@ -29,80 +30,6 @@ def _load(run: Path, stage: str, name: str, unreadable: dict[str, str] | None = 
             raise
         unreadable[stage] = f"{type(exc).__name__}: {exc}"[:200]
         return None
-
-
-def _svg(fig: Any) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    return text[text.find("<svg"):]
-
-
-def _plots(data: dict[str, Any]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from cleanroom.stats import wilson_interval
-
-    out = {}
-    summaries = (data.get("eval") or {}).get("summaries") or {}
-    if summaries:
-        types = sorted({t for s in summaries.values() for t in s["per_type"]})
-        fig, ax = plt.subplots(figsize=(10, max(3.0, 0.32 * len(types))))
-        y = np.arange(len(types))
-        for k, name in enumerate(m for m in MODELS if m in summaries):
-            per = summaries[name]["per_type"]
-            est, lo, hi = [], [], []
-            for t in types:
-                row = per.get(t, {"n": 0, "strict": 0.0})
-                if row["n"]:
-                    iv = wilson_interval(int(round(row["strict"] * row["n"])), row["n"])
-                    est.append(iv.estimate)
-                    lo.append(max(0.0, iv.estimate - iv.low))
-                    hi.append(max(0.0, iv.high - iv.estimate))
-                else:
-                    est.append(np.nan)
-                    lo.append(0)
-                    hi.append(0)
-            ax.errorbar(est, y + (k - 1) * 0.25, xerr=[lo, hi], fmt="o", capsize=2, label=name, markersize=4)
-        n_of = {t: max(s["per_type"].get(t, {}).get("n", 0) for s in summaries.values()) for t in types}
-        ax.set_yticks(y, [f"{t} (n={n_of[t]})" for t in types], fontsize=7)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel("instruction-level strict accuracy (95% Wilson interval)")
-        ax.legend(loc="lower right")
-        ax.set_title("Per instruction type: base vs SFT vs DPO")
-        out["per_type"] = _svg(fig)
-        plt.close(fig)
-    curves = [(n, data[n]) for n in ("sft", "dpo") if data.get(n)]
-    if curves:
-        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
-        for ax, (name, metrics) in zip(axes[0], curves, strict=True):
-            ax.plot(metrics.get("loss_steps") or range(1, len(metrics["losses"]) + 1), metrics["losses"], label="train")
-            evals = metrics.get("eval_losses") or []
-            if evals:  # evaluation runs every save_steps (TrainSpec), the last one at the final step at most
-                every = (data["config"].get(name) or {}).get("train", {}).get("save_steps", 1)
-                ax.plot([min(every * (i + 1), metrics["steps"]) for i in range(len(evals))], evals, "s--",
-                        label="eval (held-out)")
-            if name == "dpo" and metrics.get("step0_loss") is not None:
-                ax.axhline(np.log(2), ls="--", c="gray", lw=0.8, label="ln 2")
-            ax.set_title(f"{name.upper()} loss")
-            ax.set_xlabel("step")
-            ax.legend()
-        out["loss"] = _svg(fig)
-        plt.close(fig)
-    hist = ((data.get("sft_data") or {}).get("length_tokens") or {})
-    if hist.get("counts"):
-        fig, ax = plt.subplots(figsize=(5, 3))
-        edges = hist["edges"]
-        ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", edgecolor="black")
-        ax.set_xlabel("SFT example length (tokens, prompt + completion + EOS)")
-        ax.set_ylabel("examples")
-        out["lengths"] = _svg(fig)
-        plt.close(fig)
-    return out
 
 
 # Every file the Stage 2 verdict reads. A missing or unreadable one is a check that did not run: NO-GO.
@@ -216,70 +143,108 @@ def _pct(iv: dict[str, Any]) -> str:
 
 
 def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
+    """The Markdown report: verdict, model and provenance, preflight, evaluation, training, merge, data, cost."""
     verdict, reasons = go_no_go(data)
-    cfg, prov = data["config"], data["provenance"]
+    cfg = data["config"]
     lines = [f"# cleanroom Stage 1 report — run `{data['run']['run_id']}`", ""]
     lines += [f"**Stage 2: {verdict}**" + (f" — {'; '.join(reasons)}" if reasons else " — every gate held"), ""]
+    lines += _md_model(data)
+    lines += _md_preflight(data)
+    lines += _md_eval(data)
+    for name in ("sft", "dpo"):
+        if data.get(name):
+            lines += _md_training(name, data[name])
+    lines += _md_merge(data.get("merge"))
+    lines += _md_data(data)
+    lines += ["", "## Cost", "", *_cost_table(spent, _projection(data), cfg["budget"]["price_per_hour"])]
+    return "\n".join(lines) + "\n"
+
+
+def _md_model(data: dict[str, Any]) -> list[str]:
+    """The model, the config hash, the cleanroom version and git commit, and what was allowed."""
+    cfg, prov = data["config"], data["provenance"]
     model = cfg["model"]
-    lines += ["## Model and provenance", "",
-              f"- model: `{model['path']}` (revision {model.get('revision') or 'as resolved'}, quantization "
-              f"{model.get('quantization') or 'none'}, random_init {model.get('random_init') or 'no'})",
-              f"- config sha256: `{data['run']['config_sha256']}`",
-              f"- cleanroom {prov.get('cleanroom_version', '?')}, git {prov.get('git', {}).get('commit', '?')}"
-              f"{' (dirty)' if prov.get('git', {}).get('dirty') else ''}"]
+    lines = ["## Model and provenance", "",
+             f"- model: `{model['path']}` (revision {model.get('revision') or 'as resolved'}, quantization "
+             f"{model.get('quantization') or 'none'}, random_init {model.get('random_init') or 'no'})",
+             f"- config sha256: `{data['run']['config_sha256']}`",
+             f"- cleanroom {prov.get('cleanroom_version', '?')}, git {prov.get('git', {}).get('commit', '?')}"
+             f"{' (dirty)' if prov.get('git', {}).get('dirty') else ''}"]
     if model.get("allow_instruct"):
         lines.append(f"- **instruct model allowed**: {model.get('allow_instruct_reason')}")
-    sft_data = data.get("sft_data") or {}
-    if sft_data.get("teacher") == "programmatic":
+    if (data.get("sft_data") or {}).get("teacher") == "programmatic":
         lines.append("- **SFT responses and pair rewrites come from the programmatic teacher** (the model cannot "
                      "write); recorded in each record's `source`/`origin` field")
-    lines += ["", "## Preflight", "", "| check | passed | value |", "|---|---|---|"]
+    return lines
+
+
+def _md_preflight(data: dict[str, Any]) -> list[str]:
+    """One table row per preflight check; a failed one with its error and fix."""
+    lines = ["", "## Preflight", "", "| check | passed | value |", "|---|---|---|"]
     for c in (data.get("preflight") or {}).get("checks", []):
         text = describe(c.get("value"))
         if not c["passed"]:
             text = f"{c.get('error') or ''} {text} — fix: {c.get('fix')}"
         lines.append(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {text.replace('|', '/')} |")
-    ev = data.get("eval") or {}
-    if ev:
-        lines += ["", "## Evaluation (held-out eval set, same keys for every model)", "",
-                  "| model | prompt strict | instruction strict | prompt loose | instruction loose |", "|---|---|---|---|---|"]
-        for name in MODELS:
-            s = ev["summaries"].get(name)
-            if s:
-                lines.append(f"| {name} | {_pct(s['prompt_strict'])} | {_pct(s['instruction_strict'])} | "
-                             f"{_pct(s['prompt_loose'])} | {_pct(s['instruction_loose'])} |")
-        base = data.get("baseline")
-        if base:
-            t = cfg.get("baseline", {}).get("temperature")
-            lines += ["", f"Every row above is generated here with eval.generation; the baseline stage's own "
-                      f"assessment of the base model (temperature {t}) is not part of the comparisons: prompt strict "
-                      f"{_pct(base['prompt_strict'])}, instruction strict {_pct(base['instruction_strict'])}."]
-        from cleanroom.stats.compare import ComparisonRow, format_markdown
+    return lines
 
-        rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]
-        lines += ["", f"Paired comparisons ({ev['primary']}, Holm across the family):", "", format_markdown(rows)]
-    for name in ("sft", "dpo"):
-        m = data.get(name)
-        if m:
-            losses = m["losses"]
-            evals = m.get("eval_losses") or []
-            held_out = f"; eval loss (held-out) {evals[0]:.4f} → {evals[-1]:.4f}" if evals else ""
-            lines += ["", f"## {name.upper()}", "",
-                      f"- steps {m['steps']}, train loss {losses[0]:.4f} → {losses[-1]:.4f}{held_out}" if losses
-                      else f"- steps {m['steps']}",
-                      f"- {m['tokens_per_s']:.0f} tokens/s, {m['seconds']:.1f} s, peak memory "
-                      f"{m['peak_mem_bytes'] / 2**20:.0f} MiB ({m['peak_mem_kind']})"]
-            if name == "dpo" and m.get("step0_loss") is None:
-                lines.append("- step-0 loss: **not measured** (the DPO check against ln 2 is missing)")
-            elif name == "dpo":
-                lines.append(f"- step-0 loss {m['step0_loss']:.6f} (ln 2 = 0.693147), reward margin {m['step0_margin']:.2e}")
-    merge = data.get("merge")
+
+def _md_eval(data: dict[str, Any]) -> list[str]:
+    """IFEval scores per model, the baseline stage's own figure, and the paired comparisons."""
+    from cleanroom.stats.compare import ComparisonRow, format_markdown
+
+    ev = data.get("eval") or {}
+    if not ev:
+        return []
+    lines = ["", "## Evaluation (held-out eval set, same keys for every model)", "",
+             "| model | prompt strict | instruction strict | prompt loose | instruction loose |", "|---|---|---|---|---|"]
+    for name in MODELS:
+        s = ev["summaries"].get(name)
+        if s:
+            lines.append(f"| {name} | {_pct(s['prompt_strict'])} | {_pct(s['instruction_strict'])} | "
+                         f"{_pct(s['prompt_loose'])} | {_pct(s['instruction_loose'])} |")
+    base = data.get("baseline")
+    if base:
+        t = data["config"].get("baseline", {}).get("temperature")
+        lines += ["", f"Every row above is generated here with eval.generation; the baseline stage's own "
+                  f"assessment of the base model (temperature {t}) is not part of the comparisons: prompt strict "
+                  f"{_pct(base['prompt_strict'])}, instruction strict {_pct(base['instruction_strict'])}."]
+    rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]
+    return lines + ["", f"Paired comparisons ({ev['primary']}, Holm across the family):", "", format_markdown(rows)]
+
+
+def _md_training(name: str, m: dict[str, Any]) -> list[str]:
+    """Steps, losses, throughput and peak memory of one training stage; DPO's step-0 check."""
+    losses = m["losses"]
+    evals = m.get("eval_losses") or []
+    held_out = f"; eval loss (held-out) {evals[0]:.4f} → {evals[-1]:.4f}" if evals else ""
+    lines = ["", f"## {name.upper()}", "",
+             f"- steps {m['steps']}, train loss {losses[0]:.4f} → {losses[-1]:.4f}{held_out}" if losses
+             else f"- steps {m['steps']}",
+             f"- {m['tokens_per_s']:.0f} tokens/s, {m['seconds']:.1f} s, peak memory "
+             f"{m['peak_mem_bytes'] / 2**20:.0f} MiB ({m['peak_mem_kind']})"]
+    if name == "dpo" and m.get("step0_loss") is None:
+        lines.append("- step-0 loss: **not measured** (the DPO check against ln 2 is missing)")
+    elif name == "dpo":
+        lines.append(f"- step-0 loss {m['step0_loss']:.6f} (ln 2 = 0.693147), reward margin {m['step0_margin']:.2e}")
+    return lines
+
+
+def _md_merge(merge: dict[str, Any] | None) -> list[str]:
+    """The merge's logit equivalence, or why nothing was merged."""
     if merge and merge.get("merged"):
-        lines += ["", "## Merge", "", "| merged | max abs logit difference | tolerance (atol) | probe texts |",
-                  "|---|---:|---:|---:|",
-                  f"| yes | {merge['max_abs_logit_diff']:.3g} | {merge['atol']:.3g} | {merge['probes']} |"]
-    elif merge:
-        lines += ["", "## Merge", "", f"- not merged: {merge.get('reason')}"]
+        return ["", "## Merge", "", "| merged | max abs logit difference | tolerance (atol) | probe texts |",
+                "|---|---:|---:|---:|",
+                f"| yes | {merge['max_abs_logit_diff']:.3g} | {merge['atol']:.3g} | {merge['probes']} |"]
+    if merge:
+        return ["", "## Merge", "", f"- not merged: {merge.get('reason')}"]
+    return []
+
+
+def _md_data(data: dict[str, Any]) -> list[str]:
+    """What the SFT filter kept and the pairs stage built."""
+    lines: list[str] = []
+    sft_data = data.get("sft_data") or {}
     if sft_data:
         lines += ["", "## Data", "",
                   f"- SFT: {sft_data['survivors']} of {sft_data['candidates']} responses kept; filtered "
@@ -290,8 +255,7 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
         p = data["pairs"]
         skipped = describe(p["skipped"]) if p["skipped"] else "none"
         lines.append(f"- pairs: {p['pairs']} from {p['instructions']} instructions; skipped {skipped}")
-    lines += ["", "## Cost", "", *_cost_table(spent, _projection(data), cfg["budget"]["price_per_hour"])]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 #: Units by key suffix for :func:`describe` (bytes are shown in MiB).
@@ -394,5 +358,5 @@ def write_report(run: Path, out_dir: Path, spent: dict[str, Any]) -> dict[str, A
     md = render_markdown(data, spent)
     verdict, reasons = go_no_go(data)
     atomic_write_bytes(out_dir / "report.md", md.encode())
-    atomic_write_bytes(out_dir / "report.html", render_html(md, _plots(data), verdict).encode())
+    atomic_write_bytes(out_dir / "report.html", render_html(md, render_figures(data, MODELS), verdict).encode())
     return {"verdict": verdict, "reasons": reasons}

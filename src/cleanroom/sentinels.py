@@ -72,7 +72,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def is_qwen_bytelevel(tokenizer: Any) -> bool:
     """Qwen2/2.5 family: ``<|endoftext|>`` right after the 151,643 byte-level BPE ranks."""
-    vocab_added = {c: i for i, (c, _) in guard._added_tokens(tokenizer).items()}
+    vocab_added = {c: i for i, (c, _) in guard.added_tokens(tokenizer).items()}
     return vocab_added.get("<|endoftext|>") == 151643 and "<|im_start|>" in vocab_added
 
 
@@ -88,7 +88,7 @@ def _qwen_reference(name: str, ranks_items: tuple[tuple[bytes, int], ...]) -> An
 def qwen_reference_encoding(tokenizer: Any) -> Any:
     """A tiktoken ``Encoding`` over the tokenizer's own base ranks (ID < 151643), rebuilt from its vocabulary."""
     decoder = {c: b for b, c in _bytes_to_unicode().items()}
-    added = set(guard._added_tokens(tokenizer))
+    added = set(guard.added_tokens(tokenizer))
     ranks = []
     for token, idx in tokenizer.get_vocab().items():
         if idx in added:

@@ -132,3 +132,21 @@ def test_memory_check_covers_dpo_which_peaks_higher_on_the_production_profile():
         "Qwen2.5-32B", quantization="nf4", lora_r=64, lora_targets=spec.dpo.lora.targets, batch_size=t.batch_size,
         seq_len=t.max_length, gradient_checkpointing=True).total_bytes
     assert est["dpo"].total_bytes > est["sft"].total_bytes
+
+
+def test_a_check_that_returns_none_fails_closed_naming_the_check():
+    """A failing check (CleanroomError) and a check with no result (None: a bug) are both failures, told apart."""
+    from cleanroom.pipeline.preflight import _attempt
+
+    checks: list[dict] = []
+    assert _attempt(checks, "projected_cost", lambda: {"hours": 1.0}) == {"hours": 1.0}
+    assert checks == []
+
+    def fails():
+        raise ConfigError("over budget")
+
+    assert _attempt(checks, "projected_cost", fails) is None
+    assert checks[-1] == {"check": "projected_cost", "passed": False, "error": "ConfigError: over budget"}
+    assert _attempt(checks, "base_model", lambda: None) is None
+    assert checks[-1]["check"] == "base_model" and checks[-1]["passed"] is False
+    assert "'base_model' returned None" in checks[-1]["error"] and "bug" in checks[-1]["error"]

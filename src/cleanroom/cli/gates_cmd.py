@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from cleanroom import __version__
-    from cleanroom.gates import RULES, load_config, run_gates
-    from cleanroom.gates.baseline import apply_baseline, read_baseline, write_baseline
-    from cleanroom.gates.config import with_overrides
-    from cleanroom.gates.formats import github_lines, sarif
+    from cleanroom.code_gates import RULES, load_config, run_gates
+    from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
+    from cleanroom.code_gates.config import with_overrides
+    from cleanroom.code_gates.formats import github_lines, sarif
 
     if args.list_rules:
         for rule in RULES:

@@ -59,8 +59,14 @@ def _sentences(k: int, rng: np.random.Generator) -> list[str]:
 
 
 def _compose(record: PromptRecord, n: int, rng: np.random.Generator) -> str:
+    """A response obeying *record*'s instructions: the content they demand, laid out, then finished."""
     spec = {iid: dict(kw) for iid, kw in zip(record.instruction_id_list, record.kwargs, strict=True)}
-    lower = "change_case:english_lowercase" in spec
+    body = _required_content(spec) + _sentences(n, rng)
+    return _finish(spec, _layout(spec, body))
+
+
+def _required_content(spec: dict[str, dict[str, Any]]) -> list[str]:
+    """Sentences the keyword, letter, capital-word, placeholder and highlight instructions ask for."""
     extras: list[str] = []
     if "keywords:existence" in spec:
         extras.append("This answer also mentions " + " and ".join(spec["keywords:existence"]["keywords"]) + ".")
@@ -79,7 +85,11 @@ def _compose(record: PromptRecord, n: int, rng: np.random.Generator) -> str:
     hl = spec.get("detectable_format:number_highlighted_sections")
     if hl:
         extras += [f"This is *important point {i + 1}* to keep in mind." for i in range(hl["num_highlights"])]
-    body = extras + _sentences(n, rng)
+    return extras
+
+
+def _layout(spec: dict[str, dict[str, Any]], body: list[str]) -> str:
+    """The sentences arranged as the one layout instruction asks (two responses, paragraphs, sections, bullets)."""
 
     def blocks(k: int) -> list[list[str]]:
         out: list[list[str]] = [[] for _ in range(k)]
@@ -89,29 +99,32 @@ def _compose(record: PromptRecord, n: int, rng: np.random.Generator) -> str:
 
     if "combination:two_responses" in spec:
         a, b = blocks(2)
-        text = " ".join(a) + "\n******\n" + "Here is another answer. " + " ".join(b)
-    elif "length_constraints:number_paragraphs" in spec:
-        text = "\n***\n".join(" ".join(b) for b in blocks(spec["length_constraints:number_paragraphs"]["num_paragraphs"]))
-    elif "length_constraints:nth_paragraph_first_word" in spec:
+        return " ".join(a) + "\n******\n" + "Here is another answer. " + " ".join(b)
+    if "length_constraints:number_paragraphs" in spec:
+        return "\n***\n".join(" ".join(b) for b in blocks(spec["length_constraints:number_paragraphs"]["num_paragraphs"]))
+    if "length_constraints:nth_paragraph_first_word" in spec:
         kw = spec["length_constraints:nth_paragraph_first_word"]
         parts = [" ".join(b) for b in blocks(kw["num_paragraphs"])]
         word = kw["first_word"]
         parts[kw["nth_paragraph"] - 1] = f"{word.capitalize()} this part begins. " + parts[kw["nth_paragraph"] - 1]
         if "detectable_format:title" in spec:  # on its own line inside paragraph 1, not before it
             parts[0] += "\n<<A Short Answer>>"
-        text = "\n\n".join(parts)
-    elif "detectable_format:multiple_sections" in spec:
+        return "\n\n".join(parts)
+    if "detectable_format:multiple_sections" in spec:
         kw = spec["detectable_format:multiple_sections"]
-        text = "\n".join(
+        return "\n".join(
             f"{kw['section_spliter']} {i + 1}\n" + " ".join(b) for i, b in enumerate(blocks(kw["num_sections"]))
         )
-    elif "detectable_format:number_bullet_lists" in spec:
+    if "detectable_format:number_bullet_lists" in spec:
         k = spec["detectable_format:number_bullet_lists"]["num_bullets"]
-        text = "Here are the main points.\n" + "\n".join("* " + " ".join(b) for b in blocks(k))
-    elif "detectable_format:constrained_response" in spec:
-        text = "My answer is yes. " + " ".join(body)
-    else:
-        text = " ".join(body)
+        return "Here are the main points.\n" + "\n".join("* " + " ".join(b) for b in blocks(k))
+    if "detectable_format:constrained_response" in spec:
+        return "My answer is yes. " + " ".join(body)
+    return " ".join(body)
+
+
+def _finish(spec: dict[str, dict[str, Any]], text: str) -> str:
+    """Title, postscript, end phrase, JSON wrapping, repeated prompt, case and quotation, in that order."""
     if "detectable_format:title" in spec and "length_constraints:nth_paragraph_first_word" not in spec:
         text = "<<A Short Answer>>\n" + text
     if "detectable_content:postscript" in spec:
@@ -123,7 +136,7 @@ def _compose(record: PromptRecord, n: int, rng: np.random.Generator) -> str:
         text = json.dumps({"answer": text.replace("\n", " ")})
     if "combination:repeat_prompt" in spec:
         text = spec["combination:repeat_prompt"]["prompt_to_repeat"] + "\n" + text
-    if lower:
+    if "change_case:english_lowercase" in spec:
         text = text.lower()
     if "change_case:english_capital" in spec:
         text = text.upper()

@@ -68,15 +68,15 @@ def key_seed(key: Any) -> int:
 
 
 def run_pairs(ctx: Context) -> dict[str, Any]:
-    from cleanroom import guard
+    """Sample, critique and rewrite candidates per instruction; keep the pairs with a margin that pass the guard."""
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.ifeval.prompting import zero_shot_prompt
-    from cleanroom.pipeline.sft_data import pool_records
+    from cleanroom.ifeval import read_prompts
     from cleanroom.provenance import hash_file
 
     spec = ctx.spec
     p = spec.pairs
-    records = pool_records(ctx)[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
+    pool = read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")  # the preflight stage's artifact
+    records = pool[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
     if not records:
         raise InputError(f"pairs: the SFT pool has no instructions beyond the first data.n_sft={spec.data.n_sft}; "
                          "raise the pool size or lower pairs.n_instructions")
@@ -92,10 +92,9 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
         samples = st.jsonl("samples.jsonl")
         out = st.jsonl("pairs.jsonl")
         on_disk = {rec["provenance"]["record_id"]: rec for rec in read_records(samples.path)} if samples.count else {}
-        gen = p.generation
         rewrite_origin = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
         origins = [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
-        per_batch = max(1, gen.batch_size // p.samples_per_instruction)
+        per_batch = max(1, p.generation.batch_size // p.samples_per_instruction)
         bar = progress_bar(total=len(records), initial=0, label="pairs", unit="instruction", enabled=ctx.progress)
         # batches are fixed by position in the full instruction list, every sample's seed and the teacher's rng by
         # record key, and candidates already on disk are reused: a resumed stage writes exactly the samples and
@@ -105,46 +104,11 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
             fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
             for r in batch:
-                if r.key in fresh:
-                    cands = fresh[r.key]
-                else:
-                    cands = [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
-                              "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
-                sample_ids = []
-                for c in cands:
-                    sid = f"pairs/sample:{r.key}:{c['origin']}"
-                    samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
-                                  parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")], record_id=sid)
-                    sample_ids.append(sid)
-                order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
-                lo, hi = order[0], order[-1]
-                chosen, rejected = cands[hi], cands[lo]
-                margin = chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"]
-                why = None
-                if margin <= 0:
-                    why = "no_margin"
-                elif chosen["text"].strip() == rejected["text"].strip():
-                    why = "identical_texts"
-                else:
-                    try:
-                        guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
-                                         max_length=spec.dpo.train.max_length, record=f"pair {r.key}")
-                    except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
-                        why = f"guard: {type(exc).__name__}"
+                cands = fresh[r.key] if r.key in fresh else _candidates_on_disk(on_disk, r.key, origins)
+                sample_ids = _write_samples(ctx, samples, r, cands)
+                why = _write_pair(ctx, tokenizer, out, r, cands, sample_ids)
                 if why:
                     reasons[why] = reasons.get(why, 0) + 1
-                    continue
-                out.write(
-                    {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
-                     "rejected": rejected["text"], "margin": margin,
-                     "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
-                             "chosen_satisfied": chosen["critique"]["satisfied"],
-                             "rejected_satisfied": rejected["critique"]["satisfied"],
-                             "rejected_failed": rejected["critique"]["failed_instructions"]}},
-                    parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
-                             {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
-                    record_id=f"pairs/pair:{r.key}",
-                )
             bar.set_postfix_str(f"{out.count} pairs, ${ctx.budget.cost_usd:.2f}")
             bar.update(len(batch))
         bar.close()
@@ -155,6 +119,59 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             raise InputError(f"pairs: only {out.count} valid pairs from {len(records)} instructions (need "
                              f"pairs.min_pairs={p.min_pairs}); skipped: {reasons}")
     return stats
+
+
+def _candidates_on_disk(on_disk: dict[str, Any], key: Any, origins: list[str]) -> list[dict[str, Any]]:
+    """A record's candidates as a previous (interrupted) run of the stage wrote them."""
+    return [{"text": on_disk[f"pairs/sample:{key}:{o}"]["response"], "origin": o,
+             "critique": on_disk[f"pairs/sample:{key}:{o}"]["critique"]} for o in origins]
+
+
+def _write_samples(ctx: Context, samples: Any, r: Any, cands: list[dict[str, Any]]) -> list[str]:
+    """Write each candidate to ``samples.jsonl`` (its parent: the pool record); return their record ids."""
+    sample_ids = []
+    for c in cands:
+        sid = f"pairs/sample:{r.key}:{c['origin']}"
+        samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
+                      parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")], record_id=sid)
+        sample_ids.append(sid)
+    return sample_ids
+
+
+def _write_pair(ctx: Context, tokenizer: Any, out: Any, r: Any, cands: list[dict[str, Any]],
+                sample_ids: list[str]) -> str | None:
+    """Write the pair (most satisfied chosen, least satisfied rejected), or return why it is skipped.
+
+    Skipped: no positive margin, the same text twice, or a side the guard refuses (counted, never trained on).
+    """
+    from cleanroom import guard
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
+    lo, hi = order[0], order[-1]
+    chosen, rejected = cands[hi], cands[lo]
+    margin = chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"]
+    if margin <= 0:
+        return "no_margin"
+    if chosen["text"].strip() == rejected["text"].strip():
+        return "identical_texts"
+    try:
+        guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
+                         max_length=ctx.spec.dpo.train.max_length, record=f"pair {r.key}")
+    except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
+        return f"guard: {type(exc).__name__}"
+    out.write(
+        {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
+         "rejected": rejected["text"], "margin": margin,
+         "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
+                 "chosen_satisfied": chosen["critique"]["satisfied"],
+                 "rejected_satisfied": rejected["critique"]["satisfied"],
+                 "rejected_failed": rejected["critique"]["failed_instructions"]}},
+        parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
+                 {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
+        record_id=f"pairs/pair:{r.key}",
+    )
+    return None
 
 
 def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[Any],

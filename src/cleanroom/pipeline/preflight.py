@@ -5,122 +5,56 @@ sha256 when given) and their overlap; a Hub model pinned to a commit; the backen
 resolved and recorded); base-model decision and sentinels (the clean loader); token lengths
 against the training max length (no example may lose its EOS to truncation); config sanity (LoRA
 scale α/r and learning rates inside the usual ranges, or a recorded reason); free disk against the
-SFT and DPO checkpoints (:func:`checkpoint_disk`); the larger of the SFT and DPO GPU memory
+SFT and DPO checkpoints (:func:`~cleanroom.pipeline.estimates.checkpoint_disk`); the larger of the SFT and DPO GPU memory
 estimates against the device; the projected time and cost of the whole run against
 ``budget.max_cost_usd`` and ``budget.max_hours`` (printed, with the rates it used). A failed check
 aborts the run with one message per failure.
+
+The estimators (model size, memory, disk, cost) live in :mod:`cleanroom.pipeline.estimates`; their
+names are re-exported here for the callers that import them from preflight.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cleanroom.backend import resolve_backend
-from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.errors import CleanroomError, ConfigError, MissingFileError
 from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.pipeline.estimates import (
+    NOMINAL_RATES,
+    checkpoint_disk,
+    memory_estimates,
+    model_arch,
+    project_stage1,
+    projection_line,
+)
+
+__all__ = [
+    "DPO_LR_RANGE",
+    "LORA_SCALE_RANGE",
+    "NOMINAL_RATES",
+    "SFT_LR_RANGE",
+    "checkpoint_disk",
+    "memory_estimates",
+    "model_arch",
+    "project_stage1",
+    "projection_line",
+    "revision_problem",
+    "run_preflight",
+    "sft_worst_length",
+]
+
+T = TypeVar("T")
 
 # Usual ranges (outside them a run needs preflight.*_reason). LoRA scale α/r: 0.5–2 is common
 # practice (the seed project's r=64, α=16 is 0.25). Learning rates: LoRA SFT 1e-5–5e-4, DPO 1e-7–1e-5.
 LORA_SCALE_RANGE = (0.5, 2.0)
 SFT_LR_RANGE = (1e-5, 5e-4)
 DPO_LR_RANGE = (1e-7, 1e-5)
-
-
-# Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
-# the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
-# CPU figures are for the tiny profile on 2 cores; CUDA figures are for nf4 QLoRA on one H100.
-NOMINAL_RATES = {
-    "cpu": {"train_k": 60.0, "gen_k": 40.0},
-    "cuda": {"train_k": 40_000.0, "gen_k": 8_000.0},
-}
-
-
-def model_arch(model: Any) -> dict[str, Any]:
-    """The configured model's architecture (:func:`cleanroom.memory.arch_from_config`), without its weights.
-
-    ``random_init`` is that Qwen2.5 size; a fixture, a local directory or a Hub id in the Hugging Face
-    cache is read from its ``config.json`` (a GGUF model from the file's metadata); a Hub id not in the
-    cache falls back to its name when it is a known Qwen2.5 size. Anything else is a ConfigError: the
-    parameter count is never assumed.
-    """
-    from cleanroom import memory
-    from cleanroom.pipeline.common import arch_for, resolve_model
-
-    if model.random_init:
-        return memory.arch_from_config(arch_for(model.random_init))
-    try:
-        directory, gguf = resolve_model(model, Path(".cleanroom-unused"))  # the work dir is for random_init only
-    except ConfigError as exc:  # a Hub id that is not in the cache
-        try:
-            return memory.arch_from_config(arch_for(model.path))
-        except ConfigError:
-            raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
-                              "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
-    from cleanroom.loader import read_model_config
-
-    try:
-        return memory.arch_from_config(read_model_config(directory, gguf))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot size model.path {model.path!r}: {exc}") from None
-
-
-def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
-                   measured: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
-
-    ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` at this model's size (and a
-    ``source``); otherwise ``budget.gate_report``'s rates scaled to this size
-    (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
-    result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
-    """
-    from cleanroom import cost, memory
-
-    if params_b is None:
-        params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
-    params_b = max(params_b, 0.001)
-    if measured is None and spec.budget.gate_report:
-        gate = cost.read_gate_rates(spec.budget.gate_report)
-        measured = {**gate.scaled_to(params_b),
-                    "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
-                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B"}
-    rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
-    train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
-    gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
-    d, p = spec.data, spec.pairs
-    phases = cost.stage1_phases(
-        train_tokens_per_s=train, gen_tokens_per_s=gen, n_eval_prompts=d.n_eval,
-        eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
-        sft_new_tokens=spec.sft_generation.max_new_tokens,
-        n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
-        sft_epochs=spec.sft.train.num_epochs, n_pair_prompts=p.n_instructions,
-        pair_samples_per_prompt=p.samples_per_instruction + (1 if p.rewriter == "model" else 0),
-        pair_new_tokens=p.generation.max_new_tokens, n_pairs=p.n_instructions,
-        pair_tokens_per_side=min(spec.dpo.train.max_length, 700), dpo_epochs=spec.dpo.train.num_epochs,
-    )
-    proj = cost.project_cost(phases, price_per_hour=max(spec.budget.price_per_hour, 1e-9), overhead_s=600.0)
-    b = spec.budget
-    return {
-        "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * b.price_per_hour, 2),
-        "price_per_hour": b.price_per_hour, "params_b": round(params_b, 4),
-        "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1),
-        "rates": (measured or {}).get("source", "measured") if measured
-        else "nominal (set budget.gate_report or pass --gate-report to use the GPU gate's measured rates)",
-        "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},
-        "max_cost_usd": b.max_cost_usd, "max_hours": b.max_hours,
-        "within_budget": proj.within(max_cost_usd=b.max_cost_usd, max_hours=b.max_hours),
-    }
-
-
-def projection_line(projection: dict[str, Any]) -> str:
-    """One line for the run log: hours, dollars, the budget, and which rates were used."""
-    limits = [f"${v}" if k == "max_cost_usd" else f"{v} h" for k in ("max_cost_usd", "max_hours")
-              if (v := projection.get(k)) is not None]
-    budget = f" (budget {', '.join(limits)}{'' if projection['within_budget'] else ': EXCEEDED'})" if limits else ""
-    return (f"projected {projection['hours']:.2f} h, ${projection['cost_usd']:.2f} at ${projection['price_per_hour']}/h"
-            f"{budget}; {projection['train_tokens_per_s']:g} train / {projection['gen_tokens_per_s']:g} generation "
-            f"tokens/s, {projection['rates']}")
 
 
 def revision_problem(model: Any) -> str | None:
@@ -163,49 +97,6 @@ def sft_worst_length(spec: Any, pool: list[Any], tokenizer: Any) -> tuple[int, s
         return worst, "the programmatic teacher's completions (exact)"
     longest = max(len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool)
     return longest + spec.sft_generation.max_new_tokens + 1, "longest prompt + sft_generation.max_new_tokens + EOS"
-
-
-def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
-    """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and batch."""
-    from cleanroom import memory
-
-    return {
-        name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
-                 lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
-                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing)
-        for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
-                                ("dpo", spec.dpo, memory.estimate_dpo_peak_memory))
-    }
-
-
-def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
-    """Disk bytes the SFT and DPO checkpoints and adapters need, at most (:func:`cleanroom.memory.checkpoint_bytes`).
-
-    Per stage: ``steps = max_steps`` or ``ceil(examples / (batch * grad_accum)) * epochs`` (examples:
-    ``data.n_sft`` for SFT, ``pairs.n_instructions`` for DPO, upper bounds); the Trainer writes a
-    checkpoint every ``save_steps`` and deletes the oldest beyond ``save_total_limit`` only *after* the
-    next one is written, so at most ``min(ceil(steps / save_steps), save_total_limit + 1)`` exist at once
-    (all of them without a limit). Plus two copies of the final adapter (the trainer's save and the
-    stage's copy in the run directory). SFT's checkpoints stay on disk while DPO writes its own, so the
-    stages add up. No merged model is written (the merge stage proves equivalence in memory).
-    """
-    import math
-
-    from cleanroom import memory
-
-    need: dict[str, Any] = {}
-    for name, stage, examples in (("sft", spec.sft, spec.data.n_sft), ("dpo", spec.dpo, spec.pairs.n_instructions)):
-        t = stage.train
-        steps = t.max_steps if t.max_steps > 0 else math.ceil(
-            math.ceil(examples / (t.batch_size * t.gradient_accumulation_steps)) * t.num_epochs)
-        saves = max(1, math.ceil(steps / t.save_steps))
-        kept = saves if t.save_total_limit is None else min(saves, t.save_total_limit + 1)
-        n_lora = memory.lora_param_count(arch, lora_r=stage.lora.r, lora_targets=stage.lora.targets)
-        per = memory.checkpoint_bytes(n_lora, quantization=spec.model.quantization, optim=t.optim)
-        adapter = n_lora * (2 if spec.model.quantization else 4)
-        need[name] = {"checkpoints": kept, "checkpoint_bytes": per, "bytes": kept * per + 2 * adapter}
-    need["total_bytes"] = sum(v["bytes"] for v in need.values())
-    return need
 
 
 def _sanity(ctx: Context) -> list[dict[str, Any]]:
@@ -262,37 +153,16 @@ def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]
 
 def run_preflight(ctx: Context) -> dict[str, Any]:
     """Run every check; write ``preflight/`` (prompt records + results.json); raise on failure."""
-    import numpy as np
-
     from cleanroom import memory
-    from cleanroom.errors import CleanroomError
     from cleanroom.ifeval import read_prompts
-    from cleanroom.ifeval.evalset import check_overlap
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
 
     spec = ctx.spec
     work = ctx.run.path / ".work" / "preflight"
     work.mkdir(parents=True, exist_ok=True)
     eval_path, pool_path, data_info = _prompt_files(ctx, work)
     eval_set, pool = read_prompts(eval_path), read_prompts(pool_path)
-    checks: list[dict[str, Any]] = []
-
-    def check(name: str, fn: Any) -> Any:
-        try:
-            value = fn()
-        except CleanroomError as exc:
-            checks.append({"check": name, "passed": False, "error": f"{type(exc).__name__}: {exc}"})
-            return None
-        return value
-
-    # eval / train disjointness
-    if check("overlap", lambda: check_overlap(eval_set, pool, n=13)) is None and not checks:
-        checks.append({"check": "overlap", "passed": True, "value": "no shared prompt, no shared 13-gram"})
-    if len(eval_set) < spec.eval.min_n and not spec.eval.override_reason:
-        checks.append({"check": "eval_size", "passed": False, "value": len(eval_set),
-                       "error": f"{len(eval_set)} eval prompts < eval.min_n {spec.eval.min_n}"})
-    else:
-        checks.append({"check": "eval_size", "passed": True, "value": len(eval_set)})
+    checks: list[dict[str, Any]] = [_overlap_check(eval_set, pool), _eval_size_check(spec, eval_set)]
 
     problem = revision_problem(spec.model)
     checks.append({"check": "model_revision", "passed": problem is None, "value": spec.model.revision, "fix": problem})
@@ -302,67 +172,24 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     ctx.say(f"preflight: backend {choice.backend} ({choice.reason})")
 
     # base model decision + sentinels (the loader raises on an instruct model or a failed sentinel)
-    loaded = check("base_model", lambda: load_model(ctx, probe=True))
+    loaded = _attempt(checks, "base_model", lambda: load_model(ctx, probe=True))
     loader_prov: dict[str, Any] | None = None
+    arch = None
     if loaded is not None:
         model, tokenizer, loader_prov = loaded
         checks.append({"check": "base_model", "passed": True, "value": loader_prov.get("probe"),
                        "allow_instruct_reason": spec.model.allow_instruct_reason})
         checks.append({"check": "sentinels", "passed": True, "value": loader_prov.get("sentinels")})
-        # token lengths: SFT prompt + longest plausible completion + EOS must fit max_length
-        sft_lengths = np.array([len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool])
-        eval_lengths = np.array([len(tokenizer(few_shot_prompt(r.prompt))["input_ids"]) for r in eval_set])
-        limit = spec.sft.train.max_length
-        worst, basis = sft_worst_length(spec, pool, tokenizer)
-        max_pos = getattr(model.config, "max_position_embeddings", None)
-        eval_worst = int(eval_lengths.max()) + spec.eval.generation.max_new_tokens
-        checks.append({
-            "check": "token_lengths",
-            "passed": worst <= limit and (max_pos is None or eval_worst <= max_pos),
-            "value": {"sft_prompt_p50": float(np.median(sft_lengths)), "sft_prompt_max": int(sft_lengths.max()),
-                      "eval_prompt_p50": float(np.median(eval_lengths)), "eval_prompt_max": int(eval_lengths.max()),
-                      "sft_worst_case": worst, "sft_worst_case_basis": basis, "max_length": limit,
-                      "eval_worst_case": eval_worst,
-                      "max_position_embeddings": max_pos},
-            "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} ({basis}) or lower "
-            "sft_generation.max_new_tokens (an example must never lose its EOS to truncation)",
-        })
+        checks.append(_token_lengths_check(spec, model, tokenizer, eval_set, pool))
         arch = memory.arch_from_config(model.config.to_dict())
-        del model
-    else:
-        arch = None
+        del model, loaded
 
     checks.extend(_sanity(ctx))
-
-    free = shutil.disk_usage(ctx.run.path).free / 1e9
-    disk = checkpoint_disk(spec, arch) if arch is not None else None
-    need_disk = max(spec.preflight.min_free_disk_gb, disk["total_bytes"] / 1e9 if disk else 0.0)
-    checks.append({"check": "disk_space", "passed": free >= need_disk,
-                   "value": {"free_gb": round(free, 2), "need_gb": round(need_disk, 2),
-                             "floor_gb": spec.preflight.min_free_disk_gb, "checkpoints": disk},
-                   "fix": f"free at least {need_disk:.1f} GB under {ctx.run.path} (SFT + DPO checkpoints and "
-                   "adapters), or lower sft/dpo.train.save_total_limit"})
-
+    checks.append(_disk_check(ctx, arch))
     if arch is not None:
-        estimates = memory_estimates(spec, arch)
-        budget_gb = spec.budget.gpu_memory_gb
-        if ctx.device == "cuda":
-            import torch
-
-            budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
-        worst_stage = max(estimates, key=lambda k: estimates[k].total_bytes)
-        need_gb = estimates[worst_stage].total_bytes / 1e9
-        checks.append({"check": "gpu_memory", "passed": ctx.device != "cuda" or need_gb <= budget_gb,
-                       "value": {"estimate_gb": round(need_gb, 3), "peak_stage": worst_stage,
-                                 "device_gb": round(budget_gb, 1),
-                                 **{f"{k}_estimate_gb": round(e.total_bytes / 1e9, 3) for k, e in estimates.items()},
-                                 **{f"{k}_parts_gb": {p: round(v / 1e9, 4) for p, v in e.parts.items()}
-                                    for k, e in estimates.items()}},
-                       "fix": f"{worst_stage} needs {need_gb:.1f} GB > {budget_gb:.1f} GB: lower {worst_stage}.train."
-                       "batch_size or max_length, or enable gradient_checkpointing"})
-
+        checks.append(_gpu_memory_check(ctx, arch))
     params_b = sum(memory.count_params(arch).values()) / 1e9 if arch is not None else None
-    projection = check("projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b))
+    projection = _attempt(checks, "projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b))
     if projection is not None:
         ctx.say(f"preflight: {projection_line(projection)}")
         checks.append({"check": "projected_cost", "passed": projection["within_budget"], "value": projection,
@@ -371,14 +198,120 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
 
     prov = capture(ctx, "preflight", loader=loader_prov,
                    extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info, "backend": choice._asdict()})
-    with ctx.run.stage("preflight", provenance=prov, inputs=[eval_path, pool_path]) as st:
-        for name, records in (("eval_prompts.jsonl", eval_set), ("sft_pool.jsonl", pool)):
+    return _write_results(ctx, prov, checks, data_info, [(eval_path, eval_set), (pool_path, pool)])
+
+
+def _attempt(checks: list[dict[str, Any]], name: str, fn: Callable[[], T | None]) -> T | None:
+    """The value of one check that computes something, or None after recording in *checks* why not.
+
+    A :class:`~cleanroom.errors.CleanroomError` is the check failing: recorded with its message, and
+    preflight goes on so that one run reports every failure. A check that returns None has no result
+    to judge, which is a bug in the check, not a pass: it is recorded as failed with a message naming
+    the check (fail closed), never skipped.
+    """
+    try:
+        value = fn()
+    except CleanroomError as exc:
+        checks.append({"check": name, "passed": False, "error": f"{type(exc).__name__}: {exc}"})
+        return None
+    if value is None:
+        checks.append({"check": name, "passed": False,
+                       "error": f"preflight check {name!r} returned None instead of a result; this is a bug in "
+                       "cleanroom, not a problem with your run: report it with this message"})
+    return value
+
+
+def _overlap_check(eval_set: list[Any], pool: list[Any]) -> dict[str, Any]:
+    """Eval and train disjoint: no shared prompt and no shared 13-gram (:func:`check_overlap` raises if not)."""
+    from cleanroom.ifeval.evalset import check_overlap
+
+    try:
+        check_overlap(eval_set, pool, n=13)
+    except CleanroomError as exc:
+        return {"check": "overlap", "passed": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"check": "overlap", "passed": True, "value": "no shared prompt, no shared 13-gram"}
+
+
+def _eval_size_check(spec: Any, eval_set: list[Any]) -> dict[str, Any]:
+    """At least ``eval.min_n`` eval prompts, unless ``eval.override_reason`` says why fewer."""
+    if len(eval_set) < spec.eval.min_n and not spec.eval.override_reason:
+        return {"check": "eval_size", "passed": False, "value": len(eval_set),
+                "error": f"{len(eval_set)} eval prompts < eval.min_n {spec.eval.min_n}"}
+    return {"check": "eval_size", "passed": True, "value": len(eval_set)}
+
+
+def _token_lengths_check(spec: Any, model: Any, tokenizer: Any, eval_set: list[Any], pool: list[Any]) -> dict[str, Any]:
+    """SFT prompt + longest plausible completion + EOS must fit ``sft.train.max_length``; eval prompts
+    plus their new tokens must fit the model's ``max_position_embeddings``."""
+    import numpy as np
+
+    from cleanroom.ifeval.prompting import few_shot_prompt, zero_shot_prompt
+
+    sft_lengths = np.array([len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool])
+    eval_lengths = np.array([len(tokenizer(few_shot_prompt(r.prompt))["input_ids"]) for r in eval_set])
+    limit = spec.sft.train.max_length
+    worst, basis = sft_worst_length(spec, pool, tokenizer)
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    eval_worst = int(eval_lengths.max()) + spec.eval.generation.max_new_tokens
+    return {
+        "check": "token_lengths",
+        "passed": worst <= limit and (max_pos is None or eval_worst <= max_pos),
+        "value": {"sft_prompt_p50": float(np.median(sft_lengths)), "sft_prompt_max": int(sft_lengths.max()),
+                  "eval_prompt_p50": float(np.median(eval_lengths)), "eval_prompt_max": int(eval_lengths.max()),
+                  "sft_worst_case": worst, "sft_worst_case_basis": basis, "max_length": limit,
+                  "eval_worst_case": eval_worst,
+                  "max_position_embeddings": max_pos},
+        "fix": None if worst <= limit else f"raise sft.train.max_length above {worst} ({basis}) or lower "
+        "sft_generation.max_new_tokens (an example must never lose its EOS to truncation)",
+    }
+
+
+def _disk_check(ctx: Context, arch: Any) -> dict[str, Any]:
+    """Free disk under the run directory against the floor and the SFT + DPO checkpoints' need."""
+    spec = ctx.spec
+    free = shutil.disk_usage(ctx.run.path).free / 1e9
+    disk = checkpoint_disk(spec, arch) if arch is not None else None
+    need_disk = max(spec.preflight.min_free_disk_gb, disk["total_bytes"] / 1e9 if disk else 0.0)
+    return {"check": "disk_space", "passed": free >= need_disk,
+            "value": {"free_gb": round(free, 2), "need_gb": round(need_disk, 2),
+                      "floor_gb": spec.preflight.min_free_disk_gb, "checkpoints": disk},
+            "fix": f"free at least {need_disk:.1f} GB under {ctx.run.path} (SFT + DPO checkpoints and "
+            "adapters), or lower sft/dpo.train.save_total_limit"}
+
+
+def _gpu_memory_check(ctx: Context, arch: Any) -> dict[str, Any]:
+    """The larger of the SFT and DPO peak-memory estimates against the device (CUDA) or the budget."""
+    estimates = memory_estimates(ctx.spec, arch)
+    budget_gb = ctx.spec.budget.gpu_memory_gb
+    if ctx.device == "cuda":
+        import torch  # deferred: torch is heavy and only needed on a CUDA device
+
+        budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
+    worst_stage = max(estimates, key=lambda k: estimates[k].total_bytes)
+    need_gb = estimates[worst_stage].total_bytes / 1e9
+    return {"check": "gpu_memory", "passed": ctx.device != "cuda" or need_gb <= budget_gb,
+            "value": {"estimate_gb": round(need_gb, 3), "peak_stage": worst_stage,
+                      "device_gb": round(budget_gb, 1),
+                      **{f"{k}_estimate_gb": round(e.total_bytes / 1e9, 3) for k, e in estimates.items()},
+                      **{f"{k}_parts_gb": {p: round(v / 1e9, 4) for p, v in e.parts.items()}
+                         for k, e in estimates.items()}},
+            "fix": f"{worst_stage} needs {need_gb:.1f} GB > {budget_gb:.1f} GB: lower {worst_stage}.train."
+            "batch_size or max_length, or enable gradient_checkpointing"}
+
+
+def _write_results(ctx: Context, prov: Any, checks: list[dict[str, Any]], data_info: dict[str, Any],
+                   prompts: list[tuple[Path, list[Any]]]) -> dict[str, Any]:
+    """Write the preflight stage (prompt records, ``results.json``), or ``.work/preflight-failed.json``
+    and raise with one message per failed check."""
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+
+    inputs = [path for path, _ in prompts]
+    with ctx.run.stage("preflight", provenance=prov, inputs=inputs) as st:
+        for name, (_, records) in zip(("eval_prompts.jsonl", "sft_pool.jsonl"), prompts, strict=True):
             writer = st.jsonl(name)
             for r in records:
                 writer.write(r.to_dict(), record_id=f"{name.split('.')[0]}:{r.key}")
         results = {"checks": checks, "passed": all(c["passed"] for c in checks), "data": data_info}
-        from cleanroom.artifacts import atomic_write_bytes, pretty_json
-
         if not results["passed"]:
             failed = [c for c in checks if not c["passed"]]
             atomic_write_bytes(ctx.run.path / ".work" / "preflight-failed.json", pretty_json(results))

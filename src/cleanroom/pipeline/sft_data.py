@@ -10,7 +10,8 @@ template can be applied). Too few survivors is an error with the numbers.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,10 +40,9 @@ def pool_records(ctx: Context) -> list[Any]:
 
 
 def run_sft_data(ctx: Context) -> dict[str, Any]:
+    """Answer the SFT pool (base model or programmatic teacher), keep the answers that pass every check."""
     from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import score_record
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
-    from cleanroom.ifeval.teacher import teacher_response
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
 
     spec = ctx.spec
     pool = pool_records(ctx)[: spec.data.n_sft]
@@ -70,61 +70,82 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
                                       id_prefix="sft_data/generation", render=lambda r: few_shot_prompt(r.prompt),
                                       progress=ctx.progress, label="sft_data: base model answers", budget=ctx.budget)
         else:
-            rng = np.random.default_rng(spec.seed)
-            for r in pool:
-                rid = f"sft_data/generation:{r.key}"
-                text = teacher_response(r, rng)  # drawn for every record so resumed runs draw the same texts
-                if rid not in gens:
-                    gens.write({"key": r.key, "response": text, "source": "programmatic_teacher"},
-                               parents=[parent(r)], record_id=rid)
-            from cleanroom.artifacts import read_records
-
-            responses = {rec["key"]: rec for rec in read_records(gens.path)}
-
+            responses = _teacher_responses(gens, pool, spec.seed, parent)
         examples = st.jsonl("examples.jsonl")
-        reasons: Counter[str] = Counter()
-        kept_texts: list[str] = []
-        lengths: list[int] = []
-        types: Counter[str] = Counter()
-        eos = tokenizer.eos_token_id
-        for r in pool:
-            response = responses[r.key]
-            verdict = score_record(r, response["response"])
-            if not verdict["strict"]["follow_all_instructions"]:
-                failed = [i for i, ok in zip(r.instruction_id_list, verdict["strict"]["follow_instruction_list"],
-                                             strict=True) if not ok]
-                reasons.update(f"failed:{i}" for i in failed)
-                continue
-            prompt = zero_shot_prompt(r.prompt)
-            n_tokens = len(tokenizer(prompt + response["response"])["input_ids"]) + 1
-            if n_tokens > spec.sft.train.max_length:
-                reasons["too_long_for_max_length"] += 1  # dropped, never truncated: the EOS must survive
-                continue
-            if eos in tokenizer(response["response"])["input_ids"]:
-                reasons["eos_inside_completion"] += 1
-                continue
-            examples.write(
-                {"key": r.key, "prompt": prompt, "completion": response["response"],
-                 "instruction_id_list": list(r.instruction_id_list), "source": response.get("source", "base_model")},
-                parents=[parent(r), {"artifact": "sft_data/generations.jsonl", "sha256": None,
-                                     "record_id": response["provenance"]["record_id"]}],
-                record_id=f"sft_data/example:{r.key}",
-            )
-            kept_texts.append(response["response"])
-            lengths.append(n_tokens)
-            types.update(r.instruction_id_list)
+        kept = _filter_into(examples, pool, responses, tokenizer, spec.sft.train.max_length, parent)
         survivors = examples.count
         stats = {
-            "candidates": len(pool), "survivors": survivors, "filtered": dict(reasons), "teacher": teacher,
-            "distinct_1": distinct_n(kept_texts, 1), "distinct_2": distinct_n(kept_texts, 2),
-            "instruction_types": dict(sorted(types.items())), "n_types": len(types),
-            "length_tokens": histogram(lengths),
+            "candidates": len(pool), "survivors": survivors, "filtered": dict(kept.reasons), "teacher": teacher,
+            "distinct_1": distinct_n(kept.texts, 1), "distinct_2": distinct_n(kept.texts, 2),
+            "instruction_types": dict(sorted(kept.types.items())), "n_types": len(kept.types),
+            "length_tokens": histogram(kept.lengths),
         }
         atomic_write_bytes(st.dir / "stats.json", pretty_json(stats))
         if survivors < spec.data.min_sft_survivors:
             raise InputError(
                 f"sft_data: only {survivors} of {len(pool)} responses passed the verifiable checks "
                 f"(need data.min_sft_survivors={spec.data.min_sft_survivors}); top failures: "
-                f"{reasons.most_common(5)}. Use a larger pool (data.n_sft), a better base model, or lower the minimum"
+                f"{kept.reasons.most_common(5)}. Use a larger pool (data.n_sft), a better base model, or lower the minimum"
             )
     return stats
+
+
+def _teacher_responses(gens: Any, pool: list[Any], seed: int, parent: Callable[[Any], Any]) -> dict[Any, Any]:
+    """The programmatic teacher's answers, written to ``generations.jsonl`` where not already there."""
+    from cleanroom.artifacts import read_records
+    from cleanroom.ifeval.teacher import teacher_response
+
+    rng = np.random.default_rng(seed)
+    for r in pool:
+        rid = f"sft_data/generation:{r.key}"
+        text = teacher_response(r, rng)  # drawn for every record so resumed runs draw the same texts
+        if rid not in gens:
+            gens.write({"key": r.key, "response": text, "source": "programmatic_teacher"},
+                       parents=[parent(r)], record_id=rid)
+    return {rec["key"]: rec for rec in read_records(gens.path)}
+
+
+class _Kept(NamedTuple):
+    reasons: Counter[str]  # why each dropped answer was dropped
+    texts: list[str]  # the kept completions
+    lengths: list[int]  # their examples' token counts (prompt + completion + EOS)
+    types: Counter[str]  # instruction types among the kept examples
+
+
+def _filter_into(examples: Any, pool: list[Any], responses: dict[Any, Any], tokenizer: Any, max_length: int,
+                 parent: Callable[[Any], Any]) -> _Kept:
+    """Write to *examples* each answer that follows all its instructions, fits *max_length* with its EOS
+    and holds no EOS inside; count why the others are dropped."""
+    from cleanroom.ifeval import score_record
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    kept = _Kept(Counter(), [], [], Counter())
+    reasons = kept.reasons
+    eos = tokenizer.eos_token_id
+    for r in pool:
+        response = responses[r.key]
+        verdict = score_record(r, response["response"])
+        if not verdict["strict"]["follow_all_instructions"]:
+            failed = [i for i, ok in zip(r.instruction_id_list, verdict["strict"]["follow_instruction_list"],
+                                         strict=True) if not ok]
+            reasons.update(f"failed:{i}" for i in failed)
+            continue
+        prompt = zero_shot_prompt(r.prompt)
+        n_tokens = len(tokenizer(prompt + response["response"])["input_ids"]) + 1
+        if n_tokens > max_length:
+            reasons["too_long_for_max_length"] += 1  # dropped, never truncated: the EOS must survive
+            continue
+        if eos in tokenizer(response["response"])["input_ids"]:
+            reasons["eos_inside_completion"] += 1
+            continue
+        examples.write(
+            {"key": r.key, "prompt": prompt, "completion": response["response"],
+             "instruction_id_list": list(r.instruction_id_list), "source": response.get("source", "base_model")},
+            parents=[parent(r), {"artifact": "sft_data/generations.jsonl", "sha256": None,
+                                 "record_id": response["provenance"]["record_id"]}],
+            record_id=f"sft_data/example:{r.key}",
+        )
+        kept.texts.append(response["response"])
+        kept.lengths.append(n_tokens)
+        kept.types.update(r.instruction_id_list)
+    return kept

@@ -208,25 +208,9 @@ def compare_verdict_files(
     if allowed and override is None:
         override = override_reason.strip() if override_reason else None
     if level == "instruction":
-        for f in files[1:]:
-            for k in keys:
-                if len(f.instructions[k]) != len(files[0].instructions[k]):
-                    raise InputError(
-                        f"key {k!r}: {files[0].path} scores {len(files[0].instructions[k])} instruction(s) but "
-                        f"{f.path} scores {len(f.instructions[k])}; instruction-level pairing needs the same list"
-                    )
+        _check_same_instruction_lists(files, keys)
     pairs = [(0, 1)] if len(files) == 2 else [(0, 1), (1, 2), (0, 2)]
-    partial = []
-    for i, j in pairs:
-        if level == "prompt":
-            x = np.array([files[i].prompt[k] for k in keys])
-            y = np.array([files[j].prompt[k] for k in keys])
-            partial.append(_prompt_level(x, y, conf, alpha))
-        else:
-            x = np.array([v for k in keys for v in files[i].instructions[k]])
-            y = np.array([v for k in keys for v in files[j].instructions[k]])
-            cluster = np.repeat(np.arange(len(keys)), [len(files[0].instructions[k]) for k in keys])
-            partial.append(_instruction_level(x, y, cluster, conf, alpha))
+    partial = [_pair_test(files[i], files[j], keys, level, conf, alpha) for i, j in pairs]
     p_adj = holm([r["p_value"] for r in partial], alpha=alpha)
     rows = []
     for (i, j), r, ph in zip(pairs, partial, p_adj, strict=True):
@@ -239,6 +223,29 @@ def compare_verdict_files(
             )
         )
     return rows
+
+
+def _check_same_instruction_lists(files: Sequence[_Verdicts], keys: Sequence[Hashable]) -> None:
+    """Instruction-level pairing needs every file to score the same number of instructions per key."""
+    for f in files[1:]:
+        for k in keys:
+            if len(f.instructions[k]) != len(files[0].instructions[k]):
+                raise InputError(
+                    f"key {k!r}: {files[0].path} scores {len(files[0].instructions[k])} instruction(s) but "
+                    f"{f.path} scores {len(f.instructions[k])}; instruction-level pairing needs the same list"
+                )
+
+
+def _pair_test(a: _Verdicts, b: _Verdicts, keys: Sequence[Hashable], level: str, conf: float, alpha: float) -> dict:
+    """One pair's test before Holm: per prompt, or per instruction clustered by prompt."""
+    if level == "prompt":
+        x = np.array([a.prompt[k] for k in keys])
+        y = np.array([b.prompt[k] for k in keys])
+        return _prompt_level(x, y, conf, alpha)
+    x = np.array([v for k in keys for v in a.instructions[k]])
+    y = np.array([v for k in keys for v in b.instructions[k]])
+    cluster = np.repeat(np.arange(len(keys)), [len(a.instructions[k]) for k in keys])
+    return _instruction_level(x, y, cluster, conf, alpha)
 
 
 def _check_comparable(

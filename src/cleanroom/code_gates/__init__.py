@@ -2,17 +2,18 @@
 
 ``run_gates(load_config())`` scans the configured paths and returns a :class:`GateReport`;
 ``cleanroom gates`` and ``pytest --cleanroom-gates`` are thin wrappers around it. The rules are
-listed in :data:`RULES` (ids CR101–CR902); see :mod:`cleanroom.gates.checker` for why an AST and
+listed in :data:`RULES` (ids CR101–CR902); see :mod:`cleanroom.code_gates.checker` for why an AST and
 not grep.
 """
 
 from __future__ import annotations
 
-from cleanroom.gates.checker import Violation, check_tree
-from cleanroom.gates.config import GateConfig, find_pyproject, load_config
-from cleanroom.gates.rules import RULES, RULES_BY_ID, Rule
-from cleanroom.gates.runner import FileResult, GateReport, check_source, iter_python_files, run_gates
-from cleanroom.gates.waivers import Waiver, find_waivers
+from cleanroom.code_gates.checker import check_tree
+from cleanroom.code_gates.config import GateConfig, find_pyproject, load_config
+from cleanroom.code_gates.rules import RULES, RULES_BY_ID, Rule
+from cleanroom.code_gates.runner import FileResult, GateReport, check_source, iter_python_files, run_gates
+from cleanroom.code_gates.violation import Violation
+from cleanroom.code_gates.waivers import Waiver, find_waivers
 
 __all__ = [
     "RULES",

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from cleanroom.cli import main
+from cleanroom.code_gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
+from cleanroom.code_gates.checker import check_tree
+from cleanroom.code_gates.prefilter import needs_ast
 from cleanroom.errors import ConfigError, GateError, InputError, MissingFileError
-from cleanroom.gates import RULES, RULES_BY_ID, GateConfig, check_source, load_config, run_gates
-from cleanroom.gates.checker import check_tree
-from cleanroom.gates.prefilter import needs_ast
 
 CORPUS = Path(__file__).parent / "gates_corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.py"))
@@ -331,7 +331,7 @@ def test_cli_json_on_the_corpus_counts_every_rule(monkeypatch: pytest.MonkeyPatc
 
 
 def test_command_module_imports_nothing_heavy() -> None:
-    code = "import sys, cleanroom.cli.gates_cmd, cleanroom.gates; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = "import sys, cleanroom.cli.gates_cmd, cleanroom.code_gates; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -534,7 +534,7 @@ def test_cache_warm_run_equals_cold_and_follows_edits_and_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Warm results equal cold ones; an edited file is rechecked; config changes apply to cached findings."""
-    from cleanroom.gates.cache import ResultCache
+    from cleanroom.code_gates.cache import ResultCache
 
     monkeypatch.chdir(tmp_path)
     cache_dir = tmp_path / "user-cache"
@@ -574,7 +574,7 @@ def test_cache_warm_run_equals_cold_and_follows_edits_and_config(
 def test_cache_damaged_store_is_ignored_and_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cleanroom.gates.cache import ResultCache
+    from cleanroom.code_gates.cache import ResultCache
 
     monkeypatch.setenv("CLEANROOM_CACHE_DIR", str(tmp_path / "user-cache"))
     pyproject = _repo(tmp_path, 'exclude = ["vendor"]')

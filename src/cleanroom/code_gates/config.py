@@ -10,7 +10,7 @@ Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob pa
 do not apply; each must exist), ``select`` (the rules to run, default every rule but the
 off-by-default CR103), ``disable`` (rule ids), ``per_path_ignores`` (a table of path glob → rule
 ids, as ruff's per-file-ignores) and ``helpers`` (a table of qualified function name → the rule
-it breaks inside, added to :data:`~cleanroom.gates.checker.HELPERS`). Unknown keys, wrong types and unknown rule ids are a
+it breaks inside, added to :data:`~cleanroom.code_gates.vocabulary.HELPERS`). Unknown keys, wrong types and unknown rule ids are a
 :class:`~cleanroom.errors.ConfigError`: a misspelt ``exlude`` must not silently scan everything.
 """
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.errors import ConfigError, MissingFileError
-from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
 
 _KEYS = ("paths", "exclude", "loader_modules", "select", "disable", "per_path_ignores", "helpers")
 _EXAMPLES = {
@@ -291,20 +291,8 @@ def load_config(pyproject: str | Path | None = None, *, start: str | Path | None
     where = f"{path}: [tool.cleanroom.gates]"
     disable = check_rule_ids(_string_list(table, "disable", str(path)), f"{where} disable")
     select = check_rule_ids(_string_list(table, "select", str(path)), f"{where} select") or DEFAULT_RULES
-    per_path: list[tuple[str, frozenset[str]]] = []
-    for pattern, rules in _table(table, "per_path_ignores", str(path)).items():
-        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-            raise ConfigError(
-                f'{where} per_path_ignores["{pattern}"] must be a list of rule ids, got {rules!r}'
-            )
-        per_path.append((pattern, check_rule_ids(rules, f'{where} per_path_ignores["{pattern}"]')))
-    helpers: list[tuple[str, str]] = []
-    for name, rule in _table(table, "helpers", str(path)).items():
-        if not isinstance(rule, str) or "." not in name:
-            raise ConfigError(
-                f'{where} helpers["{name}"] must map a qualified name (package.function) to one rule id, got {rule!r}'
-            )
-        helpers.append((name, next(iter(check_rule_ids([rule], f'{where} helpers["{name}"]')))))
+    per_path = _per_path_ignores(table, path)
+    helpers = _helpers(table, path)
     loader_modules = _string_list(table, "loader_modules", str(path))
     check_loader_modules(root, loader_modules, str(path))
     paths = _string_list(table, "paths", str(path))
@@ -321,6 +309,32 @@ def load_config(pyproject: str | Path | None = None, *, start: str | Path | None
         disable=disable,
         source=str(path),
         select=select,
-        per_path_ignores=tuple(per_path),
-        helpers=tuple(helpers),
+        per_path_ignores=per_path,
+        helpers=helpers,
     )
+
+
+def _per_path_ignores(table: dict[str, object], path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
+    """``per_path_ignores``: glob pattern -> the rule ids ignored under it, each id checked."""
+    where = f"{path}: [tool.cleanroom.gates]"
+    per_path: list[tuple[str, frozenset[str]]] = []
+    for pattern, rules in _table(table, "per_path_ignores", str(path)).items():
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise ConfigError(
+                f'{where} per_path_ignores["{pattern}"] must be a list of rule ids, got {rules!r}'
+            )
+        per_path.append((pattern, check_rule_ids(rules, f'{where} per_path_ignores["{pattern}"]')))
+    return tuple(per_path)
+
+
+def _helpers(table: dict[str, object], path: Path) -> tuple[tuple[str, str], ...]:
+    """``helpers``: qualified function name -> the one rule it breaks inside, the id checked."""
+    where = f"{path}: [tool.cleanroom.gates]"
+    helpers: list[tuple[str, str]] = []
+    for name, rule in _table(table, "helpers", str(path)).items():
+        if not isinstance(rule, str) or "." not in name:
+            raise ConfigError(
+                f'{where} helpers["{name}"] must map a qualified name (package.function) to one rule id, got {rule!r}'
+            )
+        helpers.append((name, next(iter(check_rule_ids([rule], f'{where} helpers["{name}"]')))))
+    return tuple(helpers)

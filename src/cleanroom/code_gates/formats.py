@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cleanroom.gates.baseline import keys
-from cleanroom.gates.checker import Violation
-from cleanroom.gates.rules import RULES, RULES_BY_ID
+from cleanroom.code_gates.baseline import keys
+from cleanroom.code_gates.rules import RULES, RULES_BY_ID
+from cleanroom.code_gates.violation import Violation
 
 _SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 

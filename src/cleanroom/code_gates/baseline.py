@@ -19,8 +19,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import InputError, MissingFileError
-from cleanroom.gates.checker import Violation
 
 VERSION = 1
 Key = tuple[str, str, str]  # rule, root-relative path, fingerprint

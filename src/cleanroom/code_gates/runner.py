@@ -20,13 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cleanroom.code_gates.cache import RawFinding, ResultCache
+from cleanroom.code_gates.checker import check_tree
+from cleanroom.code_gates.config import GateConfig
+from cleanroom.code_gates.prefilter import needs_ast
+from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
+from cleanroom.code_gates.violation import Violation
+from cleanroom.code_gates.vocabulary import HELPERS
+from cleanroom.code_gates.waivers import Waiver, find_waivers
 from cleanroom.errors import GateError, InputError, MissingFileError
-from cleanroom.gates.cache import RawFinding, ResultCache
-from cleanroom.gates.checker import HELPERS, Violation, check_tree
-from cleanroom.gates.config import GateConfig
-from cleanroom.gates.prefilter import needs_ast
-from cleanroom.gates.rules import DEFAULT_RULES, RULES_BY_ID
-from cleanroom.gates.waivers import Waiver, find_waivers
 
 OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
 
@@ -95,8 +97,8 @@ def check_source(
     """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply).
 
     *disable*: rules not reported (default: only the off-by-default ones). *cache*: look the raw
-    findings up by content hash first (see :mod:`cleanroom.gates.cache`). *helpers*: the helper
-    table (default :data:`~cleanroom.gates.checker.HELPERS`). *loader_callee*: true for a callee
+    findings up by content hash first (see :mod:`cleanroom.code_gates.cache`). *helpers*: the helper
+    table (default :data:`~cleanroom.code_gates.vocabulary.HELPERS`). *loader_callee*: true for a callee
     imported from the user's loader (quantization keywords passed to it are the intended pattern).
     *loader_hint*: the fix text for migration rules, naming the user's loader modules.
     """
@@ -339,7 +341,7 @@ def run_gates(
     """Run every enabled rule over *paths* (default: the configured ``paths``, relative to the root).
 
     *use_cache*: reuse raw findings of unchanged files from the user cache directory and store
-    this run's (see :mod:`cleanroom.gates.cache`); False checks every file from scratch.
+    this run's (see :mod:`cleanroom.code_gates.cache`); False checks every file from scratch.
     """
     helpers = {**HELPERS, **dict(config.helpers)}
     extra = repr(sorted(config.helpers)) if config.helpers else ""  # the built-in ones are in the source

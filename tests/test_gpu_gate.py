@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cleanroom.gate_report import CHECKS, GateRecorder, verdict, write_report
+from cleanroom.gpu_gate import CHECKS, GateRecorder, verdict, write_report
 
 
 def _record_all_but(recorder: GateRecorder, failing: str) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom.code_gates.config import GateConfig, load_config
+from cleanroom.code_gates.rules import RULES, Rule
+from cleanroom.code_gates.runner import GateReport, run_gates
+from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import CleanroomError
-from cleanroom.gates.checker import Violation
-from cleanroom.gates.config import GateConfig, load_config
-from cleanroom.gates.rules import RULES, Rule
-from cleanroom.gates.runner import GateReport, run_gates
 
 
 class GateViolations(Exception):

@@ -14,8 +14,8 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from cleanroom.gates.checker import Violation
-from cleanroom.gates.rules import RULES_BY_ID
+from cleanroom.code_gates.rules import RULES_BY_ID
+from cleanroom.code_gates.violation import Violation
 
 _WAIVER = re.compile(r"#\s*cleanroom:\s*allow\[([^\]]*)\]\s*(.*?)\s*$")  # one comment token
 # The prefilter over the whole text: no anchor, so a waiver on any line is a candidate (``_WAIVER``'s

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from cleanroom.cli import main
+from cleanroom.code_gates import check_source, load_config, run_gates
+from cleanroom.code_gates.config import with_overrides
 from cleanroom.errors import ConfigError, InputError, MissingFileError
-from cleanroom.gates import check_source, load_config, run_gates
-from cleanroom.gates.config import with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SARIF_SCHEMA = Path(__file__).parent / "sarif-schema-2.1.0.json"

@@ -12,15 +12,15 @@ import keyword
 import re
 from types import CodeType
 
-from cleanroom.gates.checker import (
-    _CHAT_ATTRS,
-    _CHAT_FUNCTIONS,
-    _PICKLE_LOADS,
-    _QUANT_CONFIGS,
-    _QUANT_KWARGS,
-    _SPECIAL_ATTRS,
-    _TORCH_LOAD,
+from cleanroom.code_gates.vocabulary import (
+    CHAT_ATTRS,
+    CHAT_FUNCTIONS,
     HELPERS,
+    PICKLE_LOADS,
+    QUANT_CONFIGS,
+    QUANT_KWARGS,
+    SPECIAL_ATTRS,
+    TORCH_LOAD,
 )
 
 # Every rule needs one of these identifiers in the compiled code: as an attribute or global name
@@ -30,12 +30,12 @@ from cleanroom.gates.checker import (
 # the cost per file. (CPython keeps the names of unreachable code in ``co_names`` too; a test pins it.)
 TRIGGER_NAMES = frozenset(
     {"from_pretrained", "pipeline", "apply_chat_template", "add_special_tokens"}
-    | _QUANT_CONFIGS
+    | QUANT_CONFIGS
     | {name.rsplit(".", 1)[-1] for name in HELPERS}
-    | _CHAT_FUNCTIONS
-    | _CHAT_ATTRS
-    | _SPECIAL_ATTRS
-    | _QUANT_KWARGS
+    | CHAT_FUNCTIONS
+    | CHAT_ATTRS
+    | SPECIAL_ATTRS
+    | QUANT_KWARGS
     | {"trust_remote_code", "load", "loads", "Unpickler", "read_pickle", "allow_pickle"}
 )
 # ``load``/``loads``/``Unpickler`` are everywhere (``json.load``, ``obj.load()``) and only matter as
@@ -44,7 +44,7 @@ TRIGGER_NAMES = frozenset(
 # and ``__import__`` put it in ``co_consts``, and no alias can reach a module without one of those.
 _WEAK_TRIGGERS = frozenset({"load", "loads", "Unpickler"})
 _WEAK_MODULES = frozenset(
-    qual.split(".", 1)[0] for qual in _TORCH_LOAD | _PICKLE_LOADS if qual.rsplit(".", 1)[-1] in _WEAK_TRIGGERS
+    qual.split(".", 1)[0] for qual in TORCH_LOAD | PICKLE_LOADS if qual.rsplit(".", 1)[-1] in _WEAK_TRIGGERS
 )
 _STRONG_TRIGGERS = TRIGGER_NAMES - _WEAK_TRIGGERS
 # Research scripts import torch *and* read JSON: ``json.load`` beside ``import torch`` is the common

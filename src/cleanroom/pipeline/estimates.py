@@ -1,0 +1,143 @@
+"""What a run will need before it starts: the model's size, GPU memory, checkpoint disk, hours and dollars.
+
+Estimators only, from the resolved spec and the model's architecture; preflight
+(:mod:`cleanroom.pipeline.preflight`) compares their figures with the device and the budget, and
+``cleanroom estimate`` prints them. The arithmetic lives in :mod:`cleanroom.memory` and
+:mod:`cleanroom.cost`; here a spec's stages are mapped onto it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cleanroom import cost, memory
+from cleanroom.errors import ConfigError
+from cleanroom.pipeline.common import arch_for, resolve_model
+
+# Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
+# the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
+# CPU figures are for the tiny profile on 2 cores; CUDA figures are for nf4 QLoRA on one H100.
+NOMINAL_RATES = {
+    "cpu": {"train_k": 60.0, "gen_k": 40.0},
+    "cuda": {"train_k": 40_000.0, "gen_k": 8_000.0},
+}
+
+
+def model_arch(model: Any) -> dict[str, Any]:
+    """The configured model's architecture (:func:`cleanroom.memory.arch_from_config`), without its weights.
+
+    ``random_init`` is that Qwen2.5 size; a fixture, a local directory or a Hub id in the Hugging Face
+    cache is read from its ``config.json`` (a GGUF model from the file's metadata); a Hub id not in the
+    cache falls back to its name when it is a known Qwen2.5 size. Anything else is a ConfigError: the
+    parameter count is never assumed.
+    """
+    if model.random_init:
+        return memory.arch_from_config(arch_for(model.random_init))
+    try:
+        directory, gguf = resolve_model(model, Path(".cleanroom-unused"))  # the work dir is for random_init only
+    except ConfigError as exc:  # a Hub id that is not in the cache
+        try:
+            return memory.arch_from_config(arch_for(model.path))
+        except ConfigError:
+            raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
+                              "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
+    from cleanroom.loader import read_model_config
+
+    try:
+        return memory.arch_from_config(read_model_config(directory, gguf))
+    except ConfigError as exc:
+        raise ConfigError(f"cannot size model.path {model.path!r}: {exc}") from None
+
+
+def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
+                   measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
+
+    ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` at this model's size (and a
+    ``source``); otherwise ``budget.gate_report``'s rates scaled to this size
+    (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
+    result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
+    """
+    if params_b is None:
+        params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
+    params_b = max(params_b, 0.001)
+    if measured is None and spec.budget.gate_report:
+        gate = cost.read_gate_rates(spec.budget.gate_report)
+        measured = {**gate.scaled_to(params_b),
+                    "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
+                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B"}
+    rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
+    train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
+    gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
+    d, p = spec.data, spec.pairs
+    phases = cost.stage1_phases(
+        train_tokens_per_s=train, gen_tokens_per_s=gen, n_eval_prompts=d.n_eval,
+        eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
+        sft_new_tokens=spec.sft_generation.max_new_tokens,
+        n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
+        sft_epochs=spec.sft.train.num_epochs, n_pair_prompts=p.n_instructions,
+        pair_samples_per_prompt=p.samples_per_instruction + (1 if p.rewriter == "model" else 0),
+        pair_new_tokens=p.generation.max_new_tokens, n_pairs=p.n_instructions,
+        pair_tokens_per_side=min(spec.dpo.train.max_length, 700), dpo_epochs=spec.dpo.train.num_epochs,
+    )
+    proj = cost.project_cost(phases, price_per_hour=max(spec.budget.price_per_hour, 1e-9), overhead_s=600.0)
+    b = spec.budget
+    return {
+        "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * b.price_per_hour, 2),
+        "price_per_hour": b.price_per_hour, "params_b": round(params_b, 4),
+        "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1),
+        "rates": (measured or {}).get("source", "measured") if measured
+        else "nominal (set budget.gate_report or pass --gate-report to use the GPU gate's measured rates)",
+        "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},
+        "max_cost_usd": b.max_cost_usd, "max_hours": b.max_hours,
+        "within_budget": proj.within(max_cost_usd=b.max_cost_usd, max_hours=b.max_hours),
+    }
+
+
+def projection_line(projection: dict[str, Any]) -> str:
+    """One line for the run log: hours, dollars, the budget, and which rates were used."""
+    limits = [f"${v}" if k == "max_cost_usd" else f"{v} h" for k in ("max_cost_usd", "max_hours")
+              if (v := projection.get(k)) is not None]
+    budget = f" (budget {', '.join(limits)}{'' if projection['within_budget'] else ': EXCEEDED'})" if limits else ""
+    return (f"projected {projection['hours']:.2f} h, ${projection['cost_usd']:.2f} at ${projection['price_per_hour']}/h"
+            f"{budget}; {projection['train_tokens_per_s']:g} train / {projection['gen_tokens_per_s']:g} generation "
+            f"tokens/s, {projection['rates']}")
+
+
+def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
+    """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and batch."""
+    return {
+        name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
+                 lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
+                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing)
+        for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
+                                ("dpo", spec.dpo, memory.estimate_dpo_peak_memory))
+    }
+
+
+def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
+    """Disk bytes the SFT and DPO checkpoints and adapters need, at most (:func:`cleanroom.memory.checkpoint_bytes`).
+
+    Per stage: ``steps = max_steps`` or ``ceil(examples / (batch * grad_accum)) * epochs`` (examples:
+    ``data.n_sft`` for SFT, ``pairs.n_instructions`` for DPO, upper bounds); the Trainer writes a
+    checkpoint every ``save_steps`` and deletes the oldest beyond ``save_total_limit`` only *after* the
+    next one is written, so at most ``min(ceil(steps / save_steps), save_total_limit + 1)`` exist at once
+    (all of them without a limit). Plus two copies of the final adapter (the trainer's save and the
+    stage's copy in the run directory). SFT's checkpoints stay on disk while DPO writes its own, so the
+    stages add up. No merged model is written (the merge stage proves equivalence in memory).
+    """
+    need: dict[str, Any] = {}
+    for name, stage, examples in (("sft", spec.sft, spec.data.n_sft), ("dpo", spec.dpo, spec.pairs.n_instructions)):
+        t = stage.train
+        steps = t.max_steps if t.max_steps > 0 else math.ceil(
+            math.ceil(examples / (t.batch_size * t.gradient_accumulation_steps)) * t.num_epochs)
+        saves = max(1, math.ceil(steps / t.save_steps))
+        kept = saves if t.save_total_limit is None else min(saves, t.save_total_limit + 1)
+        n_lora = memory.lora_param_count(arch, lora_r=stage.lora.r, lora_targets=stage.lora.targets)
+        per = memory.checkpoint_bytes(n_lora, quantization=spec.model.quantization, optim=t.optim)
+        adapter = n_lora * (2 if spec.model.quantization else 4)
+        need[name] = {"checkpoints": kept, "checkpoint_bytes": per, "bytes": kept * per + 2 * adapter}
+    need["total_bytes"] = sum(v["bytes"] for v in need.values())
+    return need
