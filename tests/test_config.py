@@ -127,7 +127,8 @@ def test_every_shipped_profile_validates_against_the_published_schema(profile: s
 
 @pytest.mark.parametrize(
     "overrides", [["model.qq=1"], ["sft.lora.r=0"], ["dpo.beta=-1"], ["seed=1.5"], ["model.quantization=nf8"],
-                  ["budget.max_cost_usd=0"], ["sft.lora.targets=[q_proj, 3]"], ["data.generator_seed=-5"]],
+                  ["budget.max_cost_usd=0"], ["sft.lora.targets=[q_proj, 3]"], ["data.generator_seed=-5"],
+                  ["sft.train.max_steps=0"]],
 )
 def test_the_schema_refuses_what_the_loader_refuses(overrides: list[str]) -> None:
     """The schema is the models' own, so an editor flags what load_config would refuse (same keys, same ranges)."""

@@ -99,3 +99,14 @@ def test_a_float_field_stores_a_float_and_an_integer_field_refuses_one() -> None
 def test_build_refuses_a_non_mapping() -> None:
     with pytest.raises(ConfigError, match="allowed: a mapping of Root fields"):
         build(Root, [1, 2])  # type: ignore[arg-type]
+
+
+def test_the_json_schema_carries_the_same_words_and_ranges() -> None:
+    schema = LoraSpec.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["r"] | {"title": None} == {"default": 16, "description": "an integer in [1, 1024]",
+                                                          "maximum": 1024, "minimum": 1, "type": "integer",
+                                                          "title": None}
+    steps = TrainSpec.model_json_schema()["properties"]["max_steps"]
+    assert (steps["minimum"], steps["not"], steps["description"]) == (-1, {"const": 0},
+                                                                       "-1 (use num_epochs) or an integer >= 1")

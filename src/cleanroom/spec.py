@@ -49,7 +49,9 @@ class Allowed:
 class Spec(BaseModel):
     """Base of every spec: frozen, keyword-only, unknown keys refused, strict types, ConfigError on bad input."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False)
+    # the JSON Schema of a spec says, for each field, what the errors say is allowed (editors show it on hover)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False,
+                              json_schema_extra=lambda schema, cls: _describe_properties(schema, cls))
 
     #: How errors name this spec when it is validated on its own ("" names fields by their key alone).
     label: ClassVar[str] = ""
@@ -178,6 +180,12 @@ def allowed(info: FieldInfo) -> str:
     if info.description:
         words += f" ({info.description})"
     return f"null or {words}" if type(None) in typing.get_args(info.annotation) else words
+
+
+def _describe_properties(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if name in cls.model_fields:
+            prop["description"] = allowed(cls.model_fields[name])
 
 
 def _metadata(info: FieldInfo) -> list[Any]:

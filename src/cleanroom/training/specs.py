@@ -100,7 +100,8 @@ class TrainSpec(Spec):
 
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 2e-4
     num_epochs: Annotated[float, Field(gt=0, le=1000)] = 1.0
-    max_steps: Annotated[int, Field(ge=-1), Allowed("-1 (use num_epochs) or an integer >= 1")] = -1
+    max_steps: Annotated[int, Field(ge=-1, json_schema_extra={"not": {"const": 0}}),
+                         Allowed("-1 (use num_epochs) or an integer >= 1")] = -1
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 2
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=4096)] = 1
     max_length: Annotated[int, Field(ge=8, le=1 << 20)] = 2048
