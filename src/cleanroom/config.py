@@ -4,7 +4,8 @@ The YAML is resolved once into frozen, keyword-only :class:`cleanroom.spec.Spec`
 bad values are a :class:`~cleanroom.errors.ConfigError` naming the key path, the value and what is
 allowed), hashed, and written into the run directory before any work starts. Nothing is filled in with a
 warning: every default lives in the models below, in one place. :func:`profile_schema` is the same
-models as a JSON Schema, published as ``docs/profile.schema.json`` for editors.
+models as a JSON Schema, published as ``docs/profile.schema.json`` for editors (a profile whose first line
+is ``# yaml-language-server: $schema=<path to that file>`` is checked as it is typed).
 """
 
 from __future__ import annotations
