@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.spec import Allowed, Invalid, Seed, Spec, build, to_data
-from cleanroom.training.specs import LoraSpec, TrainSpec
+from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
 PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -117,8 +117,8 @@ class DPOStageSpec(Spec):
 
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=lambda: TrainSpec(learning_rate=5e-6))
-    beta: Annotated[float, Field(gt=0, le=10)] = 0.1
-    step0_atol: Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")] = 1e-3
+    beta: DpoBeta = 0.1
+    step0_atol: Step0Atol = 1e-3
 
 
 class EvalSpec(Spec):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from cleanroom.errors import ConfigError
@@ -138,9 +138,22 @@ def _describe_one(cls: type[Spec], error: Any) -> str:
     if error["type"] == "missing":
         return (f"{where} is missing; allowed: {allowed(info) if info else 'a value'} "
                 "(see the shipped profiles for a complete example)")
+    return _invalid(where, value, info, error["msg"])
+
+
+def _invalid(where: str, value: Any, info: FieldInfo | None, fallback: str) -> str:
     if info is not None and _base(info.annotation) is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # the field holds a float: show the value as the field would
-    return f"{where} = {value!r} is invalid; allowed: {allowed(info) if info else error['msg']}"
+    return f"{where} = {value!r} is invalid; allowed: {allowed(info) if info else fallback}"
+
+
+def check_value(where: str, value: Any, annotation: Any) -> Any:
+    """*value* validated as a spec field of type *annotation* (for a function argument that mirrors one)."""
+    try:
+        return TypeAdapter(annotation, config=Spec.model_config).validate_python(value)
+    except ValidationError as exc:
+        raise ConfigError(_invalid(where, value, FieldInfo.from_annotation(annotation),
+                                   exc.errors(include_url=False)[0]["msg"])) from None
 
 
 def _locate(cls: type[Spec], loc: tuple[Any, ...]) -> tuple[str, type[Spec] | None, FieldInfo | None]:
@@ -236,4 +249,4 @@ def _spec_type(annotation: Any) -> type[Spec] | None:
     return base if isinstance(base, type) and issubclass(base, Spec) else None
 
 
-__all__ = ["Allowed", "Invalid", "Seed", "Spec", "allowed", "build", "describe", "replace", "to_data"]
+__all__ = ["Allowed", "Invalid", "Seed", "Spec", "allowed", "build", "check_value", "describe", "replace", "to_data"]

@@ -32,6 +32,12 @@ _OWNED_KEYS = frozenset(
 )
 
 
+#: DPO's weight on the KL term, and how far the step-0 loss and margin may sit from ln 2 and 0: the
+#: arguments of :func:`cleanroom.training.train_dpo` and the profile's ``dpo`` section, one rule each.
+DpoBeta = Annotated[float, Field(gt=0, le=10, description="0.1 is common")]
+Step0Atol = Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")]
+
+
 class LoraSpec(Spec):
     """A LoRA adapter: rank ``r``, scale ``alpha / r`` (or ``alpha / sqrt(r)`` with rsLoRA), targets.
 
@@ -187,4 +193,4 @@ class TrainSpec(Spec):
         return kwargs
 
 
-__all__ = ["ALL_PROJECTIONS", "LoraSpec", "TrainSpec"]
+__all__ = ["ALL_PROJECTIONS", "DpoBeta", "LoraSpec", "Step0Atol", "TrainSpec"]
