@@ -27,7 +27,7 @@ from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
 from cleanroom.training.result import TrainResult, logged_losses
-from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint, train_and_save
+from cleanroom.training.sft import check_specs, is_quantized, resume_checkpoint, train_and_save
 from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
@@ -129,7 +129,7 @@ def train_dpo(
     from cleanroom.training.budget import BudgetCallback
     from cleanroom.training.collate import GuardedPreferenceCollator
 
-    _check_specs(lora, train)
+    check_specs(lora, train)
     beta = check_value("dpo.beta", beta, DpoBeta)  # the profile's dpo section words the same rule the same way
     step0_atol = check_value("dpo.step0_atol", step0_atol, Step0Atol)
     if train.early_stopping_patience is not None:
