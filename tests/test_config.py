@@ -1,10 +1,13 @@
-"""Run configs: every shipped profile validates; unknown keys, bad values and bad overrides are errors."""
+"""Run configs: shipped profiles validate (also against docs/profile.schema.json); bad keys, values, overrides fail."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from cleanroom.config import (
     PIPELINES_DIR,
@@ -13,6 +16,8 @@ from cleanroom.config import (
     build_spec,
     config_sha256,
     load_config,
+    profile_schema,
+    profile_schema_json,
     spec_to_dict,
 )
 from cleanroom.errors import ConfigError, MissingFileError
@@ -101,3 +106,35 @@ def test_config_is_frozen() -> None:
     spec = load_config("tiny")
     with pytest.raises(AttributeError):
         spec.seed = 1  # type: ignore[misc]
+
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "profile.schema.json"
+
+
+def test_the_published_profile_schema_is_the_generated_one() -> None:
+    assert SCHEMA.read_text(encoding="utf-8") == profile_schema_json(), (
+        "docs/profile.schema.json is stale; regenerate it: python -c 'import cleanroom.config as c; "
+        "open(\"docs/profile.schema.json\", \"w\").write(c.profile_schema_json())'"
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_shipped_profile_validates_against_the_published_schema(profile: str) -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    data = yaml.safe_load((PIPELINES_DIR / "profiles" / f"{profile}.yaml").read_text(encoding="utf-8"))
+    assert [e.message for e in validator.iter_errors(data)] == []
+
+
+@pytest.mark.parametrize(
+    "overrides", [["model.qq=1"], ["sft.lora.r=0"], ["dpo.beta=-1"], ["seed=1.5"], ["model.quantization=nf8"],
+                  ["budget.max_cost_usd=0"], ["sft.lora.targets=[q_proj, 3]"], ["data.generator_seed=-5"],
+                  ["sft.train.max_steps=0"]],
+)
+def test_the_schema_refuses_what_the_loader_refuses(overrides: list[str]) -> None:
+    """The schema is the models' own, so an editor flags what load_config would refuse (same keys, same ranges)."""
+    validator = jsonschema.Draft202012Validator(profile_schema())
+    data = apply_overrides(yaml.safe_load((PIPELINES_DIR / "profiles" / "tiny.yaml").read_text(encoding="utf-8")),
+                           overrides)
+    with pytest.raises(ConfigError):
+        build_spec(RunSpec, data)
+    assert list(validator.iter_errors(data)), overrides

@@ -87,3 +87,19 @@ def test_step0_tolerance_is_the_configured_one(load_tiny, lora, spec, tmp_path):
     with pytest.raises(GateError, match="differ by more than 1e-12"):
         train_dpo(model, tok, PAIRS, lora=lora, train=spec(max_steps=1), beta=0.1, output_dir=tmp_path,
                   step0_atol=1e-12)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"beta": -1}, "dpo.beta = -1.0 is invalid; allowed: a number in (0, 10] (0.1 is common)"),
+    ({"beta": 0.1, "step0_atol": 1}, "dpo.step0_atol = 1.0 is invalid; allowed: a number in (0, 1) (1e-3 is usual)"),
+])
+def test_train_dpo_words_its_arguments_rules_as_the_profile_does(lora, spec, tmp_path, kwargs, message):
+    """train_dpo's beta and step0_atol are the dpo section's fields: a bad one fails before any model work, with
+    the very line load_config prints for the same value."""
+    from cleanroom.config import load_config
+
+    with pytest.raises(ConfigError) as direct:
+        train_dpo(None, None, PAIRS, lora=lora, train=spec(), output_dir=tmp_path, **kwargs)
+    with pytest.raises(ConfigError) as loaded:
+        load_config("tiny", [f"dpo.{k}={v}" for k, v in kwargs.items()])
+    assert str(direct.value) == str(loaded.value) == message

@@ -19,6 +19,7 @@ from cleanroom.backend import resolve_backend
 from cleanroom.errors import ConfigError
 from cleanroom.pipeline.common import Context, capture, load_model
 from cleanroom.pipeline.runlog import StampedLines
+from cleanroom.spec import replace
 
 
 def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
@@ -49,12 +50,10 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
 def train_spec(ctx: Context, train: Any) -> Any:
     """A stage's TrainSpec with the run's top-level ``report_to`` (experiment tracking) applied, and the
     trainer's tqdm bar off under ``--no-progress``."""
-    import dataclasses
-
     if ctx.spec.report_to != "none":
-        train = dataclasses.replace(train, report_to=ctx.spec.report_to)
+        train = replace(train, report_to=ctx.spec.report_to)
     if not ctx.progress:
-        train = dataclasses.replace(train, trl_overrides={**train.trl_overrides, "disable_tqdm": True})
+        train = replace(train, trl_overrides={**train.trl_overrides, "disable_tqdm": True})
     return train
 
 

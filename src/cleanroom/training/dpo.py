@@ -25,10 +25,11 @@ from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
+from cleanroom.spec import check_value
 from cleanroom.training.result import TrainResult, logged_losses
-from cleanroom.training.sft import _check_specs, is_quantized, resume_checkpoint, train_and_save
+from cleanroom.training.sft import check_specs, is_quantized, resume_checkpoint, train_and_save
 from cleanroom.training.special_ids import undo_trainer_token_alignment
-from cleanroom.training.specs import LoraSpec, TrainSpec
+from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
 STEP0_TOLERANCE = 1e-3
 
@@ -128,11 +129,9 @@ def train_dpo(
     from cleanroom.training.budget import BudgetCallback
     from cleanroom.training.collate import GuardedPreferenceCollator
 
-    _check_specs(lora, train)
-    if not (isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta <= 10):
-        raise ConfigError(f"dpo beta = {beta!r} is invalid; allowed: a number in (0, 10] (0.1 is common)")
-    if not (isinstance(step0_atol, int | float) and not isinstance(step0_atol, bool) and 0 < step0_atol < 1):
-        raise ConfigError(f"dpo step0_atol = {step0_atol!r} is invalid; allowed: a number in (0, 1) (1e-3 is usual)")
+    check_specs(lora, train)
+    beta = check_value("dpo.beta", beta, DpoBeta)  # the profile's dpo section words the same rule the same way
+    step0_atol = check_value("dpo.step0_atol", step0_atol, Step0Atol)
     if train.early_stopping_patience is not None:
         raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
     if train.padding_free:

@@ -27,7 +27,8 @@ from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
 
-def _check_specs(lora: Any, train: Any) -> None:
+def check_specs(lora: Any, train: Any) -> None:
+    """The trainers' shared entry check: real specs (validated at construction), and the tracker installed."""
     if not isinstance(lora, LoraSpec):
         raise ConfigError(f"lora must be a cleanroom.training.LoraSpec, got {type(lora).__name__}")
     if not isinstance(train, TrainSpec):
@@ -181,7 +182,7 @@ def train_sft(
     from cleanroom.training.budget import BudgetCallback
     from cleanroom.training.collate import GuardedLanguageModelingCollator
 
-    _check_specs(lora, train)
+    check_specs(lora, train)
     # The Unsloth backend attaches its LoRA at load time (load_unsloth marks the model); anything else
     # arriving with an adapter is a mistake.
     prewrapped = getattr(model, "cleanroom_backend", None) == "unsloth"
