@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,8 @@ import yaml
 from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
-PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+#: The shipped profiles: package data of ``cleanroom.pipeline`` (in the wheel too, so no checkout is needed).
+PROFILES_DIR = Path(str(resources.files("cleanroom") / "pipeline" / "profiles"))
 
 
 def _fail(where: str, value: Any, allowed: str) -> None:
@@ -357,15 +359,15 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def profile_path(profile: str) -> Path:
-    """``pipelines/<profile>.yaml`` for a shipped profile name, or *profile* itself if it is a file."""
+    """The shipped ``<profile>.yaml`` (:data:`PROFILES_DIR`) for a profile name, or *profile* itself if it is a file."""
     candidate = Path(profile)
     if candidate.suffix in (".yaml", ".yml"):
         if not candidate.is_file():
             raise MissingFileError(f"config file {candidate} does not exist")
         return candidate
-    path = PIPELINES_DIR / "profiles" / f"{profile}.yaml"
+    path = PROFILES_DIR / f"{profile}.yaml"
     if not path.is_file():
-        shipped = sorted(p.stem for p in (PIPELINES_DIR / "profiles").glob("*.yaml"))
+        shipped = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {profile!r}; shipped profiles: {', '.join(shipped)} (or pass a .yaml path)")
     return path
 
@@ -387,7 +389,7 @@ def load_config(profile: str, overrides: Sequence[str] = ()) -> RunSpec:
 
 #: Top-level fields that change how a run is operated, never what it computes: left out of the run's
 #: identity (its config digest and run id), so raising the budget resumes the same run. They are recorded,
-#: with every change, in run.json's ``settings`` (see pipelines/stage1.py).
+#: with every change, in run.json's ``settings`` (see cleanroom/pipeline/stage1.py).
 OPERATIONAL_FIELDS = ("budget", "report_to")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -31,20 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
     p.set_defaults(handler=run)
-
-
-def load_pipeline() -> Any:
-    from cleanroom.config import PIPELINES_DIR
-
-    path = PIPELINES_DIR / "stage1.py"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: run cleanroom from a checkout of the repository (pipelines/ lives there)")
-    spec = importlib.util.spec_from_file_location("cleanroom_pipelines_stage1", path)
-    assert spec is not None and spec.loader is not None  # internal: the file exists
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def estimate(spec: Any) -> dict[str, Any]:
@@ -102,10 +87,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(problem)
         print(json.dumps(estimate(spec), indent=2))
         return 0
-    pipeline = load_pipeline()
+    from cleanroom.pipeline.stage1 import run_stage1
+
     try:
-        path = pipeline.run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
-                                   stop_after=args.stop_after)
+        path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
+                          stop_after=args.stop_after)
     except KeyboardInterrupt:
         # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
         print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"

@@ -12,6 +12,7 @@ different texts, and both sides passing the guard. Each pair records why it was 
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ _CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|ass
 
 
 def constitution_path(ctx: Context) -> Path:
-    from cleanroom.config import PIPELINES_DIR
-
+    """``pairs.constitution``: an absolute path as given, a relative one inside the package (where the shipped
+    ``constitution.md`` lives, package data of :mod:`cleanroom.pipeline`)."""
     p = Path(ctx.spec.pairs.constitution)
-    return p if p.is_absolute() else PIPELINES_DIR / p
+    return p if p.is_absolute() else Path(str(resources.files("cleanroom.pipeline"))) / p
 
 
 def critique(record: Any, text: str) -> dict[str, Any]:

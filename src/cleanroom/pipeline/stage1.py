@@ -9,7 +9,9 @@ config's digest); a stage whose inputs changed is re-run, with every stage after
 interrupted stage resumes its record files and training checkpoints. A finished stage whose own files
 or records fail its manifest stops the run (exit 1) naming the broken edge, before anything consumes it. An unfinished run is continued
 only with ``resume=True`` (``--resume``); a finished one is re-used either way. ``cleanroom verify runs/<run_id>`` re-checks it all.
-Run it as ``cleanroom run stage1 --profile tiny [key=value ...]``.
+Run it as ``cleanroom run stage1 --profile tiny [key=value ...]`` (or ``python pipelines/stage1.py`` in a
+checkout, the same command). This module ships in the wheel, with the profiles and the constitution beside it
+as package data, so an installed cleanroom runs the same pipeline outside a checkout.
 """
 
 from __future__ import annotations
