@@ -69,10 +69,8 @@ def key_seed(key: Any) -> int:
 
 
 def run_pairs(ctx: Context) -> dict[str, Any]:
-    from cleanroom import guard
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.ifeval.prompting import zero_shot_prompt
-    from cleanroom.pipeline.sft_data import pool_records
+    from cleanroom.pipeline.respond import pool_records
     from cleanroom.provenance import hash_file
 
     spec = ctx.spec
@@ -93,59 +91,27 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
         samples = st.jsonl("samples.jsonl")
         out = st.jsonl("pairs.jsonl")
         on_disk = {rec["provenance"]["record_id"]: rec for rec in read_records(samples.path)} if samples.count else {}
-        gen = p.generation
         rewrite_origin = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
         origins = [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
-        per_batch = max(1, gen.batch_size // p.samples_per_instruction)
+        per_batch = max(1, p.generation.batch_size // p.samples_per_instruction)
         bar = progress_bar(total=len(records), initial=0, label="pairs", unit="instruction", enabled=ctx.progress)
         # batches are fixed by position in the full instruction list, every sample's seed and the teacher's rng by
         # record key, and candidates already on disk are reused: a resumed stage writes exactly the samples and
         # pairs an uninterrupted one would
         for start in range(0, len(records), per_batch):
             batch = records[start:start + per_batch]
-            missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
-            fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
+            candidates = _batch_candidates(ctx, model, tokenizer, batch, samples, on_disk, origins)
             for r in batch:
-                if r.key in fresh:
-                    cands = fresh[r.key]
-                else:
-                    cands = [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
-                              "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
-                sample_ids = []
-                for c in cands:
-                    sid = f"pairs/sample:{r.key}:{c['origin']}"
-                    samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
-                                  parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")], record_id=sid)
-                    sample_ids.append(sid)
-                order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
-                lo, hi = order[0], order[-1]
-                chosen, rejected = cands[hi], cands[lo]
-                margin = chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"]
-                why = None
-                if margin <= 0:
-                    why = "no_margin"
-                elif chosen["text"].strip() == rejected["text"].strip():
-                    why = "identical_texts"
-                else:
-                    try:
-                        guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
-                                         max_length=spec.dpo.train.max_length, record=f"pair {r.key}")
-                    except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
-                        why = f"guard: {type(exc).__name__}"
+                cands = candidates[r.key]
+                sample_ids = _write_samples(ctx, samples, r, cands)
+                hi, lo, why = _form_pair(ctx, tokenizer, r, cands)
                 if why:
                     reasons[why] = reasons.get(why, 0) + 1
                     continue
-                out.write(
-                    {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
-                     "rejected": rejected["text"], "margin": margin,
-                     "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
-                             "chosen_satisfied": chosen["critique"]["satisfied"],
-                             "rejected_satisfied": rejected["critique"]["satisfied"],
-                             "rejected_failed": rejected["critique"]["failed_instructions"]}},
-                    parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
-                             {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
-                    record_id=f"pairs/pair:{r.key}",
-                )
+                out.write(_pair_payload(r, cands[hi], cands[lo]),
+                          parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
+                                   {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
+                          record_id=f"pairs/pair:{r.key}")
             bar.set_postfix_str(f"{out.count} pairs, ${ctx.budget.cost_usd:.2f}")
             bar.update(len(batch))
         bar.close()
@@ -156,6 +122,62 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             raise InputError(f"pairs: only {out.count} valid pairs from {len(records)} instructions (need "
                              f"pairs.min_pairs={p.min_pairs}); skipped: {reasons}")
     return stats
+
+
+def _batch_candidates(ctx: Context, model: Any, tokenizer: Any, batch: list[Any], samples: Any,
+                      on_disk: dict[str, dict[str, Any]], origins: list[str]) -> dict[Any, list[dict[str, Any]]]:
+    """Each record's candidates: read back from *on_disk* when all its samples were written (a resumed stage),
+    else sampled afresh (:func:`_fresh_candidates`, the batch's missing records in one call)."""
+    missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
+    fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
+    return {r.key: fresh[r.key] if r.key in fresh else
+            [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
+              "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
+            for r in batch}
+
+
+def _write_samples(ctx: Context, samples: Any, record: Any, cands: list[dict[str, Any]]) -> list[str]:
+    """Write each candidate to ``samples.jsonl`` (one already there is skipped); return their record ids."""
+    sample_ids = []
+    for c in cands:
+        sid = f"pairs/sample:{record.key}:{c['origin']}"
+        samples.write({"key": record.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
+                      parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{record.key}")], record_id=sid)
+        sample_ids.append(sid)
+    return sample_ids
+
+
+def _form_pair(ctx: Context, tokenizer: Any, record: Any, cands: list[dict[str, Any]]) -> tuple[int, int, str | None]:
+    """``(chosen, rejected, why)``: the indices of the candidates satisfying the most and the fewest checks, and
+    why no pair is kept (None: kept) — no positive margin, the same text twice, or a guard failure."""
+    from cleanroom import guard
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
+    lo, hi = order[0], order[-1]
+    chosen, rejected = cands[hi], cands[lo]
+    if chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"] <= 0:
+        return hi, lo, "no_margin"
+    if chosen["text"].strip() == rejected["text"].strip():
+        return hi, lo, "identical_texts"
+    try:
+        guard.check_pair(tokenizer, zero_shot_prompt(record.prompt), chosen["text"], rejected["text"],
+                         max_length=ctx.spec.dpo.train.max_length, record=f"pair {record.key}")
+    except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
+        return hi, lo, f"guard: {type(exc).__name__}"
+    return hi, lo, None
+
+
+def _pair_payload(record: Any, chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
+    """One preference pair, with why it was formed."""
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    return {"key": record.key, "prompt": zero_shot_prompt(record.prompt), "chosen": chosen["text"],
+            "rejected": rejected["text"], "margin": chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"],
+            "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
+                    "chosen_satisfied": chosen["critique"]["satisfied"],
+                    "rejected_satisfied": rejected["critique"]["satisfied"],
+                    "rejected_failed": rejected["critique"]["failed_instructions"]}}
 
 
 def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[Any],
