@@ -58,8 +58,7 @@ def test_a_resumed_pairs_stage_equals_an_uninterrupted_one(uninterrupted: Path, 
     first_keys = {rec["key"] for _, rec in want_samples[:6]}
     keep_lines(run / "pairs" / "pairs.jsonl", sum(rec["key"] in first_keys for _, rec in want_pairs))
     capsys.readouterr()
-    stage1.run_stage1(load_config("tiny", OVERRIDES), tmp_path, resume=True, progress=True,
-                               stop_after="pairs")
+    stage1.run_stage1(load_config("tiny", OVERRIDES), tmp_path, resume=True, progress=True, stop_after="pairs")
     assert payloads(run / "pairs" / "samples.jsonl") == want_samples
     assert payloads(run / "pairs" / "pairs.jsonl") == want_pairs
     assert (run / "pairs" / "stats.json").read_text() == (uninterrupted / "pairs" / "stats.json").read_text()

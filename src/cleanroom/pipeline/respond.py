@@ -23,16 +23,17 @@ def generate_into(
     records: Sequence[Any],
     *,
     gen: GenerationSpec,
-    parent_ref: Any,
     id_prefix: str,
     render: Any,
+    parent_ref: Any = None,
     progress: bool = True,
     label: str = "generate",
     budget: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Generate for every record not yet in *writer*; return ``{key: payload}`` for all records.
 
-    *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size`` through
+    *render* maps a prompt record to the model's input text; *parent_ref* maps it to the parent reference of
+    its response (None: no parent, for prompts from outside the run). Batches of ``gen.batch_size`` through
     :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
     :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
     """
@@ -61,7 +62,7 @@ def generate_into(
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
             writer.write(  # an id already on disk is skipped by the writer
                 {"key": r.key, "response": clean_completion(text), "token_count": int(count)},
-                parents=[parent_ref(r)], record_id=f"{id_prefix}:{r.key}",
+                parents=[parent_ref(r)] if parent_ref is not None else [], record_id=f"{id_prefix}:{r.key}",
             )
         bar.update(len(todo))
     bar.close()
