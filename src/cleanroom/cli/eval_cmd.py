@@ -70,30 +70,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
-    from cleanroom.ifeval import file_sha256, read_prompts, read_responses, score_responses, summarize
-    from cleanroom.ifeval.io import read_response_conditions
-    from cleanroom.ifeval.scoring import scoring_conditions
-    from cleanroom.provenance import capture_provenance
+    from cleanroom.ifeval.rescore import score_saved_responses
 
-    prompts = read_prompts(args.prompts, sha256=args.prompts_sha256)
-    responses = read_responses(args.responses)
-    verdicts = score_responses(prompts, responses)
-    inputs = {"prompts_sha256": file_sha256(args.prompts), "responses_sha256": file_sha256(args.responses)}
-    produced = read_response_conditions(args.responses)
-    by_key = {p.key: p for p in prompts}
-    for v in verdicts:  # what each verdict was produced under, for `eval compare`
-        v["conditions"] = scoring_conditions(by_key[v["key"]]) | produced[v["key"]]
-    rec = capture_provenance("eval_score", extra={"ifeval": inputs})
-    parent = {"artifact": str(args.responses.resolve()), "sha256": inputs["responses_sha256"], "record_id": None}
-    write_records(
-        args.out, verdicts, producer={"stage": "eval_score", "provenance_sha256": rec.sha256},
-        parents_of=lambda v: [parent], record_id_of=lambda v: f"eval/{args.label}:{v['key']}",
-    )
-    summary = summarize(verdicts)
-    if args.summary is not None:
-        atomic_write_bytes(args.summary, pretty_json({**summary, **inputs, "provenance": rec.to_dict()}))
-    _print_summary(summary)
+    _print_summary(score_saved_responses(args.prompts, args.responses, args.out, prompts_sha256=args.prompts_sha256,
+                                         summary_path=args.summary, label=args.label))
     return 0
 
 
@@ -112,11 +92,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_make_set(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import make_eval_set
+    from cleanroom.ifeval.evalset import write_eval_set
 
-    info = make_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
-    atomic_write_bytes(Path(args.out) / "eval_set.json", pretty_json(info))
+    info = write_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
     print(f"eval set: {info['n_eval']} prompts, {len(info['types_covered'])} instruction types, "
           f"sha256 {info['eval_prompts_sha256']}")
     print(f"sft pool: {info['n_pool']} prompts, sha256 {info['sft_pool_sha256']} (no shared prompt or 13-gram)")
