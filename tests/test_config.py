@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cleanroom.config import (
-    PIPELINES_DIR,
+    PROFILES_DIR,
     RunSpec,
     apply_overrides,
     build_spec,
@@ -22,7 +22,7 @@ from cleanroom.config import (
 )
 from cleanroom.errors import ConfigError, MissingFileError
 
-PROFILES = sorted(p.stem for p in (PIPELINES_DIR / "profiles").glob("*.yaml"))
+PROFILES = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
 def test_the_three_profiles_ship() -> None:

@@ -114,3 +114,20 @@ def test_github_workflow_mirrors_ci_copy() -> None:
 
     assert body(ROOT / "ci" / "github-actions.yml") == body(ROOT / ".github" / "workflows" / "ci.yml")
     assert "tox -e lint,type,core,py" in (ROOT / "ci" / "github-actions.yml").read_text()
+
+
+def test_pipelines_stage1_script_runs_the_packaged_pipeline() -> None:
+    """The script a reader opens first calls the code the wheel ships, and takes cleanroom run stage1's options."""
+    import json
+    import runpy
+    import subprocess
+    import sys
+
+    from cleanroom.pipeline import stage1
+
+    script = runpy.run_path(str(ROOT / "pipelines" / "stage1.py"), run_name="not_main")
+    assert script["run_stage1"] is stage1.run_stage1 and script["STAGES"] is stage1.STAGES
+    proc = subprocess.run([sys.executable, str(ROOT / "pipelines" / "stage1.py"), "--profile", "tiny", "--estimate"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["memory"]["fits"] is True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -22,7 +23,8 @@ from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.spec import Allowed, Invalid, Seed, Spec, build, to_data
 from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
-PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+#: The shipped profiles: package data of ``cleanroom.pipeline`` (in the wheel too, so no checkout is needed).
+PROFILES_DIR = Path(str(resources.files("cleanroom") / "pipeline" / "profiles"))
 
 
 class ModelSpec(Spec):
@@ -247,15 +249,15 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def profile_path(profile: str) -> Path:
-    """``pipelines/<profile>.yaml`` for a shipped profile name, or *profile* itself if it is a file."""
+    """The shipped ``<profile>.yaml`` (:data:`PROFILES_DIR`) for a profile name, or *profile* itself if it is a file."""
     candidate = Path(profile)
     if candidate.suffix in (".yaml", ".yml"):
         if not candidate.is_file():
             raise MissingFileError(f"config file {candidate} does not exist")
         return candidate
-    path = PIPELINES_DIR / "profiles" / f"{profile}.yaml"
+    path = PROFILES_DIR / f"{profile}.yaml"
     if not path.is_file():
-        shipped = sorted(p.stem for p in (PIPELINES_DIR / "profiles").glob("*.yaml"))
+        shipped = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {profile!r}; shipped profiles: {', '.join(shipped)} (or pass a .yaml path)")
     return path
 
@@ -277,7 +279,7 @@ def load_config(profile: str, overrides: Sequence[str] = ()) -> RunSpec:
 
 #: Top-level fields that change how a run is operated, never what it computes: left out of the run's
 #: identity (its config digest and run id), so raising the budget resumes the same run. They are recorded,
-#: with every change, in run.json's ``settings`` (see pipelines/stage1.py).
+#: with every change, in run.json's ``settings`` (see cleanroom/pipeline/stage1.py).
 OPERATIONAL_FIELDS = ("budget", "report_to")
 
 

@@ -27,11 +27,11 @@ def keep_lines(path: Path, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import load_config
+    from cleanroom.pipeline import stage1
 
     out = tmp_path_factory.mktemp("a")
-    return load_pipeline().run_stage1(load_config("tiny", OVERRIDES), out, progress=False, stop_after="pairs")
+    return stage1.run_stage1(load_config("tiny", OVERRIDES), out, progress=False, stop_after="pairs")
 
 
 def context(run: Path) -> Any:
@@ -45,8 +45,8 @@ def context(run: Path) -> Any:
 
 def test_a_resumed_pairs_stage_equals_an_uninterrupted_one(uninterrupted: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import load_config
+    from cleanroom.pipeline import stage1
 
     want_samples, want_pairs = payloads(uninterrupted / "pairs" / "samples.jsonl"), payloads(uninterrupted / "pairs" / "pairs.jsonl")
     assert len(want_samples) == 8 * 3  # 8 instructions x (2 samples + 1 rewrite), 4 batches of 2
@@ -58,8 +58,7 @@ def test_a_resumed_pairs_stage_equals_an_uninterrupted_one(uninterrupted: Path, 
     first_keys = {rec["key"] for _, rec in want_samples[:6]}
     keep_lines(run / "pairs" / "pairs.jsonl", sum(rec["key"] in first_keys for _, rec in want_pairs))
     capsys.readouterr()
-    load_pipeline().run_stage1(load_config("tiny", OVERRIDES), tmp_path, resume=True, progress=True,
-                               stop_after="pairs")
+    stage1.run_stage1(load_config("tiny", OVERRIDES), tmp_path, resume=True, progress=True, stop_after="pairs")
     assert payloads(run / "pairs" / "samples.jsonl") == want_samples
     assert payloads(run / "pairs" / "pairs.jsonl") == want_pairs
     assert (run / "pairs" / "stats.json").read_text() == (uninterrupted / "pairs" / "stats.json").read_text()

@@ -77,7 +77,7 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
 
 
 def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
-    from cleanroom.cli.run_cmd import estimate
+    from cleanroom.pipeline.estimate import estimate
 
     spec = load_config("qwen2.5-32b")  # Qwen/Qwen2.5-32B, revision null
     problem = revision_problem(spec.model)

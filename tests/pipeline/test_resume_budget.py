@@ -16,11 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_budget_stop_then_raise_and_resume(tmp_path: Path, tiny_base_model: Path) -> None:
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import config_sha256, load_config
+    from cleanroom.pipeline import stage1 as pipeline
     from cleanroom.verify import verify_run
 
-    pipeline = load_pipeline()
     small = [*SMALL, "sft.train.max_steps=2", "sft.train.save_steps=2"]
     first = pipeline.run_stage1(load_config("tiny", small), tmp_path, progress=False, stop_after="preflight")
     tight = load_config("tiny", [*small, "budget.max_hours=0.000000001"])

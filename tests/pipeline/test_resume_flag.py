@@ -13,10 +13,9 @@ from .test_stage1 import SMALL
 
 def test_an_unfinished_run_needs_resume(tmp_path: Path, tiny_base_model: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import load_config
+    from cleanroom.pipeline import stage1 as pipeline
 
-    pipeline = load_pipeline()
     spec = load_config("tiny", SMALL)
     run = pipeline.run_stage1(spec, tmp_path, progress=False, stop_after="preflight")
     with pytest.raises(ConfigError, match="did not finish .* pass --resume to continue it"):

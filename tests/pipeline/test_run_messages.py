@@ -19,14 +19,14 @@ from .test_stage1 import SMALL
 def test_a_failed_preflight_says_failed_and_leaves_no_run_to_resume(tmp_path: Path, tiny_base_model: Path) -> None:
     """24 eval prompts under eval.min_n=200 with no override reason: preflight fails; the fresh run directory is
     removed (a re-run with the same config is not told to --resume) and the message says it failed."""
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import load_config
+    from cleanroom.pipeline import stage1
 
     bad = [o for o in SMALL if not o.startswith(("eval.min_n", "eval.override_reason"))]
     spec = load_config("tiny", bad)
     for _ in range(2):  # the second attempt fails the same way, not with "pass --resume"
         with pytest.raises(ConfigError) as info:
-            load_pipeline().run_stage1(spec, tmp_path, progress=False)
+            stage1.run_stage1(spec, tmp_path, progress=False)
         message = str(info.value)
         assert "eval_size" in message and "preflight failed" in message and "nothing was kept" in message
         assert "interrupted" not in message and "--resume" not in message

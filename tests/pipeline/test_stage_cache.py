@@ -17,10 +17,9 @@ pytestmark = pytest.mark.slow
 
 def test_a_changed_input_reruns_its_stage_and_everything_downstream(tmp_path: Path, tiny_base_model: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from cleanroom.cli.run_cmd import load_pipeline
     from cleanroom.config import load_config
+    from cleanroom.pipeline import stage1 as pipeline
 
-    pipeline = load_pipeline()
     spec = load_config("tiny", SMALL)
     run = pipeline.run_stage1(spec, tmp_path, progress=False, stop_after="sft_data")
     before = {s: (run / s / "manifest.json").read_bytes() for s in ("preflight", "baseline", "sft_data")}

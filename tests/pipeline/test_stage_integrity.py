@@ -12,14 +12,13 @@ import pytest
 # process crashes. The stages below import torch (resolve_device); having it loaded first keeps them safe.
 import torch  # noqa: F401
 
-from cleanroom.cli.run_cmd import load_pipeline
 from cleanroom.config import load_config
 from cleanroom.errors import ProvenanceError
+from cleanroom.pipeline import stage1 as pipeline
 from cleanroom.verify import verify_stage
 
 from .test_stage1 import SMALL
 
-pipeline = load_pipeline()
 NAMES = [name for name, _ in pipeline.STAGES]
 
 

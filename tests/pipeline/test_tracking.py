@@ -29,12 +29,12 @@ def test_top_level_report_to_reaches_the_sft_and_dpo_trainer_arguments(tmp_path:
 @pytest.mark.parametrize(("tracker", "package"), [("tensorboard", "tensorboard"), ("wandb", "wandb"), ("mlflow", "mlflow")])
 def test_a_missing_tracker_package_stops_the_run_before_any_work(tracker: str, package: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from cleanroom.cli.run_cmd import load_pipeline
+    from cleanroom.pipeline import stage1
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
     spec = load_config("tiny", [f"report_to={tracker}"])
     with pytest.raises(DependencyError, match=f"pip install {package}"):
-        load_pipeline().run_stage1(spec, tmp_path, progress=False)
+        stage1.run_stage1(spec, tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,7 +2,8 @@
 
 * ``score``: re-score saved responses (no model): join on key, write verdicts with provenance blocks.
 * ``run``: generate with the clean loader (few-shot, completion style), then score, inside a run
-  directory (``<out>/<run_id>/eval/``) that ``cleanroom verify`` checks.
+  directory (``<out>/<run_id>/eval/``) that ``cleanroom verify`` checks; the same arguments again resume
+  a killed run (:mod:`cleanroom.pipeline.eval_run`).
 * ``make-set``: write the embedded eval set and the disjoint SFT instruction pool.
 * ``compare``: paired comparison of verdict files (``cleanroom.cli.eval_compare``).
 Nothing heavy is imported at module import.
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--engine", default="auto", choices=("auto", "hf", "static", "paged"),
                    help="generation engine (default auto: the fastest one that supports the settings here)")
-    r.add_argument("--run-id", default="eval", help="run directory name under --out (default: eval)")
+    r.add_argument("--run-id", default="eval", help="run directory name under --out (default: eval); the same "
+                   "arguments again resume a killed run there")
     r.add_argument("--label", default="model", help="record-id prefix of verdicts: eval/<label>:<key>")
     r.add_argument("--no-probe", action="store_true", help="skip the loader's base-or-instruct probe")
     r.add_argument("--out", type=Path, required=True, help="root directory of the run")
@@ -68,105 +70,31 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
-    from cleanroom.ifeval import file_sha256, read_prompts, read_responses, score_responses, summarize
-    from cleanroom.ifeval.io import read_response_conditions
-    from cleanroom.ifeval.scoring import scoring_conditions
-    from cleanroom.provenance import capture_provenance
+    from cleanroom.ifeval.rescore import score_saved_responses
 
-    prompts = read_prompts(args.prompts, sha256=args.prompts_sha256)
-    responses = read_responses(args.responses)
-    verdicts = score_responses(prompts, responses)
-    inputs = {"prompts_sha256": file_sha256(args.prompts), "responses_sha256": file_sha256(args.responses)}
-    produced = read_response_conditions(args.responses)
-    by_key = {p.key: p for p in prompts}
-    for v in verdicts:  # what each verdict was produced under, for `eval compare`
-        v["conditions"] = scoring_conditions(by_key[v["key"]]) | produced[v["key"]]
-    rec = capture_provenance("eval_score", extra={"ifeval": inputs})
-    parent = {"artifact": str(args.responses.resolve()), "sha256": inputs["responses_sha256"], "record_id": None}
-    write_records(
-        args.out, verdicts, producer={"stage": "eval_score", "provenance_sha256": rec.sha256},
-        parents_of=lambda v: [parent], record_id_of=lambda v: f"eval/{args.label}:{v['key']}",
-    )
-    summary = summarize(verdicts)
-    if args.summary is not None:
-        atomic_write_bytes(args.summary, pretty_json({**summary, **inputs, "provenance": rec.to_dict()}))
-    _print_summary(summary)
+    _print_summary(score_saved_responses(args.prompts, args.responses, args.out, prompts_sha256=args.prompts_sha256,
+                                         summary_path=args.summary, label=args.label))
     return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import tempfile
+    from cleanroom.config import GenerationSpec
+    from cleanroom.pipeline.eval_run import eval_model
 
-    from cleanroom.artifacts import RunDir, pretty_json
-    from cleanroom.errors import InputError
-    from cleanroom.generation import choose_engine, generate, record_seed
-    from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, score_record, summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
-    from cleanroom.ifeval.scoring import scoring_conditions
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.provenance import capture_provenance
-
-    with tempfile.TemporaryDirectory() as tmp:
-        prompts_path = args.prompts
-        if prompts_path is None:
-            make_eval_set(tmp)
-            prompts_path = Path(tmp) / "eval_prompts.jsonl"
-        records = read_prompts(prompts_path, sha256=args.prompts_sha256)
-        prompts_sha = file_sha256(prompts_path)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError(f"--limit must be >= 1, got {args.limit}")
-        records = records[: args.limit]
-    loader = CleanModelLoader(args.model, gguf_file=args.gguf_file, probe=not args.no_probe)
-    model, tokenizer, loader_prov = loader.load()
-    if args.adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(args.adapter))
-    engine, reason = choose_engine(args.engine, model, sampling=args.temperature > 0)
-    print(f"generation engine {engine} ({reason})")
-    generation = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed,
-                  "stop": [STOP], "batch_size": args.batch_size, "few_shot_digest": FEW_SHOT_DIGEST,
-                  "engine": args.engine, "engine_resolved": engine, "engine_reason": reason}
-    config = {"command": "eval run", "model": str(args.model), "adapter": str(args.adapter) if args.adapter else None,
-              "prompts_sha256": prompts_sha, "n_prompts": len(records), "generation": generation}
-    run = RunDir.create(args.out, args.run_id, config)
-    rec = capture_provenance("eval", run_id=args.run_id, config=config, model_path=args.model, loader=loader_prov,
-                             generation=generation, seeds={"generation": args.seed},
-                             extra={"adapter": str(args.adapter) if args.adapter else None})
-    res = generate(model, tokenizer, [few_shot_prompt(r.prompt) for r in records],
-                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                   seeds=[record_seed(args.seed, r.key) for r in records], stop=[STOP], batch_size=args.batch_size,
-                   engine=engine)
-    verdicts = []
-    with run.stage("eval", provenance=rec, inputs=[]) as st:
-        gens, out = st.jsonl("responses.jsonl"), st.jsonl("verdicts.jsonl")
-        for r, text, n_tok in zip(records, res.texts, res.token_counts, strict=True):
-            response = clean_completion(text)
-            gid = gens.write({"key": r.key, "response": response, "tokens": n_tok},
-                             record_id=f"eval/{args.label}/response:{r.key}")
-            v = score_record(r, response)
-            v["conditions"] = scoring_conditions(r) | {
-                "model": {"path": str(args.model), "adapter": str(args.adapter) if args.adapter else None},
-                "generation": generation, "rendering": {"few_shot_digest": FEW_SHOT_DIGEST}}
-            out.write(v, parents=[st.ref("responses.jsonl", gid)], record_id=f"eval/{args.label}:{r.key}")
-            verdicts.append(v)
-        summary = summarize(verdicts)
-        (st.dir / "summary.json").write_bytes(pretty_json(summary))
-        st.add_file(st.dir / "summary.json")
-    run.finalize()
-    print(f"run: {run.path}")
+    gen = GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                         batch_size=args.batch_size, engine=args.engine)
+    path, summary = eval_model(args.model, out=args.out, gen=gen, run_id=args.run_id, label=args.label,
+                               adapter=args.adapter, gguf_file=args.gguf_file, prompts=args.prompts,
+                               prompts_sha256=args.prompts_sha256, limit=args.limit, probe=not args.no_probe)
+    print(f"run: {path}")
     _print_summary(summary)
     return 0
 
 
 def run_make_set(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import make_eval_set
+    from cleanroom.ifeval.evalset import write_eval_set
 
-    info = make_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
-    atomic_write_bytes(Path(args.out) / "eval_set.json", pretty_json(info))
+    info = write_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
     print(f"eval set: {info['n_eval']} prompts, {len(info['types_covered'])} instruction types, "
           f"sha256 {info['eval_prompts_sha256']}")
     print(f"sft pool: {info['n_pool']} prompts, sha256 {info['sft_pool_sha256']} (no shared prompt or 13-gram)")

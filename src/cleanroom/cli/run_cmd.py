@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-from cleanroom.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,48 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def load_pipeline() -> Any:
-    from cleanroom.config import PIPELINES_DIR
-
-    path = PIPELINES_DIR / "stage1.py"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: run cleanroom from a checkout of the repository (pipelines/ lives there)")
-    spec = importlib.util.spec_from_file_location("cleanroom_pipelines_stage1", path)
-    assert spec is not None and spec.loader is not None  # internal: the file exists
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def estimate(spec: Any) -> dict[str, Any]:
-    """Memory, disk and cost estimate of the production run from the config alone (no weights needed)."""
-    from cleanroom import memory
-    from cleanroom.pipeline.preflight import checkpoint_disk, memory_estimates, model_arch, project_stage1
-
-    arch = model_arch(spec.model)
-    estimates = memory_estimates(spec, arch)
-    est, dpo = estimates["sft"], estimates["dpo"]
-    common = dict(quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
-                  lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
-                  gradient_checkpointing=spec.sft.train.gradient_checkpointing)
-    budget = spec.budget.gpu_memory_gb * 1e9
-    best = memory.max_batch_that_fits(arch, int(budget), **common)
-    disk = checkpoint_disk(spec, arch)
-    return {
-        "memory": {"estimate_gb": round(est.total_bytes / 1e9, 2), "device_gb": spec.budget.gpu_memory_gb,
-                   "fits": max(est.total_bytes, dpo.total_bytes) <= budget, "max_batch_size": best,
-                   "parts_gb": {k: round(v / 1e9, 3) for k, v in est.parts.items()},
-                   "dpo_estimate_gb": round(dpo.total_bytes / 1e9, 2),
-                   "dpo_parts_gb": {k: round(v / 1e9, 3) for k, v in dpo.parts.items()}},
-        "disk": {"checkpoints_gb": round(disk["total_bytes"] / 1e9, 2),
-                 "need_gb": round(max(disk["total_bytes"] / 1e9, spec.preflight.min_free_disk_gb), 2),
-                 "sft_checkpoints": disk["sft"]["checkpoints"], "dpo_checkpoints": disk["dpo"]["checkpoints"]},
-        "cost": project_stage1(spec, device="cpu" if spec.device == "cpu" else "cuda",
-                               params_b=sum(memory.count_params(arch).values()) / 1e9),
-    }
-
-
 def resume_command(args: argparse.Namespace) -> str:
     """The ``cleanroom run`` line that continues this run: the same profile, out, options and overrides."""
     import shlex
@@ -95,17 +49,15 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"budget.gate_report={json.dumps(str(args.gate_report))}")
     spec = load_config(args.profile, overrides)
     if args.estimate:
-        from cleanroom.pipeline.preflight import revision_problem
+        from cleanroom.pipeline.estimate import estimate_stage1
 
-        problem = revision_problem(spec.model)  # the rule preflight applies: an estimate of an unpinned model
-        if problem is not None:                 # would be an estimate of a run that cannot start
-            raise ConfigError(problem)
-        print(json.dumps(estimate(spec), indent=2))
+        print(json.dumps(estimate_stage1(spec), indent=2))
         return 0
-    pipeline = load_pipeline()
+    from cleanroom.pipeline.stage1 import run_stage1
+
     try:
-        path = pipeline.run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
-                                   stop_after=args.stop_after)
+        path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
+                          stop_after=args.stop_after)
     except KeyboardInterrupt:
         # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
         print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"

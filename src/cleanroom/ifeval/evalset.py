@@ -419,3 +419,13 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
         "types_covered": covered,
         "provenance": provenance,
     }
+
+
+def write_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:
+    """:func:`make_eval_set`, plus its returned digests and sizes in ``eval_set.json`` beside the two files
+    (``cleanroom eval make-set``)."""
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+
+    info = make_eval_set(out_dir, seed=seed, n_eval=n_eval, n_pool=n_pool)
+    atomic_write_bytes(Path(out_dir) / "eval_set.json", pretty_json(info))
+    return info

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cleanroom.pipeline.baseline import respond_and_score
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
+from cleanroom.pipeline.respond import respond_and_score
 
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ different texts, and both sides passing the guard. Each pair records why it was 
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ _CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|ass
 
 
 def constitution_path(ctx: Context) -> Path:
-    from cleanroom.config import PIPELINES_DIR
-
+    """``pairs.constitution``: an absolute path as given, a relative one inside the package (where the shipped
+    ``constitution.md`` lives, package data of :mod:`cleanroom.pipeline`)."""
     p = Path(ctx.spec.pairs.constitution)
-    return p if p.is_absolute() else PIPELINES_DIR / p
+    return p if p.is_absolute() else Path(str(resources.files("cleanroom.pipeline"))) / p
 
 
 def critique(record: Any, text: str) -> dict[str, Any]:
@@ -68,15 +69,13 @@ def key_seed(key: Any) -> int:
 
 
 def run_pairs(ctx: Context) -> dict[str, Any]:
-    """Sample, critique and rewrite candidates per instruction; keep the pairs with a margin that pass the guard."""
     from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.ifeval import read_prompts
+    from cleanroom.pipeline.respond import pool_records
     from cleanroom.provenance import hash_file
 
     spec = ctx.spec
     p = spec.pairs
-    pool = read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")  # the preflight stage's artifact
-    records = pool[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
+    records = pool_records(ctx)[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
     if not records:
         raise InputError(f"pairs: the SFT pool has no instructions beyond the first data.n_sft={spec.data.n_sft}; "
                          "raise the pool size or lower pairs.n_instructions")
@@ -101,14 +100,18 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
         # pairs an uninterrupted one would
         for start in range(0, len(records), per_batch):
             batch = records[start:start + per_batch]
-            missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
-            fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
+            candidates = _batch_candidates(ctx, model, tokenizer, batch, samples, on_disk, origins)
             for r in batch:
-                cands = fresh[r.key] if r.key in fresh else _candidates_on_disk(on_disk, r.key, origins)
+                cands = candidates[r.key]
                 sample_ids = _write_samples(ctx, samples, r, cands)
-                why = _write_pair(ctx, tokenizer, out, r, cands, sample_ids)
+                hi, lo, why = _form_pair(ctx, tokenizer, r, cands)
                 if why:
                     reasons[why] = reasons.get(why, 0) + 1
+                    continue
+                out.write(_pair_payload(r, cands[hi], cands[lo]),
+                          parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
+                                   {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
+                          record_id=f"pairs/pair:{r.key}")
             bar.set_postfix_str(f"{out.count} pairs, ${ctx.budget.cost_usd:.2f}")
             bar.update(len(batch))
         bar.close()
@@ -121,57 +124,60 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
     return stats
 
 
-def _candidates_on_disk(on_disk: dict[str, Any], key: Any, origins: list[str]) -> list[dict[str, Any]]:
-    """A record's candidates as a previous (interrupted) run of the stage wrote them."""
-    return [{"text": on_disk[f"pairs/sample:{key}:{o}"]["response"], "origin": o,
-             "critique": on_disk[f"pairs/sample:{key}:{o}"]["critique"]} for o in origins]
+def _batch_candidates(ctx: Context, model: Any, tokenizer: Any, batch: list[Any], samples: Any,
+                      on_disk: dict[str, dict[str, Any]], origins: list[str]) -> dict[Any, list[dict[str, Any]]]:
+    """Each record's candidates: read back from *on_disk* when all its samples were written (a resumed stage),
+    else sampled afresh (:func:`_fresh_candidates`, the batch's missing records in one call)."""
+    missing = {r.key for r in batch if any(f"pairs/sample:{r.key}:{o}" not in samples for o in origins)}
+    fresh = _fresh_candidates(ctx, model, tokenizer, [r for r in batch if r.key in missing], origins)
+    return {r.key: fresh[r.key] if r.key in fresh else
+            [{"text": on_disk[f"pairs/sample:{r.key}:{o}"]["response"], "origin": o,
+              "critique": on_disk[f"pairs/sample:{r.key}:{o}"]["critique"]} for o in origins]
+            for r in batch}
 
 
-def _write_samples(ctx: Context, samples: Any, r: Any, cands: list[dict[str, Any]]) -> list[str]:
-    """Write each candidate to ``samples.jsonl`` (its parent: the pool record); return their record ids."""
+def _write_samples(ctx: Context, samples: Any, record: Any, cands: list[dict[str, Any]]) -> list[str]:
+    """Write each candidate to ``samples.jsonl`` (one already there is skipped); return their record ids."""
     sample_ids = []
     for c in cands:
-        sid = f"pairs/sample:{r.key}:{c['origin']}"
-        samples.write({"key": r.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
-                      parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")], record_id=sid)
+        sid = f"pairs/sample:{record.key}:{c['origin']}"
+        samples.write({"key": record.key, "response": c["text"], "origin": c["origin"], "critique": c["critique"]},
+                      parents=[ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{record.key}")], record_id=sid)
         sample_ids.append(sid)
     return sample_ids
 
 
-def _write_pair(ctx: Context, tokenizer: Any, out: Any, r: Any, cands: list[dict[str, Any]],
-                sample_ids: list[str]) -> str | None:
-    """Write the pair (most satisfied chosen, least satisfied rejected), or return why it is skipped.
-
-    Skipped: no positive margin, the same text twice, or a side the guard refuses (counted, never trained on).
-    """
+def _form_pair(ctx: Context, tokenizer: Any, record: Any, cands: list[dict[str, Any]]) -> tuple[int, int, str | None]:
+    """``(chosen, rejected, why)``: the indices of the candidates satisfying the most and the fewest checks, and
+    why no pair is kept (None: kept) — no positive margin, the same text twice, or a guard failure."""
     from cleanroom import guard
     from cleanroom.ifeval.prompting import zero_shot_prompt
 
     order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
     lo, hi = order[0], order[-1]
     chosen, rejected = cands[hi], cands[lo]
-    margin = chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"]
-    if margin <= 0:
-        return "no_margin"
+    if chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"] <= 0:
+        return hi, lo, "no_margin"
     if chosen["text"].strip() == rejected["text"].strip():
-        return "identical_texts"
+        return hi, lo, "identical_texts"
     try:
-        guard.check_pair(tokenizer, zero_shot_prompt(r.prompt), chosen["text"], rejected["text"],
-                         max_length=ctx.spec.dpo.train.max_length, record=f"pair {r.key}")
+        guard.check_pair(tokenizer, zero_shot_prompt(record.prompt), chosen["text"], rejected["text"],
+                         max_length=ctx.spec.dpo.train.max_length, record=f"pair {record.key}")
     except ContaminationError as exc:  # a guard failure drops the pair and is counted, never trained on
-        return f"guard: {type(exc).__name__}"
-    out.write(
-        {"key": r.key, "prompt": zero_shot_prompt(r.prompt), "chosen": chosen["text"],
-         "rejected": rejected["text"], "margin": margin,
-         "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
-                 "chosen_satisfied": chosen["critique"]["satisfied"],
-                 "rejected_satisfied": rejected["critique"]["satisfied"],
-                 "rejected_failed": rejected["critique"]["failed_instructions"]}},
-        parents=[{"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[hi]},
-                 {"artifact": "pairs/samples.jsonl", "sha256": None, "record_id": sample_ids[lo]}],
-        record_id=f"pairs/pair:{r.key}",
-    )
-    return None
+        return hi, lo, f"guard: {type(exc).__name__}"
+    return hi, lo, None
+
+
+def _pair_payload(record: Any, chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
+    """One preference pair, with why it was formed."""
+    from cleanroom.ifeval.prompting import zero_shot_prompt
+
+    return {"key": record.key, "prompt": zero_shot_prompt(record.prompt), "chosen": chosen["text"],
+            "rejected": rejected["text"], "margin": chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"],
+            "why": {"chosen": chosen["origin"], "rejected": rejected["origin"],
+                    "chosen_satisfied": chosen["critique"]["satisfied"],
+                    "rejected_satisfied": rejected["critique"]["satisfied"],
+                    "rejected_failed": rejected["critique"]["failed_instructions"]}}
 
 
 def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[Any],

@@ -1,9 +1,10 @@
 """Generate responses to IFEval-format prompts through the guarded generation engine, then score them.
 
-Used by the baseline, SFT-data and evaluation stages: one code path, so every model being
-compared sees byte-identical prompts (the few-shot completion format, its digest in provenance)
-and the same generation settings. Responses are written record by record, so a killed run resumes
-where it stopped without losing or duplicating a response.
+Used by the baseline, SFT-data, pairs and evaluation stages and by ``cleanroom eval run``: one code path,
+so every model being compared sees byte-identical prompts (the few-shot completion format, its digest in
+provenance) and the same generation settings. Responses are written record by record, so a killed run
+resumes where it stopped without losing or duplicating a response. The prompt records the stages answer
+(preflight's eval set and SFT pool) are read here too, so no stage imports another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cleanroom.config import GenerationSpec
+from cleanroom.pipeline.common import Context, load_model, progress_bar, resolve_model
 
 
 def generate_into(
@@ -21,23 +23,23 @@ def generate_into(
     records: Sequence[Any],
     *,
     gen: GenerationSpec,
-    parent_ref: Any,
     id_prefix: str,
     render: Any,
+    parent_ref: Any = None,
     progress: bool = True,
     label: str = "generate",
     budget: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Generate for every record not yet in *writer*; return ``{key: payload}`` for all records.
 
-    *render* maps a prompt record to the model's input text. Batches of ``gen.batch_size`` through
+    *render* maps a prompt record to the model's input text; *parent_ref* maps it to the parent reference of
+    its response (None: no parent, for prompts from outside the run). Batches of ``gen.batch_size`` through
     :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
     :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
     """
     from cleanroom.artifacts import read_records
     from cleanroom.generation import generate, record_seed
     from cleanroom.ifeval.prompting import STOP, clean_completion
-    from cleanroom.pipeline.common import progress_bar
 
     done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
     bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
@@ -60,7 +62,7 @@ def generate_into(
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
             writer.write(  # an id already on disk is skipped by the writer
                 {"key": r.key, "response": clean_completion(text), "token_count": int(count)},
-                parents=[parent_ref(r)], record_id=f"{id_prefix}:{r.key}",
+                parents=[parent_ref(r)] if parent_ref is not None else [], record_id=f"{id_prefix}:{r.key}",
             )
         bar.update(len(todo))
     bar.close()
@@ -86,4 +88,57 @@ def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[st
         parent = {"artifact": responses_artifact, "sha256": None,
                   "record_id": responses[key]["provenance"]["record_id"]}
         writer.write(verdict, parents=[parent, *model_refs], record_id=f"{id_prefix}:{key}")
+    return verdicts
+
+
+def pool_records(ctx: Context) -> list[Any]:
+    """The SFT instruction pool preflight wrote (SFT data takes the first ``data.n_sft``, pairs the next)."""
+    from cleanroom.ifeval import read_prompts
+
+    return read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")
+
+
+def eval_records(ctx: Context) -> list[Any]:
+    """The held-out eval prompts preflight wrote."""
+    from cleanroom.ifeval import read_prompts
+
+    return read_prompts(ctx.run.path / "preflight" / "eval_prompts.jsonl")
+
+
+def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Parent references to the base model's weight files and the adapters (run-relative)."""
+    from cleanroom.provenance import hash_file
+
+    path, gguf = resolve_model(ctx.spec.model, ctx.run.path)
+    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".gguf") and (gguf is None or p.name == gguf))
+    refs = [{"artifact": str(p.resolve()), "sha256": hash_file(p), "record_id": None} for p in weights]
+    for adapter in adapters:
+        f = ctx.run.path / adapter / "adapter_model.safetensors"
+        refs.append({"artifact": f"{adapter}/adapter_model.safetensors", "sha256": hash_file(f), "record_id": None})
+    return refs
+
+
+def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: tuple[str, ...],
+                      gen: Any, model_bundle: tuple | None = None) -> list[dict]:
+    """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage."""
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
+
+    records = eval_records(ctx)
+    if model_bundle is None:
+        model_bundle = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
+    model, tokenizer, _ = model_bundle
+    writer = stage_writer.jsonl(f"{name}_responses.jsonl")
+    responses = generate_into(
+        writer, model, tokenizer, records, gen=gen,
+        parent_ref=lambda r: ctx.run.ref("preflight/eval_prompts.jsonl", f"eval_prompts:{r.key}"),
+        id_prefix=f"{stage_writer.name}/{name}", render=lambda r: few_shot_prompt(r.prompt),
+        progress=ctx.progress, label=f"{stage_writer.name}: {name}", budget=ctx.budget,
+    )
+    verdicts = score_into(
+        stage_writer.jsonl(f"{name}_verdicts.jsonl"), records, responses,
+        responses_artifact=f"{stage_writer.name}/{name}_responses.jsonl",
+        id_prefix=f"{stage_writer.name}/{name}_verdict", model_refs=model_refs(ctx, adapters),
+        produced_under={"model": {"name": name, "adapters": list(adapters)}, "generation": vars(gen),
+                        "rendering": {"few_shot_digest": FEW_SHOT_DIGEST}},
+    )
     return verdicts

@@ -10,14 +10,13 @@ template can be applied). Too few survivors is an error with the numbers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from cleanroom.errors import InputError
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
-from cleanroom.pipeline.respond import generate_into
+from cleanroom.pipeline.respond import generate_into, pool_records
 
 
 def distinct_n(texts: list[str], n: int) -> float:
@@ -33,65 +32,65 @@ def histogram(values: list[int], bins: int = 10) -> dict[str, list]:
     return {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
 
 
-def pool_records(ctx: Context) -> list[Any]:
-    from cleanroom.ifeval import read_prompts
-
-    return read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")
-
-
 def run_sft_data(ctx: Context) -> dict[str, Any]:
-    """Answer the SFT pool (base model or programmatic teacher), keep the answers that pass every check."""
     from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
+    from cleanroom.ifeval.prompting import few_shot_prompt
 
     spec = ctx.spec
     pool = pool_records(ctx)[: spec.data.n_sft]
     teacher = spec.data.teacher
-    loader_prov = None
-    gen = spec.sft_generation
-    if teacher == "none":
-        model, tokenizer, loader_prov = load_model(ctx, probe=False)
-    else:
-        from cleanroom.loader import CleanModelLoader
-        from cleanroom.pipeline.common import resolve_model
-
-        path, gguf = resolve_model(spec.model, ctx.run.path)
-        tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
-    if teacher == "none":
-        settings = generation_settings(ctx, "sft_data", model, gen, few_shot_digest=FEW_SHOT_DIGEST, teacher=teacher)
-    else:  # the programmatic teacher writes the responses: no engine runs
-        settings = vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher}
+    model, tokenizer, loader_prov, settings = _responder(ctx)
     prov = capture(ctx, "sft_data", loader=loader_prov, generation=settings)
     with ctx.run.stage("sft_data", provenance=prov, inputs=["preflight/sft_pool.jsonl"]) as st:
         gens = st.jsonl("generations.jsonl")
         parent = lambda r: ctx.run.ref("preflight/sft_pool.jsonl", f"sft_pool:{r.key}")  # noqa: E731
         if teacher == "none":
-            responses = generate_into(gens, model, tokenizer, pool, gen=gen, parent_ref=parent,
+            responses = generate_into(gens, model, tokenizer, pool, gen=spec.sft_generation, parent_ref=parent,
                                       id_prefix="sft_data/generation", render=lambda r: few_shot_prompt(r.prompt),
                                       progress=ctx.progress, label="sft_data: base model answers", budget=ctx.budget)
         else:
-            responses = _teacher_responses(gens, pool, spec.seed, parent)
+            responses = _teacher_responses(gens, pool, parent, seed=spec.seed)
         examples = st.jsonl("examples.jsonl")
-        kept = _filter_into(examples, pool, responses, tokenizer, spec.sft.train.max_length, parent)
+        kept = _keep_examples(ctx, tokenizer, pool, responses, examples, parent)
         survivors = examples.count
+        reasons, types = kept["reasons"], kept["types"]
         stats = {
-            "candidates": len(pool), "survivors": survivors, "filtered": dict(kept.reasons), "teacher": teacher,
-            "distinct_1": distinct_n(kept.texts, 1), "distinct_2": distinct_n(kept.texts, 2),
-            "instruction_types": dict(sorted(kept.types.items())), "n_types": len(kept.types),
-            "length_tokens": histogram(kept.lengths),
+            "candidates": len(pool), "survivors": survivors, "filtered": dict(reasons), "teacher": teacher,
+            "distinct_1": distinct_n(kept["texts"], 1), "distinct_2": distinct_n(kept["texts"], 2),
+            "instruction_types": dict(sorted(types.items())), "n_types": len(types),
+            "length_tokens": histogram(kept["lengths"]),
         }
         atomic_write_bytes(st.dir / "stats.json", pretty_json(stats))
         if survivors < spec.data.min_sft_survivors:
             raise InputError(
                 f"sft_data: only {survivors} of {len(pool)} responses passed the verifiable checks "
                 f"(need data.min_sft_survivors={spec.data.min_sft_survivors}); top failures: "
-                f"{kept.reasons.most_common(5)}. Use a larger pool (data.n_sft), a better base model, or lower the minimum"
+                f"{reasons.most_common(5)}. Use a larger pool (data.n_sft), a better base model, or lower the minimum"
             )
     return stats
 
 
-def _teacher_responses(gens: Any, pool: list[Any], seed: int, parent: Callable[[Any], Any]) -> dict[Any, Any]:
-    """The programmatic teacher's answers, written to ``generations.jsonl`` where not already there."""
+def _responder(ctx: Context) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """``(model, tokenizer, loader provenance, generation settings)``: the base model answers with
+    ``data.teacher = none``; otherwise the programmatic teacher writes and only the tokenizer is loaded
+    (``model`` is None and no engine runs)."""
+    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
+
+    spec, gen, teacher = ctx.spec, ctx.spec.sft_generation, ctx.spec.data.teacher
+    if teacher == "none":
+        model, tokenizer, loader_prov = load_model(ctx, probe=False)
+        return model, tokenizer, loader_prov, generation_settings(ctx, "sft_data", model, gen,
+                                                                  few_shot_digest=FEW_SHOT_DIGEST, teacher=teacher)
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.pipeline.common import resolve_model
+
+    path, gguf = resolve_model(spec.model, ctx.run.path)
+    tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
+    return None, tokenizer, loader_prov, vars(gen) | {"few_shot_digest": FEW_SHOT_DIGEST, "teacher": teacher}
+
+
+def _teacher_responses(gens: Any, pool: list[Any], parent: Any, *, seed: int) -> dict[Any, dict[str, Any]]:
+    """The programmatic teacher's response to every pool record, written to *gens* (``{key: record}``)."""
     from cleanroom.artifacts import read_records
     from cleanroom.ifeval.teacher import teacher_response
 
@@ -105,22 +104,18 @@ def _teacher_responses(gens: Any, pool: list[Any], seed: int, parent: Callable[[
     return {rec["key"]: rec for rec in read_records(gens.path)}
 
 
-class _Kept(NamedTuple):
-    reasons: Counter[str]  # why each dropped answer was dropped
-    texts: list[str]  # the kept completions
-    lengths: list[int]  # their examples' token counts (prompt + completion + EOS)
-    types: Counter[str]  # instruction types among the kept examples
-
-
-def _filter_into(examples: Any, pool: list[Any], responses: dict[Any, Any], tokenizer: Any, max_length: int,
-                 parent: Callable[[Any], Any]) -> _Kept:
-    """Write to *examples* each answer that follows all its instructions, fits *max_length* with its EOS
-    and holds no EOS inside; count why the others are dropped."""
+def _keep_examples(ctx: Context, tokenizer: Any, pool: list[Any], responses: dict[Any, dict[str, Any]],
+                   examples: Any, parent: Any) -> dict[str, Any]:
+    """Write the responses that pass every verifiable check, fit ``sft.train.max_length`` with their EOS and
+    hold no EOS inside, as ``prompt``/``completion`` examples; return why the others were dropped
+    (``reasons``) and the kept texts, token lengths and instruction types."""
     from cleanroom.ifeval import score_record
     from cleanroom.ifeval.prompting import zero_shot_prompt
 
-    kept = _Kept(Counter(), [], [], Counter())
-    reasons = kept.reasons
+    reasons: Counter[str] = Counter()
+    kept_texts: list[str] = []
+    lengths: list[int] = []
+    types: Counter[str] = Counter()
     eos = tokenizer.eos_token_id
     for r in pool:
         response = responses[r.key]
@@ -132,7 +127,7 @@ def _filter_into(examples: Any, pool: list[Any], responses: dict[Any, Any], toke
             continue
         prompt = zero_shot_prompt(r.prompt)
         n_tokens = len(tokenizer(prompt + response["response"])["input_ids"]) + 1
-        if n_tokens > max_length:
+        if n_tokens > ctx.spec.sft.train.max_length:
             reasons["too_long_for_max_length"] += 1  # dropped, never truncated: the EOS must survive
             continue
         if eos in tokenizer(response["response"])["input_ids"]:
@@ -145,7 +140,7 @@ def _filter_into(examples: Any, pool: list[Any], responses: dict[Any, Any], toke
                                  "record_id": response["provenance"]["record_id"]}],
             record_id=f"sft_data/example:{r.key}",
         )
-        kept.texts.append(response["response"])
-        kept.lengths.append(n_tokens)
-        kept.types.update(r.instruction_id_list)
-    return kept
+        kept_texts.append(response["response"])
+        lengths.append(n_tokens)
+        types.update(r.instruction_id_list)
+    return {"reasons": reasons, "texts": kept_texts, "lengths": lengths, "types": types}
