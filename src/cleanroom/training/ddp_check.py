@@ -1,12 +1,15 @@
 """The data-parallel equivalence run: SFT then DPO on the tiny base, in one process or under a launcher.
 
-    accelerate launch --num_processes 2 --cpu -m cleanroom.training.ddp_check OUT [--kill-at-step K]
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m cleanroom.training.ddp_check OUT
+    accelerate launch --multi_gpu --num_processes 2 -m cleanroom.training.ddp_check OUT --model DIR  # 2 GPUs
     python -m cleanroom.training.ddp_check OUT          # the one-process reference
 
-Both write ``OUT/result.json`` (losses, steps, the ``distributed`` record) and the adapters under
-``OUT/sft/adapter`` and ``OUT/dpo/adapter``, so the CPU proof (tests/test_distributed_launch.py) and the GPU
-gate can compare N ranks with one process on the same global batch. ``--kill-at-step K`` makes the last
-rank exit hard at the end of SFT step K (a killed rank); the next run with the same OUT resumes.
+(:func:`launch` builds those lines; accelerate 1.16's ``--cpu`` alone would start one process.) Each writes
+``OUT/result.json`` (losses, steps, tokens, the ``distributed`` record) and the adapters under
+``OUT/sft/adapter`` and ``OUT/dpo/adapter``; :func:`differences` compares two runs, for the CPU proof
+(tests/training/test_ddp_launch.py) and the GPU gate's check 11 (verification/test_gpu_data_parallel.py).
+``--kill-at-step K`` makes the last rank exit hard at the end of SFT step K (a killed rank); the next run
+with the same OUT resumes from the last checkpoint, on any number of ranks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,12 @@ PAIRS = [{"prompt": f"Say the number {i}.\nAnswer:", "chosen": f" {i}.", "reject
          for i in range(8)]
 
 
-def _specs(cuda: bool) -> tuple[Any, Any, Any]:
+def _specs() -> tuple[Any, Any, Any]:
     from cleanroom.training import LoraSpec, TrainSpec
 
+    # fp32 on CUDA too: the comparison with one process is then about the reduction order alone
     common: dict[str, Any] = dict(max_length=64, gradient_checkpointing=False, seed=3407, logging_steps=1,
-                                  precision="bf16" if cuda else "fp32")
+                                  precision="fp32")
     sft = TrainSpec(learning_rate=1e-2, num_epochs=1, batch_size=4, save_steps=2, **common)  # 4 steps
     dpo = TrainSpec(learning_rate=1e-3, num_epochs=1, batch_size=4, save_steps=1, **common)  # 2 steps
     return LoraSpec(r=8, alpha=16), sft, dpo
@@ -62,10 +67,8 @@ def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[st
     from cleanroom.training import train_dpo, train_sft
 
     w = distributed.world()
-    cuda = w.device.startswith("cuda")
-    lora, sft_spec, dpo_spec = _specs(cuda)
-    loader = CleanModelLoader(model_path, probe=False, dtype="bfloat16" if cuda else "float32",
-                              device_map=distributed.device_map(w))
+    lora, sft_spec, dpo_spec = _specs()
+    loader = CleanModelLoader(model_path, probe=False, dtype="float32", device_map=distributed.device_map(w))
     model, tok, _ = loader.load()
     callbacks = [_KillAt(kill_at_step)] if kill_at_step is not None else []
     sft = train_sft(model, tok, SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
@@ -79,6 +82,40 @@ def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[st
     result["torch"] = {"version": str(torch.__version__)}
     distributed.on_main(w, lambda: atomic_write_bytes(out / "result.json", pretty_json(result)))
     return result
+
+
+def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, ...] = (),
+           timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """Run this module on ``n`` ranks through ``accelerate launch`` (a free port; output captured)."""
+    import socket
+
+    from cleanroom import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    argv, env = distributed.launch_command(n, cpu=cpu, port=port)
+    cmd = [*argv, "-m", "cleanroom.training.ddp_check", str(out), "--model", str(model_path), *extra]
+    return subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def differences(ref: Path, got: Path, *, loss_rtol: float, adapter_atol: float) -> dict[str, Any]:
+    """How two runs' ``result.json`` and adapters differ: per stage, the largest relative loss difference,
+    the largest absolute adapter-weight difference, and whether the logged steps are the same."""
+    from safetensors.torch import load_file
+
+    a, b = (json.loads((d / "result.json").read_text()) for d in (ref, got))
+    out: dict[str, Any] = {}
+    for stage in ("sft", "dpo"):
+        x = load_file(ref / stage / "adapter" / "adapter_model.safetensors")
+        y = load_file(got / stage / "adapter" / "adapter_model.safetensors")
+        same_steps = a[stage]["loss_steps"] == b[stage]["loss_steps"] and x.keys() == y.keys()
+        loss = max((abs(p - q) / abs(p) for p, q in zip(a[stage]["losses"], b[stage]["losses"], strict=False)),
+                   default=float("inf"))
+        weights = max((float((x[k] - y[k]).abs().max()) for k in x), default=float("inf")) if same_steps else float("inf")
+        out[stage] = {"same_steps": same_steps, "loss_rel_diff": loss, "adapter_abs_diff": weights,
+                      "ok": same_steps and loss <= loss_rtol and weights <= adapter_atol}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
