@@ -19,11 +19,15 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from cleanroom.errors import ConfigError
 
 T = TypeVar("T")
+#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 generates
+#: alone (pipeline.ranks), hours on a large model; a rank that dies ends the launch sooner (torchrun stops all).
+TIMEOUT_S = 24 * 3600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +95,7 @@ def world() -> World:
 
     # cpu=True is what makes accelerate choose gloo (MULTI_CPU); the Trainer asks the same shared state
     # with cpu=True when ACCELERATE_USE_CPU is set, so both must agree on the first call
-    state = PartialState(cpu=use_cpu() or not torch.cuda.is_available())
+    state = PartialState(cpu=use_cpu() or not torch.cuda.is_available(), timeout=timedelta(seconds=TIMEOUT_S))
     w = World(world_size=state.num_processes, rank=state.process_index, local_rank=state.local_process_index,
               backend=state.backend, device=str(state.device))
     _check_expected(w)
