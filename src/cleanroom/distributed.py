@@ -125,6 +125,9 @@ def divide_batch(train: T, w: World) -> T:
     Global batch = ``batch_size x world_size x gradient_accumulation_steps``. The accumulation is divided
     when it can be (the per-device micro-batch, and so its memory, stays as profiled), else the batch size;
     when neither divides, the global batch cannot be kept and that is a ConfigError, never a rounding.
+    Every full global batch is then the one-process batch. A final partial one (examples not a multiple of
+    the global batch) is not: accelerate completes it with examples from the start of the epoch
+    (``even_batches``) so that every rank takes the step, and the evaluation batches likewise.
     """
     n = w.world_size
     if n == 1:

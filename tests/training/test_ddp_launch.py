@@ -14,7 +14,6 @@ that doubled fails by orders of magnitude.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -29,7 +28,6 @@ ADAPTER_ATOL = 1e-5
 
 
 def _launch(out: Path, model: Path, n: int, *extra: str) -> subprocess.CompletedProcess:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     return ddp_check.launch(out, model, n, cpu=True, extra=extra, timeout_s=400)
 
 
