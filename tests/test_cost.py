@@ -66,3 +66,15 @@ def test_an_incomplete_or_missing_gate_report_is_refused(tmp_path):
         read_gate_rates(report)
     with pytest.raises(FileNotFoundError, match="run the GPU gate"):
         read_gate_rates(tmp_path / "absent.json")
+
+
+def test_data_parallel_scales_rates_by_measured_efficiency():
+    from cleanroom.cost import Phase, data_parallel
+
+    phases = [Phase("sft", 7200.0, 2.0)]  # 3600 s on one GPU
+    two = data_parallel(phases, n_gpus=2, efficiency=0.9)
+    assert two[0].tokens_per_s == pytest.approx(3.6) and two[0].seconds == pytest.approx(2000.0)  # 7200 / (2 x 2 x 0.9)
+    assert data_parallel(phases, n_gpus=1, efficiency=1.0) == phases
+    for bad in ({"n_gpus": 0, "efficiency": 1.0}, {"n_gpus": 2, "efficiency": 1.5}, {"n_gpus": 2, "efficiency": 0.0}):
+        with pytest.raises(ConfigError):
+            data_parallel(phases, **bad)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cleanroom.errors import ConfigError
 from cleanroom.gpu_gate import CHECKS, GateRecorder, verdict, write_report
 
 
@@ -51,3 +52,20 @@ def test_unknown_check_is_refused() -> None:
     with pytest.raises(KeyError, match="unknown gate check"):
         with GateRecorder().check("11_vibes"):
             pass
+
+
+def test_the_data_parallel_check_is_required_only_when_the_gate_asks_for_several_gpus(monkeypatch) -> None:
+    recorder = GateRecorder()
+    _record_all_but(recorder, failing="")
+    assert recorder.gpus_requested == 1 and verdict(recorder.results) == ("GO", [])  # one GPU: optional
+    decision, reasons = verdict(recorder.results, gpus_requested=2)
+    assert decision == "NO-GO" and reasons == [f"11_data_parallel ({CHECKS['11_data_parallel'][0]}) did not run"]
+    with pytest.raises(pytest.skip.Exception), recorder.check("11_data_parallel"):
+        pytest.skip("NOT RUN: 1 GPU visible, 2 needed")
+    assert verdict(recorder.results, gpus_requested=2)[1] == ["11_data_parallel was skipped: NOT RUN: 1 GPU visible, "
+                                                             "2 needed"]
+    monkeypatch.setenv("CLEANROOM_GATE_GPUS", "2")
+    assert GateRecorder().gpus_requested == 2
+    monkeypatch.setenv("CLEANROOM_GATE_GPUS", "two")
+    with pytest.raises(ConfigError, match="CLEANROOM_GATE_GPUS = 'two'"):
+        GateRecorder()

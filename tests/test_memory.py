@@ -121,3 +121,23 @@ def test_bad_input_is_refused(kwargs, match):
         estimate_peak_memory("Qwen9-1B", batch_size=1, **KW)
     with pytest.raises(ConfigError, match="hidden_size"):
         estimate_peak_memory({"vocab_size": 10}, batch_size=1, **KW)
+
+
+def test_per_gpu_plan_ddp_replicates_weights_and_says_when_fsdp_is_needed():
+    from cleanroom.memory import MemoryEstimate, per_gpu_plan
+
+    gib = 1 << 30
+    # weights 60 + lora 1 + context 1 = 62 GiB fixed, 10 GiB of activations: 72 GiB on one GPU
+    est = MemoryEstimate(total_bytes=72 * gib, parts={"weights": 60 * gib, "lora": gib, "activations": 10 * gib,
+                                                      "cuda_context": gib}, n_params=0, n_lora_params=gib // 16)
+    one = per_gpu_plan(est, budget_bytes=80 * gib, n_gpus=1)
+    assert one == {"n_gpus": 1, "per_gpu_bytes": 72 * gib, "fits": True, "fsdp_needed": False, "reason": None}
+    # 2 ranks: + a fp32 gradient bucket of the LoRA parameters, 4 x gib/16 = 0.25 GiB
+    two = per_gpu_plan(est, budget_bytes=80 * gib, n_gpus=2)
+    assert two["per_gpu_bytes"] == 72 * gib + gib // 4 and two["fits"] and not two["fsdp_needed"]
+    # a 48 GiB GPU: 62.25 GiB fixed per GPU does not fit on any number of DDP ranks -> FSDP (60 / 4 = 15 GiB)
+    small = per_gpu_plan(est, budget_bytes=48 * gib, n_gpus=4)
+    assert small["fsdp_needed"] and not small["fits"]
+    assert "62.2 GiB exceed the 48.0 GiB" in small["reason"] and "15.0 GiB per GPU" in small["reason"]
+    with pytest.raises(ConfigError, match="n_gpus = 0"):
+        per_gpu_plan(est, budget_bytes=gib, n_gpus=0)

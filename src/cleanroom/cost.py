@@ -125,6 +125,21 @@ def stage1_phases(
     ]
 
 
+def data_parallel(phases: list[Phase], *, n_gpus: int, efficiency: float) -> list[Phase]:
+    """The phases on ``n_gpus`` data-parallel GPUs: each rate times ``n_gpus * efficiency``.
+
+    ``efficiency`` (in (0, 1]) is the measured scaling efficiency, tokens/s on N GPUs over N times one
+    GPU's (the GPU gate's two-rank check reports it); no default, since an assumed 1.0 would under-price the run.
+    The price per hour of the projection is then the price of all ``n_gpus``.
+    """
+    if not isinstance(n_gpus, int) or isinstance(n_gpus, bool) or n_gpus < 1:
+        raise ConfigError(f"n_gpus = {n_gpus!r} is invalid; allowed: an integer >= 1")
+    _positive("efficiency (measured)", efficiency)
+    if efficiency > 1:
+        raise ConfigError(f"efficiency = {efficiency!r} is invalid; allowed: a measured number in (0, 1]")
+    return [Phase(p.name, p.tokens, p.tokens_per_s * n_gpus * efficiency) for p in phases]
+
+
 @dataclass(frozen=True)
 class GateRates:
     """Throughputs the GPU gate measured on its model of ``params_b`` billion parameters."""
@@ -182,5 +197,5 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
                      path=str(file))
 
 
-__all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "project_cost", "read_gate_rates",
+__all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",
            "stage1_phases"]

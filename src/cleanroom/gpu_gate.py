@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes
+from cleanroom.errors import ConfigError
 
 #: check id -> (title, required for GO)
 CHECKS: dict[str, tuple[str, bool]] = {
@@ -37,6 +38,8 @@ CHECKS: dict[str, tuple[str, bool]] = {
     "8_memory_model": ("memory model vs measured peaks; 32B projection on 80 GB", True),
     "9_cost": ("projected Stage 1 hours and dollars", True),
     "10_unsloth": ("Unsloth backend parity with PEFT", False),
+    # required only when the gate is asked for several GPUs ($CLEANROOM_GATE_GPUS > 1): then NOT RUN is NO-GO
+    "11_data_parallel": ("2 ranks vs 1 process on the same global batch: losses, tokens/s, scaling", False),
 }
 
 
@@ -81,6 +84,10 @@ class GateRecorder:
     def __init__(self) -> None:
         self.results: dict[str, CheckResult] = {}
         self.context: dict[str, Any] = {}
+        gpus = os.environ.get("CLEANROOM_GATE_GPUS", "1")
+        if not gpus.isdigit() or int(gpus) < 1:
+            raise ConfigError(f"CLEANROOM_GATE_GPUS = {gpus!r} is invalid; allowed: an integer >= 1 (GPUs the gate must use)")
+        self.gpus_requested = int(gpus)
 
     def set_context(self, **values: Any) -> None:
         """Session facts for the report header: device, model, versions."""
@@ -110,10 +117,12 @@ class GateRecorder:
                                           time.perf_counter() - start)
 
 
-def verdict(results: dict[str, CheckResult]) -> tuple[str, list[str]]:
-    """``("GO" | "NO-GO", reasons)``: every required check recorded and passed, else NO-GO naming each."""
+def verdict(results: dict[str, CheckResult], *, gpus_requested: int = 1) -> tuple[str, list[str]]:
+    """``("GO" | "NO-GO", reasons)``: every required check recorded and passed, else NO-GO naming each.
+    With ``gpus_requested > 1`` the data-parallel check is required too."""
     reasons = []
     for check, (title, required) in CHECKS.items():
+        required = required or (check == "11_data_parallel" and gpus_requested > 1)
         res = results.get(check)
         if res is None:
             if required:
@@ -158,7 +167,7 @@ def write_report(recorder: GateRecorder, out_dir: str | os.PathLike[str]) -> tup
     """Write ``gate-report.json`` and ``gate-report.md`` into ``out_dir``; returns both paths."""
     from cleanroom.provenance import capture_provenance
 
-    decision, reasons = verdict(recorder.results)
+    decision, reasons = verdict(recorder.results, gpus_requested=recorder.gpus_requested)
     ordered = [recorder.results[c].to_dict() for c in CHECKS if c in recorder.results]
     record = capture_provenance("gpu_gate", config={"checks": list(CHECKS)},
                                 extra={"verdict": decision, "context": recorder.context})

@@ -309,6 +309,28 @@ def max_batch_that_fits(
     return lo
 
 
+def per_gpu_plan(estimate: MemoryEstimate, *, budget_bytes: int, n_gpus: int) -> dict[str, Any]:
+    """What N data-parallel GPUs each hold, and whether FSDP would be needed.
+
+    ``estimate`` is one rank's estimate at its *per-device* batch (the global batch divided over the ranks,
+    :func:`cleanroom.distributed.divide_batch`). Data parallelism (DDP) replicates the weights on every GPU and
+    adds one gradient bucket the size of the trainable (LoRA) parameters, ``4 N_lora`` bytes (fp32), so more
+    GPUs never lower the weights per GPU. When ``weights + lora + cuda_context`` alone exceed the budget no
+    batch fits on any number of DDP ranks: sharding the weights (FSDP, ``weights / n_gpus`` per GPU) is needed.
+    """
+    if not isinstance(n_gpus, int) or isinstance(n_gpus, bool) or n_gpus < 1:
+        raise ConfigError(f"n_gpus = {n_gpus!r} is invalid; allowed: an integer >= 1")
+    bucket = 4 * estimate.n_lora_params if n_gpus > 1 else 0
+    per_gpu = estimate.total_bytes + bucket
+    fixed = sum(int(estimate.parts.get(k, 0)) for k in ("weights", "lora", "cuda_context")) + bucket
+    fsdp = fixed > budget_bytes
+    reason = (f"weights per GPU {fixed / GIB:.1f} GiB exceed the {budget_bytes / GIB:.1f} GiB budget on any number of "
+              f"data-parallel GPUs; FSDP would shard them to {estimate.parts.get('weights', 0) / n_gpus / GIB:.1f} GiB "
+              "per GPU (not supported by cleanroom yet: use a quantized base or a larger GPU)") if fsdp else None
+    return {"n_gpus": n_gpus, "per_gpu_bytes": per_gpu, "fits": per_gpu <= budget_bytes, "fsdp_needed": fsdp,
+            "reason": reason}
+
+
 __all__ = [
     "QWEN25_ARCHS",
     "MemoryEstimate",
@@ -320,4 +342,5 @@ __all__ = [
     "lora_param_count",
     "max_batch_that_fits",
     "module_shapes",
+    "per_gpu_plan",
 ]

@@ -186,7 +186,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     out = os.environ.get("CLEANROOM_GATE_DIR") or str(Path.cwd() / "gate-report")
     json_path, _ = write_report(recorder, out)
-    decision, _ = verdict(recorder.results)
+    decision, _ = verdict(recorder.results, gpus_requested=recorder.gpus_requested)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"cleanroom gpu gate: {decision} (report: {json_path})")

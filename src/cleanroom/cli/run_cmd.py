@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(same as budget.gate_report=PATH)")
     p.add_argument("--stop-after", default=None, help="stop after this stage (e.g. preflight)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="run under `accelerate launch` on N ranks (SFT and DPO data-parallel, same global batch)")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
     p.set_defaults(handler=run)
 
@@ -53,11 +55,18 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(estimate_stage1(spec), indent=2))
         return 0
+    from cleanroom.pipeline import ranks
     from cleanroom.pipeline.stage1 import run_stage1
 
+    if args.num_processes is not None:
+        return ranks.relaunch(args.num_processes, _launched_argv(args), cpu=spec.device == "cpu")
+    if ranks.is_follower():
+        ranks.follow(spec)
+        return 0
     try:
         path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
                           stop_after=args.stop_after)
+        ranks.finish()
     except KeyboardInterrupt:
         # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
         print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"
@@ -65,3 +74,13 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(f"run directory: {path}")
     return 0
+
+
+
+def _launched_argv(args: argparse.Namespace) -> list[str]:
+    """This command's arguments for each rank (without --num-processes): the same run on every rank."""
+    argv = ["run", args.pipeline, "--profile", args.profile, "--out", str(args.out)]
+    argv += ["--gate-report", str(args.gate_report)] if args.gate_report is not None else []
+    argv += ["--stop-after", args.stop_after] if args.stop_after is not None else []
+    argv += [flag for flag, on in (("--resume", args.resume), ("--no-progress", args.no_progress)) if on]
+    return [*argv, *args.overrides]

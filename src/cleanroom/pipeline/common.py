@@ -195,7 +195,7 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
     Adapters are merged (``merge_and_unload``) into an unquantized base; with a quantized base they
     stay attached (generation through the adapter), since merging into 4-bit weights re-quantizes.
     """
-    from cleanroom import guard
+    from cleanroom import distributed, guard
     from cleanroom.loader import CleanModelLoader
 
     m = ctx.spec.model
@@ -205,7 +205,7 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
         path,
         quantization=m.quantization,
         dtype=dtype,
-        device_map=m.device_map or (ctx.device if ctx.device == "cuda" else None),
+        device_map=m.device_map or (distributed.device_map(distributed.world()) if ctx.device == "cuda" else None),
         revision=m.revision,
         allow_instruct=m.allow_instruct,
         allow_instruct_reason=m.allow_instruct_reason,

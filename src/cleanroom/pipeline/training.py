@@ -79,24 +79,43 @@ def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], li
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
-def run_sft(ctx: Context) -> dict[str, Any]:
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
+def _sft_rows(ctx: Context) -> tuple[list[dict], list[dict]]:
+    from cleanroom.artifacts import read_records
+
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]}
+            for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
+    return _split(rows, ctx.spec.sft.eval_fraction, ctx.spec.seed)
+
+
+def follow_sft(ctx: Context) -> Any:
+    """A rank other than 0: the same rows, model and trainer as :func:`run_sft`, without the stage's files."""
+    train_rows, eval_rows = _sft_rows(ctx)
+    model, tokenizer, _ = _sft_model(ctx)
+    return _train_sft(ctx, model, tokenizer, train_rows, eval_rows)
+
+
+def _train_sft(ctx: Context, model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: list[dict]) -> Any:
     from cleanroom.training import train_sft
 
     spec = ctx.spec.sft
-    rows = [{"prompt": r["prompt"], "completion": r["completion"]}
-            for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
-    train_rows, eval_rows = _split(rows, spec.eval_fraction, ctx.spec.seed)
+    with trainer_output_to_log(ctx, "sft"):
+        return train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
+                         output_dir=ctx.run.path / ".work" / "sft", eval_examples=eval_rows or None, resume=True,
+                         budget=ctx.budget.exhausted)
+
+
+def run_sft(ctx: Context) -> dict[str, Any]:
+    from cleanroom import guard
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.pipeline import ranks
+
+    world = ranks.lead(ctx, "sft")  # under a launcher the other ranks run follow_sft beside this
+    train_rows, eval_rows = _sft_rows(ctx)
     model, tokenizer, loader_prov = _sft_model(ctx)
-    prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend,
+    prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend, "distributed": world,
                                                           "n_train": len(train_rows), "n_eval": len(eval_rows)})
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
-        work = ctx.run.path / ".work" / "sft"
-        with trainer_output_to_log(ctx, "sft"):
-            result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
-                               output_dir=work, eval_examples=eval_rows or None, resume=True,
-                               budget=ctx.budget.exhausted)
+        result = _train_sft(ctx, model, tokenizer, train_rows, eval_rows)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of SFT")  # raises BudgetExceededError: the checkpoint is kept
@@ -159,18 +178,43 @@ def refuse_patched_process(stage: str) -> None:
         )
 
 
-def run_dpo(ctx: Context) -> dict[str, Any]:
-    """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.training import train_dpo
+def _dpo_pairs(ctx: Context) -> list[dict]:
+    from cleanroom.artifacts import read_records
 
-    spec = ctx.spec.dpo
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
     refuse_patched_process("dpo")
+    return pairs
+
+
+def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:
+    from cleanroom.training import train_dpo
+
+    spec = ctx.spec.dpo
+    with trainer_output_to_log(ctx, "dpo"):
+        return train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train), beta=spec.beta,
+                         output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted,
+                         step0_atol=spec.step0_atol)
+
+
+def follow_dpo(ctx: Context) -> Any:
+    """A rank other than 0: the same pairs, SFT model and trainer as :func:`run_dpo`, without the stage's files."""
+    pairs = _dpo_pairs(ctx)
+    model, tokenizer, _ = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    return _train_dpo(ctx, model, tokenizer, pairs)
+
+
+def run_dpo(ctx: Context) -> dict[str, Any]:
+    """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
+    from cleanroom import guard
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.pipeline import ranks
+
+    world = ranks.lead(ctx, "dpo")  # under a launcher the other ranks run follow_dpo beside this
+    spec = ctx.spec.dpo
+    pairs = _dpo_pairs(ctx)
     from peft import PeftModel
 
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
@@ -179,12 +223,10 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     policy = ["dpo/adapter"] if isinstance(model, PeftModel) else ["sft/adapter", "dpo/adapter"]
     prov = capture(ctx, "dpo", loader=loader_prov, extra={"beta": spec.beta, "n_pairs": len(pairs),
                                                           "reference": "SFT policy (sft/adapter merged)",
+                                                          "distributed": world,
                                                           "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
-        with trainer_output_to_log(ctx, "dpo"):
-            result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train),
-                               beta=spec.beta, output_dir=ctx.run.path / ".work" / "dpo", resume=True,
-                               budget=ctx.budget.exhausted, step0_atol=spec.step0_atol)
+        result = _train_dpo(ctx, model, tokenizer, pairs)
         guard.recheck(result.model, tokenizer)
         if result.stopped_reason:
             ctx.budget.check("the end of DPO")

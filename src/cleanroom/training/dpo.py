@@ -26,8 +26,16 @@ from typing import Any
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
-from cleanroom.training.result import TrainResult, logged_losses
-from cleanroom.training.sft import check_specs, is_quantized, resume_checkpoint, train_and_save
+from cleanroom.training.result import TrainResult
+from cleanroom.training.sft import (
+    check_specs,
+    distributed_spec,
+    is_quantized,
+    resume_checkpoint,
+    run_result,
+    train_and_save,
+    with_callbacks,
+)
 from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
@@ -119,50 +127,71 @@ def train_dpo(
     ``model``: the SFT model, merged (a fresh LoRA from ``lora`` is attached) or still carrying its SFT
     adapter (TRL freezes a copy as the reference and ``lora`` is not used). Returns a ``TrainResult``
     with ``step0_loss`` and ``step0_margin`` (measured, checked against ln 2 and 0 within ``step0_atol``, and
-    kept in ``output_dir/step0.json`` so a resumed run reports the same values).
+    kept in ``output_dir/step0.json`` so a resumed run reports the same values). Under ``accelerate
+    launch`` it runs data-parallel with ``train``'s global batch kept, as :func:`train_sft` does.
     """
-    from datasets import Dataset
     from peft import PeftModel, prepare_model_for_kbit_training
-    from trl import DPOConfig
 
-    from cleanroom import guard
-    from cleanroom.training.budget import BudgetCallback
-    from cleanroom.training.collate import GuardedPreferenceCollator
+    from cleanroom import distributed, guard
 
+    beta, step0_atol = _check_dpo_args(lora, train, beta, step0_atol)
+    output_dir = Path(output_dir)
+    train, dist = distributed_spec(train)
+    rows = render_pairs(tokenizer, pairs, train.max_length)
+    has_adapter = isinstance(model, PeftModel)
+    if is_quantized(model) and not has_adapter:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    cbs, budget_cb = with_callbacks(callbacks, budget)
+    trainer = _dpo_trainer(model, tokenizer, rows, lora=None if has_adapter else lora, train=train, beta=beta,
+                           output_dir=output_dir, callbacks=cbs)
+    undo_trainer_token_alignment(trainer.model)
+    guard.recheck(trainer.model, tokenizer)
+
+    checkpoint = resume_checkpoint(output_dir, resume)
+    step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol)
+    run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
+    tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
+    return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
+                      distributed=dist)
+
+
+def _check_dpo_args(lora: Any, train: Any, beta: Any, step0_atol: Any) -> tuple[float, float]:
+    """The specs, and beta/step0_atol by the profile's own dpo field types (one rule, one wording)."""
     check_specs(lora, train)
-    beta = check_value("dpo.beta", beta, DpoBeta)  # the profile's dpo section words the same rule the same way
+    beta = check_value("dpo.beta", beta, DpoBeta)
     step0_atol = check_value("dpo.step0_atol", step0_atol, Step0Atol)
     if train.early_stopping_patience is not None:
         raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
     if train.padding_free:
         raise ConfigError("TrainSpec.padding_free is not supported for DPO (trl 1.16's DPOTrainer disables it); "
                           "set it to False for the DPO stage")
-    output_dir = Path(output_dir)
-    rows = render_pairs(tokenizer, pairs, train.max_length)
-    has_adapter = isinstance(model, PeftModel)
-    if is_quantized(model) and not has_adapter:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    return beta, step0_atol
 
-    args = DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta))
-    collator = GuardedPreferenceCollator(tokenizer, max_length=train.max_length, where="dpo batch")
-    cbs = list(callbacks)
-    budget_cb = BudgetCallback(budget) if budget is not None else None
-    if budget_cb is not None:
-        cbs.append(budget_cb)
-    trainer = _guarded_trainer_class()(
+
+def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec | None, train: TrainSpec, beta: float,
+                 output_dir: Path, callbacks: list[Any]) -> Any:
+    """The guarded DPOTrainer: rows tokenised by the guard, our collator (the guard on every batch)."""
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from cleanroom.training.collate import GuardedPreferenceCollator
+
+    return _guarded_trainer_class()(
         model=model,
         ref_model=None,
-        args=args,
-        data_collator=collator,
+        args=DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta)),
+        data_collator=GuardedPreferenceCollator(tokenizer, max_length=train.max_length, where="dpo batch"),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=None if has_adapter else lora.to_peft(),
-        callbacks=cbs,
+        peft_config=lora.to_peft() if lora is not None else None,
+        callbacks=callbacks,
     )
-    undo_trainer_token_alignment(trainer.model)
-    guard.recheck(trainer.model, tokenizer)
 
-    checkpoint = resume_checkpoint(output_dir, resume)
+
+def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: float) -> tuple[float, float]:
+    """Step-0 loss and margin: measured and checked on a fresh start (written by rank 0), reloaded on resume."""
+    from cleanroom import distributed
+
     step0_file = output_dir / "step0.json"  # measured before the first update; a resumed run reloads it
     if checkpoint is None:
         step0_loss, step0_margin = measure_step0(trainer)
@@ -172,35 +201,17 @@ def train_dpo(
                 f"{step0_margin:.6f} (expected 0) differ by more than {step0_atol}: the reference is not the "
                 "policy being trained — pass the SFT model itself (merged or with its adapter) as `model`"
             )
+        payload = pretty_json({"loss": step0_loss, "margin": step0_margin, "atol": step0_atol})
         output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(step0_file, pretty_json({"loss": step0_loss, "margin": step0_margin, "atol": step0_atol}))
-        collator.tokens_seen = 0  # count only the batches trained on
-    elif step0_file.is_file():
+        distributed.on_main(distributed.world(), lambda: atomic_write_bytes(step0_file, payload))
+        trainer.data_collator.tokens_seen = 0  # count only the batches trained on
+        return step0_loss, step0_margin
+    if step0_file.is_file():
         step0 = json.loads(step0_file.read_text())
-        step0_loss, step0_margin = step0["loss"], step0["margin"]
-    else:
-        raise InputError(
-            f"DPO resume from {checkpoint}: {step0_file} is missing, so the step-0 check (loss = ln 2) cannot be "
-            f"reported; delete {output_dir} to restart DPO from step 0"
-        )
-
-    seconds, peak, peak_kind, adapter_dir = train_and_save(trainer, tokenizer, output_dir, checkpoint)
-    losses, loss_steps, _ = logged_losses(trainer.state.log_history)
-    return TrainResult(
-        adapter_dir=adapter_dir,
-        losses=losses,
-        loss_steps=loss_steps,
-        steps=int(trainer.state.global_step),
-        seconds=seconds,
-        tokens=collator.tokens_seen,
-        tokens_per_s=collator.tokens_seen / seconds if seconds > 0 else 0.0,
-        peak_mem_bytes=peak,
-        peak_mem_kind=peak_kind,
-        stopped_reason=budget_cb.reason if budget_cb is not None else None,
-        resumed_from=checkpoint,
-        step0_loss=step0_loss,
-        step0_margin=step0_margin,
-        model=trainer.model,
+        return step0["loss"], step0["margin"]
+    raise InputError(
+        f"DPO resume from {checkpoint}: {step0_file} is missing, so the step-0 check (loss = ln 2) cannot be "
+        f"reported; delete {output_dir} to restart DPO from step 0"
     )
 
 

@@ -34,6 +34,8 @@ class TrainResult:
     resumed_from: str | None = None
     step0_loss: float | None = None
     step0_margin: float | None = None
+    #: World size, backend, per-rank devices and the batch split (``cleanroom.distributed``); one process: size 1.
+    distributed: dict[str, Any] = field(default_factory=dict)
     #: The trained model (PEFT-wrapped), for merge_and_verify and generation; not part of the record.
     model: Any = field(default=None, repr=False, compare=False)
 

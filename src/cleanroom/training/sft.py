@@ -95,31 +95,40 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     """The newest *complete* ``checkpoint-*`` in ``output_dir`` when resuming, else None (a fresh start).
 
     A checkpoint directory missing any of :data:`CHECKPOINT_FILES` was cut off mid-save (the process
-    was killed); it is removed, and the previous complete checkpoint is used.
+    was killed); rank 0 removes it (every rank picks the same checkpoint from the same directory), and
+    the previous complete checkpoint is used.
     """
     import re
     import shutil
 
-    if not resume or not Path(output_dir).is_dir():
+    from cleanroom import distributed
+
+    if not resume:
         return None
-    found = []
-    for d in Path(output_dir).iterdir():
+    found = []  # every rank reaches the barrier below, whether or not rank 0 has created output_dir yet
+    for d in Path(output_dir).iterdir() if Path(output_dir).is_dir() else ():
         m = re.fullmatch(r"checkpoint-(\d+)", d.name)
         if m and d.is_dir():
             found.append((int(m.group(1)), d))
-    for _, d in sorted(found, reverse=True):
-        if all((d / name).is_file() for name in CHECKPOINT_FILES):
-            return str(d)
-        shutil.rmtree(d, ignore_errors=True)
-    return None
+    newest = [d for _, d in sorted(found, reverse=True)]
+    complete = [d for d in newest if all((d / name).is_file() for name in CHECKPOINT_FILES)]
+    cut = newest[: newest.index(complete[0])] if complete else newest
+
+    def remove_cut() -> None:  # each was killed mid-save
+        for d in cut:
+            shutil.rmtree(d, ignore_errors=True)
+
+    distributed.on_main(distributed.world(), remove_cut)
+    return str(complete[0]) if complete else None
 
 
 def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: str | None) -> tuple[float, int, str, Path]:
     """Train (resuming from *checkpoint*), save the adapter to ``output_dir/adapter``, recheck the guard.
 
+    Under a launcher the Trainer saves on rank 0 only; every rank waits for that save before returning.
     Returns ``(seconds, peak_mem_bytes, peak_mem_kind, adapter_dir)``; shared by SFT and DPO.
     """
-    from cleanroom import guard
+    from cleanroom import distributed, guard
     from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 
     reset_peak_memory()
@@ -130,9 +139,39 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
     peak, peak_kind = peak_memory()
     adapter_dir = output_dir / "adapter"
     trainer.save_model(str(adapter_dir))
+    distributed.barrier(distributed.world())
     guard.recheck(trainer.model, tokenizer)
     check_saved_tokenizer(adapter_dir, tokenizer)  # the files on disk too, not only the object
     return seconds, peak, peak_kind, adapter_dir
+
+
+def with_callbacks(callbacks: Sequence[Any], budget: Callable[[], str | None] | None) -> tuple[list[Any], Any]:
+    """The trainer's callbacks plus a ``BudgetCallback`` when a budget is polled; returns (callbacks, budget_cb)."""
+    from cleanroom.training.budget import BudgetCallback
+
+    budget_cb = BudgetCallback(budget) if budget is not None else None
+    return [*callbacks, *([budget_cb] if budget_cb is not None else [])], budget_cb
+
+
+def distributed_spec(train: TrainSpec) -> tuple[TrainSpec, dict[str, Any]]:
+    """*train* divided over the launched ranks (same global batch) and the record of it for provenance."""
+    from cleanroom import distributed
+
+    w = distributed.world()
+    per_rank = distributed.divide_batch(train, w)
+    return per_rank, distributed.describe(w) | distributed.batch_record(per_rank, w)
+
+
+def run_result(trainer: Any, run: tuple[float, int, str, Path], checkpoint: str | None, tokens: int,
+               budget_cb: Any, **extra: Any) -> TrainResult:
+    """The ``TrainResult`` of a finished trainer; ``run`` is what :func:`train_and_save` returned."""
+    seconds, peak, peak_kind, adapter_dir = run
+    losses, loss_steps, eval_losses = logged_losses(trainer.state.log_history)
+    return TrainResult(adapter_dir=adapter_dir, losses=losses, loss_steps=loss_steps, eval_losses=eval_losses,
+                       steps=int(trainer.state.global_step), seconds=seconds, tokens=tokens,
+                       tokens_per_s=tokens / seconds if seconds > 0 else 0.0, peak_mem_bytes=peak,
+                       peak_mem_kind=peak_kind, stopped_reason=budget_cb.reason if budget_cb is not None else None,
+                       resumed_from=checkpoint, model=trainer.model, **extra)
 
 
 def _guarded_sft_trainer_class() -> Any:
@@ -171,35 +210,55 @@ def train_sft(
 
     ``model`` is the base model from ``CleanModelLoader.load()`` (4-bit → QLoRA with
     ``prepare_model_for_kbit_training``). ``budget`` is polled after every step (see ``BudgetCallback``).
+    Under ``accelerate launch`` the Trainer runs data-parallel, with ``train``'s global batch kept
+    (:func:`cleanroom.distributed.divide_batch`; recorded in ``result.distributed``).
     Returns a ``TrainResult``; ``result.model`` is the PEFT-wrapped model.
     """
-    from datasets import Dataset
-    from peft import PeftModel, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig
-
     from cleanroom import guard
-    from cleanroom.training.budget import BudgetCallback
-    from cleanroom.training.collate import GuardedLanguageModelingCollator
 
     check_specs(lora, train)
     # The Unsloth backend attaches its LoRA at load time (load_unsloth marks the model); anything else
     # arriving with an adapter is a mistake.
     prewrapped = getattr(model, "cleanroom_backend", None) == "unsloth"
+    _refuse_adapter(model, prewrapped)
+    train, dist = distributed_spec(train)
+    rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
+    eval_rows = render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval") if eval_examples else None
+    if is_quantized(model) and not prewrapped:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    cbs, budget_cb = with_callbacks(callbacks, budget)
+    trainer = _sft_trainer(model, tokenizer, rows, eval_rows, lora=None if prewrapped else lora, train=train,
+                           output_dir=Path(output_dir), callbacks=cbs)
+    undo_trainer_token_alignment(trainer.model)
+    guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
+
+    checkpoint = resume_checkpoint(Path(output_dir), resume)
+    run = train_and_save(trainer, tokenizer, Path(output_dir), checkpoint)
+    # TRL logs the cumulative count of real train tokens of *this* trainer over all ranks (eval batches excluded).
+    tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
+    return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist)
+
+
+def _refuse_adapter(model: Any, prewrapped: bool) -> None:
+    from peft import PeftModel
+
     if isinstance(model, PeftModel) and not prewrapped:
         raise ConfigError(
             "train_sft got a model that already carries a PEFT adapter; pass the base model (merge an earlier "
             "adapter first with merge_and_verify)"
         )
-    output_dir = Path(output_dir)
-    rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
-    eval_rows = (
-        render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval")
-        if eval_examples
-        else None
-    )
-    if is_quantized(model) and not prewrapped:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+
+
+def _sft_trainer(model: Any, tokenizer: Any, rows: list[dict], eval_rows: list[dict] | None, *, lora: LoraSpec | None,
+                 train: TrainSpec, output_dir: Path, callbacks: list[Any]) -> Any:
+    """The guarded SFTTrainer: our collator (the guard on every batch), our rows, early stopping if asked."""
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig
+
+    from cleanroom.training.collate import GuardedLanguageModelingCollator
 
     kwargs = train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None)
     if train.padding_free:
@@ -207,47 +266,17 @@ def train_sft(
         # packing; our collator packs, and render_examples already refused every row over max_length.
         kwargs["max_length"] = None
     args = SFTConfig(**kwargs, completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": True})
-    collator = GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free)
-    cbs = list(callbacks)
     if train.early_stopping_patience is not None:
-        cbs.append(EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold))
-    budget_cb = BudgetCallback(budget) if budget is not None else None
-    if budget_cb is not None:
-        cbs.append(budget_cb)
-
-    trainer = _guarded_sft_trainer_class()(
+        callbacks = [*callbacks, EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold)]
+    return _guarded_sft_trainer_class()(
         model=model,
         args=args,
-        data_collator=collator,
+        data_collator=GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows is not None else None,
         processing_class=tokenizer,
-        peft_config=None if prewrapped else lora.to_peft(),
-        callbacks=cbs,
-    )
-    undo_trainer_token_alignment(trainer.model)
-    guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
-
-    checkpoint = resume_checkpoint(output_dir, resume)
-    seconds, peak, peak_kind, adapter_dir = train_and_save(trainer, tokenizer, output_dir, checkpoint)
-
-    losses, loss_steps, eval_losses = logged_losses(trainer.state.log_history)
-    # TRL logs the cumulative count of real train tokens of *this* trainer (eval batches excluded).
-    tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
-    return TrainResult(
-        adapter_dir=adapter_dir,
-        losses=losses,
-        loss_steps=loss_steps,
-        eval_losses=eval_losses,
-        steps=int(trainer.state.global_step),
-        seconds=seconds,
-        tokens=tokens,
-        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
-        peak_mem_bytes=peak,
-        peak_mem_kind=peak_kind,
-        stopped_reason=budget_cb.reason if budget_cb is not None else None,
-        resumed_from=checkpoint,
-        model=trainer.model,
+        peft_config=lora.to_peft() if lora is not None else None,
+        callbacks=callbacks,
     )
 
 

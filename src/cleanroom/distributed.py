@@ -1,0 +1,193 @@
+"""Several processes through accelerate/torch.distributed: who this rank is, what it owns, when to wait.
+
+cleanroom runs the same recipe under ``accelerate launch --num_processes N`` (NCCL on GPUs, gloo on CPU)
+on accelerate's engine, nothing home-made: HF's Trainer wraps the model in DDP, shards the batches and
+averages the gradients; this module only answers the questions the stages ask around it.
+
+* :func:`world` -- rank, world size, backend and this rank's device, read from accelerate's
+  ``PartialState`` when a launcher started us (``WORLD_SIZE`` > 1), else the one-process world.
+* :func:`divide_batch` -- the per-device batch and accumulation that keep the *global* batch
+  ``batch_size x N x gradient_accumulation_steps`` equal to the profile's, so a run on N ranks takes the
+  same optimizer steps on the same examples as one process (and a checkpoint resumes on any N).
+* :func:`shard` -- record indices ``rank, rank + N, rank + 2N, ...``: deterministic and balanced.
+* :func:`on_main` / :func:`barrier` -- files are written by rank 0 only; the others wait, then read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from cleanroom.errors import ConfigError
+
+T = TypeVar("T")
+#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 generates
+#: alone (pipeline.ranks), hours on a large model; a rank that dies ends the launch sooner (torchrun stops all).
+TIMEOUT_S = 24 * 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class World:
+    """This process's place among ``world_size`` ranks (no collective call needed to build it)."""
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    backend: str | None = None
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def describe(w: World) -> dict[str, Any]:
+    """The provenance record: world size, backend (nccl/gloo; None for one process) and every rank's device
+    in rank order. A collective call under a launcher: every rank must call it."""
+    return {"world_size": w.world_size, "backend": w.backend, "devices": gather_in_order([w.device], w)}
+
+
+def launched() -> bool:
+    """True when a launcher (accelerate launch / torchrun) started more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def use_cpu() -> bool:
+    """``ACCELERATE_USE_CPU`` (what ``accelerate launch --cpu`` sets) asks for CPU ranks even beside a GPU."""
+    return os.environ.get("ACCELERATE_USE_CPU", "false").lower() in {"1", "true", "yes"}
+
+
+def launch_command(num_processes: int, *, cpu: bool, port: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``accelerate launch`` argv prefix (the script or ``-m module`` follows) and the environment for N ranks.
+
+    accelerate 1.16's ``launch --cpu --num_processes N`` starts ONE process unless an MPI hostfile is given
+    (its simple launcher), so CPU ranks go through the torchrun launcher (``--multi_gpu``) with
+    ``ACCELERATE_USE_CPU=1``: gloo, one process per rank. ``CLEANROOM_WORLD_SIZE`` lets each rank check
+    that it got the world it was launched for (:func:`world` raises otherwise).
+    """
+    import sys
+
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if num_processes > 1:
+        argv += ["--multi_gpu", "--main_process_port", str(port if port is not None else 29500)]
+    env = {"CLEANROOM_WORLD_SIZE": str(num_processes)}
+    if cpu:
+        env["ACCELERATE_USE_CPU"] = "1"
+    return argv, env
+
+
+def world() -> World:
+    """The current world. Under a launcher this initialises the process group through accelerate's
+    ``PartialState`` (gloo on CPU, nccl on CUDA; it also selects this rank's GPU)."""
+    if not launched():
+        import torch
+
+        one = World(device="cuda:0" if torch.cuda.is_available() else "cpu")
+        _check_expected(one)
+        return one
+    import torch
+    from accelerate import PartialState  # heavy optional dependency (the `train` extra)
+
+    # cpu=True is what makes accelerate choose gloo (MULTI_CPU); the Trainer asks the same shared state
+    # with cpu=True when ACCELERATE_USE_CPU is set, so both must agree on the first call
+    state = PartialState(cpu=use_cpu() or not torch.cuda.is_available(), timeout=timedelta(seconds=TIMEOUT_S))
+    w = World(world_size=state.num_processes, rank=state.process_index, local_rank=state.local_process_index,
+              backend=state.backend, device=str(state.device))
+    _check_expected(w)
+    return w
+
+
+def _check_expected(w: World) -> None:
+    expected = os.environ.get("CLEANROOM_WORLD_SIZE")
+    if expected is not None and int(expected) != w.world_size:
+        raise ConfigError(
+            f"launched for {expected} processes but this rank sees a world of {w.world_size} "
+            f"(WORLD_SIZE={os.environ.get('WORLD_SIZE')}, accelerate backend {w.backend}); on CPU launch with "
+            "`accelerate launch --multi_gpu --num_processes N` and ACCELERATE_USE_CPU=1 (accelerate's --cpu "
+            "alone starts one process), or use `cleanroom run stage1 --num-processes N`"
+        )
+
+
+def device_map(w: World) -> dict[str, Any] | None:
+    """The ``device_map`` that places the whole model on this rank's GPU (``{"": local_rank}``); None on CPU,
+    where the model stays where the loader put it and DDP replicates it per process."""
+    return {"": w.local_rank} if w.device.startswith("cuda") else None
+
+
+def divide_batch(train: T, w: World) -> T:
+    """*train* (a TrainSpec) with the per-device batch or the accumulation divided by the world size.
+
+    Global batch = ``batch_size x world_size x gradient_accumulation_steps``. The accumulation is divided
+    when it can be (the per-device micro-batch, and so its memory, stays as profiled), else the batch size;
+    when neither divides, the global batch cannot be kept and that is a ConfigError, never a rounding.
+    Every full global batch is then the one-process batch. A final partial one (examples not a multiple of
+    the global batch) is not: accelerate completes it with examples from the start of the epoch
+    (``even_batches``) so that every rank takes the step, and the evaluation batches likewise.
+    """
+    n = w.world_size
+    if n == 1:
+        return train
+    batch, accum = train.batch_size, train.gradient_accumulation_steps  # type: ignore[attr-defined]
+    if accum % n == 0:
+        return dataclasses.replace(train, gradient_accumulation_steps=accum // n)  # type: ignore[type-var]
+    if batch % n == 0:
+        return dataclasses.replace(train, batch_size=batch // n)  # type: ignore[type-var]
+    raise ConfigError(
+        f"global batch {batch} x {accum} (batch_size x gradient_accumulation_steps) cannot be split over "
+        f"{n} processes: neither {batch} nor {accum} is divisible by {n}; choose a batch_size or "
+        f"gradient_accumulation_steps that is a multiple of {n}, or launch a number of processes that divides one"
+    )
+
+
+def batch_record(train: Any, w: World) -> dict[str, int]:
+    """What provenance records of the batch: per-device size, accumulation, ranks and their product."""
+    return {"per_device_batch_size": train.batch_size, "gradient_accumulation_steps": train.gradient_accumulation_steps,
+            "world_size": w.world_size,
+            "global_batch_size": train.batch_size * w.world_size * train.gradient_accumulation_steps}
+
+
+def shard(n_records: int, w: World) -> range:
+    """The record indices this rank owns: ``rank, rank + N, ...`` (every index exactly once over the ranks)."""
+    return range(w.rank, n_records, w.world_size)
+
+
+def barrier(w: World) -> None:
+    """Wait until every rank gets here (a no-op for one process)."""
+    if w.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def on_main(w: World, fn: Callable[[], object]) -> None:
+    """Run *fn* on rank 0 only (files are written once), then let every rank pass the barrier together."""
+    if w.is_main:
+        fn()
+    barrier(w)
+
+
+def sum_across(value: int, w: World) -> int:
+    """The sum of an integer over all ranks (e.g. tokens each rank's collator saw)."""
+    if w.world_size == 1:
+        return value
+    from accelerate.utils import gather_object
+
+    return int(sum(gather_object([value])))
+
+
+def gather_in_order(items: Sequence[T], w: World) -> list[T]:
+    """Every rank's *items* (picklable), concatenated in rank order, on every rank."""
+    if w.world_size == 1:
+        return list(items)
+    from accelerate.utils import gather_object
+
+    return list(gather_object(list(items)))
+
+
+__all__ = ["World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
+           "shard", "sum_across", "world"]

@@ -1,0 +1,135 @@
+"""The data-parallel equivalence run: SFT then DPO on the tiny base, in one process or under a launcher.
+
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m cleanroom.training.ddp_check OUT
+    accelerate launch --multi_gpu --num_processes 2 -m cleanroom.training.ddp_check OUT --model DIR  # 2 GPUs
+    python -m cleanroom.training.ddp_check OUT          # the one-process reference
+
+(:func:`launch` builds those lines; accelerate 1.16's ``--cpu`` alone would start one process.) Each writes
+``OUT/result.json`` (losses, steps, tokens, the ``distributed`` record) and the adapters under
+``OUT/sft/adapter`` and ``OUT/dpo/adapter``; :func:`differences` compares two runs, for the CPU proof
+(tests/training/test_ddp_launch.py) and the GPU gate's check 11 (verification/test_gpu_data_parallel.py).
+``--kill-at-step K`` makes the last rank exit hard at the end of SFT step K (a killed rank); the next run
+with the same OUT resumes from the last checkpoint, on any number of ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+#: 16 distinct examples (so the data order matters: a wrong shard shows in the losses), global batch 4.
+SFT_EXAMPLES = [{"prompt": f"Item {i}: name the colour of thing {i}.\nAnswer:",
+                 "completion": f" thing {i} is {['red', 'green', 'blue', 'grey'][i % 4]}."} for i in range(16)]
+PAIRS = [{"prompt": f"Say the number {i}.\nAnswer:", "chosen": f" {i}.", "rejected": f" not {i + 1}, no."}
+         for i in range(8)]
+
+
+def _specs() -> tuple[Any, Any, Any]:
+    from cleanroom.training import LoraSpec, TrainSpec
+
+    # fp32 on CUDA too: the comparison with one process is then about the reduction order alone
+    common: dict[str, Any] = dict(max_length=64, gradient_checkpointing=False, seed=3407, logging_steps=1,
+                                  precision="fp32")
+    sft = TrainSpec(learning_rate=1e-2, num_epochs=1, batch_size=4, save_steps=2, **common)  # 4 steps
+    dpo = TrainSpec(learning_rate=1e-3, num_epochs=1, batch_size=4, save_steps=1, **common)  # 2 steps
+    return LoraSpec(r=8, alpha=16), sft, dpo
+
+
+class _KillAt:
+    """Exit the last rank hard (no cleanup, as a killed process) at the end of optimizer step ``step``."""
+
+    def __new__(cls, step: int) -> Any:
+        from transformers import TrainerCallback
+
+        from cleanroom import distributed
+
+        class KillAt(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                w = distributed.world()
+                if state.global_step == step and w.rank == w.world_size - 1:
+                    os._exit(17)
+                return control
+
+        return KillAt()
+
+
+def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[str, Any]:
+    """SFT on :data:`SFT_EXAMPLES`, then DPO from the merged SFT model on :data:`PAIRS`; resumes what it finds."""
+    import torch
+
+    from cleanroom import distributed
+    from cleanroom.artifacts import atomic_write_bytes, pretty_json
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.training import train_dpo, train_sft
+
+    w = distributed.world()
+    lora, sft_spec, dpo_spec = _specs()
+    loader = CleanModelLoader(model_path, probe=False, dtype="float32", device_map=distributed.device_map(w))
+    model, tok, _ = loader.load()
+    callbacks = [_KillAt(kill_at_step)] if kill_at_step is not None else []
+    sft = train_sft(model, tok, SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
+                    callbacks=callbacks)
+    merged = sft.model.merge_and_unload()
+    dpo = train_dpo(merged, tok, PAIRS, lora=lora, train=dpo_spec, beta=0.1, output_dir=out / "dpo", resume=True)
+    result = {name: {"losses": list(r.losses), "loss_steps": list(r.loss_steps), "steps": r.steps,
+                     "seconds": r.seconds, "tokens": r.tokens, "resumed_from": r.resumed_from,
+                     "distributed": r.distributed, "step0_loss": r.step0_loss}
+              for name, r in (("sft", sft), ("dpo", dpo))}
+    result["torch"] = {"version": str(torch.__version__)}
+    distributed.on_main(w, lambda: atomic_write_bytes(out / "result.json", pretty_json(result)))
+    return result
+
+
+def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, ...] = (),
+           timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """Run this module on ``n`` ranks through ``accelerate launch`` (a free port; output captured)."""
+    import socket
+
+    from cleanroom import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    argv, env = distributed.launch_command(n, cpu=cpu, port=port)
+    cmd = [*argv, "-m", "cleanroom.training.ddp_check", str(out), "--model", str(model_path), *extra]
+    return subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def differences(ref: Path, got: Path, *, loss_rtol: float, adapter_atol: float) -> dict[str, Any]:
+    """How two runs' ``result.json`` and adapters differ: per stage, the largest relative loss difference,
+    the largest absolute adapter-weight difference, and whether the logged steps are the same."""
+    from safetensors.torch import load_file
+
+    a, b = (json.loads((d / "result.json").read_text()) for d in (ref, got))
+    out: dict[str, Any] = {}
+    for stage in ("sft", "dpo"):
+        x = load_file(ref / stage / "adapter" / "adapter_model.safetensors")
+        y = load_file(got / stage / "adapter" / "adapter_model.safetensors")
+        same_steps = a[stage]["loss_steps"] == b[stage]["loss_steps"] and x.keys() == y.keys()
+        loss = max((abs(p - q) / abs(p) for p, q in zip(a[stage]["losses"], b[stage]["losses"], strict=False)),
+                   default=float("inf"))
+        weights = max((float((x[k] - y[k]).abs().max()) for k in x), default=float("inf")) if same_steps else float("inf")
+        out[stage] = {"same_steps": same_steps, "loss_rel_diff": loss, "adapter_abs_diff": weights,
+                      "ok": same_steps and loss <= loss_rtol and weights <= adapter_atol}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cleanroom.training.ddp_check", description=__doc__.split("\n")[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--model", type=Path, default=None, help="base model directory (default: the tiny fixture)")
+    p.add_argument("--kill-at-step", type=int, default=None)
+    args = p.parse_args(argv)
+    from cleanroom import fixtures
+
+    run(args.out, args.model or fixtures.tiny_base_model(), args.kill_at_step)
+    print(json.dumps({"result": str(args.out / "result.json")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
