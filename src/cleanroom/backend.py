@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from cleanroom.errors import ConfigError
+from cleanroom.training import unsloth_backend
 
 BACKENDS = ("peft", "unsloth", "auto")
 
@@ -35,9 +36,7 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None) ->
         return BackendChoice("peft", requested, f"auto: device is {device}, unsloth needs CUDA")
     if quantization not in (None, "nf4"):
         return BackendChoice("peft", requested, f"auto: unsloth has no {quantization} path")
-    from cleanroom.training.unsloth_backend import unsloth_available
-
-    reason = unsloth_available()
+    reason = unsloth_backend.unsloth_available()
     if reason is not None:
         return BackendChoice("peft", requested, f"auto: {reason}")
     return BackendChoice("unsloth", requested, "auto: CUDA and unsloth import")

@@ -8,6 +8,7 @@ every default lives in the dataclass definitions below, in one place.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.provenance import content_sha256
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
 PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
@@ -323,8 +325,6 @@ def spec_to_dict(spec: Any) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, returning a copy."""
-    import copy
-
     result = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -404,6 +404,4 @@ def operational_dict(spec: RunSpec) -> dict[str, Any]:
 
 def config_sha256(spec: RunSpec) -> str:
     """The run's identity: the digest of :func:`identity_dict` (the same one RunDir records in run.json)."""
-    from cleanroom.provenance import content_sha256
-
     return content_sha256(identity_dict(spec))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes
+from cleanroom.provenance import capture_provenance
 
 #: check id -> (title, required for GO)
 CHECKS: dict[str, tuple[str, bool]] = {
@@ -156,8 +157,6 @@ def render_markdown(payload: dict[str, Any]) -> str:
 
 def write_report(recorder: GateRecorder, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``gate-report.json`` and ``gate-report.md`` into ``out_dir``; returns both paths."""
-    from cleanroom.provenance import capture_provenance
-
     decision, reasons = verdict(recorder.results)
     ordered = [recorder.results[c].to_dict() for c in CHECKS if c in recorder.results]
     record = capture_provenance("gpu_gate", config={"checks": list(CHECKS)},

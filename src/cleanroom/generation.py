@@ -187,7 +187,7 @@ def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], refer
     tolerance is the logit noise of the precision: about 1e-3 in float32, about 0.1 in bfloat16/nf4
     (bfloat16 keeps 8 bits of mantissa: 2^-8 of a logit of 10-30).
     """
-    import torch
+    import torch  # heavy optional: torch
 
     eos = guard.base_eos_id(tokenizer)
     device = next(model.parameters()).device
@@ -211,8 +211,8 @@ def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], refer
 def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbidden: Any) -> Any:
     """A logits processor that *samples* (per-row uniforms, inverse CDF) and returns a one-hot score row,
     so ``generate`` runs greedy on top of it: the sampling is ours, seeded per record."""
-    import torch
-    from transformers import LogitsProcessor
+    import torch  # heavy optional: torch
+    from transformers import LogitsProcessor  # heavy optional: transformers
 
     class SeededSampler(LogitsProcessor):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -236,8 +236,8 @@ def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbid
 def _batched(model: Any, tokenizer: Any, encoded: list[list[int]], seeds: list[int], s: _Settings, *,
              static: bool) -> list[list[int]]:
     """hf and static engines: left-padded, length-sorted batches through ``model.generate``."""
-    import torch
-    from transformers import StoppingCriteriaList, StopStringCriteria
+    import torch  # heavy optional: torch
+    from transformers import StoppingCriteriaList, StopStringCriteria  # heavy optional: transformers
 
     eos = guard.base_eos_id(tokenizer)
     forbidden = sorted(guard.forbidden_ids(tokenizer))
@@ -309,8 +309,8 @@ def _compiled_decode(model: Any, *, enabled: bool) -> Iterator[None]:
 def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -> list[list[int]]:
     """Continuous batching through transformers' manager; a request whose text completes a stop string is
     cancelled at once (its slot freed), so its tokens end at most a step or two past the stop."""
-    import torch
-    from transformers import GenerationConfig
+    import torch  # heavy optional: torch
+    from transformers import GenerationConfig  # heavy optional: transformers
 
     eos = guard.base_eos_id(tokenizer)
     forbidden = sorted(guard.forbidden_ids(tokenizer))

@@ -10,8 +10,16 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import yaml
+
+from cleanroom.artifacts import atomic_write_bytes
+from cleanroom.stats import wilson_interval
+from cleanroom.stats.compare import ComparisonRow, format_markdown
 
 MODELS = ("base", "sft", "dpo")
 
@@ -39,13 +47,10 @@ def _svg(fig: Any) -> str:
 
 
 def _plots(data: dict[str, Any]) -> dict[str, str]:
-    import matplotlib
+    import matplotlib  # heavy optional: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from cleanroom.stats import wilson_interval
+    import matplotlib.pyplot as plt  # heavy optional: matplotlib
 
     out = {}
     summaries = (data.get("eval") or {}).get("summaries") or {}
@@ -202,7 +207,6 @@ def collect(run: Path) -> dict[str, Any]:
         "run": json.loads((run / "run.json").read_text()),
         "unreadable": unreadable,
     }
-    import yaml
 
     # budget and report_to are not part of the run's identity: run.json carries their latest values
     data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text()) | data["run"].get("settings", {})
@@ -254,7 +258,6 @@ def render_markdown(data: dict[str, Any], spent: dict[str, Any]) -> str:
             lines += ["", f"Every row above is generated here with eval.generation; the baseline stage's own "
                       f"assessment of the base model (temperature {t}) is not part of the comparisons: prompt strict "
                       f"{_pct(base['prompt_strict'])}, instruction strict {_pct(base['instruction_strict'])}."]
-        from cleanroom.stats.compare import ComparisonRow, format_markdown
 
         rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]
         lines += ["", f"Paired comparisons ({ev['primary']}, Holm across the family):", "", format_markdown(rows)]
@@ -348,8 +351,6 @@ def _projection(data: dict[str, Any]) -> Any:
 
 def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
     """A self-contained page: the Markdown (as preformatted sections) and the inline SVG plots."""
-    import re
-
     def inline(text: str) -> str:
         text = html.escape(text)
         text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
@@ -388,8 +389,6 @@ h1{{border-bottom:4px solid {color}}}figure{{margin:1.5em 0}}figcaption{{font-we
 
 def write_report(run: Path, out_dir: Path, spent: dict[str, Any]) -> dict[str, Any]:
     """Write ``report.md`` and ``report.html`` into *out_dir*; return the verdict and reasons."""
-    from cleanroom.artifacts import atomic_write_bytes
-
     data = collect(run)
     md = render_markdown(data, spent)
     verdict, reasons = go_no_go(data)

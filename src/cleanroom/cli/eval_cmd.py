@@ -11,8 +11,29 @@ Nothing heavy is imported at module import.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json, write_records
+from cleanroom.cli import eval_compare
+from cleanroom.errors import InputError
+from cleanroom.generation import choose_engine, generate, record_seed
+from cleanroom.ifeval import (
+    file_sha256,
+    format_summary,
+    make_eval_set,
+    read_prompts,
+    read_responses,
+    score_record,
+    score_responses,
+    summarize,
+)
+from cleanroom.ifeval.io import read_response_conditions
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
+from cleanroom.ifeval.scoring import scoring_conditions
+from cleanroom.loader import CleanModelLoader
+from cleanroom.provenance import capture_provenance
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,25 +76,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(handler=run_make_set)
 
     c = actions.add_parser("compare", help="paired comparison of verdict files (statistics)")
-    from cleanroom.cli import eval_compare
 
     eval_compare.add_arguments(c)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from cleanroom.ifeval import format_summary
-
     print(f"{summary['n_prompts']} prompts, {summary['n_instructions']} instructions (95% intervals; instruction level clustered by prompt)")
     print(format_summary(summary))
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
-    from cleanroom.ifeval import file_sha256, read_prompts, read_responses, score_responses, summarize
-    from cleanroom.ifeval.io import read_response_conditions
-    from cleanroom.ifeval.scoring import scoring_conditions
-    from cleanroom.provenance import capture_provenance
-
     prompts = read_prompts(args.prompts, sha256=args.prompts_sha256)
     responses = read_responses(args.responses)
     verdicts = score_responses(prompts, responses)
@@ -96,17 +108,6 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from cleanroom.artifacts import RunDir, pretty_json
-    from cleanroom.errors import InputError
-    from cleanroom.generation import choose_engine, generate, record_seed
-    from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, score_record, summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
-    from cleanroom.ifeval.scoring import scoring_conditions
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.provenance import capture_provenance
-
     with tempfile.TemporaryDirectory() as tmp:
         prompts_path = args.prompts
         if prompts_path is None:
@@ -121,7 +122,7 @@ def run_generate(args: argparse.Namespace) -> int:
     loader = CleanModelLoader(args.model, gguf_file=args.gguf_file, probe=not args.no_probe)
     model, tokenizer, loader_prov = loader.load()
     if args.adapter is not None:
-        from peft import PeftModel
+        from peft import PeftModel  # heavy optional: peft
 
         model = PeftModel.from_pretrained(model, str(args.adapter))
     engine, reason = choose_engine(args.engine, model, sampling=args.temperature > 0)
@@ -162,9 +163,6 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_make_set(args: argparse.Namespace) -> int:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import make_eval_set
-
     info = make_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
     atomic_write_bytes(Path(args.out) / "eval_set.json", pretty_json(info))
     print(f"eval set: {info['n_eval']} prompts, {len(info['types_covered'])} instruction types, "

@@ -10,8 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
+from cleanroom import guard
 from cleanroom.errors import ContaminationError, InputError, MissingFileError
 from cleanroom.jsonl import iter_jsonl
+from cleanroom.loader import CleanModelLoader
 
 # The three record shapes (issue 3) by their content fields; other keys (key, provenance, instruction_id_list,
 # kwargs, ...) are metadata and allowed. A content-like key outside these shapes is an error, not ignored.
@@ -54,8 +56,6 @@ def _probe_line(probe: dict, not_run: str | None) -> str:
 def run_inspect(args: argparse.Namespace) -> int:
     """Exit 0 only for what was checked: a model whose weights were probed, or (``--no-probe``, asked for)
     its tokenizer and config. A directory without weights asked about as a model is exit 1: unchecked."""
-    from cleanroom.loader import CleanModelLoader
-
     path = Path(args.path)
     loader = CleanModelLoader(
         path,
@@ -178,8 +178,6 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int,
     DPO pairs through ``guard.check_pair`` (identical sides are a finding). *rows* are
     :func:`read_scan_records`' (read here when not given).
     """
-    from cleanroom import guard
-
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
     eos = guard.base_eos_id(tokenizer)
@@ -209,8 +207,6 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int,
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    from cleanroom.loader import CleanModelLoader
-
     rows = read_scan_records(Path(args.file))  # a bad file fails before the tokenizer's seconds of loading
     require_path(Path(args.tokenizer), kind="dir", what="--tokenizer DIR, a tokenizer or model directory")
     # only the tokenizer is used: whether the model is base or instruct does not matter for scanning text

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from cleanroom import memory
+from cleanroom.config import PIPELINES_DIR, load_config
 from cleanroom.errors import ConfigError
+from cleanroom.pipeline.preflight import (
+    checkpoint_disk,
+    memory_estimates,
+    model_arch,
+    project_stage1,
+    revision_problem,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load_pipeline() -> Any:
-    from cleanroom.config import PIPELINES_DIR
-
     path = PIPELINES_DIR / "stage1.py"
     if not path.is_file():
         raise ConfigError(f"{path} not found: run cleanroom from a checkout of the repository (pipelines/ lives there)")
@@ -49,9 +57,6 @@ def load_pipeline() -> Any:
 
 def estimate(spec: Any) -> dict[str, Any]:
     """Memory, disk and cost estimate of the production run from the config alone (no weights needed)."""
-    from cleanroom import memory
-    from cleanroom.pipeline.preflight import checkpoint_disk, memory_estimates, model_arch, project_stage1
-
     arch = model_arch(spec.model)
     estimates = memory_estimates(spec, arch)
     est, dpo = estimates["sft"], estimates["dpo"]
@@ -77,8 +82,6 @@ def estimate(spec: Any) -> dict[str, Any]:
 
 def resume_command(args: argparse.Namespace) -> str:
     """The ``cleanroom run`` line that continues this run: the same profile, out, options and overrides."""
-    import shlex
-
     parts = ["cleanroom", "run", args.pipeline, "--profile", args.profile, "--out", str(args.out)]
     if args.gate_report is not None:
         parts += ["--gate-report", str(args.gate_report)]
@@ -88,15 +91,11 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cleanroom.config import load_config
-
     overrides = list(args.overrides)
     if args.gate_report is not None:  # JSON-quoted: the override value is parsed as YAML
         overrides.append(f"budget.gate_report={json.dumps(str(args.gate_report))}")
     spec = load_config(args.profile, overrides)
     if args.estimate:
-        from cleanroom.pipeline.preflight import revision_problem
-
         problem = revision_problem(spec.model)  # the rule preflight applies: an estimate of an unpinned model
         if problem is not None:                 # would be an estimate of a run that cannot start
             raise ConfigError(problem)

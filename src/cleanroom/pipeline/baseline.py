@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
+from cleanroom.ifeval import read_prompts, summarize
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, resolve_model
 from cleanroom.pipeline.respond import generate_into, score_into
+from cleanroom.provenance import hash_file
 
 
 def eval_records(ctx: Context) -> list[Any]:
-    from cleanroom.ifeval import read_prompts
-
     return read_prompts(ctx.run.path / "preflight" / "eval_prompts.jsonl")
 
 
 def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Parent references to the base model's weight files and the adapters (run-relative)."""
-    from cleanroom.pipeline.common import resolve_model
-    from cleanroom.provenance import hash_file
-
     path, gguf = resolve_model(ctx.spec.model, ctx.run.path)
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".gguf") and (gguf is None or p.name == gguf))
     refs = [{"artifact": str(p.resolve()), "sha256": hash_file(p), "record_id": None} for p in weights]
@@ -31,8 +30,6 @@ def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, A
 def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: tuple[str, ...],
                       gen: Any, model_bundle: tuple | None = None) -> list[dict]:
     """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage."""
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
-
     records = eval_records(ctx)
     if model_bundle is None:
         model_bundle = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
@@ -55,10 +52,6 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
 
 
 def run_baseline(ctx: Context) -> dict[str, Any]:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
-
     model, tokenizer, loader_prov = load_model(ctx, probe=False)
     gen = ctx.spec.baseline
     prov = capture(ctx, "baseline", loader=loader_prov,

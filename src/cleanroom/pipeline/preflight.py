@@ -13,13 +13,25 @@ aborts the run with one message per failure.
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cleanroom import cost, memory
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.backend import resolve_backend
-from cleanroom.errors import ConfigError, MissingFileError
-from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.errors import CleanroomError, ConfigError, MissingFileError
+from cleanroom.ifeval import file_sha256, read_prompts
+from cleanroom.ifeval.evalset import check_overlap, make_eval_set
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+from cleanroom.ifeval.teacher import teacher_response
+from cleanroom.loader import read_model_config
+from cleanroom.memory import arch_for
+from cleanroom.pipeline.common import FIXTURE_MODELS, Context, capture, load_model, resolve_model
 
 # Usual ranges (outside them a run needs preflight.*_reason). LoRA scale α/r: 0.5–2 is common
 # practice (the seed project's r=64, α=16 is 0.25). Learning rates: LoRA SFT 1e-5–5e-4, DPO 1e-7–1e-5.
@@ -45,9 +57,6 @@ def model_arch(model: Any) -> dict[str, Any]:
     cache falls back to its name when it is a known Qwen2.5 size. Anything else is a ConfigError: the
     parameter count is never assumed.
     """
-    from cleanroom import memory
-    from cleanroom.pipeline.common import arch_for, resolve_model
-
     if model.random_init:
         return memory.arch_from_config(arch_for(model.random_init))
     try:
@@ -58,7 +67,6 @@ def model_arch(model: Any) -> dict[str, Any]:
         except ConfigError:
             raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
                               "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
-    from cleanroom.loader import read_model_config
 
     try:
         return memory.arch_from_config(read_model_config(directory, gguf))
@@ -75,8 +83,6 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
     result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
     """
-    from cleanroom import cost, memory
-
     if params_b is None:
         params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
     params_b = max(params_b, 0.001)
@@ -129,10 +135,6 @@ def revision_problem(model: Any) -> str | None:
     A branch or tag (``main``) moves: a re-run could train a different snapshot under the same config
     hash. Fixtures, ``random_init`` architectures and local directories carry no revision.
     """
-    import re
-
-    from cleanroom.pipeline.common import FIXTURE_MODELS
-
     if model.random_init or model.path in FIXTURE_MODELS or Path(model.path).expanduser().is_dir():
         return None
     if model.revision and re.fullmatch(r"[0-9a-f]{40}", model.revision):
@@ -150,13 +152,7 @@ def sft_worst_length(spec: Any, pool: list[Any], tokenizer: Any) -> tuple[int, s
     here gives each example's exact length (as that stage counts it). A model's answer may run to
     ``sft_generation.max_new_tokens``, so then the bound is the longest prompt plus that.
     """
-    from cleanroom.ifeval.prompting import zero_shot_prompt
-
     if spec.data.teacher == "programmatic":
-        import numpy as np
-
-        from cleanroom.ifeval.teacher import teacher_response
-
         rng = np.random.default_rng(spec.seed)
         worst = max(len(tokenizer(zero_shot_prompt(r.prompt) + teacher_response(r, rng))["input_ids"]) + 1
                     for r in pool[: spec.data.n_sft])
@@ -167,8 +163,6 @@ def sft_worst_length(spec: Any, pool: list[Any], tokenizer: Any) -> tuple[int, s
 
 def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
     """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and batch."""
-    from cleanroom import memory
-
     return {
         name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
                  lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
@@ -189,10 +183,6 @@ def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:
     stage's copy in the run directory). SFT's checkpoints stay on disk while DPO writes its own, so the
     stages add up. No merged model is written (the merge stage proves equivalence in memory).
     """
-    import math
-
-    from cleanroom import memory
-
     need: dict[str, Any] = {}
     for name, stage, examples in (("sft", spec.sft, spec.data.n_sft), ("dpo", spec.dpo, spec.pairs.n_instructions)):
         t = stage.train
@@ -239,9 +229,6 @@ def _sanity(ctx: Context) -> list[dict[str, Any]]:
 
 def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]:
     """The eval prompts and SFT pool: the user's (sha256-pinned if given) or the embedded generator's."""
-    from cleanroom.ifeval import file_sha256
-    from cleanroom.ifeval.evalset import make_eval_set
-
     d = ctx.spec.data
     info: dict[str, Any] = {}
     if d.eval_prompts is None or d.sft_pool is None:
@@ -262,14 +249,6 @@ def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]
 
 def run_preflight(ctx: Context) -> dict[str, Any]:
     """Run every check; write ``preflight/`` (prompt records + results.json); raise on failure."""
-    import numpy as np
-
-    from cleanroom import memory
-    from cleanroom.errors import CleanroomError
-    from cleanroom.ifeval import read_prompts
-    from cleanroom.ifeval.evalset import check_overlap
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
-
     spec = ctx.spec
     work = ctx.run.path / ".work" / "preflight"
     work.mkdir(parents=True, exist_ok=True)
@@ -346,7 +325,7 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
         estimates = memory_estimates(spec, arch)
         budget_gb = spec.budget.gpu_memory_gb
         if ctx.device == "cuda":
-            import torch
+            import torch  # heavy optional: torch
 
             budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
         worst_stage = max(estimates, key=lambda k: estimates[k].total_bytes)
@@ -376,7 +355,6 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
             for r in records:
                 writer.write(r.to_dict(), record_id=f"{name.split('.')[0]}:{r.key}")
         results = {"checks": checks, "passed": all(c["passed"] for c in checks), "data": data_info}
-        from cleanroom.artifacts import atomic_write_bytes, pretty_json
 
         if not results["passed"]:
             failed = [c for c in checks if not c["passed"]]

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cleanroom.artifacts import read_records
 from cleanroom.config import GenerationSpec
+from cleanroom.generation import generate, record_seed
+from cleanroom.ifeval import score_responses
+from cleanroom.ifeval.prompting import STOP, clean_completion
+from cleanroom.ifeval.scoring import scoring_conditions
+from cleanroom.pipeline.common import progress_bar
 
 
 def generate_into(
@@ -34,11 +40,6 @@ def generate_into(
     :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
     :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
     """
-    from cleanroom.artifacts import read_records
-    from cleanroom.generation import generate, record_seed
-    from cleanroom.ifeval.prompting import STOP, clean_completion
-    from cleanroom.pipeline.common import progress_bar
-
     done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
     bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
     # a record's text depends on its seed alone, and batches are fixed by position in the full record list (not
@@ -75,9 +76,6 @@ def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[st
     Each verdict carries ``conditions``: the prompt's digest and the scorer's version, plus *produced_under*
     (``model``, ``generation``, ``rendering``), so ``eval compare`` can refuse files that differ in anything
     but the model."""
-    from cleanroom.ifeval import score_responses
-    from cleanroom.ifeval.scoring import scoring_conditions
-
     by_key = {p.key: p for p in prompts}
     verdicts = score_responses(prompts, {k: v["response"] for k, v in responses.items()})
     for verdict in verdicts:

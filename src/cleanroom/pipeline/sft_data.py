@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.errors import InputError
-from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
+from cleanroom.ifeval import read_prompts, score_record
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+from cleanroom.ifeval.teacher import teacher_response
+from cleanroom.loader import CleanModelLoader
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, resolve_model
 from cleanroom.pipeline.respond import generate_into
 
 
@@ -33,17 +38,10 @@ def histogram(values: list[int], bins: int = 10) -> dict[str, list]:
 
 
 def pool_records(ctx: Context) -> list[Any]:
-    from cleanroom.ifeval import read_prompts
-
     return read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")
 
 
 def run_sft_data(ctx: Context) -> dict[str, Any]:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import score_record
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
-    from cleanroom.ifeval.teacher import teacher_response
-
     spec = ctx.spec
     pool = pool_records(ctx)[: spec.data.n_sft]
     teacher = spec.data.teacher
@@ -52,9 +50,6 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
     if teacher == "none":
         model, tokenizer, loader_prov = load_model(ctx, probe=False)
     else:
-        from cleanroom.loader import CleanModelLoader
-        from cleanroom.pipeline.common import resolve_model
-
         path, gguf = resolve_model(spec.model, ctx.run.path)
         tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
     if teacher == "none":
@@ -77,7 +72,6 @@ def run_sft_data(ctx: Context) -> dict[str, Any]:
                 if rid not in gens:
                     gens.write({"key": r.key, "response": text, "source": "programmatic_teacher"},
                                parents=[parent(r)], record_id=rid)
-            from cleanroom.artifacts import read_records
 
             responses = {rec["key"]: rec for rec in read_records(gens.path)}
 

@@ -9,15 +9,20 @@ DPO and the merge use peft on the saved adapter in both cases.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from cleanroom import guard, training
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.backend import resolve_backend
-from cleanroom.errors import ConfigError
-from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.errors import ConfigError, DependencyError
+from cleanroom.loader import CleanModelLoader
+from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
 from cleanroom.pipeline.runlog import StampedLines
+from cleanroom.training import unsloth_backend
 
 
 def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
@@ -29,16 +34,13 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     """
     if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization)[0] != "unsloth":
         return load_model(ctx, probe=False)
-    from cleanroom.errors import DependencyError
-    from cleanroom.pipeline.common import resolve_model
-    from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
 
-    reason = unsloth_available()
+    reason = unsloth_backend.unsloth_available()
     if reason is not None:
         raise DependencyError(f"backend: unsloth requested but {reason}; install unsloth on a CUDA machine or set "
                               "backend=peft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
-    model, tokenizer = load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
+    model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                     seed=ctx.spec.seed)
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
@@ -47,8 +49,6 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
 def train_spec(ctx: Context, train: Any) -> Any:
     """A stage's TrainSpec with the run's top-level ``report_to`` (experiment tracking) applied, and the
     trainer's tqdm bar off under ``--no-progress``."""
-    import dataclasses
-
     if ctx.spec.report_to != "none":
         train = dataclasses.replace(train, report_to=ctx.spec.report_to)
     if not ctx.progress:
@@ -79,10 +79,6 @@ def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], li
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.training import train_sft
-
     spec = ctx.spec.sft
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
             for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
@@ -93,7 +89,7 @@ def run_sft(ctx: Context) -> dict[str, Any]:
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
         work = ctx.run.path / ".work" / "sft"
         with trainer_output_to_log(ctx, "sft"):
-            result = train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
+            result = training.train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
                                output_dir=work, eval_examples=eval_rows or None, resume=True,
                                budget=ctx.budget.exhausted)
         guard.recheck(result.model, tokenizer)
@@ -108,9 +104,6 @@ def run_sft(ctx: Context) -> dict[str, Any]:
 def _tokenizer_provenance(ctx: Context) -> dict[str, Any]:
     """The clean loader's provenance (version, quantization, revision, file digests) from the tokenizer
     alone: a stage that loads no weights still records which loader and settings its inputs came from."""
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.pipeline.common import resolve_model
-
     m = ctx.spec.model
     path, gguf = resolve_model(m, ctx.run.path)
     loader = CleanModelLoader(path, quantization=m.quantization, revision=m.revision, gguf_file=gguf,
@@ -121,10 +114,7 @@ def _tokenizer_provenance(ctx: Context) -> dict[str, Any]:
 
 def run_merge(ctx: Context) -> dict[str, Any]:
     """Prove that generating with the merged model is generating with the adapter: logits agree."""
-    from peft import PeftModel
-
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.training import merge_and_verify
+    from peft import PeftModel  # heavy optional: peft
 
     if ctx.spec.model.quantization is not None:
         # merging into 4-bit weights re-quantizes; later stages generate through the attached adapter
@@ -136,7 +126,7 @@ def run_merge(ctx: Context) -> dict[str, Any]:
     model, tokenizer, loader_prov = load_model(ctx, probe=False)
     model = PeftModel.from_pretrained(model, str(ctx.run.path / "sft" / "adapter"))
     probes = [r["prompt"] + r["completion"] for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")[:4]]
-    _, max_diff = merge_and_verify(model, tokenizer, probe_texts=probes, atol=ctx.spec.sft.merge_atol)
+    _, max_diff = training.merge_and_verify(model, tokenizer, probe_texts=probes, atol=ctx.spec.sft.merge_atol)
     report = {"merged": True, "max_abs_logit_diff": max_diff, "atol": ctx.spec.sft.merge_atol, "probes": len(probes)}
     prov = capture(ctx, "merge", loader=loader_prov, extra=report)
     with ctx.run.stage("merge", provenance=prov, inputs=["sft/adapter"]) as st:
@@ -146,16 +136,12 @@ def run_merge(ctx: Context) -> dict[str, Any]:
 
 def run_dpo(ctx: Context) -> dict[str, Any]:
     """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.training import train_dpo
-
     spec = ctx.spec.dpo
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
-    from peft import PeftModel
+    from peft import PeftModel  # heavy optional: peft
 
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
     # merged SFT (unquantized base): DPO attaches a fresh LoRA, so the policy is sft/adapter then dpo/adapter;
@@ -166,7 +152,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
                                                           "policy_adapters": policy})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
         with trainer_output_to_log(ctx, "dpo"):
-            result = train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train),
+            result = training.train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train),
                                beta=spec.beta, output_dir=ctx.run.path / ".work" / "dpo", resume=True,
                                budget=ctx.budget.exhausted, step0_atol=spec.step0_atol)
         guard.recheck(result.model, tokenizer)

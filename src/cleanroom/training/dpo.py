@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cleanroom import guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.training.result import TrainResult, logged_losses
@@ -40,8 +41,6 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
     the EOS as *text* and tokenise it, which a clean tokenizer (``split_special_tokens=True``) turns
     into ordinary subwords instead of the EOS ID.
     """
-    from cleanroom import guard
-
     if not isinstance(pairs, Sequence) or len(pairs) == 0:
         raise InputError(f"dpo pairs: expected a non-empty list of {{'prompt', 'chosen', 'rejected'}} dicts, got {pairs!r:.80}")
     rows = []
@@ -67,10 +66,10 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
 
 def _guarded_trainer_class() -> Any:
     """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional: trl
 
     if not hasattr(DPOTrainer, "_prepare_dataset"):
-        import trl
+        import trl  # heavy optional: trl
 
         raise DependencyError(
             f"trl {trl.__version__}: DPOTrainer has no _prepare_dataset to replace; cleanroom is tested with "
@@ -86,7 +85,7 @@ def _guarded_trainer_class() -> Any:
 
 def measure_step0(trainer: Any) -> tuple[float, float]:
     """(loss, mean reward margin) of the first training batch with the initial weights, no update."""
-    import torch
+    import torch  # heavy optional: torch
 
     batch = next(iter(trainer.get_train_dataloader()))
     device = next(p for p in trainer.model.parameters()).device
@@ -120,13 +119,12 @@ def train_dpo(
     with ``step0_loss`` and ``step0_margin`` (measured, checked against ln 2 and 0 within ``step0_atol``, and
     kept in ``output_dir/step0.json`` so a resumed run reports the same values).
     """
-    from datasets import Dataset
-    from peft import PeftModel, prepare_model_for_kbit_training
-    from trl import DPOConfig
+    from datasets import Dataset  # heavy optional: datasets
+    from peft import PeftModel, prepare_model_for_kbit_training  # heavy optional: peft
+    from trl import DPOConfig  # heavy optional: trl
 
-    from cleanroom import guard
-    from cleanroom.training.budget import BudgetCallback
-    from cleanroom.training.collate import GuardedPreferenceCollator
+    from cleanroom.training.budget import BudgetCallback  # heavy optional: transformers
+    from cleanroom.training.collate import GuardedPreferenceCollator  # heavy optional: trl
 
     _check_specs(lora, train)
     if not (isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta <= 10):

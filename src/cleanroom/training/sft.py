@@ -16,11 +16,15 @@ from the newest ``checkpoint-*`` in ``output_dir`` with its optimizer, scheduler
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cleanroom import guard
 from cleanroom.errors import ConfigError, DependencyError, InputError
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.special_ids import undo_trainer_token_alignment
@@ -43,8 +47,6 @@ TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wa
 def check_tracker(report_to: str) -> None:
     """Experiment tracking is optional: a tracker whose package is missing is a DependencyError with the
     install hint, raised before any work (transformers would fail deep inside the trainer's init)."""
-    import importlib.util
-
     if report_to == "none":
         return
     if report_to not in TRACKERS:
@@ -66,8 +68,6 @@ def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_l
     Rows are ``input_ids``, ``labels`` and ``prompt_length`` (the prompt's encoded length, which the
     guarded collator checks the labels against on every batch).
     """
-    from cleanroom import guard
-
     if not isinstance(examples, Sequence) or len(examples) == 0:
         raise InputError(f"{name}: expected a non-empty list of {{'prompt', 'completion'}} dicts, got {examples!r:.80}")
     rows = []
@@ -96,9 +96,6 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     A checkpoint directory missing any of :data:`CHECKPOINT_FILES` was cut off mid-save (the process
     was killed); it is removed, and the previous complete checkpoint is used.
     """
-    import re
-    import shutil
-
     if not resume or not Path(output_dir).is_dir():
         return None
     found = []
@@ -118,8 +115,6 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
 
     Returns ``(seconds, peak_mem_bytes, peak_mem_kind, adapter_dir)``; shared by SFT and DPO.
     """
-    from cleanroom import guard
-
     reset_peak_memory()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -138,7 +133,7 @@ def _guarded_sft_trainer_class() -> Any:
     The Trainer drops dataset columns that are not model inputs; TRL keeps ``input_ids``, ``labels`` and
     ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed).
     """
-    from trl import SFTTrainer
+    from trl import SFTTrainer  # heavy optional: trl
 
     class GuardedSFTTrainer(SFTTrainer):
         def _set_signature_columns_if_needed(self) -> None:
@@ -170,14 +165,13 @@ def train_sft(
     ``prepare_model_for_kbit_training``). ``budget`` is polled after every step (see ``BudgetCallback``).
     Returns a ``TrainResult``; ``result.model`` is the PEFT-wrapped model.
     """
-    from datasets import Dataset
-    from peft import PeftModel, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig
+    from datasets import Dataset  # heavy optional: datasets
+    from peft import PeftModel, prepare_model_for_kbit_training  # heavy optional: peft
+    from transformers import EarlyStoppingCallback  # heavy optional: transformers
+    from trl import SFTConfig  # heavy optional: trl
 
-    from cleanroom import guard
-    from cleanroom.training.budget import BudgetCallback
-    from cleanroom.training.collate import GuardedLanguageModelingCollator
+    from cleanroom.training.budget import BudgetCallback  # heavy optional: transformers
+    from cleanroom.training.collate import GuardedLanguageModelingCollator  # heavy optional: trl
 
     _check_specs(lora, train)
     # The Unsloth backend attaches its LoRA at load time (load_unsloth marks the model); anything else
