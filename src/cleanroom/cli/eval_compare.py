@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-from cleanroom.stats.compare import compare_verdict_files, format_markdown
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="VERDICTS.jsonl",
@@ -39,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy optional: scipy (a second to import; every other subcommand starts without it)
+    from cleanroom.stats.compare import compare_verdict_files, format_markdown
+
     rows = compare_verdict_files(
         args.files, level=args.level, mode=args.mode, min_n=args.min_n,
         override_reason=args.override_reason, confidence=args.confidence,

@@ -27,8 +27,6 @@ import numpy as np
 
 from cleanroom.errors import InputError
 from cleanroom.ifeval.io import Key, PromptRecord
-from cleanroom.stats import clustered_mean_interval, wilson_interval
-from cleanroom.stats.intervals import clustered_mean_se
 
 
 def loose_variants(response: str) -> list[str]:
@@ -92,6 +90,8 @@ def score_responses(prompts: Iterable[PromptRecord], responses: Mapping[Key, str
 
 def _interval(successes: int, n: int) -> dict[str, Any]:
     """Prompt level: one pass/fail per prompt, so the 95% Wilson interval."""
+    from cleanroom.stats import wilson_interval  # heavy optional: scipy (reading a prompt file needs none)
+
     iv = wilson_interval(successes, n)
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": n, "successes": successes,
             "method": iv.method}
@@ -105,6 +105,10 @@ def _instruction_interval(flags: list[bool], clusters: list[int]) -> dict[str, A
     or one prompt) — then the interval would have zero width, so the Wilson interval on the
     instruction counts stands in, and ``method`` says so.
     """
+    # heavy optional: scipy (reading a prompt file needs none)
+    from cleanroom.stats import clustered_mean_interval, wilson_interval
+    from cleanroom.stats.intervals import clustered_mean_se  # heavy optional: scipy
+
     x = np.asarray(flags, dtype=float)
     groups = np.asarray(clusters)
     successes, n = int(x.sum()), int(x.size)

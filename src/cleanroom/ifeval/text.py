@@ -84,7 +84,10 @@ _FACTORY_LOCK = threading.Lock()
 @lru_cache(maxsize=1)
 def _language_factory():
     try:
-        from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory  # heavy optional: langdetect
+        from langdetect.detector_factory import (  # heavy optional: langdetect
+            PROFILES_DIRECTORY,
+            DetectorFactory,
+        )
     except ImportError as exc:  # pragma: no cover - langdetect is a core dependency
         raise DependencyError(
             "langdetect is missing; language checks need it: pip install 'langdetect>=1.0.9'"
