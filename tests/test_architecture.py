@@ -276,6 +276,27 @@ def heavy_modules(imports: list[Import], heavy: frozenset[str], package: str = "
     return out
 
 
+def _shortest_cycle(edges: dict[str, set[str]], component: list[str]) -> list[str]:
+    """One shortest cycle through the first module of *component*, as a path that ends where it starts."""
+    start, inside = component[0], set(component)
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(edges.get(v, ())):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *reversed(path[:-1]), start] if len(path) > 1 else [start, start]
+                if w in inside and w not in previous:
+                    previous[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    return component
+
+
 def _heavy_comment_names(lines: list[str], line: int) -> set[str]:
     names: set[str] = set()
     for text in lines[max(line - 2, 0): line]:  # the line above and the line itself (1-based *line*)
@@ -323,9 +344,11 @@ def check(src: Path, layers: dict[str, int] = LAYERS, heavy: frozenset[str] = HE
                     texts.setdefault(imp.file, imp.file.read_text(encoding="utf-8").splitlines()), imp.line):
                 problems.append(f"{where} imports {imp.target} inside a function without saying why: deferred "
                                 f"import; add '# heavy optional: {imp.target}' on that line or the line above")
-    for cycle in find_cycles(_with_parent_packages(edges, set(module_names(src, package)), package)):
-        problems.append(f"{src.relative_to(root)}/{package}: import cycle among {', '.join(cycle)}: cycle; "
-                        f"move the shared code into a module below all of them")
+    graph = _with_parent_packages(edges, set(module_names(src, package)), package)
+    for cycle in find_cycles(graph):
+        path = " -> ".join(_shortest_cycle(graph, cycle))
+        problems.append(f"{src.relative_to(root)}/{package}: import cycle among {', '.join(cycle)} (e.g. {path}): "
+                        f"cycle; move the shared code into a module below all of them")
     return problems
 
 
@@ -364,7 +387,8 @@ def test_checker_reports_a_planted_upward_import_and_cycle(tmp_path):
     problems = check(src)
     assert any(p.startswith("src/cleanroom/errors.py:1 imports cleanroom.cli (layer 7 surfaces) from layer 0 "
                             "leaves: upward import") for p in problems), problems
-    assert any("import cycle among cleanroom.environment, cleanroom.provenance: cycle" in p for p in problems)
+    assert any("import cycle among cleanroom.environment, cleanroom.provenance (e.g. cleanroom.environment -> "
+               "cleanroom.provenance -> cleanroom.environment): cycle" in p for p in problems), problems
     assert any(p.startswith("src/cleanroom/loader.py:2 imports cleanroom.errors inside a function: deferred "
                             "cleanroom import") for p in problems), problems
     assert any(p.startswith("src/cleanroom/loader.py:3 imports yaml inside a function: deferred import")

@@ -33,7 +33,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cleanroom' has no attribute {name!r}")
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cleanroom import fixtures
-from cleanroom.environment import git_state  # stdlib only: cheap
+from cleanroom.environment import git_state
 from cleanroom.gate_report import GateRecorder, verdict, write_report
-from cleanroom.gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
+from cleanroom.gates.pytest_items import GatesPlugin
 
 DEFAULT_SEED = 3407
 
