@@ -1,4 +1,5 @@
-"""Offline verification and tracing of a run directory (behind ``cleanroom verify`` and ``cleanroom trace``).
+"""Offline verification of a run directory (behind ``cleanroom verify``); tracing (``cleanroom trace``) is
+:mod:`cleanroom.trace`, re-exported here, and the report types are :mod:`cleanroom.broken`.
 
 Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
 cache). The base model's files, which live outside the run and may weigh 60 GB, are re-hashed
