@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from cleanroom import memory
-    from cleanroom.pipeline.common import arch_for
+    from cleanroom.memory import arch_for
     from cleanroom.training import ALL_PROJECTIONS
 
     gate = _gate_module()

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom import artifacts, provenance
+from cleanroom import artifacts, hashing
 from cleanroom.artifacts import (
     CHAIN_SEED,
     RunDir,
     build_attestation,
     read_records,
-    trace_record,
-    verify_run,
+    records,
     write_records,
 )
 from cleanroom.cli import main
 from cleanroom.errors import ConfigError, InputError, MissingFileError, ProvenanceError
 from cleanroom.provenance import canonical_json, capture_provenance, content_sha256, hash_file, sha256_hex
+from cleanroom.verify import trace_record, verify_run
 
 CONFIG = {"model": {"path": "tiny"}, "seed": 0, "sft": {"lr": 0.0002}}
 
@@ -259,7 +259,7 @@ def test_rehash_models_bypasses_the_hash_cache(tmp_path, monkeypatch) -> None:
     recorded = hash_file(cfg)
     cfg.write_text('{"model_type": "llama"}')
     # a stale entry under the edited file's key (what a rewrite within one timestamp tick could leave)
-    monkeypatch.setattr(provenance, "_FILE_HASH_CACHE", {provenance._file_key(cfg.resolve()): recorded})
+    monkeypatch.setattr(hashing, "_FILE_HASH_CACHE", {hashing._file_key(cfg.resolve()): recorded})
     assert verify_run(run.path).ok  # the cache answered for the model file
     first = verify_run(run.path, rehash_models=True).first
     assert first is not None and first.file == str(cfg.resolve()) and first.found == sha256_hex(cfg.read_bytes())
@@ -290,8 +290,8 @@ def test_a_link_into_another_stage_carries_the_files_digest(tmp_path, monkeypatc
             st.jsonl("x.jsonl").write({"v": 1}, parents=[{"artifact": "gen/generations.jsonl", "sha256": None,
                                                          "record_id": "gen:0"}])
     # a run written before links carried digests: verify names the link
-    check = artifacts._check_parents
-    monkeypatch.setattr(artifacts, "_check_parents", lambda parents, where, stage=None: check(parents, where))
+    check = records._check_parents
+    monkeypatch.setattr(records, "_check_parents", lambda parents, where, stage=None: check(parents, where))
     with run.stage("x", provenance=prov) as st:
         st.jsonl("x.jsonl").write({"v": 1}, parents=[{"artifact": "gen/generations.jsonl", "sha256": None,
                                                      "record_id": "gen:0"}])

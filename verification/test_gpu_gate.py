@@ -446,7 +446,7 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
 def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
     from cleanroom import memory
     from cleanroom.config import load_config
-    from cleanroom.pipeline.common import arch_for
+    from cleanroom.memory import arch_for
     from cleanroom.training import ALL_PROJECTIONS
 
     rates: dict[str, dict[str, float]] = {}

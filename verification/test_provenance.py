@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.artifacts import RunDir, read_records, trace_record, verify_run
+from cleanroom.artifacts import RunDir, read_records
 from cleanroom.cli import main
 from cleanroom.generation import generate
 from cleanroom.provenance import capture_provenance, content_sha256, digest_path
+from cleanroom.verify import trace_record, verify_run
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,10 @@ The public surface is re-exported here; everything else may change.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
+from cleanroom._version import __version__
 from cleanroom.errors import (
     BudgetExceededError,
     CleanroomError,
@@ -20,8 +22,6 @@ from cleanroom.errors import (
     StatisticsError,
 )
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
     from cleanroom.loader import CleanModelLoader
 
@@ -33,8 +33,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cleanroom' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cleanroom.errors import ConfigError, InputError
+from cleanroom.training import unsloth_backend
 
 BACKENDS = ("peft", "unsloth", "auto")
 
@@ -66,9 +67,7 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
         return BackendChoice("peft", requested, f"auto: device is {device}, unsloth needs CUDA")
     if quantization not in (None, "nf4"):
         return BackendChoice("peft", requested, f"auto: unsloth has no {quantization} path")
-    from cleanroom.training.unsloth_backend import unsloth_available
-
-    reason = unsloth_available()
+    reason = unsloth_backend.unsloth_available()
     if reason is not None:
         return BackendChoice("peft", requested, f"auto: {reason}")
     faster, why = gate_evidence(gate_report)

@@ -10,6 +10,7 @@ is ``# yaml-language-server: $schema=<path to that file>`` is checked as it is t
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -20,6 +21,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.provenance import content_sha256
 from cleanroom.spec import Allowed, Invalid, Seed, Spec, build, to_data
 from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
 
@@ -215,8 +217,6 @@ def profile_schema_json() -> str:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, returning a copy."""
-    import copy
-
     result = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -296,6 +296,4 @@ def operational_dict(spec: RunSpec) -> dict[str, Any]:
 
 def config_sha256(spec: RunSpec) -> str:
     """The run's identity: the digest of :func:`identity_dict` (the same one RunDir records in run.json)."""
-    from cleanroom.provenance import content_sha256
-
     return content_sha256(identity_dict(spec))

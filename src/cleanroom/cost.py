@@ -24,12 +24,15 @@ model is less memory-bound per parameter, so it errs towards a longer, dearer pr
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import ConfigError
+from cleanroom.errors import ConfigError, MissingFileError
 
 DEFAULT_PRICE_PER_HOUR = 1.74
 DPO_THROUGHPUT_FACTOR = 0.75
@@ -164,12 +167,6 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     Check 9 takes the training (check 3 / 8) and generation (check 7 / 8) tokens/s of the largest model
     the gate measured and records them with that model's size in ``scaling`` (``x 7.616B / ...``).
     """
-    import json
-    import re
-    from pathlib import Path
-
-    from cleanroom.errors import MissingFileError
-
     file = Path(path).expanduser()
     if not file.is_file():
         raise MissingFileError(f"budget.gate_report: {file} does not exist; run the GPU gate (tox -e gpu) to write it")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,7 +70,6 @@ def launch_command(num_processes: int, *, cpu: bool, port: int | None = None) ->
     ``ACCELERATE_USE_CPU=1``: gloo, one process per rank. ``CLEANROOM_WORLD_SIZE`` lets each rank check
     that it got the world it was launched for (:func:`world` raises otherwise).
     """
-    import sys
 
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -85,12 +85,16 @@ def world() -> World:
     """The current world. Under a launcher this initialises the process group through accelerate's
     ``PartialState`` (gloo on CPU, nccl on CUDA; it also selects this rank's GPU)."""
     if not launched():
+        # heavy optional: torch
         import torch
 
         one = World(device="cuda:0" if torch.cuda.is_available() else "cpu")
         _check_expected(one)
         return one
+    # heavy optional: torch
     import torch
+
+    # heavy optional: accelerate
     from accelerate import PartialState  # heavy optional dependency (the `train` extra)
 
     # cpu=True is what makes accelerate choose gloo (MULTI_CPU); the Trainer asks the same shared state
@@ -159,6 +163,7 @@ def shard(n_records: int, w: World) -> range:
 def barrier(w: World) -> None:
     """Wait until every rank gets here (a no-op for one process)."""
     if w.world_size > 1:
+        # heavy optional: torch
         import torch.distributed as dist
 
         dist.barrier()
@@ -175,6 +180,7 @@ def sum_across(value: int, w: World) -> int:
     """The sum of an integer over all ranks (e.g. tokens each rank's collator saw)."""
     if w.world_size == 1:
         return value
+    # heavy optional: accelerate
     from accelerate.utils import gather_object
 
     return int(sum(gather_object([value])))
@@ -184,10 +190,45 @@ def gather_in_order(items: Sequence[T], w: World) -> list[T]:
     """Every rank's *items* (picklable), concatenated in rank order, on every rank."""
     if w.world_size == 1:
         return list(items)
+    # heavy optional: accelerate
     from accelerate.utils import gather_object
 
     return list(gather_object(list(items)))
 
 
-__all__ = ["World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
+
+def _send(message: tuple[str, str | None]) -> None:
+    # heavy optional: torch
+    import torch.distributed as dist
+
+    dist.broadcast_object_list([message], src=0)
+
+
+def receive_stage() -> tuple[str, str | None]:
+    # heavy optional: torch
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def lead(ctx: Any, stage: str) -> dict[str, Any]:
+    """On rank 0 of several (``ctx``: the pipeline's stage context, its ``say`` and ``run.path``): tell the followers to start *stage* on this run. Returns the world's record for
+    the stage's provenance (:func:`describe`: size, backend, every rank's device)."""
+    w = world()
+    if w.world_size > 1:
+        ctx.say(f"{stage}: data-parallel over {w.world_size} ranks ({w.backend})")
+        _send((stage, str(ctx.run.path)))
+    return describe(w)  # the followers make the same collective call right after receiving
+
+
+def finish() -> None:
+    """On rank 0 of several: the pipeline ended; the followers return."""
+    w = world()
+    if w.world_size > 1 and w.is_main:
+        _send(("done", None))
+
+
+__all__ = ["finish", "lead", "receive_stage", "World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
            "shard", "sum_across", "world"]

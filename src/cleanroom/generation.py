@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import os
 import time
 import typing
@@ -227,8 +228,8 @@ def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], refer
 def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbidden: Any) -> Any:
     """A logits processor that *samples* (per-row uniforms, inverse CDF) and returns a one-hot score row,
     so ``generate`` runs greedy on top of it: the sampling is ours, seeded per record."""
-    import torch
-    from transformers import LogitsProcessor
+    import torch  # heavy optional: torch
+    from transformers import LogitsProcessor  # heavy optional: transformers
 
     class SeededSampler(LogitsProcessor):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -252,8 +253,8 @@ def _sampler(uniforms: Any, temperature: float, top_p: float, width: int, forbid
 def _batched(model: Any, tokenizer: Any, encoded: list[list[int]], seeds: list[int], s: _Settings, *,
              static: bool) -> list[list[int]]:
     """hf and static engines: left-padded, length-sorted batches through ``model.generate``."""
-    import torch
-    from transformers import StoppingCriteriaList, StopStringCriteria
+    import torch  # heavy optional: torch
+    from transformers import StoppingCriteriaList, StopStringCriteria  # heavy optional: transformers
 
     eos = guard.base_eos_id(tokenizer)
     forbidden = sorted(guard.forbidden_ids(tokenizer))
@@ -385,6 +386,8 @@ def _dense_layer(layer: Any) -> Any:
     compute dtype, ``linear`` with the dequantized weight and the bias, cast back."""
     import bitsandbytes.functional as bnbf  # heavy optional: bitsandbytes
     import torch  # heavy optional: torch
+
+    # heavy optional: bitsandbytes
     from bitsandbytes.nn.modules import (
         fix_4bit_weight_quant_state_from_module,  # heavy optional: bitsandbytes
     )
@@ -454,7 +457,6 @@ def _paged_limits(model: Any, encoded: list[list[int]], s: _Settings) -> dict[st
     where the installed transformers has ``ContinuousBatchingConfig`` (the output scan catches a dropped
     suppression either way).
     """
-    import inspect
 
     import transformers  # heavy optional: transformers
 
@@ -472,8 +474,8 @@ def _paged_limits(model: Any, encoded: list[list[int]], s: _Settings) -> dict[st
 def _paged(model: Any, tokenizer: Any, encoded: list[list[int]], s: _Settings) -> list[list[int]]:
     """Continuous batching through transformers' manager; a request whose text completes a stop string is
     cancelled at once (its slot freed), so its tokens end at most a step or two past the stop."""
-    import torch
-    from transformers import GenerationConfig
+    import torch  # heavy optional: torch
+    from transformers import GenerationConfig  # heavy optional: transformers
 
     eos = guard.base_eos_id(tokenizer)
     forbidden = sorted(guard.forbidden_ids(tokenizer))

@@ -25,6 +25,7 @@ from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes
 from cleanroom.errors import ConfigError
+from cleanroom.provenance import capture_provenance
 
 #: check id -> (title, required for GO)
 CHECKS: dict[str, tuple[str, bool]] = {
@@ -165,7 +166,6 @@ def render_markdown(payload: dict[str, Any]) -> str:
 
 def write_report(recorder: GateRecorder, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``gate-report.json`` and ``gate-report.md`` into ``out_dir``; returns both paths."""
-    from cleanroom.provenance import capture_provenance
 
     decision, reasons = verdict(recorder.results, gpus_requested=recorder.gpus_requested)
     ordered = [recorder.results[c].to_dict() for c in CHECKS if c in recorder.results]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import ContaminationError
+from cleanroom.loader import CleanModelLoader
 
 
 def inspect_model(path: Path, *, gguf_file: str | None = None, allow_instruct_reason: str | None = None,
@@ -22,7 +23,6 @@ def inspect_model(path: Path, *, gguf_file: str | None = None, allow_instruct_re
     ``clean`` is True (checked and clean), None (``NOT CHECKED`` or ``TOKENIZER-ONLY CLEAN``: see ``verdict``)
     or False (``reasons``, ``error`` and the ``probe`` result, when it ran, say why).
     """
-    from cleanroom.loader import CleanModelLoader
 
     loader = CleanModelLoader(path, gguf_file=gguf_file, allow_instruct=allow_instruct_reason is not None,
                               allow_instruct_reason=allow_instruct_reason, probe=probe)

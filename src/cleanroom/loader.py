@@ -20,27 +20,20 @@ What "clean" means, and where each step lives:
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError
+from cleanroom.hashing import sha256_file
+from cleanroom.model_files import MODEL_META_FILES
+from cleanroom.probe import probe_model
+from cleanroom.sentinels import run_sentinels
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-_HASHED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "added_tokens.json",
-)
 _QUANTIZATIONS = (None, "nf4", "int8")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
 # 151,665 tokens to 151,936 rows (271). A gap larger than this means a tokenizer from a smaller model.
@@ -53,20 +46,12 @@ def loader_version() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 refuse_chat_template = guard.refuse_chat_template  # installed as tokenizer.apply_chat_template
 
 
 def clean_tokenizer(tokenizer: Any) -> list[str]:
     """Disarm *tokenizer* in place (see the module docstring); return the list of changes made."""
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken  # heavy optional: tokenizers
 
     changes = []
     eos = guard.base_eos_id(tokenizer)
@@ -195,13 +180,14 @@ class CleanModelLoader:
             raise ConfigError(f"{self.path}: no weights (*.safetensors or GGUF); pass the model directory")
 
     def _file_hashes(self) -> dict[str, str]:
-        names = list(_HASHED_FILES) + ([self.gguf_file] if self.gguf_file else [])
-        return {n: _sha256_file(self.path / n) for n in names if (self.path / n).is_file()}
+        names = list(MODEL_META_FILES) + ([self.gguf_file] if self.gguf_file else [])
+        return {n: sha256_file(self.path / n) for n in names if (self.path / n).is_file()}
 
     def _model_names(self) -> tuple[str | None, ...]:
         """The model's own names for the name markers: the path and GGUF file given, and GGUF ``general.name``."""
         general = None
         if self.gguf_file is not None:
+            # heavy optional: gguf
             from gguf import GGUFReader  # transformers needs gguf to read the file at all
 
             field = GGUFReader(str(self.path / self.gguf_file)).fields.get("general.name")
@@ -218,9 +204,7 @@ class CleanModelLoader:
 
     # ---------------------------------------------------------------- tokenizer
     def _load_tokenizer(self) -> tuple[Any, dict[str, Any]]:
-        from transformers import AutoTokenizer
-
-        from cleanroom.sentinels import run_sentinels
+        from transformers import AutoTokenizer  # heavy optional: transformers
 
         self._check_files()
         try:
@@ -282,9 +266,7 @@ class CleanModelLoader:
         ``decide=False`` skips the base-or-instruct decision (provenance ``probe`` is None): for callers that
         only encode text with the tokenizer, such as ``scan-data``, where the model's kind is irrelevant.
         """
-        from transformers import AutoConfig, GenerationConfig
-
-        from cleanroom.probe import probe_model
+        from transformers import AutoConfig, GenerationConfig  # heavy optional: transformers
 
         tokenizer, info = self._load_tokenizer()
         if not decide:
@@ -304,9 +286,10 @@ class CleanModelLoader:
         if self.quantization is None:
             return None
         try:
+            # heavy optional: bitsandbytes
             import bitsandbytes  # noqa: F401
-            import torch
-            from transformers import BitsAndBytesConfig
+            import torch  # heavy optional: torch
+            from transformers import BitsAndBytesConfig  # heavy optional: transformers
         except ImportError as exc:
             raise ConfigError(
                 f"{self.path}: quantization={self.quantization!r} is not available on this machine ({exc}); "
@@ -322,7 +305,7 @@ class CleanModelLoader:
         )
 
     def _torch_dtype(self) -> Any:
-        import torch
+        import torch  # heavy optional: torch
 
         if self.dtype is None:
             return "auto" if self.quantization is None else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
@@ -330,9 +313,7 @@ class CleanModelLoader:
 
     def load(self) -> tuple[Any, Any, dict[str, Any]]:
         """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
-        from transformers import AutoModelForCausalLM
-
-        from cleanroom.probe import probe_model
+        from transformers import AutoModelForCausalLM  # heavy optional: transformers
 
         self._check_files()
         self._check_weights()
@@ -347,7 +328,7 @@ class CleanModelLoader:
             kwargs["use_safetensors"] = True
         if self.gguf_file is not None:
             kwargs.update(_gguf_dense_kwargs())
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError  # heavy optional: safetensors
 
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
@@ -387,6 +368,7 @@ class CleanModelLoader:
 
 def _require_torch() -> None:  # pragma: no cover - exercised only without the train extra
     try:
+        # heavy optional: torch
         import torch  # noqa: F401
     except ImportError as exc:
         raise DependencyError("the loader needs torch and transformers: pip install 'cleanroom[train]'") from exc
@@ -403,6 +385,7 @@ def _gguf_dense_kwargs() -> dict[str, Any]:
     dense form. Older releases have no ``GgufConfig`` and always dequantize.
     """
     try:
+        # heavy optional: transformers
         from transformers import GgufConfig  # type: ignore[attr-defined]
     except ImportError:
         return {}
@@ -434,13 +417,11 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
     Lives in the loader because reading a GGUF's config is a ``from_pretrained`` call, which cleanroom's
     own code gates allow only in loader modules.
     """
-    import json
-
     if (directory / "config.json").is_file():
         return dict(json.loads((directory / "config.json").read_text(encoding="utf-8")))
     if gguf_file is None:
         raise ConfigError(f"{directory}: no config.json (nor a GGUF file) to read the architecture from")
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # heavy optional: transformers
 
     try:
         return dict(AutoConfig.from_pretrained(str(directory), gguf_file=gguf_file).to_dict())

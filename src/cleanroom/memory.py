@@ -331,7 +331,17 @@ def per_gpu_plan(estimate: MemoryEstimate, *, budget_bytes: int, n_gpus: int) ->
             "reason": reason}
 
 
+
+def arch_for(name: str) -> dict[str, Any]:
+    """The architecture dict of a known Qwen2.5 size from a name like ``Qwen/Qwen2.5-32B`` or ``qwen2.5-0.5b``."""
+    key = name.rsplit("/", 1)[-1].lower().removesuffix("-instruct")
+    for arch_name, arch in QWEN25_ARCHS.items():
+        if arch_name.lower() == key:
+            return dict(arch)
+    raise ConfigError(f"{name!r} is not a known Qwen2.5 architecture; known: {', '.join(QWEN25_ARCHS)}")
+
 __all__ = [
+    "arch_for",
     "QWEN25_ARCHS",
     "MemoryEstimate",
     "arch_from_config",

@@ -10,6 +10,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def _svg(fig: Any) -> str:
     """*fig* as inline SVG text (from ``<svg``, without the XML prolog)."""
@@ -21,9 +23,11 @@ def _svg(fig: Any) -> str:
 
 def render_figures(data: dict[str, Any], models: Sequence[str]) -> dict[str, str]:
     """The report's figures as SVG text: per-type accuracy, the loss curves, the SFT length histogram."""
+    # heavy optional: matplotlib
     import matplotlib
 
     matplotlib.use("Agg")
+    # heavy optional: matplotlib
     import matplotlib.pyplot as plt
 
     out = {}
@@ -48,8 +52,8 @@ def _figure(plt: Any, fig: Any) -> str:
 
 def _per_type_plot(plt: Any, summaries: dict[str, Any], models: Sequence[str]) -> Any:
     """Strict accuracy per instruction type with 95% Wilson intervals, one row of markers per model."""
-    import numpy as np
 
+    # heavy optional: scipy
     from cleanroom.stats import wilson_interval
 
     types = sorted({t for s in summaries.values() for t in s["per_type"]})
@@ -81,7 +85,6 @@ def _per_type_plot(plt: Any, summaries: dict[str, Any], models: Sequence[str]) -
 
 def _loss_plot(plt: Any, data: dict[str, Any], curves: list[tuple[str, Any]]) -> Any:
     """Train (and held-out eval) loss per stage; DPO with the ln 2 line its step-0 loss starts on."""
-    import numpy as np
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
     for ax, (name, metrics) in zip(axes[0], curves, strict=True):
@@ -101,7 +104,6 @@ def _loss_plot(plt: Any, data: dict[str, Any], curves: list[tuple[str, Any]]) ->
 
 def _length_plot(plt: Any, hist: dict[str, Any]) -> Any:
     """Histogram of SFT example lengths in tokens."""
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(5, 3))
     edges = hist["edges"]

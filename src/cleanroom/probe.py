@@ -38,6 +38,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cleanroom.guard import encode
+
 PROBE_THRESHOLD = 0.2  # p_eot at or above: reported as a warning with its score
 PROBE_DECISIVE = 0.8  # p_eot at or above: instruct on the probe alone
 _NAME_MARKER = re.compile(r"(instruct|chat|(^|[-_.])it($|[-_.])|sft|dpo|rlhf)", re.IGNORECASE)
@@ -106,9 +108,7 @@ def name_markers(*names: Any) -> tuple[str, ...]:
 
 def behavioural_scores(model: Any, tokenizer: Any) -> tuple[float, float] | None:
     """``(p_eot, p_role)`` from ChatML exchanges built by ID (the control IDs are inserted directly)."""
-    import torch
-
-    from cleanroom.guard import encode
+    import torch  # heavy optional: torch
 
     vocab = tokenizer.get_vocab()
     if "<|im_start|>" not in vocab or "<|im_end|>" not in vocab:

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom import fixtures
+from cleanroom.code_gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
+from cleanroom.environment import git_state
+from cleanroom.gpu_gate import GateRecorder, verdict, write_report
+
 DEFAULT_SEED = 3407
 
 
@@ -59,7 +64,6 @@ def pytest_configure(config: pytest.Config) -> None:
     paths = config.getoption("--cleanroom-gates-paths", default=None)
     gates = config.getoption("--cleanroom-gates", default=False) or paths is not None
     if gates and not config.pluginmanager.has_plugin("cleanroom-gates"):
-        from cleanroom.code_gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
 
         config.pluginmanager.register(GatesPlugin(config, paths), "cleanroom-gates")
 
@@ -72,8 +76,6 @@ def _seed(config: pytest.Config) -> int:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from cleanroom.environment import git_state  # stdlib only: cheap
-
     state = git_state(config.rootpath)
     commit, dirty = state["commit"], state["dirty"]
     model = config.getoption("--cleanroom-model", default=None) or "random-initialised (default)"
@@ -86,7 +88,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _cuda_missing_reason() -> str | None:
     """Why the gpu suite cannot run here, or None when CUDA is usable."""
     try:
-        import torch
+        import torch  # heavy optional: torch
     except ImportError:
         return "torch is not installed (pip install 'cleanroom[train]' on the GPU machine)"
     if not torch.cuda.is_available():
@@ -134,24 +136,18 @@ def cleanroom_seed(pytestconfig: pytest.Config) -> int:
 @pytest.fixture(scope="session")
 def qwen_base_tokenizer() -> Path:
     """Directory of the offline Qwen2.5 *base* tokenizer (real vocabulary, ChatML template kept as a trap)."""
-    from cleanroom import fixtures
-
     return fixtures.qwen_base_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_base_model() -> Path:
     """Directory of the tiny seeded random Qwen2ForCausalLM base model (safetensors + tokenizer)."""
-    from cleanroom import fixtures
-
     return fixtures.tiny_base_model()
 
 
 @pytest.fixture(scope="session")
 def smollm2_instruct() -> Path:
     """Directory holding the SmolLM2-135M-Instruct Q4_1 GGUF file (a real instruct model)."""
-    from cleanroom import fixtures
-
     return fixtures.smollm2_instruct()
 
 
@@ -168,7 +164,6 @@ _GATE_KEY = "_cleanroom_gate_recorder"
 @pytest.fixture(scope="session")
 def gate_recorder(pytestconfig: pytest.Config) -> object:
     """The GPU gate's :class:`cleanroom.gpu_gate.GateRecorder`; the report is written at session end."""
-    from cleanroom.gpu_gate import GateRecorder
 
     recorder = getattr(pytestconfig, _GATE_KEY, None)
     if recorder is None:
@@ -182,7 +177,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recorder = getattr(session.config, _GATE_KEY, None)
     if recorder is None or not recorder.results:
         return
-    from cleanroom.gpu_gate import verdict, write_report
 
     out = os.environ.get("CLEANROOM_GATE_DIR") or str(Path.cwd() / "gate-report")
     json_path, _ = write_report(recorder, out)

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from cleanroom.artifacts import atomic_write_bytes
 from cleanroom.plots import render_figures
+from cleanroom.stats.compare import ComparisonRow, format_markdown
 
 MODELS = ("base", "sft", "dpo")
 
@@ -129,7 +134,6 @@ def collect(run: Path) -> dict[str, Any]:
         "run": json.loads((run / "run.json").read_text()),
         "unreadable": unreadable,
     }
-    import yaml
 
     # budget and report_to are not part of the run's identity: run.json carries their latest values
     data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text()) | data["run"].get("settings", {})
@@ -191,7 +195,6 @@ def _md_preflight(data: dict[str, Any]) -> list[str]:
 
 def _md_eval(data: dict[str, Any]) -> list[str]:
     """IFEval scores per model, the baseline stage's own figure, and the paired comparisons."""
-    from cleanroom.stats.compare import ComparisonRow, format_markdown
 
     ev = data.get("eval") or {}
     if not ev:
@@ -312,8 +315,6 @@ def _projection(data: dict[str, Any]) -> Any:
 
 def render_html(markdown_text: str, plots: dict[str, str], verdict: str) -> str:
     """A self-contained page: the Markdown (as preformatted sections) and the inline SVG plots."""
-    import re
-
     def inline(text: str) -> str:
         text = html.escape(text)
         text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
@@ -352,8 +353,6 @@ h1{{border-bottom:4px solid {color}}}figure{{margin:1.5em 0}}figcaption{{font-we
 
 def write_report(run: Path, out_dir: Path, spent: dict[str, Any]) -> dict[str, Any]:
     """Write ``report.md`` and ``report.html`` into *out_dir*; return the verdict and reasons."""
-    from cleanroom.artifacts import atomic_write_bytes
-
     data = collect(run)
     md = render_markdown(data, spent)
     verdict, reasons = go_no_go(data)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cleanroom import guard
 from cleanroom.errors import ContaminationError, InputError, MissingFileError
 from cleanroom.jsonl import iter_jsonl
+from cleanroom.loader import CleanModelLoader
 
 # The three record shapes (issue 3) by their content fields; other keys (key, provenance, instruction_id_list,
 # kwargs, ...) are metadata and allowed. A content-like key outside these shapes is an error, not ignored.
@@ -81,7 +83,6 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int,
     DPO pairs through ``guard.check_pair`` (identical sides are a finding). *rows* are
     :func:`read_scan_records`' (read here when not given).
     """
-    from cleanroom import guard
 
     findings: list[dict] = []
     forbidden = guard.forbidden_ids(tokenizer)
@@ -114,7 +115,6 @@ def scan_records(path: Path, tokenizer: object, *, max_length: int,
 def scan_data_file(path: Path, tokenizer_dir: Path, *, max_length: int) -> list[dict]:
     """Every finding in the JSONL file *path* (see :func:`scan_records`), encoded with the cleaned tokenizer
     of *tokenizer_dir*; a malformed file fails before the tokenizer is loaded."""
-    from cleanroom.loader import CleanModelLoader
 
     rows = read_scan_records(path)  # a bad file fails before the tokenizer's seconds of loading
     require_path(tokenizer_dir, kind="dir", what="--tokenizer DIR, a tokenizer or model directory")

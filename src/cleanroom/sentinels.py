@@ -40,6 +40,11 @@ SENTINELS: tuple[str, ...] = (
     "1234567890 3.14159 -42",
 )
 
+# Qwen2.5's pre-tokenizer pattern (the reference the sentinels compare against; fixtures build with it too)
+QWEN_PAT_STR = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
 
 @dataclass(frozen=True)
 class SentinelReport:
@@ -78,9 +83,7 @@ def is_qwen_bytelevel(tokenizer: Any) -> bool:
 
 @lru_cache(maxsize=4)
 def _qwen_reference(name: str, ranks_items: tuple[tuple[bytes, int], ...]) -> Any:
-    import tiktoken
-
-    from cleanroom.fixtures import QWEN_PAT_STR
+    import tiktoken  # heavy optional: tiktoken
 
     return tiktoken.Encoding(name=name, pat_str=QWEN_PAT_STR, mergeable_ranks=dict(ranks_items), special_tokens={})
 

@@ -1,4 +1,5 @@
-"""Offline verification and tracing of a run directory (behind ``cleanroom verify`` and ``cleanroom trace``).
+"""Offline verification of a run directory (behind ``cleanroom verify``); tracing (``cleanroom trace``) is
+:mod:`cleanroom.trace`, re-exported here, and the report types are :mod:`cleanroom.broken`.
 
 Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
 cache). The base model's files, which live outside the run and may weigh 60 GB, are re-hashed
@@ -30,105 +31,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cleanroom.artifacts import _BLOCK_KEYS, CHAIN_SEED, build_attestation, chain_step, pretty_json
-from cleanroom.errors import InputError, MissingFileError
+from cleanroom.artifacts.attestation import build_attestation
+from cleanroom.artifacts.layout import pretty_json
+from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
+from cleanroom.broken import Broken, VerifyReport, excerpt, first_diff, first_diff_line, require_run
+from cleanroom.errors import InputError
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
-
-
-@dataclass(frozen=True)
-class Broken:
-    """One broken edge of the run's hash graph."""
-
-    file: str
-    line: int | None
-    check: str
-    expected: Any
-    found: Any
-
-    @property
-    def message(self) -> str:
-        where = f"{self.file} line {self.line}" if self.line is not None else self.file
-        return f"{where}: {self.check}: expected {self.expected}, found {self.found}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "check": self.check,
-            "expected": self.expected,
-            "found": self.found,
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Result of :func:`verify_run`: ``ok`` iff no edge is broken; ``errors[0]`` is the first broken edge."""
-
-    run_dir: str
-    ok: bool
-    errors: tuple[Broken, ...]
-    counts: dict[str, int] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    unfinished: str | None = None  # the first Stage 1 stage not done, for a run that never finalized
-
-    @property
-    def first(self) -> Broken | None:
-        return self.errors[0] if self.errors else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_dir": self.run_dir,
-            "ok": self.ok,
-            "counts": dict(self.counts),
-            "first_broken": self.first.to_dict() if self.first else None,
-            "errors": [e.to_dict() for e in self.errors],
-            "notes": list(self.notes),
-            "unfinished": self.unfinished,
-        }
-
-
-def _excerpt(raw: bytes, n: int = 60) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    return repr(text[:n] + ("..." if len(text) > n else ""))
-
-
-def _first_diff(expected: Any, found: Any, path: str = "") -> tuple[str, Any, Any] | None:
-    """The first JSON path where two values differ (dict keys sorted, lists by index)."""
-    if isinstance(expected, dict) and isinstance(found, dict):
-        for key in sorted(set(expected) | set(found)):
-            if key not in found:
-                return f"{path}.{key}", expected[key], "(missing)"
-            if key not in expected:
-                return f"{path}.{key}", "(absent)", found[key]
-            d = _first_diff(expected[key], found[key], f"{path}.{key}")
-            if d:
-                return d
-        return None
-    if isinstance(expected, list) and isinstance(found, list):
-        for i, (a, b) in enumerate(zip(expected, found, strict=False)):
-            d = _first_diff(a, b, f"{path}[{i}]")
-            if d:
-                return d
-        if len(expected) != len(found):
-            return f"{path} length", len(expected), len(found)
-        return None
-    if expected != found or type(expected) is not type(found):
-        return path or "value", expected, found
-    return None
-
-
-def _first_diff_line(data: bytes, want: bytes) -> int:
-    for i, (a, b) in enumerate(zip(data.splitlines(), want.splitlines(), strict=False), start=1):
-        if a != b:
-            return i
-    return min(len(data.splitlines()), len(want.splitlines())) + 1
+from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 
 
 class _Verifier:
@@ -173,7 +87,7 @@ class _Verifier:
             self.broken(name, None, "JSON values", "finite JSON values", str(exc))
             return None
         if exact and data != want:
-            line = _first_diff_line(data, want)
+            line = first_diff_line(data, want)
             self.broken(name, line, "canonical pretty form", "sorted keys, indent 2", "other bytes")
             return None
         return obj
@@ -329,57 +243,64 @@ class _Verifier:
             lines.pop()
         elif lines:
             self.broken(artifact, len(lines), "complete last line", "a line ending in newline", "a torn line")
-        ids = self.ids_by_artifact.setdefault(artifact, set())
+        self.ids_by_artifact.setdefault(artifact, set())
         prev = CHAIN_SEED
         for lineno, raw in enumerate(lines, start=1):
             self.counts["records"] += 1
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                self.broken(artifact, lineno, "valid JSON", "a JSON record", f"{exc} in {_excerpt(raw)}")
-                continue
-            block = record.get("provenance") if isinstance(record, dict) else None
-            if not isinstance(block, dict) or set(block) != _BLOCK_KEYS:
-                got = sorted(block) if isinstance(block, dict) else type(block).__name__
-                self.broken(artifact, lineno, "provenance block keys", sorted(_BLOCK_KEYS), got)
-                continue
-            try:
-                canon = canonical_json(record)
-                csum = content_sha256(record)
-                chain = chain_step(prev, record)
-            except (InputError, TypeError) as exc:
-                self.broken(artifact, lineno, "JSON values", "finite JSON values", str(exc))
-                continue
-            if raw != canon:
-                self.broken(artifact, lineno, "canonical JSON bytes", _excerpt(canon), _excerpt(raw))
-            if block["content_sha256"] != csum:
-                self.broken(artifact, lineno, "content_sha256", csum, block["content_sha256"])
-            if block["chain"] != chain:
-                self.broken(artifact, lineno, "chain (sha256 of previous chain || this record)", chain, block["chain"])
-            prev = block["chain"] if isinstance(block["chain"], str) else chain
-            prod = block["producer"] if isinstance(block["producer"], dict) else {}
-            for key, want in producer.items():
-                if prod.get(key) != want:
-                    self.broken(artifact, lineno, f"producer.{key}", want, prod.get(key))
-            if prod.get("provenance_sha256") not in attempts:
-                self.broken(
-                    artifact, lineno, "producer.provenance_sha256 among the manifest's attempts",
-                    sorted(attempts), prod.get("provenance_sha256"),
-                )  # fmt: skip
-            rid = block["record_id"]
-            if not isinstance(rid, str):
-                self.broken(artifact, lineno, "record_id is a string", "str", repr(rid))
-                continue
-            if rid in self.records:
-                other = self.records[rid]
-                self.broken(artifact, lineno, "record_id unique in the run", f"first at {other[0]} line {other[1]}", rid)
-                continue
-            self.records[rid] = (artifact, lineno, record)
-            ids.add(rid)
+            prev = self.check_record_line(artifact, lineno, raw, prev, producer, attempts)
         if summary.get("count") != len(lines):
             self.broken(artifact, None, "record count in manifest", summary.get("count"), len(lines))
         if summary.get("chain_root") != prev:
             self.broken(artifact, None, "chain root in manifest", summary.get("chain_root"), prev)
+
+    def check_record_line(self, artifact: str, lineno: int, raw: bytes, prev: str, producer: dict[str, Any],
+                          attempts: set[str]) -> str:
+        """One record line's checks (JSON, block keys, canonical bytes, digests, chain, producer, id); returns
+        the chain value the next line continues from."""
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            self.broken(artifact, lineno, "valid JSON", "a JSON record", f"{exc} in {excerpt(raw)}")
+            return prev
+        block = record.get("provenance") if isinstance(record, dict) else None
+        if not isinstance(block, dict) or set(block) != _BLOCK_KEYS:
+            got = sorted(block) if isinstance(block, dict) else type(block).__name__
+            self.broken(artifact, lineno, "provenance block keys", sorted(_BLOCK_KEYS), got)
+            return prev
+        try:
+            canon = canonical_json(record)
+            csum = content_sha256(record)
+            chain = chain_step(prev, record)
+        except (InputError, TypeError) as exc:
+            self.broken(artifact, lineno, "JSON values", "finite JSON values", str(exc))
+            return prev
+        if raw != canon:
+            self.broken(artifact, lineno, "canonical JSON bytes", excerpt(canon), excerpt(raw))
+        if block["content_sha256"] != csum:
+            self.broken(artifact, lineno, "content_sha256", csum, block["content_sha256"])
+        if block["chain"] != chain:
+            self.broken(artifact, lineno, "chain (sha256 of previous chain || this record)", chain, block["chain"])
+        prev = block["chain"] if isinstance(block["chain"], str) else chain
+        prod = block["producer"] if isinstance(block["producer"], dict) else {}
+        for key, want in producer.items():
+            if prod.get(key) != want:
+                self.broken(artifact, lineno, f"producer.{key}", want, prod.get(key))
+        if prod.get("provenance_sha256") not in attempts:
+            self.broken(
+                artifact, lineno, "producer.provenance_sha256 among the manifest's attempts",
+                sorted(attempts), prod.get("provenance_sha256"),
+            )  # fmt: skip
+        rid = block["record_id"]
+        if not isinstance(rid, str):
+            self.broken(artifact, lineno, "record_id is a string", "str", repr(rid))
+            return prev
+        if rid in self.records:
+            other = self.records[rid]
+            self.broken(artifact, lineno, "record_id unique in the run", f"first at {other[0]} line {other[1]}", rid)
+            return prev
+        self.records[rid] = (artifact, lineno, record)
+        self.ids_by_artifact[artifact].add(rid)
+        return prev
 
     def check_rebuilt_attestation(self, att: dict[str, Any]) -> None:
         try:
@@ -387,7 +308,7 @@ class _Verifier:
         except Exception as exc:  # an earlier broken edge made the run unreadable; already reported
             self.broken("attestation.json", None, "rebuild from disk", "a readable run", f"{type(exc).__name__}: {exc}")
             return
-        diff = _first_diff(rebuilt, att)
+        diff = first_diff(rebuilt, att)
         if diff is not None:
             path, want, got = diff
             self.broken("attestation.json", None, f"field {path.lstrip('.')} rebuilt from the run", want, got)
@@ -429,15 +350,6 @@ class _Verifier:
                     self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
 
 
-def _require_run(root: Path) -> None:
-    if root.is_file():
-        raise MissingFileError(f"{root}: is a file, not a directory; pass a run directory, runs/<run_id>")
-    if not root.is_dir() or not (root / "run.json").is_file() or not (root / "config.resolved.yaml").is_file():
-        raise MissingFileError(
-            f"{root} is not a cleanroom run directory (expected run.json and config.resolved.yaml); pass runs/<run_id>"
-        )
-
-
 #: Stage 1's stages in pipeline order (pipelines/stage1.py's STAGES, then the report; a test keeps them equal).
 STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
 
@@ -457,7 +369,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) 
     ``rehash_models=True`` re-reads every base model file instead of trusting the hash cache.
     """
     root = Path(run_dir)
-    _require_run(root)
+    require_run(root)
     if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
@@ -484,7 +396,7 @@ def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, .
     artifact that fails its manifest, and the pipeline and ``cleanroom verify`` name the same edge.
     """
     root = Path(run_dir)
-    _require_run(root)
+    require_run(root)
     v = _Verifier(root)
     v.attested = False
     meta = v.load_json(root / "run.json", "run.json")
@@ -494,134 +406,15 @@ def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, .
     return tuple(v.errors)
 
 
-# --------------------------------------------------------------------------- trace
-
-
-@dataclass(frozen=True)
-class TraceNode:
-    """One node of a record's ancestry: a record of the run, an external artifact, or a missing link."""
-
-    kind: str  # "record" | "artifact" | "external" | "missing"
-    artifact: str
-    record_id: str | None
-    line: int | None
-    sha256: str | None  # content_sha256 for records, file digest for artifacts
-    model: dict[str, Any] | None
-    parents: tuple[TraceNode, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "artifact": self.artifact,
-            "record_id": self.record_id,
-            "line": self.line,
-            "sha256": self.sha256,
-            "model": self.model,
-            "parents": [p.to_dict() for p in self.parents],
-        }
-
-
-def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """Every record of the finished stages by id, and each stage's model files; a malformed line or
-    manifest is an :class:`InputError` naming the file and line (``cleanroom verify`` says more)."""
-    records: dict[str, tuple[str, int, dict[str, Any]]] = {}
-    models: dict[str, dict[str, Any]] = {}
-    fix = f"run `cleanroom verify {root}` to find what changed"
-    for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
-        mpath = sdir / "manifest.json"
-        try:
-            manifest = json.loads(mpath.read_bytes())
-            model = (manifest.get("provenance") or {}).get("model")
-            record_files = list(manifest.get("records", {}))
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise InputError(f"{mpath}: not a readable stage manifest ({exc}); {fix}") from None
-        if isinstance(model, dict):
-            models[sdir.name] = {"resolved_path": model.get("resolved_path"), "files": model.get("files")}
-        for rel in record_files:
-            path = sdir / rel
-            if not path.is_file():
-                raise InputError(f"{path}: record file listed in {mpath} is missing; {fix}")
-            with open(path, "rb") as fh:
-                for lineno, raw in enumerate(fh, start=1):
-                    try:
-                        rec = json.loads(raw)
-                        rid = rec["provenance"]["record_id"]
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
-                                         f"{fix}") from None
-                    if not isinstance(rid, str):
-                        raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
-                    records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
-    return records, models
-
-
-def list_records(run_dir: str | os.PathLike[str]) -> list[tuple[str, str, int]]:
-    """``(record_id, artifact, line)`` of every record of the run's finished stages, in file order."""
-    root = Path(run_dir)
-    _require_run(root)
-    records, _ = _index(root)
-    return sorted(((rid, a, line) for rid, (a, line, _) in records.items()), key=lambda t: (t[1], t[2]))
-
-
-def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> TraceNode:
-    """Walk *record_id* back through its parents to the roots (source records, external files, base model).
-
-    Each record node carries the model files (path and digests) of the stage that produced it.
-    :class:`InputError` when the id is not in the run or a record file is malformed.
-    """
-    import difflib
-
-    root = Path(run_dir)
-    _require_run(root)
-    records, models = _index(root)
-    if record_id not in records:
-        close = difflib.get_close_matches(record_id, list(records), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(
-            f"record {record_id!r} is not in run {root}{hint}; list its record ids with `cleanroom trace {root}`"
-        )
-
-    def walk(rid: str, seen: frozenset[str]) -> TraceNode:
-        artifact, lineno, rec = records[rid]
-        block = rec["provenance"]
-        parents = []
-        links = block.get("parents")
-        for p in links if isinstance(links, list) else []:
-            p = p if isinstance(p, dict) else {}
-            pid, name, sha = p.get("record_id"), p.get("artifact"), p.get("sha256")
-            if not isinstance(name, str) or not name:
-                parents.append(TraceNode("missing", "(no artifact named)", pid, None, sha, None, ()))
-            elif isinstance(pid, str) and pid in records and records[pid][0] == name and pid not in seen:
-                parents.append(walk(pid, seen | {pid}))
-            elif Path(name).is_absolute():
-                parents.append(TraceNode("external", name, pid, None, sha, None, ()))
-            elif (root / name).exists():
-                parents.append(TraceNode("artifact", name, pid, None, sha, None, ()))
-            else:
-                parents.append(TraceNode("missing", name, pid, None, sha, None, ()))
-        stage = artifact.split("/", 1)[0]
-        return TraceNode("record", artifact, rid, lineno, block.get("content_sha256"), models.get(stage), tuple(parents))
-
-    return walk(record_id, frozenset({record_id}))
-
-
-def format_trace(node: TraceNode, indent: int = 0) -> str:
-    """Text rendering of a trace tree: one node a line, parents indented beneath their child."""
-    pad = "  " * indent + ("<- " if indent else "")
-    if node.kind == "record":
-        head = f"{pad}{node.record_id}  [{node.artifact} line {node.line}]  content {node.sha256[:16] if node.sha256 else '-'}"
-    else:
-        sha = node.sha256[:16] if node.sha256 else "-"
-        head = f"{pad}{node.kind}: {node.artifact}" + (f" record {node.record_id}" if node.record_id else "") + f"  sha256 {sha}"
-    lines = [head]
-    if node.model:
-        files = node.model.get("files") or {}
-        lines.append("  " * (indent + 1) + f"model {node.model.get('resolved_path')} ({len(files)} files)")
-        for name, sha in sorted(files.items()):
-            lines.append("  " * (indent + 2) + f"{name}  sha256 {sha[:16]}")
-    for parent in node.parents:
-        lines.append(format_trace(parent, indent + 1))
-    return "\n".join(lines)
-
-
-__all__ = ["Broken", "TraceNode", "VerifyReport", "format_trace", "list_records", "trace_record", "verify_run"]
+__all__ = [
+    "STAGE1_ORDER",
+    "Broken",
+    "TraceNode",
+    "VerifyReport",
+    "first_unfinished_stage",
+    "format_trace",
+    "list_records",
+    "trace_record",
+    "verify_run",
+    "verify_stage",
+]

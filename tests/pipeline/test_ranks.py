@@ -6,17 +6,18 @@ import argparse
 import subprocess
 from pathlib import Path
 
+from cleanroom import distributed
 from cleanroom.cli.run_cmd import _launched_argv
 from cleanroom.pipeline import ranks
 
 
 def test_one_process_neither_leads_nor_follows(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(ranks, "_send", lambda message: (_ for _ in ()).throw(AssertionError("sent")))
+    monkeypatch.setattr(distributed, "_send", lambda message: (_ for _ in ()).throw(AssertionError("sent")))
     said = []
     ctx = argparse.Namespace(say=said.append, run=argparse.Namespace(path=Path("/runs/x")))
-    ranks.lead(ctx, "sft")
-    ranks.finish()
+    distributed.lead(ctx, "sft")
+    distributed.finish()
     assert not ranks.is_follower() and said == []
 
 

@@ -67,7 +67,7 @@ def test_tiny_pipeline_killed_mid_sft_resumes_and_verifies(tmp_path: Path, tiny_
     metrics = json.loads((run / "sft" / "metrics.json").read_text())
     assert metrics["resumed_from"], "SFT restarted from scratch instead of resuming its checkpoint"
     assert metrics["steps"] == 8
-    # one process: world size 1 on record in the metrics and the stage's provenance (pipeline.ranks.lead)
+    # one process: world size 1 on record in the metrics and the stage's provenance (distributed.lead)
     assert metrics["distributed"]["world_size"] == 1 and metrics["distributed"]["global_batch_size"] > 0
     sft_prov = json.loads((run / "sft" / "manifest.json").read_text())["provenance"]["extra"]["distributed"]
     assert sft_prov == {"world_size": 1, "backend": None, "devices": ["cpu"]}

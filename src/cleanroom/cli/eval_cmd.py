@@ -15,6 +15,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cleanroom.cli import eval_compare
+from cleanroom.config import GenerationSpec
+from cleanroom.ifeval import (
+    format_summary,
+)
+from cleanroom.ifeval.evalset import write_eval_set
+from cleanroom.ifeval.rescore import score_saved_responses
+from cleanroom.pipeline.eval_run import eval_model
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="instruction-following evaluation (IFEval-compatible)")
@@ -57,20 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(handler=run_make_set)
 
     c = actions.add_parser("compare", help="paired comparison of verdict files (statistics)")
-    from cleanroom.cli import eval_compare
 
     eval_compare.add_arguments(c)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from cleanroom.ifeval import format_summary
-
     print(f"{summary['n_prompts']} prompts, {summary['n_instructions']} instructions (95% intervals; instruction level clustered by prompt)")
     print(format_summary(summary))
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from cleanroom.ifeval.rescore import score_saved_responses
 
     _print_summary(score_saved_responses(args.prompts, args.responses, args.out, prompts_sha256=args.prompts_sha256,
                                          summary_path=args.summary, label=args.label))
@@ -78,8 +83,6 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from cleanroom.config import GenerationSpec
-    from cleanroom.pipeline.eval_run import eval_model
 
     gen = GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                          batch_size=args.batch_size, engine=args.engine)
@@ -92,7 +95,6 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_make_set(args: argparse.Namespace) -> int:
-    from cleanroom.ifeval.evalset import write_eval_set
 
     info = write_eval_set(args.out, seed=args.seed, n_eval=args.n_eval, n_pool=args.n_pool)
     print(f"eval set: {info['n_eval']} prompts, {len(info['types_covered'])} instruction types, "

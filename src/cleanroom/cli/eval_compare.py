@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy optional: scipy (a second to import; every other subcommand starts without it)
     from cleanroom.stats.compare import compare_verdict_files, format_markdown
 
     rows = compare_verdict_files(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cleanroom.fixtures import build_all
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fixtures", help="build the offline fixtures (Qwen2.5 tokenizer, tiny base, SmolLM2 GGUF)")
@@ -13,8 +15,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cleanroom.fixtures import build_all
-
     paths = build_all()
     if args.json:
         print(json.dumps(paths, indent=2))

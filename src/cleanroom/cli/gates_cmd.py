@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+
+from cleanroom import __version__
+from cleanroom.code_gates import RULES, load_config, run_gates
+from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
+from cleanroom.code_gates.config import with_overrides
+from cleanroom.code_gates.formats import github_lines, sarif
 
 
 def _rules(text: str) -> list[str]:
@@ -64,13 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
 
-    from cleanroom import __version__
-    from cleanroom.code_gates import RULES, load_config, run_gates
-    from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
-    from cleanroom.code_gates.config import with_overrides
-    from cleanroom.code_gates.formats import github_lines, sarif
 
     if args.list_rules:
         for rule in RULES:

@@ -10,6 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
+from cleanroom.inspection import inspect_model
+from cleanroom.scan import scan_data_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect-model", help="sentinel checks and base-or-instruct decision for a local model")
@@ -40,7 +43,6 @@ def _probe_line(probe: dict, not_run: str | None) -> str:
 def run_inspect(args: argparse.Namespace) -> int:
     """Exit 0 only for what was checked: a model whose weights were probed, or (``--no-probe``, asked for)
     its tokenizer and config. A directory without weights asked about as a model is exit 1: unchecked."""
-    from cleanroom.inspection import inspect_model
 
     report = inspect_model(Path(args.path), gguf_file=args.gguf_file, allow_instruct_reason=args.allow_instruct,
                            probe=not args.no_probe)
@@ -81,7 +83,6 @@ def _print_clean(report: dict) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    from cleanroom.scan import scan_data_file
 
     findings = scan_data_file(Path(args.file), Path(args.tokenizer), max_length=args.max_length)
     if args.json:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
+
+from cleanroom import distributed
+from cleanroom.config import load_config
+from cleanroom.pipeline import ranks
+from cleanroom.pipeline.estimate import estimate_stage1
+from cleanroom.pipeline.stage1 import run_stage1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def resume_command(args: argparse.Namespace) -> str:
     """The ``cleanroom run`` line that continues this run: the same profile, out, options and overrides."""
-    import shlex
-
     parts = ["cleanroom", "run", args.pipeline, "--profile", args.profile, "--out", str(args.out)]
     if args.gate_report is not None:
         parts += ["--gate-report", str(args.gate_report)]
@@ -44,19 +49,14 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cleanroom.config import load_config
-
     overrides = list(args.overrides)
     if args.gate_report is not None:  # JSON-quoted: the override value is parsed as YAML
         overrides.append(f"budget.gate_report={json.dumps(str(args.gate_report))}")
     spec = load_config(args.profile, overrides)
     if args.estimate:
-        from cleanroom.pipeline.estimate import estimate_stage1
 
         print(json.dumps(estimate_stage1(spec), indent=2))
         return 0
-    from cleanroom.pipeline import ranks
-    from cleanroom.pipeline.stage1 import run_stage1
 
     if args.num_processes is not None:
         return ranks.relaunch(args.num_processes, _launched_argv(args), cpu=spec.device == "cpu")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
                           stop_after=args.stop_after)
-        ranks.finish()
+        distributed.finish()
     except KeyboardInterrupt:
         # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
         print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from cleanroom.environment import environment_report, format_report
+from cleanroom.verify import format_trace, list_records, trace_record, verify_run
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -34,8 +37,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cleanroom.verify import verify_run
-
     report = verify_run(args.run_dir, rehash_models=args.rehash_models)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -63,8 +64,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from cleanroom.verify import format_trace, list_records, trace_record
-
     if args.record_id is None:
         rows = list_records(args.run_dir)
         if args.json:
@@ -79,8 +78,6 @@ def run_trace(args: argparse.Namespace) -> int:
 
 
 def run_env(args: argparse.Namespace) -> int:
-    from cleanroom.environment import environment_report, format_report
-
     report = environment_report()
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0

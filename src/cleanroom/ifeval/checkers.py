@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cleanroom.ifeval.text as _text
 from cleanroom.errors import InputError
-from cleanroom.ifeval import text as _text
 
 RELATIONS = ("less than", "at least")
 _ANY = object()

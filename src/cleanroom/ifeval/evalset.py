@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
 from cleanroom.errors import ContaminationError, InputError
 from cleanroom.ifeval.io import PromptRecord, file_sha256, prompt_record_from_dict
+from cleanroom.provenance import canonical_json, sha256_hex
 
 GENERATOR_VERSION = "1"
 GENERATOR_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
@@ -388,9 +390,6 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     producer's ``provenance_sha256`` is the digest of the returned ``provenance`` (generator version
     and digest, seed, sizes) — no clock or machine in it, so the same arguments give the same bytes.
     """
-    from cleanroom.artifacts import write_records
-    from cleanroom.provenance import canonical_json, sha256_hex
-
     if n_eval < 1 or n_pool < 1:
         raise InputError(f"n_eval and n_pool must be >= 1, got {n_eval}, {n_pool}")
     eval_set = generate_prompts(n_eval, seed=seed, split="eval")
@@ -424,7 +423,6 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
 def write_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:
     """:func:`make_eval_set`, plus its returned digests and sizes in ``eval_set.json`` beside the two files
     (``cleanroom eval make-set``)."""
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
 
     info = make_eval_set(out_dir, seed=seed, n_eval=n_eval, n_pool=n_pool)
     atomic_write_bytes(Path(out_dir) / "eval_set.json", pretty_json(info))

@@ -9,13 +9,13 @@ malformed kwarg fails at load time with the file and line, not mid-scoring.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from cleanroom.errors import InputError
+from cleanroom.hashing import sha256_file
 from cleanroom.ifeval.checkers import Instruction, build_instruction
 from cleanroom.jsonl import iter_jsonl
 
@@ -45,11 +45,8 @@ class PromptRecord:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex SHA-256 of a prompt or response file (:func:`cleanroom.hashing.sha256_file`)."""
+    return sha256_file(path)
 
 
 def _lines(path: Path, what: str) -> Iterator[tuple[int, dict]]:

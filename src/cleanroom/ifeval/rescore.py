@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
+from cleanroom.ifeval.io import file_sha256, read_prompts, read_response_conditions, read_responses
+from cleanroom.ifeval.scoring import score_responses, scoring_conditions, summarize
+from cleanroom.provenance import capture_provenance
+
 
 def score_saved_responses(prompts: Path, responses: Path, out: Path, *, prompts_sha256: str | None = None,
                           summary_path: Path | None = None, label: str = "eval") -> dict[str, Any]:
     """Write the verdicts of *responses* to *out* (record ids ``eval/<label>:<key>``) and return the summary,
     also written, with the inputs' digests and the provenance, to *summary_path* when given."""
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
-    from cleanroom.ifeval.io import file_sha256, read_prompts, read_response_conditions, read_responses
-    from cleanroom.ifeval.scoring import score_responses, scoring_conditions, summarize
-    from cleanroom.provenance import capture_provenance
 
     records = read_prompts(prompts, sha256=prompts_sha256)
     verdicts = score_responses(records, read_responses(responses))

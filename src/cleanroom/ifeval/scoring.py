@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cleanroom.errors import InputError
 from cleanroom.ifeval.io import Key, PromptRecord
 
@@ -88,7 +90,7 @@ def score_responses(prompts: Iterable[PromptRecord], responses: Mapping[Key, str
 
 def _interval(successes: int, n: int) -> dict[str, Any]:
     """Prompt level: one pass/fail per prompt, so the 95% Wilson interval."""
-    from cleanroom.stats import wilson_interval
+    from cleanroom.stats import wilson_interval  # heavy optional: scipy (reading a prompt file needs none)
 
     iv = wilson_interval(successes, n)
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": n, "successes": successes,
@@ -103,10 +105,9 @@ def _instruction_interval(flags: list[bool], clusters: list[int]) -> dict[str, A
     or one prompt) — then the interval would have zero width, so the Wilson interval on the
     instruction counts stands in, and ``method`` says so.
     """
-    import numpy as np
-
+    # heavy optional: scipy (reading a prompt file needs none)
     from cleanroom.stats import clustered_mean_interval, wilson_interval
-    from cleanroom.stats.intervals import clustered_mean_se
+    from cleanroom.stats.intervals import clustered_mean_se  # heavy optional: scipy
 
     x = np.asarray(flags, dtype=float)
     groups = np.asarray(clusters)

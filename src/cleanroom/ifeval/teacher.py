@@ -22,6 +22,7 @@ import numpy as np
 from cleanroom.errors import InputError
 from cleanroom.ifeval.checkers import build_instruction
 from cleanroom.ifeval.io import PromptRecord
+from cleanroom.ifeval.scoring import loose_variants
 
 _BANK = [
     "This topic has a long history that many people find interesting.",
@@ -177,8 +178,6 @@ def degrade_response(text: str, instruction: tuple[str, Mapping[str, Any]] | str
 
     Raises InputError when no mutation violates it (the instruction is then not degradable by text edits).
     """
-    from cleanroom.ifeval.scoring import loose_variants
-
     iid, kwargs = (instruction, {}) if isinstance(instruction, str) else instruction
     ins = build_instruction(iid, kwargs, where="degrade_response")
     candidates = _mutations(text, ins.kwargs)

@@ -50,7 +50,7 @@ def word_tokens(text: str) -> list[str]:
 @lru_cache(maxsize=1)
 def _segmenter():
     try:
-        import pysbd
+        import pysbd  # heavy optional: pysbd
     except ImportError as exc:  # pragma: no cover - pysbd is a core dependency
         raise DependencyError("pysbd is missing; the sentence splitter needs it: pip install 'pysbd>=0.3.4'") from exc
     return pysbd.Segmenter(language="en", clean=False, char_span=True)
@@ -84,7 +84,10 @@ _FACTORY_LOCK = threading.Lock()
 @lru_cache(maxsize=1)
 def _language_factory():
     try:
-        from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+        from langdetect.detector_factory import (  # heavy optional: langdetect
+            PROFILES_DIRECTORY,
+            DetectorFactory,
+        )
     except ImportError as exc:  # pragma: no cover - langdetect is a core dependency
         raise DependencyError(
             "langdetect is missing; language checks need it: pip install 'langdetect>=1.0.9'"
@@ -104,7 +107,7 @@ def _language_factory():
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of ``text`` by seeded langdetect; ``None`` when the text has no letters."""
-    from langdetect.lang_detect_exception import LangDetectException
+    from langdetect.lang_detect_exception import LangDetectException  # heavy optional: langdetect
 
     with _FACTORY_LOCK:
         detector = _language_factory().create()

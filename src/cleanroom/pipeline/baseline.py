@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
+from cleanroom.ifeval import summarize
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import respond_and_score
 
 
 def run_baseline(ctx: Context) -> dict[str, Any]:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
-
     model, tokenizer, loader_prov = load_model(ctx, probe=False)
     gen = ctx.spec.baseline
     prov = capture(ctx, "baseline", loader=loader_prov,

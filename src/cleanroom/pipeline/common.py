@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from cleanroom import distributed, fixtures, guard
 from cleanroom.config import ModelSpec, RunSpec
 from cleanroom.errors import BudgetExceededError, ConfigError, ProvenanceError
+from cleanroom.generation import choose_engine
+from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.runlog import stamp
+from cleanroom.provenance import capture_provenance, digest_path
+from cleanroom.verify import verify_stage
 
 FIXTURE_MODELS = {"tiny", "smollm2"}
 
@@ -91,7 +99,6 @@ class Context:
         """
         if not (self.run.path / name / "manifest.json").is_file():
             return False
-        from cleanroom.verify import verify_stage
 
         broken = verify_stage(self.run.path, name)
         if broken:
@@ -106,8 +113,6 @@ class Context:
     def changed_inputs(self, name: str) -> list[str]:
         """The inputs of finished stage *name* whose digest now differs from the one its manifest recorded
         (``'<path> (missing)'`` for one that is gone): a stage is cached by the digests of its inputs."""
-        from cleanroom.provenance import digest_path
-
         changed = []
         for inp in json.loads((self.run.path / name / "manifest.json").read_text()).get("inputs", []):
             path = Path(inp["path"]) if Path(inp["path"]).is_absolute() else self.run.path / inp["path"]
@@ -119,8 +124,6 @@ class Context:
 
     def discard_stage(self, name: str) -> None:
         """Remove a stage's outputs and its work directory (checkpoints), so it runs afresh."""
-        import shutil
-
         for d in (self.run.path / name, self.run.path / ".work" / name):
             if d.exists():
                 shutil.rmtree(d)
@@ -132,24 +135,11 @@ class Context:
 def progress_bar(*, total: int, initial: int, label: str, unit: str, enabled: bool) -> Any:
     """The progress bar of a long step: done/total with rate and ETA (tqdm); callers put the running cost
     in its postfix. Off with ``--no-progress``."""
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=label, disable=not enabled, unit=unit, dynamic_ncols=True)
 
 
-def arch_for(name: str) -> dict[str, Any]:
-    """The architecture dict of a known Qwen2.5 size from a name like ``Qwen/Qwen2.5-32B`` or ``qwen2.5-0.5b``."""
-    from cleanroom.memory import QWEN25_ARCHS
-
-    key = name.rsplit("/", 1)[-1].lower().removesuffix("-instruct")
-    for arch_name, arch in QWEN25_ARCHS.items():
-        if arch_name.lower() == key:
-            return dict(arch)
-    raise ConfigError(f"{name!r} is not a known Qwen2.5 architecture; known: {', '.join(QWEN25_ARCHS)}")
-
-
 def resolve_device(requested: str) -> str:
-    import torch
+    import torch  # heavy optional: torch
 
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda requested but torch.cuda.is_available() is False; use device=cpu or auto")
@@ -160,8 +150,6 @@ def resolve_device(requested: str) -> str:
 
 def resolve_model(model: ModelSpec, work_dir: Path) -> tuple[Path, str | None]:
     """The model directory and GGUF file name for a spec: a fixture name, a random architecture, or a path."""
-    from cleanroom import fixtures
-
     if model.random_init:
         return fixtures.random_qwen25_model(model.random_init, work_dir / "random-model"), None
     if model.path == "tiny":
@@ -178,7 +166,7 @@ def resolve_model(model: ModelSpec, work_dir: Path) -> tuple[Path, str | None]:
 def _hf_cache_snapshot(repo_id: str, revision: str | None) -> Path:
     """A repo id resolved offline in the Hugging Face cache (never downloaded)."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # heavy optional: huggingface_hub
 
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception as exc:  # huggingface_hub raises several types for "not in cache"
@@ -195,8 +183,6 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
     Adapters are merged (``merge_and_unload``) into an unquantized base; with a quantized base they
     stay attached (generation through the adapter), since merging into 4-bit weights re-quantizes.
     """
-    from cleanroom import distributed, guard
-    from cleanroom.loader import CleanModelLoader
 
     m = ctx.spec.model
     path, gguf = resolve_model(m, ctx.run.path)
@@ -218,7 +204,7 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
         model = model.to("cuda")
     prov = dict(prov, model_dir=str(path))
     if adapters:
-        from peft import PeftModel
+        from peft import PeftModel  # heavy optional: peft
 
         if m.quantization is not None and len(adapters) > 1:
             # a second PeftModel.from_pretrained on an unmerged stack replaces the `default` adapter instead of
@@ -240,8 +226,6 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
 def generation_settings(ctx: Context, stage: str, model: Any, gen: Any, **extra: Any) -> dict[str, Any]:
     """What a generating stage records of its decoding: the spec, the engine ``auto`` resolved to on this
     model and why (said in the run log too), and *extra* (e.g. the few-shot digest)."""
-    from cleanroom.generation import choose_engine
-
     engine, reason = choose_engine(gen.engine, model, sampling=gen.temperature > 0)
     ctx.say(f"{stage}: generation engine {engine} ({reason})")
     return vars(gen) | {"engine_resolved": engine, "engine_reason": reason} | extra
@@ -249,8 +233,6 @@ def generation_settings(ctx: Context, stage: str, model: Any, gen: Any, **extra:
 
 def capture(ctx: Context, stage: str, *, loader: dict | None = None, generation: dict | None = None,
             extra: dict | None = None) -> Any:
-    from cleanroom.provenance import capture_provenance
-
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     return capture_provenance(
         stage,

@@ -14,7 +14,9 @@ from typing import Any
 
 from cleanroom import cost, memory
 from cleanroom.errors import ConfigError
-from cleanroom.pipeline.common import arch_for, resolve_model
+from cleanroom.loader import read_model_config
+from cleanroom.memory import arch_for
+from cleanroom.pipeline.common import resolve_model
 
 # Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
 # the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
@@ -43,7 +45,6 @@ def model_arch(model: Any) -> dict[str, Any]:
         except ConfigError:
             raise ConfigError(f"cannot size model.path {model.path!r}: no config.json to read ({exc}) and the name "
                               "is not a known Qwen2.5 size; pass model.path=/dir/with/config.json") from None
-    from cleanroom.loader import read_model_config
 
     try:
         return memory.arch_from_config(read_model_config(directory, gguf))

@@ -15,9 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.config import GenerationSpec
 from cleanroom.errors import InputError
+from cleanroom.generation import choose_engine
+from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, summarize
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, few_shot_prompt
+from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.respond import generate_into, score_into
+from cleanroom.provenance import capture_provenance
 
 
 def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str = "eval", label: str = "model",
@@ -26,16 +32,11 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
                say: Callable[[str], Any] = print) -> tuple[Path, dict[str, Any]]:
     """Generate with the clean loader (few-shot, completion style) and score; return the run directory and
     the summary. *prompts* defaults to the embedded eval set; *limit* keeps the first N prompts."""
-    from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
-    from cleanroom.generation import choose_engine
-    from cleanroom.ifeval import summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, few_shot_prompt
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.provenance import capture_provenance
 
     records, prompts_sha = _prompt_records(prompts, prompts_sha256, limit)
     model, tokenizer, loader_prov = CleanModelLoader(model_path, gguf_file=gguf_file, probe=probe).load()
     if adapter is not None:
+        # heavy optional: peft
         from peft import PeftModel  # deferred: peft is of the train extra
 
         model = PeftModel.from_pretrained(model, str(adapter))
@@ -67,7 +68,6 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
 
 def _prompt_records(prompts: Path | None, sha256: str | None, limit: int | None) -> tuple[list[Any], str]:
     """The prompt records (the embedded eval set when *prompts* is None, the first *limit*) and the file's digest."""
-    from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts
 
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be >= 1, got {limit}")

@@ -12,18 +12,24 @@ are also recorded for the report.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from typing import Any
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
+from cleanroom.errors import InputError
+from cleanroom.ifeval import summarize
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
+from cleanroom.ifeval.scoring import scorer_sha256
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import respond_and_score
+from cleanroom.provenance import digest_path
+from cleanroom.stats.compare import compare_verdict_files
 
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:
     """The adapter stack that *is* the trained DPO policy, as the DPO stage recorded it in dpo/metrics.json
     (``sft/adapter`` + ``dpo/adapter`` over a merged base; ``dpo/adapter`` alone on a quantized base, where
     DPO trained the attached SFT adapter in place)."""
-    from cleanroom.errors import InputError
-
     stack = ctx.read_json("dpo", "metrics.json").get("policy_adapters")
     if not stack:
         raise InputError("eval: dpo/metrics.json has no policy_adapters (written by an older DPO stage); "
@@ -32,13 +38,6 @@ def dpo_policy(ctx: Context) -> tuple[str, ...]:
 
 
 def run_eval(ctx: Context) -> dict[str, Any]:
-    import shutil
-
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval import summarize
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
-    from cleanroom.stats.compare import compare_verdict_files
-
     gen = ctx.spec.eval.generation
     policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx), "base": ()}
     # the first policy loads before the capture, so the record holds the loader's provenance (version,
@@ -67,8 +66,6 @@ def run_eval(ctx: Context) -> dict[str, Any]:
             files.append(dest)
         e = ctx.spec.eval
         # the three files come from this one stage: same prompts, rendering, scorer and eval.generation
-        from cleanroom.ifeval.scoring import scorer_sha256
-        from cleanroom.provenance import digest_path
 
         same = {"prompts_sha256": digest_path(ctx.run.path / "preflight" / "eval_prompts.jsonl", cache=False),
                 "scorer_sha256": scorer_sha256(), "rendering": {"few_shot_digest": FEW_SHOT_DIGEST},

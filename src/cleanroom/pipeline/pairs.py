@@ -11,6 +11,7 @@ different texts, and both sides passing the guard. Each pair records why it was 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from importlib import resources
 from pathlib import Path
@@ -18,8 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom import guard
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.errors import ContaminationError, InputError
+from cleanroom.generation import generate, record_seed
+from cleanroom.ifeval import score_record
+from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt, zero_shot_prompt
+from cleanroom.ifeval.teacher import teacher_response
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, progress_bar
+from cleanroom.pipeline.respond import pool_records
+from cleanroom.provenance import hash_file
 
 # Constitution principles a program can check (the file carries the full text and its digest).
 _CONTROL = re.compile(r"<\|[a-z_]+\|>|<tool_call>|</tool_call>|^(system|user|assistant)\s*$", re.M)
@@ -34,8 +43,6 @@ def constitution_path(ctx: Context) -> Path:
 
 def critique(record: Any, text: str) -> dict[str, Any]:
     """Which verifiable instructions and constitution principles the text violates."""
-    from cleanroom.ifeval import score_record
-
     verdict = score_record(record, text)
     follows = verdict["strict"]["follow_instruction_list"]
     words = text.split()
@@ -63,15 +70,10 @@ def rewrite_prompt(instruction: str, draft: str, crit: dict[str, Any]) -> str:
 
 def key_seed(key: Any) -> int:
     """A stable 64-bit seed from a record key (the same on every run and resume, unlike its position)."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "big")
 
 
 def run_pairs(ctx: Context) -> dict[str, Any]:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.pipeline.respond import pool_records
-    from cleanroom.provenance import hash_file
 
     spec = ctx.spec
     p = spec.pairs
@@ -150,8 +152,6 @@ def _write_samples(ctx: Context, samples: Any, record: Any, cands: list[dict[str
 def _form_pair(ctx: Context, tokenizer: Any, record: Any, cands: list[dict[str, Any]]) -> tuple[int, int, str | None]:
     """``(chosen, rejected, why)``: the indices of the candidates satisfying the most and the fewest checks, and
     why no pair is kept (None: kept) — no positive margin, the same text twice, or a guard failure."""
-    from cleanroom import guard
-    from cleanroom.ifeval.prompting import zero_shot_prompt
 
     order = sorted(range(len(cands)), key=lambda k: cands[k]["critique"]["satisfied"])
     lo, hi = order[0], order[-1]
@@ -170,7 +170,6 @@ def _form_pair(ctx: Context, tokenizer: Any, record: Any, cands: list[dict[str, 
 
 def _pair_payload(record: Any, chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
     """One preference pair, with why it was formed."""
-    from cleanroom.ifeval.prompting import zero_shot_prompt
 
     return {"key": record.key, "prompt": zero_shot_prompt(record.prompt), "chosen": chosen["text"],
             "rejected": rejected["text"], "margin": chosen["critique"]["satisfied"] - rejected["critique"]["satisfied"],
@@ -185,10 +184,6 @@ def _fresh_candidates(ctx: Context, model: Any, tokenizer: Any, records: list[An
     """The candidates of *records*: ``samples_per_instruction`` sampled drafts each (seeded per record and
     sample), critiqued, then the best draft rewritten — by the SFT model, all rewrites of the batch in one
     greedy call, or by the programmatic teacher (its rng seeded by record key)."""
-    from cleanroom.generation import generate, record_seed
-    from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt
-    from cleanroom.ifeval.teacher import teacher_response
-
     if not records:
         return {}
     p, gen = ctx.spec.pairs, ctx.spec.pairs.generation

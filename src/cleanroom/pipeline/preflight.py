@@ -16,14 +16,23 @@ names are re-exported here for the callers that import them from preflight.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
+from cleanroom import memory
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.backend import resolve_backend
 from cleanroom.errors import CleanroomError, ConfigError, MissingFileError
-from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.ifeval import file_sha256, read_prompts
+from cleanroom.ifeval.evalset import check_overlap, make_eval_set
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+from cleanroom.ifeval.teacher import teacher_response
+from cleanroom.pipeline.common import FIXTURE_MODELS, Context, capture, load_model
 from cleanroom.pipeline.estimates import (
     NOMINAL_RATES,
     checkpoint_disk,
@@ -63,10 +72,6 @@ def revision_problem(model: Any) -> str | None:
     A branch or tag (``main``) moves: a re-run could train a different snapshot under the same config
     hash. Fixtures, ``random_init`` architectures and local directories carry no revision.
     """
-    import re
-
-    from cleanroom.pipeline.common import FIXTURE_MODELS
-
     if model.random_init or model.path in FIXTURE_MODELS or Path(model.path).expanduser().is_dir():
         return None
     if model.revision and re.fullmatch(r"[0-9a-f]{40}", model.revision):
@@ -84,13 +89,7 @@ def sft_worst_length(spec: Any, pool: list[Any], tokenizer: Any) -> tuple[int, s
     here gives each example's exact length (as that stage counts it). A model's answer may run to
     ``sft_generation.max_new_tokens``, so then the bound is the longest prompt plus that.
     """
-    from cleanroom.ifeval.prompting import zero_shot_prompt
-
     if spec.data.teacher == "programmatic":
-        import numpy as np
-
-        from cleanroom.ifeval.teacher import teacher_response
-
         rng = np.random.default_rng(spec.seed)
         worst = max(len(tokenizer(zero_shot_prompt(r.prompt) + teacher_response(r, rng))["input_ids"]) + 1
                     for r in pool[: spec.data.n_sft])
@@ -130,9 +129,6 @@ def _sanity(ctx: Context) -> list[dict[str, Any]]:
 
 def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]:
     """The eval prompts and SFT pool: the user's (sha256-pinned if given) or the embedded generator's."""
-    from cleanroom.ifeval import file_sha256
-    from cleanroom.ifeval.evalset import make_eval_set
-
     d = ctx.spec.data
     info: dict[str, Any] = {}
     if d.eval_prompts is None or d.sft_pool is None:
@@ -153,9 +149,6 @@ def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]
 
 def run_preflight(ctx: Context) -> dict[str, Any]:
     """Run every check; write ``preflight/`` (prompt records + results.json); raise on failure."""
-    from cleanroom import memory
-    from cleanroom.ifeval import read_prompts
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
 
     spec = ctx.spec
     work = ctx.run.path / ".work" / "preflight"
@@ -223,7 +216,6 @@ def _attempt(checks: list[dict[str, Any]], name: str, fn: Callable[[], T | None]
 
 def _overlap_check(eval_set: list[Any], pool: list[Any]) -> dict[str, Any]:
     """Eval and train disjoint: no shared prompt and no shared 13-gram (:func:`check_overlap` raises if not)."""
-    from cleanroom.ifeval.evalset import check_overlap
 
     try:
         check_overlap(eval_set, pool, n=13)
@@ -243,9 +235,7 @@ def _eval_size_check(spec: Any, eval_set: list[Any]) -> dict[str, Any]:
 def _token_lengths_check(spec: Any, model: Any, tokenizer: Any, eval_set: list[Any], pool: list[Any]) -> dict[str, Any]:
     """SFT prompt + longest plausible completion + EOS must fit ``sft.train.max_length``; eval prompts
     plus their new tokens must fit the model's ``max_position_embeddings``."""
-    import numpy as np
 
-    from cleanroom.ifeval.prompting import few_shot_prompt, zero_shot_prompt
 
     sft_lengths = np.array([len(tokenizer(zero_shot_prompt(r.prompt))["input_ids"]) for r in pool])
     eval_lengths = np.array([len(tokenizer(few_shot_prompt(r.prompt))["input_ids"]) for r in eval_set])
@@ -284,6 +274,7 @@ def _gpu_memory_check(ctx: Context, arch: Any) -> dict[str, Any]:
     estimates = memory_estimates(ctx.spec, arch)
     budget_gb = ctx.spec.budget.gpu_memory_gb
     if ctx.device == "cuda":
+        # heavy optional: torch
         import torch  # deferred: torch is heavy and only needed on a CUDA device
 
         budget_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
@@ -303,7 +294,6 @@ def _write_results(ctx: Context, prov: Any, checks: list[dict[str, Any]], data_i
                    prompts: list[tuple[Path, list[Any]]]) -> dict[str, Any]:
     """Write the preflight stage (prompt records, ``results.json``), or ``.work/preflight-failed.json``
     and raise with one message per failed check."""
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
 
     inputs = [path for path, _ in prompts]
     with ctx.run.stage("preflight", provenance=prov, inputs=inputs) as st:

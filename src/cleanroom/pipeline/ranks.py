@@ -12,40 +12,14 @@ on rank 0 alone (their sharding over the ranks is not built yet), while the foll
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 from cleanroom import distributed
-
-
-def _send(message: tuple[str, str | None]) -> None:
-    import torch.distributed as dist
-
-    dist.broadcast_object_list([message], src=0)
-
-
-def _receive() -> tuple[str, str | None]:
-    import torch.distributed as dist
-
-    box: list[Any] = [None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def lead(ctx: Any, stage: str) -> dict[str, Any]:
-    """On rank 0 of several: tell the followers to start *stage* on this run. Returns the world's record for
-    the stage's provenance (:func:`cleanroom.distributed.describe`: size, backend, every rank's device)."""
-    w = distributed.world()
-    if w.world_size > 1:
-        ctx.say(f"{stage}: data-parallel over {w.world_size} ranks ({w.backend})")
-        _send((stage, str(ctx.run.path)))
-    return distributed.describe(w)  # the followers make the same collective call right after receiving
-
-
-def finish() -> None:
-    """On rank 0 of several: the pipeline ended; the followers return."""
-    w = distributed.world()
-    if w.world_size > 1 and w.is_main:
-        _send(("done", None))
+from cleanroom.artifacts import RunDir
+from cleanroom.pipeline.common import BudgetMeter, Context, resolve_device
+from cleanroom.pipeline.training import follow_dpo, follow_sft
 
 
 def is_follower() -> bool:
@@ -54,13 +28,10 @@ def is_follower() -> bool:
 
 def follow(spec: Any) -> None:
     """Run on a rank other than 0 until rank 0 says ``done``: each announced stage's trainer, no files."""
-    from cleanroom.artifacts import RunDir
-    from cleanroom.pipeline.common import BudgetMeter, Context, resolve_device
-    from cleanroom.pipeline.training import follow_dpo, follow_sft
 
     steps = {"sft": follow_sft, "dpo": follow_dpo}
     while True:
-        stage, run_path = _receive()
+        stage, run_path = distributed.receive_stage()
         if stage == "done":
             return
         distributed.describe(distributed.world())  # rank 0's lead() gathers every rank's device
@@ -74,11 +45,9 @@ def follow(spec: Any) -> None:
 
 def relaunch(num_processes: int, argv: list[str], *, cpu: bool) -> int:
     """``cleanroom <argv>`` again under ``accelerate launch`` on *num_processes* ranks; its exit code."""
-    import os
-    import subprocess
 
     launch, env = distributed.launch_command(num_processes, cpu=cpu)
     return subprocess.run([*launch, "-m", "cleanroom.cli", *argv], env=os.environ | env).returncode
 
 
-__all__ = ["finish", "follow", "is_follower", "lead", "relaunch"]
+__all__ = ["follow", "is_follower", "relaunch"]

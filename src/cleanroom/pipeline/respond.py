@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cleanroom.artifacts import read_records
 from cleanroom.config import GenerationSpec
+from cleanroom.generation import generate, record_seed
+from cleanroom.ifeval import read_prompts, score_responses
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
+from cleanroom.ifeval.scoring import scoring_conditions
 from cleanroom.pipeline.common import Context, load_model, progress_bar, resolve_model
+from cleanroom.provenance import hash_file
 
 
 def generate_into(
@@ -37,9 +43,6 @@ def generate_into(
     :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
     :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
     """
-    from cleanroom.artifacts import read_records
-    from cleanroom.generation import generate, record_seed
-    from cleanroom.ifeval.prompting import STOP, clean_completion
 
     done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
     bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
@@ -77,9 +80,6 @@ def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[st
     Each verdict carries ``conditions``: the prompt's digest and the scorer's version, plus *produced_under*
     (``model``, ``generation``, ``rendering``), so ``eval compare`` can refuse files that differ in anything
     but the model."""
-    from cleanroom.ifeval import score_responses
-    from cleanroom.ifeval.scoring import scoring_conditions
-
     by_key = {p.key: p for p in prompts}
     verdicts = score_responses(prompts, {k: v["response"] for k, v in responses.items()})
     for verdict in verdicts:
@@ -93,21 +93,18 @@ def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[st
 
 def pool_records(ctx: Context) -> list[Any]:
     """The SFT instruction pool preflight wrote (SFT data takes the first ``data.n_sft``, pairs the next)."""
-    from cleanroom.ifeval import read_prompts
 
     return read_prompts(ctx.run.path / "preflight" / "sft_pool.jsonl")
 
 
 def eval_records(ctx: Context) -> list[Any]:
     """The held-out eval prompts preflight wrote."""
-    from cleanroom.ifeval import read_prompts
 
     return read_prompts(ctx.run.path / "preflight" / "eval_prompts.jsonl")
 
 
 def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Parent references to the base model's weight files and the adapters (run-relative)."""
-    from cleanroom.provenance import hash_file
 
     path, gguf = resolve_model(ctx.spec.model, ctx.run.path)
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".gguf") and (gguf is None or p.name == gguf))
@@ -121,7 +118,6 @@ def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, A
 def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: tuple[str, ...],
                       gen: Any, model_bundle: tuple | None = None) -> list[dict]:
     """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage."""
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt
 
     records = eval_records(ctx)
     if model_bundle is None:

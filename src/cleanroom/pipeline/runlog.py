@@ -80,19 +80,19 @@ def _disable_progress_bars() -> list[Any]:
     """Switch the libraries' own progress bars off; return the calls that switch them back on."""
     restore: list[Any] = []
     with contextlib.suppress(ImportError):  # transformers is an optional extra (train)
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # heavy optional: transformers
 
         if hf_logging.is_progress_bar_enabled():
             hf_logging.disable_progress_bar()
             restore.append(hf_logging.enable_progress_bar)
     with contextlib.suppress(ImportError):
-        import huggingface_hub.utils as hub_utils
+        import huggingface_hub.utils as hub_utils  # heavy optional: huggingface_hub
 
         if not hub_utils.are_progress_bars_disabled():
             hub_utils.disable_progress_bars()
             restore.append(hub_utils.enable_progress_bars)
     with contextlib.suppress(ImportError):  # datasets is an optional extra (train)
-        import datasets
+        import datasets  # heavy optional: datasets
 
         if datasets.is_progress_bar_enabled():
             datasets.disable_progress_bars()

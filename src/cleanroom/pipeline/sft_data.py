@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.errors import InputError
-from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
+from cleanroom.ifeval import score_record
+from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, few_shot_prompt, zero_shot_prompt
+from cleanroom.ifeval.teacher import teacher_response
+from cleanroom.loader import CleanModelLoader
+from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, resolve_model
 from cleanroom.pipeline.respond import generate_into, pool_records
 
 
@@ -33,8 +38,6 @@ def histogram(values: list[int], bins: int = 10) -> dict[str, list]:
 
 
 def run_sft_data(ctx: Context) -> dict[str, Any]:
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.ifeval.prompting import few_shot_prompt
 
     spec = ctx.spec
     pool = pool_records(ctx)[: spec.data.n_sft]
@@ -74,15 +77,12 @@ def _responder(ctx: Context) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """``(model, tokenizer, loader provenance, generation settings)``: the base model answers with
     ``data.teacher = none``; otherwise the programmatic teacher writes and only the tokenizer is loaded
     (``model`` is None and no engine runs)."""
-    from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
 
     spec, gen, teacher = ctx.spec, ctx.spec.sft_generation, ctx.spec.data.teacher
     if teacher == "none":
         model, tokenizer, loader_prov = load_model(ctx, probe=False)
         return model, tokenizer, loader_prov, generation_settings(ctx, "sft_data", model, gen,
                                                                   few_shot_digest=FEW_SHOT_DIGEST, teacher=teacher)
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.pipeline.common import resolve_model
 
     path, gguf = resolve_model(spec.model, ctx.run.path)
     tokenizer, loader_prov = CleanModelLoader(path, gguf_file=gguf).load_tokenizer()
@@ -91,8 +91,6 @@ def _responder(ctx: Context) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
 
 def _teacher_responses(gens: Any, pool: list[Any], parent: Any, *, seed: int) -> dict[Any, dict[str, Any]]:
     """The programmatic teacher's response to every pool record, written to *gens* (``{key: record}``)."""
-    from cleanroom.artifacts import read_records
-    from cleanroom.ifeval.teacher import teacher_response
 
     rng = np.random.default_rng(seed)
     for r in pool:
@@ -109,8 +107,6 @@ def _keep_examples(ctx: Context, tokenizer: Any, pool: list[Any], responses: dic
     """Write the responses that pass every verifiable check, fit ``sft.train.max_length`` with their EOS and
     hold no EOS inside, as ``prompt``/``completion`` examples; return why the others were dropped
     (``reasons``) and the kept texts, token lengths and instruction types."""
-    from cleanroom.ifeval import score_record
-    from cleanroom.ifeval.prompting import zero_shot_prompt
 
     reasons: Counter[str] = Counter()
     kept_texts: list[str] = []

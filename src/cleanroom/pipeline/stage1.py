@@ -34,6 +34,7 @@ from cleanroom.pipeline.runlog import open_run_log
 from cleanroom.pipeline.sft_data import run_sft_data
 from cleanroom.pipeline.training import run_dpo, run_merge, run_sft
 from cleanroom.report import write_report
+from cleanroom.training.sft import check_tracker
 
 STAGES = [
     ("preflight", run_preflight),
@@ -63,7 +64,6 @@ def record_settings(run_dir: Path, settings: dict) -> None:
 def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool = True,
                stop_after: str | None = None) -> Path:
     """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
-    from cleanroom.training.sft import check_tracker
 
     check_tracker(spec.report_to)  # a missing optional tracker package fails here, before any work
     out = Path(out).resolve()

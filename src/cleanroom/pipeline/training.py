@@ -15,11 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from cleanroom import distributed, guard, training
+from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.backend import resolve_backend
-from cleanroom.errors import ConfigError
-from cleanroom.pipeline.common import Context, capture, load_model
+from cleanroom.errors import ConfigError, DependencyError
+from cleanroom.loader import CleanModelLoader
+from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
 from cleanroom.pipeline.runlog import StampedLines
 from cleanroom.spec import replace
+from cleanroom.training import train_dpo, train_sft, unsloth_backend
 
 
 def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
@@ -32,16 +36,13 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
                        gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
         return load_model(ctx, probe=False)
-    from cleanroom.errors import DependencyError
-    from cleanroom.pipeline.common import resolve_model
-    from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
 
-    reason = unsloth_available()
+    reason = unsloth_backend.unsloth_available()
     if reason is not None:
         raise DependencyError(f"backend: unsloth requested but {reason}; install unsloth on a CUDA machine or set "
                               "backend=peft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
-    model, tokenizer = load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
+    model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                     seed=ctx.spec.seed)
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
@@ -80,7 +81,6 @@ def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], li
 
 
 def _sft_rows(ctx: Context) -> tuple[list[dict], list[dict]]:
-    from cleanroom.artifacts import read_records
 
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
             for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
@@ -95,7 +95,6 @@ def follow_sft(ctx: Context) -> Any:
 
 
 def _train_sft(ctx: Context, model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: list[dict]) -> Any:
-    from cleanroom.training import train_sft
 
     spec = ctx.spec.sft
     with trainer_output_to_log(ctx, "sft"):
@@ -105,11 +104,8 @@ def _train_sft(ctx: Context, model: Any, tokenizer: Any, train_rows: list[dict],
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.pipeline import ranks
 
-    world = ranks.lead(ctx, "sft")  # under a launcher the other ranks run follow_sft beside this
+    world = distributed.lead(ctx, "sft")  # under a launcher the other ranks run follow_sft beside this
     train_rows, eval_rows = _sft_rows(ctx)
     model, tokenizer, loader_prov = _sft_model(ctx)
     prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend, "distributed": world,
@@ -128,9 +124,6 @@ def run_sft(ctx: Context) -> dict[str, Any]:
 def _tokenizer_provenance(ctx: Context) -> dict[str, Any]:
     """The clean loader's provenance (version, quantization, revision, file digests) from the tokenizer
     alone: a stage that loads no weights still records which loader and settings its inputs came from."""
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.pipeline.common import resolve_model
-
     m = ctx.spec.model
     path, gguf = resolve_model(m, ctx.run.path)
     loader = CleanModelLoader(path, quantization=m.quantization, revision=m.revision, gguf_file=gguf,
@@ -141,10 +134,7 @@ def _tokenizer_provenance(ctx: Context) -> dict[str, Any]:
 
 def run_merge(ctx: Context) -> dict[str, Any]:
     """Prove that generating with the merged model is generating with the adapter: logits agree."""
-    from peft import PeftModel
-
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-    from cleanroom.training import merge_and_verify
+    from peft import PeftModel  # heavy optional: peft
 
     if ctx.spec.model.quantization is not None:
         # merging into 4-bit weights re-quantizes; later stages generate through the attached adapter
@@ -156,7 +146,7 @@ def run_merge(ctx: Context) -> dict[str, Any]:
     model, tokenizer, loader_prov = load_model(ctx, probe=False)
     model = PeftModel.from_pretrained(model, str(ctx.run.path / "sft" / "adapter"))
     probes = [r["prompt"] + r["completion"] for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")[:4]]
-    _, max_diff = merge_and_verify(model, tokenizer, probe_texts=probes, atol=ctx.spec.sft.merge_atol)
+    _, max_diff = training.merge_and_verify(model, tokenizer, probe_texts=probes, atol=ctx.spec.sft.merge_atol)
     report = {"merged": True, "max_abs_logit_diff": max_diff, "atol": ctx.spec.sft.merge_atol, "probes": len(probes)}
     prov = capture(ctx, "merge", loader=loader_prov, extra=report)
     with ctx.run.stage("merge", provenance=prov, inputs=["sft/adapter"]) as st:
@@ -179,7 +169,6 @@ def refuse_patched_process(stage: str) -> None:
 
 
 def _dpo_pairs(ctx: Context) -> list[dict]:
-    from cleanroom.artifacts import read_records
 
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
@@ -190,7 +179,6 @@ def _dpo_pairs(ctx: Context) -> list[dict]:
 
 
 def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:
-    from cleanroom.training import train_dpo
 
     spec = ctx.spec.dpo
     with trainer_output_to_log(ctx, "dpo"):
@@ -208,13 +196,11 @@ def follow_dpo(ctx: Context) -> Any:
 
 def run_dpo(ctx: Context) -> dict[str, Any]:
     """DPO against the SFT policy: the SFT adapter merged into the base is both start and reference."""
-    from cleanroom import guard
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.pipeline import ranks
 
-    world = ranks.lead(ctx, "dpo")  # under a launcher the other ranks run follow_dpo beside this
+    world = distributed.lead(ctx, "dpo")  # under a launcher the other ranks run follow_dpo beside this
     spec = ctx.spec.dpo
     pairs = _dpo_pairs(ctx)
+    # heavy optional: peft
     from peft import PeftModel
 
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)

@@ -82,7 +82,7 @@ def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95
     ``low = Beta(α/2; k, n−k+1)``, ``high = Beta(1−α/2; k+1, n−k)``, with 0 and 1 at the edges.
     Computed by ``statsmodels`` (``method="beta"``).
     """
-    from statsmodels.stats.proportion import proportion_confint
+    from statsmodels.stats.proportion import proportion_confint  # heavy optional: statsmodels
 
     successes, n = _check_counts(successes, n, "clopper_pearson_interval")
     alpha = 1 - check_confidence(confidence)

@@ -153,7 +153,7 @@ def compare_paired_binary(
     Worked example (Cavo et al. 2012, in Fagerland, Lydersen & Laake 2017, ch. 8): both=59,
     only_a=6, only_b=16, neither=80 → difference 10/161 = +0.0621, CI (+0.0046, +0.1186).
     """
-    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.contingency_tables import mcnemar  # heavy optional: statsmodels
 
     x, y = _as_pair(a, b, "compare_paired_binary", bool)
     z = float(sps.norm.ppf(0.5 + check_confidence(confidence) / 2))
@@ -313,7 +313,7 @@ def holm(p_values: Sequence[float] | np.ndarray, *, alpha: float = 0.05) -> np.n
     Sorted ascending, ``p_(i)`` becomes ``max_{j≤i} min(1, (m − j + 1)·p_(j))``; reject where the
     adjusted p < α. Computed by ``statsmodels.stats.multitest.multipletests(method="holm")``.
     """
-    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.multitest import multipletests  # heavy optional: statsmodels
 
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1 or p.size == 0:

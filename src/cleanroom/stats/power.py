@@ -92,7 +92,7 @@ def mde_paired_binary(n: int, discordance: float, *, alpha: float = 0.05, power:
 def mde_paired_mean(n: int, sd_difference: float, *, alpha: float = 0.05, power: float = 0.80) -> float:
     """MDE of a paired t test on graded scores: ``d_z* · s_d``, with d_z* solved from the exact
     noncentral-t power by ``statsmodels.stats.power.TTestPower``."""
-    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.power import TTestPower  # heavy optional: statsmodels
 
     alpha, power = _check(alpha, power)
     if n < 3 or not sd_difference > 0:
@@ -103,7 +103,7 @@ def mde_paired_mean(n: int, sd_difference: float, *, alpha: float = 0.05, power:
 
 def required_n_paired_mean(effect_size_dz: float, *, alpha: float = 0.05, power: float = 0.80) -> int:
     """Pairs needed for a paired t test to detect standardised effect d_z (``TTestPower``)."""
-    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.power import TTestPower  # heavy optional: statsmodels
 
     alpha, power = _check(alpha, power)
     if not effect_size_dz != 0 or not math.isfinite(effect_size_dz):

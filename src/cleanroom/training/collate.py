@@ -21,6 +21,7 @@ from typing import Any
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from cleanroom import guard
 from cleanroom.errors import ContaminationError
 
 
@@ -60,7 +61,7 @@ def _unpack(batch: dict[str, Any], lengths: list[int], pad_id: int, where: str) 
     ``sum(n_r)`` long: a position that does not restart at an example's first token lets attention (and
     the loss's context) run across two examples. Vectorised: one gather builds the ``[rows, max n]`` view.
     """
-    import torch
+    import torch  # heavy optional: torch
 
     n = torch.tensor(lengths)
     ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
@@ -99,8 +100,6 @@ class _GuardedCollator:
         raise NotImplementedError  # internal: every subclass defines it
 
     def __post_init__(self) -> None:
-        from cleanroom import guard
-
         self._forbidden = guard.forbidden_ids(self.tokenizer)
         self._eos = guard.base_eos_id(self.tokenizer)
         pad = self.tokenizer.pad_token_id
@@ -117,8 +116,6 @@ class _GuardedCollator:
         raise NotImplementedError  # internal: every subclass defines it
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        from cleanroom import guard
-
         where = f"{self.where} {self.batches_seen}"
         prompt_lengths = self._prompt_lengths(examples, where)
         batch = self._inner(examples)
@@ -169,8 +166,6 @@ class GuardedLanguageModelingCollator(_GuardedCollator):
         return [ex["prompt_length"] for ex in examples]
 
     def _check_loss_mask(self, batch: dict[str, Any], prompt_lengths: list[int], lengths: Any, where: str) -> None:
-        from cleanroom import guard
-
         labels = batch["labels"]
         guard.check_loss_mask(labels != -100, prompt_lengths, lengths, where=where, labels=labels,
                               input_ids=batch["input_ids"])
@@ -196,8 +191,6 @@ class GuardedPreferenceCollator(_GuardedCollator):
         return prompts + prompts  # the collator stacks the chosen rows, then the rejected rows
 
     def _check_loss_mask(self, batch: dict[str, Any], prompt_lengths: list[int], lengths: Any, where: str) -> None:
-        from cleanroom import guard
-
         if "completion_mask" not in batch:
             raise ContaminationError(
                 f"{where}: the preference collator returned no completion_mask, so the prompt cannot be excluded "

@@ -17,9 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from cleanroom import distributed, fixtures
+from cleanroom.artifacts import atomic_write_bytes, pretty_json
+from cleanroom.loader import CleanModelLoader
+from cleanroom.training import LoraSpec, TrainSpec, train_dpo, train_sft
 
 #: 16 distinct examples (so the data order matters: a wrong shard shows in the losses), global batch 4.
 SFT_EXAMPLES = [{"prompt": f"Item {i}: name the colour of thing {i}.\nAnswer:",
@@ -29,7 +35,6 @@ PAIRS = [{"prompt": f"Say the number {i}.\nAnswer:", "chosen": f" {i}.", "reject
 
 
 def _specs() -> tuple[Any, Any, Any]:
-    from cleanroom.training import LoraSpec, TrainSpec
 
     # fp32 on CUDA too: the comparison with one process is then about the reduction order alone
     common: dict[str, Any] = dict(max_length=64, gradient_checkpointing=False, seed=3407, logging_steps=1,
@@ -43,9 +48,9 @@ class _KillAt:
     """Exit the last rank hard (no cleanup, as a killed process) at the end of optimizer step ``step``."""
 
     def __new__(cls, step: int) -> Any:
+        # heavy optional: transformers
         from transformers import TrainerCallback
 
-        from cleanroom import distributed
 
         class KillAt(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
@@ -59,12 +64,9 @@ class _KillAt:
 
 def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[str, Any]:
     """SFT on :data:`SFT_EXAMPLES`, then DPO from the merged SFT model on :data:`PAIRS`; resumes what it finds."""
+    # heavy optional: torch
     import torch
 
-    from cleanroom import distributed
-    from cleanroom.artifacts import atomic_write_bytes, pretty_json
-    from cleanroom.loader import CleanModelLoader
-    from cleanroom.training import train_dpo, train_sft
 
     w = distributed.world()
     lora, sft_spec, dpo_spec = _specs()
@@ -87,9 +89,7 @@ def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[st
 def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, ...] = (),
            timeout_s: float = 600) -> subprocess.CompletedProcess:
     """Run this module on ``n`` ranks through ``accelerate launch`` (a free port; output captured)."""
-    import socket
 
-    from cleanroom import distributed
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,6 +102,7 @@ def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, 
 def differences(ref: Path, got: Path, *, loss_rtol: float, adapter_atol: float) -> dict[str, Any]:
     """How two runs' ``result.json`` and adapters differ: per stage, the largest relative loss difference,
     the largest absolute adapter-weight difference, and whether the logged steps are the same."""
+    # heavy optional: safetensors
     from safetensors.torch import load_file
 
     a, b = (json.loads((d / "result.json").read_text()) for d in (ref, got))
@@ -124,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="base model directory (default: the tiny fixture)")
     p.add_argument("--kill-at-step", type=int, default=None)
     args = p.parse_args(argv)
-    from cleanroom import fixtures
 
     run(args.out, args.model or fixtures.tiny_base_model(), args.kill_at_step)
     print(json.dumps({"result": str(args.out / "result.json")}))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
@@ -49,8 +50,6 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
     the EOS as *text* and tokenise it, which a clean tokenizer (``split_special_tokens=True``) turns
     into ordinary subwords instead of the EOS ID.
     """
-    from cleanroom import guard
-
     if not isinstance(pairs, Sequence) or len(pairs) == 0:
         raise InputError(f"dpo pairs: expected a non-empty list of {{'prompt', 'chosen', 'rejected'}} dicts, got {pairs!r:.80}")
     rows = []
@@ -76,10 +75,10 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
 
 def _guarded_trainer_class() -> Any:
     """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional: trl
 
     if not hasattr(DPOTrainer, "_prepare_dataset"):
-        import trl
+        import trl  # heavy optional: trl
 
         raise DependencyError(
             f"trl {trl.__version__}: DPOTrainer has no _prepare_dataset to replace; cleanroom is tested with "
@@ -95,7 +94,7 @@ def _guarded_trainer_class() -> Any:
 
 def measure_step0(trainer: Any) -> tuple[float, float]:
     """(loss, mean reward margin) of the first training batch with the initial weights, no update."""
-    import torch
+    import torch  # heavy optional: torch
 
     batch = next(iter(trainer.get_train_dataloader()))
     device = next(p for p in trainer.model.parameters()).device
@@ -130,9 +129,9 @@ def train_dpo(
     kept in ``output_dir/step0.json`` so a resumed run reports the same values). Under ``accelerate
     launch`` it runs data-parallel with ``train``'s global batch kept, as :func:`train_sft` does.
     """
+    # heavy optional: peft
     from peft import PeftModel, prepare_model_for_kbit_training
 
-    from cleanroom import distributed, guard
 
     beta, step0_atol = _check_dpo_args(lora, train, beta, step0_atol)
     output_dir = Path(output_dir)
@@ -171,9 +170,13 @@ def _check_dpo_args(lora: Any, train: Any, beta: Any, step0_atol: Any) -> tuple[
 def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec | None, train: TrainSpec, beta: float,
                  output_dir: Path, callbacks: list[Any]) -> Any:
     """The guarded DPOTrainer: rows tokenised by the guard, our collator (the guard on every batch)."""
+    # heavy optional: datasets
     from datasets import Dataset
+
+    # heavy optional: trl
     from trl import DPOConfig
 
+    # heavy optional: trl
     from cleanroom.training.collate import GuardedPreferenceCollator
 
     return _guarded_trainer_class()(
@@ -190,7 +193,6 @@ def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec
 
 def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: float) -> tuple[float, float]:
     """Step-0 loss and margin: measured and checked on a fresh start (written by rank 0), reloaded on resume."""
-    from cleanroom import distributed
 
     step0_file = output_dir / "step0.json"  # measured before the first update; a resumed run reloads it
     if checkpoint is None:

@@ -23,7 +23,7 @@ from cleanroom.errors import ConfigError, GateError
 
 def probe_logits(model: Any, tokenizer: Any, texts: Sequence[str]) -> list[Any]:
     """fp32 logits ``[len_i, vocab]`` for each text, one text at a time (no padding to mask out)."""
-    import torch
+    import torch  # heavy optional: torch
 
     device = next(model.parameters()).device
     out = []
@@ -43,7 +43,7 @@ def merge_and_verify(
     Raises ``GateError`` naming the difference and the tolerance if the logits disagree by more than
     ``atol``; ``ConfigError`` if the model has no adapter or there are no probe texts.
     """
-    from peft import PeftModel
+    from peft import PeftModel  # heavy optional: peft
 
     if not isinstance(model_with_adapter, PeftModel):
         raise ConfigError(

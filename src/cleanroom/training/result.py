@@ -50,7 +50,7 @@ class TrainResult:
 
 
 def reset_peak_memory() -> None:
-    import torch
+    import torch  # heavy optional: torch
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -58,7 +58,7 @@ def reset_peak_memory() -> None:
 
 def peak_memory() -> tuple[int, str]:
     """(bytes, kind): CUDA peak allocated when CUDA is in use, else the process's peak RSS."""
-    import torch
+    import torch  # heavy optional: torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"

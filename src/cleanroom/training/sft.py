@@ -16,13 +16,18 @@ from the newest ``checkpoint-*`` in ``output_dir`` with its optimizer, scheduler
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cleanroom import distributed, guard
 from cleanroom.errors import ConfigError, DependencyError, InputError
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
+from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 from cleanroom.training.special_ids import undo_trainer_token_alignment
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
@@ -44,8 +49,6 @@ TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wa
 def check_tracker(report_to: str) -> None:
     """Experiment tracking is optional: a tracker whose package is missing is a DependencyError with the
     install hint, raised before any work (transformers would fail deep inside the trainer's init)."""
-    import importlib.util
-
     if report_to == "none":
         return
     if report_to not in TRACKERS:
@@ -67,8 +70,6 @@ def render_examples(tokenizer: Any, examples: Sequence[dict[str, Any]], *, max_l
     Rows are ``input_ids``, ``labels`` and ``prompt_length`` (the prompt's encoded length, which the
     guarded collator checks the labels against on every batch).
     """
-    from cleanroom import guard
-
     if not isinstance(examples, Sequence) or len(examples) == 0:
         raise InputError(f"{name}: expected a non-empty list of {{'prompt', 'completion'}} dicts, got {examples!r:.80}")
     rows = []
@@ -98,10 +99,7 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     was killed); rank 0 removes it (every rank picks the same checkpoint from the same directory), and
     the previous complete checkpoint is used.
     """
-    import re
-    import shutil
 
-    from cleanroom import distributed
 
     if not resume:
         return None
@@ -128,8 +126,6 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
     Under a launcher the Trainer saves on rank 0 only; every rank waits for that save before returning.
     Returns ``(seconds, peak_mem_bytes, peak_mem_kind, adapter_dir)``; shared by SFT and DPO.
     """
-    from cleanroom import distributed, guard
-    from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 
     reset_peak_memory()
     start = time.perf_counter()
@@ -147,6 +143,7 @@ def train_and_save(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: s
 
 def with_callbacks(callbacks: Sequence[Any], budget: Callable[[], str | None] | None) -> tuple[list[Any], Any]:
     """The trainer's callbacks plus a ``BudgetCallback`` when a budget is polled; returns (callbacks, budget_cb)."""
+    # heavy optional: transformers
     from cleanroom.training.budget import BudgetCallback
 
     budget_cb = BudgetCallback(budget) if budget is not None else None
@@ -155,7 +152,6 @@ def with_callbacks(callbacks: Sequence[Any], budget: Callable[[], str | None] | 
 
 def distributed_spec(train: TrainSpec) -> tuple[TrainSpec, dict[str, Any]]:
     """*train* divided over the launched ranks (same global batch) and the record of it for provenance."""
-    from cleanroom import distributed
 
     w = distributed.world()
     per_rank = distributed.divide_batch(train, w)
@@ -180,7 +176,7 @@ def _guarded_sft_trainer_class() -> Any:
     The Trainer drops dataset columns that are not model inputs; TRL keeps ``input_ids``, ``labels`` and
     ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed).
     """
-    from trl import SFTTrainer
+    from trl import SFTTrainer  # heavy optional: trl
 
     class GuardedSFTTrainer(SFTTrainer):
         def _set_signature_columns_if_needed(self) -> None:
@@ -214,7 +210,6 @@ def train_sft(
     (:func:`cleanroom.distributed.divide_batch`; recorded in ``result.distributed``).
     Returns a ``TrainResult``; ``result.model`` is the PEFT-wrapped model.
     """
-    from cleanroom import guard
 
     check_specs(lora, train)
     # The Unsloth backend attaches its LoRA at load time (load_unsloth marks the model); anything else
@@ -225,6 +220,7 @@ def train_sft(
     rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
     eval_rows = render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval") if eval_examples else None
     if is_quantized(model) and not prewrapped:
+        # heavy optional: peft
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
@@ -242,6 +238,7 @@ def train_sft(
 
 
 def _refuse_adapter(model: Any, prewrapped: bool) -> None:
+    # heavy optional: peft
     from peft import PeftModel
 
     if isinstance(model, PeftModel) and not prewrapped:
@@ -254,10 +251,16 @@ def _refuse_adapter(model: Any, prewrapped: bool) -> None:
 def _sft_trainer(model: Any, tokenizer: Any, rows: list[dict], eval_rows: list[dict] | None, *, lora: LoraSpec | None,
                  train: TrainSpec, output_dir: Path, callbacks: list[Any]) -> Any:
     """The guarded SFTTrainer: our collator (the guard on every batch), our rows, early stopping if asked."""
+    # heavy optional: datasets
     from datasets import Dataset
+
+    # heavy optional: transformers
     from transformers import EarlyStoppingCallback
+
+    # heavy optional: trl
     from trl import SFTConfig
 
+    # heavy optional: trl
     from cleanroom.training.collate import GuardedLanguageModelingCollator
 
     kwargs = train.trainer_kwargs(str(output_dir), has_eval=eval_rows is not None)

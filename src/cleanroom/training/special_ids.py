@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cleanroom import guard
+
 
 def undo_trainer_token_alignment(model: Any) -> list[str]:
     """Put back the special-token IDs the clean loader left on the model's configs; returns what changed.
@@ -23,8 +25,6 @@ def undo_trainer_token_alignment(model: Any) -> list[str]:
     ↔ ``[151643]``) — nothing that introduces an ID the snapshot did not have. A rewrite to another
     token (``<|im_end|>`` as EOS) is left in place, so ``guard.recheck`` right after refuses it.
     """
-    from cleanroom import guard
-
     expected = getattr(model, guard.SNAPSHOT_ATTR, None)
     if not expected:
         return []

@@ -74,7 +74,7 @@ class LoraSpec(Spec):
 
     def to_peft(self) -> Any:
         """The matching ``peft.LoraConfig`` (task CAUSAL_LM, no bias, B initialised to zero)."""
-        from peft import LoraConfig
+        from peft import LoraConfig  # heavy optional: peft
 
         return LoraConfig(
             r=self.r,
@@ -148,7 +148,7 @@ class TrainSpec(Spec):
         """Whether to train in bf16 mixed precision (``auto``: CUDA with bf16 support)."""
         if self.precision != "auto":
             return self.precision == "bf16"
-        import torch
+        import torch  # heavy optional: torch
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 

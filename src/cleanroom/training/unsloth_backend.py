@@ -23,12 +23,13 @@ from cleanroom.training.specs import LoraSpec
 def unsloth_available() -> str | None:
     """None when the backend can be used, else the reason it cannot."""
     try:
-        import torch
+        import torch  # heavy optional: torch
     except ImportError:
         return "torch is not installed"
     if not torch.cuda.is_available():
         return "CUDA is not available (unsloth needs an NVIDIA GPU)"
     try:
+        # heavy optional: unsloth
         import unsloth  # noqa: F401
     except Exception as exc:  # unsloth raises more than ImportError when its stack is incomplete
         return f"unsloth does not import: {type(exc).__name__}: {exc}"
@@ -50,7 +51,7 @@ def load_unsloth(
     if reason is not None:
         raise DependencyError(f"unsloth backend unavailable: {reason}; install with `pip install 'cleanroom[unsloth]'` "
                               "on a CUDA machine or use backend=peft")
-    from unsloth import FastLanguageModel
+    from unsloth import FastLanguageModel  # heavy optional: unsloth
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=model_name, max_seq_length=max_seq_length, load_in_4bit=quantization == "nf4", dtype=None,

@@ -1,0 +1,63 @@
+"""The run directory's layout: its schema names, the names it accepts, how its JSON files are written,
+and how ``run.json`` and the stage directories are read back (by the run, the attestation and verification)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from cleanroom.errors import MissingFileError, ProvenanceError
+from cleanroom.hashing import canonical_json
+
+RUN_SCHEMA = "cleanroom.run/v1"
+MANIFEST_SCHEMA = "cleanroom.manifest/v1"
+NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def pretty_json(obj: Any) -> bytes:
+    """The human-readable form of manifests and attestations: sorted keys, indent 2, trailing newline.
+
+    Deterministic, so verification can require the bytes to be exactly ``pretty_json(parsed)`` and
+    catch even a whitespace edit.
+    """
+    canonical_json(obj)  # same value rules (no NaN, str keys)
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+
+
+def read_run_meta(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(run_id, config_sha256)`` of the run at *path*; :class:`MissingFileError` (exit 2) when *path* is not
+    a run directory, :class:`ProvenanceError` when its ``run.json`` was changed."""
+    p = Path(path)
+    meta_path = p / "run.json"
+    if not meta_path.is_file() or not (p / "config.resolved.yaml").is_file():
+        raise MissingFileError(
+            f"{p} is not a cleanroom run directory (run.json and config.resolved.yaml missing); "
+            "pass runs/<run_id>"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        return meta["run_id"], meta["config_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProvenanceError(f"{meta_path} is unreadable ({exc}); the run metadata was changed") from None
+
+
+def stage_names(path: str | os.PathLike[str]) -> list[str]:
+    """Names of stage directories (those holding ``stage.json`` or ``manifest.json``), sorted."""
+    return sorted(
+        d.name
+        for d in Path(path).iterdir()
+        if d.is_dir() and ((d / "stage.json").exists() or (d / "manifest.json").exists())
+    )
+
+
+__all__ = ["MANIFEST_SCHEMA", "NAME", "RUN_SCHEMA", "now", "pretty_json", "read_run_meta", "stage_names"]

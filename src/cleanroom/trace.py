@@ -1,0 +1,142 @@
+"""Tracing a record of a run back to its roots (behind ``cleanroom trace``): each parent link followed to
+the record or file it names, down to the base model's files the producing stage recorded."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cleanroom.broken import require_run
+from cleanroom.errors import InputError
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One node of a record's ancestry: a record of the run, an external artifact, or a missing link."""
+
+    kind: str  # "record" | "artifact" | "external" | "missing"
+    artifact: str
+    record_id: str | None
+    line: int | None
+    sha256: str | None  # content_sha256 for records, file digest for artifacts
+    model: dict[str, Any] | None
+    parents: tuple[TraceNode, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "artifact": self.artifact,
+            "record_id": self.record_id,
+            "line": self.line,
+            "sha256": self.sha256,
+            "model": self.model,
+            "parents": [p.to_dict() for p in self.parents],
+        }
+
+
+def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Every record of the finished stages by id, and each stage's model files; a malformed line or
+    manifest is an :class:`InputError` naming the file and line (``cleanroom verify`` says more)."""
+    records: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    fix = f"run `cleanroom verify {root}` to find what changed"
+    for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
+        mpath = sdir / "manifest.json"
+        try:
+            manifest = json.loads(mpath.read_bytes())
+            model = (manifest.get("provenance") or {}).get("model")
+            record_files = list(manifest.get("records", {}))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InputError(f"{mpath}: not a readable stage manifest ({exc}); {fix}") from None
+        if isinstance(model, dict):
+            models[sdir.name] = {"resolved_path": model.get("resolved_path"), "files": model.get("files")}
+        for rel in record_files:
+            path = sdir / rel
+            if not path.is_file():
+                raise InputError(f"{path}: record file listed in {mpath} is missing; {fix}")
+            with open(path, "rb") as fh:
+                for lineno, raw in enumerate(fh, start=1):
+                    try:
+                        rec = json.loads(raw)
+                        rid = rec["provenance"]["record_id"]
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
+                                         f"{fix}") from None
+                    if not isinstance(rid, str):
+                        raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
+                    records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
+    return records, models
+
+
+def list_records(run_dir: str | os.PathLike[str]) -> list[tuple[str, str, int]]:
+    """``(record_id, artifact, line)`` of every record of the run's finished stages, in file order."""
+    root = Path(run_dir)
+    require_run(root)
+    records, _ = _index(root)
+    return sorted(((rid, a, line) for rid, (a, line, _) in records.items()), key=lambda t: (t[1], t[2]))
+
+
+def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> TraceNode:
+    """Walk *record_id* back through its parents to the roots (source records, external files, base model).
+
+    Each record node carries the model files (path and digests) of the stage that produced it.
+    :class:`InputError` when the id is not in the run or a record file is malformed.
+    """
+    root = Path(run_dir)
+    require_run(root)
+    records, models = _index(root)
+    if record_id not in records:
+        close = difflib.get_close_matches(record_id, list(records), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(
+            f"record {record_id!r} is not in run {root}{hint}; list its record ids with `cleanroom trace {root}`"
+        )
+
+    def walk(rid: str, seen: frozenset[str]) -> TraceNode:
+        artifact, lineno, rec = records[rid]
+        block = rec["provenance"]
+        parents = []
+        links = block.get("parents")
+        for p in links if isinstance(links, list) else []:
+            p = p if isinstance(p, dict) else {}
+            pid, name, sha = p.get("record_id"), p.get("artifact"), p.get("sha256")
+            if not isinstance(name, str) or not name:
+                parents.append(TraceNode("missing", "(no artifact named)", pid, None, sha, None, ()))
+            elif isinstance(pid, str) and pid in records and records[pid][0] == name and pid not in seen:
+                parents.append(walk(pid, seen | {pid}))
+            elif Path(name).is_absolute():
+                parents.append(TraceNode("external", name, pid, None, sha, None, ()))
+            elif (root / name).exists():
+                parents.append(TraceNode("artifact", name, pid, None, sha, None, ()))
+            else:
+                parents.append(TraceNode("missing", name, pid, None, sha, None, ()))
+        stage = artifact.split("/", 1)[0]
+        return TraceNode("record", artifact, rid, lineno, block.get("content_sha256"), models.get(stage), tuple(parents))
+
+    return walk(record_id, frozenset({record_id}))
+
+
+def format_trace(node: TraceNode, indent: int = 0) -> str:
+    """Text rendering of a trace tree: one node a line, parents indented beneath their child."""
+    pad = "  " * indent + ("<- " if indent else "")
+    if node.kind == "record":
+        head = f"{pad}{node.record_id}  [{node.artifact} line {node.line}]  content {node.sha256[:16] if node.sha256 else '-'}"
+    else:
+        sha = node.sha256[:16] if node.sha256 else "-"
+        head = f"{pad}{node.kind}: {node.artifact}" + (f" record {node.record_id}" if node.record_id else "") + f"  sha256 {sha}"
+    lines = [head]
+    if node.model:
+        files = node.model.get("files") or {}
+        lines.append("  " * (indent + 1) + f"model {node.model.get('resolved_path')} ({len(files)} files)")
+        for name, sha in sorted(files.items()):
+            lines.append("  " * (indent + 2) + f"{name}  sha256 {sha[:16]}")
+    for parent in node.parents:
+        lines.append(format_trace(parent, indent + 1))
+    return "\n".join(lines)
+
+
+__all__ = ["TraceNode", "format_trace", "list_records", "trace_record"]
