@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     # 3 model use: loading and generating.
     "cleanroom.loader": 3,
     "cleanroom.generation": 3,
+    "cleanroom.dense_decoding": 3,  # 4-bit layers dequantized once for generation
     "cleanroom.inspection": 3,  # inspect-model: load and report
     "cleanroom.scan": 3,  # scan-data: a JSONL file's records through the guard
     # 4 artifacts: the run directory on disk and its verification.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cleanroom import generation, guard
+from cleanroom import dense_decoding, generation, guard
 from cleanroom.errors import ConfigError, ContaminationError, InputError
 from cleanroom.generation import choose_engine, generate, greedy_divergences, record_seed
 from cleanroom.ifeval.prompting import STOP, few_shot_prompt
@@ -192,7 +192,7 @@ def test_static_decodes_4bit_with_dense_weights_and_restores_them(tiny_nf4):
     assert count > 0
     with torch.no_grad():
         before = model(input_ids=ids).logits
-        with generation._dequantized(model, enabled=True):
+        with dense_decoding.dequantized(model, enabled=True):
             assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
             dense = model(input_ids=ids).logits
         after = model(input_ids=ids).logits
@@ -222,7 +222,7 @@ def test_dense_decoding_keeps_an_adapter_and_refuses_when_memory_is_short(tiny_n
         with peft_model.disable_adapter():
             base = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
         assert len(greedy_divergences(peft_model, tok, prompts, ref, base, tie_tol=1e-2)) >= 4
-        monkeypatch.setattr(generation, "DENSE_HEADROOM_BYTES", 2**60)
+        monkeypatch.setattr(dense_decoding, "DENSE_HEADROOM_BYTES", 2**60)
         kept = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
         assert "4-bit weights kept" in kept.engine_reason and "does not fit" in kept.engine_reason
         assert greedy_divergences(peft_model, tok, prompts, ref, kept, tie_tol=1e-2) == []

@@ -208,8 +208,7 @@ def check_loss_mask(
     also be its own input ID (transformers shifts internally). One reduction and one host synchronisation
     per batch; the details of a finding are computed only when there is one.
     """
-    # heavy optional: torch
-    import torch  # heavy; the guard's other scans need only numpy
+    import torch  # heavy optional: torch (the guard's other scans need only numpy)
 
     sup = torch.as_tensor(supervised).bool()
     if sup.ndim != 2:
