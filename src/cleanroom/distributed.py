@@ -15,7 +15,6 @@ averages the gradients; this module only answers the questions the stages ask ar
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from cleanroom.errors import ConfigError
+from cleanroom.spec import replace
 
 T = TypeVar("T")
 #: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 generates
@@ -138,9 +138,9 @@ def divide_batch(train: T, w: World) -> T:
         return train
     batch, accum = train.batch_size, train.gradient_accumulation_steps  # type: ignore[attr-defined]
     if accum % n == 0:
-        return dataclasses.replace(train, gradient_accumulation_steps=accum // n)  # type: ignore[type-var]
+        return replace(train, gradient_accumulation_steps=accum // n)  # type: ignore[type-var]  # a TrainSpec
     if batch % n == 0:
-        return dataclasses.replace(train, batch_size=batch // n)  # type: ignore[type-var]
+        return replace(train, batch_size=batch // n)  # type: ignore[type-var]
     raise ConfigError(
         f"global batch {batch} x {accum} (batch_size x gradient_accumulation_steps) cannot be split over "
         f"{n} processes: neither {batch} nor {accum} is divisible by {n}; choose a batch_size or "

@@ -23,7 +23,7 @@ from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
 from cleanroom.pipeline.runlog import StampedLines
 from cleanroom.spec import replace
-from cleanroom.training import train_dpo, train_sft, unsloth_backend
+from cleanroom.training import unsloth_backend
 
 
 def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
@@ -98,7 +98,7 @@ def _train_sft(ctx: Context, model: Any, tokenizer: Any, train_rows: list[dict],
 
     spec = ctx.spec.sft
     with trainer_output_to_log(ctx, "sft"):
-        return train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
+        return training.train_sft(model, tokenizer, train_rows, lora=spec.lora, train=train_spec(ctx, spec.train),
                          output_dir=ctx.run.path / ".work" / "sft", eval_examples=eval_rows or None, resume=True,
                          budget=ctx.budget.exhausted)
 
@@ -182,7 +182,7 @@ def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> A
 
     spec = ctx.spec.dpo
     with trainer_output_to_log(ctx, "dpo"):
-        return train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train), beta=spec.beta,
+        return training.train_dpo(model, tokenizer, pairs, lora=spec.lora, train=train_spec(ctx, spec.train), beta=spec.beta,
                          output_dir=ctx.run.path / ".work" / "dpo", resume=True, budget=ctx.budget.exhausted,
                          step0_atol=spec.step0_atol)
 
