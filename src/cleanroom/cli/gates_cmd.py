@@ -8,15 +8,9 @@ FILE`` then fails only on new ones. Exit 0 clean, 1 findings, 2 usage or configu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import replace
 
-from cleanroom import __version__
-from cleanroom.code_gates import RULES, load_config, run_gates
-from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
-from cleanroom.code_gates.config import with_overrides
-from cleanroom.code_gates.formats import github_lines, sarif
+from cleanroom.code_gates.command import FORMATS, gates_command, rule_lines
 
 
 def _rules(text: str) -> list[str]:
@@ -34,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("text", "json", "github", "sarif"),
+        choices=FORMATS,
         default="text",
         help="text lines, JSON, GitHub workflow annotations or SARIF 2.1.0 (default: text)",
     )
@@ -71,45 +65,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-
     if args.list_rules:
-        for rule in RULES:
-            scope = "outside loader modules" if rule.loader_exempt else "everywhere"
-            off = "" if rule.default else ", off by default"
-            print(f"{rule.id} {rule.name}: {rule.forbids} ({scope}{off})")
+        print("\n".join(rule_lines()))
         return 0
-    config = with_overrides(
-        load_config(args.config),
-        loader_modules=args.loader_module,
-        exclude=args.exclude,
-        select=args.select,
-        extend_select=args.extend_select,
-        ignore=args.ignore,
+    out = gates_command(
+        config=args.config, paths=args.paths, fmt="json" if args.json else args.format,
+        loader_modules=args.loader_module, exclude=args.exclude, select=args.select,
+        extend_select=args.extend_select, ignore=args.ignore, baseline=args.baseline,
+        write_baseline_to=args.write_baseline, use_cache=not args.no_cache,
     )
-    accepted = read_baseline(args.baseline) if args.baseline else None
-    report = run_gates(config, args.paths or None, use_cache=not args.no_cache)
-    if args.write_baseline:
-        n = write_baseline(report.violations, config.root, args.write_baseline)
-        print(
-            f"cleanroom gates: wrote {n} finding(s) to {args.write_baseline}; "
-            f"run with --baseline {args.write_baseline} to fail only on new ones"
-        )
-        return 0
-    if accepted is not None:
-        new, baselined, stale = apply_baseline(report.violations, config.root, accepted)
-        report = replace(report, violations=new, baselined=baselined, stale=stale)
-    fmt = "json" if args.json else args.format
-    if fmt == "json":
-        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
-    elif fmt == "sarif":
-        print(json.dumps(sarif(report.violations, config.root, __version__), indent=1))
-    else:
-        for line in github_lines(report.violations) if fmt == "github" else report.lines():
-            print(line)
-        for line in report.summary():
-            print(line, file=sys.stderr if report.ok else sys.stdout)
-    return 0 if report.ok else 1
+    for line in out.stdout:
+        print(line)
+    for line in out.stderr:
+        print(line, file=sys.stderr)
+    return out.exit_code
 
 
 __all__ = ["add_parser", "run"]
