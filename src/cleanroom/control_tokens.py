@@ -87,3 +87,12 @@ def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
         return []
     pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
     return [(m.start(), m.group(0)) for m in pattern.finditer(text)]
+
+
+def ids_of(value: Any) -> set[int]:
+    """The token IDs of a config field that holds one ID, a list of them, or None (``eos_token_id`` and kin)."""
+    if value is None:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value}

@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cleanroom.control_tokens import ids_of
 from cleanroom.guard import encode
 
 PROBE_THRESHOLD = 0.2  # p_eot at or above: reported as a warning with its score
@@ -79,14 +80,6 @@ class ProbeResult:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
-
-
-def _ids_of(value: Any) -> set[int]:
-    if value is None:
-        return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(v) for v in value}
 
 
 def end_of_turn_ids(tokenizer: Any) -> set[int]:
@@ -143,7 +136,7 @@ def probe_model(
     """Combine the static markers with the behavioural probe (when ``model`` is given)."""
     eot = end_of_turn_ids(tokenizer)
     markers = name_markers(*names, getattr(config, "_name_or_path", None))
-    eos_ids = _ids_of(getattr(generation_config, "eos_token_id", None)) | _ids_of(getattr(config, "eos_token_id", None))
+    eos_ids = ids_of(getattr(generation_config, "eos_token_id", None)) | ids_of(getattr(config, "eos_token_id", None))
     eot_in_eos = bool(eos_ids & eot)
     reasons = [f"name marker: {m}" for m in markers]
     if eot_in_eos:

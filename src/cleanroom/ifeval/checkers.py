@@ -217,24 +217,23 @@ def _letter_frequency(kw):
     return lambda r: _compare(r.lower().count(letter), kw["let_relation"], kw["let_frequency"])
 
 
-def _english_capital(kw):
-    def check(r):
-        if not r.isupper():
-            return False
-        detected = _text.detect_language(r)
-        return detected is None or detected == "en"
+def _english_case(case_ok):
+    """A checker factory: the response passes *case_ok* (all upper / all lower) and reads as English."""
 
-    return check
+    def make(kw):
+        def check(r):
+            if not case_ok(r):
+                return False
+            detected = _text.detect_language(r)
+            return detected is None or detected == "en"
+
+        return check
+
+    return make
 
 
-def _english_lowercase(kw):
-    def check(r):
-        if not r.islower():
-            return False
-        detected = _text.detect_language(r)
-        return detected is None or detected == "en"
-
-    return check
+_english_capital = _english_case(str.isupper)
+_english_lowercase = _english_case(str.islower)
 
 
 def _no_comma(kw):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cleanroom import guard
+from cleanroom.control_tokens import ids_of
 
 
 def undo_trainer_token_alignment(model: Any) -> list[str]:
@@ -34,18 +35,10 @@ def undo_trainer_token_alignment(model: Any) -> list[str]:
         where, _, attr = key.partition("_")
         obj = targets.get(where)
         current = getattr(obj, attr, None) if obj is not None else None
-        if obj is not None and current != value and _ids(current) <= _ids(value):
+        if obj is not None and current != value and ids_of(current) <= ids_of(value):
             changed.append(f"{key}: {getattr(obj, attr, None)!r} -> {value!r}")
             setattr(obj, attr, value)
     return changed
-
-
-def _ids(value: Any) -> set[int]:
-    if value is None:
-        return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(v) for v in value}
 
 
 __all__ = ["undo_trainer_token_alignment"]
