@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +47,8 @@ def dense_decoding(model: Any, *, prompt_width: int, max_new_tokens: int, batch_
     layers = _linear4bit_modules(model)
     if not layers:
         return False, ""
-    if len(model.__dict__.get(DENSE_ATTR, {})) >= len(layers):
+    made = model.__dict__.get(DENSE_ATTR)
+    if made is not None and all(layer in made for _, _, layer in layers):
         return True, f"{len(layers)} 4-bit layers decode with the dense copies made by an earlier call"
     dtype = layers[0][2].compute_dtype or torch.bfloat16
     dense = sum(layer.out_features * layer.in_features for _, _, layer in layers) * dtype.itemsize
@@ -69,7 +71,7 @@ def dense_decoding(model: Any, *, prompt_width: int, max_new_tokens: int, batch_
                   f"{str(dtype).replace('torch.', '')}, {free / gib:.1f} GiB free)")
 
 
-#: attribute of a model holding its dense copies, ``{id(4-bit layer): dense layer}``, made once, reused by every call
+#: attribute of a model holding its dense copies, ``{4-bit layer: dense layer}`` (weak keys), made once, reused by every call
 DENSE_ATTR = "_cleanroom_dense_layers"
 
 
@@ -116,13 +118,15 @@ def dequantized(model: Any, *, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    cache: dict[int, Any] = model.__dict__.setdefault(DENSE_ATTR, {})
+    # keyed by the 4-bit layer itself, weakly: a layer replaced later (a merge, an unload) never finds the copy
+    # of the one it replaced, as an id() key reused by a new object could
+    cache: weakref.WeakKeyDictionary[Any, Any] = model.__dict__.setdefault(DENSE_ATTR, weakref.WeakKeyDictionary())
     swapped = []
     try:
         for parent, name, layer in _linear4bit_modules(model):
-            if id(layer) not in cache:
-                cache[id(layer)] = _dense_layer(layer)
-            setattr(parent, name, cache[id(layer)])
+            if layer not in cache:
+                cache[layer] = _dense_layer(layer)
+            setattr(parent, name, cache[layer])
             swapped.append((parent, name, layer))
         yield
     finally:
