@@ -93,6 +93,8 @@ def bench_model(path: Path, precision: str, args: argparse.Namespace) -> list[di
             r["divergences"] = sum(g >= args.tie_tol for g in gaps)  # ... at a gap that is not a tie
             r["max_gap"] = round(max(gaps), 4) if gaps else 0.0
             r["gaps"] = sorted(round(g, 4) for g in gaps)
+            print(json.dumps({"model": path.name, "precision": precision, "engine": r["engine"], "differ": r["differ"],
+                              "divergences": r["divergences"], "max_gap": r["max_gap"], "gaps": r["gaps"]}), flush=True)
     for r in rows:
         r.pop("result")
         r.update(model=path.name, precision=precision, weight_gib=round(weight_bytes / 2**30, 2),

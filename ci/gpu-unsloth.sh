@@ -6,8 +6,11 @@
 #   2. on the box, in consecutive transfers while it stays up (each transfer <= 64 MiB):
 #        ci/gpu.sh --install                 (carry .whl/:          the project's wheels -> /tmp/cleanroom-site)
 #        ci/gpu-unsloth.sh --install         (carry .whl-unsloth/:  Unsloth's stack      -> /tmp/unsloth-site)
-#        ci/gpu-unsloth.sh OUT_DIR           the gate's checks 1, 3, 4 and 10 (Unsloth beside peft), then Stage 1
-#                                             with backend=unsloth on a random Qwen2.5-0.5B, then verify
+#        ci/gpu-unsloth.sh OUT_DIR [all|gate|stage1]
+#                                             gate: the gate's checks 1, 3, 4 and 10 (Unsloth beside peft);
+#                                             stage1: Stage 1 with backend=unsloth on a random Qwen2.5-0.5B (SFT
+#                                             with Unsloth; `cleanroom run` continues DPO in a fresh process), then
+#                                             verify; all (default): both, in one transfer (~10 min)
 #   A rented box with pip access: pip install 'cleanroom[train,unsloth]' in a fresh venv instead of steps 1-2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,19 +26,26 @@ if [[ "${1:-}" == "--install" ]]; then
   exec python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/unsloth-site .whl-unsloth/*.whl
 fi
-out="${1:?usage: ci/gpu-unsloth.sh --download DIR | --install | OUT_DIR}"
+out="${1:?usage: ci/gpu-unsloth.sh --download DIR | --install | OUT_DIR [all|gate|stage1]}"
+what="${2:-all}"
 mkdir -p "$out/gate"
 [[ -d /tmp/unsloth-site && -d /tmp/cleanroom-site ]] || { echo "install both wheel sets first (see the header)"; exit 2; }
 export PYTHONPATH="/tmp/unsloth-site:/tmp/cleanroom-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1
-export CLEANROOM_GATE_DIR="$out/gate" CLEANROOM_CACHE="${CLEANROOM_CACHE:-$HOME/.cache/cleanroom}"
+export CLEANROOM_GATE_DIR="$out/gate" CLEANROOM_CACHE="${CLEANROOM_CACHE:-/tmp/cleanroom-cache}"
+rc=0
+if [[ "$what" == all || "$what" == gate ]]; then
 start=$(date +%s)
 timeout -s ABRT "${GATE_TIMEOUT_S:-300}" python3 -X faulthandler -m pytest -m gpu -p cleanroom.pytest_plugin \
   -p no:randomly -p no:cacheprovider verification/test_gpu_gate.py -k "test_1_ or test_3_ or test_4_ or test_10_" \
   -q -rs > "$out/gate.log" 2>&1
-echo "gate (checks 1,3,4,10) rc=$? in $(( $(date +%s) - start ))s: $(grep -E '[0-9]+ (passed|failed)' "$out/gate.log" | tail -1)"
+rc=$?
+echo "gate (checks 1,3,4,10) rc=$rc in $(( $(date +%s) - start ))s: $(grep -E '[0-9]+ (passed|failed)' "$out/gate.log" | tail -1)"
+[[ -f "$out/gate/gate-report.md" ]] && grep -E '^\| *(1|3|4|10)' "$out/gate/gate-report.md" | cut -c1-400
+fi
+[[ "$what" == all || "$what" == stage1 ]] || exit $rc
 start=$(date +%s)
-timeout -s ABRT "${STAGE1_TIMEOUT_S:-240}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
+timeout -s ABRT "${STAGE1_TIMEOUT_S:-420}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
   --out "$out/runs" --no-progress backend=unsloth \
   model.random_init=qwen2.5-0.5b model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
   data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=24 pairs.min_pairs=8 \
@@ -44,6 +54,6 @@ timeout -s ABRT "${STAGE1_TIMEOUT_S:-240}" python3 -X faulthandler -m cleanroom.
   dpo.train.max_steps=4 > "$out/pipeline.log" 2>&1
 rc=$?
 echo "stage1 backend=unsloth rc=$rc in $(( $(date +%s) - start ))s"
-grep -E '^\[' "$out/pipeline.log" | tail -25
+grep -E '^\[|continues in a fresh process' "$out/pipeline.log" | tail -30
 for run in "$out"/runs/*/; do [[ -d "$run" ]] && python3 -m cleanroom.cli verify "$run"; done
 exit $rc

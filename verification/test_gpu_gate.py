@@ -557,8 +557,10 @@ def _saved_tokenizer_diff(saved: Path, clean: Path) -> list[str]:
         if not ref.exists():
             diff.append(f"{name} (only beside the unsloth adapter)")
         elif name.endswith(".json"):
-            if json.loads(mine.read_text()) != json.loads(ref.read_text()):
-                diff.append(name)
+            a, b = json.loads(mine.read_text()), json.loads(ref.read_text())
+            if a != b:
+                keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) if isinstance(a, dict) and isinstance(b, dict) else []
+                diff.append(f"{name} ({', '.join(keys)})" if keys else name)
         elif mine.read_bytes() != ref.read_bytes():
             diff.append(name)
     return diff
@@ -645,7 +647,8 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
                  unsloth_first_step_s=u_steps["first_step_s"], peft_first_step_s=p_steps["first_step_s"],
                  unsloth_median_step_s=u_steps["median_step_s"], peft_median_step_s=p_steps["median_step_s"],
                  break_even_steps=round(extra / gain, 1) if gain > 0 else None,
-                 saved_tokenizer_differs=tokenizer_diff, unsloth_faster=faster)
+                 saved_tokenizer_differs=tokenizer_diff, unsloth_faster=faster,
+                 unsloth_tokenizer_rewrites_dropped=getattr(u_model, "cleanroom_unsloth_tokenizer_rewrites", None))
         c.require(res.steps == SFT_STEPS, f"Unsloth trained {res.steps} steps, expected {SFT_STEPS}")
         c.require(not bad, f"Unsloth's SFT losses leave peft's beyond the tolerance at steps {bad}; use backend=peft")
         c.require(not tokenizer_diff, f"Unsloth saved a tokenizer that differs from peft's clean one: {tokenizer_diff}")

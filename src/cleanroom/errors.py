@@ -78,6 +78,16 @@ class BudgetExceededError(CleanroomError, RuntimeError):
     """The run reached ``max_cost_usd`` or ``max_hours``; it stopped at a checkpoint."""
 
 
+class PatchedProcessError(ConfigError):
+    """A stage cannot run in this process because a library patched it for the whole process (Unsloth patches
+    transformers on import); the stages before it are saved, and the run continues in a fresh process with
+    ``--resume`` (``cleanroom run`` does that itself, once). ``stage`` names the stage that refused."""
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
 __all__ = [
     "BudgetExceededError",
     "CleanroomError",
@@ -88,6 +98,7 @@ __all__ = [
     "IncomparableError",
     "InputError",
     "MissingFileError",
+    "PatchedProcessError",
     "ProvenanceError",
     "StatisticsError",
     "TRAIN_PACKAGES",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from cleanroom import distributed
 from cleanroom.config import load_config
+from cleanroom.errors import PatchedProcessError
 from cleanroom.pipeline import ranks
 from cleanroom.pipeline.estimate import estimate_stage1
 from cleanroom.pipeline.stage1 import run_stage1
+from cleanroom.pipeline.training import FRESH_PROCESS_ENV
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
                           stop_after=args.stop_after)
         distributed.finish()
+    except PatchedProcessError as exc:
+        return _continue_in_fresh_process(args, exc)
     except KeyboardInterrupt:
         # a line of its own (a progress bar may hold the cursor mid-line), then the command that continues
         print(f"\ncleanroom run: interrupted; finished stages and checkpoints are kept. Continue with:\n"
@@ -75,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"run directory: {path}")
     return 0
 
+
+
+def _continue_in_fresh_process(args: argparse.Namespace, exc: PatchedProcessError) -> int:
+    """Replace this process with the same ``cleanroom run`` plus ``--resume``: the finished stages are on disk
+    and are reused, and the refusing stage runs where nothing was patched. Once per stage and only for a
+    single process (a launcher's ranks cannot be replaced one by one): otherwise the refusal stands."""
+    if os.environ.get(FRESH_PROCESS_ENV) == exc.stage or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise exc
+    argv = _launched_argv(args)
+    if "--resume" not in argv:
+        argv.insert(argv.index("--out") + 2, "--resume")
+    print(f"cleanroom run: {exc.stage} continues in a fresh process (this one was patched: {str(exc).split(';')[0]}); "
+          f"the same as:\n  {shlex.join(['cleanroom', *argv])}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.environ[FRESH_PROCESS_ENV] = exc.stage
+    os.execv(sys.executable, [sys.executable, "-m", "cleanroom.cli", *argv])
+    return 2  # not reached: execv does not return
 
 
 def _launched_argv(args: argparse.Namespace) -> list[str]:

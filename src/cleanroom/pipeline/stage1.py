@@ -24,7 +24,7 @@ from typing import Any
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.config import RunSpec, config_sha256, identity_dict, operational_dict
-from cleanroom.errors import CleanroomError, ConfigError
+from cleanroom.errors import CleanroomError, ConfigError, PatchedProcessError
 from cleanroom.pipeline.baseline import run_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
 from cleanroom.pipeline.evaluation import run_eval
@@ -120,7 +120,11 @@ def _run_stages(spec: RunSpec, run: RunDir, log_file: Any, *, resume: bool, prog
                 budget.check(name)
                 t0 = time.monotonic()
                 ctx.say(f"{name}: running")
-                stage(ctx)
+                try:
+                    stage(ctx)
+                except PatchedProcessError as exc:  # the CLI continues in a fresh process: say why in the log
+                    ctx.say(f"{name}: refused in this process: {exc}")
+                    raise
                 ctx.say(f"{name}: finished in {time.monotonic() - t0:.1f} s (spent so far ${budget.cost_usd:.2f})")
             if name == stop_after:
                 ctx.say(f"stopping after {name} as asked")

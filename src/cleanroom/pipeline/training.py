@@ -9,6 +9,7 @@ DPO and the merge use peft on the saved adapter in both cases.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from cleanroom import distributed, guard, training
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.backend import resolve_backend
-from cleanroom.errors import ConfigError, DependencyError
+from cleanroom.errors import ConfigError, DependencyError, PatchedProcessError
 from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
 from cleanroom.pipeline.runlog import StampedLines
@@ -154,17 +155,22 @@ def run_merge(ctx: Context) -> dict[str, Any]:
     return report
 
 
+#: set by ``cleanroom run`` in the fresh process it starts after a :class:`PatchedProcessError`, naming the stage
+#: that asked for it: a second refusal there is an error, not a loop; the stage's provenance records it
+FRESH_PROCESS_ENV = "CLEANROOM_FRESH_PROCESS"
+
+
 def refuse_patched_process(stage: str) -> None:
     """Refuse a peft stage in a process where Unsloth was imported: it patches transformers for the whole
     process, and on the H200 the DPO stage that followed an Unsloth SFT then compiled for over four minutes
     without finishing step 0 (docs/gpu-gate.md, session 14). The stages before it are on disk, so a new
-    process resumes the run without importing Unsloth."""
+    process resumes the run without importing Unsloth; ``cleanroom run`` starts that process itself."""
     if "unsloth" in sys.modules:
-        raise ConfigError(
+        raise PatchedProcessError(
             f"{stage}: Unsloth was imported in this process (the SFT stage ran with backend=unsloth) and patches "
             f"transformers for every later stage, which then recompiles per shape (measured: DPO stuck compiling step 0 "
             f"for > 4 min on the H200); the run is saved up to here — run the same `cleanroom run` command again "
-            f"with --resume: a new process resumes at {stage} without importing Unsloth"
+            f"with --resume: a new process resumes at {stage} without importing Unsloth", stage=stage,
         )
 
 
@@ -210,7 +216,8 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     prov = capture(ctx, "dpo", loader=loader_prov, extra={"beta": spec.beta, "n_pairs": len(pairs),
                                                           "reference": "SFT policy (sft/adapter merged)",
                                                           "distributed": world,
-                                                          "policy_adapters": policy})
+                                                          "policy_adapters": policy, "backend": "peft",
+                                                          "fresh_process": os.environ.get(FRESH_PROCESS_ENV) == "dpo"})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
         result = _train_dpo(ctx, model, tokenizer, pairs)
         guard.recheck(result.model, tokenizer)

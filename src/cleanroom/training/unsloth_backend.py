@@ -12,34 +12,58 @@ LoRA wrapping so a change made by Unsloth is a ContaminationError, never a silen
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
 from typing import Any
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, DependencyError
-from cleanroom.loader import clean_model, clean_tokenizer
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError
+from cleanroom.loader import CleanModelLoader, clean_model, clean_tokenizer
+from cleanroom.sentinels import SENTINELS
 from cleanroom.training.specs import LoraSpec
 
 
 def unsloth_available() -> str | None:
-    """None when the backend can be used, else the reason it cannot."""
+    """None when the backend can be used, else the reason it cannot.
+
+    Whether unsloth imports is asked of a child Python, not of this process: importing unsloth patches
+    transformers for the whole process (every later stage, DPO included, then runs its compiled code), so a
+    mere availability check — ``backend: auto`` in preflight — must leave this process as it was. Only
+    :func:`load_unsloth` imports it here.
+    """
     try:
         import torch  # heavy optional: torch
     except ImportError:
         return "torch is not installed"
     if not torch.cuda.is_available():
         return "CUDA is not available (unsloth needs an NVIDIA GPU)"
+    if "unsloth" in sys.modules:
+        return None
+    return _child_import("unsloth")
+
+
+@functools.cache
+def _child_import(module: str) -> str | None:
+    """None if ``import module`` succeeds in a child of this interpreter, else the last line it printed."""
     try:
-        # heavy optional: unsloth
-        import unsloth  # noqa: F401
-    except Exception as exc:  # unsloth raises more than ImportError when its stack is incomplete
-        return f"unsloth does not import: {type(exc).__name__}: {exc}"
-    return None
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
+                              timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{module} import could not be tried in a child process: {type(exc).__name__}: {exc}"
+    if done.returncode == 0:
+        return None
+    lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
+    return f"{module} does not import: {lines[-1] if lines else f'exit status {done.returncode}'}"
 
 
 def load_unsloth(
     model_name: str, *, max_seq_length: int, quantization: str | None, lora: LoraSpec, seed: int = 3407
 ) -> tuple[Any, Any]:
-    """(model with LoRA attached, tokenizer) through Unsloth; refuses a swapped model name.
+    """(model with LoRA attached, the clean loader's tokenizer) through Unsloth; refuses a swapped model name.
+
+    Unsloth's own tokenizer is checked (it must encode the sentinels as the clean one does) and dropped; the
+    fields it had rewritten are listed on the model as ``cleanroom_unsloth_tokenizer_rewrites``.
 
     ``quantization`` is the loader's vocabulary: ``"nf4"`` (Unsloth's 4-bit) or None; Unsloth has
     no int8 path, so ``"int8"`` is refused rather than silently loaded another way.
@@ -63,17 +87,28 @@ def load_unsloth(
             f"unsloth loaded {loaded!r} but {model_name!r} was requested; a silent swap of the model is refused — "
             "pass the exact local path or pin the repository"
         )
+    # Unsloth's tokenizer is not the one the run uses: it comes back rewritten (pad token <|vision_pad|>) with
+    # Unsloth's save hooks bound to it, which re-write tokenizer_config.json in every checkpoint (measured on
+    # the H200, docs/gpu-gate.md session 14). The run trains with, and saves, the clean loader's tokenizer; Unsloth's
+    # must encode exactly as it does (else the model Unsloth prepared expects other IDs) and is then dropped.
+    clean, _ = CleanModelLoader(model_name, probe=False).load_tokenizer(decide=False)
+    probes = list(SENTINELS)
+    if [guard.encode(tokenizer, t, add_bos=False) for t in probes] != [guard.encode(clean, t, add_bos=False) for t in probes]:
+        raise ContaminationError(f"{model_name}: the tokenizer Unsloth returned encodes text differently from the clean "
+                                 "loader's; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
     clean_tokenizer(tokenizer)
-    setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
-    clean_model(model, guard.base_eos_id(tokenizer))
-    setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, tokenizer)["model"])
+    theirs, ours = guard.snapshot(None, tokenizer)["tokenizer"], guard.snapshot(None, clean)["tokenizer"]
+    rewrites = sorted(k for k in ours if theirs.get(k) != ours[k])
+    clean_model(model, guard.base_eos_id(clean))
+    setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, clean)["model"])
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
-    guard.recheck(model, tokenizer)
+    guard.recheck(model, clean)
+    model.cleanroom_unsloth_tokenizer_rewrites = rewrites  # what Unsloth's (dropped) tokenizer had changed, re-cleaned
     model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
-    return model, tokenizer
+    return model, clean
 
 
 __all__ = ["load_unsloth", "unsloth_available"]
