@@ -88,13 +88,17 @@ def bench_model(path: Path, precision: str, args: argparse.Namespace) -> list[di
         r["ratio_to_plain"] = round(r["tokens_per_s"] / ref["tokens_per_s"], 2)
         r["pct_roofline"] = round(100 * r["tokens_per_s"] / roofline, 1) if cuda else None
         if r["requests"] == len(prompts):
-            gaps = [d[-1] for d in greedy_first_differences(model, tok, prompts, ref["result"], r["result"])]
+            first = greedy_first_differences(model, tok, prompts, ref["result"], r["result"])
+            gaps, steps = [d[4] for d in first], [d[5] for d in first]
             r["differ"] = len(gaps)  # prompts whose tokens differ from hf's anywhere
             r["divergences"] = sum(g >= args.tie_tol for g in gaps)  # ... at a gap that is not a tie
+            r["divergences_steps"] = sum(k >= args.tie_steps for k in steps)  # ... tolerance in bf16 steps
             r["max_gap"] = round(max(gaps), 4) if gaps else 0.0
+            r["max_steps"] = round(max(steps), 1) if steps else 0.0
             r["gaps"] = sorted(round(g, 4) for g in gaps)
             print(json.dumps({"model": path.name, "precision": precision, "engine": r["engine"], "differ": r["differ"],
-                              "divergences": r["divergences"], "max_gap": r["max_gap"], "gaps": r["gaps"]}), flush=True)
+                              "divergences": r["divergences"], "divergences_steps": r["divergences_steps"],
+                              "max_gap": r["max_gap"], "max_steps": r["max_steps"], "gaps": r["gaps"]}), flush=True)
     for r in rows:
         r.pop("result")
         r.update(model=path.name, precision=precision, weight_gib=round(weight_bytes / 2**30, 2),
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--bandwidth", type=float, default=4.3e12, help="bytes/s the GPU reads memory at (H200: 4.3e12)")
     p.add_argument("--tie-tol", type=float, default=0.1, help="logit gap under which two greedy choices tie")
+    p.add_argument("--tie-steps", type=float, default=8.0,
+                   help="the same tolerance in bfloat16 steps at the logits' magnitude (column divergences_steps)")
     p.add_argument("--cpu-tiny", action="store_true", help="the tiny fixture on the CPU (fp32)")
     p.add_argument("--paged-on-cpu", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.precisions.split(","):
                 rows += bench_model(path, precision, args)
     header = ("model", "precision", "engine", "batch", "requests", "tokens_per_s", "pct_roofline", "ratio_to_plain",
-              "warmup_s", "differ", "divergences", "max_gap")
+              "warmup_s", "differ", "divergences", "divergences_steps", "max_gap", "max_steps")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(str(r.get(h, "")) for h in header) + " |")

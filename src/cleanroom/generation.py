@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import math
 import time
 import typing
 from collections.abc import Iterator, Sequence
@@ -190,12 +191,14 @@ def generate(
 
 
 def greedy_first_differences(model: Any, tokenizer: Any, prompts: Sequence[str], reference: GenerationResult,
-                             candidate: GenerationResult) -> list[tuple[int, int, int, int, float]]:
-    """``(prompt, position, reference token, candidate token, logit gap)`` where two greedy runs part.
+                             candidate: GenerationResult) -> list[tuple[int, int, int, int, float, float]]:
+    """``(prompt, position, reference token, candidate token, logit gap, gap in bfloat16 steps)`` where two
+    greedy runs part.
 
     At the first position ``j`` where the kept token lists differ (a sequence that ended counts as having
     emitted the base EOS there), the reference model is run on ``prompt + reference[:j]`` and the gap is
-    ``|logit[a] - logit[b]|`` of the two tokens chosen there.
+    ``|logit[a] - logit[b]|`` of the two tokens chosen there; the steps are that gap over the bfloat16 spacing
+    at the larger of the two logits (``2**(floor(log2 |x|) - 7)``: 1/64 for logits in [2, 4)).
     """
     import torch  # heavy optional: torch
 
@@ -211,22 +214,30 @@ def greedy_first_differences(model: Any, tokenizer: Any, prompts: Sequence[str],
         ids = torch.tensor([guard.encode(tokenizer, prompts[i]) + ref[:j]], device=device)
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, -1].float()
-        found.append((i, j, a, b, abs(float(logits[a] - logits[b]))))
+        gap = abs(float(logits[a] - logits[b]))
+        top = max(abs(float(logits[a])), abs(float(logits[b])), 2.0**-126)
+        found.append((i, j, a, b, gap, gap / 2.0 ** (math.floor(math.log2(top)) - 7)))
     return found
 
 
 def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], reference: GenerationResult,
-                       candidate: GenerationResult, *, tie_tol: float) -> list[str]:
+                       candidate: GenerationResult, *, tie_tol: float | None = None,
+                       tie_steps: float | None = None) -> list[str]:
     """The prompts where *candidate*'s greedy tokens leave *reference*'s other than at a tie.
 
-    A first difference (:func:`greedy_first_differences`) whose logit gap is under ``tie_tol`` is a tie
+    A first difference (:func:`greedy_first_differences`) whose logit gap is under the tolerance is a tie
     (either token is a correct greedy choice; batching and kernels may break it differently); anything else
-    is a divergence and is listed. The tolerance is the logit noise of the precision: about 1e-3 in
-    float32, about 0.1 in bfloat16/nf4 (bfloat16 keeps 8 bits of mantissa: 2^-8 of a logit of 10-30).
+    is a divergence and is listed. The tolerance is the logit noise of the precision, given either absolute
+    (``tie_tol``: about 1e-3 in float32) or in bfloat16 steps at the logits' magnitude (``tie_steps``: bf16
+    keeps 8 bits of mantissa, so two kernel sets summing a deep bf16 forward in other orders part by a few
+    steps; 8 steps is 3% of the logit).
     """
-    return [f"prompt {i}, new token {j}: reference {a}, candidate {b}, logit gap {gap:.4g} >= {tie_tol}"
-            for i, j, a, b, gap in greedy_first_differences(model, tokenizer, prompts, reference, candidate)
-            if gap >= tie_tol]
+    if (tie_tol is None) == (tie_steps is None):
+        raise ConfigError("greedy_divergences: give exactly one of tie_tol (absolute) or tie_steps (bfloat16 steps)")
+    return [f"prompt {i}, new token {j}: reference {a}, candidate {b}, logit gap {gap:.4g} ({steps:.1f} bf16 steps) "
+            f">= {tie_tol if tie_tol is not None else f'{tie_steps} steps'}"
+            for i, j, a, b, gap, steps in greedy_first_differences(model, tokenizer, prompts, reference, candidate)
+            if (gap >= tie_tol if tie_tol is not None else steps >= tie_steps)]
 
 
 # ---------------------------------------------------------------------------------------------- hf / static
