@@ -46,7 +46,7 @@ fi
 [[ "$what" == all || "$what" == stage1 ]] || exit $rc
 start=$(date +%s)
 timeout -s ABRT "${STAGE1_TIMEOUT_S:-420}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
-  --out "$out/runs" --no-progress backend=unsloth \
+  --out "$out/runs" --no-progress "backend=${BACKEND:-unsloth}" ${GATE_REPORT:+--gate-report "$GATE_REPORT"} \
   model.random_init=qwen2.5-0.5b model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
   data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=24 pairs.min_pairs=8 \
   pairs.samples_per_instruction=2 baseline.max_new_tokens=32 sft_generation.max_new_tokens=32 \

@@ -92,11 +92,13 @@ def load_unsloth(
     # the H200, docs/gpu-gate.md session 14). The run trains with, and saves, the clean loader's tokenizer; Unsloth's
     # must encode exactly as it does (else the model Unsloth prepared expects other IDs) and is then dropped.
     clean, _ = CleanModelLoader(model_name, probe=False).load_tokenizer(decide=False)
-    probes = list(SENTINELS)
-    if [guard.encode(tokenizer, t, add_bos=False) for t in probes] != [guard.encode(clean, t, add_bos=False) for t in probes]:
-        raise ContaminationError(f"{model_name}: the tokenizer Unsloth returned encodes text differently from the clean "
-                                 "loader's; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
     clean_tokenizer(tokenizer)
+    for text in SENTINELS:
+        theirs_ids, ours_ids = guard.encode(tokenizer, text, add_bos=False), guard.encode(clean, text, add_bos=False)
+        if theirs_ids != ours_ids:
+            raise ContaminationError(
+                f"{model_name}: the tokenizer Unsloth returned encodes {text!r} as {theirs_ids[:12]} but the clean "
+                f"loader's as {ours_ids[:12]}; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
     theirs, ours = guard.snapshot(None, tokenizer)["tokenizer"], guard.snapshot(None, clean)["tokenizer"]
     rewrites = sorted(k for k in ours if theirs.get(k) != ours[k])
     clean_model(model, guard.base_eos_id(clean))
