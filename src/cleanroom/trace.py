@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,9 @@ class TraceNode:
     parents: tuple[TraceNode, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "artifact": self.artifact,
-            "record_id": self.record_id,
-            "line": self.line,
-            "sha256": self.sha256,
-            "model": self.model,
-            "parents": [p.to_dict() for p in self.parents],
-        }
+        # one level at a time (not dataclasses.asdict), so ``parents`` is a list of dicts
+        shallow = {f.name: getattr(self, f.name) for f in fields(self)}
+        return shallow | {"parents": [p.to_dict() for p in self.parents]}
 
 
 def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
