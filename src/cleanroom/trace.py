@@ -12,6 +12,7 @@ from typing import Any
 
 from cleanroom.broken import require_run
 from cleanroom.errors import InputError
+from cleanroom.jsonl import scan_jsonl
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,17 @@ def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict
             path = sdir / rel
             if not path.is_file():
                 raise InputError(f"{path}: record file listed in {mpath} is missing; {fix}")
-            with open(path, "rb") as fh:
-                for lineno, raw in enumerate(fh, start=1):
-                    try:
-                        rec = json.loads(raw)
-                        rid = rec["provenance"]["record_id"]
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
-                                         f"{fix}") from None
-                    if not isinstance(rid, str):
-                        raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
-                    records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
+            for lineno, _, rec, error, _ in scan_jsonl(path):
+                try:
+                    if error is not None:  # the line is not JSON: reported below like any other defect
+                        raise error
+                    rid = rec["provenance"]["record_id"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
+                                     f"{fix}") from None
+                if not isinstance(rid, str):
+                    raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
+                records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
     return records, models
 
 
