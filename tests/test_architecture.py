@@ -15,6 +15,14 @@ import y``) and relative (``from .x import y``) — and checks four rules:
 
 Imports under ``if TYPE_CHECKING:`` never run, so they are exempt from (b) but still must point down (a).
 ``docs/architecture.md`` draws the same layers; when a module moves, change ``LAYERS`` and that page together.
+
+Two size limits keep each module one concept and each function readable in one screen:
+
+(e) **oversize module**: a module of more than ``MAX_MODULE_LINES`` (400) lines says why in its docstring, on
+    a line that starts ``Size:`` followed by the reason;
+(f) **oversize function**: a function (or method) of more than ``MAX_FUNCTION_LINES`` (60) lines, ``def`` to
+    its last line, says why in a ``# Size: <reason>`` comment on its ``def`` line, a decorator line, or the
+    comment lines just above them.
 """
 
 from __future__ import annotations
@@ -358,6 +366,46 @@ def check(src: Path, layers: dict[str, int] = LAYERS, heavy: frozenset[str] = HE
     return problems
 
 
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+_SIZE_DOC = re.compile(r"^\s*Size:\s*\S")  # a module docstring's line: "Size: <reason>"
+_SIZE_COMMENT = re.compile(r"#\s*Size:\s*\S")  # a function's comment: "# Size: <reason>"
+
+
+def _says_why_long(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A ``# Size:`` comment on the ``def`` line, a decorator line, or the comment lines just above them."""
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    candidates = lines[first - 1: node.lineno]
+    above = first - 2  # 0-based index of the line above the first decorator (or the def)
+    while above >= 0 and lines[above].lstrip().startswith("#"):
+        candidates.append(lines[above])
+        above -= 1
+    return any(_SIZE_COMMENT.search(text) for text in candidates)
+
+
+def check_sizes(src: Path, package: str = "cleanroom", max_module: int = MAX_MODULE_LINES,
+                max_function: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every violation of rules (e) and (f) under *src*, as ``file:line ... : rule`` messages."""
+    problems = []
+    for path in module_names(src, package).values():
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        tree = ast.parse(text, filename=str(path))
+        where = path.relative_to(src.parent)
+        doc = ast.get_docstring(tree) or ""
+        if len(lines) > max_module and not any(_SIZE_DOC.match(line) for line in doc.splitlines()):
+            problems.append(f"{where}: {len(lines)} lines, more than {max_module}: oversize module; split it "
+                            f"where it holds two concepts, or say why in its docstring on a line 'Size: <reason>'")
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for node in sorted(functions, key=lambda n: n.lineno):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > max_function and not _says_why_long(lines, node):
+                problems.append(f"{where}:{node.lineno} {node.name} is {length} lines, more than {max_function}: "
+                                f"oversize function; split it along a seam, or say why in a '# Size: <reason>' "
+                                f"comment on its def line or just above it")
+    return problems
+
+
 def test_every_module_has_a_layer():
     """A new module must be placed in a layer (``LAYERS`` and docs/architecture.md) before it can be imported."""
     missing = [f"{path.relative_to(SRC.parent)}: {name} has no layer; add its prefix to LAYERS in "
@@ -415,6 +463,54 @@ def test_checker_accepts_a_clean_tree_and_type_checking_imports(tmp_path):
                                 "from .. import errors\nclass R:\n    pass\n",
     })
     assert check(src) == []
+
+
+def test_modules_and_functions_stay_within_the_size_limits_or_say_why():
+    problems = check_sizes(SRC)
+    assert not problems, f"{len(problems)} size violation(s):\n" + "\n".join(problems)
+
+
+def _function(name: str, body_lines: int, above: str = "") -> str:
+    """A function of ``1 + body_lines`` lines (its def line and *body_lines* statements)."""
+    return above + f"def {name}():\n" + "".join(f"    x{i} = {i}\n" for i in range(body_lines))
+
+
+def test_size_check_reports_a_planted_oversize_module_and_function(tmp_path):
+    """The size check is not blind: one line over each limit fails, naming the file, line and rule."""
+    src = _plant(tmp_path, {
+        "__init__.py": "",
+        "big.py": '"""A module with no reason to be long."""\n' + "x = 1\n" * MAX_MODULE_LINES,  # 401 lines
+        "long.py": "class C:\n" + textwrap.indent(_function("method", MAX_FUNCTION_LINES), "    "),  # 61-line method
+        # a "# Size:" comment that is not just above the def (code between) does not count
+        "far.py": "# Size: the comment is too far away\nx = 1\n" + _function("far", MAX_FUNCTION_LINES),
+    })
+    problems = check_sizes(src)
+    assert problems == [
+        f"src/cleanroom/big.py: {MAX_MODULE_LINES + 1} lines, more than {MAX_MODULE_LINES}: oversize module; split "
+        "it where it holds two concepts, or say why in its docstring on a line 'Size: <reason>'",
+        f"src/cleanroom/far.py:3 far is {MAX_FUNCTION_LINES + 1} lines, more than {MAX_FUNCTION_LINES}: oversize "
+        "function; split it along a seam, or say why in a '# Size: <reason>' comment on its def line or just above it",
+        f"src/cleanroom/long.py:2 method is {MAX_FUNCTION_LINES + 1} lines, more than {MAX_FUNCTION_LINES}: "
+        "oversize function; split it along a seam, or say why in a '# Size: <reason>' comment on its def line or "
+        "just above it",
+    ], problems
+
+
+def test_size_check_accepts_limits_met_or_a_stated_reason(tmp_path):
+    """At the limit passes; over it passes only with the reason where the rule says (an empty one does not)."""
+    reason = "Size: the table of checks reads top to bottom"
+    src = _plant(tmp_path, {
+        "__init__.py": "",
+        "at_limit.py": "x = 1\n" * MAX_MODULE_LINES,
+        "said.py": f'"""A long module.\n\n{reason}.\n"""\n' + "x = 1\n" * MAX_MODULE_LINES,
+        "fits.py": _function("fits", MAX_FUNCTION_LINES - 1),
+        "above.py": _function("above", MAX_FUNCTION_LINES, above=f"# {reason}\n# (one more comment line)\n"),
+        "decorated.py": _function("decorated", MAX_FUNCTION_LINES, above=f"# {reason}\n@staticmethod\n"),
+        "on_def.py": _function("on_def", MAX_FUNCTION_LINES).replace("():\n", f"():  # {reason}\n", 1),
+    })
+    assert check_sizes(src) == []
+    empty = _plant(tmp_path / "empty", {"__init__.py": "", "f.py": _function("f", MAX_FUNCTION_LINES, above="# Size:\n")})
+    assert len(check_sizes(empty)) == 1
 
 
 @pytest.mark.parametrize(("module", "layer"), [

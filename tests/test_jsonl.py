@@ -37,3 +37,24 @@ def test_good_files_read_exactly_and_a_run_record_file_may_be_empty(tmp_path) ->
     assert read_records(path) == []  # a stage's record file can hold zero records (its manifest says so)
     with pytest.raises(MissingFileError):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_scan_gives_each_lines_exact_bytes_value_or_error_and_marks_only_a_torn_last_line(tmp_path) -> None:
+    """The primitive under every reader: split on b"\\n" alone, nothing judged beyond "is it JSON"."""
+    from cleanroom.jsonl import scan_jsonl, scan_jsonl_bytes
+
+    data = b'{"a": 1}\r\n\n{"a": \xff}\n[2]\n{"b": '
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(data)
+    lines = list(scan_jsonl(path))
+    assert [ln._replace(error=str(ln.error)) for ln in lines] == [
+        ln._replace(error=str(ln.error)) for ln in scan_jsonl_bytes(data)
+    ]
+    assert [ln.number for ln in lines] == [1, 2, 3, 4, 5]
+    assert [ln.raw for ln in lines] == [b'{"a": 1}\r', b"", b'{"a": \xff}', b"[2]", b'{"b": ']
+    assert [ln.value for ln in lines] == [{"a": 1}, None, None, [2], None]
+    assert [type(ln.error).__name__ for ln in lines] == [
+        "NoneType", "JSONDecodeError", "UnicodeDecodeError", "NoneType", "JSONDecodeError"
+    ]
+    assert [ln.complete for ln in lines] == [True, True, True, True, False]
+    assert list(scan_jsonl_bytes(b"")) == [] and list(scan_jsonl_bytes(b"{}\n"))[0].complete

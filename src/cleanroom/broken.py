@@ -3,7 +3,7 @@ helpers that name the first difference between what a run recorded and what is o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,7 @@ class Broken:
         return f"{where}: {self.check}: expected {self.expected}, found {self.found}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "check": self.check,
-            "expected": self.expected,
-            "found": self.found,
-            "message": self.message,
-        }
+        return {**asdict(self), "message": self.message}
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,19 @@ class Phase:
 
 @dataclass(frozen=True)
 class CostProjection:
-    """Projected ``hours`` and ``dollars``; ``phase_hours`` per phase (overhead included as its own key)."""
+    """``phase_hours`` per phase (overhead included as its own key) at ``price_per_hour``; ``hours`` and
+    ``dollars`` are derived from them, so the three can never disagree."""
 
-    hours: float
-    dollars: float
     price_per_hour: float
     phase_hours: Mapping[str, float]
+
+    @property
+    def hours(self) -> float:
+        return sum(self.phase_hours.values())
+
+    @property
+    def dollars(self) -> float:
+        return self.hours * self.price_per_hour
 
     def within(self, *, max_cost_usd: float | None = None, max_hours: float | None = None) -> bool:
         """Whether the projection fits the budget (an unset limit always fits)."""
@@ -88,9 +95,7 @@ def project_cost(
         hours[p.name] = hours.get(p.name, 0.0) + p.seconds / 3600
     if overhead_s:
         hours["overhead"] = overhead_s / 3600
-    total = sum(hours.values())
-    return CostProjection(hours=total, dollars=total * price_per_hour, price_per_hour=float(price_per_hour),
-                          phase_hours=hours)
+    return CostProjection(price_per_hour=float(price_per_hour), phase_hours=hours)
 
 
 def stage1_phases(

@@ -77,21 +77,20 @@ def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     Outside git the commit is ``"unknown"``.
     """
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    commit = _stdout(["git", "rev-parse", "HEAD"], cwd=where, timeout=10)
+    status = _stdout(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, timeout=10)
+    if commit is None or status is None:
         return {"commit": "unknown", "dirty": False}
-    return {"commit": commit, "dirty": bool(status.strip())}
+    return {"commit": commit.strip(), "dirty": bool(status.strip())}
+
+
+def _stdout(args: list[str], *, timeout: float, cwd: Path | None = None) -> str | None:
+    """The standard output of a command that ran and exited 0; None when it could not run, failed or hung:
+    every fact read from a tool is optional, so a missing git or driver never fails a report."""
+    try:
+        return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=True, timeout=timeout).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _cpu_model() -> str:
@@ -118,15 +117,8 @@ def _nvidia_smi() -> list[dict[str, str]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=20,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _stdout([exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], timeout=20)
+    if out is None:
         return []
     gpus = []
     for line in out.strip().splitlines():
@@ -145,11 +137,8 @@ def _nvidia_smi_cuda() -> str | None:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None
-    try:
-        out = subprocess.run([exe], capture_output=True, text=True, check=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"CUDA Version:\s*([0-9][0-9.]*)", out)
+    out = _stdout([exe], timeout=20)
+    match = re.search(r"CUDA Version:\s*([0-9][0-9.]*)", out) if out is not None else None
     return match.group(1) if match else None
 
 

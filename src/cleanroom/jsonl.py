@@ -12,19 +12,62 @@ record files) goes through :func:`read_jsonl`, so each command answers the same 
   record files of a run, whose manifests record their counts, zero included).
 
 Lines end in ``\\n``; a last line without one is read like the others.
+
+Underneath is :func:`scan_jsonl` (and :func:`scan_jsonl_bytes`), the one place that splits a file into
+lines and decodes them: each line as :class:`JsonLine` (number, exact bytes, the parsed value or the
+reason it is not JSON, and whether it ended in ``\\n``), judging nothing. The readers that must see the
+bytes build on it and word their own verdicts: ``verify`` (each record line's exact bytes, a torn last
+line as a broken edge), ``artifacts.records.RecordWriter`` (cuts a torn last line off before resuming)
+and ``trace`` (a malformed record, in its ``file:line`` form).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cleanroom.errors import InputError, MissingFileError
 
 _BOM = b"\xef\xbb\xbf"
+
+
+class JsonLine(NamedTuple):
+    """One line of a JSONL file, as read: nothing judged beyond "is it JSON"."""
+
+    number: int  # 1-based
+    raw: bytes  # the line's exact bytes, without its b"\n"
+    value: Any  # the parsed JSON value; None when ``error`` is set
+    error: ValueError | None  # UnicodeDecodeError (not UTF-8) or json.JSONDecodeError; None when parsed
+    complete: bool  # ended in b"\n"; False only for a torn last line (the bytes after the last b"\n")
+
+
+def _scan(lines: Iterable[bytes]) -> Iterator[JsonLine]:
+    for number, raw in enumerate(lines, start=1):
+        complete = raw.endswith(b"\n")
+        body = raw[:-1] if complete else raw
+        value: Any = None
+        error: ValueError | None = None
+        try:
+            value = json.loads(body.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+            error = exc
+        yield JsonLine(number, body, value, error, complete)
+
+
+def scan_jsonl(path: str | os.PathLike[str]) -> Iterator[JsonLine]:
+    """Each line of the file at *path* (read as it streams) as a :class:`JsonLine`: split on ``b"\\n"``
+    only, decoded as strict UTF-8, parsed with :func:`json.loads`; an empty file yields nothing."""
+    with open(path, "rb") as fh:
+        yield from _scan(fh)
+
+
+def scan_jsonl_bytes(data: bytes) -> Iterator[JsonLine]:
+    """:func:`scan_jsonl` over bytes already read (for a caller that also hashes or truncates them)."""
+    return _scan(io.BytesIO(data))
 
 
 def iter_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
@@ -37,26 +80,21 @@ def iter_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     if not p.is_file():
         raise MissingFileError(f"{what} {p} does not exist; pass an existing JSONL file")
     lineno = 0
-    with open(p, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{p} line {lineno}"
-            if lineno == 1 and raw.startswith(_BOM):
-                raise InputError(f"{where}: starts with a UTF-8 byte-order mark; save the file as UTF-8 without BOM")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{where}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); re-encode the file as UTF-8"
-                ) from None
-            if not line.strip():
-                raise InputError(f"{where}: blank line; a JSONL file holds one JSON object per line — remove it")
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg}); fix or remove the line") from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, raw, obj, error, _ in scan_jsonl(p):
+        where = f"{p} line {lineno}"
+        if lineno == 1 and raw.startswith(_BOM):
+            raise InputError(f"{where}: starts with a UTF-8 byte-order mark; save the file as UTF-8 without BOM")
+        if isinstance(error, UnicodeDecodeError):
+            raise InputError(
+                f"{where}: not UTF-8 (byte {raw[error.start]:#04x} at offset {error.start}); re-encode the file as UTF-8"
+            )
+        if error is not None and not raw.decode("utf-8").strip():
+            raise InputError(f"{where}: blank line; a JSONL file holds one JSON object per line — remove it")
+        if isinstance(error, json.JSONDecodeError):
+            raise InputError(f"{where}: not valid JSON ({error.msg}); fix or remove the line")
+        if not isinstance(obj, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
     if lineno == 0 and not allow_empty:
         raise InputError(f"{what} {p} is empty (0 bytes); nothing was read, so nothing was checked")
 
@@ -67,4 +105,4 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     return [obj for _, obj in iter_jsonl(path, what=what, allow_empty=allow_empty)]
 
 
-__all__ = ["iter_jsonl", "read_jsonl"]
+__all__ = ["JsonLine", "iter_jsonl", "read_jsonl", "scan_jsonl", "scan_jsonl_bytes"]

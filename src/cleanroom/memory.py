@@ -86,23 +86,21 @@ CHECKPOINT_FIXED_BYTES = 32 * 2**20
 QUANTIZATIONS = ("bf16", "nf4", "int8", None)
 OPTIMIZERS = ("adamw",)
 
-#: Qwen2.5 base configurations (from each repository's config.json).
-QWEN25_ARCHS: dict[str, dict[str, Any]] = {
-    "Qwen2.5-0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "Qwen2.5-1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "Qwen2.5-3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "Qwen2.5-7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "Qwen2.5-14B": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
-                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-    "Qwen2.5-32B": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40,
-                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-}
 _ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "vocab_size")
+#: Qwen2.5 base configurations (from each repository's config.json): one row per model, the columns of
+#: ``_ARCH_KEYS`` followed by ``tie_word_embeddings``.
+_QWEN25_TABLE = {  # hidden, intermediate, layers, heads, kv heads, vocab, tied
+    "Qwen2.5-0.5B": (896, 4864, 24, 14, 2, 151936, True),
+    "Qwen2.5-1.5B": (1536, 8960, 28, 12, 2, 151936, True),
+    "Qwen2.5-3B": (2048, 11008, 36, 16, 2, 151936, True),
+    "Qwen2.5-7B": (3584, 18944, 28, 28, 4, 152064, False),
+    "Qwen2.5-14B": (5120, 13824, 48, 40, 8, 152064, False),
+    "Qwen2.5-32B": (5120, 27648, 64, 40, 8, 152064, False),
+}
+QWEN25_ARCHS: dict[str, dict[str, Any]] = {
+    name: dict(zip((*_ARCH_KEYS, "tie_word_embeddings"), row, strict=True)) for name, row in _QWEN25_TABLE.items()
+}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +61,8 @@ class ProvenanceRecord:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "stage": self.stage,
-            "run_id": self.run_id,
-            "created_at": self.created_at,
-            "cleanroom_version": self.cleanroom_version,
-            "git": copy.deepcopy(self.git),
-            "config_sha256": self.config_sha256,
-            "model": copy.deepcopy(self.model),
-            "loader": copy.deepcopy(self.loader),
-            "loader_version": self.loader_version,
-            "quantization": copy.deepcopy(self.quantization),
-            "generation": copy.deepcopy(self.generation),
-            "seeds": copy.deepcopy(self.seeds),
-            "packages": copy.deepcopy(self.packages),
-            "hardware": copy.deepcopy(self.hardware),
-            "extra": copy.deepcopy(self.extra),
-        }
+        """Every field, ``schema`` first; ``asdict`` deep-copies, so the caller may change the result."""
+        return {"schema": self.schema, **asdict(self)}
 
     @property
     def sha256(self) -> str:

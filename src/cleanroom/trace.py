@@ -6,12 +6,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cleanroom.broken import require_run
 from cleanroom.errors import InputError
+from cleanroom.jsonl import scan_jsonl
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,9 @@ class TraceNode:
     parents: tuple[TraceNode, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "artifact": self.artifact,
-            "record_id": self.record_id,
-            "line": self.line,
-            "sha256": self.sha256,
-            "model": self.model,
-            "parents": [p.to_dict() for p in self.parents],
-        }
+        # one level at a time (not dataclasses.asdict), so ``parents`` is a list of dicts
+        shallow = {f.name: getattr(self, f.name) for f in fields(self)}
+        return shallow | {"parents": [p.to_dict() for p in self.parents]}
 
 
 def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict[str, dict[str, Any]]]:
@@ -58,17 +53,17 @@ def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict
             path = sdir / rel
             if not path.is_file():
                 raise InputError(f"{path}: record file listed in {mpath} is missing; {fix}")
-            with open(path, "rb") as fh:
-                for lineno, raw in enumerate(fh, start=1):
-                    try:
-                        rec = json.loads(raw)
-                        rid = rec["provenance"]["record_id"]
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
-                                         f"{fix}") from None
-                    if not isinstance(rid, str):
-                        raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
-                    records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
+            for lineno, _, rec, error, _ in scan_jsonl(path):
+                try:
+                    if error is not None:  # the line is not JSON: reported below like any other defect
+                        raise error
+                    rid = rec["provenance"]["record_id"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise InputError(f"{path}:{lineno}: not a cleanroom record ({type(exc).__name__}: {exc}); "
+                                     f"{fix}") from None
+                if not isinstance(rid, str):
+                    raise InputError(f"{path}:{lineno}: record_id {rid!r} is not a string; {fix}")
+                records[rid] = (f"{sdir.name}/{rel}", lineno, rec)
     return records, models
 
 

@@ -44,6 +44,7 @@ from cleanroom.artifacts.layout import pretty_json
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import Broken, VerifyReport, excerpt, first_diff, first_diff_line, require_run
 from cleanroom.errors import InputError
+from cleanroom.jsonl import JsonLine, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 
@@ -240,30 +241,26 @@ class _Verifier:
         if not path.is_file():
             self.broken(artifact, None, "record file exists", "present", "missing")
             return
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        elif lines:
+        lines = list(scan_jsonl(path))
+        if lines and not lines[-1].complete:
             self.broken(artifact, len(lines), "complete last line", "a line ending in newline", "a torn line")
         self.ids_by_artifact.setdefault(artifact, set())
         prev = CHAIN_SEED
-        for lineno, raw in enumerate(lines, start=1):
+        for line in lines:
             self.counts["records"] += 1
-            prev = self.check_record_line(artifact, lineno, raw, prev, producer, attempts)
+            prev = self.check_record_line(artifact, line, prev, producer, attempts)
         if summary.get("count") != len(lines):
             self.broken(artifact, None, "record count in manifest", summary.get("count"), len(lines))
         if summary.get("chain_root") != prev:
             self.broken(artifact, None, "chain root in manifest", summary.get("chain_root"), prev)
 
-    def check_record_line(self, artifact: str, lineno: int, raw: bytes, prev: str, producer: dict[str, Any],
+    def check_record_line(self, artifact: str, line: JsonLine, prev: str, producer: dict[str, Any],
                           attempts: set[str]) -> str:
         """One record line's checks (JSON, block keys, canonical bytes, digests, chain, producer, id); returns
         the chain value the next line continues from."""
-        try:
-            record = json.loads(raw)
-        except ValueError as exc:
-            self.broken(artifact, lineno, "valid JSON", "a JSON record", f"{exc} in {excerpt(raw)}")
+        lineno, raw, record = line.number, line.raw, line.value
+        if line.error is not None:
+            self.broken(artifact, lineno, "valid JSON", "a JSON record", f"{line.error} in {excerpt(raw)}")
             return prev
         block = record.get("provenance") if isinstance(record, dict) else None
         if not isinstance(block, dict) or set(block) != _BLOCK_KEYS:

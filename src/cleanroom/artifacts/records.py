@@ -3,7 +3,6 @@ through itself (the chain and the crash-safe writes are described in :mod:`clean
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -13,7 +12,7 @@ from typing import Any
 from cleanroom.errors import InputError, ProvenanceError
 from cleanroom.fs import atomic_write_bytes
 from cleanroom.hashing import canonical_json, content_sha256, sha256_hex
-from cleanroom.jsonl import read_jsonl
+from cleanroom.jsonl import read_jsonl, scan_jsonl_bytes
 from cleanroom.redaction import find_secret
 
 CHAIN_SEED = sha256_hex(b"cleanroom.chain/v1")
@@ -105,17 +104,18 @@ class RecordWriter:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            self.truncated_bytes = len(data) - keep
+        lines = list(scan_jsonl_bytes(data))
+        if lines and not lines[-1].complete:
+            torn = lines.pop()
+            self.truncated_bytes = len(torn.raw)
             with open(self.path, "r+b") as fh:  # a torn last line from a crash: never a record
-                fh.truncate(keep)
+                fh.truncate(len(data) - len(torn.raw))
                 fh.flush()
                 os.fsync(fh.fileno())
-            data = data[:keep]
-        for lineno, raw in enumerate(data.splitlines(), start=1):
+        for lineno, _, record, error, _ in lines:
             try:
-                record = json.loads(raw)
+                if error is not None:  # the line is not JSON: reported below like any other defect
+                    raise error
                 block = record["provenance"]
                 chain = chain_step(self._prev, record)
             except (ValueError, KeyError, TypeError) as exc:

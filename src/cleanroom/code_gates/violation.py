@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 
@@ -31,14 +31,9 @@ class Violation:
         return f"{self.path}:{self.line}:{self.col} {self.rule} {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "line": self.line,
-            "col": self.col,
-            "rule": self.rule,
-            "message": self.message,
-            "end_line": self.last_line,
-        }
+        fields = asdict(self)
+        del fields["callee"]  # CR401's internal exemption key, not part of the report
+        return fields | {"end_line": self.last_line}
 
 
 class Report(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cleanroom.code_gates.rules import RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
@@ -34,13 +34,7 @@ class Waiver:
     reason: str
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "line": self.line,
-            "covers_line": self.covers_line,
-            "rules": list(self.rules),
-            "reason": self.reason,
-        }
+        return asdict(self) | {"rules": list(self.rules)}
 
 
 def find_waivers(source: str, path: str) -> tuple[list[Waiver], list[Violation]]:

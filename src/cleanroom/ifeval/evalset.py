@@ -36,24 +36,22 @@ GENERATOR_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 EVAL_KEY_BASE = 100_000
 POOL_KEY_BASE = 200_000
 
-_TOPICS = [
-    "city gardens", "the history of maps", "learning to swim", "rainy weekends", "a small bakery",
-    "bicycle repair", "night trains", "public libraries", "mountain weather", "saving money",
-    "ocean tides", "a school science fair", "birds in winter", "old radios", "planting trees",
-    "team sports", "cooking rice", "a museum visit", "desert plants", "sleep habits",
-    "street markets", "the first telephone", "home composting", "river boats", "a quiet morning",
-    "paper airplanes", "solar panels", "board games", "a lost umbrella", "coral reefs",
-    "the moon landing", "honey bees", "a neighborhood festival", "learning a new language",
-    "volcano safety", "tea ceremonies", "a long hike", "recycling glass", "the printing press",
-    "kite flying", "snow days", "a family recipe", "lighthouses", "electric cars", "pottery",
-    "a first job interview", "train stations", "wild mushrooms", "a broken clock", "space telescopes",
-    "village wells", "chess openings", "a summer camp", "the water cycle", "hot air balloons",
-    "farm animals", "a rainy commute", "ancient roads", "public parks", "desk plants",
-    "wind turbines", "a birthday party", "fishing villages", "the metric system", "night skies",
-    "bread baking", "a talent show", "mountain lakes", "book clubs", "sea turtles",
-    "paper money", "a garden shed", "marathon training", "city buses", "handwritten letters",
-    "a thunderstorm", "orchards", "the invention of glass", "a flea market", "penguins",
-]
+# The topics as text, ';'-separated (data, not code); alternate topics go to the eval set and the pool.
+_TOPICS = [topic.strip() for topic in """
+city gardens; the history of maps; learning to swim; rainy weekends; a small bakery; bicycle repair
+night trains; public libraries; mountain weather; saving money; ocean tides; a school science fair
+birds in winter; old radios; planting trees; team sports; cooking rice; a museum visit; desert plants
+sleep habits; street markets; the first telephone; home composting; river boats; a quiet morning
+paper airplanes; solar panels; board games; a lost umbrella; coral reefs; the moon landing; honey bees
+a neighborhood festival; learning a new language; volcano safety; tea ceremonies; a long hike
+recycling glass; the printing press; kite flying; snow days; a family recipe; lighthouses; electric cars
+pottery; a first job interview; train stations; wild mushrooms; a broken clock; space telescopes
+village wells; chess openings; a summer camp; the water cycle; hot air balloons; farm animals
+a rainy commute; ancient roads; public parks; desk plants; wind turbines; a birthday party
+fishing villages; the metric system; night skies; bread baking; a talent show; mountain lakes
+book clubs; sea turtles; paper money; a garden shed; marathon training; city buses; handwritten letters
+a thunderstorm; orchards; the invention of glass; a flea market; penguins
+""".replace("\n", ";").split(";") if topic.strip()]
 
 _EVAL_TASKS = [
     "Write a short essay about {topic}.",

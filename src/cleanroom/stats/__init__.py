@@ -16,6 +16,7 @@ from cleanroom.stats.intervals import (
 )
 from cleanroom.stats.paired import (
     BootstrapResult,
+    PairedAccuracy,
     PairedBinaryResult,
     PairedGradedResult,
     cohens_h,
@@ -41,6 +42,7 @@ __all__ = [
     "BootstrapResult",
     "ComparisonRow",
     "Interval",
+    "PairedAccuracy",
     "PairedBinaryResult",
     "PairedGradedResult",
     "bca_interval",

@@ -22,7 +22,7 @@ The minimum-n rule applies to the number of paired keys at both levels.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from cleanroom.errors import IncomparableError, InputError, MissingFileError, St
 from cleanroom.jsonl import iter_jsonl
 from cleanroom.stats.comparability import find_differences, split_allowed
 from cleanroom.stats.intervals import check_confidence, clustered_mean_se
-from cleanroom.stats.paired import cohens_h, compare_paired_binary, holm
+from cleanroom.stats.paired import PairedAccuracy, cohens_h, compare_paired_binary, holm
 from cleanroom.stats.power import mde_from_se, mde_paired_binary
 from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
 
@@ -50,19 +50,14 @@ JSON_EXTRA_FIELDS = ("override_reason", "held_equal", "allowed_differences")
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
-    """One comparison B vs A. ``to_json()`` gives the documented command-line fields plus the
-    override reason, so a small-n verdict never leaves without its reason; the rest (level, mode,
-    method, counts) is kept here for reports."""
+class ComparisonRow(PairedAccuracy):
+    """One comparison B vs A: the paired accuracies, then the test, Holm and the verdict.
+    ``to_json()`` gives the documented command-line fields plus the override reason, so a small-n
+    verdict never leaves without its reason; the rest (level, mode, method, counts) is kept here
+    for reports."""
 
     a: str
     b: str
-    n: int
-    accuracy_a: float
-    accuracy_b: float
-    difference: float
-    ci_low: float
-    ci_high: float
     p_value: float
     p_holm: float
     effect_size: float
@@ -279,9 +274,9 @@ def _check_comparable(
 
 def _prompt_level(x: np.ndarray, y: np.ndarray, conf: float, alpha: float) -> dict:
     res = compare_paired_binary(x, y, confidence=conf)
+    accuracy = {f.name: getattr(res, f.name) for f in fields(PairedAccuracy)}
     return dict(
-        n=res.n, accuracy_a=res.accuracy_a, accuracy_b=res.accuracy_b, difference=res.difference,
-        ci_low=res.ci_low, ci_high=res.ci_high, p_value=res.p_midp, effect_size=res.cohens_h,
+        **accuracy, p_value=res.p_midp, effect_size=res.cohens_h,
         mde=mde_paired_binary(res.n, (res.only_a + res.only_b) / res.n, alpha=alpha),
         method=res.method, only_a=res.only_a, only_b=res.only_b,
     )

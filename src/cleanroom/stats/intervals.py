@@ -9,12 +9,22 @@ where the Wald interval collapses to zero width).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 from scipy import stats as sps
 
 from cleanroom.errors import StatisticsError
+
+#: Scores of one system, one per unit: a sequence or a 1-D array.
+Scores: TypeAlias = Sequence[float] | np.ndarray
+#: The randomness of a resampling method: an explicit Generator, or an int seed for a fresh one.
+SeedOrGenerator: TypeAlias = np.random.Generator | int
+
+
+def as_generator(rng: SeedOrGenerator) -> np.random.Generator:
+    """``rng`` itself when it is a Generator, else ``default_rng(int(rng))``: never the global RNG."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(int(rng))
 
 
 class Interval(NamedTuple):
@@ -133,11 +143,7 @@ def t_interval(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95
 
 
 def bca_interval(
-    values: Sequence[float] | np.ndarray,
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 10_000,
-    rng: np.random.Generator | int = 0,
+    values: Scores, *, confidence: float = 0.95, n_resamples: int = 10_000, rng: SeedOrGenerator = 0
 ) -> Interval:
     """Bias-corrected and accelerated bootstrap interval of the mean (Efron 1987; Efron &
     Tibshirani 1993, §14.3), computed by ``scipy.stats.bootstrap(method="BCa")``.
@@ -151,10 +157,9 @@ def bca_interval(
             f"bca_interval: all {x.size} scores equal {x[0]!r}; every resample has the same mean, "
             "so the interval would have zero width — score more varied examples"
         )
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(int(rng))
     res = sps.bootstrap(
         (x,), np.mean, confidence_level=conf, n_resamples=int(n_resamples), method="BCa",
-        rng=gen, vectorized=True,
+        rng=as_generator(rng), vectorized=True,
     )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return Interval(float(x.mean()), low, high, "bca-bootstrap", int(x.size))

@@ -12,21 +12,32 @@ Differences are always ``B − A`` (positive = B better).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats as sps
 
 from cleanroom.errors import StatisticsError
-from cleanroom.stats.intervals import check_confidence, is_constant, wilson_bounds
+from cleanroom.stats.intervals import (
+    Scores,
+    SeedOrGenerator,
+    as_generator,
+    check_confidence,
+    is_constant,
+    wilson_bounds,
+)
 from cleanroom.stats.power import mde_paired_mean
 from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
 
 _BOOT_CHUNK = 48  # resamples per chunk: fixed (not machine-dependent), so results are reproducible
 
 
-class PairedBinaryResult(NamedTuple):
-    """McNemar comparison of pass/fail scores on the same n keys (difference = p_B − p_A)."""
+@dataclass(frozen=True)
+class PairedAccuracy:
+    """Two systems' accuracies on the same n keys and their difference p_B − p_A with its interval:
+    what every paired pass/fail comparison reports (:class:`PairedBinaryResult`, ``eval compare``'s
+    :class:`~cleanroom.stats.compare.ComparisonRow`)."""
 
     n: int
     accuracy_a: float
@@ -34,6 +45,12 @@ class PairedBinaryResult(NamedTuple):
     difference: float
     ci_low: float
     ci_high: float
+
+
+@dataclass(frozen=True)
+class PairedBinaryResult(PairedAccuracy):
+    """McNemar comparison of pass/fail scores on the same n keys (difference = p_B − p_A)."""
+
     only_a: int  # discordant: A passed, B failed
     only_b: int  # discordant: B passed, A failed
     p_exact: float
@@ -176,11 +193,7 @@ def compare_paired_binary(
 
 
 def paired_bootstrap(
-    differences: Sequence[float] | np.ndarray,
-    *,
-    n_resamples: int = 10_000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int = 0,
+    differences: Scores, *, n_resamples: int = 10_000, confidence: float = 0.95, rng: SeedOrGenerator = 0
 ) -> BootstrapResult:
     """Percentile bootstrap of the mean paired difference (Efron & Tibshirani 1993, §13.3).
 
@@ -204,7 +217,7 @@ def paired_bootstrap(
         raise StatisticsError(f"paired_bootstrap: n_resamples={n_resamples}; use at least 100 (default 10,000)")
     conf = check_confidence(confidence)
     seed = None if isinstance(rng, np.random.Generator) else int(rng)
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(seed)
+    gen = as_generator(rng)
     state = dict(gen.bit_generator.state)
     means = bootstrap_means(d, int(n_resamples), gen)
     alpha = 1 - conf
@@ -242,7 +255,7 @@ def compare_paired_graded(
     *,
     confidence: float = 0.95,
     n_resamples: int = 10_000,
-    rng: np.random.Generator | int = 0,
+    rng: SeedOrGenerator = 0,
     alpha: float = 0.05,
     min_n: int = DEFAULT_MIN_N,
     override_reason: str | None = None,
