@@ -117,3 +117,47 @@ def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora,
     model, tok = load_tiny()
     with pytest.raises(ContaminationError, match=str(IM_START)):
         train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, train=spec(batch_size=4, **levers))
+
+
+def test_micro_batch_from_the_memory_model_keeps_the_global_batch_and_the_losses(varied, load_tiny, lora, spec,
+                                                                                  tmp_path):
+    """A budget between the memory model's estimates for 2 and 4 rows splits batch 4 into 2 accumulated
+    micro-batches of 2; the optimizer still sees 4 rows a step, so the 2-step curve is batch 4's within 1e-4
+    (fp32 on the CPU: only the summation order differs)."""
+    from cleanroom import memory
+
+    model, tok = load_tiny()
+    arch = memory.arch_from_config(model.config.to_dict())
+
+    def peak(m: int) -> int:
+        return memory.estimate_peak_memory(arch, quantization="bf16", lora_r=lora.r, lora_targets=lora.targets,
+                                           batch_size=m, seq_len=64, gradient_checkpointing=False).total_bytes
+
+    budget = (peak(2) + peak(4)) / 2 / 2**30
+    fixed = train_sft(model, tok, varied * 2, lora=lora, output_dir=tmp_path / "fixed",
+                      train=spec(batch_size=4, max_steps=2, save_steps=100))
+    model, tok = load_tiny()
+    split = train_sft(model, tok, varied * 2, lora=lora, output_dir=tmp_path / "split",
+                      train=spec(batch_size=4, max_steps=2, save_steps=100, micro_batch_budget_gib=budget))
+    record = split.levers["micro_batch"]
+    assert (record["micro_batch"], record["accumulation"], record["per_device_batch"]) == (2, 2, 4)
+    assert fixed.levers["micro_batch"]["on"] is False
+    assert split.losses == pytest.approx(fixed.losses, abs=1e-4)
+    with pytest.raises(ConfigError, match="even one row of 64 tokens is estimated at"):
+        train_sft(model, tok, varied, lora=lora, output_dir=tmp_path / "none",
+                  train=spec(micro_batch_budget_gib=peak(1) / 2**30 / 2))
+
+
+def test_ref_logps_digest_is_the_sha256_of_the_two_float32_columns():
+    """By hand: sha256("ref_chosen_logps" + the chosen values as little-endian float32 + the same for rejected)."""
+    import hashlib
+    import struct
+
+    from datasets import Dataset
+
+    data = Dataset.from_dict({"ref_chosen_logps": [-1.5, -2.25], "ref_rejected_logps": [-3.0, -0.5]})
+    expected = hashlib.sha256(b"ref_chosen_logps" + struct.pack("<2f", -1.5, -2.25)
+                              + b"ref_rejected_logps" + struct.pack("<2f", -3.0, -0.5)).hexdigest()
+    assert dpo_mod.ref_logps_digest(data) == expected
+    swapped = Dataset.from_dict({"ref_chosen_logps": [-3.0, -0.5], "ref_rejected_logps": [-1.5, -2.25]})
+    assert dpo_mod.ref_logps_digest(swapped) != expected

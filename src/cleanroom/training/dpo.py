@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
+from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult
 from cleanroom.training.sft import (
     check_specs,
@@ -150,6 +152,7 @@ def train_dpo(
     beta, step0_atol = _check_dpo_args(lora, train, beta, step0_atol)
     output_dir = Path(output_dir)
     train, dist = distributed_spec(train)
+    train, micro = plan_micro_batch(train, model, lora, dpo=True)
     rows = render_pairs(tokenizer, pairs, train.max_length)
     has_adapter = isinstance(model, PeftModel)
     if is_quantized(model) and not has_adapter:
@@ -162,7 +165,7 @@ def train_dpo(
     started = time.perf_counter()
     trainer = _dpo_trainer(model, tokenizer, rows, lora=None if has_adapter else lora, train=train, beta=beta,
                            output_dir=output_dir, callbacks=cbs)
-    levers = train.levers()
+    levers = train.levers() | {"micro_batch": micro}
     if train.precompute_ref_log_probs:  # TRL computed them while the trainer was built
         levers["precompute_ref_log_probs"].update(sha256=ref_logps_digest(trainer.train_dataset),
                                                   seconds=round(time.perf_counter() - started, 3))
@@ -181,12 +184,11 @@ def ref_logps_digest(dataset: Any) -> str:
     """sha256 of the cached reference log-probs, row by row: ``ref_chosen_logps`` then ``ref_rejected_logps``,
     each as little-endian float32 (the dtype TRL stores), so a rerun on the same data and weights can be
     compared bit for bit."""
-    import numpy as np  # heavy optional: numpy
-
     h = hashlib.sha256()
     for column in ("ref_chosen_logps", "ref_rejected_logps"):
+        values = [float(v) for v in dataset[column]]  # float32 values, exact as Python floats
         h.update(column.encode())
-        h.update(np.asarray(dataset[column], dtype="<f4").tobytes())
+        h.update(struct.pack(f"<{len(values)}f", *values))
     return h.hexdigest()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from cleanroom import distributed, guard
 from cleanroom.errors import ConfigError, DependencyError, InputError
+from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 from cleanroom.training.special_ids import undo_trainer_token_alignment
@@ -217,6 +218,7 @@ def train_sft(
     prewrapped = getattr(model, "cleanroom_backend", None) == "unsloth"
     _refuse_adapter(model, prewrapped)
     train, dist = distributed_spec(train)
+    train, micro = plan_micro_batch(train, model, lora, dpo=False)
     rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
     eval_rows = render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval") if eval_examples else None
     if train.precompute_ref_log_probs:
@@ -234,7 +236,8 @@ def train_sft(
     run = train_and_save(trainer, tokenizer, Path(output_dir), checkpoint)
     # TRL logs the cumulative count of real train tokens of *this* trainer over all ranks (eval batches excluded).
     tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
-    return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist, levers=train.levers())
+    return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist,
+                      levers=train.levers() | {"micro_batch": micro})
 
 
 def prepare_kbit(model: Any, train: TrainSpec) -> Any:

@@ -125,7 +125,9 @@ class TrainSpec(Spec):
     every pair once, before training (TRL's option), instead of a reference forward in every step; their
     digest is recorded and the step-0 check compares the policy against those cached values. Each of the
     three is opt-in until the H200 side-by-side (docs/training-speed.md) shows it wins at equal loss;
-    :meth:`levers` is their record, with the reason, for the run's provenance.
+    :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
+    (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
+    model estimates within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
     """
 
     label: ClassVar[str] = "TrainSpec"
@@ -156,6 +158,7 @@ class TrainSpec(Spec):
     padding_free: bool = False
     kbit_fp32_upcast: bool = True
     precompute_ref_log_probs: bool = False
+    micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
 
     @field_validator("max_steps")
