@@ -4,17 +4,21 @@
         --out results/sft-guarded.json
     python benchmarks/bench_train_side_by_side.py --table results/        # one row per JSON file
 
-Modes (one per process, so each peak-memory figure is its own):
+Modes (one per process, so each peak-memory figure is its own). The cleanroom modes are ``train_sft`` /
+``train_dpo`` as the pipeline calls them, with the TrainSpec levers each names (see :data:`CLEANROOM_MODES`):
 
-    sft-guarded       cleanroom ``train_sft`` as the pipeline runs it
-    sft-unguarded     the same, with the collator's checks (scan, final EOS, loss mask) made pass-throughs
-    sft-guarded-bf16  the same as sft-guarded, without peft's fp32 upcast of the non-quantised weights
-                      (``prepare_model_for_kbit_training``); TRL's own trainers skip that upcast
-    sft-guarded-padfree  sft-guarded with ``TrainSpec(padding_free=True)`` (the guard checks each packed sequence)
-    trl-sft           TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
-    trl-sft-padfree   the same with ``padding_free=True`` (SDPA, position IDs)
-    dpo-guarded       cleanroom ``train_dpo`` (base model + fresh LoRA: the reference is the base)
-    trl-dpo           TRL ``DPOTrainer`` defaults + the same LoRA
+    sft-guarded          defaults (peft's fp32 upcast of the non-quantized weights, padded batches)
+    sft-unguarded        the same with the collator's checks (scan, final EOS, loss mask) made pass-throughs
+    sft-guarded-bf16     ``kbit_fp32_upcast=False``: non-quantized weights stay bf16, as TRL's trainers leave them
+    sft-guarded-padfree  ``padding_free=True`` (the guard checks each packed sequence)
+    sft-fast             both levers; ``sft-fast-unguarded`` the same without the guard (the guard's share)
+    trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
+    trl-sft-padfree      the same with ``padding_free=True`` (SDPA, position IDs)
+    dpo-guarded          ``train_dpo`` defaults (base model + fresh LoRA: the reference is the base)
+    dpo-guarded-bf16     ``kbit_fp32_upcast=False``
+    dpo-guarded-precompute  ``precompute_ref_log_probs=True`` (reference log-probs once, before training)
+    dpo-fast             both levers; ``dpo-fast-unguarded`` the same without the guard
+    trl-dpo              TRL ``DPOTrainer`` defaults + the same LoRA
 
 Every mode counts tokens the same way: the non-pad tokens of each batch the collator hands the model
 (``attention_mask.sum()``; a padding-free batch has no pad, so its length), chosen and rejected rows
@@ -39,7 +43,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("sft-guarded", "sft-unguarded", "sft-guarded-bf16", "sft-guarded-padfree", "trl-sft", "trl-sft-padfree", "dpo-guarded", "trl-dpo")
+#: cleanroom mode -> (TrainSpec levers, guard on). ``-bf16``: no fp32 upcast; ``fast``: every lever of its stage.
+CLEANROOM_MODES: dict[str, tuple[dict[str, bool], bool]] = {
+    "sft-guarded": ({}, True),
+    "sft-unguarded": ({}, False),
+    "sft-guarded-bf16": ({"kbit_fp32_upcast": False}, True),
+    "sft-guarded-padfree": ({"padding_free": True}, True),
+    "sft-fast": ({"kbit_fp32_upcast": False, "padding_free": True}, True),
+    "sft-fast-unguarded": ({"kbit_fp32_upcast": False, "padding_free": True}, False),
+    "dpo-guarded": ({}, True),
+    "dpo-guarded-bf16": ({"kbit_fp32_upcast": False}, True),
+    "dpo-guarded-precompute": ({"precompute_ref_log_probs": True}, True),
+    "dpo-fast": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, True),
+    "dpo-fast-unguarded": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, False),
+}
+MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
          "stone", "tree", "water", "quick", "slow", "north", "south", "apple", "bread", "music", "paper", "window")
 
@@ -175,38 +193,27 @@ def load(path: Path, quantization: str | None) -> tuple[Any, Any]:
 
 def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, Any]:
     """train_sft / train_dpo as the pipeline calls them, instrumented through the collator class and a callback."""
-    from cleanroom import guard
     from cleanroom.training import LoraSpec, TrainSpec, train_dpo, train_sft
     from cleanroom.training import collate as collate_mod
+    from cleanroom.training.dpo import render_pairs
+    from cleanroom.training.sft import render_examples
 
-    extra: dict[str, Any] = {}
+    levers, guarded = CLEANROOM_MODES[args.mode]
+    extra: dict[str, Any] = {"levers": levers, "guarded": guarded}
     seen: list[Any] = []
     guarded_call = collate_mod._GuardedCollator.__call__
 
     def call(self: Any, examples: list[dict[str, Any]]) -> dict[str, Any]:
         seen.append(self)
-        return rec.wrap(lambda ex: guarded_call(self, ex))(examples)
+        # unguarded: the TRL collator the guard wraps, bare (no scan, final-EOS, loss-mask or packing check)
+        return rec.wrap(lambda ex: guarded_call(self, ex) if guarded else self._inner(ex))(examples)
 
     collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
-    if args.mode == "sft-unguarded":
-        guard.scan_ids = lambda *a, **k: None  # type: ignore[assignment]
-        guard.check_loss_mask = lambda *a, **k: None  # type: ignore[assignment]
-        collate_mod._check_final_eos = lambda batch, *a, **k: batch["attention_mask"].sum(dim=1)
-    if args.mode == "sft-guarded-bf16":
-        import peft
-
-        def no_upcast(model: Any, use_gradient_checkpointing: bool = True, **_: Any) -> Any:
-            # what TRL's trainers do for a k-bit model instead: inputs that carry grads, weights left as loaded
-            if use_gradient_checkpointing:
-                model.enable_input_require_grads()
-            return model
-
-        peft.prepare_model_for_kbit_training = no_upcast
     model, tok = load(path, args.quantization)
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
     train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
                       learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
-                      precision="auto" if _cuda() else "fp32", padding_free=args.mode == "sft-guarded-padfree")
+                      precision="auto" if _cuda() else "fp32", **levers)
     n = args.steps * args.batch + args.batch
     with tempfile.TemporaryDirectory() as out:
         if args.mode.startswith("dpo"):
@@ -214,21 +221,23 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
             res = train_dpo(model, tok, pairs, lora=lora, train=train, beta=0.1, output_dir=Path(out),
                             callbacks=[rec.callback()])
             extra.update(step0_loss=res.step0_loss, step0_margin=res.step0_margin)
+            pre = res.levers["precompute_ref_log_probs"]
+            if pre["on"]:
+                extra.update(ref_precompute_s=pre["seconds"], ref_logps_sha256=pre["sha256"],
+                             ref_precompute_batches=math.ceil(n / args.batch))
+            rows = render_pairs(tok, pairs, args.max_length)
         else:
             examples = sft_examples(n, 7, args.max_prompt, args.max_completion)
             train_sft(model, tok, examples, lora=lora, train=train, output_dir=Path(out), callbacks=[rec.callback()])
+            rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
     collate_mod._GuardedCollator.__call__ = guarded_call  # type: ignore[method-assign]
-    if args.mode == "sft-guarded":
-        extra["guard"] = time_guard(seen[-1], tok, examples, args, rec)
+    if guarded:
+        extra["guard"] = time_guard(seen[-1], rows, args, rec)
     return extra
 
 
-def time_guard(collator: Any, tok: Any, examples: list[dict[str, str]], args: argparse.Namespace,
-               rec: Recorder) -> dict[str, Any]:
-    """The guarded collator against TRL's bare collator on the same batches: the guard's own cost."""
-    from cleanroom.training.sft import render_examples
-
-    rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
+def time_guard(collator: Any, rows: list[dict[str, Any]], args: argparse.Namespace, rec: Recorder) -> dict[str, Any]:
+    """The guarded collator against the TRL collator it wraps on the same batches: the guard's own cost."""
     batches = [rows[i:i + args.batch] for i in range(0, len(rows) - args.batch + 1, args.batch)]
     inner = collator._inner
 
@@ -282,21 +291,44 @@ def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, An
     return {"trl_bf16": cfg.bf16, "trl_optim": str(cfg.optim), "trl_padding_free": getattr(cfg, "padding_free", None)}
 
 
+def _baseline(mode: str) -> str:
+    return "trl-dpo" if mode.startswith(("dpo", "trl-dpo")) else "trl-sft"
+
+
+def _amortised_rate(r: dict[str, Any]) -> float | None:
+    """tokens/s with the reference precompute's time spread over the batches it served (None without one)."""
+    if not r.get("ref_precompute_s"):
+        return None
+    timed_steps = r["steps"] - r["warmup_steps"]
+    share = r["ref_precompute_s"] * timed_steps / max(r["ref_precompute_batches"], 1)
+    return r["tokens_timed"] / (r["timed_seconds"] + share) if r["timed_seconds"] else None
+
+
 def table(folder: Path) -> str:
-    """A markdown table of every result JSON in ``folder``, with each rate relative to its TRL baseline."""
+    """A markdown table of every result JSON in ``folder``, with each rate relative to its TRL baseline.
+
+    ``guard %``: the guarded collator's extra time per batch over the median step (measured in the same
+    process); ``vs unguarded``: the mode's s/step over its ``-unguarded`` twin's, in % (separate processes).
+    """
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    base = {(r["model"], r["mode"]): r for r in rows}
-    lines = ["| model | mode | s/step | tokens/s | × TRL | peak GiB | first → last loss | max abs loss diff vs TRL "
-             "| guard % of step |", "|---|---|---|---|---|---|---|---|---|"]
+    by = {(r["model"], r["mode"]): r for r in rows}
+    lines = ["| model | mode | s/step | tokens/s | × TRL | tokens/s incl. ref precompute | peak GiB | "
+             "first → last loss | max abs loss diff vs TRL | guard % of step | vs unguarded % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ref = base.get((r["model"], "trl-dpo" if r["mode"].startswith(("dpo", "trl-dpo")) else "trl-sft"))
+        ref = by.get((r["model"], _baseline(r["mode"])))
         ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref and ref.get("tokens_per_s") else float("nan")
         loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
         diff = (max((abs(a - b) for a, b in zip(r["losses"], ref["losses"], strict=False)), default=float("nan"))
                 if ref and ref.get("losses") else float("nan"))
         g = r.get("guard", {}).get("guard_share_of_step_pct", "")
+        amortised = _amortised_rate(r)
+        twin = by.get((r["model"], r["mode"] + "-unguarded")) or by.get((r["model"], r["mode"].replace("-guarded", "-unguarded")))
+        vs = (f"{100 * (r['s_per_step'] / twin['s_per_step'] - 1):+.1f}"
+              if twin and twin is not r and twin.get("s_per_step") else "")
         lines.append(f"| {r['model']} | {r['mode']} | {r['s_per_step']} | {r['tokens_per_s']} | {ratio:.2f} | "
-                     f"{r['peak_gib']} | {loss} | {diff:.4f} | {g} |")
+                     f"{'' if amortised is None else f'{amortised:.1f}'} | {r['peak_gib']} | {loss} | {diff:.4f} | "
+                     f"{g} | {vs} |")
     return "\n".join(lines)
 
 

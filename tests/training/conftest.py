@@ -12,6 +12,13 @@ from cleanroom.training import LoraSpec, TrainSpec
 
 #: One learnable example repeated: the loss on it must fall within a few steps.
 LEARNABLE = [{"prompt": "Repeat after me: the cat sat on the mat.\nAnswer:", "completion": " the cat sat on the mat."}] * 8
+#: Four lengths (prompt + completion + EOS), so a padded batch has pad to skip and a packed row has restarts.
+VARIED = [
+    {"prompt": "Repeat: the cat sat.\nAnswer:", "completion": " the cat sat."},
+    {"prompt": "Q: name three colours and a number between one and ten, please.\nA:", "completion": " red green blue 7"},
+    {"prompt": "Say hi.\n", "completion": " hi there, how are you doing today on this fine morning?"},
+    {"prompt": "Count:\n", "completion": " one two three four"},
+]
 
 
 @pytest.fixture
@@ -30,6 +37,11 @@ def load_tiny(tiny_base_model: Path) -> Callable[..., tuple[Any, Any]]:
 @pytest.fixture
 def learnable() -> list[dict[str, str]]:
     return list(LEARNABLE)
+
+
+@pytest.fixture
+def varied() -> list[dict[str, str]]:
+    return list(VARIED)
 
 
 @pytest.fixture

@@ -10,22 +10,13 @@ from cleanroom.training.collate import GuardedLanguageModelingCollator
 
 pytestmark = pytest.mark.slow
 
-#: Three lengths (prompt + completion + EOS), so the padded batch has pad to skip and the packed row has restarts.
-VARIED = [
-    {"prompt": "Repeat: the cat sat.\nAnswer:", "completion": " the cat sat."},
-    {"prompt": "Q: name three colours and a number between one and ten, please.\nA:", "completion": " red green blue 7"},
-    {"prompt": "Say hi.\n", "completion": " hi there, how are you doing today on this fine morning?"},
-    {"prompt": "Count:\n", "completion": " one two three four"},
-]
-
-
 def _loss(model, batch):
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
     with torch.no_grad():
         return float(model(**inputs, use_cache=False).loss)  # with a KV cache, transformers skips packed detection
 
 
-def test_packed_row_gives_the_padded_loss_and_a_plain_causal_row_does_not(load_tiny):
+def test_packed_row_gives_the_padded_loss_and_a_plain_causal_row_does_not(varied, load_tiny):
     """Same tokens, same labels: the mean NLL over supervised tokens must agree (fp32, SDPA) within 1e-5.
 
     Without position IDs the packed row is one causal sequence (example 2 attends to example 1), and its
@@ -35,7 +26,7 @@ def test_packed_row_gives_the_padded_loss_and_a_plain_causal_row_does_not(load_t
 
     model, tok = load_tiny()
     model.eval()
-    rows = render_examples(tok, VARIED, max_length=64, name="t")
+    rows = render_examples(tok, varied, max_length=64, name="t")
     padded = GuardedLanguageModelingCollator(tok)(rows)
     packed = GuardedLanguageModelingCollator(tok, padding_free=True)(rows)
     assert padded["attention_mask"].sum() == packed["input_ids"].shape[1] < padded["input_ids"].numel()
@@ -48,12 +39,12 @@ def test_packed_row_gives_the_padded_loss_and_a_plain_causal_row_does_not(load_t
         assert abs(float(model(**inputs, use_cache=True).loss) - _loss(model, padded)) > 1e-3
 
 
-def test_train_sft_padding_free_follows_the_padded_loss_curve(load_tiny, lora, spec, tmp_path):
+def test_train_sft_padding_free_follows_the_padded_loss_curve(varied, load_tiny, lora, spec, tmp_path):
     """Four steps of batch 2 on varied lengths: the per-step losses agree within 1e-4 (fp32 on the CPU)."""
     curves = []
     for padding_free in (False, True):
         model, tok = load_tiny()
-        res = train_sft(model, tok, VARIED * 2, lora=lora, train=spec(padding_free=padding_free, save_steps=100),
+        res = train_sft(model, tok, varied * 2, lora=lora, train=spec(padding_free=padding_free, save_steps=100),
                         output_dir=tmp_path / str(padding_free))
         assert res.steps == 4
         curves.append(res.losses)

@@ -49,6 +49,8 @@ def test_lora_rejects_bad_values(kwargs, field):
         ({"trl_overrides": {"learning_rate": 1.0}}, "trl_overrides"),
         ({"padding_free": 1}, "padding_free"),
         ({"trl_overrides": {"padding_free": True}}, "trl_overrides"),  # TrainSpec owns it: one source of truth
+        ({"kbit_fp32_upcast": "no"}, "kbit_fp32_upcast"),
+        ({"trl_overrides": {"precompute_ref_log_probs": True}}, "trl_overrides"),
     ],
 )
 def test_train_spec_rejects_bad_values(kwargs, field):
@@ -68,6 +70,17 @@ def test_trainer_kwargs_checkpoint_and_early_stopping_wiring():
     assert kw["bf16"] is False and kw["report_to"] == []
     with pytest.raises(ConfigError, match="early_stopping_patience"):
         TrainSpec(early_stopping_patience=2).trainer_kwargs("out", has_eval=False)
+
+
+def test_levers_record_each_setting_with_its_reason():
+    """Defaults: padded, fp32 upcast, live reference; each flip changes its own entry's setting and reason."""
+    default = TrainSpec().levers()
+    assert {k: v["on"] for k, v in default.items()} == {"padding_free": False, "kbit_fp32_upcast": True,
+                                                         "precompute_ref_log_probs": False}
+    assert all(v["reason"].startswith("default:") for v in default.values())
+    fast = TrainSpec(padding_free=True, kbit_fp32_upcast=False, precompute_ref_log_probs=True).levers()
+    assert all(v["reason"].startswith("chosen:") for v in fast.values())
+    assert {k: v["on"] for k, v in fast.items()} == {k: not v["on"] for k, v in default.items()}
 
 
 def test_lora_to_peft_config():

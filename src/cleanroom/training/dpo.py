@@ -17,8 +17,11 @@ We measure the step-0 loss and margin on the first training batch before any upd
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import struct
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,13 @@ from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
+from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult
 from cleanroom.training.sft import (
     check_specs,
     distributed_spec,
     is_quantized,
+    prepare_kbit,
     resume_checkpoint,
     run_result,
     train_and_save,
@@ -93,14 +98,26 @@ def _guarded_trainer_class() -> Any:
 
 
 def measure_step0(trainer: Any) -> tuple[float, float]:
-    """(loss, mean reward margin) of the first training batch with the initial weights, no update."""
+    """(loss, mean reward margin) of the first training batch with the initial weights, no update.
+
+    With precomputed reference log-probs the batch is the first one TRL precomputed them on (rows
+    ``0..b-1`` in dataset order, the same padding), so policy and cached reference are computed on the same
+    shapes: at step 0 they must then agree to the last bit, as the live reference does, and a cache from other
+    weights or other data fails the check. Both run under the trainer's autocast, as training and TRL's
+    precompute do.
+    """
     import torch  # heavy optional: torch
 
-    batch = next(iter(trainer.get_train_dataloader()))
+    if getattr(trainer, "precompute_ref_logps", False):
+        size = trainer.args.precompute_ref_batch_size or trainer.args.per_device_train_batch_size
+        data = trainer.train_dataset
+        batch = trainer.data_collator([data[i] for i in range(min(size, len(data)))])
+    else:
+        batch = next(iter(trainer.get_train_dataloader()))
     device = next(p for p in trainer.model.parameters()).device
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
     trainer.model.train()  # the trainer's metrics are keyed by mode; TRL disables dropout for DPO
-    with torch.no_grad():
+    with torch.no_grad(), trainer.accelerator.autocast():
         loss = float(trainer.compute_loss(trainer.model, batch))
     logs: dict[str, float] = {}
     trainer.log(logs)  # folds the metrics of that forward (rewards/margins, ...) into `logs` and clears them
@@ -130,19 +147,28 @@ def train_dpo(
     launch`` it runs data-parallel with ``train``'s global batch kept, as :func:`train_sft` does.
     """
     # heavy optional: peft
-    from peft import PeftModel, prepare_model_for_kbit_training
-
+    from peft import PeftModel
 
     beta, step0_atol = _check_dpo_args(lora, train, beta, step0_atol)
     output_dir = Path(output_dir)
     train, dist = distributed_spec(train)
+    train, micro = plan_micro_batch(train, model, lora, dpo=True)
     rows = render_pairs(tokenizer, pairs, train.max_length)
     has_adapter = isinstance(model, PeftModel)
     if is_quantized(model) and not has_adapter:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+        model = prepare_kbit(model, train)
     cbs, budget_cb = with_callbacks(callbacks, budget)
+    # TRL's reference precompute runs while the trainer is built. In eval mode, bitsandbytes on a CPU repacks
+    # the 4-bit weights for inference on a no-grad forward, irreversibly, and every training forward after it
+    # fails; train mode is the same function here (TRL turns dropout off for DPO).
+    model.train()
+    started = time.perf_counter()
     trainer = _dpo_trainer(model, tokenizer, rows, lora=None if has_adapter else lora, train=train, beta=beta,
                            output_dir=output_dir, callbacks=cbs)
+    levers = train.levers() | {"micro_batch": micro}
+    if train.precompute_ref_log_probs:  # TRL computed them while the trainer was built
+        levers["precompute_ref_log_probs"].update(sha256=ref_logps_digest(trainer.train_dataset),
+                                                  seconds=round(time.perf_counter() - started, 3))
     undo_trainer_token_alignment(trainer.model)
     guard.recheck(trainer.model, tokenizer)
 
@@ -151,7 +177,19 @@ def train_dpo(
     run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
     tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
     return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
-                      distributed=dist)
+                      distributed=dist, levers=levers)
+
+
+def ref_logps_digest(dataset: Any) -> str:
+    """sha256 of the cached reference log-probs, row by row: ``ref_chosen_logps`` then ``ref_rejected_logps``,
+    each as little-endian float32 (the dtype TRL stores), so a rerun on the same data and weights can be
+    compared bit for bit."""
+    h = hashlib.sha256()
+    for column in ("ref_chosen_logps", "ref_rejected_logps"):
+        values = [float(v) for v in dataset[column]]  # float32 values, exact as Python floats
+        h.update(column.encode())
+        h.update(struct.pack(f"<{len(values)}f", *values))
+    return h.hexdigest()
 
 
 def _check_dpo_args(lora: Any, train: Any, beta: Any, step0_atol: Any) -> tuple[float, float]:
@@ -182,7 +220,8 @@ def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec
     return _guarded_trainer_class()(
         model=model,
         ref_model=None,
-        args=DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta)),
+        args=DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta),
+                       precompute_ref_log_probs=train.precompute_ref_log_probs),
         data_collator=GuardedPreferenceCollator(tokenizer, max_length=train.max_length, where="dpo batch"),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,

@@ -34,6 +34,9 @@ class TrainResult:
     resumed_from: str | None = None
     step0_loss: float | None = None
     step0_margin: float | None = None
+    #: Each speed lever's setting and its reason (``TrainSpec.levers``), plus what a lever measured (DPO's
+    #: precomputed reference: the log-probs' sha256 and the seconds their computation took).
+    levers: dict[str, Any] = field(default_factory=dict)
     #: World size, backend, per-rank devices and the batch split (``cleanroom.distributed``); one process: size 1.
     distributed: dict[str, Any] = field(default_factory=dict)
     #: The trained model (PEFT-wrapped), for merge_and_verify and generation; not part of the record.

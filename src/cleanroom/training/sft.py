@@ -26,6 +26,7 @@ from typing import Any
 
 from cleanroom import distributed, guard
 from cleanroom.errors import ConfigError, DependencyError, InputError
+from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.saved_tokenizer import check_saved_tokenizer
 from cleanroom.training.special_ids import undo_trainer_token_alignment
@@ -217,13 +218,14 @@ def train_sft(
     prewrapped = getattr(model, "cleanroom_backend", None) == "unsloth"
     _refuse_adapter(model, prewrapped)
     train, dist = distributed_spec(train)
+    train, micro = plan_micro_batch(train, model, lora, dpo=False)
     rows = render_examples(tokenizer, examples, max_length=train.max_length, name="sft train")
     eval_rows = render_examples(tokenizer, eval_examples, max_length=train.max_length, name="sft eval") if eval_examples else None
+    if train.precompute_ref_log_probs:
+        raise ConfigError("TrainSpec.precompute_ref_log_probs is a DPO option (SFT has no reference model); set it "
+                          "to False for the SFT stage")
     if is_quantized(model) and not prewrapped:
-        # heavy optional: peft
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+        model = prepare_kbit(model, train)
     cbs, budget_cb = with_callbacks(callbacks, budget)
     trainer = _sft_trainer(model, tokenizer, rows, eval_rows, lora=None if prewrapped else lora, train=train,
                            output_dir=Path(output_dir), callbacks=cbs)
@@ -234,7 +236,26 @@ def train_sft(
     run = train_and_save(trainer, tokenizer, Path(output_dir), checkpoint)
     # TRL logs the cumulative count of real train tokens of *this* trainer over all ranks (eval batches excluded).
     tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
-    return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist)
+    return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist,
+                      levers=train.levers() | {"micro_batch": micro})
+
+
+def prepare_kbit(model: Any, train: TrainSpec) -> Any:
+    """A 4-bit/8-bit base made ready for LoRA training, as ``train.kbit_fp32_upcast`` says.
+
+    On: peft's ``prepare_model_for_kbit_training`` (every non-quantized weight cast to fp32, all frozen,
+    input grads for gradient checkpointing). Off, what TRL's trainers do: the weights stay in the loaded
+    dtype and frozen. Either way TRL then attaches the LoRA, casts its weights to bf16 (a quantized model's
+    adapter, as in the QLoRA paper) and calls ``enable_input_require_grads`` when gradient checkpointing is on.
+    """
+    if train.kbit_fp32_upcast:
+        # heavy optional: peft
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
 
 
 def _refuse_adapter(model: Any, prewrapped: bool) -> None:

@@ -27,7 +27,7 @@ _OWNED_KEYS = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "eval_steps", "eval_strategy",
         "gradient_checkpointing", "bf16", "fp16", "optim", "report_to", "load_best_model_at_end",
         "metric_for_best_model", "greater_is_better", "completion_only_loss", "dataset_kwargs", "beta",
-        "padding_free",
+        "padding_free", "precompute_ref_log_probs",
     }
 )
 
@@ -36,6 +36,26 @@ _OWNED_KEYS = frozenset(
 #: arguments of :func:`cleanroom.training.train_dpo` and the profile's ``dpo`` section, one rule each.
 DpoBeta = Annotated[float, Field(gt=0, le=10, description="0.1 is common")]
 Step0Atol = Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")]
+
+
+#: Why each speed lever is set as it is (TrainSpec.levers): lever -> {setting: reason}.
+LEVER_REASONS: dict[str, dict[bool, str]] = {
+    "padding_free": {
+        False: "default: right-padded batches (padding-free waits for the H200 side-by-side, docs/training-speed.md)",
+        True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (guard checks each "
+              "packed sequence; padded and packed losses agree within 1e-4 on the CPU)",
+    },
+    "kbit_fp32_upcast": {
+        True: "default: peft prepare_model_for_kbit_training casts non-quantized weights to fp32",
+        False: "chosen: non-quantized weights stay in the loaded dtype as in TRL's trainers (less memory and "
+               "traffic; same LoRA weights)",
+    },
+    "precompute_ref_log_probs": {
+        False: "default: the reference forward runs in every DPO step",
+        True: "chosen: reference log-probs computed once before training (no reference forward per step); their "
+              "sha256 is recorded and the step-0 check compares the policy with them",
+    },
+}
 
 
 class LoraSpec(Spec):
@@ -98,7 +118,16 @@ class TrainSpec(Spec):
     verbatim (e.g. ``dataloader_num_workers``); it may not shadow a field this spec owns.
     ``padding_free`` (SFT only; opt-in until the H200 side-by-side in docs/training-speed.md shows it wins at
     equal loss) concatenates each batch into one row with position IDs restarting per example instead of
-    padding; the guard then checks every packed sequence on its own.
+    padding; the guard then checks every packed sequence on its own. ``kbit_fp32_upcast`` (4-bit/8-bit models;
+    on by default) runs peft's ``prepare_model_for_kbit_training``, which casts every non-quantized weight (the
+    tied embedding included) to fp32; off keeps them in the loaded dtype, as TRL's own trainers do (the LoRA
+    weights are bf16 either way: TRL casts a quantized model's adapter to bf16, as the QLoRA paper does). ``precompute_ref_log_probs`` (DPO only) computes the reference's log-probs of
+    every pair once, before training (TRL's option), instead of a reference forward in every step; their
+    digest is recorded and the step-0 check compares the policy against those cached values. Each of the
+    three is opt-in until the H200 side-by-side (docs/training-speed.md) shows it wins at equal loss;
+    :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
+    (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
+    model estimates within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
     """
 
     label: ClassVar[str] = "TrainSpec"
@@ -127,6 +156,9 @@ class TrainSpec(Spec):
         "adamw_torch"
     report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
     padding_free: bool = False
+    kbit_fp32_upcast: bool = True
+    precompute_ref_log_probs: bool = False
+    micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
 
     @field_validator("max_steps")
@@ -151,6 +183,11 @@ class TrainSpec(Spec):
         import torch  # heavy optional: torch
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+    def levers(self) -> dict[str, dict[str, Any]]:
+        """Each speed lever's setting and what it does, for the run's record (``TrainResult.levers``)."""
+        return {name: {"on": getattr(self, name), "reason": reasons[getattr(self, name)]}
+                for name, reasons in LEVER_REASONS.items()}
 
     def trainer_kwargs(self, output_dir: str, *, has_eval: bool) -> dict[str, Any]:
         """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig`` (adapters-only checkpoints)."""
@@ -193,4 +230,4 @@ class TrainSpec(Spec):
         return kwargs
 
 
-__all__ = ["ALL_PROJECTIONS", "DpoBeta", "LoraSpec", "Step0Atol", "TrainSpec"]
+__all__ = ["ALL_PROJECTIONS", "LEVER_REASONS", "DpoBeta", "LoraSpec", "Step0Atol", "TrainSpec"]

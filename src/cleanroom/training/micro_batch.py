@@ -1,0 +1,61 @@
+"""The per-device micro-batch chosen by the memory model for a GPU budget, the global batch kept.
+
+With ``TrainSpec.micro_batch_budget_gib`` set, the per-device batch ``B = batch_size x
+gradient_accumulation_steps`` is split into ``B / m`` accumulated micro-batches of ``m`` rows, ``m`` the
+largest divisor of ``B`` whose estimated peak (:func:`cleanroom.memory.estimate_peak_memory`, or the DPO
+form, at ``max_length`` tokens a row) fits the budget. The optimizer still steps once per ``B`` rows, and
+the Trainer averages the accumulated losses over the whole of ``B`` (SFT counts the supervised tokens of all
+micro-batches; DPO's per-pair mean over equal micro-batches is the mean over ``B``), so the loss curve is
+the fixed batch's up to summation order; only the memory and the speed change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cleanroom import memory
+from cleanroom.errors import ConfigError
+from cleanroom.spec import replace
+from cleanroom.training.specs import LoraSpec, TrainSpec
+
+
+def _quantization(model: Any) -> str:
+    if getattr(model, "is_loaded_in_4bit", False):
+        return "nf4"
+    return "int8" if getattr(model, "is_loaded_in_8bit", False) else "bf16"
+
+
+def plan_micro_batch(train: TrainSpec, model: Any, lora: LoraSpec, *, dpo: bool) -> tuple[TrainSpec, dict[str, Any]]:
+    """``train`` with the micro-batch and accumulation the memory model picks, and the record of the choice.
+
+    Unchanged (record ``{"on": False}``) when ``train.micro_batch_budget_gib`` is None. A budget that not even
+    one row fits is a ConfigError naming the estimate.
+    """
+    if train.micro_batch_budget_gib is None:
+        return train, {"on": False, "reason": "default: batch_size as given"}
+    arch = memory.arch_from_config(model.config.to_dict())
+    per_device = train.batch_size * train.gradient_accumulation_steps
+    estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
+    budget = int(train.micro_batch_budget_gib * 2**30)
+
+    def peak(m: int) -> int:
+        return estimate(arch, quantization=_quantization(model), lora_r=lora.r, lora_targets=lora.targets,
+                        batch_size=m, seq_len=train.max_length,
+                        gradient_checkpointing=train.gradient_checkpointing).total_bytes
+
+    fitting = [m for m in range(1, per_device + 1) if per_device % m == 0 and peak(m) <= budget]
+    if not fitting:
+        raise ConfigError(
+            f"TrainSpec.micro_batch_budget_gib = {train.micro_batch_budget_gib}: even one row of {train.max_length} "
+            f"tokens is estimated at {peak(1) / 2**30:.2f} GiB ({'DPO' if dpo else 'SFT'}); raise the budget, lower "
+            "max_length, or unset micro_batch_budget_gib"
+        )
+    m = fitting[-1]
+    record = {"on": True, "micro_batch": m, "accumulation": per_device // m, "per_device_batch": per_device,
+              "estimate_gib": round(peak(m) / 2**30, 3), "budget_gib": train.micro_batch_budget_gib,
+              "reason": f"chosen: the largest divisor of the per-device batch {per_device} whose estimated peak fits "
+                        f"{train.micro_batch_budget_gib} GiB (cleanroom.memory); the global batch is unchanged"}
+    return replace(train, batch_size=m, gradient_accumulation_steps=per_device // m), record
+
+
+__all__ = ["plan_micro_batch"]
