@@ -53,11 +53,14 @@ import time
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
 
 from cleanroom import guard
 from cleanroom.dense_decoding import dense_decoding, dequantized, release_dense
 from cleanroom.errors import CleanroomError, ConfigError, InputError
+from cleanroom.spec import Spec, build
 
 ENGINES = ("auto", "hf", "static", "paged")
 #: prompt widths of the static engine are rounded up to a multiple of this, so batches share compiled shapes
@@ -78,13 +81,16 @@ class GenerationResult:
     engine_reason: str
 
 
-@dataclass(frozen=True)
-class _Settings:
-    max_new_tokens: int
-    temperature: float
-    top_p: float
+class _Settings(Spec):
+    """One call's sampling settings, validated like every spec (one ConfigError line naming the bad value)."""
+
+    label: ClassVar[str] = "generate"
+
+    max_new_tokens: Annotated[int, Field(ge=1)]
+    temperature: Annotated[float, Field(ge=0)]
+    top_p: Annotated[float, Field(gt=0, le=1)]
     stop: tuple[str, ...]
-    batch_size: int
+    batch_size: Annotated[int, Field(ge=1)]
 
 
 def record_seed(seed: int, key: Any) -> int:
@@ -156,16 +162,12 @@ def generate(
             f"generate: prompt {empty[0] if empty else '(none)'} is empty or not a string; every prompt needs at "
             "least one token to condition on — drop it or give it text"
         )
-    if max_new_tokens < 1 or batch_size < 1 or temperature < 0 or not 0 < top_p <= 1:
-        raise ConfigError(
-            f"generate: max_new_tokens={max_new_tokens}, batch_size={batch_size} must be >= 1, temperature="
-            f"{temperature} >= 0, top_p={top_p} in (0, 1]"
-        )
+    settings = build(_Settings, {"max_new_tokens": max_new_tokens, "temperature": float(temperature),
+                                 "top_p": float(top_p), "stop": tuple(s for s in stop or () if s), "batch_size": batch_size})
     seed_list = [int(seeds) + i for i in range(len(prompts))] if isinstance(seeds, int) else [int(s) for s in seeds]
     if len(seed_list) != len(prompts):
         raise ConfigError(f"generate: {len(seed_list)} seeds for {len(prompts)} prompts; pass one per prompt")
     name, reason = choose_engine(engine, model, sampling=temperature > 0)
-    settings = _Settings(max_new_tokens, float(temperature), float(top_p), tuple(s for s in stop or () if s), batch_size)
     guard.recheck(model, tokenizer)
     encoded = [guard.encode(tokenizer, p) for p in prompts]
     guard.scan_ids(encoded, guard.forbidden_ids(tokenizer), where="generation prompts", tokenizer=tokenizer)
@@ -234,10 +236,12 @@ def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], refer
     """
     if (tie_tol is None) == (tie_steps is None):
         raise ConfigError("greedy_divergences: give exactly one of tie_tol (absolute) or tie_steps (bfloat16 steps)")
+    limit, unit = (tie_tol, "") if tie_tol is not None else (tie_steps, " bf16 steps")
+    assert limit is not None
     return [f"prompt {i}, new token {j}: reference {a}, candidate {b}, logit gap {gap:.4g} ({steps:.1f} bf16 steps) "
-            f">= {tie_tol if tie_tol is not None else f'{tie_steps} steps'}"
+            f">= {limit}{unit}"
             for i, j, a, b, gap, steps in greedy_first_differences(model, tokenizer, prompts, reference, candidate)
-            if (gap >= tie_tol if tie_tol is not None else steps >= tie_steps)]
+            if (steps if unit else gap) >= limit]
 
 
 # ---------------------------------------------------------------------------------------------- hf / static
