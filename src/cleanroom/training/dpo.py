@@ -13,6 +13,9 @@ is the same model with the adapter disabled, i.e. the SFT policy. If ``model`` s
 adapter instead, TRL copies it to a frozen ``ref`` adapter and trains the copy: the same reference.
 We measure the step-0 loss and margin on the first training batch before any update and raise if
 ``|L - ln 2|`` or ``|margin|`` exceeds ``step0_atol`` (1e-3 by default): a check, not an assumption.
+With ``TrainSpec.precompute_ref_log_probs`` the reference terms come from log-probs TRL computes once
+before training (their sha256 goes into ``TrainResult.levers``), and the step-0 check compares the policy
+with those cached values, so a cache that is not the policy's fails it too.
 """
 
 from __future__ import annotations
