@@ -11,7 +11,8 @@
 #                                             stage1: Stage 1 with backend=unsloth on a random Qwen2.5-0.5B (SFT
 #                                             with Unsloth; `cleanroom run` continues DPO in a fresh process), then
 #                                             verify; all (default): both, in one transfer (~10 min)
-#   A rented box with pip access: pip install 'cleanroom[train,unsloth]' in a fresh venv instead of steps 1-2.
+#   A rented box with pip access: tox -e gpu-unsloth (the same pins, checks 1, 3, 4 and 10) instead of steps 1-2;
+#   `pip install 'cleanroom[train,unsloth]'` cannot resolve: Unsloth's trl/datasets pins are below `train`'s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 UNSLOTH=(unsloth==2026.10.9 unsloth_zoo==2026.10.9 trl==1.15.0 datasets==4.3.0 torchao==0.18.0 cut_cross_entropy

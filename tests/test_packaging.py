@@ -131,3 +131,20 @@ def test_pipelines_stage1_script_runs_the_packaged_pipeline() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["memory"]["fits"] is True
+
+
+def test_the_two_unsloth_recipes_pin_the_same_stack() -> None:
+    """``tox -e gpu-unsloth`` (a box with pip) and ``ci/gpu-unsloth.sh`` (the offline box) install the same pins."""
+    import re
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "tox.ini")
+    env = cfg["testenv:gpu-unsloth"]
+    script = (ROOT / "ci" / "gpu-unsloth.sh").read_text()
+    array = re.search(r"UNSLOTH=\(([^)]*)\)", script)
+    assert array is not None
+    pins = [p for p in array.group(1).split() if "==" in p]
+    assert {"unsloth==2026.10.9", "trl==1.15.0", "datasets==4.3.0"} <= set(pins)
+    assert all(pin in env["deps"].split() for pin in pins), (pins, env["deps"])
+    assert "train" not in env["extras"], "the train extra's trl/datasets ranges exclude Unsloth's pins"
+    assert "test_10_" in env["commands"] and "--cleanroom-require-gpu" in env["commands"]
