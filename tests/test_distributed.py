@@ -35,6 +35,29 @@ def test_divide_batch_refuses_a_global_batch_it_cannot_keep():
         distributed.divide_batch(TrainSpec(batch_size=3, gradient_accumulation_steps=1), _world(2))
 
 
+@pytest.mark.parametrize(("n_rows", "batch", "accum", "kept"), [
+    (43, 8, 1, 40),   # the tiny profile's SFT: 43 = 5 x 8 + 3; the 3 would be a step of 3 in one process
+    (16, 4, 1, 16),   # a whole number of global batches: nothing cut
+    (13, 2, 3, 12),   # G = 2 x 3 = 6: 13 = 2 x 6 + 1
+])
+def test_training_rows_are_cut_to_whole_global_batches(n_rows, batch, accum, kept):
+    rows = list(range(n_rows))
+    spec = TrainSpec(batch_size=batch, gradient_accumulation_steps=accum)
+    assert distributed.whole_global_batches(rows, spec) == rows[:kept]  # the last rows of the file go
+    # the cut is the profile's, so the same in every world: on 2 ranks every step is then whole on each rank
+    split = distributed.divide_batch(spec, _world(2))
+    assert kept % (split.batch_size * 2 * split.gradient_accumulation_steps) == 0
+
+
+def test_fewer_rows_than_one_global_batch_are_an_error():
+    with pytest.raises(ConfigError, match=r"3 training examples make no full global batch of 4 .*lower batch_size"):
+        distributed.whole_global_batches([1, 2, 3], TrainSpec(batch_size=2, gradient_accumulation_steps=2))
+
+
+def test_share_in_one_process_is_the_value_itself():
+    assert distributed.share(["a"], _world(1)) == ["a"]
+
+
 def test_shards_cover_every_record_once_in_a_fixed_order():
     shards = [list(distributed.shard(10, _world(3, r))) for r in range(3)]
     assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
