@@ -74,6 +74,17 @@ def test_launch_command_starts_n_torchrun_ranks_on_cpu():
     assert "--multi_gpu" not in one and env1 == {"CLEANROOM_WORLD_SIZE": "1"}
 
 
+def test_ranks_meet_on_a_port_free_now_unless_one_is_given():
+    import socket
+
+    argv, _ = distributed.launch_command(2, cpu=True, port=29555)
+    assert argv[argv.index("--main_process_port") + 1] == "29555"
+    argv, _ = distributed.launch_command(2, cpu=True)
+    port = int(argv[argv.index("--main_process_port") + 1])
+    with socket.socket() as s:  # nothing listens there: a second launch beside a first does not collide
+        s.bind(("127.0.0.1", port))
+
+
 def test_a_world_smaller_than_launched_for_is_an_error(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv("CLEANROOM_WORLD_SIZE", "2")

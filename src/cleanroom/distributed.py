@@ -20,6 +20,7 @@ averages the gradients; this module only answers the questions the stages ask ar
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,13 +73,19 @@ def launch_command(num_processes: int, *, cpu: bool, port: int | None = None) ->
     accelerate 1.16's ``launch --cpu --num_processes N`` starts ONE process unless an MPI hostfile is given
     (its simple launcher), so CPU ranks go through the torchrun launcher (``--multi_gpu``) with
     ``ACCELERATE_USE_CPU=1``: gloo, one process per rank. ``CLEANROOM_WORLD_SIZE`` lets each rank check
-    that it got the world it was launched for (:func:`world` raises otherwise).
+    that it got the world it was launched for (:func:`world` raises otherwise). Without *port* the ranks
+    meet on a port that is free now (not torchrun's fixed 29500, which a second launch on the same machine
+    would find taken).
     """
 
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
-        argv += ["--multi_gpu", "--main_process_port", str(port if port is not None else 29500)]
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+        argv += ["--multi_gpu", "--main_process_port", str(port)]
     env = {"CLEANROOM_WORLD_SIZE": str(num_processes)}
     if cpu:
         env["ACCELERATE_USE_CPU"] = "1"
