@@ -31,8 +31,9 @@ from cleanroom.errors import ConfigError
 from cleanroom.spec import replace
 
 T = TypeVar("T")
-#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 generates
-#: alone (pipeline.ranks), hours on a large model; a rank that dies ends the launch sooner (torchrun stops all).
+#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 works alone
+#: (preflight, the merge proof, scoring; pipeline.ranks) and rank 0 waits at a merge for the slowest rank's
+#: share of the generation, long on a large model; a rank that dies ends the launch sooner (torchrun stops all).
 TIMEOUT_S = 24 * 3600
 
 
