@@ -29,6 +29,7 @@ from cleanroom.pipeline.baseline import follow_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, resolve_device
 from cleanroom.pipeline.evaluation import follow_eval
 from cleanroom.pipeline.pairs import follow_pairs
+from cleanroom.pipeline.runlog import disable_progress_bars
 from cleanroom.pipeline.sft_data import follow_sft_data
 from cleanroom.pipeline.training import follow_dpo, follow_sft
 
@@ -43,6 +44,15 @@ def follow(spec: Any) -> None:
 
     steps = {"baseline": follow_baseline, "sft_data": follow_sft_data, "sft": follow_sft, "pairs": follow_pairs,
              "dpo": follow_dpo, "eval": follow_eval}
+    restore = disable_progress_bars()  # rank 0's bars (or none) are the run's; a follower's would interleave
+    try:
+        _follow(spec, steps)
+    finally:
+        for undo in restore:
+            undo()
+
+
+def _follow(spec: Any, steps: dict[str, Any]) -> None:
     while True:
         stage, run_path = distributed.receive_stage()
         if stage == "done":
