@@ -9,13 +9,18 @@ averages the gradients; this module only answers the questions the stages ask ar
 * :func:`divide_batch` -- the per-device batch and accumulation that keep the *global* batch
   ``batch_size x N x gradient_accumulation_steps`` equal to the profile's, so a run on N ranks takes the
   same optimizer steps on the same examples as one process (and a checkpoint resumes on any N).
-* :func:`shard` -- record indices ``rank, rank + N, rank + 2N, ...``: deterministic and balanced.
-* :func:`on_main` / :func:`barrier` -- files are written by rank 0 only; the others wait, then read.
+* :func:`whole_global_batches` -- the training rows cut to a whole number of global batches, so that no
+  rank's last batch is completed with examples from the start of the epoch (the same cut on any N).
+* :func:`shard` -- indices ``rank, rank + N, rank + 2N, ...``: deterministic and balanced (the generation
+  stages shard their batches with it, :mod:`cleanroom.pipeline.shards`).
+* :func:`on_main` / :func:`barrier` / :func:`share` -- files are written by rank 0 only; the others wait,
+  then read; rank 0's word reaches every rank.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +31,9 @@ from cleanroom.errors import ConfigError
 from cleanroom.spec import replace
 
 T = TypeVar("T")
-#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 generates
-#: alone (pipeline.ranks), hours on a large model; a rank that dies ends the launch sooner (torchrun stops all).
+#: How long a collective waits for the other ranks: in Stage 1 the followers wait while rank 0 works alone
+#: (preflight, the merge proof, scoring; pipeline.ranks) and rank 0 waits at a merge for the slowest rank's
+#: share of the generation, long on a large model; a rank that dies ends the launch sooner (torchrun stops all).
 TIMEOUT_S = 24 * 3600
 
 
@@ -68,13 +74,19 @@ def launch_command(num_processes: int, *, cpu: bool, port: int | None = None) ->
     accelerate 1.16's ``launch --cpu --num_processes N`` starts ONE process unless an MPI hostfile is given
     (its simple launcher), so CPU ranks go through the torchrun launcher (``--multi_gpu``) with
     ``ACCELERATE_USE_CPU=1``: gloo, one process per rank. ``CLEANROOM_WORLD_SIZE`` lets each rank check
-    that it got the world it was launched for (:func:`world` raises otherwise).
+    that it got the world it was launched for (:func:`world` raises otherwise). Without *port* the ranks
+    meet on a port that is free now (not torchrun's fixed 29500, which a second launch on the same machine
+    would find taken).
     """
 
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
-        argv += ["--multi_gpu", "--main_process_port", str(port if port is not None else 29500)]
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+        argv += ["--multi_gpu", "--main_process_port", str(port)]
     env = {"CLEANROOM_WORLD_SIZE": str(num_processes)}
     if cpu:
         env["ACCELERATE_USE_CPU"] = "1"
@@ -130,8 +142,8 @@ def divide_batch(train: T, w: World) -> T:
     when it can be (the per-device micro-batch, and so its memory, stays as profiled), else the batch size;
     when neither divides, the global batch cannot be kept and that is a ConfigError, never a rounding.
     Every full global batch is then the one-process batch. A final partial one (examples not a multiple of
-    the global batch) is not: accelerate completes it with examples from the start of the epoch
-    (``even_batches``) so that every rank takes the step, and the evaluation batches likewise.
+    the global batch) would not be (accelerate completes it with examples from the start of the epoch), so
+    the pipeline trains on :func:`whole_global_batches` in every process.
     """
     n = w.world_size
     if n == 1:
@@ -148,6 +160,35 @@ def divide_batch(train: T, w: World) -> T:
     )
 
 
+def whole_global_batches(rows: Sequence[T], train: Any) -> list[T]:
+    """The first ``len(rows) - len(rows) mod G`` of *rows*, G the global batch of *train* (the profile's
+    TrainSpec, before :func:`divide_batch`): every optimizer step then takes a full global batch, the same
+    examples on any number of ranks.
+
+    Why cut, and why here. A last partial global batch cannot be one process's on N ranks: accelerate
+    completes a short last batch with examples from the start of the epoch (``even_batches``) so that every
+    rank takes the step, and the step then trains on examples one process does not (measured on the tiny
+    profile, 43 SFT examples in batches of 8: steps 1-5 agree to 1e-6, step 6 trains on 7 examples on 2 ranks
+    against 3). The library's other settings do not give one process's step either:
+    ``even_batches=False`` leaves a rank one step short, and DDP under the Trainer then waits for it forever;
+    ``dataloader_drop_last`` cuts per micro-batch (so on N ranks with the accumulation divided it is not the
+    cut of one process) and also empties an evaluation set smaller than one batch; the Trainer's
+    ``batch_rebalance`` sampler keeps each step's examples but splits them unevenly by length, while DPO's
+    loss is a mean per micro-batch, and its order ignores the run's seed. The cut is applied in every
+    process, one included, so all take the same ``len(rows) // G`` steps per epoch (the Trainer shuffles
+    what is kept; which rows are cut is fixed: the last ones in file order). Fewer rows than one global
+    batch is a ConfigError, never a step on fewer examples.
+    """
+    g = train.batch_size * train.gradient_accumulation_steps
+    if len(rows) < g:
+        raise ConfigError(
+            f"{len(rows)} training examples make no full global batch of {g} (batch_size {train.batch_size} x "
+            f"gradient_accumulation_steps {train.gradient_accumulation_steps}); lower batch_size or "
+            "gradient_accumulation_steps, or provide more examples"
+        )
+    return list(rows[: len(rows) - len(rows) % g])
+
+
 def batch_record(train: Any, w: World) -> dict[str, int]:
     """What provenance records of the batch: per-device size, accumulation, ranks and their product."""
     return {"per_device_batch_size": train.batch_size, "gradient_accumulation_steps": train.gradient_accumulation_steps,
@@ -155,9 +196,9 @@ def batch_record(train: Any, w: World) -> dict[str, int]:
             "global_batch_size": train.batch_size * w.world_size * train.gradient_accumulation_steps}
 
 
-def shard(n_records: int, w: World) -> range:
-    """The record indices this rank owns: ``rank, rank + N, ...`` (every index exactly once over the ranks)."""
-    return range(w.rank, n_records, w.world_size)
+def shard(n_items: int, w: World) -> range:
+    """The indices this rank owns: ``rank, rank + N, ...`` (every index exactly once over the ranks)."""
+    return range(w.rank, n_items, w.world_size)
 
 
 def barrier(w: World) -> None:
@@ -174,6 +215,20 @@ def on_main(w: World, fn: Callable[[], object]) -> None:
     if w.is_main:
         fn()
     barrier(w)
+
+
+def share(value: T | None, w: World) -> T:
+    """Rank 0's *value* on every rank (a broadcast; the other ranks pass None). One process: *value* itself."""
+    if w.world_size > 1:
+        # heavy optional: torch
+        import torch.distributed as dist
+
+        box: list[Any] = [value if w.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    if value is None:  # internal: rank 0 always has something to say
+        raise AssertionError("share: rank 0 sent None")
+    return value
 
 
 def sum_across(value: int, w: World) -> int:
@@ -198,27 +253,20 @@ def gather_in_order(items: Sequence[T], w: World) -> list[T]:
 
 
 def _send(message: tuple[str, str | None]) -> None:
-    # heavy optional: torch
-    import torch.distributed as dist
-
-    dist.broadcast_object_list([message], src=0)
+    share(message, world())
 
 
 def receive_stage() -> tuple[str, str | None]:
-    # heavy optional: torch
-    import torch.distributed as dist
-
-    box: list[Any] = [None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return share(None, world())
 
 
-def lead(ctx: Any, stage: str) -> dict[str, Any]:
-    """On rank 0 of several (``ctx``: the pipeline's stage context, its ``say`` and ``run.path``): tell the followers to start *stage* on this run. Returns the world's record for
-    the stage's provenance (:func:`describe`: size, backend, every rank's device)."""
+def lead(ctx: Any, stage: str, *, work: str = "data-parallel") -> dict[str, Any]:
+    """On rank 0 of several (``ctx``: the pipeline's stage context, its ``say`` and ``run.path``): tell the
+    followers to start *stage* on this run (*work* says how it is spread, for the log line). Returns the
+    world's record for the stage's provenance (:func:`describe`: size, backend, every rank's device)."""
     w = world()
     if w.world_size > 1:
-        ctx.say(f"{stage}: data-parallel over {w.world_size} ranks ({w.backend})")
+        ctx.say(f"{stage}: {work} over {w.world_size} ranks ({w.backend})")
         _send((stage, str(ctx.run.path)))
     return describe(w)  # the followers make the same collective call right after receiving
 
@@ -231,4 +279,4 @@ def finish() -> None:
 
 
 __all__ = ["finish", "lead", "receive_stage", "World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
-           "shard", "sum_across", "world"]
+           "shard", "share", "sum_across", "whole_global_batches", "world"]

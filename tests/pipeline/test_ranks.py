@@ -39,3 +39,19 @@ def test_num_processes_relaunches_the_same_run_on_every_rank(monkeypatch):
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "2"
     assert cmd[cmd.index("-m", 3):] == ["-m", "cleanroom.cli", *argv]
     assert seen["env"]["ACCELERATE_USE_CPU"] == "1" and seen["env"]["CLEANROOM_WORLD_SIZE"] == "2"
+
+
+def test_a_follower_draws_no_progress_bars_and_restores_them(monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    seen = []
+
+    def receive():
+        seen.append(hf_logging.is_progress_bar_enabled())
+        return ("done", None)
+
+    hf_logging.enable_progress_bar()
+    monkeypatch.setattr(distributed, "receive_stage", receive)
+    ranks.follow(spec=None)
+    assert seen == [False]  # while following: rank 0's bars are the run's
+    assert hf_logging.is_progress_bar_enabled()  # and as they were afterwards

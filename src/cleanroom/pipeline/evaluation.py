@@ -6,7 +6,8 @@ compares like with like; the baseline stage stays the low-temperature assessment
 
 Family of comparisons: base vs SFT, SFT vs DPO, base vs DPO, Holm-corrected, each with its MDE,
 at the configured level (prompt or instruction) and mode (strict or loose); both levels and modes
-are also recorded for the report.
+are also recorded for the report. Under a launcher every rank generates its share of each policy's batches
+(:func:`follow_eval`); rank 0 scores and compares.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import dataclasses
 import shutil
 from typing import Any
 
+from cleanroom import distributed
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import InputError
 from cleanroom.ifeval import summarize
 from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
 from cleanroom.ifeval.scoring import scorer_sha256
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
-from cleanroom.pipeline.respond import respond_and_score
+from cleanroom.pipeline.respond import follow_respond, respond_and_score
 from cleanroom.provenance import digest_path
 from cleanroom.stats.compare import compare_verdict_files
 
@@ -37,20 +39,34 @@ def dpo_policy(ctx: Context) -> tuple[str, ...]:
     return tuple(stack)
 
 
+def policies(ctx: Context) -> dict[str, tuple[str, ...]]:
+    """The three policies in the order they answer: SFT (loaded first, for the stage's provenance), DPO, base."""
+    return {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx), "base": ()}
+
+
+def follow_eval(ctx: Context) -> None:
+    """A rank other than 0: its batches of each policy's responses, the policies in :func:`run_eval`'s order."""
+    for name, adapters in policies(ctx).items():
+        follow_respond(ctx, "eval", name, adapters=adapters, gen=ctx.spec.eval.generation)
+
+
 def run_eval(ctx: Context) -> dict[str, Any]:
     gen = ctx.spec.eval.generation
-    policies = {"sft": ("sft/adapter",), "dpo": dpo_policy(ctx), "base": ()}
+    stacks = policies(ctx)
+    world = distributed.lead(ctx, "eval", work="generation sharded by batch")  # the others: follow_eval
     # the first policy loads before the capture, so the record holds the loader's provenance (version,
     # quantization, revision) like every other stage; each policy's adapters are listed in extra
-    loaded = {"sft": load_model(ctx, adapters=tuple(ctx.run.path / a for a in policies["sft"]), probe=False)}
+    loaded = {"sft": load_model(ctx, adapters=tuple(ctx.run.path / a for a in stacks["sft"]), probe=False)}
     loader_prov = {k: v for k, v in loaded["sft"][2].items() if k != "adapters"}
-    prov = capture(ctx, "eval", loader=loader_prov, generation=generation_settings(ctx, "eval", loaded["sft"][0], gen, few_shot_digest=FEW_SHOT_DIGEST),
-                   extra={"policies": {name: list(adapters) for name, adapters in policies.items()}})
+    prov = capture(ctx, "eval", loader=loader_prov,
+                   generation=generation_settings(ctx, "eval", loaded["sft"][0], gen, few_shot_digest=FEW_SHOT_DIGEST),
+                   extra={"policies": {name: list(adapters) for name, adapters in stacks.items()},
+                          "distributed": world})
     with ctx.run.stage("eval", provenance=prov,
                        inputs=["preflight/eval_prompts.jsonl", "sft/adapter", "dpo/adapter",
                                "dpo/metrics.json"]) as st:  # metrics.json names the DPO policy's adapter stack
         summaries = {}
-        for name, adapters in policies.items():
+        for name, adapters in stacks.items():
             bundle = loaded.pop(name, None) or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
                                                           probe=False)
             verdicts = respond_and_score(ctx, st, name, adapters=adapters, gen=gen, model_bundle=bundle)

@@ -6,7 +6,8 @@ principles file shipped with the profile, its digest recorded); the best draft i
 (by the SFT model prompted with its critique, or by the programmatic teacher on profiles whose
 model cannot write, recorded as such). Chosen is the candidate satisfying the most constraints,
 rejected the one satisfying the fewest; a pair is kept only with a strictly positive margin, two
-different texts, and both sides passing the guard. Each pair records why it was formed.
+different texts, and both sides passing the guard. Each pair records why it was formed. Under a launcher
+every rank samples and rewrites its share of the batches (:func:`follow_pairs`); rank 0 forms the pairs.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from cleanroom import guard
+from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.errors import ContaminationError, InputError
 from cleanroom.generation import generate, record_seed
 from cleanroom.ifeval import score_record
 from cleanroom.ifeval.prompting import STOP, clean_completion, few_shot_prompt, zero_shot_prompt
 from cleanroom.ifeval.teacher import teacher_response
+from cleanroom.pipeline import shards
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model, progress_bar
 from cleanroom.pipeline.respond import pool_records
 from cleanroom.provenance import hash_file
@@ -77,25 +79,22 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
 
     spec = ctx.spec
     p = spec.pairs
-    records = pool_records(ctx)[spec.data.n_sft: spec.data.n_sft + p.n_instructions]
-    if not records:
-        raise InputError(f"pairs: the SFT pool has no instructions beyond the first data.n_sft={spec.data.n_sft}; "
-                         "raise the pool size or lower pairs.n_instructions")
+    records = _instructions(ctx)
     constitution = constitution_path(ctx)
     if not constitution.is_file():
         raise InputError(f"pairs.constitution: {constitution} does not exist")
+    world = distributed.lead(ctx, "pairs", work="generation sharded by batch")  # the others: follow_pairs
     model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
     prov = capture(ctx, "pairs", loader=loader_prov, generation=generation_settings(ctx, "pairs", model, p.generation),
                    extra={"constitution": str(constitution), "constitution_sha256": hash_file(constitution),
-                          "rewriter": p.rewriter})
+                          "rewriter": p.rewriter, "distributed": world})
     reasons: dict[str, int] = {}
     with ctx.run.stage("pairs", provenance=prov, inputs=["preflight/sft_pool.jsonl", "sft/adapter", constitution]) as st:
         samples = st.jsonl("samples.jsonl")
         out = st.jsonl("pairs.jsonl")
+        _sample_in_shares(ctx, model, tokenizer, records, samples)  # several ranks: every sample is on disk after it
         on_disk = {rec["provenance"]["record_id"]: rec for rec in read_records(samples.path)} if samples.count else {}
-        rewrite_origin = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
-        origins = [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
-        per_batch = max(1, p.generation.batch_size // p.samples_per_instruction)
+        origins, per_batch = _origins(p), _per_batch(p)
         bar = progress_bar(total=len(records), initial=0, label="pairs", unit="instruction", enabled=ctx.progress)
         # batches are fixed by position in the full instruction list, every sample's seed and the teacher's rng by
         # record key, and candidates already on disk are reused: a resumed stage writes exactly the samples and
@@ -124,6 +123,53 @@ def run_pairs(ctx: Context) -> dict[str, Any]:
             raise InputError(f"pairs: only {out.count} valid pairs from {len(records)} instructions (need "
                              f"pairs.min_pairs={p.min_pairs}); skipped: {reasons}")
     return stats
+
+
+def follow_pairs(ctx: Context) -> None:
+    """A rank other than 0: the candidates of its batches of instructions (rank 0 forms the pairs)."""
+    records = _instructions(ctx)
+    model, tokenizer, _ = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    _sample_in_shares(ctx, model, tokenizer, records, None)
+
+
+def _instructions(ctx: Context) -> list[Any]:
+    """The pool records that pairs are formed on: the ``pairs.n_instructions`` after SFT's ``data.n_sft``."""
+    n_sft, n = ctx.spec.data.n_sft, ctx.spec.pairs.n_instructions
+    records = pool_records(ctx)[n_sft: n_sft + n]
+    if not records:
+        raise InputError(f"pairs: the SFT pool has no instructions beyond the first data.n_sft={n_sft}; "
+                         "raise the pool size or lower pairs.n_instructions")
+    return records
+
+
+def _origins(p: Any) -> list[str]:
+    """Each instruction's candidates: ``samples_per_instruction`` samples, then the rewrite."""
+    rewrite_origin = "rewrite_programmatic_teacher" if p.rewriter == "programmatic" else "rewrite_sft_model"
+    return [f"sample_{j}" for j in range(p.samples_per_instruction)] + [rewrite_origin]
+
+
+def _per_batch(p: Any) -> int:
+    """Instructions per generation batch (each sampled ``samples_per_instruction`` times in it)."""
+    return max(1, p.generation.batch_size // p.samples_per_instruction)
+
+
+def _sample_in_shares(ctx: Context, model: Any, tokenizer: Any, records: list[Any], samples: Any) -> None:
+    """Under a launcher (every rank calls it; *samples* is the stage's writer on rank 0, None elsewhere): each
+    rank writes the candidates of its batches of instructions to its part, and rank 0 merges them into
+    ``samples.jsonl`` in instruction order (:mod:`cleanroom.pipeline.shards`), so that the stage's own loop
+    finds every candidate on disk. One process: nothing (the loop samples as it goes)."""
+    share = shards.share(ctx.run, "pairs/samples.jsonl")
+    if share is None:
+        return
+    origins, per_batch = _origins(ctx.spec.pairs), _per_batch(ctx.spec.pairs)
+    part = share.open(samples)
+    for start in share.batches(len(records), per_batch):
+        batch = records[start:start + per_batch]
+        missing = [r for r in batch if any(f"pairs/sample:{r.key}:{o}" not in part for o in origins)]
+        fresh = _fresh_candidates(ctx, model, tokenizer, missing, origins)
+        for r in missing:
+            _write_samples(ctx, part, r, fresh[r.key])
+    share.merge(part, samples, [f"pairs/sample:{r.key}:{o}" for r in records for o in origins])
 
 
 def _batch_candidates(ctx: Context, model: Any, tokenizer: Any, batch: list[Any], samples: Any,

@@ -3,8 +3,10 @@
 Used by the baseline, SFT-data, pairs and evaluation stages and by ``cleanroom eval run``: one code path,
 so every model being compared sees byte-identical prompts (the few-shot completion format, its digest in
 provenance) and the same generation settings. Responses are written record by record, so a killed run
-resumes where it stopped without losing or duplicating a response. The prompt records the stages answer
-(preflight's eval set and SFT pool) are read here too, so no stage imports another.
+resumes where it stopped without losing or duplicating a response. Under a launcher every rank generates
+its share of the batches and rank 0 merges them into the same file (:mod:`cleanroom.pipeline.shards`). The
+prompt records the stages answer (preflight's eval set and SFT pool) are read here too, so no stage imports
+another.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cleanroom.generation import generate, record_seed
 from cleanroom.ifeval import read_prompts, score_responses
 from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, clean_completion, few_shot_prompt
 from cleanroom.ifeval.scoring import scoring_conditions
+from cleanroom.pipeline import shards
 from cleanroom.pipeline.common import Context, load_model, progress_bar, resolve_model
 from cleanroom.provenance import hash_file
 
@@ -35,6 +38,7 @@ def generate_into(
     progress: bool = True,
     label: str = "generate",
     budget: Any = None,
+    share: shards.Share | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Generate for every record not yet in *writer*; return ``{key: payload}`` for all records.
 
@@ -42,16 +46,42 @@ def generate_into(
     its response (None: no parent, for prompts from outside the run). Batches of ``gen.batch_size`` through
     :func:`cleanroom.generation.generate` (every batch guarded), each record sampled with its own seed,
     :func:`~cleanroom.generation.record_seed` of ``gen.seed`` and its key.
+
+    With *share* (a stage on several ranks, :mod:`cleanroom.pipeline.shards`) every rank calls this with the
+    same arguments, *writer* being the stage's on rank 0 and None on the others: each rank generates its
+    batches into its part, then rank 0 merges the parts into *writer* in record order. The other ranks
+    return ``{}``.
     """
 
-    done = sum(f"{id_prefix}:{r.key}" in writer for r in records)
-    bar = progress_bar(total=len(records), initial=done, label=label, unit="prompt", enabled=progress)
+    starts = range(0, len(records), gen.batch_size)
+    if share is not None:
+        part = share.open(writer)
+        _generate_batches(part, model, tokenizer, records, share.batches(len(records), gen.batch_size), gen=gen,
+                          id_prefix=id_prefix, render=render, parent_ref=parent_ref,
+                          progress=progress and share.world.is_main, label=label, budget=budget)
+        share.merge(part, writer, [f"{id_prefix}:{r.key}" for r in records])
+        if writer is None:
+            return {}
+    else:
+        _generate_batches(writer, model, tokenizer, records, starts, gen=gen, id_prefix=id_prefix, render=render,
+                          parent_ref=parent_ref, progress=progress, label=label, budget=budget)
+    return {rec["key"]: rec for rec in read_records(writer.path)}
+
+
+def _generate_batches(sink: Any, model: Any, tokenizer: Any, records: Sequence[Any], starts: Sequence[int], *,
+                      gen: GenerationSpec, id_prefix: str, render: Any, parent_ref: Any, progress: bool, label: str,
+                      budget: Any) -> None:
+    """Generate the batches of *records* that begin at *starts* into *sink* (a RecordWriter or a rank's part),
+    each record not yet in it."""
+    mine = [r for start in starts for r in records[start:start + gen.batch_size]]
+    done = sum(f"{id_prefix}:{r.key}" in sink for r in mine)
+    bar = progress_bar(total=len(mine), initial=done, label=label, unit="prompt", enabled=progress)
     # a record's text depends on its seed alone, and batches are fixed by position in the full record list (not
     # in what is left to do): a partly written batch is generated again whole, so the same rows share the same
     # padded batch, and only its missing records are written
-    for start in range(0, len(records), gen.batch_size):
+    for start in starts:
         batch = records[start:start + gen.batch_size]
-        todo = [r for r in batch if f"{id_prefix}:{r.key}" not in writer]
+        todo = [r for r in batch if f"{id_prefix}:{r.key}" not in sink]
         if not todo:
             continue
         if budget is not None:
@@ -63,13 +93,12 @@ def generate_into(
             batch_size=gen.batch_size, stop=[STOP], engine=gen.engine,
         )
         for r, text, count in zip(batch, result.texts, result.token_counts, strict=True):
-            writer.write(  # an id already on disk is skipped by the writer
+            sink.write(  # an id already on disk is skipped by the writer
                 {"key": r.key, "response": clean_completion(text), "token_count": int(count)},
                 parents=[parent_ref(r)] if parent_ref is not None else [], record_id=f"{id_prefix}:{r.key}",
             )
         bar.update(len(todo))
     bar.close()
-    return {rec["key"]: rec for rec in read_records(writer.path)}
 
 
 def score_into(writer: Any, prompts: Sequence[Any], responses: dict[Any, dict[str, Any]], *,
@@ -117,19 +146,14 @@ def model_refs(ctx: Context, adapters: tuple[str, ...] = ()) -> list[dict[str, A
 
 def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: tuple[str, ...],
                       gen: Any, model_bundle: tuple | None = None) -> list[dict]:
-    """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage."""
+    """Generate ``<name>_responses.jsonl`` and ``<name>_verdicts.jsonl`` inside an open stage (on rank 0 of
+    several, beside the other ranks' :func:`follow_respond`)."""
 
     records = eval_records(ctx)
-    if model_bundle is None:
-        model_bundle = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
-    model, tokenizer, _ = model_bundle
-    writer = stage_writer.jsonl(f"{name}_responses.jsonl")
-    responses = generate_into(
-        writer, model, tokenizer, records, gen=gen,
-        parent_ref=lambda r: ctx.run.ref("preflight/eval_prompts.jsonl", f"eval_prompts:{r.key}"),
-        id_prefix=f"{stage_writer.name}/{name}", render=lambda r: few_shot_prompt(r.prompt),
-        progress=ctx.progress, label=f"{stage_writer.name}: {name}", budget=ctx.budget,
-    )
+    model, tokenizer, _ = model_bundle or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
+                                                     probe=False)
+    responses = _respond(ctx, stage_writer.name, name, stage_writer.jsonl(f"{name}_responses.jsonl"), model,
+                         tokenizer, records, gen)
     verdicts = score_into(
         stage_writer.jsonl(f"{name}_verdicts.jsonl"), records, responses,
         responses_artifact=f"{stage_writer.name}/{name}_responses.jsonl",
@@ -138,3 +162,23 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
                         "rendering": {"few_shot_digest": FEW_SHOT_DIGEST}},
     )
     return verdicts
+
+
+def follow_respond(ctx: Context, stage: str, name: str, *, adapters: tuple[str, ...], gen: Any,
+                   model_bundle: tuple | None = None) -> None:
+    """A rank other than 0: its batches of :func:`respond_and_score`'s responses (rank 0 writes the files)."""
+
+    model, tokenizer, _ = model_bundle or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
+                                                     probe=False)
+    _respond(ctx, stage, name, None, model, tokenizer, eval_records(ctx), gen)
+
+
+def _respond(ctx: Context, stage: str, name: str, writer: Any, model: Any, tokenizer: Any, records: list[Any],
+             gen: Any) -> dict[str, dict[str, Any]]:
+    return generate_into(
+        writer, model, tokenizer, records, gen=gen,
+        parent_ref=lambda r: ctx.run.ref("preflight/eval_prompts.jsonl", f"eval_prompts:{r.key}"),
+        id_prefix=f"{stage}/{name}", render=lambda r: few_shot_prompt(r.prompt),
+        progress=ctx.progress, label=f"{stage}: {name}", budget=ctx.budget,
+        share=shards.share(ctx.run, f"{stage}/{name}_responses.jsonl"),
+    )

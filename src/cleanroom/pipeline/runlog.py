@@ -58,7 +58,7 @@ def open_run_log(path: Path, *, progress: bool) -> Iterator[TextIO]:
     for lg in loggers:
         lg.addHandler(handler)
     logging.captureWarnings(True)
-    restore = [] if progress else _disable_progress_bars()
+    restore = [] if progress else disable_progress_bars()
     try:
         yield fh
     finally:
@@ -76,7 +76,7 @@ class _UTCFormatter(logging.Formatter):
         return time.gmtime(seconds)
 
 
-def _disable_progress_bars() -> list[Any]:
+def disable_progress_bars() -> list[Any]:
     """Switch the libraries' own progress bars off; return the calls that switch them back on."""
     restore: list[Any] = []
     with contextlib.suppress(ImportError):  # transformers is an optional extra (train)

@@ -82,10 +82,12 @@ def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], li
 
 
 def _sft_rows(ctx: Context) -> tuple[list[dict], list[dict]]:
-
+    """The train and eval rows; the train rows cut to whole global batches (the same steps on any number of
+    ranks, :func:`cleanroom.distributed.whole_global_batches`)."""
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
             for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
-    return _split(rows, ctx.spec.sft.eval_fraction, ctx.spec.seed)
+    train_rows, eval_rows = _split(rows, ctx.spec.sft.eval_fraction, ctx.spec.seed)
+    return distributed.whole_global_batches(train_rows, ctx.spec.sft.train), eval_rows
 
 
 def follow_sft(ctx: Context) -> Any:
@@ -181,7 +183,7 @@ def _dpo_pairs(ctx: Context) -> list[dict]:
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
     refuse_patched_process("dpo")
-    return pairs
+    return distributed.whole_global_batches(pairs, ctx.spec.dpo.train)  # as the SFT rows
 
 
 def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -91,10 +90,7 @@ def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, 
     """Run this module on ``n`` ranks through ``accelerate launch`` (a free port; output captured)."""
 
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    argv, env = distributed.launch_command(n, cpu=cpu, port=port)
+    argv, env = distributed.launch_command(n, cpu=cpu)
     cmd = [*argv, "-m", "cleanroom.training.ddp_check", str(out), "--model", str(model_path), *extra]
     return subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=timeout_s)
 
