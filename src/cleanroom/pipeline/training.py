@@ -87,7 +87,16 @@ def _sft_rows(ctx: Context) -> tuple[list[dict], list[dict]]:
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
             for r in read_records(ctx.run.path / "sft_data" / "examples.jsonl")]
     train_rows, eval_rows = _split(rows, ctx.spec.sft.eval_fraction, ctx.spec.seed)
-    return distributed.whole_global_batches(train_rows, ctx.spec.sft.train), eval_rows
+    return _whole_batches(ctx, "sft", train_rows, ctx.spec.sft.train), eval_rows
+
+
+def _whole_batches(ctx: Context, stage: str, rows: list[dict], train: Any) -> list[dict]:
+    """:func:`cleanroom.distributed.whole_global_batches`, with the rows it leaves out said in the run log."""
+    kept = distributed.whole_global_batches(rows, train)
+    if len(kept) < len(rows):
+        ctx.say(f"{stage}: trains on {len(kept)} of {len(rows)} rows: the last {len(rows) - len(kept)} (in file order) "
+                f"make no whole global batch of {train.batch_size * train.gradient_accumulation_steps}")
+    return kept
 
 
 def follow_sft(ctx: Context) -> Any:
@@ -183,7 +192,7 @@ def _dpo_pairs(ctx: Context) -> list[dict]:
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
     refuse_patched_process("dpo")
-    return distributed.whole_global_batches(pairs, ctx.spec.dpo.train)  # as the SFT rows
+    return _whole_batches(ctx, "dpo", pairs, ctx.spec.dpo.train)  # as the SFT rows
 
 
 def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:
