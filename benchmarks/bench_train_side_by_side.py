@@ -14,6 +14,8 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     sft-fast             both levers; ``sft-fast-unguarded`` the same without the guard (the guard's share)
     trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
     trl-sft-padfree      the same with ``padding_free=True`` (SDPA, position IDs)
+    trl-sft-ids          TRL ``SFTTrainer`` defaults fed cleanroom's token IDs and completion masks (the same tokens
+                         as the cleanroom modes, so the loss curves compare the trainers, not two tokenisations)
     dpo-guarded          ``train_dpo`` defaults (base model + fresh LoRA: the reference is the base)
     dpo-guarded-bf16     ``kbit_fp32_upcast=False``
     dpo-guarded-precompute  ``precompute_ref_log_probs=True`` (reference log-probs once, before training)
@@ -57,7 +59,7 @@ CLEANROOM_MODES: dict[str, tuple[dict[str, bool], bool]] = {
     "dpo-fast": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, True),
     "dpo-fast-unguarded": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, False),
 }
-MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-dpo")
+MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-sft-ids", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
          "stone", "tree", "water", "quick", "slow", "north", "south", "apple", "bread", "music", "paper", "window")
 
@@ -269,7 +271,9 @@ def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, An
     model, tok = load(path, args.quantization)
     common = dict(max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
                   max_length=args.max_length, gradient_checkpointing=True, logging_steps=1, save_strategy="no",
-                  report_to=[], seed=3407, use_cpu=not _cuda())
+                  report_to=[], seed=3407, data_seed=3407, use_cpu=not _cuda())  # data_seed: as TrainSpec sets it
+    if not _cuda():  # the CPU dry run compares like with like: the cleanroom modes train in fp32 there
+        common["bf16"] = False
     peft_config = LoraSpec(r=args.r, alpha=2 * args.r).to_peft()
     n = args.steps * args.batch + args.batch
     with tempfile.TemporaryDirectory() as out:
@@ -279,7 +283,15 @@ def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, An
             trainer: Any = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
                                       peft_config=peft_config, callbacks=[rec.callback()])
         else:
-            data = Dataset.from_list(sft_examples(n, 7, args.max_prompt, args.max_completion))
+            examples = sft_examples(n, 7, args.max_prompt, args.max_completion)
+            if args.mode == "trl-sft-ids":  # already tokenised: TRL skips its own tokenisation and masks by the column
+                from cleanroom.training.sft import render_examples
+
+                rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
+                data = Dataset.from_list([{"input_ids": r["input_ids"],
+                                           "completion_mask": [int(x != -100) for x in r["labels"]]} for r in rows])
+            else:
+                data = Dataset.from_list(examples)
             padfree = args.mode == "trl-sft-padfree"
             if padfree:  # TRL does not truncate padding-free batches; the data already fit max_length
                 common["max_length"] = None
@@ -313,14 +325,17 @@ def table(folder: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     by = {(r["model"], r["mode"]): r for r in rows}
     lines = ["| model | mode | s/step | tokens/s | × TRL | tokens/s incl. ref precompute | peak GiB | "
-             "first → last loss | max abs loss diff vs TRL | guard % of step | vs unguarded % |",
+             "first → last loss | max abs loss diff vs TRL (same tokens where trl-sft-ids ran) | guard % of step | vs unguarded % |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = by.get((r["model"], _baseline(r["mode"])))
         ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref and ref.get("tokens_per_s") else float("nan")
         loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
-        diff = (max((abs(a - b) for a, b in zip(r["losses"], ref["losses"], strict=False)), default=float("nan"))
-                if ref and ref.get("losses") else float("nan"))
+        # losses against TRL on the same tokens where that run exists (trl-sft tokenises the text its own way)
+        same = by.get((r["model"], "trl-sft-ids")) if _baseline(r["mode"]) == "trl-sft" else None
+        lref = same if same and same.get("losses") and r["mode"] != "trl-sft" else ref
+        diff = (max((abs(a - b) for a, b in zip(r["losses"], lref["losses"], strict=False)), default=float("nan"))
+                if lref and lref.get("losses") else float("nan"))
         g = r.get("guard", {}).get("guard_share_of_step_pct", "")
         amortised = _amortised_rate(r)
         twin = by.get((r["model"], r["mode"] + "-unguarded")) or by.get((r["model"], r["mode"].replace("-guarded", "-unguarded")))

@@ -34,8 +34,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bitsandbytes', b.__version__)"
 
 # The headline comparisons first, so a short budget still gives them; then the single levers and the guard's twins.
-modes=(trl-sft sft-fast trl-dpo dpo-fast sft-guarded-bf16 sft-fast-unguarded sft-guarded dpo-guarded
-       dpo-fast-unguarded sft-guarded-padfree dpo-guarded-precompute dpo-guarded-bf16 sft-unguarded)
+modes=(trl-sft trl-sft-ids sft-guarded-bf16 sft-guarded trl-dpo dpo-guarded-bf16 dpo-fast sft-fast
+       sft-fast-unguarded dpo-guarded dpo-fast-unguarded sft-guarded-padfree dpo-guarded-precompute sft-unguarded)
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
 archs=(qwen2.5-1.5b)
 if [[ "${BENCH_SMALL:-0}" == 1 ]]; then
