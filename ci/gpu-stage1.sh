@@ -20,7 +20,7 @@ gate=()
 start=$(date +%s)
 python3 -m cleanroom.cli run stage1 --profile qwen2.5-32b --out "$out/runs" --no-progress \
   model.random_init="$arch" model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
-  data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=24 pairs.min_pairs=8 \
+  data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=32 pairs.min_pairs=16 \
   pairs.samples_per_instruction=2 baseline.max_new_tokens=32 sft_generation.max_new_tokens=32 \
   pairs.generation.max_new_tokens=32 eval.generation.max_new_tokens=32 sft.train.max_steps=8 \
   dpo.train.max_steps=4 "${gate[@]}" > "$out/pipeline.log" 2>&1

@@ -40,8 +40,9 @@ start=$(date +%s)
 timeout -s ABRT "${GATE_TIMEOUT_S:-300}" python3 -X faulthandler -m pytest -m gpu -p cleanroom.pytest_plugin \
   -p no:randomly -p no:cacheprovider verification/test_gpu_gate.py -k "test_1_ or test_3_ or test_4_ or test_10_" \
   -q -rs > "$out/gate.log" 2>&1
-rc=$?
-echo "gate (checks 1,3,4,10) rc=$rc in $(( $(date +%s) - start ))s: $(grep -E '[0-9]+ (passed|failed)' "$out/gate.log" | tail -1)"
+gate_rc=$?
+rc=$gate_rc
+echo "gate (checks 1,3,4,10) rc=$gate_rc in $(( $(date +%s) - start ))s: $(grep -E '[0-9]+ (passed|failed)' "$out/gate.log" | tail -1)"
 [[ -f "$out/gate/gate-report.md" ]] && grep -E '^\| *(1|3|4|10)' "$out/gate/gate-report.md" | cut -c1-400
 fi
 [[ "$what" == all || "$what" == stage1 ]] || exit $rc
@@ -49,12 +50,13 @@ start=$(date +%s)
 timeout -s ABRT "${STAGE1_TIMEOUT_S:-420}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
   --out "$out/runs" --no-progress "backend=${BACKEND:-unsloth}" ${GATE_REPORT:+--gate-report "$GATE_REPORT"} \
   model.random_init=qwen2.5-0.5b model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
-  data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=24 pairs.min_pairs=8 \
+  data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=32 pairs.min_pairs=16 \
   pairs.samples_per_instruction=2 baseline.max_new_tokens=32 sft_generation.max_new_tokens=32 \
   pairs.generation.max_new_tokens=32 eval.generation.max_new_tokens=32 sft.train.max_steps=8 \
   dpo.train.max_steps=4 > "$out/pipeline.log" 2>&1
-rc=$?
-echo "stage1 backend=unsloth rc=$rc in $(( $(date +%s) - start ))s"
+stage_rc=$?
+echo "stage1 backend=${BACKEND:-unsloth} rc=$stage_rc in $(( $(date +%s) - start ))s"
+rc=$(( rc || stage_rc ))
 grep -E '^\[|continues in a fresh process' "$out/pipeline.log" | tail -30
-for run in "$out"/runs/*/; do [[ -d "$run" ]] && python3 -m cleanroom.cli verify "$run"; done
-exit $rc
+for run in "$out"/runs/*/; do [[ -d "$run" ]] && { python3 -m cleanroom.cli verify "$run" || rc=1; }; done
+exit $rc  # non-zero when the gate, the run or a verify failed

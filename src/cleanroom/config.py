@@ -182,6 +182,22 @@ class RunSpec(Spec):
     preflight: PreflightSpec = Field(default_factory=PreflightSpec)
 
     @model_validator(mode="after")
+    def _floors_fill_a_step(self) -> RunSpec:
+        """The floors the data stages enforce must leave SFT and DPO a whole global batch: a stage that passes at
+        its floor would otherwise hand training too few rows, which fails only after the generation was paid."""
+        checks = (("data.min_sft_survivors", self.data.min_sft_survivors, "sft", self.sft.train,
+                   sft_train_count(self.data.min_sft_survivors, self.sft.eval_fraction), "training rows after the eval split"),
+                  ("pairs.min_pairs", self.pairs.min_pairs, "dpo", self.dpo.train, self.pairs.min_pairs, "pairs"))
+        for floor, value, name, train, count, what in checks:
+            step = train.batch_size * train.gradient_accumulation_steps
+            if count < step:
+                raise Invalid(
+                    f"a floor that leaves {name.upper()} at least one global batch of {step} ({name}.train.batch_size "
+                    f"{train.batch_size} x gradient_accumulation_steps {train.gradient_accumulation_steps}); at this "
+                    f"floor it gets {count} {what} — raise {floor} or lower the batch", field=floor, value=value)
+        return self
+
+    @model_validator(mode="after")
     def _one_tracking_switch(self) -> RunSpec:
         for stage in ("sft", "dpo"):  # one switch for experiment tracking: the top-level report_to
             value = getattr(self, stage).train.report_to
@@ -189,6 +205,12 @@ class RunSpec(Spec):
                 raise Invalid(f"'none' or the top-level report_to ({self.report_to!r}); set report_to at the "
                               "top level", field=f"{stage}.train.report_to", value=value)
         return self
+
+
+def sft_train_count(n: int, eval_fraction: float) -> int:
+    """How many of *n* SFT examples train once ``eval_fraction`` of them is held out (at least one, and only
+    from 10 examples up): the split :mod:`cleanroom.pipeline.training` makes."""
+    return n if eval_fraction <= 0 or n < 10 else n - max(1, int(round(n * eval_fraction)))
 
 
 # --------------------------------------------------------------------------- loading

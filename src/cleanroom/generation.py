@@ -49,6 +49,7 @@ import contextlib
 import hashlib
 import inspect
 import math
+import numbers
 import time
 import typing
 from collections.abc import Iterator, Sequence
@@ -91,6 +92,11 @@ class _Settings(Spec):
     top_p: Annotated[float, Field(gt=0, le=1)]
     stop: tuple[str, ...]
     batch_size: Annotated[int, Field(ge=1)]
+
+
+def _whole(value: Any) -> Any:
+    """An integral number (``numpy.int64`` included) as ``int``; anything else as given, for the spec to refuse."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
 
 
 def record_seed(seed: int, key: Any) -> int:
@@ -162,8 +168,9 @@ def generate(
             f"generate: prompt {empty[0] if empty else '(none)'} is empty or not a string; every prompt needs at "
             "least one token to condition on — drop it or give it text"
         )
-    settings = build(_Settings, {"max_new_tokens": max_new_tokens, "temperature": float(temperature),
-                                 "top_p": float(top_p), "stop": tuple(s for s in stop or () if s), "batch_size": batch_size})
+    settings = build(_Settings, {"max_new_tokens": _whole(max_new_tokens), "temperature": float(temperature),
+                                 "top_p": float(top_p), "stop": tuple(s for s in stop or () if s),
+                                 "batch_size": _whole(batch_size)})
     seed_list = [int(seeds) + i for i in range(len(prompts))] if isinstance(seeds, int) else [int(s) for s in seeds]
     if len(seed_list) != len(prompts):
         raise ConfigError(f"generate: {len(seed_list)} seeds for {len(prompts)} prompts; pass one per prompt")
@@ -232,7 +239,7 @@ def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], refer
     is a divergence and is listed. The tolerance is the logit noise of the precision, given either absolute
     (``tie_tol``: about 1e-3 in float32) or in bfloat16 steps at the logits' magnitude (``tie_steps``: bf16
     keeps 8 bits of mantissa, so two kernel sets summing a deep bf16 forward in other orders part by a few
-    steps; 8 steps is 3% of the logit).
+    steps; 8 steps is 3-6% of |logit|: 0.125 for logits in [2, 4), 1.0 in [16, 32)).
     """
     if (tie_tol is None) == (tie_steps is None):
         raise ConfigError("greedy_divergences: give exactly one of tie_tol (absolute) or tie_steps (bfloat16 steps)")

@@ -133,8 +133,9 @@ def test_batch_b_goes_to_rank_b_mod_n() -> None:
     assert share.batches(10, 3) == [0, 9]
 
 
-def test_a_killed_rank_resumes_its_share_on_any_number_of_ranks(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("resume_on", [3, 1])
+def test_a_killed_rank_resumes_its_share_on_any_number_of_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 resume_on: int) -> None:
     want, _ = one_process(tmp_path / "one", monkeypatch)
     run = stage_run(tmp_path / "many")
     # attempt 1 on 2 ranks: rank 0 generates batches 0 and 2; rank 1 finishes batch 1 (records 3-5), then dies
@@ -148,9 +149,14 @@ def test_a_killed_rank_resumes_its_share_on_any_number_of_ranks(tmp_path: Path,
     assert [r["key"] for r in read_records(parts / "rank0.jsonl")] == [0, 1, 2, 6, 7, 8]
     with (parts / "rank1.jsonl").open("ab") as fh:
         fh.write(b'{"key": 9, "resp')  # killed mid-line: a torn line is never a record
-    # attempt 2 on 3 ranks: every finished record is kept, whoever made it; only record 9 is generated
+    # one process resuming finds the parts: the stages take a Share for them (none without parts)
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World())
+    assert isinstance(shards.share(run, "gen/out.jsonl"), shards.Share)
+    assert shards.share(run, "gen/other.jsonl") is None
+    # attempt 2 on 3 ranks or in one process: every finished record is kept, whoever made it; only record 9 is
+    # generated
     monkeypatch.setattr(respond, "generate", second := Generator())
-    assert generate_on(run, 3, monkeypatch, second) == {}
+    assert generate_on(run, resume_on, monkeypatch, second) == {}
     assert records(run) == want
     assert second.calls == [(record_seed(GEN.seed, 9),)]
     assert not parts.parent.exists()

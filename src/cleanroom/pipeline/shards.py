@@ -138,9 +138,12 @@ class Share:
 
 
 def share(run: RunDir, artifact: str) -> Share | None:
-    """The :class:`Share` of *artifact* when a launcher started several ranks; None in one process."""
+    """The :class:`Share` of *artifact* when a launcher started several ranks, or when an earlier attempt on
+    several ranks left parts of it (a ``--resume`` in one process keeps their records and removes them); None
+    otherwise (one process, nothing left over: the stage writes its file directly)."""
     w = distributed.world()
-    return Share(run=run, artifact=artifact, world=w) if w.world_size > 1 else None
+    mine = Share(run=run, artifact=artifact, world=w)
+    return mine if w.world_size > 1 or mine._part_paths() else None
 
 
 __all__ = ["Part", "Share", "share"]

@@ -19,6 +19,7 @@ import numpy as np
 from cleanroom import distributed, guard, training
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.backend import resolve_backend
+from cleanroom.config import sft_train_count
 from cleanroom.errors import ConfigError, DependencyError, PatchedProcessError
 from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
@@ -72,11 +73,11 @@ def trainer_output_to_log(ctx: Context, stage: str) -> Iterator[None]:
 
 
 def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    if fraction <= 0 or len(rows) < 10:
+    n_eval = len(rows) - sft_train_count(len(rows), fraction)
+    if n_eval == 0:
         return rows, []
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(rows))
-    n_eval = max(1, int(round(len(rows) * fraction)))
     held = set(order[:n_eval].tolist())
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 

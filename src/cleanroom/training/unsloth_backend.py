@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError
-from cleanroom.loader import CleanModelLoader, clean_model, clean_tokenizer
+from cleanroom.loader import CleanModelLoader, clean_model, clean_tokenizer, read_model_config
 from cleanroom.sentinels import SENTINELS
 from cleanroom.training.specs import LoraSpec
 
@@ -62,8 +63,9 @@ def load_unsloth(
 ) -> tuple[Any, Any]:
     """(model with LoRA attached, the clean loader's tokenizer) through Unsloth; refuses a swapped model name.
 
-    Unsloth's own tokenizer is checked (it must encode the sentinels as the clean one does) and dropped; the
-    fields it had rewritten are listed on the model as ``cleanroom_unsloth_tokenizer_rewrites``.
+    Unsloth's own tokenizer is checked and dropped: re-cleaned, it must encode the sentinels as the clean one
+    does and match its guard snapshot field for field, and the model's embedding rows must be the checkpoint's
+    ``vocab_size``; anything else is a ContaminationError (use backend=peft).
 
     ``quantization`` is the loader's vocabulary: ``"nf4"`` (Unsloth's 4-bit) or None; Unsloth has
     no int8 path, so ``"int8"`` is refused rather than silently loaded another way.
@@ -101,6 +103,14 @@ def load_unsloth(
                 f"loader's as {ours_ids[:12]}; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
     theirs, ours = guard.snapshot(None, tokenizer)["tokenizer"], guard.snapshot(None, clean)["tokenizer"]
     rewrites = sorted(k for k in ours if theirs.get(k) != ours[k])
+    if rewrites:  # re-cleaned, Unsloth's tokenizer must be the clean one: what differs is a change we cannot undo
+        raise ContaminationError(f"{model_name}: the tokenizer Unsloth returned still differs from the clean loader's "
+                                 f"after cleaning ({', '.join(rewrites)}); use backend=peft")
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    vocab = read_model_config(Path(model_name)).get("vocab_size")
+    if vocab is not None and rows != int(vocab):
+        raise ContaminationError(f"{model_name}: Unsloth's model has {rows} embedding rows but the checkpoint's config "
+                                 f"says vocab_size {vocab}; Unsloth resized the vocabulary — use backend=peft")
     clean_model(model, guard.base_eos_id(clean))
     setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, clean)["model"])
     model = FastLanguageModel.get_peft_model(
@@ -108,7 +118,7 @@ def load_unsloth(
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
     guard.recheck(model, clean)
-    model.cleanroom_unsloth_tokenizer_rewrites = rewrites  # what Unsloth's (dropped) tokenizer had changed, re-cleaned
+    model.cleanroom_unsloth_tokenizer_rewrites = rewrites  # [] here: anything else was refused above
     model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
     return model, clean
 
