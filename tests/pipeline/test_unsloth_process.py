@@ -73,3 +73,26 @@ def test_cleanroom_run_continues_dpo_in_a_fresh_process(tmp_path: Path) -> None:
     stage = json.loads((run / "dpo" / "stage.json").read_text())
     assert '"fresh_process": true' in json.dumps(stage)
     assert (run / "dpo" / "adapter").is_dir() and (run / "dpo" / "manifest.json").exists()
+
+
+def test_unsloths_tokenizer_and_model_are_checked_against_the_clean_ones(tmp_path: Path) -> None:
+    """What ``load_unsloth`` checks before it drops Unsloth's tokenizer, on the tiny model (Unsloth itself needs
+    CUDA): the shipped tokenizer re-cleaned passes; an added token or a resized embedding is refused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cleanroom import fixtures
+    from cleanroom.errors import ContaminationError
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.training.unsloth_backend import _check_against_clean
+
+    path = str(fixtures.tiny_base_model())
+    clean, _ = CleanModelLoader(path, probe=False).load_tokenizer(decide=False)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert _check_against_clean(path, model, AutoTokenizer.from_pretrained(path), clean) == []
+    grown = AutoTokenizer.from_pretrained(path)
+    grown.add_tokens(["<|unsloth_pad|>"], special_tokens=True)
+    with pytest.raises(ContaminationError, match="still differs from the clean loader's after cleaning"):
+        _check_against_clean(path, model, grown, clean)
+    model.resize_token_embeddings(model.get_input_embeddings().weight.shape[0] + 64)
+    with pytest.raises(ContaminationError, match="Unsloth resized the vocabulary"):
+        _check_against_clean(path, model, AutoTokenizer.from_pretrained(path), clean)

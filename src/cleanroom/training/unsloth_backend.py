@@ -58,6 +58,30 @@ def _child_import(module: str) -> str | None:
     return f"{module} does not import: {lines[-1] if lines else f'exit status {done.returncode}'}"
 
 
+def _check_against_clean(model_name: str, model: Any, tokenizer: Any, clean: Any) -> list[str]:
+    """Unsloth's tokenizer, re-cleaned, against the clean loader's (sentinel encodings, guard snapshot) and its
+    model's embedding rows against the checkpoint's ``vocab_size``; a difference is a ContaminationError. Returns
+    the snapshot fields that differed ([] whenever it returns)."""
+    clean_tokenizer(tokenizer)
+    for text in SENTINELS:
+        theirs_ids, ours_ids = guard.encode(tokenizer, text, add_bos=False), guard.encode(clean, text, add_bos=False)
+        if theirs_ids != ours_ids:
+            raise ContaminationError(
+                f"{model_name}: the tokenizer Unsloth returned encodes {text!r} as {theirs_ids[:12]} but the clean "
+                f"loader's as {ours_ids[:12]}; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
+    theirs, ours = guard.snapshot(None, tokenizer)["tokenizer"], guard.snapshot(None, clean)["tokenizer"]
+    rewrites = sorted(k for k in ours if theirs.get(k) != ours[k])
+    if rewrites:  # re-cleaned, Unsloth's tokenizer must be the clean one: what differs is a change we cannot undo
+        raise ContaminationError(f"{model_name}: the tokenizer Unsloth returned still differs from the clean loader's "
+                                 f"after cleaning ({', '.join(rewrites)}); use backend=peft")
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    vocab = read_model_config(Path(model_name)).get("vocab_size")
+    if vocab is not None and rows != int(vocab):
+        raise ContaminationError(f"{model_name}: Unsloth's model has {rows} embedding rows but the checkpoint's config "
+                                 f"says vocab_size {vocab}; Unsloth resized the vocabulary — use backend=peft")
+    return rewrites
+
+
 def load_unsloth(
     model_name: str, *, max_seq_length: int, quantization: str | None, lora: LoraSpec, seed: int = 3407
 ) -> tuple[Any, Any]:
@@ -94,23 +118,7 @@ def load_unsloth(
     # the H200, docs/gpu-gate.md session 14). The run trains with, and saves, the clean loader's tokenizer; Unsloth's
     # must encode exactly as it does (else the model Unsloth prepared expects other IDs) and is then dropped.
     clean, _ = CleanModelLoader(model_name, probe=False).load_tokenizer(decide=False)
-    clean_tokenizer(tokenizer)
-    for text in SENTINELS:
-        theirs_ids, ours_ids = guard.encode(tokenizer, text, add_bos=False), guard.encode(clean, text, add_bos=False)
-        if theirs_ids != ours_ids:
-            raise ContaminationError(
-                f"{model_name}: the tokenizer Unsloth returned encodes {text!r} as {theirs_ids[:12]} but the clean "
-                f"loader's as {ours_ids[:12]}; Unsloth changed the vocabulary or the pre-tokenizer — use backend=peft")
-    theirs, ours = guard.snapshot(None, tokenizer)["tokenizer"], guard.snapshot(None, clean)["tokenizer"]
-    rewrites = sorted(k for k in ours if theirs.get(k) != ours[k])
-    if rewrites:  # re-cleaned, Unsloth's tokenizer must be the clean one: what differs is a change we cannot undo
-        raise ContaminationError(f"{model_name}: the tokenizer Unsloth returned still differs from the clean loader's "
-                                 f"after cleaning ({', '.join(rewrites)}); use backend=peft")
-    rows = int(model.get_input_embeddings().weight.shape[0])
-    vocab = read_model_config(Path(model_name)).get("vocab_size")
-    if vocab is not None and rows != int(vocab):
-        raise ContaminationError(f"{model_name}: Unsloth's model has {rows} embedding rows but the checkpoint's config "
-                                 f"says vocab_size {vocab}; Unsloth resized the vocabulary — use backend=peft")
+    rewrites = _check_against_clean(model_name, model, tokenizer, clean)
     clean_model(model, guard.base_eos_id(clean))
     setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, clean)["model"])
     model = FastLanguageModel.get_peft_model(
