@@ -295,6 +295,8 @@ def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, An
             padfree = args.mode == "trl-sft-padfree"
             if padfree:  # TRL does not truncate padding-free batches; the data already fit max_length
                 common["max_length"] = None
+            if args.mode == "trl-sft-ids":  # a tokenised dataset's completion_mask is used only when asked for
+                common["completion_only_loss"] = True
             cfg = SFTConfig(output_dir=out, padding_free=padfree, **common)
             trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
                                  peft_config=peft_config, callbacks=[rec.callback()])
