@@ -82,22 +82,34 @@ def test_greedy_equals_hf_on_64_prompts_smollm2(smollm2, smollm2_reference, engi
     assert greedy_divergences(model, tok, PROMPTS, ref, out, tie_tol=1e-3) == []
 
 
+def with_lora(model):
+    """*model* with a random (non-zero) LoRA on q/v, so the adapter visibly shapes what it generates."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+
+
+def static_keeps_the_adapter(peft_model, tok, *, tie_tol, min_dropped):
+    """The static engine matches ``hf`` with the adapter, and the parity check catches it generating without
+    (at least *min_dropped* of 16 prompts diverge); returns (prompts, hf reference, static result)."""
+    prompts = PROMPTS[:16]
+    ref = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="hf")
+    same = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+    assert greedy_divergences(peft_model, tok, prompts, ref, same, tie_tol=tie_tol) == []
+    with peft_model.disable_adapter():  # what an engine that loses the adapter would generate
+        dropped = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+    assert len(greedy_divergences(peft_model, tok, prompts, ref, dropped, tie_tol=tie_tol)) >= min_dropped
+    return prompts, ref, same
+
+
 @pytest.mark.slow
 def test_parity_check_fails_when_an_engine_drops_the_adapter(smollm2):
     """The parity test has teeth: the same engine generating without the LoRA adapter is caught."""
-    from peft import LoraConfig, get_peft_model
-
     model, tok = smollm2
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = with_lora(model)
     try:
-        prompts = PROMPTS[:16]
-        ref = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="hf")
-        same = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
-        assert greedy_divergences(peft_model, tok, prompts, ref, same, tie_tol=1e-3) == []
-        with peft_model.disable_adapter():  # what an engine that loses the adapter would generate
-            dropped = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
-        assert len(greedy_divergences(peft_model, tok, prompts, ref, dropped, tie_tol=1e-3)) >= 8
+        static_keeps_the_adapter(peft_model, tok, tie_tol=1e-3, min_dropped=8)
     finally:
         peft_model.unload()
 
@@ -211,21 +223,12 @@ def test_static_decodes_4bit_with_dense_weights_and_restores_them(tiny_nf4, monk
 def test_dense_decoding_keeps_an_adapter_and_refuses_when_memory_is_short(tiny_nf4, monkeypatch):
     """A LoRA adapter on the nf4 base still shapes the dense decode (its wrapper calls the swapped base
     layer); when the dense copy does not fit, the 4-bit weights decode as they are and the reason says so."""
-    from peft import LoraConfig, get_peft_model
-
     monkeypatch.setattr(dense_decoding, "DENSE_HEADROOM_BYTES", 0)  # fits, however busy the machine is
     model, tok = tiny_nf4
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = with_lora(model)
     try:
-        prompts = PROMPTS[:16]
-        ref = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="hf")
-        out = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
+        prompts, ref, out = static_keeps_the_adapter(peft_model, tok, tie_tol=1e-2, min_dropped=4)
         assert "dequantized once" in out.engine_reason
-        assert greedy_divergences(peft_model, tok, prompts, ref, out, tie_tol=1e-2) == []
-        with peft_model.disable_adapter():
-            base = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
-        assert len(greedy_divergences(peft_model, tok, prompts, ref, base, tie_tol=1e-2)) >= 4
         generation.release_dense(peft_model)  # else the copies made above are reused without a memory check
         monkeypatch.setattr(dense_decoding, "DENSE_HEADROOM_BYTES", 2**60)
         kept = generate(peft_model, tok, prompts, max_new_tokens=6, batch_size=16, engine="static")
