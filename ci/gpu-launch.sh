@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 out="${1:-gpu-launch}"
 mkdir -p "$out/gate"
 if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/cleanroom-site .whl/*.whl
+  bash ci/gpu.sh --install || exit 2
   export PYTHONPATH="/tmp/cleanroom-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"

@@ -19,8 +19,7 @@ py="${PYTHON:-python3}"
 scratch="${BENCH_SCRATCH:-/tmp/cleanroom-train-bench}"
 rm -rf "$scratch" && mkdir -p "$scratch"
 if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1 && [[ -z "${PYTHON:-}" ]]; then  # the offline box: ci/gpu.sh's wheels
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/cleanroom-site .whl/*.whl
+  bash ci/gpu.sh --install || exit 2
   export PYTHONPATH="/tmp/cleanroom-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -61,13 +60,15 @@ for arch in "${archs[@]}"; do
     timeout "$per_run" "$py" benchmarks/bench_train_side_by_side.py --mode "$mode" --model "$model" "${sizes[@]}" \
       "${steps[@]}" --out "$scratch/$arch-$mode.json" > "$scratch/$arch-$mode.log" 2>&1
     rc=$?
+    ((rc != 0)) && failed=1
     echo "$arch $mode: rc=$rc in $(( $(date +%s) - t0 ))s$( ((rc == 124)) && echo " (killed after ${per_run}s)")"
     ((rc != 0)) && grep -v -i warn "$scratch/$arch-$mode.log" | tail -4
   done
 done
-"$py" benchmarks/bench_train_side_by_side.py --table "$scratch" > "$out/table.md"
+"$py" benchmarks/bench_train_side_by_side.py --table "$scratch" > "$out/table.md" || failed=1
 "$py" -c "import json, sys; from pathlib import Path; print(json.dumps([json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob('*.json'))], indent=1))" \
   "$scratch" > "$out/results.json"
 for f in "$scratch"/*.log; do echo "=== $(basename "$f")"; grep -v -i "warn" "$f" | tail -30; done > "$out/logs.txt"
 cat "$out/table.md"
 echo "total $(( $(date +%s) - start ))s"
+exit $failed  # non-zero when a mode failed or was killed, or the table could not be made (skipped modes are listed)

@@ -33,13 +33,17 @@ if [[ "${1:-}" == "--download" ]]; then
   exit 0
 fi
 
-if [[ "${1:-}" == "--install" ]]; then  # only install the wheels (a first transfer; see ci/gpu-unsloth.sh)
-  exec python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/cleanroom-site .whl/*.whl
-fi
-if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
+# The one place the wheels are installed (ci/gpu-launch.sh and ci/gpu-train-bench.sh call --install too).
+install_wheels() {
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/cleanroom-site .whl/*.whl
+}
+if [[ "${1:-}" == "--install" ]]; then  # only install the wheels (a first transfer; see ci/gpu-unsloth.sh)
+  install_wheels
+  exit $?
+fi
+if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
+  install_wheels
   export PYTHONPATH="/tmp/cleanroom-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"

@@ -214,10 +214,12 @@ def test_static_decodes_4bit_with_dense_weights_and_restores_them(tiny_nf4, monk
     assert torch.equal(before, after)  # the 4-bit layers (and their quant state) are untouched
     assert (dense - before).abs().max().item() < 1e-2
     ref = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="hf")
-    out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="static")
-    assert "4-bit layers" in out.engine_reason and "kept" not in out.engine_reason  # decoded dense
-    assert greedy_divergences(model, tok, PROMPTS, ref, out, tie_tol=1e-2) == []
-    generation.release_dense(model)  # the module-scoped model goes back to 4-bit only
+    try:
+        out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="static")
+        assert "4-bit layers" in out.engine_reason and "kept" not in out.engine_reason  # decoded dense
+        assert greedy_divergences(model, tok, PROMPTS, ref, out, tie_tol=1e-2) == []
+    finally:
+        generation.release_dense(model)  # the module-scoped model goes back to 4-bit only, pass or fail
 
 
 def test_dense_decoding_keeps_an_adapter_and_refuses_when_memory_is_short(tiny_nf4, monkeypatch):

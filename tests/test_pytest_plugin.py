@@ -98,3 +98,32 @@ def test_model_path_fixture(pytester: pytest.Pytester, tmp_path) -> None:
     )
     result = pytester.runpytest("--cleanroom-model", str(tmp_path / "m"))
     result.assert_outcomes(passed=1)
+
+
+def test_a_required_check_that_skips_fails_the_session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path) -> None:
+    """Check 11 skips itself below 2 GPUs. Not required (one GPU asked for): the session passes and the report
+    says NOT RUN. Required (CLEANROOM_GATE_GPUS=2): the report is NO-GO *and* pytest exits 1, so a script that
+    trusts the exit status cannot read the skip as a pass."""
+    pytester.makepyfile(
+        test_gate="""
+        import pytest
+        def test_11(gate_recorder):
+            with gate_recorder.check("11_data_parallel"):
+                pytest.skip("NOT RUN: 1 GPU visible, 2 needed")
+        """
+    )
+    monkeypatch.setenv("CLEANROOM_GATE_DIR", str(tmp_path / "gate"))
+    monkeypatch.delenv("CLEANROOM_GATE_GPUS", raising=False)
+    alone = pytester.runpytest_subprocess()
+    alone.assert_outcomes(skipped=1)
+    assert alone.ret == 0
+    monkeypatch.setenv("CLEANROOM_GATE_GPUS", "2")
+    required = pytester.runpytest_subprocess()
+    required.assert_outcomes(skipped=1)
+    required.stdout.fnmatch_lines(["*required check(s) skipped, so the session fails: 11_data_parallel*"])
+    assert required.ret == 1
+    import json
+
+    report = json.loads((tmp_path / "gate" / "gate-report.json").read_text())
+    assert report["verdict"] == "NO-GO" and any("11_data_parallel was skipped" in r for r in report["reasons"])

@@ -67,11 +67,13 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
         return BackendChoice("peft", requested, f"auto: device is {device}, unsloth needs CUDA")
     if quantization not in (None, "nf4"):
         return BackendChoice("peft", requested, f"auto: unsloth has no {quantization} path")
+    faster, why = gate_evidence(gate_report)  # the report first: the import check starts a child Python
+    if not faster:
+        return BackendChoice("peft", requested, f"auto: {why}")
     reason = unsloth_backend.unsloth_available()
     if reason is not None:
         return BackendChoice("peft", requested, f"auto: {reason}")
-    faster, why = gate_evidence(gate_report)
-    return BackendChoice("unsloth" if faster else "peft", requested, f"auto: {why}")
+    return BackendChoice("unsloth", requested, f"auto: {why}")
 
 
 __all__ = ["BACKENDS", "BackendChoice", "gate_evidence", "resolve_backend"]

@@ -180,7 +180,7 @@ def generate(
     guard.scan_ids(encoded, guard.forbidden_ids(tokenizer), where="generation prompts", tokenizer=tokenizer)
     width = -(-max(len(e) for e in encoded) // WIDTH_BUCKET) * WIDTH_BUCKET
     dense, why = dense_decoding(model, prompt_width=width, max_new_tokens=settings.max_new_tokens,
-                                batch_size=min(batch_size, len(prompts))) if name == "static" else (False, "")
+                                batch_size=settings.batch_size) if name == "static" else (False, "")  # batches are padded to it
     reason += f"; {why}" if why else ""
     if name == "paged":
         new_ids = _paged(model, tokenizer, encoded, settings)

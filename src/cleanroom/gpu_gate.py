@@ -118,12 +118,24 @@ class GateRecorder:
                                           time.perf_counter() - start)
 
 
+def is_required(check: str, *, gpus_requested: int = 1) -> bool:
+    """Whether *check* must pass for GO; the data-parallel check is required when ``gpus_requested > 1``."""
+    return CHECKS[check][1] or (check == "11_data_parallel" and gpus_requested > 1)
+
+
+def skipped_required(results: dict[str, CheckResult], *, gpus_requested: int = 1) -> list[str]:
+    """The required checks that started and skipped themselves: pytest counts a skip as no failure, so the
+    session must fail on these (a check that was only deselected is "did not run" in the verdict instead)."""
+    return [c for c, r in results.items()
+            if c in CHECKS and r.status == "skipped" and is_required(c, gpus_requested=gpus_requested)]
+
+
 def verdict(results: dict[str, CheckResult], *, gpus_requested: int = 1) -> tuple[str, list[str]]:
     """``("GO" | "NO-GO", reasons)``: every required check recorded and passed, else NO-GO naming each.
     With ``gpus_requested > 1`` the data-parallel check is required too."""
     reasons = []
-    for check, (title, required) in CHECKS.items():
-        required = required or (check == "11_data_parallel" and gpus_requested > 1)
+    for check, (title, _) in CHECKS.items():
+        required = is_required(check, gpus_requested=gpus_requested)
         res = results.get(check)
         if res is None:
             if required:
@@ -181,4 +193,5 @@ def write_report(recorder: GateRecorder, out_dir: str | os.PathLike[str]) -> tup
     return json_path, md_path
 
 
-__all__ = ["CHECKS", "CheckResult", "GateRecorder", "render_markdown", "verdict", "write_report"]
+__all__ = ["CHECKS", "CheckResult", "GateRecorder", "is_required", "render_markdown", "skipped_required", "verdict",
+           "write_report"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from cleanroom import guard
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError
-from cleanroom.hashing import sha256_file
+from cleanroom.hashing import hash_file
 from cleanroom.model_files import MODEL_META_FILES
 from cleanroom.probe import probe_model
 from cleanroom.sentinels import run_sentinels
@@ -184,7 +184,7 @@ class CleanModelLoader:
 
     def _file_hashes(self) -> dict[str, str]:
         names = list(MODEL_META_FILES) + ([self.gguf_file] if self.gguf_file else [])
-        return {n: sha256_file(self.path / n) for n in names if (self.path / n).is_file()}
+        return {n: hash_file(self.path / n) for n in names if (self.path / n).is_file()}  # cached: provenance hashes them too
 
     def _model_names(self) -> tuple[str | None, ...]:
         """The model's own names for the name markers: the path and GGUF file given, and GGUF ``general.name``."""

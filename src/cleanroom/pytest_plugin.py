@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cleanroom import fixtures
-from cleanroom.code_gates.pytest_items import GatesPlugin  # lazy: keeps the plugin import cheap
+from cleanroom.code_gates.pytest_items import GatesPlugin
 from cleanroom.environment import git_state
-from cleanroom.gpu_gate import GateRecorder, verdict, write_report
+from cleanroom.gpu_gate import GateRecorder, skipped_required, verdict, write_report
 
 DEFAULT_SEED = 3407
 
@@ -181,6 +181,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     out = os.environ.get("CLEANROOM_GATE_DIR") or str(Path.cwd() / "gate-report")
     json_path, _ = write_report(recorder, out)
     decision, _ = verdict(recorder.results, gpus_requested=recorder.gpus_requested)
+    skipped = skipped_required(recorder.results, gpus_requested=recorder.gpus_requested)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"cleanroom gpu gate: {decision} (report: {json_path})")
+    if skipped and session.exitstatus == pytest.ExitCode.OK:  # a required check that skipped is not a pass
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_line(f"cleanroom gpu gate: required check(s) skipped, so the session fails: {', '.join(skipped)}")

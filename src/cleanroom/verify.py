@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from cleanroom.artifacts.attestation import build_attestation
-from cleanroom.artifacts.layout import pretty_json
+from cleanroom.artifacts.layout import pretty_json, stage_names
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import Broken, VerifyReport, excerpt, first_diff, first_diff_line, require_run
 from cleanroom.errors import InputError
@@ -137,11 +137,7 @@ class _Verifier:
             self.broken("config.resolved.yaml", None, "config sha256 recorded in run.json", self.config_sha, found)
 
     def stage_names(self) -> list[str]:
-        return sorted(
-            d.name
-            for d in self.root.iterdir()
-            if d.is_dir() and ((d / "stage.json").exists() or (d / "manifest.json").exists())
-        )
+        return stage_names(self.root)
 
     def check_stage(self, stage: str) -> None:
         sdir = self.root / stage

@@ -42,13 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def resume_command(args: argparse.Namespace) -> str:
-    """The ``cleanroom run`` line that continues this run: the same profile, out, options and overrides."""
-    parts = ["cleanroom", "run", args.pipeline, "--profile", args.profile, "--out", str(args.out)]
-    if args.gate_report is not None:
-        parts += ["--gate-report", str(args.gate_report)]
-    if args.no_progress:
-        parts.append("--no-progress")
-    return shlex.join([*parts, *args.overrides, "--resume"])
+    """The ``cleanroom run`` line that continues this run: this command's arguments plus ``--resume``."""
+    argv = _launched_argv(args)
+    return shlex.join(["cleanroom", *argv, *([] if args.resume else ["--resume"])])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,8 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-CACHE_DIR = ".cleanroom-cache"  # the folder's name inside the user cache directory
-
 
 def cache_folder() -> Path:
     """``$CLEANROOM_CACHE_DIR``, else ``$XDG_CACHE_HOME/cleanroom/gates``, else ``~/.cache/cleanroom/gates``.
@@ -113,4 +111,4 @@ class ResultCache:
             pass
 
 
-__all__ = ["CACHE_DIR", "RawFinding", "ResultCache", "cache_folder"]
+__all__ = ["RawFinding", "ResultCache", "cache_folder"]

@@ -2,7 +2,7 @@
 
 Estimators only, from the resolved spec and the model's architecture; preflight
 (:mod:`cleanroom.pipeline.preflight`) compares their figures with the device and the budget, and
-``cleanroom estimate`` prints them. The arithmetic lives in :mod:`cleanroom.memory` and
+``cleanroom run --estimate`` prints them. The arithmetic lives in :mod:`cleanroom.memory` and
 :mod:`cleanroom.cost`; here a spec's stages are mapped onto it.
 """
 

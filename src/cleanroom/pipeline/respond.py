@@ -164,12 +164,10 @@ def respond_and_score(ctx: Context, stage_writer: Any, name: str, *, adapters: t
     return verdicts
 
 
-def follow_respond(ctx: Context, stage: str, name: str, *, adapters: tuple[str, ...], gen: Any,
-                   model_bundle: tuple | None = None) -> None:
+def follow_respond(ctx: Context, stage: str, name: str, *, adapters: tuple[str, ...], gen: Any) -> None:
     """A rank other than 0: its batches of :func:`respond_and_score`'s responses (rank 0 writes the files)."""
 
-    model, tokenizer, _ = model_bundle or load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters),
-                                                     probe=False)
+    model, tokenizer, _ = load_model(ctx, adapters=tuple(ctx.run.path / a for a in adapters), probe=False)
     _respond(ctx, stage, name, None, model, tokenizer, eval_records(ctx), gen)
 
 

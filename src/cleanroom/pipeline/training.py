@@ -20,7 +20,7 @@ from cleanroom import distributed, guard, training
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
 from cleanroom.backend import resolve_backend
 from cleanroom.config import sft_train_count
-from cleanroom.errors import ConfigError, DependencyError, PatchedProcessError
+from cleanroom.errors import ConfigError, PatchedProcessError
 from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.common import Context, capture, load_model, resolve_model
 from cleanroom.pipeline.runlog import StampedLines
@@ -38,11 +38,6 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
                        gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
         return load_model(ctx, probe=False)
-
-    reason = unsloth_backend.unsloth_available()
-    if reason is not None:
-        raise DependencyError(f"backend: unsloth requested but {reason}; install unsloth on a CUDA machine or set "
-                              "backend=peft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,

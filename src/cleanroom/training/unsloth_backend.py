@@ -58,10 +58,9 @@ def _child_import(module: str) -> str | None:
     return f"{module} does not import: {lines[-1] if lines else f'exit status {done.returncode}'}"
 
 
-def _check_against_clean(model_name: str, model: Any, tokenizer: Any, clean: Any) -> list[str]:
+def _check_against_clean(model_name: str, model: Any, tokenizer: Any, clean: Any) -> None:
     """Unsloth's tokenizer, re-cleaned, against the clean loader's (sentinel encodings, guard snapshot) and its
-    model's embedding rows against the checkpoint's ``vocab_size``; a difference is a ContaminationError. Returns
-    the snapshot fields that differed ([] whenever it returns)."""
+    model's embedding rows against the checkpoint's ``vocab_size``; a difference is a ContaminationError."""
     clean_tokenizer(tokenizer)
     for text in SENTINELS:
         theirs_ids, ours_ids = guard.encode(tokenizer, text, add_bos=False), guard.encode(clean, text, add_bos=False)
@@ -79,7 +78,6 @@ def _check_against_clean(model_name: str, model: Any, tokenizer: Any, clean: Any
     if vocab is not None and rows != int(vocab):
         raise ContaminationError(f"{model_name}: Unsloth's model has {rows} embedding rows but the checkpoint's config "
                                  f"says vocab_size {vocab}; Unsloth resized the vocabulary — use backend=peft")
-    return rewrites
 
 
 def load_unsloth(
@@ -118,7 +116,7 @@ def load_unsloth(
     # the H200, docs/gpu-gate.md session 14). The run trains with, and saves, the clean loader's tokenizer; Unsloth's
     # must encode exactly as it does (else the model Unsloth prepared expects other IDs) and is then dropped.
     clean, _ = CleanModelLoader(model_name, probe=False).load_tokenizer(decide=False)
-    rewrites = _check_against_clean(model_name, model, tokenizer, clean)
+    _check_against_clean(model_name, model, tokenizer, clean)
     clean_model(model, guard.base_eos_id(clean))
     setattr(model, guard.SNAPSHOT_ATTR, guard.snapshot(model, clean)["model"])
     model = FastLanguageModel.get_peft_model(
@@ -126,7 +124,6 @@ def load_unsloth(
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
     guard.recheck(model, clean)
-    model.cleanroom_unsloth_tokenizer_rewrites = rewrites  # [] here: anything else was refused above
     model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
     return model, clean
 
