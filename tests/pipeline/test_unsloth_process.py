@@ -88,7 +88,7 @@ def test_unsloths_tokenizer_and_model_are_checked_against_the_clean_ones(tmp_pat
     path = str(fixtures.tiny_base_model())
     clean, _ = CleanModelLoader(path, probe=False).load_tokenizer(decide=False)
     model = AutoModelForCausalLM.from_pretrained(path)
-    assert _check_against_clean(path, model, AutoTokenizer.from_pretrained(path), clean) == []
+    _check_against_clean(path, model, AutoTokenizer.from_pretrained(path), clean)  # the shipped one, re-cleaned: passes
     grown = AutoTokenizer.from_pretrained(path)
     grown.add_tokens(["<|unsloth_pad|>"], special_tokens=True)
     with pytest.raises(ContaminationError, match="still differs from the clean loader's after cleaning"):
