@@ -1,6 +1,7 @@
 """Print measured QLoRA peak memory next to cleanroom.memory's estimate, part by part (CUDA only).
 
     python benchmarks/bench_memory_model.py [--archs qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-7b] [--batches 1,4] [--seq 512]
+        [--upcast]        # with TrainSpec.kbit_fp32_upcast (peft's fp32 upcast of the non-quantized weights)
 
 For each random-initialised Qwen2.5 architecture and batch size: nf4, LoRA r=64 on every projection,
 gradient checkpointing, a few SFT steps; ``torch.cuda.max_memory_allocated`` minus what was allocated
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--upcast", action="store_true", help="TrainSpec.kbit_fp32_upcast=True (default: off, as TrainSpec)")
     args = ap.parse_args()
 
     from cleanroom import memory
@@ -45,11 +47,12 @@ def main() -> None:
     for arch in args.archs.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             with tempfile.TemporaryDirectory() as out:
-                m = gate.measure_qlora_peak(arch, batch=batch, seq=args.seq, steps=args.steps, out=Path(out))
+                m = gate.measure_qlora_peak(arch, batch=batch, seq=args.seq, steps=args.steps, out=Path(out),
+                                            kbit_fp32_upcast=args.upcast)
             est = memory.estimate_peak_memory(arch_for(arch), quantization="nf4", lora_r=gate.MEM_R,
                                               lora_targets=ALL_PROJECTIONS, batch_size=batch, seq_len=args.seq,
-                                              gradient_checkpointing=True)
-            row = {"arch": arch, "batch": batch, "seq": args.seq,
+                                              gradient_checkpointing=True, kbit_fp32_upcast=args.upcast)
+            row = {"arch": arch, "batch": batch, "seq": args.seq, "kbit_fp32_upcast": args.upcast,
                    "measured_weights_gib": round(m["weights_bytes"] / GIB, 4),
                    "measured_peak_gib": round(m["peak_bytes"] / GIB, 4),
                    "estimated_allocated_gib": round(est.allocated_bytes / GIB, 4),

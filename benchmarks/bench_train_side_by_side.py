@@ -7,19 +7,20 @@
 Modes (one per process, so each peak-memory figure is its own). The cleanroom modes are ``train_sft`` /
 ``train_dpo`` as the pipeline calls them, with the TrainSpec levers each names (see :data:`CLEANROOM_MODES`):
 
-    sft-guarded          defaults (peft's fp32 upcast of the non-quantized weights, padded batches)
+    sft-guarded          TrainSpec defaults (no fp32 upcast of the non-quantized weights, padded batches)
     sft-unguarded        the same with the collator's checks (scan, final EOS, loss mask) made pass-throughs
-    sft-guarded-bf16     ``kbit_fp32_upcast=False``: non-quantized weights stay bf16, as TRL's trainers leave them
+    sft-guarded-upcast   ``kbit_fp32_upcast=True``: peft's prepare_model_for_kbit_training (the default until session 16)
     sft-guarded-padfree  ``padding_free=True`` (the guard checks each packed sequence)
-    sft-fast             both levers; ``sft-fast-unguarded`` the same without the guard (the guard's share)
+    unsloth-sft          the ``backend: unsloth`` path: ``load_unsloth`` (LoRA attached by Unsloth) + ``train_sft``,
+                         guarded; needs CUDA and an importable unsloth (ci/gpu-unsloth.sh's site directory)
     trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
     trl-sft-padfree      the same with ``padding_free=True`` (SDPA, position IDs)
     trl-sft-ids          TRL ``SFTTrainer`` defaults fed cleanroom's token IDs and completion masks (the same tokens
                          as the cleanroom modes, so the loss curves compare the trainers, not two tokenisations)
-    dpo-guarded          ``train_dpo`` defaults (base model + fresh LoRA: the reference is the base)
-    dpo-guarded-bf16     ``kbit_fp32_upcast=False``
+    dpo-guarded          ``train_dpo`` defaults (base model + fresh LoRA: the reference is the base, live each step)
+    dpo-unguarded        the same without the guard
+    dpo-guarded-upcast   ``kbit_fp32_upcast=True``
     dpo-guarded-precompute  ``precompute_ref_log_probs=True`` (reference log-probs once, before training)
-    dpo-fast             both levers; ``dpo-fast-unguarded`` the same without the guard
     trl-dpo              TRL ``DPOTrainer`` defaults + the same LoRA
 
 Every mode counts tokens the same way: the non-pad tokens of each batch the collator hands the model
@@ -45,19 +46,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: cleanroom mode -> (TrainSpec levers, guard on). ``-bf16``: no fp32 upcast; ``fast``: every lever of its stage.
+#: cleanroom mode -> (TrainSpec levers, guard on); the defaults are TrainSpec's (no fp32 upcast, padded, live reference).
 CLEANROOM_MODES: dict[str, tuple[dict[str, bool], bool]] = {
     "sft-guarded": ({}, True),
     "sft-unguarded": ({}, False),
-    "sft-guarded-bf16": ({"kbit_fp32_upcast": False}, True),
+    "sft-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
     "sft-guarded-padfree": ({"padding_free": True}, True),
-    "sft-fast": ({"kbit_fp32_upcast": False, "padding_free": True}, True),
-    "sft-fast-unguarded": ({"kbit_fp32_upcast": False, "padding_free": True}, False),
+    "unsloth-sft": ({}, True),
     "dpo-guarded": ({}, True),
-    "dpo-guarded-bf16": ({"kbit_fp32_upcast": False}, True),
+    "dpo-unguarded": ({}, False),
+    "dpo-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
     "dpo-guarded-precompute": ({"precompute_ref_log_probs": True}, True),
-    "dpo-fast": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, True),
-    "dpo-fast-unguarded": ({"kbit_fp32_upcast": False, "precompute_ref_log_probs": True}, False),
 }
 MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-sft-ids", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
@@ -154,9 +153,11 @@ class Recorder:
         w = min(warmup, max(steps - 1, 0))
         tokens = self.tokens[self.start_batch:self.start_batch + steps]
         secs = sum(self.step_seconds[w:])
+        rates = [t / s for t, s in zip(tokens[w:], self.step_seconds[w:], strict=False) if s > 0]
         return {"steps": steps, "warmup_steps": w, "timed_seconds": round(secs, 4),
                 "s_per_step": round(secs / max(steps - w, 1), 4),
                 "median_step_s": round(statistics.median(self.step_seconds[w:]), 4) if steps else None,
+                "median_step_tokens_per_s": round(statistics.median(rates), 1) if rates else 0.0,
                 "tokens_timed": sum(tokens[w:]), "tokens_per_s": round(sum(tokens[w:]) / secs, 1) if secs else 0.0,
                 "mean_tokens_per_batch": round(sum(tokens) / max(len(tokens), 1), 1),
                 "peak_gib": round(self.peak_bytes / 2**30, 3), "losses": [round(x, 4) for x in self.losses]}
@@ -211,8 +212,17 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
         return rec.wrap(lambda ex: guarded_call(self, ex) if guarded else self._inner(ex))(examples)
 
     collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
-    model, tok = load(path, args.quantization)
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
+    if args.mode == "unsloth-sft":  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
+        from cleanroom.training.unsloth_backend import load_unsloth
+
+        model, tok = load_unsloth(str(path), max_seq_length=args.max_length, quantization=args.quantization,
+                                  lora=lora, seed=3407)
+        import unsloth
+
+        extra["unsloth"] = getattr(unsloth, "__version__", "unknown")
+    else:
+        model, tok = load(path, args.quantization)
     train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
                       learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
                       precision="auto" if _cuda() else "fp32", **levers)
@@ -224,9 +234,9 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
                             callbacks=[rec.callback()])
             extra.update(step0_loss=res.step0_loss, step0_margin=res.step0_margin)
             pre = res.levers["precompute_ref_log_probs"]
-            if pre["on"]:
-                extra.update(ref_precompute_s=pre["seconds"], ref_logps_sha256=pre["sha256"],
-                             ref_precompute_batches=math.ceil(n / args.batch))
+            if pre["on"]:  # the reference pass, and the one-off rest of building the trainer (TRL's model hash)
+                extra.update(ref_precompute_s=pre["seconds"], ref_setup_s=pre["setup_seconds"],
+                             ref_logps_sha256=pre["sha256"], ref_precompute_batches=math.ceil(n / args.batch))
             rows = render_pairs(tok, pairs, args.max_length)
         else:
             examples = sft_examples(n, 7, args.max_prompt, args.max_completion)
@@ -310,7 +320,9 @@ def _baseline(mode: str) -> str:
 
 
 def _amortised_rate(r: dict[str, Any]) -> float | None:
-    """tokens/s with the reference precompute's time spread over the batches it served (None without one)."""
+    """tokens/s with the reference pass's time per batch added to each timed step (None without one): what the
+    pass costs over a run of any length. Its one-off set-up (TRL hashes every model tensor for its cache key)
+    is ``ref_setup_s`` in the result JSON, not in this rate."""
     if not r.get("ref_precompute_s"):
         return None
     timed_steps = r["steps"] - r["warmup_steps"]
@@ -326,12 +338,15 @@ def table(folder: Path) -> str:
     """
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     by = {(r["model"], r["mode"]): r for r in rows}
-    lines = ["| model | mode | s/step | tokens/s | × TRL | tokens/s incl. ref precompute | peak GiB | "
-             "first → last loss | max abs loss diff vs TRL (same tokens where trl-sft-ids ran) | guard % of step | vs unguarded % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | mode | s/step | tokens/s | × TRL | median-step tokens/s | × TRL (median) | "
+             "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff vs TRL (same tokens "
+             "where trl-sft-ids ran) | guard % of step | vs unguarded % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = by.get((r["model"], _baseline(r["mode"])))
         ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref and ref.get("tokens_per_s") else float("nan")
+        med, ref_med = r.get("median_step_tokens_per_s"), ref.get("median_step_tokens_per_s") if ref else None
+        med_ratio = med / ref_med if med and ref_med else float("nan")
         loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
         # losses against TRL on the same tokens where that run exists (trl-sft tokenises the text its own way)
         same = by.get((r["model"], "trl-sft-ids")) if _baseline(r["mode"]) == "trl-sft" else None
@@ -344,6 +359,7 @@ def table(folder: Path) -> str:
         vs = (f"{100 * (r['s_per_step'] / twin['s_per_step'] - 1):+.1f}"
               if twin and twin is not r and twin.get("s_per_step") else "")
         lines.append(f"| {r['model']} | {r['mode']} | {r['s_per_step']} | {r['tokens_per_s']} | {ratio:.2f} | "
+                     f"{med if med is not None else ''} | {med_ratio:.2f} | "
                      f"{'' if amortised is None else f'{amortised:.1f}'} | {r['peak_gib']} | {loss} | {diff:.4f} | "
                      f"{g} | {vs} |")
     return "\n".join(lines)

@@ -80,12 +80,19 @@ def test_arch_from_config_json():
 
 def test_nf4_weights_are_about_a_quarter_of_bf16():
     nf4 = estimate_peak_memory("Qwen2.5-7B", batch_size=1, **KW).parts["weights"]
+    upcast = estimate_peak_memory("Qwen2.5-7B", batch_size=1, kbit_fp32_upcast=True, **KW).parts["weights"]
     bf16 = estimate_peak_memory("Qwen2.5-7B", batch_size=1, **{**KW, "quantization": "bf16"}).parts["weights"]
     # linear 6.53e9 * 0.51587 B = 3.366 GB + (embed + head + (2L+1) norms + q/k/v biases) = 1.0903e9 params
-    # * 4 B (fp32 after prepare_model_for_kbit_training) = 4.361 GB -> 7.73 GB, vs bf16 (6.525e9 + 1.0903e9) * 2
-    # = 15.23 GB: ratio 0.507 (the linear weights alone are at 0.258 of bf16)
-    assert nf4 == pytest.approx(6_525_288_448 * 0.515869140625 + (2 * 544_997_376 + 57 * 3584 + 28 * (3584 + 2 * 512)) * 4, rel=1e-6)
-    assert 0.50 < nf4 / bf16 < 0.52
+    # * 2 B (bf16, TrainSpec's default) = 2.181 GB -> 5.55 GB, vs bf16 (6.525e9 + 1.0903e9) * 2 = 15.23 GB:
+    # ratio 0.364 (the linear weights alone are at 0.258 of bf16); with the fp32 upcast
+    # (prepare_model_for_kbit_training) the 1.0903e9 params take 4 B: 4.361 GB -> 7.73 GB, ratio 0.507
+    other = 2 * 544_997_376 + 57 * 3584 + 28 * (3584 + 2 * 512)
+    assert nf4 == pytest.approx(6_525_288_448 * 0.515869140625 + other * 2, rel=1e-6)
+    assert upcast == pytest.approx(6_525_288_448 * 0.515869140625 + other * 4, rel=1e-6)
+    assert 0.36 < nf4 / bf16 < 0.37 and 0.50 < upcast / bf16 < 0.52
+    # the upcast only acts on a quantized base
+    assert estimate_peak_memory("Qwen2.5-7B", batch_size=1, kbit_fp32_upcast=True,
+                                **{**KW, "quantization": "bf16"}).parts["weights"] == bf16
 
 
 def test_activations_grow_with_batch_and_checkpointing_saves_memory():

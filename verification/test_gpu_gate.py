@@ -108,6 +108,8 @@ def _sft_spec(**overrides: Any) -> Any:
 UNSLOTH_STEP0_TOL, UNSLOTH_STEP_REL, UNSLOTH_STEP_FLOOR = 0.02, 0.05, 0.001
 #: tokens in one SFT step of checks 3 and 10 (fixed-length rows)
 STEP_TOKENS = SFT_BATCH * SFT_SEQ
+#: check 4's DPO run: steps and pairs per step
+DPO_STEPS, DPO_BATCH = 6, 4
 
 
 class _StepTimer:
@@ -236,10 +238,13 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
     res = sft.res
     with gate_recorder.check("3_sft_steps") as c:
         ratio = res.losses[-1] / res.losses[0] if res.losses and res.losses[0] else float("nan")
+        # tokens_per_s: the whole train() call (first step's warm-up and two checkpoint saves inside it);
+        # steady_tokens_per_s: one step's tokens over the median step after the first (what a long run sustains)
         c.figure(steps=res.steps, first_loss=res.losses[0], last_loss=res.losses[-1], loss_ratio=ratio,
                  tokens_per_s=round(res.tokens_per_s, 1), s_per_step=round(res.seconds / max(res.steps, 1), 4),
+                 steady_tokens_per_s=round(STEP_TOKENS / sft.steps["median_step_s"], 1), **sft.steps,
                  peak_gib=round(res.peak_mem_bytes / GIB, 3), non_lora_changed=len(sft.changed),
-                 trainable_params=len(sft.trainable))
+                 trainable_params=len(sft.trainable), levers=_lever_settings(res))
         c.require(res.steps == SFT_STEPS, f"trained {res.steps} steps, expected {SFT_STEPS}")
         c.require(all(math.isfinite(x) for x in res.losses), f"non-finite loss in {res.losses}: lower the LR, check bf16")
         c.require(ratio <= 0.95, f"loss did not fall: final/initial = {ratio:.3f} > 0.95 (raise the LR or check labels)")
@@ -248,34 +253,48 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
                   f"trainable parameters that are not LoRA: {[n for n in sft.trainable if 'lora_' not in n][:5]}")
 
 
+def _lever_settings(res: Any) -> dict[str, Any]:
+    """Which training path ran (TrainSpec's speed levers as TrainResult records them): check 9's rates come from it."""
+    return {k: v.get("on") for k, v in res.levers.items() if isinstance(v, dict)}
+
+
 def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
     from cleanroom.training import TrainSpec, train_dpo
 
-    pairs = [{"prompt": f"Question {i}: say yes or no.\nAnswer:", "chosen": " yes" * 12, "rejected": " no" * 12}
-             for i in range(8)]
+    # DPO_STEPS steps of DPO_BATCH pairs whose sides are ~100 tokens: enough work per step for a rate that
+    # means something (2 steps of 2 twelve-word pairs measured start-up, 73.5 tokens/s, issue 21)
+    pairs = [{"prompt": f"Question {i}: say yes or no, at length.\nAnswer:", "chosen": " yes" * (96 + i % 8),
+              "rejected": " no" * (96 + i % 5)} for i in range(DPO_STEPS * DPO_BATCH)]
     with gate_recorder.check("4_dpo_step0") as c:
-        spec = TrainSpec(max_steps=2, batch_size=2, max_length=128, learning_rate=5e-6, save_steps=10**6,
-                         gradient_checkpointing=True, precision="bf16")
-        res = train_dpo(sft.res.model, sft.tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path)
+        spec = TrainSpec(max_steps=DPO_STEPS, batch_size=DPO_BATCH, max_length=256, learning_rate=5e-6,
+                         save_steps=10**6, gradient_checkpointing=True, precision="bf16")
+        timer = _StepTimer()
+        res = train_dpo(sft.res.model, sft.tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path,
+                        callbacks=[timer.callback])
+        steps = timer.figures()
         c.figure(step0_loss=res.step0_loss, ln2=math.log(2), step0_margin=res.step0_margin,
-                 dpo_tokens_per_s=round(res.tokens_per_s, 1), dpo_peak_gib=round(res.peak_mem_bytes / GIB, 3))
+                 dpo_tokens_per_s=round(res.tokens_per_s, 1), dpo_peak_gib=round(res.peak_mem_bytes / GIB, 3),
+                 dpo_steady_tokens_per_s=round(res.tokens / max(res.steps, 1) / steps["median_step_s"], 1),
+                 dpo_first_step_s=steps["first_step_s"], dpo_median_step_s=steps["median_step_s"],
+                 levers=_lever_settings(res))
         c.require(abs(res.step0_loss - math.log(2)) <= 1e-3 and abs(res.step0_margin) <= 1e-3,
                   "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
 
 
 def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import PeftModel
 
     from cleanroom.training import train_sft
     from cleanroom.training.merge import probe_logits
+    from cleanroom.training.sft import prepare_kbit
 
     with gate_recorder.check("5_save_resume") as c:
         base, tok, _ = _load(gate.path)
-        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=True)
+        base = prepare_kbit(base, _sft_spec())  # the base prepared as check 3's training prepared it
         # keep the saved adapter dtype (PEFT would upcast it to fp32), so both compute in the same precision
         reloaded = PeftModel.from_pretrained(base, str(sft.res.adapter_dir), autocast_adapter_dtype=False)
-        # TRL casts the trained model's embeddings/lm_head back to bf16 (peft_module_casting_to_bf16) after
-        # prepare_model_for_kbit_training upcast them: give the reloaded model the trained model's dtypes
+        # with kbit_fp32_upcast TRL casts the trained model's embeddings/lm_head back to bf16
+        # (peft_module_casting_to_bf16) after the upcast: give the reloaded model the trained model's dtypes
         trained = dict(sft.res.model.named_parameters())
         recast = 0
         for n, p in reloaded.named_parameters():
@@ -417,8 +436,9 @@ def test_7_generation(gate: Any, gate_recorder: Any, monkeypatch: pytest.MonkeyP
 
 
 def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path,
-                       measure_gen: bool = False) -> dict[str, Any]:
-    """Peak ``max_memory_allocated`` of a few QLoRA SFT steps on a random ``arch`` (memory held before excluded)."""
+                       measure_gen: bool = False, kbit_fp32_upcast: bool = False) -> dict[str, Any]:
+    """Peak ``max_memory_allocated`` of a few QLoRA SFT steps on a random ``arch`` (memory held before excluded);
+    ``kbit_fp32_upcast`` as the TrainSpec lever (off: TrainSpec's default)."""
     import torch
 
     from cleanroom import fixtures
@@ -436,12 +456,12 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
         del gen
     _free()
     spec = TrainSpec(max_steps=steps, batch_size=batch, max_length=seq, save_steps=10**6, gradient_checkpointing=True,
-                     precision="bf16", learning_rate=1e-4)
+                     precision="bf16", learning_rate=1e-4, kbit_fp32_upcast=kbit_fp32_upcast)
     res = train_sft(model, tok, fixed_length_examples(tok, steps * batch, seq), lora=LoraSpec(r=MEM_R, alpha=MEM_R),
                     train=spec, output_dir=out)
     figures = {"weights_bytes": loaded, "peak_bytes": res.peak_mem_bytes - before,
                "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s,
-               "gen_tokens_per_s": gen_tps}
+               "gen_tokens_per_s": gen_tps, "levers": _lever_settings(res)}
     del res, model, tok
     _free()
     return figures
@@ -471,7 +491,8 @@ def test_8_memory_model(gate: Any, gate_recorder: Any, tmp_path: Path) -> None:
                           "train_tokens_per_s": round(m["tokens_per_s"], 1),
                           "gen_tokens_per_s": m["gen_tokens_per_s"] and round(m["gen_tokens_per_s"], 1)}
             rates[arch] = {"params_b": sum(memory.count_params(arch_for(arch)).values()) / 1e9,
-                           "train_tokens_per_s": m["tokens_per_s"], "gen_tokens_per_s": m["gen_tokens_per_s"]}
+                           "train_tokens_per_s": m["tokens_per_s"], "gen_tokens_per_s": m["gen_tokens_per_s"],
+                           "levers": m["levers"]}
             c.require(abs(err) <= MEMORY_TOLERANCE, f"{arch}: estimate off by {100 * err:+.1f}% (> ±15%): recalibrate "
                       "cleanroom.memory constants against benchmarks/bench_memory_model.py")
         spec = load_config("qwen2.5-32b")
@@ -520,7 +541,7 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
         c.require(bool(gen_tps), "check 7 (generation throughput) did not run: its tokens/s feed this projection")
         candidates = dict(gate_recorder.context.get("calibration_rates") or {})
         candidates["gate model"] = {"params_b": params_gate, "train_tokens_per_s": sft.res.tokens_per_s,
-                                    "gen_tokens_per_s": gen_tps or 0.0}
+                                    "gen_tokens_per_s": gen_tps or 0.0, "levers": _lever_settings(sft.res)}
         source, r = rate_source(candidates)
         ratio = r["params_b"] / params_32
         measured = {"train_tokens_per_s": r["train_tokens_per_s"] * ratio, "gen_tokens_per_s": r["gen_tokens_per_s"] * ratio}
@@ -533,6 +554,7 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
         c.figure(rates_from=f"{source} ({r['params_b']:.2f}B)", measured_params_b=round(r["params_b"], 4),
                  measured_train_tokens_per_s=round(r["train_tokens_per_s"], 1),
                  measured_gen_tokens_per_s=round(r["gen_tokens_per_s"], 1),
+                 train_levers=r.get("levers"),  # the training path the rate was measured on (preflight compares)
                  scaling=f"x {r['params_b']:.3f}B / {params_32:.3f}B (tokens/s taken as inversely proportional to params)",
                  hours=proj["hours"], cost_usd=proj["cost_usd"], price_per_hour=proj["price_per_hour"],
                  max_cost_usd=spec.budget.max_cost_usd, phase_hours=proj["phase_hours"],

@@ -158,6 +158,9 @@ class GateRates:
     device: str
     verdict: str
     path: str
+    #: the TrainSpec speed levers the training rate was measured with (check 9's ``train_levers``); None in a
+    #: report that does not record them
+    levers: dict[str, bool] | None = None
 
     def scaled_to(self, params_b: float) -> dict[str, float]:
         """The rates at ``params_b`` billion parameters: ``rate * self.params_b / params_b``."""
@@ -194,9 +197,10 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
         _positive(f"{file.name} {name} (measured)", value)
     train, gen, params = (float(v) for v in measured.values())
     context = report.get("context") or {}
+    levers = fig.get("train_levers")
     return GateRates(train_tokens_per_s=train, gen_tokens_per_s=gen, params_b=params,
                      device=str(context.get("device", "unknown device")), verdict=str(report.get("verdict", "?")),
-                     path=str(file))
+                     path=str(file), levers=dict(levers) if isinstance(levers, dict) else None)
 
 
 __all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",

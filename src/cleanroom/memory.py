@@ -9,8 +9,9 @@ The estimate is a sum of named parts (all in bytes, ``b`` = batch size, ``s`` = 
   8-bit absmax per 64 weights (double quantization) and one fp32 scale per 256 of those,
   ``0.5 + 1/64 + 4/(64*256) = 0.51587`` bytes/param. int8 (LLM.int8) is 1 byte plus an fp32 scale
   per output row (``4 / h`` bytes/param, taken as ``4 / h``). Embeddings (``V h``) and an untied
-  ``lm_head`` (``V h``), norms (``(2 L + 1) h``) and q/k/v biases (``L (h + 2 d_kv)``) are bf16 on a
-  bf16 base, and fp32 (``KBIT_HALF_BYTES`` = 4) on a quantized one: PEFT's
+  ``lm_head`` (``V h``), norms (``(2 L + 1) h``) and q/k/v biases (``L (h + 2 d_kv)``) are bf16, as
+  TRL's trainers and ``TrainSpec``'s default leave them; with ``kbit_fp32_upcast=True`` (the TrainSpec
+  lever) on a quantized base they are fp32 (``KBIT_HALF_BYTES`` = 4): PEFT's
   ``prepare_model_for_kbit_training`` upcasts every non-quantized parameter to fp32 before training.
 * ``lora``: adapter parameters ``N = L * r * sum_{targets} (in + out)`` times
   ``param + grad + 2 AdamW moments`` bytes: fp32 (4+4+8 = 16 B) on a bf16 base, bf16 (2+2+4 = 8 B) on a
@@ -34,7 +35,9 @@ constant lives at the top of this module so calibration against measured peaks c
 
 Calibration (GPU gate check 8, ``benchmarks/bench_memory_model.py``; NVIDIA H200, torch 2.11,
 transformers 5.17, TRL 1.16, bitsandbytes 0.50.2; nf4, r=64 on all projections, gradient
-checkpointing, seq 512; measured ``max_memory_allocated`` minus what was allocated before the load):
+checkpointing, seq 512; measured ``max_memory_allocated`` minus what was allocated before the load),
+session 13, with the fp32 upcast that was then the default (``kbit_fp32_upcast=True``; check 8 re-measures
+the default path on every gate run, docs/gpu-gate.md has the later figures):
 
 ======== ===== ============ =====================
 arch     batch measured GiB estimate (this model)
@@ -183,8 +186,12 @@ def estimate_peak_memory(
     gradient_checkpointing: bool,
     optimizer: str = "adamw",
     chunked_logits: bool = True,
+    kbit_fp32_upcast: bool = False,
 ) -> MemoryEstimate:
-    """Estimate peak training memory (formulas in the module docstring); ``arch`` a config dict or a known name."""
+    """Estimate peak training memory (formulas in the module docstring); ``arch`` a config dict or a known name.
+
+    ``kbit_fp32_upcast``: ``TrainSpec.kbit_fp32_upcast`` (a quantized base's non-quantized weights in fp32).
+    """
     a = _arch(arch)
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization = {quantization!r} is invalid; allowed: 'nf4', 'int8', 'bf16' or None")
@@ -203,7 +210,7 @@ def estimate_peak_memory(
     counts = count_params(a)
     quantized = quantization in ("nf4", "int8")
     lin_bytes = WEIGHT_BYTES[quantization] + (4 / h if quantization == "int8" else 0.0)
-    half = KBIT_HALF_BYTES if quantized else HALF_BYTES
+    half = KBIT_HALF_BYTES if quantized and kbit_fp32_upcast else HALF_BYTES
     weights = counts["linear"] * lin_bytes + (counts["embed"] + counts["lm_head"] + counts["other"]) * half
 
     n_lora = lora_param_count(a, lora_r=lora_r, lora_targets=lora_targets)

@@ -76,6 +76,25 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
     assert project_stage1(load_config("qwen2.5-32b", ["budget.max_hours=1000"]), device="cuda")["within_budget"]
 
 
+@pytest.mark.parametrize(("levers", "overrides", "note"), [
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False}, [], None),
+    ({"kbit_fp32_upcast": False, "padding_free": False}, ["sft.train.kbit_fp32_upcast=true"],
+     "this run's SFT sets kbit_fp32_upcast=True (gate: False): its training rate was not measured"),
+    (None, [], "the report does not say which training levers"),
+])
+def test_the_projection_says_when_the_gate_measured_another_training_path(tmp_path, levers, overrides, note):
+    """Check 9 records the TrainSpec levers its training rate ran with; a run on other levers is told so."""
+    figures = {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
+               "scaling": "x 7.616B / 32.764B (inversely proportional)"}
+    if levers is not None:
+        figures["train_levers"] = levers
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"},
+                                  "checks": [{"check": "9_cost", "figures": figures}]}))
+    proj = project_stage1(load_config("qwen2.5-32b", [f"budget.gate_report={report}", *overrides]), device="cuda")
+    assert proj["rates"].endswith("to 32.76B") if note is None else note in proj["rates"]
+
+
 def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
     from cleanroom.pipeline.estimate import estimate
 

@@ -73,12 +73,12 @@ def test_trainer_kwargs_checkpoint_and_early_stopping_wiring():
 
 
 def test_levers_record_each_setting_with_its_reason():
-    """Defaults: padded, fp32 upcast, live reference; each flip changes its own entry's setting and reason."""
+    """Defaults: padded, no fp32 upcast, live reference; each flip changes its own entry's setting and reason."""
     default = TrainSpec().levers()
-    assert {k: v["on"] for k, v in default.items()} == {"padding_free": False, "kbit_fp32_upcast": True,
+    assert {k: v["on"] for k, v in default.items()} == {"padding_free": False, "kbit_fp32_upcast": False,
                                                          "precompute_ref_log_probs": False}
     assert all(v["reason"].startswith("default:") for v in default.values())
-    fast = TrainSpec(padding_free=True, kbit_fp32_upcast=False, precompute_ref_log_probs=True).levers()
+    fast = TrainSpec(padding_free=True, kbit_fp32_upcast=True, precompute_ref_log_probs=True).levers()
     assert all(v["reason"].startswith("chosen:") for v in fast.values())
     assert {k: v["on"] for k, v in fast.items()} == {k: not v["on"] for k, v in default.items()}
 

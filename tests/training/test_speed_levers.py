@@ -52,7 +52,7 @@ def test_precomputed_reference_starts_at_ln2_and_follows_the_live_reference(load
     assert cached.losses == pytest.approx(live.losses, abs=1e-5)
     assert live.losses[-1] < math.log(2) - 1e-3  # it trained: the agreement is not two flat curves
     record = cached.levers["precompute_ref_log_probs"]
-    assert record["on"] and len(record["sha256"]) == 64 and record["seconds"] >= 0
+    assert record["on"] and len(record["sha256"]) == 64 and record["seconds"] > 0 and record["setup_seconds"] >= 0
     assert "sha256" not in live.levers["precompute_ref_log_probs"]
 
 

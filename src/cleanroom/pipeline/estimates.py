@@ -68,7 +68,7 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
         gate = cost.read_gate_rates(spec.budget.gate_report)
         measured = {**gate.scaled_to(params_b),
                     "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
-                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B"}
+                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{lever_note(gate.levers, spec.sft.train)}"}
     rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
     train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
     gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
@@ -97,6 +97,20 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     }
 
 
+def lever_note(measured: dict[str, bool] | None, train: Any) -> str:
+    """How the gate's training rate relates to this run's SFT path (the TrainSpec speed levers): empty when
+    they match, else the difference, so a projection never silently uses another configuration's rate."""
+    if measured is None:
+        return "; the report does not say which training levers its rate was measured with (a gate before they " \
+               "were recorded): rerun the gate to project this run's own path"
+    differ = {k: (v, getattr(train, k)) for k, v in sorted(measured.items())
+              if hasattr(train, k) and getattr(train, k) != v}
+    if not differ:
+        return ""
+    what = ", ".join(f"{k}={mine} (gate: {theirs})" for k, (theirs, mine) in differ.items())
+    return f"; this run's SFT sets {what}: its training rate was not measured, rerun the gate with the same levers"
+
+
 def projection_line(projection: dict[str, Any]) -> str:
     """One line for the run log: hours, dollars, the budget, and which rates were used."""
     limits = [f"${v}" if k == "max_cost_usd" else f"{v} h" for k in ("max_cost_usd", "max_hours")
@@ -112,7 +126,8 @@ def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
     return {
         name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
                  lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
-                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing)
+                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing,
+                 kbit_fp32_upcast=stage.train.kbit_fp32_upcast)
         for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
                                 ("dpo", spec.dpo, memory.estimate_dpo_peak_memory))
     }

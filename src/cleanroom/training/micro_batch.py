@@ -41,7 +41,8 @@ def plan_micro_batch(train: TrainSpec, model: Any, lora: LoraSpec, *, dpo: bool)
     def peak(m: int) -> int:
         return estimate(arch, quantization=_quantization(model), lora_r=lora.r, lora_targets=lora.targets,
                         batch_size=m, seq_len=train.max_length,
-                        gradient_checkpointing=train.gradient_checkpointing).total_bytes
+                        gradient_checkpointing=train.gradient_checkpointing,
+                        kbit_fp32_upcast=train.kbit_fp32_upcast).total_bytes
 
     fitting = [m for m in range(1, per_device + 1) if per_device % m == 0 and peak(m) <= budget]
     if not fitting:

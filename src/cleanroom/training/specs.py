@@ -46,9 +46,9 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
               "packed sequence; padded and packed losses agree within 1e-4 on the CPU)",
     },
     "kbit_fp32_upcast": {
-        True: "default: peft prepare_model_for_kbit_training casts non-quantized weights to fp32",
-        False: "chosen: non-quantized weights stay in the loaded dtype as in TRL's trainers (less memory and "
-               "traffic; same LoRA weights)",
+        False: "default: non-quantized weights stay in the loaded dtype, as in TRL's trainers (H200, 1.5B nf4: "
+               "0.6 of the upcast path's step time at 0.62 of its peak memory, same losses; docs/training-speed.md)",
+        True: "chosen: peft prepare_model_for_kbit_training casts non-quantized weights to fp32 (slower, more memory)",
     },
     "precompute_ref_log_probs": {
         False: "default: the reference forward runs in every DPO step",
@@ -119,12 +119,14 @@ class TrainSpec(Spec):
     ``padding_free`` (SFT only; opt-in until the H200 side-by-side in docs/training-speed.md shows it wins at
     equal loss) concatenates each batch into one row with position IDs restarting per example instead of
     padding; the guard then checks every packed sequence on its own. ``kbit_fp32_upcast`` (4-bit/8-bit models;
-    on by default) runs peft's ``prepare_model_for_kbit_training``, which casts every non-quantized weight (the
-    tied embedding included) to fp32; off keeps them in the loaded dtype, as TRL's own trainers do (the LoRA
-    weights are bf16 either way: TRL casts a quantized model's adapter to bf16, as the QLoRA paper does). ``precompute_ref_log_probs`` (DPO only) computes the reference's log-probs of
+    off by default, as in TRL's own trainers: the H200 side-by-side in docs/training-speed.md measured the upcast
+    path slower and larger at the same losses) runs peft's ``prepare_model_for_kbit_training``, which casts every
+    non-quantized weight (the tied embedding included) to fp32; off keeps them in the loaded dtype (the LoRA
+    weights are bf16 either way: TRL casts a quantized model's adapter to bf16, as the QLoRA paper does).
+    ``precompute_ref_log_probs`` (DPO only) computes the reference's log-probs of
     every pair once, before training (TRL's option), instead of a reference forward in every step; their
-    digest is recorded and the step-0 check compares the policy against those cached values. Each of the
-    three is opt-in until the H200 side-by-side (docs/training-speed.md) shows it wins at equal loss;
+    digest is recorded and the step-0 check compares the policy against those cached values. Padding-free and
+    the precompute stay opt-in until the H200 side-by-side shows they win at equal loss;
     :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
     (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
     model estimates within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
@@ -156,7 +158,7 @@ class TrainSpec(Spec):
         "adamw_torch"
     report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
     padding_free: bool = False
-    kbit_fp32_upcast: bool = True
+    kbit_fp32_upcast: bool = False
     precompute_ref_log_probs: bool = False
     micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
