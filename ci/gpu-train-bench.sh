@@ -40,6 +40,7 @@ transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bit
 # The headline comparisons first, so a short budget still gives them; then the single levers and the guard's twins.
 modes=(trl-sft trl-sft-ids sft-guarded trl-dpo dpo-guarded dpo-guarded-precompute unsloth-sft sft-guarded-upcast
        sft-unguarded dpo-unguarded sft-guarded-padfree dpo-guarded-upcast trl-sft-padfree)
+[[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
 headline=" trl-sft sft-guarded trl-dpo dpo-guarded dpo-guarded-precompute unsloth-sft "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
 read -r -a archs <<< "${BENCH_ARCHS:-qwen2.5-1.5b}"
