@@ -58,12 +58,15 @@ def test_checkpoint_bytes_of_32b_r64():
 def test_dpo_estimate_adds_the_reference_forward_to_the_policy_on_both_sides():
     """0.5B, b=1, s=512: the policy runs at batch 2 (chosen + rejected); the reference adds, for 1024 tokens,
     one layer's activations 1024 * (16 * 896 + 8 * 4864 + 4 * 128) = 1024 * 53,760 = 55,050,240 B and its
-    chunked log-probabilities 1024 * 32768 * 4 = 134,217,728 B."""
+    chunked log-probabilities in the head's dtype, 1024 * 32768 * 2 = 67,108,864 B (bf16; x 2 in fp32 after
+    the upcast)."""
     kw = {**KW, "seq_len": 512}
     dpo = estimate_dpo_peak_memory("Qwen2.5-0.5B", batch_size=1, **kw)
     policy = estimate_peak_memory("Qwen2.5-0.5B", batch_size=2, **kw)
-    assert dpo.parts["ref_activations"] == 55_050_240 and dpo.parts["ref_logits"] == 134_217_728
-    assert dpo.total_bytes == policy.total_bytes + 55_050_240 + 134_217_728
+    assert dpo.parts["ref_activations"] == 55_050_240 and dpo.parts["ref_logits"] == 67_108_864
+    assert dpo.total_bytes == policy.total_bytes + 55_050_240 + 67_108_864
+    upcast = estimate_dpo_peak_memory("Qwen2.5-0.5B", batch_size=1, kbit_fp32_upcast=True, **kw)
+    assert upcast.parts["ref_logits"] == 2 * 67_108_864
     assert dpo.total_bytes > estimate_peak_memory("Qwen2.5-0.5B", batch_size=1, **kw).total_bytes
 
 
@@ -100,8 +103,12 @@ def test_activations_grow_with_batch_and_checkpointing_saves_memory():
     big = estimate_peak_memory("Qwen2.5-1.5B", batch_size=4, **KW)
     no_gc = estimate_peak_memory("Qwen2.5-1.5B", batch_size=4, **{**KW, "gradient_checkpointing": False})
     assert big.parts["activations"] == pytest.approx(4 * small.parts["activations"])
-    # TRL's chunked LM head: b s tokens x 32768 vocabulary columns x 4 B (fp32) at a time
-    assert big.parts["logits"] == 4 * small.parts["logits"] == 4 * 2048 * 32768 * 4
+    # TRL's chunked LM head: b s tokens x 32768 vocabulary columns in the head's dtype, not live together with one
+    # layer's recomputation (1.5B: 16 * 1536 + 8 * 8960 + 4 * 256 = 97,280 B per token), so only the chunk's
+    # excess over it counts: none for a bf16 head (65,536 B per token), 131,072 - 97,280 = 33,792 B for an fp32 one
+    assert big.parts["logits"] == small.parts["logits"] == 0
+    up_small, up_big = (estimate_peak_memory("Qwen2.5-1.5B", batch_size=b, kbit_fp32_upcast=True, **KW) for b in (1, 4))
+    assert up_big.parts["logits"] == 4 * up_small.parts["logits"] == 4 * 2048 * 33_792
     full = estimate_peak_memory("Qwen2.5-1.5B", batch_size=4, chunked_logits=False, **KW)
     assert full.parts["logits"] == 4 * 2048 * 151936 * 6  # materialised bf16 logits + fp32 copy
     assert no_gc.parts["activations"] > 5 * big.parts["activations"]
@@ -148,3 +155,22 @@ def test_per_gpu_plan_ddp_replicates_weights_and_says_when_fsdp_is_needed():
     assert "62.2 GiB exceed the 48.0 GiB" in small["reason"] and "15.0 GiB per GPU" in small["reason"]
     with pytest.raises(ConfigError, match="n_gpus = 0"):
         per_gpu_plan(est, budget_bytes=gib, n_gpus=0)
+
+
+#: Peaks measured on an NVIDIA H200 (GPU gate check 8 / benchmarks/bench_memory_model.py; nf4, r=64 on all
+#: projections, gradient checkpointing, seq 512), GiB of max_memory_allocated: (arch, batch, upcast) -> GiB.
+#: Session 13 with the fp32 upcast, session 16 without it (TrainSpec's default).
+H200_PEAKS = {
+    ("Qwen2.5-0.5B", 1, True): 1.129, ("Qwen2.5-0.5B", 4, True): 1.306, ("Qwen2.5-1.5B", 1, True): 2.241,
+    ("Qwen2.5-1.5B", 4, True): 2.733, ("Qwen2.5-7B", 1, True): 8.797, ("Qwen2.5-7B", 4, True): 9.907,
+    ("Qwen2.5-0.5B", 1, False): 0.8183, ("Qwen2.5-0.5B", 4, False): 0.8522, ("Qwen2.5-1.5B", 1, False): 1.803,
+    ("Qwen2.5-1.5B", 4, False): 1.9229, ("Qwen2.5-7B", 1, False): 6.6845, ("Qwen2.5-7B", 4, False): 7.0841,
+}
+
+
+@pytest.mark.parametrize(("arch", "batch", "upcast"), sorted(H200_PEAKS))
+def test_the_estimate_reproduces_the_measured_h200_peaks(arch, batch, upcast):
+    """Every calibration point within 10% (the gate's check 8 allows 15% on the GPU it runs on)."""
+    est = estimate_peak_memory(arch, quantization="nf4", lora_r=64, lora_targets=ALL, batch_size=batch, seq_len=512,
+                               gradient_checkpointing=True, kbit_fp32_upcast=upcast)
+    assert est.allocated_bytes / 2**30 == pytest.approx(H200_PEAKS[arch, batch, upcast], rel=0.10)

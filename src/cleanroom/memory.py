@@ -23,9 +23,13 @@ The estimate is a sum of named parts (all in bytes, ``b`` = batch size, ``s`` = 
   (``2 h`` bytes per token and layer) plus one layer's full activations during its recomputation.
 * ``logits``: with ``chunked_logits`` (TRL >= 1.16's SFT trainer: a fused LM head computes the
   per-token log-probabilities ``LOGIT_CHUNK`` = 32768 vocabulary columns at a time, never the full
-  logits; its DPO trainer does the same) ``b s * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES`` (fp32);
-  otherwise (a trainer that materialises them) ``b s V * LOGITS_BYTES`` (bf16 logits + their fp32
-  upcast for the loss). A DPO step adds the reference forward: :func:`estimate_dpo_peak_memory`.
+  logits; its DPO trainer does the same) a chunk of ``b s * min(V, LOGIT_CHUNK)`` values in the LM head's
+  dtype (4 bytes after the fp32 upcast, else 2). With gradient checkpointing the chunk and a layer's
+  recomputation are not live together (the chunk is freed once the loss is formed, before the backward
+  recomputes the last layer), so the peak holds the larger of the two: ``logits`` is the chunk's excess
+  over one layer's activations (0 when the layer is larger, as at 7B). Otherwise (a trainer that
+  materialises them) ``b s V * LOGITS_BYTES`` (bf16 logits + their fp32 upcast for the loss). A DPO step
+  adds the reference forward: :func:`estimate_dpo_peak_memory`.
 * ``dequant``: a quantized layer is dequantized to bf16 one matrix at a time: ``2 h i`` bytes transient.
 * ``cuda_context``: CUDA context, cuBLAS workspace and allocator slack, ``CUDA_CONTEXT_BYTES``.
 
@@ -35,23 +39,25 @@ constant lives at the top of this module so calibration against measured peaks c
 
 Calibration (GPU gate check 8, ``benchmarks/bench_memory_model.py``; NVIDIA H200, torch 2.11,
 transformers 5.17, TRL 1.16, bitsandbytes 0.50.2; nf4, r=64 on all projections, gradient
-checkpointing, seq 512; measured ``max_memory_allocated`` minus what was allocated before the load),
-session 13, with the fp32 upcast that was then the default (``kbit_fp32_upcast=True``; check 8 re-measures
-the default path on every gate run, docs/gpu-gate.md has the later figures):
+checkpointing, seq 512; measured ``max_memory_allocated`` minus what was allocated before the load).
+With the fp32 upcast (``kbit_fp32_upcast=True``, the default until session 16) measured in session 13;
+without it (TrainSpec's default since) in session 16. The estimates are this model's:
 
-======== ===== ============ =====================
-arch     batch measured GiB estimate (this model)
-======== ===== ============ =====================
-0.5B     1     1.129        1.058 (-6.3%)
-0.5B     4     1.306        1.384 (+6.0%)
-1.5B     1     2.241        2.225 (-0.7%)
-1.5B     4     2.733        2.675 (-2.1%)
-7B       1     8.797        8.785 (-0.1%)
-7B       4     9.907        9.562 (-3.5%)
-======== ===== ============ =====================
+======== ===== ================ ===================== ================ =====================
+arch     batch upcast: measured estimate              bf16: measured   estimate
+======== ===== ================ ===================== ================ =====================
+0.5B     1     1.129            1.033 (-8.5%)         0.818            0.748 (-8.6%)
+0.5B     4     1.306            1.282 (-1.9%)         0.852            0.903 (+6.0%)
+1.5B     1     2.241            2.179 (-2.8%)         1.803            1.728 (-4.2%)
+1.5B     4     2.733            2.489 (-8.9%)         1.923            1.990 (+3.5%)
+7B       1     8.797            8.723 (-0.8%)         6.685            6.692 (+0.1%)
+7B       4     9.907            9.312 (-6.0%)         7.084            7.281 (+2.8%)
+======== ===== ================ ===================== ================ =====================
 
 The model before calibration (bf16 embeddings, full ``b s V`` logits) was off by +100% (0.5B, batch 4)
-to -19% (7B, batch 1): the embeddings' fp32 upcast and TRL's chunked LM head were missing.
+to -19% (7B, batch 1): the embeddings' fp32 upcast and TRL's chunked LM head were missing. Without the
+upcast, summing the LM head's chunk (then taken as fp32) with a layer's recomputation overestimated the
+bf16 path by up to +33% (0.5B, batch 4): the chunk is in the head's dtype and is freed before the backward.
 """
 
 from __future__ import annotations
@@ -75,9 +81,8 @@ ACT_I_BYTES = 2 * 4  # gate out, up out, act(gate), act(gate)*up              (4
 ACT_KV_BYTES = 2 * 2  # k and v outputs                                         (2 tensors of width d_kv)
 CHECKPOINT_BYTES_PER_H = 2  # the bf16 layer input kept per token and layer under gradient checkpointing
 LOGITS_BYTES = 2 + 4  # bf16 logits + fp32 copy for the cross-entropy (trainers that materialise the logits)
-#: TRL's fused LM head: log-probabilities over this many vocabulary columns at a time, in fp32
+#: TRL's fused LM head: log-probabilities over this many vocabulary columns at a time (in the head's dtype)
 LOGIT_CHUNK = 32768
-LOGIT_CHUNK_BYTES = 4
 #: non-quantized parameters after ``prepare_model_for_kbit_training`` (upcast to fp32)
 KBIT_HALF_BYTES = 4.0
 CUDA_CONTEXT_BYTES = int(0.75 * GIB)
@@ -219,7 +224,9 @@ def estimate_peak_memory(
     tokens = batch_size * seq_len
     per_layer = tokens * (ACT_H_BYTES * h + ACT_I_BYTES * i + ACT_KV_BYTES * d_kv)
     activations = tokens * L * CHECKPOINT_BYTES_PER_H * h + per_layer if gradient_checkpointing else L * per_layer
-    logits = tokens * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES if chunked_logits else tokens * V * LOGITS_BYTES
+    logits = logit_bytes(tokens, V, head_bytes=half, chunked=chunked_logits)
+    if chunked_logits and gradient_checkpointing:  # the chunk and one layer's recomputation are not live together
+        logits = max(0, logits - per_layer)
     dequant = 2 * h * i if quantized else 0
 
     parts = {
@@ -244,7 +251,7 @@ def estimate_dpo_peak_memory(
     disabled, under ``no_grad``, gradient checkpointing off). So the policy's peak
     (:func:`estimate_peak_memory` at batch ``2 b``) is held while the reference's transients are live:
     one layer's activations for ``2 b s`` tokens (no_grad frees each layer's tensors before the next)
-    and its log-probabilities over the vocabulary, ``2 b s * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES``
+    and its log-probabilities over the vocabulary, ``2 b s * min(V, LOGIT_CHUNK)`` values in the head's dtype
     with TRL's fused LM head (TRL >= 1.16), else ``2 b s V * LOGITS_BYTES``. These two are the parts
     ``ref_activations`` and ``ref_logits``. ``kwargs`` are the other arguments of :func:`estimate_peak_memory`.
     """
@@ -254,15 +261,20 @@ def estimate_dpo_peak_memory(
     d_kv = module_shapes(a)["k_proj"][1]
     tokens = 2 * batch_size * seq_len
     ref_activations = tokens * (ACT_H_BYTES * h + ACT_I_BYTES * i + ACT_KV_BYTES * d_kv)
-    if kwargs.get("chunked_logits", True):
-        ref_logits = tokens * min(V, LOGIT_CHUNK) * LOGIT_CHUNK_BYTES
-    else:
-        ref_logits = tokens * V * LOGITS_BYTES
+    upcast = kwargs.get("kbit_fp32_upcast", False) and kwargs.get("quantization") in ("nf4", "int8")
+    ref_logits = logit_bytes(tokens, V, head_bytes=KBIT_HALF_BYTES if upcast else HALF_BYTES,
+                             chunked=kwargs.get("chunked_logits", True))
     parts = dict(policy.parts)
     parts["ref_activations"] = int(ref_activations)
     parts["ref_logits"] = int(ref_logits)
     return MemoryEstimate(total_bytes=sum(parts.values()), parts=parts, n_params=policy.n_params,
                           n_lora_params=policy.n_lora_params)
+
+
+def logit_bytes(tokens: int, vocab: int, *, head_bytes: float, chunked: bool) -> int:
+    """The LM head's output for ``tokens`` positions: one ``LOGIT_CHUNK``-column chunk in the head's dtype
+    (``head_bytes``) with TRL's fused head, else the full ``tokens x vocab`` logits and their fp32 copy."""
+    return int(tokens * min(vocab, LOGIT_CHUNK) * head_bytes if chunked else tokens * vocab * LOGITS_BYTES)
 
 
 def lora_param_count(arch: Mapping[str, Any] | str, *, lora_r: int, lora_targets: tuple[str, ...] | list[str]) -> int:
