@@ -1,7 +1,7 @@
 """Offline verification of a run directory (behind ``cleanroom verify``); tracing (``cleanroom trace``) is
 :mod:`cleanroom.trace`, re-exported here, and the report types are :mod:`cleanroom.broken`.
 
-Size: ~425 lines, over the ~400 guideline on purpose: the checks are ordered so the first error reported
+Size: ~460 lines, over the ~400 guideline on purpose: the checks are ordered so the first error reported
 is the one closest to the change (below), and that order is easiest to keep in one file.
 
 Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
@@ -19,8 +19,7 @@ an order chosen so the *first* error reported is the edge closest to a change:
 3b. every stage's inputs against the digests taken when it started (after all stages, so an edited
    file is first reported by its own stage, at its line);
 3c. the base model files each stage's provenance recorded (``provenance.model.files``), re-hashed at
-   their recorded path; a model directory that is not there (the run moved to another machine) is a
-   note and a count of unchecked files, not a failure;
+   their recorded path;
 4. the attestation rebuilt from disk, compared field by field (dependencies, parameters, subjects);
 5. record ids unique across the run, and every parent resolves: the named artifact exists, its
    digest matches the one recorded in the parent link, and the record id is in it. Only a link to a
@@ -28,25 +27,56 @@ an order chosen so the *first* error reported is the edge closest to a change:
    another stage or outside the run without one is broken.
 
 Each failure is a :class:`Broken` naming the file, line, check, expected and found values.
+
+A check that did not run is reported as not run, never as passed. A base model directory (3c), a stage
+input (3b) or an external parent artifact (5) that is not on this machine (the run was copied elsewhere)
+cannot be re-hashed here: each becomes an :class:`Unchecked` entry (what, the path looked for, the
+manifests or record files that recorded it, how to check it) and the report is ``partial``, not ``ok``.
+A model directory that is there but lacks a recorded file is a broken edge, not an unchecked one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from cleanroom.artifacts.attestation import build_attestation
 from cleanroom.artifacts.layout import pretty_json, stage_names
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
-from cleanroom.broken import Broken, VerifyReport, excerpt, first_diff, first_diff_line, require_run
+from cleanroom.broken import (
+    Broken,
+    Unchecked,
+    VerifyReport,
+    excerpt,
+    first_diff,
+    first_diff_line,
+    require_run,
+)
 from cleanroom.errors import InputError
 from cleanroom.jsonl import JsonLine, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
+
+_Kind = Literal["model", "input", "parent"]
+#: The count each kind of unchecked entry adds to, in the order the checks run (3b, 3c, 5).
+_UNCHECKED_COUNT: dict[_Kind, str] = {"input": "inputs_unchecked", "model": "model_files_unchecked",
+                                      "parent": "parents_unchecked"}
+
+
+def _how_to_check(kind: _Kind, path: Path, root: Path) -> str:
+    """What a user does to run the checks that could not run here."""
+    if kind == "model":
+        return "run `cleanroom verify` on the machine that holds the model, or put the model back at that path"
+    if path.is_relative_to(root):
+        return ("the run directory is incomplete: copy the whole run from where it was made, or run "
+                "`cleanroom verify` there")
+    return "put the same file back at that path, or run `cleanroom verify` on the machine that holds it"
 
 
 class _Verifier:
@@ -54,8 +84,11 @@ class _Verifier:
         self.root = root
         self.rehash_models = rehash_models
         self.errors: list[Broken] = []
-        self.notes: list[str] = []
-        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "model_files": 0, "model_files_unchecked": 0}
+        # (kind, path looked for) -> the manifests or record files that recorded it; and how many checks
+        self.skipped: dict[tuple[_Kind, str], set[str]] = {}
+        self.skipped_n: Counter[tuple[_Kind, str]] = Counter()
+        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "parents_unchecked": 0, "inputs": 0,
+                       "inputs_unchecked": 0, "model_files": 0, "model_files_unchecked": 0}
         # (model path, relative file) -> [(manifest name, recorded sha256)]
         self.model_files: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self.subjects: dict[str, Any] = {}
@@ -76,6 +109,19 @@ class _Verifier:
 
     def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
         self.errors.append(Broken(file, line, check, expected, found))
+
+    def not_here(self, kind: _Kind, path: Path, recorded_in: Iterable[str]) -> None:
+        """One check of *kind* did not run: *path*, recorded in *recorded_in*, is not on this machine."""
+        self.skipped.setdefault((kind, str(path)), set()).update(recorded_in)
+        self.skipped_n[kind, str(path)] += 1
+        self.counts[_UNCHECKED_COUNT[kind]] += 1
+
+    def unchecked(self) -> tuple[Unchecked, ...]:
+        """The checks that did not run, one entry per (kind, path), in the order the checks run."""
+        order = list(_UNCHECKED_COUNT)
+        keys = sorted(self.skipped, key=lambda key: (order.index(key[0]), key[1]))
+        return tuple(Unchecked(kind, path, tuple(sorted(self.skipped[kind, path])), self.skipped_n[kind, path],
+                               _how_to_check(kind, Path(path), self.root)) for kind, path in keys)
 
     def load_json(self, path: Path, name: str, *, exact: bool = True) -> Any:
         """Parse a pretty JSON file and require its exact pretty bytes; None (and an error) otherwise."""
@@ -198,21 +244,20 @@ class _Verifier:
             p = Path(str(inp.get("path")))
             target = p if p.is_absolute() else self.root / p
             if not target.exists():
-                self.notes.append(f"{mname} input {inp.get('path')} is not present here; its digest is unchecked")
+                self.not_here("input", target, (mname,))
                 continue
+            self.counts["inputs"] += 1
             found = self.fresh(target)
             if found != inp.get("sha256"):
                 self.broken(str(inp.get("path")), None, f"input sha256 recorded in {mname}", inp.get("sha256"), found)
 
     def check_model_files(self) -> None:
         """Re-hash the base model files the stages recorded, where they are (see module docstring, 3c)."""
-        absent: dict[str, set[str]] = {}
         for (base, rel), recorded in sorted(self.model_files.items()):
             root = Path(base)
             target = root if root.is_file() and root.name == rel else root / rel
             if not root.exists():
-                self.counts["model_files_unchecked"] += 1
-                absent.setdefault(base, set()).update(m for m, _ in recorded)
+                self.not_here("model", root, (mname for mname, _ in recorded))
                 continue
             if not target.is_file():
                 for mname, sha in recorded:
@@ -223,11 +268,6 @@ class _Verifier:
             for mname, sha in recorded:
                 if sha != found:
                     self.broken(str(target), None, f"sha256 of the base model file recorded in {mname}", sha, found)
-        for base, manifests in sorted(absent.items()):
-            self.notes.append(
-                f"base model {base} (recorded by {', '.join(sorted(manifests))}) is not present here; its "
-                "file digests are unchecked — verify on the machine that holds the model to check them"
-            )
 
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
@@ -316,7 +356,6 @@ class _Verifier:
                 self.broken(artifact, lineno, "parents is a list", "list", type(parents).__name__)
                 continue
             for i, parent in enumerate(parents):
-                self.counts["parents"] += 1
                 where = f"parent {i} of {rid}"
                 if not isinstance(parent, dict) or not isinstance(parent.get("artifact"), str):
                     self.broken(artifact, lineno, f"{where} shape", "{artifact, sha256, record_id}", repr(parent))
@@ -325,12 +364,14 @@ class _Verifier:
                 if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
                     self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
                                 "the digest of a finished stage's or an external file", None)
-                if Path(name).is_absolute():
-                    target = Path(name)
-                    if not target.exists():
-                        self.notes.append(f"{where}: external artifact {name} not present here; unchecked")
-                    elif want_sha is not None and self.fresh(target) != want_sha:
-                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
+                external = Path(name)
+                if external.is_absolute() and not external.exists():
+                    self.not_here("parent", external, (artifact,))  # its digest cannot be checked here
+                    continue
+                self.counts["parents"] += 1
+                if external.is_absolute():
+                    if want_sha is not None and self.fresh(external) != want_sha:
+                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(external))
                     continue
                 if name in self.ids_by_artifact:
                     found_sha = self.file_digest.get(name)
@@ -369,7 +410,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) 
     if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
-        return VerifyReport(str(root), False, (), unfinished=first_unfinished_stage(root))
+        return VerifyReport(str(root), (), unfinished=first_unfinished_stage(root))
     v = _Verifier(root, rehash_models=rehash_models)
     att = v.check_attestation()
     v.check_run_files()
@@ -380,7 +421,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) 
     if att is not None:
         v.check_rebuilt_attestation(att)
     v.check_parents()
-    return VerifyReport(str(root), not v.errors, tuple(v.errors), v.counts, tuple(v.notes))
+    return VerifyReport(str(root), tuple(v.errors), v.counts, v.unchecked())
 
 
 def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, ...]:
@@ -406,6 +447,7 @@ __all__ = [
     "STAGE1_ORDER",
     "Broken",
     "TraceNode",
+    "Unchecked",
     "VerifyReport",
     "first_unfinished_stage",
     "format_trace",

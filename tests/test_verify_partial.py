@@ -1,0 +1,167 @@
+"""cleanroom.verify: a check that could not run (model, stage input, external parent not on this machine) makes
+the report partial, never ok; broken wins over partial; `cleanroom verify` says PARTIAL and exits 1 unless
+--allow-unchecked, which exits 0 and still says PARTIAL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cleanroom.artifacts import RunDir
+from cleanroom.cli import main
+from cleanroom.provenance import capture_provenance
+from cleanroom.verify import verify_run
+
+CONFIG = {"seed": 0}
+
+
+def _run(tmp_path: Path) -> tuple[RunDir, dict[str, Path]]:
+    """A finished run whose stages depend on three things outside it: a base model directory (both stages'
+    provenance), a data file (the gen stage's input) and a reference file (the parent of every eval record)."""
+    model = tmp_path / "base-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "qwen2"}')
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 8)
+    data = tmp_path / "data" / "prompts.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"prompt": "p0"}\n')
+    reference = tmp_path / "ref" / "gold.jsonl"
+    reference.parent.mkdir()
+    reference.write_text('{"gold": 1}\n')
+    run = RunDir.create(tmp_path / "runs", "r1", CONFIG)
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", model_path=model), inputs=[data]) as st:
+        w = st.jsonl("g.jsonl")
+        ids = [w.write({"text": t}, record_id=f"gen:{i}") for i, t in enumerate("ab")]
+    with run.stage("eval", provenance=capture_provenance("eval", run_id="r1", model_path=model)) as st:
+        w = st.jsonl("v.jsonl")
+        for i, gid in enumerate(ids):
+            w.write({"ok": True}, record_id=f"eval:{i}",
+                    parents=[run.ref("gen/g.jsonl", gid), run.ref(str(reference), None)])
+    run.finalize()
+    return run, {"model": model.resolve(), "input": data.resolve(), "parent": reference.resolve()}
+
+
+def _verify(run: RunDir, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, list[str]]:
+    code = main(["verify", str(run.path), *flags])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_everything_here_is_ok_and_exits_0(tmp_path, capsys) -> None:
+    run, _ = _run(tmp_path)
+    report = verify_run(run.path)
+    assert (report.status, report.ok, report.unchecked, report.not_run) == ("ok", True, (), 0)
+    assert {k: v for k, v in report.counts.items() if k.endswith("unchecked")} == {
+        "parents_unchecked": 0, "inputs_unchecked": 0, "model_files_unchecked": 0}
+    assert (report.counts["inputs"], report.counts["model_files"], report.counts["parents"]) == (1, 2, 4)
+    code, lines = _verify(run, capsys)
+    assert code == 0 and lines[0].startswith(f"ok: {run.path}: 2 stages") and not any("PARTIAL" in x for x in lines)
+    code, lines = _verify(run, capsys, "--json")
+    out = json.loads("\n".join(lines))
+    assert code == 0 and (out["status"], out["ok"], out["unchecked"], out["checks_not_run"]) == ("ok", True, [], 0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "count", "recorded_in", "counter"),
+    [
+        ("model", 2, ("eval/manifest.json", "gen/manifest.json"), "model_files_unchecked"),  # each file once
+        ("input", 1, ("gen/manifest.json",), "inputs_unchecked"),
+        ("parent", 2, ("eval/v.jsonl",), "parents_unchecked"),  # two records link to it
+    ],
+)
+def test_what_is_not_here_is_unchecked_and_the_report_partial(tmp_path, capsys, kind, count, recorded_in,
+                                                             counter) -> None:
+    """Each dependency outside the run, moved away: no broken edge, yet not ok; the one unchecked group names
+    what, the path looked for, where it is recorded and how to check it. The old rule (ok iff no broken edge)
+    would have passed every one of these runs."""
+    run, outside = _run(tmp_path)
+    outside[kind].rename(tmp_path / f"moved-{kind}")
+    report = verify_run(run.path)
+    assert report.errors == ()  # what a fail-open verify would have called ok
+    assert (report.status, report.ok, report.not_run) == ("partial", False, count)
+    (group,) = report.unchecked
+    assert (group.kind, group.path, group.recorded_in, group.count) == (kind, str(outside[kind]), recorded_in, count)
+    assert "cleanroom verify` on the machine that holds" in group.how
+    assert report.counts[counter] == count and sum(v for k, v in report.counts.items() if k.endswith("unchecked")) == count
+
+    code, lines = _verify(run, capsys)
+    assert code == 1
+    checks = "1 check" if count == 1 else f"{count} checks"
+    assert lines[0].startswith(f"PARTIAL: {run.path}: {checks} did not run ({group.what} not present on this machine)")
+    assert lines[0].endswith("the run is not verified") and "--allow-unchecked" not in lines[0]
+    assert lines[1].startswith("passed: 2 stages, ")
+    assert lines[2:] == [f"unchecked: {group.message}"]
+    assert str(outside[kind]) in lines[2] and all(m in lines[2] for m in recorded_in)
+    assert not any(x.startswith("ok:") for x in lines)
+
+
+def test_a_moved_model_names_its_path_and_manifests_and_counts_what_passed(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    outside["model"].rename(tmp_path / "moved")
+    code, lines = _verify(run, capsys)
+    assert code == 1 and lines[0].startswith("PARTIAL: ") and "2 checks did not run (2 base model files not present on this machine)" in lines[0]
+    # 2 stages; files: g.jsonl, v.jsonl and each stage.json; 4 records; 4 parent links; 1 input; 0 model files
+    assert lines[1] == "passed: 2 stages, 4 files, 4 records, 4 parent links, 1 stage inputs, 0 base model files"
+    assert lines[2] == (
+        f"unchecked: 2 base model files not checked: {outside['model']} (recorded in eval/manifest.json, "
+        "gen/manifest.json) is not present here; run `cleanroom verify` on the machine that holds the model, or "
+        "put the model back at that path"
+    )
+
+
+def test_allow_unchecked_exits_0_and_still_says_partial(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    outside["model"].rename(tmp_path / "moved")
+    code, lines = _verify(run, capsys, "--allow-unchecked")
+    assert code == 0 and lines[0].startswith("PARTIAL: ") and "accepted by --allow-unchecked" in lines[0]
+    assert "not verified" in lines[0] and not any(x.startswith("ok:") for x in lines)
+    code, lines = _verify(run, capsys, "--allow-unchecked", "--json")
+    out = json.loads("\n".join(lines))
+    assert code == 0 and (out["status"], out["ok"], out["checks_not_run"]) == ("partial", False, 2)
+    (entry,) = out["unchecked"]
+    assert entry["kind"] == "model" and entry["path"] == str(outside["model"]) and entry["count"] == 2
+    assert entry["recorded_in"] == ["eval/manifest.json", "gen/manifest.json"] and entry["how"] in entry["message"]
+
+
+def test_several_groups_are_listed_in_the_order_the_checks_run(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    for kind in ("parent", "model", "input"):
+        outside[kind].rename(tmp_path / f"moved-{kind}")
+    report = verify_run(run.path)
+    assert [u.kind for u in report.unchecked] == ["input", "model", "parent"] and report.not_run == 1 + 2 + 2
+    assert report.not_run_what == "1 stage input, 2 base model files, 2 parent links to an external artifact"
+    code, lines = _verify(run, capsys)
+    assert code == 1 and "5 checks did not run (1 stage input, 2 base model files, 2 parent links" in lines[0]
+    assert [x.split(" not checked:")[0] for x in lines[2:]] == [
+        "unchecked: 1 stage input", "unchecked: 2 base model files", "unchecked: 2 parent links to an external artifact"]
+
+
+def test_broken_wins_over_partial_and_allow_unchecked_does_not_accept_it(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    outside["model"].rename(tmp_path / "moved")
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"b"', b'"c"'))  # a tampered record, line 2
+    report = verify_run(run.path)
+    assert (report.status, report.ok) == ("broken", False)
+    assert report.first is not None and (report.first.file, report.first.line) == ("gen/g.jsonl", 2)
+    assert [u.kind for u in report.unchecked] == ["model"]  # still reported beside the broken edge
+    for flags in ((), ("--allow-unchecked",)):
+        code, lines = _verify(run, capsys, *flags)
+        assert code == 1 and lines[0].startswith("BROKEN: gen/g.jsonl line 2: content_sha256")
+        assert lines[-1].startswith("unchecked: 2 base model files") and not any("PARTIAL" in x for x in lines)
+    code, lines = _verify(run, capsys, "--json", "--allow-unchecked")
+    out = json.loads("\n".join(lines))
+    assert code == 1 and out["status"] == "broken" and out["first_broken"]["line"] == 2
+    assert [u["kind"] for u in out["unchecked"]] == ["model"]
+
+
+def test_allow_unchecked_does_not_accept_an_unfinished_run(tmp_path, capsys) -> None:
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with pytest.raises(RuntimeError), run.stage("a", provenance=capture_provenance("a")):
+        raise RuntimeError("killed")
+    assert verify_run(run.path).status == "unfinished"
+    code, lines = _verify(run, capsys, "--allow-unchecked")
+    assert code == 1 and lines[0].startswith("unfinished: ")
+    code, lines = _verify(run, capsys, "--allow-unchecked", "--json")
+    assert code == 1 and json.loads("\n".join(lines))["status"] == "unfinished"
