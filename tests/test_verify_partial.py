@@ -105,8 +105,8 @@ def test_a_moved_model_names_its_path_and_manifests_and_counts_what_passed(tmp_p
     assert lines[1] == "passed: 2 stages, 4 files, 4 records, 4 parent links, 1 stage inputs, 0 base model files"
     assert lines[2] == (
         f"unchecked: 2 base model files not checked: {outside['model']} (recorded in eval/manifest.json, "
-        "gen/manifest.json) is not present here; run `cleanroom verify` on the machine that holds the model, or "
-        "put the model back at that path"
+        f"gen/manifest.json) is not present here; run `cleanroom verify` on the machine that holds the model, or "
+        f"pass --remap {outside['model']}=DIR naming the directory that holds the same files here"
     )
 
 
@@ -165,3 +165,56 @@ def test_allow_unchecked_does_not_accept_an_unfinished_run(tmp_path, capsys) -> 
     assert code == 1 and lines[0].startswith("unfinished: ")
     code, lines = _verify(run, capsys, "--allow-unchecked", "--json")
     assert code == 1 and json.loads("\n".join(lines))["status"] == "unfinished"
+
+
+def test_remap_checks_what_moved_against_the_recorded_digests(tmp_path, capsys) -> None:
+    """The model, the input and the external parent copied under another directory: --remap RECORDED=LOCAL
+    looks for them there, every check runs (ok), and an edited copy is a broken edge naming the local file."""
+    (tmp_path / "made").mkdir()
+    run, outside = _run(tmp_path / "made")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "made").rename(moved)  # the whole tree moved: model, data, reference and the run itself
+    run_path = moved / "runs" / "r1"
+    report = verify_run(run_path)
+    assert report.status == "partial" and [u.kind for u in report.unchecked] == ["input", "model", "parent"]
+    report = verify_run(run_path, remap={str(tmp_path / "made"): moved})
+    assert report.status == "ok" and report.counts["model_files"] == 2 and report.counts["inputs"] == 1
+    assert report.counts["parents"] == 4 and report.not_run == 0
+    assert main(["verify", str(run_path), "--remap", f"{tmp_path / 'made'}={moved}"]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {run_path}: 2 stages")
+    local_config = moved / "base-model" / "config.json"
+    local_config.write_text('{"model_type": "llama"}')
+    report = verify_run(run_path, remap={str(outside["model"]): moved / "base-model"}, rehash_models=True)
+    assert report.status == "broken" and report.first is not None
+    assert report.first.file == str(local_config.resolve()) and "base model file" in report.first.check
+    # the other two are still not here (only the model was remapped): listed beside the broken edge
+    assert [u.kind for u in report.unchecked] == ["input", "parent"]
+
+
+def test_a_remap_whose_local_lacks_the_model_stays_partial_and_names_both_paths(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    outside["model"].rename(tmp_path / "moved")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = verify_run(run.path, remap={str(tmp_path.resolve()): empty})
+    (model,) = [u for u in report.unchecked if u.kind == "model"]  # the input and reference are not there either
+    assert report.status == "partial"
+    assert model.path == str(empty.resolve() / "base-model") and model.recorded_path == str(outside["model"])
+    assert f"(remapped from {outside['model']}; recorded in eval/manifest.json" in model.message
+
+
+@pytest.mark.parametrize(
+    ("remap", "needle"),
+    [
+        ("no-equals-sign", "expected RECORDED=LOCAL"),
+        ("relative/path={local}", "RECORDED must be the absolute path"),
+        ("{recorded}={local}/nowhere", "does not exist here"),
+        ("/not/recorded={local}", "the run recorded no path under /not/recorded"),
+    ],
+)
+def test_a_remap_that_cannot_apply_is_a_usage_error(tmp_path, capsys, remap, needle) -> None:
+    run, outside = _run(tmp_path)
+    arg = remap.format(recorded=outside["model"], local=tmp_path)
+    assert main(["verify", str(run.path), "--remap", arg]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.startswith("cleanroom verify: ConfigError: --remap ")

@@ -30,6 +30,7 @@ class Broken:
         return {**asdict(self), "message": self.message}
 
 
+UncheckedKind = Literal["model", "input", "parent"]
 #: What each kind of :class:`Unchecked` counts, singular and plural.
 _UNCHECKED_NOUNS = {
     "model": ("base model file", "base model files"),
@@ -50,11 +51,12 @@ class Unchecked:
     (``"input"``, one per manifest entry) or an artifact outside the run that records name as their
     parent (``"parent"``, one per link). Not a pass: a run with any is ``partial``, never ``ok``."""
 
-    kind: Literal["model", "input", "parent"]
+    kind: UncheckedKind
     path: str  # the path looked for
     recorded_in: tuple[str, ...]  # the manifests (model, input) or record files (parent) that recorded it
     count: int  # how many checks did not run
     how: str  # how to run them
+    recorded_path: str | None = None  # the path the run recorded, where --remap moved the lookup to ``path``
 
     @property
     def what(self) -> str:
@@ -63,11 +65,24 @@ class Unchecked:
 
     @property
     def message(self) -> str:
-        return (f"{self.what} not checked: {self.path} (recorded in {', '.join(self.recorded_in)}) is not "
+        moved = f"remapped from {self.recorded_path}; " if self.recorded_path is not None else ""
+        return (f"{self.what} not checked: {self.path} ({moved}recorded in {', '.join(self.recorded_in)}) is not "
                 f"present here; {self.how}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recorded_in": list(self.recorded_in), "message": self.message}
+
+
+def how_to_check(kind: UncheckedKind, recorded: Path, root: Path) -> str:
+    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded)."""
+    if recorded.is_relative_to(root):
+        return ("the run directory is incomplete: copy the whole run from where it was made, or run "
+                "`cleanroom verify` there")
+    if kind == "model":
+        return (f"run `cleanroom verify` on the machine that holds the model, or pass --remap {recorded}=DIR "
+                "naming the directory that holds the same files here")
+    return (f"run `cleanroom verify` on the machine that holds it, or pass --remap {recorded.parent}=DIR naming "
+            "the directory that holds the same file here")
 
 
 @dataclass(frozen=True)
@@ -176,4 +191,14 @@ def require_run(root: Path) -> None:
         )
 
 
-__all__ = ["Broken", "Unchecked", "VerifyReport", "excerpt", "first_diff", "first_diff_line", "require_run"]
+__all__ = [
+    "Broken",
+    "Unchecked",
+    "UncheckedKind",
+    "VerifyReport",
+    "excerpt",
+    "first_diff",
+    "first_diff_line",
+    "how_to_check",
+    "require_run",
+]

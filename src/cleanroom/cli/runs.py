@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cleanroom.environment import environment_report, format_report
+from cleanroom.errors import ConfigError
 from cleanroom.verify import VerifyReport, format_trace, list_records, trace_record, verify_run
 
 
@@ -15,10 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="re-check a run offline: record digests, chains, files, manifests, attestation, parents",
         description="Exit 0 when every check ran and the run is untouched; 1 naming the first broken edge (BROKEN), "
         "or when some checks could not run here (PARTIAL: a base model, stage input or external artifact the run "
-        "recorded is not on this machine); 2 when RUN_DIR is not a run.",
+        "recorded is not on this machine; 0 with --allow-unchecked, still printed as PARTIAL); 2 when RUN_DIR is "
+        "not a run or an argument is bad.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
     p.add_argument("--json", action="store_true", help="print the full report as JSON (status, errors, unchecked)")
+    p.add_argument("--remap", action="append", default=[], metavar="RECORDED=LOCAL",
+                   help="look for what the run recorded under the absolute path RECORDED (a base model, an input) "
+                        "under LOCAL on this machine; repeatable; the recorded digests still decide")
     p.add_argument("--allow-unchecked", action="store_true",
                    help="exit 0 on a PARTIAL report (nothing broken, some checks not run here); it still prints "
                         "PARTIAL and lists what was not checked")
@@ -42,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    report = verify_run(args.run_dir, rehash_models=args.rehash_models)
+    report = verify_run(args.run_dir, rehash_models=args.rehash_models, remap=dict(map(_remap_pair, args.remap)))
     code = 0 if report.ok or (report.status == "partial" and args.allow_unchecked) else 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -52,6 +57,13 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print("\n".join(_verify_lines(report, args.run_dir, args.allow_unchecked)))
     return code
+
+
+def _remap_pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not (sep and old and new):
+        raise ConfigError(f"--remap {text!r}: expected RECORDED=LOCAL, e.g. --remap /data/models/qwen=/mnt/qwen")
+    return old, new
 
 
 def _verify_lines(report: VerifyReport, run_dir: str, allow_unchecked: bool) -> list[str]:
