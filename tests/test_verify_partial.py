@@ -218,3 +218,11 @@ def test_a_remap_that_cannot_apply_is_a_usage_error(tmp_path, capsys, remap, nee
     assert main(["verify", str(run.path), "--remap", arg]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.startswith("cleanroom verify: ConfigError: --remap ")
+
+
+def test_the_package_exports_verify_run_and_trace_record() -> None:
+    """``cleanroom.verify_run`` is the public name (README, docs/architecture.md); it resolves lazily."""
+    import cleanroom
+    from cleanroom import verify
+
+    assert cleanroom.verify_run is verify.verify_run and cleanroom.trace_record is verify.trace_record
