@@ -226,3 +226,40 @@ def test_the_package_exports_verify_run_and_trace_record() -> None:
     from cleanroom import verify
 
     assert cleanroom.verify_run is verify.verify_run and cleanroom.trace_record is verify.trace_record
+
+
+def test_a_missing_file_of_the_run_itself_is_broken_and_its_input_check_says_the_run_is_incomplete(tmp_path) -> None:
+    """An input inside the run travels with it: its absence is the run's own file gone (broken, at the stage
+    that lists it), and the input check that could not run says to copy the whole run, not to remap."""
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    with run.stage("eval", provenance=capture_provenance("eval", run_id="r1"), inputs=["gen/g.jsonl"]) as st:
+        st.jsonl("v.jsonl").write({"ok": True}, record_id="eval:1")
+    run.finalize()
+    (run.path / "gen" / "g.jsonl").unlink()
+    report = verify_run(run.path)
+    assert report.status == "broken" and report.first is not None and report.first.file == "gen/g.jsonl"
+    (group,) = report.unchecked
+    assert (group.kind, group.path, group.recorded_in) == ("input", str(run.path / "gen" / "g.jsonl"),
+                                                           ("eval/manifest.json",))
+    assert group.how.startswith("the run directory is incomplete") and "--remap" not in group.how
+
+
+def test_a_model_built_inside_the_run_verified_by_a_relative_path_says_the_run_is_incomplete(tmp_path,
+                                                                                             monkeypatch) -> None:
+    """A random-init model lives in the run directory and is recorded by its resolved path; verified as
+    ``runs/r1`` from the parent, its absence is still the run's own file gone (copy the run), not a remap."""
+    run = RunDir.create(tmp_path / "runs", "r1", CONFIG)
+    model = run.path / "random-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", model_path=model)) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    run.finalize()
+    monkeypatch.chdir(tmp_path)
+    assert verify_run("runs/r1").status == "ok"
+    (model / "config.json").unlink()
+    model.rmdir()
+    (group,) = verify_run("runs/r1").unchecked
+    assert group.kind == "model" and group.how.startswith("the run directory is incomplete")

@@ -73,9 +73,10 @@ class Unchecked:
         return {**asdict(self), "recorded_in": list(self.recorded_in), "message": self.message}
 
 
-def how_to_check(kind: UncheckedKind, recorded: Path, root: Path) -> str:
-    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded)."""
-    if recorded.is_relative_to(root):
+def how_to_check(kind: UncheckedKind, recorded: Path, inside_run: bool) -> str:
+    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded;
+    *inside_run*: whether it lies in the run directory, which should have travelled with it)."""
+    if inside_run:
         return ("the run directory is incomplete: copy the whole run from where it was made, or run "
                 "`cleanroom verify` there")
     if kind == "model":

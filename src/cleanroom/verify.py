@@ -121,10 +121,15 @@ class _Verifier:
     def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
         self.errors.append(Broken(file, line, check, expected, found))
 
+    def inside(self, path: Path) -> bool:
+        """Whether *path* lies in the run directory (as given, or resolved: a model built inside the run is
+        recorded by its resolved path)."""
+        return path.is_relative_to(self.root) or path.is_relative_to(self.root.resolve())
+
     def here(self, recorded: Path) -> Path:
         """Where a path the run recorded is looked for on this machine: moved by the first ``--remap`` whose
         RECORDED holds it, else where it was recorded. A path inside the run is never moved."""
-        if recorded.is_relative_to(self.root):
+        if self.inside(recorded):
             return recorded
         self.outside.add(recorded)
         for old, new in self.remap:
@@ -145,7 +150,7 @@ class _Verifier:
         keys = sorted(self.skipped, key=lambda key: (order.index(key[0]), key[1]))
         return tuple(
             Unchecked(kind, path, tuple(sorted(self.skipped[kind, path])), self.skipped_n[kind, path],
-                      how_to_check(kind, self.remapped.get(path, Path(path)), self.root),
+                      how_to_check(kind, self.remapped.get(path, Path(path)), self.inside(Path(path))),
                       str(self.remapped[path]) if path in self.remapped else None)
             for kind, path in keys
         )
