@@ -86,9 +86,9 @@ def test_manifest_and_attestation_shape(tmp_path) -> None:
 def test_verify_passes_and_trace_walks_to_the_root(tmp_path) -> None:
     run, gen_ids, ex_ids = _make_run(tmp_path)
     report = verify_run(run.path)
-    assert report.ok, report.errors
-    assert report.counts == {"stages": 2, "files": 5, "records": 8, "parents": 4, "model_files": 0,
-                             "model_files_unchecked": 0}
+    assert report.ok and report.status == "ok" and report.unchecked == (), report.errors
+    assert report.counts == {"stages": 2, "files": 5, "records": 8, "parents": 4, "parents_unchecked": 0,
+                             "inputs": 1, "inputs_unchecked": 0, "model_files": 0, "model_files_unchecked": 0}
     node = trace_record(run.path, ex_ids[2])
     assert (node.artifact, node.line) == ("sft/examples.jsonl", 3)
     assert [(p.record_id, p.artifact, p.line) for p in node.parents] == [("gen:2", "gen/generations.jsonl", 3)]
@@ -247,9 +247,11 @@ def test_verify_rehashes_the_base_model_files_in_provenance(tmp_path) -> None:
     first = verify_run(run.path).first
     assert first is not None and first.file == str(tok.resolve()) and "base model file" in first.check
     assert first.expected == sha256_hex(b'{"model": {"vocab": {"a": 0}}}') and first.found == hash_file(tok)
-    tok.unlink()
-    first = verify_run(run.path).first
+    tok.unlink()  # the model directory is here but lacks a recorded file: broken, not unchecked
+    report = verify_run(run.path)
+    first = report.first
     assert first is not None and first.file == str(tok.resolve()) and first.found == "missing"
+    assert report.status == "broken" and report.unchecked == ()
 
 
 def test_rehash_models_bypasses_the_hash_cache(tmp_path, monkeypatch) -> None:
@@ -265,19 +267,26 @@ def test_rehash_models_bypasses_the_hash_cache(tmp_path, monkeypatch) -> None:
     assert first is not None and first.file == str(cfg.resolve()) and first.found == sha256_hex(cfg.read_bytes())
 
 
-def test_a_model_that_is_not_here_is_a_note_not_a_failure(tmp_path, capsys) -> None:
+def test_a_model_that_is_not_here_is_a_check_not_run_not_a_pass(tmp_path, capsys) -> None:
+    """The run copied to a machine without its base model: nothing is broken, yet the report is partial (not
+    ok), names the 3 files not checked, the path looked for and both manifests, and the command exits 1."""
     model = _model_dir(tmp_path)
     run = _run_on_model(tmp_path / "runs", model)
-    model.rename(tmp_path / "moved")  # the run was copied to a machine without the model
+    model.rename(tmp_path / "moved")
     report = verify_run(run.path)
-    assert report.ok and report.counts["model_files"] == 0 and report.counts["model_files_unchecked"] == 3
-    (note,) = report.notes
-    assert str(model.resolve()) in note and "eval/manifest.json, gen/manifest.json" in note and "unchecked" in note
-    assert main(["verify", str(run.path), "--json"]) == 0
+    assert report.errors == () and not report.ok and report.status == "partial" and report.not_run == 3
+    assert report.counts["model_files"] == 0 and report.counts["model_files_unchecked"] == 3
+    (group,) = report.unchecked
+    assert (group.kind, group.path, group.recorded_in, group.count) == (
+        "model", str(model.resolve()), ("eval/manifest.json", "gen/manifest.json"), 3)
+    assert main(["verify", str(run.path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is True and out["notes"] == [note] and out["counts"]["model_files_unchecked"] == 3
-    assert main(["verify", str(run.path)]) == 0
-    assert f"note: {note}" in capsys.readouterr().out
+    assert (out["status"], out["ok"], out["checks_not_run"]) == ("partial", False, 3)
+    assert out["unchecked"] == [group.to_dict()] and out["counts"]["model_files_unchecked"] == 3
+    assert main(["verify", str(run.path)]) == 1
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"PARTIAL: {run.path}: 3 checks did not run (3 base model files not present")
+    assert f"unchecked: {group.message}" in rest
 
 
 def test_a_link_into_another_stage_carries_the_files_digest(tmp_path, monkeypatch) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from cleanroom.loader import CleanModelLoader
 
 # Heavy names are resolved lazily so ``import cleanroom`` never imports torch.
-_LAZY = {"CleanModelLoader": "cleanroom.loader", "capture_provenance": "cleanroom.provenance", "ProvenanceRecord": "cleanroom.provenance", "RunDir": "cleanroom.artifacts", "verify_run": "cleanroom.artifacts", "trace_record": "cleanroom.artifacts", "LoraSpec": "cleanroom.training", "TrainSpec": "cleanroom.training", "train_sft": "cleanroom.training", "train_dpo": "cleanroom.training", "merge_and_verify": "cleanroom.training", "estimate_peak_memory": "cleanroom.memory", "project_cost": "cleanroom.cost", "run_gates": "cleanroom.code_gates"}
+_LAZY = {"CleanModelLoader": "cleanroom.loader", "capture_provenance": "cleanroom.provenance", "ProvenanceRecord": "cleanroom.provenance", "RunDir": "cleanroom.artifacts", "verify_run": "cleanroom.verify", "trace_record": "cleanroom.verify", "LoraSpec": "cleanroom.training", "TrainSpec": "cleanroom.training", "train_sft": "cleanroom.training", "train_dpo": "cleanroom.training", "merge_and_verify": "cleanroom.training", "estimate_peak_memory": "cleanroom.memory", "project_cost": "cleanroom.cost", "run_gates": "cleanroom.code_gates"}
 
 
 def __getattr__(name: str) -> Any:

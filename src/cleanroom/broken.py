@@ -1,11 +1,12 @@
-"""What verification reports: a broken edge of a run's hash graph, the report that lists them, and the
-helpers that name the first difference between what a run recorded and what is on disk."""
+"""What verification reports: a broken edge of a run's hash graph, a check that could not run, the report
+that lists them, and the helpers that name the first difference between what a run recorded and what is
+on disk."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cleanroom.errors import MissingFileError
 
@@ -29,16 +30,103 @@ class Broken:
         return {**asdict(self), "message": self.message}
 
 
+UncheckedKind = Literal["model", "input", "parent"]
+#: What each kind of :class:`Unchecked` counts, singular and plural.
+_UNCHECKED_NOUNS = {
+    "model": ("base model file", "base model files"),
+    "input": ("stage input", "stage inputs"),
+    "parent": ("parent link to an external artifact", "parent links to an external artifact"),
+}
+
+
+def _counted(kind: str, n: int) -> str:
+    one, many = _UNCHECKED_NOUNS[kind]
+    return f"{n} {one if n == 1 else many}"
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A group of checks that did not run because what they check is not on this machine: the base model
+    directory a stage's provenance recorded (``kind="model"``, one check per file), a stage input
+    (``"input"``, one per manifest entry) or an artifact outside the run that records name as their
+    parent (``"parent"``, one per link). Not a pass: a run with any is ``partial``, never ``ok``."""
+
+    kind: UncheckedKind
+    path: str  # the path looked for
+    recorded_in: tuple[str, ...]  # the manifests (model, input) or record files (parent) that recorded it
+    count: int  # how many checks did not run
+    how: str  # how to run them
+    recorded_path: str | None = None  # the path the run recorded, where --remap moved the lookup to ``path``
+
+    @property
+    def what(self) -> str:
+        """``"3 base model files"``: the count and what it counts."""
+        return _counted(self.kind, self.count)
+
+    @property
+    def message(self) -> str:
+        moved = f"remapped from {self.recorded_path}; " if self.recorded_path is not None else ""
+        return (f"{self.what} not checked: {self.path} ({moved}recorded in {', '.join(self.recorded_in)}) is not "
+                f"present here; {self.how}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recorded_in": list(self.recorded_in), "message": self.message}
+
+
+def how_to_check(kind: UncheckedKind, recorded: Path, inside_run: bool) -> str:
+    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded;
+    *inside_run*: whether it lies in the run directory, which should have travelled with it)."""
+    if inside_run:
+        return ("the run directory is incomplete: copy the whole run from where it was made, or run "
+                "`cleanroom verify` there")
+    if kind == "model":
+        return (f"run `cleanroom verify` on the machine that holds the model, or pass --remap {recorded}=DIR "
+                "naming the directory that holds the same files here")
+    return (f"run `cleanroom verify` on the machine that holds it, or pass --remap {recorded.parent}=DIR naming "
+            "the directory that holds the same file here")
+
+
 @dataclass(frozen=True)
 class VerifyReport:
-    """Result of :func:`verify_run`: ``ok`` iff no edge is broken; ``errors[0]`` is the first broken edge."""
+    """Result of :func:`verify_run`, with a status that fails closed:
+
+    * ``"ok"``: every check ran and none found a broken edge (the only status for which ``ok`` is True);
+    * ``"partial"``: nothing checked is broken, but some checks could not run (``unchecked``);
+    * ``"broken"``: an edge is broken, ``errors[0]`` the first (it wins over ``partial``);
+    * ``"unfinished"``: the run never finished, so there is no attestation to check against.
+    """
 
     run_dir: str
-    ok: bool
     errors: tuple[Broken, ...]
     counts: dict[str, int] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
+    unchecked: tuple[Unchecked, ...] = ()
     unfinished: str | None = None  # the first Stage 1 stage not done, for a run that never finalized
+
+    @property
+    def status(self) -> str:
+        if self.unfinished is not None:
+            return "unfinished"
+        if self.errors:
+            return "broken"
+        return "partial" if self.unchecked else "ok"
+
+    @property
+    def ok(self) -> bool:
+        """True only when every check ran and passed; a partial report is not ok."""
+        return self.status == "ok"
+
+    @property
+    def not_run(self) -> int:
+        """How many checks did not run (the sum over :attr:`unchecked`)."""
+        return sum(u.count for u in self.unchecked)
+
+    @property
+    def not_run_what(self) -> str:
+        """``"3 base model files, 1 stage input"``: the checks that did not run, by kind."""
+        by_kind: dict[str, int] = {}
+        for u in self.unchecked:
+            by_kind[u.kind] = by_kind.get(u.kind, 0) + u.count
+        return ", ".join(_counted(kind, n) for kind, n in by_kind.items())
 
     @property
     def first(self) -> Broken | None:
@@ -47,11 +135,13 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_dir": self.run_dir,
+            "status": self.status,
             "ok": self.ok,
             "counts": dict(self.counts),
             "first_broken": self.first.to_dict() if self.first else None,
             "errors": [e.to_dict() for e in self.errors],
-            "notes": list(self.notes),
+            "checks_not_run": self.not_run,
+            "unchecked": [u.to_dict() for u in self.unchecked],
             "unfinished": self.unfinished,
         }
 
@@ -102,4 +192,14 @@ def require_run(root: Path) -> None:
         )
 
 
-__all__ = ["Broken", "VerifyReport", "excerpt", "first_diff", "first_diff_line", "require_run"]
+__all__ = [
+    "Broken",
+    "Unchecked",
+    "UncheckedKind",
+    "VerifyReport",
+    "excerpt",
+    "first_diff",
+    "first_diff_line",
+    "how_to_check",
+    "require_run",
+]

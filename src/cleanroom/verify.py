@@ -1,8 +1,9 @@
 """Offline verification of a run directory (behind ``cleanroom verify``); tracing (``cleanroom trace``) is
 :mod:`cleanroom.trace`, re-exported here, and the report types are :mod:`cleanroom.broken`.
 
-Size: ~425 lines, over the ~400 guideline on purpose: the checks are ordered so the first error reported
-is the one closest to the change (below), and that order is easiest to keep in one file.
+Size: ~500 lines, over the ~400 guideline on purpose: the checks are ordered so the first error reported
+is the one closest to the change (below), and that order is easiest to keep in one file; the three checks
+that reach outside the run (3b, 3c, 5) share one lookup (``--remap``) and one record of what did not run.
 
 Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
 cache). The base model's files, which live outside the run and may weigh 60 GB, are re-hashed
@@ -19,8 +20,7 @@ an order chosen so the *first* error reported is the edge closest to a change:
 3b. every stage's inputs against the digests taken when it started (after all stages, so an edited
    file is first reported by its own stage, at its line);
 3c. the base model files each stage's provenance recorded (``provenance.model.files``), re-hashed at
-   their recorded path; a model directory that is not there (the run moved to another machine) is a
-   note and a count of unchecked files, not a failure;
+   their recorded path;
 4. the attestation rebuilt from disk, compared field by field (dependencies, parameters, subjects);
 5. record ids unique across the run, and every parent resolves: the named artifact exists, its
    digest matches the one recorded in the parent link, and the record id is in it. Only a link to a
@@ -28,12 +28,21 @@ an order chosen so the *first* error reported is the edge closest to a change:
    another stage or outside the run without one is broken.
 
 Each failure is a :class:`Broken` naming the file, line, check, expected and found values.
+
+A check that did not run is reported as not run, never as passed. A base model directory (3c), a stage
+input (3b) or an external parent artifact (5) that is not on this machine (the run was copied elsewhere)
+cannot be re-hashed here: each becomes an :class:`Unchecked` entry (what, the path looked for, the
+manifests or record files that recorded it, how to check it) and the report is ``partial``, not ``ok``.
+A model directory that is there but lacks a recorded file is a broken edge, not an unchecked one.
+``remap`` (``--remap RECORDED=LOCAL``) looks for such paths where the same files sit on this machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +51,56 @@ import yaml
 from cleanroom.artifacts.attestation import build_attestation
 from cleanroom.artifacts.layout import pretty_json, stage_names
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
-from cleanroom.broken import Broken, VerifyReport, excerpt, first_diff, first_diff_line, require_run
-from cleanroom.errors import InputError
+from cleanroom.broken import (
+    Broken,
+    Unchecked,
+    UncheckedKind,
+    VerifyReport,
+    excerpt,
+    first_diff,
+    first_diff_line,
+    how_to_check,
+    require_run,
+)
+from cleanroom.errors import ConfigError, InputError
 from cleanroom.jsonl import JsonLine, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 
+#: The count each kind of unchecked entry adds to, in the order the checks run (3b, 3c, 5).
+_UNCHECKED_COUNT: dict[UncheckedKind, str] = {"input": "inputs_unchecked", "model": "model_files_unchecked",
+                                      "parent": "parents_unchecked"}
+
+
+def _remap_pairs(remap: Mapping[str, str | os.PathLike[str]]) -> tuple[tuple[Path, Path], ...]:
+    """``--remap RECORDED=LOCAL`` pairs, the longest RECORDED first; :class:`ConfigError` for one that cannot
+    apply (RECORDED not absolute, LOCAL not here)."""
+    pairs = []
+    for old, new in remap.items():
+        if not Path(old).is_absolute():
+            raise ConfigError(f"--remap {old}={new}: RECORDED must be the absolute path the run recorded "
+                              "(`cleanroom verify --json` lists them under unchecked)")
+        if not Path(new).exists():
+            raise ConfigError(f"--remap {old}={new}: {new} does not exist here; name the directory that holds "
+                              f"what the run recorded under {old}")
+        pairs.append((Path(old), Path(new).resolve()))
+    return tuple(sorted(pairs, key=lambda pair: -len(pair[0].parts)))
+
 
 class _Verifier:
-    def __init__(self, root: Path, *, rehash_models: bool = False) -> None:
+    def __init__(self, root: Path, *, rehash_models: bool = False,
+                 remap: tuple[tuple[Path, Path], ...] = ()) -> None:
         self.root = root
         self.rehash_models = rehash_models
+        self.remap = remap
+        self.remapped: dict[str, Path] = {}  # path looked for -> the path the run recorded, where --remap moved it
+        self.outside: set[Path] = set()  # every path outside the run that the run recorded
         self.errors: list[Broken] = []
-        self.notes: list[str] = []
-        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "model_files": 0, "model_files_unchecked": 0}
+        # (kind, path looked for) -> the manifests or record files that recorded it; and how many checks
+        self.skipped: dict[tuple[UncheckedKind, str], set[str]] = {}
+        self.skipped_n: Counter[tuple[UncheckedKind, str]] = Counter()
+        self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "parents_unchecked": 0, "inputs": 0,
+                       "inputs_unchecked": 0, "model_files": 0, "model_files_unchecked": 0}
         # (model path, relative file) -> [(manifest name, recorded sha256)]
         self.model_files: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self.subjects: dict[str, Any] = {}
@@ -76,6 +121,49 @@ class _Verifier:
 
     def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
         self.errors.append(Broken(file, line, check, expected, found))
+
+    def inside(self, path: Path) -> bool:
+        """Whether *path* lies in the run directory (as given, or resolved: a model built inside the run is
+        recorded by its resolved path)."""
+        return path.is_relative_to(self.root) or path.is_relative_to(self.root.resolve())
+
+    def here(self, recorded: Path) -> Path:
+        """Where a path the run recorded is looked for on this machine: moved by the first ``--remap`` whose
+        RECORDED holds it, else where it was recorded. A path inside the run is never moved."""
+        if self.inside(recorded):
+            return recorded
+        self.outside.add(recorded)
+        for old, new in self.remap:
+            if recorded.is_relative_to(old):
+                self.remapped[str(new / recorded.relative_to(old))] = recorded
+                return new / recorded.relative_to(old)
+        return recorded
+
+    def not_here(self, kind: UncheckedKind, path: Path, recorded_in: Iterable[str]) -> None:
+        """One check of *kind* did not run: *path*, recorded in *recorded_in*, is not on this machine."""
+        self.skipped.setdefault((kind, str(path)), set()).update(recorded_in)
+        self.skipped_n[kind, str(path)] += 1
+        self.counts[_UNCHECKED_COUNT[kind]] += 1
+
+    def unchecked(self) -> tuple[Unchecked, ...]:
+        """The checks that did not run, one entry per (kind, path), in the order the checks run."""
+        order = list(_UNCHECKED_COUNT)
+        keys = sorted(self.skipped, key=lambda key: (order.index(key[0]), key[1]))
+        return tuple(
+            Unchecked(kind, path, tuple(sorted(self.skipped[kind, path])), self.skipped_n[kind, path],
+                      how_to_check(kind, self.remapped.get(path, Path(path)), self.inside(Path(path))),
+                      str(self.remapped[path]) if path in self.remapped else None)
+            for kind, path in keys
+        )
+
+    def unused_remap(self) -> None:
+        """:class:`ConfigError` for a ``--remap`` under whose RECORDED the run recorded nothing (a typo would
+        otherwise leave every check it meant to enable unchecked, without saying why)."""
+        for old, new in self.remap:
+            if not any(p.is_relative_to(old) for p in self.outside):
+                shown = ", ".join(sorted(map(str, self.outside))[:5]) or "none"
+                raise ConfigError(f"--remap {old}={new}: the run recorded no path under {old}; the paths outside "
+                                  f"the run it recorded include: {shown}")
 
     def load_json(self, path: Path, name: str, *, exact: bool = True) -> Any:
         """Parse a pretty JSON file and require its exact pretty bytes; None (and an error) otherwise."""
@@ -196,23 +284,22 @@ class _Verifier:
         so an edited file is first reported by its own stage, at its line)."""
         for mname, inp in self.inputs:
             p = Path(str(inp.get("path")))
-            target = p if p.is_absolute() else self.root / p
+            target = self.here(p if p.is_absolute() else self.root / p)
             if not target.exists():
-                self.notes.append(f"{mname} input {inp.get('path')} is not present here; its digest is unchecked")
+                self.not_here("input", target, (mname,))
                 continue
+            self.counts["inputs"] += 1
             found = self.fresh(target)
             if found != inp.get("sha256"):
                 self.broken(str(inp.get("path")), None, f"input sha256 recorded in {mname}", inp.get("sha256"), found)
 
     def check_model_files(self) -> None:
         """Re-hash the base model files the stages recorded, where they are (see module docstring, 3c)."""
-        absent: dict[str, set[str]] = {}
         for (base, rel), recorded in sorted(self.model_files.items()):
-            root = Path(base)
+            root = self.here(Path(base))
             target = root if root.is_file() and root.name == rel else root / rel
             if not root.exists():
-                self.counts["model_files_unchecked"] += 1
-                absent.setdefault(base, set()).update(m for m, _ in recorded)
+                self.not_here("model", root, (mname for mname, _ in recorded))
                 continue
             if not target.is_file():
                 for mname, sha in recorded:
@@ -223,11 +310,6 @@ class _Verifier:
             for mname, sha in recorded:
                 if sha != found:
                     self.broken(str(target), None, f"sha256 of the base model file recorded in {mname}", sha, found)
-        for base, manifests in sorted(absent.items()):
-            self.notes.append(
-                f"base model {base} (recorded by {', '.join(sorted(manifests))}) is not present here; its "
-                "file digests are unchecked — verify on the machine that holds the model to check them"
-            )
 
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
@@ -316,7 +398,6 @@ class _Verifier:
                 self.broken(artifact, lineno, "parents is a list", "list", type(parents).__name__)
                 continue
             for i, parent in enumerate(parents):
-                self.counts["parents"] += 1
                 where = f"parent {i} of {rid}"
                 if not isinstance(parent, dict) or not isinstance(parent.get("artifact"), str):
                     self.broken(artifact, lineno, f"{where} shape", "{artifact, sha256, record_id}", repr(parent))
@@ -325,12 +406,14 @@ class _Verifier:
                 if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
                     self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
                                 "the digest of a finished stage's or an external file", None)
-                if Path(name).is_absolute():
-                    target = Path(name)
-                    if not target.exists():
-                        self.notes.append(f"{where}: external artifact {name} not present here; unchecked")
-                    elif want_sha is not None and self.fresh(target) != want_sha:
-                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
+                external = self.here(Path(name)) if Path(name).is_absolute() else Path(name)
+                if external.is_absolute() and not external.exists():
+                    self.not_here("parent", external, (artifact,))  # its digest cannot be checked here
+                    continue
+                self.counts["parents"] += 1
+                if external.is_absolute():
+                    if want_sha is not None and self.fresh(external) != want_sha:
+                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(external))
                     continue
                 if name in self.ids_by_artifact:
                     found_sha = self.file_digest.get(name)
@@ -359,18 +442,23 @@ def first_unfinished_stage(root: Path) -> str:
     return next((s for s in STAGE1_ORDER if not (root / s / "manifest.json").is_file()), "finalize")
 
 
-def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) -> VerifyReport:
+def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
+               remap: Mapping[str, str | os.PathLike[str]] | None = None) -> VerifyReport:
     """Re-check a run offline (see module docstring). :class:`MissingFileError` if it is not a run.
 
-    ``rehash_models=True`` re-reads every base model file instead of trusting the hash cache.
+    ``rehash_models=True`` re-reads every base model file instead of trusting the hash cache. ``remap``
+    (``{RECORDED: LOCAL}``) looks for what the run recorded outside itself under RECORDED (the base
+    model, inputs, external parents) under LOCAL instead: the same files, elsewhere on this machine; the
+    recorded digests still decide. A RECORDED the run never recorded is a :class:`ConfigError`.
     """
     root = Path(run_dir)
     require_run(root)
+    pairs = _remap_pairs(remap or {})
     if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
-        return VerifyReport(str(root), False, (), unfinished=first_unfinished_stage(root))
-    v = _Verifier(root, rehash_models=rehash_models)
+        return VerifyReport(str(root), (), unfinished=first_unfinished_stage(root))
+    v = _Verifier(root, rehash_models=rehash_models, remap=pairs)
     att = v.check_attestation()
     v.check_run_files()
     for stage in v.stage_names():
@@ -380,7 +468,8 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False) 
     if att is not None:
         v.check_rebuilt_attestation(att)
     v.check_parents()
-    return VerifyReport(str(root), not v.errors, tuple(v.errors), v.counts, tuple(v.notes))
+    v.unused_remap()
+    return VerifyReport(str(root), tuple(v.errors), v.counts, v.unchecked())
 
 
 def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, ...]:
@@ -406,6 +495,7 @@ __all__ = [
     "STAGE1_ORDER",
     "Broken",
     "TraceNode",
+    "Unchecked",
     "VerifyReport",
     "first_unfinished_stage",
     "format_trace",

@@ -6,17 +6,27 @@ import argparse
 import json
 
 from cleanroom.environment import environment_report, format_report
-from cleanroom.verify import format_trace, list_records, trace_record, verify_run
+from cleanroom.errors import ConfigError
+from cleanroom.verify import VerifyReport, format_trace, list_records, trace_record, verify_run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
         help="re-check a run offline: record digests, chains, files, manifests, attestation, parents",
-        description="Exit 0 when the run is untouched, 1 naming the first broken edge, 2 when RUN_DIR is not a run.",
+        description="Exit 0 when every check ran and the run is untouched; 1 naming the first broken edge (BROKEN), "
+        "or when some checks could not run here (PARTIAL: a base model, stage input or external artifact the run "
+        "recorded is not on this machine; 0 with --allow-unchecked, still printed as PARTIAL); 2 when RUN_DIR is "
+        "not a run or an argument is bad.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON (status, errors, unchecked)")
+    p.add_argument("--remap", action="append", default=[], metavar="RECORDED=LOCAL",
+                   help="look for what the run recorded under the absolute path RECORDED (a base model, an input) "
+                        "under LOCAL on this machine; repeatable; the recorded digests still decide")
+    p.add_argument("--allow-unchecked", action="store_true",
+                   help="exit 0 on a PARTIAL report (nothing broken, some checks not run here); it still prints "
+                        "PARTIAL and lists what was not checked")
     p.add_argument("--rehash-models", action="store_true",
                    help="re-read every base model file instead of trusting the hash cache (slow on large models)")
     p.set_defaults(handler=run_verify)
@@ -37,30 +47,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    report = verify_run(args.run_dir, rehash_models=args.rehash_models)
+    report = verify_run(args.run_dir, rehash_models=args.rehash_models, remap=dict(map(_remap_pair, args.remap)))
+    code = 0 if report.ok or (report.status == "partial" and args.allow_unchecked) else 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-        return 0 if report.ok else 1
-    if report.unfinished is not None:
+    elif report.unfinished is not None:
         print(f"unfinished: {args.run_dir}: stage {report.unfinished} not done; verify checks finished runs. "
               "Continue it with the same `cleanroom run` command plus --resume")
-        return 1
-    if report.ok:
-        c = report.counts
-        print(
-            f"ok: {args.run_dir}: {c['stages']} stages, {c['files']} files, {c['records']} records, "
-            f"{c['parents']} parent links verified"
-        )
-        if c["model_files"]:
-            print(f"ok: {c['model_files']} base model files match the digests in the stages' provenance")
     else:
-        assert report.first is not None
-        print(f"BROKEN: {report.first.message}")
-        if len(report.errors) > 1:
-            print(f"({len(report.errors) - 1} further broken edges; --json lists them)")
-    for note in report.notes:
-        print(f"note: {note}")
-    return 0 if report.ok else 1
+        print("\n".join(_verify_lines(report, args.run_dir, args.allow_unchecked)))
+    return code
+
+
+def _remap_pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not (sep and old and new):
+        raise ConfigError(f"--remap {text!r}: expected RECORDED=LOCAL, e.g. --remap /data/models/qwen=/mnt/qwen")
+    return old, new
+
+
+def _verify_lines(report: VerifyReport, run_dir: str, allow_unchecked: bool) -> list[str]:
+    """The text report: its first line starts ``ok:``, ``PARTIAL:`` or ``BROKEN:``; one line per unchecked group."""
+    c = report.counts
+    unchecked = [f"unchecked: {u.message}" for u in report.unchecked]
+    if report.first is not None:
+        further = len(report.errors) - 1
+        return [f"BROKEN: {report.first.message}",
+                *([f"({further} further broken edges; --json lists them)"] if further else []), *unchecked]
+    if report.unchecked:
+        verdict = "accepted by --allow-unchecked, but " if allow_unchecked else ""
+        return [
+            f"PARTIAL: {run_dir}: {report.not_run} check{'s' * (report.not_run != 1)} did not run "
+            f"({report.not_run_what} not present on this machine); nothing checked is broken; {verdict}the run "
+            "is not verified",
+            f"passed: {c['stages']} stages, {c['files']} files, {c['records']} records, {c['parents']} parent links, "
+            f"{c['inputs']} stage inputs, {c['model_files']} base model files",
+            *unchecked,
+        ]
+    return [f"ok: {run_dir}: {c['stages']} stages, {c['files']} files, {c['records']} records, {c['parents']} "
+            "parent links verified",
+            *([f"ok: {c['model_files']} base model files match the digests in the stages' provenance"]
+              if c["model_files"] else [])]
 
 
 def run_trace(args: argparse.Namespace) -> int:
