@@ -27,5 +27,11 @@ python3 -m cleanroom.cli run stage1 --profile qwen2.5-32b --out "$out/runs" --no
 rc=$?
 echo "pipeline rc=$rc in $(( $(date +%s) - start ))s"
 grep -E '^\[' "$out/pipeline.log" | tail -25
-for run in "$out"/runs/*/; do python3 -m cleanroom.cli verify "$run"; done
-exit $rc
+verified=0
+for run in "$out"/runs/*/; do
+  [[ -d "$run" ]] || continue
+  verified=1
+  python3 -m cleanroom.cli verify "$run" || rc=1  # BROKEN or PARTIAL fails the script too
+done
+((verified)) || { echo "no run directory under $out/runs to verify"; rc=1; }
+exit $rc  # non-zero when the pipeline failed, a verify did not say ok, or there was no run to verify

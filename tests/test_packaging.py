@@ -148,3 +148,15 @@ def test_the_two_unsloth_recipes_pin_the_same_stack() -> None:
     assert all(pin in env["deps"].split() for pin in pins), (pins, env["deps"])
     assert "train" not in env["extras"], "the train extra's trl/datasets ranges exclude Unsloth's pins"
     assert "test_10_" in env["commands"] and "--cleanroom-require-gpu" in env["commands"]
+
+
+def test_every_public_name_resolves():
+    """Each name in ``cleanroom.__all__`` is importable from the package (the lazy map points at the module
+    that defines it), in a fresh process so this test sees the package as a user's first import does."""
+    import subprocess
+    import sys
+
+    code = ("import cleanroom; missing = [n for n in cleanroom.__all__ if not hasattr(cleanroom, n)]; "
+            "print(missing); raise SystemExit(1 if missing else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"names in cleanroom.__all__ that do not resolve: {out.stdout.strip()} {out.stderr[-500:]}"
