@@ -45,6 +45,7 @@ def reference(tiny_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_two_gloo_ranks_match_one_process(reference, tiny_base_model, tmp_path):
     ref, ref_result = reference
     assert ref_result["sft"]["distributed"]["world_size"] == 1 and len(ref_result["sft"]["losses"]) == 4
+    assert len(ref_result["sft"]["eval_losses"]) == 2  # every save_steps = 2: compared like the train losses
     proc = _launch(tmp_path, tiny_base_model, 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())

@@ -93,3 +93,36 @@ def test_early_stopping_on_eval_plateau(load_tiny, learnable, lora, spec, tmp_pa
                     train=spec(max_steps=8, save_steps=1, learning_rate=1e-7, early_stopping_patience=1,
                                early_stopping_threshold=0.5))
     assert res.steps == 2 and len(res.eval_losses) == 2
+
+
+def test_eval_loss_is_the_token_mean_of_the_eval_set_whatever_the_batches(load_tiny, lora, spec, tmp_path):
+    """The SFT eval loss is sum(token losses) / tokens over the whole eval set, so the eval batch size (and on
+    N ranks the split of rows) does not change it. The Trainer's own loop averaged per-batch means: with rows of
+    different lengths, batch 1 and batch 4 then disagree (as 2 gloo ranks and one process did, 11.898 vs 11.916)."""
+    import torch
+
+    from cleanroom.training.sft import _sft_trainer, render_examples
+
+    model, tok = load_tiny()
+    examples = [{"prompt": f"Q{i}: colour?\nA:", "completion": " red" * (1 + 7 * (i % 2))} for i in range(6)]
+    rows = render_examples(tok, examples, max_length=64, name="eval")
+    figures = {}
+    for batch in (1, 4):
+        trainer = _sft_trainer(model, tok, rows, rows, lora=lora, train=spec(batch_size=batch, max_steps=1),
+                               output_dir=tmp_path / str(batch), callbacks=[])
+        figures[batch] = trainer.evaluate()["eval_loss"]
+        peft_model = trainer.model
+        model = peft_model.unload()  # the same base, unchanged, for the next trainer
+    # the same figure by hand: every row alone, token losses summed over the supervised (shifted) positions
+    total = count = 0.0
+    with torch.no_grad():
+        for r in rows:
+            ids = torch.tensor([r["input_ids"]])
+            labels = torch.tensor([r["labels"]])
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            target = labels[0, 1:]
+            keep = target != -100
+            total += float(torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum"))
+            count += int(keep.sum())
+    assert figures[1] == pytest.approx(total / count, rel=1e-5)
+    assert figures[4] == pytest.approx(total / count, rel=1e-5)

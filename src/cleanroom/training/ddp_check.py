@@ -29,6 +29,11 @@ from cleanroom.training import LoraSpec, TrainSpec, train_dpo, train_sft
 #: 16 distinct examples (so the data order matters: a wrong shard shows in the losses), global batch 4.
 SFT_EXAMPLES = [{"prompt": f"Item {i}: name the colour of thing {i}.\nAnswer:",
                  "completion": f" thing {i} is {['red', 'green', 'blue', 'grey'][i % 4]}."} for i in range(16)]
+#: 5 held-out examples of different lengths: an odd count (one rank gets a row more) and unequal rows, so an eval
+#: loss that depended on how rows fall into batches or ranks would differ from one process's
+EVAL_EXAMPLES = [{"prompt": f"Item {i}: name the colour of thing {i}.\nAnswer:",
+                  "completion": f" thing {i} is{' very' * (i % 3) * 3} {['red', 'green', 'blue', 'grey'][i % 4]}."}
+                 for i in range(16, 21)]
 PAIRS = [{"prompt": f"Say the number {i}.\nAnswer:", "chosen": f" {i}.", "rejected": f" not {i + 1}, no."}
          for i in range(8)]
 
@@ -73,10 +78,11 @@ def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[st
     model, tok, _ = loader.load()
     callbacks = [_KillAt(kill_at_step)] if kill_at_step is not None else []
     sft = train_sft(model, tok, SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
-                    callbacks=callbacks)
+                    callbacks=callbacks, eval_examples=EVAL_EXAMPLES)
     merged = sft.model.merge_and_unload()
     dpo = train_dpo(merged, tok, PAIRS, lora=lora, train=dpo_spec, beta=0.1, output_dir=out / "dpo", resume=True)
-    result = {name: {"losses": list(r.losses), "loss_steps": list(r.loss_steps), "steps": r.steps,
+    result = {name: {"losses": list(r.losses), "loss_steps": list(r.loss_steps), "eval_losses": list(r.eval_losses),
+                     "steps": r.steps,
                      "seconds": r.seconds, "tokens": r.tokens, "resumed_from": r.resumed_from,
                      "distributed": r.distributed, "step0_loss": r.step0_loss}
               for name, r in (("sft", sft), ("dpo", dpo))}
@@ -96,7 +102,8 @@ def launch(out: Path, model_path: Path, n: int, *, cpu: bool, extra: tuple[str, 
 
 
 def differences(ref: Path, got: Path, *, loss_rtol: float, adapter_atol: float) -> dict[str, Any]:
-    """How two runs' ``result.json`` and adapters differ: per stage, the largest relative loss difference,
+    """How two runs' ``result.json`` and adapters differ: per stage, the largest relative loss difference (train
+    losses and eval losses),
     the largest absolute adapter-weight difference, and whether the logged steps are the same."""
     # heavy optional: safetensors
     from safetensors.torch import load_file
@@ -107,8 +114,11 @@ def differences(ref: Path, got: Path, *, loss_rtol: float, adapter_atol: float) 
         x = load_file(ref / stage / "adapter" / "adapter_model.safetensors")
         y = load_file(got / stage / "adapter" / "adapter_model.safetensors")
         same_steps = a[stage]["loss_steps"] == b[stage]["loss_steps"] and x.keys() == y.keys()
-        loss = max((abs(p - q) / abs(p) for p, q in zip(a[stage]["losses"], b[stage]["losses"], strict=False)),
-                   default=float("inf"))
+        same_steps = same_steps and len(a[stage].get("eval_losses", [])) == len(b[stage].get("eval_losses", []))
+        # train losses and (SFT) the token-weighted eval losses, which must not depend on the number of ranks
+        pairs = [*zip(a[stage]["losses"], b[stage]["losses"], strict=False),
+                 *zip(a[stage].get("eval_losses", []), b[stage].get("eval_losses", []), strict=False)]
+        loss = max((abs(p - q) / abs(p) for p, q in pairs), default=float("inf"))
         weights = max((float((x[k] - y[k]).abs().max()) for k in x), default=float("inf")) if same_steps else float("inf")
         out[stage] = {"same_steps": same_steps, "loss_rel_diff": loss, "adapter_abs_diff": weights,
                       "ok": same_steps and loss <= loss_rtol and weights <= adapter_atol}
