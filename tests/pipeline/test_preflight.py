@@ -169,3 +169,34 @@ def test_a_check_that_returns_none_fails_closed_naming_the_check():
     assert _attempt(checks, "base_model", lambda: None) is None
     assert checks[-1]["check"] == "base_model" and checks[-1]["passed"] is False
     assert "'base_model' returned None" in checks[-1]["error"] and "bug" in checks[-1]["error"]
+
+
+def test_the_memory_estimate_sizes_the_micro_batch_that_will_run():
+    """With sft.train.micro_batch_budget_gib the trainer splits the per-device batch (training.micro_batch); the
+    preflight estimate sizes that micro-batch, not the profile's batch_size, and says nothing new otherwise."""
+    from cleanroom.memory import arch_for, estimate_peak_memory
+    from cleanroom.pipeline.estimates import memory_estimates
+    from cleanroom.training.micro_batch import choose_micro_batch
+
+    arch = arch_for("Qwen2.5-32B")
+    plain = load_config("qwen2.5-32b")
+    t = plain.sft.train
+    per_device = t.batch_size * t.gradient_accumulation_steps
+    full = estimate_peak_memory(arch, quantization=plain.model.quantization, lora_r=plain.sft.lora.r,
+                                lora_targets=plain.sft.lora.targets, batch_size=per_device, seq_len=t.max_length,
+                                gradient_checkpointing=t.gradient_checkpointing)
+    one = estimate_peak_memory(arch, quantization=plain.model.quantization, lora_r=plain.sft.lora.r,
+                               lora_targets=plain.sft.lora.targets, batch_size=1, seq_len=t.max_length,
+                               gradient_checkpointing=t.gradient_checkpointing)
+    budget = (one.total_bytes + full.total_bytes) / 2 / 2**30  # one row fits, the whole per-device batch does not
+    spec = load_config("qwen2.5-32b", [f"sft.train.micro_batch_budget_gib={budget:.3f}"])
+    chosen, record = choose_micro_batch(spec.sft.train, arch, spec.model.quantization, spec.sft.lora, dpo=False)
+    assert record["on"] and 1 <= chosen.batch_size < per_device
+    est = memory_estimates(spec, arch)["sft"]
+    assert est.total_bytes <= budget * 2**30 < full.total_bytes
+    assert est.total_bytes == estimate_peak_memory(
+        arch, quantization=spec.model.quantization, lora_r=spec.sft.lora.r, lora_targets=spec.sft.lora.targets,
+        batch_size=chosen.batch_size, seq_len=t.max_length, gradient_checkpointing=t.gradient_checkpointing).total_bytes
+    assert memory_estimates(plain, arch)["sft"].total_bytes == estimate_peak_memory(
+        arch, quantization=plain.model.quantization, lora_r=plain.sft.lora.r, lora_targets=plain.sft.lora.targets,
+        batch_size=t.batch_size, seq_len=t.max_length, gradient_checkpointing=t.gradient_checkpointing).total_bytes

@@ -17,6 +17,7 @@ from cleanroom.errors import ConfigError
 from cleanroom.loader import read_model_config
 from cleanroom.memory import arch_for
 from cleanroom.pipeline.common import resolve_model
+from cleanroom.training.micro_batch import choose_micro_batch
 
 # Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
 # the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
@@ -122,15 +123,17 @@ def projection_line(projection: dict[str, Any]) -> str:
 
 
 def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
-    """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and batch."""
-    return {
-        name: fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
-                 lora_targets=stage.lora.targets, batch_size=stage.train.batch_size,
-                 seq_len=stage.train.max_length, gradient_checkpointing=stage.train.gradient_checkpointing,
-                 kbit_fp32_upcast=stage.train.kbit_fp32_upcast)
-        for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
-                                ("dpo", spec.dpo, memory.estimate_dpo_peak_memory))
-    }
+    """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and the
+    micro-batch that will run (``micro_batch_budget_gib`` splits the batch as training will:
+    :func:`cleanroom.training.micro_batch.choose_micro_batch`)."""
+    out = {}
+    for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
+                            ("dpo", spec.dpo, memory.estimate_dpo_peak_memory)):
+        train, _ = choose_micro_batch(stage.train, arch, spec.model.quantization, stage.lora, dpo=name == "dpo")
+        out[name] = fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
+                       lora_targets=stage.lora.targets, batch_size=train.batch_size, seq_len=train.max_length,
+                       gradient_checkpointing=train.gradient_checkpointing, kbit_fp32_upcast=train.kbit_fp32_upcast)
+    return out
 
 
 def checkpoint_disk(spec: Any, arch: Any) -> dict[str, Any]:

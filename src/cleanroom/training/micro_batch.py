@@ -26,20 +26,30 @@ def _quantization(model: Any) -> str:
 
 
 def plan_micro_batch(train: TrainSpec, model: Any, lora: LoraSpec, *, dpo: bool) -> tuple[TrainSpec, dict[str, Any]]:
+    """``train`` with the micro-batch and accumulation the memory model picks for ``model``, and the record of the
+    choice (:func:`choose_micro_batch` on the model's architecture and quantization)."""
+    if train.micro_batch_budget_gib is None:
+        return choose_micro_batch(train, None, None, lora, dpo=dpo)
+    return choose_micro_batch(train, memory.arch_from_config(model.config.to_dict()), _quantization(model), lora,
+                              dpo=dpo)
+
+
+def choose_micro_batch(train: TrainSpec, arch: Any, quantization: str | None, lora: LoraSpec, *,
+                       dpo: bool) -> tuple[TrainSpec, dict[str, Any]]:
     """``train`` with the micro-batch and accumulation the memory model picks, and the record of the choice.
 
     Unchanged (record ``{"on": False}``) when ``train.micro_batch_budget_gib`` is None. A budget that not even
-    one row fits is a ConfigError naming the estimate.
+    one row fits is a ConfigError naming the estimate. Training (:func:`plan_micro_batch`) and preflight's memory
+    estimate (``cleanroom.pipeline.estimates``) both call it, so preflight sizes the micro-batch that will run.
     """
     if train.micro_batch_budget_gib is None:
         return train, {"on": False, "reason": "default: batch_size as given"}
-    arch = memory.arch_from_config(model.config.to_dict())
     per_device = train.batch_size * train.gradient_accumulation_steps
     estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
     budget = int(train.micro_batch_budget_gib * 2**30)
 
     def peak(m: int) -> int:
-        return estimate(arch, quantization=_quantization(model), lora_r=lora.r, lora_targets=lora.targets,
+        return estimate(arch, quantization=quantization or "bf16", lora_r=lora.r, lora_targets=lora.targets,
                         batch_size=m, seq_len=train.max_length,
                         gradient_checkpointing=train.gradient_checkpointing,
                         kbit_fp32_upcast=train.kbit_fp32_upcast).total_bytes
@@ -59,4 +69,4 @@ def plan_micro_batch(train: TrainSpec, model: Any, lora: LoraSpec, *, dpo: bool)
     return replace(train, batch_size=m, gradient_accumulation_steps=per_device // m), record
 
 
-__all__ = ["plan_micro_batch"]
+__all__ = ["choose_micro_batch", "plan_micro_batch"]
