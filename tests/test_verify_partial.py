@@ -220,6 +220,17 @@ def test_a_remap_that_cannot_apply_is_a_usage_error(tmp_path, capsys, remap, nee
     assert needle in err and err.startswith("cleanroom verify: ConfigError: --remap ")
 
 
+def test_a_remap_given_twice_is_a_usage_error_and_a_typo_never_hides_a_broken_edge(tmp_path, capsys) -> None:
+    run, outside = _run(tmp_path)
+    assert main(["verify", str(run.path), "--remap", f"{outside['model']}={tmp_path}",
+                 "--remap", f"{outside['model']}={run.path}"]) == 2
+    assert "is given twice" in capsys.readouterr().err
+    attestation = run.path / "attestation.json"
+    attestation.write_text(attestation.read_text() + " ")  # a broken edge
+    assert main(["verify", str(run.path), "--remap", f"/not/recorded={tmp_path}"]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN:")
+
+
 def test_the_package_exports_verify_run_and_trace_record() -> None:
     """``cleanroom.verify_run`` is the public name (README, docs/architecture.md); it resolves lazily."""
     import cleanroom
@@ -228,9 +239,9 @@ def test_the_package_exports_verify_run_and_trace_record() -> None:
     assert cleanroom.verify_run is verify.verify_run and cleanroom.trace_record is verify.trace_record
 
 
-def test_a_missing_file_of_the_run_itself_is_broken_and_its_input_check_says_the_run_is_incomplete(tmp_path) -> None:
-    """An input inside the run travels with it: its absence is the run's own file gone (broken, at the stage
-    that lists it), and the input check that could not run says to copy the whole run, not to remap."""
+def test_a_missing_file_of_the_run_itself_is_broken_never_unchecked(tmp_path) -> None:
+    """An input inside the run travels with it: its absence is the run's own file gone, a broken edge (first at
+    the stage that lists it, then at the input check), never a check left for another machine."""
     run = RunDir.create(tmp_path, "r1", CONFIG)
     with run.stage("gen", provenance=capture_provenance("gen", run_id="r1")) as st:
         st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
@@ -240,16 +251,17 @@ def test_a_missing_file_of_the_run_itself_is_broken_and_its_input_check_says_the
     (run.path / "gen" / "g.jsonl").unlink()
     report = verify_run(run.path)
     assert report.status == "broken" and report.first is not None and report.first.file == "gen/g.jsonl"
-    (group,) = report.unchecked
-    assert (group.kind, group.path, group.recorded_in) == ("input", str(run.path / "gen" / "g.jsonl"),
-                                                           ("eval/manifest.json",))
-    assert group.how.startswith("the run directory is incomplete") and "--remap" not in group.how
+    assert report.unchecked == ()
+    assert any(e.check == "stage input recorded in eval/manifest.json exists (inside the run)" for e in report.errors)
 
 
-def test_a_model_built_inside_the_run_verified_by_a_relative_path_says_the_run_is_incomplete(tmp_path,
-                                                                                             monkeypatch) -> None:
+def test_a_model_built_inside_the_run_and_deleted_is_broken_even_with_allow_unchecked(tmp_path, monkeypatch,
+                                                                                      capsys) -> None:
     """A random-init model lives in the run directory and is recorded by its resolved path; verified as
-    ``runs/r1`` from the parent, its absence is still the run's own file gone (copy the run), not a remap."""
+    ``runs/r1`` from the parent, its absence is the run's own file gone: BROKEN, which --allow-unchecked
+    does not excuse."""
+    from cleanroom.cli import main
+
     run = RunDir.create(tmp_path / "runs", "r1", CONFIG)
     model = run.path / "random-model"
     model.mkdir()
@@ -261,5 +273,9 @@ def test_a_model_built_inside_the_run_verified_by_a_relative_path_says_the_run_i
     assert verify_run("runs/r1").status == "ok"
     (model / "config.json").unlink()
     model.rmdir()
-    (group,) = verify_run("runs/r1").unchecked
-    assert group.kind == "model" and group.how.startswith("the run directory is incomplete")
+    report = verify_run("runs/r1")
+    assert report.status == "broken" and report.unchecked == ()
+    assert report.first is not None and "random-model" in report.first.file
+    assert "base model file recorded in gen/manifest.json exists (inside the run)" == report.first.check
+    assert main(["verify", "runs/r1", "--allow-unchecked"]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN:")

@@ -32,7 +32,7 @@ class Broken:
 
 UncheckedKind = Literal["model", "input", "parent"]
 #: What each kind of :class:`Unchecked` counts, singular and plural.
-_UNCHECKED_NOUNS = {
+UNCHECKED_NOUNS = {
     "model": ("base model file", "base model files"),
     "input": ("stage input", "stage inputs"),
     "parent": ("parent link to an external artifact", "parent links to an external artifact"),
@@ -40,7 +40,7 @@ _UNCHECKED_NOUNS = {
 
 
 def _counted(kind: str, n: int) -> str:
-    one, many = _UNCHECKED_NOUNS[kind]
+    one, many = UNCHECKED_NOUNS[kind]
     return f"{n} {one if n == 1 else many}"
 
 
@@ -73,12 +73,9 @@ class Unchecked:
         return {**asdict(self), "recorded_in": list(self.recorded_in), "message": self.message}
 
 
-def how_to_check(kind: UncheckedKind, recorded: Path, inside_run: bool) -> str:
-    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded;
-    *inside_run*: whether it lies in the run directory, which should have travelled with it)."""
-    if inside_run:
-        return ("the run directory is incomplete: copy the whole run from where it was made, or run "
-                "`cleanroom verify` there")
+def how_to_check(kind: UncheckedKind, recorded: Path) -> str:
+    """What a user does to run the checks that could not run here (*recorded*: the path the run recorded, outside
+    the run: a missing path inside it is a broken edge, not an unchecked one)."""
     if kind == "model":
         return (f"run `cleanroom verify` on the machine that holds the model, or pass --remap {recorded}=DIR "
                 "naming the directory that holds the same files here")
@@ -194,6 +191,7 @@ def require_run(root: Path) -> None:
 
 __all__ = [
     "Broken",
+    "UNCHECKED_NOUNS",
     "Unchecked",
     "UncheckedKind",
     "VerifyReport",

@@ -52,6 +52,7 @@ from cleanroom.artifacts.attestation import build_attestation
 from cleanroom.artifacts.layout import pretty_json, stage_names
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import (
+    UNCHECKED_NOUNS,
     Broken,
     Unchecked,
     UncheckedKind,
@@ -140,7 +141,15 @@ class _Verifier:
         return recorded
 
     def not_here(self, kind: UncheckedKind, path: Path, recorded_in: Iterable[str]) -> None:
-        """One check of *kind* did not run: *path*, recorded in *recorded_in*, is not on this machine."""
+        """One check of *kind* did not run: *path*, recorded in *recorded_in*, is not on this machine.
+
+        A path inside the run is different: the run's own files travel with it, so one that is missing is damage
+        to the run (a broken edge), never a check left for another machine."""
+        if self.inside(path):
+            for where in sorted(set(recorded_in)):
+                self.broken(str(path), None, f"{UNCHECKED_NOUNS[kind][0]} recorded in {where} exists (inside the run)",
+                            "present", "missing")
+            return
         self.skipped.setdefault((kind, str(path)), set()).update(recorded_in)
         self.skipped_n[kind, str(path)] += 1
         self.counts[_UNCHECKED_COUNT[kind]] += 1
@@ -151,7 +160,7 @@ class _Verifier:
         keys = sorted(self.skipped, key=lambda key: (order.index(key[0]), key[1]))
         return tuple(
             Unchecked(kind, path, tuple(sorted(self.skipped[kind, path])), self.skipped_n[kind, path],
-                      how_to_check(kind, self.remapped.get(path, Path(path)), self.inside(Path(path))),
+                      how_to_check(kind, self.remapped.get(path, Path(path))),
                       str(self.remapped[path]) if path in self.remapped else None)
             for kind, path in keys
         )
@@ -468,7 +477,8 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
     if att is not None:
         v.check_rebuilt_attestation(att)
     v.check_parents()
-    v.unused_remap()
+    if not v.errors:  # a broken edge is reported first; a --remap typo cannot hide it behind a usage error
+        v.unused_remap()
     return VerifyReport(str(root), tuple(v.errors), v.counts, v.unchecked())
 
 

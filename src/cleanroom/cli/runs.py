@@ -47,7 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    report = verify_run(args.run_dir, rehash_models=args.rehash_models, remap=dict(map(_remap_pair, args.remap)))
+    remap: dict[str, str] = {}
+    for old, new in map(_remap_pair, args.remap):
+        if remap.get(old, new) != new:
+            raise ConfigError(f"--remap {old}= is given twice ({remap[old]} and {new}); give each RECORDED path once")
+        remap[old] = new
+    report = verify_run(args.run_dir, rehash_models=args.rehash_models, remap=remap)
     code = 0 if report.ok or (report.status == "partial" and args.allow_unchecked) else 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
