@@ -188,7 +188,7 @@ def test_the_memory_estimate_sizes_the_micro_batch_that_will_run():
     one = estimate_peak_memory(arch, quantization=plain.model.quantization, lora_r=plain.sft.lora.r,
                                lora_targets=plain.sft.lora.targets, batch_size=1, seq_len=t.max_length,
                                gradient_checkpointing=t.gradient_checkpointing)
-    budget = (one.total_bytes + full.total_bytes) / 2 / 2**30  # one row fits, the whole per-device batch does not
+    budget = (one.total_bytes + full.total_bytes) / 2 / 2**30  # one row fits (with the margin), the whole batch not
     spec = load_config("qwen2.5-32b", [f"sft.train.micro_batch_budget_gib={budget:.3f}"])
     chosen, record = choose_micro_batch(spec.sft.train, arch, spec.model.quantization, spec.sft.lora, dpo=False)
     assert record["on"] and 1 <= chosen.batch_size < per_device

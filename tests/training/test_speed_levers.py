@@ -121,7 +121,7 @@ def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora,
 
 def test_micro_batch_from_the_memory_model_keeps_the_global_batch_and_the_losses(varied, load_tiny, lora, spec,
                                                                                   tmp_path):
-    """A budget between the memory model's estimates for 2 and 4 rows splits batch 4 into 2 accumulated
+    """A budget between the memory model's estimates (+10%) for 2 and 4 rows splits batch 4 into 2 accumulated
     micro-batches of 2; the optimizer still sees 4 rows a step, so the 2-step curve is batch 4's within 1e-4
     (fp32 on the CPU: only the summation order differs)."""
     from cleanroom import memory
@@ -129,9 +129,10 @@ def test_micro_batch_from_the_memory_model_keeps_the_global_batch_and_the_losses
     model, tok = load_tiny()
     arch = memory.arch_from_config(model.config.to_dict())
 
-    def peak(m: int) -> int:
-        return memory.estimate_peak_memory(arch, quantization="bf16", lora_r=lora.r, lora_targets=lora.targets,
-                                           batch_size=m, seq_len=64, gradient_checkpointing=False).total_bytes
+    def peak(m: int) -> int:  # the estimate with the micro-batch choice's 10% margin on the allocated part
+        est = memory.estimate_peak_memory(arch, quantization="bf16", lora_r=lora.r, lora_targets=lora.targets,
+                                          batch_size=m, seq_len=64, gradient_checkpointing=False)
+        return int(est.allocated_bytes * 1.10) + est.parts["cuda_context"]
 
     budget = (peak(2) + peak(4)) / 2 / 2**30
     fixed = train_sft(model, tok, varied * 2, lora=lora, output_dir=tmp_path / "fixed",

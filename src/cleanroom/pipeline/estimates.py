@@ -17,7 +17,7 @@ from cleanroom.errors import ConfigError
 from cleanroom.loader import read_model_config
 from cleanroom.memory import arch_for
 from cleanroom.pipeline.common import resolve_model
-from cleanroom.training.micro_batch import choose_micro_batch
+from cleanroom.training.micro_batch import choose_micro_batch, stage_estimate
 
 # Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
 # the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
@@ -124,15 +124,14 @@ def projection_line(projection: dict[str, Any]) -> str:
 
 def memory_estimates(spec: Any, arch: Any) -> dict[str, Any]:
     """Peak GPU memory of the SFT and the DPO stage (:mod:`cleanroom.memory`), each with its own LoRA and the
-    micro-batch that will run (``micro_batch_budget_gib`` splits the batch as training will:
-    :func:`cleanroom.training.micro_batch.choose_micro_batch`)."""
+    micro-batch that will run in one process (``micro_batch_budget_gib`` splits the batch as training will:
+    :func:`cleanroom.training.micro_batch.choose_micro_batch`). Under a launcher training first divides the batch
+    over the ranks (``distributed.divide_batch``), so there this is the larger, one-process figure."""
     out = {}
-    for name, stage, fn in (("sft", spec.sft, memory.estimate_peak_memory),
-                            ("dpo", spec.dpo, memory.estimate_dpo_peak_memory)):
-        train, _ = choose_micro_batch(stage.train, arch, spec.model.quantization, stage.lora, dpo=name == "dpo")
-        out[name] = fn(arch, quantization=spec.model.quantization or "bf16", lora_r=stage.lora.r,
-                       lora_targets=stage.lora.targets, batch_size=train.batch_size, seq_len=train.max_length,
-                       gradient_checkpointing=train.gradient_checkpointing, kbit_fp32_upcast=train.kbit_fp32_upcast)
+    for name, stage in (("sft", spec.sft), ("dpo", spec.dpo)):
+        q, dpo = spec.model.quantization, name == "dpo"
+        train, _ = choose_micro_batch(stage.train, arch, q, stage.lora, dpo=dpo)
+        out[name] = stage_estimate(train, arch, q, stage.lora, dpo=dpo)
     return out
 
 

@@ -18,6 +18,26 @@ from cleanroom.errors import ConfigError
 from cleanroom.spec import replace
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
+#: The memory model is within 10% of every peak measured on the H200, and below it on the fp32-upcast path
+#: (:mod:`cleanroom.memory`'s calibration table); a micro-batch is chosen only if its estimate with this margin
+#: on the allocated part (the CUDA context is a constant) fits the budget.
+MARGIN = 0.10
+
+
+def planned_bytes(estimate: memory.MemoryEstimate) -> int:
+    """What a micro-batch is planned to need: its estimated allocation plus :data:`MARGIN`, and the CUDA context."""
+    return int(estimate.allocated_bytes * (1 + MARGIN)) + int(estimate.parts.get("cuda_context", 0))
+
+
+def stage_estimate(train: TrainSpec, arch: Any, quantization: str | None, lora: LoraSpec, *, dpo: bool,
+                   batch_size: int | None = None) -> memory.MemoryEstimate:
+    """The memory model's peak for a stage trained with ``train`` and ``lora`` (at ``batch_size`` rows a micro-batch,
+    ``train.batch_size`` by default): the one call training's choice and preflight's estimate share."""
+    estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
+    return estimate(arch, quantization=quantization or "bf16", lora_r=lora.r, lora_targets=lora.targets,
+                    batch_size=batch_size or train.batch_size, seq_len=train.max_length,
+                    gradient_checkpointing=train.gradient_checkpointing, kbit_fp32_upcast=train.kbit_fp32_upcast)
+
 
 def _quantization(model: Any) -> str:
     if getattr(model, "is_loaded_in_4bit", False):
@@ -45,28 +65,26 @@ def choose_micro_batch(train: TrainSpec, arch: Any, quantization: str | None, lo
     if train.micro_batch_budget_gib is None:
         return train, {"on": False, "reason": "default: batch_size as given"}
     per_device = train.batch_size * train.gradient_accumulation_steps
-    estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
     budget = int(train.micro_batch_budget_gib * 2**30)
 
     def peak(m: int) -> int:
-        return estimate(arch, quantization=quantization or "bf16", lora_r=lora.r, lora_targets=lora.targets,
-                        batch_size=m, seq_len=train.max_length,
-                        gradient_checkpointing=train.gradient_checkpointing,
-                        kbit_fp32_upcast=train.kbit_fp32_upcast).total_bytes
+        return planned_bytes(stage_estimate(train, arch, quantization, lora, dpo=dpo, batch_size=m))
 
     fitting = [m for m in range(1, per_device + 1) if per_device % m == 0 and peak(m) <= budget]
     if not fitting:
         raise ConfigError(
             f"TrainSpec.micro_batch_budget_gib = {train.micro_batch_budget_gib}: even one row of {train.max_length} "
-            f"tokens is estimated at {peak(1) / 2**30:.2f} GiB ({'DPO' if dpo else 'SFT'}); raise the budget, lower "
+            f"tokens is estimated at {peak(1) / 2**30:.2f} GiB with the {MARGIN:.0%} margin ({'DPO' if dpo else 'SFT'}); raise the budget, lower "
             "max_length, or unset micro_batch_budget_gib"
         )
     m = fitting[-1]
     record = {"on": True, "micro_batch": m, "accumulation": per_device // m, "per_device_batch": per_device,
               "estimate_gib": round(peak(m) / 2**30, 3), "budget_gib": train.micro_batch_budget_gib,
-              "reason": f"chosen: the largest divisor of the per-device batch {per_device} whose estimated peak fits "
-                        f"{train.micro_batch_budget_gib} GiB (cleanroom.memory); the global batch is unchanged"}
+              "margin": MARGIN,
+              "reason": f"chosen: the largest divisor of the per-device batch {per_device} whose estimated peak, with a "
+                        f"{MARGIN:.0%} margin, fits {train.micro_batch_budget_gib} GiB (cleanroom.memory); the global "
+                        "batch is unchanged"}
     return replace(train, batch_size=m, gradient_accumulation_steps=per_device // m), record
 
 
-__all__ = ["choose_micro_batch", "plan_micro_batch"]
+__all__ = ["MARGIN", "choose_micro_batch", "plan_micro_batch", "planned_bytes", "stage_estimate"]

@@ -129,7 +129,7 @@ class TrainSpec(Spec):
     the precompute stay opt-in until the H200 side-by-side shows they win at equal loss;
     :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
     (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
-    model estimates within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
+    model estimates, with a 10% margin, within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
     """
 
     label: ClassVar[str] = "TrainSpec"
