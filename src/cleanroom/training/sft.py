@@ -202,11 +202,19 @@ def token_weighted_eval(trainer: Any, dataset: Any, prefix: str = "eval") -> Any
     the N-rank run of the 2-rank test measured 11.898 where one process measured 11.916 on the same adapter. Here each rank
     takes every N-th row (no row twice, none padded in), sums its token losses and counts its tokens, and one
     all-reduce gives ``sum / count``. Every rank runs the same number of batches, a rank out of rows forwarding
-    row 0 with weight 0, because the trainer's loss gathers its metrics across ranks on every batch.
+    row 0 with weight 0, because the trainer's loss gathers its metrics across ranks on every batch. Only the loss
+    is token-weighted: TRL's ``eval_entropy`` and ``eval_mean_token_accuracy`` stay its per-batch figures
+    (informational; such a weight-0 batch counts in them). The unwrapped model serves one process and DDP, whose
+    every rank holds the whole model; a sharded one (FSDP, DeepSpeed) is refused rather than evaluated wrongly.
     """
     import torch  # heavy optional: torch
+    from accelerate.utils import DistributedType  # heavy optional: accelerate
     from transformers.trainer_utils import EvalLoopOutput  # heavy optional: transformers
 
+    kind = trainer.accelerator.distributed_type
+    if kind not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        raise ConfigError(f"SFT evaluation under {kind}: cleanroom evaluates the whole model on every rank (one "
+                          "process or DDP); run without FSDP/DeepSpeed, or without eval examples")
     world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
     size = trainer.args.per_device_eval_batch_size
     mine = list(range(rank, len(dataset), world))
@@ -246,8 +254,8 @@ def train_sft(
 ) -> TrainResult:
     """Train a fresh LoRA adapter on ``examples``; the adapter is saved to ``output_dir / "adapter"``.
 
-    ``model`` is the base model from ``CleanModelLoader.load()`` (4-bit → QLoRA with
-    ``prepare_model_for_kbit_training``). ``budget`` is polled after every step (see ``BudgetCallback``).
+    ``model`` is the base model from ``CleanModelLoader.load()`` (4-bit → QLoRA, prepared by :func:`prepare_kbit`
+    as ``train.kbit_fp32_upcast`` says). ``budget`` is polled after every step (see ``BudgetCallback``).
     Under ``accelerate launch`` the Trainer runs data-parallel, with ``train``'s global batch kept
     (:func:`cleanroom.distributed.divide_batch`; recorded in ``result.distributed``).
     Returns a ``TrainResult``; ``result.model`` is the PEFT-wrapped model.
