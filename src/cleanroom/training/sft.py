@@ -190,6 +190,11 @@ def _guarded_sft_trainer_class() -> Any:
 
         def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                             ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
+            if getattr(self.model, "cleanroom_backend", None) == "unsloth":
+                # Unsloth trains in one process and patches the loss; its evaluation stays the Trainer's own loop,
+                # the path the H200 ran (docs/gpu-gate.md, session 15), until the token-weighted one has run there
+                return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                               metric_key_prefix)
             return token_weighted_eval(self, dataloader.dataset, metric_key_prefix)
 
     return GuardedSFTTrainer
