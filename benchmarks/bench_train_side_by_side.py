@@ -393,9 +393,18 @@ def main() -> None:
     path = model_dir(args.model, args.cache)
     rec = Recorder()
     extra = run_trl(args, path, rec) if args.mode.startswith("trl") else run_cleanroom(args, path, rec)
+    import importlib.metadata as md
+
     import torch
 
+    versions = {}
+    for dist in ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "unsloth"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
     result = {"model": path.name if args.model != "tiny" else "tiny", "mode": args.mode, "quantization": args.quantization, "batch": args.batch,
+              "versions": versions,
               "r": args.r, "max_length": args.max_length,
               "device": torch.cuda.get_device_name(0) if _cuda() else "cpu", **rec.summary(args.warmup), **extra}
     text = json.dumps(result, indent=2)

@@ -13,7 +13,9 @@
 # unsloth-sft runs with Unsloth's site directory first on PYTHONPATH (ci/gpu-unsloth.sh --install puts it at
 # /tmp/unsloth-site); without it the mode is reported NOT RUN.
 # OUT_DIR gets three files (the device returns at most 8): table.md, results.json (every mode's result) and
-# logs.txt (the tail of each mode's log); per-mode files stay under BENCH_SCRATCH.
+# logs.txt (the tail of each mode's log); per-mode files stay under BENCH_SCRATCH. Each result records the versions
+# it ran with. Exit 0 when every mode asked for ran, 1 when one failed or was killed, 3 when some did not run
+# (budget spent, or no Unsloth site).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: ci/gpu-train-bench.sh OUT_DIR}"
@@ -33,6 +35,7 @@ per_run="${BENCH_RUN_S:-100}"
 unsloth_site="${UNSLOTH_SITE:-/tmp/unsloth-site}"
 start=$(date +%s)
 failed=0
+incomplete=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 "$py" -c "import torch, transformers, trl, peft, bitsandbytes as b; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bitsandbytes', b.__version__)"
@@ -58,7 +61,7 @@ for arch in "${archs[@]}"; do
   echo "$arch ready at $(( $(date +%s) - start ))s"
   for mode in "${modes[@]}"; do
     [[ "$arch" == qwen2.5-7b && "$headline" != *" $mode "* ]] && continue
-    if (( $(date +%s) - start > budget )); then echo "$arch $mode: skipped (budget ${budget}s spent)"; continue; fi
+    if (( $(date +%s) - start > budget )); then echo "$arch $mode: skipped (budget ${budget}s spent)"; incomplete=1; continue; fi
     steps=(--steps 24 --warmup 3)
     [[ "$mode" == *dpo* ]] && steps=(--steps 14 --warmup 3)
     if [[ "$arch" == qwen2.5-7b ]]; then
@@ -67,7 +70,7 @@ for arch in "${archs[@]}"; do
     [[ "$arch" == tiny ]] && steps=(--steps 3 --warmup 1)
     env_path="$PYTHONPATH"
     if [[ "$mode" == unsloth-* ]]; then
-      if [[ ! -d "$unsloth_site" ]]; then echo "$arch $mode: NOT RUN (no Unsloth site at $unsloth_site)"; continue; fi
+      if [[ ! -d "$unsloth_site" ]]; then echo "$arch $mode: NOT RUN (no Unsloth site at $unsloth_site)"; incomplete=1; continue; fi
       env_path="$unsloth_site:$PYTHONPATH"  # Unsloth's trl/datasets pins shadow the newer ones for this mode only
     fi
     limit=$per_run
@@ -87,4 +90,6 @@ done
 for f in "$scratch"/*.log; do echo "=== $(basename "$f")"; grep -v -i "warn" "$f" | tail -30; done > "$out/logs.txt"
 cat "$out/table.md"
 echo "total $(( $(date +%s) - start ))s"
-exit $failed  # non-zero when a mode failed or was killed, or the table could not be made (skipped modes are listed)
+((failed)) && exit 1  # a mode failed or was killed, or the table could not be made
+((incomplete)) && { echo "incomplete: some modes did not run (listed above)"; exit 3; }
+exit 0
