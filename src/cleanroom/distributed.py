@@ -278,5 +278,18 @@ def finish() -> None:
         _send(("done", None))
 
 
-__all__ = ["finish", "lead", "receive_stage", "World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
+def shutdown() -> None:
+    """Destroy this rank's process group at a clean end (every rank, after :func:`finish` / the follower's return).
+
+    Left to the interpreter's exit, gloo's threads can be destroyed while still joinable: ``terminate called
+    without an active exception`` and exit code -6 on rank 0 of a run that had finished (seen once in CI)."""
+    if world().world_size > 1:
+        # heavy optional: torch
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+__all__ = ["finish", "shutdown", "lead", "receive_stage", "World", "barrier", "batch_record", "describe", "device_map", "divide_batch", "gather_in_order", "launched", "on_main",
            "shard", "share", "sum_across", "whole_global_batches", "world"]

@@ -61,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
         return ranks.relaunch(args.num_processes, _launched_argv(args), cpu=spec.device == "cpu")
     if ranks.is_follower():
         ranks.follow(spec)
+        distributed.shutdown()
         return 0
     try:
         path = run_stage1(spec, args.out, resume=args.resume, progress=not args.no_progress,
                           stop_after=args.stop_after)
         distributed.finish()
+        distributed.shutdown()
     except PatchedProcessError as exc:
         return _continue_in_fresh_process(args, exc)
     except KeyboardInterrupt:
