@@ -1,14 +1,16 @@
-"""The loader fails closed on a config.json or generation_config.json that is there but unreadable, and keeps
-loading a tokenizer-only directory that has none (the base-or-instruct markers that read them never go quietly off)."""
+"""The loader fails closed on a config.json, generation_config.json, tokenizer_config.json or GGUF that is there but
+unreadable, naming it, and keeps loading a tokenizer-only directory that has no config (the base-or-instruct markers
+that read them never go quietly off)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 
 from cleanroom.cli import main
-from cleanroom.errors import InputError
+from cleanroom.errors import ConfigError, InputError
 from cleanroom.loader import CleanModelLoader, read_model_config
 
 
@@ -105,3 +107,16 @@ def test_cut_gguf_is_an_input_error_naming_it(tmp_path, smollm2_instruct):
     (tmp_path / "g" / source.name).write_bytes(source.read_bytes()[:1000])
     with pytest.raises(InputError, match=r"\.gguf: metadata gives no config .*download the GGUF again"):
         CleanModelLoader(tmp_path / "g").load_tokenizer()
+    with pytest.raises(ConfigError, match=r"\.gguf: GGUF metadata could not be read"):
+        read_model_config(tmp_path / "g", source.name)
+
+
+@pytest.mark.parametrize(("content", "what"), [(None, "is not valid JSON"), ("[1]", "holds an array, not a JSON object")])
+def test_broken_tokenizer_config_is_named(model_dir, content, what):
+    path = model_dir / "tokenizer_config.json"
+    if content is None:
+        _truncate(path)
+    else:
+        path.write_text(content)
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: {what}"):
+        CleanModelLoader(model_dir).load_tokenizer(decide=False)

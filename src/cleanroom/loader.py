@@ -39,6 +39,8 @@ from cleanroom.probe import probe_model
 from cleanroom.sentinels import run_sentinels
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+# The tokenizer's small JSON files, each a JSON object (tokenizer.json, megabytes, is left to the tokenizers library).
+_TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _QUANTIZATIONS = (None, "nf4", "int8")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
@@ -215,10 +217,9 @@ class CleanModelLoader:
         :class:`InputError` naming it: swallowed, the base-or-instruct markers that read it would quietly not
         run. A GGUF's config comes from the file's metadata, so a GGUF that yields none is unreadable too.
         """
-        from huggingface_hub.errors import StrictDataclassError  # heavy optional: huggingface_hub
         from transformers import AutoConfig, GenerationConfig  # heavy optional: transformers
 
-        rejected = (OSError, ValueError, TypeError, KeyError, StrictDataclassError, struct.error)  # struct: a cut GGUF
+        rejected = _rejected()
         if self.gguf_file is not None:
             try:
                 config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
@@ -249,10 +250,15 @@ class CleanModelLoader:
 
         self._check_files()
         configs = self._load_configs()
+        for name in () if self.gguf_file else _TOKENIZER_JSON:  # named, before transformers' error (which names none)
+            if (self.path / name).is_file():
+                _read_json_object(self.path / name)
+        caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({exc}); check the tokenizer files") from exc
+        except caught as exc:
+            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
+                              "check the tokenizer files") from exc
         as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
         changes = clean_tokenizer(tokenizer)
         setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
@@ -459,7 +465,7 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
 
     try:
         return dict(AutoConfig.from_pretrained(str(directory), gguf_file=gguf_file).to_dict())
-    except (OSError, ValueError) as exc:
+    except _rejected() as exc:
         raise ConfigError(f"{directory / gguf_file}: GGUF metadata could not be read ({exc})") from exc
 
 
@@ -496,3 +502,10 @@ def _check_token_ids(path: Path, values: dict[str, Any]) -> None:
         if key.endswith("token_id") and value is not None and not all(type(v) is int for v in ids):
             raise InputError(_unreadable(path, f"{key} is {json.dumps(value)}, expected a token ID (an integer) "
                                                "or a list of them"))
+
+
+def _rejected() -> tuple[type[Exception], ...]:
+    """What transformers raises for a model file it cannot read (struct.error: a GGUF cut short)."""
+    from huggingface_hub.errors import StrictDataclassError  # heavy optional: huggingface_hub
+
+    return (OSError, ValueError, TypeError, KeyError, StrictDataclassError, struct.error)
