@@ -1,7 +1,8 @@
 """CleanModelLoader: load a *base* model and tokenizer with every chat-template route disarmed.
 
-Size: ~430 lines, over the ~400 guideline on purpose: loading and cleaning are one step that must not be
-separable (a caller that loads without cleaning is the fault this module exists to prevent).
+Size: ~510 lines, over the ~400 guideline on purpose: loading and cleaning are one step that must not be
+separable (a caller that loads without cleaning is the fault this module exists to prevent); reading the model's
+JSON files is part of loading (a broken one must stop the load, not switch a check off).
 
 What "clean" means, and where each step lives:
 

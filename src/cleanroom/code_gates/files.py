@@ -85,8 +85,8 @@ def iter_python_files(
                 rel = rel_posix(here / d, config.root)
                 if excluded(rel):
                     continue  # the user's own exclude: they know, nothing to report
-                if d in defaults:
-                    if skipped is not None and (count := _count_python(here / d)):
+                if d in defaults:  # __pycache__ holds compiled files only: not worth a listing
+                    if skipped is not None and d != "__pycache__" and (count := _count_python(here / d)):
                         skipped[rel] = count
                     continue
                 real = os.path.realpath(here / d)
