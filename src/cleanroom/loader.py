@@ -1,7 +1,8 @@
 """CleanModelLoader: load a *base* model and tokenizer with every chat-template route disarmed.
 
-Size: ~430 lines, over the ~400 guideline on purpose: loading and cleaning are one step that must not be
-separable (a caller that loads without cleaning is the fault this module exists to prevent).
+Size: ~510 lines, over the ~400 guideline on purpose: loading and cleaning are one step that must not be
+separable (a caller that loads without cleaning is the fault this module exists to prevent); reading the model's
+JSON files is part of loading (a broken one must stop the load, not switch a check off).
 
 What "clean" means, and where each step lives:
 
@@ -17,7 +18,9 @@ What "clean" means, and where each step lives:
   :func:`guard.encode` puts its BOS explicitly, once, at position 0; Qwen adds none;
 * EOS and pad are the base EOS; config and generation_config eos/pad too (never ``<|im_end|>``);
 * a snapshot of the state as loaded and as returned is kept on both objects for :func:`guard.recheck`;
-* base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason.
+* base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason. A
+  config.json or generation_config.json that is absent is fine (a tokenizer-only directory: the markers that
+  read it do not fire); one that is there but unreadable is an :class:`InputError`, never a marker quietly off.
 """
 
 from __future__ import annotations
@@ -25,17 +28,20 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError
 from cleanroom.hashing import hash_file
 from cleanroom.model_files import MODEL_META_FILES
 from cleanroom.probe import probe_model
 from cleanroom.sentinels import run_sentinels
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+# The tokenizer's small JSON files, each a JSON object (tokenizer.json, megabytes, is left to the tokenizers library).
+_TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _QUANTIZATIONS = (None, "nf4", "int8")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
@@ -205,15 +211,55 @@ class CleanModelLoader:
             kwargs["gguf_file"] = self.gguf_file
         return kwargs
 
+    def _load_configs(self) -> tuple[Any, Any]:
+        """``(config, generation_config)``, each None when its file is absent (a tokenizer-only directory).
+
+        A file that is there but unreadable (not JSON, not an object, values transformers rejects) raises
+        :class:`InputError` naming it: swallowed, the base-or-instruct markers that read it would quietly not
+        run. A GGUF's config comes from the file's metadata, so a GGUF that yields none is unreadable too.
+        """
+        from transformers import AutoConfig, GenerationConfig  # heavy optional: transformers
+
+        rejected = _rejected()
+        if self.gguf_file is not None:
+            try:
+                config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
+            except rejected as exc:
+                raise InputError(_unreadable(self.path / self.gguf_file, f"metadata gives no config ({_one_line(exc)})",
+                                             "download the GGUF again and compare its sha256")) from exc
+            return config, GenerationConfig.from_model_config(config)
+        loaded: list[Any] = []
+        for name, read in (("config.json", AutoConfig.from_pretrained), ("generation_config.json", GenerationConfig.from_pretrained)):
+            if not (self.path / name).is_file():
+                loaded.append(None)
+                continue
+            # the JSON error with its line and column before transformers' (which has neither), and the token IDs
+            # the markers compare, which transformers accepts of any type
+            _check_token_ids(self.path / name, _read_json_object(self.path / name))
+            kwargs = self._common_kwargs() if name == "config.json" else {}
+            try:
+                loaded.append(read(str(self.path), **kwargs))
+            except rejected as exc:
+                raise InputError(_unreadable(self.path / name, f"rejected by transformers ({_one_line(exc)})")) from exc
+        return loaded[0], loaded[1]
+
     # ---------------------------------------------------------------- tokenizer
-    def _load_tokenizer(self) -> tuple[Any, dict[str, Any]]:
+    def _load_tokenizer(self) -> tuple[Any, dict[str, Any], tuple[Any, Any]]:
+        """The cleaned tokenizer, its provenance, and ``(config, generation_config)``, read first so that a broken
+        config file is named as such rather than as a tokenizer that would not load."""
         from transformers import AutoTokenizer  # heavy optional: transformers
 
         self._check_files()
+        configs = self._load_configs()
+        for name in () if self.gguf_file else _TOKENIZER_JSON:  # named, before transformers' error (which names none)
+            if (self.path / name).is_file():
+                _read_json_object(self.path / name)
+        caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({exc}); check the tokenizer files") from exc
+        except caught as exc:
+            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
+                              "check the tokenizer files") from exc
         as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
         changes = clean_tokenizer(tokenizer)
         setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
@@ -233,7 +279,7 @@ class CleanModelLoader:
             "forbidden_ids": sorted(guard.forbidden_ids(tokenizer)),
             "sentinels": report.to_dict(),
         }
-        return tokenizer, info
+        return tokenizer, info, configs
 
     def _provenance(self, info: dict[str, Any], probe_result: Any) -> dict[str, Any]:
         dtype = self.dtype if self.dtype is None or isinstance(self.dtype, str) else str(self.dtype).replace("torch.", "")
@@ -269,17 +315,9 @@ class CleanModelLoader:
         ``decide=False`` skips the base-or-instruct decision (provenance ``probe`` is None): for callers that
         only encode text with the tokenizer, such as ``scan-data``, where the model's kind is irrelevant.
         """
-        from transformers import AutoConfig, GenerationConfig  # heavy optional: transformers
-
-        tokenizer, info = self._load_tokenizer()
+        tokenizer, info, (config, gen) = self._load_tokenizer()
         if not decide:
             return tokenizer, self._provenance(info, None)
-        config = gen = None
-        try:
-            config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
-            gen = GenerationConfig.from_model_config(config) if self.gguf_file else GenerationConfig.from_pretrained(str(self.path))
-        except (OSError, ValueError):
-            pass  # a tokenizer-only directory: the markers that need config simply do not fire
         result = probe_model(tokenizer, config=config, generation_config=gen, names=self._model_names())
         self._decide(result)
         return tokenizer, self._provenance(info, result)
@@ -321,7 +359,7 @@ class CleanModelLoader:
         self._check_files()
         self._check_weights()
         quant = self._quantization_config()
-        tokenizer, info = self._load_tokenizer()
+        tokenizer, info, _ = self._load_tokenizer()
         kwargs = self._common_kwargs()
         if quant is not None:
             kwargs["quantization_config"] = quant
@@ -421,13 +459,54 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
     own code gates allow only in loader modules.
     """
     if (directory / "config.json").is_file():
-        return dict(json.loads((directory / "config.json").read_text(encoding="utf-8")))
+        return _read_json_object(directory / "config.json")
     if gguf_file is None:
         raise ConfigError(f"{directory}: no config.json (nor a GGUF file) to read the architecture from")
     from transformers import AutoConfig  # heavy optional: transformers
 
     try:
         return dict(AutoConfig.from_pretrained(str(directory), gguf_file=gguf_file).to_dict())
-    except (OSError, ValueError) as exc:
+    except _rejected() as exc:
         raise ConfigError(f"{directory / gguf_file}: GGUF metadata could not be read ({exc})") from exc
 
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A model directory's JSON file as a dict; one that is there but is not a JSON object is an InputError."""
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError (its message carries line and column) and UnicodeDecodeError
+        raise InputError(_unreadable(path, f"is not valid JSON ({exc})")) from exc
+    if not isinstance(value, dict):
+        raise InputError(_unreadable(path, f"holds {_JSON_TYPES[type(value)]}, not a JSON object"))
+    return value
+
+
+def _unreadable(path: Path, what: str, fix: str = "restore the file from the model's repository "
+                "(download it again and compare its sha256)") -> str:
+    return f"{path}: {what}; the checks that read it cannot run — {fix}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints errors as one line; transformers' span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_token_ids(path: Path, values: dict[str, Any]) -> None:
+    """Every top-level ``*_token_id`` is null, an integer or a list of integers (the markers compare them as IDs)."""
+    for key, value in values.items():
+        ids = value if isinstance(value, list) else [value]
+        if key.endswith("token_id") and value is not None and not all(type(v) is int for v in ids):
+            raise InputError(_unreadable(path, f"{key} is {json.dumps(value)}, expected a token ID (an integer) "
+                                               "or a list of them"))
+
+
+def _rejected() -> tuple[type[Exception], ...]:
+    """What transformers raises for a model file it cannot read (struct.error: a GGUF cut short)."""
+    from huggingface_hub.errors import StrictDataclassError  # heavy optional: huggingface_hub
+
+    return (OSError, ValueError, TypeError, KeyError, StrictDataclassError, struct.error)

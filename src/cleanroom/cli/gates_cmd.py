@@ -47,6 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--exclude", action="append", metavar="PATH", help="a path or glob to skip; repeatable")
     p.add_argument(
+        "--no-default-excludes",
+        dest="default_excludes",
+        action="store_const",
+        const=False,
+        default=None,
+        help="also check folders named build, dist, node_modules, site-packages (skipped and listed by default)",
+    )
+    p.add_argument(
         "--select", type=_rules, metavar="RULES", help="comma-separated rule ids to run (replaces)"
     )
     p.add_argument(
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         loader_modules=args.loader_module, exclude=args.exclude, select=args.select,
         extend_select=args.extend_select, ignore=args.ignore, baseline=args.baseline,
         write_baseline_to=args.write_baseline, use_cache=not args.no_cache,
+        default_excludes=args.default_excludes,
     )
     for line in out.stdout:
         print(line)

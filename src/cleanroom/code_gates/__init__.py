@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from cleanroom.code_gates.checker import check_tree
 from cleanroom.code_gates.config import GateConfig, find_pyproject, load_config
+from cleanroom.code_gates.files import DEFAULT_EXCLUDES, iter_python_files
 from cleanroom.code_gates.rules import RULES, RULES_BY_ID, Rule
-from cleanroom.code_gates.runner import FileResult, GateReport, check_source, iter_python_files, run_gates
+from cleanroom.code_gates.runner import FileResult, GateReport, check_source, run_gates
 from cleanroom.code_gates.violation import Violation
 from cleanroom.code_gates.waivers import Waiver, find_waivers
 
 __all__ = [
+    "DEFAULT_EXCLUDES",
     "RULES",
     "RULES_BY_ID",
     "FileResult",

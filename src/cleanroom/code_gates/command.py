@@ -47,14 +47,16 @@ def gates_command(
     baseline: str | None = None,
     write_baseline_to: str | None = None,
     use_cache: bool = True,
+    default_excludes: bool | None = None,
 ) -> CommandOutput:
     """Run the gates over *paths* (default: the configured ones) and return what to print and the exit code.
 
     ``write_baseline_to`` records today's findings and exits 0; ``baseline`` reports only the findings it
-    does not hold (and the stale entries it holds). ``fmt``: one of :data:`FORMATS`.
+    does not hold (and the stale entries it holds). ``fmt``: one of :data:`FORMATS`. ``default_excludes``:
+    False checks the folders skipped by default (None: as configured).
     """
     cfg = with_overrides(load_config(config), loader_modules=loader_modules, exclude=exclude, select=select,
-                         extend_select=extend_select, ignore=ignore)
+                         extend_select=extend_select, ignore=ignore, default_excludes=default_excludes)
     accepted = read_baseline(baseline) if baseline else None
     report = run_gates(cfg, list(paths) or None, use_cache=use_cache)
     if write_baseline_to:
@@ -68,7 +70,7 @@ def gates_command(
     if fmt == "json":
         return CommandOutput((json.dumps(report.to_dict(), indent=2, sort_keys=True),), exit_code=code)
     if fmt == "sarif":
-        return CommandOutput((json.dumps(sarif(report.violations, cfg.root, __version__), indent=1),), exit_code=code)
+        return CommandOutput((json.dumps(sarif(report.violations, cfg.root, __version__, report.skipped), indent=1),), exit_code=code)
     lines = tuple(github_lines(report.violations) if fmt == "github" else report.lines())
     summary = tuple(report.summary())
     return CommandOutput(lines + (() if report.ok else summary), summary if report.ok else (), code)

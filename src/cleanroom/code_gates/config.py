@@ -6,6 +6,9 @@ Two lines are enough to adopt the gates in another repository::
     loader_modules = ["src/mylab/load.py"]
 
 Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob patterns),
+``default_excludes`` (default true: folders named ``build``, ``dist``, ``node_modules``,
+``site-packages`` or ``__pycache__`` are skipped, and the report lists those that held Python files;
+false checks them too),
 ``loader_modules`` (files, directories or dotted module names where the migration rules CR1xx–CR4xx
 do not apply; each must exist), ``select`` (the rules to run, default every rule but the
 off-by-default CR103), ``disable`` (rule ids), ``per_path_ignores`` (a table of path glob → rule
@@ -27,7 +30,7 @@ from typing import Any
 from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.errors import ConfigError, MissingFileError
 
-_KEYS = ("paths", "exclude", "loader_modules", "select", "disable", "per_path_ignores", "helpers")
+_KEYS = ("paths", "exclude", "default_excludes", "loader_modules", "select", "disable", "per_path_ignores", "helpers")
 _EXAMPLES = {
     "paths": '["src", "scripts"]',
     "exclude": '["tests/fixtures"]',
@@ -50,6 +53,7 @@ class GateConfig:
     select: frozenset[str] = DEFAULT_RULES
     per_path_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
     helpers: tuple[tuple[str, str], ...] = ()
+    default_excludes: bool = True
 
     @property
     def off(self) -> frozenset[str]:
@@ -102,6 +106,7 @@ class GateConfig:
             "source": self.source,
             "paths": list(self.paths),
             "exclude": list(self.exclude),
+            "default_excludes": self.default_excludes,
             "loader_modules": list(self.loader_modules),
             "disable": sorted(self.disable),
             "select": sorted(self.select),
@@ -152,10 +157,14 @@ def with_overrides(
     select: list[str] | None = None,
     extend_select: list[str] | None = None,
     ignore: list[str] | None = None,
+    default_excludes: bool | None = None,
 ) -> GateConfig:
     """*config* with the command line's settings: ``loader_modules`` and ``exclude`` are added
-    (paths relative to the cwd), ``select`` replaces, ``extend_select`` and ``ignore`` add."""
+    (paths relative to the cwd), ``select`` replaces, ``extend_select`` and ``ignore`` add;
+    ``default_excludes`` (``--no-default-excludes``) replaces when given."""
     changes: dict[str, Any] = {}
+    if default_excludes is not None:
+        changes["default_excludes"] = default_excludes
     if loader_modules:
         given = tuple(_root_relative(m, config.root) for m in loader_modules)
         check_loader_modules(config.root, given, "--loader-module")
@@ -232,6 +241,16 @@ def _string_list(table: dict[str, object], key: str, where: str) -> tuple[str, .
     return tuple(v.strip() for v in value)
 
 
+def _bool(table: dict[str, object], key: str, default: bool, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: [tool.cleanroom.gates] {key} must be true or false, got {value!r}; "
+            f"write e.g. {key} = {str(not default).lower()}"
+        )
+    return value
+
+
 def _gates_table(data: dict[str, object], path: Path) -> dict[str, object] | None:
     """``[tool.cleanroom.gates]`` of a parsed pyproject, None when absent; each level must be a table."""
     table = data
@@ -305,6 +324,7 @@ def load_config(pyproject: str | Path | None = None, *, start: str | Path | None
         root=root,
         paths=paths or (".",),
         exclude=_string_list(table, "exclude", str(path)),
+        default_excludes=_bool(table, "default_excludes", True, str(path)),
         loader_modules=loader_modules,
         disable=disable,
         source=str(path),

@@ -2,7 +2,9 @@
 
 SARIF is what code-scanning dashboards (GitHub code scanning, Azure DevOps, VS Code's viewer)
 import; every result carries the baseline fingerprint as a partial fingerprint, so a dashboard
-tracks a finding across line shifts the same way ``--baseline`` does.
+tracks a finding across line shifts the same way ``--baseline`` does. The folders the walk skipped by
+default are run-level notes (``invocations[0].toolExecutionNotifications``), one per folder, so a
+dashboard shows what was not checked.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ def github_lines(violations: tuple[Violation, ...]) -> list[str]:
     ]
 
 
-def sarif(violations: tuple[Violation, ...], root: Path, version: str) -> dict[str, object]:
-    """A SARIF 2.1.0 log with one run: every rule described, one result per finding."""
+def sarif(
+    violations: tuple[Violation, ...], root: Path, version: str, skipped: tuple[tuple[str, int], ...] = ()
+) -> dict[str, object]:
+    """A SARIF 2.1.0 log with one run: every rule described, one result per finding, one note per
+    folder in *skipped* (root-relative path, ``.py`` files it held)."""
     index = {rule.id: i for i, rule in enumerate(RULES)}
     results = [
         {
@@ -62,6 +67,18 @@ def sarif(violations: tuple[Violation, ...], root: Path, version: str) -> dict[s
         }
         for rule in RULES
     ]
+    notes = [
+        {
+            "level": "note",
+            "descriptor": {"id": "skipped-by-default"},
+            "message": {
+                "text": f"{path}/: {n} .py file{'' if n == 1 else 's'} not checked (skipped by default); "
+                "--no-default-excludes (default_excludes = false) checks them"
+            },
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": f"{path}/", "uriBaseId": "SRCROOT"}}}],
+        }
+        for path, n in skipped
+    ]
     return {
         "$schema": _SARIF_SCHEMA,
         "version": "2.1.0",
@@ -70,6 +87,7 @@ def sarif(violations: tuple[Violation, ...], root: Path, version: str) -> dict[s
                 "tool": {"driver": {"name": "cleanroom-gates", "version": version, "rules": rules}},
                 "originalUriBaseIds": {"SRCROOT": {"uri": Path(root).resolve().as_uri() + "/"}},
                 "results": results,
+                "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": notes}],
             }
         ],
     }

@@ -23,16 +23,15 @@ from pathlib import Path
 from cleanroom.code_gates.cache import RawFinding, ResultCache
 from cleanroom.code_gates.checker import check_tree
 from cleanroom.code_gates.config import GateConfig
+from cleanroom.code_gates.files import iter_python_files, rel_posix, skipped_note
 from cleanroom.code_gates.prefilter import needs_ast
 from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
 from cleanroom.code_gates.vocabulary import HELPERS
 from cleanroom.code_gates.waivers import Waiver, find_waivers
-from cleanroom.errors import GateError, InputError, MissingFileError
+from cleanroom.errors import GateError, InputError
 
 OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
-
-_SKIP_DIRS = frozenset({"__pycache__", "node_modules", "build", "dist", "site-packages"})
 
 
 @dataclass(frozen=True)
@@ -174,6 +173,7 @@ class GateReport:
     config: GateConfig
     baselined: int = 0  # findings a baseline accounted for (not in ``violations``)
     stale: tuple[tuple[str, str, str], ...] = ()  # baseline entries (rule, path, fingerprint) gone
+    skipped: tuple[tuple[str, int], ...] = ()  # (root-relative folder, .py files in it) left out by default
 
     @property
     def ok(self) -> bool:
@@ -210,6 +210,8 @@ class GateReport:
                 + (" (rewrite it with --write-baseline to drop them)" if self.stale else "")
             )
         out += [f"  fixed since the baseline: {path} {rule} ({fp})" for rule, path, fp in self.stale]
+        if self.skipped:
+            out.append(f"  {skipped_note(self.skipped)}")
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -223,6 +225,7 @@ class GateReport:
             "config": self.config.to_dict(),
             "baselined": self.baselined,
             "stale_baseline_entries": [{"rule": r, "path": p, "fingerprint": f} for r, p, f in self.stale],
+            "skipped_by_default": [{"path": p, "python_files": n} for p, n in self.skipped],
         }
 
     def raise_if_failed(self) -> None:
@@ -235,75 +238,8 @@ class GateReport:
 
 def _display(path: Path) -> str:
     """A path as the user wants to click it: relative to the cwd when under it."""
-    return _rel(path, os.getcwd())
+    return rel_posix(path, os.getcwd())
 
-
-def _rel(path: Path, root: str | Path) -> str:
-    """``path.relative_to(root).as_posix()``, or the whole path when it is not under *root*.
-
-    Lexical string work on the already-normalised paths (pathlib's relative_to costs more per call
-    than the gates may spend on a whole file).
-    """
-    p, r = os.fspath(path), os.fspath(root)
-    if p == r:
-        return "."
-    prefix = r if r.endswith(os.sep) else r + os.sep
-    if p.startswith(prefix):
-        p = p[len(prefix) :]
-    return p.replace(os.sep, "/") if os.sep != "/" else p
-
-
-def _never(rel: str) -> bool:
-    return False
-
-
-def iter_python_files(paths: Iterable[str | Path], config: GateConfig) -> Iterator[Path]:
-    """Python files under *paths* (absolute, sorted per folder). Files named explicitly are always
-    checked; files found by walking a folder skip ``exclude``, hidden folders and virtualenvs.
-
-    A folder that cannot be listed is an :class:`InputError`: skipping it would pass code unseen.
-    """
-    for given in paths:
-        start = Path(given)
-        if not start.is_absolute():
-            start = Path.cwd() / start
-        start = Path(os.path.normpath(start))
-        if start.is_file():
-            yield start
-            continue
-        if not start.is_dir():
-            raise MissingFileError(
-                f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths"
-            )
-        # A folder named explicitly is scanned even when an exclude pattern covers it.
-        excluded = config.is_excluded if not config.is_excluded(_rel(start, config.root)) else _never
-        # Symlinked folders are followed, each real folder once: a link back up (a cycle) or a second
-        # link to a folder already walked adds nothing.
-        walked = {os.path.realpath(start)}
-        for folder, dirs, files in os.walk(start, onerror=_unlistable, followlinks=True):
-            here = Path(folder)
-            kept = []
-            for d in sorted(dirs):
-                if d.startswith(".") or d in _SKIP_DIRS or (here / d / "pyvenv.cfg").exists():
-                    continue
-                if excluded(_rel(here / d, config.root)):
-                    continue
-                real = os.path.realpath(here / d)
-                if real in walked:
-                    continue
-                walked.add(real)
-                kept.append(d)
-            dirs[:] = kept
-            for name in sorted(files):
-                if name.endswith(".py") and not excluded(_rel(here / name, config.root)):
-                    yield here / name
-
-
-def _unlistable(exc: OSError) -> None:
-    raise InputError(
-        f"{exc.filename}: cannot list the folder to gate it ({exc.strerror or exc}); "
-        "fix its permissions or add it to [tool.cleanroom.gates] exclude"
-    ) from exc
 
 
 def _unreadable(file: Path, exc: OSError) -> Violation:
@@ -353,12 +289,13 @@ def run_gates(
     used: list[Waiver] = []
     unused: list[Waiver] = []
     seen: set[Path] = set()
+    skipped: dict[str, int] = {}
     with _cyclic_gc_paused():
-        for file in iter_python_files(targets, config):
+        for file in iter_python_files(targets, config, skipped):
             if file in seen:
                 continue
             seen.add(file)
-            rel = _rel(file, config.root)
+            rel = rel_posix(file, config.root)
             try:
                 source = file.read_bytes()
             except OSError as exc:
@@ -380,10 +317,12 @@ def run_gates(
             unused.extend(result.unused_waivers)
     if cache is not None:
         cache.save()
+    left_out = tuple(sorted(skipped.items()))
     if not seen:
         shown = ", ".join(str(t) for t in targets)
         raise InputError(
-            f"{shown}: no Python files to gate (all excluded, hidden or not .py); a gate over nothing "
-            "passes nothing: fix the paths or [tool.cleanroom.gates] exclude"
+            f"{shown}: no Python files to gate (all excluded, hidden or not .py"
+            + (f"; {skipped_note(left_out)}" if left_out else "")
+            + "); a gate over nothing passes nothing: fix the paths or [tool.cleanroom.gates] exclude"
         )
-    return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config)
+    return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config, skipped=left_out)
