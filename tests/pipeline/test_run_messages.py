@@ -36,7 +36,11 @@ def test_a_failed_preflight_says_failed_and_leaves_no_run_to_resume(tmp_path: Pa
 def test_ctrl_c_prints_the_resume_command_on_a_line_of_its_own(tmp_path: Path, tiny_base_model: Path) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "cleanroom.cli", "run", "stage1", "--profile", "tiny", "--out", "runs", *SMALL]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: SIGINT at its default. A process started with it ignored inherits SIG_IGN, and
+    # Python then installs no KeyboardInterrupt handler (how a background job is meant to behave); pytest-xdist's
+    # workers ignore SIGINT, so without this the run never sees the signal under `pytest -n`.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     deadline = time.monotonic() + 300
     for line in proc.stdout:
