@@ -183,7 +183,10 @@ def sft(gate: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     out = tmp_path_factory.mktemp("sft")
     examples = fixed_length_examples(tok, SFT_STEPS * SFT_BATCH, SFT_SEQ)
     timer = _StepTimer()
-    res = train_sft(model, tok, examples, lora=_lora(), train=_sft_spec(), output_dir=out, callbacks=[timer.callback])
+    # 3 held-out rows: the SFT eval loop (token-weighted, training.sft.token_weighted_eval) runs on the GPU at steps
+    # 10 and 20, as it does in the pipeline; evaluation time is inside the whole-run figures, not the median step
+    res = train_sft(model, tok, examples, lora=_lora(), train=_sft_spec(), output_dir=out, callbacks=[timer.callback],
+                    eval_examples=fixed_length_examples(tok, 3, SFT_SEQ))
     changed = [n for n, p, old in frozen if not torch.equal(p.detach().to("cpu").to(old.dtype), old)]
     trainable = [n for n, p in res.model.named_parameters() if p.requires_grad]
     del frozen
@@ -245,7 +248,10 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
                  steady_tokens_per_s=round(STEP_TOKENS / sft.steps["median_step_s"], 1), **sft.steps,
                  peak_gib=round(res.peak_mem_bytes / GIB, 3), non_lora_changed=len(sft.changed),
                  trainable_params=len(sft.trainable), levers=_lever_settings(res))
+        c.figure(eval_losses=[round(x, 4) for x in res.eval_losses])
         c.require(res.steps == SFT_STEPS, f"trained {res.steps} steps, expected {SFT_STEPS}")
+        c.require(len(res.eval_losses) == SFT_STEPS // 10 and all(math.isfinite(x) for x in res.eval_losses),
+                  f"eval losses {res.eval_losses}: expected {SFT_STEPS // 10} finite ones (every save_steps = 10)")
         c.require(all(math.isfinite(x) for x in res.losses), f"non-finite loss in {res.losses}: lower the LR, check bf16")
         c.require(ratio <= 0.95, f"loss did not fall: final/initial = {ratio:.3f} > 0.95 (raise the LR or check labels)")
         c.require(not sft.changed, f"non-LoRA parameters changed: {sft.changed[:5]} (the base must stay frozen)")
