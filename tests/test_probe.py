@@ -92,3 +92,15 @@ def test_gguf_model_loads_dense_and_trainable(smollm2_instruct):
     validate = getattr(tu, "validate_quantization_for_training", None)
     if validate is not None:  # transformers >= 5.2x: the check that refused the GGUF model
         validate(model)
+
+
+@pytest.mark.parametrize("bad", ["151643", True, 1.0, ["151643"], [True]])
+def test_a_token_id_field_of_the_wrong_type_is_refused_not_misread(bad) -> None:
+    """``ids_of("151643")`` once iterated into the IDs of the digits and ``True`` into ID 1: the markers compared the
+    wrong tokens silently. Every caller (probe, special-ID alignment) now gets an InputError."""
+    from cleanroom.control_tokens import ids_of
+    from cleanroom.errors import InputError
+
+    with pytest.raises(InputError, match="token ID field holds"):
+        ids_of(bad)
+    assert ids_of(None) == set() and ids_of(151643) == {151643} and ids_of([151643, 151645]) == {151643, 151645}

@@ -127,3 +127,13 @@ def test_a_required_check_that_skips_fails_the_session(pytester: pytest.Pytester
 
     report = json.loads((tmp_path / "gate" / "gate-report.json").read_text())
     assert report["verdict"] == "NO-GO" and any("11_data_parallel was skipped" in r for r in report["reasons"])
+
+
+def test_outside_git_the_tree_state_is_unknown_never_clean(tmp_path) -> None:
+    """Where git cannot say (no checkout), ``dirty`` is None and every report line says it is unknown; the
+    attestation keeps None instead of claiming a clean tree."""
+    from cleanroom.environment import dirty_label, git_state
+
+    state = git_state(tmp_path)
+    assert state == {"commit": "unknown", "dirty": None}
+    assert "unknown" in dirty_label(None) and dirty_label(True) == " (dirty)" and dirty_label(False) == ""

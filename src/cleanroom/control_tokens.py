@@ -8,6 +8,7 @@ use these sets are in :mod:`cleanroom.guard`.
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any
 
@@ -90,9 +91,19 @@ def literal_control_strings(tokenizer: Any, text: str) -> list[tuple[int, str]]:
 
 
 def ids_of(value: Any) -> set[int]:
-    """The token IDs of a config field that holds one ID, a list of them, or None (``eos_token_id`` and kin)."""
+    """The token IDs of a config field that holds one ID, a list of them, or None (``eos_token_id`` and kin).
+
+    Anything else is an :class:`InputError`: a string such as ``"151643"`` would otherwise iterate into the IDs
+    of its digits, and ``True`` into ID 1, so a marker would compare the wrong tokens without a word.
+    """
+    def one(v: Any) -> int:
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            return int(v)
+        raise InputError(f"a token ID field holds {value!r}; expected an integer, a list of integers or null — fix "
+                         "the model's config.json / generation_config.json")
+
     if value is None:
         return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(v) for v in value}
+    if isinstance(value, (list, tuple)):
+        return {one(v) for v in value}
+    return {one(value)}

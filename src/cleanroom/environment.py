@@ -74,14 +74,22 @@ def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``{commit, dirty}`` of the checkout holding *cwd* (default: the cleanroom source tree).
 
     ``dirty`` ignores untracked files: only modified tracked files change the code that ran.
-    Outside git the commit is ``"unknown"``.
+    Outside git (or when git cannot run) the commit is ``"unknown"`` and ``dirty`` is None: not known, never
+    reported as clean.
     """
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
     commit = _stdout(["git", "rev-parse", "HEAD"], cwd=where, timeout=10)
     status = _stdout(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, timeout=10)
     if commit is None or status is None:
-        return {"commit": "unknown", "dirty": False}
+        return {"commit": "unknown", "dirty": None}
     return {"commit": commit.strip(), "dirty": bool(status.strip())}
+
+
+def dirty_label(dirty: bool | None) -> str:
+    """The suffix a report line puts after the commit: `` (dirty)``, nothing when clean, or that it is unknown."""
+    if dirty is None:
+        return " (dirty: unknown, git could not run)"
+    return " (dirty)" if dirty else ""
 
 
 def _stdout(args: list[str], *, timeout: float, cwd: Path | None = None) -> str | None:
@@ -197,7 +205,7 @@ def format_report(report: dict[str, Any]) -> str:
         source = " (driver, from nvidia-smi)" if hw.get("cuda_source") == "nvidia-smi" else ""
         lines.append(f"cuda          {hw['cuda']}{source}")
     git = report["git"]
-    lines.append(f"git           {git['commit']}{' (dirty)' if git['dirty'] else ''}")
+    lines.append(f"git           {git['commit']}{dirty_label(git['dirty'])}")
     for key, value in report["env"].items():
         lines.append(f"env           {key}={value}")
     return "\n".join(lines)

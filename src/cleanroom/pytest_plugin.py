@@ -13,7 +13,7 @@ import pytest
 
 from cleanroom import fixtures
 from cleanroom.code_gates.pytest_items import GatesPlugin
-from cleanroom.environment import git_state
+from cleanroom.environment import dirty_label, git_state
 from cleanroom.gpu_gate import GateRecorder, skipped_required, verdict, write_report
 
 DEFAULT_SEED = 3407
@@ -80,7 +80,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     commit, dirty = state["commit"], state["dirty"]
     model = config.getoption("--cleanroom-model", default=None) or "random-initialised (default)"
     return [
-        f"cleanroom: git {commit}{' (dirty)' if dirty else ''}, seed {_seed(config)}",
+        f"cleanroom: git {commit}{dirty_label(dirty)}, seed {_seed(config)}",
         f"cleanroom: gpu-suite model {model}",
     ]
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cleanroom.artifacts import atomic_write_bytes
+from cleanroom.environment import dirty_label
 from cleanroom.plots import render_figures
 from cleanroom.stats.compare import ComparisonRow, format_markdown
 
@@ -173,7 +174,7 @@ def _md_model(data: dict[str, Any]) -> list[str]:
              f"{model.get('quantization') or 'none'}, random_init {model.get('random_init') or 'no'})",
              f"- config sha256: `{data['run']['config_sha256']}`",
              f"- cleanroom {prov.get('cleanroom_version', '?')}, git {prov.get('git', {}).get('commit', '?')}"
-             f"{' (dirty)' if prov.get('git', {}).get('dirty') else ''}"]
+             f"{dirty_label(prov.get('git', {}).get('dirty', False))}"]
     if model.get("allow_instruct"):
         lines.append(f"- **instruct model allowed**: {model.get('allow_instruct_reason')}")
     if (data.get("sft_data") or {}).get("teacher") == "programmatic":

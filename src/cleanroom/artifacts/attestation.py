@@ -87,7 +87,8 @@ def _dependencies(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "name": "cleanroom-code",
         "uri": code,
         "digest": {"gitCommit": git.get("commit")},
-        "annotations": {"dirty": bool(git.get("dirty")), "cleanroom_version": prov.get("cleanroom_version")},
+        # dirty None: git could not say (never reported as clean)
+        "annotations": {"dirty": git.get("dirty"), "cleanroom_version": prov.get("cleanroom_version")},
     }
     return deps
 

@@ -104,11 +104,13 @@ def lever_note(measured: dict[str, bool] | None, train: Any) -> str:
     if measured is None:
         return "; the report does not say which training levers its rate was measured with (a gate before they " \
                "were recorded): rerun the gate to project this run's own path"
-    differ = {k: (v, getattr(train, k)) for k, v in sorted(measured.items())
-              if hasattr(train, k) and getattr(train, k) != v}
+    # this run's settings, keyed as TrainResult.levers records them (every TrainSpec lever and the micro-batch)
+    mine = {k: v["on"] for k, v in train.levers().items()} | {"micro_batch": train.micro_batch_budget_gib is not None}
+    differ = {k: (measured.get(k, "not recorded"), mine.get(k, "not set here"))
+              for k in sorted(set(measured) | set(mine)) if measured.get(k, "not recorded") != mine.get(k, "not set here")}
     if not differ:
         return ""
-    what = ", ".join(f"{k}={mine} (gate: {theirs})" for k, (theirs, mine) in differ.items())
+    what = ", ".join(f"{k}={here} (gate: {theirs})" for k, (theirs, here) in differ.items())
     return f"; this run's SFT sets {what}: its training rate was not measured, rerun the gate with the same levers"
 
 
