@@ -92,6 +92,7 @@ class _Verifier:
     def __init__(self, root: Path, *, rehash_models: bool = False,
                  remap: tuple[tuple[Path, Path], ...] = ()) -> None:
         self.root = root
+        self.resolved_root = root.resolve()  # once: inside() runs for every parent link
         self.rehash_models = rehash_models
         self.remap = remap
         self.remapped: dict[str, Path] = {}  # path looked for -> the path the run recorded, where --remap moved it
@@ -126,7 +127,7 @@ class _Verifier:
     def inside(self, path: Path) -> bool:
         """Whether *path* lies in the run directory (as given, or resolved: a model built inside the run is
         recorded by its resolved path)."""
-        return path.is_relative_to(self.root) or path.is_relative_to(self.root.resolve())
+        return path.is_relative_to(self.root) or path.is_relative_to(self.resolved_root)
 
     def here(self, recorded: Path) -> Path:
         """Where a path the run recorded is looked for on this machine: moved by the first ``--remap`` whose
