@@ -8,10 +8,12 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,15 +72,17 @@ def run_log(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log) -> Path:
+def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log) -> Iterator[Path]:
     """instructions → generations (clean loader on the tiny base) → sft_data → adapter (PEFT LoRA) → eval."""
     logging.getLogger("cleanroom.verification").info("making the tiny provenance run")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        path = _make_tiny_run(tmp_path_factory.mktemp("runs"), tiny_base_model)
+        root = tmp_path_factory.mktemp("runs")
+        path = _make_tiny_run(root, tiny_base_model)
     with open(run_log, "a", encoding="utf-8") as fh:
         fh.write(out.getvalue())
-    return path
+    yield path
+    shutil.rmtree(root, ignore_errors=True)  # not kept to the session's end
 
 
 def _make_tiny_run(root: Path, tiny_base_model: Path) -> Path:

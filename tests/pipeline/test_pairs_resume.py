@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ def keep_lines(path: Path, n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Path:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Iterator[Path]:
     from cleanroom.config import load_config
     from cleanroom.pipeline import stage1
 
     out = tmp_path_factory.mktemp("a")
-    return stage1.run_stage1(load_config("tiny", OVERRIDES), out, progress=False, stop_after="pairs")
+    yield stage1.run_stage1(load_config("tiny", OVERRIDES), out, progress=False, stop_after="pairs")
+    shutil.rmtree(out, ignore_errors=True)  # not kept to the session's end
 
 
 def context(run: Path) -> Any:

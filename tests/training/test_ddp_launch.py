@@ -14,7 +14,9 @@ that doubled fails by orders of magnitude.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,10 @@ def _assert_same_training(ref: Path, got: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def reference(tiny_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
     out = tmp_path_factory.mktemp("one-process")
-    return out, ddp_check.run(out, tiny_base_model)
+    yield out, ddp_check.run(out, tiny_base_model)
+    shutil.rmtree(out, ignore_errors=True)  # 110 MB of checkpoints: not kept to the session's end
 
 
 def test_two_gloo_ranks_match_one_process(reference, tiny_base_model, tmp_path):
