@@ -13,6 +13,9 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     sft-guarded-padfree  ``padding_free=True`` (the guard checks each packed sequence)
     unsloth-sft          the ``backend: unsloth`` path: ``load_unsloth`` (LoRA attached by Unsloth) + ``train_sft``,
                          guarded; needs CUDA and an importable unsloth (ci/gpu-unsloth.sh's site directory)
+    unsloth-sft-bucket   the same with ``pad_to_multiple_of=256``: a few bucketed batch shapes for Unsloth's
+                         compiled kernels instead of a new shape (a recompilation) per batch
+    sft-guarded-bucket   ``pad_to_multiple_of=256`` on the peft path (what the bucketing's padding costs there)
     trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
     trl-sft-padfree      the same with ``padding_free=True`` (SDPA, position IDs)
     trl-sft-ids          TRL ``SFTTrainer`` defaults fed cleanroom's token IDs and completion masks (the same tokens
@@ -47,12 +50,14 @@ from pathlib import Path
 from typing import Any
 
 #: cleanroom mode -> (TrainSpec levers, guard on); the defaults are TrainSpec's (no fp32 upcast, padded, live reference).
-CLEANROOM_MODES: dict[str, tuple[dict[str, bool], bool]] = {
+CLEANROOM_MODES: dict[str, tuple[dict[str, Any], bool]] = {
     "sft-guarded": ({}, True),
     "sft-unguarded": ({}, False),
     "sft-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
     "sft-guarded-padfree": ({"padding_free": True}, True),
     "unsloth-sft": ({}, True),
+    "unsloth-sft-bucket": ({"pad_to_multiple_of": 256}, True),
+    "sft-guarded-bucket": ({"pad_to_multiple_of": 256}, True),
     "dpo-guarded": ({}, True),
     "dpo-unguarded": ({}, False),
     "dpo-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
@@ -213,7 +218,7 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
 
     collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
-    if args.mode == "unsloth-sft":  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
+    if args.mode.startswith("unsloth-"):  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
         from cleanroom.training.unsloth_backend import load_unsloth
 
         model, tok = load_unsloth(str(path), max_seq_length=args.max_length, quantization=args.quantization,

@@ -204,3 +204,23 @@ def test_cr301_on_a_token_count_is_kept_and_the_message_says_why() -> None:
         "def n(tok, s):\n    return len(tok(s, add_special_tokens=False))\n", "c.py"
     ).violations
     assert v.rule == "CR301" and "differs by the BOS/EOS from what training sees" in v.message
+
+
+def test_another_checkout_is_gated_with_its_own_settings_not_the_cwd_projects(
+    repo: Path, capsys, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """From inside ``repo`` (loader module src/lab/load.py), gating a second checkout reads the pyproject
+    nearest above that checkout: the defaults when it has none (messages never name repo's loader module),
+    its own table when it has one (its loader module exempt, its messages naming it)."""
+    other = tmp_path_factory.mktemp("other-checkout")  # beside repo, not under its pyproject
+    (other / "scripts").mkdir(parents=True)
+    (other / "scripts" / "sft.py").write_text(TRAIN)
+    assert main(["gates", "--no-cache", str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "src/lab/load.py" not in out and "list this module in [tool.cleanroom.gates] loader_modules" in out
+    (other / "pyproject.toml").write_text('[tool.cleanroom.gates]\nloader_modules = ["scripts/sft.py"]\n')
+    assert main(["gates", "--no-cache", str(other / "scripts"), str(other / "scripts" / "sft.py")]) == 0
+    assert main(["gates", "--no-cache", "--config", "pyproject.toml", str(other)]) == 1  # an explicit --config wins
+    assert "do this in your loader (src/lab/load.py)" in capsys.readouterr().out
+    assert main(["gates", "--no-cache"]) == 1  # no PATH: the cwd's settings, as before
+    assert "do this in your loader (src/lab/load.py)" in capsys.readouterr().out

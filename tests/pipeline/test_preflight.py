@@ -77,12 +77,15 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
 
 
 @pytest.mark.parametrize(("levers", "overrides", "note"), [
-    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False},
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+      "pad_to_multiple_of": False},
      [], None),
-    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False},
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+      "pad_to_multiple_of": False},
      ["sft.train.kbit_fp32_upcast=true"],
      "this run's SFT sets kbit_fp32_upcast=True (gate: False): its training rate was not measured"),
-    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False},
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+      "pad_to_multiple_of": False},
      ["sft.train.micro_batch_budget_gib=40"], "micro_batch=True (gate: False)"),
     ({"kbit_fp32_upcast": False, "padding_free": False}, [], "micro_batch=False (gate: not recorded)"),
     (None, [], "the report does not say which training levers"),

@@ -1,4 +1,5 @@
-"""The speed levers (no fp32 upcast, padding-free, precomputed DPO reference) keep the losses and the guard."""
+"""The speed levers (no fp32 upcast, padding-free, bucketed padding, precomputed DPO reference) keep the losses
+and the guard."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def _planted_dpo(render):
     return plant
 
 
-@pytest.mark.parametrize("levers", [{}, {"kbit_fp32_upcast": False, "padding_free": True}])
+@pytest.mark.parametrize("levers", [{}, {"kbit_fp32_upcast": False, "padding_free": True}, {"pad_to_multiple_of": 16}])
 def test_guard_catches_a_planted_control_token_in_each_sft_mode(varied, load_tiny, lora, spec, tmp_path, monkeypatch, levers):
     """A control ID slipped past rendering (as a trainer-side rewrite would) reaches the collator, which refuses
     the batch in every mode (nf4 for the no-upcast lever, which only acts on a quantized model)."""
@@ -109,7 +110,7 @@ def test_guard_catches_a_planted_control_token_in_each_sft_mode(varied, load_tin
         train_sft(model, tok, varied, lora=lora, train=spec(batch_size=4, **levers), output_dir=tmp_path)
 
 
-@pytest.mark.parametrize("levers", [{}, {"precompute_ref_log_probs": True}])
+@pytest.mark.parametrize("levers", [{}, {"precompute_ref_log_probs": True}, {"pad_to_multiple_of": 16}])
 def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora, spec, tmp_path, monkeypatch, levers):
     """With the reference precomputed, the precompute pass goes through the guarded collator too: the planted
     ID is refused before any reference log-prob is cached."""
@@ -117,6 +118,38 @@ def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora,
     model, tok = load_tiny()
     with pytest.raises(ContaminationError, match=str(IM_START)):
         train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, train=spec(batch_size=4, **levers))
+
+
+def test_bucketed_padding_pads_to_the_multiple_and_keeps_the_losses(varied, load_tiny, lora, spec, tmp_path):
+    """``pad_to_multiple_of`` (for a compiled backend's few shapes): every SFT and DPO batch is a multiple of 16
+    tokens wide with the extra positions masked, and the curves equal the unbucketed ones (fp32 on the CPU: the
+    masked positions change nothing but summation order), DPO's step 0 still ln 2."""
+    from cleanroom.training.collate import GuardedLanguageModelingCollator, GuardedPreferenceCollator
+
+    model, tok = load_tiny()
+    rows = sft_mod.render_examples(tok, varied, max_length=64, name="sft")
+    for collator, batch_rows in ((GuardedLanguageModelingCollator(tok, pad_to_multiple_of=16), rows[:3]),
+                                 (GuardedPreferenceCollator(tok, pad_to_multiple_of=16), dpo_mod.render_pairs(tok, PAIRS, 64))):
+        batch = collator(batch_rows)
+        plain = type(collator)(tok)(batch_rows)
+        assert batch["input_ids"].shape[1] % 16 == 0 and batch["input_ids"].shape[1] > plain["input_ids"].shape[1]
+        assert torch.equal(batch["attention_mask"].sum(1), plain["attention_mask"].sum(1))
+    curves = {}
+    for bucket in (None, 16):
+        model, tok = load_tiny()
+        curves[bucket] = train_sft(model, tok, varied * 2, lora=lora, output_dir=tmp_path / f"sft{bucket}",
+                                   train=spec(max_steps=2, save_steps=100, pad_to_multiple_of=bucket))
+        model, tok = load_tiny()
+        curves[bucket, "dpo"] = train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path / f"dpo{bucket}",
+                                          train=spec(max_steps=2, save_steps=100, learning_rate=2e-2,
+                                                     pad_to_multiple_of=bucket))
+    assert curves[16].losses == pytest.approx(curves[None].losses, abs=1e-4)
+    assert curves[16].levers["pad_to_multiple_of"] == {"on": True, "value": 16,
+                                                       "reason": curves[16].levers["pad_to_multiple_of"]["reason"]}
+    assert curves[16, "dpo"].losses == pytest.approx(curves[None, "dpo"].losses, abs=1e-5)
+    assert curves[16, "dpo"].step0_loss == pytest.approx(math.log(2), abs=1e-6)
+    with pytest.raises(ConfigError, match="pad_to_multiple_of"):
+        spec(padding_free=True, pad_to_multiple_of=16)
 
 
 def test_micro_batch_from_the_memory_model_keeps_the_global_batch_and_the_losses(varied, load_tiny, lora, spec,

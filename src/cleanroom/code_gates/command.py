@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from cleanroom._version import __version__
 from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
-from cleanroom.code_gates.config import load_config, with_overrides
+from cleanroom.code_gates.config import config_start, load_config, with_overrides
 from cleanroom.code_gates.formats import github_lines, sarif
 from cleanroom.code_gates.rules import RULES
 from cleanroom.code_gates.runner import run_gates
@@ -55,7 +55,7 @@ def gates_command(
     does not hold (and the stale entries it holds). ``fmt``: one of :data:`FORMATS`. ``default_excludes``:
     False checks the folders skipped by default (None: as configured).
     """
-    cfg = with_overrides(load_config(config), loader_modules=loader_modules, exclude=exclude, select=select,
+    cfg = with_overrides(load_config(config, start=config_start(paths)), loader_modules=loader_modules, exclude=exclude, select=select,
                          extend_select=extend_select, ignore=ignore, default_excludes=default_excludes)
     accepted = read_baseline(baseline) if baseline else None
     report = run_gates(cfg, list(paths) or None, use_cache=use_cache)

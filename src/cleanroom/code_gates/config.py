@@ -22,7 +22,9 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
+import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,17 @@ def find_pyproject(start: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def config_start(paths: Sequence[str | Path]) -> Path | None:
+    """Where to look for the pyproject of the code named by *paths* (relative to the cwd): their deepest
+    common folder, None without paths (then the cwd). Gating another repository from inside this one reads
+    that repository's ``[tool.cleanroom.gates]`` (or the defaults), never the cwd project's loader modules
+    and excludes, which name files the other repository does not have."""
+    if not paths:
+        return None
+    full = [Path(os.path.normpath(Path.cwd() / given)) for given in paths]
+    return Path(os.path.commonpath([str(f.parent if f.is_file() else f) for f in full]))
 
 
 def load_config(pyproject: str | Path | None = None, *, start: str | Path | None = None) -> GateConfig:

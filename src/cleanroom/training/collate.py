@@ -92,6 +92,9 @@ class _GuardedCollator:
 
     tokenizer: Any
     where: str = "batch"
+    #: pad each batch to a multiple of this many tokens (TrainSpec.pad_to_multiple_of); the extra positions
+    #: are padding like any other (attention mask 0, no loss), so every check reads them as padding
+    pad_to_multiple_of: int | None = None
     batches_seen: int = field(default=0, init=False)
     tokens_seen: int = field(default=0, init=False)
     supervised_eos = True
@@ -151,7 +154,8 @@ class GuardedLanguageModelingCollator(_GuardedCollator):
 
     def _inner_collator(self, pad_id: int) -> Any:
         self._pad = pad_id
-        return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=self.padding_free)
+        return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=self.padding_free,
+                                               pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _rows(self, batch: dict[str, Any], examples: list[dict[str, Any]], where: str) -> dict[str, Any]:
         return _unpack(batch, [len(ex["input_ids"]) for ex in examples], self._pad, where) if self.padding_free else batch
@@ -184,7 +188,8 @@ class GuardedPreferenceCollator(_GuardedCollator):
     supervised_eos = False
 
     def _inner_collator(self, pad_id: int) -> Any:
-        return DataCollatorForPreference(pad_token_id=pad_id, max_length=self.max_length)
+        return DataCollatorForPreference(pad_token_id=pad_id, max_length=self.max_length,
+                                         pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _prompt_lengths(self, examples: list[dict[str, Any]], where: str) -> list[int]:
         prompts = [len(ex["prompt_ids"]) for ex in examples]

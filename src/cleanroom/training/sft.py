@@ -349,7 +349,8 @@ def _sft_trainer(model: Any, tokenizer: Any, rows: list[dict], eval_rows: list[d
     return _guarded_sft_trainer_class()(
         model=model,
         args=args,
-        data_collator=GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free),
+        data_collator=GuardedLanguageModelingCollator(tokenizer, where="sft batch", padding_free=train.padding_free,
+                                                      pad_to_multiple_of=train.pad_to_multiple_of),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows is not None else None,
         processing_class=tokenizer,

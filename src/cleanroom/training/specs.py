@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cleanroom.errors import ConfigError
 from cleanroom.spec import Allowed, Invalid, Seed, Spec
@@ -27,7 +27,7 @@ _OWNED_KEYS = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "eval_steps", "eval_strategy",
         "gradient_checkpointing", "bf16", "fp16", "optim", "report_to", "load_best_model_at_end",
         "metric_for_best_model", "greater_is_better", "completion_only_loss", "dataset_kwargs", "beta",
-        "padding_free", "precompute_ref_log_probs",
+        "padding_free", "precompute_ref_log_probs", "pad_to_multiple_of",
     }
 )
 
@@ -50,6 +50,12 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
                "batch 8: 1.11x TRL's defaults at its peak memory and losses, where the upcast path ran at 0.75x "
                "with 1.6x the memory; docs/training-speed.md)",
         True: "chosen: peft prepare_model_for_kbit_training casts non-quantized weights to fp32 (slower, more memory)",
+    },
+    "pad_to_multiple_of": {
+        False: "default: each batch padded to its longest row (TRL's default off Neuron)",
+        True: "chosen: each batch padded to a multiple of this many tokens, so a compiled backend (Unsloth) meets "
+              "a few bucketed shapes instead of a new one per batch; pad positions are masked out of attention "
+              "and loss, and the guard reads the real tokens through the attention mask",
     },
     "precompute_ref_log_probs": {
         False: "default: the reference forward runs in every DPO step",
@@ -162,6 +168,7 @@ class TrainSpec(Spec):
     kbit_fp32_upcast: bool = False
     precompute_ref_log_probs: bool = False
     micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
+    pad_to_multiple_of: Annotated[int, Field(ge=2, le=65536)] | None = None
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
 
     @field_validator("max_steps")
@@ -179,6 +186,14 @@ class TrainSpec(Spec):
             raise Invalid(f"keys other than {shadowed}, which TrainSpec sets itself (use its own fields)")
         return overrides
 
+    @model_validator(mode="after")
+    def _bucketing_is_padding(self) -> TrainSpec:
+        if self.padding_free and self.pad_to_multiple_of is not None:
+            raise Invalid("null with padding_free (a packed row has no padding to bucket; TRL would pad the row "
+                          "and the positions would no longer restart per example)", field="pad_to_multiple_of",
+                          value=self.pad_to_multiple_of)
+        return self
+
     def use_bf16(self) -> bool:
         """Whether to train in bf16 mixed precision (``auto``: CUDA with bf16 support)."""
         if self.precision != "auto":
@@ -188,9 +203,14 @@ class TrainSpec(Spec):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
     def levers(self) -> dict[str, dict[str, Any]]:
-        """Each speed lever's setting and what it does, for the run's record (``TrainResult.levers``)."""
-        return {name: {"on": getattr(self, name), "reason": reasons[getattr(self, name)]}
-                for name, reasons in LEVER_REASONS.items()}
+        """Each speed lever's setting and what it does, for the run's record (``TrainResult.levers``): ``on``,
+        the reason, and ``value`` for a lever that takes a number (``pad_to_multiple_of``) when it is set."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, reasons in LEVER_REASONS.items():
+            value = getattr(self, name)
+            on = value is not None and value is not False
+            out[name] = {"on": on, "reason": reasons[on]} | ({"value": value} if on and value is not True else {})
+        return out
 
     def trainer_kwargs(self, output_dir: str, *, has_eval: bool) -> dict[str, Any]:
         """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig`` (adapters-only checkpoints)."""
