@@ -161,6 +161,9 @@ class GateRates:
     #: the TrainSpec speed levers the training rate was measured with (check 9's ``train_levers``); None in a
     #: report that does not record them
     levers: dict[str, bool] | None = None
+    #: Unsloth's steady SFT tokens/s over peft's on the same model and rows (check 10, when it passed and
+    #: recorded both); None where the gate did not measure it. Check 9's training rate is always peft's.
+    unsloth_speedup: float | None = None
 
     def scaled_to(self, params_b: float) -> dict[str, float]:
         """The rates at ``params_b`` billion parameters: ``rate * self.params_b / params_b``."""
@@ -200,7 +203,19 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     levers = fig.get("train_levers")
     return GateRates(train_tokens_per_s=train, gen_tokens_per_s=gen, params_b=params,
                      device=str(context.get("device", "unknown device")), verdict=str(report.get("verdict", "?")),
-                     path=str(file), levers=dict(levers) if isinstance(levers, dict) else None)
+                     path=str(file), levers=dict(levers) if isinstance(levers, dict) else None,
+                     unsloth_speedup=_unsloth_speedup(report["checks"]))
+
+
+def _unsloth_speedup(checks: list[Any]) -> float | None:
+    """Check 10's steady Unsloth tokens/s over peft's, when the check passed and both are positive numbers."""
+    check = next((c for c in checks if isinstance(c, dict) and c.get("check") == "10_unsloth"), None)
+    if check is None or check.get("status", "passed") != "passed":
+        return None
+    f = check.get("figures") or {}
+    u, p = f.get("unsloth_steady_tokens_per_s"), f.get("peft_steady_tokens_per_s")
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (u, p))
+    return float(u) / float(p) if ok else None
 
 
 __all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",

@@ -103,6 +103,37 @@ def test_the_projection_says_when_the_gate_measured_another_training_path(tmp_pa
     assert proj["rates"].endswith("to 32.76B") if note is None else note in proj["rates"]
 
 
+@pytest.mark.parametrize(("check10", "backend", "speedup", "note"), [
+    ({"status": "passed", "figures": {"unsloth_steady_tokens_per_s": 7520.0, "peft_steady_tokens_per_s": 4700.0}},
+     "unsloth", 1.6, "SFT on unsloth at 1.60x peft's rate (gate check 10"),
+    ({"status": "passed", "figures": {"unsloth_steady_tokens_per_s": 7520.0, "peft_steady_tokens_per_s": 4700.0}},
+     "peft", 1.0, None),
+    ({"status": "skipped", "figures": {}}, "unsloth", 1.0, "whose rate the gate did not measure (check 10)"),
+    ({"status": "failed", "figures": {"unsloth_steady_tokens_per_s": 9000.0, "peft_steady_tokens_per_s": 4500.0}},
+     "unsloth", 1.0, "whose rate the gate did not measure (check 10)"),
+    (None, "unsloth", 1.0, "whose rate the gate did not measure (check 10)"),
+])
+def test_the_projection_prices_sft_at_the_backend_that_will_run(tmp_path, check10, backend, speedup, note):
+    """Check 9's training rate is peft's; a run whose SFT trains on Unsloth is priced at check 10's measured
+    Unsloth/peft ratio (DPO stays on peft), or says that rate was not measured, never silently peft's."""
+    levers = {"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False,
+              "micro_batch": False, "pad_to_multiple_of": False}
+    checks = [{"check": "9_cost", "figures": {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
+                                              "scaling": "x 7.616B / 32.764B", "train_levers": levers}}]
+    if check10 is not None:
+        checks.append({"check": "10_unsloth", **check10})
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"}, "checks": checks}))
+    spec = load_config("qwen2.5-32b", [f"budget.gate_report={report}"])
+    proj = project_stage1(spec, device="cuda", backend=backend)
+    base = project_stage1(spec, device="cuda", backend="peft")
+    assert proj["sft_backend"] == backend
+    assert proj["sft_tokens_per_s"] == pytest.approx(proj["train_tokens_per_s"] * speedup, rel=1e-3)
+    assert proj["phase_hours"]["sft"] == pytest.approx(base["phase_hours"]["sft"] / speedup, rel=1e-3)
+    assert proj["phase_hours"]["dpo"] == base["phase_hours"]["dpo"]  # DPO always trains on peft
+    assert (note is None and "unsloth" not in proj["rates"]) or (note is not None and note in proj["rates"])
+
+
 def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
     from cleanroom.pipeline.estimate import estimate
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom import cost, memory
+from cleanroom.backend import resolve_backend
 from cleanroom.errors import ConfigError
 from cleanroom.loader import read_model_config
 from cleanroom.memory import arch_for
@@ -54,28 +55,42 @@ def model_arch(model: Any) -> dict[str, Any]:
 
 
 def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
-                   measured: dict[str, Any] | None = None) -> dict[str, Any]:
+                   measured: dict[str, Any] | None = None, backend: str | None = None) -> dict[str, Any]:
     """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
 
     ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` at this model's size (and a
     ``source``); otherwise ``budget.gate_report``'s rates scaled to this size
     (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
     result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
+    ``backend`` is the SFT backend the run will use (preflight's resolved choice; default: ``spec.backend``
+    resolved here): on ``unsloth`` the gate's peft training rate is scaled by check 10's measured Unsloth
+    speed-up for SFT (DPO always trains on peft), or the result says that rate was not measured.
     """
     if params_b is None:
         params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
     params_b = max(params_b, 0.001)
+    if backend is None:
+        backend = resolve_backend(spec.backend, device=device, quantization=spec.model.quantization,
+                                  gate_report=spec.budget.gate_report).backend
+    sft_speedup = 1.0
     if measured is None and spec.budget.gate_report:
         gate = cost.read_gate_rates(spec.budget.gate_report)
+        note = lever_note(gate.levers, spec.sft.train)
+        if backend == "unsloth" and gate.unsloth_speedup is not None:
+            sft_speedup = gate.unsloth_speedup
+            note += f"; SFT on unsloth at {sft_speedup:.2f}x peft's rate (gate check 10, steady tokens/s)"
+        elif backend == "unsloth":
+            note += "; SFT runs on unsloth, whose rate the gate did not measure (check 10): projected at peft's"
         measured = {**gate.scaled_to(params_b),
                     "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
-                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{lever_note(gate.levers, spec.sft.train)}"}
+                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{note}"}
     rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
     train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
     gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
     d, p = spec.data, spec.pairs
     phases = cost.stage1_phases(
-        train_tokens_per_s=train, gen_tokens_per_s=gen, n_eval_prompts=d.n_eval,
+        train_tokens_per_s=train * sft_speedup, gen_tokens_per_s=gen,
+        dpo_tokens_per_s=train * cost.DPO_THROUGHPUT_FACTOR, n_eval_prompts=d.n_eval,
         eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
         sft_new_tokens=spec.sft_generation.max_new_tokens,
         n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
@@ -89,7 +104,8 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     return {
         "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * b.price_per_hour, 2),
         "price_per_hour": b.price_per_hour, "params_b": round(params_b, 4),
-        "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1),
+        "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1), "sft_backend": backend,
+        "sft_tokens_per_s": round(train * sft_speedup, 1),
         "rates": (measured or {}).get("source", "measured") if measured
         else "nominal (set budget.gate_report or pass --gate-report to use the GPU gate's measured rates)",
         "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},

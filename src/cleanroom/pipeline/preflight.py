@@ -182,7 +182,8 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     if arch is not None:
         checks.append(_gpu_memory_check(ctx, arch))
     params_b = sum(memory.count_params(arch).values()) / 1e9 if arch is not None else None
-    projection = _attempt(checks, "projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b))
+    projection = _attempt(checks, "projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b,
+                                                                          backend=choice.backend))
     if projection is not None:
         ctx.say(f"preflight: {projection_line(projection)}")
         checks.append({"check": "projected_cost", "passed": projection["within_budget"], "value": projection,
