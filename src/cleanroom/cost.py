@@ -214,8 +214,9 @@ def _unsloth_speedup(checks: list[Any]) -> float | None:
         return None
     f = check.get("figures") or {}
     u, p = f.get("unsloth_steady_tokens_per_s"), f.get("peft_steady_tokens_per_s")
-    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (u, p))
-    return float(u) / float(p) if ok else None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (u, p)):
+        return None
+    return float(u) / float(p)  # type: ignore[arg-type]  # both checked to be positive numbers just above
 
 
 __all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",
