@@ -213,10 +213,13 @@ def _unsloth_speedup(checks: list[Any]) -> float | None:
     if check is None or check.get("status", "passed") != "passed":
         return None
     f = check.get("figures") or {}
-    u, p = f.get("unsloth_steady_tokens_per_s"), f.get("peft_steady_tokens_per_s")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (u, p)):
-        return None
-    return float(u) / float(p)  # type: ignore[arg-type]  # both checked to be positive numbers just above
+    u, p = (_positive_number(f.get(k)) for k in ("unsloth_steady_tokens_per_s", "peft_steady_tokens_per_s"))
+    return u / p if u is not None and p is not None else None
+
+
+def _positive_number(value: Any) -> float | None:
+    """*value* as a float when it is a positive int or float (not a bool), else None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
 
 
 __all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",
