@@ -90,3 +90,19 @@ def test_lora_to_peft_config():
     cfg = LoraSpec(r=4, alpha=8, dropout=0.1).to_peft()
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.bias) == (4, 8, 0.1, "none")
     assert set(cfg.target_modules) == set(ALL_PROJECTIONS)
+
+
+def test_a_bucketed_batch_is_sized_at_max_length_rounded_up_to_the_bucket():
+    """The collator truncates to max_length and then pads to the multiple, so a row can be 2000 -> 2048 wide;
+    the memory estimate (micro-batch choice, preflight) sizes that, not max_length."""
+    from cleanroom.memory import QWEN25_ARCHS
+    from cleanroom.training.micro_batch import stage_estimate
+
+    assert TrainSpec(max_length=2000).padded_length == 2000
+    assert TrainSpec(max_length=2000, pad_to_multiple_of=256).padded_length == 2048
+    assert TrainSpec(max_length=2048, pad_to_multiple_of=256).padded_length == 2048
+    arch, lora = QWEN25_ARCHS["Qwen2.5-0.5B"], LoraSpec(r=8)
+    for dpo in (False, True):
+        bucketed = stage_estimate(TrainSpec(max_length=2000, pad_to_multiple_of=256), arch, "nf4", lora, dpo=dpo)
+        assert bucketed == stage_estimate(TrainSpec(max_length=2048), arch, "nf4", lora, dpo=dpo)
+        assert bucketed != stage_estimate(TrainSpec(max_length=2000), arch, "nf4", lora, dpo=dpo)

@@ -35,7 +35,7 @@ def stage_estimate(train: TrainSpec, arch: Any, quantization: str | None, lora: 
     ``train.batch_size`` by default): the one call training's choice and preflight's estimate share."""
     estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
     return estimate(arch, quantization=quantization or "bf16", lora_r=lora.r, lora_targets=lora.targets,
-                    batch_size=batch_size or train.batch_size, seq_len=train.max_length,
+                    batch_size=batch_size or train.batch_size, seq_len=train.padded_length,
                     gradient_checkpointing=train.gradient_checkpointing, kbit_fp32_upcast=train.kbit_fp32_upcast)
 
 
@@ -73,7 +73,7 @@ def choose_micro_batch(train: TrainSpec, arch: Any, quantization: str | None, lo
     fitting = [m for m in range(1, per_device + 1) if per_device % m == 0 and peak(m) <= budget]
     if not fitting:
         raise ConfigError(
-            f"TrainSpec.micro_batch_budget_gib = {train.micro_batch_budget_gib}: even one row of {train.max_length} "
+            f"TrainSpec.micro_batch_budget_gib = {train.micro_batch_budget_gib}: even one row of {train.padded_length} "
             f"tokens is estimated at {peak(1) / 2**30:.2f} GiB with the {MARGIN:.0%} margin ({'DPO' if dpo else 'SFT'}); raise the budget, lower "
             "max_length, or unset micro_batch_budget_gib"
         )

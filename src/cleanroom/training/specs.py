@@ -194,6 +194,13 @@ class TrainSpec(Spec):
                           value=self.pad_to_multiple_of)
         return self
 
+    @property
+    def padded_length(self) -> int:
+        """The longest row a batch can hold: ``max_length``, rounded up to ``pad_to_multiple_of`` when set (the
+        collator truncates to ``max_length`` and then pads to the multiple); what memory estimates size."""
+        m = self.pad_to_multiple_of
+        return self.max_length if m is None else -(-self.max_length // m) * m
+
     def use_bf16(self) -> bool:
         """Whether to train in bf16 mixed precision (``auto``: CUDA with bf16 support)."""
         if self.precision != "auto":
