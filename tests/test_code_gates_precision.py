@@ -104,6 +104,10 @@ QUIET_AND_LOUD = {
                 self.tokenizer.pad_token_id = 0
                 self.tokenizer.eos_token = "</s>"
 
+        def test_bare_trainer():
+            trainer = Trainer.__new__(Trainer)
+            trainer.pad_token_id = 0
+
         def test_proc(mocker):
             processor = mocker.MagicMock()
             processor.tokenizer.pad_token_id = 0
@@ -126,11 +130,18 @@ QUIET_AND_LOUD = {
                 tok.eos_token = "</s>"
         """,
     ),
-    "keywords to a predicate": (
+    "keywords to a predicate or a sub-test label": (
         """
+        import unittest
+
         def check(tok, t):
             if is_chat_template_stop_token_trained(tok, chat_template=t):
                 return can_load_during_training(load_in_4bit=True)
+
+        class TestNames(unittest.TestCase):
+            def test_names(self):
+                with self.subTest(load_in_4bit=True, quantization_config=None):
+                    pass
         """,
         """
         def check(tok, t):
@@ -162,7 +173,7 @@ def test_twins_flag_what_they_should() -> None:
     assert sorted(rules(doubles)) == [(8, "CR302"), (13, "CR302")]
     _, ctor = QUIET_AND_LOUD["keywords to a test double's constructor"]
     assert sorted(rules(ctor)) == [(8, "CR201"), (9, "CR401")]
-    _, predicate = QUIET_AND_LOUD["keywords to a predicate"]
+    _, predicate = QUIET_AND_LOUD["keywords to a predicate or a sub-test label"]
     assert sorted(rules(predicate)) == [(3, "CR201"), (4, "CR401")]
 
 

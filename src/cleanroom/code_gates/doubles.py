@@ -3,15 +3,16 @@ introspection, predicates and save-and-restore of a patched method.
 
 Each class here was a false alarm on public training code (docs/gates-precision.md):
 
-* a **test double** (``SimpleNamespace(chat_template=t)``, ``Mock()``, a local ``_FakeTokenizer``)
-  is not a tokenizer: keywords given to its constructor and attributes written on a name bound to
+* a **test double** (``SimpleNamespace(chat_template=t)``, ``Mock()``, a local ``_FakeTokenizer``,
+  an instance built with ``Cls.__new__(Cls)``) is not a tokenizer: keywords given to its constructor and attributes written on a name bound to
   one in the same function set up the double. The safety rules (5xx) still apply to it.
 * **mock set-up and inspection** (``tok.apply_chat_template.return_value = x``,
   ``...apply_chat_template.assert_called_once()``) and **introspection**
   (``inspect.getsource(Tok.apply_chat_template)``) read a method without calling it.
 * a **predicate** (``is_*``, ``has_*``, ``can_*``, ``should_*``) answers a question about the
   ``chat_template=`` or ``load_in_4bit=`` it is given; it sets nothing. (``trust_remote_code=``
-  stays a finding: a predicate may load a config to answer.)
+  stays a finding: a predicate may load a config to answer.) ``self.subTest(load_in_4bit=True)``
+  labels a sub-test.
 * ``saved = AutoModel.from_pretrained`` used only to put the method back
   (``AutoModel.from_pretrained = saved``), and the write itself, patch a method; neither loads.
 """
@@ -80,6 +81,8 @@ class Doubles:
         func = call.func
         if isinstance(func, ast.Name) and func.id in self.fakes and func.id not in self.names.table:
             return True
+        if isinstance(func, ast.Attribute) and func.attr == "__new__":
+            return True  # ``Trainer.__new__(Trainer)``: an instance built by hand, its __init__ skipped
         if (
             isinstance(func, ast.Attribute)
             and func.attr in _MOCKER_MAKERS
@@ -90,10 +93,11 @@ class Doubles:
         return self.names.resolve(func) in _DOUBLE_QUALS
 
     def describes_only(self, call: ast.Call) -> bool:
-        """The call's keywords describe, they set nothing: a test double's constructor or a predicate."""
+        """The call's keywords describe, they set nothing: a test double's constructor, a predicate, or
+        unittest's ``self.subTest(load_in_4bit=True)``, whose keywords label a sub-test."""
         func = call.func
         last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        return self.is_double_call(call) or _PREDICATE.match(last) is not None
+        return self.is_double_call(call) or _PREDICATE.match(last) is not None or last == "subTest"
 
     def holds_double(self, target: ast.Attribute) -> bool:
         """``tok.pad_token = x`` where ``tok`` (or ``self.tok``, a prefix of the chain) is bound to a test
