@@ -146,7 +146,11 @@ def _check_attributes(
         elif node.attr == "from_pretrained" and id(node) not in callees:
             if not doubles.restore_only(node, assigns):
                 check_from_pretrained_read(node, node.value, names, add)
-        elif type(node.ctx) is not ast.Load and not doubles.holds_double(node):
+        elif (
+            type(node.ctx) is not ast.Load
+            and (node.attr in CHAT_ATTRS or node.attr in SPECIAL_ATTRS)
+            and not doubles.holds_double(node)
+        ):
             _check_attribute_write(node, values, add)
 
 

@@ -57,10 +57,8 @@ class Doubles:
     def __init__(self, nodes: dict[type, list], names: Names) -> None:
         self.names = names
         self.fakes = {c.name for c in nodes.get(ast.ClassDef, ()) if _FAKE_CLASS.match(c.name)}
-        self.functions = sorted(
-            (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in nodes.get(t, ())),
-            key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
-        )
+        self.nodes = nodes
+        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None  # sorted on first use: most modules never need it
         self.module = nodes.get(ast.Module, [None])[0]
         self._bound: dict[int, set[str]] = {}
         # Reads that only configure a mock or are handed to ``inspect``: never a use of the method.
@@ -69,10 +67,11 @@ class Doubles:
             for a in nodes.get(ast.Attribute, ())
             if a.attr in _MOCK_ATTRS or a.attr.startswith("assert_")
         }
-        for call in nodes.get(ast.Call, ()):
-            qual = names.resolve(call.func)
-            if qual is not None and qual.startswith("inspect."):
-                self.inspected.update(id(a) for a in call.args)
+        if any(q == "inspect" or q.startswith("inspect.") for q in names.table.values()):
+            for call in nodes.get(ast.Call, ()):
+                qual = names.resolve(call.func)
+                if qual is not None and qual.startswith("inspect."):
+                    self.inspected.update(id(a) for a in call.args)
 
     def is_double_call(self, call: ast.AST) -> bool:
         """``SimpleNamespace(...)``, ``Mock(...)``, ``mocker.MagicMock(...)``, ``_FakeTokenizer(...)``."""
@@ -135,8 +134,13 @@ class Doubles:
 
     def _enclosing(self, line: int) -> ast.AST | None:
         """The innermost function whose lines hold *line*, or None at module level."""
+        if self._functions is None:
+            self._functions = sorted(
+                (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())),
+                key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
+            )
         found = None
-        for func in self.functions:
+        for func in self._functions:
             if func.lineno > line:
                 break
             if line <= (func.end_lineno or func.lineno):
