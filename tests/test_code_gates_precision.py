@@ -82,6 +82,13 @@ QUIET_AND_LOUD = {
         tok = SimpleNamespace(chat_template="{{ x }}", pad_token="<pad>")
         cfg = mock.MagicMock(quantization_config={"bits": 4}, load_in_4bit=True)
         fake = _FakeTokenizer(chat_template="{{ y }}")
+
+        def _make_config(quantization_config=None):
+            if quantization_config is None:
+                return mock.Mock()
+            return SimpleNamespace(quantization_config=quantization_config)
+
+        cfg = _make_config(quantization_config={"quant_method": "fp8"})
         """,
         """
         from transformers import AutoModelForCausalLM
@@ -92,6 +99,13 @@ QUIET_AND_LOUD = {
 
         tok = Tokenizer(chat_template="{{ y }}")
         m = AutoModelForCausalLM.from_pretrained("p", load_in_4bit=True)  # cleanroom: allow[CR101] test
+
+        def _make_config(quantization_config=None):
+            if quantization_config is None:
+                return SimpleNamespace()
+            return load(quantization_config=quantization_config)
+
+        cfg = _make_config(quantization_config={"quant_method": "fp8"})
         """,
     ),
     "attributes written on a name bound to a test double": (
@@ -172,7 +186,9 @@ def test_twins_flag_what_they_should() -> None:
     # a Mock in another function, a parameter, a loop variable rebinding a Mock's name: all real
     assert sorted(rules(doubles)) == [(8, "CR302"), (13, "CR302")]
     _, ctor = QUIET_AND_LOUD["keywords to a test double's constructor"]
-    assert sorted(rules(ctor)) == [(8, "CR201"), (9, "CR401")]
+    # a local class, a load, and a "factory" that returns a real load on one branch (line 14: the call
+    # inside it; line 16: the call of it)
+    assert sorted(rules(ctor)) == [(8, "CR201"), (9, "CR401"), (14, "CR401"), (16, "CR401")]
     _, predicate = QUIET_AND_LOUD["keywords to a predicate or a sub-test label"]
     assert sorted(rules(predicate)) == [(3, "CR201"), (4, "CR401")]
 

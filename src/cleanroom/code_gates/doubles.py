@@ -4,7 +4,7 @@ introspection, predicates and save-and-restore of a patched method.
 Each class here was a false alarm on public training code (docs/gates-precision.md):
 
 * a **test double** (``SimpleNamespace(chat_template=t)``, ``Mock()``, a local ``_FakeTokenizer``,
-  an instance built with ``Cls.__new__(Cls)``) is not a tokenizer: keywords given to its constructor and attributes written on a name bound to
+  an instance built with ``Cls.__new__(Cls)``, a local function that returns only doubles) is not a tokenizer: keywords given to its constructor and attributes written on a name bound to
   one in the same function set up the double. The safety rules (5xx) still apply to it.
 * **mock set-up and inspection** (``tok.apply_chat_template.return_value = x``,
   ``...apply_chat_template.assert_called_once()``) and **introspection**
@@ -58,9 +58,12 @@ class Doubles:
         self.names = names
         self.fakes = {c.name for c in nodes.get(ast.ClassDef, ()) if _FAKE_CLASS.match(c.name)}
         self.nodes = nodes
-        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None  # sorted on first use: most modules never need it
+        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = (
+            None  # sorted on first use: most modules never need it
+        )
         self.module = nodes.get(ast.Module, [None])[0]
         self._bound: dict[int, set[str]] = {}
+        self._factories: dict[str, bool] = {}
         # Reads that only configure a mock or are handed to ``inspect``: never a use of the method.
         self.inspected: set[int] = {
             id(a.value)
@@ -78,8 +81,11 @@ class Doubles:
         if not isinstance(call, ast.Call):
             return False
         func = call.func
-        if isinstance(func, ast.Name) and func.id in self.fakes and func.id not in self.names.table:
-            return True
+        if isinstance(func, ast.Name) and func.id not in self.names.table:
+            if func.id in self.fakes:
+                return True
+            if func.id in self.names.bound:
+                return self._factory(func.id)
         if isinstance(func, ast.Attribute) and func.attr == "__new__":
             return True  # ``Trainer.__new__(Trainer)``: an instance built by hand, its __init__ skipped
         if (
@@ -131,6 +137,33 @@ class Doubles:
             ):
                 restores += 1
         return uses > 0 and uses == restores
+
+    def _factory(self, name: str) -> bool:
+        """``def _make_config(**kw): return SimpleNamespace(**kw)``: the module's one function of that
+        name returns a test double from every ``return`` (and yields nothing)."""
+        known = self._factories.get(name)
+        if known is not None:
+            return known
+        self._factories[name] = False  # a factory returning its own call is no factory
+        defs = [
+            f
+            for t in (ast.FunctionDef, ast.AsyncFunctionDef)
+            for f in self.nodes.get(t, ())
+            if f.name == name
+        ]
+        returns: list[ast.Return] = []
+        stack: list[ast.AST] = list(defs[0].body) if len(defs) == 1 else []
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Yield | ast.YieldFrom):
+                return False
+            if isinstance(node, ast.Return):
+                returns.append(node)
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                stack.extend(ast.iter_child_nodes(node))
+        verdict = bool(returns) and all(r.value is not None and self.is_double_call(r.value) for r in returns)
+        self._factories[name] = verdict
+        return verdict
 
     def _enclosing(self, line: int) -> ast.AST | None:
         """The innermost function whose lines hold *line*, or None at module level."""
