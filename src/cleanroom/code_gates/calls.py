@@ -69,7 +69,7 @@ def check_call(
     _check_passed_helpers(node, names, add, helpers)
     if func_attr is not None and func_attr.startswith("assert_"):
         return  # ``mock.assert_called_once_with(p, trust_remote_code=True)`` compares; it passes nothing
-    _check_keywords(node, add, qual, last, loads, is_bnb, doubles.describes_only(node))
+    _check_keywords(node, add, qual, last, loads, is_bnb, doubles)
 
 
 def check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: Names, add: Report) -> None:
@@ -212,20 +212,21 @@ def _check_keywords(
     last: str | None,
     loads: bool,
     is_bnb: bool,
-    describes: bool,
+    doubles: Doubles,
 ) -> None:
     """The keyword rules; *qual*/*last*: the callee's qualified name and its last part.
 
     Token keywords rewrite the tokenizer where the callee builds one or configures training on it:
     a loading class or its from_pretrained, TRL's SFTConfig/DPOConfig (``eos_token=``), any *Config.
-    *describes*: the callee is a test double or a predicate, so only the safety rules (5xx) apply.
+    A test double's constructor or a predicate (``doubles.describes_only``, asked only once a migration
+    keyword is found: most calls have none) answers to the safety rules (5xx) alone.
     """
     rewrites_tokens = loads or (
         last is not None and (last.endswith("Config") or (qual is not None and is_loading_class(qual)))
     )
     for key, value, where in keywords(node):
         finding = _keyword_finding(key, value, qual, last, loads, is_bnb, rewrites_tokens)
-        if finding is not None and not (describes and finding[0] < "CR5"):
+        if finding is not None and not (finding[0] < "CR5" and doubles.describes_only(node)):
             add(where, *finding)
 
 

@@ -58,9 +58,7 @@ class Doubles:
         self.names = names
         self.fakes = {c.name for c in nodes.get(ast.ClassDef, ()) if _FAKE_CLASS.match(c.name)}
         self.nodes = nodes
-        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = (
-            None  # sorted on first use: most modules never need it
-        )
+        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None
         self.module = nodes.get(ast.Module, [None])[0]
         self._bound: dict[int, set[str]] = {}
         self._factories: dict[str, bool] = {}
@@ -145,12 +143,7 @@ class Doubles:
         if known is not None:
             return known
         self._factories[name] = False  # a factory returning its own call is no factory
-        defs = [
-            f
-            for t in (ast.FunctionDef, ast.AsyncFunctionDef)
-            for f in self.nodes.get(t, ())
-            if f.name == name
-        ]
+        defs = [f for f in self._functions_by_line() if f.name == name]
         returns: list[ast.Return] = []
         stack: list[ast.AST] = list(defs[0].body) if len(defs) == 1 else []
         while stack:
@@ -165,15 +158,19 @@ class Doubles:
         self._factories[name] = verdict
         return verdict
 
-    def _enclosing(self, line: int) -> ast.AST | None:
-        """The innermost function whose lines hold *line*, or None at module level."""
+    def _functions_by_line(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+        """The module's functions, outer before inner; sorted on first use: most modules never need it."""
         if self._functions is None:
             self._functions = sorted(
                 (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())),
                 key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
             )
+        return self._functions
+
+    def _enclosing(self, line: int) -> ast.AST | None:
+        """The innermost function whose lines hold *line*, or None at module level."""
         found = None
-        for func in self._functions:
+        for func in self._functions_by_line():
             if func.lineno > line:
                 break
             if line <= (func.end_lineno or func.lineno):
