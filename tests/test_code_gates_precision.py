@@ -142,6 +142,11 @@ QUIET_AND_LOUD = {
             tok = Mock()
             for tok in real_tokenizers:
                 tok.eos_token = "</s>"
+
+        def test_d():
+            trainer = Trainer.__new__(Trainer)
+            trainer.tok = load_tokenizer()
+            trainer.tok.pad_token = "<pad>"
         """,
     ),
     "keywords to a predicate or a sub-test label": (
@@ -184,7 +189,8 @@ def test_twins_flag_what_they_should() -> None:
     assert rules(patched) == [(5, "CR101")]  # an alias that is called loads
     _, doubles = QUIET_AND_LOUD["attributes written on a name bound to a test double"]
     # a Mock in another function, a parameter, a loop variable rebinding a Mock's name: all real
-    assert sorted(rules(doubles)) == [(8, "CR302"), (13, "CR302")]
+    # and a real tokenizer hung on a hand-built instance
+    assert sorted(rules(doubles)) == [(8, "CR302"), (13, "CR302"), (18, "CR302")]
     _, ctor = QUIET_AND_LOUD["keywords to a test double's constructor"]
     # a local class, a load, and a "factory" that returns a real load on one branch (line 14: the call
     # inside it; line 16: the call of it)

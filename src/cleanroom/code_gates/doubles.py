@@ -60,7 +60,7 @@ class Doubles:
         self.nodes = nodes
         self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None
         self.module = nodes.get(ast.Module, [None])[0]
-        self._bound: dict[int, set[str]] = {}
+        self._bound: dict[int, dict[str, bool]] = {}
         self._factories: dict[str, bool] = {}
         # Reads that only configure a mock or are handed to ``inspect``: never a use of the method.
         self.inspected: set[int] = {
@@ -104,13 +104,14 @@ class Doubles:
 
     def holds_double(self, target: ast.Attribute) -> bool:
         """``tok.pad_token = x`` where ``tok`` (or ``self.tok``, a prefix of the chain) is bound to a test
-        double by every assignment to it in the enclosing function."""
+        double by every assignment to it in the enclosing function. The longest prefix bound there
+        decides: after ``t = T.__new__(T); t.tok = load()``, ``t.tok.pad_token = x`` is a real write."""
         bound = self._doubles_in(self._enclosing(target.lineno))
         node: ast.AST = target.value
         while isinstance(node, ast.Attribute | ast.Name):
             key = _dotted(node)
             if key is not None and key in bound:
-                return True
+                return bound[key]
             if not isinstance(node, ast.Attribute):
                 break
             node = node.value
@@ -177,10 +178,10 @@ class Doubles:
                 found = func
         return found
 
-    def _doubles_in(self, scope: ast.AST | None) -> set[str]:
-        """Dotted names every assignment in *scope* binds to a test double (``with patch(...) as m`` too)."""
+    def _doubles_in(self, scope: ast.AST | None) -> dict[str, bool]:
+        """Dotted name bound in *scope* -> whether every binding is a test double (``with patch(...) as m`` too)."""
         if scope is None:
-            return set()
+            return {}
         cached = self._bound.get(id(scope))
         if cached is not None:
             return cached
@@ -208,6 +209,5 @@ class Doubles:
                 key = _dotted(target)
                 if key is not None:
                     verdict[key] = verdict.get(key, True) and self.is_double_call(value)
-        bound = {key for key, double in verdict.items() if double}
-        self._bound[id(scope)] = bound
-        return bound
+        self._bound[id(scope)] = verdict
+        return verdict
