@@ -1,4 +1,4 @@
-"""Folders skipped by default (build, dist, node_modules, site-packages) are skipped out loud: every report
+"""Folders skipped by default (build, dist, node_modules, site-packages, hidden ones) are skipped out loud: every report
 format lists them with their .py files, --no-default-excludes / default_excludes = false checks them, and a
 folder named on the command line is always checked."""
 
@@ -115,3 +115,41 @@ def test_json_and_sarif_carry_the_skipped_folders(repo: Path, capsys) -> None:
     log = json.loads(capsys.readouterr().out)
     assert log["runs"][0]["invocations"][0]["toolExecutionNotifications"] == []
     assert [r["ruleId"] for r in log["runs"][0]["results"]] == ["CR201"]
+
+
+def test_hidden_folders_with_python_are_skipped_out_loud_and_checked_on_request(repo: Path, capsys) -> None:
+    """``.github/scripts/`` and a ``.hidden_pkg/`` can hold code that loads a model: listed like build/,
+    checked with --no-default-excludes. Version control, virtualenvs and caches stay silent either way."""
+    scripts = repo / ".github" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "release.py").write_text(VIOLATION)
+    (repo / ".github" / "workflows").mkdir()
+    (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    (repo / ".hidden_pkg").mkdir()
+    (repo / ".hidden_pkg" / "mod.py").write_text(VIOLATION)
+    (repo / ".no_python").mkdir()
+    (repo / ".no_python" / "notes.txt").write_text("x\n")
+    for silent in (".git/hooks", ".tox/py311/lib", ".mypy_cache/3.11", ".venv/lib", "env-named-oddly"):
+        (repo / silent).mkdir(parents=True)
+        (repo / silent / "third_party.py").write_text(VIOLATION)
+    (repo / "env-named-oddly" / "pyvenv.cfg").write_text("home = /usr/bin\n")  # a virtualenv by its marker
+    report = run_gates(load_config())
+    assert report.ok and report.files_checked == 1
+    assert report.skipped == ((".github", 1), (".hidden_pkg", 1), ("build", 1))
+    assert main(["gates", "--no-cache", "--no-default-excludes"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in out[:-1]] == [
+        ".github/scripts/release.py:2:5",
+        ".hidden_pkg/mod.py:2:5",
+        "build/x.py:2:5",
+    ]
+    assert out[-1] == "cleanroom gates: 4 files, 3 violation(s) (CR201: 3), 0 waiver(s)"
+
+
+def test_hidden_folder_named_explicitly_or_excluded(repo: Path) -> None:
+    (repo / ".github" / "scripts").mkdir(parents=True)
+    (repo / ".github" / "scripts" / "release.py").write_text(VIOLATION)
+    report = run_gates(load_config(), [repo / ".github"])
+    assert [(v.path, v.rule) for v in report.violations] == [(".github/scripts/release.py", "CR201")]
+    (repo / "pyproject.toml").write_text('[tool.cleanroom.gates]\nexclude = [".github"]\n')
+    assert run_gates(load_config()).skipped == (("build", 1),)  # the user's own exclude: nothing to say

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 
 from cleanroom.code_gates.calls import check_call, check_from_pretrained_read
+from cleanroom.code_gates.doubles import Doubles
 from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
 from cleanroom.code_gates.rules import RULES_BY_ID
 from cleanroom.code_gates.violation import Report, Violation
@@ -113,33 +114,43 @@ def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) 
     # where a waiver may stand); any other read is reported where it stands.
     callees = {id(call.func) for call in calls}
     flags = flag_contexts(nodes)
-    _check_attributes(nodes, names, add, callees, flags)
+    doubles = Doubles(nodes, names)
+    _check_attributes(nodes, names, add, callees, flags, doubles)
     _check_subscripts(nodes, names, add)
     _check_dicts(nodes, calls, add)
     for node in calls:
-        check_call(node, names, add, id(node) in callees, flags, table)
+        check_call(node, names, add, id(node) in callees, flags, table, doubles)
     return found
 
 
 def _check_attributes(
-    nodes: dict[type, list], names: Names, add: Report, callees: set[int], flags: set[int]
+    nodes: dict[type, list], names: Names, add: Report, callees: set[int], flags: set[int], doubles: Doubles
 ) -> None:
     """Attribute reads and writes: ``.apply_chat_template``, an uncalled ``.from_pretrained``,
-    ``.chat_template = ...`` and ``.eos_token = ...`` on any object but the caller's own."""
+    ``.chat_template = ...`` and ``.eos_token = ...`` on any object but the caller's own or a test double's."""
     values: dict[int, ast.AST] = {}
+    assigns: dict[int, ast.Assign] = {}
     for assign in nodes.get(ast.Assign, ()):
+        assigns[id(assign.value)] = assign
         for target in assign.targets:
             values[id(target)] = assign.value
     for node in nodes.get(ast.Attribute, ()):
+        if node.attr in ("apply_chat_template", "from_pretrained") and (
+            type(node.ctx) is not ast.Load or id(node) in doubles.inspected
+        ):
+            continue  # a setting or a patched method written; a mock set up; a method inspected
         if node.attr == "apply_chat_template":
-            if type(node.ctx) is not ast.Load:
-                continue  # ``args.apply_chat_template = True``: a setting written
             if id(node) not in callees and (id(node) in flags or _settings_receiver(node.value)):
                 continue  # a boolean setting read, not the method
             add(node, "CR202", "apply_chat_template used outside the loader")
         elif node.attr == "from_pretrained" and id(node) not in callees:
-            check_from_pretrained_read(node, node.value, names, add)
-        elif type(node.ctx) is not ast.Load:
+            if not doubles.restore_only(node, assigns):
+                check_from_pretrained_read(node, node.value, names, add)
+        elif (
+            type(node.ctx) is not ast.Load
+            and (node.attr in CHAT_ATTRS or node.attr in SPECIAL_ATTRS)
+            and not doubles.holds_double(node)
+        ):
             _check_attribute_write(node, values, add)
 
 

@@ -1,6 +1,8 @@
 """Which files the gates see: the walk over the paths given, the user's excludes and the default ones.
 
-Files and folders named explicitly are always checked. A folder the walk cannot list is an error (it
+Files and folders named explicitly are always checked. Hidden folders other than version control,
+virtualenvs and caches are skipped by default out loud, as ``build/`` is: a ``.github/scripts/`` can
+load a model as well as ``scripts/`` can. A folder the walk cannot list is an error (it
 would pass code unseen); a folder skipped by default is listed in the report with its ``.py`` files.
 """
 
@@ -17,6 +19,14 @@ from cleanroom.errors import InputError, MissingFileError
 #: installed code, not the repository's own. Skipped out loud: the report lists each one that held
 #: Python files (``GateReport.skipped``); ``default_excludes = false`` / ``--no-default-excludes`` checks them.
 DEFAULT_EXCLUDES = frozenset({"__pycache__", "node_modules", "build", "dist", "site-packages"})
+#: Hidden folders that hold no code of the repository's own: version control, virtualenvs and tool
+#: caches. Skipped silently, always (as any folder holding a ``pyvenv.cfg``). Every *other* hidden
+#: folder (``.github/scripts/``, a ``.hidden_pkg/``) can hold code that runs, so it is skipped by default
+#: out loud, like :data:`DEFAULT_EXCLUDES`: listed with its ``.py`` files, checked with ``--no-default-excludes``.
+SILENT_HIDDEN = frozenset(
+    {".git", ".hg", ".svn", ".bzr", ".jj", ".venv", ".tox", ".nox", ".direnv", ".eggs", ".pixi"}
+    | {".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", ".cache"}
+)
 
 
 def skipped_note(skipped: tuple[tuple[str, int], ...]) -> str:
@@ -52,9 +62,10 @@ def iter_python_files(
     paths: Iterable[str | Path], config: GateConfig, skipped: dict[str, int] | None = None
 ) -> Iterator[Path]:
     """Python files under *paths* (absolute, sorted per folder). Files and folders named explicitly are
-    always checked; files found by walking a folder skip ``exclude``, hidden folders, virtualenvs and
-    (with ``config.default_excludes``) the :data:`DEFAULT_EXCLUDES` folders, each of which that holds
-    Python files is put in *skipped* (root-relative path → how many ``.py`` files).
+    always checked; files found by walking a folder skip ``exclude``, virtualenvs and the
+    :data:`SILENT_HIDDEN` folders, and (with ``config.default_excludes``) the :data:`DEFAULT_EXCLUDES`
+    folders and every other hidden folder, each of which that holds Python files is put in *skipped*
+    (root-relative path → how many ``.py`` files).
 
     A folder that cannot be listed is an :class:`InputError`: skipping it would pass code unseen.
     """
@@ -80,12 +91,13 @@ def iter_python_files(
             here = Path(folder)
             kept = []
             for d in sorted(dirs):
-                if d.startswith(".") or (here / d / "pyvenv.cfg").exists():
+                if d in SILENT_HIDDEN or (here / d / "pyvenv.cfg").exists():
                     continue
                 rel = rel_posix(here / d, config.root)
                 if excluded(rel):
                     continue  # the user's own exclude: they know, nothing to report
-                if d in defaults:  # __pycache__ holds compiled files only: not worth a listing
+                if d in defaults or (d.startswith(".") and config.default_excludes):
+                    # __pycache__ holds compiled files only: not worth a listing
                     if skipped is not None and d != "__pycache__" and (count := _count_python(here / d)):
                         skipped[rel] = count
                     continue

@@ -1,0 +1,212 @@
+"""False-alarm classes found on public training code stay silent, and their true-positive twins stay flagged."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cleanroom.code_gates import check_source
+
+
+def rules(source: str) -> list[tuple[int, str]]:
+    """(line, rule) for each finding in *source* (dedented)."""
+    code = textwrap.dedent(source).encode()
+    return [(v.line, v.rule) for v in check_source(code, "snippet.py").violations]
+
+
+# Each pair: a snippet that only looks like the concern (silent), and its twin where the concern is real.
+QUIET_AND_LOUD = {
+    "from_pretrained patched and restored": (
+        """
+        from transformers import AutoTokenizer
+
+        def redirect(existing):
+            saved = AutoTokenizer.from_pretrained
+            try:
+                AutoTokenizer.from_pretrained = lambda *a, **k: existing
+                return build()
+            finally:
+                AutoTokenizer.from_pretrained = saved
+        """,
+        """
+        from transformers import AutoTokenizer
+
+        def redirect(path):
+            saved = AutoTokenizer.from_pretrained
+            return saved(path)
+        """,
+    ),
+    "apply_chat_template on a mock set up or asserted": (
+        """
+        from unittest.mock import MagicMock
+
+        def test_render():
+            tok = MagicMock()
+            tok.apply_chat_template.return_value = "x"
+            tok.apply_chat_template.side_effect = None
+            render(tok)
+            tok.apply_chat_template.assert_called_once()
+            kwargs = tok.apply_chat_template.call_args.kwargs
+        """,
+        """
+        def test_render(tok):
+            fmt = tok.apply_chat_template
+            return fmt([])
+        """,
+    ),
+    "a method handed to inspect": (
+        """
+        import inspect
+        from transformers import AutoModel
+
+        SOURCE = inspect.getsource(Tokenizer.apply_chat_template)
+        PARAMS = inspect.signature(AutoModel.from_pretrained).parameters
+        """,
+        """
+        from transformers import AutoModel
+
+        load = AutoModel.from_pretrained
+        print(load("p"))
+        """,
+    ),
+    "keywords to a test double's constructor": (
+        """
+        from types import SimpleNamespace
+        from unittest import mock
+
+        class _FakeTokenizer:
+            def __init__(self, chat_template=None):
+                self.chat_template = chat_template
+
+        tok = SimpleNamespace(chat_template="{{ x }}", pad_token="<pad>")
+        cfg = mock.MagicMock(quantization_config={"bits": 4}, load_in_4bit=True)
+        fake = _FakeTokenizer(chat_template="{{ y }}")
+
+        def _make_config(quantization_config=None):
+            if quantization_config is None:
+                return mock.Mock()
+            return SimpleNamespace(quantization_config=quantization_config)
+
+        cfg = _make_config(quantization_config={"quant_method": "fp8"})
+        """,
+        """
+        from transformers import AutoModelForCausalLM
+
+        class Tokenizer:
+            def __init__(self, chat_template=None):
+                self.chat_template = chat_template
+
+        tok = Tokenizer(chat_template="{{ y }}")
+        m = AutoModelForCausalLM.from_pretrained("p", load_in_4bit=True)  # cleanroom: allow[CR101] test
+
+        def _make_config(quantization_config=None):
+            if quantization_config is None:
+                return SimpleNamespace()
+            return load(quantization_config=quantization_config)
+
+        cfg = _make_config(quantization_config={"quant_method": "fp8"})
+        """,
+    ),
+    "attributes written on a name bound to a test double": (
+        """
+        from unittest.mock import Mock, patch
+
+        class TestStream:
+            def setUp(self):
+                self.tokenizer = Mock()
+                self.tokenizer.pad_token_id = 0
+                self.tokenizer.eos_token = "</s>"
+
+        def test_bare_trainer():
+            trainer = Trainer.__new__(Trainer)
+            trainer.pad_token_id = 0
+
+        def test_proc(mocker):
+            processor = mocker.MagicMock()
+            processor.tokenizer.pad_token_id = 0
+            processor.chat_template = None
+            with patch("m.load") as loaded:
+                loaded.eos_token_id = 2
+        """,
+        """
+        from unittest.mock import Mock
+
+        def test_a():
+            tokenizer = Mock()
+
+        def test_b(tokenizer):
+            tokenizer.pad_token_id = 0
+
+        def test_c(real_tokenizers):
+            tok = Mock()
+            for tok in real_tokenizers:
+                tok.eos_token = "</s>"
+
+        def test_d():
+            trainer = Trainer.__new__(Trainer)
+            trainer.tok = load_tokenizer()
+            trainer.tok.pad_token = "<pad>"
+        """,
+    ),
+    "keywords to a predicate or a sub-test label": (
+        """
+        import unittest
+
+        def check(tok, t):
+            if is_chat_template_stop_token_trained(tok, chat_template=t):
+                return can_load_during_training(load_in_4bit=True)
+
+        class TestNames(unittest.TestCase):
+            def test_names(self):
+                with self.subTest(load_in_4bit=True, quantization_config=None):
+                    pass
+        """,
+        """
+        def check(tok, t):
+            set_chat_template(tok, chat_template=t)
+            return load_during_training(load_in_4bit=True)
+        """,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUIET_AND_LOUD))
+def test_false_alarm_class_is_silent(case: str) -> None:
+    quiet, _ = QUIET_AND_LOUD[case]
+    assert rules(quiet) == []
+
+
+@pytest.mark.parametrize("case", sorted(QUIET_AND_LOUD))
+def test_true_positive_twin_still_flagged(case: str) -> None:
+    _, loud = QUIET_AND_LOUD[case]
+    assert rules(loud) != []
+
+
+def test_twins_flag_what_they_should() -> None:
+    """The loud twins, rule by rule: the exemptions reach no further than their class."""
+    _, patched = QUIET_AND_LOUD["from_pretrained patched and restored"]
+    assert rules(patched) == [(5, "CR101")]  # an alias that is called loads
+    _, doubles = QUIET_AND_LOUD["attributes written on a name bound to a test double"]
+    # a Mock in another function, a parameter, a loop variable rebinding a Mock's name: all real
+    # and a real tokenizer hung on a hand-built instance
+    assert sorted(rules(doubles)) == [(8, "CR302"), (13, "CR302"), (18, "CR302")]
+    _, ctor = QUIET_AND_LOUD["keywords to a test double's constructor"]
+    # a local class, a load, and a "factory" that returns a real load on one branch (line 14: the call
+    # inside it; line 16: the call of it)
+    assert sorted(rules(ctor)) == [(8, "CR201"), (9, "CR401"), (14, "CR401"), (16, "CR401")]
+    _, predicate = QUIET_AND_LOUD["keywords to a predicate or a sub-test label"]
+    assert sorted(rules(predicate)) == [(3, "CR201"), (4, "CR401")]
+
+
+def test_safety_rules_still_apply_to_doubles_and_predicates() -> None:
+    """trust_remote_code=True given to a fake args object or a predicate still runs remote code somewhere."""
+    found = rules(
+        """
+        from types import SimpleNamespace
+
+        args = SimpleNamespace(trust_remote_code=True)
+        ok = is_vision_model("p", trust_remote_code=True)
+        """
+    )
+    assert sorted(found) == [(4, "CR501"), (5, "CR501")]
