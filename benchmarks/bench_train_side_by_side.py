@@ -218,19 +218,19 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
 
     collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
+    train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
+                      learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
+                      precision="auto" if _cuda() else "fp32", **levers)
     if args.mode.startswith("unsloth-"):  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
         from cleanroom.training.unsloth_backend import load_unsloth
 
-        model, tok = load_unsloth(str(path), max_seq_length=args.max_length, quantization=args.quantization,
+        model, tok = load_unsloth(str(path), max_seq_length=train.padded_length, quantization=args.quantization,
                                   lora=lora, seed=3407)
         import unsloth
 
         extra["unsloth"] = getattr(unsloth, "__version__", "unknown")
     else:
         model, tok = load(path, args.quantization)
-    train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
-                      learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
-                      precision="auto" if _cuda() else "fp32", **levers)
     n = args.steps * args.batch + args.batch
     with tempfile.TemporaryDirectory() as out:
         if args.mode.startswith("dpo"):

@@ -261,7 +261,7 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
 
 def _lever_settings(res: Any) -> dict[str, Any]:
     """Which training path ran (TrainSpec's speed levers as TrainResult records them): check 9's rates come from it."""
-    return {k: v.get("on") for k, v in res.levers.items() if isinstance(v, dict)}
+    return {k: v.get("value", v.get("on")) for k, v in res.levers.items() if isinstance(v, dict)}
 
 
 def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:

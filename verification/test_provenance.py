@@ -72,7 +72,7 @@ def run_log(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log) -> Iterator[Path]:
+def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log, request) -> Iterator[Path]:
     """instructions → generations (clean loader on the tiny base) → sft_data → adapter (PEFT LoRA) → eval."""
     logging.getLogger("cleanroom.verification").info("making the tiny provenance run")
     out = io.StringIO()
@@ -81,8 +81,10 @@ def tiny_run(tmp_path_factory, tiny_base_model, planted_env, run_log) -> Iterato
         path = _make_tiny_run(root, tiny_base_model)
     with open(run_log, "a", encoding="utf-8") as fh:
         fh.write(out.getvalue())
+    failed = request.session.testsfailed
     yield path
-    shutil.rmtree(root, ignore_errors=True)  # not kept to the session's end
+    if request.session.testsfailed == failed:  # kept only when a test of the module failed
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _make_tiny_run(root: Path, tiny_base_model: Path) -> Path:

@@ -160,7 +160,7 @@ class GateRates:
     path: str
     #: the TrainSpec speed levers the training rate was measured with (check 9's ``train_levers``); None in a
     #: report that does not record them
-    levers: dict[str, bool] | None = None
+    levers: dict[str, Any] | None = None
     #: Unsloth's steady SFT tokens/s over peft's on the same model and rows (check 10, when it passed and
     #: recorded both); None where the gate did not measure it. Check 9's training rate is always peft's.
     unsloth_speedup: float | None = None
@@ -210,7 +210,7 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
 def _unsloth_speedup(checks: list[Any]) -> float | None:
     """Check 10's steady Unsloth tokens/s over peft's, when the check passed and both are positive numbers."""
     check = next((c for c in checks if isinstance(c, dict) and c.get("check") == "10_unsloth"), None)
-    if check is None or check.get("status", "passed") != "passed":
+    if check is None or check.get("status") != "passed":  # as backend.gate_evidence reads it
         return None
     f = check.get("figures") or {}
     u, p = (_positive_number(f.get(k)) for k in ("unsloth_steady_tokens_per_s", "peft_steady_tokens_per_s"))

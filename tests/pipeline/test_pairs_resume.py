@@ -27,13 +27,16 @@ def keep_lines(path: Path, n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> Iterator[Path]:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path,
+                  request: pytest.FixtureRequest) -> Iterator[Path]:
     from cleanroom.config import load_config
     from cleanroom.pipeline import stage1
 
     out = tmp_path_factory.mktemp("a")
+    failed = request.session.testsfailed
     yield stage1.run_stage1(load_config("tiny", OVERRIDES), out, progress=False, stop_after="pairs")
-    shutil.rmtree(out, ignore_errors=True)  # not kept to the session's end
+    if request.session.testsfailed == failed:  # kept only when a test of the module failed
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def context(run: Path) -> Any:

@@ -88,6 +88,8 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
       "pad_to_multiple_of": False},
      ["sft.train.micro_batch_budget_gib=40"], "micro_batch=True (gate: False)"),
     ({"kbit_fp32_upcast": False, "padding_free": False}, [], "micro_batch=False (gate: not recorded)"),
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+      "pad_to_multiple_of": 256}, ["sft.train.pad_to_multiple_of=64"], "pad_to_multiple_of=64 (gate: 256)"),
     (None, [], "the report does not say which training levers"),
 ])
 def test_the_projection_says_when_the_gate_measured_another_training_path(tmp_path, levers, overrides, note):

@@ -39,10 +39,13 @@ def _assert_same_training(ref: Path, got: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
+def reference(tiny_base_model: Path, tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> Iterator[tuple[Path, dict]]:
     out = tmp_path_factory.mktemp("one-process")
+    failed = request.session.testsfailed
     yield out, ddp_check.run(out, tiny_base_model)
-    shutil.rmtree(out, ignore_errors=True)  # 110 MB of checkpoints: not kept to the session's end
+    if request.session.testsfailed == failed:  # 110 MB of checkpoints, kept only when a test of the module failed
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_two_gloo_ranks_match_one_process(reference, tiny_base_model, tmp_path):

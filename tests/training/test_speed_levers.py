@@ -120,10 +120,12 @@ def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora,
         train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, train=spec(batch_size=4, **levers))
 
 
-def test_bucketed_padding_pads_to_the_multiple_and_keeps_the_losses(varied, load_tiny, lora, spec, tmp_path):
+def test_bucketed_padding_pads_to_the_multiple_and_keeps_the_losses(varied, load_tiny, lora, spec, tmp_path,
+                                                                    monkeypatch):
     """``pad_to_multiple_of`` (for a compiled backend's few shapes): every SFT and DPO batch is a multiple of 16
     tokens wide with the extra positions masked, and the curves equal the unbucketed ones (fp32 on the CPU: the
     masked positions change nothing but summation order), DPO's step 0 still ln 2."""
+    from cleanroom.training import collate
     from cleanroom.training.collate import GuardedLanguageModelingCollator, GuardedPreferenceCollator
 
     model, tok = load_tiny()
@@ -134,15 +136,31 @@ def test_bucketed_padding_pads_to_the_multiple_and_keeps_the_losses(varied, load
         plain = type(collator)(tok)(batch_rows)
         assert batch["input_ids"].shape[1] % 16 == 0 and batch["input_ids"].shape[1] > plain["input_ids"].shape[1]
         assert torch.equal(batch["attention_mask"].sum(1), plain["attention_mask"].sum(1))
+    widths: dict[tuple, list[int]] = {}  # every batch width a trainer was handed, per (bucket, stage) run
+    run: list[tuple] = []
+    guarded = collate._GuardedCollator.__call__
+
+    def record(self, examples):
+        batch = guarded(self, examples)
+        widths.setdefault(run[-1], []).append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(collate._GuardedCollator, "__call__", record)
     curves = {}
     for bucket in (None, 16):
         model, tok = load_tiny()
+        run.append((bucket, "sft"))
         curves[bucket] = train_sft(model, tok, varied * 2, lora=lora, output_dir=tmp_path / f"sft{bucket}",
                                    train=spec(max_steps=2, save_steps=100, pad_to_multiple_of=bucket))
         model, tok = load_tiny()
+        run.append((bucket, "dpo"))
         curves[bucket, "dpo"] = train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path / f"dpo{bucket}",
                                           train=spec(max_steps=2, save_steps=100, learning_rate=2e-2,
                                                      pad_to_multiple_of=bucket))
+    # the lever reached both trainers' collators: every trained batch is bucketed, and without it some are not
+    for stage in ("sft", "dpo"):
+        assert widths[16, stage] and all(w % 16 == 0 for w in widths[16, stage]), (stage, widths)
+        assert any(w % 16 for w in widths[None, stage]), (stage, widths)
     assert curves[16].losses == pytest.approx(curves[None].losses, abs=1e-4)
     assert curves[16].levers["pad_to_multiple_of"] == {"on": True, "value": 16,
                                                        "reason": curves[16].levers["pad_to_multiple_of"]["reason"]}

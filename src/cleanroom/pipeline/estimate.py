@@ -36,8 +36,9 @@ def estimate(spec: RunSpec) -> dict[str, Any]:
     estimates = memory_estimates(spec, arch)
     est, dpo = estimates["sft"], estimates["dpo"]
     common: dict[str, Any] = dict(quantization=spec.model.quantization or "bf16", lora_r=spec.sft.lora.r,
-                                  lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.max_length,
-                                  gradient_checkpointing=spec.sft.train.gradient_checkpointing)
+                                  lora_targets=spec.sft.lora.targets, seq_len=spec.sft.train.padded_length,
+                                  gradient_checkpointing=spec.sft.train.gradient_checkpointing,
+                                  kbit_fp32_upcast=spec.sft.train.kbit_fp32_upcast)
     budget = spec.budget.gpu_memory_gb * 1e9
     best = memory.max_batch_that_fits(arch, int(budget), **common)
     disk = checkpoint_disk(spec, arch)

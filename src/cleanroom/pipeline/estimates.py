@@ -114,14 +114,16 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
     }
 
 
-def lever_note(measured: dict[str, bool] | None, train: Any) -> str:
+def lever_note(measured: dict[str, Any] | None, train: Any) -> str:
     """How the gate's training rate relates to this run's SFT path (the TrainSpec speed levers): empty when
     they match, else the difference, so a projection never silently uses another configuration's rate."""
     if measured is None:
         return "; the report does not say which training levers its rate was measured with (a gate before they " \
                "were recorded): rerun the gate to project this run's own path"
     # this run's settings, keyed as TrainResult.levers records them (every TrainSpec lever and the micro-batch)
-    mine = {k: v["on"] for k, v in train.levers().items()} | {"micro_batch": train.micro_batch_budget_gib is not None}
+    # (a lever that takes a number, pad_to_multiple_of, compares by its value: buckets of 64 are not 256)
+    mine = {k: v.get("value", v["on"]) for k, v in train.levers().items()} | \
+        {"micro_batch": train.micro_batch_budget_gib is not None}
     differ = {k: (measured.get(k, "not recorded"), mine.get(k, "not set here"))
               for k in sorted(set(measured) | set(mine)) if measured.get(k, "not recorded") != mine.get(k, "not set here")}
     if not differ:

@@ -39,7 +39,7 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
                        gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
         return load_model(ctx, probe=False)
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
-    model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.max_length,
+    model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.padded_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                     seed=ctx.spec.seed)
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
