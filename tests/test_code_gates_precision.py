@@ -24,7 +24,7 @@ QUIET_AND_LOUD = {
         def redirect(existing):
             saved = AutoTokenizer.from_pretrained
             try:
-                AutoTokenizer.from_pretrained = lambda *a, **k: existing
+                AutoTokenizer.from_pretrained = lambda *a, **k: existing  # cleanroom: allow[CR101] reuse
                 return build()
             finally:
                 AutoTokenizer.from_pretrained = saved
@@ -210,3 +210,140 @@ def test_safety_rules_still_apply_to_doubles_and_predicates() -> None:
         """
     )
     assert sorted(found) == [(4, "CR501"), (5, "CR501")]
+
+
+# The reviewer's fail-open holes (each was silent after the false-alarm fixes): real code that must stay
+# flagged, with the (line, rule) each must give. The pre-session gates flagged every one of them.
+MUST_STAY_FLAGGED = {
+    "a real tokenizer unpacked onto a SimpleNamespace": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup(path):
+            run = SimpleNamespace(loader=CleanModelLoader(path), model=None, tok=None)
+            run.model, run.tok = run.loader.load()
+            run.tok.chat_template = CHATML
+            run.tok.pad_token = run.tok.eos_token
+        """,
+        [(8, "CR201"), (9, "CR302")],
+    ),
+    "a real tokenizer given to a SimpleNamespace's constructor": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup2(path):
+            state = SimpleNamespace(tok=CleanModelLoader(path).load_tokenizer()); state.tok.chat_template = CHATML
+        """,
+        [(6, "CR201")],
+    ),
+    "a double's name rebound by unpacking a real load": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup3(path):
+            tok = SimpleNamespace(eos_token=None); model, tok = CleanModelLoader(path).load(); tok.chat_template = CHATML
+        """,
+        [(6, "CR201")],
+    ),
+    "a double's name rebound by a for loop's tuple or a starred target": (
+        """
+        from unittest.mock import MagicMock
+
+        def train(tokenizers, paths):
+            tok = MagicMock()
+            for tok, p in zip(tokenizers, paths):
+                tok.eos_token = "<|im_end|>"
+            first, *rest = tokenizers
+            rest = MagicMock()
+            rest[0].pad_token = "<pad>"
+        """,
+        [(7, "CR302"), (10, "CR302")],
+    ),
+    "a real tokenizer given to a MagicMock's constructor": (
+        """
+        from unittest.mock import MagicMock
+        from transformers import AutoTokenizer
+
+        MagicMock(tokenizer=AutoTokenizer.from_pretrained(p)).tokenizer.chat_template = T
+
+        def train3(path):
+            helper = MagicMock(tokenizer=AutoTokenizer.from_pretrained(path))
+            helper.tokenizer.chat_template = T
+            setattr(helper, "tok", load(path))
+            helper.tok.pad_token = "<pad>"
+        """,
+        [(5, "CR101"), (5, "CR201"), (8, "CR101"), (9, "CR201"), (11, "CR302")],
+    ),
+    "from_pretrained replaced by a patch": (
+        """
+        import transformers
+        from transformers import AutoModelForCausalLM
+
+        def setup4(path, custom_loader):
+            transformers.AutoTokenizer.from_pretrained = custom_loader
+            saved = AutoModelForCausalLM.from_pretrained
+            AutoModelForCausalLM.from_pretrained = saved
+            other = AutoModelForCausalLM.from_pretrained
+            transformers.AutoTokenizer.from_pretrained = other
+
+        AutoModelForCausalLM.from_pretrained = lambda *a, **k: None
+        """,
+        [(6, "CR101"), (9, "CR101"), (10, "CR101"), (12, "CR101")],
+    ),
+    "an inspect call whose result is called": (
+        """
+        import inspect
+        import transformers
+
+        def setup5(path):
+            return inspect.unwrap(transformers.AutoModelForCausalLM.from_pretrained)(path)
+
+        load = inspect.unwrap(transformers.AutoTokenizer.from_pretrained)
+        """,
+        [(6, "CR101"), (8, "CR101")],
+    ),
+    "a predicate that loads, or is given a computed value": (
+        """
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        def is_ready(path, load_in_4bit=True):
+            return AutoModelForCausalLM.from_pretrained(path, load_in_4bit=load_in_4bit)
+
+        m = is_ready("p", load_in_4bit=True)
+
+        def should_load(path, **kw):
+            return AutoModelForCausalLM.from_pretrained(path, **kw)
+
+        m2 = should_load("p", load_in_4bit=True, quantization_config=None)
+        ok = can_run(quantization_config=make_quantization(bits=4))
+        """,
+        [(5, "CR101"), (5, "CR401"), (7, "CR401"), (10, "CR101"), (12, "CR401"), (13, "CR401")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUST_STAY_FLAGGED))
+def test_reviewer_hole_stays_flagged(case: str) -> None:
+    source, expected = MUST_STAY_FLAGGED[case]
+    assert sorted(rules(source)) == expected
+
+
+def test_put_back_needs_the_same_method() -> None:
+    """Saving one class's from_pretrained and writing it onto another installs a patch (line 7), and then
+    the save (line 6) and the put-back (line 8) are no longer a save-and-restore; putting the saved method
+    back where it came from, by another spelling of the same class, is silent."""
+    swapped = """
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        def swap():
+            saved = AutoTokenizer.from_pretrained
+            AutoModel.from_pretrained = saved
+            transformers.AutoTokenizer.from_pretrained = saved
+        """
+    assert rules(swapped) == [(6, "CR101"), (7, "CR101"), (8, "CR101")]
+    restored = swapped.replace("            AutoModel.from_pretrained = saved\n", "")
+    assert rules(restored) == []
