@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const=False,
         default=None,
         help="also check folders named build, dist, node_modules, site-packages, and hidden folders other than "
-        "version control, virtualenvs and caches (skipped and listed by default)",
+        "version control, environments (virtualenv, conda) and caches (skipped and listed by default)",
     )
     p.add_argument(
         "--select", type=_rules, metavar="RULES", help="comma-separated rule ids to run (replaces)"

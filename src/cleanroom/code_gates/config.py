@@ -7,7 +7,7 @@ Two lines are enough to adopt the gates in another repository::
 
 Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob patterns),
 ``default_excludes`` (default true: folders named ``build``, ``dist``, ``node_modules``,
-``site-packages`` or ``__pycache__``, and hidden folders other than version control, virtualenvs and
+``site-packages`` or ``__pycache__``, and hidden folders other than version control, environments and
 caches, are skipped, and the report lists those that held Python files; false checks them too),
 ``loader_modules`` (files, directories or dotted module names where the migration rules CR1xx–CR4xx
 do not apply; each must exist), ``select`` (the rules to run, default every rule but the
