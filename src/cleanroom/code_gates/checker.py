@@ -137,7 +137,7 @@ def _check_attributes(
             values[id(target)] = assign.value
     for node in nodes.get(ast.Attribute, ()):
         if node.attr == "from_pretrained" and type(node.ctx) is not ast.Load:
-            if not doubles.puts_back(node, values.get(id(node)), assigns):
+            if not doubles.puts_back(node, values.get(id(node))):
                 check_from_pretrained_write(node, names, add)
             continue
         if node.attr in ("apply_chat_template", "from_pretrained") and (

@@ -72,8 +72,9 @@ MOCK, PLAIN = "mock", "plain"
 
 
 def _question(value: ast.AST) -> bool:
-    """A keyword value in the question form: a literal or a (dotted) name, nothing computed."""
-    return isinstance(value, ast.Constant) or dotted_name(value) is not None
+    """A keyword value in the question form: literals and names read (``True``, ``args.load_in_4bit``,
+    ``kw["load_in_4bit"]``), no call made to compute it."""
+    return not any(isinstance(n, ast.Call | ast.Lambda | ast.NamedExpr | ast.Await) for n in ast.walk(value))
 
 
 class Doubles:
@@ -187,25 +188,32 @@ class Doubles:
                 restores += 1
         return uses > 0 and uses == restores
 
-    def puts_back(self, target: ast.Attribute, value: ast.AST | None, assigns: dict[int, ast.Assign]) -> bool:
-        """``X.from_pretrained = saved`` where ``saved = X.from_pretrained`` only ever puts it back
-        (:meth:`restore_only`): the method as it was, nothing patched. Any other write installs a patch."""
+    def puts_back(self, target: ast.Attribute, value: ast.AST | None) -> bool:
+        """``X.from_pretrained = saved`` where every binding of ``saved`` in the scope is a read of the same
+        method (``saved = X.from_pretrained``): the method as it was, nothing patched. Any other write
+        installs a patch. (The read that saved it is judged on its own: silent only when it is used for
+        nothing but putting back, :meth:`restore_only`.)"""
         if not isinstance(value, ast.Name):
             return False
         scope = self._enclosing(target.lineno) or self.module
+        stores = saves = 0
         for node in ast.walk(scope) if scope is not None else ():
-            if (
+            if isinstance(node, ast.Name) and node.id == value.id and type(node.ctx) is not ast.Load:
+                stores += 1  # every binding: a loop, a tuple, ``del``, a save
+            elif isinstance(node, ast.arg | ast.Global | ast.Nonlocal) and value.id in (
+                getattr(node, "names", None) or [getattr(node, "arg", None)]
+            ):
+                return False  # a parameter or a name shared with another scope: whatever was passed
+            elif (
                 isinstance(node, ast.Assign)
                 and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name)
                 and node.targets[0].id == value.id
                 and isinstance(node.value, ast.Attribute)
-                and type(node.value.ctx) is ast.Load
                 and self._same_method(target, node.value)
-                and self.restore_only(node.value, assigns)
             ):
-                return True
-        return False
+                saves += 1
+        return saves > 0 and saves == stores
 
     def _same_method(self, a: ast.AST, b: ast.Attribute) -> bool:
         """*a* and *b* name the same method on the same receiver (by spelling or by import)."""
