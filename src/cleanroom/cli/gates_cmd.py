@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--config",
         metavar="PYPROJECT",
         default=None,
-        help="pyproject.toml to read (default: the nearest one)",
+        help="pyproject.toml to read (default: the nearest one above the PATHs that has a [tool.cleanroom.gates] "
+        "table, up to the repository root; else the defaults)",
     )
     p.add_argument(
         "--loader-module",
