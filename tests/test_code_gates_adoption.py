@@ -13,6 +13,7 @@ import yaml
 from cleanroom.cli import main
 from cleanroom.code_gates import check_source, load_config, run_gates
 from cleanroom.code_gates.config import with_overrides
+from cleanroom.code_gates.discovery import config_for_paths
 from cleanroom.errors import ConfigError, InputError, MissingFileError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +225,66 @@ def test_another_checkout_is_gated_with_its_own_settings_not_the_cwd_projects(
     assert "do this in your loader (src/lab/load.py)" in capsys.readouterr().out
     assert main(["gates", "--no-cache"]) == 1  # no PATH: the cwd's settings, as before
     assert "do this in your loader (src/lab/load.py)" in capsys.readouterr().out
+
+
+CONFIG_READ = 'from transformers import AutoConfig\ncfg = AutoConfig.from_pretrained("p")\n'  # CR103: off by default
+
+
+@pytest.fixture
+def monorepo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository (``.git``) whose root table turns CR103 on, with a package that has its own pyproject
+    without a table, inside a folder whose pyproject has a table of its own (above the repository)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLEANROOM_CACHE_DIR", str(tmp_path / ".user-cache"))
+    (tmp_path / "pyproject.toml").write_text('[tool.cleanroom.gates]\ndisable = ["CR103"]\n')
+    root = tmp_path / "mono"
+    (root / ".git").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "mono"\n[tool.cleanroom.gates]\nselect = ["CR101", "CR103"]\n')
+    foo = root / "packages" / "foo"
+    (foo / "src").mkdir(parents=True)
+    (foo / "pyproject.toml").write_text('[project]\nname = "foo"\n')
+    (foo / "src" / "cfg.py").write_text(CONFIG_READ)
+    return root
+
+
+def test_a_package_without_a_table_is_gated_with_the_repository_roots_table(monorepo: Path, capsys) -> None:
+    """The package's own pyproject (no table) does not end the search: the root's select (CR103 on) applies,
+    from the root and from inside the package, and the summary and the JSON say which file was read."""
+    os.chdir(monorepo)
+    assert main(["gates", "--no-cache", "packages/foo"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("packages/foo/src/cfg.py:2:7 CR103 ")
+    assert out[-1] == "  config: pyproject.toml"
+    os.chdir(monorepo / "packages" / "foo")
+    assert main(["gates", "--no-cache", "--json", "src"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["CR103"] == 1
+    assert report["config"]["source"] == str(monorepo / "pyproject.toml")
+
+
+def test_the_search_stops_at_the_repository_root(monorepo: Path, capsys) -> None:
+    """Without a table up to the folder holding ``.git``, the defaults apply (CR103 off), never the table of
+    a pyproject above the repository; the summary says so."""
+    (monorepo / "pyproject.toml").write_text('[project]\nname = "mono"\n')
+    os.chdir(monorepo)
+    assert main(["gates", "--no-cache", "packages/foo"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "  config: defaults, no [tool.cleanroom.gates] found above packages/foo"
+    assert load_config(start=monorepo / "packages" / "foo").source == "defaults"
+
+
+def test_paths_under_different_tables_are_an_input_error(monorepo: Path, tmp_path: Path, capsys) -> None:
+    """One run, two tables: applying either would drop the other's settings, so the command refuses (exit 2),
+    names both and the fix; --config chooses one."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cfg.py").write_text(CONFIG_READ)
+    os.chdir(monorepo)
+    assert main(["gates", "--no-cache", "packages/foo", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "InputError: PATHs packages/foo and " in err and str(tmp_path / "pyproject.toml") in err
+    assert str(monorepo / "pyproject.toml") in err and "pass --config PYPROJECT" in err
+    assert main(["gates", "--no-cache", "--config", "pyproject.toml", "packages/foo", str(other)]) == 1
+    capsys.readouterr()
+    with pytest.raises(InputError):
+        config_for_paths(["packages/foo", str(other)])

@@ -119,7 +119,8 @@ def test_json_and_sarif_carry_the_skipped_folders(repo: Path, capsys) -> None:
 
 def test_hidden_folders_with_python_are_skipped_out_loud_and_checked_on_request(repo: Path, capsys) -> None:
     """``.github/scripts/`` and a ``.hidden_pkg/`` can hold code that loads a model: listed like build/,
-    checked with --no-default-excludes. Version control, virtualenvs and caches stay silent either way."""
+    checked with --no-default-excludes. Version control, environments (virtualenv, conda) and caches stay
+    silent either way."""
     scripts = repo / ".github" / "scripts"
     scripts.mkdir(parents=True)
     (scripts / "release.py").write_text(VIOLATION)
@@ -129,21 +130,23 @@ def test_hidden_folders_with_python_are_skipped_out_loud_and_checked_on_request(
     (repo / ".hidden_pkg" / "mod.py").write_text(VIOLATION)
     (repo / ".no_python").mkdir()
     (repo / ".no_python" / "notes.txt").write_text("x\n")
-    for silent in (".git/hooks", ".tox/py311/lib", ".mypy_cache/3.11", ".venv/lib", "env-named-oddly"):
+    silents = (".git/hooks", ".tox/py311/lib", ".mypy_cache/3.11", ".venv/lib", "env-named-oddly", ".conda/lib")
+    for silent in (*silents, "conda-env-oddly/lib"):
         (repo / silent).mkdir(parents=True)
         (repo / silent / "third_party.py").write_text(VIOLATION)
     (repo / "env-named-oddly" / "pyvenv.cfg").write_text("home = /usr/bin\n")  # a virtualenv by its marker
+    (repo / "conda-env-oddly" / "conda-meta").mkdir()  # a conda environment by its marker
     report = run_gates(load_config())
     assert report.ok and report.files_checked == 1
     assert report.skipped == ((".github", 1), (".hidden_pkg", 1), ("build", 1))
     assert main(["gates", "--no-cache", "--no-default-excludes"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert [line.split(" ")[0] for line in out[:-1]] == [
+    assert [line.split(" ")[0] for line in out[:-2]] == [
         ".github/scripts/release.py:2:5",
         ".hidden_pkg/mod.py:2:5",
         "build/x.py:2:5",
     ]
-    assert out[-1] == "cleanroom gates: 4 files, 3 violation(s) (CR201: 3), 0 waiver(s)"
+    assert out[-2:] == ["cleanroom gates: 4 files, 3 violation(s) (CR201: 3), 0 waiver(s)", "  config: pyproject.toml"]
 
 
 def test_hidden_folder_named_explicitly_or_excluded(repo: Path) -> None:

@@ -24,7 +24,7 @@ QUIET_AND_LOUD = {
         def redirect(existing):
             saved = AutoTokenizer.from_pretrained
             try:
-                AutoTokenizer.from_pretrained = lambda *a, **k: existing
+                AutoTokenizer.from_pretrained = lambda *a, **k: existing  # cleanroom: allow[CR101] reuse
                 return build()
             finally:
                 AutoTokenizer.from_pretrained = saved
@@ -156,6 +156,7 @@ QUIET_AND_LOUD = {
         def check(tok, t):
             if is_chat_template_stop_token_trained(tok, chat_template=t):
                 return can_load_during_training(load_in_4bit=True)
+            return can_keep_resident(load_in_4bit=kw["load_in_4bit"], quantization_config=args.q)
 
         class TestNames(unittest.TestCase):
             def test_names(self):
@@ -210,3 +211,168 @@ def test_safety_rules_still_apply_to_doubles_and_predicates() -> None:
         """
     )
     assert sorted(found) == [(4, "CR501"), (5, "CR501")]
+
+
+# The reviewer's fail-open holes (each was silent after the false-alarm fixes): real code that must stay
+# flagged, with the (line, rule) each must give. The pre-session gates flagged every one of them.
+MUST_STAY_FLAGGED = {
+    "a real tokenizer unpacked onto a SimpleNamespace": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup(path):
+            run = SimpleNamespace(loader=CleanModelLoader(path), model=None, tok=None)
+            run.model, run.tok = run.loader.load()
+            run.tok.chat_template = CHATML
+            run.tok.pad_token = run.tok.eos_token
+        """,
+        [(8, "CR201"), (9, "CR302")],
+    ),
+    "a real tokenizer given to a SimpleNamespace's constructor": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup2(path):
+            state = SimpleNamespace(tok=CleanModelLoader(path).load_tokenizer()); state.tok.chat_template = CHATML
+        """,
+        [(6, "CR201")],
+    ),
+    "a double's name rebound by unpacking a real load": (
+        """
+        from types import SimpleNamespace
+        from cleanroom import CleanModelLoader
+
+        def setup3(path):
+            tok = SimpleNamespace(eos_token=None); model, tok = CleanModelLoader(path).load(); tok.chat_template = CHATML
+        """,
+        [(6, "CR201")],
+    ),
+    "a double's name rebound by a for loop's tuple or a starred target": (
+        """
+        from unittest.mock import MagicMock
+
+        def train(tokenizers, paths):
+            tok = MagicMock()
+            for tok, p in zip(tokenizers, paths):
+                tok.eos_token = "<|im_end|>"
+            first, *rest = tokenizers
+            rest = MagicMock()
+            rest[0].pad_token = "<pad>"
+        """,
+        [(7, "CR302"), (10, "CR302")],
+    ),
+    "a real tokenizer given to a MagicMock's constructor": (
+        """
+        from unittest.mock import MagicMock
+        from transformers import AutoTokenizer
+
+        MagicMock(tokenizer=AutoTokenizer.from_pretrained(p)).tokenizer.chat_template = T
+
+        def train3(path):
+            helper = MagicMock(tokenizer=AutoTokenizer.from_pretrained(path))
+            helper.tokenizer.chat_template = T
+            setattr(helper, "tok", load(path))
+            helper.tok.pad_token = "<pad>"
+        """,
+        [(5, "CR101"), (5, "CR201"), (8, "CR101"), (9, "CR201"), (11, "CR302")],
+    ),
+    "from_pretrained replaced by a patch": (
+        """
+        import transformers
+        from transformers import AutoModelForCausalLM
+
+        def setup4(path, custom_loader):
+            transformers.AutoTokenizer.from_pretrained = custom_loader
+            saved = AutoModelForCausalLM.from_pretrained
+            AutoModelForCausalLM.from_pretrained = saved
+            other = AutoModelForCausalLM.from_pretrained
+            transformers.AutoTokenizer.from_pretrained = other
+
+        AutoModelForCausalLM.from_pretrained = lambda *a, **k: None
+        """,
+        [(6, "CR101"), (9, "CR101"), (10, "CR101"), (12, "CR101")],
+    ),
+    "an inspect call whose result is called": (
+        """
+        import inspect
+        import transformers
+
+        def setup5(path):
+            return inspect.unwrap(transformers.AutoModelForCausalLM.from_pretrained)(path)
+
+        load = inspect.unwrap(transformers.AutoTokenizer.from_pretrained)
+        """,
+        [(6, "CR101"), (8, "CR101")],
+    ),
+    "a predicate that loads, or is given a computed value": (
+        """
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        def is_ready(path, load_in_4bit=True):
+            return AutoModelForCausalLM.from_pretrained(path, load_in_4bit=load_in_4bit)
+
+        m = is_ready("p", load_in_4bit=True)
+
+        def should_load(path, **kw):
+            return AutoModelForCausalLM.from_pretrained(path, **kw)
+
+        m2 = should_load("p", load_in_4bit=True, quantization_config=None)
+        ok = can_run(quantization_config=make_quantization(bits=4))
+        """,
+        [(5, "CR101"), (5, "CR401"), (7, "CR401"), (10, "CR101"), (12, "CR401"), (13, "CR401")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUST_STAY_FLAGGED))
+def test_reviewer_hole_stays_flagged(case: str) -> None:
+    source, expected = MUST_STAY_FLAGGED[case]
+    assert sorted(rules(source)) == expected
+
+
+def test_only_the_put_back_of_the_saved_method_is_silent() -> None:
+    """A write of X.from_pretrained is silent only when its value is a name whose every binding in the
+    scope is a read of the same method (by any spelling of the class). Saving one class's method and writing
+    it onto another installs a patch (line 7), and the save is then used for more than putting back (line 6);
+    the put-back itself (line 8) stays silent. A parameter, or a name rebound to something else, is a patch."""
+    swapped = """
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        def swap():
+            saved = AutoTokenizer.from_pretrained
+            AutoModel.from_pretrained = saved
+            transformers.AutoTokenizer.from_pretrained = saved
+
+        def install(saved):
+            AutoTokenizer.from_pretrained = saved
+
+        def rebind(p):
+            saved = AutoTokenizer.from_pretrained
+            saved = make_loader(p)
+            AutoTokenizer.from_pretrained = saved
+        """
+    assert rules(swapped) == [(6, "CR101"), (7, "CR101"), (11, "CR101"), (16, "CR101")]  # line 14: a dead read, loads nothing
+
+
+def test_a_redirect_that_delegates_to_the_saved_method() -> None:
+    """unsloth's redirect: the saved method is called by the wrapper (a use: line 5), the wrapper installed
+    (a patch: line 9); putting the original back (line 12) changes nothing and is silent."""
+    found = rules(
+        """
+        from transformers import AutoTokenizer
+
+        def build(existing, name):
+            original = AutoTokenizer.from_pretrained
+            def redirect(*a, **k):
+                return existing if a[0] == name else original(*a, **k)
+            try:
+                AutoTokenizer.from_pretrained = redirect
+                return make()
+            finally:
+                AutoTokenizer.from_pretrained = original
+        """
+    )
+    assert found == [(5, "CR101"), (9, "CR101")]

@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--config",
         metavar="PYPROJECT",
         default=None,
-        help="pyproject.toml to read (default: the nearest one)",
+        help="pyproject.toml to read (default: the nearest one above the PATHs that has a [tool.cleanroom.gates] "
+        "table, up to the repository root; else the defaults)",
     )
     p.add_argument(
         "--loader-module",
@@ -53,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const=False,
         default=None,
         help="also check folders named build, dist, node_modules, site-packages, and hidden folders other than "
-        "version control, virtualenvs and caches (skipped and listed by default)",
+        "version control, environments (virtualenv, conda) and caches (skipped and listed by default)",
     )
     p.add_argument(
         "--select", type=_rules, metavar="RULES", help="comma-separated rule ids to run (replaces)"

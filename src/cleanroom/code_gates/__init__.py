@@ -9,7 +9,8 @@ not grep.
 from __future__ import annotations
 
 from cleanroom.code_gates.checker import check_tree
-from cleanroom.code_gates.config import GateConfig, find_pyproject, load_config
+from cleanroom.code_gates.config import GateConfig, load_config
+from cleanroom.code_gates.discovery import find_pyproject
 from cleanroom.code_gates.files import DEFAULT_EXCLUDES, iter_python_files
 from cleanroom.code_gates.rules import RULES, RULES_BY_ID, Rule
 from cleanroom.code_gates.runner import FileResult, GateReport, check_source, run_gates

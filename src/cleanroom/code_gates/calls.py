@@ -83,6 +83,15 @@ def check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: Names, a
         )
 
 
+def check_from_pretrained_write(node: ast.Attribute, names: Names, add: Report) -> None:
+    """``X.from_pretrained = f`` / ``del X.from_pretrained`` on a loading class: a patch that changes
+    what every later load in the process returns."""
+    qual = names.resolve(node.value)
+    if qual is not None and is_loading_class(qual):
+        verb = "replaced" if type(node.ctx) is ast.Store else "deleted"
+        add(node, "CR101", f"{qual}.from_pretrained {verb} outside the loader (the patch changes what loads)")
+
+
 def _why(rule: str) -> str:
     """What a listed helper of *rule* does, for the message."""
     return HELPER_WHY.get(rule, "breaks " + rule)
@@ -226,7 +235,7 @@ def _check_keywords(
     )
     for key, value, where in keywords(node):
         finding = _keyword_finding(key, value, qual, last, loads, is_bnb, rewrites_tokens)
-        if finding is not None and not (finding[0] < "CR5" and doubles.describes_only(node)):
+        if finding is not None and not (finding[0] < "CR5" and doubles.describes_only(node, value)):
             add(where, *finding)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ast
 
-from cleanroom.code_gates.calls import check_call, check_from_pretrained_read
+from cleanroom.code_gates.calls import check_call, check_from_pretrained_read, check_from_pretrained_write
 from cleanroom.code_gates.doubles import Doubles
 from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
 from cleanroom.code_gates.rules import RULES_BY_ID
@@ -126,8 +126,9 @@ def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) 
 def _check_attributes(
     nodes: dict[type, list], names: Names, add: Report, callees: set[int], flags: set[int], doubles: Doubles
 ) -> None:
-    """Attribute reads and writes: ``.apply_chat_template``, an uncalled ``.from_pretrained``,
-    ``.chat_template = ...`` and ``.eos_token = ...`` on any object but the caller's own or a test double's."""
+    """Attribute reads and writes: ``.apply_chat_template``, an uncalled ``.from_pretrained``, a
+    ``.from_pretrained`` replaced (a patch changes what loads; only putting the saved method back is
+    silent), ``.chat_template = ...`` and ``.eos_token = ...`` on any object but the caller's own or a test double's."""
     values: dict[int, ast.AST] = {}
     assigns: dict[int, ast.Assign] = {}
     for assign in nodes.get(ast.Assign, ()):
@@ -135,10 +136,14 @@ def _check_attributes(
         for target in assign.targets:
             values[id(target)] = assign.value
     for node in nodes.get(ast.Attribute, ()):
+        if node.attr == "from_pretrained" and type(node.ctx) is not ast.Load:
+            if not doubles.puts_back(node, values.get(id(node))):
+                check_from_pretrained_write(node, names, add)
+            continue
         if node.attr in ("apply_chat_template", "from_pretrained") and (
             type(node.ctx) is not ast.Load or id(node) in doubles.inspected
         ):
-            continue  # a setting or a patched method written; a mock set up; a method inspected
+            continue  # a setting written; a mock set up; a method inspected
         if node.attr == "apply_chat_template":
             if id(node) not in callees and (id(node) in flags or _settings_receiver(node.value)):
                 continue  # a boolean setting read, not the method

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 from cleanroom._version import __version__
 from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
-from cleanroom.code_gates.config import config_start, load_config, with_overrides
+from cleanroom.code_gates.config import load_config, with_overrides
+from cleanroom.code_gates.discovery import config_for_paths
 from cleanroom.code_gates.formats import github_lines, sarif
 from cleanroom.code_gates.rules import RULES
 from cleanroom.code_gates.runner import run_gates
@@ -55,7 +56,12 @@ def gates_command(
     does not hold (and the stale entries it holds). ``fmt``: one of :data:`FORMATS`. ``default_excludes``:
     False checks the folders skipped by default (None: as configured).
     """
-    cfg = with_overrides(load_config(config, start=config_start(paths)), loader_modules=loader_modules, exclude=exclude, select=select,
+    if config is None:
+        found, start = config_for_paths(paths)  # the table above the PATHs; InputError when they disagree
+        loaded = load_config(found, start=start)
+    else:
+        loaded = load_config(config)
+    cfg = with_overrides(loaded, loader_modules=loader_modules, exclude=exclude, select=select,
                          extend_select=extend_select, ignore=ignore, default_excludes=default_excludes)
     accepted = read_baseline(baseline) if baseline else None
     report = run_gates(cfg, list(paths) or None, use_cache=use_cache)

@@ -7,7 +7,7 @@ Two lines are enough to adopt the gates in another repository::
 
 Keys: ``paths`` (what to scan, default ``["."]``), ``exclude`` (paths or glob patterns),
 ``default_excludes`` (default true: folders named ``build``, ``dist``, ``node_modules``,
-``site-packages`` or ``__pycache__``, and hidden folders other than version control, virtualenvs and
+``site-packages`` or ``__pycache__``, and hidden folders other than version control, environments and
 caches, are skipped, and the report lists those that held Python files; false checks them too),
 ``loader_modules`` (files, directories or dotted module names where the migration rules CR1xx–CR4xx
 do not apply; each must exist), ``select`` (the rules to run, default every rule but the
@@ -22,13 +22,16 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
-import os
-import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cleanroom.code_gates.discovery import (
+    find_config,
+    find_pyproject,
+    gates_table,
+    read_toml,
+)
 from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.errors import ConfigError, MissingFileError
 
@@ -56,6 +59,7 @@ class GateConfig:
     per_path_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
     helpers: tuple[tuple[str, str], ...] = ()
     default_excludes: bool = True
+    searched_from: str = ""  # with source "defaults": the folder above which no table was found
 
     @property
     def off(self) -> frozenset[str]:
@@ -106,6 +110,7 @@ class GateConfig:
         return {
             "root": str(self.root),
             "source": self.source,
+            "searched_from": self.searched_from,
             "paths": list(self.paths),
             "exclude": list(self.exclude),
             "default_excludes": self.default_excludes,
@@ -253,66 +258,26 @@ def _bool(table: dict[str, object], key: str, default: bool, where: str) -> bool
     return value
 
 
-def _gates_table(data: dict[str, object], path: Path) -> dict[str, object] | None:
-    """``[tool.cleanroom.gates]`` of a parsed pyproject, None when absent; each level must be a table."""
-    table = data
-    dotted = ""
-    for key in ("tool", "cleanroom", "gates"):
-        value = table.get(key)
-        dotted = f"{dotted}.{key}" if dotted else key
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise ConfigError(
-                f"{path}: {dotted} must be a table, got {type(value).__name__} {value!r}; "
-                f"write the settings under a [tool.cleanroom.gates] header"
-            )
-        table = value
-    return table
-
-
-def find_pyproject(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` in *start* or its parents."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def config_start(paths: Sequence[str | Path]) -> Path | None:
-    """Where to look for the pyproject of the code named by *paths* (relative to the cwd): their deepest
-    common folder, None without paths (then the cwd). Gating another repository from inside this one reads
-    that repository's ``[tool.cleanroom.gates]`` (or the defaults), never the cwd project's loader modules
-    and excludes, which name files the other repository does not have."""
-    if not paths:
-        return None
-    full = [Path(os.path.normpath(Path.cwd() / given)) for given in paths]
-    return Path(os.path.commonpath([str(f.parent if f.is_file() else f) for f in full]))
-
-
 def load_config(pyproject: str | Path | None = None, *, start: str | Path | None = None) -> GateConfig:
-    """Read ``[tool.cleanroom.gates]`` from *pyproject* (or the nearest one above *start* / the cwd).
+    """Read ``[tool.cleanroom.gates]`` from *pyproject* (or :func:`find_config` above *start* / the cwd).
 
-    Without a pyproject, or without the table, the defaults apply: scan ``.``, no loader module,
-    every rule on.
+    Without a table found, the defaults apply: scan ``.``, no loader module, every rule on; the root is
+    the nearest pyproject's folder (else *start*), and ``searched_from`` records where the search began.
     """
     if pyproject is None:
         base = Path(start) if start is not None else Path.cwd()
-        found = find_pyproject(base)
+        found = find_config(base)
         if found is None:
-            return GateConfig(root=base.resolve())
+            nearest = find_pyproject(base)
+            root = nearest.parent if nearest is not None else base.resolve()
+            return GateConfig(root=root, searched_from=str(base.resolve()))
         pyproject = found
     path = Path(pyproject)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such pyproject.toml; pass --config PATH to an existing file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from exc
+    data = read_toml(path)
     root = path.resolve().parent
-    table = _gates_table(data, path)
+    table = gates_table(data, path)
     if table is None:
         return GateConfig(root=root, source=str(path))
     unknown = sorted(set(table) - set(_KEYS))

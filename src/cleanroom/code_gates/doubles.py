@@ -4,17 +4,25 @@ introspection, predicates and save-and-restore of a patched method.
 Each class here was a false alarm on public training code (docs/gates-precision.md):
 
 * a **test double** (``SimpleNamespace(chat_template=t)``, ``Mock()``, a local ``_FakeTokenizer``,
-  an instance built with ``Cls.__new__(Cls)``, a local function that returns only doubles) is not a tokenizer: keywords given to its constructor and attributes written on a name bound to
-  one in the same function set up the double. The safety rules (5xx) still apply to it.
+  an instance built with ``Cls.__new__(Cls)``, a local function that returns only doubles) is not a
+  tokenizer: keywords given to its constructor and attributes written on a receiver bound to one by
+  every binding in the same function set up the double. What is stored on a double is not a double:
+  ``s = SimpleNamespace(tok=load())``, ``s.tok = load()``, ``a, s.tok = load()`` and ``for tok, p in ...``
+  bind a real object, so writes on it are findings; only a mock's never-stored attributes (``m.tokenizer``
+  on ``m = Mock()``) are mocks. The safety rules (5xx) still apply to doubles.
 * **mock set-up and inspection** (``tok.apply_chat_template.return_value = x``,
-  ``...apply_chat_template.assert_called_once()``) and **introspection**
-  (``inspect.getsource(Tok.apply_chat_template)``) read a method without calling it.
-* a **predicate** (``is_*``, ``has_*``, ``can_*``, ``should_*``) answers a question about the
-  ``chat_template=`` or ``load_in_4bit=`` it is given; it sets nothing. (``trust_remote_code=``
+  ``...apply_chat_template.assert_called_once()``) and **introspection** whose result is not the
+  method (``inspect.getsource(Tok.apply_chat_template)``, ``inspect.signature(...)``) read a method
+  without calling it; ``inspect.unwrap(X.from_pretrained)`` hands the method back and is a use.
+* a **predicate** (``is_*``, ``has_*``, ``can_*``, ``should_*``) asked with a literal or a name
+  (``can_load(load_in_4bit=True)``) answers a question; it sets nothing, unless a function of its
+  name in the same module loads (then it is a load under a question's name). A predicate defined
+  in another module is judged by its name alone (docs/gates-precision.md says so). (``trust_remote_code=``
   stays a finding: a predicate may load a config to answer.) ``self.subTest(load_in_4bit=True)``
   labels a sub-test.
-* ``saved = AutoModel.from_pretrained`` used only to put the method back
-  (``AutoModel.from_pretrained = saved``), and the write itself, patch a method; neither loads.
+* ``saved = AutoModel.from_pretrained`` used only to put the method back on the same class
+  (``AutoModel.from_pretrained = saved``), and that put-back, restore the method; neither loads. Every
+  other write of ``X.from_pretrained`` installs a patch that changes what loads: a finding.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from __future__ import annotations
 import ast
 import re
 
-from cleanroom.code_gates.names import Names, _dotted
+from cleanroom.code_gates.names import Names, dotted_name, reflective
+from cleanroom.code_gates.vocabulary import PIPELINES, is_loading_class
 
 _DOUBLE_QUALS = frozenset(
     {"types.SimpleNamespace"}
@@ -51,6 +60,23 @@ _MOCK_ATTRS = frozenset(
 )
 
 
+# ``inspect`` functions whose result describes a function and is never the function itself:
+# ``inspect.unwrap(f)`` and ``inspect.getattr_static(C, "f")`` hand the method back, so they are a use.
+_INTROSPECT = frozenset(
+    {"signature", "getsource", "getsourcelines", "getsourcefile", "getfile", "getdoc", "getcomments"}
+    | {"getfullargspec", "getargspec", "getmodule", "getmodulename"}
+)
+#: Kinds of test double: a mock makes any attribute it is asked for (another mock); a plain double
+#: (``SimpleNamespace``, a fake class, ``Cls.__new__(Cls)``) holds only what was stored on it.
+MOCK, PLAIN = "mock", "plain"
+
+
+def _question(value: ast.AST) -> bool:
+    """A keyword value in the question form: literals and names read (``True``, ``args.load_in_4bit``,
+    ``kw["load_in_4bit"]``), no call made to compute it."""
+    return not any(isinstance(n, ast.Call | ast.Lambda | ast.NamedExpr | ast.Await) for n in ast.walk(value))
+
+
 class Doubles:
     """What a module does with names that are not a real tokenizer, model or load (see the module doc)."""
 
@@ -60,8 +86,9 @@ class Doubles:
         self.nodes = nodes
         self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None
         self.module = nodes.get(ast.Module, [None])[0]
-        self._bound: dict[int, dict[str, bool]] = {}
+        self._bound: dict[int, dict[str, str | None]] = {}
         self._factories: dict[str, bool] = {}
+        self._loaders: dict[str, bool] = {}
         # Reads that only configure a mock or are handed to ``inspect``: never a use of the method.
         self.inspected: set[int] = {
             id(a.value)
@@ -69,56 +96,80 @@ class Doubles:
             if a.attr in _MOCK_ATTRS or a.attr.startswith("assert_")
         }
         if any(q == "inspect" or q.startswith("inspect.") for q in names.table.values()):
+            called = {id(call.func) for call in nodes.get(ast.Call, ())}
             for call in nodes.get(ast.Call, ()):
                 qual = names.resolve(call.func)
-                if qual is not None and qual.startswith("inspect."):
+                if qual is None or not qual.startswith("inspect.") or id(call) in called:
+                    continue  # ``inspect.unwrap(X.from_pretrained)(p)``: the result is called, a use
+                last = qual.rsplit(".", 1)[-1]
+                if last in _INTROSPECT or last.startswith("is"):
                     self.inspected.update(id(a) for a in call.args)
 
-    def is_double_call(self, call: ast.AST) -> bool:
-        """``SimpleNamespace(...)``, ``Mock(...)``, ``mocker.MagicMock(...)``, ``_FakeTokenizer(...)``."""
+    def double_kind(self, call: ast.AST) -> str | None:
+        """:data:`MOCK` for ``Mock(...)``, ``mocker.MagicMock(...)``; :data:`PLAIN` for ``SimpleNamespace(...)``,
+        ``_FakeTokenizer(...)``, ``Cls.__new__(Cls)`` and a local factory of doubles; None for anything else."""
         if not isinstance(call, ast.Call):
-            return False
+            return None
         func = call.func
         if isinstance(func, ast.Name) and func.id not in self.names.table:
             if func.id in self.fakes:
-                return True
+                return PLAIN
             if func.id in self.names.bound:
-                return self._factory(func.id)
+                return PLAIN if self._factory(func.id) else None
         if isinstance(func, ast.Attribute) and func.attr == "__new__":
-            return True  # ``Trainer.__new__(Trainer)``: an instance built by hand, its __init__ skipped
+            return PLAIN  # ``Trainer.__new__(Trainer)``: an instance built by hand, its __init__ skipped
         if (
             isinstance(func, ast.Attribute)
             and func.attr in _MOCKER_MAKERS
             and isinstance(func.value, ast.Name)
             and func.value.id == "mocker"
         ):
-            return True
-        return self.names.resolve(func) in _DOUBLE_QUALS
+            return MOCK
+        qual = self.names.resolve(func)
+        if qual not in _DOUBLE_QUALS:
+            return None
+        return PLAIN if qual == "types.SimpleNamespace" else MOCK
 
-    def describes_only(self, call: ast.Call) -> bool:
-        """The call's keywords describe, they set nothing: a test double's constructor, a predicate, or
-        unittest's ``self.subTest(load_in_4bit=True)``, whose keywords label a sub-test."""
+    def is_double_call(self, call: ast.AST) -> bool:
+        """``SimpleNamespace(...)``, ``Mock(...)``, ``mocker.MagicMock(...)``, ``_FakeTokenizer(...)``."""
+        return self.double_kind(call) is not None
+
+    def describes_only(self, call: ast.Call, value: ast.AST) -> bool:
+        """The keyword ``k=value`` describes, it sets nothing: given to a test double's constructor, to
+        unittest's ``self.subTest(load_in_4bit=True)`` (a sub-test's label), or asked of a predicate in
+        the question form (a literal or a name) when no function of the predicate's name in this module
+        loads (``def is_ready(p, load_in_4bit): return AutoModel.from_pretrained(...)`` is a load)."""
+        if self.is_double_call(call):
+            return True
         func = call.func
         last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        return self.is_double_call(call) or _PREDICATE.match(last) is not None or last == "subTest"
+        if last == "subTest":
+            return True
+        return _PREDICATE.match(last) is not None and _question(value) and not self._loads_locally(last)
 
     def holds_double(self, target: ast.Attribute) -> bool:
-        """``tok.pad_token = x`` where ``tok`` (or ``self.tok``, a prefix of the chain) is bound to a test
-        double by every assignment to it in the enclosing function. The longest prefix bound there
-        decides: after ``t = T.__new__(T); t.tok = load()``, ``t.tok.pad_token = x`` is a real write."""
+        """``tok.pad_token = x`` where the receiver ``tok`` (or ``self.tok``) is bound to a test double by
+        every binding of it in the enclosing function. A receiver bound nowhere there is a double only
+        when the longest bound prefix of it is a mock (``m = Mock(); m.tokenizer.pad_token = 0``: a
+        mock's attributes are mocks); a plain double holds what was stored on it, so after
+        ``s = SimpleNamespace(tok=load())`` or ``s.tok = load()``, ``s.tok.pad_token = x`` is a real write."""
         bound = self._doubles_in(self._enclosing(target.lineno))
         node: ast.AST = target.value
-        while isinstance(node, ast.Attribute | ast.Name):
-            key = _dotted(node)
-            if key is not None and key in bound:
-                return bound[key]
-            if not isinstance(node, ast.Attribute):
-                break
+        key = dotted_name(node)
+        if key is None:
+            return False
+        if key in bound:
+            return bound[key] is not None
+        while isinstance(node, ast.Attribute):
             node = node.value
+            key = dotted_name(node)
+            if key is not None and key in bound:
+                return bound[key] == MOCK
         return False
 
     def restore_only(self, read: ast.Attribute, assigns: dict[int, ast.Assign]) -> bool:
-        """``saved = X.from_pretrained`` where every use of ``saved`` puts it back (``X.from_pretrained = saved``)."""
+        """``saved = X.from_pretrained`` where every use of ``saved`` puts it back on the same receiver
+        (``X.from_pretrained = saved``)."""
         stmt = assigns.get(id(read))
         if stmt is None or len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
             return False
@@ -132,10 +183,65 @@ class Doubles:
                 isinstance(node, ast.Assign)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == name
-                and all(isinstance(t, ast.Attribute) and t.attr == read.attr for t in node.targets)
+                and all(self._same_method(t, read) for t in node.targets)
             ):
                 restores += 1
         return uses > 0 and uses == restores
+
+    def puts_back(self, target: ast.Attribute, value: ast.AST | None) -> bool:
+        """``X.from_pretrained = saved`` where every binding of ``saved`` in the scope is a read of the same
+        method (``saved = X.from_pretrained``): the method as it was, nothing patched. Any other write
+        installs a patch. (The read that saved it is judged on its own: silent only when it is used for
+        nothing but putting back, :meth:`restore_only`.)"""
+        if not isinstance(value, ast.Name):
+            return False
+        scope = self._enclosing(target.lineno) or self.module
+        stores = saves = 0
+        for node in ast.walk(scope) if scope is not None else ():
+            if isinstance(node, ast.Name) and node.id == value.id and type(node.ctx) is not ast.Load:
+                stores += 1  # every binding: a loop, a tuple, ``del``, a save
+            elif isinstance(node, ast.arg | ast.Global | ast.Nonlocal) and value.id in (
+                getattr(node, "names", None) or [getattr(node, "arg", None)]
+            ):
+                return False  # a parameter or a name shared with another scope: whatever was passed
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == value.id
+                and isinstance(node.value, ast.Attribute)
+                and self._same_method(target, node.value)
+            ):
+                saves += 1
+        return saves > 0 and saves == stores
+
+    def _same_method(self, a: ast.AST, b: ast.Attribute) -> bool:
+        """*a* and *b* name the same method on the same receiver (by spelling or by import)."""
+        if not isinstance(a, ast.Attribute) or a.attr != b.attr:
+            return False
+        if ast.dump(a.value) == ast.dump(b.value):
+            return True
+        qual = self.names.resolve(a.value)
+        return qual is not None and qual == self.names.resolve(b.value)
+
+    def _loads_locally(self, name: str) -> bool:
+        """A function (or method) of this module named *name* reads a ``from_pretrained`` or calls a
+        loading class or ``transformers.pipeline``."""
+        known = self._loaders.get(name)
+        if known is None:
+            known = any(
+                (isinstance(node, ast.Attribute) and node.attr == "from_pretrained")
+                or (isinstance(node, ast.Call) and self._loading_callee(node))
+                for func in self._functions_by_line()
+                if func.name == name
+                for node in ast.walk(func)
+            )
+            self._loaders[name] = known
+        return known
+
+    def _loading_callee(self, call: ast.Call) -> bool:
+        qual = self.names.resolve(call.func)
+        return qual is not None and (qual in PIPELINES or is_loading_class(qual))
 
     def _factory(self, name: str) -> bool:
         """``def _make_config(**kw): return SimpleNamespace(**kw)``: the module's one function of that
@@ -178,36 +284,80 @@ class Doubles:
                 found = func
         return found
 
-    def _doubles_in(self, scope: ast.AST | None) -> dict[str, bool]:
-        """Dotted name bound in *scope* -> whether every binding is a test double (``with patch(...) as m`` too)."""
+    def _doubles_in(self, scope: ast.AST | None) -> dict[str, str | None]:
+        """Dotted name bound in *scope* -> the kind of test double every binding of it holds, None when
+        some binding may hold a real object (a parameter, a loop variable, an unpacked result, a call).
+
+        Bindings: assignments (a tuple target element by element against a tuple of the same length,
+        else every name in it real), ``for`` targets, parameters, ``with ... as m`` (``patch(...)``
+        gives a mock), ``setattr(x, "a", v)`` (binds ``x.a``), and each keyword of a double's
+        constructor (``s = SimpleNamespace(tok=load())`` binds ``s.tok`` to the load)."""
         if scope is None:
             return {}
         cached = self._bound.get(id(scope))
         if cached is not None:
             return cached
-        verdict: dict[str, bool] = {}
+        verdict: dict[str, str | None] = {}
         for node in ast.walk(scope):
-            pairs: list[tuple[ast.AST, ast.AST]] = []
+            pairs: list[tuple[ast.AST, ast.AST | None]] = []
             if isinstance(node, ast.Assign):
                 pairs = [(t, node.value) for t in node.targets]
             elif isinstance(node, ast.AnnAssign | ast.NamedExpr) and node.value is not None:
                 pairs = [(node.target, node.value)]
             elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                pairs = [(node.target, node.iter)]  # a loop variable: whatever the loop yields
+                pairs = [(node.target, None)]  # a loop variable: whatever the loop yields
             elif isinstance(node, ast.arg):
-                verdict[node.arg] = False  # a parameter: whatever the caller passes
+                verdict[node.arg] = None  # a parameter: whatever the caller passes
             elif isinstance(node, ast.withitem) and node.optional_vars is not None:
                 made = node.context_expr
                 qual = self.names.resolve(made.func) if isinstance(made, ast.Call) else None
+                patched = qual is not None and qual.startswith(("unittest.mock.patch", "mock.patch"))
                 pairs = [(node.optional_vars, made)]
-                if qual is not None and qual.startswith(("unittest.mock.patch", "mock.patch")):
-                    pairs = []  # ``with patch(...) as m``: m is a MagicMock
-                    key = _dotted(node.optional_vars)
-                    if key is not None:
-                        verdict[key] = verdict.get(key, True)
+                if patched:  # ``with patch(...) as m``: m is a MagicMock
+                    pairs = []
+                    _bind(verdict, dotted_name(node.optional_vars), MOCK)
+            elif isinstance(node, ast.Call):
+                access = reflective(node, self.names)
+                if access is not None and access[0] == "set" and len(node.args) > access[2] + 1:
+                    owner = dotted_name(node.args[0]) if access[2] == 1 else None
+                    if owner is not None:
+                        _bind(verdict, f"{owner}.{access[1]}", self.double_kind(node.args[access[2] + 1]))
             for target, value in pairs:
-                key = _dotted(target)
-                if key is not None:
-                    verdict[key] = verdict.get(key, True) and self.is_double_call(value)
+                self._bind_target(verdict, target, value)
         self._bound[id(scope)] = verdict
         return verdict
+
+    def _bind_target(self, verdict: dict[str, str | None], target: ast.AST, value: ast.AST | None) -> None:
+        """Record *target* = *value* in *verdict* (see :meth:`_doubles_in`)."""
+        if isinstance(target, ast.Starred):
+            self._bind_target(verdict, target.value, None)
+            return
+        if isinstance(target, ast.Tuple | ast.List):
+            pair = (
+                isinstance(value, ast.Tuple | ast.List)
+                and len(value.elts) == len(target.elts)
+                and not any(isinstance(e, ast.Starred) for e in value.elts)
+            )
+            for i, element in enumerate(target.elts):
+                self._bind_target(verdict, element, value.elts[i] if pair else None)  # type: ignore[union-attr]
+            return
+        key = dotted_name(target)
+        if key is None:
+            return
+        kind = self.double_kind(value) if value is not None else None
+        _bind(verdict, key, kind)
+        if kind is not None and isinstance(value, ast.Call):
+            for kw in value.keywords:
+                if kw.arg is not None:
+                    _bind(verdict, f"{key}.{kw.arg}", self.double_kind(kw.value))
+
+
+def _bind(verdict: dict[str, str | None], key: str | None, kind: str | None) -> None:
+    """One more binding of *key*: a double only while every binding is one, a mock only while every one is."""
+    if key is None:
+        return
+    if key not in verdict:
+        verdict[key] = kind
+        return
+    old = verdict[key]
+    verdict[key] = None if old is None or kind is None else (MOCK if old == kind == MOCK else PLAIN)

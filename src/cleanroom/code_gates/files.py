@@ -1,7 +1,7 @@
 """Which files the gates see: the walk over the paths given, the user's excludes and the default ones.
 
 Files and folders named explicitly are always checked. Hidden folders other than version control,
-virtualenvs and caches are skipped by default out loud, as ``build/`` is: a ``.github/scripts/`` can
+environments and caches are skipped by default out loud, as ``build/`` is: a ``.github/scripts/`` can
 load a model as well as ``scripts/`` can. A folder the walk cannot list is an error (it
 would pass code unseen); a folder skipped by default is listed in the report with its ``.py`` files.
 """
@@ -20,11 +20,12 @@ from cleanroom.errors import InputError, MissingFileError
 #: Python files (``GateReport.skipped``); ``default_excludes = false`` / ``--no-default-excludes`` checks them.
 DEFAULT_EXCLUDES = frozenset({"__pycache__", "node_modules", "build", "dist", "site-packages"})
 #: Hidden folders that hold no code of the repository's own: version control, virtualenvs and tool
-#: caches. Skipped silently, always (as any folder holding a ``pyvenv.cfg``). Every *other* hidden
+#: caches. Skipped silently, always (as any environment: a folder holding a virtualenv's ``pyvenv.cfg``
+#: or a conda environment's ``conda-meta/``). Every *other* hidden
 #: folder (``.github/scripts/``, a ``.hidden_pkg/``) can hold code that runs, so it is skipped by default
 #: out loud, like :data:`DEFAULT_EXCLUDES`: listed with its ``.py`` files, checked with ``--no-default-excludes``.
 SILENT_HIDDEN = frozenset(
-    {".git", ".hg", ".svn", ".bzr", ".jj", ".venv", ".tox", ".nox", ".direnv", ".eggs", ".pixi"}
+    {".git", ".hg", ".svn", ".bzr", ".jj", ".venv", ".conda", ".tox", ".nox", ".direnv", ".eggs", ".pixi"}
     | {".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", ".cache"}
 )
 
@@ -62,7 +63,7 @@ def iter_python_files(
     paths: Iterable[str | Path], config: GateConfig, skipped: dict[str, int] | None = None
 ) -> Iterator[Path]:
     """Python files under *paths* (absolute, sorted per folder). Files and folders named explicitly are
-    always checked; files found by walking a folder skip ``exclude``, virtualenvs and the
+    always checked; files found by walking a folder skip ``exclude``, environments (virtualenv, conda) and the
     :data:`SILENT_HIDDEN` folders, and (with ``config.default_excludes``) the :data:`DEFAULT_EXCLUDES`
     folders and every other hidden folder, each of which that holds Python files is put in *skipped*
     (root-relative path → how many ``.py`` files).
@@ -91,7 +92,7 @@ def iter_python_files(
             here = Path(folder)
             kept = []
             for d in sorted(dirs):
-                if d in SILENT_HIDDEN or (here / d / "pyvenv.cfg").exists():
+                if d in SILENT_HIDDEN or _environment(here / d):
                     continue
                 rel = rel_posix(here / d, config.root)
                 if excluded(rel):
@@ -110,6 +111,11 @@ def iter_python_files(
             for name in sorted(files):
                 if name.endswith(".py") and not excluded(rel_posix(here / name, config.root)):
                     yield here / name
+
+
+def _environment(folder: Path) -> bool:
+    """A virtualenv (``pyvenv.cfg``) or a conda environment (``conda-meta/``): installed code, never the repository's."""
+    return (folder / "pyvenv.cfg").exists() or (folder / "conda-meta").is_dir()
 
 
 def _count_python(folder: Path) -> int:

@@ -82,7 +82,7 @@ class Names:
             return qual
         if isinstance(node, ast.Attribute):
             if self.dotted:
-                key = _dotted(node)
+                key = dotted_name(node)
                 if key is not None and key in self.table:
                     return self.table[key]
             base = self.resolve(node.value)
@@ -105,7 +105,7 @@ class Names:
         return None
 
 
-def _dotted(node: ast.AST) -> str | None:
+def dotted_name(node: ast.AST) -> str | None:
     """``"a.b.c"`` for a chain of attributes on a name, else None."""
     parts = []
     while isinstance(node, ast.Attribute):
@@ -156,7 +156,7 @@ def _pair(target: ast.AST, value: ast.AST, pairs: list[tuple[str, ast.AST]]) -> 
             for t, v in zip(target.elts, value.elts, strict=True):
                 _pair(t, v, pairs)
         return
-    key = _dotted(target)
+    key = dotted_name(target)
     if key is not None:
         pairs.append((key, value))
 

@@ -201,6 +201,7 @@ class GateReport:
         out += [
             f"  unused waiver {w.path}:{w.line} {','.join(w.rules)}: {w.reason}" for w in self.unused_waivers
         ]
+        out.append(f"  config: {self.config_note()}")
         if self.config.disable:
             out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
         if self.baselined or self.stale:
@@ -213,6 +214,15 @@ class GateReport:
         if self.skipped:
             out.append(f"  {skipped_note(self.skipped)}")
         return out
+
+    def config_note(self) -> str:
+        """Which settings applied: ``pyproject.toml``, or ``defaults, no [tool.cleanroom.gates] found above src``."""
+        if self.config.source != "defaults":
+            return _display(Path(self.config.source).resolve())
+        if not self.config.searched_from:
+            return "defaults"
+        above = _display(Path(self.config.searched_from))
+        return f"defaults, no [tool.cleanroom.gates] found above {'the current folder' if above == '.' else above}"
 
     def to_dict(self) -> dict[str, object]:
         return {
