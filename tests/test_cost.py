@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cleanroom.cost import DPO_THROUGHPUT_FACTOR, Phase, project_cost, read_gate_rates, stage1_phases
-from cleanroom.errors import ConfigError
+from cleanroom.errors import ConfigError, InputError
 
 
 def test_one_hour_at_default_price():
@@ -66,6 +66,8 @@ def test_an_incomplete_or_missing_gate_report_is_refused(tmp_path):
         read_gate_rates(report)
     with pytest.raises(FileNotFoundError, match="run the GPU gate"):
         read_gate_rates(tmp_path / "absent.json")
+    with pytest.raises(InputError, match="is a directory; name the gate-report.json inside it"):
+        read_gate_rates(tmp_path)
 
 
 def test_data_parallel_scales_rates_by_measured_efficiency():

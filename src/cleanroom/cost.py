@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import ConfigError, MissingFileError
+from cleanroom.errors import ConfigError, InputError, MissingFileError
 
 DEFAULT_PRICE_PER_HOUR = 1.74
 DPO_THROUGHPUT_FACTOR = 0.75
@@ -179,6 +179,9 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     the gate measured and records them with that model's size in ``scaling`` (``x 7.616B / ...``).
     """
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise InputError(f"budget.gate_report: {file} is a directory; name the gate-report.json inside it "
+                         "(the GPU gate writes it to CLEANROOM_GATE_DIR)")
     if not file.is_file():
         raise MissingFileError(f"budget.gate_report: {file} does not exist; run the GPU gate (tox -e gpu) to write it")
     try:

@@ -148,6 +148,11 @@ def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):
     assert revision_problem(load_config("qwen2.5-32b", [f"model.revision={sha}"]).model) is None
     assert revision_problem(load_config("qwen2.5-32b", [f"model.path={tmp_path}"]).model) is None  # local directory
     assert revision_problem(load_config("qwen2.5-32b", ["model.random_init=qwen2.5-0.5b"]).model) is None
+    # a local path that is not there is named as one, not as a Hub id to pin
+    for missing in (str(tmp_path / "nope"), "./models/x", "~/x", "a/b/c"):
+        problem = revision_problem(load_config("qwen2.5-32b", [f"model.path={missing}"]).model) or ""
+        assert "is no local directory" in problem and "Hub id and" not in problem, missing
+    assert "is a Hugging Face Hub id" in (revision_problem(load_config("qwen2.5-32b").model) or "")
     assert revision_problem(load_config("tiny").model) is None
     assert estimate(spec)["cost"]["hours"] > 0  # --estimate needs no pin
 
@@ -241,3 +246,22 @@ def test_the_memory_estimate_sizes_the_micro_batch_that_will_run():
     assert memory_estimates(plain, arch)["sft"].total_bytes == estimate_peak_memory(
         arch, quantization=plain.model.quantization, lora_r=plain.sft.lora.r, lora_targets=plain.sft.lora.targets,
         batch_size=t.batch_size, seq_len=t.max_length, gradient_checkpointing=t.gradient_checkpointing).total_bytes
+
+
+def test_stage1_refuses_an_unknown_stop_after_and_a_damaged_budget_clock(tmp_path):
+    """--stop-after must name a stage (an unknown one ran the whole pipeline); a clock.json that does not hold the
+    seconds earlier attempts spent is an error, never a fresh budget for the resumed run."""
+    from cleanroom.errors import ProvenanceError
+    from cleanroom.pipeline import stage1
+
+    with pytest.raises(ConfigError, match="'nosuch' is not a Stage 1 stage; allowed: preflight"):
+        stage1.run_stage1(load_config("tiny"), tmp_path / "runs", stop_after="nosuch")
+    assert not (tmp_path / "runs").exists()  # refused before any run directory was made
+    clock = tmp_path / "clock.json"
+    assert stage1._spent_before(clock) == 0.0  # a first attempt
+    clock.write_text('{"seconds": 12.5}')
+    assert stage1._spent_before(clock) == 12.5
+    for bad in ("{", '{"s": 1}', '{"seconds": "x"}', '{"seconds": -1}', '{"seconds": true}', "[]"):
+        clock.write_text(bad)
+        with pytest.raises(ProvenanceError, match="budget clock of earlier attempts is damaged"):
+            stage1._spent_before(clock)

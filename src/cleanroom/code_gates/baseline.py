@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import InputError, MissingFileError
+from cleanroom.fs import atomic_write_bytes
 
 VERSION = 1
 Key = tuple[str, str, str]  # rule, root-relative path, fingerprint
@@ -64,7 +65,7 @@ def write_baseline(violations: tuple[Violation, ...], root: Path, file: str | Pa
     ]
     entries.sort(key=lambda e: (e["path"], e["line"], e["rule"]))
     data = {"version": VERSION, "tool": "cleanroom gates", "findings": entries}
-    Path(file).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    atomic_write_bytes(file, (json.dumps(data, indent=1) + "\n").encode("utf-8"))  # never a half-written baseline
     return len(entries)
 
 

@@ -76,6 +76,10 @@ def revision_problem(model: Any) -> str | None:
         return None
     if model.revision and re.fullmatch(r"[0-9a-f]{40}", model.revision):
         return None
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model.path) or model.path.startswith((".", "~")):
+        # a Hub id is ORG/NAME; anything else (/abs/dir, ./rel, ~/x, a/b/c) is a local path that is not there
+        return (f"model.path {model.path!r} is no local directory (and not a Hugging Face Hub id, ORG/NAME): "
+                "fix the path to the folder holding config.json, or name a Hub id pinned with model.revision")
     return (f"model.path {model.path!r} is a Hugging Face Hub id and model.revision is {model.revision!r}, not a "
             "commit: pin the snapshot you downloaded with model.revision=<commit> (the 40-hex hash in "
             "~/.cache/huggingface/hub/models--ORG--NAME/refs/main), or pass model.path=/local/dir")

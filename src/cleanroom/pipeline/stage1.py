@@ -24,7 +24,7 @@ from typing import Any
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.config import RunSpec, config_sha256, identity_dict, operational_dict
-from cleanroom.errors import CleanroomError, ConfigError, PatchedProcessError
+from cleanroom.errors import CleanroomError, ConfigError, PatchedProcessError, ProvenanceError
 from cleanroom.pipeline.baseline import run_baseline
 from cleanroom.pipeline.common import BudgetMeter, Context, capture, resolve_device
 from cleanroom.pipeline.evaluation import run_eval
@@ -66,6 +66,9 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
     """Run (or resume) Stage 1 for *spec* under *out*; return the run directory."""
 
     check_tracker(spec.report_to)  # a missing optional tracker package fails here, before any work
+    names = [name for name, _ in STAGES]
+    if stop_after is not None and stop_after not in names:
+        raise ConfigError(f"stop_after = {stop_after!r} is not a Stage 1 stage; allowed: {' | '.join(names)}")
     out = Path(out).resolve()
     run_id = f"{spec.name}-{config_sha256(spec)[:12]}"
     existing = out / run_id
@@ -93,10 +96,29 @@ def run_stage1(spec: RunSpec, out: Path, *, resume: bool = False, progress: bool
         raise
 
 
+def _spent_before(clock: Path) -> float:
+    """Seconds earlier attempts spent (``.work/clock.json``), 0 for a first attempt; a damaged clock is an error,
+    never a fresh budget (that would let a resumed run spend the whole budget again)."""
+    if not clock.exists():
+        return 0.0
+    try:
+        seconds = json.loads(clock.read_text(encoding="utf-8"))["seconds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        seconds, why = None, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"seconds = {seconds!r}"
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < float("inf"):
+        return float(seconds)
+    raise ProvenanceError(
+        f"{clock}: the budget clock of earlier attempts is damaged ({why}); restore it, or write "
+        f'{{"seconds": S}} with the hours already spent times 3600 to resume, or start afresh with another --out'
+    )
+
+
 def _run_stages(spec: RunSpec, run: RunDir, log_file: Any, *, resume: bool, progress: bool,
                 stop_after: str | None) -> Path:
     clock = run.path / ".work" / "clock.json"  # time spent by earlier attempts counts against the budget
-    spent_before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    spent_before = _spent_before(clock)
     budget = BudgetMeter(spec.budget.price_per_hour, spec.budget.max_cost_usd, spec.budget.max_hours,
                          spent_before_s=spent_before)
     ctx = Context(spec=spec, run=run, device=resolve_device(spec.device), budget=budget, resume=resume,
