@@ -4,7 +4,6 @@ the record or file it names, down to the base model's files the producing stage 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from cleanroom.broken import require_run
 from cleanroom.errors import InputError
-from cleanroom.jsonl import scan_jsonl
+from cleanroom.jsonl import loads, scan_jsonl
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,11 @@ def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict
     for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
         mpath = sdir / "manifest.json"
         try:
-            manifest = json.loads(mpath.read_bytes())
+            manifest = loads(mpath.read_bytes())
             model = (manifest.get("provenance") or {}).get("model")
             record_files = list(manifest.get("records", {}))
+            if not isinstance(manifest.get("records", {}), dict) or not all(isinstance(r, str) for r in record_files):
+                raise TypeError("'records' is not an object keyed by record file")
         except (ValueError, AttributeError, TypeError) as exc:
             raise InputError(f"{mpath}: not a readable stage manifest ({exc}); {fix}") from None
         if isinstance(model, dict):
