@@ -1,0 +1,233 @@
+"""Bad input fails closed: one line naming what, where and the fix, exit 2, and nothing half-written (each class
+found by probing the command line with malformed files, wrong types, colliding paths and bad arguments)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cleanroom import cli, errors, loader
+from cleanroom.artifacts import RunDir, pretty_json
+from cleanroom.cli import fixtures_cmd
+from cleanroom.config import load_config
+from cleanroom.fs import atomic_write_bytes
+from cleanroom.ifeval.checkers import build_instruction
+from cleanroom.jsonl import loads, read_jsonl
+from cleanroom.provenance import capture_provenance
+from cleanroom.trace import list_records
+from cleanroom.verify import verify_run
+
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads answers this with a RecursionError, not a ValueError
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+# ---------------------------------------------------------------- the JSONL reader
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (DEEP, "nested deeper"),
+    ('{"prompt": "x", "n": NaN}', "NaN is not JSON"),
+    ('{"prompt": "x", "prompt": "y"}', "key 'prompt' appears twice"),
+    ('{"prompt": "\\ud800"}', "lone surrogate"),
+])
+def test_jsonl_refuses_what_json_loads_takes_or_crashes_on_at_its_line(tmp_path, line, why) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"prompt": "ok"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(errors.InputError, match=rf"data.jsonl line 2: not valid JSON \(.*{why}"):
+        read_jsonl(path)
+
+
+def test_jsonl_keeps_a_surrogate_pair_and_lenient_loads_only_refuses_the_nesting(tmp_path) -> None:
+    (tmp_path / "pair.jsonl").write_text('{"p": "\\ud83d\\ude00"}\n')
+    assert read_jsonl(tmp_path / "pair.jsonl") == [{"p": "\U0001f600"}]
+    assert loads('{"a": NaN, "a": 1}', strict=False) == {"a": 1}
+    with pytest.raises(ValueError, match="nested deeper"):
+        loads(DEEP, strict=False)
+
+
+def test_ifeval_json_check_scores_a_too_deep_response_false_instead_of_crashing_the_run() -> None:
+    check = build_instruction("detectable_format:json_format", {})
+    assert check('{"a": [1, 2]}') is True
+    assert check(DEEP) is False
+
+
+# ---------------------------------------------------------------- the command line's boundary
+
+
+def test_a_usage_error_is_one_line_with_the_fix_and_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["scan-data", "x.jsonl", "--tokenizer", "t", "--max-length", "0"])
+    assert exc.value.code == 2
+    line = _one_line(capsys)
+    assert line.startswith("cleanroom scan-data: error: argument --max-length: 0 is not >= 1")
+    assert "cleanroom scan-data --help" in line
+
+
+@pytest.mark.parametrize("argv", [["--stop-after", "nosuch"], ["--num-processes", "0"]])
+def test_run_refuses_a_bad_stage_or_process_count_before_any_work(capsys, argv) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "stage1", "--profile", "tiny", *argv])
+    assert exc.value.code == 2 and _one_line(capsys).startswith("cleanroom run: error: argument")
+
+
+def test_an_unforeseen_exception_is_one_line_exit_2_with_its_traceback_saved(monkeypatch, capsys) -> None:
+    def boom(args):
+        raise TypeError("'>' not supported between instances of 'int' and 'str'")
+
+    monkeypatch.setattr(fixtures_cmd, "run", boom)
+    assert cli.main(["fixtures"]) == 2
+    line = _one_line(capsys)
+    assert line.startswith("cleanroom fixtures: unexpected TypeError: '>' not supported"), line
+    saved = Path(line.split("The traceback is in ")[1].split(";")[0])
+    assert "Traceback (most recent call last)" in saved.read_text()
+    saved.unlink()
+    assert cli.main(["fixtures", "--debug"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_eval_run_refuses_an_adapter_directory_without_an_adapter_before_loading_the_model(tmp_path, capsys) -> None:
+    assert cli.main(["eval", "run", "--model", str(tmp_path), "--adapter", str(tmp_path / "nope"),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "no adapter_config.json there" in _one_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- outputs: nothing lost, nothing half-written
+
+
+def test_atomic_write_to_a_directory_names_it_and_leaves_no_temp_file(tmp_path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        atomic_write_bytes(tmp_path / "out", b"x")
+    assert exc.value.filename == str(tmp_path / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+PROMPT = {"key": 1, "prompt": "Say hi without commas.", "instruction_id_list": ["punctuation:no_comma"],
+          "kwargs": [{}]}
+
+
+@pytest.mark.parametrize("collision", ["out=responses", "out=prompts", "summary=out", "summary=dir"])
+def test_eval_score_refuses_colliding_outputs_before_writing_anything(tmp_path, capsys, collision) -> None:
+    prompts, responses = tmp_path / "prompts.jsonl", tmp_path / "responses.jsonl"
+    prompts.write_text(json.dumps(PROMPT) + "\n")
+    responses.write_text(json.dumps({"key": 1, "response": "hi there"}) + "\n")
+    (tmp_path / "dir").mkdir()
+    out = {"out=responses": responses, "out=prompts": prompts}.get(collision, tmp_path / "v.jsonl")
+    summary = {"summary=out": out, "summary=dir": tmp_path / "dir"}.get(collision)
+    before = {p: p.read_bytes() for p in (prompts, responses)}
+    argv = ["eval", "score", "--prompts", str(prompts), "--responses", str(responses), "--out", str(out)]
+    assert cli.main(argv + (["--summary", str(summary)] if summary else [])) == 2
+    assert "ConfigError: --" in _one_line(capsys)
+    assert {p: p.read_bytes() for p in (prompts, responses)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "prompts.jsonl", "responses.jsonl"]
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_an_override_given_twice_is_refused(capsys) -> None:
+    with pytest.raises(errors.ConfigError, match="sft.train.max_steps is given twice"):
+        load_config("tiny", ["sft.train.max_steps=3", "sft.train.max_steps=4"])
+    with pytest.raises(errors.ConfigError, match="key 'max_steps' is given twice"):
+        load_config("tiny", ["sft.train={max_steps: 3, max_steps: 4}"])
+
+
+def test_a_profile_with_a_key_twice_or_that_is_a_directory_is_refused_naming_it(tmp_path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: a\nseed: 1\nseed: 2\n")
+    with pytest.raises(errors.ConfigError, match=r"p.yaml: key 'seed' is given twice in one mapping \(lines 2 and 3\)"):
+        load_config(str(profile))
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(errors.MissingFileError, match="d.yaml is a directory"):
+        load_config(str(tmp_path / "d.yaml"))
+
+
+# ---------------------------------------------------------------- model directories
+
+
+def _tokenizer_with(tmp_path: Path, source: Path, **values: object) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(source, model)
+    path = model / "tokenizer_config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | values))
+    return model
+
+
+def test_a_wrong_typed_tokenizer_config_value_is_named_not_a_type_error(tmp_path, qwen_base_tokenizer) -> None:
+    model = _tokenizer_with(tmp_path, qwen_base_tokenizer, model_max_length="x")
+    with pytest.raises(errors.InputError, match=r'tokenizer_config.json: model_max_length is "x", expected a number'):
+        loader.CleanModelLoader(model, probe=False).load_tokenizer(decide=False)
+
+
+def test_a_value_the_type_table_misses_still_fails_as_a_tokenizer_that_would_not_load(
+        tmp_path, qwen_base_tokenizer, monkeypatch) -> None:
+    """The first encode runs inside the loader's guard: a wrong type transformers stores unchecked and
+    trips over later is a ConfigError naming the directory, not a TypeError from deep inside transformers."""
+    monkeypatch.setattr(loader, "_TOKENIZER_VALUE_TYPES", {})
+    model = _tokenizer_with(tmp_path, qwen_base_tokenizer, model_max_length="x")
+    with pytest.raises(errors.ConfigError, match="tokenizer could not be loaded .TypeError"):
+        loader.CleanModelLoader(model, probe=False).load_tokenizer(decide=False)
+
+
+def test_an_instruct_model_given_as_base_is_an_input_error_exit_2(tmp_path, qwen_base_tokenizer) -> None:
+    model = tmp_path / "qwen-chat-instruct"
+    shutil.copytree(qwen_base_tokenizer, model)
+    with pytest.raises(errors.InstructModelError, match="looks like an instruct/chat model") as exc:
+        loader.CleanModelLoader(model, probe=False).load_tokenizer()
+    assert isinstance(exc.value, errors.ContaminationError) and exc.value.exit_code == 2
+
+
+# ---------------------------------------------------------------- run directories
+
+
+def _tiny_run(tmp_path: Path) -> RunDir:
+    run = RunDir.create(tmp_path / "runs", "r1", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:0")
+    run.finalize()
+    return run
+
+
+@pytest.mark.parametrize(("edit", "found"), [
+    ({"files": "x"}, "files is str, not an object"),
+    ({"records": [1]}, "records is list, not an object"),
+    ({"records": {"g.jsonl": "x"}}, "records['g.jsonl'] is str, not an object"),
+    ({"files": {"../../etc/passwd": {"sha256": "0"}}}, "outside the stage directory"),
+    ({"inputs": "abc"}, "inputs is not a list of objects"),
+])
+def test_verify_reports_a_wrong_typed_manifest_as_broken_not_a_crash(tmp_path, edit, found) -> None:
+    """The manifest's own fields are read whether or not the attestation still covers it (it may have been
+    rewritten along with it): a wrong type is a broken edge naming the field, never a crash."""
+    run = _tiny_run(tmp_path)
+    mpath = run.path / "gen" / "manifest.json"
+    mpath.write_bytes(pretty_json(json.loads(mpath.read_text()) | edit))
+    report = verify_run(run.path)
+    assert report.status == "broken"
+    assert any(e.check == "manifest field types" and found in str(e.found) for e in report.errors), report.errors
+
+
+def test_trace_names_a_manifest_whose_records_are_not_an_object(tmp_path) -> None:
+    run = _tiny_run(tmp_path)
+    mpath = run.path / "gen" / "manifest.json"
+    mpath.write_text(json.dumps(json.loads(mpath.read_text()) | {"records": [1]}))
+    with pytest.raises(errors.InputError, match="manifest.json: not a readable stage manifest"):
+        list_records(run.path)
+
+
+def test_verify_and_trace_name_a_too_deep_record_line(tmp_path) -> None:
+    run = _tiny_run(tmp_path)
+    records = run.path / "gen" / "g.jsonl"
+    records.write_bytes(records.read_bytes() + DEEP.encode() + b"\n")
+    report = verify_run(run.path)
+    assert any(e.file == "gen/g.jsonl" and e.line == 2 and "nested deeper" in str(e.found) for e in report.errors)
+    with pytest.raises(errors.InputError, match=r"g.jsonl:2: not a cleanroom record .*nested deeper"):
+        list_records(run.path)
