@@ -231,3 +231,23 @@ def test_verify_and_trace_name_a_too_deep_record_line(tmp_path) -> None:
     assert any(e.file == "gen/g.jsonl" and e.line == 2 and "nested deeper" in str(e.found) for e in report.errors)
     with pytest.raises(errors.InputError, match=r"g.jsonl:2: not a cleanroom record .*nested deeper"):
         list_records(run.path)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def test_a_fixture_changed_in_the_cache_is_named_not_listed_as_ready(tmp_path) -> None:
+    from cleanroom import fixtures
+
+    target = tmp_path / "fx"
+    fixtures._build_atomically(target, lambda out: (out / "model.safetensors").write_bytes(b"weights"))
+    assert fixtures.check_fixture(target) == "verified"
+    (target / "model.safetensors").write_bytes(b"weightz")
+    with pytest.raises(errors.InputError, match=r"model.safetensors: changed since the fixture was built .*rebuild"):
+        fixtures.check_fixture(target)
+    (target / "model.safetensors").write_bytes(b"weights")
+    (target / "extra.json").write_text("{}")
+    with pytest.raises(errors.InputError, match="extra.json: changed since .*found added"):
+        fixtures.check_fixture(target)
+    (target / ".sha256.json").unlink()
+    assert fixtures.check_fixture(target) == "unverified"
