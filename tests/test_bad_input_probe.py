@@ -251,3 +251,20 @@ def test_a_fixture_changed_in_the_cache_is_named_not_listed_as_ready(tmp_path) -
         fixtures.check_fixture(target)
     (target / ".sha256.json").unlink()
     assert fixtures.check_fixture(target) == "unverified"
+
+
+def test_a_jsonl_path_that_is_a_directory_or_a_device_says_so(tmp_path) -> None:
+    with pytest.raises(errors.MissingFileError, match="is a directory"):
+        read_jsonl(tmp_path)
+    with pytest.raises(errors.MissingFileError, match="is not a regular file"):
+        read_jsonl("/dev/null")
+
+
+def test_gates_write_baseline_refuses_to_replace_a_file_that_is_no_baseline(tmp_path, capsys) -> None:
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n")
+    assert cli.main(["gates", "--write-baseline", str(source), str(source)]) == 2
+    assert "exists and is not a gates baseline" in _one_line(capsys)
+    assert source.read_text() == "x = 1\n"
+    assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0
+    assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0  # rewrite: fine

@@ -138,7 +138,9 @@ def iter_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     """
     p = Path(path)
     if not p.is_file():
-        raise MissingFileError(f"{what} {p} does not exist; pass an existing JSONL file")
+        kind = ("does not exist" if not p.exists() else "is a directory" if p.is_dir()
+                else "is not a regular file (a pipe or a device, which cannot be read twice to hash it)")
+        raise MissingFileError(f"{what} {p} {kind}; pass an existing JSONL file")
     lineno = 0
     for lineno, raw, obj, error, _ in scan_jsonl(p):
         where = f"{p} line {lineno}"
