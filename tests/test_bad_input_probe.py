@@ -268,3 +268,11 @@ def test_gates_write_baseline_refuses_to_replace_a_file_that_is_no_baseline(tmp_
     assert source.read_text() == "x = 1\n"
     assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0
     assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0  # rewrite: fine
+
+
+@pytest.mark.parametrize("argv", [["score", "--prompts", "p", "--responses", "r", "--out", "o", "--label", "a\nb"],
+                                  ["run", "--model", "m", "--out", "o", "--run-id", "../escaped"]])
+def test_eval_refuses_a_label_or_run_id_that_is_no_name_before_reading_anything(capsys, argv) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", *argv])
+    assert exc.value.code == 2 and "must match [A-Za-z0-9_.-]+" in _one_line(capsys)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cleanroom.artifacts.layout import NAME
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count of tokens or processes: 0 or fewer is a mistake, never a default)."""
@@ -16,4 +18,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-__all__ = ["positive_int"]
+def name(text: str) -> str:
+    """A run id or record-id label: letters, digits, ``_ . -``, not starting with a dot (it names a directory
+    or a part of every record id: ``eval/<label>:<key>``), checked before any model is loaded."""
+    if not NAME.fullmatch(text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"{text!r} must match [A-Za-z0-9_.-]+ and not start with '.'")
+    return text
+
+
+__all__ = ["name", "positive_int"]
