@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -178,12 +179,12 @@ def test_a_value_the_type_table_misses_still_fails_as_a_tokenizer_that_would_not
         loader.CleanModelLoader(model, probe=False).load_tokenizer(decide=False)
 
 
-def test_an_instruct_model_given_as_base_is_an_input_error_exit_2(tmp_path, qwen_base_tokenizer) -> None:
-    model = tmp_path / "qwen-chat-instruct"
-    shutil.copytree(qwen_base_tokenizer, model)
+def test_an_instruct_model_given_as_base_is_an_input_error_exit_2(tmp_path) -> None:
+    probe = SimpleNamespace(is_instruct=True, reasons=["name marker: instruct in 'x-instruct'"])
     with pytest.raises(errors.InstructModelError, match="looks like an instruct/chat model") as exc:
-        loader.CleanModelLoader(model, probe=False).load_tokenizer()
+        loader.CleanModelLoader(tmp_path / "x-instruct")._decide(probe)
     assert isinstance(exc.value, errors.ContaminationError) and exc.value.exit_code == 2
+    loader.CleanModelLoader(tmp_path / "x-instruct", allow_instruct=True, allow_instruct_reason="a test")._decide(probe)
 
 
 # ---------------------------------------------------------------- run directories
@@ -276,3 +277,12 @@ def test_eval_refuses_a_label_or_run_id_that_is_no_name_before_reading_anything(
     with pytest.raises(SystemExit) as exc:
         cli.main(["eval", *argv])
     assert exc.value.code == 2 and "must match [A-Za-z0-9_.-]+" in _one_line(capsys)
+
+
+def test_a_config_value_that_breaks_model_construction_names_the_model(tmp_path, tiny_base_model) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_base_model, model)
+    config = model / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"num_attention_heads": 0}))
+    with pytest.raises(errors.ConfigError, match=r"model weights .* could not be read \(ZeroDivisionError"):
+        loader.CleanModelLoader(model, probe=False).load()

@@ -375,10 +375,13 @@ class CleanModelLoader:
 
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
-        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
+        # TypeError, AttributeError, ArithmeticError, KeyError: a config.json value transformers' validation lets
+        # through and model construction trips over ("dtype": 5, "num_attention_heads": 0)
+        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError, TypeError,
+                AttributeError, ArithmeticError, KeyError) as exc:
             weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
             raise ConfigError(
-                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {exc}); the file is "
+                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {_one_line(exc)}); the file is "
                 "truncated, corrupt or does not match config.json — download it again and compare its sha256"
             ) from exc
         if self.gguf_file is not None:
