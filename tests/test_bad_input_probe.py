@@ -286,3 +286,11 @@ def test_a_config_value_that_breaks_model_construction_names_the_model(tmp_path,
     config.write_text(json.dumps(json.loads(config.read_text()) | {"num_attention_heads": 0}))
     with pytest.raises(errors.ConfigError, match=r"model weights .* could not be read \(ZeroDivisionError"):
         loader.CleanModelLoader(model, probe=False).load()
+
+
+def test_make_set_replaces_no_file_of_an_eval_set_when_one_of_them_cannot_be_written(tmp_path, capsys) -> None:
+    (tmp_path / "sft_pool.jsonl").mkdir()
+    (tmp_path / "eval_prompts.jsonl").write_text("old\n")
+    assert cli.main(["eval", "make-set", "--out", str(tmp_path), "--n-eval", "5", "--n-pool", "5"]) == 2
+    assert "sft_pool.jsonl: is a directory where a file is to be written" in _one_line(capsys)
+    assert (tmp_path / "eval_prompts.jsonl").read_text() == "old\n"

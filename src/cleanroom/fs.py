@@ -77,7 +77,8 @@ def check_outputs(outputs: Mapping[str, os.PathLike[str] | None], inputs: Mappin
         if path is None:
             continue
         if Path(path).is_dir():
-            raise ConfigError(f"{name} {path}: is a directory; pass the path of the file to write")
+            raise ConfigError(f"{name} {path}: is a directory where a file is to be written; pass another path "
+                              "or remove the directory")
         resolved = Path(path).resolve()
         if resolved in seen:
             raise ConfigError(f"{name} {path}: the same file as {seen[resolved]}; writing it would destroy "
