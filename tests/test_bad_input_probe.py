@@ -294,3 +294,14 @@ def test_make_set_replaces_no_file_of_an_eval_set_when_one_of_them_cannot_be_wri
     assert cli.main(["eval", "make-set", "--out", str(tmp_path), "--n-eval", "5", "--n-pool", "5"]) == 2
     assert "sft_pool.jsonl: is a directory where a file is to be written" in _one_line(capsys)
     assert (tmp_path / "eval_prompts.jsonl").read_text() == "old\n"
+
+
+def test_trace_shows_a_recorded_value_that_is_no_digest_as_such_instead_of_crashing() -> None:
+    from cleanroom.trace import TraceNode, format_trace
+
+    parent = TraceNode("external", "/abs", None, None, {"a": 1}, None, ())  # type: ignore[arg-type]
+    node = TraceNode("record", "eval/v.jsonl", "eval:1", 2, 12345, {"resolved_path": "/m", "files": {"a": 1}},  # type: ignore[arg-type]
+                     (parent,))
+    text = format_trace(node)
+    assert "content 12345 (not a digest)" in text and 'sha256 {"a": 1} (not a digest)' in text
+    assert "a  sha256 1 (not a digest)" in text
