@@ -305,3 +305,22 @@ def test_trace_shows_a_recorded_value_that_is_no_digest_as_such_instead_of_crash
     text = format_trace(node)
     assert "content 12345 (not a digest)" in text and 'sha256 {"a": 1} (not a digest)' in text
     assert "a  sha256 1 (not a digest)" in text
+
+
+@pytest.mark.parametrize("state", ["{", "[]", '{"attempts": 5, "record_files": []}', "{}"])
+def test_resuming_a_stage_whose_state_file_is_damaged_names_it_and_the_fix(tmp_path, state) -> None:
+    run = RunDir.create(tmp_path, "r1", {"seed": 0})
+    (run.path / "gen").mkdir()
+    (run.path / "gen" / "stage.json").write_text(state)
+    with pytest.raises(errors.ProvenanceError, match=r"gen/stage.json: the state of unfinished stage gen is "
+                                                     r"unreadable .*delete .*/gen to run the stage again"):
+        with run.stage("gen", provenance=capture_provenance("gen", run_id="r1")):
+            pass
+
+
+def test_a_run_json_whose_ids_are_not_strings_is_refused(tmp_path) -> None:
+    run = RunDir.create(tmp_path, "r1", {"seed": 0})
+    meta = json.loads((run.path / "run.json").read_text())
+    (run.path / "run.json").write_text(json.dumps(meta | {"run_id": 5}))
+    with pytest.raises(errors.ProvenanceError, match="run_id 5 and config_sha256 .* must be strings"):
+        RunDir.open(run.path)
