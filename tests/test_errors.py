@@ -15,6 +15,7 @@ from cleanroom import errors
         (errors.MissingFileError, FileNotFoundError, 2),
         (errors.DependencyError, ImportError, 2),
         (errors.ContaminationError, ValueError, 1),
+        (errors.InstructModelError, ValueError, 2),
         (errors.ProvenanceError, ValueError, 1),
         (errors.GateError, RuntimeError, 1),
         (errors.StatisticsError, ValueError, 2),

@@ -96,8 +96,16 @@ def test_model_path_fixture(pytester: pytest.Pytester, tmp_path) -> None:
             assert cleanroom_seed == 3407
         """
     )
+    (tmp_path / "m").mkdir()
     result = pytester.runpytest("--cleanroom-model", str(tmp_path / "m"))
     result.assert_outcomes(passed=1)
+
+
+def test_a_model_path_that_does_not_exist_is_a_usage_error(pytester: pytest.Pytester, tmp_path) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--cleanroom-model", str(tmp_path / "typo"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--cleanroom-model */typo: no such local model directory or file*"])
 
 
 def test_a_required_check_that_skips_fails_the_session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,

@@ -13,11 +13,11 @@ not resolved here: where it cannot run, the SFT stage raises with the install hi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cleanroom.errors import ConfigError, InputError
+from cleanroom.jsonl import loads
 from cleanroom.training import unsloth_backend
 
 BACKENDS = ("peft", "unsloth", "auto")
@@ -37,7 +37,7 @@ def gate_evidence(gate_report: str | Path | None) -> tuple[bool, str]:
         return False, "no GPU gate report (set budget.gate_report) measured unsloth against peft on this box"
     path = Path(gate_report)
     try:
-        report: Any = json.loads(path.read_text(encoding="utf-8"))
+        report: Any = loads(path.read_bytes(), strict=False)
     except (OSError, ValueError) as exc:
         raise InputError(f"budget.gate_report {path}: cannot read it as JSON ({exc}); point it at the "
                          "gate-report.json that `pytest -m gpu` wrote") from exc

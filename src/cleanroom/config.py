@@ -237,9 +237,31 @@ def profile_schema_json() -> str:
     return json.dumps(profile_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently, so
+    the config that runs is not the one the reader of the file sees)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise ConfigError(f"key {key!r} is given twice in one mapping (lines {seen[key]} and "
+                                  f"{key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, returning a copy."""
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, returning a copy.
+
+    A key given twice is an error: which value wins would depend on the order of the command line."""
     result = copy.deepcopy(data)
+    given: set[str] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (example: sft.train.max_steps=20)")
@@ -247,10 +269,15 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty key segment")
+        if ".".join(parts) in given:
+            raise ConfigError(f"override {item!r}: {'.'.join(parts)} is given twice on the command line; keep one")
+        given.add(".".join(parts))
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value {_yaml_problem(exc)}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
         node = result
         for part in parts[:-1]:
             child = node.setdefault(part, {})
@@ -274,6 +301,8 @@ def profile_path(profile: str) -> Path:
     """The shipped ``<profile>.yaml`` (:data:`PROFILES_DIR`) for a profile name, or *profile* itself if it is a file."""
     candidate = Path(profile)
     if candidate.suffix in (".yaml", ".yml"):
+        if candidate.is_dir():
+            raise MissingFileError(f"config file {candidate} is a directory; pass a YAML file (or a profile name)")
         if not candidate.is_file():
             raise MissingFileError(f"config file {candidate} does not exist")
         return candidate
@@ -288,12 +317,14 @@ def load_config(profile: str, overrides: Sequence[str] = ()) -> RunSpec:
     """Load a profile (name or YAML path), apply overrides, validate into a :class:`RunSpec`."""
     path = profile_path(profile)
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        data = _load_yaml(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
                           "re-encode the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: {_yaml_problem(exc)}; fix the YAML there") from None
+    except ConfigError as exc:  # a key given twice
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of config keys")
     return build_spec(RunSpec, apply_overrides(data, overrides))

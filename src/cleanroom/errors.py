@@ -55,6 +55,14 @@ class ContaminationError(CleanroomError, ValueError):
     """A chat template, control token or instruct model reached a base-model path."""
 
 
+class InstructModelError(ContaminationError):
+    """An instruct or chat model was given where a base model is needed: the input is wrong (exit 2, like
+    ``cleanroom run``'s preflight refusal). ``inspect-model``, whose job is to tell, reports it as its
+    verdict instead (NOT CLEAN, exit 1)."""
+
+    exit_code = 2
+
+
 class ProvenanceError(CleanroomError, ValueError):
     """A record, file, manifest or attestation does not match its recorded digest or parents."""
 
@@ -97,6 +105,7 @@ __all__ = [
     "GateError",
     "IncomparableError",
     "InputError",
+    "InstructModelError",
     "MissingFileError",
     "PatchedProcessError",
     "ProvenanceError",

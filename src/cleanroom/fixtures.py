@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from cleanroom.errors import DependencyError, MissingFileError
+from cleanroom.errors import DependencyError, InputError, MissingFileError
+from cleanroom.hashing import hash_file
+from cleanroom.jsonl import loads
 from cleanroom.memory import arch_for
 from cleanroom.paths import cache_root
 from cleanroom.sentinels import QWEN_PAT_STR
@@ -85,6 +87,7 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
     try:
         tmp.chmod(0o755)
         build(tmp)
+        (tmp / _DIGESTS).write_text(json.dumps(_digests(tmp), indent=2, sort_keys=True) + "\n")
         (tmp / ".complete").write_text(FIXTURE_VERSION + "\n")
         if target.exists():  # a half-built leftover of a killed process
             shutil.rmtree(target)
@@ -92,6 +95,37 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: A fixture's file digests, written when it is built: ``cleanroom fixtures`` checks them, so a fixture
+#: changed or damaged in the cache since is named, never listed as ready.
+_DIGESTS = ".sha256.json"
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """``{name: sha256}`` of the fixture's files (a link: its target's bytes), its marker files left out."""
+    return {f.name: hash_file(f, cache=False) for f in sorted(directory.iterdir())
+            if f.is_file() and not f.name.startswith(".")}
+
+
+def check_fixture(directory: Path) -> str:
+    """``"verified"`` when the files match the digests recorded at build, ``"unverified"`` for a fixture
+    built before digests were recorded; :class:`InputError` naming the first file that differs."""
+    recorded_path = directory / _DIGESTS
+    if not recorded_path.is_file():
+        return "unverified"
+    fix = f"delete {directory} and run `cleanroom fixtures` again to rebuild it"
+    try:
+        recorded = loads(recorded_path.read_bytes())
+    except ValueError as exc:
+        raise InputError(f"{recorded_path}: not readable ({exc}); {fix}") from None
+    found = _digests(directory)
+    for name in sorted(set(recorded) | set(found)):
+        if recorded.get(name) != found.get(name):
+            what = "missing" if name not in found else "added" if name not in recorded else f"sha256 {found[name]}"
+            raise InputError(f"{directory / name}: changed since the fixture was built (recorded "
+                             f"{recorded.get(name, 'no such file')}, found {what}); {fix}")
+    return "verified"
 
 
 def _build_once(name: str, build: Callable[[Path], None]) -> Path:
@@ -276,13 +310,16 @@ def smollm2_instruct() -> Path:
     return path
 
 
-def build_all() -> dict[str, str]:
-    """Build every fixture if needed; return ``{name: directory}`` as ``cleanroom fixtures --json`` prints it."""
-    return {
-        "qwen_base_tokenizer": str(qwen_base_tokenizer()),
-        "tiny_base": str(tiny_base_model()),
-        "smollm2_instruct": str(smollm2_instruct()),
+def build_all() -> dict[str, tuple[str, str]]:
+    """Build every fixture if needed and check it against the digests recorded when it was built:
+    ``{name: (directory, "verified" | "unverified")}``; a fixture that differs is an InputError
+    (:func:`check_fixture`)."""
+    paths = {
+        "qwen_base_tokenizer": qwen_base_tokenizer(),
+        "tiny_base": tiny_base_model(),
+        "smollm2_instruct": smollm2_instruct(),
     }
+    return {name: (str(path), check_fixture(path)) for name, path in paths.items()}
 
 
 def official_ifeval_dir(checkout: Path) -> Path:

@@ -7,9 +7,13 @@ user's umask like one written with ``open()``.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+from cleanroom.errors import ConfigError
 
 
 def fsync_dir(directory: Path) -> None:
@@ -47,6 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     written with ``open()``, so a collaborator on a shared box can read the run.
     """
     target = Path(path)
+    if target.is_dir():  # else os.replace's error names the temp file, which the user never heard of
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -62,4 +68,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-__all__ = ["atomic_write_bytes", "fsync_dir"]
+def check_outputs(outputs: Mapping[str, os.PathLike[str] | None], inputs: Mapping[str, os.PathLike[str]]) -> None:
+    """ConfigError before anything is written when an output (``{option: path}``; None: not asked for) is a
+    directory, or is the same file as an input or another output: written in turn, the second write would
+    replace the input it was computed from, or the first output, leaving a half-finished result behind."""
+    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs.items()}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise ConfigError(f"{name} {path}: is a directory where a file is to be written; pass another path "
+                              "or remove the directory")
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ConfigError(f"{name} {path}: the same file as {seen[resolved]}; writing it would destroy "
+                              f"{'that input' if seen[resolved] in inputs else 'that output'} — pass another path")
+        seen[resolved] = name
+
+
+__all__ = ["atomic_write_bytes", "check_outputs", "fsync_dir"]

@@ -8,6 +8,10 @@ record files) goes through :func:`read_jsonl`, so each command answers the same 
 - a UTF-8 byte-order mark at the start (JSON forbids it, RFC 8259 §8.1);
 - a blank line (a JSONL file has no empty records; a stray one usually means a concatenation bug);
 - a line that is not JSON, or JSON that is not an object;
+- JSON that :func:`loads` refuses although :func:`json.loads` would take it: ``NaN``/``Infinity`` (not
+  JSON, RFC 8259 §6), a key twice in one object (the last would silently win, so two readers could see two
+  different records), a lone surrogate escape (``"\\ud800"``: no character, and a tokenizer raises a
+  TypeError on it), nesting deeper than Python's recursion limit (a RecursionError, not a ValueError);
 - an empty file: reported as empty, never read as "no problems found" (``allow_empty=True`` for the
   record files of a run, whose manifests record their counts, zero included).
 
@@ -26,6 +30,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +39,60 @@ from typing import Any, NamedTuple
 from cleanroom.errors import InputError, MissingFileError
 
 _BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        dup = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ValueError(f"key {dup!r} appears twice in one object; keep one")
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity); write null or a number")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (key or value) of *value* that holds a lone surrogate, or None; iterative."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return v
+    return None
+
+
+def loads(text: str | bytes, *, strict: bool = True) -> Any:
+    """:func:`json.loads`, strict: every defect a :class:`ValueError` (see the module docstring's list).
+
+    The one JSON parser for what a user or another tool wrote: the JSONL reader, a run's manifests, a
+    model directory's JSON files. ``bytes`` must be UTF-8 (a UnicodeDecodeError, also a ValueError).
+    ``strict=False`` keeps :func:`json.loads`' leniency (NaN, a repeated key, a lone surrogate) for files
+    other tools read the same lenient way (a model's config.json, IFEval's JSON-format check) and refuses
+    only the nesting that json.loads answers with a RecursionError.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    try:
+        value = (json.loads(text, object_pairs_hook=_object, parse_constant=_constant) if strict
+                 else json.loads(text))
+    except RecursionError:
+        raise ValueError("nested deeper than this reader can follow (Python's recursion limit); "
+                         "flatten the structure") from None
+    if strict and _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(value)) is not None:
+        raise ValueError(f"string {bad[:40]!r} holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
+                         "which is no character; fix the escape")
+    return value
 
 
 class JsonLine(NamedTuple):
@@ -52,15 +112,15 @@ def _scan(lines: Iterable[bytes]) -> Iterator[JsonLine]:
         value: Any = None
         error: ValueError | None = None
         try:
-            value = json.loads(body.decode("utf-8"))
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+            value = loads(body)
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and loads' own refusals
             error = exc
         yield JsonLine(number, body, value, error, complete)
 
 
 def scan_jsonl(path: str | os.PathLike[str]) -> Iterator[JsonLine]:
     """Each line of the file at *path* (read as it streams) as a :class:`JsonLine`: split on ``b"\\n"``
-    only, decoded as strict UTF-8, parsed with :func:`json.loads`; an empty file yields nothing."""
+    only, decoded as strict UTF-8, parsed with :func:`loads`; an empty file yields nothing."""
     with open(path, "rb") as fh:
         yield from _scan(fh)
 
@@ -78,7 +138,9 @@ def iter_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     """
     p = Path(path)
     if not p.is_file():
-        raise MissingFileError(f"{what} {p} does not exist; pass an existing JSONL file")
+        kind = ("does not exist" if not p.exists() else "is a directory" if p.is_dir()
+                else "is not a regular file (a pipe or a device, which cannot be read twice to hash it)")
+        raise MissingFileError(f"{what} {p} {kind}; pass an existing JSONL file")
     lineno = 0
     for lineno, raw, obj, error, _ in scan_jsonl(p):
         where = f"{p} line {lineno}"
@@ -92,6 +154,8 @@ def iter_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
             raise InputError(f"{where}: blank line; a JSONL file holds one JSON object per line — remove it")
         if isinstance(error, json.JSONDecodeError):
             raise InputError(f"{where}: not valid JSON ({error.msg}); fix or remove the line")
+        if error is not None:
+            raise InputError(f"{where}: not valid JSON ({error})")
         if not isinstance(obj, dict):
             raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
@@ -105,4 +169,4 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     return [obj for _, obj in iter_jsonl(path, what=what, allow_empty=allow_empty)]
 
 
-__all__ = ["JsonLine", "iter_jsonl", "read_jsonl", "scan_jsonl", "scan_jsonl_bytes"]
+__all__ = ["JsonLine", "iter_jsonl", "loads", "read_jsonl", "scan_jsonl", "scan_jsonl_bytes"]

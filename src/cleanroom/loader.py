@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
 from cleanroom.hashing import hash_file
+from cleanroom.jsonl import loads
 from cleanroom.model_files import MODEL_META_FILES
 from cleanroom.probe import probe_model
 from cleanroom.sentinels import run_sentinels
@@ -253,14 +254,15 @@ class CleanModelLoader:
         configs = self._load_configs()
         for name in () if self.gguf_file else _TOKENIZER_JSON:  # named, before transformers' error (which names none)
             if (self.path / name).is_file():
-                _read_json_object(self.path / name)
+                _check_tokenizer_values(self.path / name, _read_json_object(self.path / name))
         caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
+            # the first encode: transformers stores a wrong-typed value it does not check and fails on first use
+            as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
         except caught as exc:
             raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
                               "check the tokenizer files") from exc
-        as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
         changes = clean_tokenizer(tokenizer)
         setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
         report = run_sentinels(tokenizer)
@@ -302,7 +304,7 @@ class CleanModelLoader:
 
     def _decide(self, probe_result: Any) -> None:
         if probe_result.is_instruct and not self.allow_instruct:
-            exc = ContaminationError(
+            exc = InstructModelError(
                 f"{self.path}: looks like an instruct/chat model ({'; '.join(probe_result.reasons)}); cleanroom "
                 "post-trains base models — use the base checkpoint, or pass allow_instruct=True with a reason"
             )
@@ -373,10 +375,13 @@ class CleanModelLoader:
 
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
-        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
+        # TypeError, AttributeError, ArithmeticError, KeyError: a config.json value transformers' validation lets
+        # through and model construction trips over ("dtype": 5, "num_attention_heads": 0)
+        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError, TypeError,
+                AttributeError, ArithmeticError, KeyError) as exc:
             weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
             raise ConfigError(
-                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {exc}); the file is "
+                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {_one_line(exc)}); the file is "
                 "truncated, corrupt or does not match config.json — download it again and compare its sha256"
             ) from exc
         if self.gguf_file is not None:
@@ -478,7 +483,7 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a num
 def _read_json_object(path: Path) -> dict[str, Any]:
     """A model directory's JSON file as a dict; one that is there but is not a JSON object is an InputError."""
     try:
-        value = json.loads(path.read_bytes())
+        value = loads(path.read_bytes(), strict=False)
     except ValueError as exc:  # JSONDecodeError (its message carries line and column) and UnicodeDecodeError
         raise InputError(_unreadable(path, f"is not valid JSON ({exc})")) from exc
     if not isinstance(value, dict):
@@ -503,6 +508,29 @@ def _check_token_ids(path: Path, values: dict[str, Any]) -> None:
         if key.endswith("token_id") and value is not None and not all(type(v) is int for v in ids):
             raise InputError(_unreadable(path, f"{key} is {json.dumps(value)}, expected a token ID (an integer) "
                                                "or a list of them"))
+
+
+#: The types of tokenizer_config.json values transformers takes unchecked and fails on at first use
+#: (``"model_max_length": "x"`` passes loading and is a TypeError inside the first encode).
+_TOKENIZER_VALUE_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "model_max_length": ((int, float), "a number"),
+    **{k: ((bool,), "true or false") for k in ("add_bos_token", "add_eos_token", "add_prefix_space",
+                                               "clean_up_tokenization_spaces", "legacy", "split_special_tokens")},
+    **{k: ((str,), '"left" or "right"') for k in ("padding_side", "truncation_side")},
+    **{f"{k}_token": ((str, dict), "a token string or an AddedToken object")
+       for k in ("bos", "eos", "unk", "pad", "sep", "cls", "mask")},
+    "added_tokens_decoder": ((dict,), "an object of {id: token}"),
+}
+
+
+def _check_tokenizer_values(path: Path, values: dict[str, Any]) -> None:
+    """Each value of :data:`_TOKENIZER_VALUE_TYPES` is null or of its type (bool is no number here)."""
+    for key, (types, expected) in _TOKENIZER_VALUE_TYPES.items():
+        value = values.get(key)
+        if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))
+                                  or (key.endswith("_side") and value not in ("left", "right"))):
+            raise InputError(_unreadable(path, f"{key} is {json.dumps(value)[:60]}, expected {expected} (or null)",
+                                         "fix the value, or restore the file from the model's repository"))
 
 
 def _rejected() -> tuple[type[Exception], ...]:

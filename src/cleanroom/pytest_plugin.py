@@ -61,6 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (the deployment gate); skipped with a reason elsewhere")
     config.addinivalue_line("markers", "slow: takes more than ~10 s on 2 CPU cores; still runs in CI")
+    model = config.getoption("--cleanroom-model", default=None)
+    if model and not Path(model).exists():  # else every gpu check fails on a typo, each with its own message
+        raise pytest.UsageError(f"--cleanroom-model {model}: no such local model directory or file; pass the "
+                                "directory that holds the model's config, tokenizer and weights (or a .gguf file)")
     paths = config.getoption("--cleanroom-gates-paths", default=None)
     gates = config.getoption("--cleanroom-gates", default=False) or paths is not None
     if gates and not config.pluginmanager.has_plugin("cleanroom-gates"):

@@ -17,6 +17,7 @@ import yaml
 
 from cleanroom.artifacts import atomic_write_bytes
 from cleanroom.environment import dirty_label
+from cleanroom.jsonl import loads
 from cleanroom.plots import render_figures
 from cleanroom.stats.compare import ComparisonRow, format_markdown
 
@@ -30,7 +31,7 @@ def _load(run: Path, stage: str, name: str, unreadable: dict[str, str] | None = 
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_bytes())
+        return loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         if unreadable is None:
             raise

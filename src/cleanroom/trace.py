@@ -12,7 +12,7 @@ from typing import Any
 
 from cleanroom.broken import require_run
 from cleanroom.errors import InputError
-from cleanroom.jsonl import scan_jsonl
+from cleanroom.jsonl import loads, scan_jsonl
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,16 @@ def _index(root: Path) -> tuple[dict[str, tuple[str, int, dict[str, Any]]], dict
     for sdir in sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file()):
         mpath = sdir / "manifest.json"
         try:
-            manifest = json.loads(mpath.read_bytes())
+            manifest = loads(mpath.read_bytes())
             model = (manifest.get("provenance") or {}).get("model")
             record_files = list(manifest.get("records", {}))
+            if not isinstance(manifest.get("records", {}), dict) or not all(isinstance(r, str) for r in record_files):
+                raise TypeError("'records' is not an object keyed by record file")
         except (ValueError, AttributeError, TypeError) as exc:
             raise InputError(f"{mpath}: not a readable stage manifest ({exc}); {fix}") from None
         if isinstance(model, dict):
+            if not isinstance(model.get("files") or {}, dict):
+                raise InputError(f"{mpath}: provenance.model.files is not an object of file digests; {fix}")
             models[sdir.name] = {"resolved_path": model.get("resolved_path"), "files": model.get("files")}
         for rel in record_files:
             path = sdir / rel
@@ -115,20 +119,28 @@ def trace_record(run_dir: str | os.PathLike[str], record_id: str) -> TraceNode:
     return walk(record_id, frozenset({record_id}))
 
 
+def _short(sha: Any) -> str:
+    """A digest as the text tree shows it: 16 hex, ``-`` when absent, and a recorded value that is no digest as
+    what it is (trace shows the records as they are; ``cleanroom verify`` says what is wrong with them)."""
+    if sha is None or sha == "":
+        return "-"
+    return sha[:16] if isinstance(sha, str) else f"{json.dumps(sha)[:24]} (not a digest)"
+
+
 def format_trace(node: TraceNode, indent: int = 0) -> str:
     """Text rendering of a trace tree: one node a line, parents indented beneath their child."""
     pad = "  " * indent + ("<- " if indent else "")
     if node.kind == "record":
-        head = f"{pad}{node.record_id}  [{node.artifact} line {node.line}]  content {node.sha256[:16] if node.sha256 else '-'}"
+        head = f"{pad}{node.record_id}  [{node.artifact} line {node.line}]  content {_short(node.sha256)}"
     else:
-        sha = node.sha256[:16] if node.sha256 else "-"
+        sha = _short(node.sha256)
         head = f"{pad}{node.kind}: {node.artifact}" + (f" record {node.record_id}" if node.record_id else "") + f"  sha256 {sha}"
     lines = [head]
     if node.model:
         files = node.model.get("files") or {}
         lines.append("  " * (indent + 1) + f"model {node.model.get('resolved_path')} ({len(files)} files)")
         for name, sha in sorted(files.items()):
-            lines.append("  " * (indent + 2) + f"{name}  sha256 {sha[:16]}")
+            lines.append("  " * (indent + 2) + f"{name}  sha256 {_short(sha)}")
     for parent in node.parents:
         lines.append(format_trace(parent, indent + 1))
     return "\n".join(lines)

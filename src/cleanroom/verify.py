@@ -39,7 +39,6 @@ A model directory that is there but lacks a recorded file is a broken edge, not 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -64,7 +63,7 @@ from cleanroom.broken import (
     require_run,
 )
 from cleanroom.errors import ConfigError, InputError
-from cleanroom.jsonl import JsonLine, scan_jsonl
+from cleanroom.jsonl import JsonLine, loads, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 
@@ -179,7 +178,7 @@ class _Verifier:
         """Parse a pretty JSON file and require its exact pretty bytes; None (and an error) otherwise."""
         data = path.read_bytes()
         try:
-            obj = json.loads(data)
+            obj = loads(data)
             want = pretty_json(obj)
         except ValueError as exc:
             line = getattr(exc, "lineno", None)
@@ -254,6 +253,9 @@ class _Verifier:
             attempts = set(manifest["attempts_sha256"])
         except (KeyError, TypeError, InputError) as exc:
             self.broken(mname, None, "manifest fields", "files, records, provenance, attempts_sha256", repr(exc))
+            return
+        if (problem := _manifest_shape_problem(manifest)) is not None:
+            self.broken(mname, None, "manifest field types", "what RunDir writes", problem)
             return
         for key, want in (("stage", stage), ("run_id", self.run_id), ("config_sha256", self.config_sha)):
             if manifest.get(key) != want:
@@ -441,6 +443,25 @@ class _Verifier:
 
 #: Stage 1's stages in pipeline order (pipelines/stage1.py's STAGES, then the report; a test keeps them equal).
 STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
+
+
+def _manifest_shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What in a parsed manifest is not what a stage writes (``files`` and ``records``: objects keyed by a
+    relative path inside the stage, each an object; ``inputs``: a list of objects), or None. A manifest not
+    covered by the attestation (it is missing or was rewritten with it) still fails as broken, never as a crash."""
+    for field in ("files", "records"):
+        entries = manifest[field]
+        if not isinstance(entries, dict):
+            return f"{field} is {type(entries).__name__}, not an object"
+        for rel, entry in entries.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                return f"{field} names {rel!r}, outside the stage directory"
+            if not isinstance(entry, dict):
+                return f"{field}[{rel!r}] is {type(entry).__name__}, not an object"
+    inputs = manifest.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        return "inputs is not a list of objects"
+    return None
 
 
 def first_unfinished_stage(root: Path) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from cleanroom.errors import MissingFileError, ProvenanceError
 from cleanroom.hashing import canonical_json
+from cleanroom.jsonl import loads
 
 RUN_SCHEMA = "cleanroom.run/v1"
 MANIFEST_SCHEMA = "cleanroom.manifest/v1"
@@ -45,8 +46,11 @@ def read_run_meta(path: str | os.PathLike[str]) -> tuple[str, str]:
             "pass runs/<run_id>"
         )
     try:
-        meta = json.loads(meta_path.read_text())
-        return meta["run_id"], meta["config_sha256"]
+        meta = loads(meta_path.read_bytes())
+        run_id, config_sha = meta["run_id"], meta["config_sha256"]
+        if not (isinstance(run_id, str) and isinstance(config_sha, str)):
+            raise TypeError(f"run_id {run_id!r} and config_sha256 {config_sha!r} must be strings")
+        return run_id, config_sha
     except (ValueError, KeyError, TypeError) as exc:
         raise ProvenanceError(f"{meta_path} is unreadable ({exc}); the run metadata was changed") from None
 

@@ -3,7 +3,6 @@ through a :class:`StageWriter` that leaves a manifest only on a clean finish."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,7 @@ from cleanroom.artifacts.records import RecordWriter
 from cleanroom.errors import ConfigError, InputError, MissingFileError, ProvenanceError
 from cleanroom.fs import atomic_write_bytes, fsync_dir
 from cleanroom.hashing import canonical_json, digest_path, hash_file, sha256_hex
+from cleanroom.jsonl import loads
 from cleanroom.provenance import ProvenanceRecord
 from cleanroom.redaction import find_secret, redact
 
@@ -82,16 +82,32 @@ class StageWriter:
         if manifest.exists():  # reopening a finished stage: it is unfinished until this attempt exits
             manifest.unlink()
             fsync_dir(self.dir)
-        state_path = self.dir / "stage.json"
-        self._state = (
-            json.loads(state_path.read_text()) if state_path.exists() else {"attempts": [], "record_files": []}
-        )
+        self._state = self._read_state(self.dir / "stage.json")
         if self.provenance.sha256 not in {sha256_hex(canonical_json(a)) for a in self._state["attempts"]}:
             self._state["attempts"].append(self.provenance.to_dict())
         self._save_state()
         self._input_digests = [self.run._input_digest(p) for p in self._inputs]
         self._open = True
         return self
+
+    def _read_state(self, path: Path) -> dict[str, Any]:
+        """The unfinished stage's ``stage.json`` (its attempts and record files), or a fresh one; a state that
+        is not what this writer saved is a ProvenanceError, never a TypeError halfway through a resume."""
+        if not path.exists():
+            return {"attempts": [], "record_files": []}
+        try:
+            state = loads(path.read_bytes())
+            ok = (isinstance(state, dict) and isinstance(state.get("attempts"), list)
+                  and all(isinstance(a, dict) for a in state["attempts"])
+                  and isinstance(state.get("record_files"), list)
+                  and all(isinstance(r, str) for r in state["record_files"]))
+            problem = "" if ok else "not {attempts: [objects], record_files: [names]}"
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            raise ProvenanceError(f"{path}: the state of unfinished stage {self.name} is unreadable ({problem}); "
+                                  f"delete {self.dir} to run the stage again from its start")
+        return state
 
     def _save_state(self) -> None:
         atomic_write_bytes(self.dir / "stage.json", pretty_json(self._state))

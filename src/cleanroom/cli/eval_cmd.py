@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.cli import eval_compare
+from cleanroom.cli._types import name
 from cleanroom.config import GenerationSpec
+from cleanroom.errors import MissingFileError
 from cleanroom.ifeval import (
     format_summary,
 )
@@ -35,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--responses", type=Path, required=True, help="responses JSONL {key, response}")
     s.add_argument("--out", type=Path, required=True, help="verdicts JSONL to write")
     s.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
-    s.add_argument("--label", default="eval", help="record-id prefix of the verdicts (default: eval)")
+    s.add_argument("--label", default="eval", type=name, help="record-id prefix of the verdicts (default: eval)")
     s.set_defaults(handler=run_score)
 
     r = actions.add_parser("run", help="generate through the guarded generation engine, then score")
@@ -51,9 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--engine", default="auto", choices=("auto", "hf", "static", "paged"),
                    help="generation engine (default auto: the fastest one that supports the settings here)")
-    r.add_argument("--run-id", default="eval", help="run directory name under --out (default: eval); the same "
+    r.add_argument("--run-id", default="eval", type=name, help="run directory name under --out (default: eval); the same "
                    "arguments again resume a killed run there")
-    r.add_argument("--label", default="model", help="record-id prefix of verdicts: eval/<label>:<key>")
+    r.add_argument("--label", default="model", type=name, help="record-id prefix of verdicts: eval/<label>:<key>")
     r.add_argument("--no-probe", action="store_true", help="skip the loader's base-or-instruct probe")
     r.add_argument("--out", type=Path, required=True, help="root directory of the run")
     r.set_defaults(handler=run_generate)
@@ -83,6 +85,9 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
+        raise MissingFileError(f"--adapter {args.adapter}: no adapter_config.json there; pass the directory a "
+                               "PEFT adapter was saved to (e.g. runs/<run_id>/sft/adapter)")
 
     gen = GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                          batch_size=args.batch_size, engine=args.engine)

@@ -15,10 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = build_all()
+    fixtures = build_all()
     if args.json:
-        print(json.dumps(paths, indent=2))
+        print(json.dumps({name: path for name, (path, _) in fixtures.items()}, indent=2))
     else:
-        for name, path in paths.items():
-            print(f"{name:20s} {path}")
+        for name, (path, status) in fixtures.items():
+            note = "" if status == "verified" else ("  (unverified: built before its digests were recorded; "
+                                                    "delete it and run `cleanroom fixtures` to rebuild)")
+            print(f"{name:20s} {path}{note}")
     return 0

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cleanroom.cli._types import positive_int
 from cleanroom.inspection import inspect_model
 from cleanroom.scan import scan_data_file
 
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("scan-data", help="scan an SFT/DPO/eval JSONL file for control tokens and template leakage")
     s.add_argument("file", help="JSONL file: {prompt, completion} | {prompt, chosen, rejected} | {prompt}")
     s.add_argument("--tokenizer", required=True, help="tokenizer directory (cleaned by the loader)")
-    s.add_argument("--max-length", type=int, default=1 << 20, help="maximum tokens per rendered example")
+    s.add_argument("--max-length", type=positive_int, default=1 << 20, help="maximum tokens per rendered example")
     s.add_argument("--json", action="store_true", help="print the findings as JSON")
     s.set_defaults(handler=run_scan)
 

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 from cleanroom import distributed
+from cleanroom.cli._types import positive_int
 from cleanroom.config import load_config
 from cleanroom.errors import PatchedProcessError
 from cleanroom.pipeline import ranks
 from cleanroom.pipeline.estimate import estimate_stage1
-from cleanroom.pipeline.stage1 import run_stage1
+from cleanroom.pipeline.stage1 import STAGES, run_stage1
 from cleanroom.pipeline.training import FRESH_PROCESS_ENV
 
 
@@ -33,9 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gate-report", default=None, type=Path, metavar="PATH",
                    help="the GPU gate's gate-report.json: project time and cost from its measured tokens/s "
                    "(same as budget.gate_report=PATH)")
-    p.add_argument("--stop-after", default=None, help="stop after this stage (e.g. preflight)")
+    p.add_argument("--stop-after", default=None, choices=[name for name, _ in STAGES], metavar="STAGE",
+                   help=f"stop after this stage: {', '.join(name for name, _ in STAGES)}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+    p.add_argument("--num-processes", type=positive_int, default=None, metavar="N",
                    help="run under `accelerate launch` on N ranks (SFT and DPO data-parallel, same global batch)")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides, e.g. sft.train.max_steps=20")
     p.set_defaults(handler=run)

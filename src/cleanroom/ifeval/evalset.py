@@ -28,6 +28,7 @@ import numpy as np
 
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
 from cleanroom.errors import ContaminationError, InputError
+from cleanroom.fs import check_outputs
 from cleanroom.ifeval.io import PromptRecord, file_sha256, prompt_record_from_dict
 from cleanroom.provenance import canonical_json, sha256_hex
 
@@ -402,6 +403,7 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     producer = {"stage": "eval_make_set", "run_id": None, "config_sha256": sha256_hex(canonical_json(settings)),
                 "provenance_sha256": sha256_hex(canonical_json(provenance)), "generator_digest": GENERATOR_DIGEST}
     out = Path(out_dir)
+    check_outputs({f"eval set file {name}": out / name for name in _SET_FILES}, {})  # before any is replaced
     digests = {}
     for name, records in (("eval_prompts", eval_set), ("sft_pool", pool)):
         path = out / f"{name}.jsonl"
@@ -419,6 +421,10 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
         "types_covered": covered,
         "provenance": provenance,
     }
+
+
+#: The files of an eval set directory: a failure after one of them was replaced would leave a mixed set.
+_SET_FILES = ("eval_prompts.jsonl", "sft_pool.jsonl", "eval_set.json")
 
 
 def write_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
+from cleanroom.fs import check_outputs
 from cleanroom.ifeval.io import file_sha256, read_prompts, read_response_conditions, read_responses
 from cleanroom.ifeval.scoring import score_responses, scoring_conditions, summarize
 from cleanroom.provenance import capture_provenance
@@ -21,6 +22,7 @@ def score_saved_responses(prompts: Path, responses: Path, out: Path, *, prompts_
     """Write the verdicts of *responses* to *out* (record ids ``eval/<label>:<key>``) and return the summary,
     also written, with the inputs' digests and the provenance, to *summary_path* when given."""
 
+    check_outputs({"--out": out, "--summary": summary_path}, {"--prompts": prompts, "--responses": responses})
     records = read_prompts(prompts, sha256=prompts_sha256)
     verdicts = score_responses(records, read_responses(responses))
     inputs = {"prompts_sha256": file_sha256(prompts), "responses_sha256": file_sha256(responses)}
