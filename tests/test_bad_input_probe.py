@@ -152,6 +152,28 @@ def test_a_profile_with_a_key_twice_or_that_is_a_directory_is_refused_naming_it(
         load_config(str(tmp_path / "d.yaml"))
 
 
+def test_yaml_merge_keys_still_load_and_an_explicit_key_overrides_a_merged_one(tmp_path) -> None:
+    """``<<: *anchor`` (and a list of anchors) is valid YAML the duplicate-key check must not refuse; a key given
+    beside the merge overrides the merged value, as YAML says; a key twice beside it is still refused."""
+    from cleanroom.config import _load_yaml
+
+    assert _load_yaml("b: &b\n  a: 1\n  c: 2\nx:\n  <<: *b\n  a: 3\n") == {"b": {"a": 1, "c": 2},
+                                                                              "x": {"a": 3, "c": 2}}
+    assert _load_yaml("p: &p {a: 1}\nq: &q {b: 2}\nx:\n  <<: [*p, *q]\n")["x"] == {"a": 1, "b": 2}
+    with pytest.raises(errors.ConfigError, match="key 'a' is given twice"):
+        _load_yaml("b: &b {a: 1}\nx:\n  <<: *b\n  a: 3\n  a: 4\n")
+    tiny = (Path(__file__).resolve().parents[1] / "src/cleanroom/pipeline/profiles/tiny.yaml").read_text()
+    assert "\nbaseline:" in tiny and "\nsft_generation:" in tiny
+    profile = tmp_path / "merge.yaml"  # the shipped tiny profile with one section merged from another
+    lines = [("sft_generation: {<<: *gen, temperature: 0.7}" if line.startswith("sft_generation:") else
+              line.replace("baseline:", "baseline: &gen", 1) if line.startswith("baseline:") else line)
+             for line in tiny.splitlines()]
+    profile.write_text("\n".join(lines) + "\n")
+    spec = load_config(str(profile))
+    assert spec.sft_generation.temperature == 0.7
+    assert spec.sft_generation.max_new_tokens == spec.baseline.max_new_tokens
+
+
 # ---------------------------------------------------------------- model directories
 
 
@@ -269,6 +291,25 @@ def test_gates_write_baseline_refuses_to_replace_a_file_that_is_no_baseline(tmp_
     assert source.read_text() == "x = 1\n"
     assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0
     assert cli.main(["gates", "--write-baseline", str(tmp_path / "b.json"), str(source)]) == 0  # rewrite: fine
+    capsys.readouterr()
+    package = tmp_path / "package.json"  # JSON, but no baseline: the suffix says nothing
+    package.write_text('{"name": "my-app"}\n')
+    assert cli.main(["gates", "--write-baseline", str(package), str(source)]) == 2
+    assert "exists and is not a gates baseline" in _one_line(capsys)
+    assert package.read_text() == '{"name": "my-app"}\n'
+
+
+def test_an_import_error_that_is_no_missing_extra_is_one_line_exit_2(monkeypatch, capsys) -> None:
+    """A library whose API moved (an ImportError other than the train extra's) is the unexpected-error line,
+    exit 2 with the traceback saved, not a bare traceback with exit 1 (which reads as a check's finding)."""
+    def broken(args):
+        raise ImportError("cannot import name 'X' from 'transformers'")
+
+    monkeypatch.setattr(fixtures_cmd, "run", broken)
+    assert cli.main(["fixtures"]) == 2
+    line = _one_line(capsys)
+    assert line.startswith("cleanroom fixtures: unexpected ImportError: cannot import name 'X'"), line
+    Path(line.split("The traceback is in ")[1].split(";")[0]).unlink()
 
 
 @pytest.mark.parametrize("argv", [["score", "--prompts", "p", "--responses", "r", "--out", "o", "--label", "a\nb"],

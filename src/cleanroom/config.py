@@ -244,8 +244,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:  # an unhashable key: the base loader refuses it with its position
+                continue
+            if twice:
                 raise ConfigError(f"key {key!r} is given twice in one mapping (lines {seen[key]} and "
                                   f"{key_node.start_mark.line + 1}); keep one")
             seen[key] = key_node.start_mark.line + 1

@@ -63,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, exc, f"{type(exc).__name__}: {exc}", exc.exit_code)
     except ImportError as exc:  # a command of the train extra on the core install
         hint = missing_train_extra(exc)
-        if hint is None:
-            raise
+        if hint is None:  # another import failed (a library's API moved): not the user's input, said as such
+            return _unexpected(args, exc)
         return _fail(args, exc, f"DependencyError: {hint}", hint.exit_code)
     except UnicodeDecodeError as exc:  # a file read outside the JSONL reader (a tokenizer, a profile): input
         return _fail(args, exc, f"input is not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
@@ -78,8 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cleanroom {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last boundary: one line and exit 2, never a bare traceback
-        return _fail(args, exc, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}; cleanroom "
-                     f"did not finish this command and checked nothing further. {_saved_traceback(args, exc)}", 2)
+        return _unexpected(args, exc)
+
+
+def _unexpected(args: argparse.Namespace, exc: BaseException) -> int:
+    """An exception nobody foresaw: one line naming it, the traceback saved, exit 2 (never 1, a check's finding)."""
+    return _fail(args, exc, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}; cleanroom "
+                 f"did not finish this command and checked nothing further. {_saved_traceback(args, exc)}", 2)
 
 
 #: What to do about an OSError, by errno (the path the user named is the wrong kind of thing, or the disk).

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cleanroom.code_gates.baseline import read_baseline
+from cleanroom.code_gates.baseline import refuse_overwriting
 from cleanroom.code_gates.command import FORMATS, gates_command, rule_lines
-from cleanroom.errors import ConfigError, InputError
 
 
 def _rules(text: str) -> list[str]:
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(rule_lines()))
         return 0
     if args.write_baseline is not None:
-        _refuse_overwriting_a_non_baseline(Path(args.write_baseline))
+        refuse_overwriting(Path(args.write_baseline))
     out = gates_command(
         config=args.config, paths=args.paths, fmt="json" if args.json else args.format,
         loader_modules=args.loader_module, exclude=args.exclude, select=args.select,
@@ -95,20 +94,6 @@ def run(args: argparse.Namespace) -> int:
     for line in out.stderr:
         print(line, file=sys.stderr)
     return out.exit_code
-
-
-def _refuse_overwriting_a_non_baseline(path: Path) -> None:
-    """ConfigError when --write-baseline names an existing file that is no baseline and no .json (a source
-    file given by mistake would be replaced); a damaged .json baseline may still be rewritten."""
-    if path.is_dir():
-        raise ConfigError(f"--write-baseline {path}: is a directory; pass a file such as gates-baseline.json")
-    if not path.is_file() or path.suffix == ".json":
-        return
-    try:
-        read_baseline(path)
-    except InputError:
-        raise ConfigError(f"--write-baseline {path}: exists and is not a gates baseline; refusing to replace it — "
-                          "pass a new file such as gates-baseline.json") from None
 
 
 __all__ = ["add_parser", "run"]

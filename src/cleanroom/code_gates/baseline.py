@@ -20,8 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from cleanroom.code_gates.violation import Violation
-from cleanroom.errors import InputError, MissingFileError
+from cleanroom.errors import ConfigError, InputError, MissingFileError
 from cleanroom.fs import atomic_write_bytes
+from cleanroom.jsonl import loads
 
 VERSION = 1
 Key = tuple[str, str, str]  # rule, root-relative path, fingerprint
@@ -57,8 +58,27 @@ def keys(violations: tuple[Violation, ...] | list[Violation], root: Path) -> lis
     return out
 
 
+def refuse_overwriting(path: Path) -> None:
+    """ConfigError unless *path* may receive a baseline: absent, or a JSON file that says it is one (``"tool":
+    "cleanroom gates"``). Anything else (a package.json or a source file named by mistake, a file too damaged to
+    tell) would be replaced, so it is refused with how to proceed; a directory cannot be written at all."""
+    if path.is_dir():
+        raise ConfigError(f"--write-baseline {path}: is a directory; pass a file such as gates-baseline.json")
+    if not path.exists():
+        return
+    try:
+        data = loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and data.get("tool") == "cleanroom gates"):
+        raise ConfigError(f"--write-baseline {path}: exists and is not a gates baseline; refusing to replace it — "
+                          "pass a new file such as gates-baseline.json, or delete that file first")
+
+
 def write_baseline(violations: tuple[Violation, ...], root: Path, file: str | Path) -> int:
-    """Write the baseline file for *violations*; returns how many entries it holds."""
+    """Write the baseline file for *violations*; returns how many entries it holds (:func:`refuse_overwriting`
+    first, so a file that is not a baseline is never replaced)."""
+    refuse_overwriting(Path(file))
     entries = [
         {"rule": rule, "path": rel, "fingerprint": fp, "line": v.line, "message": v.message}
         for (rule, rel, fp), v in zip(keys(violations, root), violations, strict=True)
@@ -77,7 +97,7 @@ def read_baseline(file: str | Path) -> Counter[Key]:
             f"{path}: no such baseline; write one with cleanroom gates --write-baseline {path}"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_text(encoding="utf-8"))
         if data.get("version") != VERSION:
             raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
         return Counter((e["rule"], e["path"], e["fingerprint"]) for e in data["findings"])
