@@ -259,10 +259,11 @@ class CleanModelLoader:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
             # the first encode: transformers stores a wrong-typed value it does not check and fails on first use
-            as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]
+            tokenizer(guard.SNAPSHOT_PROBE_TEXT)
         except caught as exc:
             raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
                               "check the tokenizer files") from exc
+        as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]  # cleanroom's own code: outside the input guard
         changes = clean_tokenizer(tokenizer)
         setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
         report = run_sentinels(tokenizer)
@@ -375,10 +376,15 @@ class CleanModelLoader:
 
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
-        # TypeError, AttributeError, ArithmeticError, KeyError: a config.json value transformers' validation lets
-        # through and model construction trips over ("dtype": 5, "num_attention_heads": 0)
-        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError, TypeError,
-                AttributeError, ArithmeticError, KeyError) as exc:
+        except (TypeError, AttributeError, ArithmeticError, KeyError) as exc:
+            # a config.json value transformers' validation lets through and model construction trips over
+            # ("dtype": 5, "num_attention_heads": 0): the weights are not the suspect
+            raise ConfigError(
+                f"{self.path}: the model could not be built from config.json ({type(exc).__name__}: {_one_line(exc)}); "
+                "check its values (sizes must be positive integers, dtype a name such as \"bfloat16\"); if it is the "
+                "model's own config.json, run with --debug and report the traceback"
+            ) from exc
+        except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
             weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
             raise ConfigError(
                 f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {_one_line(exc)}); the file is "
