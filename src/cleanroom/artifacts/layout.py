@@ -19,6 +19,12 @@ MANIFEST_SCHEMA = "cleanroom.manifest/v1"
 NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
+def is_name(value: object) -> bool:
+    """Whether *value* may name a run, a stage or a record-id label: :data:`NAME`, not starting with a dot
+    (it becomes a directory or a part of every record id)."""
+    return isinstance(value, str) and bool(NAME.fullmatch(value)) and not value.startswith(".")
+
+
 def pretty_json(obj: Any) -> bytes:
     """The human-readable form of manifests and attestations: sorted keys, indent 2, trailing newline.
 

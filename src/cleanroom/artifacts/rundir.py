@@ -15,8 +15,8 @@ from cleanroom._version import __version__
 from cleanroom.artifacts.attestation import build_attestation
 from cleanroom.artifacts.layout import (
     MANIFEST_SCHEMA,
-    NAME,
     RUN_SCHEMA,
+    is_name,
     now,
     pretty_json,
     read_run_meta,
@@ -48,7 +48,7 @@ class StageWriter:
     """
 
     def __init__(self, run: RunDir, name: str, provenance: ProvenanceRecord, inputs: Iterable[Any]) -> None:
-        if not isinstance(name, str) or not NAME.fullmatch(name) or name.startswith("."):
+        if not is_name(name):
             raise InputError(f"stage name {name!r} must match [A-Za-z0-9_.-]+ (it names a directory)")
         if not isinstance(provenance, ProvenanceRecord):
             raise InputError(f"stage {name}: provenance must be a ProvenanceRecord from capture_provenance()")
@@ -204,7 +204,7 @@ class RunDir:
 
         An existing run with the same config digest is reopened (resume); a different config is an error.
         """
-        if not isinstance(run_id, str) or not NAME.fullmatch(run_id) or run_id.startswith("."):
+        if not is_name(run_id):
             raise ConfigError(f"run_id {run_id!r} must match [A-Za-z0-9_.-]+ (it names a directory)")
         if not isinstance(config, Mapping):
             raise ConfigError(f"config must be a dict of resolved values, got {type(config).__name__}")

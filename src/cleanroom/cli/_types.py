@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cleanroom.artifacts.layout import NAME
+from cleanroom.artifacts.layout import is_name
 
 
 def positive_int(text: str) -> int:
@@ -21,7 +21,7 @@ def positive_int(text: str) -> int:
 def name(text: str) -> str:
     """A run id or record-id label: letters, digits, ``_ . -``, not starting with a dot (it names a directory
     or a part of every record id: ``eval/<label>:<key>``), checked before any model is loaded."""
-    if not NAME.fullmatch(text) or text.startswith("."):
+    if not is_name(text):
         raise argparse.ArgumentTypeError(f"{text!r} must match [A-Za-z0-9_.-]+ and not start with '.'")
     return text
 

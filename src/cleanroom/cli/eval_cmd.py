@@ -18,7 +18,6 @@ from typing import Any
 from cleanroom.cli import eval_compare
 from cleanroom.cli._types import name
 from cleanroom.config import GenerationSpec
-from cleanroom.errors import MissingFileError
 from cleanroom.ifeval import (
     format_summary,
 )
@@ -85,9 +84,6 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
-        raise MissingFileError(f"--adapter {args.adapter}: no adapter_config.json there; pass the directory a "
-                               "PEFT adapter was saved to (e.g. runs/<run_id>/sft/adapter)")
 
     gen = GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                          batch_size=args.batch_size, engine=args.engine)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
+from cleanroom.artifacts.layout import is_name
 from cleanroom.config import GenerationSpec
-from cleanroom.errors import InputError
+from cleanroom.errors import ConfigError, InputError, MissingFileError
 from cleanroom.generation import choose_engine
 from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, summarize
 from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, few_shot_prompt
@@ -33,6 +34,13 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
     """Generate with the clean loader (few-shot, completion style) and score; return the run directory and
     the summary. *prompts* defaults to the embedded eval set; *limit* keeps the first N prompts."""
 
+    for what, value in (("run_id", run_id), ("label", label)):  # before the model loads, for every caller
+        if not is_name(value):
+            raise ConfigError(f"{what} {value!r} must match [A-Za-z0-9_.-]+ and not start with '.' (it names a "
+                              "directory or a part of every record id)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise MissingFileError(f"adapter {adapter}: no adapter_config.json there; pass the directory a PEFT adapter "
+                               "was saved to (e.g. runs/<run_id>/sft/adapter)")
     records, prompts_sha = _prompt_records(prompts, prompts_sha256, limit)
     model, tokenizer, loader_prov = CleanModelLoader(model_path, gguf_file=gguf_file, probe=probe).load()
     if adapter is not None:
