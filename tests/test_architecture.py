@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "cleanroom.probe": 2,
     # 3 model use: loading and generating.
     "cleanroom.loader": 3,
+    "cleanroom.model_json": 3,  # a model directory's small JSON files, read strictly (the loader's input checks)
     "cleanroom.generation": 3,
     "cleanroom.dense_decoding": 3,  # 4-bit layers dequantized once for generation
     "cleanroom.inspection": 3,  # inspect-model: load and report

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cleanroom import cli, errors, loader
+from cleanroom import cli, errors, loader, model_json
 from cleanroom.artifacts import RunDir, pretty_json
 from cleanroom.cli import fixtures_cmd
 from cleanroom.config import load_config
@@ -195,7 +195,7 @@ def test_a_value_the_type_table_misses_still_fails_as_a_tokenizer_that_would_not
         tmp_path, qwen_base_tokenizer, monkeypatch) -> None:
     """The first encode runs inside the loader's guard: a wrong type transformers stores unchecked and
     trips over later is a ConfigError naming the directory, not a TypeError from deep inside transformers."""
-    monkeypatch.setattr(loader, "_TOKENIZER_VALUE_TYPES", {})
+    monkeypatch.setattr(model_json, "TOKENIZER_VALUE_TYPES", {})
     model = _tokenizer_with(tmp_path, qwen_base_tokenizer, model_max_length="x")
     with pytest.raises(errors.ConfigError, match="tokenizer could not be loaded .TypeError"):
         loader.CleanModelLoader(model, probe=False).load_tokenizer(decide=False)

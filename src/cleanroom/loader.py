@@ -26,7 +26,6 @@ What "clean" means, and where each step lives:
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import struct
 from pathlib import Path
@@ -35,14 +34,19 @@ from typing import Any
 from cleanroom import guard
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
 from cleanroom.hashing import hash_file
-from cleanroom.jsonl import loads
 from cleanroom.model_files import MODEL_META_FILES
+from cleanroom.model_json import (
+    TOKENIZER_JSON,
+    check_token_ids,
+    check_tokenizer_values,
+    read_json_object,
+    unreadable,
+)
 from cleanroom.probe import probe_model
 from cleanroom.sentinels import run_sentinels
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 # The tokenizer's small JSON files, each a JSON object (tokenizer.json, megabytes, is left to the tokenizers library).
-_TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _QUANTIZATIONS = (None, "nf4", "int8")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
@@ -226,7 +230,7 @@ class CleanModelLoader:
             try:
                 config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
             except rejected as exc:
-                raise InputError(_unreadable(self.path / self.gguf_file, f"metadata gives no config ({_one_line(exc)})",
+                raise InputError(unreadable(self.path / self.gguf_file, f"metadata gives no config ({_one_line(exc)})",
                                              "download the GGUF again and compare its sha256")) from exc
             return config, GenerationConfig.from_model_config(config)
         loaded: list[Any] = []
@@ -236,12 +240,12 @@ class CleanModelLoader:
                 continue
             # the JSON error with its line and column before transformers' (which has neither), and the token IDs
             # the markers compare, which transformers accepts of any type
-            _check_token_ids(self.path / name, _read_json_object(self.path / name))
+            check_token_ids(self.path / name, read_json_object(self.path / name))
             kwargs = self._common_kwargs() if name == "config.json" else {}
             try:
                 loaded.append(read(str(self.path), **kwargs))
             except rejected as exc:
-                raise InputError(_unreadable(self.path / name, f"rejected by transformers ({_one_line(exc)})")) from exc
+                raise InputError(unreadable(self.path / name, f"rejected by transformers ({_one_line(exc)})")) from exc
         return loaded[0], loaded[1]
 
     # ---------------------------------------------------------------- tokenizer
@@ -252,9 +256,9 @@ class CleanModelLoader:
 
         self._check_files()
         configs = self._load_configs()
-        for name in () if self.gguf_file else _TOKENIZER_JSON:  # named, before transformers' error (which names none)
+        for name in () if self.gguf_file else TOKENIZER_JSON:  # named, before transformers' error (which names none)
             if (self.path / name).is_file():
-                _check_tokenizer_values(self.path / name, _read_json_object(self.path / name))
+                check_tokenizer_values(self.path / name, read_json_object(self.path / name))
         caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
@@ -355,14 +359,11 @@ class CleanModelLoader:
             return "auto" if self.quantization is None else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         return getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
 
-    def load(self) -> tuple[Any, Any, dict[str, Any]]:
-        """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
+    def _from_pretrained(self, quant: Any) -> Any:
+        """The weights through transformers, with the loader's settings; what cannot be read or built from
+        config.json is a ConfigError that names the suspect file."""
         from transformers import AutoModelForCausalLM  # heavy optional: transformers
 
-        self._check_files()
-        self._check_weights()
-        quant = self._quantization_config()
-        tokenizer, info, _ = self._load_tokenizer()
         kwargs = self._common_kwargs()
         if quant is not None:
             kwargs["quantization_config"] = quant
@@ -390,6 +391,16 @@ class CleanModelLoader:
                 f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {_one_line(exc)}); the file is "
                 "truncated, corrupt or does not match config.json — download it again and compare its sha256"
             ) from exc
+        return model
+
+    def load(self) -> tuple[Any, Any, dict[str, Any]]:
+        """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
+
+        self._check_files()
+        self._check_weights()
+        quant = self._quantization_config()
+        tokenizer, info, _ = self._load_tokenizer()
+        model = self._from_pretrained(quant)
         if self.gguf_file is not None:
             _drop_gguf_quantizer(model, self.path / self.gguf_file)
         embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
@@ -470,7 +481,7 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
     own code gates allow only in loader modules.
     """
     if (directory / "config.json").is_file():
-        return _read_json_object(directory / "config.json")
+        return read_json_object(directory / "config.json")
     if gguf_file is None:
         raise ConfigError(f"{directory}: no config.json (nor a GGUF file) to read the architecture from")
     from transformers import AutoConfig  # heavy optional: transformers
@@ -482,61 +493,9 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
 
 
 
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "true or false", type(None): "null"}
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    """A model directory's JSON file as a dict; one that is there but is not a JSON object is an InputError."""
-    try:
-        value = loads(path.read_bytes(), strict=False)
-    except ValueError as exc:  # JSONDecodeError (its message carries line and column) and UnicodeDecodeError
-        raise InputError(_unreadable(path, f"is not valid JSON ({exc})")) from exc
-    if not isinstance(value, dict):
-        raise InputError(_unreadable(path, f"holds {_JSON_TYPES[type(value)]}, not a JSON object"))
-    return value
-
-
-def _unreadable(path: Path, what: str, fix: str = "restore the file from the model's repository "
-                "(download it again and compare its sha256)") -> str:
-    return f"{path}: {what}; the checks that read it cannot run — {fix}"
-
-
 def _one_line(exc: BaseException) -> str:
     """An exception's message on one line (the CLI prints errors as one line; transformers' span several)."""
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _check_token_ids(path: Path, values: dict[str, Any]) -> None:
-    """Every top-level ``*_token_id`` is null, an integer or a list of integers (the markers compare them as IDs)."""
-    for key, value in values.items():
-        ids = value if isinstance(value, list) else [value]
-        if key.endswith("token_id") and value is not None and not all(type(v) is int for v in ids):
-            raise InputError(_unreadable(path, f"{key} is {json.dumps(value)}, expected a token ID (an integer) "
-                                               "or a list of them"))
-
-
-#: The types of tokenizer_config.json values transformers takes unchecked and fails on at first use
-#: (``"model_max_length": "x"`` passes loading and is a TypeError inside the first encode).
-_TOKENIZER_VALUE_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "model_max_length": ((int, float), "a number"),
-    **{k: ((bool,), "true or false") for k in ("add_bos_token", "add_eos_token", "add_prefix_space",
-                                               "clean_up_tokenization_spaces", "legacy", "split_special_tokens")},
-    **{k: ((str,), '"left" or "right"') for k in ("padding_side", "truncation_side")},
-    **{f"{k}_token": ((str, dict), "a token string or an AddedToken object")
-       for k in ("bos", "eos", "unk", "pad", "sep", "cls", "mask")},
-    "added_tokens_decoder": ((dict,), "an object of {id: token}"),
-}
-
-
-def _check_tokenizer_values(path: Path, values: dict[str, Any]) -> None:
-    """Each value of :data:`_TOKENIZER_VALUE_TYPES` is null or of its type (bool is no number here)."""
-    for key, (types, expected) in _TOKENIZER_VALUE_TYPES.items():
-        value = values.get(key)
-        if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))
-                                  or (key.endswith("_side") and value not in ("left", "right"))):
-            raise InputError(_unreadable(path, f"{key} is {json.dumps(value)[:60]}, expected {expected} (or null)",
-                                         "fix the value, or restore the file from the model's repository"))
 
 
 def _rejected() -> tuple[type[Exception], ...]:
