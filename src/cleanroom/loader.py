@@ -395,7 +395,7 @@ class CleanModelLoader:
 
     def load(self) -> tuple[Any, Any, dict[str, Any]]:
         """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
-
+        _require_torch()
         self._check_files()
         self._check_weights()
         quant = self._quantization_config()
@@ -429,10 +429,13 @@ class CleanModelLoader:
         return model, tokenizer, self._provenance(info, result)
 
 
-def _require_torch() -> None:  # pragma: no cover - exercised only without the train extra
+def _require_torch() -> None:
+    """DependencyError with the install hint unless torch and transformers import (tests/test_core_install.py):
+    on the core install a model load says what to install before it says anything about the model's files."""
     try:
-        # heavy optional: torch
+        # heavy optional: torch, transformers
         import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError as exc:
         raise DependencyError("the loader needs torch and transformers: pip install 'cleanroom[train]'") from exc
 
