@@ -433,9 +433,8 @@ def _require_torch() -> None:
     """DependencyError with the install hint unless torch and transformers import (tests/test_core_install.py):
     on the core install a model load says what to install before it says anything about the model's files."""
     try:
-        # heavy optional: torch, transformers
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        import torch  # noqa: F401  # heavy optional: torch
+        import transformers  # noqa: F401  # heavy optional: transformers
     except ImportError as exc:
         raise DependencyError("the loader needs torch and transformers: pip install 'cleanroom[train]'") from exc
 
