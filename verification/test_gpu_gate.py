@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from cleanroom.training.specs import lever_settings  # light: pydantic only
+
 pytestmark = pytest.mark.gpu
 
 GATE_ARCH = "qwen2.5-1.5b"
@@ -247,7 +249,7 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
                  tokens_per_s=round(res.tokens_per_s, 1), s_per_step=round(res.seconds / max(res.steps, 1), 4),
                  steady_tokens_per_s=round(STEP_TOKENS / sft.steps["median_step_s"], 1), **sft.steps,
                  peak_gib=round(res.peak_mem_bytes / GIB, 3), non_lora_changed=len(sft.changed),
-                 trainable_params=len(sft.trainable), levers=_lever_settings(res))
+                 trainable_params=len(sft.trainable), levers=lever_settings(res.levers))
         c.figure(eval_losses=[round(x, 4) for x in res.eval_losses])
         c.require(res.steps == SFT_STEPS, f"trained {res.steps} steps, expected {SFT_STEPS}")
         c.require(len(res.eval_losses) == SFT_STEPS // 10 and all(math.isfinite(x) for x in res.eval_losses),
@@ -257,11 +259,6 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
         c.require(not sft.changed, f"non-LoRA parameters changed: {sft.changed[:5]} (the base must stay frozen)")
         c.require(bool(sft.trainable) and all("lora_" in n for n in sft.trainable),
                   f"trainable parameters that are not LoRA: {[n for n in sft.trainable if 'lora_' not in n][:5]}")
-
-
-def _lever_settings(res: Any) -> dict[str, Any]:
-    """Which training path ran (TrainSpec's speed levers as TrainResult records them): check 9's rates come from it."""
-    return {k: v.get("value", v.get("on")) for k, v in res.levers.items() if isinstance(v, dict)}
 
 
 def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
@@ -282,7 +279,7 @@ def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
                  dpo_tokens_per_s=round(res.tokens_per_s, 1), dpo_peak_gib=round(res.peak_mem_bytes / GIB, 3),
                  dpo_steady_tokens_per_s=round(res.tokens / max(res.steps, 1) / steps["median_step_s"], 1),
                  dpo_first_step_s=steps["first_step_s"], dpo_median_step_s=steps["median_step_s"],
-                 levers=_lever_settings(res))
+                 levers=lever_settings(res.levers))
         c.require(abs(res.step0_loss - math.log(2)) <= 1e-3 and abs(res.step0_margin) <= 1e-3,
                   "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
 
@@ -472,7 +469,7 @@ def measure_qlora_peak(arch: str, *, batch: int, seq: int, steps: int, out: Path
                     train=spec, output_dir=out)
     figures = {"weights_bytes": loaded, "peak_bytes": res.peak_mem_bytes - before,
                "s_per_step": res.seconds / max(res.steps, 1), "tokens_per_s": res.tokens_per_s,
-               "gen_tokens_per_s": gen_tps, "levers": _lever_settings(res)}
+               "gen_tokens_per_s": gen_tps, "levers": lever_settings(res.levers)}
     del res, model, tok
     _free()
     return figures
@@ -552,7 +549,7 @@ def test_9_cost(gate: Any, sft: Any, gate_recorder: Any) -> None:
         c.require(bool(gen_tps), "check 7 (generation throughput) did not run: its tokens/s feed this projection")
         candidates = dict(gate_recorder.context.get("calibration_rates") or {})
         candidates["gate model"] = {"params_b": params_gate, "train_tokens_per_s": sft.res.tokens_per_s,
-                                    "gen_tokens_per_s": gen_tps or 0.0, "levers": _lever_settings(sft.res)}
+                                    "gen_tokens_per_s": gen_tps or 0.0, "levers": lever_settings(sft.res.levers)}
         source, r = rate_source(candidates)
         ratio = r["params_b"] / params_32
         measured = {"train_tokens_per_s": r["train_tokens_per_s"] * ratio, "gen_tokens_per_s": r["gen_tokens_per_s"] * ratio}

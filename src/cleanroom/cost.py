@@ -24,7 +24,6 @@ model is less memory-bound per parameter, so it errs towards a longer, dearer pr
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import ConfigError, InputError, MissingFileError
+from cleanroom.jsonl import loads
 
 DEFAULT_PRICE_PER_HOUR = 1.74
 DPO_THROUGHPUT_FACTOR = 0.75
@@ -185,7 +185,7 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     if not file.is_file():
         raise MissingFileError(f"budget.gate_report: {file} does not exist; run the GPU gate (tox -e gpu) to write it")
     try:
-        report = json.loads(file.read_text(encoding="utf-8"))
+        report = loads(file.read_bytes(), strict=False)  # the one JSON reader, lenient as backend.gate_evidence
         figures = {c["check"]: c.get("figures") or {} for c in report["checks"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"budget.gate_report: {file} is not a gate-report.json ({type(exc).__name__}: {exc})") from None

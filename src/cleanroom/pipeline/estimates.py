@@ -19,6 +19,7 @@ from cleanroom.loader import read_model_config
 from cleanroom.memory import arch_for
 from cleanroom.pipeline.common import resolve_model
 from cleanroom.training.micro_batch import choose_micro_batch, stage_estimate
+from cleanroom.training.specs import lever_settings
 
 # Nominal throughputs (tokens/s) used until measured ones are passed in (the GPU gate measures them on
 # the real device: gate-report.json). Per billion parameters they scale ~1/params: rate = k / params_b.
@@ -122,8 +123,7 @@ def lever_note(measured: dict[str, Any] | None, train: Any) -> str:
                "were recorded): rerun the gate to project this run's own path"
     # this run's settings, keyed as TrainResult.levers records them (every TrainSpec lever and the micro-batch)
     # (a lever that takes a number, pad_to_multiple_of, compares by its value: buckets of 64 are not 256)
-    mine = {k: v.get("value", v["on"]) for k, v in train.levers().items()} | \
-        {"micro_batch": train.micro_batch_budget_gib is not None}
+    mine = lever_settings(train.levers()) | {"micro_batch": train.micro_batch_budget_gib is not None}
     differ = {k: (measured.get(k, "not recorded"), mine.get(k, "not set here"))
               for k in sorted(set(measured) | set(mine)) if measured.get(k, "not recorded") != mine.get(k, "not set here")}
     if not differ:

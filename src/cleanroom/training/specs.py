@@ -65,6 +65,13 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
 }
 
 
+def lever_settings(levers: dict[str, Any]) -> dict[str, Any]:
+    """Each lever's setting from a levers record (:meth:`TrainSpec.levers`, ``TrainResult.levers``): its
+    ``value`` where it takes a number, else ``on``. What the gate records as ``train_levers`` and what preflight
+    compares with it, one rule for both."""
+    return {k: v.get("value", v.get("on")) for k, v in levers.items() if isinstance(v, dict)}
+
+
 class LoraSpec(Spec):
     """A LoRA adapter: rank ``r``, scale ``alpha / r`` (or ``alpha / sqrt(r)`` with rsLoRA), targets.
 
@@ -260,4 +267,4 @@ class TrainSpec(Spec):
         return kwargs
 
 
-__all__ = ["ALL_PROJECTIONS", "LEVER_REASONS", "DpoBeta", "LoraSpec", "Step0Atol", "TrainSpec"]
+__all__ = ["ALL_PROJECTIONS", "LEVER_REASONS", "lever_settings", "DpoBeta", "LoraSpec", "Step0Atol", "TrainSpec"]
