@@ -148,3 +148,38 @@ def test_the_record_says_how_many_micro_batches_a_step_is_split_into():
     off = rebalance.rebalance_record(TrainSpec().levers(), 1, 4)["batch_rebalance"]
     assert off == {"on": False, "reason": TrainSpec().levers()["batch_rebalance"]["reason"]}
     assert off["reason"].startswith("default:") and on["batch_rebalance"]["reason"].startswith("chosen:")
+
+
+def test_a_resumed_run_draws_the_rebalanced_micro_batches_of_the_uninterrupted_one(varied, load_tiny, lora, spec,
+                                                                                     tmp_path, monkeypatch):
+    """16 rows, 8 a step: steps 1-2 are epoch 0, steps 3-4 epoch 1. Resumed from checkpoint-3, the Trainer skips
+    step 3's four micro-batches of epoch 1 (accelerate's skip_first_batches wraps the batch sampler) and the
+    sampler still draws epoch 1's order: step 4 sees the same micro-batches, and its loss is the same within 1e-4."""
+    import shutil
+
+    from cleanroom.training import collate
+
+    seen: list[list[tuple]] = []
+    guarded = collate._GuardedCollator.__call__
+
+    def record(self, examples):
+        batch = guarded(self, examples)
+        seen[-1].append(tuple(map(tuple, batch["input_ids"].tolist())))
+        return batch
+
+    monkeypatch.setattr(collate._GuardedCollator, "__call__", record)
+    train = spec(max_steps=4, save_steps=3, batch_rebalance=True, batch_size=2, gradient_accumulation_steps=4)
+    out = tmp_path / "sft"
+    seen.append([])
+    model, tok = load_tiny()
+    full = train_sft(model, tok, varied * 4, lora=lora, train=train, output_dir=out)
+    shutil.rmtree(full.adapter_dir)
+    shutil.rmtree(out / "checkpoint-4")  # the run is cut after step 3
+    seen.append([])
+    model, tok = load_tiny()
+    resumed = train_sft(model, tok, varied * 4, lora=lora, train=train, output_dir=out, resume=True)
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-3")
+    # the check can fail: epoch 1 orders the rows anew, and steps 3 and 4 differ, so a wrong epoch or skip shows
+    assert seen[0][8:16] != seen[0][:8] and seen[0][8:12] != seen[0][12:16]
+    assert seen[1][:4] == seen[0][12:16]  # step 4's micro-batches
+    assert resumed.losses[-1] == pytest.approx(full.losses[-1], abs=1e-4)
