@@ -24,12 +24,19 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     dpo-unguarded        the same without the guard
     dpo-guarded-upcast   ``kbit_fp32_upcast=True``
     dpo-guarded-precompute  ``precompute_ref_log_probs=True`` (reference log-probs once, before training)
+    sft-guarded-rebalance   ``batch_rebalance=True`` with --batch split as batch/4 rows x 4 accumulated micro-batches
+                         (the global batch unchanged): each step's rows sorted by length into 4 micro-batches of
+                         variable size and balanced padded cost (transformers' BatchRebalanceSampler)
+    sft-guarded-rebalance-ga1  the same rows per step in one batch of --batch (``batch_rebalance=True``, no
+                         accumulation): the same-rows twin whose losses the rebalanced mode must reproduce
+    dpo-guarded-rebalance, dpo-guarded-rebalance-ga1  the same two for ``train_dpo``
     trl-dpo              TRL ``DPOTrainer`` defaults + the same LoRA
 
 Every mode counts tokens the same way: the non-pad tokens of each batch the collator hands the model
 (``attention_mask.sum()``; a padding-free batch has no pad, so its length), chosen and rejected rows
-both for DPO. Rates use the steps after ``--warmup``: ``tokens/s = sum(tokens) / sum(step seconds)``,
-each step timed between CUDA synchronisations by a callback. ``sft-guarded`` also times the guarded
+both for DPO. A step's tokens are the sum over its accumulated micro-batches. Rates use the steps after
+``--warmup``: ``tokens/s = sum(tokens) / sum(step seconds)``, each step timed between CUDA synchronisations
+by a callback. ``sft-guarded`` also times the guarded
 collator against TRL's bare collator on the same batches (the guard's own cost, per batch and as a
 share of the median step). ``--model`` is a local directory or a Qwen2.5 architecture name
 (``qwen2.5-1.5b``: a random-initialised model built once under ``--cache``). Figures are printed,
@@ -47,21 +54,35 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-#: cleanroom mode -> (TrainSpec levers, guard on); the defaults are TrainSpec's (no fp32 upcast, padded, live reference).
-CLEANROOM_MODES: dict[str, tuple[dict[str, Any], bool]] = {
-    "sft-guarded": ({}, True),
-    "sft-unguarded": ({}, False),
-    "sft-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
-    "sft-guarded-padfree": ({"padding_free": True}, True),
-    "unsloth-sft": ({}, True),
-    "unsloth-sft-bucket": ({"pad_to_multiple_of": 256}, True),
-    "sft-guarded-bucket": ({"pad_to_multiple_of": 256}, True),
-    "dpo-guarded": ({}, True),
-    "dpo-unguarded": ({}, False),
-    "dpo-guarded-upcast": ({"kbit_fp32_upcast": True}, True),
-    "dpo-guarded-precompute": ({"precompute_ref_log_probs": True}, True),
+
+class Mode(NamedTuple):
+    """A cleanroom mode: its TrainSpec levers, whether the guard runs, and into how many accumulated micro-batches
+    ``--batch`` is split (``batch_size = --batch / accumulation``; the global batch is ``--batch`` either way)."""
+
+    levers: dict[str, Any]
+    guarded: bool
+    accumulation: int = 1
+
+
+#: cleanroom mode -> Mode; the defaults are TrainSpec's (no fp32 upcast, padded, live reference, random batches).
+CLEANROOM_MODES: dict[str, Mode] = {
+    "sft-guarded": Mode({}, True),
+    "sft-unguarded": Mode({}, False),
+    "sft-guarded-upcast": Mode({"kbit_fp32_upcast": True}, True),
+    "sft-guarded-padfree": Mode({"padding_free": True}, True),
+    "unsloth-sft": Mode({}, True),
+    "unsloth-sft-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "dpo-guarded": Mode({}, True),
+    "dpo-unguarded": Mode({}, False),
+    "dpo-guarded-upcast": Mode({"kbit_fp32_upcast": True}, True),
+    "dpo-guarded-precompute": Mode({"precompute_ref_log_probs": True}, True),
+    "sft-guarded-rebalance": Mode({"batch_rebalance": True}, True, accumulation=4),
+    "sft-guarded-rebalance-ga1": Mode({"batch_rebalance": True}, True),
+    "dpo-guarded-rebalance": Mode({"batch_rebalance": True}, True, accumulation=4),
+    "dpo-guarded-rebalance-ga1": Mode({"batch_rebalance": True}, True),
 }
 MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-sft-ids", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
@@ -101,11 +122,16 @@ def batch_tokens(batch: dict[str, Any]) -> int:
 
 
 class Recorder:
-    """Per-step seconds (between CUDA synchronisations), per-batch tokens, losses and the peak memory of training."""
+    """Per-step seconds (between CUDA synchronisations), per-batch tokens, losses and the peak memory of training.
+
+    The collator runs once per micro-batch, in the order the Trainer consumes them (a loader may draw one ahead), so
+    step ``i``'s tokens are micro-batches ``i*G .. i*G+G-1`` after training began, ``G`` the accumulation steps.
+    """
 
     def __init__(self) -> None:
         self.tokens: list[int] = []
         self.start_batch = 0
+        self.per_step = 1
         self.step_seconds: list[float] = []
         self.losses: list[float] = []
         self.peak_bytes = 0
@@ -127,6 +153,7 @@ class Recorder:
         class Timer(TrainerCallback):
             def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 rec.start_batch = len(rec.tokens)  # batches drawn before training (DPO's step-0 check) don't count
+                rec.per_step = args.gradient_accumulation_steps
                 _sync()
                 if _cuda():
                     import torch
@@ -156,7 +183,8 @@ class Recorder:
     def summary(self, warmup: int) -> dict[str, Any]:
         steps = len(self.step_seconds)
         w = min(warmup, max(steps - 1, 0))
-        tokens = self.tokens[self.start_batch:self.start_batch + steps]
+        g, micro = self.per_step, self.tokens[self.start_batch:]
+        tokens = [sum(micro[i * g:(i + 1) * g]) for i in range(steps)]  # every micro-batch of each optimizer step
         secs = sum(self.step_seconds[w:])
         rates = [t / s for t, s in zip(tokens[w:], self.step_seconds[w:], strict=False) if s > 0]
         return {"steps": steps, "warmup_steps": w, "timed_seconds": round(secs, 4),
@@ -164,7 +192,8 @@ class Recorder:
                 "median_step_s": round(statistics.median(self.step_seconds[w:]), 4) if steps else None,
                 "median_step_tokens_per_s": round(statistics.median(rates), 1) if rates else 0.0,
                 "tokens_timed": sum(tokens[w:]), "tokens_per_s": round(sum(tokens[w:]) / secs, 1) if secs else 0.0,
-                "mean_tokens_per_batch": round(sum(tokens) / max(len(tokens), 1), 1),
+                "mean_tokens_per_batch": round(sum(self.tokens) / max(len(self.tokens), 1), 1),
+                "micro_batches_per_step": g,
                 "peak_gib": round(self.peak_bytes / 2**30, 3), "losses": [round(x, 4) for x in self.losses]}
 
 
@@ -206,8 +235,8 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
     from cleanroom.training.dpo import render_pairs
     from cleanroom.training.sft import render_examples
 
-    levers, guarded = CLEANROOM_MODES[args.mode]
-    extra: dict[str, Any] = {"levers": levers, "guarded": guarded}
+    levers, guarded, accumulation = CLEANROOM_MODES[args.mode]
+    extra: dict[str, Any] = {"levers": levers, "guarded": guarded, "accumulation": accumulation}
     seen: list[Any] = []
     guarded_call = collate_mod._GuardedCollator.__call__
 
@@ -218,7 +247,8 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
 
     collate_mod._GuardedCollator.__call__ = call  # type: ignore[method-assign]
     lora = LoraSpec(r=args.r, alpha=2 * args.r)
-    train = TrainSpec(max_steps=args.steps, batch_size=args.batch, max_length=args.max_length, save_steps=10**6,
+    train = TrainSpec(max_steps=args.steps, batch_size=args.batch // accumulation,
+                      gradient_accumulation_steps=accumulation, max_length=args.max_length, save_steps=10**6,
                       learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
                       precision="auto" if _cuda() else "fp32", **levers)
     if args.mode.startswith("unsloth-"):  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
@@ -345,7 +375,7 @@ def table(folder: Path) -> str:
     by = {(r["model"], r["mode"]): r for r in rows}
     lines = ["| model | mode | s/step | tokens/s | × TRL | median-step tokens/s | × TRL (median) | "
              "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff vs TRL (same tokens "
-             "where trl-sft-ids ran) | guard % of step | vs unguarded % |",
+             "where trl-sft-ids ran; a -rebalance mode vs its -ga1 twin) | guard % of step | vs unguarded % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = by.get((r["model"], _baseline(r["mode"])))
@@ -353,8 +383,10 @@ def table(folder: Path) -> str:
         med, ref_med = r.get("median_step_tokens_per_s"), ref.get("median_step_tokens_per_s") if ref else None
         med_ratio = med / ref_med if med and ref_med else float("nan")
         loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
-        # losses against TRL on the same tokens where that run exists (trl-sft tokenises the text its own way)
+        # losses against TRL on the same tokens where that run exists (trl-sft tokenises the text its own way); a
+        # rebalanced mode against its one-batch twin, which trains on the same rows each step
         same = by.get((r["model"], "trl-sft-ids")) if _baseline(r["mode"]) == "trl-sft" else None
+        same = by.get((r["model"], r["mode"] + "-ga1")) or same
         lref = same if same and same.get("losses") and r["mode"] != "trl-sft" else ref
         diff = (max((abs(a - b) for a, b in zip(r["losses"], lref["losses"], strict=False)), default=float("nan"))
                 if lref and lref.get("losses") else float("nan"))
@@ -395,6 +427,9 @@ def main() -> None:
     if args.max_prompt + args.max_completion + 16 > args.max_length:
         ap.error(f"--max-prompt + --max-completion + 16 = {args.max_prompt + args.max_completion + 16} exceeds "
                  f"--max-length {args.max_length}: examples would be refused by the guard")
+    if args.mode in CLEANROOM_MODES and args.batch % CLEANROOM_MODES[args.mode].accumulation:
+        ap.error(f"--batch {args.batch} is not divisible into {CLEANROOM_MODES[args.mode].accumulation} micro-batches "
+                 f"({args.mode}); choose a multiple of it")
     path = model_dir(args.model, args.cache)
     rec = Recorder()
     extra = run_trl(args, path, rec) if args.mode.startswith("trl") else run_cleanroom(args, path, rec)

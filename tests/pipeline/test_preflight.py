@@ -78,18 +78,22 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
 
 @pytest.mark.parametrize(("levers", "overrides", "note"), [
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
-      "pad_to_multiple_of": False},
+      "pad_to_multiple_of": False, "batch_rebalance": False},
      [], None),
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
-      "pad_to_multiple_of": False},
+      "pad_to_multiple_of": False, "batch_rebalance": False},
      ["sft.train.kbit_fp32_upcast=true"],
      "this run's SFT sets kbit_fp32_upcast=True (gate: False): its training rate was not measured"),
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
-      "pad_to_multiple_of": False},
+      "pad_to_multiple_of": False, "batch_rebalance": False},
      ["sft.train.micro_batch_budget_gib=40"], "micro_batch=True (gate: False)"),
     ({"kbit_fp32_upcast": False, "padding_free": False}, [], "micro_batch=False (gate: not recorded)"),
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
-      "pad_to_multiple_of": 256}, ["sft.train.pad_to_multiple_of=64"], "pad_to_multiple_of=64 (gate: 256)"),
+      "pad_to_multiple_of": 256, "batch_rebalance": False}, ["sft.train.pad_to_multiple_of=64"],
+     "pad_to_multiple_of=64 (gate: 256)"),
+    ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+      "pad_to_multiple_of": False, "batch_rebalance": False}, ["sft.train.batch_rebalance=true"],
+     "this run's SFT sets batch_rebalance=True (gate: False)"),
     (None, [], "the report does not say which training levers"),
 ])
 def test_the_projection_says_when_the_gate_measured_another_training_path(tmp_path, levers, overrides, note):
@@ -119,7 +123,7 @@ def test_the_projection_prices_sft_at_the_backend_that_will_run(tmp_path, check1
     """Check 9's training rate is peft's; a run whose SFT trains on Unsloth is priced at check 10's measured
     Unsloth/peft ratio (DPO stays on peft), or says that rate was not measured, never silently peft's."""
     levers = {"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False,
-              "micro_batch": False, "pad_to_multiple_of": False}
+              "micro_batch": False, "pad_to_multiple_of": False, "batch_rebalance": False}
     checks = [{"check": "9_cost", "figures": {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
                                               "scaling": "x 7.616B / 32.764B", "train_levers": levers}}]
     if check10 is not None:

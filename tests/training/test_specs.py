@@ -73,12 +73,15 @@ def test_trainer_kwargs_checkpoint_and_early_stopping_wiring():
 
 
 def test_levers_record_each_setting_with_its_reason():
-    """Defaults: padded, no fp32 upcast, live reference; each flip changes its own entry's setting and reason."""
+    """Defaults: padded, no fp32 upcast, live reference, random micro-batches; each flip changes its own entry's
+    setting and reason."""
     default = TrainSpec().levers()
     assert {k: v["on"] for k, v in default.items()} == {"padding_free": False, "kbit_fp32_upcast": False,
-                                                         "pad_to_multiple_of": False, "precompute_ref_log_probs": False}
+                                                         "pad_to_multiple_of": False, "precompute_ref_log_probs": False,
+                                                         "batch_rebalance": False}
     assert all(v["reason"].startswith("default:") and "value" not in v for v in default.values())
-    fast = TrainSpec(padding_free=True, kbit_fp32_upcast=True, precompute_ref_log_probs=True).levers()
+    fast = TrainSpec(padding_free=True, kbit_fp32_upcast=True, precompute_ref_log_probs=True,
+                     batch_rebalance=True).levers()
     bucketed = TrainSpec(pad_to_multiple_of=128).levers()["pad_to_multiple_of"]
     assert bucketed["on"] is True and bucketed["value"] == 128 and bucketed["reason"].startswith("chosen:")
     fast["pad_to_multiple_of"] = bucketed  # padding_free and bucketing exclude each other

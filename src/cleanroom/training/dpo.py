@@ -33,6 +33,7 @@ from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
+from cleanroom.training import rebalance
 from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult
 from cleanroom.training.sft import (
@@ -82,7 +83,11 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
 
 
 def _guarded_trainer_class() -> Any:
-    """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard."""
+    """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard.
+
+    With ``batch_rebalance`` the sampler is seeded by the run's seed and each micro-batch's loss is weighed by its
+    pair count, so the step's gradient stays the mean over its pairs (:mod:`cleanroom.training.rebalance`).
+    """
     from trl import DPOTrainer  # heavy optional: trl
 
     if not hasattr(DPOTrainer, "_prepare_dataset"):
@@ -105,6 +110,27 @@ def _guarded_trainer_class() -> Any:
             out = super()._precompute_ref_logps(dataset, name, batch_size)
             self.precompute_seconds = (*self.precompute_seconds, time.perf_counter() - started)
             return out
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if not rebalance.is_on(self):
+                return super()._get_train_sampler(train_dataset)
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            max_length = self.args.max_length  # type: ignore[attr-defined]  # a DPOConfig
+            return rebalance.rebalance_sampler(self, rebalance.dpo_lengths(data, max_length))
+
+        def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
+            batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if rebalance.is_on(self):
+                rebalance.weigh_pairs(self, batch_samples)
+            return batch_samples, num_items
+
+        def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            scale = inputs.pop(rebalance.PAIR_SCALE_KEY, None)  # only a training step's micro-batches carry one
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if scale is None:
+                return out
+            return (out[0] * scale, out[1]) if return_outputs else out * scale
 
     return GuardedDPOTrainer
 
@@ -177,7 +203,8 @@ def train_dpo(
     started = time.perf_counter()
     trainer = _dpo_trainer(model, tokenizer, rows, lora=None if has_adapter else lora, train=train, beta=beta,
                            output_dir=output_dir, callbacks=cbs)
-    levers = train.levers() | {"micro_batch": micro}
+    levers = rebalance.rebalance_record(train.levers(), dist["world_size"], train.gradient_accumulation_steps) | {
+        "micro_batch": micro}
     if train.precompute_ref_log_probs:  # TRL computed them while the trainer was built
         # seconds: the reference forward pass over the pairs; setup_seconds: the rest of building the trainer
         # (LoRA attachment and TRL's hash of every model tensor, its cache key), paid once per run

@@ -27,6 +27,7 @@ from typing import Any
 
 from cleanroom import distributed, guard
 from cleanroom.errors import ConfigError, DependencyError, InputError
+from cleanroom.training import rebalance
 from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult, logged_losses, peak_memory, reset_peak_memory
 from cleanroom.training.saved_tokenizer import check_saved_tokenizer
@@ -176,7 +177,8 @@ def _guarded_sft_trainer_class() -> Any:
     """SFTTrainer that keeps the ``prompt_length`` column for the collator's loss-mask check.
 
     The Trainer drops dataset columns that are not model inputs; TRL keeps ``input_ids``, ``labels`` and
-    ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed).
+    ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed). With
+    ``batch_rebalance`` the sampler is seeded by the run's seed (:func:`cleanroom.training.rebalance.rebalance_sampler`).
     """
     from trl import SFTTrainer  # heavy optional: trl
 
@@ -187,6 +189,12 @@ def _guarded_sft_trainer_class() -> Any:
             if "prompt_length" not in columns:
                 # transformers declares the attribute as None until the first call sets it
                 self._signature_columns = [*columns, "prompt_length"]  # type: ignore[assignment]
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if not rebalance.is_on(self):
+                return super()._get_train_sampler(train_dataset)
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            return rebalance.rebalance_sampler(self, rebalance.sft_lengths(data))
 
         def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                             ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
@@ -290,8 +298,9 @@ def train_sft(
     run = train_and_save(trainer, tokenizer, Path(output_dir), checkpoint)
     # TRL logs the cumulative count of real train tokens of *this* trainer over all ranks (eval batches excluded).
     tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
+    levers = rebalance.rebalance_record(train.levers(), dist["world_size"], train.gradient_accumulation_steps)
     return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist,
-                      levers=train.levers() | {"micro_batch": micro})
+                      levers=levers | {"micro_batch": micro})
 
 
 def prepare_kbit(model: Any, train: TrainSpec) -> Any:

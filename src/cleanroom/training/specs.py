@@ -27,7 +27,7 @@ _OWNED_KEYS = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "eval_steps", "eval_strategy",
         "gradient_checkpointing", "bf16", "fp16", "optim", "report_to", "load_best_model_at_end",
         "metric_for_best_model", "greater_is_better", "completion_only_loss", "dataset_kwargs", "beta",
-        "padding_free", "precompute_ref_log_probs", "pad_to_multiple_of",
+        "padding_free", "precompute_ref_log_probs", "pad_to_multiple_of", "train_sampling_strategy",
     }
 )
 
@@ -61,6 +61,13 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
         False: "default: the reference forward runs in every DPO step",
         True: "chosen: reference log-probs computed once before training (no reference forward per step); their "
               "sha256 is recorded and the step-0 check compares the policy with them",
+    },
+    "batch_rebalance": {
+        False: "default: each step's rows drawn at random into equal micro-batches (batch rebalancing waits for the "
+               "H200 side-by-side, docs/training-speed.md)",
+        True: "chosen: each step's rows sorted by length and split into micro-batches of balanced padded cost and "
+              "variable size (transformers' BatchRebalanceSampler, seeded by TrainSpec.seed); the same rows per step, "
+              "and the loss still the mean over all of them (SFT per token, DPO per pair)",
     },
 }
 
@@ -144,6 +151,13 @@ class TrainSpec(Spec):
     :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
     (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
     model estimates, with a 10% margin, within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
+    ``batch_rebalance`` (off until the H200 side-by-side) hands transformers' ``train_sampling_strategy=
+    "batch_rebalance"`` the step's rows: each optimizer step still takes ``batch_size x accumulation x ranks``
+    shuffled rows, but sorted by length and split into ``ranks x accumulation`` micro-batches of variable size and
+    balanced padded cost (``BatchRebalanceSampler``), so short rows stop being padded to the longest of a random
+    draw. It only pays with more than one micro-batch a step (accumulation or ranks); with one it merely reorders.
+    The loss stays the step's mean: SFT's is token-weighted over the whole step already, DPO's per-micro-batch
+    mean is reweighted by its pair count (:mod:`cleanroom.training.rebalance`).
     """
 
     label: ClassVar[str] = "TrainSpec"
@@ -176,6 +190,7 @@ class TrainSpec(Spec):
     precompute_ref_log_probs: bool = False
     micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
     pad_to_multiple_of: Annotated[int, Field(ge=2, le=65536)] | None = None
+    batch_rebalance: bool = False
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
 
     @field_validator("max_steps")
@@ -258,6 +273,7 @@ class TrainSpec(Spec):
             fp16=False,
             optim=self.optim,
             report_to=[] if self.report_to == "none" else [self.report_to],
+            train_sampling_strategy="batch_rebalance" if self.batch_rebalance else "random",
         )
         if has_eval:
             kwargs.update(eval_strategy="steps", eval_steps=self.save_steps)

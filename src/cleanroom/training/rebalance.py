@@ -1,0 +1,113 @@
+"""Micro-batches of balanced padded cost (``TrainSpec.batch_rebalance``): transformers' sampler, seeded, for both trainers.
+
+With ``train_sampling_strategy="batch_rebalance"`` transformers' ``BatchRebalanceSampler`` takes each optimizer
+step's ``E = batch x accumulation x ranks`` shuffled rows (the same draw on every rank), sorts them by length and
+splits them into ``K = ranks x accumulation`` micro-batches of *variable* size whose padded cost
+``rows x longest + 0.001 rows x longest^2`` is balanced; each rank yields its ``accumulation`` of them. The Trainer
+builds that sampler without a seed (always 42), so :func:`rebalance_sampler` builds it again with the run's
+``data_seed`` (``TrainSpec.seed``), the lengths read from the rendered columns.
+
+The step's loss must stay the mean over all its rows. SFT's already is: the Trainer counts the supervised tokens of
+every micro-batch of the step (all ranks) and each micro-batch's loss is its token sum over that count. DPO's loss
+is a mean over the micro-batch's pairs, divided by the accumulation, so with variable sizes a pair in a small
+micro-batch would weigh more; :func:`weigh_pairs` gives each micro-batch the factor that makes it exact.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+#: key :func:`weigh_pairs` adds to a DPO micro-batch, which ``GuardedDPOTrainer.compute_loss`` pops before the forward
+PAIR_SCALE_KEY = "cleanroom_pair_scale"
+
+
+def is_on(trainer: Any) -> bool:
+    """Whether the trainer samples with ``batch_rebalance`` (TrainSpec.batch_rebalance)."""
+    return getattr(trainer.args, "train_sampling_strategy", None) == "batch_rebalance"
+
+
+def _list_lengths(dataset: Any, column: str) -> list[int]:
+    """The length of each row's list in ``column``, read from the Arrow column (the dataset's row order)."""
+    return [n for chunk in dataset.with_format("arrow")[column].chunks for n in chunk.value_lengths().to_pylist()]
+
+
+def sft_lengths(dataset: Any) -> list[int]:
+    """Each SFT row's length: its ``input_ids`` (render_examples already refused a row over ``max_length``)."""
+    return _list_lengths(dataset, "input_ids")
+
+
+def dpo_lengths(dataset: Any, max_length: int | None) -> list[int]:
+    """Each pair's padded row length: ``prompt + max(chosen, rejected)``, capped at ``max_length``.
+
+    TRL 1.16's ``DataCollatorForPreference`` stacks ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids``
+    as two rows, truncates each to ``max_length`` (keep_start) and right-pads all of them to the longest, so a
+    pair costs two rows of its longer side.
+    """
+    prompt, chosen, rejected = (_list_lengths(dataset, c) for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
+    longest = [p + max(c, r) for p, c, r in zip(prompt, chosen, rejected, strict=True)]
+    return longest if max_length is None else [min(n, max_length) for n in longest]
+
+
+def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:
+    """The ``BatchRebalanceSampler`` the Trainer would build, seeded with ``data_seed`` (else ``seed``).
+
+    ``E = train_batch_size x accumulation x ranks`` rows a step, split over ``ranks x accumulation`` micro-batches;
+    ``get_train_dataloader`` recognises the class and uses it as the batch sampler, unsharded (it is rank-aware).
+    """
+    from transformers.trainer_pt_utils import BatchRebalanceSampler  # heavy optional: transformers
+
+    args = trainer.args
+    world = max(1, args.world_size)
+    accumulation = args.gradient_accumulation_steps
+    return BatchRebalanceSampler(lengths=lengths, effective_batch_size=args.train_batch_size * accumulation * world,
+                                 dp_size=world, grad_accum=accumulation,
+                                 seed=args.data_seed if args.data_seed is not None else args.seed,
+                                 rank=args.process_index if world > 1 else 0, drop_last=args.dataloader_drop_last)
+
+
+def weigh_pairs(trainer: Any, batch_samples: list[dict[str, Any]]) -> None:
+    """Give each DPO micro-batch of one optimizer step the loss factor that makes the step's gradient the pair mean.
+
+    Micro-batch ``j`` of rank ``r`` holds ``n_rj`` pairs; TRL's loss for it is ``(1/n_rj) sum_p l_p``. The Trainer
+    divides it by the step's accumulation ``G`` (``len(batch_samples)``; DPO takes no ``num_items_in_batch``)
+    and sums the backward passes; DDP then averages the ``W`` ranks. The step's gradient is therefore
+    ``(1/W) sum_r sum_j (1/G) (1/n_rj) grad sum_p l_p``. Multiplying micro-batch ``j``'s loss by
+    ``s_rj = n_rj W G / N``, ``N = sum_rj n_rj`` the step's pairs on all ranks, turns that into
+    ``(1/N) sum_all grad l_p``, the mean over every pair of the step, whatever the sizes; with equal sizes
+    (``n_rj = N / (W G)``) every factor is 1. ``N`` is counted, not taken as ``E``: a last partial step (fewer rows,
+    ``dataloader_drop_last`` off) is exact too. The logged loss is the same mean (the Trainer averages the ranks'
+    sums of these scaled losses). The factor rides in the batch (:data:`PAIR_SCALE_KEY`), so a batch that did not
+    come through a training step (the step-0 check's) carries none and is unscaled.
+    """
+    import torch  # heavy optional: torch
+
+    if not batch_samples:
+        return
+    pairs = [batch["input_ids"].shape[0] // 2 for batch in batch_samples]  # chosen rows, then rejected rows
+    world = trainer.accelerator.num_processes
+    total = sum(pairs)
+    if world > 1:  # one all-reduce of a scalar a step: every rank draws its micro-batches of the same step here
+        counted = torch.tensor(float(total), device=trainer.args.device)
+        total = int(trainer.accelerator.reduce(counted, reduction="sum").item())
+    for batch, n in zip(batch_samples, pairs, strict=True):
+        batch[PAIR_SCALE_KEY] = n * world * len(batch_samples) / total
+
+
+def rebalance_record(levers: dict[str, Any], world: int, accumulation: int) -> dict[str, Any]:
+    """``levers`` with how many micro-batches a step is split into under ``batch_rebalance`` (``groups_per_step``);
+    with one the sampler only sorts the step's rows: the reason says so and a warning (the run log) too."""
+    record = dict(levers["batch_rebalance"])
+    if record["on"]:
+        record["groups_per_step"] = world * accumulation
+        if world * accumulation == 1:
+            record["reason"] += ("; here one micro-batch a step (1 rank, no accumulation): the rows are only "
+                                 "reordered, no padding is saved")
+            warnings.warn("TrainSpec.batch_rebalance with one micro-batch a step (1 rank, gradient_accumulation_steps "
+                          "1) only reorders the step's rows and saves no padding; raise gradient_accumulation_steps "
+                          "(smaller batch_size, same global batch) for it to split rows by length", stacklevel=3)
+    return levers | {"batch_rebalance": record}
+
+
+__all__ = ["PAIR_SCALE_KEY", "dpo_lengths", "is_on", "rebalance_record", "rebalance_sampler", "sft_lengths",
+           "weigh_pairs"]
