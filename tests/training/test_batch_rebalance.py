@@ -183,3 +183,15 @@ def test_a_resumed_run_draws_the_rebalanced_micro_batches_of_the_uninterrupted_o
     assert seen[0][8:16] != seen[0][:8] and seen[0][8:12] != seen[0][12:16]
     assert seen[1][:4] == seen[0][12:16]  # step 4's micro-batches
     assert resumed.losses[-1] == pytest.approx(full.losses[-1], abs=1e-4)
+
+
+def test_dpo_refuses_the_lever_on_more_than_one_rank(load_tiny, lora, spec, tmp_path, monkeypatch):
+    """TRL 1.16's DPO loss all-gathers per-pair rewards, which needs equal micro-batches on every rank; rebalanced
+    ones differ (on 2 gloo ranks: a size mismatch in the gather). Two ranks are refused before the trainer is built."""
+    from cleanroom.training import dpo as dpo_mod
+
+    two = {"world_size": 2, "backend": "gloo", "devices": ["cpu:0", "cpu:0"]}
+    monkeypatch.setattr(dpo_mod, "distributed_spec", lambda train: (train, two))
+    model, tok = load_tiny()
+    with pytest.raises(ConfigError, match="batch_rebalance is not supported for DPO on 2 ranks"):
+        train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, train=spec(batch_rebalance=True))

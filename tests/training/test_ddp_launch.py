@@ -78,3 +78,17 @@ def test_a_killed_rank_resumes_on_any_number_of_processes(reference, tiny_base_m
     assert resumed["sft"]["loss_steps"][-2:] == [3, 4]
     assert resumed["sft"]["losses"][-2:] == pytest.approx(ref_result["sft"]["losses"][-2:], rel=LOSS_RTOL)
     _assert_same_training(ref, tmp_path)  # SFT's adapter and DPO after it are those of the run never killed
+
+
+def test_two_gloo_ranks_match_one_process_with_batch_rebalance(tiny_base_model, tmp_path):
+    """SFT with ``batch_rebalance``, global batch 4: one process splits each step into 2 accumulated micro-batches, 2
+    ranks into 1 each, from the same rebalanced partition (it depends on ranks x accumulation = 2 only); steps holding
+    a long row (:data:`ddp_check.VARIED_EXAMPLES`) split 1 + 3 rows. Each rank takes its own micro-batch and the
+    token-weighted loss over the step's tokens on both ranks keeps the one-process training."""
+    ref, got = tmp_path / "one", tmp_path / "two"
+    ddp_check.run(ref, tiny_base_model, rebalance=True)
+    proc = _launch(got, tiny_base_model, 2, "--batch-rebalance")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((got / "result.json").read_text())
+    assert result["sft"]["distributed"]["gradient_accumulation_steps"] == 1
+    _assert_same_training(ref, got)

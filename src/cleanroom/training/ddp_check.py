@@ -9,7 +9,10 @@
 ``OUT/sft/adapter`` and ``OUT/dpo/adapter``; :func:`differences` compares two runs, for the CPU proof
 (tests/training/test_ddp_launch.py) and the GPU gate's check 11 (verification/test_gpu_data_parallel.py).
 ``--kill-at-step K`` makes the last rank exit hard at the end of SFT step K (a killed rank); the next run
-with the same OUT resumes from the last checkpoint, on any number of ranks.
+with the same OUT resumes from the last checkpoint, on any number of ranks. ``--batch-rebalance`` trains SFT
+with ``TrainSpec.batch_rebalance`` (global batch 4 as 2 rows x 2 accumulated micro-batches, 2 ranks x 1 under the
+launcher) on :data:`VARIED_EXAMPLES`, whose steps split into micro-batches of 1 and 3 rows; DPO as without it
+(train_dpo refuses the lever on more than one rank).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from cleanroom import distributed, fixtures
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.loader import CleanModelLoader
+from cleanroom.spec import replace
 from cleanroom.training import LoraSpec, TrainSpec, train_dpo, train_sft
 
 #: 16 distinct examples (so the data order matters: a wrong shard shows in the losses), global batch 4.
@@ -38,13 +42,22 @@ PAIRS = [{"prompt": f"Say the number {i}.\nAnswer:", "chosen": f" {i}.", "reject
          for i in range(8)]
 
 
-def _specs() -> tuple[Any, Any, Any]:
+#: SFT_EXAMPLES with every fourth completion three times longer: a step of 4 holding one of them is rebalanced into
+#: micro-batches of 1 and 3 rows, on one rank (accumulated) or on two
+VARIED_EXAMPLES = [{"prompt": ex["prompt"], "completion": ex["completion"] + (" red green blue grey" * 8 if i % 4 == 0
+                                                                              else "")}
+                   for i, ex in enumerate(SFT_EXAMPLES)]
+
+
+def _specs(rebalance: bool = False) -> tuple[Any, Any, Any]:
 
     # fp32 on CUDA too: the comparison with one process is then about the reduction order alone
     common: dict[str, Any] = dict(max_length=64, gradient_checkpointing=False, seed=3407, logging_steps=1,
                                   precision="fp32")
     sft = TrainSpec(learning_rate=1e-2, num_epochs=1, batch_size=4, save_steps=2, **common)  # 4 steps
     dpo = TrainSpec(learning_rate=1e-3, num_epochs=1, batch_size=4, save_steps=1, **common)  # 2 steps
+    if rebalance:  # the same global batch of 4, as 2 accumulated micro-batches (divide_batch: 2 ranks x 1)
+        sft = replace(sft, batch_size=2, gradient_accumulation_steps=2, batch_rebalance=True)
     return LoraSpec(r=8, alpha=16), sft, dpo
 
 
@@ -66,18 +79,19 @@ class _KillAt:
         return KillAt()
 
 
-def run(out: Path, model_path: Path, kill_at_step: int | None = None) -> dict[str, Any]:
-    """SFT on :data:`SFT_EXAMPLES`, then DPO from the merged SFT model on :data:`PAIRS`; resumes what it finds."""
+def run(out: Path, model_path: Path, kill_at_step: int | None = None, rebalance: bool = False) -> dict[str, Any]:
+    """SFT on :data:`SFT_EXAMPLES` (:data:`VARIED_EXAMPLES`, batch-rebalanced, with ``rebalance``), then DPO from the
+    merged SFT model on :data:`PAIRS`; resumes what it finds."""
     # heavy optional: torch
     import torch
 
 
     w = distributed.world()
-    lora, sft_spec, dpo_spec = _specs()
+    lora, sft_spec, dpo_spec = _specs(rebalance)
     loader = CleanModelLoader(model_path, probe=False, dtype="float32", device_map=distributed.device_map(w))
     model, tok, _ = loader.load()
     callbacks = [_KillAt(kill_at_step)] if kill_at_step is not None else []
-    sft = train_sft(model, tok, SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
+    sft = train_sft(model, tok, VARIED_EXAMPLES if rebalance else SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
                     callbacks=callbacks, eval_examples=EVAL_EXAMPLES)
     merged = sft.model.merge_and_unload()
     dpo = train_dpo(merged, tok, PAIRS, lora=lora, train=dpo_spec, beta=0.1, output_dir=out / "dpo", resume=True)
@@ -130,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--model", type=Path, default=None, help="base model directory (default: the tiny fixture)")
     p.add_argument("--kill-at-step", type=int, default=None)
+    p.add_argument("--batch-rebalance", action="store_true", help="train SFT with TrainSpec.batch_rebalance")
     args = p.parse_args(argv)
 
-    run(args.out, args.model or fixtures.tiny_base_model(), args.kill_at_step)
+    run(args.out, args.model or fixtures.tiny_base_model(), args.kill_at_step, args.batch_rebalance)
     print(json.dumps({"result": str(args.out / "result.json")}))
     return 0
 

@@ -190,6 +190,7 @@ def train_dpo(
     beta, step0_atol = _check_dpo_args(lora, train, beta, step0_atol)
     output_dir = Path(output_dir)
     train, dist = distributed_spec(train)
+    _check_rebalance_ranks(train, dist["world_size"])
     train, micro = plan_micro_batch(train, model, lora, dpo=True)
     rows = render_pairs(tokenizer, pairs, train.max_length)
     has_adapter = isinstance(model, PeftModel)
@@ -246,6 +247,16 @@ def _check_dpo_args(lora: Any, train: Any, beta: Any, step0_atol: Any) -> tuple[
         raise ConfigError("TrainSpec.padding_free is not supported for DPO (trl 1.16's DPOTrainer disables it); "
                           "set it to False for the DPO stage")
     return beta, step0_atol
+
+
+def _check_rebalance_ranks(train: TrainSpec, world_size: int) -> None:
+    """batch_rebalance only in one process: TRL 1.16's DPO loss all-gathers per-pair rewards for its metrics, which
+    needs the same number of pairs on every rank, and rebalanced micro-batches differ in size across ranks (2 gloo
+    ranks: a size mismatch in the gather; NCCL would hang)."""
+    if train.batch_rebalance and world_size > 1:
+        raise ConfigError(f"TrainSpec.batch_rebalance is not supported for DPO on {world_size} ranks (TRL's DPO "
+                          "metrics gather equal-sized micro-batches from every rank); train DPO in one process with "
+                          "gradient_accumulation_steps > 1, or set batch_rebalance=False for the DPO stage")
 
 
 def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec | None, train: TrainSpec, beta: float,

@@ -10,7 +10,9 @@ builds that sampler without a seed (always 42), so :func:`rebalance_sampler` bui
 The step's loss must stay the mean over all its rows. SFT's already is: the Trainer counts the supervised tokens of
 every micro-batch of the step (all ranks) and each micro-batch's loss is its token sum over that count. DPO's loss
 is a mean over the micro-batch's pairs, divided by the accumulation, so with variable sizes a pair in a small
-micro-batch would weigh more; :func:`weigh_pairs` gives each micro-batch the factor that makes it exact.
+micro-batch would weigh more; :func:`weigh_pairs` gives each micro-batch the factor that makes it exact. (DPO runs
+the lever in one process only: TRL 1.16 all-gathers per-pair rewards for its metrics, which needs the same number of
+pairs on every rank; ``train_dpo`` refuses more ranks.)
 """
 
 from __future__ import annotations
@@ -78,18 +80,16 @@ def weigh_pairs(trainer: Any, batch_samples: list[dict[str, Any]]) -> None:
     (``n_rj = N / (W G)``) every factor is 1. ``N`` is counted, not taken as ``E``: a last partial step (fewer rows,
     ``dataloader_drop_last`` off) is exact too. The logged loss is the same mean (the Trainer averages the ranks'
     sums of these scaled losses). The factor rides in the batch (:data:`PAIR_SCALE_KEY`), so a batch that did not
-    come through a training step (the step-0 check's) carries none and is unscaled.
+    come through a training step (the step-0 check's) carries none and is unscaled. Written for ``W`` ranks; it runs
+    with ``W = 1`` (train_dpo refuses more), where ``N`` is this process's count.
     """
-    import torch  # heavy optional: torch
-
     if not batch_samples:
         return
     pairs = [batch["input_ids"].shape[0] // 2 for batch in batch_samples]  # chosen rows, then rejected rows
     world = trainer.accelerator.num_processes
+    # N over all ranks would take an all-reduce; train_dpo runs the lever in one process (TRL's metrics gather)
+    assert world == 1, "train_dpo refuses batch_rebalance on more than one rank"
     total = sum(pairs)
-    if world > 1:  # one all-reduce of a scalar a step: every rank draws its micro-batches of the same step here
-        counted = torch.tensor(float(total), device=trainer.args.device)
-        total = int(trainer.accelerator.reduce(counted, reduction="sum").item())
     for batch, n in zip(batch_samples, pairs, strict=True):
         batch[PAIR_SCALE_KEY] = n * world * len(batch_samples) / total
 

@@ -157,7 +157,8 @@ class TrainSpec(Spec):
     balanced padded cost (``BatchRebalanceSampler``), so short rows stop being padded to the longest of a random
     draw. It only pays with more than one micro-batch a step (accumulation or ranks); with one it merely reorders.
     The loss stays the step's mean: SFT's is token-weighted over the whole step already, DPO's per-micro-batch
-    mean is reweighted by its pair count (:mod:`cleanroom.training.rebalance`).
+    mean is reweighted by its pair count (:mod:`cleanroom.training.rebalance`). DPO takes it in one process only
+    (TRL's DPO metrics gather equal-sized micro-batches across ranks).
     """
 
     label: ClassVar[str] = "TrainSpec"
