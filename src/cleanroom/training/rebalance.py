@@ -20,6 +20,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from cleanroom.errors import ConfigError
+
 #: key :func:`weigh_pairs` adds to a DPO micro-batch, which ``GuardedDPOTrainer.compute_loss`` pops before the forward
 PAIR_SCALE_KEY = "cleanroom_pair_scale"
 
@@ -87,8 +89,9 @@ def weigh_pairs(trainer: Any, batch_samples: list[dict[str, Any]]) -> None:
         return
     pairs = [batch["input_ids"].shape[0] // 2 for batch in batch_samples]  # chosen rows, then rejected rows
     world = trainer.accelerator.num_processes
-    # N over all ranks would take an all-reduce; train_dpo runs the lever in one process (TRL's metrics gather)
-    assert world == 1, "train_dpo refuses batch_rebalance on more than one rank"
+    if world != 1:  # N over all ranks would take an all-reduce; train_dpo runs the lever in one process only
+        raise ConfigError(f"batch_rebalance pair weights on {world} ranks: train_dpo refuses the lever on more than "
+                          "one rank (TRL's DPO metrics gather equal micro-batches); set batch_rebalance=False for DPO")
     total = sum(pairs)
     for batch, n in zip(batch_samples, pairs, strict=True):
         batch[PAIR_SCALE_KEY] = n * world * len(batch_samples) / total
