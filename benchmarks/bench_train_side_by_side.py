@@ -83,6 +83,8 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "sft-guarded-rebalance-ga1": Mode({"batch_rebalance": True}, True),
     "dpo-guarded-rebalance": Mode({"batch_rebalance": True}, True, accumulation=4),
     "dpo-guarded-rebalance-ga1": Mode({"batch_rebalance": True}, True),
+    "sft-guarded-ga4": Mode({}, True, accumulation=4),  # the rebalance modes' micro-batching without rebalancing
+    "dpo-guarded-ga4": Mode({}, True, accumulation=4),
 }
 MODES = (*CLEANROOM_MODES, "trl-sft", "trl-sft-padfree", "trl-sft-ids", "trl-dpo")
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "river", "blue", "green", "light",
@@ -192,7 +194,8 @@ class Recorder:
                 "median_step_s": round(statistics.median(self.step_seconds[w:]), 4) if steps else None,
                 "median_step_tokens_per_s": round(statistics.median(rates), 1) if rates else 0.0,
                 "tokens_timed": sum(tokens[w:]), "tokens_per_s": round(sum(tokens[w:]) / secs, 1) if secs else 0.0,
-                "mean_tokens_per_batch": round(sum(self.tokens) / max(len(self.tokens), 1), 1),
+                # the micro-batches trained on (not DPO's step-0/precompute batches, nor the loader's prefetch)
+                "mean_tokens_per_batch": round(sum(micro[:steps * g]) / max(min(len(micro), steps * g), 1), 1),
                 "micro_batches_per_step": g,
                 "peak_gib": round(self.peak_bytes / 2**30, 3), "losses": [round(x, 4) for x in self.losses]}
 

@@ -41,12 +41,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bitsandbytes', b.__version__)"
 
 # The headline comparisons first, so a short budget still gives them; then the single levers and the guard's twins.
-modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance trl-dpo dpo-guarded dpo-guarded-rebalance
-       dpo-guarded-precompute unsloth-sft unsloth-sft-bucket sft-guarded-rebalance-ga1 dpo-guarded-rebalance-ga1
-       sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket dpo-guarded-upcast
-       trl-sft-padfree)
+modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance
+       dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket sft-guarded-rebalance-ga1
+       dpo-guarded-rebalance-ga1 sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket
+       dpo-guarded-upcast trl-sft-padfree)
 [[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
-headline=" trl-sft sft-guarded sft-guarded-rebalance trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-precompute unsloth-sft unsloth-sft-bucket "
+headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
 read -r -a archs <<< "${BENCH_ARCHS:-qwen2.5-1.5b}"
 if [[ "${BENCH_SMALL:-0}" == 1 ]]; then

@@ -195,3 +195,53 @@ def test_dpo_refuses_the_lever_on_more_than_one_rank(load_tiny, lora, spec, tmp_
     model, tok = load_tiny()
     with pytest.raises(ConfigError, match="batch_rebalance is not supported for DPO on 2 ranks"):
         train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, train=spec(batch_rebalance=True))
+
+
+def test_sft_refuses_a_model_whose_step_loss_would_be_a_mean_of_micro_batch_means(varied, load_tiny, lora, spec,
+                                                                                   tmp_path):
+    """A model that takes no loss kwargs (``accepts_loss_kwargs = False``, as gemma4's) gets no num_items_in_batch:
+    TRL divides each micro-batch by its own token count and variable-size micro-batches would weigh tokens unequally
+    (1.3e-2 nats off in 3 steps on this model). The first step refuses it, naming the way out."""
+    model, tok = load_tiny()
+    model.accepts_loss_kwargs = False  # the Trainer reads it to decide whether to count the step's tokens
+    with pytest.raises(ConfigError, match="num_items_in_batch.*batch_rebalance=False"):
+        train_sft(model, tok, varied * 4, lora=lora, output_dir=tmp_path / "run",
+                  train=spec(max_steps=1, save_steps=100, batch_rebalance=True, batch_size=2,
+                             gradient_accumulation_steps=4))
+
+
+def test_the_memory_budget_and_the_estimate_size_the_largest_rebalanced_micro_batch(spec):
+    """A rebalanced micro-batch can hold up to E - K + 1 rows (each other micro-batch holds one), so the memory
+    model sizes that, and the fixed-micro-batch budget is refused beside the lever."""
+    from cleanroom import memory
+    from cleanroom.training import LoraSpec
+    from cleanroom.training.micro_batch import stage_estimate
+
+    with pytest.raises(ConfigError, match="batch_rebalance.*micro_batch_budget_gib"):
+        TrainSpec(batch_rebalance=True, micro_batch_budget_gib=40)
+    assert rebalance.worst_case_rows(2, 4) == 5 and rebalance.worst_case_rows(8, 1) == 8
+    assert rebalance.worst_case_rows(2, 2, world=2) == 5
+    arch, lora = memory.arch_for("qwen2.5-1.5b"), LoraSpec(r=64, alpha=128)
+    plain = stage_estimate(TrainSpec(batch_size=2, gradient_accumulation_steps=4), arch, "nf4", lora, dpo=False)
+    rebal = stage_estimate(TrainSpec(batch_size=2, gradient_accumulation_steps=4, batch_rebalance=True), arch, "nf4",
+                           lora, dpo=False)
+    five = stage_estimate(TrainSpec(batch_size=5), arch, "nf4", lora, dpo=False)
+    assert rebal.allocated_bytes == five.allocated_bytes > plain.allocated_bytes
+
+
+def test_a_last_step_the_sampler_must_fill_with_repeated_rows_is_warned(tmp_path):
+    """10 rows, 8 a step in 4 micro-batches: the last step holds 2 rows for 4 micro-batches, and the sampler fills it
+    with rows from the epoch's start; the run says so. 12 rows (a last step of 4) do not warn."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=4,
+                             report_to=[], use_cpu=True)
+    trainer = SimpleNamespace(args=args)
+    with pytest.warns(UserWarning, match="last step of 2 rows for 4 micro-batches.*2 rows repeated"):
+        rebalance.rebalance_sampler(trainer, [5, 9, 3, 7, 1, 2, 8, 4, 6, 10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler = rebalance.rebalance_sampler(trainer, list(range(1, 13)))
+    assert sorted(i for batch in sampler for i in batch) == list(range(12))

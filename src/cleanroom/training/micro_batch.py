@@ -16,6 +16,7 @@ from typing import Any
 from cleanroom import memory
 from cleanroom.errors import ConfigError
 from cleanroom.spec import replace
+from cleanroom.training import rebalance
 from cleanroom.training.specs import LoraSpec, TrainSpec
 
 #: The memory model is within 10% of every peak measured on the H200, and below it on the fp32-upcast path
@@ -34,8 +35,11 @@ def stage_estimate(train: TrainSpec, arch: Any, quantization: str | None, lora: 
     """The memory model's peak for a stage trained with ``train`` and ``lora`` (at ``batch_size`` rows a micro-batch,
     ``train.batch_size`` by default): the one call training's choice and preflight's estimate share."""
     estimate = memory.estimate_dpo_peak_memory if dpo else memory.estimate_peak_memory
+    rows = batch_size or train.batch_size
+    if batch_size is None and train.batch_rebalance:  # variable micro-batches: size the largest one possible
+        rows = rebalance.worst_case_rows(train.batch_size, train.gradient_accumulation_steps)
     return estimate(arch, quantization=quantization or "bf16", lora_r=lora.r, lora_targets=lora.targets,
-                    batch_size=batch_size or train.batch_size, seq_len=train.padded_length,
+                    batch_size=rows, seq_len=train.padded_length,
                     gradient_checkpointing=train.gradient_checkpointing, kbit_fp32_upcast=train.kbit_fp32_upcast)
 
 

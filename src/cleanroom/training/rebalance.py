@@ -64,6 +64,13 @@ def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:
     args = trainer.args
     world = max(1, args.world_size)
     accumulation = args.gradient_accumulation_steps
+    step, groups = args.train_batch_size * accumulation * world, world * accumulation
+    tail = len(lengths) % step
+    if 0 < tail < groups and not args.dataloader_drop_last:
+        warnings.warn(f"TrainSpec.batch_rebalance: {len(lengths)} rows leave a last step of {tail} rows for {groups} "
+                      f"micro-batches; the sampler fills it with {groups - tail} rows repeated from the epoch's start "
+                      "(they train twice that epoch); a row count whose remainder by the step's "
+                      f"{step} rows is 0 or at least {groups} avoids it", stacklevel=2)
     return BatchRebalanceSampler(lengths=lengths, effective_batch_size=args.train_batch_size * accumulation * world,
                                  dp_size=world, grad_accum=accumulation,
                                  seed=args.data_seed if args.data_seed is not None else args.seed,
@@ -80,7 +87,8 @@ def weigh_pairs(trainer: Any, batch_samples: list[dict[str, Any]]) -> None:
     ``s_rj = n_rj W G / N``, ``N = sum_rj n_rj`` the step's pairs on all ranks, turns that into
     ``(1/N) sum_all grad l_p``, the mean over every pair of the step, whatever the sizes; with equal sizes
     (``n_rj = N / (W G)``) every factor is 1. ``N`` is counted, not taken as ``E``: a last partial step (fewer rows,
-    ``dataloader_drop_last`` off) is exact too. The logged loss is the same mean (the Trainer averages the ranks'
+    ``dataloader_drop_last`` off) is the mean over the rows it holds, which are the repeated ones too where the
+    sampler had to fill it (:func:`rebalance_sampler` warns). The logged loss is the same mean (the Trainer averages the ranks'
     sums of these scaled losses). The factor rides in the batch (:data:`PAIR_SCALE_KEY`), so a batch that did not
     come through a training step (the step-0 check's) carries none and is unscaled. Written for ``W`` ranks; it runs
     with ``W = 1`` (train_dpo refuses more), where ``N`` is this process's count.
@@ -97,6 +105,36 @@ def weigh_pairs(trainer: Any, batch_samples: list[dict[str, Any]]) -> None:
         batch[PAIR_SCALE_KEY] = n * world * len(batch_samples) / total
 
 
+def check_token_weighting(trainer: Any, num_items: Any, micro_batches: int) -> None:
+    """Refuse a rebalanced SFT step whose loss would be a mean of per-micro-batch means.
+
+    SFT stays the step's token mean only when the Trainer hands every micro-batch the step's count of supervised
+    tokens (``num_items_in_batch``, all ranks); a model that does not take loss kwargs (``model_accepts_loss_kwargs``
+    False, e.g. gemma4's) gets ``None``, TRL then divides each micro-batch by its own count, and micro-batches of
+    variable size weigh their tokens unequally (1.3e-2 nats off in 3 CPU steps). So does
+    ``average_tokens_across_devices`` off under several ranks.
+    """
+    args = trainer.args
+    world = max(1, args.world_size)
+    if micro_batches * world <= 1:
+        return
+    if num_items is None:
+        raise ConfigError(f"TrainSpec.batch_rebalance: {type(trainer.model).__name__} takes no num_items_in_batch, so "
+                          "the step's loss would be a mean of micro-batch means and rebalanced micro-batches of "
+                          "variable size would weigh tokens unequally; set batch_rebalance=False for this model")
+    if world > 1 and not args.average_tokens_across_devices:
+        raise ConfigError("TrainSpec.batch_rebalance on several ranks needs average_tokens_across_devices=True (the "
+                          "step's token count over every rank); remove it from trl_overrides or set "
+                          "batch_rebalance=False")
+
+
+def worst_case_rows(batch_size: int, accumulation: int, world: int = 1) -> int:
+    """The most rows one rebalanced micro-batch can hold: the step's ``E = batch x accumulation x ranks`` rows less one
+    for each of the other ``ranks x accumulation - 1`` micro-batches (each holds at least one). What a memory estimate
+    must size under ``batch_rebalance``: the sampler balances cost, it caps no micro-batch."""
+    return batch_size * accumulation * world - accumulation * world + 1
+
+
 def rebalance_record(levers: dict[str, Any], world: int, accumulation: int) -> dict[str, Any]:
     """``levers`` with how many micro-batches a step is split into under ``batch_rebalance`` (``groups_per_step``);
     with one the sampler only sorts the step's rows: the reason says so and a warning (the run log) too."""
@@ -109,8 +147,11 @@ def rebalance_record(levers: dict[str, Any], world: int, accumulation: int) -> d
             warnings.warn("TrainSpec.batch_rebalance with one micro-batch a step (1 rank, gradient_accumulation_steps "
                           "1) only reorders the step's rows and saves no padding; raise gradient_accumulation_steps "
                           "(smaller batch_size, same global batch) for it to split rows by length", stacklevel=3)
+        if levers.get("padding_free", {}).get("on"):
+            warnings.warn("TrainSpec.batch_rebalance with padding_free: a packed micro-batch has no padding to save, so "
+                          "rebalancing only reorders rows between the accumulated micro-batches", stacklevel=3)
     return levers | {"batch_rebalance": record}
 
 
-__all__ = ["PAIR_SCALE_KEY", "dpo_lengths", "is_on", "rebalance_record", "rebalance_sampler", "sft_lengths",
-           "weigh_pairs"]
+__all__ = ["PAIR_SCALE_KEY", "check_token_weighting", "dpo_lengths", "is_on", "rebalance_record", "rebalance_sampler",
+           "sft_lengths", "weigh_pairs", "worst_case_rows"]

@@ -196,6 +196,12 @@ def _guarded_sft_trainer_class() -> Any:
             data = train_dataset if train_dataset is not None else self.train_dataset
             return rebalance.rebalance_sampler(self, rebalance.sft_lengths(data))
 
+        def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
+            batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if rebalance.is_on(self):
+                rebalance.check_token_weighting(self, num_items, len(batch_samples))
+            return batch_samples, num_items
+
         def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                             ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
             if getattr(self.model, "cleanroom_backend", None) == "unsloth":

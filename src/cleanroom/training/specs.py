@@ -66,12 +66,14 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
               "sha256 is recorded and the step-0 check compares the policy with them",
     },
     "batch_rebalance": {
-        False: "default: each step's rows drawn at random into equal micro-batches (H200, 1.5B nf4, batch 8 as 4 "
-               "rebalanced micro-batches: 0.26x the padded batch's tokens/s, the peft path paying a near-fixed ~0.8 s "
-               "per forward/backward there; docs/training-speed.md, session 18)",
+        False: "default: each step's rows drawn at random into equal micro-batches (H200, 1.5B nf4: batch 8 as 4 "
+               "rebalanced micro-batches ran at 0.27x one padded batch of 8, the peft path paying a near-fixed ~0.8 s "
+               "per forward/backward there; against 4 plain accumulated micro-batches not yet measured; "
+               "docs/training-speed.md, session 18)",
         True: "chosen: each step's rows sorted by length and split into micro-batches of balanced padded cost and "
               "variable size (transformers' BatchRebalanceSampler, seeded by TrainSpec.seed); the same rows per step, "
-              "and the loss still the mean over all of them (SFT per token, DPO per pair)",
+              "and the loss still the mean over all of them (SFT per token, DPO per pair); a last partial step of fewer "
+              "rows than micro-batches repeats rows from the epoch's start (the sampler's padding, warned)",
     },
 }
 
@@ -219,6 +221,14 @@ class TrainSpec(Spec):
             raise Invalid("null with padding_free (a packed row has no padding to bucket; TRL would pad the row "
                           "and the positions would no longer restart per example)", field="pad_to_multiple_of",
                           value=self.pad_to_multiple_of)
+        return self
+
+    @model_validator(mode="after")
+    def _rebalance_has_no_fixed_micro_batch(self) -> TrainSpec:
+        if self.batch_rebalance and self.micro_batch_budget_gib is not None:
+            raise Invalid("false with micro_batch_budget_gib (the budget sizes micro-batches of a fixed row count; a "
+                          "rebalanced micro-batch varies and can hold up to batch x accumulation - accumulation + 1 "
+                          "rows, 1.8x the planned tokens seen): set one of them", field="batch_rebalance", value=True)
         return self
 
     @property
