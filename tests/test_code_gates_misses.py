@@ -182,10 +182,17 @@ def test_a_dict_call_keeps_its_own_finding_and_adds_only_its_token_keys() -> Non
 
 
 def test_bool_add_special_tokens_stays_cr301() -> None:
-    assert rules("tok('x', add_special_tokens=True)\ntok('y', add_special_tokens=flag)\n") == [
-        (1, "CR301"),
-        (2, "CR301"),
-    ]
+    source = """
+        tok('x', add_special_tokens=True)
+        tok('y', add_special_tokens=flag)
+
+        def f(tok, add_special_tokens=False):
+            flag = add_special_tokens or True
+            return tok('z', add_special_tokens=flag)
+
+        args = Args(add_special_tokens=[t.strip() for t in s.split(",")], other=f"{x}")
+        """
+    assert rules(source) == [(2, "CR301"), (3, "CR301"), (7, "CR301"), (9, "CR302")]
 
 
 # Look-alikes: the same spelling, no chat template applied and no token added.

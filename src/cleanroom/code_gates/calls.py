@@ -292,16 +292,16 @@ def _spread_keywords(node: ast.Call, scopes: Scopes) -> list[tuple[str, ast.AST,
     return found
 
 
+_TOKEN_DISPLAYS = (ast.List, ast.Tuple, ast.Set, ast.Dict, ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
+
+
 def _names_tokens(value: ast.AST, scopes: Scopes) -> bool:
-    """``add_special_tokens="<|x|>"`` or a list, tuple, set or dict of tokens, directly or through a name
-    bound to one in its scope: tokens added to the vocabulary, not the BOS/EOS switch (a bool or unknown)."""
+    """``add_special_tokens="<|x|>"`` or a list, tuple, set or dict of tokens (a display or a comprehension),
+    directly or through a name bound to one in its scope: tokens added to the vocabulary, not the BOS/EOS
+    switch (a bool or an unknown value)."""
     key = dotted_name(value)
     held = [value] if key is None else scopes.values(key, getattr(value, "lineno", 1))
-    return any(
-        isinstance(v, ast.List | ast.Tuple | ast.Set | ast.Dict | ast.JoinedStr) or const_str(v) is not None
-        for v in held
-        if v is not None
-    )
+    return any(isinstance(v, _TOKEN_DISPLAYS) or const_str(v) is not None for v in held if v is not None)
 
 
 def _keyword_finding(
