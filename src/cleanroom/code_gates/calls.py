@@ -13,7 +13,18 @@ from __future__ import annotations
 import ast
 
 from cleanroom.code_gates.doubles import Doubles
-from cleanroom.code_gates.names import Names, attr_name, const_str, is_const, keywords, reflective
+from cleanroom.code_gates.names import (
+    Names,
+    attr_name,
+    const_str,
+    dict_items,
+    dotted_name,
+    is_const,
+    keywords,
+    reflective,
+)
+from cleanroom.code_gates.rendering import check_engine_chat, check_template_source
+from cleanroom.code_gates.scopes import Scopes
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import (
     CHAT_ATTRS,
@@ -27,6 +38,8 @@ from cleanroom.code_gates.vocabulary import (
     QUANT_CONFIGS,
     QUANT_KWARGS,
     SPECIAL_ATTRS,
+    TEMPLATE_COMPILERS,
+    TEMPLATE_METHODS,
     TOKEN_KWARGS,
     TORCH_LOAD,
     helper_rule,
@@ -43,11 +56,13 @@ def check_call(
     flags: set[int],
     helpers: dict[str, str],
     doubles: Doubles,
+    scopes: Scopes,
 ) -> None:
     """The call rules; *called*: *node* is itself the callee of another call (``getattr(...)(p)``).
 
     *flags*: ids of expressions read as a truth value; *helpers*: qualified helper name -> rule;
-    *doubles*: where the module's keywords only describe (a test double's constructor, a predicate).
+    *doubles*: where the module's keywords only describe (a test double's constructor, a predicate);
+    *scopes*: what a local name was bound to (``llm = LLM(...)``, ``kw = {...}``).
     """
     access = reflective(node, names)
     if access is not None:  # getattr/setattr/delattr in any spelling
@@ -66,10 +81,14 @@ def check_call(
         loads = loads or qual_loads
     elif isinstance(func, ast.Name) and func.id in CHAT_FUNCTIONS:
         add(node, "CR202", f"{func.id}() applies a chat template outside the loader")
+    if func_attr == "chat" and isinstance(func, ast.Attribute):
+        check_engine_chat(node, func.value, names, scopes, add)
+    elif func_attr in TEMPLATE_METHODS or helper_rule(qual, TEMPLATE_COMPILERS) is not None:
+        check_template_source(node, names, scopes, add)
     _check_passed_helpers(node, names, add, helpers)
     if func_attr is not None and func_attr.startswith("assert_"):
         return  # ``mock.assert_called_once_with(p, trust_remote_code=True)`` compares; it passes nothing
-    _check_keywords(node, add, qual, last, loads, is_bnb, doubles)
+    _check_keywords(node, add, qual, last, loads, is_bnb, doubles, scopes)
 
 
 def check_from_pretrained_read(node: ast.AST, receiver: ast.AST, names: Names, add: Report) -> None:
@@ -222,21 +241,67 @@ def _check_keywords(
     loads: bool,
     is_bnb: bool,
     doubles: Doubles,
+    scopes: Scopes,
 ) -> None:
     """The keyword rules; *qual*/*last*: the callee's qualified name and its last part.
 
     Token keywords rewrite the tokenizer where the callee builds one or configures training on it:
     a loading class or its from_pretrained, TRL's SFTConfig/DPOConfig (``eos_token=``), any *Config.
+    Such a callee also reads the keys of a dict spread into it (``**kw`` bound in the scope to a dict
+    literal or ``dict(...)``, or ``**dict(...)``) as its keywords, reported at the key.
     A test double's constructor or a predicate (``doubles.describes_only``, asked only once a migration
     keyword is found: most calls have none) answers to the safety rules (5xx) alone.
     """
     rewrites_tokens = loads or (
         last is not None and (last.endswith("Config") or (qual is not None and is_loading_class(qual)))
     )
-    for key, value, where in keywords(node):
-        finding = _keyword_finding(key, value, qual, last, loads, is_bnb, rewrites_tokens)
+    passed = [(key, value, where, "") for key, value, where in keywords(node)]
+    if rewrites_tokens:
+        passed.extend(_spread_keywords(node, scopes))
+    for key, value, where, through in passed:
+        if key == "add_special_tokens" and _names_tokens(value, scopes):
+            finding: tuple[str, str, str] | None = (
+                "CR302",
+                f"add_special_tokens={ast.unparse(value)} adds tokens to the vocabulary outside the loader",
+                "",
+            )
+        else:
+            finding = _keyword_finding(key, value, qual, last, loads, is_bnb, rewrites_tokens)
         if finding is not None and not (finding[0] < "CR5" and doubles.describes_only(node, value)):
-            add(where, *finding)
+            add(where, finding[0], finding[1] + through, finding[2])
+
+
+def _spread_keywords(node: ast.Call, scopes: Scopes) -> list[tuple[str, ast.AST, ast.AST, str]]:
+    """(key, value, position, note) for the keys of a dict spread into *node* by name or as ``dict(...)``.
+
+    ``**{...}`` literals are :func:`~cleanroom.code_gates.names.keywords`' own. A ``dict(k=v)`` call is
+    checked as a call where it stands, so only its token keys (whose rule depends on the callee) are
+    read again here; a dict literal's keys are read here only (its ``trust_remote_code`` is the dict
+    rule's, reported first)."""
+    found = []
+    for kw in node.keywords:
+        if kw.arg is not None or isinstance(kw.value, ast.Dict):
+            continue
+        key = dotted_name(kw.value)
+        held = [kw.value] if key is None else scopes.values(key, kw.value.lineno)
+        note = f" (through **{ast.unparse(kw.value)} at line {kw.value.lineno})"
+        for value in held:
+            for k, v, where in dict_items(value) if value is not None else ():
+                if isinstance(value, ast.Dict) or k in TOKEN_KWARGS:
+                    found.append((k, v, where, note))
+    return found
+
+
+_TOKEN_DISPLAYS = (ast.List, ast.Tuple, ast.Set, ast.Dict, ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
+
+
+def _names_tokens(value: ast.AST, scopes: Scopes) -> bool:
+    """``add_special_tokens="<|x|>"`` or a list, tuple, set or dict of tokens (a display or a comprehension),
+    directly or through a name bound to one in its scope: tokens added to the vocabulary, not the BOS/EOS
+    switch (a bool or an unknown value)."""
+    key = dotted_name(value)
+    held = [value] if key is None else scopes.values(key, getattr(value, "lineno", 1))
+    return any(isinstance(v, _TOKEN_DISPLAYS) or const_str(v) is not None for v in held if v is not None)
 
 
 def _keyword_finding(

@@ -32,6 +32,7 @@ from cleanroom.code_gates.calls import check_call, check_from_pretrained_read, c
 from cleanroom.code_gates.doubles import Doubles
 from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
 from cleanroom.code_gates.rules import RULES_BY_ID
+from cleanroom.code_gates.scopes import Scopes
 from cleanroom.code_gates.violation import Report, Violation
 from cleanroom.code_gates.vocabulary import CHAT_ATTRS, HELPERS, LOADER_DECIDES, SETTINGS_NAME, SPECIAL_ATTRS
 from cleanroom.code_gates.walk import collect, flag_contexts
@@ -114,12 +115,13 @@ def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) 
     # where a waiver may stand); any other read is reported where it stands.
     callees = {id(call.func) for call in calls}
     flags = flag_contexts(nodes)
-    doubles = Doubles(nodes, names)
+    scopes = Scopes(nodes)
+    doubles = Doubles(nodes, names, scopes)
     _check_attributes(nodes, names, add, callees, flags, doubles)
     _check_subscripts(nodes, names, add)
     _check_dicts(nodes, calls, add)
     for node in calls:
-        check_call(node, names, add, id(node) in callees, flags, table, doubles)
+        check_call(node, names, add, id(node) in callees, flags, table, doubles, scopes)
     return found
 
 

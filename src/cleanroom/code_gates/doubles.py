@@ -30,7 +30,8 @@ from __future__ import annotations
 import ast
 import re
 
-from cleanroom.code_gates.names import Names, dotted_name, reflective
+from cleanroom.code_gates.names import Names, bound_pairs, dotted_name, reflective
+from cleanroom.code_gates.scopes import Scopes
 from cleanroom.code_gates.vocabulary import PIPELINES, is_loading_class
 
 _DOUBLE_QUALS = frozenset(
@@ -80,12 +81,12 @@ def _question(value: ast.AST) -> bool:
 class Doubles:
     """What a module does with names that are not a real tokenizer, model or load (see the module doc)."""
 
-    def __init__(self, nodes: dict[type, list], names: Names) -> None:
+    def __init__(self, nodes: dict[type, list], names: Names, scopes: Scopes) -> None:
         self.names = names
         self.fakes = {c.name for c in nodes.get(ast.ClassDef, ()) if _FAKE_CLASS.match(c.name)}
         self.nodes = nodes
-        self._functions: list[ast.FunctionDef | ast.AsyncFunctionDef] | None = None
-        self.module = nodes.get(ast.Module, [None])[0]
+        self.scopes = scopes
+        self.module = scopes.module
         self._bound: dict[int, dict[str, str | None]] = {}
         self._factories: dict[str, bool] = {}
         self._loaders: dict[str, bool] = {}
@@ -153,7 +154,7 @@ class Doubles:
         when the longest bound prefix of it is a mock (``m = Mock(); m.tokenizer.pad_token = 0``: a
         mock's attributes are mocks); a plain double holds what was stored on it, so after
         ``s = SimpleNamespace(tok=load())`` or ``s.tok = load()``, ``s.tok.pad_token = x`` is a real write."""
-        bound = self._doubles_in(self._enclosing(target.lineno))
+        bound = self._doubles_in(self.scopes.enclosing(target.lineno))
         node: ast.AST = target.value
         key = dotted_name(node)
         if key is None:
@@ -174,7 +175,7 @@ class Doubles:
         if stmt is None or len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
             return False
         name = stmt.targets[0].id
-        scope = self._enclosing(read.lineno) or self.module
+        scope = self.scopes.enclosing(read.lineno) or self.module
         uses = restores = 0
         for node in ast.walk(scope) if scope is not None else ():
             if isinstance(node, ast.Name) and node.id == name and type(node.ctx) is ast.Load:
@@ -195,7 +196,7 @@ class Doubles:
         nothing but putting back, :meth:`restore_only`.)"""
         if not isinstance(value, ast.Name):
             return False
-        scope = self._enclosing(target.lineno) or self.module
+        scope = self.scopes.enclosing(target.lineno) or self.module
         stores = saves = 0
         for node in ast.walk(scope) if scope is not None else ():
             if isinstance(node, ast.Name) and node.id == value.id and type(node.ctx) is not ast.Load:
@@ -232,7 +233,7 @@ class Doubles:
             known = any(
                 (isinstance(node, ast.Attribute) and node.attr == "from_pretrained")
                 or (isinstance(node, ast.Call) and self._loading_callee(node))
-                for func in self._functions_by_line()
+                for func in self.scopes.functions()
                 if func.name == name
                 for node in ast.walk(func)
             )
@@ -250,7 +251,7 @@ class Doubles:
         if known is not None:
             return known
         self._factories[name] = False  # a factory returning its own call is no factory
-        defs = [f for f in self._functions_by_line() if f.name == name]
+        defs = [f for f in self.scopes.functions() if f.name == name]
         returns: list[ast.Return] = []
         stack: list[ast.AST] = list(defs[0].body) if len(defs) == 1 else []
         while stack:
@@ -264,25 +265,6 @@ class Doubles:
         verdict = bool(returns) and all(r.value is not None and self.is_double_call(r.value) for r in returns)
         self._factories[name] = verdict
         return verdict
-
-    def _functions_by_line(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-        """The module's functions, outer before inner; sorted on first use: most modules never need it."""
-        if self._functions is None:
-            self._functions = sorted(
-                (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())),
-                key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
-            )
-        return self._functions
-
-    def _enclosing(self, line: int) -> ast.AST | None:
-        """The innermost function whose lines hold *line*, or None at module level."""
-        found = None
-        for func in self._functions_by_line():
-            if func.lineno > line:
-                break
-            if line <= (func.end_lineno or func.lineno):
-                found = func
-        return found
 
     def _doubles_in(self, scope: ast.AST | None) -> dict[str, str | None]:
         """Dotted name bound in *scope* -> the kind of test double every binding of it holds, None when
@@ -329,21 +311,11 @@ class Doubles:
 
     def _bind_target(self, verdict: dict[str, str | None], target: ast.AST, value: ast.AST | None) -> None:
         """Record *target* = *value* in *verdict* (see :meth:`_doubles_in`)."""
-        if isinstance(target, ast.Starred):
-            self._bind_target(verdict, target.value, None)
-            return
-        if isinstance(target, ast.Tuple | ast.List):
-            pair = (
-                isinstance(value, ast.Tuple | ast.List)
-                and len(value.elts) == len(target.elts)
-                and not any(isinstance(e, ast.Starred) for e in value.elts)
-            )
-            for i, element in enumerate(target.elts):
-                self._bind_target(verdict, element, value.elts[i] if pair else None)  # type: ignore[union-attr]
-            return
-        key = dotted_name(target)
-        if key is None:
-            return
+        for key, element in bound_pairs(target, value):
+            self._bind_key(verdict, key, element)
+
+    def _bind_key(self, verdict: dict[str, str | None], key: str, value: ast.AST | None) -> None:
+        """Record ``key = value`` and, for a double's constructor, each keyword it stores (``key.kw``)."""
         kind = self.double_kind(value) if value is not None else None
         _bind(verdict, key, kind)
         if kind is not None and isinstance(value, ast.Call):

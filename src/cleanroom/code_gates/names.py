@@ -146,19 +146,29 @@ def _bindings(nodes: dict[type, list]) -> list[tuple[str, ast.AST]]:
 
 
 def _pair(target: ast.AST, value: ast.AST, pairs: list[tuple[str, ast.AST]]) -> None:
-    """Append (dotted target, value) to *pairs*, element by element for equal-length tuples."""
+    """Append (dotted target, value) to *pairs* for each target that is paired with a known value."""
+    pairs.extend((key, v) for key, v in bound_pairs(target, value) if v is not None)
+
+
+def bound_pairs(target: ast.AST, value: ast.AST | None) -> Iterator[tuple[str, ast.AST | None]]:
+    """(dotted target, value) for one binding: a tuple or list target is paired element by element
+    with a tuple or list value of the same length (no starred value); any other element, and a
+    starred target, is bound to None (whatever the value unpacks to)."""
+    if isinstance(target, ast.Starred):
+        yield from bound_pairs(target.value, None)
+        return
     if isinstance(target, (ast.Tuple, ast.List)):
-        if (
+        paired = (
             isinstance(value, (ast.Tuple, ast.List))
             and len(value.elts) == len(target.elts)
-            and not any(isinstance(e, ast.Starred) for e in (*target.elts, *value.elts))
-        ):
-            for t, v in zip(target.elts, value.elts, strict=True):
-                _pair(t, v, pairs)
+            and not any(isinstance(e, ast.Starred) for e in value.elts)
+        )
+        for i, element in enumerate(target.elts):
+            yield from bound_pairs(element, value.elts[i] if paired else None)  # type: ignore[union-attr]
         return
     key = dotted_name(target)
     if key is not None:
-        pairs.append((key, value))
+        yield key, value
 
 
 def reflective(node: ast.AST, names: Names) -> tuple[str, str, int] | None:
@@ -221,7 +231,17 @@ def keywords(call: ast.Call) -> Iterator[tuple[str, ast.AST, ast.AST]]:
         if kw.arg is not None:
             yield kw.arg, kw.value, kw
         elif isinstance(kw.value, ast.Dict):
-            for key, value in zip(kw.value.keys, kw.value.values, strict=True):
-                name = const_str(key) if key is not None else None
-                if name is not None:
-                    yield name, value, key  # type: ignore[misc]
+            yield from dict_items(kw.value)
+
+
+def dict_items(node: ast.AST) -> Iterator[tuple[str, ast.AST, ast.AST]]:
+    """(key, value, node for the position) for the literal keys of a dict literal or a ``dict(k=v)`` call."""
+    if isinstance(node, ast.Dict):
+        for key, value in zip(node.keys, node.values, strict=True):
+            name = const_str(key) if key is not None else None
+            if name is not None:
+                yield name, value, key  # type: ignore[misc]
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        for kw in node.keywords:
+            if kw.arg is not None:
+                yield kw.arg, kw.value, kw

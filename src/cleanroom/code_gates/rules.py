@@ -62,7 +62,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CR202",
         "apply-chat-template",
-        "calling apply_chat_template outside the loader",
+        "applying a chat template outside the loader: apply_chat_template, vLLM's LLM.chat, or a "
+        "chat_template compiled with jinja by hand",
         "format base-model prompts as plain completions: cleanroom.ifeval.few_shot_prompt() or "
         f"guard.render_example() ({_LOADER})",
         True,
@@ -70,7 +71,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CR301",
         "add-special-tokens-kwarg",
-        "passing add_special_tokens= to a tokenizer call outside the loader",
+        "passing add_special_tokens= (a bool or unknown value) to a tokenizer call outside the loader",
         "tokenize training data with guard.render_example(), which decides BOS/EOS once for the base model "
         f"({_LOADER})",
         True,
@@ -78,7 +79,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CR302",
         "special-token-write",
-        "assigning bos/eos/pad tokens or ids, or add_special_tokens() on a tokenizer, outside the loader",
+        "assigning bos/eos/pad tokens or ids (or passing them to a load or config, a spread dict "
+        "included), add_special_tokens() or add_special_tokens='<tok>', outside the loader",
         "the base EOS and pad come from the loader's snapshot (guard.base_eos_id()); changing them "
         f"contaminates training data — remove this line ({_LOADER})",
         True,

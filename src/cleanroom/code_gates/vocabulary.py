@@ -34,6 +34,16 @@ HELPERS: dict[str, str] = {
     "vllm.EngineArgs": "CR101",
     "vllm.AsyncEngineArgs": "CR101",
 }
+# vLLM's offline engine: ``LLM(...).chat(messages)`` applies the model's chat template (CR202). Its
+# engines (``LLMEngine``, ``AsyncLLMEngine``) have no chat method; a server's client applies the
+# server's template, which is not in the code. Matched like a helper (same package, same last part).
+CHAT_ENGINES: dict[str, str] = {"vllm.LLM": "CR202"}
+# Jinja compilers: a chat template read as their source is a chat template applied by hand (CR202).
+TEMPLATE_COMPILERS: dict[str, str] = {
+    "jinja2.Template": "CR202",
+    "transformers._compile_jinja_template": "CR202",
+}
+TEMPLATE_METHODS = frozenset({"from_string"})  # ``Environment(...).from_string(source)``, any environment
 HELPER_WHY = {
     "CR101": "loads a model",
     "CR201": "writes the chat template (and bos/eos/pad, resizing the embeddings)",

@@ -1,0 +1,122 @@
+"""The scopes of a module and what a name was bound to in the scope where it is used.
+
+One hop of local data flow, for the rules that judge a receiver or an argument by what was
+assigned to it: ``llm = LLM(...); llm.chat(m)``, ``t = tok.chat_template; env.from_string(t)``,
+``kw = {"pad_token": p}; AutoTokenizer.from_pretrained(path, **kw)``. Inside a scope every binding
+counts wherever it stands (flow-insensitive, like :class:`~cleanroom.code_gates.names.Names`), but
+a name is looked up where Python looks it up: the innermost enclosing function that binds it, else
+the module (whose bindings exclude the bodies of its functions and classes). ``self.x`` and
+``cls.x`` are looked up in the enclosing class, every method of it: ``__init__`` binds what ``run``
+uses.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from cleanroom.code_gates.names import bound_pairs
+
+_NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+class Scopes:
+    """The module's functions and classes by line, and the bindings of each scope (computed on first use)."""
+
+    def __init__(self, nodes: dict[type, list]) -> None:
+        self.nodes = nodes
+        self.module: ast.AST | None = nodes.get(ast.Module, [None])[0]
+        self._functions: list[Function] | None = None
+        self._bindings: dict[int, dict[str, list[ast.AST | None]]] = {}
+
+    def functions(self) -> list[Function]:
+        """The module's functions, outer before inner; sorted on first use: most modules never need it."""
+        if self._functions is None:
+            self._functions = sorted(
+                (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())),
+                key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
+            )
+        return self._functions
+
+    def enclosing(self, line: int) -> Function | None:
+        """The innermost function whose lines hold *line*, or None at module level."""
+        chain = self._chain(line)
+        return chain[0] if chain else None
+
+    def values(self, key: str, line: int) -> list[ast.AST | None]:
+        """The values *key* (a name, ``self.attr`` or ``cls.attr``) is bound to in the scope that binds it
+        as seen from *line*; None for a binding whose value is unknown (a parameter, a loop variable,
+        an unpacked call, an import). Empty when nothing binds it, or for any other dotted key."""
+        head, _, rest = key.partition(".")
+        if rest:
+            if head not in ("self", "cls") or "." in rest:
+                return []
+            owner = self._enclosing_class(line)
+            return self._bound(owner, deep=True).get(key, []) if owner is not None else []
+        for func in self._chain(line):
+            found = self._bound(func, deep=False).get(key)
+            if found is not None:
+                return found
+        return self._bound(self.module, deep=False).get(key, []) if self.module is not None else []
+
+    def _chain(self, line: int) -> list[Function]:
+        """The functions whose lines hold *line*, innermost first."""
+        chain: list[Function] = []
+        for func in self.functions():
+            if func.lineno > line:
+                break
+            if line <= (func.end_lineno or func.lineno):
+                chain.append(func)
+        return chain[::-1]
+
+    def _enclosing_class(self, line: int) -> ast.ClassDef | None:
+        found = None
+        for cls in self.nodes.get(ast.ClassDef, ()):
+            if cls.lineno <= line <= (cls.end_lineno or cls.lineno) and (
+                found is None or cls.lineno > found.lineno
+            ):
+                found = cls
+        return found
+
+    def _bound(self, scope: ast.AST, deep: bool) -> dict[str, list[ast.AST | None]]:
+        """Dotted name -> the values bound to it in *scope* (into nested scopes only when *deep*)."""
+        cached = self._bindings.get(id(scope))
+        if cached is not None:
+            return cached
+        bound: dict[str, list[ast.AST | None]] = {}
+        stack = list(ast.iter_child_nodes(scope))
+        if isinstance(scope, ast.ClassDef):  # ``x = v`` in the class body is ``self.x`` in its methods
+            for stmt in scope.body:
+                if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+                    for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                        if isinstance(target, ast.Name):
+                            for owner in ("self", "cls"):
+                                bound.setdefault(f"{owner}.{target.id}", []).append(stmt.value)
+        while stack:
+            node = stack.pop()
+            for key, value in _bindings_of(node):
+                bound.setdefault(key, []).append(value)
+            if isinstance(node, _NESTED) and not deep:
+                continue  # its name is bound here (above); its body is another scope
+            stack.extend(ast.iter_child_nodes(node))
+        self._bindings[id(scope)] = bound
+        return bound
+
+
+def _bindings_of(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
+    """(dotted name, value or None) for each name one statement or expression binds."""
+    if isinstance(node, ast.Assign):
+        return [pair for target in node.targets for pair in bound_pairs(target, node.value)]
+    if isinstance(node, ast.AnnAssign | ast.NamedExpr | ast.AugAssign):
+        return list(bound_pairs(node.target, node.value)) if node.value is not None else []
+    if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+        return list(bound_pairs(node.target, None))
+    if isinstance(node, ast.withitem) and node.optional_vars is not None:
+        return list(bound_pairs(node.optional_vars, node.context_expr))
+    if isinstance(node, ast.arg):
+        return [(node.arg, None)]
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return [((a.asname or a.name).split(".", 1)[0], None) for a in node.names]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [(node.name, None)]
+    return []
