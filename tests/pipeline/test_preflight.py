@@ -87,7 +87,10 @@ def test_projection_uses_the_gate_report_and_checks_max_hours(tmp_path):
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
       "pad_to_multiple_of": False, "batch_rebalance": False},
      ["sft.train.micro_batch_budget_gib=40"], "micro_batch=True (gate: False)"),
-    ({"kbit_fp32_upcast": False, "padding_free": False}, [], "micro_batch=False (gate: not recorded)"),
+    # a gate from before a lever existed ran without it: off there, so a run with it off matches, one with it on not
+    ({"kbit_fp32_upcast": False, "padding_free": False}, [], None),
+    ({"kbit_fp32_upcast": False, "padding_free": False}, ["sft.train.batch_rebalance=true"],
+     "batch_rebalance=True (gate: not recorded, so off)"),
     ({"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
       "pad_to_multiple_of": 256, "batch_rebalance": False}, ["sft.train.pad_to_multiple_of=64"],
      "pad_to_multiple_of=64 (gate: 256)"),

@@ -124,11 +124,14 @@ def lever_note(measured: dict[str, Any] | None, train: Any) -> str:
     # this run's settings, keyed as TrainResult.levers records them (every TrainSpec lever and the micro-batch)
     # (a lever that takes a number, pad_to_multiple_of, compares by its value: buckets of 64 are not 256)
     mine = lever_settings(train.levers()) | {"micro_batch": train.micro_batch_budget_gib is not None}
-    differ = {k: (measured.get(k, "not recorded"), mine.get(k, "not set here"))
-              for k in sorted(set(measured) | set(mine)) if measured.get(k, "not recorded") != mine.get(k, "not set here")}
+    # A lever the report does not record came after that gate's code: the gate ran without it, so it counts as off
+    # there (and is named "not recorded" when this run sets it); a key this run lacks is one it cannot compare.
+    differ = {k: (measured.get(k, False), mine.get(k, "not set here"))
+              for k in sorted(set(measured) | set(mine)) if measured.get(k, False) != mine.get(k, "not set here")}
     if not differ:
         return ""
-    what = ", ".join(f"{k}={here} (gate: {theirs})" for k, (theirs, here) in differ.items())
+    what = ", ".join(f"{k}={here} (gate: {theirs if k in measured else 'not recorded, so off'})"
+                     for k, (theirs, here) in differ.items())
     return f"; this run's SFT sets {what}: its training rate was not measured, rerun the gate with the same levers"
 
 
