@@ -22,6 +22,7 @@ from cleanroom.code_gates.names import (
     is_const,
     keywords,
     reflective,
+    shown,
 )
 from cleanroom.code_gates.rendering import check_engine_chat, check_template_source
 from cleanroom.code_gates.scopes import Scopes
@@ -121,21 +122,21 @@ def _check_reflective(
 ) -> None:
     """``getattr``/``setattr``/``delattr`` (any spelling) with a literal attribute name."""
     kind, attr, index = access
-    shown = f"{ast.unparse(node.func)}({'..., ' * index}{attr!r})"
+    access_text = f"{shown(node.func)}({'..., ' * index}{attr!r})"
     if kind == "get" and attr == "apply_chat_template":
         default = node.args[index + 1] if len(node.args) > index + 1 else None
         setting = id(node) in flags or (default is not None and is_const(default, True, False, None))
         if called or not setting:  # else ``getattr(args, "apply_chat_template", False)``: a setting read
-            add(node, "CR202", f"apply_chat_template fetched with {shown} outside the loader")
+            add(node, "CR202", f"apply_chat_template fetched with {access_text} outside the loader")
         return
     if kind == "get" and attr == "from_pretrained" and not called and index == 1:
         check_from_pretrained_read(node, node.args[0], names, add)
         return
     if kind != "get" and attr in CHAT_ATTRS:
-        add(node, "CR201", f"{shown} outside the loader")
+        add(node, "CR201", f"{access_text} outside the loader")
         return
     if kind != "get" and attr in SPECIAL_ATTRS:
-        add(node, "CR302", f"{shown} outside the loader")
+        add(node, "CR302", f"{access_text} outside the loader")
 
 
 def _check_method(node: ast.Call, func_attr: str | None, names: Names, add: Report) -> bool:
@@ -230,7 +231,7 @@ def _check_passed_helpers(node: ast.Call, names: Names, add: Report, helpers: di
             continue
         helper = helper_rule(names.resolve(arg), helpers)
         if helper is not None:
-            add(arg, helper[0], f"{ast.unparse(arg)} passed on: it {_why(helper[0])}")
+            add(arg, helper[0], f"{shown(arg)} passed on: it {_why(helper[0])}")
 
 
 def _check_keywords(
@@ -262,7 +263,7 @@ def _check_keywords(
         if key == "add_special_tokens" and _names_tokens(value, scopes):
             finding: tuple[str, str, str] | None = (
                 "CR302",
-                f"add_special_tokens={ast.unparse(value)} adds tokens to the vocabulary outside the loader",
+                f"add_special_tokens={shown(value)} adds tokens to the vocabulary outside the loader",
                 "",
             )
         else:
@@ -278,17 +279,19 @@ def _spread_keywords(node: ast.Call, scopes: Scopes) -> list[tuple[str, ast.AST,
     checked as a call where it stands, so only its token keys (whose rule depends on the callee) are
     read again here; a dict literal's keys are read here only (its ``trust_remote_code`` is the dict
     rule's, reported first)."""
-    found = []
+    found: list[tuple[str, ast.AST, ast.AST, str]] = []
     for kw in node.keywords:
         if kw.arg is not None or isinstance(kw.value, ast.Dict):
             continue
         key = dotted_name(kw.value)
         held = [kw.value] if key is None else scopes.values(key, kw.value.lineno)
-        note = f" (through **{ast.unparse(kw.value)} at line {kw.value.lineno})"
         for value in held:
             for k, v, where in dict_items(value) if value is not None else ():
-                if isinstance(value, ast.Dict) or k in TOKEN_KWARGS:
-                    found.append((k, v, where, note))
+                # a dict literal's trust_remote_code is the dict rule's, reported at the key wherever the dict stands
+                if (isinstance(value, ast.Dict) and k != "trust_remote_code") or k in TOKEN_KWARGS:
+                    # reported at the ``**kw`` (where a waiver on the call's line covers it), naming the key's line
+                    note = f" (key {k!r} at line {getattr(where, 'lineno', '?')}, passed through **{shown(kw.value)})"
+                    found.append((k, v, kw.value, note))
     return found
 
 

@@ -105,6 +105,15 @@ class Names:
         return None
 
 
+def shown(node: ast.AST) -> str:
+    """*node* as source for a message; ``<expression>`` where it is nested too deep to unparse (Python compiles
+    expressions hundreds of levels deeper than ``ast.unparse`` can recurse)."""
+    try:
+        return ast.unparse(node)
+    except RecursionError:
+        return "<expression>"
+
+
 def dotted_name(node: ast.AST) -> str | None:
     """``"a.b.c"`` for a chain of attributes on a name, else None."""
     parts = []

@@ -8,15 +8,15 @@ compiled by hand.
 * ``jinja2.Template(tok.chat_template)``, ``env.from_string(tok.chat_template).render(...)`` (any
   environment, sandboxed or not) and transformers' ``_compile_jinja_template``: reading
   ``chat_template`` (or ``default_chat_template``) as a template's source is applying it by hand.
-  An argument counts when it reads the attribute, or is a name bound to such a read in its scope
-  (one hop: ``source = tok.chat_template; env.from_string(source)``).
+  The source counts (first argument or ``source=``) when it reads the attribute, or is a name bound to
+  such a read in its scope (one hop: ``source = tok.chat_template; env.from_string(source)``).
 """
 
 from __future__ import annotations
 
 import ast
 
-from cleanroom.code_gates.names import Names, attr_name, dotted_name
+from cleanroom.code_gates.names import Names, attr_name, dotted_name, shown
 from cleanroom.code_gates.scopes import Scopes
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import CHAT_ATTRS, CHAT_ENGINES, helper_rule
@@ -32,12 +32,12 @@ def check_engine_chat(node: ast.Call, receiver: ast.AST, names: Names, scopes: S
         made = _engine_call(value, names)
         if made is not None:
             where = (
-                "" if made is receiver else f" (bound to {ast.unparse(made.func)}(...) at line {made.lineno})"
+                "" if made is receiver else f" (bound to {shown(made.func)}(...) at line {made.lineno})"
             )
             add(
                 node,
                 "CR202",
-                f"{ast.unparse(node.func)}(){where} applies the model's chat template outside the loader",
+                f"{shown(node.func)}(){where} applies the model's chat template outside the loader",
             )
             return
 
@@ -52,24 +52,56 @@ def _engine_call(value: ast.AST | None, names: Names) -> ast.Call | None:
 
 
 def check_template_source(node: ast.Call, names: Names, scopes: Scopes, add: Report) -> None:
-    """A jinja compile whose source reads ``chat_template``, directly or through a name bound to the read."""
-    for arg in (*node.args, *(kw.value for kw in node.keywords)):
-        read = _chat_template_read(arg, names)
-        key = dotted_name(arg)
-        for value in scopes.values(key, arg.lineno) if read is None and key is not None else ():
-            read = _chat_template_read(value, names) if value is not None else None
-            if read is not None:
-                break
+    """A jinja compile whose source reads ``chat_template``, directly or through a name bound to the read.
+
+    Only the source counts (the first positional argument, or ``source=``), and only as the read itself or a
+    branch of ``a or b`` / ``a if c else b``: ``Template(HEADER, comment=tok.chat_template)`` compiles HEADER.
+    ``.from_string`` counts on an environment: a call of a jinja2 class, a name bound to one, or a receiver
+    whose type is unknown and named like a value (``env``, ``self._jinja``); ``Version.from_string(...)`` or
+    any other class's parser is not a template compile."""
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "from_string" and not _environment(
+        node.func.value, names, scopes
+    ):
+        return
+    source = node.args[0] if node.args else next((kw.value for kw in node.keywords if kw.arg == "source"), None)
+    if source is None or isinstance(source, ast.Starred):
+        return
+    read = _chat_template_read(source, names)
+    key = dotted_name(source)
+    for value in scopes.values(key, source.lineno) if read is None and key is not None else ():
+        read = _chat_template_read(value, names) if value is not None else None
         if read is not None:
-            shown = f"{ast.unparse(node.func)}() compiles {ast.unparse(read)}"
-            add(node, "CR202", f"{shown} outside the loader (a chat template applied by hand)")
-            return
+            break
+    if read is not None:
+        add(node, "CR202", f"{shown(node.func)}() compiles {shown(read)} outside the loader (a chat template "
+                           "applied by hand)")
+
+
+def _environment(receiver: ast.expr, names: Names, scopes: Scopes) -> bool:
+    """Whether *receiver* of ``.from_string`` may be a jinja environment (see :func:`check_template_source`)."""
+    key = dotted_name(receiver)
+    held = [receiver] if key is None else [receiver, *scopes.values(key, receiver.lineno)]
+    for value in held:
+        if isinstance(value, ast.Call):
+            qual = names.resolve(value.func)
+            if qual is not None and qual.split(".", 1)[0] == "jinja2":
+                return True
+    if key is None:
+        return False
+    qual = names.resolve(receiver)
+    if qual is not None:  # an imported name: jinja2's own, or another library's class or module
+        return qual.split(".", 1)[0] == "jinja2"
+    return key.rsplit(".", 1)[-1].lstrip("_")[:1].islower()  # ``env``, ``self._env``; not ``ChatTemplate``
 
 
 def _chat_template_read(value: ast.AST, names: Names) -> ast.AST | None:
-    """The first read of ``x.chat_template`` (or ``getattr(x, "chat_template")``) inside *value*."""
-    for sub in ast.walk(value):
-        if isinstance(sub, ast.Attribute | ast.Call) and attr_name(sub, names) in CHAT_ATTRS:
-            if not isinstance(sub, ast.Attribute) or type(sub.ctx) is ast.Load:
-                return sub
+    """*value* as a read of ``x.chat_template`` (or ``getattr(x, "chat_template")``), or a branch of ``or`` /
+    ``if ... else`` that is one; None for anything else."""
+    if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
+        return next((r for v in value.values if (r := _chat_template_read(v, names)) is not None), None)
+    if isinstance(value, ast.IfExp):
+        return _chat_template_read(value.body, names) or _chat_template_read(value.orelse, names)
+    if isinstance(value, ast.Attribute | ast.Call) and attr_name(value, names) in CHAT_ATTRS:
+        if not isinstance(value, ast.Attribute) or type(value.ctx) is ast.Load:
+            return value
     return None

@@ -77,9 +77,12 @@ def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None 
         ]
     if tree is None:
         return []
-    return [
-        (v.line, v.col, v.rule, v.message, v.last_line, v.callee) for v in check_tree(tree, path, helpers)
-    ]
+    try:
+        found = check_tree(tree, path, helpers)
+    except RecursionError:  # compiled, but nested deeper than a rule's walk can recurse: unchecked, said so
+        return [(1, 1, "CR901", f"nests expressions too deeply to check under {_PYTHON} (recursion limit): none of "
+                 "its rules ran; split the deepest expression", 1, "")]
+    return [(v.line, v.col, v.rule, v.message, v.last_line, v.callee) for v in found]
 
 
 def check_source(

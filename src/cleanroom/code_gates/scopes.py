@@ -13,6 +13,7 @@ uses.
 from __future__ import annotations
 
 import ast
+import bisect
 
 from cleanroom.code_gates.names import bound_pairs
 
@@ -26,16 +27,17 @@ class Scopes:
     def __init__(self, nodes: dict[type, list]) -> None:
         self.nodes = nodes
         self.module: ast.AST | None = nodes.get(ast.Module, [None])[0]
-        self._functions: list[Function] | None = None
+        self._functions: _Nesting | None = None
+        self._classes: _Nesting | None = None
         self._bindings: dict[int, dict[str, list[ast.AST | None]]] = {}
 
     def functions(self) -> list[Function]:
         """The module's functions, outer before inner; sorted on first use: most modules never need it."""
+        return self._function_nesting().nodes
+
+    def _function_nesting(self) -> _Nesting:
         if self._functions is None:
-            self._functions = sorted(
-                (f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())),
-                key=lambda f: (f.lineno, -(f.end_lineno or f.lineno)),
-            )
+            self._functions = _Nesting([f for t in (ast.FunctionDef, ast.AsyncFunctionDef) for f in self.nodes.get(t, ())])
         return self._functions
 
     def enclosing(self, line: int) -> Function | None:
@@ -51,8 +53,13 @@ class Scopes:
         if rest:
             if head not in ("self", "cls") or "." in rest:
                 return []
-            owner = self._enclosing_class(line)
-            return self._bound(owner, deep=True).get(key, []) if owner is not None else []
+            if self._classes is None:
+                self._classes = _Nesting(list(self.nodes.get(ast.ClassDef, ())))
+            chain = self._classes.chain(line)
+            if not chain:
+                return []
+            bound = self._bound(chain[0], deep=True)  # ``self.x`` and ``cls.x`` name one attribute of the class
+            return [*bound.get(f"self.{rest}", []), *bound.get(f"cls.{rest}", [])]
         for func in self._chain(line):
             found = self._bound(func, deep=False).get(key)
             if found is not None:
@@ -61,22 +68,7 @@ class Scopes:
 
     def _chain(self, line: int) -> list[Function]:
         """The functions whose lines hold *line*, innermost first."""
-        chain: list[Function] = []
-        for func in self.functions():
-            if func.lineno > line:
-                break
-            if line <= (func.end_lineno or func.lineno):
-                chain.append(func)
-        return chain[::-1]
-
-    def _enclosing_class(self, line: int) -> ast.ClassDef | None:
-        found = None
-        for cls in self.nodes.get(ast.ClassDef, ()):
-            if cls.lineno <= line <= (cls.end_lineno or cls.lineno) and (
-                found is None or cls.lineno > found.lineno
-            ):
-                found = cls
-        return found
+        return self._function_nesting().chain(line)
 
     def _bound(self, scope: ast.AST, deep: bool) -> dict[str, list[ast.AST | None]]:
         """Dotted name -> the values bound to it in *scope* (into nested scopes only when *deep*)."""
@@ -101,6 +93,34 @@ class Scopes:
             stack.extend(ast.iter_child_nodes(node))
         self._bindings[id(scope)] = bound
         return bound
+
+
+class _Nesting:
+    """Nodes with line ranges that nest (functions, or classes), each with its parent, for finding the ones that
+    hold a line in O(depth + log n) rather than a scan of every node (a generated module has thousands)."""
+
+    def __init__(self, nodes: list) -> None:
+        self.nodes = sorted(nodes, key=lambda n: (n.lineno, -(n.end_lineno or n.lineno)))
+        self._starts = [n.lineno for n in self.nodes]
+        self._parent: list[int] = []
+        open_: list[int] = []  # indices of the nodes whose range holds the current start
+        for i, n in enumerate(self.nodes):
+            while open_ and (self.nodes[open_[-1]].end_lineno or self.nodes[open_[-1]].lineno) < n.lineno:
+                open_.pop()
+            self._parent.append(open_[-1] if open_ else -1)
+            open_.append(i)
+
+    def chain(self, line: int) -> list:
+        """The nodes whose lines hold *line*, innermost first: the last node starting at or before it and those of
+        its ancestors that still hold it (every node holding *line* is one of them)."""
+        i = bisect.bisect_right(self._starts, line) - 1
+        chain = []
+        while i >= 0:
+            n = self.nodes[i]
+            if line <= (n.end_lineno or n.lineno):
+                chain.append(n)
+            i = self._parent[i]
+        return chain
 
 
 def _bindings_of(node: ast.AST) -> list[tuple[str, ast.AST | None]]:

@@ -43,7 +43,9 @@ TEMPLATE_COMPILERS: dict[str, str] = {
     "jinja2.Template": "CR202",
     "transformers._compile_jinja_template": "CR202",
 }
-TEMPLATE_METHODS = frozenset({"from_string"})  # ``Environment(...).from_string(source)``, any environment
+# ``Environment(...).from_string(source)`` (an environment: rendering.check_template_source), and the tokenizer
+# method ``tok._compile_jinja_template(source)`` of older transformers
+TEMPLATE_METHODS = frozenset({"from_string", "_compile_jinja_template"})
 HELPER_WHY = {
     "CR101": "loads a model",
     "CR201": "writes the chat template (and bos/eos/pad, resizing the embeddings)",
