@@ -37,6 +37,7 @@ from cleanroom.code_gates.vocabulary import (
     PIPELINES,
     QUANT_CONFIGS,
     QUANT_KWARGS,
+    RUNTIME_CLASS,
     SPECIAL_ATTRS,
     TEMPLATE_COMPILERS,
     TEMPLATE_METHODS,
@@ -152,12 +153,19 @@ def _check_method(node: ast.Call, func_attr: str | None, names: Names, add: Repo
 
 
 def _check_from_pretrained_call(node: ast.Call, names: Names, add: Report) -> bool:
-    """``X.from_pretrained(...)`` or ``getattr(X, "from_pretrained")(...)``; True when X loads."""
+    """``X.from_pretrained(...)`` or ``getattr(X, "from_pretrained")(...)``; True when X loads.
+
+    An X the import table cannot name (a local variable, ``super()``, a subscript) may load: its
+    keywords are judged as a load's (a non-literal ``trust_remote_code`` is CR501), and a variable
+    named as a class held at run time (``auto_class``, ``model_cls``) is a load (CR101)."""
     func = node.func
     receiver = func.value if isinstance(func, ast.Attribute) else func.args[0]  # type: ignore[attr-defined]
     qual = names.resolve(receiver)
     if qual is None:
-        return False
+        held = dotted_name(receiver)
+        if held is not None and RUNTIME_CLASS.search(held.rsplit(".", 1)[-1]):
+            add(node, "CR101", f"{held}.from_pretrained() outside the loader (a class chosen at run time)")
+        return True
     if is_loading_class(qual):
         add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
         return True
