@@ -57,9 +57,28 @@ CAUGHT = {
         """,
         [(5, "CR501")],
     ),
+    # verl/experimental/fully_async_policy/fully_async_trainer.py:219: Ray's vendored cloudpickle
+    "a pickle module vendored under another package": (
+        """
+        import ray
+        from ray import cloudpickle
+
+        def a(x, blob):
+            rows = [ray.cloudpickle.loads(b) for b in x]
+            return rows, cloudpickle.load(blob)
+        """,
+        [(6, "CR503"), (7, "CR503")],
+    ),
 }
 
 SILENT = {
+    "a vendored cloudpickle round trip and a module merely named like one": """
+        import ray
+        import mylab.picklers
+
+        def a(obj):
+            return ray.cloudpickle.loads(ray.cloudpickle.dumps(obj)), mylab.picklers.load(obj)
+        """,
     "an unknown receiver is not a load by name alone": """
         def a(p, registry, loader):
             registry[p].from_pretrained(p)

@@ -33,7 +33,6 @@ from cleanroom.code_gates.vocabulary import (
     LOADER_DECIDES,
     MUTATORS,
     NUMPY_LOAD,
-    PICKLE_LOADS,
     PIPELINES,
     QUANT_CONFIGS,
     QUANT_KWARGS,
@@ -46,6 +45,7 @@ from cleanroom.code_gates.vocabulary import (
     helper_rule,
     is_config_class,
     is_loading_class,
+    is_pickle_load,
 )
 
 
@@ -205,7 +205,7 @@ def _check_qualified(
         if not any(k == "weights_only" and is_const(v, True) for k, v, _ in keywords(node)):
             add(node, "CR502", f"{qual}() without weights_only=True")
         return False, False
-    if qual in PICKLE_LOADS:
+    if is_pickle_load(qual):
         if not _round_trip(node, qual, names):
             add(node, "CR503", f"{qual}() unpickles")
         return False, False

@@ -86,6 +86,12 @@ PICKLE_LOADS = frozenset(
 NUMPY_LOAD = frozenset({"numpy.load"})
 
 
+def is_pickle_load(qual: str) -> bool:
+    """A listed unpickler, or one vendored under another package (``ray.cloudpickle.loads``,
+    ``srsly.cloudpickle.load``): the module's own name and the function decide."""
+    return qual in PICKLE_LOADS or ".".join(qual.rsplit(".", 2)[-2:]) in PICKLE_LOADS
+
+
 def is_loading_class(qual: str) -> bool:
     """True for a class whose ``from_pretrained`` loads a model or tokenizer, judged by its name.
 
