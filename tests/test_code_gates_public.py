@@ -69,9 +69,41 @@ CAUGHT = {
         """,
         [(6, "CR503"), (7, "CR503")],
     ),
+    "a pickle round trip's look-alikes: a name bound to dumps and to a read, a parameter, a global": (
+        """
+        import pickle
+
+        def a(x, f):
+            s = pickle.dumps(x)
+            if f:
+                s = f.read()
+            return pickle.loads(s)
+
+        def b(s):
+            return pickle.loads(s)
+
+        BLOB = pickle.dumps(1)
+        BLOB = open("x").read()
+
+        def c():
+            return pickle.loads(BLOB)
+        """,
+        [(8, "CR503"), (11, "CR503"), (17, "CR503")],
+    ),
 }
 
 SILENT = {
+    # verl tests/test_protocol_on_cpu.py:1232: the round trip across two statements
+    "a pickle round trip through a name bound only to dumps": """
+        import pickle
+
+        def test_round_trip(data):
+            try:
+                serialized = pickle.dumps(data)
+            except Exception as e:
+                raise AssertionError(e)
+            return pickle.loads(serialized)
+        """,
     "a vendored cloudpickle round trip and a module merely named like one": """
         import ray
         import mylab.picklers

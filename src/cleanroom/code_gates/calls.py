@@ -78,7 +78,7 @@ def check_call(
     is_bnb = False
     if qual is not None:
         last = qual.rsplit(".", 1)[-1]
-        qual_loads, is_bnb = _check_qualified(node, qual, last, names, add, helpers)
+        qual_loads, is_bnb = _check_qualified(node, qual, last, names, add, helpers, scopes)
         loads = loads or qual_loads
     elif isinstance(func, ast.Name) and func.id in CHAT_FUNCTIONS:
         add(node, "CR202", f"{func.id}() applies a chat template outside the loader")
@@ -192,7 +192,7 @@ def _check_mutator(node: ast.Call, func: ast.Attribute, names: Names, add: Repor
 
 
 def _check_qualified(
-    node: ast.Call, qual: str, last: str, names: Names, add: Report, helpers: dict[str, str]
+    node: ast.Call, qual: str, last: str, names: Names, add: Report, helpers: dict[str, str], scopes: Scopes
 ) -> tuple[bool, bool]:
     """The rules on a callee with a qualified name: (loads something, builds a quantization config)."""
     if qual in PIPELINES:
@@ -206,7 +206,7 @@ def _check_qualified(
             add(node, "CR502", f"{qual}() without weights_only=True")
         return False, False
     if is_pickle_load(qual):
-        if not _round_trip(node, qual, names):
+        if not _round_trip(node, qual, names, scopes):
             add(node, "CR503", f"{qual}() unpickles")
         return False, False
     if qual in NUMPY_LOAD:
@@ -223,12 +223,15 @@ def _check_qualified(
     return helper[0] == "CR101", False
 
 
-def _round_trip(node: ast.Call, qual: str, names: Names) -> bool:
-    """``pickle.loads(pickle.dumps(obj))``: the process's own object, nothing read from outside."""
-    if not qual.endswith(".loads") or len(node.args) != 1 or not isinstance(node.args[0], ast.Call):
+def _round_trip(node: ast.Call, qual: str, names: Names, scopes: Scopes) -> bool:
+    """``pickle.loads(pickle.dumps(obj))``, or ``s = pickle.dumps(obj); pickle.loads(s)`` where every
+    binding of ``s`` in its scope is that dumps: the process's own object, nothing read from outside."""
+    if not qual.endswith(".loads") or len(node.args) != 1:
         return False
-    inner = names.resolve(node.args[0].func)
-    return inner == qual[: -len("loads")] + "dumps"
+    arg = node.args[0]
+    held = scopes.values(arg.id, arg.lineno) if isinstance(arg, ast.Name) else [arg]
+    dumps = qual[: -len("loads")] + "dumps"
+    return bool(held) and all(isinstance(v, ast.Call) and names.resolve(v.func) == dumps for v in held)
 
 
 def _check_passed_helpers(node: ast.Call, names: Names, add: Report, helpers: dict[str, str]) -> None:
