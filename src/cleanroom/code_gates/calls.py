@@ -34,10 +34,10 @@ from cleanroom.code_gates.vocabulary import (
     LOADER_DECIDES,
     MUTATORS,
     NUMPY_LOAD,
-    PICKLE_LOADS,
     PIPELINES,
     QUANT_CONFIGS,
     QUANT_KWARGS,
+    RUNTIME_CLASS,
     SPECIAL_ATTRS,
     TEMPLATE_COMPILERS,
     TEMPLATE_METHODS,
@@ -46,6 +46,7 @@ from cleanroom.code_gates.vocabulary import (
     helper_rule,
     is_config_class,
     is_loading_class,
+    is_pickle_load,
 )
 
 
@@ -78,7 +79,7 @@ def check_call(
     is_bnb = False
     if qual is not None:
         last = qual.rsplit(".", 1)[-1]
-        qual_loads, is_bnb = _check_qualified(node, qual, last, names, add, helpers)
+        qual_loads, is_bnb = _check_qualified(node, qual, last, names, add, helpers, scopes)
         loads = loads or qual_loads
     elif isinstance(func, ast.Name) and func.id in CHAT_FUNCTIONS:
         add(node, "CR202", f"{func.id}() applies a chat template outside the loader")
@@ -153,12 +154,19 @@ def _check_method(node: ast.Call, func_attr: str | None, names: Names, add: Repo
 
 
 def _check_from_pretrained_call(node: ast.Call, names: Names, add: Report) -> bool:
-    """``X.from_pretrained(...)`` or ``getattr(X, "from_pretrained")(...)``; True when X loads."""
+    """``X.from_pretrained(...)`` or ``getattr(X, "from_pretrained")(...)``; True when X loads.
+
+    An X the import table cannot name (a local variable, ``super()``, a subscript) may load: its
+    keywords are judged as a load's (a non-literal ``trust_remote_code`` is CR501), and a variable
+    named as a class held at run time (``auto_class``, ``model_cls``) is a load (CR101)."""
     func = node.func
     receiver = func.value if isinstance(func, ast.Attribute) else func.args[0]  # type: ignore[attr-defined]
     qual = names.resolve(receiver)
     if qual is None:
-        return False
+        held = dotted_name(receiver)
+        if held is not None and RUNTIME_CLASS.search(held.rsplit(".", 1)[-1]):
+            add(node, "CR101", f"{held}.from_pretrained() outside the loader (a class chosen at run time)")
+        return True
     if is_loading_class(qual):
         add(node, "CR101", f"{qual}.from_pretrained() outside the loader")
         return True
@@ -185,7 +193,7 @@ def _check_mutator(node: ast.Call, func: ast.Attribute, names: Names, add: Repor
 
 
 def _check_qualified(
-    node: ast.Call, qual: str, last: str, names: Names, add: Report, helpers: dict[str, str]
+    node: ast.Call, qual: str, last: str, names: Names, add: Report, helpers: dict[str, str], scopes: Scopes
 ) -> tuple[bool, bool]:
     """The rules on a callee with a qualified name: (loads something, builds a quantization config)."""
     if qual in PIPELINES:
@@ -198,8 +206,8 @@ def _check_qualified(
         if not any(k == "weights_only" and is_const(v, True) for k, v, _ in keywords(node)):
             add(node, "CR502", f"{qual}() without weights_only=True")
         return False, False
-    if qual in PICKLE_LOADS:
-        if not _round_trip(node, qual, names):
+    if is_pickle_load(qual):
+        if not _round_trip(node, qual, names, scopes):
             add(node, "CR503", f"{qual}() unpickles")
         return False, False
     if qual in NUMPY_LOAD:
@@ -216,12 +224,15 @@ def _check_qualified(
     return helper[0] == "CR101", False
 
 
-def _round_trip(node: ast.Call, qual: str, names: Names) -> bool:
-    """``pickle.loads(pickle.dumps(obj))``: the process's own object, nothing read from outside."""
-    if not qual.endswith(".loads") or len(node.args) != 1 or not isinstance(node.args[0], ast.Call):
+def _round_trip(node: ast.Call, qual: str, names: Names, scopes: Scopes) -> bool:
+    """``pickle.loads(pickle.dumps(obj))``, or ``s = pickle.dumps(obj); pickle.loads(s)`` where every
+    binding of ``s`` in its scope is that dumps: the process's own object, nothing read from outside."""
+    if not qual.endswith(".loads") or len(node.args) != 1:
         return False
-    inner = names.resolve(node.args[0].func)
-    return inner == qual[: -len("loads")] + "dumps"
+    arg = node.args[0]
+    held = scopes.values(arg.id, arg.lineno) if isinstance(arg, ast.Name) else [arg]
+    dumps = qual[: -len("loads")] + "dumps"
+    return bool(held) and all(isinstance(v, ast.Call) and names.resolve(v.func) == dumps for v in held)
 
 
 def _check_passed_helpers(node: ast.Call, names: Names, add: Report, helpers: dict[str, str]) -> None:

@@ -19,6 +19,9 @@ _LOAD_NAMES = frozenset({"FastLanguageModel", "FastModel"})
 _LOAD_LIBRARIES = frozenset({"transformers", "peft", "unsloth", "trl"})
 _FOR_SUFFIX = re.compile(r"For[A-Z][A-Za-z0-9]*$")  # ...ForCausalLM, ...ForBlockDiffusion
 _CONFIG_SUFFIXES = ("Config", "Configuration")
+# A variable that holds a class chosen at run time (``auto_class = get_hf_auto_model_class(cfg)``,
+# ``model_cls``, ``cls_class``): its ``from_pretrained`` loads whatever class it holds (CR101).
+RUNTIME_CLASS = re.compile(r"_(?:cls|class)$")
 # Well-known helpers that do a forbidden thing inside (qualified name -> rule). A helper matches
 # any qualified name with the same top-level package and the same last part
 # (``trl.models.utils.setup_chat_format``); ``[tool.cleanroom.gates] helpers`` adds to it.
@@ -83,6 +86,12 @@ PICKLE_LOADS = frozenset(
     for fn in ("load", "loads", "Unpickler")
 ) | {"joblib.load", "pandas.read_pickle", "torch.serialization.pickle.load"}
 NUMPY_LOAD = frozenset({"numpy.load"})
+
+
+def is_pickle_load(qual: str) -> bool:
+    """A listed unpickler, or one vendored under another package (``ray.cloudpickle.loads``,
+    ``srsly.cloudpickle.load``): the module's own name and the function decide."""
+    return qual in PICKLE_LOADS or ".".join(qual.rsplit(".", 2)[-2:]) in PICKLE_LOADS
 
 
 def is_loading_class(qual: str) -> bool:
