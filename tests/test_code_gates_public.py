@@ -3,22 +3,9 @@ and their look-alikes stay silent."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from cleanroom.code_gates import check_source
-from cleanroom.code_gates.prefilter import needs_ast
-
-
-def rules(source: str) -> list[tuple[int, str]]:
-    """(line, rule) for each finding in *source* (dedented), after checking the prefilter keeps it."""
-    code = textwrap.dedent(source)
-    found = [(v.line, v.rule) for v in check_source(code.encode(), "snippet.py").violations]
-    if found:
-        assert needs_ast(compile(code, "snippet.py", "exec"), code)
-    return found
-
+from .test_code_gates_misses import rules
 
 CAUGHT = {
     # verl/workers/engine/fsdp/transformer_impl.py: the FSDP engine's model load was invisible
