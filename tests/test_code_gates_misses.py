@@ -337,3 +337,45 @@ def test_expressions_nested_deeper_than_unparse_can_go_are_reported_not_crashed(
     found = check_source(source.encode(), "deep.py").violations
     assert found, "nothing reported"
     assert all(v.rule != "CR901" or "too deeply" in v.message for v in found)
+
+
+@pytest.mark.parametrize("binding", ["global", "match", "except"])
+def test_a_name_rebound_where_one_hop_cannot_see_is_unknown_not_a_round_trip(binding: str) -> None:
+    """``s = pickle.dumps(x)`` and ``pickle.loads(s)`` pass as a round trip only where every binding of ``s`` is
+    that dumps; a ``global`` rebinding in another function, a ``case ... as s`` or an ``except ... as s`` may hold
+    anything, so the load is CR503."""
+    source = {
+        "global": """
+            import pickle
+            s = pickle.dumps(1)
+
+            def refresh(url):
+                global s
+                s = fetch(url)
+
+            def use():
+                return pickle.loads(s)
+            """,
+        "match": """
+            import pickle
+
+            def f(x):
+                s = pickle.dumps(1)
+                match x:
+                    case bytes() as s:
+                        pass
+                return pickle.loads(s)
+            """,
+        "except": """
+            import pickle
+
+            def g():
+                s = pickle.dumps(1)
+                try:
+                    pass
+                except Exception as s:
+                    pass
+                return pickle.loads(s)
+            """,
+    }[binding]
+    assert [rule for _, rule in rules(source)] == ["CR503"]

@@ -30,6 +30,7 @@ class Scopes:
         self._functions: _Nesting | None = None
         self._classes: _Nesting | None = None
         self._bindings: dict[int, dict[str, list[ast.AST | None]]] = {}
+        self._shared: frozenset[str] | None = None
 
     def functions(self) -> list[Function]:
         """The module's functions, outer before inner; sorted on first use: most modules never need it."""
@@ -60,11 +61,19 @@ class Scopes:
                 return []
             bound = self._bound(chain[0], deep=True)  # ``self.x`` and ``cls.x`` name one attribute of the class
             return [*bound.get(f"self.{rest}", []), *bound.get(f"cls.{rest}", [])]
+        if key in self._declared():  # ``global``/``nonlocal``: rebound from another scope, its values unknown here
+            return [None]
         for func in self._chain(line):
             found = self._bound(func, deep=False).get(key)
             if found is not None:
                 return found
         return self._bound(self.module, deep=False).get(key, []) if self.module is not None else []
+
+    def _declared(self) -> frozenset[str]:
+        """Names some function declares ``global`` or ``nonlocal`` (computed once)."""
+        if self._shared is None:
+            self._shared = frozenset(n for t in (ast.Global, ast.Nonlocal) for s in self.nodes.get(t, ()) for n in s.names)
+        return self._shared
 
     def _chain(self, line: int) -> list[Function]:
         """The functions whose lines hold *line*, innermost first."""
@@ -135,6 +144,10 @@ def _bindings_of(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
         return list(bound_pairs(node.optional_vars, node.context_expr))
     if isinstance(node, ast.arg):
         return [(node.arg, None)]
+    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name is not None:
+        return [(node.name, None)]  # ``except E as s``, ``case bytes() as s``, ``case [*s]``
+    if isinstance(node, ast.MatchMapping) and node.rest is not None:
+        return [(node.rest, None)]
     if isinstance(node, ast.Import | ast.ImportFrom):
         return [((a.asname or a.name).split(".", 1)[0], None) for a in node.names]
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):

@@ -42,7 +42,7 @@ Step0Atol = Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")]
 LEVER_REASONS: dict[str, dict[bool, str]] = {
     "padding_free": {
         False: "default: right-padded batches (H200, 1.5B nf4, batch 8: packed rows ran at 0.93x the padded path's "
-               "tokens/s at 23% less peak memory, SDPA attending through the per-example mask; docs/training-speed.md)",
+               "tokens/s at 23% less peak memory; docs/training-speed.md, session 18)",
         True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (guard checks each "
               "packed sequence; padded and packed losses agree within 1e-4 on the CPU)",
     },
@@ -67,8 +67,8 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
     },
     "batch_rebalance": {
         False: "default: each step's rows drawn at random into equal micro-batches (H200, 1.5B nf4: batch 8 as 4 "
-               "rebalanced micro-batches ran at 0.27x one padded batch of 8, the peft path paying a near-fixed ~0.8 s "
-               "per forward/backward there; against 4 plain accumulated micro-batches not yet measured; "
+               "rebalanced micro-batches ran at 0.26x the guarded padded batch of 8, ~0.86 s per micro-batch against "
+               "0.95 s for the whole batch; against 4 plain accumulated micro-batches not yet measured; "
                "docs/training-speed.md, session 18)",
         True: "chosen: each step's rows sorted by length and split into micro-batches of balanced padded cost and "
               "variable size (transformers' BatchRebalanceSampler, seeded by TrainSpec.seed); the same rows per step, "
@@ -157,7 +157,7 @@ class TrainSpec(Spec):
     :meth:`levers` is their record, with the reason, for the run's provenance. ``micro_batch_budget_gib``
     (off by default) splits the per-device batch into the largest accumulated micro-batches whose peak the memory
     model estimates, with a 10% margin, within that many GiB, the global batch unchanged (:mod:`cleanroom.training.micro_batch`).
-    ``batch_rebalance`` (off until the H200 side-by-side) hands transformers' ``train_sampling_strategy=
+    ``batch_rebalance`` (off by default: the H200 side-by-side measured it slower at 1.5B) hands transformers' ``train_sampling_strategy=
     "batch_rebalance"`` the step's rows: each optimizer step still takes ``batch_size x accumulation x ranks``
     shuffled rows, but sorted by length and split into ``ranks x accumulation`` micro-batches of variable size and
     balanced padded cost (``BatchRebalanceSampler``), so short rows stop being padded to the longest of a random
