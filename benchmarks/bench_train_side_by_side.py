@@ -30,6 +30,8 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     sft-guarded-rebalance-ga1  the same rows per step in one batch of --batch (``batch_rebalance=True``, no
                          accumulation): the same-rows twin whose losses the rebalanced mode must reproduce
     dpo-guarded-rebalance, dpo-guarded-rebalance-ga1  the same two for ``train_dpo``
+    sft-guarded-ga4, dpo-guarded-ga4  --batch as 4 accumulated micro-batches, not rebalanced: what the rebalancing
+                         itself adds is the -rebalance mode against this one
     trl-dpo              TRL ``DPOTrainer`` defaults + the same LoRA
 
 Every mode counts tokens the same way: the non-pad tokens of each batch the collator hands the model

@@ -91,7 +91,8 @@ def run(out: Path, model_path: Path, kill_at_step: int | None = None, rebalance:
     loader = CleanModelLoader(model_path, probe=False, dtype="float32", device_map=distributed.device_map(w))
     model, tok, _ = loader.load()
     callbacks = [_KillAt(kill_at_step)] if kill_at_step is not None else []
-    sft = train_sft(model, tok, VARIED_EXAMPLES if rebalance else SFT_EXAMPLES, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
+    examples = VARIED_EXAMPLES if rebalance else SFT_EXAMPLES
+    sft = train_sft(model, tok, examples, lora=lora, train=sft_spec, output_dir=out / "sft", resume=True,
                     callbacks=callbacks, eval_examples=EVAL_EXAMPLES)
     merged = sft.model.merge_and_unload()
     dpo = train_dpo(merged, tok, PAIRS, lora=lora, train=dpo_spec, beta=0.1, output_dir=out / "dpo", resume=True)

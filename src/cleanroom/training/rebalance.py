@@ -71,7 +71,7 @@ def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:
                       f"micro-batches; the sampler fills it with {groups - tail} rows repeated from the epoch's start "
                       "(they train twice that epoch); a row count whose remainder by the step's "
                       f"{step} rows is 0 or at least {groups} avoids it", stacklevel=2)
-    return BatchRebalanceSampler(lengths=lengths, effective_batch_size=args.train_batch_size * accumulation * world,
+    return BatchRebalanceSampler(lengths=lengths, effective_batch_size=step,
                                  dp_size=world, grad_accum=accumulation,
                                  seed=args.data_seed if args.data_seed is not None else args.seed,
                                  rank=args.process_index if world > 1 else 0, drop_last=args.dataloader_drop_last)

@@ -300,11 +300,12 @@ def train_sft(
     undo_trainer_token_alignment(trainer.model)
     guard.recheck(trainer.model, tokenizer)  # TRL may have rewritten eos/pad on tokenizer or configs
 
+    # the levers' record before training, so its warnings (a rebalance that cannot split rows) precede the run
+    levers = rebalance.rebalance_record(train.levers(), dist["world_size"], train.gradient_accumulation_steps)
     checkpoint = resume_checkpoint(Path(output_dir), resume)
     run = train_and_save(trainer, tokenizer, Path(output_dir), checkpoint)
     # TRL logs the cumulative count of real train tokens of *this* trainer over all ranks (eval batches excluded).
     tokens = next((int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e), 0)
-    levers = rebalance.rebalance_record(train.levers(), dist["world_size"], train.gradient_accumulation_steps)
     return run_result(trainer, run, checkpoint, tokens, budget_cb, distributed=dist,
                       levers=levers | {"micro_batch": micro})
 
