@@ -16,6 +16,12 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     unsloth-sft-bucket   the same with ``pad_to_multiple_of=256``: a few bucketed batch shapes for Unsloth's
                          compiled kernels instead of a new shape (a recompilation) per batch
     sft-guarded-bucket   ``pad_to_multiple_of=256`` on the peft path (what the bucketing's padding costs there)
+    unsloth-dpo          ``train_dpo`` on the model ``load_unsloth`` returns (fresh LoRA attached by Unsloth; TRL,
+                         patched by Unsloth on import, keeps a frozen copy of that zero-initialised adapter as the
+                         reference), guarded, step 0 checked against ln 2 as on the peft path
+    unsloth-dpo-bucket   the same with ``pad_to_multiple_of=256``
+    unsloth-dpo-fused    unsloth-dpo with Unsloth's opt-in ``UNSLOTH_FUSED_PREFERENCE_LOSS=1`` (log-probs scored from the
+                         hidden states in row chunks instead of TRL's fused LM head)
     trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
     trl-sft-padfree      the same with ``padding_free=True`` (SDPA, position IDs)
     trl-sft-ids          TRL ``SFTTrainer`` defaults fed cleanroom's token IDs and completion masks (the same tokens
@@ -77,6 +83,9 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "unsloth-sft": Mode({}, True),
     "unsloth-sft-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "unsloth-dpo": Mode({}, True),
+    "unsloth-dpo-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "unsloth-dpo-fused": Mode({}, True),
     "dpo-guarded": Mode({}, True),
     "dpo-unguarded": Mode({}, False),
     "dpo-guarded-upcast": Mode({"kbit_fp32_upcast": True}, True),
@@ -257,8 +266,12 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
                       learning_rate=args.lr, gradient_checkpointing=True, seed=3407,
                       precision="auto" if _cuda() else "fp32", **levers)
     if args.mode.startswith("unsloth-"):  # as pipeline/training.py loads for backend: unsloth (LoRA attached by Unsloth)
+        import os
+
         from cleanroom.training.unsloth_backend import load_unsloth
 
+        if args.mode == "unsloth-dpo-fused":  # read by Unsloth when it rewrites TRL's DPOTrainer (on import)
+            os.environ["UNSLOTH_FUSED_PREFERENCE_LOSS"] = "1"
         model, tok = load_unsloth(str(path), max_seq_length=train.padded_length, quantization=args.quantization,
                                   lora=lora, seed=3407)
         import unsloth
@@ -268,7 +281,7 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
         model, tok = load(path, args.quantization)
     n = args.steps * args.batch + args.batch
     with tempfile.TemporaryDirectory() as out:
-        if args.mode.startswith("dpo"):
+        if "dpo" in args.mode:
             pairs = dpo_pairs(n, 7, args.max_prompt, args.max_completion)
             res = train_dpo(model, tok, pairs, lora=lora, train=train, beta=0.1, output_dir=Path(out),
                             callbacks=[rec.callback()])
@@ -356,7 +369,7 @@ def run_trl(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[str, An
 
 
 def _baseline(mode: str) -> str:
-    return "trl-dpo" if mode.startswith(("dpo", "trl-dpo")) else "trl-sft"
+    return "trl-dpo" if "dpo" in mode else "trl-sft"
 
 
 def _amortised_rate(r: dict[str, Any]) -> float | None:

@@ -10,7 +10,7 @@
 # Each mode runs in its own process (its own peak memory), the headline comparisons first; a run past
 # BENCH_RUN_S (default 100 s) is killed and reported, and no new run starts once BENCH_BUDGET_S (default 480 s)
 # has passed since the start: the table then holds what ran and the log says what was skipped.
-# unsloth-sft runs with Unsloth's site directory first on PYTHONPATH (ci/gpu-unsloth.sh --install puts it at
+# The unsloth-* modes run with Unsloth's site directory first on PYTHONPATH (ci/gpu-unsloth.sh --install puts it at
 # /tmp/unsloth-site); without it the mode is reported NOT RUN.
 # OUT_DIR gets three files (the device returns at most 8): table.md, results.json (every mode's result) and
 # logs.txt (the tail of each mode's log); per-mode files stay under BENCH_SCRATCH. Each result records the versions
@@ -42,11 +42,11 @@ transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bit
 
 # The headline comparisons first, so a short budget still gives them; then the single levers and the guard's twins.
 modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance
-       dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket sft-guarded-rebalance-ga1
+       dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket unsloth-dpo-fused sft-guarded-rebalance-ga1
        dpo-guarded-rebalance-ga1 sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket
        dpo-guarded-upcast trl-sft-padfree)
 [[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
-headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket "
+headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
 read -r -a archs <<< "${BENCH_ARCHS:-qwen2.5-1.5b}"
 if [[ "${BENCH_SMALL:-0}" == 1 ]]; then
