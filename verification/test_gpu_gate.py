@@ -261,16 +261,22 @@ def test_3_sft_steps(sft: Any, gate_recorder: Any) -> None:
                   f"trainable parameters that are not LoRA: {[n for n in sft.trainable if 'lora_' not in n][:5]}")
 
 
-def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
-    from cleanroom.training import TrainSpec, train_dpo
+def _dpo_work() -> tuple[list[dict[str, str]], Any]:
+    """Checks 4 and 10's DPO run: DPO_STEPS steps of DPO_BATCH pairs whose sides are ~100 tokens, enough work per
+    step for a rate that means something (2 steps of 2 twelve-word pairs measured start-up, 73.5 tokens/s, issue 21)."""
+    from cleanroom.training import TrainSpec
 
-    # DPO_STEPS steps of DPO_BATCH pairs whose sides are ~100 tokens: enough work per step for a rate that
-    # means something (2 steps of 2 twelve-word pairs measured start-up, 73.5 tokens/s, issue 21)
     pairs = [{"prompt": f"Question {i}: say yes or no, at length.\nAnswer:", "chosen": " yes" * (96 + i % 8),
               "rejected": " no" * (96 + i % 5)} for i in range(DPO_STEPS * DPO_BATCH)]
+    return pairs, TrainSpec(max_steps=DPO_STEPS, batch_size=DPO_BATCH, max_length=256, learning_rate=5e-6,
+                            save_steps=10**6, gradient_checkpointing=True, precision="bf16")
+
+
+def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
+    from cleanroom.training import train_dpo
+
     with gate_recorder.check("4_dpo_step0") as c:
-        spec = TrainSpec(max_steps=DPO_STEPS, batch_size=DPO_BATCH, max_length=256, learning_rate=5e-6,
-                         save_steps=10**6, gradient_checkpointing=True, precision="bf16")
+        pairs, spec = _dpo_work()
         timer = _StepTimer()
         res = train_dpo(sft.res.model, sft.tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path,
                         callbacks=[timer.callback])
@@ -612,7 +618,9 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
     1. One batch, fresh adapters (B = 0): the same loss within 2% (the base's function is unchanged).
     2. The same 20 SFT steps as check 3 (same examples, LoRA, schedule): the loss trajectory within 10% per
        step of check 3's, tokens/s, peak memory, first-step (compile/warm-up) time and load time.
-    3. A DPO run from the Unsloth SFT policy: step 0 is ln 2 with margin 0 (the reference is the policy).
+    3. DPO as the pipeline runs it on Unsloth: check 3's SFT adapter loaded into Unsloth's LoRA, check 4's pairs
+       and spec; step 0 is ln 2 with margin 0, and its steady tokens/s beside check 4's (``unsloth_dpo_faster``,
+       what ``backend: auto`` reads for the DPO stage).
     4. The guard: the tokenizer Unsloth returns encodes as the clean loader's; after training the model and
        tokenizer still pass ``guard.recheck`` and the saved adapter directory carries no tokenizer or
        config change (Unsloth rewrites pad tokens and re-saves tokenizers).
@@ -623,7 +631,7 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
     from peft import get_peft_model
 
     from cleanroom import guard
-    from cleanroom.training import TrainSpec, train_dpo, train_sft
+    from cleanroom.training import train_dpo, train_sft
     from cleanroom.training.unsloth_backend import load_unsloth, unsloth_available
 
     with gate_recorder.check("10_unsloth") as c:
@@ -684,15 +692,32 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
         c.require(not bad, f"Unsloth's SFT losses leave peft's beyond the tolerance at steps {bad}; use backend=peft")
         c.require(not tokenizer_diff, f"Unsloth saved a tokenizer that differs from peft's clean one: {tokenizer_diff}")
 
-        pairs = [{"prompt": f"Question {i}: say yes or no.\nAnswer:", "chosen": " yes" * 12, "rejected": " no" * 12}
-                 for i in range(8)]
-        spec = TrainSpec(max_steps=2, batch_size=2, max_length=128, learning_rate=5e-6, save_steps=10**6,
-                         gradient_checkpointing=True, precision="bf16")
+        del u_model, res
+        _free()
+
+        # DPO as the pipeline runs it on unsloth: Unsloth's base with its LoRA filled from check 3's saved SFT
+        # adapter (proven tensor by tensor), on check 4's pairs and spec, so its rate compares with check 4's
         start = time.perf_counter()
-        dpo = train_dpo(res.model, u_tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path / "dpo")
+        d_model, d_tok = load_unsloth(str(gate.path), max_seq_length=256, quantization="nf4", lora=_lora(),
+                                      adapter=sft.res.adapter_dir)
+        pairs, spec = _dpo_work()
+        timer = _StepTimer()
+        _cuda().reset_peak_memory_stats()
+        dpo = train_dpo(d_model, d_tok, pairs, lora=_lora(), train=spec, beta=0.1, output_dir=tmp_path / "dpo",
+                        callbacks=[timer.callback])
+        d_steps = timer.figures()
+        u_dpo = dpo.tokens / max(dpo.steps, 1) / d_steps["median_step_s"]
+        peft_dpo = gate_recorder.results.get("4_dpo_step0")
+        p_dpo = peft_dpo.figures.get("dpo_steady_tokens_per_s") if peft_dpo and peft_dpo.status == "passed" else None
+        step0_ok = abs(dpo.step0_loss - math.log(2)) <= 1e-3 and abs(dpo.step0_margin) <= 1e-3
         c.figure(unsloth_dpo_step0_loss=dpo.step0_loss, unsloth_dpo_step0_margin=dpo.step0_margin,
-                 unsloth_dpo_tokens_per_s=round(dpo.tokens_per_s, 1), unsloth_dpo_s=round(time.perf_counter() - start, 2))
-        c.require(abs(dpo.step0_loss - math.log(2)) <= 1e-3 and abs(dpo.step0_margin) <= 1e-3,
-                  "DPO from the Unsloth SFT policy: step 0 is not ln 2 / margin 0")
-        del u_model, res, dpo
+                 unsloth_dpo_steady_tokens_per_s=round(u_dpo, 1), peft_dpo_steady_tokens_per_s=p_dpo,
+                 unsloth_dpo_speed_ratio=round(u_dpo / p_dpo, 3) if p_dpo else None,
+                 unsloth_dpo_first_step_s=d_steps["first_step_s"], unsloth_dpo_median_step_s=d_steps["median_step_s"],
+                 unsloth_dpo_peak_gib=round(dpo.peak_mem_bytes / GIB, 3),
+                 unsloth_dpo_s=round(time.perf_counter() - start, 2),
+                 # False where check 4 did not pass here: not compared is not faster (backend auto keeps DPO on peft)
+                 unsloth_dpo_faster=bool(p_dpo) and u_dpo > (p_dpo or 0) and step0_ok)
+        c.require(step0_ok, "DPO from the SFT adapter loaded into Unsloth's LoRA: step 0 is not ln 2 / margin 0")
+        del d_model, dpo
         _free()

@@ -88,3 +88,21 @@ def test_stacking_adapters_on_a_quantized_base_is_refused(tmp_path: Path) -> Non
     ctx = make_ctx(tmp_path, "model.quantization=nf4", "model.dtype=auto")
     with pytest.raises(ConfigError, match="cannot be stacked"):
         load_model(ctx, adapters=(tmp_path / "a", tmp_path / "b"), probe=False)
+
+
+def test_dpo_trains_on_the_backend_it_resolves_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """backend=unsloth: DPO loads through Unsloth (here: refused with the install hint, no CUDA), even in a process
+    Unsloth patched; backend=peft in such a process: refused, so ``cleanroom run`` continues in a fresh one."""
+    import sys
+    import types
+
+    from cleanroom.errors import DependencyError, PatchedProcessError
+    from cleanroom.pipeline.training import _dpo_model
+
+    monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))  # as after an Unsloth SFT stage
+    ctx = make_ctx(tmp_path / "u", "backend=unsloth")
+    with pytest.raises(DependencyError, match="unsloth backend unavailable: CUDA is not available"):
+        _dpo_model(ctx)
+    ctx = make_ctx(tmp_path / "p", "backend=peft")
+    with pytest.raises(PatchedProcessError, match="dpo: Unsloth was imported in this process"):
+        _dpo_model(ctx)

@@ -2,8 +2,8 @@
 
 Each stage reads its examples from the previous stage's JSONL, trains, saves adapters only, and
 records the losses, throughput and peak memory. Resume picks up the last checkpoint. Backends:
-``peft`` everywhere; ``unsloth`` (SFT) only where CUDA and unsloth import (never a silent swap);
-DPO and the merge use peft on the saved adapter in both cases.
+``peft`` everywhere; ``unsloth`` (SFT and DPO, ``auto`` resolved per stage) only where CUDA and unsloth import
+(never a silent swap); the merge uses peft on the saved adapter in both cases.
 """
 
 from __future__ import annotations
@@ -187,8 +187,31 @@ def _dpo_pairs(ctx: Context) -> list[dict]:
              for r in read_records(ctx.run.path / "pairs" / "pairs.jsonl")]
     if not pairs:
         raise ConfigError("dpo: pairs/pairs.jsonl holds no pairs")
-    refuse_patched_process("dpo")
     return _whole_batches(ctx, "dpo", pairs, ctx.spec.dpo.train)  # as the SFT rows
+
+
+def _dpo_model(ctx: Context) -> tuple[Any, Any, dict, str]:
+    """(model, tokenizer, loader provenance, backend): the SFT policy DPO starts from, on the backend that
+    ``backend`` resolves to for DPO (``auto``: per stage, from the gate's check 10).
+
+    peft: the clean loader's base with ``sft/adapter`` (merged into an unquantized base, attached to a quantized
+    one), in a process Unsloth has not patched (:func:`refuse_patched_process`). unsloth: Unsloth's base with a
+    LoRA shaped like ``sft.lora`` filled with ``sft/adapter``'s weights, proven tensor by tensor
+    (:func:`cleanroom.training.unsloth_backend.load_unsloth`); DPO trains it in place, as on a quantized peft base.
+    """
+    sft_adapter = ctx.run.path / "sft" / "adapter"
+    choice = resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
+                             gate_report=ctx.spec.budget.gate_report, stage="dpo")
+    if choice.backend != "unsloth":
+        refuse_patched_process("dpo")
+        model, tokenizer, prov = load_model(ctx, adapters=(sft_adapter,), probe=False)
+        return model, tokenizer, prov, "peft"
+    path, _ = resolve_model(ctx.spec.model, ctx.run.path)
+    model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.dpo.train.padded_length,
+                                                    quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
+                                                    seed=ctx.spec.seed, adapter=sft_adapter)
+    return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path), "adapters": [str(sft_adapter)]}, \
+        "unsloth"
 
 
 def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:
@@ -203,7 +226,7 @@ def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> A
 def follow_dpo(ctx: Context) -> Any:
     """A rank other than 0: the same pairs, SFT model and trainer as :func:`run_dpo`, without the stage's files."""
     pairs = _dpo_pairs(ctx)
-    model, tokenizer, _ = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    model, tokenizer, _, _ = _dpo_model(ctx)
     return _train_dpo(ctx, model, tokenizer, pairs)
 
 
@@ -216,14 +239,18 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     # heavy optional: peft
     from peft import PeftModel
 
-    model, tokenizer, loader_prov = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
-    # merged SFT (unquantized base): DPO attaches a fresh LoRA, so the policy is sft/adapter then dpo/adapter;
-    # SFT adapter still attached (quantized base): DPO trains it in place, so dpo/adapter alone holds SFT+DPO
-    policy = ["dpo/adapter"] if isinstance(model, PeftModel) else ["sft/adapter", "dpo/adapter"]
+    model, tokenizer, loader_prov, backend = _dpo_model(ctx)
+    # merged SFT (unquantized base, peft): DPO attaches a fresh LoRA, so the policy is sft/adapter then dpo/adapter;
+    # SFT adapter attached (quantized base, or Unsloth's LoRA filled with it): DPO trains it in place against a
+    # frozen copy, so dpo/adapter alone holds SFT+DPO
+    in_place = isinstance(model, PeftModel)
+    policy = ["dpo/adapter"] if in_place else ["sft/adapter", "dpo/adapter"]
+    reference = ("SFT policy (sft/adapter, a frozen copy of the attached adapter)" if in_place
+                 else "SFT policy (sft/adapter merged)")
     prov = capture(ctx, "dpo", loader=loader_prov, extra={"beta": spec.beta, "n_pairs": len(pairs),
-                                                          "reference": "SFT policy (sft/adapter merged)",
+                                                          "reference": reference,
                                                           "distributed": world,
-                                                          "policy_adapters": policy, "backend": "peft",
+                                                          "policy_adapters": policy, "backend": backend,
                                                           "fresh_process": os.environ.get(FRESH_PROCESS_ENV) == "dpo"})
     with ctx.run.stage("dpo", provenance=prov, inputs=["pairs/pairs.jsonl", "sft/adapter"]) as st:
         result = _train_dpo(ctx, model, tokenizer, pairs)

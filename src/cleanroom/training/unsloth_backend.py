@@ -22,6 +22,7 @@ from cleanroom import guard
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError
 from cleanroom.loader import CleanModelLoader, clean_model, clean_tokenizer, read_model_config
 from cleanroom.sentinels import SENTINELS
+from cleanroom.training.adapter_weights import load_adapter_weights
 from cleanroom.training.specs import LoraSpec
 
 
@@ -81,9 +82,15 @@ def _check_against_clean(model_name: str, model: Any, tokenizer: Any, clean: Any
 
 
 def load_unsloth(
-    model_name: str, *, max_seq_length: int, quantization: str | None, lora: LoraSpec, seed: int = 3407
+    model_name: str, *, max_seq_length: int, quantization: str | None, lora: LoraSpec, seed: int = 3407,
+    adapter: str | Path | None = None,
 ) -> tuple[Any, Any]:
     """(model with LoRA attached, the clean loader's tokenizer) through Unsloth; refuses a swapped model name.
+
+    ``adapter``: a saved adapter (an SFT stage's ``sft/adapter``, trained with this ``lora``) whose weights fill
+    the attached LoRA, proven tensor by tensor (:func:`cleanroom.training.adapter_weights.load_adapter_weights`):
+    the model then computes that policy, as DPO's start and (TRL's frozen copy) its reference. Without it the
+    LoRA is fresh (B = 0: the base's function).
 
     Unsloth's own tokenizer is checked and dropped: re-cleaned, it must encode the sentinels as the clean one
     does and match its guard snapshot field for field, and the model's embedding rows must be the checkpoint's
@@ -123,6 +130,8 @@ def load_unsloth(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
+    if adapter is not None:
+        load_adapter_weights(model, adapter)
     guard.recheck(model, clean)
     model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
     return model, clean

@@ -1,0 +1,105 @@
+"""load_adapter_weights: a saved adapter copied into a freshly attached one (how DPO on Unsloth starts from the SFT
+policy), proven tensor by tensor; a differently shaped, incomplete or lossy load is refused."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from cleanroom.errors import ConfigError, InputError, MissingFileError
+from cleanroom.training import LoraSpec, TrainSpec, train_dpo
+from cleanroom.training.adapter_weights import load_adapter_weights
+
+
+def _saved_adapter(load_tiny, lora: LoraSpec, out: Path) -> Path:
+    """A trained-looking adapter (B random, not the zero it starts as) saved under ``out``."""
+    from peft import get_peft_model
+
+    model, _ = load_tiny()
+    peft_model = get_peft_model(model, lora.to_peft())
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    peft_model.save_pretrained(str(out))
+    return out
+
+
+def _attached(load_tiny, lora: LoraSpec):
+    from peft import get_peft_model
+
+    model, tok = load_tiny()
+    return get_peft_model(model, lora.to_peft()), tok
+
+
+def _logits(model, tok) -> torch.Tensor:
+    ids = torch.tensor([tok("the cat sat on the mat")["input_ids"]])
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_loaded_adapter_computes_what_peft_from_pretrained_computes(load_tiny, lora, tmp_path):
+    from peft import PeftModel
+
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    fresh, tok = _attached(load_tiny, lora)
+    before = _logits(fresh, tok)
+    n = load_adapter_weights(fresh, saved)
+    base, _ = load_tiny()
+    reference = PeftModel.from_pretrained(base, str(saved))
+    assert n == len([k for k in fresh.state_dict() if "lora_" in k])
+    assert torch.equal(_logits(fresh, tok), _logits(reference, tok))
+    assert not torch.equal(before, _logits(fresh, tok))  # the saved B is not zero: the load changed the function
+
+
+def test_dpo_from_a_loaded_adapter_starts_at_ln2_and_trains_it_in_place(load_tiny, lora, tmp_path):
+    """The Unsloth DPO start on a CPU: the SFT adapter loaded into the attached one is the policy, TRL's frozen
+    copy of it the reference; step 0 is ln 2 and the trained adapter moves away from the SFT one."""
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    model, tok = _attached(load_tiny, lora)
+    load_adapter_weights(model, saved)
+    sft_state = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k and ".default." in k}
+    pairs = [{"prompt": f"Question {i}: yes or no?\nAnswer:", "chosen": " yes", "rejected": " no"} for i in range(4)]
+    spec = TrainSpec(max_steps=2, batch_size=2, max_length=64, learning_rate=1e-2, save_steps=10**6, precision="fp32")
+    res = train_dpo(model, tok, pairs, lora=lora, train=spec, beta=0.1, output_dir=tmp_path / "dpo")
+    assert math.isclose(res.step0_loss, math.log(2), abs_tol=1e-5) and abs(res.step0_margin) < 1e-5
+    after = {k: v for k, v in res.model.state_dict().items() if k in sft_state}
+    assert any(not torch.equal(after[k], sft_state[k]) for k in sft_state)
+
+
+def test_a_differently_shaped_adapter_is_refused(load_tiny, lora, tmp_path):
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    other, _ = _attached(load_tiny, LoraSpec(r=4, alpha=16))
+    with pytest.raises(ConfigError, match=r"adapter_config.json: the saved adapter is not shaped like the attached one "
+                                          r"\(r: saved 8, attached 4\)"):
+        load_adapter_weights(other, saved)
+
+
+def test_missing_files_and_tensors_are_refused(load_tiny, lora, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    fresh, _ = _attached(load_tiny, lora)
+    with pytest.raises(MissingFileError, match="adapter_config.json does not exist"):
+        load_adapter_weights(fresh, tmp_path / "nowhere")
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    weights = saved / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    dropped = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != dropped}, str(weights))
+    with pytest.raises(InputError, match=r"1 missing, e.g. \['" + dropped.replace(".", r"\.")):
+        load_adapter_weights(fresh, saved)
+    with pytest.raises(ConfigError, match="no attached adapter 'other'"):
+        load_adapter_weights(fresh, saved, adapter_name="other")
+
+
+def test_a_lossy_load_is_refused(load_tiny, lora, tmp_path):
+    """fp32 values that a bf16 adapter cannot hold did not land unchanged: refused, not rounded silently."""
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    fresh, _ = _attached(load_tiny, lora)
+    fresh.to(torch.bfloat16)
+    with pytest.raises(InputError, match="did not land in the attached adapter unchanged"):
+        load_adapter_weights(fresh, saved)
