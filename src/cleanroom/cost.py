@@ -19,7 +19,9 @@ training and generation tokens/s check 9 took from the largest model the gate me
 smaller architecture than the production one. :meth:`GateRates.scaled_to` carries them to the
 production size the way gate check 9 does: tokens/s taken as inversely proportional to the parameter
 count, ``rate_target = rate_gate * params_gate / params_target`` (an approximation: decoding a larger
-model is less memory-bound per parameter, so it errs towards a longer, dearer projection).
+model is less memory-bound per parameter, so it errs towards a longer, dearer projection). Check 9's training
+rate is peft's; a stage that trains on Unsloth is priced at check 10's measured Unsloth/peft ratio for that
+stage (:attr:`GateRates.unsloth_speedup` for SFT, :attr:`GateRates.unsloth_dpo_speedup` for DPO).
 """
 
 from __future__ import annotations
