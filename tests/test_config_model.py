@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from cleanroom.backend import resolve_backend
+from cleanroom.backend import gate_evidence, resolve_backend
 from cleanroom.config import load_config
 from cleanroom.errors import ConfigError, InputError
 
@@ -20,9 +20,13 @@ def test_production_profile_uses_auto_backend_and_validates_it():
         load_config("tiny", ["backend=fastest"])
 
 
-def _gate_report(tmp_path, status="passed", faster=True):
+def _gate_report(tmp_path, status="passed", faster=True, dpo_faster=None):
+    """A report whose check 10 has the SFT figures, and the DPO ones unless *dpo_faster* is None (an older gate)."""
     figures = {"unsloth_faster": faster, "unsloth_steady_tokens_per_s": 4511.0, "peft_steady_tokens_per_s": 1246.0,
                "unsloth_first_step_s": 26.8}
+    if dpo_faster is not None:
+        figures |= {"unsloth_dpo_faster": dpo_faster, "unsloth_dpo_steady_tokens_per_s": 3240.0,
+                    "peft_dpo_steady_tokens_per_s": 2000.0, "unsloth_dpo_first_step_s": 31.5}
     path = tmp_path / "gate-report.json"
     path.write_text(json.dumps({"checks": [{"check": "10_unsloth", "status": status, "figures": figures,
                                             "fix": "" if status == "passed" else "losses differ"}]}))
@@ -58,3 +62,54 @@ def test_auto_is_unsloth_only_when_the_gate_measured_it_faster_at_parity(monkeyp
     assert resolve_backend("peft", device="cuda", quantization="nf4").backend == "peft"
     with pytest.raises(ConfigError, match=re.escape("allowed: peft | unsloth | auto")):
         resolve_backend("fast", device="cuda", quantization="nf4")
+
+
+def test_auto_is_resolved_per_stage_from_the_gates_dpo_figures(monkeypatch, tmp_path):
+    """DPO reads check 10's DPO figures only: unsloth where they say faster at parity, whatever SFT's say."""
+    import cleanroom.training.unsloth_backend as ub
+
+    monkeypatch.setattr(ub, "unsloth_available", lambda: None)
+
+    def dpo(**report):
+        return resolve_backend("auto", device="cuda", quantization="nf4", gate_report=_gate_report(tmp_path, **report),
+                               stage="dpo")
+
+    faster = dpo(faster=False, dpo_faster=True)
+    assert faster.backend == "unsloth" and faster.requested == "auto"
+    assert "DPO on unsloth faster at parity (unsloth 3240.0 vs peft 2000.0 steady DPO tokens/s, first step 31.5 s)" \
+        in faster.reason
+    # the same report puts SFT on peft: the stages are resolved apart
+    sft = resolve_backend("auto", device="cuda", quantization="nf4",
+                          gate_report=_gate_report(tmp_path, faster=False, dpo_faster=True))
+    assert sft.backend == "peft" and "unsloth no faster" in sft.reason and "DPO" not in sft.reason
+    slower = dpo(faster=True, dpo_faster=False)
+    assert slower.backend == "peft" and "DPO on unsloth no faster" in slower.reason and "3240.0 vs peft 2000.0" in slower.reason
+    older = dpo(faster=True)  # a report from before the gate compared DPO: SFT's figures are no evidence for DPO
+    assert older.backend == "peft"
+    assert "did not compare DPO on unsloth with peft" in older.reason and "re-run the GPU gate" in older.reason
+    failed = dpo(status="failed", dpo_faster=True)
+    assert failed.backend == "peft" and "failed" in failed.reason and "losses differ" in failed.reason
+    none = resolve_backend("auto", device="cuda", quantization="nf4", stage="dpo")
+    assert none.backend == "peft" and "no GPU gate report" in none.reason
+    report = _gate_report(tmp_path, dpo_faster=True)
+    assert resolve_backend("auto", device="cpu", quantization=None, gate_report=report, stage="dpo").backend == "peft"
+    assert resolve_backend("auto", device="cuda", quantization="int8", gate_report=report, stage="dpo").backend == "peft"
+    monkeypatch.setattr(ub, "unsloth_available", lambda: "unsloth does not import: ImportError: no triton")
+    assert "no triton" in resolve_backend("auto", device="cuda", quantization="nf4", gate_report=report,
+                                          stage="dpo").reason
+    # an explicit choice is the same for both stages
+    for stage in ("sft", "dpo"):
+        assert resolve_backend("unsloth", device="cpu", quantization=None, stage=stage) == ("unsloth", "unsloth",
+                                                                                           "configured")
+        assert resolve_backend("peft", device="cuda", quantization="nf4", gate_report=report, stage=stage).backend == "peft"
+
+
+def test_an_unknown_stage_is_refused_naming_the_allowed_ones(tmp_path):
+    for call in (lambda: resolve_backend("peft", device="cuda", quantization="nf4", stage="merge"),
+                 lambda: resolve_backend("auto", device="cuda", quantization="nf4", stage="DPO"),
+                 lambda: gate_evidence(_gate_report(tmp_path, dpo_faster=True), stage="rl")):
+        with pytest.raises(ConfigError, match=re.escape("allowed: sft | dpo")):
+            call()
+    # gate_evidence defaults to SFT's figures, as before; "dpo" reads DPO's
+    assert gate_evidence(_gate_report(tmp_path, faster=True, dpo_faster=False))[0] is True
+    assert gate_evidence(_gate_report(tmp_path, faster=True, dpo_faster=False), stage="dpo")[0] is False

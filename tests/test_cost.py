@@ -60,6 +60,38 @@ def test_gate_rates_are_read_and_scaled_to_the_target_size(tmp_path):
     assert rates.scaled_to(32.0) == {"train_tokens_per_s": pytest.approx(150.0), "gen_tokens_per_s": pytest.approx(60.0)}
 
 
+_SFT = {"unsloth_steady_tokens_per_s": 7520.0, "peft_steady_tokens_per_s": 4700.0}  # 7520 / 4700 = 1.6
+_DPO = {"unsloth_dpo_steady_tokens_per_s": 3240.0, "peft_dpo_steady_tokens_per_s": 2000.0}  # 3240 / 2000 = 1.62
+
+
+@pytest.mark.parametrize(("check10", "sft", "dpo"), [
+    ({"status": "passed", "figures": {**_SFT, **_DPO}}, 1.6, 1.62),
+    ({"status": "passed", "figures": _SFT}, 1.6, None),  # a gate from before check 10 measured DPO
+    ({"status": "passed", "figures": _DPO}, None, 1.62),
+    ({"status": "failed", "figures": {**_SFT, **_DPO}}, None, None),  # not at parity: no rate to price with
+    ({"status": "skipped", "figures": {}}, None, None),
+    ({"status": "passed", "figures": {**_SFT, "unsloth_dpo_steady_tokens_per_s": 3240.0,
+                                      "peft_dpo_steady_tokens_per_s": 0}}, 1.6, None),
+    ({"status": "passed", "figures": {**_SFT, "unsloth_dpo_steady_tokens_per_s": True,
+                                      "peft_dpo_steady_tokens_per_s": 2000.0}}, 1.6, None),
+    ({"status": "passed", "figures": {**_SFT, "unsloth_dpo_steady_tokens_per_s": "3240",
+                                      "peft_dpo_steady_tokens_per_s": 2000.0}}, 1.6, None),
+    (None, None, None),
+])
+def test_gate_rates_carry_check_10s_unsloth_ratio_per_training_stage(tmp_path, check10, sft, dpo):
+    """Check 10's steady Unsloth tokens/s over peft's, for SFT and for DPO apart, only from a passed check with both
+    figures positive numbers; anything else is None (never 1.0: an unmeasured ratio must not look measured)."""
+    checks = [{"check": "9_cost", "figures": {"measured_train_tokens_per_s": 3000.0, "measured_gen_tokens_per_s": 1200.0,
+                                              "scaling": "x 1.600B / 32.764B"}}]
+    if check10 is not None:
+        checks.append({"check": "10_unsloth", **check10})
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"}, "checks": checks}))
+    rates = read_gate_rates(report)
+    assert rates.unsloth_speedup == (pytest.approx(sft) if sft is not None else None)
+    assert rates.unsloth_dpo_speedup == (pytest.approx(dpo) if dpo is not None else None)
+
+
 def test_an_incomplete_or_missing_gate_report_is_refused(tmp_path):
     report = _gate_report(tmp_path / "gate-report.json", {"9_cost": {"measured_train_tokens_per_s": 3000.0}})
     with pytest.raises(ConfigError, match="measured_gen_tokens_per_s.*scaling"):

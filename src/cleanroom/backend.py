@@ -1,14 +1,19 @@
-"""Which training backend a run uses: ``peft``, ``unsloth``, or ``auto`` resolved once per run.
+"""Which training backend each training stage uses: ``peft``, ``unsloth``, or ``auto`` resolved per stage.
 
-``auto`` is Unsloth only when the device is CUDA, the quantization is one Unsloth loads (nf4 or none),
-``unsloth`` imports (:func:`cleanroom.training.unsloth_backend.unsloth_available`) *and* the GPU gate
-measured it on this box (``budget.gate_report``): check 10 passed (loss parity with peft, the tokenizer
-clean) and its steady-state SFT step beat peft's (``unsloth_faster``). Otherwise PEFT, with the measured
-reason: importing is not evidence of being faster (on the H200 Unsloth's first step compiles for ~27 s).
-The model name is never changed by the choice (Unsloth is asked for the exact name or path, and a
-swapped repository is refused by ``load_unsloth``). The choice and its reason are returned so the
-caller records them (preflight's results and provenance, the run log). An explicit ``unsloth`` is
-not resolved here: where it cannot run, the SFT stage raises with the install hint.
+One ``backend`` setting serves both training stages, SFT and DPO; an explicit ``peft`` or ``unsloth`` is
+taken as given for both, while ``auto`` is resolved once per run *for each stage*, since Unsloth may speed
+up SFT and DPO by different amounts. ``auto`` is Unsloth for a stage only when the device is CUDA, the
+quantization is one Unsloth loads (nf4 or none), ``unsloth`` imports
+(:func:`cleanroom.training.unsloth_backend.unsloth_available`) *and* the GPU gate measured that stage on
+this box (``budget.gate_report``): check 10 passed (loss parity with peft, the tokenizer clean) and its
+steady-state step of that stage beat peft's (``unsloth_faster`` for SFT, ``unsloth_dpo_faster`` for DPO:
+:data:`cleanroom.cost.UNSLOTH_FIGURES`). Otherwise PEFT, with the measured reason: importing is not
+evidence of being faster (on the H200 Unsloth's first step compiles for ~27 s), and a report from before
+the gate compared DPO says so (re-run the gate). The model name is never changed by the choice (Unsloth is
+asked for the exact name or path, and a swapped repository is refused by ``load_unsloth``). The choice and
+its reason are returned so the caller records them (preflight's results and provenance, the run log). An
+explicit ``unsloth`` is not resolved here: where it cannot run, the training stage raises with the install
+hint.
 """
 
 from __future__ import annotations
@@ -16,23 +21,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cleanroom.cost import UNSLOTH_FIGURES, unsloth_check
 from cleanroom.errors import ConfigError, InputError
 from cleanroom.jsonl import loads
 from cleanroom.training import unsloth_backend
 
 BACKENDS = ("peft", "unsloth", "auto")
+STAGES = ("sft", "dpo")  # the training stages a backend is resolved for
 
 
 class BackendChoice(NamedTuple):
-    """The backend a run trains with, what was asked for, and why."""
+    """The backend a training stage trains with, what was asked for, and why."""
 
     backend: str
     requested: str
     reason: str
 
 
-def gate_evidence(gate_report: str | Path | None) -> tuple[bool, str]:
-    """``(unsloth measured faster at parity, why)`` from a gate report's check 10."""
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ConfigError(f"backend stage = {stage!r} is invalid; allowed: {' | '.join(STAGES)}")
+
+
+def gate_evidence(gate_report: str | Path | None, stage: str = "sft") -> tuple[bool, str]:
+    """``(unsloth measured faster at parity for stage, why)`` from a gate report's check 10.
+
+    *stage* is ``"sft"`` or ``"dpo"``; each reads its own figures (:data:`cleanroom.cost.UNSLOTH_FIGURES`). A
+    passed check 10 without that stage's figures (a gate from before it measured DPO) is no evidence.
+    """
+    _check_stage(stage)
     if not gate_report:
         return False, "no GPU gate report (set budget.gate_report) measured unsloth against peft on this box"
     path = Path(gate_report)
@@ -41,24 +58,31 @@ def gate_evidence(gate_report: str | Path | None) -> tuple[bool, str]:
     except (OSError, ValueError) as exc:
         raise InputError(f"budget.gate_report {path}: cannot read it as JSON ({exc}); point it at the "
                          "gate-report.json that `pytest -m gpu` wrote") from exc
-    checks = report.get("checks", []) if isinstance(report, dict) else []
-    check = next((c for c in checks if isinstance(c, dict) and c.get("check") == "10_unsloth"), None)
+    check = unsloth_check(report.get("checks", []) if isinstance(report, dict) else [])
     if check is None or check.get("status") != "passed":
         status = "absent" if check is None else check.get("status")
         detail = "" if check is None else f": {check.get('fix') or check.get('detail') or ''}".rstrip(": ")
         return False, f"gate check 10 (unsloth beside peft) {status} in {path}{detail}"
-    f = check.get("figures", {})
-    speeds = (f"unsloth {f.get('unsloth_steady_tokens_per_s')} vs peft {f.get('peft_steady_tokens_per_s')} "
-              f"steady tokens/s, first step {f.get('unsloth_first_step_s')} s")
-    if not f.get("unsloth_faster"):
-        return False, f"the gate measured unsloth no faster at parity ({speeds})"
-    return True, f"the gate measured unsloth faster at parity ({speeds})"
+    f, names = check.get("figures") or {}, UNSLOTH_FIGURES[stage]
+    if names.faster not in f:
+        return False, (f"gate check 10 in {path} did not compare {stage.upper()} on unsloth with peft (no "
+                       f"{names.faster}; a gate from before it measured that stage): re-run the GPU gate "
+                       "(pytest -m gpu verification/test_gpu_gate.py)")
+    # what was measured, worded so the SFT messages read as they always have
+    subject, unit = ("unsloth", "tokens/s") if stage == "sft" else ("DPO on unsloth", "DPO tokens/s")
+    speeds = (f"unsloth {f.get(names.unsloth_steady)} vs peft {f.get(names.peft_steady)} "
+              f"steady {unit}, first step {f.get(names.first_step)} s")
+    if not f.get(names.faster):
+        return False, f"the gate measured {subject} no faster at parity ({speeds})"
+    return True, f"the gate measured {subject} faster at parity ({speeds})"
 
 
 def resolve_backend(requested: str, *, device: str, quantization: str | None,
-                    gate_report: str | Path | None = None) -> BackendChoice:
-    """``auto`` → ``unsloth`` if CUDA, nf4/no quantization, unsloth imports and the gate measured it faster at
-    parity (:func:`gate_evidence`), else ``peft``; explicit choices as given."""
+                    gate_report: str | Path | None = None, stage: str = "sft") -> BackendChoice:
+    """The backend training *stage* (``"sft"`` or ``"dpo"``) uses: ``auto`` → ``unsloth`` if CUDA, nf4/no
+    quantization, unsloth imports and the gate measured that stage faster at parity (:func:`gate_evidence`),
+    else ``peft``; explicit choices as given, for either stage."""
+    _check_stage(stage)
     if requested not in BACKENDS:
         raise ConfigError(f"backend = {requested!r} is invalid; allowed: {' | '.join(BACKENDS)}")
     if requested != "auto":
@@ -67,7 +91,7 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
         return BackendChoice("peft", requested, f"auto: device is {device}, unsloth needs CUDA")
     if quantization not in (None, "nf4"):
         return BackendChoice("peft", requested, f"auto: unsloth has no {quantization} path")
-    faster, why = gate_evidence(gate_report)  # the report first: the import check starts a child Python
+    faster, why = gate_evidence(gate_report, stage)  # the report first: the import check starts a child Python
     if not faster:
         return BackendChoice("peft", requested, f"auto: {why}")
     reason = unsloth_backend.unsloth_available()
@@ -76,4 +100,4 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
     return BackendChoice("unsloth", requested, f"auto: {why}")
 
 
-__all__ = ["BACKENDS", "BackendChoice", "gate_evidence", "resolve_backend"]
+__all__ = ["BACKENDS", "STAGES", "BackendChoice", "gate_evidence", "resolve_backend"]

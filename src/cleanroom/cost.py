@@ -19,7 +19,9 @@ training and generation tokens/s check 9 took from the largest model the gate me
 smaller architecture than the production one. :meth:`GateRates.scaled_to` carries them to the
 production size the way gate check 9 does: tokens/s taken as inversely proportional to the parameter
 count, ``rate_target = rate_gate * params_gate / params_target`` (an approximation: decoding a larger
-model is less memory-bound per parameter, so it errs towards a longer, dearer projection).
+model is less memory-bound per parameter, so it errs towards a longer, dearer projection). Check 9's training
+rate is peft's; a stage that trains on Unsloth is priced at check 10's measured Unsloth/peft ratio for that
+stage (:attr:`GateRates.unsloth_speedup` for SFT, :attr:`GateRates.unsloth_dpo_speedup` for DPO).
 """
 
 from __future__ import annotations
@@ -29,13 +31,32 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cleanroom.errors import ConfigError, InputError, MissingFileError
 from cleanroom.jsonl import loads
 
 DEFAULT_PRICE_PER_HOUR = 1.74
 DPO_THROUGHPUT_FACTOR = 0.75
+
+
+class UnslothFigures(NamedTuple):
+    """The names under which GPU gate check 10 (``10_unsloth``) records one training stage's Unsloth beside peft."""
+
+    faster: str  # bool: Unsloth's steady tokens/s above peft's, at parity
+    unsloth_steady: str  # Unsloth's steady-state tokens/s
+    peft_steady: str  # peft's steady-state tokens/s on the same model and rows
+    first_step: str  # Unsloth's first step in seconds (its compile warm-up)
+
+
+#: Check 10's figures per training stage: SFT on its rows, DPO on check 4's pairs (a report from before the gate
+#: measured DPO lacks the second set).
+UNSLOTH_FIGURES = {
+    "sft": UnslothFigures("unsloth_faster", "unsloth_steady_tokens_per_s", "peft_steady_tokens_per_s",
+                          "unsloth_first_step_s"),
+    "dpo": UnslothFigures("unsloth_dpo_faster", "unsloth_dpo_steady_tokens_per_s", "peft_dpo_steady_tokens_per_s",
+                          "unsloth_dpo_first_step_s"),
+}
 
 
 @dataclass(frozen=True)
@@ -164,6 +185,8 @@ class GateRates:
     #: Unsloth's steady SFT tokens/s over peft's on the same model and rows (check 10, when it passed and
     #: recorded both); None where the gate did not measure it. Check 9's training rate is always peft's.
     unsloth_speedup: float | None = None
+    #: the same ratio for DPO on check 4's pairs (check 10's DPO figures); None where the gate did not measure it
+    unsloth_dpo_speedup: float | None = None
 
     def scaled_to(self, params_b: float) -> dict[str, float]:
         """The rates at ``params_b`` billion parameters: ``rate * self.params_b / params_b``."""
@@ -207,16 +230,26 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
     return GateRates(train_tokens_per_s=train, gen_tokens_per_s=gen, params_b=params,
                      device=str(context.get("device", "unknown device")), verdict=str(report.get("verdict", "?")),
                      path=str(file), levers=dict(levers) if isinstance(levers, dict) else None,
-                     unsloth_speedup=_unsloth_speedup(report["checks"]))
+                     unsloth_speedup=_unsloth_speedup(report["checks"], "sft"),
+                     unsloth_dpo_speedup=_unsloth_speedup(report["checks"], "dpo"))
 
 
-def _unsloth_speedup(checks: list[Any]) -> float | None:
-    """Check 10's steady Unsloth tokens/s over peft's, when the check passed and both are positive numbers."""
-    check = next((c for c in checks if isinstance(c, dict) and c.get("check") == "10_unsloth"), None)
+def unsloth_check(checks: Any) -> dict[str, Any] | None:
+    """Gate check 10 (``10_unsloth``) among a report's *checks*, or None where the report has none."""
+    if not isinstance(checks, list):
+        return None
+    return next((c for c in checks if isinstance(c, dict) and c.get("check") == "10_unsloth"), None)
+
+
+def _unsloth_speedup(checks: list[Any], stage: str) -> float | None:
+    """Check 10's steady Unsloth tokens/s over peft's for *stage* (``UNSLOTH_FIGURES``), when the check passed
+    and both are positive numbers."""
+    check = unsloth_check(checks)
     if check is None or check.get("status") != "passed":  # as backend.gate_evidence reads it
         return None
     f = check.get("figures") or {}
-    u, p = (_positive_number(f.get(k)) for k in ("unsloth_steady_tokens_per_s", "peft_steady_tokens_per_s"))
+    names = UNSLOTH_FIGURES[stage]
+    u, p = (_positive_number(f.get(k)) for k in (names.unsloth_steady, names.peft_steady))
     return u / p if u is not None and p is not None else None
 
 
@@ -225,5 +258,5 @@ def _positive_number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
 
 
-__all__ = ["DEFAULT_PRICE_PER_HOUR", "CostProjection", "GateRates", "Phase", "data_parallel", "project_cost", "read_gate_rates",
-           "stage1_phases"]
+__all__ = ["DEFAULT_PRICE_PER_HOUR", "UNSLOTH_FIGURES", "CostProjection", "GateRates", "Phase", "UnslothFigures",
+           "data_parallel", "project_cost", "read_gate_rates", "stage1_phases", "unsloth_check"]

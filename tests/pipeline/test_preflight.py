@@ -124,7 +124,8 @@ def test_the_projection_says_when_the_gate_measured_another_training_path(tmp_pa
 ])
 def test_the_projection_prices_sft_at_the_backend_that_will_run(tmp_path, check10, backend, speedup, note):
     """Check 9's training rate is peft's; a run whose SFT trains on Unsloth is priced at check 10's measured
-    Unsloth/peft ratio (DPO stays on peft), or says that rate was not measured, never silently peft's."""
+    Unsloth/peft ratio, or says that rate was not measured, never silently peft's. (DPO stays on peft here: auto
+    resolves it from check 10's DPO figures, which these reports lack.)"""
     levers = {"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False,
               "micro_batch": False, "pad_to_multiple_of": False, "batch_rebalance": False}
     checks = [{"check": "9_cost", "figures": {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
@@ -139,8 +140,80 @@ def test_the_projection_prices_sft_at_the_backend_that_will_run(tmp_path, check1
     assert proj["sft_backend"] == backend
     assert proj["sft_tokens_per_s"] == pytest.approx(proj["train_tokens_per_s"] * speedup, rel=1e-3)
     assert proj["phase_hours"]["sft"] == pytest.approx(base["phase_hours"]["sft"] / speedup, rel=1e-3)
-    assert proj["phase_hours"]["dpo"] == base["phase_hours"]["dpo"]  # DPO always trains on peft
+    assert proj["dpo_backend"] == "peft" and proj["phase_hours"]["dpo"] == base["phase_hours"]["dpo"]
     assert (note is None and "unsloth" not in proj["rates"]) or (note is not None and note in proj["rates"])
+
+
+_LEVERS = {"kbit_fp32_upcast": False, "padding_free": False, "precompute_ref_log_probs": False, "micro_batch": False,
+           "pad_to_multiple_of": False, "batch_rebalance": False}
+_CHECK9 = {"check": "9_cost", "figures": {"measured_train_tokens_per_s": 4000.0, "measured_gen_tokens_per_s": 1000.0,
+                                          "scaling": "x 7.616B / 32.764B", "train_levers": _LEVERS}}
+_SFT10 = {"unsloth_faster": True, "unsloth_steady_tokens_per_s": 7520.0, "peft_steady_tokens_per_s": 4700.0}
+_DPO10 = {"unsloth_dpo_faster": True, "unsloth_dpo_steady_tokens_per_s": 3240.0, "peft_dpo_steady_tokens_per_s": 2000.0}
+
+
+@pytest.mark.parametrize(("figures", "dpo_backend", "speedup", "note"), [
+    ({**_SFT10, **_DPO10}, "unsloth", 1.62, "DPO on unsloth at 1.62x peft's rate (gate check 10"),
+    ({**_SFT10, **_DPO10}, "peft", 1.0, None),
+    (_SFT10, "unsloth", 1.0, "DPO runs on unsloth, whose rate the gate did not measure (check 10): projected at peft's"),
+])
+def test_the_projection_prices_dpo_at_the_backend_that_will_run(tmp_path, figures, dpo_backend, speedup, note):
+    """DPO's peft rate is the training rate x DPO_THROUGHPUT_FACTOR (0.75); on Unsloth it is that times check 10's DPO
+    ratio, 3240 / 2000 = 1.62, so the DPO phase takes 1 / 1.62 of peft's hours; SFT keeps its own backend's rate."""
+    from cleanroom.cost import DPO_THROUGHPUT_FACTOR
+
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"}, "checks": [
+        _CHECK9, {"check": "10_unsloth", "status": "passed", "figures": figures}]}))
+    spec = load_config("qwen2.5-32b", [f"budget.gate_report={report}"])
+    proj = project_stage1(spec, device="cuda", backend="peft", dpo_backend=dpo_backend)
+    base = project_stage1(spec, device="cuda", backend="peft", dpo_backend="peft")
+    assert (proj["sft_backend"], proj["dpo_backend"]) == ("peft", dpo_backend)
+    assert proj["dpo_tokens_per_s"] == pytest.approx(proj["train_tokens_per_s"] * DPO_THROUGHPUT_FACTOR * speedup,
+                                                     rel=1e-3)
+    assert proj["phase_hours"]["dpo"] == pytest.approx(base["phase_hours"]["dpo"] / speedup, rel=1e-3)
+    assert proj["phase_hours"]["sft"] == base["phase_hours"]["sft"] and proj["sft_tokens_per_s"] == base["sft_tokens_per_s"]
+    assert (note is None and "unsloth" not in proj["rates"]) or (note is not None and note in proj["rates"])
+    # both stages on unsloth: each at its own ratio (SFT 7520 / 4700 = 1.6), both said
+    both = project_stage1(spec, device="cuda", backend="unsloth", dpo_backend=dpo_backend)
+    assert both["phase_hours"]["sft"] == pytest.approx(base["phase_hours"]["sft"] / 1.6, rel=1e-3)
+    assert both["phase_hours"]["dpo"] == proj["phase_hours"]["dpo"] and "SFT on unsloth at 1.60x" in both["rates"]
+
+
+def test_the_projection_resolves_the_dpo_backend_from_the_spec_when_not_given(tmp_path):
+    """Without ``dpo_backend`` the projection resolves ``spec.backend`` for DPO: an explicit unsloth is unsloth for
+    both stages; auto on CPU is peft for both (the nominal rates, so no gate note)."""
+    report = tmp_path / "gate-report.json"
+    report.write_text(json.dumps({"verdict": "GO", "context": {"device": "NVIDIA H200"}, "checks": [
+        _CHECK9, {"check": "10_unsloth", "status": "passed", "figures": {**_SFT10, **_DPO10}}]}))
+    spec = load_config("qwen2.5-32b", [f"budget.gate_report={report}", "backend=unsloth"])
+    proj = project_stage1(spec, device="cuda")
+    assert (proj["sft_backend"], proj["dpo_backend"]) == ("unsloth", "unsloth")
+    assert "SFT on unsloth at 1.60x" in proj["rates"] and "DPO on unsloth at 1.62x" in proj["rates"]
+    cpu = project_stage1(load_config("qwen2.5-32b"), device="cpu")
+    assert (cpu["sft_backend"], cpu["dpo_backend"]) == ("peft", "peft")
+
+
+def test_preflight_records_the_backend_of_each_training_stage(tmp_path, tiny_base_model):
+    """Preflight resolves ``backend`` for SFT and for DPO and records both: in results.json (checks ``backend`` and
+    ``dpo_backend``), in the projection, in the stage's provenance and in the run log."""
+    from cleanroom.pipeline import stage1 as pipeline
+
+    from .test_stage1 import SMALL
+
+    run = pipeline.run_stage1(load_config("tiny", [*SMALL, "backend=auto"]), tmp_path, progress=False,
+                              stop_after="preflight")
+    checks = {c["check"]: c for c in json.loads((run / "preflight" / "results.json").read_text())["checks"]}
+    on_cpu = {"backend": "peft", "requested": "auto", "reason": "auto: device is cpu, unsloth needs CUDA"}
+    assert checks["backend"]["value"] == on_cpu and checks["dpo_backend"]["value"] == on_cpu
+    assert checks["backend"]["passed"] and checks["dpo_backend"]["passed"]
+    projection = checks["projected_cost"]["value"]
+    assert (projection["sft_backend"], projection["dpo_backend"]) == ("peft", "peft")
+    extra = json.loads((run / "preflight" / "manifest.json").read_text())["provenance"]["extra"]
+    assert extra["backend"] == on_cpu and extra["dpo_backend"] == on_cpu
+    log = (run / "run.log").read_text()
+    assert "preflight: backend peft for SFT (auto: device is cpu" in log
+    assert "preflight: backend peft for DPO (auto: device is cpu" in log
 
 
 def test_a_hub_id_needs_a_pinned_commit_at_preflight_not_at_estimate(tmp_path):

@@ -56,42 +56,37 @@ def model_arch(model: Any) -> dict[str, Any]:
 
 
 def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
-                   measured: dict[str, Any] | None = None, backend: str | None = None) -> dict[str, Any]:
+                   measured: dict[str, Any] | None = None, backend: str | None = None,
+                   dpo_backend: str | None = None) -> dict[str, Any]:
     """Projected hours and dollars of the whole run (:func:`cleanroom.cost.stage1_phases`).
 
     ``measured`` may give ``train_tokens_per_s`` / ``gen_tokens_per_s`` at this model's size (and a
     ``source``); otherwise ``budget.gate_report``'s rates scaled to this size
     (:meth:`cleanroom.cost.GateRates.scaled_to`); otherwise nominal rates scaled by model size. The
     result's ``rates`` says which. ``params_b`` defaults to the model's own (:func:`model_arch`).
-    ``backend`` is the SFT backend the run will use (preflight's resolved choice; default: ``spec.backend``
-    resolved here): on ``unsloth`` the gate's peft training rate is scaled by check 10's measured Unsloth
-    speed-up for SFT (DPO always trains on peft), or the result says that rate was not measured.
+    ``backend`` and ``dpo_backend`` are the backends the SFT and the DPO stage will use (preflight's resolved
+    choices; default: ``spec.backend`` resolved here for each stage). The gate's training rate is peft's: a
+    stage on ``unsloth`` is priced at check 10's measured Unsloth/peft ratio for that stage
+    (``GateRates.unsloth_speedup`` for SFT, ``unsloth_dpo_speedup`` for DPO, whose peft rate is the training
+    rate times ``cost.DPO_THROUGHPUT_FACTOR``), or at peft's with the result saying that ratio was not measured.
     """
     if params_b is None:
         params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
     params_b = max(params_b, 0.001)
     if backend is None:
-        backend = resolve_backend(spec.backend, device=device, quantization=spec.model.quantization,
-                                  gate_report=spec.budget.gate_report).backend
-    sft_speedup = 1.0
+        backend = _stage_backend(spec, device, "sft")
+    if dpo_backend is None:
+        dpo_backend = _stage_backend(spec, device, "dpo")
+    speedup = {"sft": 1.0, "dpo": 1.0}
     if measured is None and spec.budget.gate_report:
-        gate = cost.read_gate_rates(spec.budget.gate_report)
-        note = lever_note(gate.levers, spec.sft.train)
-        if backend == "unsloth" and gate.unsloth_speedup is not None:
-            sft_speedup = gate.unsloth_speedup
-            note += f"; SFT on unsloth at {sft_speedup:.2f}x peft's rate (gate check 10, steady tokens/s)"
-        elif backend == "unsloth":
-            note += "; SFT runs on unsloth, whose rate the gate did not measure (check 10): projected at peft's"
-        measured = {**gate.scaled_to(params_b),
-                    "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
-                    f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{note}"}
+        measured, speedup = _gate_rates(spec, params_b, sft=backend, dpo=dpo_backend)
     rates = NOMINAL_RATES["cuda" if device == "cuda" else "cpu"]
     train = (measured or {}).get("train_tokens_per_s") or rates["train_k"] / params_b
     gen = (measured or {}).get("gen_tokens_per_s") or rates["gen_k"] / params_b
     d, p = spec.data, spec.pairs
     phases = cost.stage1_phases(
-        train_tokens_per_s=train * sft_speedup, gen_tokens_per_s=gen,
-        dpo_tokens_per_s=train * cost.DPO_THROUGHPUT_FACTOR, n_eval_prompts=d.n_eval,
+        train_tokens_per_s=train * speedup["sft"], gen_tokens_per_s=gen,
+        dpo_tokens_per_s=train * cost.DPO_THROUGHPUT_FACTOR * speedup["dpo"], n_eval_prompts=d.n_eval,
         eval_new_tokens=spec.eval.generation.max_new_tokens, n_pool_prompts=d.n_sft if d.teacher == "none" else 0,
         sft_new_tokens=spec.sft_generation.max_new_tokens,
         n_sft_examples=d.n_sft, sft_tokens_per_example=min(spec.sft.train.max_length, 700),
@@ -106,13 +101,40 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
         "hours": round(proj.hours, 4), "cost_usd": round(proj.hours * b.price_per_hour, 2),
         "price_per_hour": b.price_per_hour, "params_b": round(params_b, 4),
         "train_tokens_per_s": round(train, 1), "gen_tokens_per_s": round(gen, 1), "sft_backend": backend,
-        "sft_tokens_per_s": round(train * sft_speedup, 1),
+        "sft_tokens_per_s": round(train * speedup["sft"], 1), "dpo_backend": dpo_backend,
+        "dpo_tokens_per_s": round(train * cost.DPO_THROUGHPUT_FACTOR * speedup["dpo"], 1),
         "rates": (measured or {}).get("source", "measured") if measured
         else "nominal (set budget.gate_report or pass --gate-report to use the GPU gate's measured rates)",
         "phase_hours": {k: round(v, 4) for k, v in proj.phase_hours.items()},
         "max_cost_usd": b.max_cost_usd, "max_hours": b.max_hours,
         "within_budget": proj.within(max_cost_usd=b.max_cost_usd, max_hours=b.max_hours),
     }
+
+
+def _gate_rates(spec: Any, params_b: float, **backends: str) -> tuple[dict[str, Any], dict[str, float]]:
+    """``budget.gate_report``'s rates at ``params_b`` with a source that says how they relate to this run, and per
+    training stage (``backends``: stage -> backend) the factor on peft's rate: check 10's Unsloth/peft ratio for a
+    stage on unsloth that the gate measured, else 1.0 (and the source says an unsloth stage's ratio is missing)."""
+    gate = cost.read_gate_rates(spec.budget.gate_report)
+    note = lever_note(gate.levers, spec.sft.train)
+    ratios = {"sft": gate.unsloth_speedup, "dpo": gate.unsloth_dpo_speedup}
+    speedup = dict.fromkeys(backends, 1.0)
+    for stage, backend in backends.items():
+        ratio, name = ratios[stage], stage.upper()
+        if backend == "unsloth" and ratio is not None:
+            speedup[stage] = ratio
+            note += f"; {name} on unsloth at {ratio:.2f}x peft's rate (gate check 10, steady tokens/s)"
+        elif backend == "unsloth":
+            note += f"; {name} runs on unsloth, whose rate the gate did not measure (check 10): projected at peft's"
+    return {**gate.scaled_to(params_b),
+            "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
+            f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{note}"}, speedup
+
+
+def _stage_backend(spec: Any, device: str, stage: str) -> str:
+    """The backend *stage* trains with: ``spec.backend`` resolved as preflight resolves it."""
+    return resolve_backend(spec.backend, device=device, quantization=spec.model.quantization,
+                           gate_report=spec.budget.gate_report, stage=stage).backend
 
 
 def lever_note(measured: dict[str, Any] | None, train: Any) -> str:

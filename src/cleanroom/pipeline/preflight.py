@@ -1,9 +1,9 @@
 """Preflight: every check that can fail cheaply runs before anything costly.
 
 Checks, in order: the eval set and SFT pool (embedded generator or the user's files, pinned by
-sha256 when given) and their overlap; a Hub model pinned to a commit; the backend (``auto``
-resolved and recorded); base-model decision and sentinels (the clean loader); token lengths
-against the training max length (no example may lose its EOS to truncation); config sanity (LoRA
+sha256 when given) and their overlap; a Hub model pinned to a commit; the backend of each training
+stage (``auto`` resolved for SFT and for DPO, both recorded); base-model decision and sentinels (the
+clean loader); token lengths against the training max length (no example may lose its EOS to truncation); config sanity (LoRA
 scale α/r and learning rates inside the usual ranges, or a recorded reason); free disk against the
 SFT and DPO checkpoints (:func:`~cleanroom.pipeline.estimates.checkpoint_disk`); the larger of the SFT and DPO GPU memory
 estimates against the device; the projected time and cost of the whole run against
@@ -163,10 +163,13 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
 
     problem = revision_problem(spec.model)
     checks.append({"check": "model_revision", "passed": problem is None, "value": spec.model.revision, "fix": problem})
-    choice = resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization,
-                             gate_report=spec.budget.gate_report)
+    # one setting, resolved per training stage: auto may pick unsloth for SFT and peft for DPO, or the reverse
+    choice, dpo_choice = (resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization,
+                                          gate_report=spec.budget.gate_report, stage=stage) for stage in ("sft", "dpo"))
     checks.append({"check": "backend", "passed": True, "value": choice._asdict()})
-    ctx.say(f"preflight: backend {choice.backend} ({choice.reason})")
+    checks.append({"check": "dpo_backend", "passed": True, "value": dpo_choice._asdict()})
+    ctx.say(f"preflight: backend {choice.backend} for SFT ({choice.reason})")
+    ctx.say(f"preflight: backend {dpo_choice.backend} for DPO ({dpo_choice.reason})")
 
     # base model decision + sentinels (the loader raises on an instruct model or a failed sentinel)
     loaded = _attempt(checks, "base_model", lambda: load_model(ctx, probe=True))
@@ -187,7 +190,8 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
         checks.append(_gpu_memory_check(ctx, arch))
     params_b = sum(memory.count_params(arch).values()) / 1e9 if arch is not None else None
     projection = _attempt(checks, "projected_cost", lambda: project_stage1(spec, device=ctx.device, params_b=params_b,
-                                                                          backend=choice.backend))
+                                                                          backend=choice.backend,
+                                                                          dpo_backend=dpo_choice.backend))
     if projection is not None:
         ctx.say(f"preflight: {projection_line(projection)}")
         checks.append({"check": "projected_cost", "passed": projection["within_budget"], "value": projection,
@@ -195,7 +199,8 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
                        "shrink the run (data.n_sft, pairs.n_instructions, epochs)"})
 
     prov = capture(ctx, "preflight", loader=loader_prov,
-                   extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info, "backend": choice._asdict()})
+                   extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info, "backend": choice._asdict(),
+                          "dpo_backend": dpo_choice._asdict()})
     return _write_results(ctx, prov, checks, data_info, [(eval_path, eval_set), (pool_path, pool)])
 
 
