@@ -28,8 +28,10 @@ def load_adapter_weights(model: Any, adapter_dir: str | Path, *, adapter_name: s
     did not land bit for bit, MissingFileError when the directory lacks ``adapter_config.json`` or
     ``adapter_model.safetensors``.
     """
-    # heavy optional: peft, safetensors, torch
+    # heavy optional: peft
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    # heavy optional: safetensors
     from safetensors.torch import load_file
 
     adapter_dir = Path(adapter_dir)
