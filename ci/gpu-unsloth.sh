@@ -9,8 +9,8 @@
 #        ci/gpu-unsloth.sh OUT_DIR [all|gate|stage1]
 #                                             gate: the gate's checks 1, 3, 4 and 10 (Unsloth beside peft);
 #                                             stage1: Stage 1 with backend=unsloth on a random Qwen2.5-0.5B (SFT
-#                                             with Unsloth; `cleanroom run` continues DPO in a fresh process), then
-#                                             verify; all (default): both, in one transfer (~10 min)
+#                                             and DPO with Unsloth, DPO from sft/adapter loaded into Unsloth's
+#                                             LoRA), then verify; all (default): both, in one transfer (~10 min)
 #   A rented box with pip access: tox -e gpu-unsloth (the same pins, checks 1, 3, 4 and 10) instead of steps 1-2;
 #   `pip install 'cleanroom[train,unsloth]'` cannot resolve: Unsloth's trl/datasets pins are below `train`'s.
 set -uo pipefail
@@ -47,7 +47,7 @@ echo "gate (checks 1,3,4,10) rc=$gate_rc in $(( $(date +%s) - start ))s: $(grep 
 fi
 [[ "$what" == all || "$what" == stage1 ]] || exit $rc
 start=$(date +%s)
-timeout -s ABRT "${STAGE1_TIMEOUT_S:-420}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
+timeout -s ABRT "${STAGE1_TIMEOUT_S:-600}" python3 -X faulthandler -m cleanroom.cli run stage1 --profile qwen2.5-32b \
   --out "$out/runs" --no-progress "backend=${BACKEND:-unsloth}" ${GATE_REPORT:+--gate-report "$GATE_REPORT"} \
   model.random_init=qwen2.5-0.5b model.path=random data.teacher=programmatic pairs.rewriter=programmatic \
   data.n_sft=64 data.min_sft_survivors=32 data.n_eval=200 pairs.n_instructions=32 pairs.min_pairs=16 \
