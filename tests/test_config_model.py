@@ -87,6 +87,13 @@ def test_auto_is_resolved_per_stage_from_the_gates_dpo_figures(monkeypatch, tmp_
     older = dpo(faster=True)  # a report from before the gate compared DPO: SFT's figures are no evidence for DPO
     assert older.backend == "peft"
     assert "did not compare DPO on unsloth with peft" in older.reason and "re-run the GPU gate" in older.reason
+    # a gate whose check 4 did not pass beside check 10 writes null: not compared, not "no faster"
+    report = _gate_report(tmp_path, dpo_faster=True)
+    data = json.loads(report.read_text())
+    data["checks"][0]["figures"]["unsloth_dpo_faster"] = None
+    report.write_text(json.dumps(data))
+    uncompared = resolve_backend("auto", device="cuda", quantization="nf4", gate_report=report, stage="dpo")
+    assert uncompared.backend == "peft" and "did not compare DPO" in uncompared.reason and "no faster" not in uncompared.reason
     failed = dpo(status="failed", dpo_faster=True)
     assert failed.backend == "peft" and "failed" in failed.reason and "losses differ" in failed.reason
     none = resolve_backend("auto", device="cuda", quantization="nf4", stage="dpo")
@@ -113,3 +120,18 @@ def test_an_unknown_stage_is_refused_naming_the_allowed_ones(tmp_path):
     # gate_evidence defaults to SFT's figures, as before; "dpo" reads DPO's
     assert gate_evidence(_gate_report(tmp_path, faster=True, dpo_faster=False))[0] is True
     assert gate_evidence(_gate_report(tmp_path, faster=True, dpo_faster=False), stage="dpo")[0] is False
+
+
+def test_a_dpo_lora_that_would_be_ignored_is_refused():
+    """DPO trains the SFT adapter in place on a quantized base and on unsloth: a different dpo.lora is refused there
+    (preflight's dpo_lora check, and the DPO stage itself), and honoured on an unquantized base with peft."""
+    from cleanroom.backend import dpo_lora_problem
+    from cleanroom.training import LoraSpec
+
+    sft, other = LoraSpec(r=16, alpha=32), LoraSpec(r=8, alpha=16)
+    assert dpo_lora_problem(sft, other, dpo_backend="peft", quantization=None) is None
+    assert dpo_lora_problem(sft, sft, dpo_backend="unsloth", quantization="nf4") is None
+    on_unsloth = dpo_lora_problem(sft, other, dpo_backend="unsloth", quantization=None)
+    assert on_unsloth and "on unsloth DPO trains the SFT adapter in place" in on_unsloth
+    on_nf4 = dpo_lora_problem(sft, other, dpo_backend="peft", quantization="nf4")
+    assert on_nf4 and "on a nf4 base" in on_nf4 and "set dpo.lora equal to sft.lora" in on_nf4

@@ -112,6 +112,9 @@ UNSLOTH_STEP0_TOL, UNSLOTH_STEP_REL, UNSLOTH_STEP_FLOOR = 0.02, 0.05, 0.001
 STEP_TOKENS = SFT_BATCH * SFT_SEQ
 #: check 4's DPO run: steps and pairs per step
 DPO_STEPS, DPO_BATCH = 6, 4
+#: check 10's DPO losses against check 4's, step by step: |u - p| <= DPO_LOSS_ABS + UNSLOTH_STEP_REL * p (both start
+#: from the same SFT adapter on the same pairs in the same order, so only kernel rounding separates them)
+DPO_LOSS_ABS = 0.02
 
 
 class _StepTimer:
@@ -285,7 +288,8 @@ def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
                  dpo_tokens_per_s=round(res.tokens_per_s, 1), dpo_peak_gib=round(res.peak_mem_bytes / GIB, 3),
                  dpo_steady_tokens_per_s=round(res.tokens / max(res.steps, 1) / steps["median_step_s"], 1),
                  dpo_first_step_s=steps["first_step_s"], dpo_median_step_s=steps["median_step_s"],
-                 levers=lever_settings(res.levers))
+                 levers=lever_settings(res.levers), losses=[round(x, 5) for x in res.losses],
+                 loss_steps=list(res.loss_steps))
         c.require(abs(res.step0_loss - math.log(2)) <= 1e-3 and abs(res.step0_margin) <= 1e-3,
                   "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
 
@@ -619,8 +623,9 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
     2. The same 20 SFT steps as check 3 (same examples, LoRA, schedule): the loss trajectory within 10% per
        step of check 3's, tokens/s, peak memory, first-step (compile/warm-up) time and load time.
     3. DPO as the pipeline runs it on Unsloth: check 3's SFT adapter loaded into Unsloth's LoRA, check 4's pairs
-       and spec; step 0 is ln 2 with margin 0, and its steady tokens/s beside check 4's (``unsloth_dpo_faster``,
-       what ``backend: auto`` reads for the DPO stage).
+       and spec; step 0 is ln 2 with margin 0, the losses follow check 4's step by step, and its steady tokens/s
+       beside check 4's (``unsloth_dpo_faster``, what ``backend: auto`` reads for the DPO stage; None where check 4
+       did not pass in this session, so nothing was compared).
     4. The guard: the tokenizer Unsloth returns encodes as the clean loader's; after training the model and
        tokenizer still pass ``guard.recheck`` and the saved adapter directory carries no tokenizer or
        config change (Unsloth rewrites pad tokens and re-saves tokenizers).
@@ -708,16 +713,28 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
         d_steps = timer.figures()
         u_dpo = dpo.tokens / max(dpo.steps, 1) / d_steps["median_step_s"]
         peft_dpo = gate_recorder.results.get("4_dpo_step0")
-        p_dpo = peft_dpo.figures.get("dpo_steady_tokens_per_s") if peft_dpo and peft_dpo.status == "passed" else None
+        p_fig = peft_dpo.figures if peft_dpo and peft_dpo.status == "passed" else {}
+        p_dpo = p_fig.get("dpo_steady_tokens_per_s")
         step0_ok = abs(dpo.step0_loss - math.log(2)) <= 1e-3 and abs(dpo.step0_margin) <= 1e-3
+        # the same start, pairs and order as check 4: the losses must follow peft's step by step (a reference that
+        # drifts with the policy, or another loss, would part from them while step 0 still reads ln 2)
+        p_loss = dict(zip(p_fig.get("loss_steps", []), p_fig.get("losses", []), strict=False))
+        d_off = {s: round(abs(x - p_loss[s]), 5) for s, x in zip(dpo.loss_steps, dpo.losses, strict=True) if s in p_loss}
+        d_bad = {s: d for s, d in d_off.items() if d > DPO_LOSS_ABS + UNSLOTH_STEP_REL * abs(p_loss[s])}
+        compared = bool(p_dpo) and len(d_off) == DPO_STEPS
+        c.figure(unsloth_dpo_losses=[round(x, 5) for x in dpo.losses], unsloth_dpo_steps_out_of_tolerance=d_bad,
+                 unsloth_dpo_step_tolerance=f"|u-p| <= {DPO_LOSS_ABS} + {UNSLOTH_STEP_REL:.0%} of p",
+                 unsloth_dpo_compared_with_check_4=compared)
         c.figure(unsloth_dpo_step0_loss=dpo.step0_loss, unsloth_dpo_step0_margin=dpo.step0_margin,
                  unsloth_dpo_steady_tokens_per_s=round(u_dpo, 1), peft_dpo_steady_tokens_per_s=p_dpo,
                  unsloth_dpo_speed_ratio=round(u_dpo / p_dpo, 3) if p_dpo else None,
                  unsloth_dpo_first_step_s=d_steps["first_step_s"], unsloth_dpo_median_step_s=d_steps["median_step_s"],
                  unsloth_dpo_peak_gib=round(dpo.peak_mem_bytes / GIB, 3),
                  unsloth_dpo_s=round(time.perf_counter() - start, 2),
-                 # False where check 4 did not pass here: not compared is not faster (backend auto keeps DPO on peft)
-                 unsloth_dpo_faster=bool(p_dpo) and u_dpo > (p_dpo or 0) and step0_ok)
+                 # None where check 4 did not pass here with its losses: not compared (backend auto keeps DPO on peft)
+                 unsloth_dpo_faster=(u_dpo > p_dpo and step0_ok and not d_bad) if compared else None)
         c.require(step0_ok, "DPO from the SFT adapter loaded into Unsloth's LoRA: step 0 is not ln 2 / margin 0")
+        c.require(not d_bad, f"DPO on Unsloth: losses leave check 4's (peft) beyond the tolerance at steps {d_bad}; "
+                  "use backend=peft for DPO")
         del d_model, dpo
         _free()

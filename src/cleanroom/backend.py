@@ -64,10 +64,11 @@ def gate_evidence(gate_report: str | Path | None, stage: str = "sft") -> tuple[b
         detail = "" if check is None else f": {check.get('fix') or check.get('detail') or ''}".rstrip(": ")
         return False, f"gate check 10 (unsloth beside peft) {status} in {path}{detail}"
     f, names = check.get("figures") or {}, UNSLOTH_FIGURES[stage]
-    if names.faster not in f:
+    if f.get(names.faster) is None:  # absent (a gate from before it measured the stage) or null (not compared)
         return False, (f"gate check 10 in {path} did not compare {stage.upper()} on unsloth with peft (no "
-                       f"{names.faster}; a gate from before it measured that stage): re-run the GPU gate "
-                       "(pytest -m gpu verification/test_gpu_gate.py)")
+                       f"{names.faster}: a gate from before it measured that stage, or its peft run (check 4 for "
+                       "DPO) did not pass in the same session): re-run the GPU gate (pytest -m gpu "
+                       "verification/test_gpu_gate.py)")
     # what was measured, worded so the SFT messages read as they always have
     subject, unit = ("unsloth", "tokens/s") if stage == "sft" else ("DPO on unsloth", "DPO tokens/s")
     speeds = (f"unsloth {f.get(names.unsloth_steady)} vs peft {f.get(names.peft_steady)} "
@@ -100,4 +101,16 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
     return BackendChoice("unsloth", requested, f"auto: {why}")
 
 
-__all__ = ["BACKENDS", "STAGES", "BackendChoice", "gate_evidence", "resolve_backend"]
+def dpo_lora_problem(sft_lora: Any, dpo_lora: Any, *, dpo_backend: str, quantization: str | None) -> str | None:
+    """Why ``dpo.lora`` cannot be honoured, or None. DPO trains the SFT adapter in place (so ``sft.lora`` is the
+    adapter trained) on a quantized base, where adapters are not merged, and on Unsloth, whose LoRA is filled with
+    ``sft/adapter``; a fresh ``dpo.lora`` over the merged SFT model only on an unquantized base with peft. A
+    ``dpo.lora`` that differs from ``sft.lora`` would then be silently ignored: refused instead."""
+    if (dpo_backend == "unsloth" or quantization is not None) and dpo_lora != sft_lora:
+        where = "on unsloth" if dpo_backend == "unsloth" else f"on a {quantization} base"
+        return (f"dpo.lora {dpo_lora!r} differs from sft.lora {sft_lora!r}, but {where} DPO trains the SFT adapter in "
+                "place (sft.lora); set dpo.lora equal to sft.lora, or train DPO with backend=peft on an unquantized base")
+    return None
+
+
+__all__ = ["BACKENDS", "dpo_lora_problem", "STAGES", "BackendChoice", "gate_evidence", "resolve_backend"]

@@ -96,13 +96,69 @@ def test_dpo_trains_on_the_backend_it_resolves_to(tmp_path: Path, monkeypatch: p
     import sys
     import types
 
+    import cleanroom.training.unsloth_backend as ub
     from cleanroom.errors import DependencyError, PatchedProcessError
     from cleanroom.pipeline.training import _dpo_model
 
     monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))  # as after an Unsloth SFT stage
+    monkeypatch.setattr(ub, "unsloth_available", lambda: "CUDA is not available (unsloth needs an NVIDIA GPU)")
     ctx = make_ctx(tmp_path / "u", "backend=unsloth")
     with pytest.raises(DependencyError, match="unsloth backend unavailable: CUDA is not available"):
         _dpo_model(ctx)
     ctx = make_ctx(tmp_path / "p", "backend=peft")
     with pytest.raises(PatchedProcessError, match="dpo: Unsloth was imported in this process"):
         _dpo_model(ctx)
+
+
+def test_dpo_on_unsloth_trains_the_sft_adapter_in_place_and_eval_loads_that_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unsloth DPO path of the pipeline on a CPU, Unsloth's loader replaced by what it does to the model (a LoRA
+    shaped like sft.lora, filled with sft/adapter by load_adapter_weights): on an unquantized base the policy is
+    dpo/adapter alone, provenance says unsloth, and the eval's load of that stack computes the trained model."""
+    import json
+
+    from peft import get_peft_model
+
+    import cleanroom.training
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.pipeline.common import load_model
+    from cleanroom.pipeline.evaluation import dpo_policy
+    from cleanroom.pipeline.training import run_dpo
+    from cleanroom.training import unsloth_backend
+    from cleanroom.training.adapter_weights import load_adapter_weights
+
+    lora = "{r: 4, alpha: 8, targets: [q_proj, v_proj, down_proj], dropout: 0.0}"
+    ctx = make_ctx(tmp_path, "backend=unsloth", f"sft.lora={lora}", f"dpo.lora={lora}", "dpo.train.max_steps=3",
+                   "dpo.train.save_steps=3", "dpo.train.learning_rate=0.05", "dpo.train.batch_size=2")
+    fake_sft_and_pairs(ctx, tmp_path)
+
+    def as_unsloth_loads(path: str, *, max_seq_length: int, quantization: Any, lora: Any, seed: int,
+                         adapter: Any = None) -> tuple[Any, Any]:
+        model, tokenizer, _ = CleanModelLoader(path, probe=False, dtype="float32").load()
+        model = get_peft_model(model, lora.to_peft())
+        model.cleanroom_adapter_tensors = load_adapter_weights(model, adapter)
+        model.cleanroom_backend = "unsloth"
+        return model, tokenizer
+
+    monkeypatch.setattr(unsloth_backend, "load_unsloth", as_unsloth_loads)
+    trained: dict[str, Any] = {}
+    real = cleanroom.training.train_dpo
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        trained["result"], trained["tokenizer"] = real(*args, **kwargs), args[1]
+        return trained["result"]
+
+    monkeypatch.setattr(cleanroom.training, "train_dpo", keep)
+    metrics = run_dpo(ctx)
+    assert metrics["policy_adapters"] == ["dpo/adapter"] == list(dpo_policy(ctx))
+    record = json.loads((ctx.run.path / "dpo" / "stage.json").read_text())["attempts"][-1]
+    extra, loader = record["extra"], record["loader"]
+    assert extra["backend"] == "unsloth" and "frozen copy" in extra["reference"]
+    assert loader["backend"] == "unsloth" and loader["adapter_tensors_verified"] == 12  # 2 layers x 3 targets x A, B
+    tok = trained["tokenizer"]
+    want = logits(trained["result"].model, tok)
+    policy, _, _ = load_model(ctx, adapters=(ctx.run.path / "dpo" / "adapter",), probe=False)
+    sft, _, _ = load_model(ctx, adapters=(ctx.run.path / "sft" / "adapter",), probe=False)
+    got = logits(policy, tok)
+    assert torch.allclose(got, want, atol=1e-4)  # the eval's policy is the model DPO trained
+    assert not torch.allclose(got, logits(sft, tok), atol=1e-3)  # and DPO moved it away from the SFT policy

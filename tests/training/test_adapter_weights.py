@@ -103,3 +103,61 @@ def test_a_lossy_load_is_refused(load_tiny, lora, tmp_path):
     fresh.to(torch.bfloat16)
     with pytest.raises(InputError, match="did not land in the attached adapter unchanged"):
         load_adapter_weights(fresh, saved)
+
+
+def test_a_diverged_adapter_is_refused(load_tiny, lora, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
+    weights = saved / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    first = sorted(tensors)[0]
+    tensors[first][0, 0] = float("nan")
+    save_file(tensors, str(weights))
+    fresh, _ = _attached(load_tiny, lora)
+    with pytest.raises(InputError, match="1 tensors hold NaN or inf"):
+        load_adapter_weights(fresh, saved)
+
+
+def test_the_frozen_reference_is_checked(load_tiny, lora, tmp_path):
+    """train_dpo's check on a model that trains its attached adapter in place: TRL's 'ref' copy must exist, be frozen
+    and equal the adapter; without it (or with a different one) the reference is not the starting policy."""
+    from cleanroom.errors import GateError
+    from cleanroom.training.dpo import check_frozen_reference
+
+    model, _ = _attached(load_tiny, lora)
+    with pytest.raises(GateError, match="made no frozen 'ref' copy"):
+        check_frozen_reference(model)
+    model.add_adapter("ref", model.peft_config["default"])
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, p in params.items():
+            if ".default." in name and "lora_" in name:
+                params[name.replace(".default.", ".ref.")].copy_(p)
+    check_frozen_reference(model)  # a frozen copy: passes
+    ref_b = next(n for n in params if ".ref." in n and "lora_B" in n)
+    with torch.no_grad():
+        params[ref_b].add_(1.0)
+    with pytest.raises(GateError, match=r"1 of \d+ LoRA tensors missing, trainable or different"):
+        check_frozen_reference(model)
+
+
+def test_a_resume_must_continue_the_same_adapter_on_the_same_backend(tmp_path):
+    """step0.json records what the checkpoints are of; a resume that would train another setup is refused, naming
+    the backend to set or the directory to delete. A step0.json from before the setup was recorded means peft."""
+    import json
+
+    from cleanroom.training.dpo import _step0
+
+    peft_fresh, unsloth_in_place = {"backend": "peft", "in_place": False}, {"backend": "unsloth", "in_place": True}
+    step0 = tmp_path / "step0.json"
+    step0.write_text(json.dumps({"loss": 0.6931, "margin": 0.0, "atol": 1e-3, **peft_fresh}))
+    assert _step0(None, tmp_path, "checkpoint-3", 1e-3, peft_fresh) == (0.6931, 0.0)
+    with pytest.raises(ConfigError, match=r"checkpoints are of a fresh adapter over the merged model on peft but this "
+                                          r"run would train the attached adapter trained in place on unsloth; set the "
+                                          r"backend it ran with \(backend=peft\)"):
+        _step0(None, tmp_path, "checkpoint-3", 1e-3, unsloth_in_place)
+    step0.write_text(json.dumps({"loss": 0.6931, "margin": 0.0, "atol": 1e-3}))  # an older run: DPO was on peft
+    assert _step0(None, tmp_path, "checkpoint-3", 1e-3, {"backend": "peft", "in_place": True}) == (0.6931, 0.0)
+    with pytest.raises(ConfigError, match="on unsloth"):
+        _step0(None, tmp_path, "checkpoint-3", 1e-3, unsloth_in_place)

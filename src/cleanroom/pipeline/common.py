@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,8 @@ def generation_settings(ctx: Context, stage: str, model: Any, gen: Any, **extra:
 
 def capture(ctx: Context, stage: str, *, loader: dict | None = None, generation: dict | None = None,
             extra: dict | None = None) -> Any:
+    """A stage's provenance. ``unsloth_patched`` says whether Unsloth had been imported in this process when the
+    stage started (it patches transformers for the whole process; a stage after an Unsloth one may run patched)."""
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     return capture_provenance(
         stage,
@@ -242,5 +245,5 @@ def capture(ctx: Context, stage: str, *, loader: dict | None = None, generation:
         loader=loader,
         generation=generation,
         seeds={"run": ctx.spec.seed},
-        extra=extra,
+        extra={"unsloth_patched": "unsloth" in sys.modules, **(extra or {})},
     )

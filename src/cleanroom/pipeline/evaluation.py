@@ -30,8 +30,8 @@ from cleanroom.stats.compare import compare_verdict_files
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:
     """The adapter stack that *is* the trained DPO policy, as the DPO stage recorded it in dpo/metrics.json
-    (``sft/adapter`` + ``dpo/adapter`` over a merged base; ``dpo/adapter`` alone on a quantized base, where
-    DPO trained the attached SFT adapter in place)."""
+    (``sft/adapter`` + ``dpo/adapter`` over a merged base; ``dpo/adapter`` alone where DPO trained the SFT adapter in
+    place: on a quantized base, or on Unsloth, whose LoRA it filled with ``sft/adapter``)."""
     stack = ctx.read_json("dpo", "metrics.json").get("policy_adapters")
     if not stack:
         raise InputError("eval: dpo/metrics.json has no policy_adapters (written by an older DPO stage); "

@@ -26,7 +26,7 @@ import numpy as np
 
 from cleanroom import memory
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
-from cleanroom.backend import resolve_backend
+from cleanroom.backend import dpo_lora_problem, resolve_backend
 from cleanroom.errors import CleanroomError, ConfigError, MissingFileError
 from cleanroom.ifeval import file_sha256, read_prompts
 from cleanroom.ifeval.evalset import check_overlap, make_eval_set
@@ -170,6 +170,9 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     checks.append({"check": "dpo_backend", "passed": True, "value": dpo_choice._asdict()})
     ctx.say(f"preflight: backend {choice.backend} for SFT ({choice.reason})")
     ctx.say(f"preflight: backend {dpo_choice.backend} for DPO ({dpo_choice.reason})")
+    problem = dpo_lora_problem(spec.sft.lora, spec.dpo.lora, dpo_backend=dpo_choice.backend,
+                               quantization=spec.model.quantization)
+    checks.append({"check": "dpo_lora", "passed": problem is None, "value": spec.dpo.lora.model_dump(), "fix": problem})
 
     # base model decision + sentinels (the loader raises on an instruct model or a failed sentinel)
     loaded = _attempt(checks, "base_model", lambda: load_model(ctx, probe=True))

@@ -18,7 +18,7 @@ import numpy as np
 
 from cleanroom import distributed, guard, training
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-from cleanroom.backend import resolve_backend
+from cleanroom.backend import dpo_lora_problem, resolve_backend
 from cleanroom.config import sft_train_count
 from cleanroom.errors import ConfigError, PatchedProcessError
 from cleanroom.loader import CleanModelLoader
@@ -38,11 +38,21 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
                        gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
         return load_model(ctx, probe=False)
+    _one_rank_for_unsloth("sft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.padded_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                     seed=ctx.spec.seed)
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
+
+
+def _one_rank_for_unsloth(stage: str) -> None:
+    """Unsloth trains in one process here: several ranks would each resolve ``auto`` on their own (a rank choosing
+    otherwise hangs the collectives) and Unsloth's data-parallel path has not run in this project."""
+    n = distributed.world().world_size
+    if n > 1:
+        raise ConfigError(f"{stage}: backend unsloth on {n} ranks is not supported (tested in one process only); run "
+                          "without --num-processes / accelerate launch, or set backend=peft for a data-parallel run")
 
 
 def train_spec(ctx: Context, train: Any) -> Any:
@@ -116,7 +126,8 @@ def run_sft(ctx: Context) -> dict[str, Any]:
     world = distributed.lead(ctx, "sft")  # under a launcher the other ranks run follow_sft beside this
     train_rows, eval_rows = _sft_rows(ctx)
     model, tokenizer, loader_prov = _sft_model(ctx)
-    prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": ctx.spec.backend, "distributed": world,
+    prov = capture(ctx, "sft", loader=loader_prov, extra={"backend": getattr(model, "cleanroom_backend", "peft"),
+                                                          "backend_requested": ctx.spec.backend, "distributed": world,
                                                           "n_train": len(train_rows), "n_eval": len(eval_rows)})
     with ctx.run.stage("sft", provenance=prov, inputs=["sft_data/examples.jsonl"]) as st:
         result = _train_sft(ctx, model, tokenizer, train_rows, eval_rows)
@@ -202,16 +213,22 @@ def _dpo_model(ctx: Context) -> tuple[Any, Any, dict, str]:
     sft_adapter = ctx.run.path / "sft" / "adapter"
     choice = resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
                              gate_report=ctx.spec.budget.gate_report, stage="dpo")
+    problem = dpo_lora_problem(ctx.spec.sft.lora, ctx.spec.dpo.lora, dpo_backend=choice.backend,
+                               quantization=ctx.spec.model.quantization)
+    if problem:  # preflight checked it with the choice it made then; auto may resolve otherwise now
+        raise ConfigError(f"dpo: {problem}")
     if choice.backend != "unsloth":
         refuse_patched_process("dpo")
         model, tokenizer, prov = load_model(ctx, adapters=(sft_adapter,), probe=False)
         return model, tokenizer, prov, "peft"
+    _one_rank_for_unsloth("dpo")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.dpo.train.padded_length,
                                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
                                                     seed=ctx.spec.seed, adapter=sft_adapter)
-    return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path), "adapters": [str(sft_adapter)]}, \
-        "unsloth"
+    prov = {"backend": "unsloth", "resolved_model_path": str(path), "adapters": [str(sft_adapter)],
+            "adapter_tensors_verified": model.cleanroom_adapter_tensors}
+    return model, tokenizer, prov, "unsloth"
 
 
 def _train_dpo(ctx: Context, model: Any, tokenizer: Any, pairs: list[dict]) -> Any:

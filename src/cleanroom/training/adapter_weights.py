@@ -17,7 +17,7 @@ from typing import Any
 from cleanroom.errors import ConfigError, InputError, MissingFileError
 
 #: the adapter settings that decide the function an adapter computes; each must match the attached adapter's
-SHAPE_FIELDS = ("r", "lora_alpha", "use_rslora", "target_modules")
+SHAPE_FIELDS = ("r", "lora_alpha", "use_rslora", "target_modules", "rank_pattern", "alpha_pattern")
 
 
 def load_adapter_weights(model: Any, adapter_dir: str | Path, *, adapter_name: str = "default") -> int:
@@ -45,6 +45,10 @@ def load_adapter_weights(model: Any, adapter_dir: str | Path, *, adapter_name: s
                           f"{adapter_dir} into; attach one with the saved adapter's LoRA settings first")
     _check_shape(json.loads(config_file.read_text(encoding="utf-8")), model.peft_config[adapter_name], adapter_dir)
     saved = load_file(str(weights_file))
+    broken = sorted(k for k, v in saved.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if broken:
+        raise InputError(f"{weights_file}: {len(broken)} tensors hold NaN or inf (e.g. {broken[:2]}): the training that "
+                         "saved it diverged; retrain it (lower the learning rate) before starting from it")
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
     missing, unexpected = sorted(expected - set(saved)), sorted(set(saved) - expected)
     if missing or unexpected:
@@ -55,9 +59,11 @@ def load_adapter_weights(model: Any, adapter_dir: str | Path, *, adapter_name: s
     landed = get_peft_model_state_dict(model, adapter_name=adapter_name)
     differ = sorted(k for k, v in saved.items() if not _equal(landed[k], v))
     if differ:
+        k = differ[0]
         raise InputError(f"{weights_file}: {len(differ)} tensors did not land in the attached adapter unchanged "
-                         f"(e.g. {differ[:2]}); the adapter's dtype cannot hold the saved values — load the model "
-                         "in the dtype the adapter was trained in")
+                         f"(e.g. {differ[:2]}: saved {saved[k].dtype}, attached {landed[k].dtype}, which cannot hold "
+                         "the saved values); attach the adapter in the dtype it was saved in — for DPO on Unsloth, "
+                         "use backend=peft when its LoRA dtype differs")
     return len(saved)
 
 
@@ -66,6 +72,8 @@ def _check_shape(saved: dict[str, Any], attached: Any, adapter_dir: Path) -> Non
     def norm(field: str, value: Any) -> Any:
         if field == "target_modules" and isinstance(value, list | set | tuple):
             return sorted(value)
+        if field in ("rank_pattern", "alpha_pattern"):
+            return dict(value or {})  # null and {} both mean "no per-layer override"
         return bool(value) if field == "use_rslora" else value
 
     differ = [f"{f}: saved {norm(f, saved.get(f))!r}, attached {norm(f, getattr(attached, f, None))!r}"

@@ -204,24 +204,38 @@ def train_dpo(
     started = time.perf_counter()
     trainer = _dpo_trainer(model, tokenizer, rows, lora=None if has_adapter else lora, train=train, beta=beta,
                            output_dir=output_dir, callbacks=cbs)
-    levers = rebalance.rebalance_record(train.levers(), dist["world_size"], train.gradient_accumulation_steps) | {
-        "micro_batch": micro}
-    if train.precompute_ref_log_probs:  # TRL computed them while the trainer was built
-        # seconds: the reference forward pass over the pairs; setup_seconds: the rest of building the trainer
-        # (LoRA attachment and TRL's hash of every model tensor, its cache key), paid once per run
-        built = time.perf_counter() - started
-        levers["precompute_ref_log_probs"].update(sha256=ref_logps_digest(trainer.train_dataset),
-                                                  seconds=round(sum(trainer.precompute_seconds), 3),
-                                                  setup_seconds=round(built - sum(trainer.precompute_seconds), 3))
+    levers = _levers(trainer, train, dist["world_size"], micro, built=time.perf_counter() - started)
     undo_trainer_token_alignment(trainer.model)
     guard.recheck(trainer.model, tokenizer)
+    if has_adapter:
+        check_frozen_reference(trainer.model)
+    # what the checkpoints are of: a resume must continue the same adapter on the same backend
+    setup = {"backend": getattr(model, "cleanroom_backend", "peft"), "in_place": has_adapter}
 
     checkpoint = resume_checkpoint(output_dir, resume)
-    step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol)
+    step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol, setup)
     run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
     tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
     return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
                       distributed=dist, levers=levers)
+
+
+def _levers(trainer: Any, train: TrainSpec, world_size: int, micro: Any, *, built: float) -> dict[str, Any]:
+    """The run's lever record; with ``precompute_ref_log_probs`` (computed by TRL while the trainer was built, in
+    ``built`` seconds) the cache's digest, the reference pass's seconds and the rest of building the trainer
+    (``setup_seconds``: LoRA attachment and TRL's hash of every model tensor, its cache key), paid once per run."""
+    levers = rebalance.rebalance_record(train.levers(), world_size, train.gradient_accumulation_steps) | {
+        "micro_batch": micro}
+    if train.precompute_ref_log_probs:
+        levers["precompute_ref_log_probs"].update(sha256=ref_logps_digest(trainer.train_dataset),
+                                                  seconds=round(sum(trainer.precompute_seconds), 3),
+                                                  setup_seconds=round(built - sum(trainer.precompute_seconds), 3))
+    return levers
+
+
+def _setup_words(setup: dict[str, Any]) -> str:
+    how = "the attached adapter trained in place" if setup["in_place"] else "a fresh adapter over the merged model"
+    return f"{how} on {setup['backend']}"
 
 
 def ref_logps_digest(dataset: Any) -> str:
@@ -285,8 +299,32 @@ def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec
     )
 
 
-def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: float) -> tuple[float, float]:
-    """Step-0 loss and margin: measured and checked on a fresh start (written by rank 0), reloaded on resume."""
+def check_frozen_reference(model: Any) -> None:
+    """A model that arrives with its adapter attached trains it in place, so its reference must be TRL's frozen copy:
+    a ``ref`` adapter, not trainable, equal to ``default`` before the first step. Anything else (no copy: the
+    reference would be the base with adapters disabled; a trainable or different copy) is a GateError — step 0
+    alone cannot tell a copy taken of the right weights from a reference that follows the policy."""
+    import torch  # heavy optional: torch
+
+    if "ref" not in getattr(model, "peft_config", {}):
+        raise GateError("DPO: the model arrived with its adapter attached but the trainer made no frozen 'ref' copy "
+                        "of it, so the reference would not be the policy it starts from; pass a model without an "
+                        "adapter (a fresh LoRA is attached) or use backend=peft")
+    params = dict(model.named_parameters())
+    pairs = [(n, params.get(n.replace(".default.", ".ref."))) for n in params if "lora_" in n and ".default." in n]
+    bad = [n for n, ref in pairs if ref is None or ref.requires_grad or not torch.equal(ref, params[n])]
+    if not pairs or bad:
+        raise GateError(f"DPO: the frozen reference adapter 'ref' is not a frozen copy of the trained one "
+                        f"({len(bad)} of {len(pairs)} LoRA tensors missing, trainable or different, e.g. {bad[:2]}); "
+                        "the reference would not be the starting policy — use backend=peft")
+
+
+def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: float,
+           setup: dict[str, Any]) -> tuple[float, float]:
+    """Step-0 loss and margin: measured and checked on a fresh start (written by rank 0, with ``setup``: the
+    backend and whether the adapter trains in place), reloaded on resume, where ``setup`` must be the same: a
+    checkpoint of a fresh adapter over a merged SFT model resumed as one trained in place (or on the other backend)
+    would train another policy than the one recorded."""
 
     step0_file = output_dir / "step0.json"  # measured before the first update; a resumed run reloads it
     if checkpoint is None:
@@ -297,13 +335,20 @@ def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: f
                 f"{step0_margin:.6f} (expected 0) differ by more than {step0_atol}: the reference is not the "
                 "policy being trained — pass the SFT model itself (merged or with its adapter) as `model`"
             )
-        payload = pretty_json({"loss": step0_loss, "margin": step0_margin, "atol": step0_atol})
+        payload = pretty_json({"loss": step0_loss, "margin": step0_margin, "atol": step0_atol, **setup})
         output_dir.mkdir(parents=True, exist_ok=True)
         distributed.on_main(distributed.world(), lambda: atomic_write_bytes(step0_file, payload))
         trainer.data_collator.tokens_seen = 0  # count only the batches trained on
         return step0_loss, step0_margin
     if step0_file.is_file():
         step0 = json.loads(step0_file.read_text())
+        # a step0.json from before the setup was recorded: DPO then always trained on peft
+        was = {"backend": step0.get("backend", "peft"), "in_place": step0.get("in_place", setup["in_place"])}
+        if was != setup:
+            raise ConfigError(
+                f"DPO resume from {checkpoint}: its checkpoints are of {_setup_words(was)} but this run would train "
+                f"{_setup_words(setup)}; set the backend it ran with (backend={was['backend']}) or delete {output_dir} "
+                "to restart DPO from step 0")
         return step0["loss"], step0["margin"]
     raise InputError(
         f"DPO resume from {checkpoint}: {step0_file} is missing, so the step-0 check (loss = ln 2) cannot be "
@@ -311,4 +356,4 @@ def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: f
     )
 
 
-__all__ = ["STEP0_TOLERANCE", "measure_step0", "render_pairs", "train_dpo"]
+__all__ = ["STEP0_TOLERANCE", "check_frozen_reference", "measure_step0", "render_pairs", "train_dpo"]

@@ -130,8 +130,8 @@ def load_unsloth(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
         bias="none", use_gradient_checkpointing="unsloth", random_state=seed, use_rslora=lora.use_rslora,
     )
-    if adapter is not None:
-        load_adapter_weights(model, adapter)
+    # how many of the adapter's tensors were proven to have landed (0: a fresh LoRA), for the stage's provenance
+    model.cleanroom_adapter_tensors = load_adapter_weights(model, adapter) if adapter is not None else 0
     guard.recheck(model, clean)
     model.cleanroom_backend = "unsloth"  # train_sft accepts this pre-wrapped model (its LoRA is attached)
     return model, clean
