@@ -135,3 +135,17 @@ def test_a_dpo_lora_that_would_be_ignored_is_refused():
     assert on_unsloth and "on unsloth DPO trains the SFT adapter in place" in on_unsloth
     on_nf4 = dpo_lora_problem(sft, other, dpo_backend="peft", quantization="nf4")
     assert on_nf4 and "on a nf4 base" in on_nf4 and "set dpo.lora equal to sft.lora" in on_nf4
+
+
+def test_auto_stays_on_peft_on_several_ranks(monkeypatch, tmp_path):
+    """Unsloth trains in one process here: auto picks peft on several ranks whatever the gate says; an explicit
+    unsloth stays as asked (preflight's backend_ranks check and the training stages refuse it there)."""
+    import cleanroom.training.unsloth_backend as ub
+
+    monkeypatch.setattr(ub, "unsloth_available", lambda: None)
+    report = _gate_report(tmp_path, dpo_faster=True)
+    for stage in ("sft", "dpo"):
+        one = resolve_backend("auto", device="cuda", quantization="nf4", gate_report=report, stage=stage)
+        two = resolve_backend("auto", device="cuda", quantization="nf4", gate_report=report, stage=stage, world_size=2)
+        assert one.backend == "unsloth" and two.backend == "peft" and "2 ranks" in two.reason
+    assert resolve_backend("unsloth", device="cuda", quantization="nf4", world_size=2).backend == "unsloth"

@@ -722,9 +722,16 @@ def test_10_unsloth(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> 
         d_off = {s: round(abs(x - p_loss[s]), 5) for s, x in zip(dpo.loss_steps, dpo.losses, strict=True) if s in p_loss}
         d_bad = {s: d for s, d in d_off.items() if d > DPO_LOSS_ABS + UNSLOTH_STEP_REL * abs(p_loss[s])}
         compared = bool(p_dpo) and len(d_off) == DPO_STEPS
+        # the comparison tells a frozen reference from a drifting one only where peft's loss left ln 2 by more than
+        # the tolerance (a reference that follows the policy holds the loss at ln 2)
+        moved = max((abs(x - math.log(2)) for x in p_loss.values()), default=0.0)
         c.figure(unsloth_dpo_losses=[round(x, 5) for x in dpo.losses], unsloth_dpo_steps_out_of_tolerance=d_bad,
                  unsloth_dpo_step_tolerance=f"|u-p| <= {DPO_LOSS_ABS} + {UNSLOTH_STEP_REL:.0%} of p",
-                 unsloth_dpo_compared_with_check_4=compared)
+                 unsloth_dpo_compared_with_check_4=compared, peft_dpo_loss_moved_from_ln2=round(moved, 5),
+                 unsloth_dpo_parity_tells_reference_drift=moved > DPO_LOSS_ABS + UNSLOTH_STEP_REL * math.log(2))
+        c.require(not p_fig or len(d_off) == DPO_STEPS,
+                  f"only {len(d_off)} of {DPO_STEPS} DPO steps were logged by both check 4 and check 10, so the DPO "
+                  "losses were not compared; check logging_steps of both runs")
         c.figure(unsloth_dpo_step0_loss=dpo.step0_loss, unsloth_dpo_step0_margin=dpo.step0_margin,
                  unsloth_dpo_steady_tokens_per_s=round(u_dpo, 1), peft_dpo_steady_tokens_per_s=p_dpo,
                  unsloth_dpo_speed_ratio=round(u_dpo / p_dpo, 3) if p_dpo else None,

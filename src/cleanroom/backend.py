@@ -79,15 +79,18 @@ def gate_evidence(gate_report: str | Path | None, stage: str = "sft") -> tuple[b
 
 
 def resolve_backend(requested: str, *, device: str, quantization: str | None,
-                    gate_report: str | Path | None = None, stage: str = "sft") -> BackendChoice:
-    """The backend training *stage* (``"sft"`` or ``"dpo"``) uses: ``auto`` → ``unsloth`` if CUDA, nf4/no
-    quantization, unsloth imports and the gate measured that stage faster at parity (:func:`gate_evidence`),
-    else ``peft``; explicit choices as given, for either stage."""
+                    gate_report: str | Path | None = None, stage: str = "sft", world_size: int = 1) -> BackendChoice:
+    """The backend training *stage* (``"sft"`` or ``"dpo"``) uses: ``auto`` → ``unsloth`` if one process (Unsloth
+    trains in one here), CUDA, nf4/no quantization, unsloth imports and the gate measured that stage faster at parity
+    (:func:`gate_evidence`), else ``peft``; explicit choices as given, for either stage (an explicit unsloth on
+    several ranks is refused by preflight and the training stages)."""
     _check_stage(stage)
     if requested not in BACKENDS:
         raise ConfigError(f"backend = {requested!r} is invalid; allowed: {' | '.join(BACKENDS)}")
     if requested != "auto":
         return BackendChoice(requested, requested, "configured")
+    if world_size > 1:
+        return BackendChoice("peft", requested, f"auto: {world_size} ranks, and unsloth trains in one process here")
     if device != "cuda":
         return BackendChoice("peft", requested, f"auto: device is {device}, unsloth needs CUDA")
     if quantization not in (None, "nf4"):
@@ -106,7 +109,10 @@ def dpo_lora_problem(sft_lora: Any, dpo_lora: Any, *, dpo_backend: str, quantiza
     adapter trained) on a quantized base, where adapters are not merged, and on Unsloth, whose LoRA is filled with
     ``sft/adapter``; a fresh ``dpo.lora`` over the merged SFT model only on an unquantized base with peft. A
     ``dpo.lora`` that differs from ``sft.lora`` would then be silently ignored: refused instead."""
-    if (dpo_backend == "unsloth" or quantization is not None) and dpo_lora != sft_lora:
+    def shape(lora: Any) -> tuple[Any, ...]:  # what decides the adapter (dropout is off in DPO; targets as a set)
+        return lora.r, float(lora.alpha), lora.use_rslora, frozenset(lora.targets)
+
+    if (dpo_backend == "unsloth" or quantization is not None) and shape(dpo_lora) != shape(sft_lora):
         where = "on unsloth" if dpo_backend == "unsloth" else f"on a {quantization} base"
         return (f"dpo.lora {dpo_lora!r} differs from sft.lora {sft_lora!r}, but {where} DPO trains the SFT adapter in "
                 "place (sft.lora); set dpo.lora equal to sft.lora, or train DPO with backend=peft on an unquantized base")

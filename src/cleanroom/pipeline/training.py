@@ -36,7 +36,8 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     re-checked (:func:`cleanroom.training.unsloth_backend.load_unsloth`).
     """
     if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
-                       gate_report=ctx.spec.budget.gate_report)[0] != "unsloth":
+                       gate_report=ctx.spec.budget.gate_report,
+                       world_size=distributed.world().world_size)[0] != "unsloth":
         return load_model(ctx, probe=False)
     _one_rank_for_unsloth("sft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
@@ -212,7 +213,8 @@ def _dpo_model(ctx: Context) -> tuple[Any, Any, dict, str]:
     """
     sft_adapter = ctx.run.path / "sft" / "adapter"
     choice = resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
-                             gate_report=ctx.spec.budget.gate_report, stage="dpo")
+                             gate_report=ctx.spec.budget.gate_report, stage="dpo",
+                             world_size=distributed.world().world_size)
     problem = dpo_lora_problem(ctx.spec.sft.lora, ctx.spec.dpo.lora, dpo_backend=choice.backend,
                                quantization=ctx.spec.model.quantization)
     if problem:  # preflight checked it with the choice it made then; auto may resolve otherwise now

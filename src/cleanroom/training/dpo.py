@@ -312,7 +312,9 @@ def check_frozen_reference(model: Any) -> None:
                         "adapter (a fresh LoRA is attached) or use backend=peft")
     params = dict(model.named_parameters())
     pairs = [(n, params.get(n.replace(".default.", ".ref."))) for n in params if "lora_" in n and ".default." in n]
-    bad = [n for n, ref in pairs if ref is None or ref.requires_grad or not torch.equal(ref, params[n])]
+    # compared in the trained adapter's dtype: TRL casts the trainable adapter of a quantized model to bf16 after
+    # taking the copy, so the starting policy is the copy as the adapter now holds it
+    bad = [n for n, ref in pairs if ref is None or ref.requires_grad or not torch.equal(ref.to(params[n].dtype), params[n])]
     if not pairs or bad:
         raise GateError(f"DPO: the frozen reference adapter 'ref' is not a frozen copy of the trained one "
                         f"({len(bad)} of {len(pairs)} LoRA tensors missing, trainable or different, e.g. {bad[:2]}); "
