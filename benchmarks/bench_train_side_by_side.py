@@ -393,7 +393,8 @@ def table(folder: Path) -> str:
     by = {(r["model"], r["mode"]): r for r in rows}
     lines = ["| model | mode | s/step | tokens/s | × TRL | median-step tokens/s | × TRL (median) | "
              "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff vs TRL (same tokens "
-             "where trl-sft-ids ran; a -rebalance mode vs its -ga1 twin) | guard % of step | vs unguarded % |",
+             "where trl-sft-ids ran; a DPO mode vs dpo-guarded where it ran; a -rebalance mode vs its -ga1 twin) | "
+             "guard % of step | vs unguarded % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = by.get((r["model"], _baseline(r["mode"])))
@@ -403,9 +404,10 @@ def table(folder: Path) -> str:
         loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if r.get("losses") else "-"
         # losses against TRL on the same tokens where that run exists (trl-sft tokenises the text its own way); a
         # rebalanced mode against its one-batch twin, which trains on the same rows each step
-        same = by.get((r["model"], "trl-sft-ids")) if _baseline(r["mode"]) == "trl-sft" else None
+        # a DPO mode against dpo-guarded (the same guard-rendered tokens, on peft): TRL's DPOTrainer takes text only
+        same = by.get((r["model"], "trl-sft-ids" if _baseline(r["mode"]) == "trl-sft" else "dpo-guarded"))
         same = by.get((r["model"], r["mode"] + "-ga1")) or same
-        lref = same if same and same.get("losses") and r["mode"] != "trl-sft" else ref
+        lref = same if same and same.get("losses") and same is not r and r["mode"] not in ("trl-sft", "trl-dpo") else ref
         diff = (max((abs(a - b) for a, b in zip(r["losses"], lref["losses"], strict=False)), default=float("nan"))
                 if lref and lref.get("losses") else float("nan"))
         g = r.get("guard", {}).get("guard_share_of_step_pct", "")
