@@ -30,6 +30,7 @@ import ast
 
 from cleanroom.code_gates.calls import check_call, check_from_pretrained_read, check_from_pretrained_write
 from cleanroom.code_gates.doubles import Doubles
+from cleanroom.code_gates.forwarding import Reach
 from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
 from cleanroom.code_gates.rules import RULES_BY_ID
 from cleanroom.code_gates.scopes import Scopes
@@ -88,11 +89,14 @@ def _check_dicts(nodes: dict[type, list], calls: list[ast.Call], add: Report) ->
                 add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
 
 
-def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) -> list[Violation]:
+def check_tree(
+    tree: ast.AST, path: str, helpers: dict[str, str] | None = None, reach: Reach | None = None
+) -> list[Violation]:
     """Every violation in a parsed module (before waivers and loader exemptions).
 
-    *helpers*: qualified helper name -> rule (default :data:`HELPERS`). One finding per rule and
-    line: a statement that breaks a rule twice is one thing to fix.
+    *helpers*: qualified helper name -> rule (default :data:`HELPERS`). *reach*: the repository's
+    forwarding loaders this module can call (see :mod:`cleanroom.code_gates.forwarding`). One finding
+    per rule and line: a statement that breaks a rule twice is one thing to fix.
     """
     nodes = collect(tree)
     names = Names(nodes)
@@ -121,6 +125,8 @@ def check_tree(tree: ast.AST, path: str, helpers: dict[str, str] | None = None) 
     _check_subscripts(nodes, names, add)
     _check_dicts(nodes, calls, add)
     for node in calls:
+        if reach is not None:  # first: a wrapper's message names where the switch is forwarded
+            reach.check(node, names, add)
         check_call(node, names, add, id(node) in callees, flags, table, doubles, scopes)
     return found
 

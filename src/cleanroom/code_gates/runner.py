@@ -24,6 +24,7 @@ from cleanroom.code_gates.cache import RawFinding, ResultCache
 from cleanroom.code_gates.checker import check_tree
 from cleanroom.code_gates.config import GateConfig
 from cleanroom.code_gates.files import iter_python_files, rel_posix, skipped_note
+from cleanroom.code_gates.forwarding import ForwarderTable, Reach
 from cleanroom.code_gates.prefilter import needs_ast
 from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
@@ -46,8 +47,12 @@ class FileResult:
 _PYTHON = f"Python {sys.version_info.major}.{sys.version_info.minor}"
 
 
-def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None = None) -> list[RawFinding]:
+def raw_findings(
+    source: str | bytes, path: str, helpers: dict[str, str] | None = None, reach: Reach | None = None
+) -> list[RawFinding]:
     """The findings of every rule in one module, before waivers, loader exemption and ``disable``.
+
+    *reach*: the repository's forwarding loaders the module can call (cross-file facts).
 
     A module that does not compile gives the single finding ``(line, col, "CR901", what, line)``.
     """
@@ -78,7 +83,7 @@ def raw_findings(source: str | bytes, path: str, helpers: dict[str, str] | None 
     if tree is None:
         return []
     try:
-        found = check_tree(tree, path, helpers)
+        found = check_tree(tree, path, helpers, reach)
     except RecursionError:  # compiled, but nested deeper than a rule's walk can recurse: unchecked, said so
         return [(1, 1, "CR901", f"nests expressions too deeply to check under {_PYTHON} (recursion limit): none of "
                  "its rules ran; split the deepest expression", 1, "")]
@@ -95,6 +100,7 @@ def check_source(
     helpers: dict[str, str] | None = None,
     loader_callee: Callable[[str], bool] | None = None,
     loader_hint: str = "",
+    reach: Reach | None = None,
 ) -> FileResult:
     """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply).
 
@@ -102,18 +108,12 @@ def check_source(
     findings up by content hash first (see :mod:`cleanroom.code_gates.cache`). *helpers*: the helper
     table (default :data:`~cleanroom.code_gates.vocabulary.HELPERS`). *loader_callee*: true for a callee
     imported from the user's loader (quantization keywords passed to it are the intended pattern).
-    *loader_hint*: the fix text for migration rules, naming the user's loader modules.
+    *loader_hint*: the fix text for migration rules, naming the user's loader modules. *reach*: the
+    repository's forwarding loaders this module can call; they are part of the cache key, so a wrapper
+    added, removed or moved elsewhere never leaves a stale finding (or a stale silence) here.
     """
     disabled = OFF_BY_DEFAULT if disable is None else frozenset(disable)
-    raw: list[RawFinding] | None = None
-    key = ""
-    if cache is not None:
-        key = cache.key(source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass"))
-        raw = cache.get(key)
-    if raw is None:
-        raw = raw_findings(source, path, helpers)
-        if cache is not None:
-            cache.put(key, raw)
+    raw = _cached_findings(source, path, cache, helpers, reach)
     if raw and raw[0][2] == "CR901":
         line, col, rule, message = raw[0][:4]
         return FileResult(() if rule in disabled else (Violation(path, line, col, rule, message),), (), ())
@@ -144,6 +144,22 @@ def check_source(
         tuple(w for w in waivers if w in used),
         tuple(w for w in waivers if w not in used),
     )
+
+
+def _cached_findings(
+    source: str | bytes, path: str, cache: ResultCache | None, helpers: dict[str, str] | None, reach: Reach | None
+) -> list[RawFinding]:
+    """The raw findings from *cache* when it holds them, else computed (and stored). The key is the bytes
+    plus what else the findings read (*reach*'s wrappers), so a changed wrapper elsewhere is a miss."""
+    if cache is None:
+        return raw_findings(source, path, helpers, reach)
+    data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
+    key = cache.key(data + (b"\0" + reach.key() if reach is not None else b""))
+    raw = cache.get(key)
+    if raw is None:
+        raw = raw_findings(source, path, helpers, reach)
+        cache.put(key, raw)
+    return raw
 
 
 def _hinted(message: str, rule: str, hint: str) -> str:
@@ -271,6 +287,20 @@ def _unreadable(file: Path, exc: OSError) -> Violation:
     )
 
 
+def _read_all(files: Iterable[Path], config: GateConfig, seen: set[Path]) -> list[tuple[Path, str, bytes | OSError]]:
+    """(file, root-relative path, bytes or the error reading them) for each file not in *seen* (added to it)."""
+    read: list[tuple[Path, str, bytes | OSError]] = []
+    for file in files:
+        if file in seen:
+            continue
+        seen.add(file)
+        try:
+            read.append((file, rel_posix(file, config.root), file.read_bytes()))
+        except OSError as exc:
+            read.append((file, rel_posix(file, config.root), exc))
+    return read
+
+
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """Pause the cyclic collector for a run: ASTs are trees that reference counting frees, so the
@@ -304,16 +334,13 @@ def run_gates(
     seen: set[Path] = set()
     skipped: dict[str, int] = {}
     with _cyclic_gc_paused():
-        for file in iter_python_files(targets, config, skipped):
-            if file in seen:
-                continue
-            seen.add(file)
-            rel = rel_posix(file, config.root)
-            try:
-                source = file.read_bytes()
-            except OSError as exc:
+        # Read every file first: the forwarding loaders of the whole run are known before any call is judged.
+        read = _read_all(iter_python_files(targets, config, skipped), config, seen)
+        table = ForwarderTable(((f, r, s) for f, r, s in read if isinstance(s, bytes)), helpers)
+        for file, rel, source in read:
+            if isinstance(source, OSError):
                 if "CR901" not in config.off_for(rel):
-                    violations.append(_unreadable(file, exc))
+                    violations.append(_unreadable(file, source))
                 continue
             result = check_source(
                 source,
@@ -324,6 +351,7 @@ def run_gates(
                 helpers=helpers,
                 loader_callee=callee,
                 loader_hint=hint,
+                reach=table.reach(file, source),
             )
             violations.extend(result.violations)
             used.extend(result.used_waivers)

@@ -1,0 +1,149 @@
+"""A repository's own wrapper that forwards ``**kwargs`` into a load carries the caller's trust_remote_code (CR501),
+in the same module and across modules; wrappers that do not forward it, and a literal False, stay silent."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cleanroom.code_gates import GateConfig, run_gates
+from cleanroom.code_gates.forwarding import absolute, module_name
+
+# verl's shape: verl/utils/tokenizer.py, re-exported by verl/utils/__init__.py
+WRAPPER = """\
+from transformers import AutoTokenizer
+
+
+def hf_tokenizer(name_or_path, correct_pad_token=True, **kwargs):
+    kwargs["eos_token"] = kwargs.get("eos_token")
+    tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    return tok
+
+
+def not_forwarding(path, **kwargs):
+    return AutoTokenizer.from_pretrained(path)
+
+
+def own_switch(path, trust_remote_code=False, **kwargs):
+    return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
+def pops_it(path, **options):
+    options.pop("trust_remote_code", None)
+    return AutoTokenizer.from_pretrained(path, **options)
+
+
+def not_a_load(path, **kwargs):
+    return dict(path=path, **kwargs)
+"""
+
+
+def _repo(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+
+
+def _cr501(root: Path, use_cache: bool = False) -> list[str]:
+    """``path:line message-head`` for each CR501 finding of a gate run over *root*."""
+    report = run_gates(GateConfig(root=root), use_cache=use_cache)
+    return [f"{v.path}:{v.line} {v.message.split(';')[0]}" for v in report.violations if v.rule == "CR501"]
+
+
+@pytest.fixture
+def pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    _repo(
+        tmp_path,
+        {
+            "lab/__init__.py": "",
+            "lab/utils/__init__.py": "from .tokenizer import hf_tokenizer\n",
+            "lab/utils/tokenizer.py": WRAPPER,
+        },
+    )
+    return tmp_path
+
+
+FORWARDED = "to hf_tokenizer(), forwarded by hf_tokenizer (lab/utils/tokenizer.py:6) to AutoTokenizer.from_pretrained"
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [
+        "from lab.utils.tokenizer import hf_tokenizer\n\ndef f(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n",
+        "import lab.utils.tokenizer as tk\n\ndef f(p, t):\n    return tk.hf_tokenizer(p, trust_remote_code=t)\n",
+        "import lab.utils.tokenizer\n\ndef f(p, t):\n    return lab.utils.tokenizer.hf_tokenizer(p, trust_remote_code=t)\n",
+        "from lab.utils import hf_tokenizer as make\n\ndef f(p, t):\n    return make(p, trust_remote_code=t)\n",
+        "from .tokenizer import hf_tokenizer\n\ndef f(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n",
+    ],
+    ids=["from-module", "import-as", "import-dotted", "package-reexport", "relative"],
+)
+def test_a_cross_module_wrapper_carries_the_switch(pkg: Path, caller: str) -> None:
+    _repo(pkg, {"lab/utils/caller.py": caller})
+    assert _cr501(pkg) == [f"lab/utils/caller.py:4 trust_remote_code passed a value that may be True {FORWARDED}"]
+
+
+def test_a_same_module_wrapper_carries_the_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    same = WRAPPER + "\n\ndef main(args):\n    return hf_tokenizer(args.p, trust_remote_code=args.trust)\n"
+    _repo(tmp_path, {"train.py": same})
+    assert _cr501(tmp_path) == [
+        "train.py:28 trust_remote_code passed a value that may be True to hf_tokenizer(), "
+        "forwarded by hf_tokenizer (train.py:6) to AutoTokenizer.from_pretrained"
+    ]
+
+
+def test_a_literal_true_names_the_wrapper(pkg: Path) -> None:
+    _repo(pkg, {"run.py": "from lab.utils import hf_tokenizer\n\ntok = hf_tokenizer('p', trust_remote_code=True)\n"})
+    assert _cr501(pkg) == [f"run.py:3 trust_remote_code=True {FORWARDED}"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "hf_tokenizer(p, trust_remote_code=False)",  # literally off
+        "hf_tokenizer(p, trust_remote_code=None)",  # the default
+        "not_forwarding(p, trust_remote_code=t)",  # takes **kwargs but loads without them
+        "own_switch(p, trust_remote_code=t)",  # its own parameter: never reaches **kwargs
+        "pops_it(p, trust_remote_code=t)",  # removes it before the load
+        "not_a_load(p, trust_remote_code=t)",  # forwards into something that loads nothing
+        "hf_tokenizer(p, use_fast=t)",  # another keyword
+    ],
+)
+def test_wrappers_that_do_not_forward_the_switch_stay_silent(pkg: Path, call: str) -> None:
+    names = "hf_tokenizer, not_forwarding, own_switch, pops_it, not_a_load"
+    _repo(pkg, {"run.py": f"from lab.utils.tokenizer import {names}\n\ndef f(p, t):\n    return {call}\n"})
+    assert _cr501(pkg) == []
+
+
+def test_an_unrelated_function_of_the_same_name_stays_silent(pkg: Path) -> None:
+    """Resolution goes through the import table: another package's ``hf_tokenizer`` is not the wrapper."""
+    _repo(pkg, {"run.py": "from other.lib import hf_tokenizer\n\ndef f(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n"})
+    assert _cr501(pkg) == []
+
+
+def test_a_stale_cache_neither_hides_nor_shows_a_forwarded_finding(
+    pkg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's bytes do not change, the wrapper does: the caller's cached findings must follow."""
+    monkeypatch.setenv("CLEANROOM_CACHE_DIR", str(pkg / "user-cache"))
+    _repo(pkg, {"run.py": "from lab.utils import hf_tokenizer\n\ndef f(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n"})
+    found = [f"run.py:4 trust_remote_code passed a value that may be True {FORWARDED}"]
+    assert _cr501(pkg, use_cache=True) == found
+    wrapper = pkg / "lab/utils/tokenizer.py"
+    wrapper.write_text(WRAPPER.replace("from_pretrained(name_or_path, **kwargs)", "from_pretrained(name_or_path)"))
+    assert _cr501(pkg, use_cache=True) == []  # no longer forwards: the cached finding is not shown
+    wrapper.write_text("\n" + WRAPPER)
+    assert _cr501(pkg, use_cache=True) == [found[0].replace("tokenizer.py:6", "tokenizer.py:7")]  # moved: named anew
+
+
+def test_module_names_and_relative_imports(tmp_path: Path) -> None:
+    _repo(tmp_path, {"a/__init__.py": "", "a/b/__init__.py": "", "a/b/c.py": "", "script.py": ""})
+    assert module_name(tmp_path / "a/b/c.py") == "a.b.c"
+    assert module_name(tmp_path / "a/b/__init__.py") == "a.b"
+    assert module_name(tmp_path / "script.py") == "script"
+    assert absolute(".c.f", "a.b") == "a.b.c.f"
+    assert absolute("..x.f", "a.b") == "a.x.f"
+    assert absolute("lab.f", "a.b") == "lab.f"
