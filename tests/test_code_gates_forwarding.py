@@ -147,3 +147,16 @@ def test_module_names_and_relative_imports(tmp_path: Path) -> None:
     assert absolute(".c.f", "a.b") == "a.b.c.f"
     assert absolute("..x.f", "a.b") == "a.x.f"
     assert absolute("lab.f", "a.b") == "lab.f"
+
+
+def test_a_files_wrappers_are_kept_by_content_so_a_warm_run_parses_nothing(tmp_path: Path) -> None:
+    from cleanroom.code_gates.cache import ResultCache
+
+    wrappers = [("hf_tokenizer", 6, "AutoTokenizer.from_pretrained")]
+    cache = ResultCache(tmp_path)
+    assert cache.facts("k", lambda: wrappers) == wrappers
+    cache.save()
+    assert ResultCache(tmp_path).facts("k", lambda: pytest.fail("recomputed")) == wrappers
+    damaged = ResultCache(tmp_path)
+    damaged._old["facts:k"] = [["hf_tokenizer", "six", "x"]]
+    assert damaged.facts("k", lambda: wrappers) == wrappers  # a damaged entry is recomputed

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -42,6 +43,8 @@ _MAX_ENTRIES = 200_000  # beyond this the store keeps only the files seen in thi
 # One raw finding: (line, col, rule, message, end_line, callee); a compile failure is the single
 # finding with rule CR901.
 RawFinding = tuple[int, int, str, str, int, str]
+# One fact: a forwarding loader (function name, line of its load, what it loads); see code_gates.forwarding.
+Fact = tuple[str, int, str]
 
 
 def _salt(extra: str = "") -> str:
@@ -90,6 +93,23 @@ class ResultCache:
     def put(self, key: str, found: list[RawFinding]) -> None:
         self._new[key] = [list(f) for f in found]
 
+    def facts(self, key: str, compute: Callable[[], list[Fact]]) -> list[Fact]:
+        """A file's facts other than its findings (its forwarding loaders: name, line, target), stored beside
+        them under ``facts:`` + *key*; *compute* when absent or damaged."""
+        name = "facts:" + key
+        entry = self._new.get(name, self._old.get(name))
+        if entry is not None:
+            try:
+                held = [(str(a), int(b), str(c)) for a, b, c in entry]  # type: ignore[call-overload]
+                self._new[name] = entry
+                return held
+            except (TypeError, ValueError):
+                pass  # a hand-edited or damaged entry: recompute
+        self.misses += 1
+        found = compute()
+        self._new[name] = [list(f) for f in found]
+        return found
+
     def save(self) -> None:
         """Write old entries plus this run's (only this run's past ``_MAX_ENTRIES``); never raises."""
         if not self.misses:
@@ -111,4 +131,4 @@ class ResultCache:
             pass
 
 
-__all__ = ["RawFinding", "ResultCache", "cache_folder"]
+__all__ = ["Fact", "RawFinding", "ResultCache", "cache_folder"]

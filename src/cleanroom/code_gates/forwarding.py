@@ -27,8 +27,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from cleanroom.code_gates.cache import ResultCache
 from cleanroom.code_gates.names import Names, const_str, is_const, keywords
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import LOADER_DECIDES, PIPELINES, helper_rule, is_loading_class
@@ -155,15 +157,23 @@ def _reexports(source: bytes, package: str) -> list[tuple[str, str]]:
 class ForwarderTable:
     """Qualified name -> :class:`Forwarder` for the files of one run (see the module docstring)."""
 
-    def __init__(self, files: Iterable[tuple[Path, str, bytes]], helpers: Mapping[str, str]) -> None:
-        """*files*: (file, display path, bytes) of every module the run checks."""
+    def __init__(
+        self, files: Iterable[tuple[Path, str, bytes]], helpers: Mapping[str, str], cache: ResultCache | None = None
+    ) -> None:
+        """*files*: (file, display path, bytes) of every module the run checks; *cache*: where each file's
+        wrappers are kept by content (a warm run parses nothing here)."""
         self.table: dict[str, Forwarder] = {}
         inits: list[tuple[str, bytes]] = []
         for file, shown_path, source in files:
             module = module_name(file)
             if file.name == "__init__.py":
                 inits.append((module, source))
-            for name, line, target in forwarders_in(source, helpers):
+            wrappers = (
+                forwarders_in(source, helpers)
+                if cache is None
+                else cache.facts(cache.key(source), partial(forwarders_in, source, helpers))
+            )
+            for name, line, target in wrappers:
                 self.table[f"{module}.{name}"] = Forwarder(name, shown_path, line, target)
         for package, source in inits:  # one hop: ``from .tokenizer import hf_tokenizer`` in verl/utils
             if not any(f.name.encode() in source for f in self.table.values()):

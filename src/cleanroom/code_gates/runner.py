@@ -336,7 +336,7 @@ def run_gates(
     with _cyclic_gc_paused():
         # Read every file first: the forwarding loaders of the whole run are known before any call is judged.
         read = _read_all(iter_python_files(targets, config, skipped), config, seen)
-        table = ForwarderTable(((f, r, s) for f, r, s in read if isinstance(s, bytes)), helpers)
+        table = ForwarderTable(((f, r, s) for f, r, s in read if isinstance(s, bytes)), helpers, cache)
         for file, rel, source in read:
             if isinstance(source, OSError):
                 if "CR901" not in config.off_for(rel):
