@@ -95,6 +95,14 @@ def test_a_same_module_wrapper_carries_the_switch(tmp_path: Path, monkeypatch: p
     ]
 
 
+def test_a_bare_name_is_this_modules_own_def_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scripts outside any package share a module name; the one that neither defines nor imports the
+    wrapper calls something else."""
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"a/train.py": WRAPPER, "b/train.py": "def f(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n"})
+    assert _cr501(tmp_path) == []
+
+
 def test_a_literal_true_names_the_wrapper(pkg: Path) -> None:
     _repo(pkg, {"run.py": "from lab.utils import hf_tokenizer\n\ntok = hf_tokenizer('p', trust_remote_code=True)\n"})
     assert _cr501(pkg) == [f"run.py:3 trust_remote_code=True {FORWARDED}"]

@@ -211,7 +211,7 @@ class Reach:
         """CR501 for ``wrapper(..., trust_remote_code=v)`` where *wrapper* forwards ``**kwargs`` into a load."""
         func = node.func
         qual = names.resolve(func)
-        if qual is None and isinstance(func, ast.Name):
+        if qual is None and isinstance(func, ast.Name) and func.id in names.bound:
             qual = f"{self.module}.{func.id}"  # a wrapper defined in this module
         held = self.forwarders.get(absolute(qual, self.package)) if qual is not None else None
         if held is None:
