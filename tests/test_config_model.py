@@ -149,3 +149,13 @@ def test_auto_stays_on_peft_on_several_ranks(monkeypatch, tmp_path):
         two = resolve_backend("auto", device="cuda", quantization="nf4", gate_report=report, stage=stage, world_size=2)
         assert one.backend == "unsloth" and two.backend == "peft" and "2 ranks" in two.reason
     assert resolve_backend("unsloth", device="cuda", quantization="nf4", world_size=2).backend == "unsloth"
+
+
+def test_unsloth_on_several_ranks_is_refused_with_the_fix():
+    """The one rule preflight's backend_ranks check and the training stages share."""
+    from cleanroom.backend import unsloth_ranks_problem
+
+    assert unsloth_ranks_problem(("unsloth", "peft"), 1) is None
+    assert unsloth_ranks_problem(("peft", "peft"), 4) is None
+    problem = unsloth_ranks_problem(("peft", "unsloth"), 2)
+    assert problem and "unsloth on 2 ranks is not supported" in problem and "set backend=peft" in problem

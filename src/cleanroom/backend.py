@@ -104,6 +104,22 @@ def resolve_backend(requested: str, *, device: str, quantization: str | None,
     return BackendChoice("unsloth", requested, f"auto: {why}")
 
 
+def resolve_stage(spec: Any, *, device: str, stage: str, world_size: int = 1) -> BackendChoice:
+    """:func:`resolve_backend` for a run spec's training *stage*: its ``backend``, quantization and gate report (the
+    one call preflight, the cost projection and the training stages share)."""
+    return resolve_backend(spec.backend, device=device, quantization=spec.model.quantization,
+                           gate_report=spec.budget.gate_report, stage=stage, world_size=world_size)
+
+
+def unsloth_ranks_problem(backends: Any, world_size: int) -> str | None:
+    """Why *backends* (the stages' resolved backends) cannot run on *world_size* ranks, or None: Unsloth trains in one
+    process here (its data-parallel path has not run in this project; ``auto`` already picks peft on several ranks)."""
+    if world_size > 1 and "unsloth" in backends:
+        return (f"backend unsloth on {world_size} ranks is not supported (tested in one process only); run without "
+                "--num-processes / accelerate launch, or set backend=peft (or auto)")
+    return None
+
+
 def dpo_lora_problem(sft_lora: Any, dpo_lora: Any, *, dpo_backend: str, quantization: str | None) -> str | None:
     """Why ``dpo.lora`` cannot be honoured, or None. DPO trains the SFT adapter in place (so ``sft.lora`` is the
     adapter trained) on a quantized base, where adapters are not merged, and on Unsloth, whose LoRA is filled with
@@ -119,4 +135,5 @@ def dpo_lora_problem(sft_lora: Any, dpo_lora: Any, *, dpo_backend: str, quantiza
     return None
 
 
-__all__ = ["BACKENDS", "dpo_lora_problem", "STAGES", "BackendChoice", "gate_evidence", "resolve_backend"]
+__all__ = ["BACKENDS", "STAGES", "BackendChoice", "dpo_lora_problem", "gate_evidence", "resolve_backend",
+           "resolve_stage", "unsloth_ranks_problem"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom import cost, memory
-from cleanroom.backend import resolve_backend
+from cleanroom.backend import resolve_stage
 from cleanroom.errors import ConfigError
 from cleanroom.loader import read_model_config
 from cleanroom.memory import arch_for
@@ -74,9 +74,9 @@ def project_stage1(spec: Any, *, device: str, params_b: float | None = None,
         params_b = sum(memory.count_params(model_arch(spec.model)).values()) / 1e9
     params_b = max(params_b, 0.001)
     if backend is None:
-        backend = _stage_backend(spec, device, "sft")
+        backend = resolve_stage(spec, device=device, stage="sft").backend
     if dpo_backend is None:
-        dpo_backend = _stage_backend(spec, device, "dpo")
+        dpo_backend = resolve_stage(spec, device=device, stage="dpo").backend
     speedup = {"sft": 1.0, "dpo": 1.0}
     if measured is None and spec.budget.gate_report:
         measured, speedup = _gate_rates(spec, params_b, sft=backend, dpo=dpo_backend)
@@ -129,12 +129,6 @@ def _gate_rates(spec: Any, params_b: float, **backends: str) -> tuple[dict[str, 
     return {**gate.scaled_to(params_b),
             "source": f"measured by the GPU gate on {gate.device} (verdict {gate.verdict}; {gate.path}), "
             f"scaled from {gate.params_b:.2f}B to {params_b:.2f}B{note}"}, speedup
-
-
-def _stage_backend(spec: Any, device: str, stage: str) -> str:
-    """The backend *stage* trains with: ``spec.backend`` resolved as preflight resolves it."""
-    return resolve_backend(spec.backend, device=device, quantization=spec.model.quantization,
-                           gate_report=spec.budget.gate_report, stage=stage).backend
 
 
 def lever_note(measured: dict[str, Any] | None, train: Any) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from cleanroom import distributed, memory
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
-from cleanroom.backend import dpo_lora_problem, resolve_backend
+from cleanroom.backend import STAGES, dpo_lora_problem, resolve_stage, unsloth_ranks_problem
 from cleanroom.errors import CleanroomError, ConfigError, MissingFileError
 from cleanroom.ifeval import file_sha256, read_prompts
 from cleanroom.ifeval.evalset import check_overlap, make_eval_set
@@ -165,17 +165,14 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     checks.append({"check": "model_revision", "passed": problem is None, "value": spec.model.revision, "fix": problem})
     # one setting, resolved per training stage: auto may pick unsloth for SFT and peft for DPO, or the reverse
     ranks = distributed.world().world_size
-    choice, dpo_choice = (resolve_backend(spec.backend, device=ctx.device, quantization=spec.model.quantization,
-                                          gate_report=spec.budget.gate_report, stage=stage, world_size=ranks)
-                          for stage in ("sft", "dpo"))
+    choice, dpo_choice = (resolve_stage(spec, device=ctx.device, stage=stage, world_size=ranks) for stage in STAGES)
     checks.append({"check": "backend", "passed": True, "value": choice._asdict()})
     checks.append({"check": "dpo_backend", "passed": True, "value": dpo_choice._asdict()})
     ctx.say(f"preflight: backend {choice.backend} for SFT ({choice.reason})")
     ctx.say(f"preflight: backend {dpo_choice.backend} for DPO ({dpo_choice.reason})")
-    if ranks > 1 and "unsloth" in (choice.backend, dpo_choice.backend):
-        checks.append({"check": "backend_ranks", "passed": False, "value": ranks,
-                       "fix": f"backend unsloth on {ranks} ranks is not supported (tested in one process only); run "
-                              "without --num-processes / accelerate launch, or set backend=peft (or auto)"})
+    problem = unsloth_ranks_problem((choice.backend, dpo_choice.backend), ranks)
+    if problem:
+        checks.append({"check": "backend_ranks", "passed": False, "value": ranks, "fix": problem})
     problem = dpo_lora_problem(spec.sft.lora, spec.dpo.lora, dpo_backend=dpo_choice.backend,
                                quantization=spec.model.quantization)
     checks.append({"check": "dpo_lora", "passed": problem is None, "value": spec.dpo.lora.model_dump(), "fix": problem})

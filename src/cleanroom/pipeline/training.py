@@ -18,7 +18,7 @@ import numpy as np
 
 from cleanroom import distributed, guard, training
 from cleanroom.artifacts import atomic_write_bytes, pretty_json, read_records
-from cleanroom.backend import dpo_lora_problem, resolve_backend
+from cleanroom.backend import dpo_lora_problem, resolve_stage, unsloth_ranks_problem
 from cleanroom.config import sft_train_count
 from cleanroom.errors import ConfigError, PatchedProcessError
 from cleanroom.loader import CleanModelLoader
@@ -35,11 +35,8 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     (never a silent fall-back to peft). Unsloth rewrites tokenizers, so its output is re-cleaned and
     re-checked (:func:`cleanroom.training.unsloth_backend.load_unsloth`).
     """
-    if resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
-                       gate_report=ctx.spec.budget.gate_report,
-                       world_size=distributed.world().world_size)[0] != "unsloth":
+    if _stage_backend(ctx, "sft") != "unsloth":
         return load_model(ctx, probe=False)
-    _one_rank_for_unsloth("sft")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.sft.train.padded_length,
                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
@@ -47,13 +44,15 @@ def _sft_model(ctx: Context) -> tuple[Any, Any, dict]:
     return model, tokenizer, {"backend": "unsloth", "resolved_model_path": str(path)}
 
 
-def _one_rank_for_unsloth(stage: str) -> None:
-    """Unsloth trains in one process here: several ranks would each resolve ``auto`` on their own (a rank choosing
-    otherwise hangs the collectives) and Unsloth's data-parallel path has not run in this project."""
+def _stage_backend(ctx: Context, stage: str) -> str:
+    """The backend *stage* trains with, resolved as preflight resolved it; an explicit unsloth on several ranks is
+    refused here too (``auto`` picks peft there), since each rank would load and resolve on its own."""
     n = distributed.world().world_size
-    if n > 1:
-        raise ConfigError(f"{stage}: backend unsloth on {n} ranks is not supported (tested in one process only); run "
-                          "without --num-processes / accelerate launch, or set backend=peft for a data-parallel run")
+    backend = resolve_stage(ctx.spec, device=ctx.device, stage=stage, world_size=n).backend
+    problem = unsloth_ranks_problem((backend,), n)
+    if problem:
+        raise ConfigError(f"{stage}: {problem}")
+    return backend
 
 
 def train_spec(ctx: Context, train: Any) -> Any:
@@ -212,18 +211,15 @@ def _dpo_model(ctx: Context) -> tuple[Any, Any, dict, str]:
     (:func:`cleanroom.training.unsloth_backend.load_unsloth`); DPO trains it in place, as on a quantized peft base.
     """
     sft_adapter = ctx.run.path / "sft" / "adapter"
-    choice = resolve_backend(ctx.spec.backend, device=ctx.device, quantization=ctx.spec.model.quantization,
-                             gate_report=ctx.spec.budget.gate_report, stage="dpo",
-                             world_size=distributed.world().world_size)
-    problem = dpo_lora_problem(ctx.spec.sft.lora, ctx.spec.dpo.lora, dpo_backend=choice.backend,
+    backend = _stage_backend(ctx, "dpo")
+    problem = dpo_lora_problem(ctx.spec.sft.lora, ctx.spec.dpo.lora, dpo_backend=backend,
                                quantization=ctx.spec.model.quantization)
     if problem:  # preflight checked it with the choice it made then; auto may resolve otherwise now
         raise ConfigError(f"dpo: {problem}")
-    if choice.backend != "unsloth":
+    if backend != "unsloth":
         refuse_patched_process("dpo")
         model, tokenizer, prov = load_model(ctx, adapters=(sft_adapter,), probe=False)
         return model, tokenizer, prov, "peft"
-    _one_rank_for_unsloth("dpo")
     path, _ = resolve_model(ctx.spec.model, ctx.run.path)
     model, tokenizer = unsloth_backend.load_unsloth(str(path), max_seq_length=ctx.spec.dpo.train.padded_length,
                                                     quantization=ctx.spec.model.quantization, lora=ctx.spec.sft.lora,
