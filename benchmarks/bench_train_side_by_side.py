@@ -11,6 +11,9 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     sft-unguarded        the same with the collator's checks (scan, final EOS, loss mask) made pass-throughs
     sft-guarded-upcast   ``kbit_fp32_upcast=True``: peft's prepare_model_for_kbit_training (the default until session 16)
     sft-guarded-padfree  ``padding_free=True`` (the guard checks each packed sequence)
+    sft-guarded-fused, sft-guarded-padfree-fused  the same two with ``optim="adamw_torch_fused"``, TRL's default
+                         (TrainSpec's is ``adamw_torch``): the one setting in which the padding-free twins differ
+                         besides the guard (both give the model the same keys; session 20's CPU probe)
     unsloth-sft          the ``backend: unsloth`` path: ``load_unsloth`` (LoRA attached by Unsloth) + ``train_sft``,
                          guarded; needs CUDA and an importable unsloth (ci/gpu-unsloth.sh's site directory)
     unsloth-sft-bucket   the same with ``pad_to_multiple_of=256``: a few bucketed batch shapes for Unsloth's
@@ -80,6 +83,8 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "sft-unguarded": Mode({}, False),
     "sft-guarded-upcast": Mode({"kbit_fp32_upcast": True}, True),
     "sft-guarded-padfree": Mode({"padding_free": True}, True),
+    "sft-guarded-fused": Mode({"optim": "adamw_torch_fused"}, True),
+    "sft-guarded-padfree-fused": Mode({"padding_free": True, "optim": "adamw_torch_fused"}, True),
     "unsloth-sft": Mode({}, True),
     "unsloth-sft-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),

@@ -44,7 +44,7 @@ transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bit
 modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance
        dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket unsloth-dpo-fused sft-guarded-rebalance-ga1
        dpo-guarded-rebalance-ga1 sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket
-       dpo-guarded-upcast trl-sft-padfree)
+       dpo-guarded-upcast trl-sft-padfree sft-guarded-fused sft-guarded-padfree-fused)
 [[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
 headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
