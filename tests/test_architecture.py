@@ -66,6 +66,8 @@ LAYERS: dict[str, int] = {
     "cleanroom.model_json": 3,  # a model directory's small JSON files, read strictly (the loader's input checks)
     "cleanroom.generation": 3,
     "cleanroom.dense_decoding": 3,  # 4-bit layers dequantized once for generation
+    "cleanroom.engine_choice": 3,  # which generation engine serves a request on a device and precision
+    "cleanroom.greedy_parity": 3,  # where two greedy runs part, and whether it is a tie
     "cleanroom.inspection": 3,  # inspect-model: load and report
     "cleanroom.scan": 3,  # scan-data: a JSONL file's records through the guard
     # 4 artifacts: the run directory on disk and its verification.

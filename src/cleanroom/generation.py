@@ -1,9 +1,5 @@
 """Guarded generation: the one entry point every stage, ``eval run`` and the GPU gate generate through.
 
-Size: ~465 lines, over the ~400 guideline on purpose: the three engines share the entry point, the guard
-calls and the result shaping, and reading them side by side is how a reviewer checks they keep the same
-promises (the 4-bit dense decoding, a concept of its own, is :mod:`cleanroom.dense_decoding`).
-
 The loader loads; this module generates. Engines sit behind one setting, ``generation.engine``:
 
 * ``hf`` — ``model.generate`` with the dynamic KV cache: the reference every other engine is held to.
@@ -15,8 +11,13 @@ The loader loads; this module generates. Engines sit behind one setting, ``gener
   bitsandbytes computes for a batch anyway, without dequantizing every weight at every step.
 * ``paged`` — transformers' continuous batching (paged attention): a finished sequence frees its slot at
   once, so a batch never waits for its longest member. Greedy only (see below).
-* ``auto`` — :func:`choose_engine`: the fastest engine that supports the requested settings on the model's
-  device and precision; the choice and its reason go into the run log and the stage provenance.
+* ``auto`` — :func:`choose_engine` (:mod:`cleanroom.engine_choice`): the fastest engine that supports the
+  requested settings on the model's device and precision; the choice and its reason go into the run log and
+  the stage provenance.
+
+The three engines share the entry point, the guard calls and the result shaping, side by side here so a
+reviewer can check they keep the same promises; the 4-bit dense decoding is :mod:`cleanroom.dense_decoding`,
+the greedy-parity measure every engine is held to is :mod:`cleanroom.greedy_parity`.
 
 What every engine guarantees, checked by ``tests/test_generation.py`` and the GPU gate:
 
@@ -48,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import math
 import numbers
 import time
 import typing
@@ -60,10 +60,11 @@ from pydantic import Field
 
 from cleanroom import guard
 from cleanroom.dense_decoding import dense_decoding, dequantized, release_dense
+from cleanroom.engine_choice import ENGINES, choose_engine
 from cleanroom.errors import CleanroomError, ConfigError, InputError
+from cleanroom.greedy_parity import greedy_divergences, greedy_first_differences
 from cleanroom.spec import Spec, build
 
-ENGINES = ("auto", "hf", "static", "paged")
 #: prompt widths of the static engine are rounded up to a multiple of this, so batches share compiled shapes
 WIDTH_BUCKET = 128
 #: seconds without any result after which the paged engine gives up instead of waiting forever
@@ -106,41 +107,6 @@ def record_seed(seed: int, key: Any) -> int:
     attempt generates the record.
     """
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") >> 1
-
-
-def _device_and_precision(model: Any) -> tuple[str, str]:
-    param = next(model.parameters())
-    quant = getattr(getattr(model, "config", None), "quantization_config", None)
-    if quant is not None:
-        q = quant if isinstance(quant, dict) else quant.to_dict()
-        precision = "nf4" if q.get("load_in_4bit") else "int8" if q.get("load_in_8bit") else str(q.get("quant_method"))
-    else:
-        precision = str(param.dtype).replace("torch.", "")
-    return param.device.type, precision
-
-
-def choose_engine(requested: str, model: Any, *, sampling: bool) -> tuple[str, str]:
-    """``(engine, reason)`` for a request; ``auto`` picks the fastest engine that supports the settings.
-
-    The rule comes from ``benchmarks/bench_generation.py`` on the H200 (docs/generation.md): on CUDA the
-    static cache with compiled decode is the fastest engine, and it samples with per-record seeds (paged ran
-    below it at batch 64 and cannot); on the CPU compiling costs more than a short run saves and the static
-    cache copies more, so plain ``generate`` is fastest there.
-    """
-    if requested not in ENGINES:
-        raise ConfigError(f"generation.engine={requested!r}: expected one of {ENGINES}")
-    device, precision = _device_and_precision(model)
-    if requested == "paged" and sampling:
-        raise ConfigError(
-            "generation.engine=paged cannot sample with per-record seeds: transformers' continuous batching draws "
-            "every request's tokens from one shared generator, so a record's text would depend on its neighbours; "
-            "use engine=static or hf, or temperature=0"
-        )
-    if requested != "auto":
-        return requested, f"requested (generation.engine={requested}) on {device}/{precision}"
-    if device == "cuda":
-        return "static", f"auto on cuda/{precision}: static KV cache with compiled decode, bucketed shapes"
-    return "hf", f"auto on {device}/{precision}: plain generate (compiling costs more than it saves on {device})"
 
 
 def generate(
@@ -197,58 +163,6 @@ def generate(
         ids_kept.append(ids[:count])
     return GenerationResult(texts=texts, token_counts=kept, generated_counts=generated, token_ids=ids_kept,
                             engine=name, engine_reason=reason)
-
-
-def greedy_first_differences(model: Any, tokenizer: Any, prompts: Sequence[str], reference: GenerationResult,
-                             candidate: GenerationResult) -> list[tuple[int, int, int, int, float, float]]:
-    """``(prompt, position, reference token, candidate token, logit gap, gap in bfloat16 steps)`` where two
-    greedy runs part.
-
-    At the first position ``j`` where the kept token lists differ (a sequence that ended counts as having
-    emitted the base EOS there), the reference model is run on ``prompt + reference[:j]`` and the gap is
-    ``|logit[a] - logit[b]|`` of the two tokens chosen there; the steps are that gap over the bfloat16 spacing
-    at the larger of the two logits (``2**(floor(log2 |x|) - 7)``: 1/64 for logits in [2, 4)).
-    """
-    import torch  # heavy optional: torch
-
-    eos = guard.base_eos_id(tokenizer)
-    device = next(model.parameters()).device
-    found = []
-    for i, (ref, cand) in enumerate(zip(reference.token_ids, candidate.token_ids, strict=True)):
-        if ref == cand:
-            continue
-        j = next((k for k, (a, b) in enumerate(zip(ref, cand, strict=False)) if a != b), min(len(ref), len(cand)))
-        a = ref[j] if j < len(ref) else eos
-        b = cand[j] if j < len(cand) else eos
-        ids = torch.tensor([guard.encode(tokenizer, prompts[i]) + ref[:j]], device=device)
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, -1].float()
-        gap = abs(float(logits[a] - logits[b]))
-        top = max(abs(float(logits[a])), abs(float(logits[b])), 2.0**-126)
-        found.append((i, j, a, b, gap, gap / 2.0 ** (math.floor(math.log2(top)) - 7)))
-    return found
-
-
-def greedy_divergences(model: Any, tokenizer: Any, prompts: Sequence[str], reference: GenerationResult,
-                       candidate: GenerationResult, *, tie_tol: float | None = None,
-                       tie_steps: float | None = None) -> list[str]:
-    """The prompts where *candidate*'s greedy tokens leave *reference*'s other than at a tie.
-
-    A first difference (:func:`greedy_first_differences`) whose logit gap is under the tolerance is a tie
-    (either token is a correct greedy choice; batching and kernels may break it differently); anything else
-    is a divergence and is listed. The tolerance is the logit noise of the precision, given either absolute
-    (``tie_tol``: about 1e-3 in float32) or in bfloat16 steps at the logits' magnitude (``tie_steps``: bf16
-    keeps 8 bits of mantissa, so two kernel sets summing a deep bf16 forward in other orders part by a few
-    steps; 8 steps is 3-6% of |logit|: 0.125 for logits in [2, 4), 1.0 in [16, 32)).
-    """
-    if (tie_tol is None) == (tie_steps is None):
-        raise ConfigError("greedy_divergences: give exactly one of tie_tol (absolute) or tie_steps (bfloat16 steps)")
-    limit, unit = (tie_tol, "") if tie_tol is not None else (tie_steps, " bf16 steps")
-    assert limit is not None
-    return [f"prompt {i}, new token {j}: reference {a}, candidate {b}, logit gap {gap:.4g} ({steps:.1f} bf16 steps) "
-            f">= {limit}{unit}"
-            for i, j, a, b, gap, steps in greedy_first_differences(model, tokenizer, prompts, reference, candidate)
-            if (steps if unit else gap) >= limit]
 
 
 # ---------------------------------------------------------------------------------------------- hf / static

@@ -36,6 +36,19 @@ def test_make_eval_set_is_deterministic_and_covers_types(tmp_path):
     assert a["n_eval"] == 300 and a["n_pool"] == 600 and len(a["types_covered"]) >= 15
 
 
+def test_generator_digest_covers_the_templates_and_the_builder():
+    """A changed template is a changed eval set: the digest is sha256 over the sha256 of
+    ``ifeval/templates.py`` then of ``ifeval/evalset.py``, so an edit to either file changes it."""
+    import hashlib
+    from pathlib import Path
+
+    from cleanroom.ifeval import GENERATOR_DIGEST, evalset, templates
+
+    parts = [hashlib.sha256(Path(m.__file__).read_bytes()).digest() for m in (templates, evalset)]
+    assert GENERATOR_DIGEST == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert GENERATOR_DIGEST != hashlib.sha256(Path(evalset.__file__).read_bytes()).hexdigest()
+
+
 def test_each_prompt_has_one_to_three_instructions(eval_set):
     assert all(1 <= len(r.instruction_id_list) <= 3 for r in eval_set)
     assert len({r.prompt for r in eval_set}) == 300

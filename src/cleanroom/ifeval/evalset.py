@@ -1,14 +1,11 @@
 """The embedded eval set and the disjoint SFT instruction pool: a seeded, versioned generator.
 
-Size: ~430 lines, over the ~400 guideline on purpose: most of it is the task templates and topic lists
-(data), kept beside the generator whose version they are part of.
-
-Both sets come from this module's own task templates, topics and instruction phrasings. They are
-disjoint by construction (topics are split in two, the eval set and the pool use different task
-templates and different wordings of every instruction) and by check: :func:`check_overlap` proves
-no prompt and no word 13-gram is shared (13-grams as in the GPT-3 contamination study, Brown et al.
-2020 §C). The generator's digest (sha256 of this file's source) goes into provenance, so a changed
-template is a changed eval set.
+Both sets come from the generator's own task templates, topics and instruction phrasings
+(:mod:`cleanroom.ifeval.templates`). They are disjoint by construction (topics are split in two, the
+eval set and the pool use different task templates and different wordings of every instruction) and by
+check: :func:`check_overlap` proves no prompt and no word 13-gram is shared (13-grams as in the GPT-3
+contamination study, Brown et al. 2020 §C). The generator's digest (sha256 over the sha256 of the
+templates' source and of this file's) goes into provenance, so a changed template is a changed eval set.
 
 Combinations are restricted so every prompt is satisfiable: at most one structural instruction
 (sections, bullets, paragraphs, two responses, JSON, fixed answer, repeat-the-request), at most one
@@ -30,156 +27,28 @@ from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
 from cleanroom.errors import ContaminationError, InputError
 from cleanroom.fs import check_outputs
 from cleanroom.ifeval.io import PromptRecord, file_sha256, prompt_record_from_dict
+from cleanroom.ifeval.templates import (
+    COMMON_LETTERS,
+    END_PHRASES,
+    EVAL_TASKS,
+    FIRST_WORDS,
+    GENERATED_TYPES,
+    KEYWORDS,
+    POOL_TASKS,
+    RARE_LETTERS,
+    TOPICS,
+    WORDINGS,
+)
 from cleanroom.provenance import canonical_json, sha256_hex
 
 GENERATOR_VERSION = "1"
-GENERATOR_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+#: the generator's sources: the templates it composes prompts from, and this module that composes them
+_GENERATOR_SOURCES = (Path(__file__).with_name("templates.py"), Path(__file__))
+GENERATOR_DIGEST = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest()
+                                            for p in _GENERATOR_SOURCES)).hexdigest()
 EVAL_KEY_BASE = 100_000
 POOL_KEY_BASE = 200_000
 
-# The topics as text, ';'-separated (data, not code); alternate topics go to the eval set and the pool.
-_TOPICS = [topic.strip() for topic in """
-city gardens; the history of maps; learning to swim; rainy weekends; a small bakery; bicycle repair
-night trains; public libraries; mountain weather; saving money; ocean tides; a school science fair
-birds in winter; old radios; planting trees; team sports; cooking rice; a museum visit; desert plants
-sleep habits; street markets; the first telephone; home composting; river boats; a quiet morning
-paper airplanes; solar panels; board games; a lost umbrella; coral reefs; the moon landing; honey bees
-a neighborhood festival; learning a new language; volcano safety; tea ceremonies; a long hike
-recycling glass; the printing press; kite flying; snow days; a family recipe; lighthouses; electric cars
-pottery; a first job interview; train stations; wild mushrooms; a broken clock; space telescopes
-village wells; chess openings; a summer camp; the water cycle; hot air balloons; farm animals
-a rainy commute; ancient roads; public parks; desk plants; wind turbines; a birthday party
-fishing villages; the metric system; night skies; bread baking; a talent show; mountain lakes
-book clubs; sea turtles; paper money; a garden shed; marathon training; city buses; handwritten letters
-a thunderstorm; orchards; the invention of glass; a flea market; penguins
-""".replace("\n", ";").split(";") if topic.strip()]
-
-_EVAL_TASKS = [
-    "Write a short essay about {topic}.",
-    "Write a blog post about {topic} for curious readers.",
-    "Describe {topic} to a ten year old.",
-    "Write a story that takes place around {topic}.",
-    "Give advice to someone who wants to learn about {topic}.",
-    "Write a newsletter item about {topic}.",
-]
-_POOL_TASKS = [
-    "Compose a brief article on {topic}.",
-    "Explain {topic} to a new neighbor.",
-    "Draft a speech for a town meeting on {topic}.",
-    "Tell a tale set among {topic}.",
-    "List reasons people enjoy {topic} and explain them.",
-    "Prepare notes for a class discussion on {topic}.",
-]
-
-# Words the teacher never writes, so "forbidden"/"less than" instructions on them are satisfiable.
-KEYWORDS = ["lantern", "harvest", "compass", "meadow", "ribbon", "pebble", "thunder", "velvet",
-            "orchid", "saddle", "marble", "canyon", "puddle", "tandem", "cobalt", "summit"]
-FIRST_WORDS = ["today", "meanwhile", "finally", "honestly", "sometimes", "often", "later", "after"]
-END_PHRASES = ["That is all for now.", "Thank you for reading.", "Let me know if you have more."]
-RARE_LETTERS = ["q", "z", "x", "j"]
-COMMON_LETTERS = ["a", "e", "o", "t", "n", "s", "r", "l"]
-
-# instruction id -> (eval wording, pool wording); {name} fields come from the kwargs.
-_DESC: dict[str, tuple[str, str]] = {
-    "change_case:capital_word_frequency": (
-        "Words in all capital letters should appear {capital_relation} {capital_frequency} times.",
-        "Make sure the count of fully capitalized words is {capital_relation} {capital_frequency}.",
-    ),
-    "change_case:english_capital": (
-        "Your entire answer must be in English and in capital letters only.",
-        "Reply in English using uppercase letters throughout.",
-    ),
-    "change_case:english_lowercase": (
-        "Your whole answer must be in English and written in lowercase letters only.",
-        "Use only lowercase English letters in the reply; capitals are not allowed.",
-    ),
-    "combination:repeat_prompt": (
-        "First repeat the request above word for word and then give your answer.",
-        "Begin by copying my request exactly before you answer it.",
-    ),
-    "combination:two_responses": (
-        "Give two different answers separated by six asterisks like this: ******.",
-        "Provide a pair of distinct replies with ****** between them.",
-    ),
-    "detectable_content:number_placeholders": (
-        "Include at least {num_placeholders} placeholders in square brackets such as [name].",
-        "Leave {num_placeholders} or more blanks written in square brackets like [date].",
-    ),
-    "detectable_content:postscript": (
-        "End with a postscript that starts with {postscript_marker}",
-        "Add a final note beginning with {postscript_marker}",
-    ),
-    "detectable_format:constrained_response": (
-        "Start your answer with one of these options: My answer is yes. / My answer is no. / My answer is maybe.",
-        "Include exactly one of the phrases My answer is yes. or My answer is no. or My answer is maybe.",
-    ),
-    "detectable_format:json_format": (
-        "Wrap the whole output in valid JSON.",
-        "Return the entire reply as a JSON object.",
-    ),
-    "detectable_format:multiple_sections": (
-        "Split the answer into {num_sections} sections and start each one with {section_spliter} X.",
-        "Organize the reply as {num_sections} parts marked {section_spliter} 1 and {section_spliter} 2 and so on.",
-    ),
-    "detectable_format:number_bullet_lists": (
-        "Use exactly {num_bullets} markdown bullet points such as * this point.",
-        "Your reply needs precisely {num_bullets} bullets written with an asterisk.",
-    ),
-    "detectable_format:number_highlighted_sections": (
-        "Highlight at least {num_highlights} parts with markdown such as *highlighted part*.",
-        "Mark {num_highlights} or more phrases in italics using single asterisks.",
-    ),
-    "detectable_format:title": (
-        "Give the answer a title in double angular brackets such as <<my title>>.",
-        "Put a heading wrapped in << and >> at the top.",
-    ),
-    "keywords:existence": (
-        "Mention the words {keywords_text} somewhere in the answer.",
-        "Be sure to use the terms {keywords_text}.",
-    ),
-    "keywords:forbidden_words": (
-        "Do not use the words {forbidden_text} anywhere.",
-        "Avoid the terms {forbidden_text} completely.",
-    ),
-    "keywords:frequency": (
-        "The word {keyword} should appear {relation} {frequency} times.",
-        "Use the term {keyword} {relation} {frequency} times in total.",
-    ),
-    "keywords:letter_frequency": (
-        "The letter {letter} should appear {let_relation} {let_frequency} times.",
-        "Make the character {letter} occur {let_relation} {let_frequency} times.",
-    ),
-    "length_constraints:nth_paragraph_first_word": (
-        "Write {num_paragraphs} paragraphs separated by blank lines and start paragraph {nth_paragraph} with the word {first_word}.",
-        "Use {num_paragraphs} blocks of text divided by empty lines; block {nth_paragraph} must open with {first_word}.",
-    ),
-    "length_constraints:number_paragraphs": (
-        "Write exactly {num_paragraphs} paragraphs separated by the markdown divider ***.",
-        "The reply must have {num_paragraphs} paragraphs with *** between them.",
-    ),
-    "length_constraints:number_sentences": (
-        "Your answer should contain {relation} {num_sentences} sentences.",
-        "Keep the sentence count {relation} {num_sentences}.",
-    ),
-    "length_constraints:number_words": (
-        "Answer with {relation} {num_words} words.",
-        "The reply should run {relation} {num_words} words.",
-    ),
-    "punctuation:no_comma": (
-        "Do not use any commas.",
-        "Refrain from commas entirely.",
-    ),
-    "startend:end_checker": (
-        "Finish with the exact phrase {end_phrase} and nothing after it.",
-        "The final words of the reply must be {end_phrase}",
-    ),
-    "startend:quotation": (
-        "Wrap the entire answer in double quotation marks.",
-        "Put the whole reply inside double quotes.",
-    ),
-}
-
-GENERATED_TYPES: tuple[str, ...] = tuple(sorted(_DESC))
 _STRUCTURE = {
     "combination:repeat_prompt", "combination:two_responses", "detectable_format:constrained_response",
     "detectable_format:json_format", "detectable_format:multiple_sections",
@@ -277,7 +146,7 @@ def _describe(iid: str, kwargs: Mapping[str, Any], variant: int) -> str:
         fields["keywords_text"] = " and ".join(fields["keywords"])
     if "forbidden_words" in fields:
         fields["forbidden_text"] = " or ".join(fields["forbidden_words"])
-    return _DESC[iid][variant].format(**fields)
+    return WORDINGS[iid][variant].format(**fields)
 
 
 def generate_prompts(n: int, *, seed: int, split: str) -> list[PromptRecord]:
@@ -287,8 +156,8 @@ def generate_prompts(n: int, *, seed: int, split: str) -> list[PromptRecord]:
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}")
     variant = 0 if split == "eval" else 1
-    topics = _TOPICS[variant::2]
-    tasks = _EVAL_TASKS if split == "eval" else _POOL_TASKS
+    topics = TOPICS[variant::2]
+    tasks = EVAL_TASKS if split == "eval" else POOL_TASKS
     key_base = EVAL_KEY_BASE if split == "eval" else POOL_KEY_BASE
     rng = np.random.default_rng([seed, variant, int(GENERATOR_VERSION)])
     records: list[PromptRecord] = []
