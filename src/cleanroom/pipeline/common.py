@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from cleanroom import distributed, fixtures, guard
 from cleanroom.config import ModelSpec, RunSpec
+from cleanroom.engine_choice import choose_engine
 from cleanroom.errors import BudgetExceededError, ConfigError, ProvenanceError
-from cleanroom.generation import choose_engine
 from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.runlog import stamp
 from cleanroom.provenance import capture_provenance, digest_path

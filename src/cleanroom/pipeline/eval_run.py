@@ -18,8 +18,8 @@ from typing import Any
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
 from cleanroom.artifacts.layout import is_name
 from cleanroom.config import GenerationSpec
+from cleanroom.engine_choice import choose_engine
 from cleanroom.errors import ConfigError, InputError, MissingFileError
-from cleanroom.generation import choose_engine
 from cleanroom.ifeval import file_sha256, make_eval_set, read_prompts, summarize
 from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST, STOP, few_shot_prompt
 from cleanroom.loader import CleanModelLoader
