@@ -72,6 +72,7 @@ LAYERS: dict[str, int] = {
     "cleanroom.artifacts": 4,
     "cleanroom.broken": 4,  # what verification reports: broken edges, the report
     "cleanroom.verify": 4,
+    "cleanroom.verify_links": 4,  # verify's checks of what the stages read (inputs, base model, parents), --remap
     "cleanroom.trace": 4,
     # 5 domain: statistics, instruction-following eval, code gates, estimates, training, fixtures, config.
     "cleanroom.stats": 5,
