@@ -63,6 +63,8 @@ LAYERS: dict[str, int] = {
     "cleanroom.probe": 2,
     # 3 model use: loading and generating.
     "cleanroom.loader": 3,
+    "cleanroom.cleaning": 3,  # what "clean" means: the loader's steps that disarm a tokenizer and configs
+    "cleanroom.quantization": 3,  # the form the loader asks for the weights in: bitsandbytes, dtype, GGUF dense
     "cleanroom.model_json": 3,  # a model directory's small JSON files, read strictly (the loader's input checks)
     "cleanroom.generation": 3,
     "cleanroom.dense_decoding": 3,  # 4-bit layers dequantized once for generation
@@ -74,6 +76,7 @@ LAYERS: dict[str, int] = {
     "cleanroom.artifacts": 4,
     "cleanroom.broken": 4,  # what verification reports: broken edges, the report
     "cleanroom.verify": 4,
+    "cleanroom.verify_links": 4,  # verify's checks of what the stages read (inputs, base model, parents), --remap
     "cleanroom.trace": 4,
     # 5 domain: statistics, instruction-following eval, code gates, estimates, training, fixtures, config.
     "cleanroom.stats": 5,

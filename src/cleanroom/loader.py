@@ -1,22 +1,12 @@
 """CleanModelLoader: load a *base* model and tokenizer with every chat-template route disarmed.
 
-Size: ~510 lines, over the ~400 guideline on purpose: loading and cleaning are one step that must not be
-separable (a caller that loads without cleaning is the fault this module exists to prevent); reading the model's
-JSON files is part of loading (a broken one must stop the load, not switch a check off).
+Loading and cleaning are one step that must not be separable (a caller that loads without cleaning is the
+fault this module exists to prevent): this module offers only the clean load, and every tokenizer and model it
+returns has been through :mod:`cleanroom.cleaning` (what "clean" means: the chat template disarmed, control
+strings split, no BOS/EOS added silently, EOS and pad the base EOS). Reading the model's JSON files is part of
+loading (a broken one must stop the load, not switch a check off). The form the weights are held in
+(quantization, dtype, GGUF dense) is :mod:`cleanroom.quantization`. Besides cleaning:
 
-What "clean" means, and where each step lives:
-
-* the chat template is removed from the tokenizer attribute and its ``init_kwargs`` (so a save writes no
-  ``chat_template.jinja``), and ``apply_chat_template`` is replaced on the instance by a function that
-  raises :class:`ContaminationError`;
-* literal control strings encode as ordinary subwords: ``split_special_tokens=True``, and the non-special
-  control tokens (Qwen2.5's ``<tool_call>``, FIM, repo/file) are re-registered as special in the backend
-  so that flag covers them too — verified by ID by the sentinels;
-* no BOS/EOS is added silently: ``add_bos_token``/``add_eos_token`` are set off unconditionally (a
-  tokenizer.json post-processor may add BOS while the flag reads False; the setter rebuilds it). A tokenizer
-  that added BOS as shipped (Llama-style) is marked BOS-required (``bos_required`` in provenance) and
-  :func:`guard.encode` puts its BOS explicitly, once, at position 0; Qwen adds none;
-* EOS and pad are the base EOS; config and generation_config eos/pad too (never ``<|im_end|>``);
 * a snapshot of the state as loaded and as returned is kept on both objects for :func:`guard.recheck`;
 * base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason. A
   config.json or generation_config.json that is absent is fine (a tokenizer-only directory: the markers that
@@ -32,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom import guard
+from cleanroom.cleaning import clean_model, clean_tokenizer, refuse_chat_template
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
 from cleanroom.hashing import hash_file
 from cleanroom.model_files import MODEL_META_FILES
@@ -43,87 +34,30 @@ from cleanroom.model_json import (
     unreadable,
 )
 from cleanroom.probe import probe_model
+from cleanroom.quantization import (
+    QUANTIZATIONS,
+    drop_gguf_quantizer,
+    gguf_dense_kwargs,
+    quantization_config,
+    torch_dtype,
+)
 from cleanroom.sentinels import run_sentinels
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 # The tokenizer's small JSON files, each a JSON object (tokenizer.json, megabytes, is left to the tokenizers library).
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-_QUANTIZATIONS = (None, "nf4", "int8")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
 # 151,665 tokens to 151,936 rows (271). A gap larger than this means a tokenizer from a smaller model.
 _MAX_EMBEDDING_PADDING = 1024
 _DTYPES = (None, "bfloat16", "float32", "float16")
+#: The loader's source, next to this file: this module and the cleaning and quantization it runs.
+_SOURCES = ("loader.py", "cleaning.py", "quantization.py")
 
 
 def loader_version() -> str:
-    """sha256 of this module's source: provenance pins the exact cleaning logic that ran."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-
-
-refuse_chat_template = guard.refuse_chat_template  # installed as tokenizer.apply_chat_template
-
-
-def clean_tokenizer(tokenizer: Any) -> list[str]:
-    """Disarm *tokenizer* in place (see the module docstring); return the list of changes made."""
-    from tokenizers import AddedToken  # heavy optional: tokenizers
-
-    changes = []
-    eos = guard.base_eos_id(tokenizer)
-    if getattr(tokenizer, "chat_template", None) is not None:
-        changes.append("removed chat_template")
-    tokenizer.chat_template = None
-    if isinstance(getattr(tokenizer, "init_kwargs", None), dict) and tokenizer.init_kwargs.pop("chat_template", None):
-        changes.append("removed chat_template from init_kwargs")
-    tokenizer.apply_chat_template = refuse_chat_template
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    control = [(i, c) for i, (c, s) in guard.added_tokens(tokenizer).items() if not s and guard.CONTROL_TEXT.match(c)]
-    if control and backend is not None:
-        backend.add_special_tokens([AddedToken(c, special=True, normalized=False) for _, c in control])
-        changes.append(f"re-registered {len(control)} non-special control tokens as special (split by ID)")
-    tokenizer.split_special_tokens = True
-    shipped = list(tokenizer("a")["input_ids"])
-    plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
-    bos = tokenizer.bos_token_id
-    bos_required = bos is not None and shipped[:1] == [bos] and plain[:1] != [bos]
-    for attr in ("add_bos_token", "add_eos_token"):
-        # unconditionally: the flag may read False while the post-processor still adds the token
-        if hasattr(tokenizer, attr) or bos_required:
-            setattr(tokenizer, attr, False)
-    if shipped != plain:
-        changes.append(f"special tokens added to plain text turned off ({shipped} -> {plain} for 'a')")
-    if bos_required:
-        changes.append(f"BOS {bos} required by the model: added explicitly at position 0 by guard.encode")
-    eos_text = tokenizer.convert_ids_to_tokens(eos)
-    if tokenizer.eos_token_id != eos:
-        changes.append(f"eos {tokenizer.eos_token!r} -> {eos_text!r}")
-        tokenizer.eos_token = eos_text
-    if tokenizer.pad_token_id != eos:
-        changes.append(f"pad {tokenizer.pad_token!r} -> {eos_text!r}")
-        tokenizer.pad_token = eos_text
-    if tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
-        raise ContaminationError(
-            f"tokenizer {tokenizer.name_or_path}: still adds tokens to plain text after cleaning; "
-            "its post-processor cannot be switched off — report this tokenizer"
-        )
-    tokenizer._cleanroom_base_eos = eos
-    setattr(tokenizer, guard.BOS_REQUIRED_ATTR, bos if bos_required else None)
-    tokenizer._cleanroom_forbidden = None
-    tokenizer._cleanroom_forbidden = guard.forbidden_ids(tokenizer)
-    return changes
-
-
-def clean_model(model: Any, eos: int) -> list[str]:
-    """Set config and generation_config eos/pad to the base EOS; return the changes."""
-    changes = []
-    for owner_name in ("config", "generation_config"):
-        owner = getattr(model, owner_name, None)
-        if owner is None:
-            continue
-        for attr in ("eos_token_id", "pad_token_id"):
-            if getattr(owner, attr, None) != eos:
-                changes.append(f"{owner_name}.{attr}: {getattr(owner, attr, None)!r} -> {eos}")
-                setattr(owner, attr, eos)
-    return changes
+    """sha256 of the loader's source (:data:`_SOURCES`, in that order): provenance pins the exact cleaning
+    logic that ran."""
+    return hashlib.sha256(b"".join(Path(__file__).with_name(name).read_bytes() for name in _SOURCES)).hexdigest()
 
 
 class CleanModelLoader:
@@ -144,8 +78,8 @@ class CleanModelLoader:
         gguf_file: str | None = None,
         probe: bool = True,
     ) -> None:
-        if quantization not in _QUANTIZATIONS:
-            raise ConfigError(f"quantization={quantization!r}: expected one of {_QUANTIZATIONS}")
+        if quantization not in QUANTIZATIONS:
+            raise ConfigError(f"quantization={quantization!r}: expected one of {QUANTIZATIONS}")
         if isinstance(dtype, str) and dtype not in _DTYPES:
             raise ConfigError(f"dtype={dtype!r}: expected one of {_DTYPES} or a torch.dtype")
         if allow_instruct and not (allow_instruct_reason or "").strip():
@@ -330,35 +264,6 @@ class CleanModelLoader:
         return tokenizer, self._provenance(info, result)
 
     # ---------------------------------------------------------------- model
-    def _quantization_config(self) -> Any:
-        if self.quantization is None:
-            return None
-        try:
-            # heavy optional: bitsandbytes
-            import bitsandbytes  # noqa: F401
-            import torch  # heavy optional: torch
-            from transformers import BitsAndBytesConfig  # heavy optional: transformers
-        except ImportError as exc:
-            raise ConfigError(
-                f"{self.path}: quantization={self.quantization!r} is not available on this machine ({exc}); "
-                "pip install bitsandbytes, or pass quantization=None"
-            ) from exc
-        if self.gguf_file is not None:
-            raise ConfigError(f"{self.gguf_file}: GGUF weights are already quantized; pass quantization=None")
-        if self.quantization == "int8":
-            return BitsAndBytesConfig(load_in_8bit=True)
-        compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
-        )
-
-    def _torch_dtype(self) -> Any:
-        import torch  # heavy optional: torch
-
-        if self.dtype is None:
-            return "auto" if self.quantization is None else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-        return getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
-
     def _from_pretrained(self, quant: Any) -> Any:
         """The weights through transformers, with the loader's settings; what cannot be read or built from
         config.json is a ConfigError that names the suspect file."""
@@ -372,11 +277,12 @@ class CleanModelLoader:
         if self.gguf_file is None and not self.allow_pickle:
             kwargs["use_safetensors"] = True
         if self.gguf_file is not None:
-            kwargs.update(_gguf_dense_kwargs())
+            kwargs.update(gguf_dense_kwargs())
         from safetensors import SafetensorError  # heavy optional: safetensors
 
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self._torch_dtype(), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch_dtype(self.dtype, self.quantization),
+                                                         **kwargs)
         except (TypeError, AttributeError, ArithmeticError, KeyError) as exc:
             # a config.json value transformers' validation lets through and model construction trips over
             # ("dtype": 5, "num_attention_heads": 0): the weights are not the suspect
@@ -398,11 +304,11 @@ class CleanModelLoader:
         _require_torch()
         self._check_files()
         self._check_weights()
-        quant = self._quantization_config()
+        quant = quantization_config(self.path, self.quantization, self.gguf_file)
         tokenizer, info, _ = self._load_tokenizer()
         model = self._from_pretrained(quant)
         if self.gguf_file is not None:
-            _drop_gguf_quantizer(model, self.path / self.gguf_file)
+            drop_gguf_quantizer(model, self.path / self.gguf_file)
         embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
         rows = embedding.weight.shape[0]
         vocab_size = getattr(model.config, "vocab_size", None) or rows
@@ -440,39 +346,6 @@ def _require_torch() -> None:
 
 
 __all__ = ["CleanModelLoader", "clean_model", "clean_tokenizer", "loader_version", "refuse_chat_template"]
-
-
-def _gguf_dense_kwargs() -> dict[str, Any]:
-    """Ask transformers for a dense (dequantized) model from a GGUF file.
-
-    Newer transformers (5.2x) keep GGUF weights packed when a matmul kernel is installed; a packed
-    model can neither train LoRA nor be compared across machines, so the loader always asks for the
-    dense form. Older releases have no ``GgufConfig`` and always dequantize.
-    """
-    try:
-        # heavy optional: transformers
-        from transformers import GgufConfig  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return {"quantization_config": GgufConfig(dequantize=True)}
-
-
-def _drop_gguf_quantizer(model: Any, gguf_path: Path) -> None:
-    """Detach the GGUF quantizer from a model whose weights were all dequantized at load.
-
-    transformers leaves ``hf_quantizer`` (method GGUF, not trainable) on the dense model, and its
-    Trainer then refuses to fine-tune it. With every weight a plain tensor the quantizer describes
-    nothing real, so it goes; a model that still holds packed GGUF blocks is refused instead.
-    """
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is None:
-        return
-    if getattr(quantizer, "packed_modules", None):
-        raise ConfigError(
-            f"{gguf_path}: transformers kept the GGUF weights packed ({len(quantizer.packed_modules)} modules); "
-            "cleanroom needs a dense model to train and compare: upgrade transformers or convert the GGUF to safetensors"
-        )
-    quantizer.remove_quantization_config(model)
 
 
 def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str, Any]:

@@ -1,16 +1,10 @@
 """Offline verification of a run directory (behind ``cleanroom verify``); tracing (``cleanroom trace``) is
 :mod:`cleanroom.trace`, re-exported here, and the report types are :mod:`cleanroom.broken`.
 
-Size: ~500 lines, over the ~400 guideline on purpose: the checks are ordered so the first error reported
-is the one closest to the change (below), and that order is easiest to keep in one file; the three checks
-that reach outside the run (3b, 3c, 5) share one lookup (``--remap``) and one record of what did not run.
-
 Verification trusts nothing in memory: every file of the run is re-read and re-hashed (no hash
-cache). The base model's files, which live outside the run and may weigh 60 GB, are re-hashed
-through :func:`~cleanroom.provenance.hash_file`'s cache, keyed by (path, size, mtime_ns, ctime_ns,
-inode): a write to a file changes its ctime, so an edited ``tokenizer.json`` is re-read and caught
-(``rehash_models=True`` bypasses the cache). The checks follow the edges of the run's hash graph, in
-an order chosen so the *first* error reported is the edge closest to a change:
+cache; the base model's files, outside the run, are the one exception, which :mod:`cleanroom.verify_links`
+explains). The checks follow the edges of the run's hash graph, in an order chosen so the *first* error
+reported is the edge closest to a change:
 
 1. ``attestation.json`` parses and is byte-exactly its own pretty form;
 2. ``run.json`` and ``config.resolved.yaml`` (format, config digest);
@@ -27,21 +21,15 @@ an order chosen so the *first* error reported is the edge closest to a change:
    file of the record's own stage may omit the digest (that file was still growing); a link into
    another stage or outside the run without one is broken.
 
-Each failure is a :class:`Broken` naming the file, line, check, expected and found values.
-
-A check that did not run is reported as not run, never as passed. A base model directory (3c), a stage
-input (3b) or an external parent artifact (5) that is not on this machine (the run was copied elsewhere)
-cannot be re-hashed here: each becomes an :class:`Unchecked` entry (what, the path looked for, the
-manifests or record files that recorded it, how to check it) and the report is ``partial``, not ``ok``.
-A model directory that is there but lacks a recorded file is a broken edge, not an unchecked one.
-``remap`` (``--remap RECORDED=LOCAL``) looks for such paths where the same files sit on this machine.
+Each failure is a :class:`Broken` naming the file, line, check, expected and found values. Checks 3b, 3c
+and 5 reach what the stages read, outside the run too: :mod:`cleanroom.verify_links`, with the ``--remap``
+lookup they share and the :class:`Unchecked` entries (a ``partial`` report) for what is not on this machine.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,55 +39,26 @@ from cleanroom.artifacts.attestation import build_attestation
 from cleanroom.artifacts.layout import pretty_json, stage_names
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import (
-    UNCHECKED_NOUNS,
     Broken,
     Unchecked,
-    UncheckedKind,
     VerifyReport,
     excerpt,
     first_diff,
     first_diff_line,
-    how_to_check,
     require_run,
 )
-from cleanroom.errors import ConfigError, InputError
+from cleanroom.errors import InputError
 from cleanroom.jsonl import JsonLine, loads, scan_jsonl
-from cleanroom.provenance import canonical_json, content_sha256, digest_path, hash_file, sha256_hex
+from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
-
-#: The count each kind of unchecked entry adds to, in the order the checks run (3b, 3c, 5).
-_UNCHECKED_COUNT: dict[UncheckedKind, str] = {"input": "inputs_unchecked", "model": "model_files_unchecked",
-                                      "parent": "parents_unchecked"}
-
-
-def _remap_pairs(remap: Mapping[str, str | os.PathLike[str]]) -> tuple[tuple[Path, Path], ...]:
-    """``--remap RECORDED=LOCAL`` pairs, the longest RECORDED first; :class:`ConfigError` for one that cannot
-    apply (RECORDED not absolute, LOCAL not here)."""
-    pairs = []
-    for old, new in remap.items():
-        if not Path(old).is_absolute():
-            raise ConfigError(f"--remap {old}={new}: RECORDED must be the absolute path the run recorded "
-                              "(`cleanroom verify --json` lists them under unchecked)")
-        if not Path(new).exists():
-            raise ConfigError(f"--remap {old}={new}: {new} does not exist here; name the directory that holds "
-                              f"what the run recorded under {old}")
-        pairs.append((Path(old), Path(new).resolve()))
-    return tuple(sorted(pairs, key=lambda pair: -len(pair[0].parts)))
+from cleanroom.verify_links import Links, remap_pairs
 
 
 class _Verifier:
     def __init__(self, root: Path, *, rehash_models: bool = False,
                  remap: tuple[tuple[Path, Path], ...] = ()) -> None:
         self.root = root
-        self.resolved_root = root.resolve()  # once: inside() runs for every parent link
-        self.rehash_models = rehash_models
-        self.remap = remap
-        self.remapped: dict[str, Path] = {}  # path looked for -> the path the run recorded, where --remap moved it
-        self.outside: set[Path] = set()  # every path outside the run that the run recorded
         self.errors: list[Broken] = []
-        # (kind, path looked for) -> the manifests or record files that recorded it; and how many checks
-        self.skipped: dict[tuple[UncheckedKind, str], set[str]] = {}
-        self.skipped_n: Counter[tuple[UncheckedKind, str]] = Counter()
         self.counts = {"stages": 0, "files": 0, "records": 0, "parents": 0, "parents_unchecked": 0, "inputs": 0,
                        "inputs_unchecked": 0, "model_files": 0, "model_files_unchecked": 0}
         # (model path, relative file) -> [(manifest name, recorded sha256)]
@@ -113,6 +72,8 @@ class _Verifier:
         self.inputs: list[tuple[str, dict[str, Any]]] = []
         self._digests: dict[Path, str] = {}
         self.attested = True  # False while a run is still going: no attestation.json to hold subjects yet
+        self.links = Links(root, fresh=self.fresh, broken=self.broken, counts=self.counts,
+                           rehash_models=rehash_models, remap=remap)
 
     def fresh(self, path: Path) -> str:
         """Digest of a file or directory read from disk now (memoised for this one verification only)."""
@@ -122,57 +83,6 @@ class _Verifier:
 
     def broken(self, file: str, line: int | None, check: str, expected: Any, found: Any) -> None:
         self.errors.append(Broken(file, line, check, expected, found))
-
-    def inside(self, path: Path) -> bool:
-        """Whether *path* lies in the run directory (as given, or resolved: a model built inside the run is
-        recorded by its resolved path)."""
-        return path.is_relative_to(self.root) or path.is_relative_to(self.resolved_root)
-
-    def here(self, recorded: Path) -> Path:
-        """Where a path the run recorded is looked for on this machine: moved by the first ``--remap`` whose
-        RECORDED holds it, else where it was recorded. A path inside the run is never moved."""
-        if self.inside(recorded):
-            return recorded
-        self.outside.add(recorded)
-        for old, new in self.remap:
-            if recorded.is_relative_to(old):
-                self.remapped[str(new / recorded.relative_to(old))] = recorded
-                return new / recorded.relative_to(old)
-        return recorded
-
-    def not_here(self, kind: UncheckedKind, path: Path, recorded_in: Iterable[str]) -> None:
-        """One check of *kind* did not run: *path*, recorded in *recorded_in*, is not on this machine.
-
-        A path inside the run is different: the run's own files travel with it, so one that is missing is damage
-        to the run (a broken edge), never a check left for another machine."""
-        if self.inside(path):
-            for where in sorted(set(recorded_in)):
-                self.broken(str(path), None, f"{UNCHECKED_NOUNS[kind][0]} recorded in {where} exists (inside the run)",
-                            "present", "missing")
-            return
-        self.skipped.setdefault((kind, str(path)), set()).update(recorded_in)
-        self.skipped_n[kind, str(path)] += 1
-        self.counts[_UNCHECKED_COUNT[kind]] += 1
-
-    def unchecked(self) -> tuple[Unchecked, ...]:
-        """The checks that did not run, one entry per (kind, path), in the order the checks run."""
-        order = list(_UNCHECKED_COUNT)
-        keys = sorted(self.skipped, key=lambda key: (order.index(key[0]), key[1]))
-        return tuple(
-            Unchecked(kind, path, tuple(sorted(self.skipped[kind, path])), self.skipped_n[kind, path],
-                      how_to_check(kind, self.remapped.get(path, Path(path))),
-                      str(self.remapped[path]) if path in self.remapped else None)
-            for kind, path in keys
-        )
-
-    def unused_remap(self) -> None:
-        """:class:`ConfigError` for a ``--remap`` under whose RECORDED the run recorded nothing (a typo would
-        otherwise leave every check it meant to enable unchecked, without saying why)."""
-        for old, new in self.remap:
-            if not any(p.is_relative_to(old) for p in self.outside):
-                shown = ", ".join(sorted(map(str, self.outside))[:5]) or "none"
-                raise ConfigError(f"--remap {old}={new}: the run recorded no path under {old}; the paths outside "
-                                  f"the run it recorded include: {shown}")
 
     def load_json(self, path: Path, name: str, *, exact: bool = True) -> Any:
         """Parse a pretty JSON file and require its exact pretty bytes; None (and an error) otherwise."""
@@ -291,38 +201,6 @@ class _Verifier:
             for rel, sha in model["files"].items():
                 self.model_files.setdefault((str(model.get("resolved_path")), rel), []).append((mname, sha))
 
-    def check_inputs(self) -> None:
-        """Stage inputs still match the digests taken when each stage started (after all stages' own checks,
-        so an edited file is first reported by its own stage, at its line)."""
-        for mname, inp in self.inputs:
-            p = Path(str(inp.get("path")))
-            target = self.here(p if p.is_absolute() else self.root / p)
-            if not target.exists():
-                self.not_here("input", target, (mname,))
-                continue
-            self.counts["inputs"] += 1
-            found = self.fresh(target)
-            if found != inp.get("sha256"):
-                self.broken(str(inp.get("path")), None, f"input sha256 recorded in {mname}", inp.get("sha256"), found)
-
-    def check_model_files(self) -> None:
-        """Re-hash the base model files the stages recorded, where they are (see module docstring, 3c)."""
-        for (base, rel), recorded in sorted(self.model_files.items()):
-            root = self.here(Path(base))
-            target = root if root.is_file() and root.name == rel else root / rel
-            if not root.exists():
-                self.not_here("model", root, (mname for mname, _ in recorded))
-                continue
-            if not target.is_file():
-                for mname, sha in recorded:
-                    self.broken(str(target), None, f"base model file recorded in {mname} exists", sha, "missing")
-                continue
-            found = hash_file(target, cache=not self.rehash_models)
-            self.counts["model_files"] += 1
-            for mname, sha in recorded:
-                if sha != found:
-                    self.broken(str(target), None, f"sha256 of the base model file recorded in {mname}", sha, found)
-
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
     ) -> None:
@@ -403,44 +281,6 @@ class _Verifier:
             path, want, got = diff
             self.broken("attestation.json", None, f"field {path.lstrip('.')} rebuilt from the run", want, got)
 
-    def check_parents(self) -> None:
-        for rid, (artifact, lineno, record) in self.records.items():
-            parents = record["provenance"].get("parents")
-            if not isinstance(parents, list):
-                self.broken(artifact, lineno, "parents is a list", "list", type(parents).__name__)
-                continue
-            for i, parent in enumerate(parents):
-                where = f"parent {i} of {rid}"
-                if not isinstance(parent, dict) or not isinstance(parent.get("artifact"), str):
-                    self.broken(artifact, lineno, f"{where} shape", "{artifact, sha256, record_id}", repr(parent))
-                    continue
-                name, want_sha, pid = parent["artifact"], parent.get("sha256"), parent.get("record_id")
-                if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
-                    self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
-                                "the digest of a finished stage's or an external file", None)
-                external = self.here(Path(name)) if Path(name).is_absolute() else Path(name)
-                if external.is_absolute() and not external.exists():
-                    self.not_here("parent", external, (artifact,))  # its digest cannot be checked here
-                    continue
-                self.counts["parents"] += 1
-                if external.is_absolute():
-                    if want_sha is not None and self.fresh(external) != want_sha:
-                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(external))
-                    continue
-                if name in self.ids_by_artifact:
-                    found_sha = self.file_digest.get(name)
-                    if want_sha is not None and want_sha != found_sha:
-                        self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, found_sha)
-                    if pid is not None and pid not in self.ids_by_artifact[name]:
-                        self.broken(artifact, lineno, f"{where}: record_id in {name}", pid, "no such record")
-                    continue
-                target = self.root / name
-                if not target.exists():
-                    self.broken(artifact, lineno, f"{where}: artifact exists", name, "missing")
-                elif want_sha is not None and self.fresh(target) != want_sha:
-                    self.broken(artifact, lineno, f"{where}: sha256 of {name}", want_sha, self.fresh(target))
-
-
 #: Stage 1's stages in pipeline order (pipelines/stage1.py's STAGES, then the report; a test keeps them equal).
 STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
 
@@ -484,7 +324,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
     """
     root = Path(run_dir)
     require_run(root)
-    pairs = _remap_pairs(remap or {})
+    pairs = remap_pairs(remap or {})
     if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
@@ -494,14 +334,14 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
     v.check_run_files()
     for stage in v.stage_names():
         v.check_stage(stage)
-    v.check_inputs()
-    v.check_model_files()
+    v.links.check_inputs(v.inputs)
+    v.links.check_model_files(v.model_files)
     if att is not None:
         v.check_rebuilt_attestation(att)
-    v.check_parents()
+    v.links.check_parents(v.records, v.ids_by_artifact, v.file_digest)
     if not v.errors:  # a broken edge is reported first; a --remap typo cannot hide it behind a usage error
-        v.unused_remap()
-    return VerifyReport(str(root), tuple(v.errors), v.counts, v.unchecked())
+        v.links.unused_remap()
+    return VerifyReport(str(root), tuple(v.errors), v.counts, v.links.unchecked())
 
 
 def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, ...]:
