@@ -19,7 +19,6 @@ from cleanroom.artifacts import atomic_write_bytes
 from cleanroom.environment import dirty_label
 from cleanroom.jsonl import loads
 from cleanroom.plots import render_figures
-from cleanroom.stats.compare import ComparisonRow, format_markdown
 
 MODELS = ("base", "sft", "dpo")
 
@@ -214,6 +213,9 @@ def _md_eval(data: dict[str, Any]) -> list[str]:
         lines += ["", f"Every row above is generated here with eval.generation; the baseline stage's own "
                   f"assessment of the base model (temperature {t}) is not part of the comparisons: prompt strict "
                   f"{_pct(base['prompt_strict'])}, instruction strict {_pct(base['instruction_strict'])}."]
+    # heavy optional: scipy (the command line starts without it)
+    from cleanroom.stats.compare import ComparisonRow, format_markdown
+
     rows = [ComparisonRow(**r) for r in ev["comparisons"][ev["primary"]]]
     return lines + ["", f"Paired comparisons ({ev['primary']}, Holm across the family):", "", format_markdown(rows)]
 

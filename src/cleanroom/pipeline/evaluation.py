@@ -25,7 +25,6 @@ from cleanroom.ifeval.scoring import scorer_sha256
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import follow_respond, respond_and_score
 from cleanroom.provenance import digest_path
-from cleanroom.stats.compare import compare_verdict_files
 
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:
@@ -88,6 +87,9 @@ def run_eval(ctx: Context) -> dict[str, Any]:
                 "generation": vars(gen)}
         held = [same | {"model": name} for name in ("base", "sft", "dpo")]
         comparisons = {}
+        # heavy optional: scipy (the command line and the other stages start without it)
+        from cleanroom.stats.compare import compare_verdict_files
+
         for level in ("prompt", "instruction"):
             for mode in ("strict", "loose"):
                 rows = compare_verdict_files(files, level=level, mode=mode, min_n=e.min_n,
