@@ -241,3 +241,36 @@ def test_llama_style_tokenizer_loads_with_explicit_bos(llama_style_model):
     assert out["input_ids"][0] == 1 and out["input_ids"].count(1) == 1 and out["labels"][0] == -100
     assert generate(model, tok, ["hi", "a b"], max_new_tokens=2).token_counts == [2, 2]
     guard.recheck(model, tok)
+
+
+def test_loader_version_covers_every_model_safety_and_model_use_module_the_loader_runs():
+    """``loader_version`` pins what decides a load's result: the loader and, through its imports (followed
+    transitively), every module of layers 2-3 (model safety, model use) it runs. A module dropped from
+    ``_SOURCES``, or a new one the loader starts to import, fails here; an edit to any of them changes it."""
+    import ast
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    from cleanroom import loader
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_architecture import layer_of
+
+    src = Path(loader.__file__).parent
+    seen, todo = set(), ["loader"]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for node in ast.walk(ast.parse((src / f"{name}.py").read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "cleanroom":
+                mods = [f"cleanroom.{a.name}" for a in node.names]
+            for m in mods:
+                short = m.removeprefix("cleanroom.")
+                if m.startswith("cleanroom.") and "." not in short and layer_of(m) in (2, 3) and short not in seen:
+                    todo.append(short)
+    assert {f"{n}.py" for n in seen} == set(loader._SOURCES)
+    parts = [hashlib.sha256((src / name).read_bytes()).digest() for name in loader._SOURCES]
+    assert loader.loader_version() == hashlib.sha256(b"".join(parts)).hexdigest()

@@ -50,14 +50,17 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # 151,665 tokens to 151,936 rows (271). A gap larger than this means a tokenizer from a smaller model.
 _MAX_EMBEDDING_PADDING = 1024
 _DTYPES = (None, "bfloat16", "float32", "float16")
-#: The loader's source, next to this file: this module and the cleaning and quantization it runs.
-_SOURCES = ("loader.py", "cleaning.py", "quantization.py")
+#: The source that decides what a load returns, next to this file: this module and every model-safety and
+#: model-use module it runs, directly or through another (tests/test_loader.py derives the set from the imports).
+_SOURCES = ("loader.py", "cleaning.py", "quantization.py", "model_json.py", "guard.py", "control_tokens.py",
+            "clean_state.py", "probe.py", "sentinels.py")
 
 
 def loader_version() -> str:
-    """sha256 of the loader's source (:data:`_SOURCES`, in that order): provenance pins the exact cleaning
-    logic that ran."""
-    return hashlib.sha256(b"".join(Path(__file__).with_name(name).read_bytes() for name in _SOURCES)).hexdigest()
+    """sha256 over the sha256 of each file of :data:`_SOURCES`, in that order: provenance pins the exact
+    loading, cleaning and checking logic that ran (an edit to any of them is a new version)."""
+    parts = (hashlib.sha256(Path(__file__).with_name(name).read_bytes()).digest() for name in _SOURCES)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 class CleanModelLoader:
