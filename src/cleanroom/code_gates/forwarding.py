@@ -11,7 +11,10 @@ a literal ``False``/``None`` is judged as that load's switch (CR501).
 Narrow on purpose (no new false alarm on public code): a wrapper with its own ``trust_remote_code``
 parameter (the value never reaches ``**kwargs``) or whose body names the string ``"trust_remote_code"``
 (``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing; a receiver the import
-table cannot name (``cls.from_pretrained(**kw)``) is not a load here; methods are not followed.
+table cannot name (``cls.from_pretrained(**kw)``) is not a load here. A method is followed only within its
+module, from ``self.``/``cls.`` calls in the class that defines it (:class:`MethodForwarders`); a nested function,
+lambda or comprehension that rebinds the spread's name spreads its own value, and a parameter or comprehension
+target named like a wrapper where the call stands is not the wrapper.
 
 The runner collects the wrappers of every file in one pass before judging calls (:class:`ForwarderTable`),
 keyed by qualified name (``verl.utils.tokenizer.hf_tokenizer``, the module's dotted name taken from its
@@ -220,16 +223,17 @@ class Reach:
         """CR501 for ``wrapper(..., trust_remote_code=v)`` where *wrapper* forwards ``**kwargs`` into a load. A
         parameter, lambda parameter or comprehension target of that name where the call stands is something else."""
         func = node.func
-        if isinstance(func, ast.Name):
-            scope, _ = scopes.lookup(func.id, func)
-            if scope is not None and scope is not scopes.module and func.id in own_names(scope):
-                return
         qual = names.resolve(func)
         if qual is None and isinstance(func, ast.Name) and func.id in names.bound:
             qual = f"{self.module}.{func.id}"  # a wrapper defined in this module
         held = self.forwarders.get(absolute(qual, self.package)) if qual is not None else None
-        if held is not None:
-            _report_switch(node, held.name, held, add)
+        if held is None:
+            return
+        if isinstance(func, ast.Name):  # asked only of a wrapper's name: most calls are not one
+            scope, _ = scopes.lookup(func.id, func)
+            if scope is not None and scope is not scopes.module and func.id in own_names(scope):
+                return
+        _report_switch(node, held.name, held, add)
 
 
 def _report_switch(node: ast.Call, called: str, held: Forwarder, add: Report) -> None:

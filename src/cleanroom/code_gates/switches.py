@@ -30,26 +30,31 @@ _KEY = "trust_remote_code"
 def check_dicts(nodes: dict[type, list], calls: list[ast.Call], add: Report) -> None:
     """The dict rule over one module (see the module docstring)."""
     spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
+    keys = [
+        (node, key, value)
+        for node in nodes.get(ast.Dict, ())
+        if id(node) not in spread  # ``f(**{...})``: checked as the call's keywords
+        for key, value in zip(node.keys, node.values, strict=True)
+        if key is not None and const_str(key) == _KEY and not is_const(value, False, None)
+    ]
+    written = _written(nodes, calls)
+    if not keys and not written:
+        return  # most modules: nothing to trace
     args = [a for call in calls for a in (*call.args, *(kw.value for kw in call.keywords))]
     passed = {id(a) for a in args}
     passed_names = {key for a in args if (key := dotted_name(a)) is not None}
     bound: dict[int, str] = {}
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         for target in assign.targets if isinstance(assign, ast.Assign) else [assign.target]:
-            key = dotted_name(target)
-            if key is not None and assign.value is not None:
-                bound[id(assign.value)] = key
-    for node in nodes.get(ast.Dict, ()):
-        if id(node) in spread:
-            continue  # ``f(**{...})``: checked as the call's keywords
-        for key, value in zip(node.keys, node.values, strict=True):
-            if key is None or const_str(key) != _KEY or is_const(value, False, None):
-                continue
-            if is_const(value, True):
-                add(key, "CR501", "trust_remote_code: True in a dict")
-            elif id(node) in passed or bound.get(id(node)) in passed_names:
-                add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
-    for where, owner, value in _written(nodes, calls):
+            name = dotted_name(target)
+            if name is not None and assign.value is not None:
+                bound[id(assign.value)] = name
+    for node, key, value in keys:
+        if is_const(value, True):
+            add(key, "CR501", "trust_remote_code: True in a dict")
+        elif id(node) in passed or bound.get(id(node)) in passed_names:
+            add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
+    for where, owner, value in written:
         if is_const(value, True):
             add(where, "CR501", f"trust_remote_code: True written into {owner}")
         elif owner in passed_names:
