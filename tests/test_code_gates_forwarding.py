@@ -168,3 +168,149 @@ def test_a_files_wrappers_are_kept_by_content_so_a_warm_run_parses_nothing(tmp_p
     damaged = ResultCache(tmp_path)
     damaged._old["facts:k"] = [["hf_tokenizer", "six", "x"]]
     assert damaged.facts("k", lambda: wrappers) == wrappers  # a damaged entry is recomputed
+
+
+def test_a_shadowing_parameter_or_comprehension_target_is_not_the_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare name is this module's wrapper only where no parameter, lambda parameter or comprehension target of
+    that name stands between the call and the module; the module-level call beside them stays flagged."""
+    monkeypatch.chdir(tmp_path)
+    same = WRAPPER + (
+        "\n\ndef run(hf_tokenizer, p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n"
+        "\n\ndef each(makers, p, t):\n    return [hf_tokenizer(p, trust_remote_code=t) for hf_tokenizer in makers]\n"
+        "\n\nuse = lambda hf_tokenizer, p, t: hf_tokenizer(p, trust_remote_code=t)\n"
+        "\n\ndef main(p, t):\n    return hf_tokenizer(p, trust_remote_code=t)\n"
+    )
+    _repo(tmp_path, {"train.py": same})
+    assert [f.split(" ")[0] for f in _cr501(tmp_path)] == ["train.py:39"]
+
+
+def test_a_nested_scope_that_rebinds_the_spread_forwards_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``def outer(p, **kwargs)`` whose only spread into a load is a nested function's or lambda's own ``**kwargs``
+    forwards nothing of the caller's; a nested function that closes over the outer ``kwargs`` does."""
+    monkeypatch.chdir(tmp_path)
+    source = """\
+        from transformers import AutoTokenizer
+
+
+        def outer(p, **kwargs):
+            make = lambda **kwargs: AutoTokenizer.from_pretrained(p, **kwargs)
+            return make(use_fast=True)
+
+
+        def closure(p, **kwargs):
+            def inner():
+                return AutoTokenizer.from_pretrained(p, **kwargs)
+            return inner()
+
+
+        def main(p, t):
+            a = outer(p, trust_remote_code=t)
+            return a, closure(p, trust_remote_code=t)
+        """
+    _repo(tmp_path, {"train.py": source})
+    assert _cr501(tmp_path) == [
+        "train.py:17 trust_remote_code passed a value that may be True to closure(), "
+        "forwarded by closure (train.py:11) to AutoTokenizer.from_pretrained"
+    ]
+
+
+METHODS = """\
+from transformers import AutoModel, AutoTokenizer
+
+
+class Loader:
+    def load(self, path, **kw):
+        return AutoModel.from_pretrained(path, **kw)
+
+    @classmethod
+    def make(cls, path, **kw):
+        return AutoTokenizer.from_pretrained(path, **kw)
+
+    def own_switch(self, path, trust_remote_code=False, **kw):
+        return AutoModel.from_pretrained(path, **kw)
+
+    def run(self, p, t, other):
+        a = self.load(p, trust_remote_code=t)
+        b = self.make(p, trust_remote_code=True)
+        c = self.load(p, trust_remote_code=False)
+        d = self.own_switch(p, trust_remote_code=t)
+        e = other.load(p, trust_remote_code=t)
+        f = self.missing(p, trust_remote_code=t)
+        return a, b, c, d, e, f
+
+
+class Other:
+    def load(self, path, **kw):
+        return dict(path=path, **kw)
+
+    def run(self, p, t):
+        return self.load(p, trust_remote_code=t)
+"""
+
+
+def test_a_method_that_forwards_kwargs_carries_the_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``self.load(p, trust_remote_code=t)`` where the enclosing class's own ``load`` spreads ``**kw`` into a load;
+    a literal False, a method with its own switch, another receiver, a method the class does not define, and
+    another class's method of the same name that loads nothing stay silent."""
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"lab.py": METHODS})
+    assert _cr501(tmp_path) == [
+        "lab.py:16 trust_remote_code passed a value that may be True to self.load(), "
+        "forwarded by Loader.load (lab.py:6) to AutoModel.from_pretrained",
+        "lab.py:17 trust_remote_code=True to self.make(), forwarded by Loader.make (lab.py:10) to AutoTokenizer.from_pretrained",
+    ]
+
+
+SPREAD_DICTS = """\
+from transformers import AutoModel
+from lab.utils import hf_tokenizer
+
+
+class Trainer:
+    def __init__(self, args):
+        self.kw = {"trust_remote_code": args.trust_remote_code}
+
+    def load(self, p):
+        return AutoModel.from_pretrained(p, **self.kw)
+
+
+def written(p, args):
+    kw = {}
+    kw["trust_remote_code"] = args.trust_remote_code
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def updated(p, args):
+    init_kwargs = dict(args.model_init_kwargs or {})
+    init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    return hf_tokenizer(p, **init_kwargs)
+
+
+def updated_kw(p, t):
+    options = {"revision": "main"}
+    options.update(trust_remote_code=t)
+    return AutoModel.from_pretrained(p, **options)
+
+
+def literal(settings):
+    settings["trust_remote_code"] = True
+    return settings
+
+
+def recorded(args):
+    record = {}
+    record["trust_remote_code"] = args.trust_remote_code
+    off = {}
+    off["trust_remote_code"] = False
+    return record, off
+"""
+
+
+def test_trust_remote_code_written_into_a_spread_dict(pkg: Path) -> None:
+    """The switch reaches a load (or a forwarding loader) through a dict bound to ``self.attr``, or written into a
+    dict by a subscript, ``setdefault`` or ``update``: CR501 where it is written; ``True`` anywhere. A record never
+    passed on, and a literal False, stay silent."""
+    _repo(pkg, {"run.py": SPREAD_DICTS})
+    assert [f.split(" ", 1)[0] for f in _cr501(pkg)] == ["run.py:7", "run.py:15", "run.py:21", "run.py:27", "run.py:32"]

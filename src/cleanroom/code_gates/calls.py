@@ -230,7 +230,7 @@ def _round_trip(node: ast.Call, qual: str, names: Names, scopes: Scopes) -> bool
     if not qual.endswith(".loads") or len(node.args) != 1:
         return False
     arg = node.args[0]
-    held = scopes.values(arg.id, arg.lineno) if isinstance(arg, ast.Name) else [arg]
+    held = scopes.values(arg.id, arg) if isinstance(arg, ast.Name) else [arg]
     dumps = qual[: -len("loads")] + "dumps"
     return bool(held) and all(isinstance(v, ast.Call) and names.resolve(v.func) == dumps for v in held)
 
@@ -295,7 +295,7 @@ def _spread_keywords(node: ast.Call, scopes: Scopes) -> list[tuple[str, ast.AST,
         if kw.arg is not None or isinstance(kw.value, ast.Dict):
             continue
         key = dotted_name(kw.value)
-        held = [kw.value] if key is None else scopes.values(key, kw.value.lineno)
+        held = [kw.value] if key is None else scopes.values(key, kw.value)
         for value in held:
             for k, v, where in dict_items(value) if value is not None else ():
                 # a dict literal's trust_remote_code is the dict rule's, reported at the key wherever the dict stands
@@ -314,7 +314,7 @@ def _names_tokens(value: ast.AST, scopes: Scopes) -> bool:
     directly or through a name bound to one in its scope: tokens added to the vocabulary, not the BOS/EOS
     switch (a bool or an unknown value)."""
     key = dotted_name(value)
-    held = [value] if key is None else scopes.values(key, getattr(value, "lineno", 1))
+    held = [value] if key is None else scopes.values(key, value)
     return any(isinstance(v, _TOKEN_DISPLAYS) or const_str(v) is not None for v in held if v is not None)
 
 

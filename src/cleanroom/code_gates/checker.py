@@ -30,12 +30,13 @@ import ast
 
 from cleanroom.code_gates.calls import check_call, check_from_pretrained_read, check_from_pretrained_write
 from cleanroom.code_gates.doubles import Doubles
-from cleanroom.code_gates.forwarding import Reach
-from cleanroom.code_gates.names import Names, attr_name, const_str, is_const
+from cleanroom.code_gates.forwarding import MethodForwarders, Reach
+from cleanroom.code_gates.names import Names, attr_name, const_str
 from cleanroom.code_gates.rules import RULES_BY_ID
 from cleanroom.code_gates.scopes import Scopes
+from cleanroom.code_gates.switches import check_dicts
 from cleanroom.code_gates.violation import Report, Violation
-from cleanroom.code_gates.vocabulary import CHAT_ATTRS, HELPERS, LOADER_DECIDES, SETTINGS_NAME, SPECIAL_ATTRS
+from cleanroom.code_gates.vocabulary import CHAT_ATTRS, HELPERS, SETTINGS_NAME, SPECIAL_ATTRS
 from cleanroom.code_gates.walk import collect, flag_contexts
 
 __all__ = ["HELPERS", "Violation", "check_tree"]
@@ -62,31 +63,6 @@ def _copied_into_config(target: ast.Attribute, value: ast.AST | None) -> bool:
     return (
         name.lower().endswith("config") and isinstance(value, ast.Attribute) and value.attr in SPECIAL_ATTRS
     )
-
-
-def _check_dicts(nodes: dict[type, list], calls: list[ast.Call], add: Report) -> None:
-    """``trust_remote_code`` in a dict literal: ``True`` anywhere; a non-literal where the dict is passed
-    on (an argument, or bound to a name that some call spreads or receives). A record of the setting
-    (a provenance or logging dict) is not passed on."""
-    spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
-    args = [a for call in calls for a in (*call.args, *(kw.value for kw in call.keywords))]
-    passed = {id(a) for a in args}
-    passed_names = {a.id for a in args if isinstance(a, ast.Name)}
-    bound: dict[int, str] = {}
-    for assign in nodes.get(ast.Assign, ()):
-        for target in assign.targets:
-            if isinstance(target, ast.Name):
-                bound[id(assign.value)] = target.id
-    for node in nodes.get(ast.Dict, ()):
-        if id(node) in spread:
-            continue  # ``f(**{...})``: checked as the call's keywords
-        for key, value in zip(node.keys, node.values, strict=True):
-            if key is None or const_str(key) != "trust_remote_code" or is_const(value, False, None):
-                continue
-            if is_const(value, True):
-                add(key, "CR501", "trust_remote_code: True in a dict")
-            elif id(node) in passed or bound.get(id(node)) in passed_names:
-                add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
 
 
 def check_tree(
@@ -121,12 +97,14 @@ def check_tree(
     flags = flag_contexts(nodes)
     scopes = Scopes(nodes)
     doubles = Doubles(nodes, names, scopes)
+    methods = MethodForwarders(path, names, scopes, table)
     _check_attributes(nodes, names, add, callees, flags, doubles)
     _check_subscripts(nodes, names, add)
-    _check_dicts(nodes, calls, add)
+    check_dicts(nodes, calls, add)
     for node in calls:
         if reach is not None:  # first: a wrapper's message names where the switch is forwarded
-            reach.check(node, names, add)
+            reach.check(node, names, scopes, add)
+        methods.check(node, add)
         check_call(node, names, add, id(node) in callees, flags, table, doubles, scopes)
     return found
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 
 from cleanroom.code_gates.names import Names, bound_pairs, dotted_name, reflective
 from cleanroom.code_gates.scopes import Scopes
@@ -280,16 +281,23 @@ class Doubles:
         if cached is not None:
             return cached
         verdict: dict[str, str | None] = {}
-        for node in ast.walk(scope):
+        for node, own in _walk_scoped(scope):
             pairs: list[tuple[ast.AST, ast.AST | None]] = []
             if isinstance(node, ast.Assign):
                 pairs = [(t, node.value) for t in node.targets]
             elif isinstance(node, ast.AnnAssign | ast.NamedExpr) and node.value is not None:
                 pairs = [(node.target, node.value)]
-            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            elif isinstance(node, ast.For | ast.AsyncFor):
                 pairs = [(node.target, None)]  # a loop variable: whatever the loop yields
+            elif isinstance(node, ast.comprehension):  # its plain names are its own scope's (Python 3)
+                pairs = [(node.target, None)]
+                own = False
             elif isinstance(node, ast.arg):
-                verdict[node.arg] = None  # a parameter: whatever the caller passes
+                if own:
+                    verdict[node.arg] = None  # a parameter: whatever the caller passes
+            elif isinstance(node, ast.Global | ast.Nonlocal) and not own:
+                for name in node.names:  # a nested function stores into this scope's name: unknown
+                    _bind(verdict, name, None)
             elif isinstance(node, ast.withitem) and node.optional_vars is not None:
                 made = node.context_expr
                 qual = self.names.resolve(made.func) if isinstance(made, ast.Call) else None
@@ -297,7 +305,9 @@ class Doubles:
                 pairs = [(node.optional_vars, made)]
                 if patched:  # ``with patch(...) as m``: m is a MagicMock
                     pairs = []
-                    _bind(verdict, dotted_name(node.optional_vars), MOCK)
+                    key = dotted_name(node.optional_vars)
+                    if own or (key is not None and "." in key):
+                        _bind(verdict, key, MOCK)
             elif isinstance(node, ast.Call):
                 access = reflective(node, self.names)
                 if access is not None and access[0] == "set" and len(node.args) > access[2] + 1:
@@ -305,14 +315,19 @@ class Doubles:
                     if owner is not None:
                         _bind(verdict, f"{owner}.{access[1]}", self.double_kind(node.args[access[2] + 1]))
             for target, value in pairs:
-                self._bind_target(verdict, target, value)
+                self._bind_target(verdict, target, value, own)
         self._bound[id(scope)] = verdict
         return verdict
 
-    def _bind_target(self, verdict: dict[str, str | None], target: ast.AST, value: ast.AST | None) -> None:
-        """Record *target* = *value* in *verdict* (see :meth:`_doubles_in`)."""
+    def _bind_target(
+        self, verdict: dict[str, str | None], target: ast.AST, value: ast.AST | None, own: bool = True
+    ) -> None:
+        """Record *target* = *value* in *verdict* (see :meth:`_doubles_in`). Where not *own* (inside a nested
+        function, lambda or a comprehension's target) a plain name is that scope's own and is skipped; an
+        attribute (``self.tok``) is the object's, bound wherever it is stored."""
         for key, element in bound_pairs(target, value):
-            self._bind_key(verdict, key, element)
+            if own or "." in key:
+                self._bind_key(verdict, key, element)
 
     def _bind_key(self, verdict: dict[str, str | None], key: str, value: ast.AST | None) -> None:
         """Record ``key = value`` and, for a double's constructor, each keyword it stores (``key.kw``)."""
@@ -322,6 +337,17 @@ class Doubles:
             for kw in value.keywords:
                 if kw.arg is not None:
                     _bind(verdict, f"{key}.{kw.arg}", self.double_kind(kw.value))
+
+
+def _walk_scoped(scope: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
+    """(node, own) for every node under *scope*; *own* is False inside a nested function, class or lambda, whose
+    plain names (parameters, assignments) are its own scope's, not *scope*'s."""
+    stack = [(child, True) for child in ast.iter_child_nodes(scope)]
+    while stack:
+        node, own = stack.pop()
+        yield node, own
+        inner = own and not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef)
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
 
 
 def _bind(verdict: dict[str, str | None], key: str | None, kind: str | None) -> None:

@@ -11,7 +11,10 @@ a literal ``False``/``None`` is judged as that load's switch (CR501).
 Narrow on purpose (no new false alarm on public code): a wrapper with its own ``trust_remote_code``
 parameter (the value never reaches ``**kwargs``) or whose body names the string ``"trust_remote_code"``
 (``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing; a receiver the import
-table cannot name (``cls.from_pretrained(**kw)``) is not a load here; methods are not followed.
+table cannot name (``cls.from_pretrained(**kw)``) is not a load here. A method is followed only within its
+module, from ``self.``/``cls.`` calls in the class that defines it (:class:`MethodForwarders`); a nested function,
+lambda or comprehension that rebinds the spread's name spreads its own value, and a parameter or comprehension
+target named like a wrapper where the call stands is not the wrapper.
 
 The runner collects the wrappers of every file in one pass before judging calls (:class:`ForwarderTable`),
 keyed by qualified name (``verl.utils.tokenizer.hf_tokenizer``, the module's dotted name taken from its
@@ -31,7 +34,8 @@ from functools import partial
 from pathlib import Path
 
 from cleanroom.code_gates.cache import ResultCache
-from cleanroom.code_gates.names import Names, const_str, is_const, keywords
+from cleanroom.code_gates.names import Names, const_str, is_const, keywords, shown
+from cleanroom.code_gates.scopes import EXPRESSION_SCOPES, Scopes, own_names
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import LOADER_DECIDES, PIPELINES, helper_rule, is_loading_class
 from cleanroom.code_gates.walk import collect
@@ -95,7 +99,8 @@ def _load_target(call: ast.Call, names: Names, helpers: Mapping[str, str]) -> st
 
 
 def _forwarded_load(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: Names, helpers: Mapping[str, str]) -> tuple[int, str] | None:
-    """(line, target) of the first load *fn* spreads its ``**kwargs`` into, or None."""
+    """(line, target) of the first load *fn* spreads its ``**kwargs`` into, or None. A nested function, lambda
+    or comprehension that binds the same name spreads its own value, not *fn*'s."""
     args = fn.args
     if args.kwarg is None:
         return None
@@ -104,15 +109,22 @@ def _forwarded_load(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: Names, he
         return None  # the caller's value binds the parameter, never reaches **kwargs
     spread = args.kwarg.arg
     found: tuple[int, str] | None = None
-    for node in (n for stmt in fn.body for n in ast.walk(stmt)):
+    stack: list[tuple[ast.AST, bool]] = [(stmt, True) for stmt in fn.body]
+    while stack:
+        node, seen = stack.pop()  # *seen*: *fn*'s ``**kwargs`` is the name visible here
         if const_str(node) == "trust_remote_code":
             return None  # popped, overridden or read from kwargs: not passed through unchanged
-        if found is None and isinstance(node, ast.Call):
+        if seen and isinstance(node, ast.Call) and (found is None or node.lineno < found[0]):
             if any(kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == spread for kw in node.keywords):
                 target = _load_target(node, names, helpers)
                 if target is not None:
                     found = (node.lineno, target)
+        inner = seen and not (isinstance(node, (*EXPRESSION_SCOPES, *_DEFS)) and spread in own_names(node))
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
     return found
+
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 # A file can define a forwarding loader only if its text has a spread and a load's name.
@@ -207,8 +219,9 @@ class Reach:
             return b""
         return repr((self.module, self.package, sorted(self.forwarders.items()))).encode()
 
-    def check(self, node: ast.Call, names: Names, add: Report) -> None:
-        """CR501 for ``wrapper(..., trust_remote_code=v)`` where *wrapper* forwards ``**kwargs`` into a load."""
+    def check(self, node: ast.Call, names: Names, scopes: Scopes, add: Report) -> None:
+        """CR501 for ``wrapper(..., trust_remote_code=v)`` where *wrapper* forwards ``**kwargs`` into a load. A
+        parameter, lambda parameter or comprehension target of that name where the call stands is something else."""
         func = node.func
         qual = names.resolve(func)
         if qual is None and isinstance(func, ast.Name) and func.id in names.bound:
@@ -216,11 +229,61 @@ class Reach:
         held = self.forwarders.get(absolute(qual, self.package)) if qual is not None else None
         if held is None:
             return
-        for key, value, where in keywords(node):
-            if key == "trust_remote_code" and not is_const(value, False, None):
-                literal = is_const(value, True)
-                what = "trust_remote_code=True" if literal else "trust_remote_code passed a value that may be True"
-                add(where, "CR501", f"{what} to {held.name}(), {held.describe()}", "" if literal else LOADER_DECIDES)
+        if isinstance(func, ast.Name):  # asked only of a wrapper's name: most calls are not one
+            scope, _ = scopes.lookup(func.id, func)
+            if scope is not None and scope is not scopes.module and func.id in own_names(scope):
+                return
+        _report_switch(node, held.name, held, add)
 
 
-__all__ = ["Forwarder", "ForwarderTable", "Reach", "absolute", "module_name", "package_of"]
+def _report_switch(node: ast.Call, called: str, held: Forwarder, add: Report) -> None:
+    """CR501 at each ``trust_remote_code=`` of *node* that may be True: *called* forwards it into *held*'s load."""
+    for key, value, where in keywords(node):
+        if key == "trust_remote_code" and not is_const(value, False, None):
+            literal = is_const(value, True)
+            what = "trust_remote_code=True" if literal else "trust_remote_code passed a value that may be True"
+            add(where, "CR501", f"{what} to {called}(), {held.describe()}", "" if literal else LOADER_DECIDES)
+
+
+class MethodForwarders:
+    """Methods as forwarding loaders, within one module: ``self.load(p, trust_remote_code=t)`` (or ``cls.``) in a
+    class whose own ``def load(self, path, **kw)`` spreads ``**kw`` into a load. Conservative: only ``self.``/``cls.``
+    calls, resolved to a method defined in the body of the class that encloses the call (the last ``def`` of
+    that name); inherited methods and other receivers are not followed."""
+
+    def __init__(self, path: str, names: Names, scopes: Scopes, helpers: Mapping[str, str]) -> None:
+        self.path = path
+        self.names = names
+        self.scopes = scopes
+        self.helpers = helpers
+        self._known: dict[int, Forwarder | None] = {}
+
+    def check(self, node: ast.Call, add: Report) -> None:
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls")):
+            return
+        if not any(kw.arg == "trust_remote_code" for kw in node.keywords) and not any(
+            kw.arg is None and isinstance(kw.value, ast.Dict) for kw in node.keywords
+        ):
+            return  # most calls: nothing to carry
+        owner = self.scopes.enclosing_class(node.lineno)
+        if owner is None:
+            return
+        method = next(
+            (s for s in reversed(owner.body) if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == func.attr),
+            None,
+        )
+        held = self._forwarder(owner, method) if method is not None else None
+        if held is not None:
+            _report_switch(node, shown(func), held, add)
+
+    def _forwarder(self, owner: ast.ClassDef, method: ast.FunctionDef | ast.AsyncFunctionDef) -> Forwarder | None:
+        if id(method) not in self._known:
+            load = _forwarded_load(method, self.names, self.helpers)
+            self._known[id(method)] = (
+                None if load is None else Forwarder(f"{owner.name}.{method.name}", self.path, load[0], load[1])
+            )
+        return self._known[id(method)]
+
+
+__all__ = ["Forwarder", "ForwarderTable", "MethodForwarders", "Reach", "absolute", "module_name", "package_of"]

@@ -27,7 +27,7 @@ def check_engine_chat(node: ast.Call, receiver: ast.AST, names: Names, scopes: S
     held: list[ast.AST | None] = [receiver]
     key = dotted_name(receiver)
     if key is not None:
-        held = list(scopes.values(key, node.lineno))
+        held = list(scopes.values(key, receiver))
     for value in held:
         made = _engine_call(value, names)
         if made is not None:
@@ -68,7 +68,7 @@ def check_template_source(node: ast.Call, names: Names, scopes: Scopes, add: Rep
         return
     read = _chat_template_read(source, names)
     key = dotted_name(source)
-    for value in scopes.values(key, source.lineno) if read is None and key is not None else ():
+    for value in scopes.values(key, source) if read is None and key is not None else ():
         read = _chat_template_read(value, names) if value is not None else None
         if read is not None:
             break
@@ -80,7 +80,7 @@ def check_template_source(node: ast.Call, names: Names, scopes: Scopes, add: Rep
 def _environment(receiver: ast.expr, names: Names, scopes: Scopes) -> bool:
     """Whether *receiver* of ``.from_string`` may be a jinja environment (see :func:`check_template_source`)."""
     key = dotted_name(receiver)
-    held = [receiver] if key is None else [receiver, *scopes.values(key, receiver.lineno)]
+    held = [receiver] if key is None else [receiver, *scopes.values(key, receiver)]
     for value in held:
         if isinstance(value, ast.Call):
             qual = names.resolve(value.func)
