@@ -13,6 +13,7 @@ from cleanroom import errors
         (errors.ConfigError, ValueError, 2),
         (errors.InputError, ValueError, 2),
         (errors.MissingFileError, FileNotFoundError, 2),
+        (errors.OutputPathError, OSError, 2),
         (errors.DependencyError, ImportError, 2),
         (errors.ContaminationError, ValueError, 1),
         (errors.InstructModelError, ValueError, 2),

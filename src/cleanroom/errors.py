@@ -31,6 +31,12 @@ class MissingFileError(InputError, FileNotFoundError):
     """A file or directory the user pointed at does not exist."""
 
 
+class OutputPathError(ConfigError, OSError):
+    """An output path cannot take a file: it is a device, a FIFO, a socket, a directory or a symlink loop, or
+    its directory is a file or not writable (found before anything is written). Also an OSError, the error
+    the write itself would have met, so a caller that skips an unwritable cache keeps skipping it."""
+
+
 class DependencyError(CleanroomError, ImportError):
     """An optional dependency is missing; the message carries the install command."""
 
@@ -107,6 +113,7 @@ __all__ = [
     "InputError",
     "InstructModelError",
     "MissingFileError",
+    "OutputPathError",
     "PatchedProcessError",
     "ProvenanceError",
     "StatisticsError",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import InputError, ProvenanceError
-from cleanroom.fs import atomic_write_bytes
+from cleanroom.fs import atomic_write_bytes, check_output_path
 from cleanroom.hashing import canonical_json, content_sha256, sha256_hex
 from cleanroom.jsonl import read_jsonl, scan_jsonl_bytes
 from cleanroom.redaction import find_secret
@@ -97,6 +97,7 @@ class RecordWriter:
         self._prev = CHAIN_SEED
         self.count = 0
         self.truncated_bytes = 0
+        check_output_path(path)  # a FIFO or device here would block the read below or take the records
         self._recover()
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -177,10 +178,13 @@ def write_records(
     producer: Mapping[str, Any],
     parents_of: Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]] = lambda payload: (),
     record_id_of: Callable[[Mapping[str, Any]], str] | None = None,
+    write: Callable[[Path, bytes], None] = atomic_write_bytes,
 ) -> None:
     """Write a whole record file atomically (outside a stage), each record with its provenance block.
 
-    Ids default to ``<file stem>:<first 16 hex of content_sha256>``; duplicate ids are an error.
+    Ids default to ``<file stem>:<first 16 hex of content_sha256>``; duplicate ids are an error. *write*
+    puts the bytes on disk: :func:`~cleanroom.fs.atomic_write_bytes`, or an :class:`~cleanroom.fs.OutputGroup`'s
+    ``write`` when the file is one of several outputs replaced together.
     """
     target = Path(path)
     if not isinstance(producer, Mapping):
@@ -198,7 +202,7 @@ def write_records(
             prev=prev,
         )
         lines.append(line)
-    atomic_write_bytes(target, b"".join(lines))
+    write(target, b"".join(lines))
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
