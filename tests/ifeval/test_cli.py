@@ -53,6 +53,84 @@ def test_score_missing_key_is_exit_2(files, capsys):
     assert "have no response" in capsys.readouterr().err
 
 
+def _score(files, *extra: str) -> int:
+    return main(["eval", "score", "--prompts", str(files / "eval_prompts.jsonl"), "--responses",
+                 str(files / "responses.jsonl"), *extra])
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and "unexpected" not in err[0], err
+    return err[0]
+
+
+def test_score_refuses_a_fifo_or_device_output_and_writes_nothing(files, capsys):
+    """Before the fix both were replaced by a regular file, rc 0 (as root, --out /dev/null replaced /dev/null)."""
+    import os
+    import stat
+
+    os.mkfifo(files / "fo")
+    (files / "dn").symlink_to(os.devnull)
+    assert _score(files, "--out", str(files / "v.jsonl"), "--summary", str(files / "fo")) == 2
+    assert "--summary" in (line := _err_line(capsys)) and "is a FIFO (named pipe), not a regular file" in line
+    assert stat.S_ISFIFO((files / "fo").lstat().st_mode) and not (files / "v.jsonl").exists()
+    assert _score(files, "--out", str(files / "dn")) == 2
+    assert "--out" in (line := _err_line(capsys)) and "is a character device" in line
+    assert (files / "dn").is_symlink()
+
+
+def test_score_writes_neither_output_when_the_summary_cannot_be_written(files, capsys):
+    """Before the fix --out (303 KB on the full set) was written, then --summary failed with rc 2."""
+    (files / "f").write_text("x\n")
+    assert _score(files, "--out", str(files / "v2.jsonl"), "--summary", str(files / "f" / "s.json")) == 2
+    assert "f is a file, so nothing can be written under it" in _err_line(capsys)
+    assert not (files / "v2.jsonl").exists()
+
+
+def test_score_names_a_symlink_loop_instead_of_crashing(files, capsys):
+    (files / "l1").symlink_to(files / "l2")
+    (files / "l2").symlink_to(files / "l1")
+    assert main(["eval", "score", "--prompts", str(files / "eval_prompts.jsonl"), "--responses", str(files / "l1"),
+                 "--out", str(files / "v.jsonl")]) == 2
+    assert "InputError: --responses" in (line := _err_line(capsys)) and "l1: is a symlink loop" in line
+
+
+def test_score_replaces_its_own_outputs_but_not_a_users_file(files, capsys):
+    out, summary = files / "v.jsonl", files / "s.json"
+    assert _score(files, "--out", str(out), "--summary", str(summary)) == 0
+    assert _score(files, "--out", str(out), "--summary", str(summary)) == 0  # its own outputs: replaced
+    capsys.readouterr()
+    notes = files / "mynotes.txt"
+    notes.write_text("notes\n")
+    for option in ("--summary", "--out"):
+        args = {"--out": str(out), "--summary": str(summary)} | {option: str(notes)}
+        assert _score(files, *[x for kv in args.items() for x in kv]) == 2
+        line = _err_line(capsys)
+        assert f"{option} {notes}: exists and is not a" in line and "remove that file or pass another path" in line
+        assert notes.read_text() == "notes\n"
+    assert _score(files, "--out", str(files / "sft_pool.jsonl"), "--summary", str(summary)) == 2
+    assert "is not a verdict file of `cleanroom eval score`" in _err_line(capsys)  # another command's output
+
+
+def test_make_set_refuses_a_negative_seed_at_the_argument(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "make-set", "--out", str(tmp_path / "x"), "--seed", "-1"])
+    assert exc.value.code == 2 and "argument --seed: -1 is not >= 0; pass an integer >= 0" in _err_line(capsys)
+    assert not (tmp_path / "x").exists()
+
+
+def test_make_set_refuses_to_replace_a_file_that_is_not_part_of_a_set(tmp_path, capsys):
+    argv = ["eval", "make-set", "--out", str(tmp_path), "--n-eval", "5", "--n-pool", "5"]
+    assert main(argv) == 0 and main(argv) == 0  # a set's own files are replaced
+    capsys.readouterr()
+    (tmp_path / "sft_pool.jsonl").write_text("mine\n")
+    before = (tmp_path / "eval_prompts.jsonl").read_bytes()
+    assert main([*argv[:-1], "6"]) == 2
+    assert "sft_pool.jsonl: exists and is not a file of an eval set" in _err_line(capsys)
+    assert (tmp_path / "sft_pool.jsonl").read_text() == "mine\n"
+    assert (tmp_path / "eval_prompts.jsonl").read_bytes() == before
+
+
 def test_make_set_command(tmp_path, capsys):
     assert main(["eval", "make-set", "--out", str(tmp_path), "--n-eval", "300", "--n-pool", "50"]) == 0
     info = json.loads((tmp_path / "eval_set.json").read_text())

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from cleanroom.artifacts import atomic_write_bytes, pretty_json, write_records
+from cleanroom.artifacts import pretty_json, write_records
 from cleanroom.errors import ContaminationError, InputError
-from cleanroom.fs import check_outputs
-from cleanroom.ifeval.io import PromptRecord, file_sha256, prompt_record_from_dict
+from cleanroom.fs import OutputGroup, check_outputs, refuse_replacing_foreign
+from cleanroom.ifeval.io import PromptRecord, produced_by, prompt_record_from_dict
 from cleanroom.ifeval.templates import (
     COMMON_LETTERS,
     END_PHRASES,
@@ -255,14 +255,27 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     """Write ``eval_prompts.jsonl`` and ``sft_pool.jsonl`` under ``out_dir``; return their digests.
 
     The pool is checked against the eval set with :func:`check_overlap` before anything is written.
-    Each file is written atomically (temp file, fsync, rename) by
-    :func:`cleanroom.artifacts.write_records`, every record with its provenance block: record id
-    ``eval_prompts:<key>`` / ``sft_pool:<key>``, and a producer naming this generator's digest. The
-    producer's ``provenance_sha256`` is the digest of the returned ``provenance`` (generator version
-    and digest, seed, sizes) — no clock or machine in it, so the same arguments give the same bytes.
+    Each file is written atomically (temp file, fsync, rename), both replaced together
+    (:class:`cleanroom.fs.OutputGroup`), by :func:`cleanroom.artifacts.write_records`, every record with
+    its provenance block: record id ``eval_prompts:<key>`` / ``sft_pool:<key>``, and a producer naming this
+    generator's digest. The producer's ``provenance_sha256`` is the digest of the returned ``provenance``
+    (generator version and digest, seed, sizes) — no clock or machine in it, so the same arguments give the
+    same bytes.
     """
+    with OutputGroup() as group:
+        return _stage_eval_set(Path(out_dir), group, seed=seed, n_eval=n_eval, n_pool=n_pool)
+
+
+def _stage_eval_set(out: Path, group: OutputGroup, *, seed: int, n_eval: int, n_pool: int) -> dict[str, Any]:
+    """:func:`make_eval_set`'s work, its two files written into *group* (renamed when the group ends)."""
     if n_eval < 1 or n_pool < 1:
         raise InputError(f"n_eval and n_pool must be >= 1, got {n_eval}, {n_pool}")
+    if seed < 0:
+        raise InputError(f"seed must be >= 0, got {seed}")
+    check_outputs({f"eval set file {name}": out / name for name in _SET_FILES}, {})  # before any is replaced
+    for name, producer_name in _SET_FILES.items():
+        refuse_replacing_foreign(f"eval set file {name}", out / name,
+                                 functools.partial(produced_by, stage=producer_name), "a file of an eval set")
     eval_set = generate_prompts(n_eval, seed=seed, split="eval")
     pool = generate_prompts(n_pool, seed=seed, split="pool")
     check_overlap(eval_set, pool, n=13)
@@ -271,14 +284,15 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
                   **settings}
     producer = {"stage": "eval_make_set", "run_id": None, "config_sha256": sha256_hex(canonical_json(settings)),
                 "provenance_sha256": sha256_hex(canonical_json(provenance)), "generator_digest": GENERATOR_DIGEST}
-    out = Path(out_dir)
-    check_outputs({f"eval set file {name}": out / name for name in _SET_FILES}, {})  # before any is replaced
     digests = {}
+
+    def write(path: Path, data: bytes) -> None:
+        group.write(path, data)
+        digests[f"{path.stem}_sha256"] = sha256_hex(data)  # the bytes the file will hold once renamed
+
     for name, records in (("eval_prompts", eval_set), ("sft_pool", pool)):
-        path = out / f"{name}.jsonl"
-        write_records(path, [r.to_dict() for r in records], producer=producer,
-                      record_id_of=functools.partial(_record_id, name))
-        digests[f"{name}_sha256"] = file_sha256(path)
+        write_records(out / f"{name}.jsonl", [r.to_dict() for r in records], producer=producer,
+                      record_id_of=functools.partial(_record_id, name), write=write)
     covered = sorted({i for r in eval_set for i in r.instruction_id_list})
     return {
         "generator_version": GENERATOR_VERSION,
@@ -292,14 +306,16 @@ def make_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_po
     }
 
 
-#: The files of an eval set directory: a failure after one of them was replaced would leave a mixed set.
-_SET_FILES = ("eval_prompts.jsonl", "sft_pool.jsonl", "eval_set.json")
+#: The files of an eval set directory (a failure after one of them was replaced would leave a mixed set),
+#: each with the producer its provenance names, which tells an earlier set's file from a user's.
+_SET_FILES = {"eval_prompts.jsonl": "eval_make_set", "sft_pool.jsonl": "eval_make_set", "eval_set.json": __name__}
 
 
 def write_eval_set(out_dir: str | Path, *, seed: int = 0, n_eval: int = 300, n_pool: int = 600) -> dict[str, Any]:
     """:func:`make_eval_set`, plus its returned digests and sizes in ``eval_set.json`` beside the two files
-    (``cleanroom eval make-set``)."""
+    (``cleanroom eval make-set``); the three files are replaced together."""
 
-    info = make_eval_set(out_dir, seed=seed, n_eval=n_eval, n_pool=n_pool)
-    atomic_write_bytes(Path(out_dir) / "eval_set.json", pretty_json(info))
+    with OutputGroup() as group:
+        info = _stage_eval_set(Path(out_dir), group, seed=seed, n_eval=n_eval, n_pool=n_pool)
+        group.write(Path(out_dir) / "eval_set.json", pretty_json(info))
     return info

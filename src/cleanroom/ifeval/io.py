@@ -17,7 +17,7 @@ from typing import Any, cast
 from cleanroom.errors import InputError
 from cleanroom.hashing import sha256_file
 from cleanroom.ifeval.checkers import Instruction, build_instruction
-from cleanroom.jsonl import iter_jsonl
+from cleanroom.jsonl import iter_jsonl, loads
 
 Key = int | str
 
@@ -125,3 +125,28 @@ def read_response_conditions(path: str | Path) -> dict[Key, dict[str, Any]]:
     path = Path(path)
     return {_key(obj, path, lineno): {f: obj.get(f) for f in RESPONSE_CONDITIONS}
             for lineno, obj in _lines(path, "responses file")}
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        obj = loads(data)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def produced_by(path: Path, stage: str) -> bool:
+    """Whether *path* is an output of the cleanroom command whose provenance names *stage*, told by content:
+    a record file whose first record's producer is *stage* (``eval score --out``, ``make-set``'s JSONL files),
+    or a JSON file whose provenance block is *stage*'s (``--summary``, ``eval_set.json``). Anything else, a
+    file too damaged to tell included, is not, so an output never silently replaces a user's file."""
+    with open(path, "rb") as fh:
+        first = _json_object(fh.readline(1 << 24))
+    if first is None and path.stat().st_size < 1 << 24:  # not one record a line: one JSON document
+        first = _json_object(path.read_bytes())
+    prov = first.get("provenance") if first is not None else None
+    if not isinstance(prov, dict):
+        return False
+    producer = prov.get("producer")
+    named = producer.get("stage") if isinstance(producer, dict) else prov.get("stage", prov.get("generator"))
+    return named == stage
