@@ -22,6 +22,34 @@ from cleanroom.errors import ConfigError, InputError, MissingFileError, Provenan
 from cleanroom.provenance import canonical_json, capture_provenance, content_sha256, hash_file, sha256_hex
 from cleanroom.verify import trace_record, verify_run
 
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_a_finished_stage_gives_every_file_it_lists_the_mode_open_gives(tmp_path, mask) -> None:
+    """safetensors.save_file writes adapter weights 0600 and RecordWriter creates record files 0644 whatever
+    the umask: finishing the stage gives each listed file ``0666 & ~umask`` (0644 under 0022, 0664 under 0002),
+    so another user can `cleanroom verify` the run."""
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        run = RunDir.create(tmp_path, "r1", CONFIG)
+        with run.stage("sft", provenance=capture_provenance("sft", run_id="r1", config=CONFIG)) as st:
+            st.jsonl("examples.jsonl").write({"n": 1})
+            (st.dir / "adapter").mkdir()
+            fd = os.open(st.dir / "adapter" / "adapter_model.safetensors", os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"weights")
+            os.close(fd)
+            (st.dir / "notes.txt").write_text("x")
+            (st.dir / "notes.txt").chmod(0o600)
+    finally:
+        os.umask(old)
+    manifest = json.loads((run.path / "sft" / "manifest.json").read_text())
+    modes = {f: stat.S_IMODE((run.path / "sft" / f).stat().st_mode) for f in manifest["files"]}
+    assert {"adapter/adapter_model.safetensors", "examples.jsonl", "notes.txt", "stage.json"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o666 & ~mask), {f: oct(m) for f, m in modes.items()}
+
+
 CONFIG = {"model": {"path": "tiny"}, "seed": 0, "sft": {"lr": 0.0002}}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from cleanroom.artifacts.layout import (
 )
 from cleanroom.artifacts.records import RecordWriter
 from cleanroom.errors import ConfigError, InputError, MissingFileError, ProvenanceError
-from cleanroom.fs import atomic_write_bytes, fsync_dir
+from cleanroom.fs import atomic_write_bytes, fsync_dir, open_mode
 from cleanroom.hashing import canonical_json, digest_path, hash_file, sha256_hex
 from cleanroom.jsonl import loads
 from cleanroom.provenance import ProvenanceRecord
@@ -32,10 +33,16 @@ from cleanroom.redaction import find_secret, redact
 
 
 def _stage_files(stage_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each file of a finishing stage (the manifest's ``files``) with its digest and size. Each also gets the
+    mode a plain ``open()`` gives a new file under the umask: a library that saves its files 0600 (safetensors
+    does, for adapter weights) would otherwise keep a collaborator on a shared box from verifying the run."""
+    mode = open_mode()
     out = {}
     for f in sorted(stage_dir.rglob("*")):
         rel = f.relative_to(stage_dir).as_posix()
         if f.is_file() and rel != "manifest.json" and not (f.name.startswith(".") and f.name.endswith(".tmp")):
+            if not f.is_symlink() and stat.S_IMODE(f.stat().st_mode) != mode:
+                os.chmod(f, mode)
             out[rel] = {"sha256": hash_file(f, cache=False), "bytes": f.stat().st_size}
     return out
 
