@@ -191,3 +191,30 @@ def test_verify_names_a_deleted_stage_directory_first(tmp_path, capsys) -> None:
                           "found directory missing"), out
         shutil.move(saved, run.path / stage)
     assert main(["verify", str(run.path)]) == 0
+
+
+def test_trace_says_which_link_targets_it_did_not_rehash(tmp_path, tiny_base_model, capsys) -> None:
+    """A parent link to a file outside the run's record files (here an external file) and the base model files
+    are not re-hashed by trace: the output says so instead of counting them as checked; `verify` checks them."""
+    external = tmp_path / "weights.bin"
+    external.write_bytes(b"w")
+    run = RunDir.create(tmp_path, "r4", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r4")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1", parents=[run.ref(str(external), None)])
+    run.finalize()
+    assert main(["trace", str(run.path), "gen:1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "checked: 1 records in 1 record files match their digests and manifests, 0 parent links"
+    assert out[-1] == ("not re-hashed by trace: 1 parent link target outside the run's record files (weights, "
+                       f"external files); `cleanroom verify {run.path}` checks them")
+    external.write_bytes(b"x")  # trace did not read it, and does not claim it; verify reads it
+    assert main(["verify", str(run.path)]) == 1
+    capsys.readouterr()
+    run = RunDir.create(tmp_path, "r5", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r5", model_path=tiny_base_model)) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    run.finalize()
+    assert main(["trace", str(run.path), "gen:1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "not re-hashed by trace: the base model files shown (their digests as recorded); "
+        f"`cleanroom verify {run.path}` checks them")

@@ -37,6 +37,11 @@ class CheckedTrace:
     def verified(self) -> bool:
         return not self.report.errors
 
+    @property
+    def shows_model_files(self) -> bool:
+        """Whether the tree shows base model file digests (as recorded: trace does not re-hash them)."""
+        return any(n.model and n.model.get("files") for n in _nodes(self.node))
+
 
 def _nodes(node: TraceNode) -> Iterator[TraceNode]:
     yield node

@@ -130,11 +130,12 @@ def _trace_lines(checked: CheckedTrace, run_dir: str) -> list[str]:
                 f"verify {run_dir}` for every broken edge"]
     c = report.counts
     skipped = len(checked.not_rehashed)
+    left = ([f"{skipped} parent link target{'s' * (skipped != 1)} outside the run's record files (weights, external "
+             "files)"] if skipped else []) + (["the base model files shown (their digests as recorded)"]
+                                             if checked.shows_model_files else [])
     return [tree, f"checked: {c['records']} records in {c['files']} record files match their digests and "
-            f"manifests, {c['parents']} parent links", *([
-                f"not re-hashed by trace: {skipped} parent link target{'s' * (skipped != 1)} outside the run's "
-                f"record files (weights, external files) and the base model files; `cleanroom verify {run_dir}` "
-                "checks them"] if skipped or checked.node.model else [])]
+            f"manifests, {c['parents']} parent links",
+            *([f"not re-hashed by trace: {' and '.join(left)}; `cleanroom verify {run_dir}` checks them"] if left else [])]
 
 
 def run_env(args: argparse.Namespace) -> int:
