@@ -78,6 +78,7 @@ LAYERS: dict[str, int] = {
     "cleanroom.verify": 4,
     "cleanroom.verify_links": 4,  # verify's checks of what the stages read (inputs, base model, parents), --remap
     "cleanroom.trace": 4,
+    "cleanroom.ancestry": 4,  # a trace's records checked against their digests with verify's checks
     # 5 domain: statistics, instruction-following eval, code gates, estimates, training, fixtures, config.
     "cleanroom.stats": 5,
     "cleanroom.ifeval": 5,

@@ -217,6 +217,31 @@ def test_an_instruct_model_given_as_base_is_an_input_error_exit_2(tmp_path) -> N
     loader.CleanModelLoader(tmp_path / "x-instruct", allow_instruct=True, allow_instruct_reason="a test")._decide(probe)
 
 
+def test_the_instruct_refusal_names_the_fix_of_the_surface_that_raised_it(tmp_path, tiny_base_model) -> None:
+    """The loader's fix names its own keywords ("with a reason" named none); a caller with another way to accept
+    the model gives the same refusal with its fix (a run: the config's keys, not a keyword it has no way to pass)."""
+    from cleanroom.pipeline.common import BudgetMeter, Context, load_model
+
+    probe = SimpleNamespace(is_instruct=True, reasons=["name marker: instruct in 'x-instruct'"])
+    with pytest.raises(errors.InstructModelError) as exc:
+        loader.CleanModelLoader(tmp_path / "x-instruct")._decide(probe)
+    assert str(exc.value).endswith("or pass allow_instruct=True with allow_instruct_reason='why' (recorded in "
+                                   "provenance)") and exc.value.probe is probe
+    other = exc.value.with_fix("pass --allow-instruct REASON")
+    assert str(other) == f"{exc.value.refusal} — pass --allow-instruct REASON" and other.probe is probe
+    model = tmp_path / "instruct"
+    shutil.copytree(tiny_base_model, model)
+    gen = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps(gen | {"eos_token_id": [151645, 151643]}))
+    spec = load_config("tiny", [f"model.path={model}"])
+    ctx = Context(spec=spec, run=RunDir.create(tmp_path, "t", {"seed": 0}), device="cpu", budget=BudgetMeter(0.0),
+                  progress=False)
+    with pytest.raises(errors.InstructModelError) as exc:
+        load_model(ctx, probe=False)
+    assert "set model.allow_instruct=true and model.allow_instruct_reason='why' in the profile" in str(exc.value)
+    assert "allow_instruct=True" not in str(exc.value)
+
+
 # ---------------------------------------------------------------- run directories
 
 

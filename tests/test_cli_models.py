@@ -124,7 +124,7 @@ def test_inspect_model_without_weights_is_not_checked_and_says_so(tmp_path, tiny
     shutil.copytree(tiny_base_model, bare, ignore=shutil.ignore_patterns("*.safetensors"))
     assert main(["inspect-model", str(bare)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith(f"NOT CHECKED {bare} (tokenizer and config only)")
+    assert out.startswith(f"NOT CHECKED {bare} (checked: tokenizer, config.json, generation_config.json)")
     assert "probe: not run (no weights in" in out and "instruct=" not in out and "p_eot=None" not in out
     assert main(["inspect-model", str(bare), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -134,6 +134,26 @@ def test_inspect_model_without_weights_is_not_checked_and_says_so(tmp_path, tiny
     assert main(["inspect-model", str(bare), "--no-probe"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("TOKENIZER-ONLY CLEAN") and "probe: not run (--no-probe)" in out
+
+
+@pytest.mark.parametrize(("remove", "scope"), [
+    (("config.json",), "checked: tokenizer, generation_config.json; no config.json: the markers that read it did not run"),
+    (("config.json", "generation_config.json"),
+     "checked: tokenizer; no config.json or generation_config.json: the markers that read them did not run"),
+])
+def test_tokenizer_only_clean_names_the_config_files_it_read_and_those_it_did_not(tmp_path, tiny_base_model, capsys,
+                                                                                  remove, scope):
+    """A directory without config.json was reported "(tokenizer and config only)": the wording says what was
+    read, and that the markers of an absent file did not run."""
+    bare = tmp_path / "m_nocfg"
+    shutil.copytree(tiny_base_model, bare, ignore=shutil.ignore_patterns("*.safetensors"))
+    for name in remove:
+        (bare / name).unlink()
+    assert main(["inspect-model", str(bare), "--no-probe"]) == 0
+    assert capsys.readouterr().out.startswith(f"TOKENIZER-ONLY CLEAN {bare} ({scope}): base EOS")
+    assert main(["inspect-model", str(bare), "--no-probe", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["configs"] == [
+        n for n in ("config.json", "generation_config.json") if n not in remove]
 
 
 @pytest.mark.parametrize(("data", "where"), [

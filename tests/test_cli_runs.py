@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 from cleanroom.artifacts import RunDir
@@ -114,3 +115,106 @@ def test_env_reports_the_drivers_cuda_from_nvidia_smi_without_torch(tmp_path, ca
         assert (hw["cuda"], hw["cuda_source"], hw["gpus"]) == (None, None, [])
     finally:
         environment._nvidia_smi_cuda.cache_clear()
+
+
+def test_trace_of_an_edited_record_is_unverified_and_exits_1(tmp_path, capsys) -> None:
+    """One response byte edited: `verify` says BROKEN, and `trace` no longer prints the ancestry as sound:
+    it marks it UNVERIFIED and names the first broken edge, the one `verify` names."""
+    run = _run(tmp_path)
+    assert main(["trace", str(run.path), "gen:2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "checked: 2 records in 1 record files match their digests and manifests, 1 parent links"
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"a"', b'"x"'))
+    assert main(["verify", str(run.path)]) == 1
+    verify_first = capsys.readouterr().out.splitlines()[0]
+    assert verify_first.startswith("BROKEN: gen/g.jsonl line 1: content_sha256: expected ")
+    assert main(["trace", str(run.path), "gen:2"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "UNVERIFIED ancestry of gen:2: the records it was read from do not match their digests"
+    assert out[1].startswith("gen:2  [gen/g.jsonl line 2]") and out[2].strip().startswith("<- gen:1")
+    assert out[-1].startswith("BROKEN: gen/g.jsonl:1: content_sha256: expected ")
+    assert out[-1].endswith(f"run `cleanroom verify {run.path}` for every broken edge")
+    assert main(["trace", str(run.path), "gen:2", "--json"]) == 1
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["record_id"] == "gen:2" and tree["verification"]["status"] == "broken"
+    assert tree["verification"]["first_broken"]["line"] == 1
+
+
+def test_trace_checks_the_manifest_and_the_parent_links_it_follows(tmp_path, capsys) -> None:
+    """Records rewritten consistently (content digest and chain recomputed) still differ from the file digest
+    in the manifest and the digest the child's parent link recorded; an in-progress run (no attestation) is
+    checked without one."""
+    from cleanroom.artifacts import pretty_json
+    from cleanroom.artifacts.records import CHAIN_SEED, chain_step
+    from cleanroom.provenance import canonical_json, content_sha256, sha256_hex
+
+    run = RunDir.create(tmp_path, "r2", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r2")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    with run.stage("use", provenance=capture_provenance("use", run_id="r2")) as st:
+        st.jsonl("u.jsonl").write({"text": "b"}, record_id="use:1", parents=[run.ref("gen/g.jsonl", "gen:1")])
+    assert main(["trace", str(run.path), "use:1"]) == 0  # not finalized: no attestation, still checked
+    capsys.readouterr()
+    path = run.path / "gen" / "g.jsonl"
+    record = json.loads(path.read_bytes())
+    record["text"] = "z"
+    record["provenance"]["content_sha256"] = content_sha256(record)
+    record["provenance"]["chain"] = chain_step(CHAIN_SEED, record)
+    path.write_bytes(canonical_json(record) + b"\n")
+    assert main(["trace", str(run.path), "use:1"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("BROKEN: gen/g.jsonl: chain root in manifest: ")
+    mpath = run.path / "gen" / "manifest.json"  # the manifest rewritten to match: only the parent link is left
+    manifest = json.loads(mpath.read_bytes())
+    manifest["records"]["g.jsonl"]["chain_root"] = record["provenance"]["chain"]
+    manifest["files"]["g.jsonl"]["sha256"] = sha256_hex(path.read_bytes())
+    mpath.write_bytes(pretty_json(manifest))
+    assert main(["trace", str(run.path), "use:1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("BROKEN: use/u.jsonl:1: parent 0 of use:1: sha256 of gen/g.jsonl: expected "), out
+
+
+def test_verify_names_a_deleted_stage_directory_first(tmp_path, capsys) -> None:
+    """Deleting a whole stage of a finished run was reported as an attestation field ("finished_at" or
+    "expected (absent), found {...}"); the first broken edge is the stage the attestation lists and disk lacks."""
+    run = RunDir.create(tmp_path, "r3", {"seed": 0})
+    for stage in ("eval", "report"):
+        with run.stage(stage, provenance=capture_provenance(stage, run_id="r3")) as st:
+            st.jsonl("x.jsonl").write({"text": stage}, record_id=f"{stage}:1")
+    run.finalize()
+    for stage in ("eval", "report"):
+        saved = tmp_path / f"saved-{stage}"
+        shutil.move(run.path / stage, saved)
+        assert main(["verify", str(run.path)]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == (f"BROKEN: {stage}/: stage listed in attestation.json exists: expected a finished stage, "
+                          "found directory missing"), out
+        shutil.move(saved, run.path / stage)
+    assert main(["verify", str(run.path)]) == 0
+
+
+def test_trace_says_which_link_targets_it_did_not_rehash(tmp_path, tiny_base_model, capsys) -> None:
+    """A parent link to a file outside the run's record files (here an external file) and the base model files
+    are not re-hashed by trace: the output says so instead of counting them as checked; `verify` checks them."""
+    external = tmp_path / "weights.bin"
+    external.write_bytes(b"w")
+    run = RunDir.create(tmp_path, "r4", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r4")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1", parents=[run.ref(str(external), None)])
+    run.finalize()
+    assert main(["trace", str(run.path), "gen:1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "checked: 1 records in 1 record files match their digests and manifests, 0 parent links"
+    assert out[-1] == ("not re-hashed by trace: 1 parent link target outside the run's record files (weights, "
+                       f"external files); `cleanroom verify {run.path}` checks them")
+    external.write_bytes(b"x")  # trace did not read it, and does not claim it; verify reads it
+    assert main(["verify", str(run.path)]) == 1
+    capsys.readouterr()
+    run = RunDir.create(tmp_path, "r5", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r5", model_path=tiny_base_model)) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    run.finalize()
+    assert main(["trace", str(run.path), "gen:1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "not re-hashed by trace: the base model files shown (their digests as recorded); "
+        f"`cleanroom verify {run.path}` checks them")

@@ -102,6 +102,24 @@ def test_an_incomplete_or_missing_gate_report_is_refused(tmp_path):
         read_gate_rates(tmp_path)
 
 
+@pytest.mark.parametrize(("body", "problem"), [
+    ('{"verdict": "GO"}', 'it has no "checks" key'),
+    ("[1]", "it holds list, not a JSON object"),
+    ('{"checks": {"9_cost": {}}}', '"checks" is dict, not a list'),
+    ('{"checks": [{"figures": {}}]}', '"checks"[0] has no "check" name'),
+    ("{x", "is not valid JSON"),
+])
+def test_a_file_that_is_no_gate_report_is_one_input_error_naming_it(tmp_path, body, problem):
+    """A bad --gate-report was "KeyError: 'checks'": the error names the file, what is wrong and the fix."""
+    path = tmp_path / "bad.json"
+    path.write_text(body)
+    with pytest.raises(InputError) as info:
+        read_gate_rates(path)
+    message = str(info.value)
+    assert message.startswith(f"budget.gate_report: {path} ") and problem in message and "KeyError" not in message
+    assert message.endswith("at the gate-report.json that `pytest -m gpu` wrote") and "\n" not in message
+
+
 def test_data_parallel_scales_rates_by_measured_efficiency():
     from cleanroom.cost import Phase, data_parallel
 

@@ -120,3 +120,74 @@ def test_broken_tokenizer_config_is_named(model_dir, content, what):
         path.write_text(content)
     with pytest.raises(InputError, match=f"^{re.escape(str(path))}: {what}"):
         CleanModelLoader(model_dir).load_tokenizer(decide=False)
+
+
+# ---------------------------------------------------------------- files the tokenizer class needs
+
+
+def _vocabulary_files(directory):
+    """vocab.json and merges.txt written from tokenizer.json's BPE model: the slow files a Qwen2 tokenizer
+    is converted from."""
+    import json
+
+    bpe = json.loads((directory / "tokenizer.json").read_text())["model"]
+    (directory / "vocab.json").write_text(json.dumps(bpe["vocab"]))
+    merges = [" ".join(m) if isinstance(m, list) else m for m in bpe["merges"]]
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def test_a_missing_tokenizer_json_is_missing_input_not_contamination(model_dir, tmp_path, capsys):
+    """Without tokenizer.json transformers builds the Qwen2 tokenizer with an empty vocabulary ("Hello world"
+    encodes to []), which the sentinels reported as contamination (exit 1); it is missing input (exit 2) that
+    names the directory, the missing files and the fix."""
+    from cleanroom.errors import MissingFileError
+
+    (model_dir / "tokenizer.json").unlink()
+    with pytest.raises(MissingFileError) as info:
+        CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
+    message = str(info.value)
+    assert message.startswith(f"{model_dir}: tokenizer files missing (merges.txt, tokenizer.json, vocab.json)")
+    assert "'Qwen2Tokenizer', which is built from tokenizer.json or merges.txt + vocab.json" in message
+    assert "copy the base model's tokenizer files" in message
+    good = tmp_path / "ok.jsonl"
+    good.write_text('{"prompt": "Q:", "completion": " a"}\n')
+    for argv in (["scan-data", str(good), "--tokenizer", str(model_dir)], ["inspect-model", str(model_dir), "--no-probe"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and "MissingFileError" in err[0] and "tokenizer.json" in err[0], err
+        assert "sentinel" not in captured.err and "NOT CLEAN" not in captured.out
+
+
+def test_the_slow_files_alone_still_load_and_one_missing_is_named(model_dir):
+    """vocab.json + merges.txt is a complete set (transformers converts it); without merges.txt it is not."""
+    _vocabulary_files(model_dir)
+    (model_dir / "tokenizer.json").unlink()
+    tokenizer, _ = CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
+    assert tokenizer("Hello world")["input_ids"] == [9707, 1879]
+    (model_dir / "merges.txt").unlink()
+    with pytest.raises(InputError, match=r"tokenizer files missing \(merges\.txt, tokenizer\.json\)"):
+        CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
+
+
+def test_an_empty_vocabulary_is_input_error_even_when_the_file_check_does_not_know_the_class(model_dir,
+                                                                                             monkeypatch):
+    """The backstop: a tokenizer that encodes "Hello world" to no tokens is not a tokenizer, whatever its
+    files; it is refused as input, before the sentinels could call it contamination."""
+    from cleanroom import model_json
+
+    monkeypatch.setattr(model_json, "tokenizer_file_sets", lambda tokenizer_class: None)
+    (model_dir / "tokenizer.json").unlink()
+    with pytest.raises(InputError, match=r"empty vocabulary \(\"Hello world\" encodes to no tokens\)"):
+        CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
+
+
+def test_a_missing_config_json_is_named_before_the_weights_are_blamed(tmp_path, tiny_base_model, capsys):
+    copy = tmp_path / "m_nocfg"
+    shutil.copytree(tiny_base_model, copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(InputError, match=r"m_nocfg: no config\.json, so the weights cannot be built; copy") as info:
+        CleanModelLoader(copy).load()
+    assert "weights (model.safetensors) could not be read" not in str(info.value)
+    assert main(["inspect-model", str(copy)]) == 2
+    assert "no config.json" in capsys.readouterr().err

@@ -207,11 +207,14 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
                          "(the GPU gate writes it to CLEANROOM_GATE_DIR)")
     if not file.is_file():
         raise MissingFileError(f"budget.gate_report: {file} does not exist; run the GPU gate (tox -e gpu) to write it")
+    fix = "point budget.gate_report (--gate-report) at the gate-report.json that `pytest -m gpu` wrote"
     try:
         report = loads(file.read_bytes(), strict=False)  # the one JSON reader, lenient as backend.gate_evidence
-        figures = {c["check"]: c.get("figures") or {} for c in report["checks"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"budget.gate_report: {file} is not a gate-report.json ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:
+        raise InputError(f"budget.gate_report: {file} is not valid JSON ({exc}); {fix}") from None
+    if (problem := _gate_report_problem(report)) is not None:
+        raise InputError(f"budget.gate_report: {file} is not a gate-report.json: {problem}; {fix}")
+    figures = {c["check"]: c.get("figures") or {} for c in report["checks"]}
     fig = figures.get("9_cost", {})
     found = re.search(r"x ([0-9.]+)B /", str(fig.get("scaling", "")))
     measured: dict[str, Any] = {"measured_train_tokens_per_s": fig.get("measured_train_tokens_per_s"),
@@ -232,6 +235,22 @@ def read_gate_rates(path: str | os.PathLike[str]) -> GateRates:
                      path=str(file), levers=dict(levers) if isinstance(levers, dict) else None,
                      unsloth_speedup=_unsloth_speedup(report["checks"], "sft"),
                      unsloth_dpo_speedup=_unsloth_speedup(report["checks"], "dpo"))
+
+
+def _gate_report_problem(report: Any) -> str | None:
+    """What in a parsed gate report is not what the GPU gate writes (an object whose ``checks`` is a list of
+    objects, each with a ``check`` name), or None."""
+    if not isinstance(report, dict):
+        return f"it holds {type(report).__name__}, not a JSON object"
+    if "checks" not in report:
+        return 'it has no "checks" key'
+    checks = report["checks"]
+    if not isinstance(checks, list):
+        return f'"checks" is {type(checks).__name__}, not a list'
+    for i, check in enumerate(checks):
+        if not isinstance(check, dict) or not isinstance(check.get("check"), str):
+            return f'"checks"[{i}] has no "check" name'
+    return None
 
 
 def unsloth_check(checks: Any) -> dict[str, Any] | None:

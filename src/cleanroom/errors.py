@@ -64,9 +64,22 @@ class ContaminationError(CleanroomError, ValueError):
 class InstructModelError(ContaminationError):
     """An instruct or chat model was given where a base model is needed: the input is wrong (exit 2, like
     ``cleanroom run``'s preflight refusal). ``inspect-model``, whose job is to tell, reports it as its
-    verdict instead (NOT CLEAN, exit 1)."""
+    verdict instead (NOT CLEAN, exit 1).
+
+    The message is the refusal, then how to accept the model anyway, which depends on where it was asked for
+    (the loader's ``allow_instruct=``, ``--allow-instruct REASON``, the config's ``model.allow_instruct``): the
+    loader cannot know its caller, so a caller that offers another way gives the same refusal with its own
+    fix through :meth:`with_fix`. ``probe`` is the base-or-instruct result that decided it, when there is one."""
 
     exit_code = 2
+
+    def __init__(self, refusal: str, fix: str | None = None, probe: object = None) -> None:
+        super().__init__(refusal if fix is None else f"{refusal} — {fix}")
+        self.refusal, self.fix, self.probe = refusal, fix, probe
+
+    def with_fix(self, fix: str) -> InstructModelError:
+        """This refusal with *fix* as the way to accept the model anyway (the caller's option, not the loader's)."""
+        return InstructModelError(self.refusal, fix, self.probe)
 
 
 class ProvenanceError(CleanroomError, ValueError):

@@ -4,7 +4,8 @@ The clean loader decides: sentinels, static base-or-instruct markers, and (when 
 probe is not switched off) the behavioural probe. The report says what was checked: ``CLEAN`` (weights probed),
 ``TOKENIZER-ONLY CLEAN`` (``probe=False``, asked for) or ``NOT CHECKED`` (a directory without weights asked
 about as a model: undecided, never read as clean); a contaminated or instruct model is ``clean: False`` with
-every reason listed.
+every reason listed. ``configs`` names the config files the static markers read (none in a tokenizer-only
+directory: the markers that read them did not run, and the report must not say they did).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def inspect_model(path: Path, *, gguf_file: str | None = None, allow_instruct_re
         "clean": True if not_run is None else None,  # None: undecided, the probe did not run
         "verdict": verdict,
         "checked": "weights" if not_run is None else "tokenizer-only",
+        "configs": [f"{loader.gguf_file} metadata"] if loader.gguf_file else
+                   [n for n in ("config.json", "generation_config.json") if n in prov["files"]],
         "probe_not_run": not_run,
         "base_eos_id": prov["base_eos_id"],
         "sentinels": prov["sentinels"],

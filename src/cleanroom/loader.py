@@ -29,6 +29,7 @@ from cleanroom.model_files import MODEL_META_FILES
 from cleanroom.model_json import (
     TOKENIZER_JSON,
     check_token_ids,
+    check_tokenizer_files,
     check_tokenizer_values,
     read_json_object,
     unreadable,
@@ -196,14 +197,21 @@ class CleanModelLoader:
         for name in () if self.gguf_file else TOKENIZER_JSON:  # named, before transformers' error (which names none)
             if (self.path / name).is_file():
                 check_tokenizer_values(self.path / name, read_json_object(self.path / name))
+        if self.gguf_file is None:  # a missing vocabulary loads as an empty one: refused here, not by the sentinels
+            check_tokenizer_files(self.path)
         caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
             # the first encode: transformers stores a wrong-typed value it does not check and fails on first use
             tokenizer(guard.SNAPSHOT_PROBE_TEXT)
+            plain = tokenizer("Hello world", add_special_tokens=False)["input_ids"]
         except caught as exc:
             raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
                               "check the tokenizer files") from exc
+        if not plain:  # the backstop for a file set check_tokenizer_files does not know: no vocabulary at all
+            raise InputError(f"{self.path}: the tokenizer loaded with an empty vocabulary (\"Hello world\" encodes to "
+                             "no tokens); its vocabulary file is missing or empty — copy the base model's tokenizer "
+                             "files (tokenizer.json, or the files its tokenizer_class reads)")
         as_loaded = guard.snapshot(None, tokenizer)["tokenizer"]  # cleanroom's own code: outside the input guard
         changes = clean_tokenizer(tokenizer)
         setattr(tokenizer, guard.SNAPSHOT_ATTR, guard.snapshot(None, tokenizer))
@@ -245,13 +253,11 @@ class CleanModelLoader:
         }
 
     def _decide(self, probe_result: Any) -> None:
-        if probe_result.is_instruct and not self.allow_instruct:
-            exc = InstructModelError(
+        if probe_result.is_instruct and not self.allow_instruct:  # the fix is the library's: callers give theirs
+            raise InstructModelError(
                 f"{self.path}: looks like an instruct/chat model ({'; '.join(probe_result.reasons)}); cleanroom "
-                "post-trains base models — use the base checkpoint, or pass allow_instruct=True with a reason"
-            )
-            exc.probe = probe_result  # type: ignore[attr-defined]  # the scores, for inspect-model --json
-            raise exc
+                "post-trains base models", "use the base checkpoint, or pass allow_instruct=True with "
+                "allow_instruct_reason='why' (recorded in provenance)", probe_result)
 
     def load_tokenizer(self, *, decide: bool = True) -> tuple[Any, dict[str, Any]]:
         """The cleaned tokenizer and provenance, without weights (static base-or-instruct markers only).
@@ -307,6 +313,9 @@ class CleanModelLoader:
         _require_torch()
         self._check_files()
         self._check_weights()
+        if self.gguf_file is None and not (self.path / "config.json").is_file():  # before the weights are blamed
+            raise InputError(f"{self.path}: no config.json, so the weights cannot be built; copy the model's "
+                             f"config.json into {self.path}")
         quant = quantization_config(self.path, self.quantization, self.gguf_file)
         tokenizer, info, _ = self._load_tokenizer()
         model = self._from_pretrained(quant)

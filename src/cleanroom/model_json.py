@@ -4,7 +4,9 @@ JSON files.
 A file that is there but is not valid JSON, not a JSON object, or holds a value of a type the libraries take
 unchecked and trip over later (a token ID that is a string; ``"model_max_length": "x"``, a TypeError at the
 first encode) is an :class:`~cleanroom.errors.InputError` naming the file and the key, so the checks that read
-it never quietly do not run. An absent file is the caller's business (a tokenizer-only directory).
+it never quietly do not run. An absent config file is the caller's business (a tokenizer-only directory); an
+absent vocabulary file is not: :func:`check_tokenizer_files` refuses a directory whose ``tokenizer_class`` has
+none of the file sets it can be built from (transformers would build it with an empty vocabulary).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import InputError
+from cleanroom.errors import InputError, MissingFileError
 from cleanroom.jsonl import loads
 
 #: The tokenizer's own JSON files, whose values :func:`check_tokenizer_values` checks.
@@ -71,5 +73,38 @@ def check_tokenizer_values(path: Path, values: dict[str, Any]) -> None:
                                          "fix the value, or restore the file from the model's repository"))
 
 
-__all__ = ["TOKENIZER_JSON", "TOKENIZER_VALUE_TYPES", "check_token_ids", "check_tokenizer_values", "read_json_object",
-           "unreadable"]
+def tokenizer_file_sets(tokenizer_class: str) -> list[tuple[str, ...]] | None:
+    """The file sets *tokenizer_class* can be built from, each complete on its own: ``tokenizer.json`` (a fast
+    tokenizer, serialized), or every slow file its class names (``vocab.json`` + ``merges.txt``,
+    ``tokenizer.model``), which transformers converts. None for a class transformers does not know (its own
+    error names it) or one that names no file."""
+    # heavy optional: transformers
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    cls = tokenizer_class_from_name(tokenizer_class)
+    names: dict[str, str] = dict(getattr(cls, "vocab_files_names", None) or {})
+    sets: list[tuple[str, ...]] = [(names.pop("tokenizer_file"),)] if "tokenizer_file" in names else []
+    if names:
+        sets.append(tuple(sorted(set(names.values()))))
+    return sets or None
+
+
+def check_tokenizer_files(directory: Path) -> None:
+    """:class:`MissingFileError` unless *directory* holds one complete file set of its ``tokenizer_class``
+    (:func:`tokenizer_file_sets`). Without one, transformers does not fail: it builds the class with an empty
+    vocabulary (``"Hello world"`` encodes to ``[]``), which the sentinels would then report as contamination."""
+    config = directory / "tokenizer_config.json"
+    tokenizer_class = read_json_object(config).get("tokenizer_class") if config.is_file() else None
+    sets = tokenizer_file_sets(tokenizer_class) if isinstance(tokenizer_class, str) else None
+    if sets is None or any(all((directory / name).is_file() for name in group) for group in sets):
+        return
+    options = " or ".join(" + ".join(group) for group in sets)
+    missing = sorted({name for group in sets for name in group if not (directory / name).is_file()})
+    raise MissingFileError(
+        f"{directory}: tokenizer files missing ({', '.join(missing)}): tokenizer_config.json names tokenizer_class "
+        f"{tokenizer_class!r}, which is built from {options}; copy the base model's tokenizer files into {directory}"
+    )
+
+
+__all__ = ["TOKENIZER_JSON", "TOKENIZER_VALUE_TYPES", "check_token_ids", "check_tokenizer_files",
+           "check_tokenizer_values", "read_json_object", "tokenizer_file_sets", "unreadable"]

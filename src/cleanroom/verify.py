@@ -54,7 +54,10 @@ from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 from cleanroom.verify_links import Links, remap_pairs
 
 
-class _Verifier:
+class Verifier:
+    """One verification: broken edges, counts, and what each check collects for the later ones; :func:`verify_run`
+    runs every check, :mod:`cleanroom.ancestry` those for the records a trace read."""
+
     def __init__(self, root: Path, *, rehash_models: bool = False,
                  remap: tuple[tuple[Path, Path], ...] = ()) -> None:
         self.root = root
@@ -128,10 +131,14 @@ class _Verifier:
         if want != found:
             self.broken(name, None, "sha256 recorded for it in attestation.json", want, found)
 
-    def check_run_files(self) -> None:
+    def read_run_meta(self) -> None:
+        """``run_id`` and ``config_sha256`` from run.json, which every record's producer must name."""
         meta = self.load_json(self.root / "run.json", "run.json")
         if isinstance(meta, dict):
             self.run_id, self.config_sha = meta.get("run_id"), meta.get("config_sha256")
+
+    def check_run_files(self) -> None:
+        self.read_run_meta()
         self.check_subject("run.json", self.root / "run.json")
         self.check_subject("config.resolved.yaml", self.root / "config.resolved.yaml")
         try:
@@ -146,7 +153,20 @@ class _Verifier:
     def stage_names(self) -> list[str]:
         return stage_names(self.root)
 
-    def check_stage(self, stage: str) -> None:
+    def check_stages(self, att: dict[str, Any] | None) -> None:
+        """Check 3 for every stage on disk, and a stage the attestation lists that is not named as missing (before
+        check 4 reports the attestation fields its deletion changes: ``finished_at``, subjects)."""
+        on_disk = self.stage_names()
+        listed = (att.get("predicate") or {}).get("stages") if isinstance(att, dict) else None
+        for stage in sorted(set(on_disk) | (set(listed) if isinstance(listed, dict) else set())):
+            if stage in on_disk:
+                self.check_stage(stage)
+            else:
+                found = "no manifest.json" if (self.root / stage).is_dir() else "directory missing"
+                self.broken(f"{stage}/", None, "stage listed in attestation.json exists", "a finished stage", found)
+
+    def check_stage(self, stage: str, only: set[str] | None = None) -> None:
+        """Check 3 for one stage; *only* (paths in the stage) restricts the record and file checks to those."""
         sdir = self.root / stage
         mname = f"{stage}/manifest.json"
         if not (sdir / "manifest.json").is_file():
@@ -176,14 +196,25 @@ class _Verifier:
             self.broken(mname, None, "provenance record among attempts_sha256", prov_sha, sorted(attempts))
         producer = {"stage": stage, "run_id": self.run_id, "config_sha256": self.config_sha}
         for rel in records:
-            self.check_record_file(stage, rel, producer, attempts, records[rel])
-        on_disk = {
-            f.relative_to(sdir).as_posix()
-            for f in sdir.rglob("*")
-            if f.is_file() and f.relative_to(sdir).as_posix() != "manifest.json"
-        }
-        on_disk = {r for r in on_disk if not (Path(r).name.startswith(".") and r.endswith(".tmp"))}
-        for rel in sorted(set(files) | on_disk):
+            if only is None or rel in only:
+                self.check_record_file(stage, rel, producer, attempts, records[rel])
+        self.check_files(stage, files, only)
+        self.inputs.extend((mname, inp) for inp in manifest.get("inputs", []) if isinstance(inp, dict))
+        model = manifest["provenance"].get("model") if isinstance(manifest["provenance"], dict) else None
+        if isinstance(model, dict) and isinstance(model.get("files"), dict):
+            for rel, sha in model["files"].items():
+                self.model_files.setdefault((str(model.get("resolved_path")), rel), []).append((mname, sha))
+
+    def check_files(self, stage: str, files: dict[str, Any], only: set[str] | None = None) -> None:
+        """Each file of the stage (or of *only*) against its manifest's digest; with *only* None, extra files too."""
+        sdir, mname = self.root / stage, f"{stage}/manifest.json"
+        if only is None:
+            on_disk = {f.relative_to(sdir).as_posix() for f in sdir.rglob("*") if f.is_file()} - {"manifest.json"}
+            on_disk = {r for r in on_disk if not (Path(r).name.startswith(".") and r.endswith(".tmp"))}
+        else:
+            on_disk = {r for r in only if (sdir / r).is_file()}
+        names = set(files) | on_disk
+        for rel in sorted(names if only is None else names & only):
             name = f"{stage}/{rel}"
             if rel not in on_disk:
                 self.broken(name, None, "file listed in manifest exists", files[rel].get("sha256"), "missing")
@@ -195,11 +226,6 @@ class _Verifier:
                 self.broken(name, None, f"file listed in {mname}", "not present", f"extra file sha256 {found}")
             elif files[rel].get("sha256") != found:
                 self.broken(name, None, f"sha256 recorded in {mname}", files[rel].get("sha256"), found)
-        self.inputs.extend((mname, inp) for inp in manifest.get("inputs", []) if isinstance(inp, dict))
-        model = manifest["provenance"].get("model") if isinstance(manifest["provenance"], dict) else None
-        if isinstance(model, dict) and isinstance(model.get("files"), dict):
-            for rel, sha in model["files"].items():
-                self.model_files.setdefault((str(model.get("resolved_path")), rel), []).append((mname, sha))
 
     def check_record_file(
         self, stage: str, rel: str, producer: dict[str, Any], attempts: set[str], summary: dict[str, Any]
@@ -329,11 +355,10 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
         return VerifyReport(str(root), (), unfinished=first_unfinished_stage(root))
-    v = _Verifier(root, rehash_models=rehash_models, remap=pairs)
+    v = Verifier(root, rehash_models=rehash_models, remap=pairs)
     att = v.check_attestation()
     v.check_run_files()
-    for stage in v.stage_names():
-        v.check_stage(stage)
+    v.check_stages(att)
     v.links.check_inputs(v.inputs)
     v.links.check_model_files(v.model_files)
     if att is not None:
@@ -354,25 +379,12 @@ def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, .
     """
     root = Path(run_dir)
     require_run(root)
-    v = _Verifier(root)
+    v = Verifier(root)
     v.attested = False
-    meta = v.load_json(root / "run.json", "run.json")
-    if isinstance(meta, dict):
-        v.run_id, v.config_sha = meta.get("run_id"), meta.get("config_sha256")
+    v.read_run_meta()
     v.check_stage(stage)
     return tuple(v.errors)
 
 
-__all__ = [
-    "STAGE1_ORDER",
-    "Broken",
-    "TraceNode",
-    "Unchecked",
-    "VerifyReport",
-    "first_unfinished_stage",
-    "format_trace",
-    "list_records",
-    "trace_record",
-    "verify_run",
-    "verify_stage",
-]
+__all__ = ["STAGE1_ORDER", "Broken", "TraceNode", "Unchecked", "Verifier", "VerifyReport", "first_unfinished_stage",
+           "format_trace", "list_records", "trace_record", "verify_run", "verify_stage"]

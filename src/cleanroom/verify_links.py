@@ -64,6 +64,7 @@ class Links:
         # (kind, path looked for) -> the manifests or record files that recorded it; and how many checks
         self.skipped: dict[tuple[UncheckedKind, str], set[str]] = {}
         self.skipped_n: Counter[tuple[UncheckedKind, str]] = Counter()
+        self.not_rehashed: list[str] = []  # parent links check_parents(rehash=False) left to `cleanroom verify`
 
     def inside(self, path: Path) -> bool:
         """Whether *path* lies in the run directory (as given, or resolved: a model built inside the run is
@@ -150,9 +151,11 @@ class Links:
                     self.broken(str(target), None, f"sha256 of the base model file recorded in {mname}", sha, found)
 
     def check_parents(self, records: dict[str, tuple[str, int, dict[str, Any]]], ids_by_artifact: dict[str, set[str]],
-                      file_digest: dict[str, str]) -> None:
+                      file_digest: dict[str, str], *, rehash: bool = True) -> None:
         """Every parent link of *records* (id -> (artifact, line, record)) resolves; *ids_by_artifact* and
-        *file_digest* are the record ids and the sha256 on disk of each file of the run."""
+        *file_digest* are the record ids and the sha256 on disk of each file of the run. ``rehash=False`` (a
+        trace's cheap check) hashes nothing more: a link to a file outside *ids_by_artifact* (weights, an
+        external artifact) is listed in :attr:`not_rehashed`, not checked."""
         for rid, (artifact, lineno, record) in records.items():
             parents = record["provenance"].get("parents")
             if not isinstance(parents, list):
@@ -167,6 +170,9 @@ class Links:
                 if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
                     self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
                                 "the digest of a finished stage's or an external file", None)
+                if not rehash and name not in ids_by_artifact:
+                    self.not_rehashed.append(name)
+                    continue
                 external = self.here(Path(name)) if Path(name).is_absolute() else Path(name)
                 if external.is_absolute() and not external.exists():
                     self.not_here("parent", external, (artifact,))  # its digest cannot be checked here

@@ -82,3 +82,25 @@ def test_eval_run_refuses_other_settings_under_the_same_run_id(tiny_base_model: 
     capsys.readouterr()
     assert main(["eval", "run", "--model", str(tiny_base_model), *ARGS, "--seed", "1", "--out", str(tmp_path)]) == 2
     assert "choose a new run_id or the same config to resume" in capsys.readouterr().err
+
+
+def test_an_instruct_model_is_refused_with_this_commands_option_and_accepted_with_it(tiny_base_model: Path,
+                                                                                     tmp_path: Path, capsys) -> None:
+    """The loader's refusal named its keyword (`allow_instruct=True`), which `eval run` does not have: the
+    command names its own option, and the option accepts the model with the reason recorded."""
+    import shutil
+
+    model = tmp_path / "instruct"
+    shutil.copytree(tiny_base_model, model)
+    gen = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps(gen | {"eos_token_id": [151645, 151643]}))
+    args = ["eval", "run", "--model", str(model), "--limit", "1", "--max-new-tokens", "2", "--no-probe",
+            "--run-id", "t", "--out", str(tmp_path / "runs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' progress bar
+    assert err.startswith("cleanroom eval: InstructModelError: ") and "end-of-turn" in err, err
+    assert "pass --allow-instruct REASON to evaluate it anyway" in err and "allow_instruct=True" not in err
+    assert main([*args, "--allow-instruct", "a test of the option"]) == 0
+    manifest = json.loads((tmp_path / "runs" / "t" / "eval" / "manifest.json").read_text())
+    loader = manifest["provenance"]["loader"]
+    assert loader["allow_instruct"] is True and loader["allow_instruct_reason"] == "a test of the option"

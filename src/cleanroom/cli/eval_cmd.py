@@ -18,6 +18,7 @@ from typing import Any
 from cleanroom.cli import eval_compare
 from cleanroom.cli._types import name, non_negative_int, positive_int
 from cleanroom.config import GenerationSpec
+from cleanroom.errors import InstructModelError
 from cleanroom.ifeval import (
     format_summary,
 )
@@ -56,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "arguments again resume a killed run there")
     r.add_argument("--label", default="model", type=name, help="record-id prefix of verdicts: eval/<label>:<key>")
     r.add_argument("--no-probe", action="store_true", help="skip the loader's base-or-instruct probe")
+    r.add_argument("--allow-instruct", metavar="REASON", default=None,
+                   help="evaluate an instruct model anyway, recording why in the run's provenance")
     r.add_argument("--out", type=Path, required=True, help="root directory of the run")
     r.set_defaults(handler=run_generate)
 
@@ -87,9 +90,14 @@ def run_generate(args: argparse.Namespace) -> int:
 
     gen = GenerationSpec(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                          batch_size=args.batch_size, engine=args.engine)
-    path, summary = eval_model(args.model, out=args.out, gen=gen, run_id=args.run_id, label=args.label,
-                               adapter=args.adapter, gguf_file=args.gguf_file, prompts=args.prompts,
-                               prompts_sha256=args.prompts_sha256, limit=args.limit, probe=not args.no_probe)
+    try:
+        path, summary = eval_model(args.model, out=args.out, gen=gen, run_id=args.run_id, label=args.label,
+                                   adapter=args.adapter, gguf_file=args.gguf_file, prompts=args.prompts,
+                                   prompts_sha256=args.prompts_sha256, limit=args.limit, probe=not args.no_probe,
+                                   allow_instruct_reason=args.allow_instruct)
+    except InstructModelError as exc:  # the loader's fix names its keyword; this command's is an option
+        raise exc.with_fix("use the base checkpoint, or pass --allow-instruct REASON to evaluate it anyway (the "
+                           "reason is recorded in the run's provenance)") from exc
     print(f"run: {path}")
     _print_summary(summary)
     return 0

@@ -71,7 +71,7 @@ def _print_not_clean(report: dict) -> None:
 
 def _print_clean(report: dict) -> None:
     probe, not_run = report["probe"], report["probe_not_run"]
-    scope = "" if not_run is None else " (tokenizer and config only)"
+    scope = "" if not_run is None else f" ({_checked(report['configs'])})"
     print(f"{report['verdict']} {report['model']}{scope}: base EOS {report['base_eos_id']}, sentinels "
           f"{report['sentinels']['checked']} ok (reference: {report['sentinels']['reference']})")
     print("  " + _probe_line(probe, not_run))
@@ -81,6 +81,16 @@ def _print_clean(report: dict) -> None:
         print(f"  cleaned: {change}")
     if report["verdict"] == "NOT CHECKED":
         print("  the model was not checked: add its weights, or pass --no-probe to check the tokenizer alone")
+
+
+def _checked(configs: list[str]) -> str:
+    """What a tokenizer-only check read: the tokenizer and the config files that were there, naming those that
+    were not (the markers that read them did not run)."""
+    gguf = any(c.endswith(" metadata") for c in configs)  # a GGUF's config: its metadata, no JSON file
+    absent = [] if gguf else [n for n in ("config.json", "generation_config.json") if n not in configs]
+    return ("checked: " + ", ".join(["tokenizer", *configs])
+            + (f"; no {' or '.join(absent)}: the markers that read {'them' if len(absent) > 1 else 'it'} did not run"
+               if absent else ""))
 
 
 def run_scan(args: argparse.Namespace) -> int:

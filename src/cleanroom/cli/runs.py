@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from cleanroom.ancestry import CheckedTrace, trace_checked
 from cleanroom.environment import environment_report, format_report
 from cleanroom.errors import ConfigError
-from cleanroom.verify import VerifyReport, format_trace, list_records, trace_record, verify_run
+from cleanroom.verify import VerifyReport, format_trace, list_records, verify_run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "trace", help="walk a record back to its roots (source records, base model files)",
-        description="Without RECORD_ID, list every record id of the run with its file and line.",
+        description="Without RECORD_ID, list every record id of the run with its file and line. With it, print "
+        "the record's ancestry, checked against the digests of the records and record files it read: exit 0 "
+        "when they match; 1 when one does not (the ancestry is printed as UNVERIFIED, with the first broken "
+        "edge); 2 when RUN_DIR is not a run or RECORD_ID is not in it.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
     p.add_argument("record_id", metavar="RECORD_ID", nargs="?", default=None,
@@ -104,9 +108,34 @@ def run_trace(args: argparse.Namespace) -> int:
         else:
             print("\n".join(f"{rid}  [{artifact} line {line}]" for rid, artifact, line in rows))
         return 0
-    node = trace_record(args.run_dir, args.record_id)
-    print(json.dumps(node.to_dict(), indent=2, ensure_ascii=False) if args.json else format_trace(node))
-    return 0
+    checked = trace_checked(args.run_dir, args.record_id)
+    if args.json:
+        verification = checked.report.to_dict() | {"not_rehashed": list(checked.not_rehashed)}
+        print(json.dumps(checked.node.to_dict() | {"verification": verification}, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(_trace_lines(checked, args.run_dir)))
+    return 0 if checked.verified else 1
+
+
+def _trace_lines(checked: CheckedTrace, run_dir: str) -> list[str]:
+    """The tree, marked UNVERIFIED above it and BROKEN below it when what it was read from fails its digests;
+    else followed by what was checked and what was not."""
+    tree, report = format_trace(checked.node), checked.report
+    if report.first is not None:
+        first = report.first
+        where = f"{first.file}:{first.line}" if first.line is not None else first.file
+        return [f"UNVERIFIED ancestry of {checked.node.record_id}: the records it was read from do not match their "
+                "digests", tree,
+                f"BROKEN: {where}: {first.check}: expected {first.expected}, found {first.found}; run `cleanroom "
+                f"verify {run_dir}` for every broken edge"]
+    c = report.counts
+    skipped = len(checked.not_rehashed)
+    left = ([f"{skipped} parent link target{'s' * (skipped != 1)} outside the run's record files (weights, external "
+             "files)"] if skipped else []) + (["the base model files shown (their digests as recorded)"]
+                                             if checked.shows_model_files else [])
+    return [tree, f"checked: {c['records']} records in {c['files']} record files match their digests and "
+            f"manifests, {c['parents']} parent links",
+            *([f"not re-hashed by trace: {' and '.join(left)}; `cleanroom verify {run_dir}` checks them"] if left else [])]
 
 
 def run_env(args: argparse.Namespace) -> int:

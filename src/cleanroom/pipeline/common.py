@@ -15,7 +15,7 @@ from tqdm import tqdm
 from cleanroom import distributed, fixtures, guard
 from cleanroom.config import ModelSpec, RunSpec
 from cleanroom.engine_choice import choose_engine
-from cleanroom.errors import BudgetExceededError, ConfigError, ProvenanceError
+from cleanroom.errors import BudgetExceededError, ConfigError, InstructModelError, ProvenanceError
 from cleanroom.loader import CleanModelLoader
 from cleanroom.pipeline.runlog import stamp
 from cleanroom.provenance import capture_provenance, digest_path
@@ -200,7 +200,12 @@ def load_model(ctx: Context, *, adapters: tuple[Path, ...] = (), probe: bool = T
         gguf_file=gguf,
         probe=probe,
     )
-    model, tokenizer, prov = loader.load()
+    try:
+        model, tokenizer, prov = loader.load()
+    except InstructModelError as exc:  # the loader's fix names its keyword; a run's is the config's key
+        raise exc.with_fix("use the base checkpoint, or set model.allow_instruct=true and "
+                           "model.allow_instruct_reason='why' in the profile or as key=value overrides (the "
+                           "reason is recorded in the run's provenance)") from exc
     if ctx.device == "cuda" and m.device_map is None and m.quantization is None:
         model = model.to("cuda")
     prov = dict(prov, model_dir=str(path))

@@ -30,9 +30,12 @@ from cleanroom.provenance import capture_provenance
 def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str = "eval", label: str = "model",
                adapter: Path | None = None, gguf_file: str | None = None, prompts: Path | None = None,
                prompts_sha256: str | None = None, limit: int | None = None, probe: bool = True,
+               allow_instruct_reason: str | None = None,
                say: Callable[[str], Any] = print) -> tuple[Path, dict[str, Any]]:
     """Generate with the clean loader (few-shot, completion style) and score; return the run directory and
-    the summary. *prompts* defaults to the embedded eval set; *limit* keeps the first N prompts."""
+    the summary. *prompts* defaults to the embedded eval set; *limit* keeps the first N prompts.
+    *allow_instruct_reason* accepts an instruct model (the loader's ``allow_instruct``), recorded in the
+    loader's provenance and in the run's config."""
 
     for what, value in (("run_id", run_id), ("label", label)):  # before the model loads, for every caller
         if not is_name(value):
@@ -42,7 +45,9 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
         raise MissingFileError(f"adapter {adapter}: no adapter_config.json there; pass the directory a PEFT adapter "
                                "was saved to (e.g. runs/<run_id>/sft/adapter)")
     records, prompts_sha = _prompt_records(prompts, prompts_sha256, limit)
-    model, tokenizer, loader_prov = CleanModelLoader(model_path, gguf_file=gguf_file, probe=probe).load()
+    model, tokenizer, loader_prov = CleanModelLoader(model_path, gguf_file=gguf_file, probe=probe,
+                                                     allow_instruct=allow_instruct_reason is not None,
+                                                     allow_instruct_reason=allow_instruct_reason).load()
     if adapter is not None:
         # heavy optional: peft
         from peft import PeftModel  # deferred: peft is of the train extra
@@ -55,7 +60,9 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
                   "engine": gen.engine, "engine_resolved": engine, "engine_reason": reason}
     adapter_name = str(adapter) if adapter else None
     config = {"command": "eval run", "model": str(model_path), "adapter": adapter_name,
-              "prompts_sha256": prompts_sha, "n_prompts": len(records), "generation": generation}
+              "prompts_sha256": prompts_sha, "n_prompts": len(records), "generation": generation,
+              # only when given: an earlier run's config (without the key) still resumes
+              **({"allow_instruct_reason": allow_instruct_reason} if allow_instruct_reason is not None else {})}
     run = RunDir.create(out, run_id, config)  # the same config reopens the run: resume
     rec = capture_provenance("eval", run_id=run_id, config=config, model_path=model_path, loader=loader_prov,
                              generation=generation, seeds={"generation": gen.seed}, extra={"adapter": adapter_name})

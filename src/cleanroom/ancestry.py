@@ -1,0 +1,78 @@
+"""A record's ancestry checked against its digests (behind ``cleanroom trace``): what a trace read is checked
+with :mod:`cleanroom.verify`'s own checks, so an ancestry read from edited records is shown as unverified,
+never as sound.
+
+The check is cheap: it hashes only what the trace read. When the run finished (or its report stage did), the
+attestation and run.json first, as ``cleanroom verify`` does; then, for each stage the trace read a record
+from, the manifest (against its attestation subject, and its own form), every line of each record file the
+trace opened (canonical bytes, ``content_sha256``, chain, producer) and that file's digest against the
+manifest; then each parent link of the traced records whose target is one of those files (the link's
+digest, the record id in it). Links to any other file (weights, artifacts outside the run) and the base
+model's files are not re-hashed: they are listed as such (``not_rehashed``), and ``cleanroom verify`` checks
+them. The first broken edge is the one ``cleanroom verify`` would name first among these checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cleanroom.broken import VerifyReport
+from cleanroom.trace import TraceNode, trace_record
+from cleanroom.verify import Verifier
+
+
+@dataclass(frozen=True)
+class CheckedTrace:
+    """A trace and what checking it found: ``report.errors`` empty means every record and record file it read
+    matches its digests; ``not_rehashed`` names the parent links whose targets were not re-hashed."""
+
+    node: TraceNode
+    report: VerifyReport
+    not_rehashed: tuple[str, ...]
+
+    @property
+    def verified(self) -> bool:
+        return not self.report.errors
+
+    @property
+    def shows_model_files(self) -> bool:
+        """Whether the tree shows base model file digests (as recorded: trace does not re-hash them)."""
+        return any(n.model and n.model.get("files") for n in _nodes(self.node))
+
+
+def _nodes(node: TraceNode) -> Iterator[TraceNode]:
+    yield node
+    for parent in node.parents:
+        yield from _nodes(parent)
+
+
+def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTrace:
+    """:func:`~cleanroom.trace.trace_record`, with the records and files it read checked (module docstring)."""
+    root = Path(run_dir)
+    node = trace_record(root, record_id)
+    files: dict[str, set[str]] = {}
+    ids: set[str] = set()
+    for n in _nodes(node):
+        if n.kind == "record" and n.record_id is not None:
+            stage, rel = n.artifact.split("/", 1)
+            files.setdefault(stage, set()).add(rel)
+            ids.add(n.record_id)
+    v = Verifier(root)
+    if (root / "attestation.json").exists() or (root / "report" / "manifest.json").exists():
+        v.check_attestation()  # a finished run without one is a broken edge, as in verify_run
+        v.check_run_files()
+    else:  # a run still going: no attestation yet
+        v.attested = False
+        v.read_run_meta()
+    for stage in sorted(files):
+        v.check_stage(stage, only=files[stage])
+    walked = {rid: v.records[rid] for rid in sorted(ids) if rid in v.records}
+    v.links.check_parents(walked, v.ids_by_artifact, v.file_digest, rehash=False)
+    report = VerifyReport(str(root), tuple(v.errors), v.counts, v.links.unchecked())
+    return CheckedTrace(node, report, tuple(dict.fromkeys(v.links.not_rehashed)))
+
+
+__all__ = ["CheckedTrace", "trace_checked"]
