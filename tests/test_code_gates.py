@@ -267,12 +267,15 @@ def test_broken_symlink_in_a_scanned_folder_is_a_cr901_finding(
     (tmp_path / "ok.py").write_text("x = 1\n")
     (tmp_path / "gone.py").symlink_to(tmp_path / "deleted.py")
     report = run_gates(GateConfig(root=tmp_path), use_cache=False)
-    assert report.files_checked == 2
+    assert report.files_checked == 1  # ok.py: the link is listed as not checked, not counted as checked
+    why = f"is a broken symbolic link (to {tmp_path / 'deleted.py'})"
+    assert report.not_checked == (("gone.py", why),)
     assert report.lines() == [
-        f"gone.py:1:1 CR901 is a broken symbolic link (to {tmp_path / 'deleted.py'}); every file the gates "
-        "cover must be readable: fix or remove it, or add it to [tool.cleanroom.gates] exclude"
+        f"gone.py:1:1 CR901 {why}; every file the gates cover must be a readable regular file: fix or remove it, "
+        "or add it to [tool.cleanroom.gates] exclude"
     ]
-    assert run_gates(GateConfig(root=tmp_path, disable=frozenset({"CR901"}))).ok
+    quiet = run_gates(GateConfig(root=tmp_path, disable=frozenset({"CR901"})))
+    assert quiet.ok and quiet.not_checked == report.not_checked  # CR901 off: no finding, still listed
     assert main(["gates", "."]) == 1 and "gone.py:1:1 CR901" in capsys.readouterr().out
 
 
@@ -304,10 +307,11 @@ def test_cli_exit_codes_lines_and_json(tmp_path: Path, monkeypatch: pytest.Monke
     assert main(["gates"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("src/train.py:2:5 CR201 chat_template assigned outside the loader; ")
-    assert out[1] == "cleanroom gates: 2 files, 1 violation(s) (CR201: 1), 0 waiver(s)"
+    assert out[1] == "cleanroom gates: 2 files, 1 violation(s) (CR201: 1), 0 waiver(s); 12 of 13 rules ran"
     assert main(["gates", "src/load.py", "--json"]) == 0  # its from_pretrained is allowed: it is the loader
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True and data["files_checked"] == 1 and data["counts"]["CR101"] == 0
+    assert data["counts"]["CR103"] is None and data["rules_not_run"] == {"CR103": "off by default: --extend-select CR103 runs it"}
     (tmp_path / "src" / "train.py").write_text("def f(tok):\n    return tok.chat_template is None\n")
     assert main(["gates"]) == 0
     assert main(["gates", "--config", str(tmp_path / "missing.toml")]) == 2

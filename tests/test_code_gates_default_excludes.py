@@ -49,7 +49,7 @@ def test_cli_prints_the_note_and_no_default_excludes_finds_the_violation(repo: P
     assert main(["gates", "--no-cache", "--no-default-excludes"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("build/x.py:2:5 CR201 ")
-    assert out[1] == "cleanroom gates: 2 files, 1 violation(s) (CR201: 1), 0 waiver(s)"
+    assert out[1] == "cleanroom gates: 2 files, 1 violation(s) (CR201: 1), 0 waiver(s); 12 of 13 rules ran"
     assert not any("skipped" in line for line in out)
 
 
@@ -107,13 +107,16 @@ def test_json_and_sarif_carry_the_skipped_folders(repo: Path, capsys) -> None:
     log = json.loads(capsys.readouterr().out)
     jsonschema.validate(log, json.loads(SARIF_SCHEMA.read_text()))
     (invocation,) = log["runs"][0]["invocations"]
-    (note,) = invocation["toolExecutionNotifications"]
+    note, cr103 = invocation["toolExecutionNotifications"]  # the skipped folder; CR103, off by default, did not run
+    assert cr103["descriptor"] == {"id": "rule-not-run"} and cr103["associatedRule"]["id"] == "CR103"
     assert invocation["executionSuccessful"] is True and note["level"] == "note"
     assert note["message"]["text"].startswith("build/: 1 .py file not checked (skipped by default)")
     assert note["locations"][0]["physicalLocation"]["artifactLocation"] == {"uri": "build/", "uriBaseId": "SRCROOT"}
     assert main(["gates", "--no-cache", "--format", "sarif", "--no-default-excludes"]) == 1
     log = json.loads(capsys.readouterr().out)
-    assert log["runs"][0]["invocations"][0]["toolExecutionNotifications"] == []
+    assert [n["descriptor"]["id"] for n in log["runs"][0]["invocations"][0]["toolExecutionNotifications"]] == [
+        "rule-not-run"
+    ]
     assert [r["ruleId"] for r in log["runs"][0]["results"]] == ["CR201"]
 
 
@@ -141,12 +144,16 @@ def test_hidden_folders_with_python_are_skipped_out_loud_and_checked_on_request(
     assert report.skipped == ((".github", 1), (".hidden_pkg", 1), ("build", 1))
     assert main(["gates", "--no-cache", "--no-default-excludes"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert [line.split(" ")[0] for line in out[:-2]] == [
+    assert [line.split(" ")[0] for line in out[:-3]] == [
         ".github/scripts/release.py:2:5",
         ".hidden_pkg/mod.py:2:5",
         "build/x.py:2:5",
     ]
-    assert out[-2:] == ["cleanroom gates: 4 files, 3 violation(s) (CR201: 3), 0 waiver(s)", "  config: pyproject.toml"]
+    assert out[-3:] == [
+        "cleanroom gates: 4 files, 3 violation(s) (CR201: 3), 0 waiver(s); 12 of 13 rules ran",
+        "  rules not run: CR103 (off by default: --extend-select CR103 runs it)",
+        "  config: pyproject.toml",
+    ]
 
 
 def test_hidden_folder_named_explicitly_or_excluded(repo: Path) -> None:

@@ -101,3 +101,26 @@ def test_disabled_rule_skips_and_bad_config_is_a_usage_error(pytester: pytest.Py
     bad = pytester.runpytest("--cleanroom-gates")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--cleanroom-gates:*unknown key(s) colour*"])
+
+
+def test_a_rule_left_out_of_select_skips_and_says_why(pytester: pytest.Pytester) -> None:
+    """``select`` without CR201: the CR201 item is skipped as not run, never a pass (scripts/train.py breaks it)."""
+    _repo(pytester)
+    selected = sorted(rule.id for rule in RULES if rule.default and rule.id != "CR201")
+    pytester.makefile(".toml", pyproject=PYPROJECT + f"select = {selected!r}\n".replace("'", '"'))
+    result = pytester.runpytest("--cleanroom-gates", "-rs")
+    result.assert_outcomes(passed=N_RULES, skipped=1 + N_OFF)
+    result.stdout.fnmatch_lines(["*rules not run: CR103*CR201*", "*CR201 is not in select in*pyproject.toml: it did not run*"])
+
+
+def test_a_rule_ignored_on_every_file_skips_and_the_summary_counts_its_findings(pytester: pytest.Pytester) -> None:
+    """``per_path_ignores`` covering every gated file: the rule ran nowhere, so its item skips; the terminal
+    summary says how many findings the pattern kept out."""
+    _repo(pytester)
+    pytester.makefile(".toml", pyproject=PYPROJECT + '[tool.cleanroom.gates.per_path_ignores]\n"scripts/*" = ["CR201"]\n')
+    result = pytester.runpytest("--cleanroom-gates", "-rs")
+    result.assert_outcomes(passed=N_RULES, skipped=1 + N_OFF)
+    result.stdout.fnmatch_lines([
+        '*per_path_ignores "scripts/*": CR201 not run on 2 files; 1 finding(s) not reported (CR201: 1)*',
+        "*CR201 is turned off on every file gated by per_path_ignores in*pyproject.toml: it did not run*",
+    ])

@@ -12,8 +12,9 @@ from cleanroom.code_gates.checker import check_tree
 from cleanroom.code_gates.config import GateConfig, load_config
 from cleanroom.code_gates.discovery import find_pyproject
 from cleanroom.code_gates.files import DEFAULT_EXCLUDES, iter_python_files
+from cleanroom.code_gates.report import GateReport
 from cleanroom.code_gates.rules import RULES, RULES_BY_ID, Rule
-from cleanroom.code_gates.runner import FileResult, GateReport, check_source, run_gates
+from cleanroom.code_gates.runner import FileResult, check_source, run_gates
 from cleanroom.code_gates.violation import Violation
 from cleanroom.code_gates.waivers import Waiver, find_waivers
 

@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from cleanroom.code_gates.files import read_regular
 from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import ConfigError, InputError, MissingFileError
 from cleanroom.fs import atomic_write_bytes
@@ -43,15 +44,17 @@ def fingerprint(rule: str, rel: str, code: str) -> str:
 
 
 def keys(violations: tuple[Violation, ...] | list[Violation], root: Path) -> list[Key]:
-    """The baseline key of each violation, in order (the flagged lines are read from disk)."""
+    """The baseline key of each violation, in order (the flagged lines are read from disk; only regular files
+    are opened: a CR901 finding on a FIFO or device is keyed by its message, never read)."""
     texts: dict[str, list[str]] = {}
     out: list[Key] = []
     for v in violations:
         if v.path not in texts:
             try:
-                texts[v.path] = Path(v.path).read_text(encoding="utf-8", errors="replace").splitlines()
+                data = read_regular(Path(v.path))
             except OSError:
-                texts[v.path] = []
+                data = ""
+            texts[v.path] = data.decode("utf-8", "replace").splitlines() if isinstance(data, bytes) else []
         lines = texts[v.path][v.line - 1 : v.last_line]
         rel = _rel(v.path, root)
         out.append((v.rule, rel, fingerprint(v.rule, rel, "\n".join(lines) or v.message)))

@@ -13,7 +13,7 @@ from cleanroom._version import __version__
 from cleanroom.code_gates.baseline import apply_baseline, read_baseline, write_baseline
 from cleanroom.code_gates.config import load_config, with_overrides
 from cleanroom.code_gates.discovery import config_for_paths
-from cleanroom.code_gates.formats import github_lines, sarif
+from cleanroom.code_gates.formats import github_lines, github_notices, sarif
 from cleanroom.code_gates.rules import RULES
 from cleanroom.code_gates.runner import run_gates
 
@@ -76,8 +76,10 @@ def gates_command(
     if fmt == "json":
         return CommandOutput((json.dumps(report.to_dict(), indent=2, sort_keys=True),), exit_code=code)
     if fmt == "sarif":
-        return CommandOutput((json.dumps(sarif(report.violations, cfg.root, __version__, report.skipped), indent=1),), exit_code=code)
-    lines = tuple(github_lines(report.violations) if fmt == "github" else report.lines())
+        log = sarif(report.violations, cfg.root, __version__, report.skipped, report.notices())
+        return CommandOutput((json.dumps(log, indent=1),), exit_code=code)
+    github = fmt == "github"
+    lines = tuple(github_lines(report.violations) + github_notices(report.notices()) if github else report.lines())
     summary = tuple(report.summary())
     return CommandOutput(lines + (() if report.ok else summary), summary if report.ok else (), code)
 

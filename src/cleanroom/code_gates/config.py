@@ -68,8 +68,12 @@ class GateConfig:
 
     def off_for(self, rel: str) -> frozenset[str]:
         """Rules not reported in the root-relative file *rel* (``off`` plus its per-path ignores)."""
-        extra = [rules for pattern, rules in self.per_path_ignores if _matches(rel, pattern)]
+        extra = [rules for _, rules in self.path_ignores_for(rel)]
         return self.off.union(*extra) if extra else self.off
+
+    def path_ignores_for(self, rel: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """The ``per_path_ignores`` entries (pattern, rules) whose pattern covers the root-relative file *rel*."""
+        return tuple((pattern, rules) for pattern, rules in self.per_path_ignores if _matches(rel, pattern))
 
     def loader_dotted(self) -> tuple[str, ...]:
         """The loader modules as dotted names, each also without leading folders (``src.mylab.load``,

@@ -72,7 +72,7 @@ def config_for_paths(paths: Sequence[str | Path]) -> tuple[Path | None, Path | N
     if not paths:
         return None, None
     full = [Path(os.path.normpath(Path.cwd() / given)) for given in paths]
-    folders = [f.parent if f.is_file() else f for f in full]
+    folders = [f if f.is_dir() else f.parent for f in full]  # a file, or a FIFO named by mistake: its folder
     governing: dict[Path | None, str] = {}
     for given, folder in zip(paths, folders, strict=True):
         governing.setdefault(find_config(folder), str(given))

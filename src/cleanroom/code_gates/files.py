@@ -1,6 +1,9 @@
 """Which files the gates see: the walk over the paths given, the user's excludes and the default ones.
 
-Files and folders named explicitly are always checked. Hidden folders other than version control,
+Files and folders named explicitly are always checked. Only regular files are ever opened: a FIFO
+named ``x.py`` blocks a read forever and a device may never end (or act on being opened), so
+:func:`read_regular` looks before it opens, and a path named explicitly that is neither a folder nor
+a regular file is an input error saying what it is. Hidden folders other than version control,
 environments and caches are skipped by default out loud, as ``build/`` is: a ``.github/scripts/`` can
 load a model as well as ``scripts/`` can. A folder the walk cannot list is an error (it
 would pass code unseen); a folder skipped by default is listed in the report with its ``.py`` files.
@@ -9,6 +12,7 @@ would pass code unseen); a folder skipped by default is listed in the report wit
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -55,6 +59,37 @@ def rel_posix(path: Path, root: str | Path) -> str:
     return p.replace(os.sep, "/") if os.sep != "/" else p
 
 
+#: What a path is when it is not a regular file, by ``stat.S_IFMT`` of its mode (symbolic links followed).
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def non_regular(mode: int) -> str | None:
+    """None for a regular file's ``st_mode``, else what the file is (``a FIFO (named pipe)``...)."""
+    if stat.S_ISREG(mode):
+        return None
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file (special file)")
+
+
+def read_regular(path: Path) -> bytes | str:
+    """The bytes of *path* when it is a regular file; otherwise what it is (:func:`non_regular`), never
+    opening it: reading a FIFO waits for a writer forever, a device may stream without end or act on
+    open. The open is non-blocking and the opened file is checked again, so a path swapped for a FIFO
+    between the look and the open is still not read. ``OSError`` when it cannot be looked at or read."""
+    kind = non_regular(os.stat(path).st_mode)
+    if kind is not None:
+        return kind
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as handle:
+        kind = non_regular(os.fstat(handle.fileno()).st_mode)
+        return kind if kind is not None else handle.read()
+
+
 def _never(rel: str) -> bool:
     return False
 
@@ -80,9 +115,7 @@ def iter_python_files(
             yield start
             continue
         if not start.is_dir():
-            raise MissingFileError(
-                f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths"
-            )
+            _not_gateable(given, start)
         # A folder named explicitly is scanned even when an exclude pattern covers it.
         excluded = config.is_excluded if not config.is_excluded(rel_posix(start, config.root)) else _never
         # Symlinked folders are followed, each real folder once: a link back up (a cycle) or a second
@@ -111,6 +144,26 @@ def iter_python_files(
             for name in sorted(files):
                 if name.endswith(".py") and not excluded(rel_posix(here / name, config.root)):
                     yield here / name
+
+
+def _not_gateable(given: str | Path, start: Path) -> None:
+    """Raise the error for a path named explicitly that is neither a regular file nor a folder, saying what it is."""
+    try:
+        kind = non_regular(os.stat(start).st_mode) or "a path that changed while it was looked at"
+    except FileNotFoundError:
+        if os.path.islink(start):
+            raise MissingFileError(
+                f"{given}: is a broken symbolic link (to {os.readlink(start)}); fix the link or the path"
+            ) from None
+        raise MissingFileError(
+            f"{given}: no such file or folder to gate; fix the path or [tool.cleanroom.gates] paths"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{given}: cannot be looked at ({exc.strerror or exc}); fix its permissions") from exc
+    raise InputError(
+        f"{given}: is {kind}, not a regular file or a folder; the gates read only regular .py files "
+        "(a FIFO would block the run, a device never end): name the files or folders to gate"
+    )
 
 
 def _environment(folder: Path) -> bool:

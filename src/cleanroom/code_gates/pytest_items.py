@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from cleanroom.code_gates.config import GateConfig, load_config
+from cleanroom.code_gates.report import GateReport
 from cleanroom.code_gates.rules import RULES, Rule
-from cleanroom.code_gates.runner import GateReport, run_gates
+from cleanroom.code_gates.runner import run_gates
 from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import CleanroomError
 
@@ -84,14 +85,18 @@ class GateItem(pytest.Item):
 
     def runtest(self) -> None:
         plugin = self.parent.plugin  # type: ignore[union-attr]
+        source = plugin.gate_config.source
         if self.rule.id in plugin.gate_config.disable:
-            pytest.skip(f"{self.rule.id} is disabled in {plugin.gate_config.source}")
+            pytest.skip(f"{self.rule.id} is disabled in {source}: it did not run")
         if self.rule.id in plugin.gate_config.off:
-            pytest.skip(f"{self.rule.id} is off by default; add it to select in {plugin.gate_config.source}")
+            how = "is off by default; add it to" if not self.rule.default else "is not in"
+            pytest.skip(f"{self.rule.id} {how} select in {source}: it did not run")
         try:
             report = plugin.report()
         except CleanroomError as exc:
             pytest.fail(f"the gates could not run: {exc}", pytrace=False)
+        if self.rule.id in report.ignored_everywhere:
+            pytest.skip(f"{self.rule.id} is turned off on every file gated by per_path_ignores in {source}: it did not run")
         mine = [v for v in report.violations if v.rule == self.rule.id]
         if mine:
             raise GateViolations(mine)

@@ -14,7 +14,6 @@ import gc
 import os
 import sys
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,14 +22,16 @@ from pathlib import Path
 from cleanroom.code_gates.cache import RawFinding, ResultCache
 from cleanroom.code_gates.checker import check_tree
 from cleanroom.code_gates.config import GateConfig
-from cleanroom.code_gates.files import iter_python_files, rel_posix, skipped_note
+from cleanroom.code_gates.files import iter_python_files, read_regular, rel_posix, skipped_note
 from cleanroom.code_gates.forwarding import ForwarderTable, Reach
 from cleanroom.code_gates.prefilter import needs_ast
+from cleanroom.code_gates.report import GateReport, PathIgnoreTally
+from cleanroom.code_gates.report import display as _display
 from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
 from cleanroom.code_gates.vocabulary import HELPERS
 from cleanroom.code_gates.waivers import Waiver, find_waivers
-from cleanroom.errors import GateError, InputError
+from cleanroom.errors import InputError
 
 OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
 
@@ -42,6 +43,7 @@ class FileResult:
     violations: tuple[Violation, ...]
     used_waivers: tuple[Waiver, ...]
     unused_waivers: tuple[Waiver, ...]
+    suppressed: tuple[Violation, ...] = ()  # findings of ``count_disabled`` rules, not reported
 
 
 _PYTHON = f"Python {sys.version_info.major}.{sys.version_info.minor}"
@@ -101,6 +103,7 @@ def check_source(
     loader_callee: Callable[[str], bool] | None = None,
     loader_hint: str = "",
     reach: Reach | None = None,
+    count_disabled: Iterable[str] = (),
 ) -> FileResult:
     """Check one module's source. *loader*: the file is a loader module (CR1xx–CR4xx do not apply).
 
@@ -111,24 +114,36 @@ def check_source(
     *loader_hint*: the fix text for migration rules, naming the user's loader modules. *reach*: the
     repository's forwarding loaders this module can call; they are part of the cache key, so a wrapper
     added, removed or moved elsewhere never leaves a stale finding (or a stale silence) here.
+    *count_disabled*: rules of *disable* whose findings are returned in ``FileResult.suppressed`` rather
+    than dropped unseen (the per-path ignores: the report counts what they kept out).
     """
     disabled = OFF_BY_DEFAULT if disable is None else frozenset(disable)
     raw = _cached_findings(source, path, cache, helpers, reach)
     if raw and raw[0][2] == "CR901":
         line, col, rule, message = raw[0][:4]
-        return FileResult(() if rule in disabled else (Violation(path, line, col, rule, message),), (), ())
-    found = [
-        Violation(path, line, col, rule, _hinted(message, rule, loader_hint), end)
-        for line, col, rule, message, end, callee in raw
-        if rule not in disabled
-        and not (loader and RULES_BY_ID[rule].loader_exempt)
-        and not (callee == "<loader-decides>" and loader)
-        and not (callee and loader_callee is not None and loader_callee(callee))
-    ]
-    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
-    waivers, bad = find_waivers(text, path)
-    if not waivers:
-        return FileResult(tuple(sorted(found + bad, key=_order)), (), ())
+        found = [Violation(path, line, col, rule, message)]
+        waivers: list[Waiver] = []
+        bad: list[Violation] = []
+    else:
+        found = [
+            Violation(path, line, col, rule, _hinted(message, rule, loader_hint), end)
+            for line, col, rule, message, end, callee in raw
+            if not (loader and RULES_BY_ID[rule].loader_exempt)
+            and not (callee == "<loader-decides>" and loader)
+            and not (callee and loader_callee is not None and loader_callee(callee))
+        ]
+        text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+        waivers, bad = find_waivers(text, path)
+    counted = frozenset(count_disabled) & disabled
+    suppressed = tuple(v for v in found + bad if v.rule in counted)
+    return _waived([v for v in found if v.rule not in disabled], [v for v in bad if v.rule not in disabled], waivers,
+                   suppressed)
+
+
+def _waived(found: list[Violation], bad: list[Violation], waivers: list[Waiver], suppressed: tuple[Violation, ...]) -> FileResult:
+    """The file's result once *waivers* took what they cover out of *found* (*bad*: the malformed waivers' CR902)."""
+    if not found or not waivers:
+        return FileResult(tuple(sorted(found + bad, key=_order)), (), tuple(waivers), suppressed)
     kept: list[Violation] = []
     used: set[Waiver] = set()
     for v in found:
@@ -143,6 +158,7 @@ def check_source(
         tuple(sorted(kept + bad, key=_order)),
         tuple(w for w in waivers if w in used),
         tuple(w for w in waivers if w not in used),
+        suppressed,
     )
 
 
@@ -181,121 +197,40 @@ def _order(v: Violation) -> tuple[str, int, int, str]:
     return (v.path, v.line, v.col, v.rule)
 
 
-@dataclass(frozen=True)
-class GateReport:
-    """Everything one gate run found; ``ok`` when no violation is left after waivers."""
-
-    violations: tuple[Violation, ...]
-    waivers: tuple[Waiver, ...]
-    unused_waivers: tuple[Waiver, ...]
-    files_checked: int
-    config: GateConfig
-    baselined: int = 0  # findings a baseline accounted for (not in ``violations``)
-    stale: tuple[tuple[str, str, str], ...] = ()  # baseline entries (rule, path, fingerprint) gone
-    skipped: tuple[tuple[str, int], ...] = ()  # (root-relative folder, .py files in it) left out by default
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def counts(self) -> dict[str, int]:
-        """Violations per rule id, every known rule listed (0 included)."""
-        counted = Counter(v.rule for v in self.violations)
-        return {rule: counted.get(rule, 0) for rule in RULES_BY_ID}
-
-    def lines(self) -> list[str]:
-        return [v.format() for v in self.violations]
-
-    def summary(self) -> list[str]:
-        """The summary a person reads: totals, then every waiver with its reason."""
-        broken = {r: n for r, n in self.counts().items() if n}
-        per_rule = ", ".join(f"{r}: {n}" for r, n in broken.items())
-        out = [
-            f"cleanroom gates: {self.files_checked} files, {len(self.violations)} violation(s)"
-            + (f" ({per_rule})" if per_rule else "")
-            + f", {len(self.waivers)} waiver(s)"
-            + (f", {len(self.unused_waivers)} unused" if self.unused_waivers else "")
-        ]
-        out += [f"  waived {w.path}:{w.covers_line} {','.join(w.rules)}: {w.reason}" for w in self.waivers]
-        out += [
-            f"  unused waiver {w.path}:{w.line} {','.join(w.rules)}: {w.reason}" for w in self.unused_waivers
-        ]
-        out.append(f"  config: {self.config_note()}")
-        if self.config.disable:
-            out.append(f"  disabled rules: {', '.join(sorted(self.config.disable))}")
-        if self.baselined or self.stale:
-            out.append(
-                f"  baseline: {self.baselined} accepted finding(s) not shown, {len(self.stale)} "
-                + ("entry no longer occurs" if len(self.stale) == 1 else "entries no longer occur")
-                + (" (rewrite it with --write-baseline to drop them)" if self.stale else "")
-            )
-        out += [f"  fixed since the baseline: {path} {rule} ({fp})" for rule, path, fp in self.stale]
-        if self.skipped:
-            out.append(f"  {skipped_note(self.skipped)}")
-        return out
-
-    def config_note(self) -> str:
-        """Which settings applied: ``pyproject.toml``, or ``defaults, no [tool.cleanroom.gates] found above src``."""
-        if self.config.source != "defaults":
-            return _display(Path(self.config.source).resolve())
-        if not self.config.searched_from:
-            return "defaults"
-        above = _display(Path(self.config.searched_from))
-        return f"defaults, no [tool.cleanroom.gates] found above {'the current folder' if above == '.' else above}"
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "files_checked": self.files_checked,
-            "counts": self.counts(),
-            "violations": [v.to_dict() for v in self.violations],
-            "waivers": [w.to_dict() for w in self.waivers],
-            "unused_waivers": [w.to_dict() for w in self.unused_waivers],
-            "config": self.config.to_dict(),
-            "baselined": self.baselined,
-            "stale_baseline_entries": [{"rule": r, "path": p, "fingerprint": f} for r, p, f in self.stale],
-            "skipped_by_default": [{"path": p, "python_files": n} for p, n in self.skipped],
-        }
-
-    def raise_if_failed(self) -> None:
-        """Raise :class:`GateError` listing the violations (for pipeline preflight)."""
-        if self.violations:
-            shown = "\n".join(self.lines()[:20])
-            more = f"\n... and {len(self.violations) - 20} more" if len(self.violations) > 20 else ""
-            raise GateError(f"{len(self.violations)} code gate violation(s):\n{shown}{more}")
-
-
-def _display(path: Path) -> str:
-    """A path as the user wants to click it: relative to the cwd when under it."""
-    return rel_posix(path, os.getcwd())
-
-
-
-def _unreadable(file: Path, exc: OSError) -> Violation:
-    """The CR901 finding for a file that cannot be read: a file the gates cannot see does not pass."""
+def _why_unchecked(file: Path, problem: OSError | str) -> str:
+    """Why a file the walk found was not checked: it could not be read, or *problem* names what it is instead
+    of a regular file (a FIFO, a device: never opened)."""
+    if isinstance(problem, str):
+        return f"is {problem}, not a regular file (not opened)"
     if file.is_symlink() and not file.exists():
-        what = f"is a broken symbolic link (to {os.readlink(file)})"
-    else:
-        what = f"cannot be read ({exc.strerror or type(exc).__name__})"
+        return f"is a broken symbolic link (to {os.readlink(file)})"
+    return f"cannot be read ({problem.strerror or type(problem).__name__})"
+
+
+def _unreadable(path: str, why: str) -> Violation:
+    """The CR901 finding for a file that was not checked: a file the gates cannot see does not pass."""
     return Violation(
-        _display(file),
+        path,
         1,
         1,
         "CR901",
-        f"{what}; every file the gates cover must be readable: fix or remove it, "
+        f"{why}; every file the gates cover must be a readable regular file: fix or remove it, "
         "or add it to [tool.cleanroom.gates] exclude",
     )
 
 
-def _read_all(files: Iterable[Path], config: GateConfig, seen: set[Path]) -> list[tuple[Path, str, bytes | OSError]]:
-    """(file, root-relative path, bytes or the error reading them) for each file not in *seen* (added to it)."""
-    read: list[tuple[Path, str, bytes | OSError]] = []
+def _read_all(
+    files: Iterable[Path], config: GateConfig, seen: set[Path]
+) -> list[tuple[Path, str, bytes | OSError | str]]:
+    """(file, root-relative path, its bytes, the error reading them, or what it is when not a regular
+    file, which is never opened) for each file not in *seen* (added to it)."""
+    read: list[tuple[Path, str, bytes | OSError | str]] = []
     for file in files:
         if file in seen:
             continue
         seen.add(file)
         try:
-            read.append((file, rel_posix(file, config.root), file.read_bytes()))
+            read.append((file, rel_posix(file, config.root), read_regular(file)))
         except OSError as exc:
             read.append((file, rel_posix(file, config.root), exc))
     return read
@@ -325,12 +260,14 @@ def run_gates(
     helpers = {**HELPERS, **dict(config.helpers)}
     extra = repr(sorted(config.helpers)) if config.helpers else ""  # the built-in ones are in the source
     cache = ResultCache(extra_salt=extra) if use_cache else None
-    targets = list(paths) if paths is not None else [config.root / p for p in config.paths]
+    targets: list[str | Path] = list(paths) if paths is not None else [config.root / p for p in config.paths]
     hint = loader_hint(config)
     callee = config.is_loader_callee if config.loader_modules else None
     violations: list[Violation] = []
     used: list[Waiver] = []
     unused: list[Waiver] = []
+    unchecked: list[tuple[str, str]] = []
+    tally = PathIgnoreTally(config)
     seen: set[Path] = set()
     skipped: dict[str, int] = {}
     with _cyclic_gc_paused():
@@ -338,32 +275,57 @@ def run_gates(
         read = _read_all(iter_python_files(targets, config, skipped), config, seen)
         table = ForwarderTable(((f, r, s) for f, r, s in read if isinstance(s, bytes)), helpers, cache)
         for file, rel, source in read:
-            if isinstance(source, OSError):
-                if "CR901" not in config.off_for(rel):
-                    violations.append(_unreadable(file, source))
+            off = config.off_for(rel)
+            if not isinstance(source, bytes):
+                unchecked.append((_display(file), _why_unchecked(file, source)))
+                if "CR901" not in off:
+                    violations.append(_unreadable(*unchecked[-1]))
                 continue
             result = check_source(
                 source,
                 _display(file),
                 loader=config.is_loader(rel),
-                disable=config.off_for(rel),
+                disable=off,
                 cache=cache,
                 helpers=helpers,
                 loader_callee=callee,
                 loader_hint=hint,
                 reach=table.reach(file, source),
+                count_disabled=off - config.off,
             )
             violations.extend(result.violations)
             used.extend(result.used_waivers)
             unused.extend(result.unused_waivers)
+            tally.add_file(rel, [v.rule for v in result.suppressed])
     if cache is not None:
         cache.save()
-    left_out = tuple(sorted(skipped.items()))
-    if not seen:
+    return _report(config, targets, (violations, used, unused), seen, unchecked, tally, tuple(sorted(skipped.items())))
+
+
+def _report(
+    config: GateConfig,
+    targets: list[str | Path],
+    found: tuple[list[Violation], list[Waiver], list[Waiver]],
+    seen: set[Path],
+    unchecked: list[tuple[str, str]],
+    tally: PathIgnoreTally,
+    left_out: tuple[tuple[str, int], ...],
+) -> GateReport:
+    """The run's report; an :class:`InputError` when it gated nothing (no file found, or none checked and
+    nothing said about it): a gate over nothing passes nothing."""
+    violations, used, unused = found
+    if not seen or (len(unchecked) == len(seen) and not violations):
         shown = ", ".join(str(t) for t in targets)
+        what = "no Python files to gate (all excluded, hidden or not .py" if not seen else (
+            f"no Python file could be checked ({'; '.join(f'{p}: {why}' for p, why in unchecked[:3])}"
+        )
         raise InputError(
-            f"{shown}: no Python files to gate (all excluded, hidden or not .py"
+            f"{shown}: {what}"
             + (f"; {skipped_note(left_out)}" if left_out else "")
             + "); a gate over nothing passes nothing: fix the paths or [tool.cleanroom.gates] exclude"
         )
-    return GateReport(tuple(violations), tuple(used), tuple(unused), len(seen), config, skipped=left_out)
+    path_ignores, everywhere = tally.result()
+    return GateReport(
+        tuple(violations), tuple(used), tuple(unused), len(seen) - len(unchecked), config, skipped=left_out,
+        not_checked=tuple(unchecked), path_ignores=path_ignores, ignored_everywhere=everywhere,
+    )
