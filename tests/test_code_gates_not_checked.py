@@ -193,3 +193,17 @@ def test_a_disabled_rule_reports_no_finding(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("import os  # cleanroom: allow[CR501]\n")
     assert [v.rule for v in run_gates(GateConfig(root=tmp_path), [tmp_path]).violations] == ["CR902"]
     assert run_gates(GateConfig(root=tmp_path, disable=frozenset({"CR902"})), [tmp_path], use_cache=False).ok
+
+
+def test_write_baseline_onto_a_fifo_or_a_device_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """``--write-baseline`` names an output: a FIFO (reading it to see whether it is a baseline blocked forever)
+    or a link to a device is refused with one line, exit 2, and left as it was."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "ok.py").write_text("import os\n")
+    os.mkfifo(tmp_path / "base.json")
+    (tmp_path / "nul.json").symlink_to("/dev/null")
+    for name, kind in (("base.json", "a FIFO"), ("nul.json", "a character device")):
+        r = subprocess.run([sys.executable, "-m", "cleanroom.cli", "gates", "--no-cache", "d", "--write-baseline",
+                            name], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 2 and f"--write-baseline {name}: is {kind}" in r.stderr, r.stderr
+    assert (tmp_path / "base.json").is_fifo() and (tmp_path / "nul.json").resolve() == Path("/dev/null")

@@ -22,7 +22,7 @@ from pathlib import Path
 from cleanroom.code_gates.files import read_regular
 from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import ConfigError, InputError, MissingFileError
-from cleanroom.fs import atomic_write_bytes
+from cleanroom.fs import atomic_write_bytes, check_output_path
 from cleanroom.jsonl import loads
 
 VERSION = 1
@@ -67,6 +67,7 @@ def refuse_overwriting(path: Path) -> None:
     tell) would be replaced, so it is refused with how to proceed; a directory cannot be written at all."""
     if path.is_dir():
         raise ConfigError(f"--write-baseline {path}: is a directory; pass a file such as gates-baseline.json")
+    check_output_path(path, "--write-baseline")  # a FIFO or device is refused before it is opened (or replaced)
     if not path.exists():
         return
     try:
