@@ -7,15 +7,24 @@ import argparse
 from cleanroom.artifacts.layout import is_name
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (a count of tokens or processes: 0 or fewer is a mistake, never a default)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}; expected an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1; pass a positive integer")
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}; expected an integer >= {low}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is not >= {low}; pass an integer >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of tokens or processes: 0 or fewer is a mistake, never a default)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (a seed: numpy's generators refuse a negative one, so it is refused here, at the argument)."""
+    return _int_at_least(text, 0)
 
 
 def name(text: str) -> str:
@@ -26,4 +35,4 @@ def name(text: str) -> str:
     return text
 
 
-__all__ = ["name", "positive_int"]
+__all__ = ["name", "non_negative_int", "positive_int"]
