@@ -149,3 +149,19 @@ def test_run_on_tiny_base_model_is_verified(tiny_base_model, tmp_path):
     assert len(verdicts) == 3
     report = verify_run(tmp_path / "t")
     assert report.ok, report.errors
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--seed", "-1"], "argument --seed: -1 is not >= 0; pass an integer >= 0"),
+    (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["--n-eval", "0"], "argument --n-eval: 0 is not >= 1"),
+    (["--n-pool", "-5"], "argument --n-pool: -5 is not >= 1"),
+])
+def test_make_set_refuses_a_bad_number_at_the_argument(tmp_path, capsys, args, named):
+    """`eval make-set --seed -1` reached numpy and came back as "unexpected ValueError" from the catch-all."""
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "make-set", "--out", str(tmp_path / "x"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and named in err and "unexpected" not in err
+    assert not (tmp_path / "x").exists()

@@ -8,6 +8,7 @@ import pytest
 
 from cleanroom.cli import main
 from cleanroom.errors import IncomparableError, StatisticsError
+from cleanroom.hashing import content_sha256
 from cleanroom.stats import compare_verdict_files
 
 from .test_compare import CONDITIONS, _write
@@ -50,7 +51,8 @@ def test_a_difference_other_than_the_model_is_refused_naming_it(tmp_path, case) 
     with pytest.raises(IncomparableError, match=f"— {named}: 20 key") as err:
         compare_verdict_files([a, b], **SMALL)
     assert err.value.exit_code == 1
-    rows = compare_verdict_files([a, b], allow_differences=[field.split(".")[0]], **SMALL)
+    rows = compare_verdict_files([a, b], allow_differences=[field.split(".")[0]], difference_reason="ablation",
+                                 **SMALL)
     assert rows[0].allowed_differences and rows[0].allowed_differences[0].startswith(named)
 
 
@@ -60,6 +62,7 @@ def test_one_differing_key_is_enough_and_a_file_without_conditions_is_refused(tm
     lines = b.read_text().splitlines(keepends=True)
     rec = json.loads(lines[7])
     rec["conditions"]["generation"]["max_new_tokens"] = 1
+    rec["provenance"]["content_sha256"] = content_sha256(rec)  # written so, not edited afterwards
     lines[7] = json.dumps(rec) + "\n"
     b.write_text("".join(lines))
     with pytest.raises(IncomparableError, match=r"generation.max_new_tokens: 1 key\(s\), e.g. key 7: a=256 vs b=1"):
@@ -83,17 +86,17 @@ def test_only_the_model_differs_and_the_result_says_what_was_held_equal(tmp_path
 def test_cli_refuses_with_exit_1_and_accepts_a_named_difference_with_a_reason(tmp_path, capsys) -> None:
     a = _write(tmp_path / "a.jsonl", KEYS, A)
     b = _write(tmp_path / "b.jsonl", KEYS, B, conditions=_with("generation.temperature", 0.7) | {"model": {}})
-    base = ["eval", "compare", str(a), str(b), "--min-n", "20"]
-    assert main([*base, "--override-reason", "unit fixture"]) == 1
+    base = ["eval", "compare", str(a), str(b), "--min-n", "20", "--override-reason", "unit fixture"]
+    assert main(base) == 1
     err = capsys.readouterr().err
     assert "IncomparableError" in err and "generation.temperature" in err and "a=0.0 vs b=0.7" in err
     assert main([*base, "--allow-difference", "generation.temperature"]) == 2  # no reason given
-    assert main([*base, "--allow-difference", "generation.seed", "--override-reason", "x"]) == 2  # seed is equal
+    assert main([*base, "--allow-difference", "generation.seed", "--difference-reason", "x"]) == 2  # seed is equal
     capsys.readouterr()
-    args = [*base, "--allow-difference", "generation.temperature", "--override-reason", "sampling ablation"]
+    args = [*base, "--allow-difference", "generation.temperature", "--difference-reason", "sampling ablation"]
     assert main([*args, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
-    assert row["override_reason"] == "sampling ablation"
+    assert row["difference_reason"] == "sampling ablation" and row["override_reason"] == "unit fixture"
     assert row["allowed_differences"] == ["generation.temperature: 20 key(s), e.g. key 0: a=0.0 vs b=0.7"]
     assert main(args) == 0
     assert "Differences accepted by override (sampling ablation): generation.temperature" in capsys.readouterr().out

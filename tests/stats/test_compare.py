@@ -10,6 +10,7 @@ import pytest
 
 from cleanroom.cli import eval_compare
 from cleanroom.errors import InputError, MissingFileError, StatisticsError
+from cleanroom.hashing import content_sha256
 from cleanroom.stats import compare_verdict_files, format_markdown
 from cleanroom.stats.compare import JSON_EXTRA_FIELDS, JSON_FIELDS
 
@@ -18,19 +19,22 @@ CONDITIONS = {"prompt_sha256": "p" * 64, "scorer_sha256": "s" * 64, "rendering":
               "generation": {"max_new_tokens": 256, "temperature": 0.0, "stop": ["\n### Request:"], "seed": 0}}
 
 
-def _write(path, keys, lists, *, loose=None, conditions=None):
+def _write(path, keys, lists, *, loose=None, conditions=None, digest=True):
+    """A verdict file; each record's provenance carries its content_sha256 (as cleanroom writes it) unless
+    ``digest=False``; ``conditions=False`` writes none."""
     conditions = CONDITIONS | {"model": {"path": path.stem}} if conditions is None else conditions
     with path.open("w", encoding="utf-8") as fh:
         for k, lst in zip(keys, lists, strict=True):
             lst = [bool(v) for v in lst]
             lo = lst if loose is None else [True] * len(lst)
-            fh.write(json.dumps({
+            rec = {
                 "key": k, "instruction_id_list": [f"x:{i}" for i in range(len(lst))], "response": "r",
                 "strict": {"follow_all_instructions": all(lst), "follow_instruction_list": lst},
                 "loose": {"follow_all_instructions": all(lo), "follow_instruction_list": lo},
-                "provenance": {"record_id": f"eval:{k}"},
                 **({"conditions": conditions} if conditions is not False else {}),
-            }) + "\n")
+            }
+            block = {"record_id": f"eval:{k}"} | ({"content_sha256": content_sha256(rec)} if digest else {})
+            fh.write(json.dumps(rec | {"provenance": block}) + "\n")
     return path
 
 
@@ -197,8 +201,6 @@ def test_cli_mismatch_exits_2_through_main(tmp_path, capsys):
     assert main(["eval", "compare", str(a), str(b)]) == 2
     err = capsys.readouterr().err
     assert "InputError" in err and "lacks 1 key(s)" in err and "249" in err
-    assert main(["eval", "compare", str(a), str(a), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["verdict"].startswith("no detectable difference")
 
 
 def test_cli_min_n_below_200_needs_a_reason_and_json_records_it(tmp_path, capsys):

@@ -23,7 +23,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """An integer >= 0 (a seed: numpy's generators take no negative seed)."""
+    """An integer >= 0 (a seed: numpy's generators refuse a negative one, so it is refused here, at the argument)."""
     return _int_at_least(text, 0)
 
 

@@ -64,9 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     m = actions.add_parser("make-set", help="write the embedded eval set and the SFT instruction pool")
     m.add_argument("--out", type=Path, required=True)
-    m.add_argument("--seed", type=non_negative_int, default=0)
-    m.add_argument("--n-eval", type=positive_int, default=300)
-    m.add_argument("--n-pool", type=positive_int, default=600)
+    m.add_argument("--seed", type=non_negative_int, default=0, help="generator seed, an integer >= 0 (default 0)")
+    m.add_argument("--n-eval", type=positive_int, default=300, help="eval prompts to write (default 300)")
+    m.add_argument("--n-pool", type=positive_int, default=600, help="SFT pool prompts to write (default 600)")
     m.set_defaults(handler=run_make_set)
 
     c = actions.add_parser("compare", help="paired comparison of verdict files (statistics)")

@@ -3,8 +3,13 @@
 Mounted by ``cli/eval_cmd.py`` as the ``compare`` action: it calls :func:`add_arguments` on its
 subparser and dispatches to :func:`run`. Exit 0 after printing the table (a regression is a verdict,
 not a tool failure); 1 when the files were produced under different conditions other than the model
-(each difference listed; ``--allow-difference FIELD --override-reason TEXT`` accepts one); 2 on unreadable files, mismatched keys, or too few keys or ``--min-n`` below 200
-without ``--override-reason`` (the library's ``require_min_n`` decides; ``--json`` rows carry the reason).
+(each difference listed; ``--allow-difference FIELD --difference-reason TEXT`` accepts one); 2 on unreadable
+files, a record that fails its own digest, the same file given twice, mismatched keys, or too few keys or
+``--min-n`` below 200 without ``--override-reason`` (the library's ``require_min_n`` decides).
+
+Each waiver has its own reason and is reported with it: ``--override-reason`` waives only the minimum n,
+``--difference-reason`` accepts only the differences named by ``--allow-difference``; the Markdown notes
+and every ``--json`` row (``notes``) carry the same lines.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cleanroom.cli._types import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="VERDICTS.jsonl",
@@ -20,18 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=("prompt", "instruction"), default="prompt",
                         help="pair per prompt (follow_all_instructions) or per instruction (clustered by key)")
     parser.add_argument("--mode", choices=("strict", "loose"), default="strict", help="which IFEval scoring to compare")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per comparison (with its override_reason) instead of Markdown")
-    parser.add_argument("--min-n", type=int, default=200, metavar="N",
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per comparison (with its waivers, reasons and notes) instead of "
+                             "Markdown")
+    parser.add_argument("--min-n", type=positive_int, default=200, metavar="N",
                         help="paired keys needed for a verdict (default 200); fewer keys, or any N below 200, "
                              "needs --override-reason")
     parser.add_argument("--override-reason", default=None, metavar="TEXT",
-                        help="why a verdict below --min-n, or an accepted --allow-difference, is acceptable "
-                             "(recorded in the output)")
+                        help="why a verdict below the minimum n is acceptable; waives the minimum n only, and is "
+                             "printed with the verdict")
     parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
                         help="accept files that differ in FIELD (a recorded condition such as "
                              "generation.temperature, or a section such as generation); repeatable; needs "
-                             "--override-reason. Without it, files produced under different prompts, rendering, "
+                             "--difference-reason. Without it, files produced under different prompts, rendering, "
                              "scorer or generation settings are refused (exit 1)")
+    parser.add_argument("--difference-reason", default=None, metavar="TEXT",
+                        help="why the --allow-difference fields are acceptable; accepts those differences only "
+                             "(not the minimum n), and is printed with them")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
     parser.set_defaults(handler=run)
 
@@ -43,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     rows = compare_verdict_files(
         args.files, level=args.level, mode=args.mode, min_n=args.min_n,
         override_reason=args.override_reason, confidence=args.confidence,
-        allow_differences=args.allow_difference,
+        allow_differences=args.allow_difference, difference_reason=args.difference_reason,
     )
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))

@@ -2,7 +2,10 @@
 
 No weights are needed: the architecture comes from the config (:func:`~cleanroom.pipeline.preflight.model_arch`),
 and every figure is the one preflight checks, computed by the same functions, so the estimate is what the run's
-own preflight will find.
+own preflight will find. Before estimating, the inputs the run will read that are cheap to check are checked
+with preflight's own functions, so a config the run would refuse is refused here with the same message: a Hub
+model without a pinned commit, and the user's prompt files (``data.eval_prompts``, ``data.sft_pool``: present,
+matching their pinned sha256, parseable as prompt records).
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ from cleanroom.pipeline.preflight import (
     memory_estimates,
     model_arch,
     project_stage1,
+    read_prompt_file,
     revision_problem,
+    user_prompt_files,
 )
 
 
 def estimate_stage1(spec: RunSpec) -> dict[str, Any]:
-    """What ``--estimate`` prints: :func:`estimate`, refused with :class:`ConfigError` for a Hub model without a
-    pinned commit (preflight's rule: an estimate of an unpinned model would be one of a run that cannot start)."""
+    """What ``--estimate`` prints: :func:`estimate`, refused where preflight would refuse the run — with
+    :class:`ConfigError` for a Hub model without a pinned commit, and with preflight's own error for a prompt file
+    the config names that is missing, changed against its pin or malformed (an estimate of a run that cannot
+    start would be a pass it has not earned)."""
     problem = revision_problem(spec.model)
     if problem is not None:
         raise ConfigError(problem)
+    for name, path in user_prompt_files(spec.data).items():
+        read_prompt_file(spec.data, name, path)
     return estimate(spec)
 
 

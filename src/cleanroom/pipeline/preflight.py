@@ -52,9 +52,11 @@ __all__ = [
     "model_arch",
     "project_stage1",
     "projection_line",
+    "read_prompt_file",
     "revision_problem",
     "run_preflight",
     "sft_worst_length",
+    "user_prompt_files",
 ]
 
 T = TypeVar("T")
@@ -131,24 +133,44 @@ def _sanity(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def _prompt_files(ctx: Context, work: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """The eval prompts and SFT pool: the user's (sha256-pinned if given) or the embedded generator's."""
+#: The prompt files a run reads: ``data.<name>`` (with ``data.<name>_sha256``), else the embedded generator's.
+PROMPT_FILES = ("eval_prompts", "sft_pool")
+
+
+def user_prompt_files(data: Any) -> dict[str, Path]:
+    """The prompt files the config names (``data.eval_prompts``, ``data.sft_pool``) as paths; the others come
+    from the embedded generator at run time."""
+    return {name: Path(getattr(data, name)).expanduser() for name in PROMPT_FILES if getattr(data, name)}
+
+
+def read_prompt_file(data: Any, name: str, path: Path) -> tuple[list[Any], str]:
+    """The prompt records of ``data.<name>`` at *path* and the file's sha256, checked as the run reads them: the
+    file exists (MissingFileError), matches ``data.<name>_sha256`` when the config pins one (ConfigError) and
+    parses as prompt records (:func:`cleanroom.ifeval.read_prompts`: InputError at the file's line). Preflight
+    reads every prompt file through it, and ``run --estimate`` the user's, so both refuse the same file alike."""
+    if not path.is_file():
+        raise MissingFileError(f"data.{name}: {path} does not exist")
+    digest = file_sha256(path)
+    pinned = getattr(data, f"{name}_sha256")
+    if pinned and digest != pinned:
+        raise ConfigError(f"data.{name}: {path} has sha256 {digest}, the config pins {pinned}; the file changed")
+    return read_prompts(path), digest
+
+
+def _prompt_files(ctx: Context, work: Path) -> tuple[list[tuple[Path, list[Any]]], dict[str, Any]]:
+    """The eval prompts and SFT pool, each (path, records): the user's (sha256-pinned if given) or the embedded
+    generator's; and the data info (their digests, the generator's settings when it ran)."""
     d = ctx.spec.data
     info: dict[str, Any] = {}
     if d.eval_prompts is None or d.sft_pool is None:
         info = make_eval_set(work, seed=d.generator_seed, n_eval=d.n_eval, n_pool=max(d.n_sft + ctx.spec.pairs.n_instructions, 1))
-    paths = []
-    for name, user, pinned in (("eval_prompts", d.eval_prompts, d.eval_prompts_sha256),
-                               ("sft_pool", d.sft_pool, d.sft_pool_sha256)):
-        path = Path(user).expanduser() if user else work / f"{name}.jsonl"
-        if not path.is_file():
-            raise MissingFileError(f"data.{name}: {path} does not exist")
-        digest = file_sha256(path)
-        if pinned and digest != pinned:
-            raise ConfigError(f"data.{name}: {path} has sha256 {digest}, the config pins {pinned}; the file changed")
-        info[f"{name}_sha256"] = digest
-        paths.append(path)
-    return paths[0], paths[1], info
+    user = user_prompt_files(d)
+    files = []
+    for name in PROMPT_FILES:
+        path = user.get(name, work / f"{name}.jsonl")
+        records, info[f"{name}_sha256"] = read_prompt_file(d, name, path)
+        files.append((path, records))
+    return files, info
 
 
 def run_preflight(ctx: Context) -> dict[str, Any]:
@@ -157,8 +179,8 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     spec = ctx.spec
     work = ctx.run.path / ".work" / "preflight"
     work.mkdir(parents=True, exist_ok=True)
-    eval_path, pool_path, data_info = _prompt_files(ctx, work)
-    eval_set, pool = read_prompts(eval_path), read_prompts(pool_path)
+    prompt_files, data_info = _prompt_files(ctx, work)
+    (_, eval_set), (_, pool) = prompt_files
     checks: list[dict[str, Any]] = [_overlap_check(eval_set, pool), _eval_size_check(spec, eval_set)]
 
     problem = revision_problem(spec.model)
@@ -207,7 +229,7 @@ def run_preflight(ctx: Context) -> dict[str, Any]:
     prov = capture(ctx, "preflight", loader=loader_prov,
                    extra={"few_shot_digest": FEW_SHOT_DIGEST, "data": data_info, "backend": choice._asdict(),
                           "dpo_backend": dpo_choice._asdict()})
-    return _write_results(ctx, prov, checks, data_info, [(eval_path, eval_set), (pool_path, pool)])
+    return _write_results(ctx, prov, checks, data_info, prompt_files)
 
 
 def _attempt(checks: list[dict[str, Any]], name: str, fn: Callable[[], T | None]) -> T | None:

@@ -16,7 +16,11 @@ is A–B, B–C, A–C (base→SFT, SFT→DPO, base→DPO); differences are alwa
   t(C−1): CI, Wald-t p-value and MDE. If no cluster varies (SE = 0) it falls back to the
   prompt-level formulas on the instruction counts, so the interval never has zero width.
 
-The minimum-n rule applies to the number of paired keys at both levels.
+The minimum-n rule applies to the number of paired keys at both levels. Reading and checking the files
+(their digests, one file given twice) is :mod:`cleanroom.stats.verdict_files`; whether they may be compared
+is :mod:`cleanroom.stats.comparability`. Each waiver has its own reason and is reported with it on every row:
+``override_reason`` waives the minimum n, ``difference_reason`` the differences named in ``allow_differences``;
+one never stands in for the other, so a reason given for one gate cannot silently open the other.
 """
 
 from __future__ import annotations
@@ -29,32 +33,40 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from cleanroom.errors import IncomparableError, InputError, MissingFileError, StatisticsError
-from cleanroom.jsonl import iter_jsonl
+from cleanroom.errors import IncomparableError, InputError, StatisticsError
 from cleanroom.stats.comparability import find_differences, split_allowed
 from cleanroom.stats.intervals import check_confidence, clustered_mean_se
 from cleanroom.stats.paired import PairedAccuracy, cohens_h, compare_paired_binary, holm
 from cleanroom.stats.power import mde_from_se, mde_paired_binary
 from cleanroom.stats.verdict import DEFAULT_MIN_N, require_min_n, verdict_for
+from cleanroom.stats.verdict_files import (
+    Verdicts,
+    check_distinct_files,
+    check_same_keys,
+    read_verdict_file,
+)
 
 LEVELS = ("prompt", "instruction")
-MODES = ("strict", "loose")
 #: The per-comparison fields issue 5 documents for ``eval compare --json``, in this order.
 JSON_FIELDS = (
     "a", "b", "n", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high",
     "p_value", "p_holm", "effect_size", "mde", "verdict",
 )
-#: Appended after :data:`JSON_FIELDS`: why a verdict was given below the minimum n (null when it was not).
-#: Then what the files were held equal on, and each difference accepted with --allow-difference (with the reason).
-JSON_EXTRA_FIELDS = ("override_reason", "held_equal", "allowed_differences")
+#: Appended after :data:`JSON_FIELDS`: why a verdict was given below the minimum n (null when it was not), why
+#: the differences accepted with --allow-difference are acceptable (null when none was), what the files were held
+#: equal on, each accepted difference, the conditions no file recorded (not compared), and ``notes``: every caveat
+#: line the Markdown prints under the table for this row, word for word.
+JSON_EXTRA_FIELDS = ("override_reason", "difference_reason", "held_equal", "allowed_differences", "not_compared",
+                     "notes")
 
 
 @dataclass(frozen=True)
 class ComparisonRow(PairedAccuracy):
     """One comparison B vs A: the paired accuracies, then the test, Holm and the verdict.
-    ``to_json()`` gives the documented command-line fields plus the override reason, so a small-n
-    verdict never leaves without its reason; the rest (level, mode, method, counts) is kept here
-    for reports."""
+    ``to_json()`` gives the documented command-line fields plus each waiver with its reason and the
+    caveat lines (:meth:`notes`), so a small-n verdict never leaves without its reason; the rest
+    (level, mode, method, counts) is kept here for reports. The fields after ``allowed_differences``
+    have defaults so that a run's ``eval/comparison.json`` written before them still loads."""
 
     a: str
     b: str
@@ -73,91 +85,42 @@ class ComparisonRow(PairedAccuracy):
     override_reason: str | None
     held_equal: tuple[str, ...] = ()
     allowed_differences: tuple[str, ...] = ()
+    difference_reason: str | None = None
+    not_compared: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = ()
+    identical_outputs: bool = False
+    min_n: int = DEFAULT_MIN_N
+
+    def file_notes(self) -> list[str]:
+        """The caveats shared by every row of one comparison: each waiver with its reason, and what was not checked."""
+        notes = []
+        if self.override_reason:
+            notes.append(f"Below the minimum n ({self.n_keys} paired keys < {self.min_n}); verdict given by override: "
+                         f"{self.override_reason}")
+        if self.allowed_differences:
+            notes.append(f"Differences accepted by override ({self.difference_reason}): "
+                         + "; ".join(self.allowed_differences))
+        if self.not_compared:
+            notes.append("Not compared, because no file recorded them (the files may differ in them): "
+                         + "; ".join(self.not_compared))
+        if self.unverified:
+            notes.append("Conditions taken as written, with no record digest to check them against "
+                         "(records without provenance.content_sha256): " + ", ".join(self.unverified))
+        return notes
+
+    def pair_notes(self) -> list[str]:
+        """The caveats of this pair alone."""
+        if not self.identical_outputs:
+            return []
+        return [f"{self.a} and {self.b} hold the same responses and verdicts at every key: the same outputs "
+                "scored twice, or a model that did not change."]
+
+    def notes(self) -> list[str]:
+        return self.file_notes() + self.pair_notes()
 
     def to_json(self) -> dict[str, object]:
-        full = asdict(self)
+        full = asdict(self) | {"notes": self.notes()}
         return {k: full[k] for k in JSON_FIELDS + JSON_EXTRA_FIELDS}
-
-
-@dataclass(frozen=True)
-class _Verdicts:
-    label: str
-    path: Path
-    prompt: dict[Hashable, bool]
-    instructions: dict[Hashable, tuple[bool, ...]]
-    conditions: dict[Hashable, dict[str, Any] | None]
-
-
-def read_verdict_file(path: Path | str, *, mode: str = "strict") -> _Verdicts:
-    """Read one verdict JSONL with plain ``json``; malformed lines raise InputError naming file and line."""
-    if mode not in MODES:
-        raise StatisticsError(f"mode={mode!r}; expected one of {MODES}")
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"verdict file {p} does not exist; produce it with `cleanroom eval score`")
-    prompt: dict[Hashable, bool] = {}
-    instructions: dict[Hashable, tuple[bool, ...]] = {}
-    first_line: dict[Hashable, int] = {}
-    conditions: dict[Hashable, dict[str, Any] | None] = {}
-    # one reader for every JSONL file (cleanroom.jsonl): encoding, BOM, blank lines, an empty file
-    for lineno, rec in iter_jsonl(p, what="verdict file"):
-        where = f"{p} line {lineno}"
-        if "key" not in rec:
-            raise InputError(f"{where}: expected a JSON object with a 'key'; re-score with `cleanroom eval score`")
-        key = rec["key"]
-        if not isinstance(key, (int, str)) or isinstance(key, bool):
-            raise InputError(f"{where}: key {key!r} must be an int or a string")
-        if key in first_line:
-            raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
-        block = rec.get(mode)
-        if not isinstance(block, dict):
-            raise InputError(f"{where}: missing the {mode!r} block ({{follow_all_instructions, follow_instruction_list}})")
-        follow_all = block.get("follow_all_instructions")
-        follow_list = block.get("follow_instruction_list")
-        if not isinstance(follow_all, bool):
-            raise InputError(f"{where}: {mode}.follow_all_instructions must be true/false, got {follow_all!r}")
-        if (
-            not isinstance(follow_list, list)
-            or not follow_list
-            or not all(isinstance(v, bool) for v in follow_list)
-        ):
-            raise InputError(
-                f"{where}: {mode}.follow_instruction_list must be a non-empty list of true/false, got {follow_list!r}"
-            )
-        if follow_all != all(follow_list):
-            raise InputError(
-                f"{where}: {mode}.follow_all_instructions={follow_all} disagrees with follow_instruction_list "
-                f"{follow_list}; the file is inconsistent — re-score it"
-            )
-        first_line[key] = lineno
-        prompt[key] = follow_all
-        instructions[key] = tuple(follow_list)
-        conditions[key] = rec["conditions"] if isinstance(rec.get("conditions"), dict) else None
-    if not prompt:
-        raise InputError(f"verdict file {p} holds no verdicts; score some prompts first")
-    return _Verdicts(p.stem, p, prompt, instructions, conditions)
-
-
-def _check_same_keys(files: Sequence[_Verdicts]) -> list[Hashable]:
-    keys = list(files[0].prompt)
-    ref = set(keys)
-    problems = []
-    for f in files[1:]:
-        other = set(f.prompt)
-        for missing, holder, lacker in ((ref - other, files[0], f), (other - ref, f, files[0])):
-            if missing:
-                shown = sorted(missing, key=repr)[:10]
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                problems.append(
-                    f"{lacker.path} lacks {len(missing)} key(s) present in {holder.path}: "
-                    f"{', '.join(map(repr, shown))}{more}"
-                )
-    if problems:
-        raise InputError(
-            "verdict files must hold the same keys to be paired; " + "; ".join(problems)
-            + " — score every system on the same eval set"
-        )
-    return keys
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
@@ -176,15 +139,22 @@ def compare_verdict_files(
     confidence: float = 0.95,
     alpha: float = 0.05,
     allow_differences: Sequence[str] = (),
+    difference_reason: str | None = None,
     conditions: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[ComparisonRow]:
     """Compare 2 or 3 verdict files (A–B; or A–B, B–C, A–C) and decide each with Holm-adjusted p.
 
+    Two waivers, each with its own reason, each reported with it on every row (:meth:`ComparisonRow.notes`):
+
+    - ``override_reason`` waives the minimum n (:func:`~cleanroom.stats.verdict.require_min_n`) and nothing else;
+    - ``difference_reason`` accepts the differences named in ``allow_differences`` and nothing else.
+
     The files must have been produced under the same conditions except the model
     (:mod:`cleanroom.stats.comparability`): otherwise :class:`IncomparableError` (exit 1) lists each
-    difference, unless its field is in ``allow_differences`` and ``override_reason`` says why.
-    ``conditions`` (one per file) stands in for files whose records carry none: a caller that produced
-    them all under known conditions (the pipeline's eval stage) states those conditions here.
+    difference, unless its field is in ``allow_differences``. A condition no file recorded is not compared
+    and the rows say so. ``conditions`` (one per file) stands in for files whose records carry none: a caller
+    that produced them all under known conditions (the pipeline's eval stage) states those conditions here.
+    The same file given twice is refused (InputError); two files with the same outputs are compared, with a note.
 
     ``seed`` is accepted for the contract; pass/fail comparisons are closed-form and draw no
     random numbers, so results are identical for every seed and across processes.
@@ -196,12 +166,11 @@ def compare_verdict_files(
         raise StatisticsError(f"eval compare takes 2 or 3 verdict files (A B [C]); got {len(paths)}")
     conf = check_confidence(confidence)
     files = [read_verdict_file(p, mode=mode) for p in paths]
+    check_distinct_files(files)
     labels = _labels([f.path for f in files])
-    keys = _check_same_keys(files)
-    held, allowed = _check_comparable(files, labels, keys, allow_differences, override_reason, conditions)
+    keys = check_same_keys(files)
+    checked = _check_comparable(files, labels, keys, allow_differences, difference_reason, conditions)
     override = require_min_n(len(keys), min_n=min_n, override_reason=override_reason, what="eval compare")
-    if allowed and override is None:
-        override = override_reason.strip() if override_reason else None
     if level == "instruction":
         _check_same_instruction_lists(files, keys)
     pairs = [(0, 1)] if len(files) == 2 else [(0, 1), (1, 2), (0, 2)]
@@ -214,13 +183,14 @@ def compare_verdict_files(
                 a=labels[i], b=labels[j], p_holm=float(ph),
                 verdict=verdict_for(r["difference"], float(ph), r["mde"], alpha=alpha),
                 level=level, mode=mode, n_keys=len(keys), confidence=conf, override_reason=override,
-                held_equal=held, allowed_differences=allowed, **r,
+                identical_outputs=files[i].outputs_sha256 == files[j].outputs_sha256,
+                min_n=max(min_n, DEFAULT_MIN_N), **checked, **r,
             )
         )
     return rows
 
 
-def _check_same_instruction_lists(files: Sequence[_Verdicts], keys: Sequence[Hashable]) -> None:
+def _check_same_instruction_lists(files: Sequence[Verdicts], keys: Sequence[Hashable]) -> None:
     """Instruction-level pairing needs every file to score the same number of instructions per key."""
     for f in files[1:]:
         for k in keys:
@@ -231,7 +201,7 @@ def _check_same_instruction_lists(files: Sequence[_Verdicts], keys: Sequence[Has
                 )
 
 
-def _pair_test(a: _Verdicts, b: _Verdicts, keys: Sequence[Hashable], level: str, conf: float, alpha: float) -> dict:
+def _pair_test(a: Verdicts, b: Verdicts, keys: Sequence[Hashable], level: str, conf: float, alpha: float) -> dict:
     """One pair's test before Holm: per prompt, or per instruction clustered by prompt."""
     if level == "prompt":
         x = np.array([a.prompt[k] for k in keys])
@@ -244,32 +214,47 @@ def _pair_test(a: _Verdicts, b: _Verdicts, keys: Sequence[Hashable], level: str,
 
 
 def _check_comparable(
-    files: Sequence[_Verdicts], labels: Sequence[str], keys: Sequence[Hashable], allow: Sequence[str],
+    files: Sequence[Verdicts], labels: Sequence[str], keys: Sequence[Hashable], allow: Sequence[str],
     reason: str | None, conditions: Sequence[Mapping[str, Any]] | None,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(fields held equal, accepted differences); IncomparableError listing each refused difference."""
+) -> dict[str, Any]:
+    """The row fields that say what was compared: held equal, accepted differences and their reason, not
+    compared, unverified files. IncomparableError (exit 1) listing each refused difference; StatisticsError
+    (exit 2) for an allowed field that does not differ, or a difference allowed without its own reason."""
     if conditions is not None and len(conditions) != len(files):
         raise StatisticsError(f"conditions: one mapping per file ({len(files)}), got {len(conditions)}")
+    reason = reason.strip() if reason else None
+    if reason and not allow:
+        raise StatisticsError("--difference-reason was given without --allow-difference FIELD: it waives nothing on "
+                              "its own (the minimum n has its own --override-reason); name the field(s) it accepts")
     per_file = [
         {k: f.conditions[k] if f.conditions[k] is not None or conditions is None else dict(conditions[i]) for k in keys}
         for i, f in enumerate(files)
     ]
-    diffs, held = find_differences(per_file, labels)
-    refused, accepted = split_allowed(diffs, allow)
+    found = find_differences(per_file, labels)
+    refused, accepted = split_allowed(found.differences, allow)
     unused = [a for a in allow if not any(d.field == a or d.field.startswith(a + ".") for d in accepted)]
     if unused:
-        raise StatisticsError(f"--allow-difference {unused[0]}: the files do not differ in {unused[0]!r}; "
-                              f"differences found: {[d.field for d in diffs] or 'none'}")
-    if accepted and not (reason and reason.strip()):
-        raise StatisticsError("--allow-difference needs --override-reason TEXT saying why the difference is acceptable")
+        unrecorded = [n for n in found.not_compared if n == unused[0] or n.startswith((unused[0] + ".", unused[0] + ":"))]
+        why = (f"no file recorded it, so it is not compared and the output says so ({unrecorded[0]}); drop "
+               "--allow-difference for it") if unrecorded else f"the files do not differ in {unused[0]!r}"
+        raise StatisticsError(f"--allow-difference {unused[0]}: {why}; "
+                              f"differences found: {[d.field for d in found.differences] or 'none'}")
+    if accepted and not reason:
+        raise StatisticsError("--allow-difference needs --difference-reason TEXT saying why the difference is "
+                              "acceptable (--override-reason waives only the minimum n)")
     if refused:
         listed = "; ".join(f"{d.field}: {d.detail}" for d in refused)
         raise IncomparableError(
             f"eval compare: the files differ in more than the model — {listed}. Compare results produced under "
             "the same prompts, rendering, scorer and generation settings, or accept a difference with "
-            "--allow-difference FIELD --override-reason TEXT"
+            "--allow-difference FIELD --difference-reason TEXT"
         )
-    return tuple(held), tuple(f"{d.field}: {d.detail}" for d in accepted)
+    return {
+        "held_equal": tuple(found.held_equal), "not_compared": tuple(found.not_compared),
+        "allowed_differences": tuple(f"{d.field}: {d.detail}" for d in accepted),
+        "difference_reason": reason if accepted else None,
+        "unverified": tuple(f"{f.label} ({f.undigested} of {len(f.prompt)} records)" for f in files if f.undigested),
+    }
 
 
 def _prompt_level(x: np.ndarray, y: np.ndarray, conf: float, alpha: float) -> dict:
@@ -335,11 +320,7 @@ def format_markdown(rows: Sequence[ComparisonRow]) -> str:
     for r in rows:
         if r.method != rows[0].method:
             notes.append(f"{r.a} vs {r.b}: {r.method}.")
-    if rows[0].override_reason and not rows[0].allowed_differences:
-        notes.append(f"Below the minimum n; verdict given by override: {rows[0].override_reason}")
     if rows[0].held_equal:
         notes.append(f"Held equal across the files: {', '.join(rows[0].held_equal)}.")
-    if rows[0].allowed_differences:
-        notes.append(f"Differences accepted by override ({rows[0].override_reason}): "
-                     + "; ".join(rows[0].allowed_differences))
+    notes += rows[0].file_notes() + [line for r in rows for line in r.pair_notes()]
     return head + body + "\n".join(notes) + "\n"
