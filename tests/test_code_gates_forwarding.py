@@ -314,3 +314,86 @@ def test_trust_remote_code_written_into_a_spread_dict(pkg: Path) -> None:
     passed on, and a literal False, stay silent."""
     _repo(pkg, {"run.py": SPREAD_DICTS})
     assert [f.split(" ", 1)[0] for f in _cr501(pkg)] == ["run.py:7", "run.py:15", "run.py:21", "run.py:27", "run.py:32"]
+
+
+NOT_FORWARDED = """\
+from transformers import AutoModel
+
+
+def rebound(p, **kw):
+    kw = {"revision": "main"}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def explicit(p, **kw):
+    return AutoModel.from_pretrained(p, trust_remote_code=False, **kw)
+
+
+class Loader:
+    def load(self, p, **kw):
+        kw = {"revision": "main"}
+        return AutoModel.from_pretrained(p, **kw)
+
+    def strict(self, p, **kw):
+        return AutoModel.from_pretrained(p, trust_remote_code=False, **kw)
+
+    def run(self, p, t):
+        return self.load(p, trust_remote_code=t), self.strict(p, trust_remote_code=t)
+
+
+def main(p, t):
+    return rebound(p, trust_remote_code=t), explicit(p, trust_remote_code=t)
+"""
+
+STILL_FORWARDED = """\
+from transformers import AutoModel
+
+
+def extended(p, **kw):
+    kw = {**kw, "revision": "main"}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def maybe_rebound(p, fresh, **kw):
+    if fresh:
+        kw = {}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def rebound_after(p, **kw):
+    model = AutoModel.from_pretrained(p, **kw)
+    kw = {}
+    return model, kw
+
+
+class Loader:
+    def load(self, p, **kw):
+        kw = dict(kw)
+        return AutoModel.from_pretrained(p, **kw)
+
+    def run(self, p, t):
+        return self.load(p, trust_remote_code=t)
+
+
+def main(p, t):
+    return extended(p, trust_remote_code=t), maybe_rebound(p, t, trust_remote_code=t), rebound_after(p, trust_remote_code=t)
+"""
+
+
+def test_a_spread_rebound_before_the_load_or_beside_an_explicit_switch_forwards_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kw = {...}`` (not reading ``kw``) in a statement that always runs before the load, or a load given its own
+    ``trust_remote_code=`` beside ``**kw`` (a caller's key would be a duplicate keyword): the caller's switch does
+    not reach the load, for functions and methods alike."""
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"lab.py": NOT_FORWARDED})
+    assert _cr501(tmp_path) == []
+
+
+def test_a_spread_extended_rebound_on_one_branch_or_after_the_load_still_forwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"lab.py": STILL_FORWARDED})
+    assert [f.split(" ", 1)[0] for f in _cr501(tmp_path)] == ["lab.py:27", "lab.py:31"]
