@@ -80,7 +80,8 @@ def collect(tree: ast.AST) -> dict[type, list]:
 
 
 def flag_contexts(nodes: dict[type, list]) -> set[int]:
-    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``."""
+    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``,
+    ``bool(x)``."""
     ids: set[int] = set()
     for kind in (ast.If, ast.While, ast.IfExp, ast.Assert):
         ids.update(id(n.test) for n in nodes.get(kind, ()))
@@ -91,6 +92,9 @@ def flag_contexts(nodes: dict[type, list]) -> set[int]:
             ids.add(id(n.operand))
     for n in nodes.get(ast.Compare, ()):
         ids.update(id(v) for v in (n.left, *n.comparators))
+    for n in nodes.get(ast.Call, ()):
+        if isinstance(n.func, ast.Name) and n.func.id == "bool" and len(n.args) == 1 and not n.keywords:
+            ids.add(id(n.args[0]))
     return ids
 
 
