@@ -78,18 +78,21 @@ def check_dicts(
     written = _written(nodes, calls)
     if not keys and not written:
         return  # most modules: nothing to trace
-    flow = _Flow(scopes, nodes, names, helpers)
     bound: dict[int, ast.AST] = {}  # dict literal -> the dict it is bound to or merged into
-    for call in calls:
-        flow.call(call)
-        func = call.func
-        if isinstance(func, ast.Attribute) and func.attr == "update" and dotted_name(func.value) is not None:
-            bound.update((id(arg), func.value) for arg in call.args if isinstance(arg, ast.Dict))
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         for target in assign.targets if isinstance(assign, ast.Assign) else [assign.target]:
             if assign.value is not None and dotted_name(target) is not None:
                 bound[id(assign.value)] = target
-    flow.copies()
+    copies = _copies(nodes, calls)
+    for source, target, _ in copies:
+        if isinstance(source, ast.Dict):  # ``kw.update({"trust_remote_code": t})``
+            bound[id(source)] = target
+    owners = [owner for _, owner, _ in written] + [bound[id(n)] for n, _, _ in keys if id(n) in bound]
+    flow = _Flow(scopes, nodes, names, helpers, _relevant({dotted_name(o) for o in owners}, copies))
+    flow.key_dicts = {id(node) for node, _, _ in keys}
+    for call in calls:
+        flow.call(call)
+    flow.copies(copies)
     flow.removals(calls)
     for node, key, value in keys:
         target = bound.get(id(node))
@@ -111,18 +114,23 @@ def check_dicts(
 
 
 class _Flow:
-    """Where each dict binding is passed on and where the key is removed from it (see the module docstring)."""
+    """Where each dict binding is passed on and where the key is removed from it (see the module docstring). Only
+    the dotted names in *relevant* (a dict that holds the key, or a copy of one) are traced: most calls pass none."""
 
-    def __init__(self, scopes: Scopes, nodes: dict[type, list], names: Names, helpers: Mapping[str, str]) -> None:
+    def __init__(
+        self, scopes: Scopes, nodes: dict[type, list], names: Names, helpers: Mapping[str, str], relevant: set[str]
+    ) -> None:
         self.scopes = scopes
         self.nodes = nodes
         self.names = names
         self.helpers = helpers
-        self.handed: set[int] = set()  # ids of dict literals standing as an argument that passes them on
+        self.relevant = relevant
+        self.key_dicts: set[int] = set()  # ids of the dict literals that hold the key
+        self.handed: set[int] = set()  # ids of those standing as an argument that passes them on
         self._passes: dict[Binding, list[ast.AST]] = {}
         self._removals: dict[Binding, list[ast.AST]] = {}
-        self._merges: list[tuple[ast.AST, ast.AST, ast.AST]] = []  # (source, copy, where): ``copy.update(source)``
-        self._defined: dict[str, list[tuple[list[str], set[str]]]] | None = None
+        self._defined: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] | None = None
+        self._params: dict[int, tuple[list[str], set[str]]] = {}
 
     def binding(self, owner: ast.AST) -> Binding | None:
         """The binding the dotted name *owner* (``kw``, ``cfg.model_kwargs``, ``self.kw``) refers to where it
@@ -135,15 +143,24 @@ class _Flow:
             return self.scopes.enclosing_class(getattr(owner, "lineno", 1)), key
         return self.scopes.lookup(head, owner)[0], key
 
+    def _traced(self, value: ast.AST) -> ast.AST | None:
+        """The node to record for *value* as an argument or spread: a dict literal holding the key, or the traced
+        dict it names or copies (``kw``, ``dict(kw)``, ``kw.copy()``); None for anything else."""
+        if isinstance(value, ast.Dict):
+            return value if id(value) in self.key_dicts else None
+        source = _copied(value)
+        return source if source is not None and dotted_name(source) in self.relevant else None
+
     def call(self, call: ast.Call) -> None:
         """Record what *call* passes on: its spreads, and its arguments as its callee takes them."""
+        if not any(self._traced(v) is not None for v in (*call.args, *(kw.value for kw in call.keywords))):
+            return  # most calls: nothing traced
         for kw in call.keywords:
             if kw.arg is None:
                 self._passes_at(kw.value)
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dotted_name(func.value) is not None:
-            self._merges.extend((arg, func.value, call) for arg in call.args)
-            return  # ``other.update(kw)``: kw is copied into other (:meth:`copies`)
+            return  # ``other.update(kw)``: kw is copied into other (:func:`_copies`)
         params = self._local_params(func)
         if params is not None:  # a function of this module: the arguments its parameters spread
             for positional, spread in params:
@@ -157,14 +174,14 @@ class _Flow:
             for value in (*call.args, *(kw.value for kw in call.keywords if kw.arg is not None)):
                 self._passes_at(value)
 
-    def _passes_at(self, node: ast.AST) -> None:
+    def _passes_at(self, value: ast.AST) -> None:
+        node = self._traced(value)
         if isinstance(node, ast.Dict):
             self.handed.add(id(node))
-            return
-        node = _copied(node) or node  # ``f(**dict(kw))``, ``f(kw.copy())``: kw itself
-        binding = self.binding(node)
-        if binding is not None:
-            self._passes.setdefault(binding, []).append(node)
+        elif node is not None:
+            binding = self.binding(node)
+            if binding is not None:
+                self._passes.setdefault(binding, []).append(node)
 
     def _records(self, func: ast.AST) -> bool:
         """The callee only records its arguments (see :data:`_RECORD_FUNCTIONS` and its kin)."""
@@ -183,36 +200,48 @@ class _Flow:
         enclosing class): (positional parameters as the call fills them, the parameters it spreads) for each
         ``def`` of that name; None for any other callee."""
         if isinstance(func, ast.Name) and func.id not in self.names.table:
-            return self._definitions().get(func.id)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
+            found = [self._spread_params(fn, bound=False) for fn in self._definitions().get(func.id, ())]
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
             owner = self.scopes.enclosing_class(func.lineno)
             methods = [
                 s for s in (owner.body if owner is not None else ()) if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
             ]
-            found = [_spread_params(m, bound=not _static(m)) for m in methods if m.name == func.attr]
-            return found or None
-        return None
+            found = [self._spread_params(m, bound=not _static(m)) for m in methods if m.name == func.attr]
+        else:
+            return None
+        return found or None
 
-    def _definitions(self) -> dict[str, list[tuple[list[str], set[str]]]]:
-        """Function name -> (positional parameters, the parameters its body spreads) for each ``def`` of the module
-        (computed once)."""
+    def _definitions(self) -> dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]]:
+        """Function name -> every ``def`` of that name in the module (computed once)."""
         if self._defined is None:
             self._defined = {}
             for fn in self.scopes.functions():
-                self._defined.setdefault(fn.name, []).append(_spread_params(fn, bound=False))
+                self._defined.setdefault(fn.name, []).append(fn)
         return self._defined
 
-    def copies(self) -> None:
-        """A dict copied into another binding (``b = dict(a)``, ``a.copy()``, ``{**a, ...}``, ``b = a``,
-        ``b.update(a)``) is passed on where the copy is (to a fixed point: a copy of a copy)."""
+    def _spread_params(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> tuple[list[str], set[str]]:
+        """(positional parameters as a call fills them, without ``self`` when *bound*; the parameters *fn* spreads)."""
+        known = self._params.get(id(fn))
+        if known is None:
+            a = fn.args
+            positional = [x.arg for x in (*a.posonlyargs, *a.args)]
+            spread = {
+                kw.value.id
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Call)
+                for kw in node.keywords
+                if kw.arg is None and isinstance(kw.value, ast.Name)
+            } & {*positional, *(x.arg for x in a.kwonlyargs)}
+            known = self._params[id(fn)] = (positional, spread)
+        return (known[0][1:] if bound else known[0]), known[1]
+
+    def copies(self, copies: list[tuple[ast.AST, ast.AST, ast.AST]]) -> None:
+        """A dict copied into another binding (see :func:`_copies`) is passed on where the copy is (to a fixed
+        point: a copy of a copy)."""
         pairs: list[tuple[Binding, Binding, ast.AST]] = []
-        sources = [(src, target, where) for src, target, where in self._merges]
-        for assign in (*self.nodes.get(ast.Assign, ()), *self.nodes.get(ast.AnnAssign, ())):
-            source = _copied(assign.value) if assign.value is not None else None
-            if source is not None:
-                targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
-                sources.extend((source, target, assign) for target in targets)
-        for source, target, where in sources:
+        for source, target, where in copies:
+            if isinstance(source, ast.Dict) or dotted_name(source) not in self.relevant:
+                continue
             held, copy = self.binding(source), self.binding(target)
             if held is not None and copy is not None and copy != held:
                 pairs.append((held, copy, where))
@@ -262,22 +291,41 @@ class _Flow:
         return True
 
 
-def _spread_params(fn: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> tuple[list[str], set[str]]:
-    """(positional parameters as a call fills them, without ``self`` when *bound*; the parameters *fn* spreads)."""
-    a = fn.args
-    positional = [x.arg for x in (*a.posonlyargs, *a.args)]
-    spread = {
-        kw.value.id
-        for node in ast.walk(fn)
-        if isinstance(node, ast.Call)
-        for kw in node.keywords
-        if kw.arg is None and isinstance(kw.value, ast.Name)
-    } & {*positional, *(x.arg for x in a.kwonlyargs)}
-    return positional[1:] if bound else positional, spread
-
-
 def _static(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in fn.decorator_list)
+
+
+def _copies(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AST, ast.AST, ast.AST]]:
+    """(source, copy, where) for each dict copied into a named one: ``b = a``, ``b = dict(a)``, ``b = a.copy()``,
+    ``b = {**a}``, and ``b.update(a)`` (also ``b.update({...})``, a literal merged into it)."""
+    found: list[tuple[ast.AST, ast.AST, ast.AST]] = []
+    for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
+        source = _copied(assign.value) if assign.value is not None else None
+        if source is not None:
+            targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
+            found.extend((source, target, assign) for target in targets if dotted_name(target) is not None)
+    for call in calls:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == "update" and dotted_name(func.value) is not None:
+            for arg in call.args:
+                source = arg if isinstance(arg, ast.Dict) else _copied(arg)
+                if source is not None:
+                    found.append((source, func.value, call))
+    return found
+
+
+def _relevant(owners: set[str | None], copies: list[tuple[ast.AST, ast.AST, ast.AST]]) -> set[str]:
+    """The dotted names worth tracing: the dicts that hold the key and, by name, every copy of one."""
+    names = {o for o in owners if o is not None}
+    edges = [(dotted_name(s), dotted_name(t)) for s, t, _ in copies if not isinstance(s, ast.Dict)]
+    changed = True
+    while changed:
+        changed = False
+        for source, target in edges:
+            if source in names and target is not None and target not in names:
+                names.add(target)
+                changed = True
+    return names
 
 
 def _holds_any(stmt: ast.stmt, positions: set[Position]) -> bool:
