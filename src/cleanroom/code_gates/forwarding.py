@@ -10,7 +10,9 @@ a literal ``False``/``None`` is judged as that load's switch (CR501).
 
 Narrow on purpose (no new false alarm on public code): a wrapper with its own ``trust_remote_code``
 parameter (the value never reaches ``**kwargs``) or whose body names the string ``"trust_remote_code"``
-(``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing; a receiver the import
+(``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing, and so does one that rebinds the
+name before the load (``kwargs = {"revision": r}``, in a statement every path to the load runs) or whose load
+takes its own ``trust_remote_code=`` beside ``**kwargs`` (a caller's key would be a TypeError); a receiver the import
 table cannot name (``cls.from_pretrained(**kw)``) is not a load here. A method is followed only within its
 module, from ``self.``/``cls.`` calls in the class that defines it (:class:`MethodForwarders`); a nested function,
 lambda or comprehension that rebinds the spread's name spreads its own value, and a parameter or comprehension
