@@ -177,8 +177,8 @@ class Doubles:
         of a lambda, comprehension or the module)."""
         innermost = self.scopes.enclosing(getattr(at, "lineno", 1))
         head = key.partition(".")[0]
-        if innermost is None or head in ("self", "cls"):
-            return innermost
+        if innermost is None or head in ("self", "cls") or head in self._doubles_in(innermost):
+            return innermost  # most writes: a parameter or a local of the function they stand in
         scope = self.scopes.lookup(head, at)[0]
         return scope if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef) else innermost
 
