@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.code_gates import GateConfig, run_gates
+from cleanroom.code_gates import GateConfig, check_source, run_gates
 from cleanroom.code_gates.forwarding import absolute, module_name
 
 # verl's shape: verl/utils/tokenizer.py, re-exported by verl/utils/__init__.py
@@ -314,3 +314,306 @@ def test_trust_remote_code_written_into_a_spread_dict(pkg: Path) -> None:
     passed on, and a literal False, stay silent."""
     _repo(pkg, {"run.py": SPREAD_DICTS})
     assert [f.split(" ", 1)[0] for f in _cr501(pkg)] == ["run.py:7", "run.py:15", "run.py:21", "run.py:27", "run.py:32"]
+
+
+def _dict_cr501(source: str) -> list[int]:
+    """Lines of the CR501 findings in one module (*source* dedented)."""
+    found = check_source(textwrap.dedent(source).encode(), "snippet.py").violations
+    return [v.line for v in found if v.rule == "CR501"]
+
+
+REMOVED = """\
+from transformers import AutoModel
+
+
+def deleted(p, t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    del kw["trust_remote_code"]
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def popped(p, t):
+    kw = {}
+    kw.setdefault("trust_remote_code", t)
+    kw.pop("trust_remote_code", None)
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def literal_popped(p, t):
+    kw = {"trust_remote_code": t, "revision": "main"}
+    kw.pop("trust_remote_code")
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def true_removed(p):
+    kw = {"trust_remote_code": True}
+    if p:
+        del kw["trust_remote_code"]
+        return AutoModel.from_pretrained(p, **kw)
+    return None
+"""
+
+
+def test_a_key_removed_from_the_same_dict_before_it_is_spread_is_silent() -> None:
+    """``del kw["trust_remote_code"]`` or ``kw.pop("trust_remote_code", ...)`` after the key is written, with every
+    spread of ``kw`` after the removal: the load never sees the key (a literal True included)."""
+    assert _dict_cr501(REMOVED) == []
+
+
+REMOVED_TWINS = """\
+from transformers import AutoModel
+
+
+def other_branch(p, t, quiet):
+    kw = {"trust_remote_code": True, "device_map": "auto"}
+    if quiet:
+        kw.pop("trust_remote_code")
+        return kw
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def spread_first(p, t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    model = AutoModel.from_pretrained(p, **kw)
+    del kw["trust_remote_code"]
+    return model, kw
+
+
+def another_dict(p, t, extra):
+    kw = {}
+    kw["trust_remote_code"] = t
+    extra.pop("trust_remote_code", None)
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def removed_elsewhere(p, kw):
+    kw.pop("trust_remote_code", None)
+
+
+def written_here(p, t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def put_back(p, kw):
+    trust = kw.pop("trust_remote_code", False)
+    kw["trust_remote_code"] = trust or p.endswith("-remote")
+    return AutoModel.from_pretrained(p, **kw)
+"""
+
+
+def test_a_removal_that_does_not_guard_every_spread_keeps_the_finding() -> None:
+    """xtuner's shape (a pop in one branch, the spread in the other), a removal after the spread, a removal from
+    another dict or from a same-named dict of another function, and a pop before the key is written back."""
+    assert _dict_cr501(REMOVED_TWINS) == [5, 14, 22, 33, 39]
+
+
+RECORDS = """\
+import json
+import logging
+
+from transformers import AutoModel
+
+logger = logging.getLogger(__name__)
+
+
+def save_meta(args, path):
+    meta = {}
+    meta["trust_remote_code"] = args.trust_remote_code
+    with open(path, "w") as f:
+        json.dump(meta, f)
+
+
+def log_run(args):
+    info = {"model": args.model}
+    info.update(trust_remote_code=args.trust_remote_code)
+    logging.info("run %s", info)
+    logger.info("run %s", {"trust_remote_code": args.trust_remote_code})
+
+
+def results_row(args, rows):
+    row = {}
+    row.setdefault("trust_remote_code", args.trust_remote_code)
+    rows.append(row)
+    print(sorted(row), str({"trust_remote_code": args.trust_remote_code}))
+
+
+def a(args):
+    cfg = {}
+    cfg["trust_remote_code"] = args.trust_remote_code
+    show(cfg)
+
+
+def show(cfg):
+    print(sorted(cfg))
+
+
+def b(p, cfg):
+    return AutoModel.from_pretrained(p, **cfg)
+
+
+class A:
+    def __init__(self, args):
+        self.meta = {"trust_remote_code": args.trust_remote_code}
+
+
+class B:
+    def show(self):
+        print(self.meta)
+        return AutoModel.from_pretrained("p", **self.meta)
+"""
+
+
+def test_a_record_of_the_setting_is_not_passed_on() -> None:
+    """A dict dumped, logged, appended, printed or handed to a function here that only reads it, a same-named
+    dict that another function spreads, and a ``self.meta`` that another class spreads: none reaches a load."""
+    assert _dict_cr501(RECORDS) == []
+
+
+PASSED_ON = """\
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from vllm import LLM
+
+from lab.cli import build_cli_args
+
+
+def trl_shape(model_id, args):
+    model_init_kwargs = args.model_init_kwargs or {}
+    model_init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    return create_model_from_path(model_id, **model_init_kwargs)
+
+
+def copied(model_id, args):
+    teacher_kwargs = args.teacher_kwargs or {}
+    teacher_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    init_kwargs = dict(teacher_kwargs)
+    return create_model_from_path(model_id, **init_kwargs)
+
+
+def merged(p, t):
+    extra = {}
+    extra["trust_remote_code"] = t
+    kw = {"revision": "main"}
+    kw.update(extra)
+    return AutoTokenizer.from_pretrained(p, **kw)
+
+
+def to_a_local_spreader(args):
+    from_pretrained_kwargs = {"trust_remote_code": args.trust_remote_code}
+    return export(args.path, from_pretrained_kwargs=from_pretrained_kwargs)
+
+
+def export(path, from_pretrained_kwargs):
+    return AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+
+
+def to_another_module(self_config):
+    args = {"trust_remote_code": self_config.trust_remote_code}
+    return build_cli_args(args)
+
+
+class Harness:
+    def __init__(self, args):
+        self.model_args = {"model": args.model}
+        self.model_args["trust_remote_code"] = args.trust_remote_code
+
+    def engine(self):
+        return LLM(**self.model_args)
+
+
+def create_model_from_path(model_id, **kwargs):
+    return AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+"""
+
+
+def test_a_dict_spread_copied_or_handed_on_stays_flagged() -> None:
+    """trl's ``setdefault`` spread into its loader, a copy or a merge that is spread, a dict given to a function
+    here that spreads that parameter (llm-foundry), one given to another module's function (verl, fail closed),
+    and lm-eval's ``self.model_args`` spread into ``LLM`` in the same class."""
+    assert _dict_cr501(PASSED_ON) == [9, 15, 22, 29, 38, 45]
+
+
+NOT_FORWARDED = """\
+from transformers import AutoModel
+
+
+def rebound(p, **kw):
+    kw = {"revision": "main"}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def explicit(p, **kw):
+    return AutoModel.from_pretrained(p, trust_remote_code=False, **kw)
+
+
+class Loader:
+    def load(self, p, **kw):
+        kw = {"revision": "main"}
+        return AutoModel.from_pretrained(p, **kw)
+
+    def strict(self, p, **kw):
+        return AutoModel.from_pretrained(p, trust_remote_code=False, **kw)
+
+    def run(self, p, t):
+        return self.load(p, trust_remote_code=t), self.strict(p, trust_remote_code=t)
+
+
+def main(p, t):
+    return rebound(p, trust_remote_code=t), explicit(p, trust_remote_code=t)
+"""
+
+STILL_FORWARDED = """\
+from transformers import AutoModel
+
+
+def extended(p, **kw):
+    kw = {**kw, "revision": "main"}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def maybe_rebound(p, fresh, **kw):
+    if fresh:
+        kw = {}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def rebound_after(p, **kw):
+    model = AutoModel.from_pretrained(p, **kw)
+    kw = {}
+    return model, kw
+
+
+class Loader:
+    def load(self, p, **kw):
+        kw = dict(kw)
+        return AutoModel.from_pretrained(p, **kw)
+
+    def run(self, p, t):
+        return self.load(p, trust_remote_code=t)
+
+
+def main(p, t):
+    return extended(p, trust_remote_code=t), maybe_rebound(p, t, trust_remote_code=t), rebound_after(p, trust_remote_code=t)
+"""
+
+
+def test_a_spread_rebound_before_the_load_or_beside_an_explicit_switch_forwards_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kw = {...}`` (not reading ``kw``) in a statement that always runs before the load, or a load given its own
+    ``trust_remote_code=`` beside ``**kw`` (a caller's key would be a duplicate keyword): the caller's switch does
+    not reach the load, for functions and methods alike."""
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"lab.py": NOT_FORWARDED})
+    assert _cr501(tmp_path) == []
+
+
+def test_a_spread_extended_rebound_on_one_branch_or_after_the_load_still_forwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _repo(tmp_path, {"lab.py": STILL_FORWARDED})
+    assert [f.split(" ", 1)[0] for f in _cr501(tmp_path)] == ["lab.py:27", "lab.py:31"]

@@ -376,3 +376,23 @@ def test_a_redirect_that_delegates_to_the_saved_method() -> None:
         """
     )
     assert found == [(5, "CR101"), (9, "CR101")]
+
+
+def test_bool_of_a_chat_template_flag_is_a_flag_read() -> None:
+    """lm-eval's ``self.fewshot_as_multiturn = bool(self.apply_chat_template)`` reads a setting; ``bool()`` of the
+    method's result calls it, and the method handed to a function is a use."""
+    quiet = """
+        class EvalConfig:
+            apply_chat_template: bool = False
+
+            def resolve(self):
+                if self.apply_chat_template:
+                    self.multiturn = bool(self.apply_chat_template)
+        """
+    loud = """
+        def render(tok, m, run):
+            ok = bool(tok.apply_chat_template(m))
+            return ok, run(tok.apply_chat_template)
+        """
+    assert rules(quiet) == []
+    assert rules(loud) == [(3, "CR202"), (4, "CR202")]

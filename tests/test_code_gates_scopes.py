@@ -200,6 +200,70 @@ DOUBLES = {
         """,
         [(7, "CR302"), (17, "CR302")],
     ),
+    # a closure reads the enclosing function's binding: a mock there is a mock in the nested function too
+    "a closure over a mock writes on the mock": (
+        """
+        from unittest.mock import MagicMock, patch
+
+        def test_closure():
+            tok = MagicMock()
+
+            def inner():
+                tok.pad_token = "<pad>"
+
+            inner()
+
+        def test_class_in_function():
+            tok = MagicMock()
+
+            class Fake:
+                def __init__(self):
+                    tok.eos_token = "</s>"
+
+            return Fake()
+
+        def test_patched():
+            with patch("lab.tok") as tok:
+                def inner():
+                    tok.pad_token = "<pad>"
+
+                inner()
+        """,
+        [],
+    ),
+    "a closure over a parameter, a real load or a nonlocal store writes on a real object": (
+        """
+        from unittest.mock import MagicMock
+
+        def test_param(tok):
+            def inner():
+                tok.pad_token = "<pad>"
+
+            inner()
+
+        def test_real(load):
+            tok = load()
+
+            def inner():
+                tok.pad_token = "<pad>"
+
+            inner()
+
+        def test_swapped(load):
+            tok = MagicMock()
+
+            def swap():
+                nonlocal tok
+                tok = load()
+
+            def inner():
+                tok.pad_token = "<pad>"
+
+            swap()
+            inner()
+        """,
+        [(6, "CR302"), (14, "CR302"), (26, "CR302")],
+    ),
     "an attribute stored from a nested function is the object's": (
         """
         from unittest.mock import MagicMock

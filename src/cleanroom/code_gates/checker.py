@@ -100,7 +100,7 @@ def check_tree(
     methods = MethodForwarders(path, names, scopes, table)
     _check_attributes(nodes, names, add, callees, flags, doubles)
     _check_subscripts(nodes, names, add)
-    check_dicts(nodes, calls, add)
+    check_dicts(nodes, calls, add, scopes, names, table)
     for node in calls:
         if reach is not None:  # first: a wrapper's message names where the switch is forwarded
             reach.check(node, names, scopes, add)

@@ -154,12 +154,14 @@ class Doubles:
         every binding of it in the enclosing function. A receiver bound nowhere there is a double only
         when the longest bound prefix of it is a mock (``m = Mock(); m.tokenizer.pad_token = 0``: a
         mock's attributes are mocks); a plain double holds what was stored on it, so after
-        ``s = SimpleNamespace(tok=load())`` or ``s.tok = load()``, ``s.tok.pad_token = x`` is a real write."""
-        bound = self._doubles_in(self.scopes.enclosing(target.lineno))
+        ``s = SimpleNamespace(tok=load())`` or ``s.tok = load()``, ``s.tok.pad_token = x`` is a real write.
+        A plain name the enclosing function does not bind is looked up where Python finds it: a closure's
+        ``tok`` is the enclosing function's (``tok = MagicMock(); def inner(): tok.pad_token = x``)."""
         node: ast.AST = target.value
         key = dotted_name(node)
         if key is None:
             return False
+        bound = self._doubles_in(self._home(key, node))
         if key in bound:
             return bound[key] is not None
         while isinstance(node, ast.Attribute):
@@ -168,6 +170,17 @@ class Doubles:
             if key is not None and key in bound:
                 return bound[key] == MOCK
         return False
+
+    def _home(self, key: str, at: ast.AST) -> ast.AST | None:
+        """The function whose bindings decide the receiver *key* used at *at*: the one that binds its first name
+        as Python looks it up (a closure's enclosing function), else the innermost function (``self.x``, a name
+        of a lambda, comprehension or the module)."""
+        innermost = self.scopes.enclosing(getattr(at, "lineno", 1))
+        head = key.partition(".")[0]
+        if innermost is None or head in ("self", "cls") or head in self._doubles_in(innermost):
+            return innermost  # most writes: a parameter or a local of the function they stand in
+        scope = self.scopes.lookup(head, at)[0]
+        return scope if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef) else innermost
 
     def restore_only(self, read: ast.Attribute, assigns: dict[int, ast.Assign]) -> bool:
         """``saved = X.from_pretrained`` where every use of ``saved`` puts it back on the same receiver

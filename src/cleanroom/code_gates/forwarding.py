@@ -10,7 +10,9 @@ a literal ``False``/``None`` is judged as that load's switch (CR501).
 
 Narrow on purpose (no new false alarm on public code): a wrapper with its own ``trust_remote_code``
 parameter (the value never reaches ``**kwargs``) or whose body names the string ``"trust_remote_code"``
-(``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing; a receiver the import
+(``kwargs.pop(...)``, ``kwargs["trust_remote_code"] = False``) forwards nothing, and so does one that rebinds the
+name before the load (``kwargs = {"revision": r}``, in a statement every path to the load runs) or whose load
+takes its own ``trust_remote_code=`` beside ``**kwargs`` (a caller's key would be a TypeError); a receiver the import
 table cannot name (``cls.from_pretrained(**kw)``) is not a load here. A method is followed only within its
 module, from ``self.``/``cls.`` calls in the class that defines it (:class:`MethodForwarders`); a nested function,
 lambda or comprehension that rebinds the spread's name spreads its own value, and a parameter or comprehension
@@ -38,7 +40,7 @@ from cleanroom.code_gates.names import Names, const_str, is_const, keywords, sho
 from cleanroom.code_gates.scopes import EXPRESSION_SCOPES, Scopes, own_names
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import LOADER_DECIDES, PIPELINES, helper_rule, is_loading_class
-from cleanroom.code_gates.walk import collect
+from cleanroom.code_gates.walk import collect, runs_before
 
 
 @dataclass(frozen=True, order=True)
@@ -79,7 +81,7 @@ def absolute(qual: str, package: str) -> str:
     return ".".join([*base, qual[level:]]) if qual[level:] else ".".join(base)
 
 
-def _load_target(call: ast.Call, names: Names, helpers: Mapping[str, str]) -> str | None:
+def load_target(call: ast.Call, names: Names, helpers: Mapping[str, str]) -> str | None:
     """What *call* loads, as the message names it, when the gates judge it a model or tokenizer load."""
     func = call.func
     if isinstance(func, ast.Attribute) and func.attr == "from_pretrained":
@@ -100,7 +102,10 @@ def _load_target(call: ast.Call, names: Names, helpers: Mapping[str, str]) -> st
 
 def _forwarded_load(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: Names, helpers: Mapping[str, str]) -> tuple[int, str] | None:
     """(line, target) of the first load *fn* spreads its ``**kwargs`` into, or None. A nested function, lambda
-    or comprehension that binds the same name spreads its own value, not *fn*'s."""
+    or comprehension that binds the same name spreads its own value, not *fn*'s; so does *fn* after it rebinds the
+    name to a value that does not read it (``kw = {"revision": r}``) in a statement that always runs before the
+    load. A load given its own ``trust_remote_code=`` beside the spread takes no caller's key (the caller's would
+    be a duplicate keyword, a TypeError)."""
     args = fn.args
     if args.kwarg is None:
         return None
@@ -115,13 +120,30 @@ def _forwarded_load(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: Names, he
         if const_str(node) == "trust_remote_code":
             return None  # popped, overridden or read from kwargs: not passed through unchanged
         if seen and isinstance(node, ast.Call) and (found is None or node.lineno < found[0]):
-            if any(kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == spread for kw in node.keywords):
-                target = _load_target(node, names, helpers)
-                if target is not None:
+            if _spreads(node, spread) and not any(kw.arg == "trust_remote_code" for kw in node.keywords):
+                target = load_target(node, names, helpers)
+                if target is not None and not runs_before(fn, (node.lineno, node.col_offset), partial(_rebinds, name=spread)):
                     found = (node.lineno, target)
         inner = seen and not (isinstance(node, (*EXPRESSION_SCOPES, *_DEFS)) and spread in own_names(node))
         stack.extend((child, inner) for child in ast.iter_child_nodes(node))
     return found
+
+
+def _spreads(call: ast.Call, name: str) -> bool:
+    return any(kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == name for kw in call.keywords)
+
+
+def _rebinds(stmt: ast.stmt, name: str) -> bool:
+    """``name = value`` (or annotated) where the value does not read *name*: the spread holds something new."""
+    if isinstance(stmt, ast.Assign):
+        targets, value = stmt.targets, stmt.value
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets, value = [stmt.target], stmt.value
+    else:
+        return False
+    if not any(isinstance(t, ast.Name) and t.id == name for t in targets):
+        return False
+    return not any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(value))
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -286,4 +308,13 @@ class MethodForwarders:
         return self._known[id(method)]
 
 
-__all__ = ["Forwarder", "ForwarderTable", "MethodForwarders", "Reach", "absolute", "module_name", "package_of"]
+__all__ = [
+    "Forwarder",
+    "ForwarderTable",
+    "MethodForwarders",
+    "Reach",
+    "absolute",
+    "load_target",
+    "module_name",
+    "package_of",
+]

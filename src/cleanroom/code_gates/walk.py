@@ -7,6 +7,7 @@ cheaper than one ``ast.walk`` per rule and an ``isinstance`` per node.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 # Leaves no rule buckets: a Name, a Constant or a context/operator singleton is only ever read
 # through its parent (``call.func``, ``kw.value``), so it is never pushed. They are most of the nodes.
@@ -79,7 +80,8 @@ def collect(tree: ast.AST) -> dict[type, list]:
 
 
 def flag_contexts(nodes: dict[type, list]) -> set[int]:
-    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``."""
+    """ids of expressions read as a truth value: ``if x``, ``assert x``, ``not x``, ``a and x``, ``x == y``,
+    ``bool(x)``."""
     ids: set[int] = set()
     for kind in (ast.If, ast.While, ast.IfExp, ast.Assert):
         ids.update(id(n.test) for n in nodes.get(kind, ()))
@@ -90,4 +92,50 @@ def flag_contexts(nodes: dict[type, list]) -> set[int]:
             ids.add(id(n.operand))
     for n in nodes.get(ast.Compare, ()):
         ids.update(id(v) for v in (n.left, *n.comparators))
+    for n in nodes.get(ast.Call, ()):
+        if isinstance(n.func, ast.Name) and n.func.id == "bool" and len(n.args) == 1 and not n.keywords:
+            ids.add(id(n.args[0]))
     return ids
+
+
+def runs_before(root: ast.AST, where: tuple[int, int], prior: Callable[[ast.stmt], bool]) -> bool:
+    """Some simple statement (not ``if``/``for``/``with``/``try``/...) satisfying *prior* stands before the statement
+    that holds the position *where* (line, column), in the same block of *root* or of a statement that holds it:
+    every path from *root*'s start to *where* runs it (``kw = {}`` before the ``if`` whose body spreads ``**kw``)."""
+    stack: list[ast.AST] = [root]
+    while stack:
+        node = stack.pop()
+        blocks = [getattr(node, field, None) for field in ("body", "orelse", "finalbody")]
+        blocks.extend(h.body for h in getattr(node, "handlers", ()) or ())
+        blocks.extend(c.body for c in getattr(node, "cases", ()) or ())
+        for block in blocks:
+            if not isinstance(block, list):
+                continue
+            for i, stmt in enumerate(block):
+                if isinstance(stmt, ast.stmt) and _holds(stmt, where):
+                    if any(not isinstance(s, _COMPOUND) and prior(s) for s in block[:i]):
+                        return True
+                    stack.append(stmt)
+                    break
+    return False
+
+
+_COMPOUND = (
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.TryStar,
+    ast.Match,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+)
+
+
+def _holds(stmt: ast.stmt, where: tuple[int, int]) -> bool:
+    end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
+    return (stmt.lineno, stmt.col_offset) <= where <= end
