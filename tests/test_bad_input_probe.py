@@ -72,6 +72,16 @@ def test_a_usage_error_is_one_line_with_the_fix_and_exit_2(capsys) -> None:
     assert "cleanroom scan-data --help" in line
 
 
+@pytest.mark.parametrize("argv", [["inspect-model", "m"], ["eval", "run", "--model", "m", "--out", "o"]])
+def test_a_blank_allow_instruct_reason_is_a_usage_error_naming_the_option(capsys, argv) -> None:
+    """It was refused by the loader in its own words ("allow_instruct=True needs a non-empty
+    allow_instruct_reason"), after the model was opened, naming a keyword the command line does not have."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--allow-instruct", "  "])
+    assert exc.value.code == 2
+    assert "argument --allow-instruct: the reason is empty" in _one_line(capsys)
+
+
 @pytest.mark.parametrize("argv", [["--stop-after", "nosuch"], ["--num-processes", "0"]])
 def test_run_refuses_a_bad_stage_or_process_count_before_any_work(capsys, argv) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -174,6 +174,27 @@ def test_trace_checks_the_manifest_and_the_parent_links_it_follows(tmp_path, cap
     assert out[-1].startswith("BROKEN: use/u.jsonl:1: parent 0 of use:1: sha256 of gen/g.jsonl: expected "), out
 
 
+def test_trace_of_a_record_whose_parent_is_gone_is_unverified(tmp_path, capsys) -> None:
+    """The parent's line deleted from its record file: the link no longer resolves to a record, so the tree
+    shows it as an artifact; that file is a record file of the run, so trace checks it and the link is broken
+    (it was reported as verified, with the file among the links not re-hashed)."""
+    run = RunDir.create(tmp_path, "r4", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r4")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+        st.jsonl("g.jsonl").write({"text": "b"}, record_id="gen:2")
+    with run.stage("use", provenance=capture_provenance("use", run_id="r4")) as st:
+        st.jsonl("u.jsonl").write({"text": "c"}, record_id="use:1", parents=[run.ref("gen/g.jsonl", "gen:1")])
+    run.finalize()
+    assert main(["trace", str(run.path), "use:1"]) == 0
+    capsys.readouterr()
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().splitlines(True)[1])
+    assert main(["trace", str(run.path), "use:1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("UNVERIFIED ancestry of use:1") and "artifact: gen/g.jsonl record gen:1" in out[2], out
+    assert out[-1].startswith("BROKEN: gen/g.jsonl"), out
+
+
 def test_verify_names_a_deleted_stage_directory_first(tmp_path, capsys) -> None:
     """Deleting a whole stage of a finished run was reported as an attestation field ("finished_at" or
     "expected (absent), found {...}"); the first broken edge is the stage the attestation lists and disk lacks."""

@@ -170,6 +170,18 @@ def test_the_slow_files_alone_still_load_and_one_missing_is_named(model_dir):
         CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
 
 
+def test_a_tokenizer_json_loads_whatever_slow_files_its_class_lists(model_dir):
+    """GPT2Tokenizer's class lists only vocab.json + merges.txt, yet transformers 5 loads tokenizer.json for it and
+    its save_pretrained writes exactly tokenizer.json + tokenizer_config.json; that layout was refused."""
+    import json
+
+    config = model_dir / "tokenizer_config.json"
+    values = json.loads(config.read_text())
+    config.write_text(json.dumps(values | {"tokenizer_class": "GPT2Tokenizer"}))
+    tokenizer, _ = CleanModelLoader(model_dir, probe=False).load_tokenizer(decide=False)
+    assert tokenizer("Hello world")["input_ids"] == [9707, 1879]
+
+
 def test_an_empty_vocabulary_is_input_error_even_when_the_file_check_does_not_know_the_class(model_dir,
                                                                                              monkeypatch):
     """The backstop: a tokenizer that encodes "Hello world" to no tokens is not a tokenizer, whatever its

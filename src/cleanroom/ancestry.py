@@ -14,6 +14,7 @@ them. The first broken edge is the one ``cleanroom verify`` would name first amo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,22 @@ def _nodes(node: TraceNode) -> Iterator[TraceNode]:
         yield from _nodes(parent)
 
 
+def _run_record_file(root: Path, artifact: str) -> bool:
+    """Whether *artifact* (a parent link's path) names a record file of one of the run's stages, as its stage's
+    manifest lists them; an unreadable manifest counts as yes, so the stage check reports it."""
+    if Path(artifact).is_absolute() or "/" not in artifact:
+        return False
+    stage, rel = artifact.split("/", 1)
+    manifest = root / stage / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        records = json.loads(manifest.read_bytes()).get("records")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not isinstance(records, dict) or rel in records
+
+
 def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTrace:
     """:func:`~cleanroom.trace.trace_record`, with the records and files it read checked (module docstring)."""
     root = Path(run_dir)
@@ -60,6 +77,11 @@ def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTra
             stage, rel = n.artifact.split("/", 1)
             files.setdefault(stage, set()).add(rel)
             ids.add(n.record_id)
+        elif n.kind in ("artifact", "missing") and _run_record_file(root, n.artifact):
+            # a link into one of the run's record files that did not resolve to a record (the record or the file
+            # is gone, or edited): that file is checked too, so check_parents finds the link broken
+            stage, rel = n.artifact.split("/", 1)
+            files.setdefault(stage, set()).add(rel)
     v = Verifier(root)
     if (root / "attestation.json").exists() or (root / "report" / "manifest.json").exists():
         v.check_attestation()  # a finished run without one is a broken edge, as in verify_run

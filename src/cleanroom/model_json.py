@@ -93,6 +93,8 @@ def check_tokenizer_files(directory: Path) -> None:
     """:class:`MissingFileError` unless *directory* holds one complete file set of its ``tokenizer_class``
     (:func:`tokenizer_file_sets`). Without one, transformers does not fail: it builds the class with an empty
     vocabulary (``"Hello world"`` encodes to ``[]``), which the sentinels would then report as contamination."""
+    if (directory / "tokenizer.json").is_file():
+        return  # a serialized fast tokenizer loads whatever its class names (GPT2Tokenizer lists only vocab+merges)
     config = directory / "tokenizer_config.json"
     tokenizer_class = read_json_object(config).get("tokenizer_class") if config.is_file() else None
     sets = tokenizer_file_sets(tokenizer_class) if isinstance(tokenizer_class, str) else None

@@ -133,3 +133,13 @@ def test_conditions_stand_in_must_be_one_per_file(tmp_path) -> None:
     assert "scorer_sha256" in rows[0].held_equal
     with pytest.raises(StatisticsError):
         compare_verdict_files([a, b], conditions=[CONDITIONS], **SMALL)
+
+
+def test_a_required_condition_left_out_of_every_record_is_refused(tmp_path) -> None:
+    """prompt_sha256 and scorer_sha256 are required: left out of the conditions block altogether (not null) in
+    every file, they were never looked at, and the files compared with no prompt or scorer check."""
+    bare = {k: v for k, v in CONDITIONS.items() if k not in ("prompt_sha256", "scorer_sha256")}
+    a = _write(tmp_path / "a.jsonl", KEYS, A, conditions=bare)
+    b = _write(tmp_path / "b.jsonl", KEYS, B, conditions=bare)
+    with pytest.raises(IncomparableError, match="prompt_sha256"):
+        compare_verdict_files([a, b], **SMALL)

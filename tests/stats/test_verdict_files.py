@@ -114,3 +114,17 @@ def test_eval_score_output_carries_a_digest_that_covers_its_conditions(tmp_path)
     (tmp_path / "v2.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in recs))
     with pytest.raises(InputError, match=r"v2\.jsonl line 1: provenance\.content_sha256"):
         compare_verdict_files([tmp_path / "v1.jsonl", tmp_path / "v2.jsonl"], min_n=3, override_reason="unit")
+
+
+def test_a_record_without_a_digest_among_digested_ones_is_refused(tmp_path) -> None:
+    """A writer digests every record or none: one record stripped of its digest (and its verdict flipped) in a
+    digested file was compared, with only an "unverified (1 of 200 records)" note."""
+    a, b = _pair(tmp_path)
+    lines = b.read_text().splitlines(keepends=True)
+    rec = json.loads(lines[4])
+    del rec["provenance"]["content_sha256"]
+    rec["strict"] = {"follow_all_instructions": True, "follow_instruction_list": [True]}
+    lines[4] = json.dumps(rec) + "\n"
+    b.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"b\.jsonl line 5: no provenance\.content_sha256, while 199 other"):
+        compare_verdict_files([a, b])

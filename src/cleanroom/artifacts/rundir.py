@@ -3,6 +3,7 @@ through a :class:`StageWriter` that leaves a manifest only on a clean finish."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -42,7 +43,8 @@ def _stage_files(stage_dir: Path) -> dict[str, dict[str, Any]]:
         rel = f.relative_to(stage_dir).as_posix()
         if f.is_file() and rel != "manifest.json" and not (f.name.startswith(".") and f.name.endswith(".tmp")):
             if not f.is_symlink() and stat.S_IMODE(f.stat().st_mode) != mode:
-                os.chmod(f, mode)
+                with contextlib.suppress(OSError):  # a convenience, not a check: a file another user owns keeps its mode
+                    os.chmod(f, mode)
             out[rel] = {"sha256": hash_file(f, cache=False), "bytes": f.stat().st_size}
     return out
 

@@ -35,4 +35,11 @@ def name(text: str) -> str:
     return text
 
 
-__all__ = ["name", "non_negative_int", "positive_int"]
+def reason(text: str) -> str:
+    """A stated reason (``--allow-instruct REASON``): recorded in provenance, so it must say something."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the reason is empty; say why, e.g. --allow-instruct 'instruct baseline'")
+    return text
+
+
+__all__ = ["name", "non_negative_int", "positive_int", "reason"]

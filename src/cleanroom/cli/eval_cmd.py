@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.cli import eval_compare
-from cleanroom.cli._types import name, non_negative_int, positive_int
+from cleanroom.cli._types import name, non_negative_int, positive_int, reason
 from cleanroom.config import GenerationSpec
 from cleanroom.errors import InstructModelError
 from cleanroom.ifeval import (
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "arguments again resume a killed run there")
     r.add_argument("--label", default="model", type=name, help="record-id prefix of verdicts: eval/<label>:<key>")
     r.add_argument("--no-probe", action="store_true", help="skip the loader's base-or-instruct probe")
-    r.add_argument("--allow-instruct", metavar="REASON", default=None,
+    r.add_argument("--allow-instruct", metavar="REASON", default=None, type=reason,
                    help="evaluate an instruct model anyway, recording why in the run's provenance")
     r.add_argument("--out", type=Path, required=True, help="root directory of the run")
     r.set_defaults(handler=run_generate)

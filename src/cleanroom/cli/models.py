@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cleanroom.cli._types import positive_int
+from cleanroom.cli._types import positive_int, reason
 from cleanroom.inspection import inspect_model
 from cleanroom.scan import scan_data_file
 
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="local model directory")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside PATH")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--allow-instruct", metavar="REASON", default=None, help="accept an instruct model, recording why")
+    p.add_argument("--allow-instruct", metavar="REASON", default=None, type=reason, help="accept an instruct model, recording why")
     p.add_argument("--no-probe", action="store_true", help="skip the behavioural probe (tokenizer and config only)")
     p.set_defaults(handler=run_inspect)
 
@@ -60,8 +60,8 @@ def _print_not_clean(report: dict) -> None:
     probe = report["probe"]  # None: the loader refused the model before a probe result existed
     print(f"NOT CLEAN {report['model']}" + (": instruct/chat model (pass --allow-instruct REASON to accept it)"
                                             if probe is not None else ""))
-    for reason in report["reasons"]:
-        print(f"  - {reason}")
+    for why in report["reasons"]:
+        print(f"  - {why}")
     if probe is not None:
         print(f"  probe: p_eot={probe['p_eot']} p_role={probe['p_role']} threshold={probe['threshold']}"
               if probe["p_eot"] is not None else "  " + _probe_line(probe, report["probe_not_run"]))

@@ -84,7 +84,7 @@ def find_differences(
     seen: set[str] = set()
     for key in conditions[0]:
         flats = [flatten(per_key[key] or {}) for per_key in conditions]
-        names = set().union(*flats)
+        names = set().union(*flats) | set(REQUIRED)  # a required field left out is refused, not skipped
         for name in sorted(names):
             if name.split(".", 1)[0] in VARIED:
                 continue

@@ -92,7 +92,7 @@ def read_verdict_file(path: Path | str, *, mode: str = "strict") -> Verdicts:
     first_line: dict[Hashable, int] = {}
     conditions: dict[Hashable, dict[str, Any] | None] = {}
     outputs: dict[Hashable, bytes] = {}
-    undigested = 0
+    undigested, first_undigested = 0, 0
     # one reader for every JSONL file (cleanroom.jsonl): encoding, BOM, blank lines, an empty file
     for lineno, rec in iter_jsonl(p, what="verdict file"):
         where = f"{p} line {lineno}"
@@ -104,12 +104,21 @@ def read_verdict_file(path: Path | str, *, mode: str = "strict") -> Verdicts:
         if key in first_line:
             raise InputError(f"{where}: key {key!r} repeats line {first_line[key]}; each key must appear once")
         prompt[key], instructions[key] = _verdict_block(rec, mode, where)
-        undigested += not _check_digest(rec, where)
+        if not _check_digest(rec, where):
+            undigested += 1
+            first_undigested = first_undigested or lineno
         first_line[key] = lineno
         conditions[key] = rec["conditions"] if isinstance(rec.get("conditions"), dict) else None
         outputs[key] = canonical_json({k: v for k, v in rec.items() if k not in ("conditions", "provenance")})
     if not prompt:
         raise InputError(f"verdict file {p} holds no verdicts; score some prompts first")
+    if 0 < undigested < len(prompt):
+        # a writer digests every record or none: a record without one among digested records was added or edited
+        raise InputError(
+            f"{p} line {first_undigested}: no provenance.content_sha256, while {len(prompt) - undigested} other "
+            "record(s) of the file carry one; the record was added or edited after the file was written — re-score "
+            "the responses with `cleanroom eval score` instead of editing verdicts"
+        )
     ordered = b"\n".join(outputs[k] for k in sorted(outputs, key=repr))
     return Verdicts(p.stem, p, prompt, instructions, conditions, undigested, sha256_hex(ordered))
 
