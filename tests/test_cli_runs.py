@@ -7,6 +7,8 @@ import os
 import shutil
 import sys
 
+import pytest
+
 from cleanroom.artifacts import RunDir
 from cleanroom.cli import main
 from cleanroom.provenance import capture_provenance
@@ -193,6 +195,33 @@ def test_trace_of_a_record_whose_parent_is_gone_is_unverified(tmp_path, capsys) 
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("UNVERIFIED ancestry of use:1") and "artifact: gen/g.jsonl record gen:1" in out[2], out
     assert out[-1].startswith("BROKEN: gen/g.jsonl"), out
+
+
+@pytest.mark.parametrize("cut", ["manifest deleted", "record file dropped from the manifest"])
+def test_trace_of_an_edited_parent_whose_stage_manifest_was_cut_is_unverified(tmp_path, capsys, cut) -> None:
+    """The parent record edited and its stage's manifest deleted, or rewritten without that record file: the
+    parent is no longer indexed as a record, so the link showed as an artifact "outside the run's record files"
+    and trace exited 0; the stage's manifest is now checked against the attestation."""
+    from cleanroom.artifacts import pretty_json
+
+    run = RunDir.create(tmp_path, "r5", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r5")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+    with run.stage("use", provenance=capture_provenance("use", run_id="r5")) as st:
+        st.jsonl("u.jsonl").write({"text": "c"}, record_id="use:1", parents=[run.ref("gen/g.jsonl", "gen:1")])
+    run.finalize()
+    mpath = run.path / "gen" / "manifest.json"
+    if cut == "manifest deleted":
+        mpath.unlink()
+    else:
+        manifest = json.loads(mpath.read_bytes())
+        del manifest["records"]["g.jsonl"]
+        mpath.write_bytes(pretty_json(manifest))
+    path = run.path / "gen" / "g.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"a"', b'"X"'))
+    assert main(["trace", str(run.path), "use:1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("UNVERIFIED ancestry of use:1") and out[-1].startswith("BROKEN: gen/manifest.json"), out
 
 
 def test_verify_names_a_deleted_stage_directory_first(tmp_path, capsys) -> None:

@@ -7,9 +7,10 @@ attestation and run.json first, as ``cleanroom verify`` does; then, for each sta
 from, the manifest (against its attestation subject, and its own form), every line of each record file the
 trace opened (canonical bytes, ``content_sha256``, chain, producer) and that file's digest against the
 manifest; then each parent link of the traced records whose target is one of those files (the link's
-digest, the record id in it). Links to any other file (weights, artifacts outside the run) and the base
-model's files are not re-hashed: they are listed as such (``not_rehashed``), and ``cleanroom verify`` checks
-them. The first broken edge is the one ``cleanroom verify`` would name first among these checks.
+digest, the record id in it). A link into the run that resolves to no record (the record gone, its stage's
+manifest cut) has its stage's manifest checked, and the record file it names when the manifest lists one.
+Links to any other file (weights, artifacts outside the run) and the base model's files are not re-hashed:
+they are listed as such (``not_rehashed``), and ``cleanroom verify`` checks them. The first broken edge is the one ``cleanroom verify`` would name first among these checks.
 """
 
 from __future__ import annotations
@@ -50,20 +51,21 @@ def _nodes(node: TraceNode) -> Iterator[TraceNode]:
         yield from _nodes(parent)
 
 
-def _run_record_file(root: Path, artifact: str) -> bool:
-    """Whether *artifact* (a parent link's path) names a record file of one of the run's stages, as its stage's
-    manifest lists them; an unreadable manifest counts as yes, so the stage check reports it."""
+def _link_target(root: Path, artifact: str) -> tuple[str, set[str]] | None:
+    """For a parent link that did not resolve to a record: the run stage its path lies in and the files of it to
+    check. A record file its manifest lists is checked whole; for any other path in a stage (weights, a file the
+    manifest does not list) the stage's manifest alone is checked (against its attestation subject), so a
+    rewritten or deleted manifest is caught without re-hashing weights. None for a path outside the run's stages."""
     if Path(artifact).is_absolute() or "/" not in artifact:
-        return False
+        return None
     stage, rel = artifact.split("/", 1)
-    manifest = root / stage / "manifest.json"
-    if not manifest.is_file():
-        return False
+    if stage.startswith(".") or not (root / stage).is_dir():
+        return None
     try:
-        records = json.loads(manifest.read_bytes()).get("records")
+        records = json.loads((root / stage / "manifest.json").read_bytes()).get("records")
     except (OSError, ValueError, AttributeError):
-        return True
-    return not isinstance(records, dict) or rel in records
+        return stage, {rel}  # no readable manifest: the stage check reports it first
+    return stage, ({rel} if not isinstance(records, dict) or rel in records else set())
 
 
 def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTrace:
@@ -77,11 +79,11 @@ def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTra
             stage, rel = n.artifact.split("/", 1)
             files.setdefault(stage, set()).add(rel)
             ids.add(n.record_id)
-        elif n.kind in ("artifact", "missing") and _run_record_file(root, n.artifact):
-            # a link into one of the run's record files that did not resolve to a record (the record or the file
-            # is gone, or edited): that file is checked too, so check_parents finds the link broken
-            stage, rel = n.artifact.split("/", 1)
-            files.setdefault(stage, set()).add(rel)
+        elif n.kind in ("artifact", "missing") and (target := _link_target(root, n.artifact)) is not None:
+            # a link into the run that did not resolve to a record (the record or its file gone or edited, or a
+            # non-record file): its stage's manifest is checked, and a record file of it whole, so check_parents
+            # finds such a link broken
+            files.setdefault(target[0], set()).update(target[1])
     v = Verifier(root)
     if (root / "attestation.json").exists() or (root / "report" / "manifest.json").exists():
         v.check_attestation()  # a finished run without one is a broken edge, as in verify_run
