@@ -474,7 +474,7 @@ def test_a_record_of_the_setting_is_not_passed_on() -> None:
 
 
 PASSED_ON = """\
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 from vllm import LLM
 
 from lab.cli import build_cli_args
@@ -526,14 +526,33 @@ class Harness:
 
 def create_model_from_path(model_id, **kwargs):
     return AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+
+
+def into_kwargs(m, **kwargs):
+    return pipeline("t", m, **kwargs)
+
+
+def into_args(*args):
+    return AutoModelForCausalLM.from_pretrained("p", **args[0])
+
+
+def by_name(m, mk):
+    return pipeline("t", m, model_kwargs=mk)
+
+
+def to_local_functions(t):
+    into_kwargs("m", model_kwargs={"trust_remote_code": t})
+    into_args({"trust_remote_code": t})
+    by_name("m", {"trust_remote_code": t})
 """
 
 
 def test_a_dict_spread_copied_or_handed_on_stays_flagged() -> None:
     """trl's ``setdefault`` spread into its loader, a copy or a merge that is spread, a dict given to a function
     here that spreads that parameter (llm-foundry), one given to another module's function (verl, fail closed),
-    and lm-eval's ``self.model_args`` spread into ``LLM`` in the same class."""
-    assert _dict_cr501(PASSED_ON) == [9, 15, 22, 29, 38, 45]
+    lm-eval's ``self.model_args`` spread into ``LLM`` in the same class, and a dict given to a function here that
+    takes it in ``**kwargs`` or ``*args`` or passes the parameter on by name (silent after the first narrowing)."""
+    assert _dict_cr501(PASSED_ON) == [9, 15, 22, 29, 38, 45, 68, 69, 70]
 
 
 NOT_FORWARDED = """\

@@ -113,6 +113,11 @@ def check_dicts(
             add(where, "CR501", f"trust_remote_code written into {binding[1]}, which is passed on, may be True", LOADER_DECIDES)
 
 
+#: What a call of a local function passes on (:meth:`_Flow._spread_params`): positional parameters as a call fills
+#: them, the parameters that pass their value on, the named parameters, the ``*args`` and ``**kwargs`` names.
+_Params = tuple[list[str], set[str], set[str], str | None, str | None]
+
+
 class _Flow:
     """Where each dict binding is passed on and where the key is removed from it (see the module docstring). Only
     the dotted names in *relevant* (a dict that holds the key, or a copy of one) are traced: most calls pass none."""
@@ -130,7 +135,7 @@ class _Flow:
         self._passes: dict[Binding, list[ast.AST]] = {}
         self._removals: dict[Binding, list[ast.AST]] = {}
         self._defined: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] | None = None
-        self._params: dict[int, tuple[list[str], set[str]]] = {}
+        self._params: dict[int, _Params] = {}
 
     def binding(self, owner: ast.AST) -> Binding | None:
         """The binding the dotted name *owner* (``kw``, ``cfg.model_kwargs``, ``self.kw``) refers to where it
@@ -162,13 +167,13 @@ class _Flow:
         if isinstance(func, ast.Attribute) and func.attr == "update" and dotted_name(func.value) is not None:
             return  # ``other.update(kw)``: kw is copied into other (:func:`_copies`)
         params = self._local_params(func)
-        if params is not None:  # a function of this module: the arguments its parameters spread
-            for positional, spread in params:
-                for arg, param in zip(call.args, positional, strict=False):
-                    if param in spread:
+        if params is not None:  # a function of this module: the arguments its parameters pass on
+            for positional, passing, named, rest, extra in params:
+                for i, arg in enumerate(call.args):  # a surplus positional lands in *rest
+                    if (positional[i] if i < len(positional) else rest) in passing:
                         self._passes_at(arg)
-                for kw in call.keywords:
-                    if kw.arg in spread:
+                for kw in call.keywords:  # a keyword no parameter names lands in **extra
+                    if kw.arg is not None and (kw.arg if kw.arg in named else extra) in passing:
                         self._passes_at(kw.value)
         elif load_target(call, self.names, self.helpers) is not None or not self._records(func):
             for value in (*call.args, *(kw.value for kw in call.keywords if kw.arg is not None)):
@@ -195,10 +200,9 @@ class _Flow:
             return func.attr in _RECORD_METHODS or receiver.rsplit(".", 1)[-1] in ("logger", "logging", "log")
         return False
 
-    def _local_params(self, func: ast.AST) -> list[tuple[list[str], set[str]]] | None:
+    def _local_params(self, func: ast.AST) -> list[_Params] | None:
         """For a call of a function this module defines (``f``, or ``self.f``/``cls.f`` with ``f`` a method of the
-        enclosing class): (positional parameters as the call fills them, the parameters it spreads) for each
-        ``def`` of that name; None for any other callee."""
+        enclosing class): :meth:`_spread_params` for each ``def`` of that name; None for any other callee."""
         if isinstance(func, ast.Name) and func.id not in self.names.table:
             found = [self._spread_params(fn, bound=False) for fn in self._definitions().get(func.id, ())]
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
@@ -212,28 +216,40 @@ class _Flow:
         return found or None
 
     def _definitions(self) -> dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]]:
-        """Function name -> every ``def`` of that name in the module (computed once)."""
+        """Function name -> every ``def`` of that name in the module that a bare-name call can reach: not a
+        class's method, which is called through an instance (computed once)."""
         if self._defined is None:
             self._defined = {}
+            methods = {id(s) for c in self.nodes.get(ast.ClassDef, ()) for s in c.body}
             for fn in self.scopes.functions():
-                self._defined.setdefault(fn.name, []).append(fn)
+                if id(fn) not in methods:
+                    self._defined.setdefault(fn.name, []).append(fn)
         return self._defined
 
-    def _spread_params(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> tuple[list[str], set[str]]:
-        """(positional parameters as a call fills them, without ``self`` when *bound*; the parameters *fn* spreads)."""
+    def _spread_params(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> _Params:
+        """(positional parameters as a call fills them, without ``self`` when *bound*; the parameters that pass
+        their value on; the named parameters; the ``*args`` and ``**kwargs`` names). A parameter passes its value
+        on unless every use of it is an argument of a callee that only records (:meth:`_records`): spread, handed
+        to a load or to an unknown callee, passed by name, or read in any other way, it may reach a load."""
         known = self._params.get(id(fn))
         if known is None:
             a = fn.args
             positional = [x.arg for x in (*a.posonlyargs, *a.args)]
-            spread = {
-                kw.value.id
+            rest, extra = (a.vararg.arg if a.vararg else None), (a.kwarg.arg if a.kwarg else None)
+            named = {*positional, *(x.arg for x in a.kwonlyargs)}
+            recorded = {
+                id(v)
                 for node in ast.walk(fn)
-                if isinstance(node, ast.Call)
-                for kw in node.keywords
-                if kw.arg is None and isinstance(kw.value, ast.Name)
-            } & {*positional, *(x.arg for x in a.kwonlyargs)}
-            known = self._params[id(fn)] = (positional, spread)
-        return (known[0][1:] if bound else known[0]), known[1]
+                if isinstance(node, ast.Call) and self._records(node.func)
+                for v in (*node.args, *(kw.value for kw in node.keywords))
+            }
+            passing = {
+                node.id
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in recorded
+            } & (named | {rest, extra} - {None})
+            known = self._params[id(fn)] = (positional, passing, named, rest, extra)
+        return (known[0][1:] if bound else known[0]), *known[1:]
 
     def copies(self, copies: list[tuple[ast.AST, ast.AST, ast.AST]]) -> None:
         """A dict copied into another binding (see :func:`_copies`) is passed on where the copy is (to a fixed
