@@ -197,7 +197,7 @@ def test_trace_of_a_record_whose_parent_is_gone_is_unverified(tmp_path, capsys) 
     assert out[-1].startswith("BROKEN: gen/g.jsonl"), out
 
 
-@pytest.mark.parametrize("cut", ["manifest deleted", "record file dropped from the manifest"])
+@pytest.mark.parametrize("cut", ["manifest deleted", "record file dropped from the manifest", "stage deleted"])
 def test_trace_of_an_edited_parent_whose_stage_manifest_was_cut_is_unverified(tmp_path, capsys, cut) -> None:
     """The parent record edited and its stage's manifest deleted, or rewritten without that record file: the
     parent is no longer indexed as a record, so the link showed as an artifact "outside the run's record files"
@@ -211,6 +211,12 @@ def test_trace_of_an_edited_parent_whose_stage_manifest_was_cut_is_unverified(tm
         st.jsonl("u.jsonl").write({"text": "c"}, record_id="use:1", parents=[run.ref("gen/g.jsonl", "gen:1")])
     run.finalize()
     mpath = run.path / "gen" / "manifest.json"
+    if cut == "stage deleted":  # the parent's whole stage directory removed: the link's target is gone
+        shutil.rmtree(run.path / "gen")
+        assert main(["trace", str(run.path), "use:1"]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[-1].startswith("BROKEN: use/u.jsonl:1: parent 0 of use:1: artifact exists"), out
+        return
     if cut == "manifest deleted":
         mpath.unlink()
     else:

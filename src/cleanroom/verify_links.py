@@ -170,8 +170,8 @@ class Links:
                 if want_sha is None and name.split("/", 1)[0] != artifact.split("/", 1)[0]:
                     self.broken(artifact, lineno, f"{where}: sha256 of {name} recorded in the link",
                                 "the digest of a finished stage's or an external file", None)
-                if not rehash and name not in ids_by_artifact:
-                    self.not_rehashed.append(name)
+                if not rehash and name not in ids_by_artifact and (Path(name).is_absolute() or (self.root / name).exists()):
+                    self.not_rehashed.append(name)  # there, not re-hashed; a target gone is checked below
                     continue
                 external = self.here(Path(name)) if Path(name).is_absolute() else Path(name)
                 if external.is_absolute() and not external.exists():

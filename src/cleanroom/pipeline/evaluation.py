@@ -82,10 +82,9 @@ def run_eval(ctx: Context) -> dict[str, Any]:
         e = ctx.spec.eval
         # the three files come from this one stage: same prompts, rendering, scorer and eval.generation
 
-        prompts = digest_path(ctx.run.path / "preflight" / "eval_prompts.jsonl", cache=False)
-        # stands in for records without conditions: every model answered the one prompts file, so each key's
-        # prompt is the same line of it (prompt_sha256, which comparability requires, is that file's digest here)
-        same = {"prompts_sha256": prompts, "prompt_sha256": prompts,
+        # stands in for records without conditions (this stage's scorer writes them on every record); it carries no
+        # per-prompt prompt_sha256, so comparability refuses such records rather than take a file digest for one
+        same = {"prompts_sha256": digest_path(ctx.run.path / "preflight" / "eval_prompts.jsonl", cache=False),
                 "scorer_sha256": scorer_sha256(), "rendering": {"few_shot_digest": FEW_SHOT_DIGEST},
                 "generation": vars(gen)}
         held = [same | {"model": name} for name in ("base", "sft", "dpo")]
