@@ -51,19 +51,24 @@ def _nodes(node: TraceNode) -> Iterator[TraceNode]:
         yield from _nodes(parent)
 
 
-def _link_target(root: Path, artifact: str) -> tuple[str, set[str]] | None:
+def _link_target(root: Path, artifact: str, manifests: dict[str, object]) -> tuple[str, set[str]] | None:
     """For a parent link that did not resolve to a record: the run stage its path lies in and the files of it to
     check. A record file its manifest lists is checked whole; for any other path in a stage (weights, a file the
     manifest does not list) the stage's manifest alone is checked (against its attestation subject), so a
-    rewritten or deleted manifest is caught without re-hashing weights. None for a path outside the run's stages."""
+    rewritten or deleted manifest is caught without re-hashing weights. None for a path outside the run's stages.
+    *manifests* holds each stage's parsed ``records`` for this trace (None: no readable manifest)."""
     if Path(artifact).is_absolute() or "/" not in artifact:
         return None
     stage, rel = artifact.split("/", 1)
     if stage.startswith(".") or not (root / stage).is_dir():
         return None
-    try:
-        records = json.loads((root / stage / "manifest.json").read_bytes()).get("records")
-    except (OSError, ValueError, AttributeError):
+    if stage not in manifests:
+        try:
+            manifests[stage] = json.loads((root / stage / "manifest.json").read_bytes()).get("records")
+        except (OSError, ValueError, AttributeError):
+            manifests[stage] = None
+    records = manifests[stage]
+    if records is None:
         return stage, {rel}  # no readable manifest: the stage check reports it first
     return stage, ({rel} if not isinstance(records, dict) or rel in records else set())
 
@@ -73,13 +78,14 @@ def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTra
     root = Path(run_dir)
     node = trace_record(root, record_id)
     files: dict[str, set[str]] = {}
+    manifests: dict[str, object] = {}
     ids: set[str] = set()
     for n in _nodes(node):
         if n.kind == "record" and n.record_id is not None:
             stage, rel = n.artifact.split("/", 1)
             files.setdefault(stage, set()).add(rel)
             ids.add(n.record_id)
-        elif n.kind in ("artifact", "missing") and (target := _link_target(root, n.artifact)) is not None:
+        elif n.kind in ("artifact", "missing") and (target := _link_target(root, n.artifact, manifests)) is not None:
             # a link into the run that did not resolve to a record (the record or its file gone or edited, or a
             # non-record file): its stage's manifest is checked, and a record file of it whole, so check_parents
             # finds such a link broken

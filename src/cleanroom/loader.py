@@ -194,11 +194,13 @@ class CleanModelLoader:
 
         self._check_files()
         configs = self._load_configs()
+        values: dict[str, dict] = {}
         for name in () if self.gguf_file else TOKENIZER_JSON:  # named, before transformers' error (which names none)
             if (self.path / name).is_file():
-                check_tokenizer_values(self.path / name, read_json_object(self.path / name))
+                values[name] = read_json_object(self.path / name)
+                check_tokenizer_values(self.path / name, values[name])
         if self.gguf_file is None:  # a missing vocabulary loads as an empty one: refused here, not by the sentinels
-            check_tokenizer_files(self.path)
+            check_tokenizer_files(self.path, values.get("tokenizer_config.json", {}).get("tokenizer_class"))
         caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())

@@ -89,14 +89,12 @@ def tokenizer_file_sets(tokenizer_class: str) -> list[tuple[str, ...]] | None:
     return sets or None
 
 
-def check_tokenizer_files(directory: Path) -> None:
-    """:class:`MissingFileError` unless *directory* holds one complete file set of its ``tokenizer_class``
-    (:func:`tokenizer_file_sets`). Without one, transformers does not fail: it builds the class with an empty
+def check_tokenizer_files(directory: Path, tokenizer_class: Any = None) -> None:
+    """:class:`MissingFileError` unless *directory* holds one complete file set of *tokenizer_class* (the value
+    its tokenizer_config.json names, as the loader read it; :func:`tokenizer_file_sets`). Without one, transformers does not fail: it builds the class with an empty
     vocabulary (``"Hello world"`` encodes to ``[]``), which the sentinels would then report as contamination."""
     if (directory / "tokenizer.json").is_file():
         return  # a serialized fast tokenizer loads whatever its class names (GPT2Tokenizer lists only vocab+merges)
-    config = directory / "tokenizer_config.json"
-    tokenizer_class = read_json_object(config).get("tokenizer_class") if config.is_file() else None
     sets = tokenizer_file_sets(tokenizer_class) if isinstance(tokenizer_class, str) else None
     if sets is None or any(all((directory / name).is_file() for name in group) for group in sets):
         return

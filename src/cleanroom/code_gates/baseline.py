@@ -29,7 +29,8 @@ VERSION = 1
 Key = tuple[str, str, str]  # rule, root-relative path, fingerprint
 
 
-def _rel(path: str, root: Path) -> str:
+def relative_path(path: str, root: Path) -> str:
+    """*path* (as a finding or notice names it) relative to *root*, POSIX; the absolute path when outside it."""
     full = os.path.normpath(os.path.join(os.getcwd(), path))
     try:
         return Path(full).relative_to(root).as_posix()
@@ -56,7 +57,7 @@ def keys(violations: tuple[Violation, ...] | list[Violation], root: Path) -> lis
                 data = ""
             texts[v.path] = data.decode("utf-8", "replace").splitlines() if isinstance(data, bytes) else []
         lines = texts[v.path][v.line - 1 : v.last_line]
-        rel = _rel(v.path, root)
+        rel = relative_path(v.path, root)
         out.append((v.rule, rel, fingerprint(v.rule, rel, "\n".join(lines) or v.message)))
     return out
 

@@ -11,11 +11,10 @@ be checked (``file-not-checked``): a result list without a rule's findings never
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cleanroom.code_gates.baseline import keys
+from cleanroom.code_gates.baseline import keys, relative_path
 from cleanroom.code_gates.report import Notice
 from cleanroom.code_gates.rules import RULES, RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
@@ -52,8 +51,7 @@ def _notification(notice: Notice, index: dict[str, int], root: Path) -> dict[str
     if notice.rule is not None:
         out["associatedRule"] = {"id": notice.rule, "index": index[notice.rule]}
     if notice.path is not None:
-        full = Path(os.path.normpath(Path.cwd() / notice.path))
-        uri = full.relative_to(root.resolve()).as_posix() if full.is_relative_to(root.resolve()) else full.as_uri()
+        uri = relative_path(notice.path, root)  # as the results' locations are written
         out["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "SRCROOT"}}}]
     return out
 
