@@ -58,11 +58,16 @@ def _show(value: Any) -> str:
 
 class Comparability(NamedTuple):
     """What :func:`find_differences` found: the differences, the fields held equal at every key, and the
-    fields no file recorded (``field: not recorded in any file at N key(s)``), which are not compared."""
+    fields no file recorded (field -> at how many keys), which are not compared."""
 
     differences: list[Difference]
     held_equal: list[str]
-    not_compared: list[str]
+    unrecorded: dict[str, int]
+
+    @property
+    def not_compared(self) -> list[str]:
+        """The unrecorded fields as the output says them: ``field: not recorded in any file at N key(s)``."""
+        return [f"{name}: {NOT_RECORDED} in any file at {n} key(s)" for name, n in sorted(self.unrecorded.items())]
 
 
 def find_differences(
@@ -101,8 +106,7 @@ def find_differences(
         key, values = where[0]
         shown = " vs ".join(f"{label}={_show(v)}" for label, v in zip(labels, values, strict=True))
         diffs.append(Difference(name, f"{len(where)} key(s), e.g. key {key!r}: {shown}"))
-    not_compared = [f"{name}: {NOT_RECORDED} in any file at {n} key(s)" for name, n in sorted(unrecorded.items())]
-    return Comparability(diffs, sorted(seen - set(differing) - set(unrecorded)), not_compared)
+    return Comparability(diffs, sorted(seen - set(differing) - set(unrecorded)), unrecorded)
 
 
 def split_allowed(diffs: Sequence[Difference], allow: Sequence[str]) -> tuple[list[Difference], list[Difference]]:
