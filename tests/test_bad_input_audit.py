@@ -193,3 +193,44 @@ def test_any_class_refused_for_missing_backends_names_them_and_other_import_erro
     assert str(found) == ("/m: tokenizer class T5Tokenizer needs protobuf, sentencepiece, which are not installed: "
                           "pip install protobuf sentencepiece")
     assert errors.missing_backend(ImportError("cannot import name 'X' from 'transformers'")) is None
+
+
+def _refuse_for_missing_sentencepiece(monkeypatch, cls: type) -> None:
+    """transformers' own refusal of *cls*, as if sentencepiece were not installed."""
+    from transformers.utils import import_utils
+
+    monkeypatch.setitem(import_utils.BACKENDS_MAPPING, "sentencepiece",
+                        (lambda: False, import_utils.BACKENDS_MAPPING["sentencepiece"][1]))
+    import_utils.requires_backends(cls, ["sentencepiece"])
+
+
+def test_a_model_class_whose_backend_is_missing_names_the_model_directory(tmp_path, tiny_base_model,
+                                                                            monkeypatch) -> None:
+    """Not "model weights could not be read ... truncated or corrupt", which the ImportError used to become."""
+    from transformers import AutoModelForCausalLM
+
+    from cleanroom.loader import CleanModelLoader
+
+    class FancyForCausalLM:
+        pass
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: _refuse_for_missing_sentencepiece(monkeypatch, FancyForCausalLM))
+    with pytest.raises(errors.DependencyError) as exc:
+        CleanModelLoader(tiny_base_model, probe=False).load()
+    assert str(exc.value) == (f"{tiny_base_model}: model class FancyForCausalLM needs sentencepiece, which is not "
+                              "installed: pip install sentencepiece")
+
+
+def test_the_command_line_answers_a_missing_backend_anywhere_with_the_install_hint(monkeypatch, capsys) -> None:
+    """Outside the loader (no model directory to name) the hint still names the class and the package."""
+    from cleanroom.cli import fixtures_cmd
+
+    class SomeTokenizer:
+        pass
+
+    monkeypatch.setattr(fixtures_cmd, "run", lambda args: _refuse_for_missing_sentencepiece(monkeypatch,
+                                                                                            SomeTokenizer))
+    assert cli.main(["fixtures"]) == 2
+    assert _one_line(capsys) == ("cleanroom fixtures: DependencyError: class SomeTokenizer needs sentencepiece, which "
+                                 "is not installed: pip install sentencepiece")
