@@ -49,6 +49,8 @@ LAYERS: dict[str, int] = {
     "cleanroom.hashing": 0,  # sha256 of files and trees, the on-disk hash cache
     "cleanroom.redaction": 0,  # secrets out of recorded text
     "cleanroom.jsonl": 0,  # the one JSONL reader
+    "cleanroom.held_log": 0,  # transformers' console log during a load, held until the load ends
+    "cleanroom.yaml_reader": 0,  # the one YAML reader (PyYAML's safe loader, every defect a YAMLError)
     "cleanroom.model_files": 0,  # the files that decide a model's behaviour
     "cleanroom.spec": 0,  # the one validation mechanism for specs (pydantic)
     "cleanroom.distributed": 0,  # world size, rank, global-batch split (accelerate/torch.distributed)

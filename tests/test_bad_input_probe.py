@@ -22,6 +22,8 @@ from cleanroom.trace import list_records
 from cleanroom.verify import verify_run
 
 DEEP = "[" * 100_000 + "]" * 100_000  # json.loads answers this with a RecursionError, not a ValueError
+DIGITS_5000 = "1" * 5000  # int() refuses it: more digits than Python's int_max_str_digits (4300)
+TOO_LONG_INTEGER = "number 111111111111... has 5000 digits, too long: at most 4300 digits are read as an integer"
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -297,6 +299,28 @@ def test_verify_and_trace_name_a_too_deep_record_line(tmp_path) -> None:
     assert any(e.file == "gen/g.jsonl" and e.line == 2 and "nested deeper" in str(e.found) for e in report.errors)
     with pytest.raises(errors.InputError, match=r"g.jsonl:2: not a cleanroom record .*nested deeper"):
         list_records(run.path)
+
+
+def test_trace_names_the_record_line_holding_a_too_long_integer(tmp_path, capsys) -> None:
+    run = _tiny_run(tmp_path)
+    records = run.path / "gen" / "g.jsonl"
+    records.write_bytes(records.read_bytes() + b'{"n": ' + DIGITS_5000.encode() + b"}\n")
+    assert cli.main(["trace", str(run.path), "gen:0"]) == 2
+    assert f"g.jsonl:2: not a cleanroom record (ValueError: field n: {TOO_LONG_INTEGER}" in _one_line(capsys)
+
+
+def test_verify_and_trace_report_a_run_config_with_a_too_long_integer_as_broken_not_a_crash(tmp_path, capsys) -> None:
+    """A rewritten config.resolved.yaml is a finding (exit 1, a broken edge naming the file), as any other edit
+    of a run; PyYAML let this one out as a bare ValueError, and both commands stopped with "unexpected"."""
+    run = _tiny_run(tmp_path)
+    config = run.path / "config.resolved.yaml"
+    config.write_text(config.read_text() + f"x: {DIGITS_5000}\n")
+    assert cli.main(["verify", str(run.path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert any(e["file"] == "config.resolved.yaml" and e["check"] == "valid YAML" and TOO_LONG_INTEGER in e["found"]
+               for e in report["errors"]), report["errors"]
+    assert cli.main(["trace", str(run.path), "gen:0"]) == 1
+    assert "BROKEN: config.resolved.yaml" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- fixtures

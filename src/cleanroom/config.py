@@ -24,6 +24,7 @@ from cleanroom.errors import ConfigError, MissingFileError
 from cleanroom.provenance import content_sha256
 from cleanroom.spec import Allowed, Invalid, Seed, Spec, build, to_data
 from cleanroom.training.specs import DpoBeta, LoraSpec, Step0Atol, TrainSpec
+from cleanroom.yaml_reader import SafeLoader
 
 #: The shipped profiles: package data of ``cleanroom.pipeline`` (in the wheel too, so no checkout is needed).
 PROFILES_DIR = Path(str(resources.files("cleanroom") / "pipeline" / "profiles"))
@@ -237,8 +238,8 @@ def profile_schema_json() -> str:
     return json.dumps(profile_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently, so
+class _UniqueKeyLoader(SafeLoader):
+    """The one YAML reader's safe loader (:mod:`cleanroom.yaml_reader`), refusing a key given twice in one mapping (PyYAML keeps the last one silently, so
     the config that runs is not the one the reader of the file sees)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -278,12 +279,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if ".".join(parts) in given:
             raise ConfigError(f"override {item!r}: {'.'.join(parts)} is given twice on the command line; keep one")
         given.add(".".join(parts))
+        shown = item if len(item) <= 120 else f"{item[:100]}..."  # a 5,000-digit value is named, not repeated
         try:
             value = _load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value {_yaml_problem(exc)}") from None
+            raise ConfigError(f"override {shown!r}: value {_yaml_problem(exc)}") from None
         except ConfigError as exc:
-            raise ConfigError(f"override {item!r}: {exc}") from None
+            raise ConfigError(f"override {shown!r}: {exc}") from None
         node = result
         for part in parts[:-1]:
             child = node.setdefault(part, {})

@@ -8,6 +8,8 @@ and the fix.
 
 from __future__ import annotations
 
+import re
+
 
 class CleanroomError(Exception):
     """Base class of every error cleanroom raises on purpose."""
@@ -55,6 +57,38 @@ def missing_train_extra(exc: ImportError) -> DependencyError | None:
         return None
     return DependencyError(f"this command needs {name}, which is not installed (the core install has no torch "
                            "stack): pip install 'cleanroom[train]' (install torch first on a CPU machine)")
+
+
+def missing_backend(exc: ImportError, subject: str = "class") -> DependencyError | None:
+    """The install hint for transformers refusing a class whose backend package is not installed, or None for
+    any other ImportError. transformers says it as ``"X requires the Y library but it was not found in your
+    environment..."`` (``requires_backends``); the hint names the class, the package(s) to install and the
+    pip command: "``{subject} X needs Y, which is not installed: pip install Y``" (*subject* says where, e.g.
+    ``"/models/m: tokenizer class"``)."""
+    text = " ".join(str(exc).split())
+    match = re.match(r"(\w+) requires the (.+?) librar", text)
+    if match is None:
+        return None
+    packages = _backend_packages(match[1], text) or [match[2].split()[0].lower()]
+    return DependencyError(f"{subject} {match[1]} needs {', '.join(packages)}, which "
+                           f"{'is' if len(packages) == 1 else 'are'} not installed: pip install {' '.join(packages)}")
+
+
+def _backend_packages(name: str, text: str) -> list[str]:
+    """The pip names of the backends whose message for class *name* is in *text* (transformers' own table:
+    its pip command, else the backend's name), in its order; empty when transformers cannot be asked."""
+    try:
+        # heavy optional: transformers (already imported by whatever raised the ImportError)
+        from transformers.utils.import_utils import BACKENDS_MAPPING
+    except ImportError:
+        return []
+    packages = []
+    for key, (_, template) in BACKENDS_MAPPING.items():
+        message = " ".join(template.replace("{0}", name).split())
+        if message and message in text:
+            pip = re.search(r"pip install ([A-Za-z][\w.-]*)`", message)
+            packages.append(pip[1] if pip else key)
+    return packages
 
 
 class ContaminationError(CleanroomError, ValueError):
@@ -131,5 +165,6 @@ __all__ = [
     "ProvenanceError",
     "StatisticsError",
     "TRAIN_PACKAGES",
+    "missing_backend",
     "missing_train_extra",
 ]

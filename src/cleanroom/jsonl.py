@@ -12,6 +12,8 @@ record files) goes through :func:`read_jsonl`, so each command answers the same 
   JSON, RFC 8259 §6), a key twice in one object (the last would silently win, so two readers could see two
   different records), a lone surrogate escape (``"\\ud800"``: no character, and a tokenizer raises a
   TypeError on it), nesting deeper than Python's recursion limit (a RecursionError, not a ValueError);
+- an integer of more digits than Python converts (``sys.get_int_max_str_digits()``, 4300 by default): named
+  with its field and digit count, where json.loads' own message would tell the user to change the interpreter;
 - an empty file: reported as empty, never read as "no problems found" (``allow_empty=True`` for the
   record files of a run, whose manifests record their counts, zero included).
 
@@ -31,6 +33,7 @@ import io
 import json
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -83,16 +86,70 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    hooks: dict[str, Any] = {"object_pairs_hook": _object, "parse_constant": _constant} if strict else {}
     try:
-        value = (json.loads(text, object_pairs_hook=_object, parse_constant=_constant) if strict
-                 else json.loads(text))
+        value = json.loads(text, **hooks)
     except RecursionError:
         raise ValueError("nested deeper than this reader can follow (Python's recursion limit); "
                          "flatten the structure") from None
+    except ValueError as exc:
+        if type(exc) is ValueError and (why := _integer_refused(text, hooks)) is not None:
+            raise ValueError(why) from None
+        raise
     if strict and _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(value)) is not None:
         raise ValueError(f"string {bad[:40]!r} holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
                          "which is no character; fix the escape")
     return value
+
+
+def too_long_integer(digits: str) -> str:
+    """The words for an integer of more digits than Python converts (``sys.get_int_max_str_digits()``): the
+    number, how many digits it has, the limit and the fix; shared with :mod:`cleanroom.yaml_reader`."""
+    n = sum(ch.isdigit() for ch in digits)
+    return (f"number {digits[:12]}... has {n} digits, too long: at most {sys.get_int_max_str_digits()} digits "
+            "are read as an integer; write it as a string (in quotes) or shorten it")
+
+
+class _LongInteger(str):
+    """The digits of an integer that :func:`int` refused (Python's limit on the digits it converts)."""
+
+
+def _integer_refused(text: str, hooks: dict[str, Any]) -> str | None:
+    """Why :func:`json.loads` refused *text* when the reason is an integer of more digits than Python converts
+    (``sys.get_int_max_str_digits()``, 4300 by default), whose own message tells the user to change the
+    interpreter; None for any other ValueError. Parsed a second time, on this error path only (a ``parse_int``
+    hook on every read costs three times the time of a line of token IDs), to name the field that holds it."""
+    found: list[_LongInteger] = []
+
+    def parse_int(digits: str) -> Any:
+        try:
+            return int(digits)
+        except ValueError:
+            found.append(_LongInteger(digits))
+            return found[-1]
+
+    try:
+        value = json.loads(text, parse_int=parse_int, **hooks)
+    except (ValueError, RecursionError):  # a refusal after the number: the number is still the first defect
+        value = None
+    if not found:
+        return None
+    path = _path_to(value, found[0])
+    return f"{f'field {path}: ' if path else ''}{too_long_integer(found[0])}"
+
+
+def _path_to(value: Any, target: object) -> str | None:
+    """Where *target* (by identity) sits in *value*: ``kwargs[0]['n']``; ``""`` for *value* itself, None if absent."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        v, path = stack.pop()
+        if v is target:
+            return path
+        if isinstance(v, dict):
+            stack.extend((item, f"{path}[{k!r}]" if path else str(k)) for k, item in reversed(v.items()))
+        elif isinstance(v, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(v))))
+    return None
 
 
 class JsonLine(NamedTuple):
@@ -169,4 +226,4 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str = "JSONL file",
     return [obj for _, obj in iter_jsonl(path, what=what, allow_empty=allow_empty)]
 
 
-__all__ = ["JsonLine", "iter_jsonl", "loads", "read_jsonl", "scan_jsonl", "scan_jsonl_bytes"]
+__all__ = ["JsonLine", "iter_jsonl", "loads", "read_jsonl", "scan_jsonl", "scan_jsonl_bytes", "too_long_integer"]

@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import struct
 from pathlib import Path
 from typing import Any
 
-from cleanroom import guard
+from cleanroom import errors, guard
 from cleanroom.cleaning import clean_model, clean_tokenizer, refuse_chat_template
 from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
 from cleanroom.hashing import hash_file
+from cleanroom.held_log import held_console
 from cleanroom.model_files import MODEL_META_FILES
 from cleanroom.model_json import (
     TOKENIZER_JSON,
     check_token_ids,
     check_tokenizer_files,
     check_tokenizer_values,
+    one_line,
     read_json_object,
+    rejected,
     unreadable,
 )
 from cleanroom.probe import probe_model
@@ -163,12 +165,12 @@ class CleanModelLoader:
         """
         from transformers import AutoConfig, GenerationConfig  # heavy optional: transformers
 
-        rejected = _rejected()
+        refused = rejected()
         if self.gguf_file is not None:
             try:
                 config = AutoConfig.from_pretrained(str(self.path), **self._common_kwargs())
-            except rejected as exc:
-                raise InputError(unreadable(self.path / self.gguf_file, f"metadata gives no config ({_one_line(exc)})",
+            except refused as exc:
+                raise InputError(unreadable(self.path / self.gguf_file, f"metadata gives no config ({one_line(exc)})",
                                              "download the GGUF again and compare its sha256")) from exc
             return config, GenerationConfig.from_model_config(config)
         loaded: list[Any] = []
@@ -182,8 +184,8 @@ class CleanModelLoader:
             kwargs = self._common_kwargs() if name == "config.json" else {}
             try:
                 loaded.append(read(str(self.path), **kwargs))
-            except rejected as exc:
-                raise InputError(unreadable(self.path / name, f"rejected by transformers ({_one_line(exc)})")) from exc
+            except refused as exc:
+                raise InputError(unreadable(self.path / name, f"rejected by transformers ({one_line(exc)})")) from exc
         return loaded[0], loaded[1]
 
     # ---------------------------------------------------------------- tokenizer
@@ -201,14 +203,18 @@ class CleanModelLoader:
                 check_tokenizer_values(self.path / name, values[name])
         if self.gguf_file is None:  # a missing vocabulary loads as an empty one: refused here, not by the sentinels
             check_tokenizer_files(self.path, values.get("tokenizer_config.json", {}).get("tokenizer_class"))
-        caught: tuple[type[Exception], ...] = (*_rejected(), AttributeError)  # AttributeError: a wrong-typed value
+        caught: tuple[type[Exception], ...] = (*rejected(), AttributeError)  # AttributeError: a wrong-typed value
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), **self._common_kwargs())
             # the first encode: transformers stores a wrong-typed value it does not check and fails on first use
             tokenizer(guard.SNAPSHOT_PROBE_TEXT)
             plain = tokenizer("Hello world", add_special_tokens=False)["input_ids"]
+        except ImportError as exc:  # a tokenizer class whose backend package is not installed (MistralCommonBackend)
+            if (missing := errors.missing_backend(exc, f"{self.path}: tokenizer class")) is None:
+                raise  # another ImportError: the command line reports it as unexpected, with its traceback
+            raise missing from exc
         except caught as exc:
-            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {_one_line(exc)}); "
+            raise ConfigError(f"{self.path}: tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
                               "check the tokenizer files") from exc
         if not plain:  # the backstop for a file set check_tokenizer_files does not know: no vocabulary at all
             raise InputError(f"{self.path}: the tokenizer loaded with an empty vocabulary (\"Hello world\" encodes to "
@@ -261,6 +267,7 @@ class CleanModelLoader:
                 "post-trains base models", "use the base checkpoint, or pass allow_instruct=True with "
                 "allow_instruct_reason='why' (recorded in provenance)", probe_result)
 
+    @held_console()  # transformers' console log shown after a load that succeeds, not above a refusal
     def load_tokenizer(self, *, decide: bool = True) -> tuple[Any, dict[str, Any]]:
         """The cleaned tokenizer and provenance, without weights (static base-or-instruct markers only).
 
@@ -292,24 +299,37 @@ class CleanModelLoader:
         from safetensors import SafetensorError  # heavy optional: safetensors
 
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch_dtype(self.dtype, self.quantization),
-                                                         **kwargs)
+            with held_console() as held:  # its LOAD REPORT, read for the shapes that differ
+                model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch_dtype(self.dtype, self.quantization),
+                                                             **kwargs)
         except (TypeError, AttributeError, ArithmeticError, KeyError) as exc:
             # a config.json value transformers' validation lets through and model construction trips over
             # ("dtype": 5, "num_attention_heads": 0): the weights are not the suspect
             raise ConfigError(
-                f"{self.path}: the model could not be built from config.json ({type(exc).__name__}: {_one_line(exc)}); "
+                f"{self.path}: the model could not be built from config.json ({type(exc).__name__}: {one_line(exc)}); "
                 "check its values (sizes must be positive integers, dtype a name such as \"bfloat16\"); if it is the "
                 "model's own config.json, run with --debug and report the traceback"
             ) from exc
         except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
+            if isinstance(exc, ImportError) and (missing := errors.missing_backend(exc, f"{self.path}: model class")):
+                raise missing from exc  # a model class whose backend package is not installed
             weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
+            shapes = held.mismatches()  # transformers' message only points at its report, held off the console
+            why = f"shapes differ: {'; '.join(shapes[:3])}" if shapes else f"{type(exc).__name__}: {one_line(exc)}"
             raise ConfigError(
-                f"{self.path}: model weights ({weights}) could not be read ({type(exc).__name__}: {_one_line(exc)}); the file is "
+                f"{self.path}: model weights ({weights}) could not be read ({why}); the file is "
                 "truncated, corrupt or does not match config.json — download it again and compare its sha256"
             ) from exc
         return model
 
+    def _check_vocabulary(self, tokens: int, rows: int, vocab_size: int) -> None:
+        if tokens > rows or max(rows, vocab_size) - tokens > _MAX_EMBEDDING_PADDING:
+            raise ConfigError(
+                f"{self.path}: tokenizer has {tokens} tokens but the embedding has {rows} rows (config vocab_size "
+                f"{vocab_size}; padding of at most {_MAX_EMBEDDING_PADDING} rows is normal); the tokenizer or config.json "
+                "does not belong to this model — copy the model's own tokenizer files and config.json")
+
+    @held_console()
     def load(self) -> tuple[Any, Any, dict[str, Any]]:
         """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
         _require_torch()
@@ -319,19 +339,16 @@ class CleanModelLoader:
             raise InputError(f"{self.path}: no config.json, so the weights cannot be built; copy the model's "
                              f"config.json into {self.path}")
         quant = quantization_config(self.path, self.quantization, self.gguf_file)
-        tokenizer, info, _ = self._load_tokenizer()
+        tokenizer, info, (config, _) = self._load_tokenizer()
+        vocab = getattr(config, "vocab_size", None)  # the rows config.json builds, refused before a weight is read
+        if self.gguf_file is None and isinstance(vocab, int):
+            self._check_vocabulary(len(tokenizer), vocab, vocab)
         model = self._from_pretrained(quant)
         if self.gguf_file is not None:
             drop_gguf_quantizer(model, self.path / self.gguf_file)
         embedding: Any = model.get_input_embeddings()  # nn.Module: torch types .weight as Tensor | Module
         rows = embedding.weight.shape[0]
-        vocab_size = getattr(model.config, "vocab_size", None) or rows
-        if len(tokenizer) > rows or max(rows, vocab_size) - len(tokenizer) > _MAX_EMBEDDING_PADDING:
-            raise ConfigError(
-                f"{self.path}: tokenizer has {len(tokenizer)} tokens but the embedding has {rows} rows "
-                f"(config vocab_size {vocab_size}; padding of at most {_MAX_EMBEDDING_PADDING} rows is normal); the "
-                "tokenizer does not belong to this model — copy the model's own tokenizer files"
-            )
+        self._check_vocabulary(len(tokenizer), rows, getattr(model.config, "vocab_size", None) or rows)
         model.eval()
         info["model_as_loaded"] = guard.snapshot(model, tokenizer)["model"]
         result = None
@@ -377,18 +394,5 @@ def read_model_config(directory: Path, gguf_file: str | None = None) -> dict[str
 
     try:
         return dict(AutoConfig.from_pretrained(str(directory), gguf_file=gguf_file).to_dict())
-    except _rejected() as exc:
+    except rejected() as exc:
         raise ConfigError(f"{directory / gguf_file}: GGUF metadata could not be read ({exc})") from exc
-
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the CLI prints errors as one line; transformers' span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _rejected() -> tuple[type[Exception], ...]:
-    """What transformers raises for a model file it cannot read (struct.error: a GGUF cut short)."""
-    from huggingface_hub.errors import StrictDataclassError  # heavy optional: huggingface_hub
-
-    return (OSError, ValueError, TypeError, KeyError, StrictDataclassError, struct.error)

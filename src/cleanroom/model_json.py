@@ -12,6 +12,7 @@ none of the file sets it can be built from (transformers would build it with an 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(unreadable(path, f"holds {_JSON_TYPES[type(value)]}, not a JSON object"))
     return value
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints errors as one line; transformers' span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def rejected() -> tuple[type[Exception], ...]:
+    """What transformers raises for a model file it cannot read (struct.error: a GGUF cut short)."""
+    from huggingface_hub.errors import StrictDataclassError  # heavy optional: huggingface_hub
+
+    return (OSError, ValueError, TypeError, KeyError, StrictDataclassError, struct.error)
 
 
 def unreadable(path: Path, what: str, fix: str = "restore the file from the model's repository "
@@ -107,4 +120,4 @@ def check_tokenizer_files(directory: Path, tokenizer_class: Any = None) -> None:
 
 
 __all__ = ["TOKENIZER_JSON", "TOKENIZER_VALUE_TYPES", "check_token_ids", "check_tokenizer_files",
-           "check_tokenizer_values", "read_json_object", "tokenizer_file_sets", "unreadable"]
+           "check_tokenizer_values", "one_line", "read_json_object", "rejected", "tokenizer_file_sets", "unreadable"]

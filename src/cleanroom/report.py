@@ -8,17 +8,15 @@ results, the provenance summary, cost spent vs projected, and the GO / NO-GO lin
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cleanroom.artifacts import atomic_write_bytes
 from cleanroom.environment import dirty_label
 from cleanroom.jsonl import loads
 from cleanroom.plots import render_figures
+from cleanroom.yaml_reader import safe_load
 
 MODELS = ("base", "sft", "dpo")
 
@@ -132,12 +130,12 @@ def collect(run: Path) -> dict[str, Any]:
         "pairs": _load(run, "pairs", "stats.json"),
         "dpo": _load(run, "dpo", "metrics.json", unreadable),
         "eval": _load(run, "eval", "comparison.json", unreadable),
-        "run": json.loads((run / "run.json").read_text()),
+        "run": loads((run / "run.json").read_bytes()),
         "unreadable": unreadable,
     }
 
     # budget and report_to are not part of the run's identity: run.json carries their latest values
-    data["config"] = yaml.safe_load((run / "config.resolved.yaml").read_text()) | data["run"].get("settings", {})
+    data["config"] = safe_load((run / "config.resolved.yaml").read_text()) | data["run"].get("settings", {})
     manifest = _load(run, "preflight", "manifest.json") or {}
     data["provenance"] = manifest.get("provenance", {})
     return data

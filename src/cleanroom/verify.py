@@ -52,6 +52,7 @@ from cleanroom.jsonl import JsonLine, loads, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 from cleanroom.verify_links import Links, remap_pairs
+from cleanroom.yaml_reader import safe_load
 
 
 class Verifier:
@@ -142,7 +143,7 @@ class Verifier:
         self.check_subject("run.json", self.root / "run.json")
         self.check_subject("config.resolved.yaml", self.root / "config.resolved.yaml")
         try:
-            config = yaml.safe_load((self.root / "config.resolved.yaml").read_text())
+            config = safe_load((self.root / "config.resolved.yaml").read_text())
             found = sha256_hex(canonical_json(config))
         except (yaml.YAMLError, InputError, UnicodeDecodeError) as exc:
             self.broken("config.resolved.yaml", None, "valid YAML", "the resolved config", str(exc)[:200])

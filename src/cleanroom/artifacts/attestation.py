@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cleanroom.artifacts.layout import read_run_meta, stage_names
 from cleanroom.errors import ProvenanceError
 from cleanroom.hashing import digest_path
+from cleanroom.yaml_reader import safe_load
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://cleanroom.dev/attestation/run/v1"
@@ -61,7 +60,7 @@ def build_attestation(
         "predicate": {
             "run_id": run_id,
             "config_sha256": config_sha256,
-            "parameters": yaml.safe_load((root / "config.resolved.yaml").read_text()),
+            "parameters": safe_load((root / "config.resolved.yaml").read_text()),
             "dependencies": [deps[k] for k in sorted(deps)],
             "stages": stages,
             "finished_at": max(finished) if finished else None,

@@ -31,6 +31,7 @@ from cleanroom.hashing import canonical_json, digest_path, hash_file, sha256_hex
 from cleanroom.jsonl import loads
 from cleanroom.provenance import ProvenanceRecord
 from cleanroom.redaction import find_secret, redact
+from cleanroom.yaml_reader import safe_load
 
 
 def _stage_files(stage_dir: Path) -> dict[str, dict[str, Any]]:
@@ -230,7 +231,7 @@ class RunDir:
             return run
         path.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(clean, sort_keys=True, allow_unicode=True, default_flow_style=False)
-        if yaml.safe_load(text) != clean:
+        if safe_load(text) != clean:
             raise ConfigError("config does not survive a YAML round trip; use plain str/int/float/bool/list/dict")
         atomic_write_bytes(path / "config.resolved.yaml", text.encode())
         meta = {
@@ -251,7 +252,7 @@ class RunDir:
 
     @property
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / "config.resolved.yaml").read_text())
+        return safe_load((self.path / "config.resolved.yaml").read_text())
 
     def stage(
         self, name: str, *, provenance: ProvenanceRecord, inputs: Iterable[str | os.PathLike[str]] = ()

@@ -2,8 +2,9 @@
 
 Exit codes everywhere: 0 ok, 1 a check found a problem, 2 usage or input error. A
 :class:`~cleanroom.errors.CleanroomError` becomes a one-line message (``--debug`` adds the traceback and
-keeps the exit code); so do a missing ``train`` package on the core install (the install hint, exit 2), a
-file that is not UTF-8 and an unreadable path (exit 2), and a usage error (argparse's, on one line: exit 2).
+keeps the exit code); so do a missing ``train`` package on the core install and a class transformers refuses
+for a missing backend package (the install hint, exit 2), a file that is not UTF-8 and an unreadable path
+(exit 2), and a usage error (argparse's, on one line: exit 2).
 Anything else escaping a handler is a bug met on input cleanroom did not foresee: one line naming the
 exception, exit 2 (the command did not do its job; never 0, and never 1, which says a check ran and found a
 problem), and the traceback in a file the line names (``--debug`` prints it instead).
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from cleanroom.cli import _commands
-from cleanroom.errors import CleanroomError, missing_train_extra
+from cleanroom.errors import CleanroomError, missing_backend, missing_train_extra
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except CleanroomError as exc:
         return _fail(args, exc, f"{type(exc).__name__}: {exc}", exc.exit_code)
-    except ImportError as exc:  # a command of the train extra on the core install
-        hint = missing_train_extra(exc)
+    except ImportError as exc:  # a command of the train extra on the core install, a class's missing backend
+        hint = missing_train_extra(exc) or missing_backend(exc)
         if hint is None:  # another import failed (a library's API moved): not the user's input, said as such
             return _unexpected(args, exc)
         return _fail(args, exc, f"DependencyError: {hint}", hint.exit_code)
