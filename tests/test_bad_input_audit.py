@@ -78,6 +78,23 @@ def test_a_config_override_or_profile_with_a_too_long_integer_is_a_config_error_
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_key_with_a_newline_is_quoted_and_a_long_path_is_cut() -> None:
+    with pytest.raises(ValueError) as exc:
+        loads('{"prompt\\nforged: OK": ' + BIG + "}")
+    assert str(exc.value).startswith("field 'prompt\\nforged: OK': number") and "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"^field k{77}\.\.\.: number"):
+        loads('{"' + "k" * 20000 + '": ' + BIG + "}")
+
+
+@pytest.mark.parametrize(("value", "why"), [("2001-02-30", "day is out of range for month"),
+                                            ("!!float abc", "could not convert string to float")])
+def test_a_yaml_value_its_constructor_refuses_is_a_config_error_at_its_line(tmp_path, capsys, value, why) -> None:
+    assert cli.main(["run", "stage1", "--profile", "tiny", "--out", str(tmp_path / "runs"), f"seed={value}"]) == 2
+    line = _one_line(capsys)
+    assert "value not valid YAML at line 1 column 1:" in line and why in line, line
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- (b) a vocabulary that does not match
 
 
@@ -141,6 +158,17 @@ def test_weights_that_do_not_match_config_json_name_the_shapes_without_the_load_
         "corrupt or does not match config.json — download it again and compare its sha256"], proc.stderr
 
 
+def test_layer_weights_that_do_not_match_are_named_by_their_grouped_keys(tmp_path, tiny_base_model) -> None:
+    """transformers groups the rows of several layers as ``model.layers.{0, 1}.mlp.up_proj.weight`` (a key
+    with a space): still read for the shapes, never "look at the above report" with the report held back."""
+    model = _model_with(tmp_path, tiny_base_model, intermediate_size=96)
+    proc = _cli("inspect-model", model)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = _not_progress(proc.stderr)
+    assert "model.layers.{0, 1}.mlp.up_proj.weight: checkpoint [128, 64], model [96, 64]" in line, line
+    assert "above report" not in line
+
+
 def test_a_load_that_succeeds_still_shows_transformers_load_report(tmp_path, tiny_base_model) -> None:
     """The report of a load cleanroom accepts is shown (after the load): it says which weights were ignored or
     newly initialised, which a user relies on."""
@@ -193,6 +221,13 @@ def test_any_class_refused_for_missing_backends_names_them_and_other_import_erro
     assert str(found) == ("/m: tokenizer class T5Tokenizer needs protobuf, sentencepiece, which are not installed: "
                           "pip install protobuf sentencepiece")
     assert errors.missing_backend(ImportError("cannot import name 'X' from 'transformers'")) is None
+    for backend, pip in (("sklearn", "scikit-learn"), ("cv2", "opencv-python")):  # "pip install -U scikit-learn"
+        if backend in import_utils.BACKENDS_MAPPING:
+            monkeypatch.setitem(import_utils.BACKENDS_MAPPING, backend,
+                                (lambda: False, import_utils.BACKENDS_MAPPING[backend][1]))
+            with pytest.raises(ImportError) as exc:
+                import_utils.requires_backends(T5Tokenizer, [backend])
+            assert str(errors.missing_backend(exc.value)).endswith(f"pip install {pip}")
 
 
 def _refuse_for_missing_sentencepiece(monkeypatch, cls: type) -> None:

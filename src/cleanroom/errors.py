@@ -83,11 +83,14 @@ def _backend_packages(name: str, text: str) -> list[str]:
     except ImportError:
         return []
     packages = []
-    for key, (_, template) in BACKENDS_MAPPING.items():
-        message = " ".join(template.replace("{0}", name).split())
-        if message and message in text:
-            pip = re.search(r"pip install ([A-Za-z][\w.-]*)`", message)
-            packages.append(pip[1] if pip else key)
+    try:
+        for key, (_, template) in BACKENDS_MAPPING.items():
+            message = " ".join(template.replace("{0}", name).split())
+            if message and message in text:
+                pip = re.search(r"pip install (?:-U )?([A-Za-z][\w.-]*)", message)  # "pip install -U scikit-learn"
+                packages.append(pip[1] if pip else key)
+    except (TypeError, ValueError, AttributeError):  # the table changed shape: the backend's own name instead
+        return []
     return packages
 
 

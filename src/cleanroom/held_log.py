@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from cleanroom.errors import CleanroomError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_MISMATCH = re.compile(r"^\s*(\S+)\s*\|.*MISMATCH.*ckpt:\s*(?:torch\.Size\()?(\[[^\]]*\])\)?\s*vs\s*model:\s*"
+_MISMATCH = re.compile(r"^\s*([^|]*?)\s*\|.*MISMATCH.*ckpt:\s*(?:torch\.Size\()?(\[[^\]]*\])\)?\s*vs\s*model:\s*"
                        r"(?:torch\.Size\()?(\[[^\]]*\])")
 
 

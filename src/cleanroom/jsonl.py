@@ -135,6 +135,8 @@ def _integer_refused(text: str, hooks: dict[str, Any]) -> str | None:
     if not found:
         return None
     path = _path_to(value, found[0])
+    if path is not None and len(path) > 80:
+        path = path[:77] + "..."
     return f"{f'field {path}: ' if path else ''}{too_long_integer(found[0])}"
 
 
@@ -146,10 +148,16 @@ def _path_to(value: Any, target: object) -> str | None:
         if v is target:
             return path
         if isinstance(v, dict):
-            stack.extend((item, f"{path}[{k!r}]" if path else str(k)) for k, item in reversed(v.items()))
+            stack.extend((item, f"{path}[{k!r}]" if path else _key(k)) for k, item in reversed(v.items()))
         elif isinstance(v, list):
             stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(v))))
     return None
+
+
+def _key(key: str) -> str:
+    """A top-level key as written in a message: bare when it is a plain name, else quoted (a newline or an
+    escape code in a key must not reach the terminal raw)."""
+    return key if key.isidentifier() else repr(key)
 
 
 class JsonLine(NamedTuple):

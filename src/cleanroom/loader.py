@@ -316,6 +316,8 @@ class CleanModelLoader:
             weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
             shapes = held.mismatches()  # transformers' message only points at its report, held off the console
             why = f"shapes differ: {'; '.join(shapes[:3])}" if shapes else f"{type(exc).__name__}: {one_line(exc)}"
+            if not shapes and held.records:  # its "look at the above report" points at what the console did not show
+                why += "; --debug prints transformers' report"
             raise ConfigError(
                 f"{self.path}: model weights ({weights}) could not be read ({why}); the file is "
                 "truncated, corrupt or does not match config.json — download it again and compare its sha256"
