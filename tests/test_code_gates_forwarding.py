@@ -756,16 +756,20 @@ def report(p, t, rows, f):
 
 def settings(t):
     return {"trust_remote_code": t}
+
+
+def _unused(t):
+    return {"trust_remote_code": t}
 """
 
 
 def test_a_dict_returned_is_passed_on_where_the_call_is() -> None:
     """The reviewer's probe p08: a dict built in one function and returned is passed on where a call of that function
     is (spread, bound and spread, handed to a function here that spreads it, through a chain of returns, a method's
-    ``self._kwargs(t)``). Silent: a result only printed, appended or dumped, a key removed before the return, and a
-    function no call here reaches (``settings``: its callers are in other modules, unseen; measured in
-    docs/gates-precision.md, session 21)."""
-    assert _dict_cr501(RETURNED) == [8, 17, 27, 47]
+    ``self._kwargs(t)``), and a public function's result (``settings``: other modules call it, unseen; fail closed,
+    measured in docs/gates-precision.md, session 21). Silent: a private function's result only printed, appended or
+    dumped, a key removed before the return, and a private function no call reaches."""
+    assert _dict_cr501(RETURNED) == [8, 17, 27, 47, 74]
 
 
 NOT_FORWARDED = """\

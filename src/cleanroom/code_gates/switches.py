@@ -26,7 +26,7 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
 * copied into a binding that is passed on (``b = dict(a)``, ``a.copy()``, ``{**a}``, ``b.update(a)``,
   ``cfg["model"] = a``);
 * returned by a function of this module (``return kw``) whose result is passed on where it is called
-  (``load(p, **build(t))``, ``kw = build(t)`` then spread); a function's result is a binding of its own.
+  (``load(p, **build(t))``, ``kw = build(t)`` then spread), or that is public (other modules call it, unseen).
 
 So a record of the setting (a provenance, logging or results dict: dumped, printed, appended, sorted, or given
 to a function here that only reads it) is not passed on. A dict literal standing as such an argument is passed
@@ -327,7 +327,12 @@ class _Flow:
     def copies(self, copied_dicts: list[Copy]) -> None:
         """A dict copied into another binding (see :func:`~cleanroom.code_gates.dict_paths.copies`), or returned
         by a function, is passed on where the copy or the function's result is (to a fixed point: a copy of a
-        copy)."""
+        copy). The result of a public function or method (no leading ``_``, not nested in a function) is passed on
+        where it is defined: other modules call it, unseen (fail closed)."""
+        outer = {id(s) for scope in (self.scopes.module, *self.nodes.get(ast.ClassDef, ())) for s in getattr(scope, "body", ())}
+        for fn in self._returning.values():
+            if id(fn) in outer and not fn.name.startswith("_"):
+                self._passes.setdefault((fn, _RETURN, ()), []).append(fn)
         pairs: list[tuple[Binding, Binding, ast.AST]] = []
         for source, target, where in copied_dicts:
             node = self._traced(source) if not isinstance(source, ast.Dict) else None
