@@ -555,6 +555,223 @@ def test_a_dict_spread_copied_or_handed_on_stays_flagged() -> None:
     assert _dict_cr501(PASSED_ON) == [9, 15, 22, 29, 38, 45, 68, 69, 70]
 
 
+NESTED_PATHS = """\
+import logging
+
+from transformers import AutoModel
+
+logger = logging.getLogger(__name__)
+
+
+def true_anywhere(cfg):
+    cfg["model"]["trust_remote_code"] = True
+
+
+def spread_at_its_path(p, cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **cfg["model"])
+
+
+def root_handed_on(cfg, t):
+    cfg["model"].update(trust_remote_code=t)
+    launch(cfg)
+
+
+def three_deep(p, cfg, t):
+    cfg["a"]["b"].setdefault("trust_remote_code", t)
+    return AutoModel.from_pretrained(p, **cfg["a"])
+
+
+def literal_at_a_path(cfg, t):
+    cfg["model"] = {"trust_remote_code": t}
+    launch(cfg)
+
+
+def nested_literal(p, t):
+    kwargs = {"model_kwargs": {"trust_remote_code": t}}
+    return launch(p, **kwargs)
+
+
+def aliased(p, cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    model = cfg["model"]
+    return AutoModel.from_pretrained(p, **model)
+
+
+def copied_into_a_path(cfg, t):
+    inner = {"trust_remote_code": t}
+    cfg["model"] = dict(inner)
+    launch(cfg)
+
+
+def logged(cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    print(cfg)
+    logger.info("model %s", cfg["model"])
+
+
+def sibling_spread(p, cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **cfg["ref"])
+
+
+def key_above_the_spread(p, cfg, t):
+    cfg["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **cfg["model"])
+
+
+class Holder:
+    def __init__(self, t):
+        self.cfg.model_kwargs["trust_remote_code"] = t
+        self.own.model_kwargs["trust_remote_code"] = t
+
+    def run(self, p):
+        launch(self.cfg)
+        return AutoModel.from_pretrained(p, **self.own.model_kwargs)
+"""
+
+
+def test_a_switch_at_a_nested_path_is_judged_with_the_dicts_that_hold_it() -> None:
+    """``cfg["model"]["trust_remote_code"] = ...``: ``True`` anywhere; a value where ``cfg["model"]`` or ``cfg``
+    is passed on (spread, handed to an unknown callee, aliased, a literal nested under ``"model"``, a dict copied to
+    that path). Silent: a logged ``cfg``, a sibling path spread, a spread below the key's dict. An attribute is no
+    part of its object, as before: ``launch(self.cfg)`` does not pass ``self.cfg.model_kwargs`` on (line 67), a spread
+    of ``self.own.model_kwargs`` does (line 68)."""
+    assert _dict_cr501(NESTED_PATHS) == [9, 13, 18, 23, 28, 33, 38, 44, 68]
+
+
+REMOVED_AT_A_PATH = """\
+from transformers import AutoModel
+
+
+def deleted(p, cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    del cfg["model"]["trust_remote_code"]
+    return AutoModel.from_pretrained(p, **cfg["model"])
+
+
+def popped(cfg, t):
+    cfg["model"].setdefault("trust_remote_code", t)
+    cfg["model"].pop("trust_remote_code", None)
+    launch(cfg)
+
+
+def literal_popped(p, t):
+    kw = {"model_kwargs": {"trust_remote_code": t}}
+    kw["model_kwargs"].pop("trust_remote_code")
+    return launch(p, **kw)
+
+
+def another_path_removed(p, cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    cfg["ref"].pop("trust_remote_code", None)
+    return AutoModel.from_pretrained(p, **cfg["model"])
+
+
+def the_root_removed(cfg, t):
+    cfg["model"]["trust_remote_code"] = t
+    cfg.pop("trust_remote_code", None)
+    launch(cfg)
+"""
+
+
+def test_a_removal_clears_only_its_own_path() -> None:
+    """``del cfg["model"]["trust_remote_code"]`` or ``cfg["model"].pop(...)`` before every pass of ``cfg`` clears the
+    key written at ``cfg["model"]`` (a nested literal's too); a removal at ``cfg["ref"]`` or at ``cfg`` does not."""
+    assert _dict_cr501(REMOVED_AT_A_PATH) == [23, 29]
+
+
+RETURNED = """\
+import json
+
+from transformers import AutoModel
+
+
+def build(t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    return kw
+
+
+def spread_call(p, t):
+    return AutoModel.from_pretrained(p, **build(t))
+
+
+def _options(t):
+    return {"trust_remote_code": t, "revision": "main"}
+
+
+def bound_then_spread(p, t):
+    kw = _options(t)
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def _inner(t):
+    out = {}
+    out.setdefault("trust_remote_code", t)
+    return out
+
+
+def _chained(t):
+    opts = _inner(t)
+    return dict(opts)
+
+
+def through_a_parameter(p, t):
+    return load(p, _chained(t))
+
+
+def load(p, kw):
+    return AutoModel.from_pretrained(p, **kw)
+
+
+class Loader:
+    def _kwargs(self, t):
+        kw = {"revision": "main"}
+        kw["trust_remote_code"] = t
+        return kw
+
+    def load(self, p, t):
+        return AutoModel.from_pretrained(p, **self._kwargs(t))
+
+
+def _record(t):
+    row = {}
+    row["trust_remote_code"] = t
+    return row
+
+
+def _removed(t):
+    kw = {"trust_remote_code": t}
+    kw.pop("trust_remote_code")
+    return kw
+
+
+def report(p, t, rows, f):
+    print(_record(t))
+    rows.append(_record(t))
+    json.dump(_record(t), f)
+    return AutoModel.from_pretrained(p, **_removed(t))
+
+
+def settings(t):
+    return {"trust_remote_code": t}
+
+
+def _unused(t):
+    return {"trust_remote_code": t}
+"""
+
+
+def test_a_dict_returned_is_passed_on_where_the_call_is() -> None:
+    """The reviewer's probe p08: a dict built in one function and returned is passed on where a call of that function
+    is (spread, bound and spread, handed to a function here that spreads it, through a chain of returns, a method's
+    ``self._kwargs(t)``), and a public function's result (``settings``: other modules call it, unseen; fail closed,
+    measured in docs/gates-precision.md, session 21). Silent: a private function's result only printed, appended or
+    dumped, a key removed before the return, and a private function no call reaches."""
+    assert _dict_cr501(RETURNED) == [8, 17, 27, 47, 74]
+
+
 NOT_FORWARDED = """\
 from transformers import AutoModel
 
