@@ -1,6 +1,6 @@
 """What a callee does with a dict handed to it, for the dict rule (:mod:`cleanroom.code_gates.switches`): a callee
 that only records its arguments (:func:`records_only`), or a function this module defines (:class:`LocalCallees`:
-its ``def``\\ s, and which of its parameters pass their value on).
+its ``def`` statements, and which of its parameters pass their value on).
 """
 
 from __future__ import annotations
