@@ -4,7 +4,10 @@ Usage: ``python benchmarks/bench_gates.py [--files 2000] [--repeat 3]``. Prints 
 the cache, first run filling it, warm with every file unchanged) and a verdict line per figure against
 the issue's target of 1,000 files/s on one core (CPU time, so other load on the machine counts less);
 asserts only that all runs agree. The floor line is CPython's ``compile()`` alone, which every cold
-file needs for CR901: where it is below the target, no cold run can reach it.
+file needs for CR901: where it is below the target, no cold run can reach it. ``--chains N`` (default 5,000;
+0 skips) also times the dict rule (CR501) on three one-module chains of N links that once made it quadratic
+(a dict returned through N private functions; copied N times, ``k1 = dict(k0)`` ... in source order and in
+reverse), and asserts each still finds its one write.
 The tree mimics a research repository: training/eval scripts of 80-250 lines with imports,
 argparse, dataclasses, loops, classes, docstrings, and a violation in about one file in ten.
 Single process, one core: the figure is what ``cleanroom gates`` does in a pre-commit hook.
@@ -23,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cleanroom.code_gates import GateConfig, run_gates
+from cleanroom.code_gates import GateConfig, check_source, run_gates
 from cleanroom.code_gates.cache import cache_folder
 from cleanroom.code_gates.prefilter import needs_ast
 
@@ -189,6 +192,32 @@ def build_tree(root: Path, n_files: int, seed: int = 0) -> tuple[int, int, int]:
     return total_lines, total_bytes, walked
 
 
+def chain_modules(n: int) -> dict[str, str]:
+    """The three chain shapes of ``--chains``: each writes the switch once and spreads it into a load at the end."""
+    load = "from transformers import AutoModel\n"
+    returns = [load] + [f"def _f{i}(t):\n    return _f{i + 1}(t)\n" for i in range(n)]
+    returns += [f'def _f{n}(t):\n    kw = {{}}\n    kw["trust_remote_code"] = t\n    return kw\n']
+    returns += ["def _go(p, t):\n    return AutoModel.from_pretrained(p, **_f0(t))\n"]
+    head = load + 'def _go(p, t):\n    k0 = {}\n    k0["trust_remote_code"] = t\n'
+    links = [f"    k{i} = dict(k{i - 1})\n" for i in range(1, n + 1)]
+    tail = f"    return AutoModel.from_pretrained(p, **k{n})\n"
+    return {
+        "returned through functions": "".join(returns),
+        "copied, in source order": head + "".join(links) + tail,
+        "copied, in reverse order": head + "".join(reversed(links)) + tail,
+    }
+
+
+def chain_figures(n: int) -> None:
+    """Cold CPU time of one module per chain shape (:func:`chain_modules`); each must find its one CR501."""
+    for label, text in chain_modules(n).items():
+        start_cpu = time.process_time()
+        found = check_source(text.encode(), "chain.py").violations
+        cpu = time.process_time() - start_cpu
+        assert [v.rule for v in found].count("CR501") == 1, (label, found)
+        print(f"dict rule, a chain of {n:,} links {label}: CPU {cpu:.2f} s (one module, cold)")
+
+
 def _cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
     try:
@@ -204,6 +233,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chains", type=int, default=5000)
     args = parser.parse_args()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -284,6 +314,8 @@ def main() -> int:
         print(
             f"seed grep 'chat_template = None': {elapsed:.3f} s, {hits} hits (all in comments: false alarms)"
         )
+    if args.chains:
+        chain_figures(args.chains)
     return 0
 
 

@@ -772,6 +772,140 @@ def test_a_dict_returned_is_passed_on_where_the_call_is() -> None:
     assert _dict_cr501(RETURNED) == [8, 17, 27, 47, 74]
 
 
+MERGED = """\
+from transformers import AutoModel
+
+
+def _defaults():
+    return {"torch_dtype": "auto"}
+
+
+def after_a_call(p, t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    merged = {**_defaults(), **kw}
+    return AutoModel.from_pretrained(p, **merged)
+
+
+def after_a_path(p, t, base):
+    kw = {}
+    kw["trust_remote_code"] = t
+    merged = {**base, **kw}
+    return AutoModel.from_pretrained(p, **merged)
+
+
+def spread_merged(p, t, base):
+    kw = {}
+    kw["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **{**base, **kw})
+
+
+def _build(t):
+    kw = {}
+    kw["trust_remote_code"] = t
+    return kw
+
+
+def a_result_copied(p, t):
+    kw = _build(t).copy()
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def not_merged(p, t, base):
+    kw = {}
+    kw["trust_remote_code"] = t
+    merged = {**_defaults(), **base}
+    print(kw)
+    return AutoModel.from_pretrained(p, **merged)
+"""
+
+
+def test_every_dict_merged_into_a_literal_is_copied() -> None:
+    """The reviewer's p4/p8: ``{**_defaults(), **kw}`` and ``{**base, **kw}`` copy ``kw`` (every ``**`` source, not only
+    the first), bound or spread; ``_build(t).copy()`` copies the result of a function that returns the switch (as
+    ``dict(_build(t))`` does). A merge without the dict that holds the key stays silent."""
+    assert _dict_cr501(MERGED) == [10, 17, 24, 30]
+
+
+POPPED_PARENT = """\
+from transformers import AutoModel
+
+
+def dropped(t, train):
+    cfg = {"lr": 1, "model_kwargs": {"trust_remote_code": t}}
+    cfg.pop("model_kwargs")
+    train(**cfg)
+
+
+def deleted(t, train):
+    cfg = {"lr": 1}
+    cfg["model_kwargs"]["trust_remote_code"] = t
+    del cfg["model_kwargs"]
+    train(**cfg)
+
+
+def popped_then_spread(p, t, train):
+    cfg = {"lr": 1, "model_kwargs": {"trust_remote_code": t}}
+    model_kwargs = cfg.pop("model_kwargs")
+    train(**cfg)
+    return AutoModel.from_pretrained(p, **model_kwargs)
+
+
+def spread_as_popped(p, t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **cfg.pop("model_kwargs"))
+
+
+def another_key_popped(t, train):
+    cfg = {"lr": 1, "model_kwargs": {"trust_remote_code": t}}
+    cfg.pop("lr")
+    train(**cfg)
+
+
+def popped_on_one_branch(t, train, quiet):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    if quiet:
+        cfg.pop("model_kwargs")
+    train(**cfg)
+"""
+
+
+def test_a_dict_removed_from_the_one_that_holds_it_takes_the_key_along() -> None:
+    """The reviewer's f10: ``cfg.pop("model_kwargs")`` or ``del cfg["model_kwargs"]`` before every pass of ``cfg``
+    removes the switch under that key: silent. The popped dict is a copy of ``cfg["model_kwargs"]``, so spread it
+    still carries the switch (bound first or not); popping another key, or popping on one branch, clears nothing."""
+    assert _dict_cr501(POPPED_PARENT) == [18, 25, 30, 36]
+
+
+PATH_NAMES = """\
+def odd_key(t, g):
+    cfg = {}
+    cfg["a\\nb"]["trust_remote_code"] = t
+    g(cfg)
+
+
+def deep(t, g):
+    cfg = {}
+    cfg["k0"]["k1"]["k2"]["k3"]["k4"]["k5"]["trust_remote_code"] = t
+    g(cfg)
+
+
+def four(t, g):
+    cfg = {}
+    cfg["k0"]["k1"]["k2"]["k3"]["trust_remote_code"] = t
+    g(cfg)
+"""
+
+
+def test_a_path_is_named_on_one_line_and_cut_when_deep() -> None:
+    """The reviewer's p6/p5: each key of a path is shown as a JSON string (a newline in a key cannot split the report
+    or start a forged GitHub annotation line), and a path of more than four keys shows its first two and its last."""
+    found = check_source(textwrap.dedent(PATH_NAMES).encode(), "snippet.py").violations
+    names = [v.message.split(", which")[0].removeprefix("trust_remote_code written into ") for v in found]
+    assert names == ['cfg["a\\nb"]', 'cfg["k0"]["k1"]…["k5"]', 'cfg["k0"]["k1"]["k2"]["k3"]']
+    assert all("\n" not in v.message for v in found)
+
+
 NOT_FORWARDED = """\
 from transformers import AutoModel
 

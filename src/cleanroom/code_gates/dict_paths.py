@@ -8,14 +8,16 @@ is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). 
 literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced.
 
 A dict literal nested in another under a string key (``{"model": {"trust_remote_code": t}}``) lies at that key's
-path under the outer literal (:func:`nesting`).
+path under the outer literal (:func:`nesting`). A key removed from a dict (``del cfg["model"]``, ``cfg.pop("model")``)
+removes the path ``cfg["model"]`` and every path under it (:func:`removals`).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 
-from cleanroom.code_gates.names import const_str, dotted_name, is_const
+from cleanroom.code_gates.names import const_str, dict_items, dotted_name, is_const
 
 KEY = "trust_remote_code"
 #: A dotted name and the string keys that index it: ``cfg["model"]`` is ``("cfg", ("model",))``.
@@ -23,6 +25,8 @@ Path = tuple[str, tuple[str, ...]]
 #: (source, copy, where): the dict *source* (a path, a call's result, or a dict literal merged in) copied into the
 #: dict at the path *copy*, by the statement or call *where*.
 Copy = tuple[ast.AST, ast.AST, ast.AST]
+#: Keys shown whole in a message; a longer path shows its first two and its last (``cfg["a"]["b"]…["z"]``).
+_SHOWN_KEYS = 4
 
 
 def dict_path(node: ast.AST) -> Path | None:
@@ -45,17 +49,20 @@ def prefixes(path: Path) -> list[Path]:
 
 
 def path_text(dotted: str, keys: tuple[str, ...]) -> str:
-    """``cfg["model"]`` for a message."""
-    return dotted + "".join(f'["{k}"]' for k in keys)
+    """``cfg["model"]`` for a message: each key a JSON string (a newline in a key stays on the line), and a path of
+    more than four keys cut in the middle (``cfg["k0"]["k1"]…["k149"]``)."""
+    shown = [f"[{json.dumps(k)}]" for k in (keys if len(keys) <= _SHOWN_KEYS else (*keys[:2], keys[-1]))]
+    if len(keys) > _SHOWN_KEYS:
+        shown.insert(2, "…")
+    return dotted + "".join(shown)
 
 
 def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.Dict, str]]:
     """id of a dict literal -> (the dict literal it is a value of, under that string key)."""
     found: dict[int, tuple[ast.Dict, str]] = {}
     for node in nodes.get(ast.Dict, ()):
-        for key, value in zip(node.keys, node.values, strict=True):
-            name = const_str(key) if key is not None else None
-            if name is not None and isinstance(value, ast.Dict):
+        for name, value, _ in dict_items(node):
+            if isinstance(value, ast.Dict):
                 found[id(value)] = (node, name)
     return found
 
@@ -69,22 +76,28 @@ def outermost(node: ast.Dict, parents: dict[int, tuple[ast.Dict, str]]) -> tuple
     return node, tuple(reversed(keys))
 
 
-def copied(value: ast.AST) -> ast.AST | None:
-    """The dict *value* is or copies: a path (``a``, ``a["m"]``, ``dict(a, ...)``, ``a.copy()``, ``copy.deepcopy(a)``,
-    ``{**a}``), or a call's result (``f(...)``: a dict a function of the module may return), else None."""
+def copied(value: ast.AST) -> list[ast.AST]:
+    """The dicts *value* is or copies: a path (``a``, ``a["m"]``, ``dict(a, ...)``, ``a.copy()``, ``copy.deepcopy(a)``),
+    a call's result (``f(...)``: a dict a function of the module may return; ``f(...).copy()``), every dict merged
+    into a literal (``{**a, **f(...)}``), or the dict a key is popped from a path as (``a.pop("m")`` is a copy of
+    ``a["m"]``); empty for anything else."""
     if dict_path(value) is not None:
-        return value
+        return [value]
     if isinstance(value, ast.Dict):
-        return next((v for k, v in zip(value.keys, value.values, strict=True) if k is None and copied(v)), None)
+        return [s for k, v in zip(value.keys, value.values, strict=True) if k is None for s in copied(v)]
     if not isinstance(value, ast.Call):
-        return None
+        return []
     func = value.func
     if isinstance(func, ast.Attribute) and func.attr == "copy" and not value.args:
-        return func.value if dict_path(func.value) is not None else None
+        return copied(func.value)
+    if isinstance(func, ast.Attribute) and func.attr == "pop" and value.args and dict_path(func.value) is not None:
+        key = const_str(value.args[0])
+        at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
+        return [ast.copy_location(at, value)] if key is not None else []
     last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
     if last in ("dict", "copy", "deepcopy"):
-        return copied(value.args[0]) if value.args else None
-    return value
+        return copied(value.args[0]) if value.args else []
+    return [value]
 
 
 def copies(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
@@ -92,17 +105,16 @@ def copies(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
     ``b = f(...)``, ``b["m"] = a``, and ``b.update(a)`` (also ``b.update({...})``, a literal merged into it)."""
     found: list[Copy] = []
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
-        source = copied(assign.value) if assign.value is not None else None
-        if source is not None:
+        sources = copied(assign.value) if assign.value is not None else []
+        if sources:
             targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
-            found.extend((source, target, assign) for target in targets if dict_path(target) is not None)
+            found.extend((s, target, assign) for target in targets if dict_path(target) is not None for s in sources)
     for call in calls:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
             for arg in call.args:
-                source = arg if isinstance(arg, ast.Dict) else copied(arg)
-                if source is not None:
-                    found.append((source, func.value, call))
+                merged = [arg] if isinstance(arg, ast.Dict) else []
+                found.extend((source, func.value, call) for source in (*merged, *copied(arg)))
     return found
 
 
@@ -130,15 +142,20 @@ def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AS
     return [(where, owner, value) for where, owner, value in found if not is_const(value, False, None)]
 
 
-def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AST, ast.AST]]:
-    """(the dict, where) for every ``del OWNER["trust_remote_code"]`` and ``OWNER.pop("trust_remote_code", ...)``."""
-    found: list[tuple[ast.AST, ast.AST]] = []
+def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AST, str, ast.AST]]:
+    """(the dict, the key, where) for every ``del OWNER["key"]`` and ``OWNER.pop("key", ...)`` of a string key: the
+    path ``OWNER["key"]`` (``trust_remote_code`` itself, or a dict that may hold it) is removed there."""
+    found: list[tuple[ast.AST, str, ast.AST]] = []
     for stmt in nodes.get(ast.Delete, ()):
-        found.extend((t.value, t) for t in stmt.targets if isinstance(t, ast.Subscript) and const_str(t.slice) == KEY)
+        for target in stmt.targets:
+            key = const_str(target.slice) if isinstance(target, ast.Subscript) else None
+            if isinstance(target, ast.Subscript) and key is not None:
+                found.append((target.value, key, target))
     for call in calls:
         func = call.func
-        if isinstance(func, ast.Attribute) and func.attr == "pop" and call.args and const_str(call.args[0]) == KEY:
-            found.append((func.value, call))
+        key = const_str(call.args[0]) if call.args else None
+        if isinstance(func, ast.Attribute) and func.attr == "pop" and key is not None:
+            found.append((func.value, key, call))
     return found
 
 

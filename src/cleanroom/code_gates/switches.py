@@ -24,7 +24,7 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
   (``print``, ``str``, ``sorted``, ``json.dump``, ``logging``/``logger.info``, ``rows.append``): an unknown
   callee may spread it (fail closed);
 * copied into a binding that is passed on (``b = dict(a)``, ``a.copy()``, ``{**a}``, ``b.update(a)``,
-  ``cfg["model"] = a``);
+  ``cfg["model"] = a``, ``{**base, **a}``: every dict merged in), or popped from one (``m = cfg.pop("model")``);
 * returned by a function of this module (``return kw``) whose result is passed on where it is called
   (``load(p, **build(t))``, ``kw = build(t)`` then spread), or that is public (other modules call it, unseen).
 
@@ -33,10 +33,10 @@ to a function here that only reads it) is not passed on. A dict literal standing
 on where it stands.
 
 A key removed from the same path afterwards (``del kw["trust_remote_code"]``, ``cfg["m"].pop("trust_remote_code",
-None)``), where every later pass of the dict (or of one holding it) runs after the removal (a removal in one
-branch does not clear a spread in another), is no longer in it: silent, ``True`` included; a removal at another
-path clears nothing. ``dict(trust_remote_code=t)`` is a call, judged with the call rules; a key spread from a dict
-literal into a call is this rule's alone (never reported twice).
+None)``), or a dict that holds it removed (``cfg.pop("m")``, ``del cfg["m"]``), where every later pass of the dict (or
+of one holding it) runs after the removal (a removal in one branch does not clear a spread in another), is no longer
+in it: silent, ``True`` included; a removal at another path clears nothing. ``dict(trust_remote_code=t)`` is a call,
+judged with the call rules; a key spread from a dict literal into a call is this rule's alone (never reported twice).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import ast
 from collections.abc import Mapping
 from functools import partial
 
+from cleanroom.code_gates.callees import LocalCallees, callee_name, records_only
 from cleanroom.code_gates.dict_paths import (
     KEY,
     Copy,
@@ -60,7 +61,7 @@ from cleanroom.code_gates.dict_paths import (
     written,
 )
 from cleanroom.code_gates.forwarding import load_target
-from cleanroom.code_gates.names import Names, const_str, dotted_name, is_const
+from cleanroom.code_gates.names import Names, const_str, is_const
 from cleanroom.code_gates.scopes import Function, Scopes
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import LOADER_DECIDES
@@ -71,16 +72,9 @@ from cleanroom.code_gates.walk import runs_before
 Binding = tuple[object, str, tuple[str, ...]]
 Position = tuple[int, int]
 _RETURN = "<return>"
-# Callees that only read or record their arguments: a dict handed to one is not passed on.
-_RECORD_FUNCTIONS = frozenset(
-    {"print", "str", "repr", "format", "len", "bool", "hash", "id", "type", "isinstance", "vars", "dict"}
-    | {"sorted", "list", "tuple", "set", "frozenset", "iter", "enumerate", "zip", "reversed", "any", "all"}
-)
-_RECORD_MODULES = frozenset({"json", "yaml", "pickle", "pprint", "logging", "warnings", "copy", "wandb", "mlflow"})
-_RECORD_METHODS = frozenset(
-    {"append", "appendleft", "extend", "insert", "add", "write", "writelines", "dump", "dumps", "pprint"}
-    | {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
-)
+# What :meth:`_Flow.settle` waits on: a path (a copy of it is traced once it is) or a callee's name (a call of it
+# once a function of that name returns a traced dict).
+_Trigger = Path | str
 
 
 def check_dicts(
@@ -142,11 +136,6 @@ def _under(path: Path | None, keys: tuple[str, ...]) -> Path | None:
     return None if path is None else (path[0], path[1] + keys)
 
 
-#: What a call of a local function passes on (:meth:`_Flow._spread_params`): positional parameters as a call fills
-#: them, the parameters that pass their value on, the named parameters, the ``*args`` and ``**kwargs`` names.
-_Params = tuple[list[str], set[str], set[str], str | None, str | None]
-
-
 class _Flow:
     """Where each dict binding is passed on and where the key is removed from it (see the module docstring). Only
     the paths in *relevant* (a dict that holds the key, one that holds it, or a copy of one) and the results of the
@@ -166,8 +155,7 @@ class _Flow:
         self._returns: list[tuple[ast.Return, Function]] = []  # the returns of a traced dict
         self._passes: dict[Binding, list[ast.AST]] = {}
         self._removals: dict[Binding, list[ast.AST]] = {}
-        self._defined: dict[str, list[Function]] | None = None
-        self._params: dict[int, _Params] = {}
+        self.callees = LocalCallees(scopes, nodes, names)
 
     def binding(self, owner: ast.AST, keys: tuple[str, ...] = ()) -> Binding | None:
         """The binding of the dict at *owner*'s path (``kw``, ``cfg["model"]``, ``cfg.model_kwargs``, ``self.kw``),
@@ -190,16 +178,20 @@ class _Flow:
         returned = next((fn for ret, fn in self._returns if ret.value is outer), None)
         return None if returned is None else (returned, _RETURN, keys)
 
-    def _traced(self, value: ast.AST | None) -> ast.AST | None:
-        """The node to record for *value* as an argument, spread, copy or return: a dict literal holding the key,
-        the traced dict it names or copies (``kw``, ``cfg["m"]``, ``dict(kw)``, ``kw.copy()``, ``{**kw}``), or a call
-        of a function here that returns one; None for anything else."""
-        if isinstance(value, ast.Dict) and id(value) in self.key_dicts:
-            return value
-        source = copied(value) if value is not None else None
-        if isinstance(source, ast.Call):
-            return source if self._returning and self._returners(source.func) else None
-        return source if source is not None and dict_path(source) in self.relevant else None
+    def _traced(self, value: ast.AST | None) -> list[ast.AST]:
+        """The nodes to record for *value* as an argument, spread, copy or return: a dict literal holding the key,
+        each traced dict it names, copies or merges (``kw``, ``cfg["m"]``, ``dict(kw)``, ``kw.copy()``, ``{**a, **kw}``,
+        ``cfg.pop("m")``), and each call of a function here that returns one; empty for anything else."""
+        if value is None:
+            return []
+        found: list[ast.AST] = [value] if isinstance(value, ast.Dict) and id(value) in self.key_dicts else []
+        for source in copied(value):
+            if isinstance(source, ast.Call):
+                if self._returning and self._returners(source.func):
+                    found.append(source)
+            elif dict_path(source) in self.relevant:
+                found.append(source)
+        return found
 
     def _holders(self, node: ast.AST) -> list[Binding]:
         """The bindings a traced path or call stands for: the path's, or the result of each function it calls."""
@@ -210,29 +202,59 @@ class _Flow:
 
     def settle(self, copied_dicts: list[Copy]) -> None:
         """The dicts worth tracing, to a fixed point: a copy of a traced dict (with every dict that holds it), and
-        the functions of this module that return one (``return kw``, ``return build(t)``)."""
+        the functions of this module that return one (``return kw``, ``return build(t)``). A worklist: each copy and
+        return waits on the paths and callee names of its sources, and is settled when one of them is traced."""
         returns = [
             (ret, fn)
             for ret in self.nodes.get(ast.Return, ())
             if ret.value is not None and (fn := self.scopes.enclosing(ret.lineno)) is not None
         ]
-        changed = True
-        while changed:
-            changed = False
-            for source, target, _ in copied_dicts:
-                path = dict_path(target)
-                if path is not None and path not in self.relevant and self._traced(source) is not None:
-                    self.relevant.update(prefixes(path))
-                    changed = True
-            for ret, fn in returns:
-                if id(fn) not in self._returning and self._traced(ret.value) is not None:
-                    self._returning[id(fn)] = fn
-                    changed = True
-        self._returns = [(ret, fn) for ret, fn in returns if self._traced(ret.value) is not None]
+        waiting: dict[_Trigger, list[tuple[ast.AST, Path | Function]]] = {}
+        todo: list[_Trigger] = list(self.relevant)
+        for source, target, _ in copied_dicts:
+            path = dict_path(target)
+            if path is not None:
+                self._wait(source, path, waiting, todo)
+        for ret, fn in returns:
+            self._wait(ret.value, fn, waiting, todo)
+        while todo:
+            trigger = todo.pop()
+            kept: list[tuple[ast.AST, Path | Function]] = []
+            for source, item in waiting.pop(trigger, ()):
+                if isinstance(source, ast.Call) and not self._returners(source.func):
+                    kept.append((source, item))  # another function of that name returns one, not this callee
+                else:
+                    self._settle(item, todo)
+            if kept:
+                waiting[trigger] = kept
+        self._returns = [(ret, fn) for ret, fn in returns if self._traced(ret.value)]
+
+    def _wait(
+        self, value: ast.AST | None, item: Path | Function, waiting: dict[_Trigger, list], todo: list[_Trigger]
+    ) -> None:
+        """*item* (a path copied into, a function returning *value*) is traced once a source of *value* is: now
+        for a key-holding literal, else when the source's path or its callee's name is (see :meth:`settle`)."""
+        if isinstance(value, ast.Dict) and id(value) in self.key_dicts:
+            self._settle(item, todo)
+        for source in copied(value) if value is not None else ():
+            func = source.func if isinstance(source, ast.Call) else None
+            trigger = dict_path(source) if func is None else callee_name(func)
+            if trigger is not None:
+                waiting.setdefault(trigger, []).append((source, item))
+
+    def _settle(self, item: Path | Function, todo: list[_Trigger]) -> None:
+        """Trace *item*: a path (with every dict that holds it) or a function's result."""
+        if isinstance(item, tuple):
+            new = [p for p in prefixes(item) if p not in self.relevant]
+            self.relevant.update(new)
+            todo.extend(new)
+        elif id(item) not in self._returning:
+            self._returning[id(item)] = item
+            todo.append(item.name)
 
     def call(self, call: ast.Call) -> None:
         """Record what *call* passes on: its spreads, and its arguments as its callee takes them."""
-        if not any(self._traced(v) is not None for v in (*call.args, *(kw.value for kw in call.keywords))):
+        if not any(self._traced(v) for v in (*call.args, *(kw.value for kw in call.keywords))):
             return  # most calls: nothing traced
         for kw in call.keywords:
             if kw.arg is None:
@@ -240,89 +262,30 @@ class _Flow:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
             return  # ``other.update(kw)``: kw is copied into other (:func:`~cleanroom.code_gates.dict_paths.copies`)
-        defs = self._local_defs(func)
+        defs = self.callees.defs(func)
         if defs:  # a function of this module: the arguments its parameters pass on
             for fn, bound in defs:
-                positional, passing, named, rest, extra = self._spread_params(fn, bound)
+                positional, passing, named, rest, extra = self.callees.params(fn, bound)
                 for i, arg in enumerate(call.args):  # a surplus positional lands in *rest
                     if (positional[i] if i < len(positional) else rest) in passing:
                         self._passes_at(arg)
                 for kw in call.keywords:  # a keyword no parameter names lands in **extra
                     if kw.arg is not None and (kw.arg if kw.arg in named else extra) in passing:
                         self._passes_at(kw.value)
-        elif load_target(call, self.names, self.helpers) is not None or not self._records(func):
+        elif load_target(call, self.names, self.helpers) is not None or not records_only(func, self.names):
             for value in (*call.args, *(kw.value for kw in call.keywords if kw.arg is not None)):
                 self._passes_at(value)
 
     def _passes_at(self, value: ast.AST) -> None:
-        node = self._traced(value)
-        if isinstance(node, ast.Dict):
-            self.handed.add(id(node))
-        elif node is not None:
-            for binding in self._holders(node):
-                self._passes.setdefault(binding, []).append(node)
-
-    def _records(self, func: ast.AST) -> bool:
-        """The callee only records its arguments (see :data:`_RECORD_FUNCTIONS` and its kin)."""
-        qual = self.names.resolve(func)
-        if qual is not None:
-            return qual.split(".", 1)[0] in _RECORD_MODULES
-        if isinstance(func, ast.Name):
-            return func.id in _RECORD_FUNCTIONS
-        if isinstance(func, ast.Attribute):
-            receiver = dotted_name(func.value) or ""
-            return func.attr in _RECORD_METHODS or receiver.rsplit(".", 1)[-1] in ("logger", "logging", "log")
-        return False
-
-    def _local_defs(self, func: ast.AST) -> list[tuple[Function, bool]]:
-        """For a call of a function this module defines (``f``, or ``self.f``/``cls.f`` with ``f`` a method of the
-        enclosing class): each ``def`` of that name, and whether a call binds its first parameter; else empty."""
-        if isinstance(func, ast.Name) and func.id not in self.names.table:
-            return [(fn, False) for fn in self._definitions().get(func.id, ())]
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
-            owner = self.scopes.enclosing_class(func.lineno)
-            methods = owner.body if owner is not None else ()
-            return [(m, not _static(m)) for m in methods if isinstance(m, Function) and m.name == func.attr]
-        return []
+        for node in self._traced(value):
+            if isinstance(node, ast.Dict):
+                self.handed.add(id(node))
+            else:
+                for binding in self._holders(node):
+                    self._passes.setdefault(binding, []).append(node)
 
     def _returners(self, func: ast.AST) -> list[Function]:
-        return [fn for fn, _ in self._local_defs(func) if id(fn) in self._returning]
-
-    def _definitions(self) -> dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]]:
-        """Function name -> every ``def`` of that name in the module that a bare-name call can reach: not a
-        class's method, which is called through an instance (computed once)."""
-        if self._defined is None:
-            self._defined = {}
-            methods = {id(s) for c in self.nodes.get(ast.ClassDef, ()) for s in c.body}
-            for fn in self.scopes.functions():
-                if id(fn) not in methods:
-                    self._defined.setdefault(fn.name, []).append(fn)
-        return self._defined
-
-    def _spread_params(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> _Params:
-        """(positional parameters as a call fills them, without ``self`` when *bound*; the parameters that pass
-        their value on; the named parameters; the ``*args`` and ``**kwargs`` names). A parameter passes its value
-        on unless every use of it is an argument of a callee that only records (:meth:`_records`): spread, handed
-        to a load or to an unknown callee, passed by name, or read in any other way, it may reach a load."""
-        known = self._params.get(id(fn))
-        if known is None:
-            a = fn.args
-            positional = [x.arg for x in (*a.posonlyargs, *a.args)]
-            rest, extra = (a.vararg.arg if a.vararg else None), (a.kwarg.arg if a.kwarg else None)
-            named = {*positional, *(x.arg for x in a.kwonlyargs)}
-            recorded = {
-                id(v)
-                for node in ast.walk(fn)
-                if isinstance(node, ast.Call) and self._records(node.func)
-                for v in (*node.args, *(kw.value for kw in node.keywords))
-            }
-            passing = {
-                node.id
-                for node in ast.walk(fn)
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in recorded
-            } & (named | {rest, extra} - {None})
-            known = self._params[id(fn)] = (positional, passing, named, rest, extra)
-        return (known[0][1:] if bound else known[0]), *known[1:]
+        return [fn for fn, _ in self.callees.defs(func) if id(fn) in self._returning]
 
     def copies(self, copied_dicts: list[Copy]) -> None:
         """A dict copied into another binding (see :func:`~cleanroom.code_gates.dict_paths.copies`), or returned
@@ -333,28 +296,36 @@ class _Flow:
         for fn in self._returning.values():
             if id(fn) in outer and not fn.name.startswith("_"):
                 self._passes.setdefault((fn, _RETURN, ()), []).append(fn)
-        pairs: list[tuple[Binding, Binding, ast.AST]] = []
+        waiting: dict[Binding, list[tuple[Binding, ast.AST]]] = {}  # a binding -> the copies into it or under it
         for source, target, where in copied_dicts:
-            node = self._traced(source) if not isinstance(source, ast.Dict) else None
-            copy = self.binding(target) if node is not None else None
-            if node is not None and copy is not None:
-                pairs.extend((held, copy, where) for held in self._holders(node) if held != copy)
+            nodes = self._traced(source) if not isinstance(source, ast.Dict) else []
+            copy = self.binding(target) if nodes else None
+            if copy is not None:
+                sources = [h for n in nodes for h in self._holders(n) if h != copy]
+                self._wait_copy(sources, copy, where, waiting)
         for ret, fn in self._returns:
-            node = self._traced(ret.value)
-            if node is not None and not isinstance(node, ast.Dict):
-                pairs.extend((held, (fn, _RETURN, ()), ret) for held in self._holders(node))
-        changed = True
-        while changed:
-            changed = False
-            for held, copy, where in pairs:
-                if self.passed(copy) and where not in self._passes.get(held, ()):
-                    self._passes.setdefault(held, []).append(where)
-                    changed = True
+            nodes = [n for n in self._traced(ret.value) if not isinstance(n, ast.Dict)]
+            self._wait_copy([held for n in nodes for held in self._holders(n)], (fn, _RETURN, ()), ret, waiting)
+        todo = list(self._passes)  # a worklist: each binding is settled once, when it is first passed on
+        while todo:
+            for held, where in waiting.pop(todo.pop(), ()):
+                if held not in self._passes:
+                    todo.append(held)
+                if where not in self._passes.setdefault(held, []):
+                    self._passes[held].append(where)
 
-    def removals(self, found: list[tuple[ast.AST, ast.AST]]) -> None:
-        """Record each removal of the key (see :func:`~cleanroom.code_gates.dict_paths.removals`) by binding."""
-        for owner, where in found:
-            binding = self.binding(owner)
+    @staticmethod
+    def _wait_copy(held: list[Binding], copy: Binding, where: ast.AST, waiting: dict) -> None:
+        """Each of *held* is passed on at *where* once *copy*, or a dict that holds it, is passed on."""
+        scope, dotted, keys = copy
+        for d, k in prefixes((dotted, keys)):
+            waiting.setdefault((scope, d, k), []).extend((h, where) for h in held)
+
+    def removals(self, found: list[tuple[ast.AST, str, ast.AST]]) -> None:
+        """Record each removal of a key (see :func:`~cleanroom.code_gates.dict_paths.removals`) by the binding of the
+        path it removes (``cfg.pop("model")`` removes ``cfg["model"]``)."""
+        for owner, key, where in found:
+            binding = self.binding(owner, (key,))
             if binding is not None:
                 self._removals.setdefault(binding, []).append(where)
 
@@ -364,14 +335,16 @@ class _Flow:
         return any((scope, d, k) in self._passes for d, k in prefixes((dotted, keys)))
 
     def removed(self, binding: Binding, where: ast.AST) -> bool:
-        """The key written at *where* is removed from *binding* afterwards: some removal at that path follows it,
-        and every pass of the dict (or of one holding it) after it runs only after a removal that follows it (a
-        removal in one branch and a pass in another does not count)."""
+        """The key written at *where* into *binding* is removed afterwards: some removal of it or of a dict that
+        holds it (``del kw["trust_remote_code"]``, ``cfg.pop("model")``) follows it, and every pass of the dict (or of
+        one holding it) after it runs only after such a removal that follows it (a removal in one branch and a pass
+        in another does not count)."""
         start = _position(where)
-        after = [r for r in self._removals.get(binding, []) if _position(r) > start]
+        scope, dotted, keys = binding
+        removed_at = prefixes((dotted, (*keys, KEY)))
+        after = [r for d, k in removed_at for r in self._removals.get((scope, d, k), []) if _position(r) > start]
         if not after:
             return False
-        scope, dotted, keys = binding
         for node in (n for d, k in prefixes((dotted, keys)) for n in self._passes.get((scope, d, k), [])):
             at = _position(node)
             if at < start:
@@ -381,10 +354,6 @@ class _Flow:
             if root is None or not runs_before(root, at, partial(_holds_any, positions=guards)):
                 return False
         return True
-
-
-def _static(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in fn.decorator_list)
 
 
 def _holds_any(stmt: ast.stmt, positions: set[Position]) -> bool:
