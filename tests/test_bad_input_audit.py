@@ -86,6 +86,13 @@ def test_a_key_with_a_newline_is_quoted_and_a_long_path_is_cut() -> None:
         loads('{"' + "k" * 20000 + '": ' + BIG + "}")
 
 
+def test_a_number_past_a_floats_range_is_refused_in_strict_json_not_read_as_infinity() -> None:
+    with pytest.raises(ValueError, match=r"number -1e5000 is beyond a float's range"):
+        loads('{"score": -1e5000}')
+    assert loads('{"score": 1e5000}', strict=False) == {"score": float("inf")}  # json.loads' leniency, kept
+    assert loads('{"score": 1.5e308, "p": 2.5e-320}') == {"score": 1.5e308, "p": 2.5e-320}
+
+
 @pytest.mark.parametrize(("value", "why"), [("2001-02-30", "day is out of range for month"),
                                             ("!!float abc", "could not convert string to float")])
 def test_a_yaml_value_its_constructor_refuses_is_a_config_error_at_its_line(tmp_path, capsys, value, why) -> None:

@@ -9,8 +9,9 @@ record files) goes through :func:`read_jsonl`, so each command answers the same 
 - a blank line (a JSONL file has no empty records; a stray one usually means a concatenation bug);
 - a line that is not JSON, or JSON that is not an object;
 - JSON that :func:`loads` refuses although :func:`json.loads` would take it: ``NaN``/``Infinity`` (not
-  JSON, RFC 8259 §6), a key twice in one object (the last would silently win, so two readers could see two
-  different records), a lone surrogate escape (``"\\ud800"``: no character, and a tokenizer raises a
+  JSON, RFC 8259 §6) and a number past a float's range (``1e5000``, which json.loads makes ``inf``), a key
+  twice in one object (the last would silently win, so two readers could see two different records), a
+  lone surrogate escape (``"\\ud800"``: no character, and a tokenizer raises a
   TypeError on it), nesting deeper than Python's recursion limit (a RecursionError, not a ValueError);
 - an integer of more digits than Python converts (``sys.get_int_max_str_digits()``, 4300 by default): named
   with its field and digit count, where json.loads' own message would tell the user to change the interpreter;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -55,6 +57,14 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity); write null or a number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e5000: json.loads makes it inf, the Infinity that strict JSON refuses
+        raise ValueError(f"number {text[:24]} is beyond a float's range (about 1.8e308); write a smaller number, or "
+                         "the value as a string (in quotes)")
+    return value
 
 
 def _lone_surrogate(value: Any) -> str | None:
@@ -86,7 +96,8 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    hooks: dict[str, Any] = {"object_pairs_hook": _object, "parse_constant": _constant} if strict else {}
+    hooks: dict[str, Any] = (
+        {"object_pairs_hook": _object, "parse_constant": _constant, "parse_float": _float} if strict else {})
     try:
         value = json.loads(text, **hooks)
     except RecursionError:
