@@ -63,7 +63,8 @@ _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")
           (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
+    """What a file that is neither regular nor a directory is, by its ``st_mode`` (``a FIFO (named pipe)``...)."""
     return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
@@ -103,7 +104,7 @@ def check_output_path(path: str | os.PathLike[str], name: str | None = None) -> 
         raise OutputPathError(f"{label}: is a directory where a file is to be written; pass another path or remove "
                          "the directory")
     if mode is not None and not stat.S_ISREG(mode):
-        what = _kind(mode)
+        what = kind(mode)
         raise OutputPathError(f"{label}: is {what}, not a regular file; writing would replace it with a file — pass "
                          "a file path")
     _check_directory(target.parent, label)

@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import InputError, MissingFileError
+from cleanroom.errors import InputError, MissingFileError, missing_backend
 from cleanroom.jsonl import loads
 
 #: The tokenizer's own JSON files, whose values :func:`check_tokenizer_values` checks.
@@ -108,7 +108,12 @@ def check_tokenizer_files(directory: Path, tokenizer_class: Any = None) -> None:
     vocabulary (``"Hello world"`` encodes to ``[]``), which the sentinels would then report as contamination."""
     if (directory / "tokenizer.json").is_file():
         return  # a serialized fast tokenizer loads whatever its class names (GPT2Tokenizer lists only vocab+merges)
-    sets = tokenizer_file_sets(tokenizer_class) if isinstance(tokenizer_class, str) else None
+    try:
+        sets = tokenizer_file_sets(tokenizer_class) if isinstance(tokenizer_class, str) else None
+    except ImportError as exc:  # transformers refuses a class whose backend is not installed (MistralCommonBackend)
+        if (hint := missing_backend(exc, f"{directory}: tokenizer class")) is None:
+            raise
+        raise hint from exc
     if sets is None or any(all((directory / name).is_file() for name in group) for group in sets):
         return
     options = " or ".join(" + ".join(group) for group in sets)

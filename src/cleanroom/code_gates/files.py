@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from cleanroom import fs
 from cleanroom.code_gates.config import GateConfig
 from cleanroom.errors import InputError, MissingFileError
 
@@ -59,21 +60,11 @@ def rel_posix(path: Path, root: str | Path) -> str:
     return p.replace(os.sep, "/") if os.sep != "/" else p
 
 
-#: What a path is when it is not a regular file, by ``stat.S_IFMT`` of its mode (symbolic links followed).
-_KINDS = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a folder",
-}
-
-
 def non_regular(mode: int) -> str | None:
-    """None for a regular file's ``st_mode``, else what the file is (``a FIFO (named pipe)``...)."""
+    """None for a regular file's ``st_mode``, else what the file is (``a folder``, ``a FIFO (named pipe)``...)."""
     if stat.S_ISREG(mode):
         return None
-    return _KINDS.get(stat.S_IFMT(mode), "not a regular file (special file)")
+    return "a folder" if stat.S_ISDIR(mode) else fs.kind(mode)
 
 
 def read_regular(path: Path) -> bytes | str:
