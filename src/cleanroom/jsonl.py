@@ -45,7 +45,6 @@ from cleanroom.errors import InputError, MissingFileError
 
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_HUGE_NUMBER = re.compile(r"[eE]\+?\d{3}|\d{309}")  # a float past about 1.8e308 needs one of these
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -97,7 +96,8 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    hooks: dict[str, Any] = {"object_pairs_hook": _object, "parse_constant": _constant} if strict else {}
+    hooks: dict[str, Any] = (
+        {"object_pairs_hook": _object, "parse_constant": _constant, "parse_float": _float} if strict else {})
     try:
         value = json.loads(text, **hooks)
     except RecursionError:
@@ -107,8 +107,6 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
         if type(exc) is ValueError and (why := _integer_refused(text, hooks)) is not None:
             raise ValueError(why) from None
         raise
-    if strict and _HUGE_NUMBER.search(text):  # only then can a number overflow to inf: parsed again to find it
-        json.loads(text, parse_float=_float, **hooks)
     if strict and _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(value)) is not None:
         raise ValueError(f"string {bad[:40]!r} holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
                          "which is no character; fix the escape")
