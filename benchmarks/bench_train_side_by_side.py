@@ -18,6 +18,8 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
                          guarded; needs CUDA and an importable unsloth (ci/gpu-unsloth.sh's site directory)
     unsloth-sft-bucket   the same with ``pad_to_multiple_of=256``: a few bucketed batch shapes for Unsloth's
                          compiled kernels instead of a new shape (a recompilation) per batch
+    unsloth-sft-padfree  the same with ``padding_free=True``: one packed row per batch; Unsloth reads the example
+                         boundaries from the restarting position IDs (its varlen attention), no pad computed
     sft-guarded-bucket   ``pad_to_multiple_of=256`` on the peft path (what the bucketing's padding costs there)
     unsloth-dpo          ``train_dpo`` on the model ``load_unsloth`` returns (fresh LoRA attached by Unsloth; TRL,
                          patched by Unsloth on import, keeps a frozen copy of that zero-initialised adapter as the
@@ -47,7 +49,9 @@ Every mode counts tokens the same way: the non-pad tokens of each batch the coll
 (``attention_mask.sum()``; a padding-free batch has no pad, so its length), chosen and rejected rows
 both for DPO. A step's tokens are the sum over its accumulated micro-batches. Rates use the steps after
 ``--warmup``: ``tokens/s = sum(tokens) / sum(step seconds)``, each step timed between CUDA synchronisations
-by a callback. ``sft-guarded`` also times the guarded
+by a callback. A padding-free cleanroom mode also checks, after training, that attention stays inside each
+packed example: the logits of three examples packed into one row against the same three padded, beside the
+same row with positions that do not restart (a leak, the positive control), see :func:`packing_probe`. ``sft-guarded`` also times the guarded
 collator against TRL's bare collator on the same batches (the guard's own cost, per batch and as a
 share of the median step). ``--model`` is a local directory or a Qwen2.5 architecture name
 (``qwen2.5-1.5b``: a random-initialised model built once under ``--cache``). Figures are printed,
@@ -87,6 +91,7 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "sft-guarded-padfree-fused": Mode({"padding_free": True, "optim": "adamw_torch_fused"}, True),
     "unsloth-sft": Mode({}, True),
     "unsloth-sft-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "unsloth-sft-padfree": Mode({"padding_free": True}, True),
     "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "unsloth-dpo": Mode({}, True),
     "unsloth-dpo-bucket": Mode({"pad_to_multiple_of": 256}, True),
@@ -301,9 +306,52 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
             train_sft(model, tok, examples, lora=lora, train=train, output_dir=Path(out), callbacks=[rec.callback()])
             rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
     collate_mod._GuardedCollator.__call__ = guarded_call  # type: ignore[method-assign]
+    if levers.get("padding_free"):
+        extra["packing_probe"] = packing_probe(model, tok, rows)
     if guarded:
         extra["guard"] = time_guard(seen[-1], rows, args, rec)
     return extra
+
+
+def packing_probe(model: Any, tok: Any, rows: list[dict[str, Any]], n: int = 3) -> dict[str, Any]:
+    """Logits of ``n`` examples packed into one row (the guarded collator's ``padding_free`` batch, every key it hands
+    the trainer but the labels) against the same examples padded, at each example's own positions. The positive
+    control is the packed row with positions 0..T-1 and nothing else, which attends across the examples: its
+    difference is what a leak looks like, so ``packed_vs_padded_max_abs`` far below ``leak_control_max_abs`` says the
+    model (Unsloth's varlen attention, or transformers' mask from the restarts) kept the examples apart."""
+    import torch
+
+    from cleanroom.training.collate import GuardedLanguageModelingCollator
+
+    ex = sorted(rows[:16], key=lambda r: len(r["input_ids"]))[:n]  # the shortest: the probe costs one small forward
+    lengths = [len(r["input_ids"]) for r in ex]
+    padded = GuardedLanguageModelingCollator(tok, where="probe")(ex)
+    packed = GuardedLanguageModelingCollator(tok, where="probe", padding_free=True)(ex)
+    device = next(model.parameters()).device
+
+    def logits(batch: dict[str, Any]) -> Any:
+        kw = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k not in ("labels", "completion_mask")}
+        with torch.no_grad():
+            return model(**kw, use_cache=False).logits.float()
+
+    was_training = model.training
+    model.eval()
+    try:
+        pad, pack = logits(padded), logits(packed)
+        leak = logits({"input_ids": packed["input_ids"],
+                       "position_ids": torch.arange(sum(lengths)).unsqueeze(0)})
+    except Exception as exc:  # reported as not checked, never as a pass
+        return {"checked": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        model.train(was_training)
+    offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+
+    def worst(row: Any) -> float:  # over the examples after the first (the first sees no other example either way)
+        spans = enumerate(zip(offsets, lengths, strict=True))
+        return max(float((row[0, o:o + n_] - pad[i, :n_]).abs().max()) for i, (o, n_) in spans if i)
+
+    return {"checked": True, "examples": lengths, "packed_vs_padded_max_abs": round(worst(pack), 4),
+            "leak_control_max_abs": round(worst(leak), 4), "logit_max_abs": round(float(pad.abs().max()), 3)}
 
 
 def time_guard(collator: Any, rows: list[dict[str, Any]], args: argparse.Namespace, rec: Recorder) -> dict[str, Any]:
@@ -388,6 +436,14 @@ def _amortised_rate(r: dict[str, Any]) -> float | None:
     return r["tokens_timed"] / (r["timed_seconds"] + share) if r["timed_seconds"] else None
 
 
+def _probe_cell(probe: dict[str, Any] | None) -> str:
+    if probe is None:
+        return ""
+    if not probe.get("checked"):
+        return f"NOT CHECKED ({probe.get('error', '?')[:60]})"
+    return f"{probe['packed_vs_padded_max_abs']} ({probe['leak_control_max_abs']})"
+
+
 def table(folder: Path) -> str:
     """A markdown table of every result JSON in ``folder``, with each rate relative to its TRL baseline.
 
@@ -399,8 +455,8 @@ def table(folder: Path) -> str:
     lines = ["| model | mode | s/step | tokens/s | × TRL | median-step tokens/s | × TRL (median) | "
              "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff vs TRL (same tokens "
              "where trl-sft-ids ran; a DPO mode vs dpo-guarded where it ran; a -rebalance mode vs its -ga1 twin) | "
-             "guard % of step | vs unguarded % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "guard % of step | vs unguarded % | packed vs padded logits, max abs (leak control) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = by.get((r["model"], _baseline(r["mode"])))
         ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref and ref.get("tokens_per_s") else float("nan")
@@ -423,7 +479,7 @@ def table(folder: Path) -> str:
         lines.append(f"| {r['model']} | {r['mode']} | {r['s_per_step']} | {r['tokens_per_s']} | {ratio:.2f} | "
                      f"{med if med is not None else ''} | {med_ratio:.2f} | "
                      f"{'' if amortised is None else f'{amortised:.1f}'} | {r['peak_gib']} | {loss} | {diff:.4f} | "
-                     f"{g} | {vs} |")
+                     f"{g} | {vs} | {_probe_cell(r.get('packing_probe'))} |")
     return "\n".join(lines)
 
 

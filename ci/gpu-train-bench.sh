@@ -6,7 +6,9 @@
 #                                                    # mode end to end in a few minutes (a dry run of this script)
 # Random-initialised Qwen2.5 (real shapes and vocabulary; built once under $CLEANROOM_CACHE/gpu-gate, where the
 # GPU gate builds the same models), nf4 QLoRA r=64 on all projections, batch 8, max_length 2048 (the production
-# profile) on length-varied data; SFT 24 steps and DPO 14 steps, the first 3 untimed (7B: 12 and 8, first 2).
+# profile) on length-varied data; SFT 24 steps and DPO 14 steps, the first 3 untimed (7B: 12 and 8, first 2);
+# BENCH_SFT_STEPS="STEPS WARMUP" and BENCH_DPO_STEPS="STEPS WARMUP" set them for every model (longer runs).
+# Without BENCH_MODES the 7B model runs the headline modes only; BENCH_MODES runs what it names at every size.
 # Each mode runs in its own process (its own peak memory), the headline comparisons first; a run past
 # BENCH_RUN_S (default 100 s) is killed and reported, and no new run starts once BENCH_BUDGET_S (default 480 s)
 # has passed since the start: the table then holds what ran and the log says what was skipped.
@@ -42,11 +44,12 @@ transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bit
 
 # The headline comparisons first, so a short budget still gives them; then the single levers and the guard's twins.
 modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance
-       dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket unsloth-dpo-fused sft-guarded-rebalance-ga1
+       dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-sft-padfree unsloth-dpo unsloth-dpo-bucket unsloth-dpo-fused
+       sft-guarded-rebalance-ga1
        dpo-guarded-rebalance-ga1 sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket
        dpo-guarded-upcast trl-sft-padfree sft-guarded-fused sft-guarded-padfree-fused)
 [[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
-headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-dpo unsloth-dpo-bucket "
+headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-sft-padfree unsloth-dpo unsloth-dpo-bucket "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)
 read -r -a archs <<< "${BENCH_ARCHS:-qwen2.5-1.5b}"
 if [[ "${BENCH_SMALL:-0}" == 1 ]]; then
@@ -62,7 +65,7 @@ for arch in "${archs[@]}"; do
   fi
   echo "$arch ready at $(( $(date +%s) - start ))s"
   for mode in "${modes[@]}"; do
-    [[ "$arch" == qwen2.5-7b && "$headline" != *" $mode "* ]] && continue
+    [[ -z "${BENCH_MODES:-}" && "$arch" == qwen2.5-7b && "$headline" != *" $mode "* ]] && continue
     if (( $(date +%s) - start > budget )); then echo "$arch $mode: skipped (budget ${budget}s spent)"; incomplete=1; continue; fi
     steps=(--steps 24 --warmup 3)
     [[ "$mode" == *dpo* ]] && steps=(--steps 14 --warmup 3)
@@ -70,6 +73,8 @@ for arch in "${archs[@]}"; do
       steps=(--steps 12 --warmup 2); [[ "$mode" == *dpo* ]] && steps=(--steps 8 --warmup 2)
     fi
     [[ "$arch" == tiny ]] && steps=(--steps 3 --warmup 1)
+    override="${BENCH_SFT_STEPS:-}"; [[ "$mode" == *dpo* ]] && override="${BENCH_DPO_STEPS:-}"
+    if [[ -n "$override" ]]; then read -r n w <<< "$override"; steps=(--steps "$n" --warmup "$w"); fi
     env_path="$PYTHONPATH"
     if [[ "$mode" == unsloth-* ]]; then
       if [[ ! -d "$unsloth_site" ]]; then echo "$arch $mode: NOT RUN (no Unsloth site at $unsloth_site)"; incomplete=1; continue; fi
