@@ -405,6 +405,36 @@ def test_verify_an_unfinished_run_names_the_stage_not_done(tmp_path, capsys) -> 
     assert report.unfinished is None and not report.ok and report.first.file == "attestation.json"
 
 
+def test_verify_and_trace_give_one_answer_to_whether_a_run_finished(tmp_path) -> None:
+    """``unfinished_stage`` is the one test of "did this run finish?": verify and trace give its answer in every
+    state — stopped between stages (the first Stage 1 stage without a manifest), killed inside a stage (that
+    stage), finalized (None), finished but its attestation deleted (None: a broken edge, never unfinished).
+    Trace kept its own copy of the test and never reported a run unfinished."""
+    from cleanroom.ancestry import trace_checked
+    from cleanroom.artifacts.layout import unfinished_stage
+
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r1", config=CONFIG)) as st:
+        st.jsonl("g.jsonl").write({"v": 1}, record_id="gen:1")
+
+    def answers() -> tuple[str | None, ...]:
+        return (unfinished_stage(run.path), verify_run(run.path).unfinished,
+                trace_checked(run.path, "gen:1").report.unfinished)
+
+    assert answers() == ("preflight",) * 3
+    with pytest.raises(RuntimeError), run.stage("sft", provenance=capture_provenance("sft", run_id="r1")):
+        raise RuntimeError("killed")
+    assert answers() == ("sft",) * 3
+    shutil.rmtree(run.path / "sft")
+    run.finalize()
+    assert answers() == (None,) * 3
+    (run.path / "attestation.json").unlink()
+    (run.path / "report").mkdir()
+    (run.path / "report" / "manifest.json").write_text("{}")
+    assert answers() == (None,) * 3
+    assert verify_run(run.path).first.file == trace_checked(run.path, "gen:1").report.first.file == "attestation.json"
+
+
 def test_verify_stage_order_is_the_pipelines(tmp_path) -> None:
     from cleanroom.pipeline import stage1
     from cleanroom.verify import STAGE1_ORDER

@@ -156,8 +156,8 @@ def test_trace_checks_the_manifest_and_the_parent_links_it_follows(tmp_path, cap
         st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
     with run.stage("use", provenance=capture_provenance("use", run_id="r2")) as st:
         st.jsonl("u.jsonl").write({"text": "b"}, record_id="use:1", parents=[run.ref("gen/g.jsonl", "gen:1")])
-    assert main(["trace", str(run.path), "use:1"]) == 0  # not finalized: no attestation, still checked
-    capsys.readouterr()
+    assert main(["trace", str(run.path), "use:1"]) == 1  # not finalized: no attestation, checked, unfinished
+    assert capsys.readouterr().out.startswith(f"unfinished: {run.path}: stage preflight not done")
     path = run.path / "gen" / "g.jsonl"
     record = json.loads(path.read_bytes())
     record["text"] = "z"
@@ -174,6 +174,43 @@ def test_trace_checks_the_manifest_and_the_parent_links_it_follows(tmp_path, cap
     assert main(["trace", str(run.path), "use:1"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("BROKEN: use/u.jsonl:1: parent 0 of use:1: sha256 of gen/g.jsonl: expected "), out
+
+
+def test_trace_of_an_unfinished_run_says_unfinished_as_verify_does(tmp_path, capsys) -> None:
+    """A run killed inside a stage: `verify` says it is unfinished (exit 1). `trace` printed the ancestry with
+    its ok-style `checked:` line and exit 0, a pass on a run with no attestation to check against. It now
+    prints verify's own `unfinished:` line above the tree and exits 1; --json says status unfinished. A broken
+    record still reads BROKEN first; the finished run traces as checked, exit 0."""
+    run = RunDir.create(tmp_path, "r6", {"seed": 0})
+    with run.stage("gen", provenance=capture_provenance("gen", run_id="r6")) as st:
+        st.jsonl("g.jsonl").write({"text": "a"}, record_id="gen:1")
+        st.jsonl("g.jsonl").write({"text": "b"}, record_id="gen:2", parents=[st.ref("g.jsonl", "gen:1")])
+    with pytest.raises(RuntimeError), run.stage("use", provenance=capture_provenance("use", run_id="r6")):
+        raise RuntimeError("killed")
+    assert main(["verify", str(run.path)]) == 1
+    verify_line = capsys.readouterr().out.splitlines()
+    assert verify_line == [f"unfinished: {run.path}: stage use not done; verify checks finished runs. Continue it "
+                           "with the same `cleanroom run` command plus --resume"]
+    assert main(["trace", str(run.path), "gen:2"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == verify_line[0] and out[1].startswith("gen:2  [gen/g.jsonl line 2]"), out
+    assert not any(line.startswith(("checked:", "ok:")) for line in out), out
+    assert main(["trace", str(run.path), "gen:2", "--json"]) == 1
+    verification = json.loads(capsys.readouterr().out)["verification"]
+    assert (verification["status"], verification["ok"], verification["unfinished"]) == ("unfinished", False, "use")
+    path = run.path / "gen" / "g.jsonl"
+    saved = path.read_bytes()
+    path.write_bytes(saved.replace(b'"a"', b'"x"'))
+    assert main(["trace", str(run.path), "gen:2", "--json"]) == 1
+    verification = json.loads(capsys.readouterr().out)["verification"]
+    assert (verification["status"], verification["unfinished"]) == ("broken", "use")
+    assert main(["trace", str(run.path), "gen:2"]) == 1
+    assert capsys.readouterr().out.startswith("UNVERIFIED ancestry of gen:2")
+    path.write_bytes(saved)
+    shutil.rmtree(run.path / "use")
+    run.finalize()
+    assert main(["trace", str(run.path), "gen:2"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("checked: 2 records in 1 record files")
 
 
 def test_trace_of_a_record_whose_parent_is_gone_is_unverified(tmp_path, capsys) -> None:

@@ -3,7 +3,9 @@ with :mod:`cleanroom.verify`'s own checks, so an ancestry read from edited recor
 never as sound.
 
 The check is cheap: it hashes only what the trace read. When the run finished (or its report stage did), the
-attestation and run.json first, as ``cleanroom verify`` does; then, for each stage the trace read a record
+attestation and run.json first, as ``cleanroom verify`` does; a run that has not finished (the same test,
+:func:`~cleanroom.artifacts.layout.unfinished_stage`) has no attestation to check, so its trace is checked
+without one and reported ``unfinished``, never as verified; then, for each stage the trace read a record
 from, the manifest (against its attestation subject, and its own form), every line of each record file the
 trace opened (canonical bytes, ``content_sha256``, chain, producer) and that file's digest against the
 manifest; then each parent link of the traced records whose target is one of those files (the link's
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cleanroom.artifacts.layout import unfinished_stage
 from cleanroom.broken import VerifyReport
 from cleanroom.trace import TraceNode, trace_record
 from cleanroom.verify import Verifier
@@ -29,7 +32,9 @@ from cleanroom.verify import Verifier
 @dataclass(frozen=True)
 class CheckedTrace:
     """A trace and what checking it found: ``report.errors`` empty means every record and record file it read
-    matches its digests; ``not_rehashed`` names the parent links whose targets were not re-hashed."""
+    matches its digests; ``report.unfinished`` names the stage a run that has not finished is at (its ancestry
+    is then not verified, whatever the records read); ``not_rehashed`` names the parent links whose targets were
+    not re-hashed."""
 
     node: TraceNode
     report: VerifyReport
@@ -37,7 +42,8 @@ class CheckedTrace:
 
     @property
     def verified(self) -> bool:
-        return not self.report.errors
+        """Only a report with every check passed on a finished run: broken and unfinished are not verified."""
+        return self.report.ok
 
     @property
     def shows_model_files(self) -> bool:
@@ -91,17 +97,18 @@ def trace_checked(run_dir: str | os.PathLike[str], record_id: str) -> CheckedTra
             # finds such a link broken
             files.setdefault(target[0], set()).update(target[1])
     v = Verifier(root)
-    if (root / "attestation.json").exists() or (root / "report" / "manifest.json").exists():
+    stopped = unfinished_stage(root)  # verify_run's question, so trace and verify call the same run unfinished
+    if stopped is None:
         v.check_attestation()  # a finished run without one is a broken edge, as in verify_run
         v.check_run_files()
-    else:  # a run still going: no attestation yet
+    else:  # a run still going: no attestation yet; what trace read is checked, and the report says unfinished
         v.attested = False
         v.read_run_meta()
     for stage in sorted(files):
         v.check_stage(stage, only=files[stage])
     walked = {rid: v.records[rid] for rid in sorted(ids) if rid in v.records}
     v.links.check_parents(walked, v.ids_by_artifact, v.file_digest, rehash=False)
-    report = VerifyReport(str(root), tuple(v.errors), v.counts, v.links.unchecked())
+    report = VerifyReport(str(root), tuple(v.errors), v.counts, v.links.unchecked(), unfinished=stopped)
     return CheckedTrace(node, report, tuple(dict.fromkeys(v.links.not_rehashed)))
 
 

@@ -89,8 +89,9 @@ class VerifyReport:
 
     * ``"ok"``: every check ran and none found a broken edge (the only status for which ``ok`` is True);
     * ``"partial"``: nothing checked is broken, but some checks could not run (``unchecked``);
-    * ``"broken"``: an edge is broken, ``errors[0]`` the first (it wins over ``partial``);
-    * ``"unfinished"``: the run never finished, so there is no attestation to check against.
+    * ``"broken"``: an edge is broken, ``errors[0]`` the first (it wins over ``partial`` and ``unfinished``);
+    * ``"unfinished"``: the run never finished, so there is no attestation to check against (``verify`` checks
+      nothing then; ``trace`` checks what it read, and a broken edge there still says ``broken``).
     """
 
     run_dir: str
@@ -101,10 +102,10 @@ class VerifyReport:
 
     @property
     def status(self) -> str:
-        if self.unfinished is not None:
-            return "unfinished"
         if self.errors:
             return "broken"
+        if self.unfinished is not None:
+            return "unfinished"
         return "partial" if self.unchecked else "ok"
 
     @property

@@ -36,7 +36,13 @@ from typing import Any
 import yaml
 
 from cleanroom.artifacts.attestation import build_attestation
-from cleanroom.artifacts.layout import pretty_json, stage_names
+from cleanroom.artifacts.layout import (
+    STAGE1_ORDER,
+    first_unfinished_stage,
+    pretty_json,
+    stage_names,
+    unfinished_stage,
+)
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import (
     Broken,
@@ -308,10 +314,6 @@ class Verifier:
             path, want, got = diff
             self.broken("attestation.json", None, f"field {path.lstrip('.')} rebuilt from the run", want, got)
 
-#: Stage 1's stages in pipeline order (pipelines/stage1.py's STAGES, then the report; a test keeps them equal).
-STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
-
-
 def _manifest_shape_problem(manifest: dict[str, Any]) -> str | None:
     """What in a parsed manifest is not what a stage writes (``files`` and ``records``: objects keyed by a
     relative path inside the stage, each an object; ``inputs``: a list of objects), or None. A manifest not
@@ -331,15 +333,6 @@ def _manifest_shape_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def first_unfinished_stage(root: Path) -> str:
-    """The stage a killed run was inside (``stage.json`` without a manifest, which is written only on a clean
-    finish), else the first stage of :data:`STAGE1_ORDER` without a manifest."""
-    started = sorted(d.name for d in root.iterdir() if (d / "stage.json").is_file() and not (d / "manifest.json").exists())
-    if started:
-        return started[0]
-    return next((s for s in STAGE1_ORDER if not (root / s / "manifest.json").is_file()), "finalize")
-
-
 def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
                remap: Mapping[str, str | os.PathLike[str]] | None = None) -> VerifyReport:
     """Re-check a run offline (see module docstring). :class:`MissingFileError` if it is not a run.
@@ -352,10 +345,11 @@ def verify_run(run_dir: str | os.PathLike[str], *, rehash_models: bool = False,
     root = Path(run_dir)
     require_run(root)
     pairs = remap_pairs(remap or {})
-    if not (root / "attestation.json").exists() and not (root / "report" / "manifest.json").exists():
+    stopped = unfinished_stage(root)
+    if stopped is not None:
         # not a broken edge: the run never finished, so there is no attestation to check against (a run whose
         # report finished but whose attestation is gone stays a broken edge below)
-        return VerifyReport(str(root), (), unfinished=first_unfinished_stage(root))
+        return VerifyReport(str(root), (), unfinished=stopped)
     v = Verifier(root, rehash_models=rehash_models, remap=pairs)
     att = v.check_attestation()
     v.check_run_files()

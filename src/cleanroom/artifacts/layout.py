@@ -17,6 +17,8 @@ from cleanroom.jsonl import loads
 RUN_SCHEMA = "cleanroom.run/v1"
 MANIFEST_SCHEMA = "cleanroom.manifest/v1"
 NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+#: Stage 1's stages in pipeline order (pipeline/stage1.py's STAGES, then the report; a test keeps them equal).
+STAGE1_ORDER = ("preflight", "baseline", "sft_data", "sft", "merge", "pairs", "dpo", "eval", "report")
 
 
 def is_name(value: object) -> bool:
@@ -61,6 +63,28 @@ def read_run_meta(path: str | os.PathLike[str]) -> tuple[str, str]:
         raise ProvenanceError(f"{meta_path} is unreadable ({exc}); the run metadata was changed") from None
 
 
+def first_unfinished_stage(root: Path) -> str:
+    """The stage a killed run was inside (``stage.json`` without a manifest, which is written only on a clean
+    finish), else the first stage of :data:`STAGE1_ORDER` without a manifest (``finalize`` when none lacks one)."""
+    started = sorted(d.name for d in root.iterdir() if (d / "stage.json").is_file() and not (d / "manifest.json").exists())
+    if started:
+        return started[0]
+    return next((s for s in STAGE1_ORDER if not (root / s / "manifest.json").is_file()), "finalize")
+
+
+def unfinished_stage(run_dir: str | os.PathLike[str]) -> str | None:
+    """None when the run finished, else the stage it has not done (:func:`first_unfinished_stage`): the one
+    answer ``cleanroom verify`` and ``cleanroom trace`` give to "did this run finish?".
+
+    A run finished when ``finalize`` wrote its attestation, or when its last stage (``report``) did: an
+    attestation missing then is a broken edge, never an unfinished run, so deleting it cannot turn a check
+    into "unfinished". A run without either has no attestation to check against yet."""
+    root = Path(run_dir)
+    if (root / "attestation.json").exists() or (root / "report" / "manifest.json").exists():
+        return None
+    return first_unfinished_stage(root)
+
+
 def stage_names(path: str | os.PathLike[str]) -> list[str]:
     """Names of stage directories (those holding ``stage.json`` or ``manifest.json``), sorted."""
     return sorted(
@@ -70,4 +94,5 @@ def stage_names(path: str | os.PathLike[str]) -> list[str]:
     )
 
 
-__all__ = ["MANIFEST_SCHEMA", "NAME", "RUN_SCHEMA", "now", "pretty_json", "read_run_meta", "stage_names"]
+__all__ = ["MANIFEST_SCHEMA", "NAME", "RUN_SCHEMA", "STAGE1_ORDER", "first_unfinished_stage", "now", "pretty_json",
+           "read_run_meta", "stage_names", "unfinished_stage"]

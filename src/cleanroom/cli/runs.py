@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Without RECORD_ID, list every record id of the run with its file and line. With it, print "
         "the record's ancestry, checked against the digests of the records and record files it read: exit 0 "
         "when they match; 1 when one does not (the ancestry is printed as UNVERIFIED, with the first broken "
-        "edge); 2 when RUN_DIR is not a run or RECORD_ID is not in it.",
+        "edge) or when the run has not finished (printed below verify's `unfinished:` line); 2 when RUN_DIR is "
+        "not a run or RECORD_ID is not in it.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<run_id>")
     p.add_argument("record_id", metavar="RECORD_ID", nargs="?", default=None,
@@ -61,11 +62,17 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     elif report.unfinished is not None:
-        print(f"unfinished: {args.run_dir}: stage {report.unfinished} not done; verify checks finished runs. "
-              "Continue it with the same `cleanroom run` command plus --resume")
+        print(_unfinished_line(args.run_dir, report.unfinished))
     else:
         print("\n".join(_verify_lines(report, args.run_dir, args.allow_unchecked)))
     return code
+
+
+def _unfinished_line(run_dir: str, stage: str) -> str:
+    """What ``verify`` and ``trace`` say of a run that has not finished (no attestation to check against), so
+    the two commands never word the same state differently; both exit 1 on it."""
+    return (f"unfinished: {run_dir}: stage {stage} not done; verify checks finished runs. "
+            "Continue it with the same `cleanroom run` command plus --resume")
 
 
 def _remap_pair(text: str) -> tuple[str, str]:
@@ -119,7 +126,8 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def _trace_lines(checked: CheckedTrace, run_dir: str) -> list[str]:
     """The tree, marked UNVERIFIED above it and BROKEN below it when what it was read from fails its digests;
-    else followed by what was checked and what was not."""
+    below ``verify``'s own ``unfinished:`` line when the run has not finished (what was read is not a pass
+    then); else followed by what was checked and what was not."""
     tree, report = format_trace(checked.node), checked.report
     if report.first is not None:
         first = report.first
@@ -128,6 +136,8 @@ def _trace_lines(checked: CheckedTrace, run_dir: str) -> list[str]:
                 "digests", tree,
                 f"BROKEN: {where}: {first.check}: expected {first.expected}, found {first.found}; run `cleanroom "
                 f"verify {run_dir}` for every broken edge"]
+    if report.unfinished is not None:
+        return [_unfinished_line(run_dir, report.unfinished), tree]
     c = report.counts
     skipped = len(checked.not_rehashed)
     left = ([f"{skipped} parent link target{'s' * (skipped != 1)} outside the run's record files (weights, external "
