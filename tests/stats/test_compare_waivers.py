@@ -122,3 +122,28 @@ def test_recorded_on_one_side_only_is_still_a_difference(tmp_path) -> None:
         compare_verdict_files([a, b], min_n=20, override_reason="unit fixture")
     with pytest.raises(StatisticsError, match="needs --difference-reason"):
         compare_verdict_files([a, b], min_n=20, override_reason="unit fixture", allow_differences=["generation"])
+
+
+def test_an_allowed_unrecorded_field_is_quoted_by_its_own_line_whatever_order_not_compared_has(tmp_path,
+                                                                                                monkeypatch) -> None:
+    """--allow-difference on a field no file recorded quotes that field's not-compared line, looked up by name
+    (``Comparability.not_compared_by_field``). It zipped the sorted field names with ``not_compared`` by
+    position, right only while both were sorted by name: listed in another order (here reversed),
+    --allow-difference rendering quoted generation's line."""
+    from cleanroom.stats.comparability import NOT_RECORDED, Comparability, find_differences
+
+    a, b = _scored(tmp_path)
+    reversed_lines = property(lambda self: [f"{name}: {NOT_RECORDED} in any file at {n} key(s)"
+                                            for name, n in sorted(self.unrecorded.items(), reverse=True)])
+    with monkeypatch.context() as m:
+        m.setattr(Comparability, "not_compared", reversed_lines)
+        with pytest.raises(StatisticsError, match=r"--allow-difference rendering: no file recorded it, so it is not "
+                                                  r"compared and the output says so \(rendering: not recorded in any "
+                                                  r"file at 50 key\(s\)\)"):
+            compare_verdict_files([a, b], allow_differences=["rendering"], override_reason="unit fixture")
+    cond = {"prompt_sha256": "p", "scorer_sha256": "s", "generation": None, "rendering": None}
+    per_file = {0: cond, 1: cond | {"rendering": {"x": 1}}}  # rendering recorded (rendering.x) at key 1
+    found = find_differences([per_file, per_file], ["a", "b"])
+    assert found.not_compared_by_field == {"generation": "generation: not recorded in any file at 2 key(s)",
+                                           "rendering": "rendering: not recorded in any file at 1 key(s)"}
+    assert found.not_compared == list(found.not_compared_by_field.values())

@@ -65,9 +65,15 @@ class Comparability(NamedTuple):
     unrecorded: dict[str, int]
 
     @property
+    def not_compared_by_field(self) -> dict[str, str]:
+        """Each unrecorded field's line as the output says it, by field name, in name order:
+        ``{field: "field: not recorded in any file at N key(s)"}``."""
+        return {name: f"{name}: {NOT_RECORDED} in any file at {n} key(s)" for name, n in sorted(self.unrecorded.items())}
+
+    @property
     def not_compared(self) -> list[str]:
-        """The unrecorded fields as the output says them: ``field: not recorded in any file at N key(s)``."""
-        return [f"{name}: {NOT_RECORDED} in any file at {n} key(s)" for name, n in sorted(self.unrecorded.items())]
+        """The lines of :attr:`not_compared_by_field`, in field-name order."""
+        return list(self.not_compared_by_field.values())
 
 
 def find_differences(

@@ -234,7 +234,7 @@ def _check_comparable(
     refused, accepted = split_allowed(found.differences, allow)
     unused = [a for a in allow if not any(d.field == a or d.field.startswith(a + ".") for d in accepted)]
     if unused:
-        unrecorded = [text for name, text in zip(sorted(found.unrecorded), found.not_compared, strict=True)
+        unrecorded = [text for name, text in found.not_compared_by_field.items()
                       if name == unused[0] or name.startswith(unused[0] + ".")]
         why = (f"no file recorded it, so it is not compared and the output says so ({unrecorded[0]}); drop "
                "--allow-difference for it") if unrecorded else f"the files do not differ in {unused[0]!r}"
