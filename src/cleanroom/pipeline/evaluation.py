@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cleanroom import distributed
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
+from cleanroom.config import EvalSpec
 from cleanroom.errors import InputError
 from cleanroom.ifeval import summarize
 from cleanroom.ifeval.prompting import FEW_SHOT_DIGEST
-from cleanroom.ifeval.scoring import scorer_sha256
 from cleanroom.pipeline.common import Context, capture, generation_settings, load_model
 from cleanroom.pipeline.respond import follow_respond, respond_and_score
-from cleanroom.provenance import digest_path
 
 
 def dpo_policy(ctx: Context) -> tuple[str, ...]:
@@ -47,6 +48,23 @@ def follow_eval(ctx: Context) -> None:
     """A rank other than 0: its batches of each policy's responses, the policies in :func:`run_eval`'s order."""
     for name, adapters in policies(ctx).items():
         follow_respond(ctx, "eval", name, adapters=adapters, gen=ctx.spec.eval.generation)
+
+
+def compare_policies(files: Sequence[Path], e: EvalSpec, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The family (base, SFT, DPO verdict files, in that order) compared at both levels and modes, keyed
+    ``"level/mode"``. Each file is compared under the conditions its own records carry: the stage's scorer writes
+    them on every verdict (:func:`~cleanroom.pipeline.respond.score_into`), so a verdict without them was not
+    written by it and is refused (:class:`~cleanroom.errors.IncomparableError`), never given conditions here."""
+    # heavy optional: scipy (the command line and the other stages start without it)
+    from cleanroom.stats.compare import compare_verdict_files
+
+    comparisons = {}
+    for level in ("prompt", "instruction"):
+        for mode in ("strict", "loose"):
+            rows = compare_verdict_files(files, level=level, mode=mode, min_n=e.min_n,
+                                         override_reason=e.override_reason, seed=seed)
+            comparisons[f"{level}/{mode}"] = [dataclasses.asdict(r) for r in rows]
+    return comparisons
 
 
 def run_eval(ctx: Context) -> dict[str, Any]:
@@ -80,24 +98,7 @@ def run_eval(ctx: Context) -> dict[str, Any]:
             shutil.copyfile(src, dest)
             files.append(dest)
         e = ctx.spec.eval
-        # the three files come from this one stage: same prompts, rendering, scorer and eval.generation
-
-        # stands in for records without conditions (this stage's scorer writes them on every record); it carries no
-        # per-prompt prompt_sha256, so comparability refuses such records rather than take a file digest for one
-        same = {"prompts_sha256": digest_path(ctx.run.path / "preflight" / "eval_prompts.jsonl", cache=False),
-                "scorer_sha256": scorer_sha256(), "rendering": {"few_shot_digest": FEW_SHOT_DIGEST},
-                "generation": vars(gen)}
-        held = [same | {"model": name} for name in ("base", "sft", "dpo")]
-        comparisons = {}
-        # heavy optional: scipy (the command line and the other stages start without it)
-        from cleanroom.stats.compare import compare_verdict_files
-
-        for level in ("prompt", "instruction"):
-            for mode in ("strict", "loose"):
-                rows = compare_verdict_files(files, level=level, mode=mode, min_n=e.min_n,
-                                             override_reason=e.override_reason, seed=ctx.spec.seed,
-                                             conditions=held)
-                comparisons[f"{level}/{mode}"] = [dataclasses.asdict(r) for r in rows]
-        result = {"primary": f"{e.level}/{e.mode}", "comparisons": comparisons, "summaries": summaries}
+        result = {"primary": f"{e.level}/{e.mode}", "comparisons": compare_policies(files, e, ctx.spec.seed),
+                  "summaries": summaries}
         atomic_write_bytes(st.dir / "comparison.json", pretty_json(result))
     return result

@@ -152,8 +152,8 @@ def compare_verdict_files(
     The files must have been produced under the same conditions except the model
     (:mod:`cleanroom.stats.comparability`): otherwise :class:`IncomparableError` (exit 1) lists each
     difference, unless its field is in ``allow_differences``. A condition no file recorded is not compared
-    and the rows say so. ``conditions`` (one per file) stands in for files whose records carry none: a caller
-    that produced them all under known conditions (the pipeline's eval stage) states those conditions here.
+    and the rows say so. ``conditions`` (one per file) stands in for files whose records carry none, stated by a
+    caller that produced them under known conditions (cleanroom's scorers record them on every verdict).
     The same file given twice is refused (InputError); two files with the same outputs are compared, with a note.
 
     ``seed`` is accepted for the contract; pass/fail comparisons are closed-form and draw no
