@@ -22,7 +22,7 @@ from typing import Any
 
 from cleanroom import errors, guard
 from cleanroom.cleaning import clean_model, clean_tokenizer, refuse_chat_template
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
+from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError, one_line
 from cleanroom.hashing import hash_file
 from cleanroom.held_log import held_console
 from cleanroom.model_files import MODEL_META_FILES
@@ -31,7 +31,6 @@ from cleanroom.model_json import (
     check_token_ids,
     check_tokenizer_files,
     check_tokenizer_values,
-    one_line,
     read_json_object,
     rejected,
     unreadable,
