@@ -187,6 +187,25 @@ def test_per_path_ignores_on_some_files_count_what_they_kept_out(okd: Path) -> N
     ]
 
 
+def test_the_tally_matches_each_path_against_each_pattern_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PathIgnoreTally.add_file`` filters and counts from one match of the file against each pattern (it
+    matched twice: once for the rules that ran, once for the counts), and counts as before."""
+    from cleanroom.code_gates import config as config_module
+    from cleanroom.code_gates.report import PathIgnoreTally
+
+    calls: list[tuple[str, str]] = []
+    real = config_module._matches
+    monkeypatch.setattr(config_module, "_matches", lambda rel, pattern: calls.append((rel, pattern)) or real(rel, pattern))
+    tally = PathIgnoreTally(GateConfig(root=tmp_path, per_path_ignores=(("a.py", frozenset({"CR101"})),
+                                                                         ("a*", frozenset({"CR101", "CR501"})))))
+    tally.add_file("a.py", ["CR101", "CR501"])
+    assert sorted(calls) == [("a.py", "a*"), ("a.py", "a.py")]
+    applied, everywhere = tally.result()
+    assert [(p.pattern, p.files, p.findings) for p in applied] == [
+        ("a.py", 1, (("CR101", 1),)), ("a*", 1, (("CR101", 0), ("CR501", 1)))]
+    assert everywhere == {"CR101", "CR501"}
+
+
 def test_a_disabled_rule_reports_no_finding(tmp_path: Path) -> None:
     """CR902 (a malformed waiver) off by select or disable reports nothing, as every other rule: a rule listed as
     not run must not report."""

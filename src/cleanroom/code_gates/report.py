@@ -247,8 +247,10 @@ class PathIgnoreTally:
     def add_file(self, rel: str, suppressed: list[str]) -> None:
         """A checked file (root-relative *rel*) and the rule of each finding its per-path ignores kept out."""
         self.checked += 1
-        self.ran |= set(RULES_BY_ID) - self.config.off_for(rel)
-        matched = [(p, rules) for p, rules in self.config.path_ignores_for(rel) if rules - self.config.off]
+        off = self.config.off
+        covering = self.config.path_ignores_for(rel)  # each pattern matched against *rel* once
+        self.ran |= set(RULES_BY_ID) - off.union(*(rules for _, rules in covering))
+        matched = [(p, rules) for p, rules in covering if rules - off]
         for pattern, _ in matched:
             self.files[pattern] += 1
         for rule in suppressed:
