@@ -67,6 +67,7 @@ LAYERS: dict[str, int] = {
     "cleanroom.loader": 3,
     "cleanroom.cleaning": 3,  # what "clean" means: the loader's steps that disarm a tokenizer and configs
     "cleanroom.quantization": 3,  # the form the loader asks for the weights in: bitsandbytes, dtype, GGUF dense
+    "cleanroom.model_dir": 3,  # a model directory's files checked before a load: tokenizer, weights, no pickle
     "cleanroom.model_json": 3,  # a model directory's small JSON files, read strictly (the loader's input checks)
     "cleanroom.generation": 3,
     "cleanroom.dense_decoding": 3,  # 4-bit layers dequantized once for generation

@@ -366,6 +366,20 @@ def test_gates_write_baseline_refuses_to_replace_a_file_that_is_no_baseline(tmp_
     assert package.read_text() == '{"name": "my-app"}\n'
 
 
+def test_gates_write_baseline_refuses_to_replace_an_empty_file(tmp_path, capsys) -> None:
+    """An empty file is no baseline (a baseline is a JSON object): an empty ``__init__.py`` named by mistake
+    stays as it was, with the same rule and message shape as every other command's outputs."""
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n")
+    empty = tmp_path / "__init__.py"
+    empty.touch()
+    assert cli.main(["gates", "--write-baseline", str(empty), str(source)]) == 2
+    assert _one_line(capsys).endswith(f"--write-baseline {empty}: exists and is not a gates baseline; refusing to "
+                                      "replace it — pass a new file such as gates-baseline.json, or delete that "
+                                      "file first")
+    assert empty.read_bytes() == b""
+
+
 @pytest.mark.parametrize("argv", [["score", "--prompts", "p", "--responses", "r", "--out", "o", "--label", "a\nb"],
                                   ["run", "--model", "m", "--out", "o", "--run-id", "../escaped"]])
 def test_eval_refuses_a_label_or_run_id_that_is_no_name_before_reading_anything(capsys, argv) -> None:

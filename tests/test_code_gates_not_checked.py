@@ -187,6 +187,25 @@ def test_per_path_ignores_on_some_files_count_what_they_kept_out(okd: Path) -> N
     ]
 
 
+def test_the_tally_matches_each_path_against_each_pattern_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PathIgnoreTally.add_file`` filters and counts from one match of the file against each pattern (it
+    matched twice: once for the rules that ran, once for the counts), and counts as before."""
+    from cleanroom.code_gates import config as config_module
+    from cleanroom.code_gates.report import PathIgnoreTally
+
+    calls: list[tuple[str, str]] = []
+    real = config_module._matches
+    monkeypatch.setattr(config_module, "_matches", lambda rel, pattern: calls.append((rel, pattern)) or real(rel, pattern))
+    tally = PathIgnoreTally(GateConfig(root=tmp_path, per_path_ignores=(("a.py", frozenset({"CR101"})),
+                                                                         ("a*", frozenset({"CR101", "CR501"})))))
+    tally.add_file("a.py", ["CR101", "CR501"])
+    assert sorted(calls) == [("a.py", "a*"), ("a.py", "a.py")]
+    applied, everywhere = tally.result()
+    assert [(p.pattern, p.files, p.findings) for p in applied] == [
+        ("a.py", 1, (("CR101", 1),)), ("a*", 1, (("CR101", 0), ("CR501", 1)))]
+    assert everywhere == {"CR101", "CR501"}
+
+
 def test_a_disabled_rule_reports_no_finding(tmp_path: Path) -> None:
     """CR902 (a malformed waiver) off by select or disable reports nothing, as every other rule: a rule listed as
     not run must not report."""
@@ -207,3 +226,22 @@ def test_write_baseline_onto_a_fifo_or_a_device_is_refused_before_it_is_opened(t
                             name], capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert r.returncode == 2 and f"--write-baseline {name}: is {kind}" in r.stderr, r.stderr
     assert (tmp_path / "base.json").is_fifo() and (tmp_path / "nul.json").resolve() == Path("/dev/null")
+
+
+def test_each_cause_of_a_rule_not_running_is_decided_once_and_said_both_ways(tmp_path: Path) -> None:
+    """The report and the pytest items read one table (``report.NOT_RUN``) through one decision
+    (``not_run_cause``): disabled before unselected, unselected split by the rule's default, per_path_ignores
+    last; the two wordings of each cause as the summary and the ``-rs`` skip line show them."""
+    from cleanroom.code_gates.report import NOT_RUN, not_run_cause, not_run_reason, not_run_skip
+
+    config = GateConfig(root=tmp_path, select=frozenset({"CR201", "CR501"}), disable=frozenset({"CR201", "CR103"}))
+    ignored = frozenset({"CR501"})
+    assert [not_run_cause(r, config, ignored) for r in ("CR201", "CR103", "CR101", "CR501")] == [
+        "disabled", "disabled", "not selected", "ignored everywhere"]
+    assert not_run_cause("CR501", config) is None and not_run_cause("CR103", GateConfig(root=tmp_path)) == "off by default"
+    assert set(NOT_RUN) == {"disabled", "off by default", "not selected", "ignored everywhere"}
+    assert not_run_reason("CR103", GateConfig(root=tmp_path)) == "off by default: --extend-select CR103 runs it"
+    assert not_run_skip("CR103", "off by default", "pyproject.toml") == (
+        "CR103 is off by default; add it to select in pyproject.toml: it did not run")
+    assert not_run_skip("CR501", "ignored everywhere", "p.toml") == (
+        "CR501 is turned off on every file gated by per_path_ignores in p.toml: it did not run")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 from cleanroom import errors
@@ -64,3 +66,28 @@ def test_debug_is_accepted_after_the_subcommand_shows_the_traceback_and_keeps_th
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith("cleanroom eval: ")
     assert cli.main(["run", "stage1", "--profile", str(tmp_path / "missing.yaml"), "--debug"]) == 2
+
+
+@pytest.mark.parametrize(("exc", "line"), [
+    (ValueError("line 1\n  line 2\tend "), "line 1 line 2 end"),  # transformers' messages span several lines
+    (KeyError(), "KeyError"),  # an empty message: the class's name, never a blank
+    (AssertionError(" \n"), "AssertionError"),  # white space only is empty too
+])
+def test_one_line_folds_white_space_and_never_is_blank(exc: BaseException, line: str) -> None:
+    assert errors.one_line(exc) == line
+
+
+def test_an_unforeseen_exception_without_a_message_is_named_not_left_blank(monkeypatch, capsys, tmp_path) -> None:
+    """The command line's last boundary uses :func:`errors.one_line` like every other one-line error: a bare
+    ``assert`` gives ``unexpected AssertionError: AssertionError;``, not an empty slot after the colon (``: ;``)."""
+    from cleanroom import cli
+    from cleanroom.cli import fixtures_cmd
+
+    def boom(args):  # type: ignore[no-untyped-def]
+        raise AssertionError()
+
+    monkeypatch.setattr(fixtures_cmd, "run", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the saved traceback
+    assert cli.main(["fixtures"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("cleanroom fixtures: unexpected AssertionError: AssertionError; cleanroom did not finish"), line

@@ -135,7 +135,17 @@ def test_a_file_that_is_not_an_own_output_is_not_replaced(tmp_path) -> None:
                                           r"replace it — remove that file or pass another path"):
         fs.refuse_replacing_foreign("--summary", notes, lambda p: False, "a summary")
     fs.refuse_replacing_foreign("--summary", notes, lambda p: True, "a summary")  # an earlier output: replaced
-    empty = tmp_path / "empty"
+    fs.refuse_replacing_foreign("--summary", tmp_path / "absent", lambda p: False, "a summary")  # free
+    with pytest.raises(ConfigError, match=r"notes.txt: exists and is not a summary; refusing to replace it — "
+                                          r"delete it first$"):
+        fs.refuse_replacing_foreign("--summary", notes, lambda p: False, "a summary", "delete it first")
+
+
+def test_an_empty_file_that_is_not_an_own_output_is_not_replaced_either(tmp_path) -> None:
+    """Fail closed: an empty file is not the command's (no command writes an empty output) and may matter by
+    being there (an ``__init__.py``, ``py.typed``); only an absent path is free."""
+    empty = tmp_path / "__init__.py"
     empty.touch()
-    fs.refuse_replacing_foreign("--summary", empty, lambda p: False, "a summary")  # nothing to lose
-    fs.refuse_replacing_foreign("--summary", tmp_path / "absent", lambda p: False, "a summary")
+    with pytest.raises(ConfigError, match="__init__.py: exists and is not a summary; refusing to replace it"):
+        fs.refuse_replacing_foreign("--summary", empty, lambda p: False, "a summary")
+    fs.refuse_replacing_foreign("--summary", empty, lambda p: True, "a summary")  # is_own decides, as for any file

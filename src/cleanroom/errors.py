@@ -50,6 +50,13 @@ TRAIN_PACKAGES = frozenset({"torch", "transformers", "peft", "trl", "accelerate"
                             "safetensors", "tokenizers", "tiktoken", "gguf", "sentencepiece"})
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, each run of white space folded to one space (the command line
+    prints an error as one line; transformers' messages span several), or its class name where the message
+    is empty (``KeyError()``, a bare ``assert``): the place that shows it is never left blank."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def missing_train_extra(exc: ImportError) -> DependencyError | None:
     """The install hint for an import of a ``train`` package that failed, or None for any other import."""
     name = (getattr(exc, "name", None) or "").split(".", 1)[0]
@@ -65,7 +72,7 @@ def missing_backend(exc: ImportError, subject: str = "class") -> DependencyError
     environment..."`` (``requires_backends``); the hint names the class, the package(s) to install and the
     pip command: "``{subject} X needs Y, which is not installed: pip install Y``" (*subject* says where, e.g.
     ``"/models/m: tokenizer class"``)."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     match = re.match(r"(\w+) requires the (.+?) librar", text)
     if match is None:
         return None
@@ -170,4 +177,5 @@ __all__ = [
     "TRAIN_PACKAGES",
     "missing_backend",
     "missing_train_extra",
+    "one_line",
 ]

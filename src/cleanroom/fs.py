@@ -185,15 +185,17 @@ class OutputGroup:
 
 
 def refuse_replacing_foreign(name: str, path: os.PathLike[str] | None, is_own: Callable[[Path], bool],
-                             what: str) -> None:
+                             what: str, fix: str = "remove that file or pass another path") -> None:
     """ConfigError when *path* holds a file that :func:`is_own` does not recognise as *what* (an output of the
-    same command, told by its content): ``--summary notes.txt`` must not silently replace the notes. An absent
-    or empty file holds nothing to lose. The rule of ``gates --write-baseline``, for every command's outputs."""
-    if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+    same command, told by its content): ``--summary notes.txt`` must not silently replace the notes. Only an
+    absent path is free. An empty file is refused like any other that is not the command's own (fail closed:
+    no command writes an empty output, and an empty file can be meaningful by being there: a package's
+    ``__init__.py``, ``py.typed``, a placeholder someone made on purpose); *fix* ends the message.
+    One rule for every command's outputs (``gates --write-baseline``, ``eval score``, ``eval make-set``)."""
+    if path is None or not Path(path).is_file():
         return
     if not is_own(Path(path)):
-        raise ConfigError(f"{name} {path}: exists and is not {what}; refusing to replace it — remove that file "
-                          "or pass another path")
+        raise ConfigError(f"{name} {path}: exists and is not {what}; refusing to replace it — {fix}")
 
 
 def _resolve(name: str, path: os.PathLike[str]) -> Path:

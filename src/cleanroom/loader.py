@@ -5,7 +5,9 @@ fault this module exists to prevent): this module offers only the clean load, an
 returns has been through :mod:`cleanroom.cleaning` (what "clean" means: the chat template disarmed, control
 strings split, no BOS/EOS added silently, EOS and pad the base EOS). Reading the model's JSON files is part of
 loading (a broken one must stop the load, not switch a check off). The form the weights are held in
-(quantization, dtype, GGUF dense) is :mod:`cleanroom.quantization`. Besides cleaning:
+(quantization, dtype, GGUF dense) is :mod:`cleanroom.quantization`; what the directory must hold, checked before
+anything is read from it (tokenizer files, weights, no pickle unless allowed), is :mod:`cleanroom.model_dir`.
+Besides cleaning:
 
 * a snapshot of the state as loaded and as returned is kept on both objects for :func:`guard.recheck`;
 * base-or-instruct: :mod:`cleanroom.probe`; instruct refused unless ``allow_instruct`` with a reason. A
@@ -22,16 +24,27 @@ from typing import Any
 
 from cleanroom import errors, guard
 from cleanroom.cleaning import clean_model, clean_tokenizer, refuse_chat_template
-from cleanroom.errors import ConfigError, ContaminationError, DependencyError, InputError, InstructModelError
-from cleanroom.hashing import hash_file
+from cleanroom.errors import (
+    ConfigError,
+    ContaminationError,
+    DependencyError,
+    InputError,
+    InstructModelError,
+    one_line,
+)
 from cleanroom.held_log import held_console
-from cleanroom.model_files import MODEL_META_FILES
+from cleanroom.model_dir import (
+    check_model_files,
+    check_weights,
+    file_hashes,
+    resolve_model_path,
+    weight_files,
+)
 from cleanroom.model_json import (
     TOKENIZER_JSON,
     check_token_ids,
     check_tokenizer_files,
     check_tokenizer_values,
-    one_line,
     read_json_object,
     rejected,
     unreadable,
@@ -46,17 +59,14 @@ from cleanroom.quantization import (
 )
 from cleanroom.sentinels import run_sentinels
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-# The tokenizer's small JSON files, each a JSON object (tokenizer.json, megabytes, is left to the tokenizers library).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # Embedding rows beyond the tokenizer that are still padding, not a different vocabulary: Qwen2.5 pads its
 # 151,665 tokens to 151,936 rows (271). A gap larger than this means a tokenizer from a smaller model.
 _MAX_EMBEDDING_PADDING = 1024
 _DTYPES = (None, "bfloat16", "float32", "float16")
 #: The source that decides what a load returns, next to this file: this module and every model-safety and
 #: model-use module it runs, directly or through another (tests/test_loader.py derives the set from the imports).
-_SOURCES = ("loader.py", "cleaning.py", "quantization.py", "model_json.py", "guard.py", "control_tokens.py",
-            "clean_state.py", "probe.py", "sentinels.py")
+_SOURCES = ("loader.py", "cleaning.py", "quantization.py", "model_json.py", "model_dir.py", "guard.py",
+            "control_tokens.py", "clean_state.py", "probe.py", "sentinels.py")
 
 
 def loader_version() -> str:
@@ -91,52 +101,13 @@ class CleanModelLoader:
         if allow_instruct and not (allow_instruct_reason or "").strip():
             raise ConfigError("allow_instruct=True needs a non-empty allow_instruct_reason (it is recorded in provenance)")
         self.requested_model = str(model_path)
-        self.path = Path(model_path).expanduser()
-        if self.path.suffix == ".gguf" and gguf_file is None:  # a GGUF file given directly
-            self.path, gguf_file = self.path.parent, self.path.name
-        elif gguf_file is None and self.path.is_dir() and not any((self.path / f).is_file() for f in _TOKENIZER_FILES):
-            ggufs = sorted(self.path.glob("*.gguf"))
-            if len(ggufs) == 1:  # a directory holding one GGUF and nothing else: that file is the model
-                gguf_file = ggufs[0].name
+        self.path, gguf_file = resolve_model_path(Path(model_path).expanduser(), gguf_file)
         self.quantization, self.dtype, self.device_map, self.revision = quantization, dtype, device_map, revision
         self.allow_instruct, self.allow_instruct_reason = bool(allow_instruct), allow_instruct_reason
         self.trust_remote_code, self.allow_pickle = bool(trust_remote_code), bool(allow_pickle)
         self.gguf_file, self.probe = gguf_file, bool(probe)
 
     # ---------------------------------------------------------------- checks on files
-    def _check_files(self) -> None:
-        if self.path.is_file():
-            raise ConfigError(f"{self.path}: is a file, not a model directory; pass the directory that holds the model's "
-                              "config, tokenizer and weights (or a .gguf file)")
-        if not self.path.is_dir():
-            raise ConfigError(f"model directory {self.path} does not exist; pass a local model directory (no hub downloads)")
-        if self.gguf_file is not None:
-            if not (self.path / self.gguf_file).is_file():
-                raise ConfigError(f"{self.path / self.gguf_file}: GGUF file not found; check gguf_file=")
-            return
-        if not any((self.path / f).is_file() for f in _TOKENIZER_FILES):
-            raise ConfigError(
-                f"{self.path}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); copy the base model's tokenizer into it"
-            )
-
-    def _check_weights(self) -> None:
-        if self.gguf_file is not None:
-            return
-        if any(self.path.glob("*.safetensors")):
-            return
-        pickles = sorted(p.name for p in self.path.glob("*.bin")) + sorted(p.name for p in self.path.glob("*.pt"))
-        if pickles and not self.allow_pickle:
-            raise ConfigError(
-                f"{self.path}: only pickle weights ({', '.join(pickles[:3])}) — pickle can run code; convert to "
-                "safetensors or pass allow_pickle=True"
-            )
-        if not pickles:
-            raise ConfigError(f"{self.path}: no weights (*.safetensors or GGUF); pass the model directory")
-
-    def _file_hashes(self) -> dict[str, str]:
-        names = list(MODEL_META_FILES) + ([self.gguf_file] if self.gguf_file else [])
-        return {n: hash_file(self.path / n) for n in names if (self.path / n).is_file()}  # cached: provenance hashes them too
-
     def _model_names(self) -> tuple[str | None, ...]:
         """The model's own names for the name markers: the path and GGUF file given, and GGUF ``general.name``."""
         general = None
@@ -194,7 +165,7 @@ class CleanModelLoader:
         config file is named as such rather than as a tokenizer that would not load."""
         from transformers import AutoTokenizer  # heavy optional: transformers
 
-        self._check_files()
+        check_model_files(self.path, self.gguf_file)
         configs = self._load_configs()
         values: dict[str, dict] = {}
         for name in () if self.gguf_file else TOKENIZER_JSON:  # named, before transformers' error (which names none)
@@ -253,7 +224,7 @@ class CleanModelLoader:
             "dtype": dtype,
             "trust_remote_code": self.trust_remote_code,
             "allow_pickle": self.allow_pickle,
-            "files": self._file_hashes(),
+            "files": file_hashes(self.path, self.gguf_file),
             "allow_instruct": self.allow_instruct,
             "allow_instruct_reason": self.allow_instruct_reason,
             "probe": probe_result.to_dict() if probe_result is not None else None,
@@ -313,7 +284,7 @@ class CleanModelLoader:
         except (OSError, ValueError, ImportError, SafetensorError, RuntimeError, pickle.UnpicklingError) as exc:
             if isinstance(exc, ImportError) and (missing := errors.missing_backend(exc, f"{self.path}: model class")):
                 raise missing from exc  # a model class whose backend package is not installed
-            weights = ", ".join(sorted(p.name for p in self.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
+            weights = weight_files(self.path)
             shapes = held.mismatches()  # transformers' message only points at its report, held off the console
             why = f"shapes differ: {'; '.join(shapes[:3])}" if shapes else f"{type(exc).__name__}: {one_line(exc)}"
             if not shapes and held.records:  # its "look at the above report" points at what the console did not show
@@ -335,8 +306,8 @@ class CleanModelLoader:
     def load(self) -> tuple[Any, Any, dict[str, Any]]:
         """Return ``(model, tokenizer, provenance)``; raises ConfigError on bad input, ContaminationError on instruct."""
         _require_torch()
-        self._check_files()
-        self._check_weights()
+        check_model_files(self.path, self.gguf_file)
+        check_weights(self.path, self.gguf_file, self.allow_pickle)
         if self.gguf_file is None and not (self.path / "config.json").is_file():  # before the weights are blamed
             raise InputError(f"{self.path}: no config.json, so the weights cannot be built; copy the model's "
                              f"config.json into {self.path}")

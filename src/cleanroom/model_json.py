@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import InputError, MissingFileError, missing_backend
+from cleanroom.errors import InputError, MissingFileError, missing_backend, one_line
 from cleanroom.jsonl import loads
 
 #: The tokenizer's own JSON files, whose values :func:`check_tokenizer_values` checks.
@@ -35,11 +35,6 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(unreadable(path, f"holds {_JSON_TYPES[type(value)]}, not a JSON object"))
     return value
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the CLI prints errors as one line; transformers' span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def rejected() -> tuple[type[Exception], ...]:

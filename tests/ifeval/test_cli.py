@@ -112,6 +112,19 @@ def test_score_replaces_its_own_outputs_but_not_a_users_file(files, capsys):
     assert "is not a verdict file of `cleanroom eval score`" in _err_line(capsys)  # another command's output
 
 
+def test_score_refuses_to_replace_an_empty_file_it_did_not_write(files, capsys):
+    """An empty file at --out or --summary is not an earlier output (scoring writes at least one record and a
+    JSON object): refused like any other file, left where it was, nothing written (it was replaced before)."""
+    out, summary = files / "v.jsonl", files / "s.json"
+    for option in ("--out", "--summary"):
+        empty = files / f"empty{option}"
+        empty.touch()
+        args = {"--out": str(out), "--summary": str(summary)} | {option: str(empty)}
+        assert _score(files, *[x for kv in args.items() for x in kv]) == 2
+        assert f"{option} {empty}: exists and is not a" in _err_line(capsys)
+        assert empty.read_bytes() == b"" and not out.exists() and not summary.exists()
+
+
 def test_make_set_refuses_a_negative_seed_at_the_argument(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["eval", "make-set", "--out", str(tmp_path / "x"), "--seed", "-1"])

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from cleanroom.cli import _commands
-from cleanroom.errors import CleanroomError, missing_backend, missing_train_extra
+from cleanroom.errors import CleanroomError, missing_backend, missing_train_extra, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(args: argparse.Namespace, exc: BaseException) -> int:
     """An exception nobody foresaw: one line naming it, the traceback saved, exit 2 (never 1, a check's finding)."""
-    return _fail(args, exc, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}; cleanroom "
+    return _fail(args, exc, f"unexpected {type(exc).__name__}: {one_line(exc)[:300]}; cleanroom "
                  f"did not finish this command and checked nothing further. {_saved_traceback(args, exc)}", 2)
 
 

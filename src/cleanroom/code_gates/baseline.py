@@ -22,7 +22,7 @@ from pathlib import Path
 from cleanroom.code_gates.files import read_regular
 from cleanroom.code_gates.violation import Violation
 from cleanroom.errors import ConfigError, InputError, MissingFileError
-from cleanroom.fs import atomic_write_bytes, check_output_path
+from cleanroom.fs import atomic_write_bytes, check_output_path, refuse_replacing_foreign
 from cleanroom.jsonl import loads
 
 VERSION = 1
@@ -62,22 +62,26 @@ def keys(violations: tuple[Violation, ...] | list[Violation], root: Path) -> lis
     return out
 
 
-def refuse_overwriting(path: Path) -> None:
-    """ConfigError unless *path* may receive a baseline: absent, or a JSON file that says it is one (``"tool":
-    "cleanroom gates"``). Anything else (a package.json or a source file named by mistake, a file too damaged to
-    tell) would be replaced, so it is refused with how to proceed; a directory cannot be written at all."""
-    if path.is_dir():
-        raise ConfigError(f"--write-baseline {path}: is a directory; pass a file such as gates-baseline.json")
-    check_output_path(path, "--write-baseline")  # a FIFO or device is refused before it is opened (or replaced)
-    if not path.exists():
-        return
+def is_baseline(path: Path) -> bool:
+    """Whether *path* is a gates baseline, told by content: a JSON object that says so (``"tool": "cleanroom
+    gates"``); a file too damaged to tell, or unreadable, is not."""
     try:
         data = loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        data = None
-    if not (isinstance(data, dict) and data.get("tool") == "cleanroom gates"):
-        raise ConfigError(f"--write-baseline {path}: exists and is not a gates baseline; refusing to replace it — "
-                          "pass a new file such as gates-baseline.json, or delete that file first")
+        return False
+    return isinstance(data, dict) and data.get("tool") == "cleanroom gates"
+
+
+def refuse_overwriting(path: Path) -> None:
+    """ConfigError unless *path* may receive a baseline: absent, or a baseline (:func:`is_baseline`). Anything
+    else (a package.json or a source file named by mistake, an empty file, a file too damaged to tell) would be
+    replaced, so it is refused with how to proceed (:func:`cleanroom.fs.refuse_replacing_foreign`, the rule of
+    every command's outputs); a directory cannot be written at all."""
+    if path.is_dir():
+        raise ConfigError(f"--write-baseline {path}: is a directory; pass a file such as gates-baseline.json")
+    check_output_path(path, "--write-baseline")  # a FIFO or device is refused before it is opened (or replaced)
+    refuse_replacing_foreign("--write-baseline", path, is_baseline, "a gates baseline",
+                             "pass a new file such as gates-baseline.json, or delete that file first")
 
 
 def write_baseline(violations: tuple[Violation, ...], root: Path, file: str | Path) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cleanroom.code_gates.config import GateConfig, load_config
-from cleanroom.code_gates.report import GateReport
+from cleanroom.code_gates.report import GateReport, not_run_cause, not_run_skip
 from cleanroom.code_gates.rules import RULES, Rule
 from cleanroom.code_gates.runner import run_gates
 from cleanroom.code_gates.violation import Violation
@@ -86,17 +86,14 @@ class GateItem(pytest.Item):
     def runtest(self) -> None:
         plugin = self.parent.plugin  # type: ignore[union-attr]
         source = plugin.gate_config.source
-        if self.rule.id in plugin.gate_config.disable:
-            pytest.skip(f"{self.rule.id} is disabled in {source}: it did not run")
-        if self.rule.id in plugin.gate_config.off:
-            how = "is off by default; add it to" if not self.rule.default else "is not in"
-            pytest.skip(f"{self.rule.id} {how} select in {source}: it did not run")
+        if (cause := not_run_cause(self.rule.id, plugin.gate_config)) is not None:  # before the gates run
+            pytest.skip(not_run_skip(self.rule.id, cause, source))
         try:
             report = plugin.report()
         except CleanroomError as exc:
             pytest.fail(f"the gates could not run: {exc}", pytrace=False)
-        if self.rule.id in report.ignored_everywhere:
-            pytest.skip(f"{self.rule.id} is turned off on every file gated by per_path_ignores in {source}: it did not run")
+        if (cause := not_run_cause(self.rule.id, plugin.gate_config, report.ignored_everywhere)) is not None:
+            pytest.skip(not_run_skip(self.rule.id, cause, source))
         mine = [v for v in report.violations if v.rule == self.rule.id]
         if mine:
             raise GateViolations(mine)

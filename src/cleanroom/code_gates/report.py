@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cleanroom.code_gates.config import GateConfig
 from cleanroom.code_gates.files import rel_posix, skipped_note
@@ -58,15 +59,45 @@ class Notice:
     path: str | None = None
 
 
-def not_run_reason(rule: str, config: GateConfig) -> str | None:
-    """Why *rule* runs on no file under *config* (its select and disable), None when it runs."""
+class NotRunWording(NamedTuple):
+    """How one cause of a rule not running is said: in the gates' report (*report*: the summary's ``rules not
+    run`` line, JSON ``rules_not_run``, the SARIF and GitHub notices) and in the pytest item's skip (*item*)."""
+
+    report: str  # may name {rule}
+    item: str  # may name {source}, the config file
+
+
+#: Why a rule ran on no file, by cause: the one source of both wordings, so the report and the pytest items
+#: never disagree on a cause (:func:`not_run_cause` decides it, in this order).
+NOT_RUN: dict[str, NotRunWording] = {
+    "disabled": NotRunWording("disabled: disable / --ignore", "is disabled in {source}"),
+    "off by default": NotRunWording("off by default: --extend-select {rule} runs it",
+                                    "is off by default; add it to select in {source}"),
+    "not selected": NotRunWording("not selected: select / --select", "is not in select in {source}"),
+    "ignored everywhere": NotRunWording("per_path_ignores cover every file checked",
+                                        "is turned off on every file gated by per_path_ignores in {source}"),
+}
+
+
+def not_run_cause(rule: str, config: GateConfig, ignored_everywhere: frozenset[str] = frozenset()) -> str | None:
+    """The :data:`NOT_RUN` cause of *rule* running on no file under *config* (its select and disable, then
+    *ignored_everywhere*: the rules per_path_ignores turned off on every checked file), None when it ran."""
     if rule in config.disable:
-        return "disabled: disable / --ignore"
+        return "disabled"
     if rule not in config.select:
-        if not RULES_BY_ID[rule].default:
-            return f"off by default: --extend-select {rule} runs it"
-        return "not selected: select / --select"
-    return None
+        return "not selected" if RULES_BY_ID[rule].default else "off by default"
+    return "ignored everywhere" if rule in ignored_everywhere else None
+
+
+def not_run_reason(rule: str, config: GateConfig, ignored_everywhere: frozenset[str] = frozenset()) -> str | None:
+    """Why *rule* runs on no file, as the report says it (:func:`not_run_cause`), None when it runs."""
+    cause = not_run_cause(rule, config, ignored_everywhere)
+    return None if cause is None else NOT_RUN[cause].report.format(rule=rule)
+
+
+def not_run_skip(rule: str, cause: str, source: str) -> str:
+    """The pytest item's skip for *rule* not run for *cause*: ``CR201 is disabled in pyproject.toml: it did not run``."""
+    return f"{rule} {NOT_RUN[cause].item.format(source=source)}: it did not run"
 
 
 @dataclass(frozen=True)
@@ -95,9 +126,7 @@ class GateReport:
         """Rule id → why it ran on no file (config order of :data:`RULES`); rules not listed ran."""
         out: dict[str, str] = {}
         for rule in RULES:
-            reason = not_run_reason(rule.id, self.config)
-            if reason is None and rule.id in self.ignored_everywhere:
-                reason = "per_path_ignores cover every file checked"
+            reason = not_run_reason(rule.id, self.config, self.ignored_everywhere)
             if reason is not None:
                 out[rule.id] = reason
         return out
@@ -218,8 +247,10 @@ class PathIgnoreTally:
     def add_file(self, rel: str, suppressed: list[str]) -> None:
         """A checked file (root-relative *rel*) and the rule of each finding its per-path ignores kept out."""
         self.checked += 1
-        self.ran |= set(RULES_BY_ID) - self.config.off_for(rel)
-        matched = [(p, rules) for p, rules in self.config.path_ignores_for(rel) if rules - self.config.off]
+        off = self.config.off
+        covering = self.config.path_ignores_for(rel)  # each pattern matched against *rel* once
+        self.ran |= set(RULES_BY_ID) - off.union(*(rules for _, rules in covering))
+        matched = [(p, rules) for p, rules in covering if rules - off]
         for pattern, _ in matched:
             self.files[pattern] += 1
         for rule in suppressed:
@@ -240,4 +271,5 @@ class PathIgnoreTally:
         return tuple(applied), everywhere
 
 
-__all__ = ["GateReport", "Notice", "PathIgnore", "PathIgnoreTally", "display", "not_run_reason"]
+__all__ = ["NOT_RUN", "GateReport", "Notice", "NotRunWording", "PathIgnore", "PathIgnoreTally", "display",
+           "not_run_cause", "not_run_reason", "not_run_skip"]

@@ -32,7 +32,7 @@ def score_saved_responses(prompts: Path, responses: Path, out: Path, *, prompts_
     """Write the verdicts of *responses* to *out* (record ids ``eval/<label>:<key>``) and return the summary,
     also written, with the inputs' digests and the provenance, to *summary_path* when given.
 
-    Both outputs are checked before anything is read (each absent, empty or an earlier output of this
+    Both outputs are checked before anything is read (each absent or an earlier output of this
     command, under a writable directory) and replaced together: on any error neither has changed."""
 
     check_outputs({"--out": out, "--summary": summary_path}, {"--prompts": prompts, "--responses": responses})
