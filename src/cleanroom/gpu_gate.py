@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import atomic_write_bytes
-from cleanroom.errors import ConfigError
+from cleanroom.errors import ConfigError, one_line
 from cleanroom.provenance import capture_provenance
 
 #: check id -> (title, required for GO)
@@ -106,7 +106,7 @@ class GateRecorder:
             if type(exc).__name__ == "Skipped":  # pytest.skip(...) inside the block
                 self._put(check, "skipped", state, detail=str(exc), start=start)
             else:
-                self._put(check, "failed", state, detail=f"{type(exc).__name__}: {exc}"[:2000], start=start,
+                self._put(check, "failed", state, detail=f"{type(exc).__name__}: {one_line(exc)}"[:2000], start=start,
                           fix="; ".join(state.unmet) or "see detail (the check raised before finishing)")
             raise
         self._put(check, "failed" if state.unmet else "passed", state, start=start, fix="; ".join(state.unmet))

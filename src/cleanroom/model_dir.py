@@ -16,7 +16,7 @@ from cleanroom.model_files import MODEL_META_FILES
 
 #: The files a model directory holds a tokenizer in (one of them is enough).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
 def resolve_model_path(path: Path, gguf_file: str | None) -> tuple[Path, str | None]:
@@ -66,7 +66,7 @@ def check_weights(path: Path, gguf_file: str | None, allow_pickle: bool) -> None
 
 def weight_files(path: Path) -> str:
     """The weight files in *path*, comma-separated, for a message about weights that could not be read."""
-    return ", ".join(sorted(p.name for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)) or "?"
+    return ", ".join(sorted(p.name for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)) or "?"
 
 
 def file_hashes(path: Path, gguf_file: str | None) -> dict[str, str]:
@@ -75,5 +75,5 @@ def file_hashes(path: Path, gguf_file: str | None) -> dict[str, str]:
     return {n: hash_file(path / n) for n in names if (path / n).is_file()}  # cached: provenance hashes them too
 
 
-__all__ = ["TOKENIZER_FILES", "WEIGHT_SUFFIXES", "check_model_files", "check_weights", "file_hashes",
+__all__ = ["TOKENIZER_FILES", "check_model_files", "check_weights", "file_hashes",
            "resolve_model_path", "weight_files"]

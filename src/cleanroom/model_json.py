@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import InputError, MissingFileError, missing_backend, one_line
+from cleanroom.errors import InputError, MissingFileError, missing_backend
 from cleanroom.jsonl import loads
 
 #: The tokenizer's own JSON files, whose values :func:`check_tokenizer_values` checks.
@@ -120,4 +120,4 @@ def check_tokenizer_files(directory: Path, tokenizer_class: Any = None) -> None:
 
 
 __all__ = ["TOKENIZER_JSON", "TOKENIZER_VALUE_TYPES", "check_token_ids", "check_tokenizer_files",
-           "check_tokenizer_values", "one_line", "read_json_object", "rejected", "tokenizer_file_sets", "unreadable"]
+           "check_tokenizer_values", "read_json_object", "rejected", "tokenizer_file_sets", "unreadable"]

@@ -66,9 +66,10 @@ class GateConfig:
         """Rules not reported anywhere: not selected, or disabled."""
         return frozenset(RULES_BY_ID) - self.select | self.disable
 
-    def off_for(self, rel: str) -> frozenset[str]:
-        """Rules not reported in the root-relative file *rel* (``off`` plus its per-path ignores)."""
-        extra = [rules for _, rules in self.path_ignores_for(rel)]
+    def off_for(self, rel: str, covering: tuple[tuple[str, frozenset[str]], ...] | None = None) -> frozenset[str]:
+        """Rules not reported in the root-relative file *rel* (``off`` plus its per-path ignores; *covering*:
+        :meth:`path_ignores_for` of *rel* when the caller has it already, so each pattern is matched once)."""
+        extra = [rules for _, rules in (self.path_ignores_for(rel) if covering is None else covering)]
         return self.off.union(*extra) if extra else self.off
 
     def path_ignores_for(self, rel: str) -> tuple[tuple[str, frozenset[str]], ...]:

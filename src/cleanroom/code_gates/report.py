@@ -244,12 +244,14 @@ class PathIgnoreTally:
         self.ran: set[str] = set()
         self.checked = 0
 
-    def add_file(self, rel: str, suppressed: list[str]) -> None:
-        """A checked file (root-relative *rel*) and the rule of each finding its per-path ignores kept out."""
+    def add_file(self, rel: str, suppressed: list[str],
+                 covering: tuple[tuple[str, frozenset[str]], ...] | None = None) -> None:
+        """A checked file (root-relative *rel*) and the rule of each finding its per-path ignores kept out;
+        *covering* is ``config.path_ignores_for(rel)`` when the caller matched it already (each pattern once)."""
         self.checked += 1
         off = self.config.off
-        covering = self.config.path_ignores_for(rel)  # each pattern matched against *rel* once
-        self.ran |= set(RULES_BY_ID) - off.union(*(rules for _, rules in covering))
+        covering = self.config.path_ignores_for(rel) if covering is None else covering
+        self.ran |= set(RULES_BY_ID) - self.config.off_for(rel, covering)
         matched = [(p, rules) for p, rules in covering if rules - off]
         for pattern, _ in matched:
             self.files[pattern] += 1

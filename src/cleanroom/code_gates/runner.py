@@ -31,7 +31,7 @@ from cleanroom.code_gates.rules import DEFAULT_RULES, RULES_BY_ID
 from cleanroom.code_gates.violation import Violation
 from cleanroom.code_gates.vocabulary import HELPERS
 from cleanroom.code_gates.waivers import Waiver, find_waivers
-from cleanroom.errors import InputError
+from cleanroom.errors import InputError, one_line
 
 OFF_BY_DEFAULT = frozenset(RULES_BY_ID) - DEFAULT_RULES
 
@@ -71,7 +71,7 @@ def raw_findings(
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1
-        what = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+        what = getattr(exc, "msg", None) or one_line(exc)
         return [
             (
                 line,
@@ -275,7 +275,8 @@ def run_gates(
         read = _read_all(iter_python_files(targets, config, skipped), config, seen)
         table = ForwarderTable(((f, r, s) for f, r, s in read if isinstance(s, bytes)), helpers, cache)
         for file, rel, source in read:
-            off = config.off_for(rel)
+            covering = config.path_ignores_for(rel)  # each per-path pattern matched against the file once
+            off = config.off_for(rel, covering)
             if not isinstance(source, bytes):
                 unchecked.append((_display(file), _why_unchecked(file, source)))
                 if "CR901" not in off:
@@ -296,7 +297,7 @@ def run_gates(
             violations.extend(result.violations)
             used.extend(result.used_waivers)
             unused.extend(result.unused_waivers)
-            tally.add_file(rel, [v.rule for v in result.suppressed])
+            tally.add_file(rel, [v.rule for v in result.suppressed], covering)
     if cache is not None:
         cache.save()
     return _report(config, targets, (violations, used, unused), seen, unchecked, tally, tuple(sorted(skipped.items())))
