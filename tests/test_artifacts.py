@@ -382,7 +382,7 @@ def test_written_files_get_the_umask_not_the_temp_files_private_mode(tmp_path, m
 def test_verify_an_unfinished_run_names_the_stage_not_done(tmp_path, capsys) -> None:
     """A run killed inside stage 'a' is unfinished (stage a), not a broken edge; one stopped between stages
     names the first Stage 1 stage without a manifest; a finished run that lost its attestation stays BROKEN."""
-    from cleanroom.verify import STAGE1_ORDER
+    from cleanroom.artifacts.layout import STAGE1_ORDER
 
     run = RunDir.create(tmp_path, "r1", CONFIG)
     with pytest.raises(RuntimeError):
@@ -436,7 +436,71 @@ def test_verify_and_trace_give_one_answer_to_whether_a_run_finished(tmp_path) ->
 
 
 def test_verify_stage_order_is_the_pipelines(tmp_path) -> None:
+    from cleanroom.artifacts.layout import STAGE1_ORDER
     from cleanroom.pipeline import stage1
-    from cleanroom.verify import STAGE1_ORDER
 
     assert STAGE1_ORDER == (*(name for name, _ in stage1.STAGES), "report")
+
+
+EVAL_CONFIG = {"command": "eval run", "model": "tiny", "n_prompts": 1}
+
+
+def test_an_eval_run_is_finished_by_its_eval_stage(tmp_path, capsys) -> None:
+    """An eval run (``cleanroom eval run``) has one stage, ``eval``, and no ``report``. Finished, its attestation
+    deleted, it is a broken edge in verify and trace; the Stage 1 order called it "unfinished: stage preflight",
+    so deleting the attestation turned a check into "unfinished, --resume"."""
+    from cleanroom.ancestry import trace_checked
+    from cleanroom.artifacts.layout import EVAL_RUN_COMMAND, unfinished_stage
+
+    assert EVAL_CONFIG["command"] == EVAL_RUN_COMMAND
+    run = RunDir.create(tmp_path, "e", EVAL_CONFIG)
+    with run.stage("eval", provenance=capture_provenance("eval", run_id="e", config=EVAL_CONFIG)) as st:
+        st.jsonl("verdicts.jsonl").write({"v": 1}, record_id="eval/model:1")
+    (run.path / "eval" / "manifest.json").rename(run.path / "manifest.json.saved")  # killed before the manifest
+    assert unfinished_stage(run.path) == "eval"
+    (run.path / "manifest.json.saved").rename(run.path / "eval" / "manifest.json")
+    assert main(["verify", str(run.path)]) == 1  # killed before finalize: finished stage, no attestation
+    assert capsys.readouterr().out.startswith("BROKEN: attestation.json")
+    run.finalize()
+    assert verify_run(run.path).ok
+    (run.path / "attestation.json").unlink()
+    report, traced = verify_run(run.path), trace_checked(run.path, "eval/model:1").report
+    assert (unfinished_stage(run.path), report.unfinished, traced.unfinished) == (None, None, None)
+    assert report.first.file == traced.first.file == "attestation.json"
+    assert main(["trace", str(run.path), "eval/model:1"]) == 1
+    assert capsys.readouterr().out.startswith("UNVERIFIED ancestry of eval/model:1")
+
+
+def test_an_eval_run_killed_in_eval_names_eval_and_the_eval_run_command(tmp_path, capsys) -> None:
+    """Killed before its one stage started, or inside it: unfinished at ``eval`` (Stage 1's order said
+    ``preflight``), and verify says to run the same `cleanroom eval run` again, which has no --resume (trace
+    walks finished stages' records; an eval run killed inside its one stage has none)."""
+    run = RunDir.create(tmp_path, "e", EVAL_CONFIG)
+    assert verify_run(run.path).unfinished == "eval"
+    with pytest.raises(RuntimeError), run.stage("eval", provenance=capture_provenance("eval", run_id="e")) as st:
+        st.jsonl("verdicts.jsonl").write({"v": 1}, record_id="eval/model:1")
+        raise RuntimeError("killed")
+    want = (f"unfinished: {run.path}: stage eval not done; verify checks finished runs. Continue it by running the "
+            "same `cleanroom eval run` command again, with the same arguments (--out and --run-id included; eval run "
+            "has no --resume: the same arguments resume it)")
+    assert main(["verify", str(run.path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [want]
+
+
+def test_a_run_whose_command_cannot_be_read_is_not_called_unfinished(tmp_path) -> None:
+    """Fail closed: the stage order comes from the config the run recorded; a config that is not the one run.json
+    names, or that names a command no run records, gives no order, so the run is taken as finished and its
+    missing attestation is a broken edge, never "unfinished"."""
+    from cleanroom.artifacts.layout import run_command, unfinished_stage
+
+    run = RunDir.create(tmp_path, "r1", CONFIG)
+    assert (run_command(run.path), unfinished_stage(run.path)) == ("run stage1", "preflight")
+    config = run.path / "config.resolved.yaml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 1"))
+    assert (run_command(run.path), unfinished_stage(run.path)) == (None, None)
+    assert verify_run(run.path).first.file == "attestation.json"
+    other = RunDir.create(tmp_path, "r2", {"command": "eval score"})
+    assert (run_command(other.path), unfinished_stage(other.path)) == (None, None)
+    config = other.path / "config.resolved.yaml"
+    config.write_text(": not yaml [")
+    assert (run_command(other.path), unfinished_stage(other.path)) == (None, None)

@@ -311,3 +311,12 @@ def test_trace_says_which_link_targets_it_did_not_rehash(tmp_path, tiny_base_mod
     assert capsys.readouterr().out.splitlines()[-1] == (
         "not re-hashed by trace: the base model files shown (their digests as recorded); "
         f"`cleanroom verify {run.path}` checks them")
+
+
+def test_every_kind_of_run_has_its_continue_advice() -> None:
+    """`unfinished:` names how to continue each kind of run; a kind added without its advice would fall back to
+    "the command that made it"."""
+    from cleanroom.artifacts.layout import STAGE_ORDERS
+    from cleanroom.cli.runs import _CONTINUE
+
+    assert set(_CONTINUE) == set(STAGE_ORDERS)

@@ -36,13 +36,7 @@ from typing import Any
 import yaml
 
 from cleanroom.artifacts.attestation import build_attestation
-from cleanroom.artifacts.layout import (
-    STAGE1_ORDER,
-    first_unfinished_stage,
-    pretty_json,
-    stage_names,
-    unfinished_stage,
-)
+from cleanroom.artifacts.layout import pretty_json, stage_names, unfinished_stage
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import (
     Broken,
@@ -381,5 +375,5 @@ def verify_stage(run_dir: str | os.PathLike[str], stage: str) -> tuple[Broken, .
     return tuple(v.errors)
 
 
-__all__ = ["STAGE1_ORDER", "Broken", "TraceNode", "Unchecked", "Verifier", "VerifyReport", "first_unfinished_stage",
-           "format_trace", "list_records", "trace_record", "verify_run", "verify_stage"]
+__all__ = ["Broken", "TraceNode", "Unchecked", "Verifier", "VerifyReport", "format_trace", "list_records", "trace_record",
+           "verify_run", "verify_stage"]

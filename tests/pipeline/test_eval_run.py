@@ -47,6 +47,7 @@ def test_a_killed_eval_run_resumes_to_exactly_the_uninterrupted_records(tiny_bas
         assert main(["eval", "run", "--model", str(tiny_base_model), *ARGS, "--out", str(killed)]) == 130
     stage = killed / "t" / "eval"
     assert not (stage / "manifest.json").exists() and len(payloads(stage / "responses.jsonl")) == 3
+    assert verify_run(killed / "t").unfinished == "eval"  # its own stage, not Stage 1's first (preflight)
     first_lines = (stage / "responses.jsonl").read_text()
 
     from cleanroom import generation
@@ -74,6 +75,9 @@ def test_a_killed_eval_run_resumes_to_exactly_the_uninterrupted_records(tiny_bas
     assert len(json.loads((stage / "stage.json").read_text())["attempts"]) == 2
     report = verify_run(killed / "t")
     assert report.ok, report.errors
+    (whole / "t" / "attestation.json").unlink()  # finished (its eval stage has a manifest): a broken edge
+    report = verify_run(whole / "t")
+    assert (report.unfinished, report.first.file if report.first else None) == (None, "attestation.json")
 
 
 def test_eval_run_refuses_other_settings_under_the_same_run_id(tiny_base_model: Path, tmp_path: Path,

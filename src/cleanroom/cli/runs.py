@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cleanroom.ancestry import CheckedTrace, trace_checked
+from cleanroom.artifacts.layout import EVAL_RUN_COMMAND, STAGE1_COMMAND, run_command
 from cleanroom.environment import environment_report, format_report
 from cleanroom.errors import ConfigError
 from cleanroom.verify import VerifyReport, format_trace, list_records, verify_run
@@ -68,11 +69,20 @@ def run_verify(args: argparse.Namespace) -> int:
     return code
 
 
+#: How to continue an unfinished run, by the command that made it (:func:`~cleanroom.artifacts.layout.run_command`).
+_CONTINUE = {
+    STAGE1_COMMAND: "Continue it with the same `cleanroom run` command plus --resume",
+    EVAL_RUN_COMMAND: "Continue it by running the same `cleanroom eval run` command again, with the same arguments "
+                      "(--out and --run-id included; eval run has no --resume: the same arguments resume it)",
+}
+
+
 def _unfinished_line(run_dir: str, stage: str) -> str:
     """What ``verify`` and ``trace`` say of a run that has not finished (no attestation to check against), so
-    the two commands never word the same state differently; both exit 1 on it."""
-    return (f"unfinished: {run_dir}: stage {stage} not done; verify checks finished runs. "
-            "Continue it with the same `cleanroom run` command plus --resume")
+    the two commands never word the same state differently; both exit 1 on it. The advice names the command
+    that made the run (:data:`_CONTINUE`); should its config no longer read, only "the command that made it"."""
+    advice = _CONTINUE.get(run_command(run_dir) or "", "Continue it with the command that made it")
+    return f"unfinished: {run_dir}: stage {stage} not done; verify checks finished runs. {advice}"
 
 
 def _remap_pair(text: str) -> tuple[str, str]:

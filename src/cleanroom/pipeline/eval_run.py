@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.artifacts import RunDir, atomic_write_bytes, pretty_json
-from cleanroom.artifacts.layout import is_name
+from cleanroom.artifacts.layout import EVAL_RUN_COMMAND, is_name
 from cleanroom.config import GenerationSpec
 from cleanroom.engine_choice import choose_engine
 from cleanroom.errors import ConfigError, InputError, MissingFileError
@@ -59,7 +59,7 @@ def eval_model(model_path: Path, *, out: Path, gen: GenerationSpec, run_id: str 
                   "stop": [STOP], "batch_size": gen.batch_size, "few_shot_digest": FEW_SHOT_DIGEST,
                   "engine": gen.engine, "engine_resolved": engine, "engine_reason": reason}
     adapter_name = str(adapter) if adapter else None
-    config = {"command": "eval run", "model": str(model_path), "adapter": adapter_name,
+    config = {"command": EVAL_RUN_COMMAND, "model": str(model_path), "adapter": adapter_name,
               "prompts_sha256": prompts_sha, "n_prompts": len(records), "generation": generation,
               # only when given: an earlier run's config (without the key) still resumes
               **({"allow_instruct_reason": allow_instruct_reason} if allow_instruct_reason is not None else {})}

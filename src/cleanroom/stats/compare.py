@@ -25,7 +25,7 @@ one never stands in for the other, so a reason given for one gate cannot silentl
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,6 @@ def compare_verdict_files(
     alpha: float = 0.05,
     allow_differences: Sequence[str] = (),
     difference_reason: str | None = None,
-    conditions: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[ComparisonRow]:
     """Compare 2 or 3 verdict files (A–B; or A–B, B–C, A–C) and decide each with Holm-adjusted p.
 
@@ -152,8 +151,7 @@ def compare_verdict_files(
     The files must have been produced under the same conditions except the model
     (:mod:`cleanroom.stats.comparability`): otherwise :class:`IncomparableError` (exit 1) lists each
     difference, unless its field is in ``allow_differences``. A condition no file recorded is not compared
-    and the rows say so. ``conditions`` (one per file) stands in for files whose records carry none, stated by a
-    caller that produced them under known conditions (cleanroom's scorers record them on every verdict).
+    and the rows say so (cleanroom's scorers record the conditions on every verdict).
     The same file given twice is refused (InputError); two files with the same outputs are compared, with a note.
 
     ``seed`` is accepted for the contract; pass/fail comparisons are closed-form and draw no
@@ -169,7 +167,7 @@ def compare_verdict_files(
     check_distinct_files(files)
     labels = _labels([f.path for f in files])
     keys = check_same_keys(files)
-    checked = _check_comparable(files, labels, keys, allow_differences, difference_reason, conditions)
+    checked = _check_comparable(files, labels, keys, allow_differences, difference_reason)
     override = require_min_n(len(keys), min_n=min_n, override_reason=override_reason, what="eval compare")
     if level == "instruction":
         _check_same_instruction_lists(files, keys)
@@ -215,21 +213,16 @@ def _pair_test(a: Verdicts, b: Verdicts, keys: Sequence[Hashable], level: str, c
 
 def _check_comparable(
     files: Sequence[Verdicts], labels: Sequence[str], keys: Sequence[Hashable], allow: Sequence[str],
-    reason: str | None, conditions: Sequence[Mapping[str, Any]] | None,
+    reason: str | None,
 ) -> dict[str, Any]:
     """The row fields that say what was compared: held equal, accepted differences and their reason, not
     compared, unverified files. IncomparableError (exit 1) listing each refused difference; StatisticsError
     (exit 2) for an allowed field that does not differ, or a difference allowed without its own reason."""
-    if conditions is not None and len(conditions) != len(files):
-        raise StatisticsError(f"conditions: one mapping per file ({len(files)}), got {len(conditions)}")
     reason = reason.strip() if reason else None
     if reason and not allow:
         raise StatisticsError("--difference-reason was given without --allow-difference FIELD: it waives nothing on "
                               "its own (the minimum n has its own --override-reason); name the field(s) it accepts")
-    per_file = [
-        {k: f.conditions[k] if f.conditions[k] is not None or conditions is None else dict(conditions[i]) for k in keys}
-        for i, f in enumerate(files)
-    ]
+    per_file = [{k: f.conditions[k] for k in keys} for f in files]
     found = find_differences(per_file, labels)
     refused, accepted = split_allowed(found.differences, allow)
     unused = [a for a in allow if not any(d.field == a or d.field.startswith(a + ".") for d in accepted)]
