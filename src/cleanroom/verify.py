@@ -47,7 +47,7 @@ from cleanroom.broken import (
     first_diff_line,
     require_run,
 )
-from cleanroom.errors import InputError
+from cleanroom.errors import InputError, one_line
 from cleanroom.jsonl import JsonLine, loads, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
@@ -146,7 +146,7 @@ class Verifier:
             config = safe_load((self.root / "config.resolved.yaml").read_text())
             found = sha256_hex(canonical_json(config))
         except (yaml.YAMLError, InputError, UnicodeDecodeError) as exc:
-            self.broken("config.resolved.yaml", None, "valid YAML", "the resolved config", str(exc)[:200])
+            self.broken("config.resolved.yaml", None, "valid YAML", "the resolved config", one_line(exc)[:200])
             return
         if found != self.config_sha:
             self.broken("config.resolved.yaml", None, "config sha256 recorded in run.json", self.config_sha, found)
