@@ -436,6 +436,18 @@ def _amortised_rate(r: dict[str, Any]) -> float | None:
     return r["tokens_timed"] / (r["timed_seconds"] + share) if r["timed_seconds"] else None
 
 
+def _outside_tolerance(losses: list[float], ref: list[float], dpo: bool) -> str:
+    """`` (k/n outside)``: the logged steps whose loss is further from the reference's than GPU gate check 10 allows
+    Unsloth against peft (verification/test_gpu_gate.py): SFT ``5% of ref + 0.1% of ref's first loss``
+    (UNSLOTH_STEP_REL, UNSLOTH_STEP_FLOOR), DPO ``0.02 + 5% of ref`` (DPO_LOSS_ABS)."""
+    pairs = list(zip(losses, ref, strict=False))
+    if not pairs:
+        return ""
+    floor = 0.02 if dpo else 0.001 * abs(ref[0])
+    k = sum(abs(a - b) > 0.05 * abs(b) + floor for a, b in pairs)
+    return f" ({k}/{len(pairs)} outside)"
+
+
 def _probe_cell(probe: dict[str, Any] | None) -> str:
     if probe is None:
         return ""
@@ -453,7 +465,8 @@ def table(folder: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     by = {(r["model"], r["mode"]): r for r in rows}
     lines = ["| model | mode | s/step | tokens/s | × TRL | median-step tokens/s | × TRL (median) | "
-             "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff vs TRL (same tokens "
+             "tokens/s incl. ref precompute | peak GiB | first → last loss | max abs loss diff (steps outside GPU gate "
+             "check 10's tolerance) vs TRL (same tokens "
              "where trl-sft-ids ran; a DPO mode vs dpo-guarded where it ran; a -rebalance mode vs its -ga1 twin) | "
              "guard % of step | vs unguarded % | packed vs padded logits, max abs (leak control) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -471,6 +484,7 @@ def table(folder: Path) -> str:
         lref = same if same and same.get("losses") and same is not r and r["mode"] not in ("trl-sft", "trl-dpo") else ref
         diff = (max((abs(a - b) for a, b in zip(r["losses"], lref["losses"], strict=False)), default=float("nan"))
                 if lref and lref.get("losses") else float("nan"))
+        outside = _outside_tolerance(r["losses"], lref["losses"], "dpo" in r["mode"]) if lref and lref.get("losses") else ""
         g = r.get("guard", {}).get("guard_share_of_step_pct", "")
         amortised = _amortised_rate(r)
         twin = by.get((r["model"], r["mode"] + "-unguarded")) or by.get((r["model"], r["mode"].replace("-guarded", "-unguarded")))
@@ -478,7 +492,7 @@ def table(folder: Path) -> str:
               if twin and twin is not r and twin.get("s_per_step") else "")
         lines.append(f"| {r['model']} | {r['mode']} | {r['s_per_step']} | {r['tokens_per_s']} | {ratio:.2f} | "
                      f"{med if med is not None else ''} | {med_ratio:.2f} | "
-                     f"{'' if amortised is None else f'{amortised:.1f}'} | {r['peak_gib']} | {loss} | {diff:.4f} | "
+                     f"{'' if amortised is None else f'{amortised:.1f}'} | {r['peak_gib']} | {loss} | {diff:.4f}{outside} | "
                      f"{g} | {vs} | {_probe_cell(r.get('packing_probe'))} |")
     return "\n".join(lines)
 
@@ -494,7 +508,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--r", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr", type=float, default=None,
+                    help="learning rate; default 2e-4 for SFT (QLoRA's usual) and 5e-6 for DPO (the production "
+                         "profile's dpo.train.learning_rate: at 2e-4 DPO losses swing 0.4..6.7 from step to step, so "
+                         "no two curves can be compared)")
     ap.add_argument("--max-length", type=int, default=2048, help="the production profile's (qwen2.5-32b.yaml)")
     ap.add_argument("--max-prompt", type=int, default=384, help="longest prompt, in words (~tokens)")
     ap.add_argument("--max-completion", type=int, default=1024, help="longest completion, in words (~tokens)")
@@ -511,6 +528,8 @@ def main() -> None:
     if args.mode in CLEANROOM_MODES and args.batch % CLEANROOM_MODES[args.mode].accumulation:
         ap.error(f"--batch {args.batch} is not divisible into {CLEANROOM_MODES[args.mode].accumulation} micro-batches "
                  f"({args.mode}); choose a multiple of it")
+    if args.lr is None:
+        args.lr = 5e-6 if "dpo" in args.mode else 2e-4
     path = model_dir(args.model, args.cache)
     rec = Recorder()
     extra = run_trl(args, path, rec) if args.mode.startswith("trl") else run_cleanroom(args, path, rec)
@@ -526,7 +545,7 @@ def main() -> None:
             continue
     result = {"model": path.name if args.model != "tiny" else "tiny", "mode": args.mode, "quantization": args.quantization, "batch": args.batch,
               "versions": versions,
-              "r": args.r, "max_length": args.max_length,
+              "r": args.r, "max_length": args.max_length, "learning_rate": args.lr,
               "device": torch.cuda.get_device_name(0) if _cuda() else "cpu", **rec.summary(args.warmup), **extra}
     text = json.dumps(result, indent=2)
     print(text)

@@ -41,8 +41,10 @@ Step0Atol = Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")]
 #: Why each speed lever is set as it is (TrainSpec.levers): lever -> {setting: reason}.
 LEVER_REASONS: dict[str, dict[bool, str]] = {
     "padding_free": {
-        False: "default: right-padded batches (H200, 1.5B nf4, batch 8: packed rows ran at 0.93x the padded path's "
-               "tokens/s at 23% less peak memory; docs/training-speed.md, session 18)",
+        False: "default: right-padded batches (H200, nf4, batch 8: on peft, packed rows ran at 0.93x the padded path "
+               "at 1.5B but at 1.45x TRL's defaults at 7B with 0.77x its peak memory, so a peft run at 7B or larger "
+               "should set it; on Unsloth, the GPU default, padded batches ran faster at 7B, 1.85x TRL against "
+               "1.67x; docs/training-speed.md, sessions 18 and 22)",
         True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (guard checks each "
               "packed sequence; padded and packed losses agree within 1e-4 on the CPU)",
     },
