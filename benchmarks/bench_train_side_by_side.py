@@ -21,6 +21,9 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     unsloth-sft-padfree  the same with ``padding_free=True``: one packed row per batch; Unsloth reads the example
                          boundaries from the restarting position IDs (its varlen attention), no pad computed
     sft-guarded-bucket   ``pad_to_multiple_of=256`` on the peft path (what the bucketing's padding costs there)
+    sft-guarded-grouped, unsloth-sft-grouped, dpo-guarded-grouped, unsloth-dpo-grouped  ``group_by_length=True``:
+                         batches of similar-length rows (transformers' LengthGroupedSampler, seeded); they train on
+                         other batches than the reference, so their per-step losses are not the same-token comparison
     unsloth-dpo          ``train_dpo`` on the model ``load_unsloth`` returns (fresh LoRA attached by Unsloth; TRL,
                          patched by Unsloth on import, keeps a frozen copy of that zero-initialised adapter as the
                          reference), guarded, step 0 checked against ln 2 as on the peft path
@@ -92,6 +95,10 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "unsloth-sft": Mode({}, True),
     "unsloth-sft-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "unsloth-sft-padfree": Mode({"padding_free": True}, True),
+    "sft-guarded-grouped": Mode({"group_by_length": True}, True),
+    "unsloth-sft-grouped": Mode({"group_by_length": True}, True),
+    "dpo-guarded-grouped": Mode({"group_by_length": True}, True),
+    "unsloth-dpo-grouped": Mode({"group_by_length": True}, True),
     "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "unsloth-dpo": Mode({}, True),
     "unsloth-dpo-bucket": Mode({"pad_to_multiple_of": 256}, True),

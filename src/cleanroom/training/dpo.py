@@ -112,11 +112,10 @@ def _guarded_trainer_class() -> Any:
             return out
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            if not rebalance.is_on(self):
-                return super()._get_train_sampler(train_dataset)
             data = train_dataset if train_dataset is not None else self.train_dataset
             max_length = self.args.max_length  # type: ignore[attr-defined]  # a DPOConfig
-            return rebalance.rebalance_sampler(self, rebalance.dpo_lengths(data, max_length))
+            sampler = rebalance.length_sampler(self, lambda: rebalance.dpo_lengths(data, max_length))
+            return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
 
         def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
             batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)

@@ -1,4 +1,11 @@
-"""Micro-batches of balanced padded cost (``TrainSpec.batch_rebalance``): transformers' sampler, seeded, for both trainers.
+"""Length-aware samplers for both trainers, seeded by the run: micro-batches of balanced padded cost
+(``TrainSpec.batch_rebalance``) and batches of similar-length rows (``TrainSpec.group_by_length``).
+
+With ``train_sampling_strategy="group_by_length"`` transformers' ``LengthGroupedSampler`` permutes the rows, cuts the
+permutation into megabatches of up to 50 batches, sorts each by length and deals it out in batches, the longest batch
+first; :func:`length_sampler` builds it with the lengths of the rendered columns (the Trainer's own would look for an
+``input_ids`` column, which a DPO dataset lacks) and a generator seeded with ``data_seed`` (the Trainer's uses the
+global torch RNG). Batches keep their size, so the loss needs no reweighting.
 
 With ``train_sampling_strategy="batch_rebalance"`` transformers' ``BatchRebalanceSampler`` takes each optimizer
 step's ``E = batch x accumulation x ranks`` shuffled rows (the same draw on every rank), sorts them by length and
@@ -18,6 +25,7 @@ pairs on every rank; ``train_dpo`` refuses more ranks.)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from cleanroom.errors import ConfigError
@@ -51,6 +59,24 @@ def dpo_lengths(dataset: Any, max_length: int | None) -> list[int]:
     prompt, chosen, rejected = (_list_lengths(dataset, c) for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
     longest = [p + max(c, r) for p, c, r in zip(prompt, chosen, rejected, strict=True)]
     return longest if max_length is None else [min(n, max_length) for n in longest]
+
+
+def length_sampler(trainer: Any, lengths: Callable[[], list[int]]) -> Any | None:
+    """The sampler of the trainer's length-aware lever (``batch_rebalance`` or ``group_by_length``), *lengths*
+    read only then; None for the Trainer's own (``random``)."""
+    strategy = getattr(trainer.args, "train_sampling_strategy", None)
+    if strategy == "batch_rebalance":
+        return rebalance_sampler(trainer, lengths())
+    if strategy != "group_by_length":
+        return None
+    import torch  # heavy optional: torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler  # heavy optional: transformers
+
+    args = trainer.args
+    generator = torch.Generator()
+    generator.manual_seed(args.data_seed if args.data_seed is not None else args.seed)
+    return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=lengths(),
+                                generator=generator)
 
 
 def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:
@@ -153,5 +179,6 @@ def rebalance_record(levers: dict[str, Any], world: int, accumulation: int) -> d
     return levers | {"batch_rebalance": record}
 
 
-__all__ = ["PAIR_SCALE_KEY", "check_token_weighting", "dpo_lengths", "is_on", "rebalance_record", "rebalance_sampler",
+__all__ = ["PAIR_SCALE_KEY", "check_token_weighting", "dpo_lengths", "is_on", "length_sampler", "rebalance_record",
+           "rebalance_sampler",
            "sft_lengths", "weigh_pairs", "worst_case_rows"]

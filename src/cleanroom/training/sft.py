@@ -191,10 +191,9 @@ def _guarded_sft_trainer_class() -> Any:
                 self._signature_columns = [*columns, "prompt_length"]  # type: ignore[assignment]
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            if not rebalance.is_on(self):
-                return super()._get_train_sampler(train_dataset)
             data = train_dataset if train_dataset is not None else self.train_dataset
-            return rebalance.rebalance_sampler(self, rebalance.sft_lengths(data))
+            sampler = rebalance.length_sampler(self, lambda: rebalance.sft_lengths(data))
+            return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
 
         def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
             batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)

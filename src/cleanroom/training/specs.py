@@ -67,6 +67,13 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
         True: "chosen: reference log-probs computed once before training (no reference forward per step); their "
               "sha256 is recorded and the step-0 check compares the policy with them",
     },
+    "group_by_length": {
+        False: "default: each batch a random draw of rows (TRL's default); grouping rows of similar length cuts the "
+               "padding a batch computes, not yet measured on the H200",
+        True: "chosen: batches of similar-length rows (transformers' LengthGroupedSampler: megabatches of up to 50 "
+              "batches sorted by length, seeded by TrainSpec.seed), so a batch pads little; each batch is still a "
+              "full batch and every row is seen once an epoch, but a step's rows are no longer a uniform draw",
+    },
     "batch_rebalance": {
         False: "default: each step's rows drawn at random into equal micro-batches (H200, 1.5B nf4: batch 8 as 4 "
                "rebalanced micro-batches ran at 0.26x the guarded padded batch of 8, ~0.86 s per micro-batch against "
@@ -166,7 +173,11 @@ class TrainSpec(Spec):
     draw. It only pays with more than one micro-batch a step (accumulation or ranks); with one it merely reorders.
     The loss stays the step's mean: SFT's is token-weighted over the whole step already, DPO's per-micro-batch
     mean is reweighted by its pair count (:mod:`cleanroom.training.rebalance`). DPO takes it in one process only
-    (TRL's DPO metrics gather equal-sized micro-batches across ranks).
+    (TRL's DPO metrics gather equal-sized micro-batches across ranks). ``group_by_length`` (off by default, not yet
+    measured on the H200) hands transformers' ``train_sampling_strategy="group_by_length"`` a seeded
+    ``LengthGroupedSampler`` over the rendered rows' lengths: full batches of similar-length rows, so each pads
+    little; unlike ``batch_rebalance`` it works with one micro-batch a step, at the price of steps that are no longer
+    uniform draws of the data (:mod:`cleanroom.training.rebalance`).
     """
 
     label: ClassVar[str] = "TrainSpec"
@@ -200,6 +211,7 @@ class TrainSpec(Spec):
     micro_batch_budget_gib: Annotated[float, Field(gt=0, le=4096)] | None = None
     pad_to_multiple_of: Annotated[int, Field(ge=2, le=65536)] | None = None
     batch_rebalance: bool = False
+    group_by_length: bool = False
     trl_overrides: Annotated[dict[str, Any], Field(strict=False)] = Field(default_factory=dict)  # any mapping
 
     @field_validator("max_steps")
@@ -231,6 +243,14 @@ class TrainSpec(Spec):
             raise Invalid("false with micro_batch_budget_gib (the budget sizes micro-batches of a fixed row count; a "
                           "rebalanced micro-batch varies and can hold up to batch x accumulation - accumulation + 1 "
                           "rows, 1.8x the planned tokens seen): set one of them", field="batch_rebalance", value=True)
+        return self
+
+    @model_validator(mode="after")
+    def _one_sampler(self) -> TrainSpec:
+        if self.group_by_length and self.batch_rebalance:
+            raise Invalid("false with batch_rebalance (each sets the sampler: group_by_length groups similar-length "
+                          "rows into batches, batch_rebalance balances micro-batches within a step): set one of them",
+                          field="group_by_length", value=True)
         return self
 
     @property
@@ -290,7 +310,8 @@ class TrainSpec(Spec):
             fp16=False,
             optim=self.optim,
             report_to=[] if self.report_to == "none" else [self.report_to],
-            train_sampling_strategy="batch_rebalance" if self.batch_rebalance else "random",
+            train_sampling_strategy=("batch_rebalance" if self.batch_rebalance
+                                     else "group_by_length" if self.group_by_length else "random"),
         )
         if has_eval:
             kwargs.update(eval_strategy="steps", eval_steps=self.save_steps)
