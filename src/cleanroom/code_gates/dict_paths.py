@@ -7,9 +7,15 @@ prefix by keys (``cfg["model"]`` is inside ``cfg``), so passing ``cfg`` on passe
 is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). A subscript by anything but a string
 literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced.
 
+A key read by ``.get`` is the same path as by a subscript: ``cfg.get("model")`` and ``cfg.get("model", {})`` name
+``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read). A dict *merged* into another (:func:`merged`: a
+literal's ``**`` entry, an operand of ``a | b``, the default of a ``.get`` read) is part of the dict the expression
+builds, and ``b |= a`` merges into ``b`` as ``b.update(a)`` does (:func:`stores`).
+
 A dict literal nested in another under a string key (``{"model": {"trust_remote_code": t}}``) lies at that key's
-path under the outer literal (:func:`nesting`). A key removed from a dict (``del cfg["model"]``, ``cfg.pop("model")``)
-removes the path ``cfg["model"]`` and every path under it (:func:`removals`).
+path under the outer literal, and one merged into an expression lies where that expression does (:func:`nesting`).
+A key removed from a dict (``del cfg["model"]``, ``cfg.pop("model")``) removes the path ``cfg["model"]`` and every
+path under it (:func:`removals`).
 """
 
 from __future__ import annotations
@@ -32,14 +38,42 @@ _SHOWN_KEYS = 4
 def dict_path(node: ast.AST) -> Path | None:
     """The path *node* names (see the module docstring), or None."""
     keys: list[str] = []
-    while isinstance(node, ast.Subscript):
-        key = const_str(node.slice)
+    while True:
+        if isinstance(node, ast.Subscript):
+            index, inner = node.slice, node.value
+        elif isinstance(node, ast.Call) and _is_read(node):
+            index, inner = node.args[0], node.func.value  # type: ignore[attr-defined]
+        else:
+            break
+        key = const_str(index)
         if key is None:
             return None
         keys.append(key)
-        node = node.value
+        node = inner
     dotted = dotted_name(node)
     return None if dotted is None else (dotted, tuple(reversed(keys)))
+
+
+def _is_read(node: ast.AST) -> bool:
+    """``X.get(key)`` or ``X.get(key, default)``, X not ``self``/``cls`` (there ``get`` is the class's method)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+        return False
+    receiver = node.func.value
+    own = isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")
+    return 1 <= len(node.args) <= 2 and not node.keywords and not own
+
+
+def merged(value: ast.AST) -> list[ast.AST]:
+    """The dicts merged into the one *value* builds: each ``**`` entry of a literal, both operands of ``a | b`` (the
+    right one wins a clash, as a later ``**`` entry does: ``a | b`` is ``{**a, **b}``), and the default of a ``.get``
+    read of a path (the result is the dict at the path or the default); empty for anything else."""
+    if isinstance(value, ast.Dict):
+        return [v for k, v in zip(value.keys, value.values, strict=True) if k is None]
+    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.BitOr):
+        return [value.left, value.right]
+    if isinstance(value, ast.Call) and len(value.args) == 2 and _is_read(value) and dict_path(value) is not None:
+        return [value.args[1]]
+    return []
 
 
 def prefixes(path: Path) -> list[Path]:
@@ -57,65 +91,94 @@ def path_text(dotted: str, keys: tuple[str, ...]) -> str:
     return dotted + "".join(shown)
 
 
-def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.Dict, str]]:
-    """id of a dict literal -> (the dict literal it is a value of, under that string key)."""
-    found: dict[int, tuple[ast.Dict, str]] = {}
+def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.AST, str | None]]:
+    """id of a dict literal -> (the dict literal it is a value of, under that string key); id of a dict merged into
+    an expression (:func:`merged`) -> (that expression, None): it lies at the expression's own path."""
+    found: dict[int, tuple[ast.AST, str | None]] = {}
     for node in nodes.get(ast.Dict, ()):
         for name, value, _ in dict_items(node):
             if isinstance(value, ast.Dict):
                 found[id(value)] = (node, name)
+    merges = [
+        *nodes.get(ast.Dict, ()),
+        *(b for b in nodes.get(ast.BinOp, ()) if isinstance(b.op, ast.BitOr)),
+        *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) == "get"),
+    ]
+    for node in merges:
+        for part in merged(node):
+            found[id(part)] = (node, None)
     return found
 
 
-def outermost(node: ast.Dict, parents: dict[int, tuple[ast.Dict, str]]) -> tuple[ast.Dict, tuple[str, ...]]:
-    """The outermost dict literal *node* is nested in (itself if none), and *node*'s keys under it."""
+def outermost(node: ast.AST, parents: dict[int, tuple[ast.AST, str | None]]) -> tuple[ast.AST, tuple[str, ...]]:
+    """The outermost expression *node* is nested or merged in (itself if none), and *node*'s keys under it."""
     keys: list[str] = []
     while id(node) in parents:
         node, key = parents[id(node)]
-        keys.append(key)
+        if key is not None:
+            keys.append(key)
     return node, tuple(reversed(keys))
 
 
 def copied(value: ast.AST) -> list[ast.AST]:
-    """The dicts *value* is or copies: a path (``a``, ``a["m"]``, ``dict(a, ...)``, ``a.copy()``, ``copy.deepcopy(a)``),
-    a call's result (``f(...)``: a dict a function of the module may return; ``f(...).copy()``), every dict merged
-    into a literal (``{**a, **f(...)}``), or the dict a key is popped from a path as (``a.pop("m")`` is a copy of
-    ``a["m"]``); empty for anything else."""
-    if dict_path(value) is not None:
-        return [value]
-    if isinstance(value, ast.Dict):
-        return [s for k, v in zip(value.keys, value.values, strict=True) if k is None for s in copied(v)]
-    if not isinstance(value, ast.Call):
+    """The dicts *value* is or copies: a path (``a``, ``a["m"]``, ``a.get("m")``, ``dict(a, ...)``, ``a.copy()``,
+    ``copy.deepcopy(a)``), a call's result (``f(...)``: a dict a function of the module may return;
+    ``f(...).copy()``), every dict merged into it (:func:`merged`: ``{**a, **f(...)}``, ``a | b``, the default of
+    ``a.get("m", b)``), or the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``); empty for
+    anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
+    if isinstance(value, ast.Name | ast.Attribute | ast.Subscript):  # most values: a path or nothing, no part
+        return [value] if dict_path(value) is not None else []
+    if not isinstance(value, ast.Dict | ast.BinOp | ast.Call):
         return []
-    func = value.func
-    if isinstance(func, ast.Attribute) and func.attr == "copy" and not value.args:
-        return copied(func.value)
-    if isinstance(func, ast.Attribute) and func.attr == "pop" and value.args and dict_path(func.value) is not None:
-        key = const_str(value.args[0])
-        at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
-        return [ast.copy_location(at, value)] if key is not None else []
-    last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-    if last in ("dict", "copy", "deepcopy"):
-        return copied(value.args[0]) if value.args else []
-    return [value]
+    found: list[ast.AST] = []
+    todo: list[ast.AST] = [value]
+    while todo:
+        node = todo.pop()
+        parts = merged(node)
+        if parts:
+            todo.extend(reversed(parts))
+        if dict_path(node) is not None:
+            found.append(node)
+            continue
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if isinstance(func, ast.Attribute) and last == "copy" and not node.args:
+            todo.append(func.value)
+        elif isinstance(func, ast.Attribute) and last == "pop" and node.args and dict_path(func.value) is not None:
+            key = const_str(node.args[0])
+            at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
+            found.extend([ast.copy_location(at, node)] if key is not None else [])
+        elif last in ("dict", "copy", "deepcopy"):
+            todo.extend(node.args[:1])
+        else:
+            found.append(node)
+    return found
 
 
-def copies(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
-    """Each dict copied into one at a path: ``b = a``, ``b = dict(a)``, ``b = a.copy()``, ``b = {**a}``,
-    ``b = f(...)``, ``b["m"] = a``, and ``b.update(a)`` (also ``b.update({...})``, a literal merged into it)."""
+def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
+    """(value, the dict at a path it goes into, where) for each ``b = value`` (plain or annotated; ``b["m"] = value``)
+    and each merge into a dict at a path, ``b.update(value)`` and ``b |= value`` (both ``b = {**b, **value}``)."""
     found: list[Copy] = []
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
-        sources = copied(assign.value) if assign.value is not None else []
-        if sources:
+        if assign.value is not None:
             targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
-            found.extend((s, target, assign) for target in targets if dict_path(target) is not None for s in sources)
+            found.extend((assign.value, target, assign) for target in targets if dict_path(target) is not None)
+    for aug in nodes.get(ast.AugAssign, ()):
+        if isinstance(aug.op, ast.BitOr) and dict_path(aug.target) is not None:
+            found.append((aug.value, aug.target, aug))
     for call in calls:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
-            for arg in call.args:
-                merged = [arg] if isinstance(arg, ast.Dict) else []
-                found.extend((source, func.value, call) for source in (*merged, *copied(arg)))
+            found.extend((arg, func.value, call) for arg in call.args)
     return found
+
+
+def copies(stored: list[Copy]) -> list[Copy]:
+    """Each dict copied into one at a path by a store (:func:`stores`): ``b = a``, ``b = dict(a)``, ``b = a.copy()``,
+    ``b = {**a}``, ``b = a | c``, ``b = f(...)``, ``b = a.get("m")``, ``b["m"] = a``, ``b.update(a)``, ``b |= a``."""
+    return [(source, target, where) for value, target, where in stored for source in copied(value)]
 
 
 def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AST, ast.AST, ast.AST]]:
@@ -166,10 +229,12 @@ __all__ = [
     "copied",
     "copies",
     "dict_path",
+    "merged",
     "nesting",
     "outermost",
     "path_text",
     "prefixes",
     "removals",
+    "stores",
     "written",
 ]

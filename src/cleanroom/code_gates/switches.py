@@ -24,13 +24,15 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
   (``print``, ``str``, ``sorted``, ``json.dump``, ``logging``/``logger.info``, ``rows.append``): an unknown
   callee may spread it (fail closed);
 * copied into a binding that is passed on (``b = dict(a)``, ``a.copy()``, ``{**a}``, ``b.update(a)``,
-  ``cfg["model"] = a``, ``{**base, **a}``: every dict merged in), or popped from one (``m = cfg.pop("model")``);
+  ``cfg["model"] = a``, ``{**base, **a}``, ``base | a``, ``b |= a``: every dict merged in), read out of one
+  (``m = cfg.get("model")`` is ``cfg["model"]``; a ``.get`` default is merged in), or popped from one
+  (``m = cfg.pop("model")``);
 * returned by a function of this module (``return kw``) whose result is passed on where it is called
   (``load(p, **build(t))``, ``kw = build(t)`` then spread), or that is public (other modules call it, unseen).
 
 So a record of the setting (a provenance, logging or results dict: dumped, printed, appended, sorted, or given
 to a function here that only reads it) is not passed on. A dict literal standing as such an argument is passed
-on where it stands.
+on where it stands, and so is one merged into such an argument (``f(**(base | {...}))``).
 
 A key removed from the same path afterwards (``del kw["trust_remote_code"]``, ``cfg["m"].pop("trust_remote_code",
 None)``), or a dict that holds it removed (``cfg.pop("m")``, ``del cfg["m"]``), where every later pass of the dict (or
@@ -58,6 +60,7 @@ from cleanroom.code_gates.dict_paths import (
     path_text,
     prefixes,
     removals,
+    stores,
     written,
 )
 from cleanroom.code_gates.forwarding import load_target
@@ -94,15 +97,10 @@ def check_dicts(
         return  # most modules: nothing to trace
     parents = nesting(nodes)
     anchors = {id(node): outermost(node, parents) for node, _, _ in keys}  # the literal -> (outermost, its keys)
-    bound: dict[int, ast.AST] = {}  # outermost dict literal -> the dict at a path it is bound to or merged into
-    for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
-        for target in assign.targets if isinstance(assign, ast.Assign) else [assign.target]:
-            if assign.value is not None and dict_path(target) is not None:
-                bound[id(assign.value)] = target
-    copied_dicts = copies(nodes, calls)
-    for source, target, _ in copied_dicts:
-        if isinstance(source, ast.Dict):  # ``kw.update({"trust_remote_code": t})``
-            bound[id(source)] = target
+    stored = stores(nodes, calls)
+    # the outermost expression of a key-holding literal -> the dict at a path it is bound to or merged into
+    bound = {id(value): target for value, target, _ in stored}
+    copied_dicts = copies(stored)
     owners = [dict_path(o) for _, o, _ in writes]
     owners += [_under(dict_path(bound[id(outer)]), ks) for outer, ks in anchors.values() if id(outer) in bound]
     flow = _Flow(scopes, nodes, names, helpers, {p for o in owners if o is not None for p in prefixes(o)})
@@ -170,8 +168,8 @@ class _Flow:
             return self.scopes.enclosing_class(getattr(owner, "lineno", 1)), dotted, own + keys
         return self.scopes.lookup(head, owner)[0], dotted, own + keys
 
-    def literal_binding(self, outer: ast.Dict, keys: tuple[str, ...], target: ast.AST | None) -> Binding | None:
-        """The binding of a dict literal's key under *keys* of the outermost literal *outer*: bound to *target*,
+    def literal_binding(self, outer: ast.AST, keys: tuple[str, ...], target: ast.AST | None) -> Binding | None:
+        """The binding of a dict literal's key under *keys* of its outermost expression *outer*: bound to *target*,
         or returned by its function."""
         if target is not None:
             return self.binding(target, keys)
@@ -179,25 +177,31 @@ class _Flow:
         return None if returned is None else (returned, _RETURN, keys)
 
     def _traced(self, value: ast.AST | None) -> list[ast.AST]:
-        """The nodes to record for *value* as an argument, spread, copy or return: a dict literal holding the key,
-        each traced dict it names, copies or merges (``kw``, ``cfg["m"]``, ``dict(kw)``, ``kw.copy()``, ``{**a, **kw}``,
-        ``cfg.pop("m")``), and each call of a function here that returns one; empty for anything else."""
+        """The nodes to record for *value* as an argument, spread, copy or return: the outermost expression of a
+        dict literal holding the key (the literal, or a merge of it: ``base | {...}``), and :meth:`_sources`."""
         if value is None:
             return []
-        found: list[ast.AST] = [value] if isinstance(value, ast.Dict) and id(value) in self.key_dicts else []
-        for source in copied(value):
-            if isinstance(source, ast.Call):
-                if self._returning and self._returners(source.func):
+        return [value, *self._sources(value)] if id(value) in self.key_dicts else self._sources(value)
+
+    def _sources(self, value: ast.AST | None) -> list[ast.AST]:
+        """Each traced dict *value* names, copies or merges (``kw``, ``cfg["m"]``, ``cfg.get("m")``, ``dict(kw)``,
+        ``kw.copy()``, ``{**a, **kw}``, ``a | kw``, ``cfg.pop("m")``), and each call of a function here that returns
+        one; empty for anything else."""
+        found: list[ast.AST] = []
+        for source in copied(value) if value is not None else ():
+            path = dict_path(source)
+            if path is not None:
+                if path in self.relevant:
                     found.append(source)
-            elif dict_path(source) in self.relevant:
+            elif isinstance(source, ast.Call) and self._returning and self._returners(source.func):
                 found.append(source)
         return found
 
     def _holders(self, node: ast.AST) -> list[Binding]:
         """The bindings a traced path or call stands for: the path's, or the result of each function it calls."""
-        if isinstance(node, ast.Call):
-            return [(fn, _RETURN, ()) for fn in self._returners(node.func)]
         binding = self.binding(node)
+        if binding is None and isinstance(node, ast.Call):
+            return [(fn, _RETURN, ()) for fn in self._returners(node.func)]
         return [] if binding is None else [binding]
 
     def settle(self, copied_dicts: list[Copy]) -> None:
@@ -221,7 +225,7 @@ class _Flow:
             trigger = todo.pop()
             kept: list[tuple[ast.AST, Path | Function]] = []
             for source, item in waiting.pop(trigger, ()):
-                if isinstance(source, ast.Call) and not self._returners(source.func):
+                if _result(source) and not self._returners(source.func):  # type: ignore[attr-defined]
                     kept.append((source, item))  # another function of that name returns one, not this callee
                 else:
                     self._settle(item, todo)
@@ -234,11 +238,10 @@ class _Flow:
     ) -> None:
         """*item* (a path copied into, a function returning *value*) is traced once a source of *value* is: now
         for a key-holding literal, else when the source's path or its callee's name is (see :meth:`settle`)."""
-        if isinstance(value, ast.Dict) and id(value) in self.key_dicts:
+        if value is not None and id(value) in self.key_dicts:
             self._settle(item, todo)
         for source in copied(value) if value is not None else ():
-            func = source.func if isinstance(source, ast.Call) else None
-            trigger = dict_path(source) if func is None else callee_name(func)
+            trigger = callee_name(source.func) if _result(source) else dict_path(source)  # type: ignore[attr-defined]
             if trigger is not None:
                 waiting.setdefault(trigger, []).append((source, item))
 
@@ -262,6 +265,8 @@ class _Flow:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
             return  # ``other.update(kw)``: kw is copied into other (:func:`~cleanroom.code_gates.dict_paths.copies`)
+        if dict_path(call) is not None:
+            return  # ``cfg.get("m", kw)``: a read; the default goes where its result does (``copied``)
         defs = self.callees.defs(func)
         if defs:  # a function of this module: the arguments its parameters pass on
             for fn, bound in defs:
@@ -277,12 +282,11 @@ class _Flow:
                 self._passes_at(value)
 
     def _passes_at(self, value: ast.AST) -> None:
-        for node in self._traced(value):
-            if isinstance(node, ast.Dict):
-                self.handed.add(id(node))
-            else:
-                for binding in self._holders(node):
-                    self._passes.setdefault(binding, []).append(node)
+        if id(value) in self.key_dicts:
+            self.handed.add(id(value))
+        for node in self._sources(value):
+            for binding in self._holders(node):
+                self._passes.setdefault(binding, []).append(node)
 
     def _returners(self, func: ast.AST) -> list[Function]:
         return [fn for fn, _ in self.callees.defs(func) if id(fn) in self._returning]
@@ -298,13 +302,13 @@ class _Flow:
                 self._passes.setdefault((fn, _RETURN, ()), []).append(fn)
         waiting: dict[Binding, list[tuple[Binding, ast.AST]]] = {}  # a binding -> the copies into it or under it
         for source, target, where in copied_dicts:
-            nodes = self._traced(source) if not isinstance(source, ast.Dict) else []
+            nodes = self._sources(source)
             copy = self.binding(target) if nodes else None
             if copy is not None:
                 sources = [h for n in nodes for h in self._holders(n) if h != copy]
                 self._wait_copy(sources, copy, where, waiting)
         for ret, fn in self._returns:
-            nodes = [n for n in self._traced(ret.value) if not isinstance(n, ast.Dict)]
+            nodes = self._sources(ret.value)
             self._wait_copy([held for n in nodes for held in self._holders(n)], (fn, _RETURN, ()), ret, waiting)
         todo = list(self._passes)  # a worklist: each binding is settled once, when it is first passed on
         while todo:
@@ -354,6 +358,11 @@ class _Flow:
             if root is None or not runs_before(root, at, partial(_holds_any, positions=guards)):
                 return False
         return True
+
+
+def _result(source: ast.AST) -> bool:
+    """*source* (of :func:`~cleanroom.code_gates.dict_paths.copied`) is a call's result, not a read of a path."""
+    return isinstance(source, ast.Call) and dict_path(source) is None
 
 
 def _holds_any(stmt: ast.stmt, positions: set[Position]) -> bool:
