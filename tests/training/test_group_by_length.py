@@ -120,3 +120,29 @@ def test_dpo_batches_are_transformers_length_groups_of_the_pairs_and_step0_is_st
     assert [chosen for _, _, chosen in epoch["grouped"]] == expected
     assert runs["grouped"].step0_loss == pytest.approx(0.6931, abs=1e-3)
     assert runs["grouped"].levers["group_by_length"]["on"]
+
+
+def test_a_resumed_run_draws_the_grouped_batches_of_the_uninterrupted_one(load_tiny, lora, spec, tmp_path,
+                                                                          monkeypatch):
+    """16 rows, 4 a step: steps 1-4 are epoch 0, steps 5-6 epoch 1. Each epoch's order comes from a generator seeded
+    ``seed + epoch`` (set_epoch), so a run resumed from checkpoint-5 draws epoch 1's order again, skips step 5's
+    batch and trains step 6 on the uninterrupted run's batch, to the same loss. A generator seeded once would replay
+    epoch 0's order after the resume (the check fails then: epoch 1's batches differ from epoch 0's)."""
+    import shutil
+
+    seen, label = _record_batches(monkeypatch)
+    train = spec(max_steps=6, save_steps=5, batch_size=4, max_length=128, group_by_length=True)
+    out = tmp_path / "sft"
+    label.append("full")
+    model, tok = load_tiny()
+    full = train_sft(model, tok, _examples(16), lora=lora, train=train, output_dir=out)
+    shutil.rmtree(full.adapter_dir)
+    shutil.rmtree(out / "checkpoint-6")  # the run is cut after step 5
+    label.append("resumed")
+    model, tok = load_tiny()
+    resumed = train_sft(model, tok, _examples(16), lora=lora, train=train, output_dir=out, resume=True)
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-5")
+    assert seen["full"][4:6] != seen["full"][0:2]  # epoch 1 is ordered anew
+    assert seen["resumed"][:1] == seen["full"][5:6]  # step 6's batch
+    assert resumed.losses[-1] == pytest.approx(full.losses[-1], abs=1e-4)
+

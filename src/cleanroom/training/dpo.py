@@ -85,7 +85,8 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
 def _guarded_trainer_class() -> Any:
     """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard.
 
-    With ``batch_rebalance`` the sampler is seeded by the run's seed and each micro-batch's loss is weighed by its
+    With ``group_by_length`` the sampler is seeded by the run's seed and epoch (:func:`cleanroom.training.rebalance.
+    length_sampler`). With ``batch_rebalance`` the sampler is seeded by the run's seed and each micro-batch's loss is weighed by its
     pair count, so the step's gradient stays the mean over its pairs (:mod:`cleanroom.training.rebalance`).
     """
     from trl import DPOTrainer  # heavy optional: trl

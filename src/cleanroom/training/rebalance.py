@@ -69,14 +69,32 @@ def length_sampler(trainer: Any, lengths: Callable[[], list[int]]) -> Any | None
         return rebalance_sampler(trainer, lengths())
     if strategy != "group_by_length":
         return None
+    args = trainer.args
+    return _epoch_seeded_grouped_sampler(args.train_batch_size * args.gradient_accumulation_steps, lengths(),
+                                         args.data_seed if args.data_seed is not None else args.seed)
+
+
+def _epoch_seeded_grouped_sampler(batch_size: int, lengths: list[int], seed: int) -> Any:
+    """transformers' ``LengthGroupedSampler`` whose epoch ``e`` is drawn from a generator seeded ``seed + e``, as
+    ``BatchRebalanceSampler`` does: the Trainer and accelerate call ``set_epoch`` on the sampler, so a run resumed in
+    epoch ``e`` draws that epoch's order before skipping the batches already trained (a generator seeded once would
+    replay epoch 0's order after a resume, training other batches than the uninterrupted run)."""
     import torch  # heavy optional: torch
     from transformers.trainer_pt_utils import LengthGroupedSampler  # heavy optional: transformers
 
-    args = trainer.args
-    generator = torch.Generator()
-    generator.manual_seed(args.data_seed if args.data_seed is not None else args.seed)
-    return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=lengths(),
-                                generator=generator)
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self) -> None:
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self) -> Any:
+            self.generator.manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    return EpochSeededLengthGroupedSampler()
 
 
 def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:

@@ -178,7 +178,8 @@ def _guarded_sft_trainer_class() -> Any:
 
     The Trainer drops dataset columns that are not model inputs; TRL keeps ``input_ids``, ``labels`` and
     ``seq_lengths``. Without ``prompt_length`` the collator refuses every batch (it fails closed). With
-    ``batch_rebalance`` the sampler is seeded by the run's seed (:func:`cleanroom.training.rebalance.rebalance_sampler`).
+    ``batch_rebalance`` or ``group_by_length`` the sampler is seeded by the run's seed and epoch
+    (:func:`cleanroom.training.rebalance.length_sampler`).
     """
     from trl import SFTTrainer  # heavy optional: trl
 
