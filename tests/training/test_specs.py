@@ -78,13 +78,14 @@ def test_levers_record_each_setting_with_its_reason():
     default = TrainSpec().levers()
     assert {k: v["on"] for k, v in default.items()} == {"padding_free": False, "kbit_fp32_upcast": False,
                                                          "pad_to_multiple_of": False, "precompute_ref_log_probs": False,
-                                                         "batch_rebalance": False}
+                                                         "group_by_length": False, "batch_rebalance": False}
     assert all(v["reason"].startswith("default:") and "value" not in v for v in default.values())
     fast = TrainSpec(padding_free=True, kbit_fp32_upcast=True, precompute_ref_log_probs=True,
                      batch_rebalance=True).levers()
     bucketed = TrainSpec(pad_to_multiple_of=128).levers()["pad_to_multiple_of"]
     assert bucketed["on"] is True and bucketed["value"] == 128 and bucketed["reason"].startswith("chosen:")
     fast["pad_to_multiple_of"] = bucketed  # padding_free and bucketing exclude each other
+    fast["group_by_length"] = TrainSpec(group_by_length=True).levers()["group_by_length"]  # as batch_rebalance
     assert all(v["reason"].startswith("chosen:") for v in fast.values())
     assert {k: v["on"] for k, v in fast.items()} == {k: not v["on"] for k, v in default.items()}
 
