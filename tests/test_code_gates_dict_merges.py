@@ -3,10 +3,16 @@ as ``{**a, **b}``, ``b.update(a)`` and ``cfg["key"]`` do; the same shapes that n
 
 from __future__ import annotations
 
+import ast
 import textwrap
+from collections.abc import Callable
+
+import pytest
 
 from cleanroom.code_gates import check_source
+from cleanroom.code_gates.names import Names
 from cleanroom.code_gates.prefilter import needs_ast
+from cleanroom.code_gates.walk import collect
 
 
 def _cr501(source: str) -> list[int]:
@@ -233,3 +239,108 @@ def test_a_read_that_never_reaches_a_load_stays_silent() -> None:
     printed (a read, not a callee: flagged before session 22), another default spread, the key removed through a read
     (a false alarm before session 22), and ``self.get(...)``, the class's own method, not a read of ``self``."""
     assert _cr501(READ_NOT_PASSED) == []
+
+
+# Each shape below reaches a load with a ``trust_remote_code`` literal inside a ``.get`` default or a merge that a
+# wrapper (a conditional, ``or``, a copy, a tuple, a walrus, a list) hides: all silent on 254af20 (session 22's first
+# cut followed a ``.get``/merge only as a store value, spread, argument or return value); b11-b13 were silent before.
+WRAPPED = {
+    "ifexp": 'kw = cfg.get("m", {"trust_remote_code": t}) if c else {}\n    AutoModel.from_pretrained(p, **kw)',
+    "or": 'kw = cfg.get("m", {"trust_remote_code": t}) or {}\n    AutoModel.from_pretrained(p, **kw)',
+    "dict_call": 'kw = dict(cfg.get("m", {"trust_remote_code": t}))\n    AutoModel.from_pretrained(p, **kw)',
+    "copy_method": 'kw = cfg.get("m", {"trust_remote_code": t}).copy()\n    AutoModel.from_pretrained(p, **kw)',
+    "deepcopy": 'kw = copy.deepcopy(cfg.get("m", {"trust_remote_code": t}))\n    AutoModel.from_pretrained(p, **kw)',
+    "spread_dict_call": 'AutoModel.from_pretrained(p, **dict(cfg.get("m", {"trust_remote_code": t})))',
+    "spread_or": 'AutoModel.from_pretrained(p, **(cfg.get("m", {"trust_remote_code": t}) or {}))',
+    "tuple": 'kw, n = cfg.get("m", {"trust_remote_code": t}), 1\n    AutoModel.from_pretrained(p, **kw)',
+    "walrus": 'if kw := cfg.get("m", {"trust_remote_code": t}):\n        AutoModel.from_pretrained(p, **kw)',
+    "literal_in_dict_call": 'AutoModel.from_pretrained(p, **dict({"trust_remote_code": t}))',
+    "merge_in_dict_call": 'AutoModel.from_pretrained(p, **dict(cfg | {"trust_remote_code": t}))',
+    "merge_in_ifexp": 'kw = cfg | {"trust_remote_code": t} if c else cfg\n    AutoModel.from_pretrained(p, **kw)',
+    "in_a_list": 'kws = [cfg.get("m", {"trust_remote_code": t})]\n    AutoModel.from_pretrained(p, **kws[0])',
+    "returned_ifexp": 'return _built(cfg, t, c)\n\n\ndef _built(cfg, t, c):\n    '
+    'return cfg.get("m", {"trust_remote_code": t}) if c else {}\n\n\ndef use(p, cfg, t):\n    '
+    "AutoModel.from_pretrained(p, **_built(cfg, t, 1))",
+    "or_to_a_local_loader": '_load(p, cfg.get("m", {"trust_remote_code": t}) or {})\n\n\ndef _load(p, kw):\n    '
+    "return AutoModel.from_pretrained(p, **kw)",
+}
+_WRAPPED_HEAD = "import copy\n\nfrom transformers import AutoModel\n\n\ndef f(p, cfg, t, c):\n    "
+
+
+@pytest.mark.parametrize("body", WRAPPED.values(), ids=WRAPPED.keys())
+def test_a_wrapped_default_or_merge_that_reaches_a_load_is_reported(body: str) -> None:
+    """A key-holding ``.get`` default or merge passed unchanged through ``a if c else b``, ``a or b``, ``dict(a)``,
+    ``a.copy()`` or ``copy.deepcopy(a)`` lies where the wrapper does; one standing where the flow follows nothing (a
+    tuple, a walrus, a list) is passed on (fail closed). Reported at the literal's key."""
+    source = _WRAPPED_HEAD + body + "\n"
+    line = next(i for i, text in enumerate(source.splitlines(), 1) if '"trust_remote_code"' in text)
+    assert _cr501(source) == [line]
+
+
+WRAPPED_NOT_PASSED = """\
+import copy
+import json
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def printed(cfg, t, c, f):
+    print(cfg.get("m", {"trust_remote_code": t}))
+    print(cfg.get("m", {"trust_remote_code": t}) or {})
+    kw = cfg.get("m", {"trust_remote_code": t}) if c else {}
+    print(kw)
+    json.dump(dict(cfg.get("m", {"trust_remote_code": t})), f)
+    logger.info("%s", copy.deepcopy(cfg | {"trust_remote_code": t}))
+    row = cfg.get("m", {"trust_remote_code": t}).copy()
+    logger.info("%s", row)
+
+
+def _built(cfg, t, c):
+    return cfg.get("m", {"trust_remote_code": t}) if c else {}
+
+
+def shown(cfg, t):
+    print(_built(cfg, t, 1))
+"""
+
+
+def test_a_wrapped_default_or_merge_that_never_reaches_a_load_stays_silent() -> None:
+    """The precision twin: the same wrappers printed, dumped, logged, bound and logged, or returned by a private
+    function whose result is only printed."""
+    assert _cr501(WRAPPED_NOT_PASSED) == []
+
+
+def _get_chain(depth: int) -> str:
+    chain = "cfg" + '.get("a", {})' * depth
+    return f'from transformers import AutoModel\n\n\ndef f(p, t):\n    cfg = {{"a": {{"trust_remote_code": t}}}}\n    AutoModel.from_pretrained(p, **{chain})\n'
+
+
+def _resolve_calls(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> int:
+    """How many times :meth:`Names.resolve` runs (recursion included) while *run* runs."""
+    count = 0
+    resolve = Names.resolve
+
+    def counted(self: Names, node: ast.AST) -> str | None:
+        nonlocal count
+        count += 1
+        return resolve(self, node)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Names, "resolve", counted)
+        run()
+    return count
+
+
+@pytest.mark.parametrize("depth", [10, 20, 40])
+def test_a_get_chain_resolves_its_callee_once_per_link(monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
+    """``cfg.get("a", {}).get("a", {})...``: resolving the outermost call walks the chain once (each callee resolved
+    once, not once per question asked of it: that doubled the work per link, over 100 s at depth 30), and checking the
+    module resolves each of its calls so (at most quadratic in the depth, never exponential). The code is checked
+    (the key lies at ``cfg["a"]``; the chain reads ``cfg["a"]["a"]...``, which does not hold it: silent)."""
+    source = _get_chain(depth)
+    tree = ast.parse(source)
+    outer = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.keywords)
+    names = Names(collect(tree))
+    assert _resolve_calls(monkeypatch, lambda: names.resolve(outer.keywords[0].value)) <= 3 * depth
+    assert _resolve_calls(monkeypatch, lambda: _cr501(source)) <= 4 * depth * depth

@@ -13,7 +13,9 @@ literal's ``**`` entry, an operand of ``a | b``, the default of a ``.get`` read)
 builds, and ``b |= a`` merges into ``b`` as ``b.update(a)`` does (:func:`stores`).
 
 A dict literal nested in another under a string key (``{"model": {"trust_remote_code": t}}``) lies at that key's
-path under the outer literal, and one merged into an expression lies where that expression does (:func:`nesting`).
+path under the outer literal, and one merged into an expression, or passed through one unchanged (a branch of ``a if c
+else b``, an operand of ``a or b``, copied by ``dict(a)``, ``a.copy()``, ``copy.deepcopy(a)``), lies where that
+expression does (:func:`nesting`).
 A key removed from a dict (``del cfg["model"]``, ``cfg.pop("model")``) removes the path ``cfg["model"]`` and every
 path under it (:func:`removals`).
 """
@@ -93,7 +95,8 @@ def path_text(dotted: str, keys: tuple[str, ...]) -> str:
 
 def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.AST, str | None]]:
     """id of a dict literal -> (the dict literal it is a value of, under that string key); id of a dict merged into
-    an expression (:func:`merged`) -> (that expression, None): it lies at the expression's own path."""
+    an expression (:func:`merged`), or passed through one unchanged (``a if c else b``, ``a or b``, ``dict(a)``,
+    ``a.copy()``, ``copy.deepcopy(a)``) -> (that expression, None): it lies at the expression's own path."""
     found: dict[int, tuple[ast.AST, str | None]] = {}
     for node in nodes.get(ast.Dict, ()):
         for name, value, _ in dict_items(node):
@@ -104,10 +107,31 @@ def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.AST, str | None]]:
         *(b for b in nodes.get(ast.BinOp, ()) if isinstance(b.op, ast.BitOr)),
         *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) == "get"),
     ]
+    merges += [*nodes.get(ast.IfExp, ()), *nodes.get(ast.BoolOp, ()), *nodes.get(ast.Call, ())]
     for node in merges:
-        for part in merged(node):
+        for part in (*merged(node), *_passed_through(node)):
             found[id(part)] = (node, None)
     return found
+
+
+def _passed_through(node: ast.AST) -> list[ast.expr]:
+    """What *node*'s value is one of, or a copy of: ``a if c else b``, ``a or b``, ``a and b``, and a copy
+    (:func:`_copy_of`): a dict literal there lies where *node* does."""
+    if isinstance(node, ast.IfExp):
+        return [node.body, node.orelse]
+    if isinstance(node, ast.BoolOp):
+        return list(node.values)
+    return (_copy_of(node) or []) if isinstance(node, ast.Call) else []
+
+
+def _copy_of(call: ast.Call) -> list[ast.expr] | None:
+    """The dict *call* copies (``a.copy()``, ``dict(a, ...)``, ``copy.copy(a)``, ``copy.deepcopy(a)``: ``[a]``; ``dict()``:
+    none), or None where *call* is no copy."""
+    func = call.func
+    last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+    if isinstance(func, ast.Attribute) and last == "copy" and not call.args:
+        return [func.value]
+    return call.args[:1] if last in ("dict", "copy", "deepcopy") else None
 
 
 def outermost(node: ast.AST, parents: dict[int, tuple[ast.AST, str | None]]) -> tuple[ast.AST, tuple[str, ...]]:
@@ -142,16 +166,13 @@ def copied(value: ast.AST) -> list[ast.AST]:
             continue
         if not isinstance(node, ast.Call):
             continue
-        func = node.func
-        last = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        if isinstance(func, ast.Attribute) and last == "copy" and not node.args:
-            todo.append(func.value)
-        elif isinstance(func, ast.Attribute) and last == "pop" and node.args and dict_path(func.value) is not None:
+        func, source = node.func, _copy_of(node)
+        if source is not None:
+            todo.extend(source)
+        elif isinstance(func, ast.Attribute) and func.attr == "pop" and node.args and dict_path(func.value) is not None:
             key = const_str(node.args[0])
             at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
             found.extend([ast.copy_location(at, node)] if key is not None else [])
-        elif last in ("dict", "copy", "deepcopy"):
-            todo.extend(node.args[:1])
         else:
             found.append(node)
     return found

@@ -90,18 +90,23 @@ class Names:
         if isinstance(node, ast.IfExp):  # ``A if c else B``: either class may be the one loaded
             return self.resolve(node.body) or self.resolve(node.orelse)
         if isinstance(node, ast.Call) and node.args:
-            func = node.func
-            access = reflective(node, self)
-            if access is None and len(node.args) >= 2 and _dynamic_getattr(node, self):
-                base = self.resolve(node.args[0])  # ``getattr(transformers, name)``: some member
-                return f"{base}.*" if base is not None else None
-            if access is not None:
-                base = self.resolve(node.args[0]) if access[0] == "get" and access[2] == 1 else None
-                return f"{base}.{access[1]}" if base is not None else None
-            if (isinstance(func, ast.Name) and func.id == "__import__") or self.resolve(
-                func
-            ) == "importlib.import_module":
-                return const_str(node.args[0])
+            return self._resolve_call(node)
+        return None
+
+    def _resolve_call(self, node: ast.Call) -> str | None:
+        """:meth:`resolve` for a call with arguments. The callee is resolved once (a chain ``a.get(k, d).get(k, d)``
+        resolving it once per question would take time doubling with each link)."""
+        func = node.func
+        qual = self.resolve(func)
+        access = _reflected(node, qual)
+        if access is None and len(node.args) >= 2 and _dynamic_getattr(func, qual):
+            base = self.resolve(node.args[0])  # ``getattr(transformers, name)``: some member
+            return f"{base}.*" if base is not None else None
+        if access is not None:
+            base = self.resolve(node.args[0]) if access[0] == "get" and access[2] == 1 else None
+            return f"{base}.{access[1]}" if base is not None else None
+        if (isinstance(func, ast.Name) and func.id == "__import__") or qual == "importlib.import_module":
+            return const_str(node.args[0])
         return None
 
 
@@ -190,30 +195,33 @@ def reflective(node: ast.AST, names: Names) -> tuple[str, str, int] | None:
     if not isinstance(node, ast.Call) or not node.args:
         return None
     func = node.func
+    alias = isinstance(func, ast.Name) and func.id not in _REFLECT_BUILTINS
+    alias = alias or (isinstance(func, ast.Attribute) and func.attr in _REFLECT_BUILTINS)
+    return _reflected(node, names.resolve(func) if alias else None)
+
+
+def _reflected(node: ast.Call, qual: str | None) -> tuple[str, str, int] | None:
+    """:func:`reflective` for a call with arguments whose callee resolves to *qual* (looked up by the caller)."""
+    func = node.func
     kind: str | None = None
     index = 1
     if isinstance(func, ast.Name):
-        kind = _REFLECT_BUILTINS.get(func.id) or _builtin_alias(names.resolve(func))
+        kind = _REFLECT_BUILTINS.get(func.id) or _builtin_alias(qual)
     elif isinstance(func, ast.Attribute):
         kind = _REFLECT_DUNDERS.get(func.attr)
         if kind is not None:
             index = 0 if const_str(node.args[0]) is not None else 1
         elif func.attr in _REFLECT_BUILTINS:
-            kind = _builtin_alias(names.resolve(func))
-    if kind is None:
-        return None
-    if len(node.args) <= index:
+            kind = _builtin_alias(qual)
+    if kind is None or len(node.args) <= index:
         return None
     attr = const_str(node.args[index])
     return (kind, attr, index) if attr is not None else None
 
 
-def _dynamic_getattr(node: ast.Call, names: Names) -> bool:
-    """``getattr(obj, <not a literal>)`` by any name bound to the builtin."""
-    func = node.func
-    if isinstance(func, ast.Name) and func.id == "getattr":
-        return True
-    return _builtin_alias(names.resolve(func)) == "get"
+def _dynamic_getattr(func: ast.AST, qual: str | None) -> bool:
+    """``getattr(obj, <not a literal>)`` by any name bound to the builtin: *func* resolves to *qual*."""
+    return (isinstance(func, ast.Name) and func.id == "getattr") or _builtin_alias(qual) == "get"
 
 
 def _builtin_alias(qual: str | None) -> str | None:

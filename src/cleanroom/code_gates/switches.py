@@ -32,7 +32,9 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
 
 So a record of the setting (a provenance, logging or results dict: dumped, printed, appended, sorted, or given
 to a function here that only reads it) is not passed on. A dict literal standing as such an argument is passed
-on where it stands, and so is one merged into such an argument (``f(**(base | {...}))``).
+on where it stands, and so is one merged into such an argument (``f(**(base | {...}))``) or passed through one
+unchanged (``f(**(cfg.get("m", {...}) or {}))``, ``dict(...)``, ``... if c else {}``). A merge or such a wrapper that
+holds the key and stands where none of this follows it (in a tuple, a list, a walrus) is passed on (fail closed).
 
 A key removed from the same path afterwards (``del kw["trust_remote_code"]``, ``cfg["m"].pop("trust_remote_code",
 None)``), or a dict that holds it removed (``cfg.pop("m")``, ``del cfg["m"]``), where every later pass of the dict (or
@@ -101,6 +103,10 @@ def check_dicts(
     # the outermost expression of a key-holding literal -> the dict at a path it is bound to or merged into
     bound = {id(value): target for value, target, _ in stored}
     copied_dicts = copies(stored)
+    # an outermost merge or wrapper (``base | {...}``, ``cfg.get("m", {...}) or {}``) that stands where the flow does
+    # not follow it (a tuple, a list, a walrus, a subscript...): passed on (fail closed)
+    followed = {*bound, *(id(r.value) for r in nodes.get(ast.Return, ())), *_arguments(calls)}
+    unfollowed = {id(o) for o, _ in anchors.values() if not isinstance(o, ast.Dict) and id(o) not in followed}
     owners = [dict_path(o) for _, o, _ in writes]
     owners += [_under(dict_path(bound[id(outer)]), ks) for outer, ks in anchors.values() if id(outer) in bound]
     flow = _Flow(scopes, nodes, names, helpers, {p for o in owners if o is not None for p in prefixes(o)})
@@ -117,7 +123,7 @@ def check_dicts(
             continue
         if is_const(value, True):
             add(key, "CR501", "trust_remote_code: True in a dict")
-        elif id(outer) in flow.handed or (binding is not None and flow.passed(binding)):
+        elif id(outer) in flow.handed or id(outer) in unfollowed or (binding is not None and flow.passed(binding)):
             add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
     for where, owner, value in writes:
         binding = flow.binding(owner)
@@ -128,6 +134,11 @@ def check_dicts(
             add(where, "CR501", f"trust_remote_code: True written into {name}")
         elif flow.passed(binding):
             add(where, "CR501", f"trust_remote_code written into {name}, which is passed on, may be True", LOADER_DECIDES)
+
+
+def _arguments(calls: list[ast.Call]) -> set[int]:
+    """ids of every argument of *calls*, positional, keyword or spread: the flow judges each where it stands."""
+    return {id(a) for c in calls for a in (*c.args, *(kw.value for kw in c.keywords))}
 
 
 def _under(path: Path | None, keys: tuple[str, ...]) -> Path | None:
