@@ -98,7 +98,9 @@ class VerifyReport:
     errors: tuple[Broken, ...]
     counts: dict[str, int] = field(default_factory=dict)
     unchecked: tuple[Unchecked, ...] = ()
-    unfinished: str | None = None  # the first stage not done in the run's own order (Stage 1's, or an eval run's `eval`), for a run that never finalized
+    # the first stage not done in the run's own order (Stage 1's, or an eval run's `eval`), for a run that never
+    # finalized
+    unfinished: str | None = None
 
     @property
     def status(self) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from cleanroom.artifacts.attestation import build_attestation
-from cleanroom.artifacts.layout import pretty_json, stage_names, unfinished_stage
+from cleanroom.artifacts.layout import pretty_json, read_resolved_config, stage_names, unfinished_stage
 from cleanroom.artifacts.records import _BLOCK_KEYS, CHAIN_SEED, chain_step
 from cleanroom.broken import (
     Broken,
@@ -52,7 +52,6 @@ from cleanroom.jsonl import JsonLine, loads, scan_jsonl
 from cleanroom.provenance import canonical_json, content_sha256, digest_path, sha256_hex
 from cleanroom.trace import TraceNode, format_trace, list_records, trace_record
 from cleanroom.verify_links import Links, remap_pairs
-from cleanroom.yaml_reader import safe_load
 
 
 class Verifier:
@@ -143,8 +142,7 @@ class Verifier:
         self.check_subject("run.json", self.root / "run.json")
         self.check_subject("config.resolved.yaml", self.root / "config.resolved.yaml")
         try:
-            config = safe_load((self.root / "config.resolved.yaml").read_text())
-            found = sha256_hex(canonical_json(config))
+            found = read_resolved_config(self.root)[1]
         except (yaml.YAMLError, InputError, UnicodeDecodeError) as exc:
             self.broken("config.resolved.yaml", None, "valid YAML", "the resolved config", one_line(exc)[:200])
             return

@@ -73,6 +73,14 @@ def read_run_meta(path: str | os.PathLike[str]) -> tuple[str, str]:
         raise ProvenanceError(f"{meta_path} is unreadable ({exc}); the run metadata was changed") from None
 
 
+def read_resolved_config(run_dir: str | os.PathLike[str]) -> tuple[Any, str]:
+    """The run's parsed ``config.resolved.yaml`` and the sha256 of its canonical JSON (what ``run.json``'s
+    ``config_sha256`` records); raises what reading or parsing it raises (OSError, UnicodeDecodeError,
+    yaml.YAMLError, InputError)."""
+    config = safe_load((Path(run_dir) / "config.resolved.yaml").read_text())
+    return config, sha256_hex(canonical_json(config))
+
+
 def run_command(run_dir: str | os.PathLike[str]) -> str | None:
     """The command that made the run at *run_dir* (a key of :data:`STAGE_ORDERS`), as its
     ``config.resolved.yaml`` records it: ``command``, which a Stage 1 config leaves out (:data:`STAGE1_COMMAND`).
@@ -82,8 +90,8 @@ def run_command(run_dir: str | os.PathLike[str]) -> str | None:
     root = Path(run_dir)
     try:
         config_sha = read_run_meta(root)[1]
-        config = safe_load((root / "config.resolved.yaml").read_text())
-        if sha256_hex(canonical_json(config)) != config_sha or not isinstance(config, dict):
+        config, found = read_resolved_config(root)
+        if found != config_sha or not isinstance(config, dict):
             return None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, CleanroomError):
         return None
@@ -128,4 +136,5 @@ def stage_names(path: str | os.PathLike[str]) -> list[str]:
 
 
 __all__ = ["EVAL_RUN_COMMAND", "MANIFEST_SCHEMA", "NAME", "RUN_SCHEMA", "STAGE1_COMMAND", "STAGE1_ORDER", "STAGE_ORDERS",
-           "now", "pretty_json", "read_run_meta", "run_command", "stage_names", "unfinished_stage"]
+           "now", "pretty_json", "read_resolved_config", "read_run_meta", "run_command", "stage_names",
+           "unfinished_stage"]

@@ -198,5 +198,4 @@ def rebalance_record(levers: dict[str, Any], world: int, accumulation: int) -> d
 
 
 __all__ = ["PAIR_SCALE_KEY", "check_token_weighting", "dpo_lengths", "is_on", "length_sampler", "rebalance_record",
-           "rebalance_sampler",
-           "sft_lengths", "weigh_pairs", "worst_case_rows"]
+           "rebalance_sampler", "sft_lengths", "weigh_pairs", "worst_case_rows"]
