@@ -28,6 +28,9 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
                          patched by Unsloth on import, keeps a frozen copy of that zero-initialised adapter as the
                          reference), guarded, step 0 checked against ln 2 as on the peft path
     unsloth-dpo-bucket   the same with ``pad_to_multiple_of=256``
+    unsloth-dpo-padfree  unsloth-dpo with ``padding_free=True``: each chosen/rejected batch runs as one packed row
+                         (cleanroom.training.packed_forward; Unsloth's varlen attention reads the restarts)
+    unsloth-dpo-padfree-precompute  the same with ``precompute_ref_log_probs=True`` (the packed reference pass once)
     unsloth-dpo-fused    unsloth-dpo with Unsloth's opt-in ``UNSLOTH_FUSED_PREFERENCE_LOSS=1`` (log-probs scored from the
                          hidden states in row chunks instead of TRL's fused LM head)
     trl-sft              TRL ``SFTTrainer`` defaults + the same LoRA, text data tokenised by TRL
@@ -38,6 +41,8 @@ Modes (one per process, so each peak-memory figure is its own). The cleanroom mo
     dpo-unguarded        the same without the guard
     dpo-guarded-upcast   ``kbit_fp32_upcast=True``
     dpo-guarded-precompute  ``precompute_ref_log_probs=True`` (reference log-probs once, before training)
+    dpo-guarded-padfree  ``padding_free=True``: policy and reference forwards packed, log-probs back in the padded
+                         layout (cleanroom.training.packed_forward)
     sft-guarded-rebalance   ``batch_rebalance=True`` with --batch split as batch/4 rows x 4 accumulated micro-batches
                          (the global batch unchanged): each step's rows sorted by length into 4 micro-batches of
                          variable size and balanced padded cost (transformers' BatchRebalanceSampler)
@@ -102,11 +107,14 @@ CLEANROOM_MODES: dict[str, Mode] = {
     "sft-guarded-bucket": Mode({"pad_to_multiple_of": 256}, True),
     "unsloth-dpo": Mode({}, True),
     "unsloth-dpo-bucket": Mode({"pad_to_multiple_of": 256}, True),
+    "unsloth-dpo-padfree": Mode({"padding_free": True}, True),
+    "unsloth-dpo-padfree-precompute": Mode({"padding_free": True, "precompute_ref_log_probs": True}, True),
     "unsloth-dpo-fused": Mode({}, True),
     "dpo-guarded": Mode({}, True),
     "dpo-unguarded": Mode({}, False),
     "dpo-guarded-upcast": Mode({"kbit_fp32_upcast": True}, True),
     "dpo-guarded-precompute": Mode({"precompute_ref_log_probs": True}, True),
+    "dpo-guarded-padfree": Mode({"padding_free": True}, True),
     "sft-guarded-rebalance": Mode({"batch_rebalance": True}, True, accumulation=4),
     "sft-guarded-rebalance-ga1": Mode({"batch_rebalance": True}, True),
     "dpo-guarded-rebalance": Mode({"batch_rebalance": True}, True, accumulation=4),
@@ -302,19 +310,23 @@ def run_cleanroom(args: argparse.Namespace, path: Path, rec: Recorder) -> dict[s
             pairs = dpo_pairs(n, 7, args.max_prompt, args.max_completion)
             res = train_dpo(model, tok, pairs, lora=lora, train=train, beta=0.1, output_dir=Path(out),
                             callbacks=[rec.callback()])
-            extra.update(step0_loss=res.step0_loss, step0_margin=res.step0_margin)
+            extra.update(step0_loss=res.step0_loss, step0_margin=res.step0_margin,
+                         packed_forwards=res.levers["padding_free"].get("packed_forwards"))
             pre = res.levers["precompute_ref_log_probs"]
             if pre["on"]:  # the reference pass, and the one-off rest of building the trainer (TRL's model hash)
                 extra.update(ref_precompute_s=pre["seconds"], ref_setup_s=pre["setup_seconds"],
                              ref_logps_sha256=pre["sha256"], ref_precompute_batches=math.ceil(n / args.batch))
             rows = render_pairs(tok, pairs, args.max_length)
+            # the probe packs prompt + chosen rows: the attention a packed DPO forward relies on
+            probe_rows = [{"input_ids": r["prompt_ids"] + r["chosen_ids"], "prompt_length": len(r["prompt_ids"]),
+                           "labels": [-100] * len(r["prompt_ids"]) + r["chosen_ids"]} for r in rows]
         else:
             examples = sft_examples(n, 7, args.max_prompt, args.max_completion)
             train_sft(model, tok, examples, lora=lora, train=train, output_dir=Path(out), callbacks=[rec.callback()])
-            rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
+            rows = probe_rows = render_examples(tok, examples, max_length=args.max_length, name="bench")
     collate_mod._GuardedCollator.__call__ = guarded_call  # type: ignore[method-assign]
     if levers.get("padding_free"):
-        extra["packing_probe"] = packing_probe(model, tok, rows)
+        extra["packing_probe"] = packing_probe(model, tok, probe_rows)
     if guarded:
         extra["guard"] = time_guard(seen[-1], rows, args, rec)
     return extra

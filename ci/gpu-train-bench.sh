@@ -48,7 +48,7 @@ modes=(trl-sft trl-sft-ids sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl
        sft-guarded-rebalance-ga1
        dpo-guarded-rebalance-ga1 sft-guarded-upcast sft-unguarded dpo-unguarded sft-guarded-padfree sft-guarded-bucket
        dpo-guarded-upcast trl-sft-padfree sft-guarded-fused sft-guarded-padfree-fused sft-guarded-grouped dpo-guarded-grouped
-       unsloth-sft-grouped unsloth-dpo-grouped)
+       unsloth-sft-grouped unsloth-dpo-grouped dpo-guarded-padfree unsloth-dpo-padfree unsloth-dpo-padfree-precompute)
 [[ -n "${BENCH_MODES:-}" ]] && read -r -a modes <<< "$BENCH_MODES"  # a subset, in this order
 headline=" trl-sft sft-guarded sft-guarded-rebalance sft-guarded-ga4 trl-dpo dpo-guarded dpo-guarded-rebalance dpo-guarded-ga4 dpo-guarded-precompute unsloth-sft unsloth-sft-bucket unsloth-sft-padfree unsloth-dpo unsloth-dpo-bucket "
 sizes=(--quantization nf4 --batch 8 --r 64 --max-length 2048)

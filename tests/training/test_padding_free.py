@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from cleanroom.training import train_sft
+from cleanroom.training import train_dpo, train_sft
 from cleanroom.training.collate import GuardedLanguageModelingCollator
 
 pytestmark = pytest.mark.slow
@@ -51,11 +53,91 @@ def test_train_sft_padding_free_follows_the_padded_loss_curve(varied, load_tiny,
     assert curves[1] == pytest.approx(curves[0], abs=1e-4)
 
 
-def test_dpo_refuses_padding_free(load_tiny, lora, spec, tmp_path):
-    from cleanroom.errors import ConfigError
-    from cleanroom.training import train_dpo
+PAIRS = [{"prompt": "Say yes:", "chosen": " yes", "rejected": " no, never"},
+         {"prompt": "Q: the colour of the sky?\nA:", "chosen": " blue, mostly, in the day", "rejected": " green"}] * 2
+
+
+def _fused_log_probs(model, batch):
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                     fused_lm_head=True).log_probs
+
+
+def test_packed_dpo_forward_gives_the_padded_log_probs_and_a_leaking_one_does_not(load_tiny, monkeypatch):
+    """TRL's fused LM head on a guarded preference batch (chosen rows, then rejected rows, right-padded): the packed
+    forward returns the padded forward's per-token log-probs, in the padded layout, within 1e-5 (fp32, SDPA). With
+    positions that do not restart per row, a row attends to the rows before it and the log-probs move."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from cleanroom.training import packed_forward
+    from cleanroom.training.collate import GuardedPreferenceCollator
+    from cleanroom.training.dpo import render_pairs
 
     model, tok = load_tiny()
-    pairs = [{"prompt": "Q: yes?\nA:", "chosen": " yes", "rejected": " no"}]
-    with pytest.raises(ConfigError, match="padding_free is not supported for DPO"):
-        train_dpo(model, tok, pairs, lora=lora, train=spec(padding_free=True), beta=0.1, output_dir=tmp_path)
+    model.eval()
+    add_fused_lm_head(model)
+    batch = GuardedPreferenceCollator(tok)(render_pairs(tok, PAIRS[:2], max_length=64))
+    assert bool((batch["attention_mask"] == 0).any())  # there is padding to skip
+    padded = _fused_log_probs(model, batch)
+    packed_forward.install(model)
+    packed = _fused_log_probs(model, batch)
+    assert getattr(model, packed_forward.COUNT_ATTR) == 1 and packed.shape == padded.shape
+    assert torch.allclose(packed, padded, atol=1e-5) and bool((padded != 0).any())
+    pack = packed_forward.pack
+
+    def no_restart(*args):
+        ids, positions, labels, keep = pack(*args)
+        return ids, torch.arange(ids.shape[1])[None], labels, keep
+
+    monkeypatch.setattr(packed_forward, "pack", no_restart)
+    leaked = _fused_log_probs(model, batch)
+    assert (leaked - padded).abs().max() > 1e-3
+
+
+def test_pack_refuses_a_row_whose_real_tokens_are_not_contiguous():
+    from cleanroom.errors import GateError
+    from cleanroom.training.packed_forward import pack
+
+    ids = torch.arange(8).view(2, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0]])
+    with pytest.raises(GateError, match="row 1 of the batch has 2 runs"):
+        pack(ids, mask, ids)
+    with pytest.raises(GateError, match="row 0 of the batch has 0 runs"):
+        pack(ids, torch.tensor([[0, 0, 0, 0], [1, 1, 0, 0]]), ids)
+
+
+def test_train_dpo_padding_free_follows_the_padded_loss_curve(load_tiny, lora, spec, tmp_path):
+    """Two steps of 4 pairs, padded, packed, and packed with the reference precomputed: step 0 is still ln 2 with
+    a zero margin, the losses agree with the padded run's within 1e-5 (fp32 on the CPU), and every policy and
+    reference forward ran packed (the record says how many)."""
+    runs = {}
+    for padding_free, precompute in ((False, False), (True, False), (True, True)):
+        model, tok = load_tiny()
+        runs[padding_free, precompute] = train_dpo(
+            model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path / f"{padding_free}-{precompute}",
+            train=spec(max_steps=2, save_steps=2, learning_rate=2e-2, batch_size=4, padding_free=padding_free,
+                       precompute_ref_log_probs=precompute))
+    padded = runs[False, False]
+    assert padded.losses[-1] < math.log(2) - 1e-3  # it trained
+    assert "packed_forwards" not in padded.levers["padding_free"]
+    # step 0 and 2 steps, each a policy forward, plus a reference forward each (live) or one precompute batch
+    for precompute, forwards in ((False, 3 * 2), (True, 3 + 1)):
+        packed = runs[True, precompute]
+        assert packed.step0_loss == pytest.approx(math.log(2), abs=1e-6) and abs(packed.step0_margin) < 1e-6
+        assert packed.losses == pytest.approx(padded.losses, abs=1e-5)
+        assert packed.levers["padding_free"] == {**packed.levers["padding_free"], "on": True,
+                                                 "packed_forwards": forwards}
+
+
+def test_train_dpo_padding_free_fails_when_no_forward_ran_packed(load_tiny, lora, spec, tmp_path, monkeypatch):
+    """A backend whose DPO forward bypasses TRL's fused LM head never packs: the run stops after the step-0
+    measurement, before any step, instead of recording the lever as on."""
+    from cleanroom.errors import GateError
+    from cleanroom.training import packed_forward
+
+    monkeypatch.setattr(packed_forward, "install", lambda model: None)
+    model, tok = load_tiny()
+    with pytest.raises(GateError, match="no forward ran packed in the step-0 measurement"):
+        train_dpo(model, tok, PAIRS, lora=lora, train=spec(padding_free=True), beta=0.1, output_dir=tmp_path)
+    assert not (tmp_path / "adapter").exists()

@@ -110,7 +110,8 @@ def test_guard_catches_a_planted_control_token_in_each_sft_mode(varied, load_tin
         train_sft(model, tok, varied, lora=lora, train=spec(batch_size=4, **levers), output_dir=tmp_path)
 
 
-@pytest.mark.parametrize("levers", [{}, {"precompute_ref_log_probs": True}, {"pad_to_multiple_of": 16}])
+@pytest.mark.parametrize("levers", [{}, {"precompute_ref_log_probs": True}, {"pad_to_multiple_of": 16},
+                                    {"padding_free": True}])
 def test_guard_catches_a_planted_control_token_in_each_dpo_mode(load_tiny, lora, spec, tmp_path, monkeypatch, levers):
     """With the reference precomputed, the precompute pass goes through the guarded collator too: the planted
     ID is refused before any reference log-prob is cached."""

@@ -33,7 +33,7 @@ from cleanroom import distributed, guard
 from cleanroom.artifacts import atomic_write_bytes, pretty_json
 from cleanroom.errors import ConfigError, DependencyError, GateError, InputError
 from cleanroom.spec import check_value
-from cleanroom.training import rebalance
+from cleanroom.training import packed_forward, rebalance
 from cleanroom.training.micro_batch import plan_micro_batch
 from cleanroom.training.result import TrainResult
 from cleanroom.training.sft import (
@@ -82,8 +82,10 @@ def render_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
     return rows
 
 
-def _guarded_trainer_class() -> Any:
+def _guarded_trainer_class(packed: bool = False) -> Any:
     """DPOTrainer whose dataset preparation is the identity: the rows arrive tokenised by the guard.
+
+    With ``packed`` (``padding_free``) every fused-LM-head forward runs packed (:mod:`cleanroom.training.packed_forward`).
 
     With ``group_by_length`` the sampler is seeded by the run's seed and epoch (:func:`cleanroom.training.rebalance.
     length_sampler`). With ``batch_rebalance`` the sampler is seeded by the run's seed and each micro-batch's loss is weighed by its
@@ -107,6 +109,7 @@ def _guarded_trainer_class() -> Any:
             return dataset
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+            self.install_packing()
             started = time.perf_counter()
             out = super()._precompute_ref_logps(dataset, name, batch_size)
             self.precompute_seconds = (*self.precompute_seconds, time.perf_counter() - started)
@@ -126,13 +129,24 @@ def _guarded_trainer_class() -> Any:
 
         def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
+            self.install_packing()
             scale = inputs.pop(rebalance.PAIR_SCALE_KEY, None)  # only a training step's micro-batches carry one
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if scale is None:
                 return out
             return (out[0] * scale, out[1]) if return_outputs else out * scale
 
+        def install_packing(self) -> None:
+            if packed:
+                packed_forward.install(packed_model(self))
+
     return GuardedDPOTrainer
+
+
+def packed_model(trainer: Any) -> Any:
+    """The transformers model TRL gave its fused LM head (under peft the base model): where packing is installed."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def measure_step0(trainer: Any) -> tuple[float, float]:
@@ -214,7 +228,11 @@ def train_dpo(
 
     checkpoint = resume_checkpoint(output_dir, resume)
     step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol, setup)
+    if train.padding_free and checkpoint is None:  # before any step is paid for
+        packed_forward.require_packed(packed_model(trainer), "in the step-0 measurement")
     run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
+    if train.padding_free:
+        levers["padding_free"]["packed_forwards"] = packed_forward.require_packed(packed_model(trainer), "in training")
     tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
     return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
                       distributed=dist, levers=levers)
@@ -257,9 +275,6 @@ def _check_dpo_args(lora: Any, train: Any, beta: Any, step0_atol: Any) -> tuple[
     step0_atol = check_value("dpo.step0_atol", step0_atol, Step0Atol)
     if train.early_stopping_patience is not None:
         raise ConfigError("TrainSpec.early_stopping_patience is not supported for DPO (no eval pairs); set it to None")
-    if train.padding_free:
-        raise ConfigError("TrainSpec.padding_free is not supported for DPO (trl 1.16's DPOTrainer disables it); "
-                          "set it to False for the DPO stage")
     return beta, step0_atol
 
 
@@ -285,7 +300,7 @@ def _dpo_trainer(model: Any, tokenizer: Any, rows: list[dict], *, lora: LoraSpec
     # heavy optional: trl
     from cleanroom.training.collate import GuardedPreferenceCollator
 
-    return _guarded_trainer_class()(
+    return _guarded_trainer_class(packed=train.padding_free)(
         model=model,
         ref_model=None,
         args=DPOConfig(**train.trainer_kwargs(str(output_dir), has_eval=False), beta=float(beta),

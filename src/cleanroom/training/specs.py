@@ -45,8 +45,9 @@ LEVER_REASONS: dict[str, dict[bool, str]] = {
                "at 1.5B but at 1.45x TRL's defaults at 7B with 0.77x its peak memory, so a peft run at 7B or larger "
                "should set it; on Unsloth, the GPU default, padded batches ran faster at 7B, 1.85x TRL against "
                "1.67x; docs/training-speed.md, sessions 18 and 22)",
-        True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (guard checks each "
-              "packed sequence; padded and packed losses agree within 1e-4 on the CPU)",
+        True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (SFT: the guard checks "
+              "each packed sequence; DPO: the guarded padded batch is packed in the forward; padded and packed "
+              "losses agree within 1e-4 (SFT) and 1e-5 (DPO) on the CPU)",
     },
     "kbit_fp32_upcast": {
         False: "default: non-quantized weights stay in the loaded dtype, as in TRL's trainers (H200, 1.5B nf4, "
@@ -152,9 +153,10 @@ class TrainSpec(Spec):
     ``early_stopping_threshold``) needs eval examples; evaluation runs every ``save_steps`` so the best
     checkpoint can be restored. ``trl_overrides`` passes further ``SFTConfig``/``DPOConfig`` fields
     verbatim (e.g. ``dataloader_num_workers``); it may not shadow a field this spec owns.
-    ``padding_free`` (SFT only; opt-in until the H200 side-by-side in docs/training-speed.md shows it wins at
+    ``padding_free`` (opt-in until the H200 side-by-side in docs/training-speed.md shows it wins at
     equal loss) concatenates each batch into one row with position IDs restarting per example instead of
-    padding; the guard then checks every packed sequence on its own. ``kbit_fp32_upcast`` (4-bit/8-bit models;
+    padding; for SFT the guard then checks every packed sequence on its own, for DPO the guarded padded batch is
+    packed inside the forward and its log-probs returned in the padded layout (:mod:`cleanroom.training.packed_forward`). ``kbit_fp32_upcast`` (4-bit/8-bit models;
     off by default, as in TRL's own trainers: the H200 side-by-side in docs/training-speed.md measured the upcast
     path slower and larger at the same losses) runs peft's ``prepare_model_for_kbit_training``, which casts every
     non-quantized weight (the tied embedding included) to fp32; off keeps them in the loaded dtype (the LoRA
