@@ -271,8 +271,9 @@ def _dpo_work() -> tuple[list[dict[str, str]], Any]:
 
     pairs = [{"prompt": f"Question {i}: say yes or no, at length.\nAnswer:", "chosen": " yes" * (96 + i % 8),
               "rejected": " no" * (96 + i % 5)} for i in range(DPO_STEPS * DPO_BATCH)]
+    # padding-free, as the production profile's DPO trains (its 7B side-by-side: docs/training-speed.md, session 23)
     return pairs, TrainSpec(max_steps=DPO_STEPS, batch_size=DPO_BATCH, max_length=256, learning_rate=5e-6,
-                            save_steps=10**6, gradient_checkpointing=True, precision="bf16")
+                            save_steps=10**6, gradient_checkpointing=True, precision="bf16", padding_free=True)
 
 
 def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:

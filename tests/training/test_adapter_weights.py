@@ -56,17 +56,21 @@ def test_loaded_adapter_computes_what_peft_from_pretrained_computes(load_tiny, l
     assert not torch.equal(before, _logits(fresh, tok))  # the saved B is not zero: the load changed the function
 
 
-def test_dpo_from_a_loaded_adapter_starts_at_ln2_and_trains_it_in_place(load_tiny, lora, tmp_path):
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_dpo_from_a_loaded_adapter_starts_at_ln2_and_trains_it_in_place(load_tiny, lora, tmp_path, padding_free):
     """The Unsloth DPO start on a CPU: the SFT adapter loaded into the attached one is the policy, TRL's frozen
-    copy of it the reference; step 0 is ln 2 and the trained adapter moves away from the SFT one."""
+    copy of it the reference; step 0 is ln 2 and the trained adapter moves away from the SFT one. Padding-free,
+    the policy and the ``ref`` adapter's forwards both run packed."""
     saved = _saved_adapter(load_tiny, lora, tmp_path / "sft")
     model, tok = _attached(load_tiny, lora)
     load_adapter_weights(model, saved)
     sft_state = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k and ".default." in k}
     pairs = [{"prompt": f"Question {i}: yes or no?\nAnswer:", "chosen": " yes", "rejected": " no"} for i in range(4)]
-    spec = TrainSpec(max_steps=2, batch_size=2, max_length=64, learning_rate=1e-2, save_steps=10**6, precision="fp32")
+    spec = TrainSpec(max_steps=2, batch_size=2, max_length=64, learning_rate=1e-2, save_steps=10**6, precision="fp32",
+                     padding_free=padding_free)
     res = train_dpo(model, tok, pairs, lora=lora, train=spec, beta=0.1, output_dir=tmp_path / "dpo")
     assert math.isclose(res.step0_loss, math.log(2), abs_tol=1e-5) and abs(res.step0_margin) < 1e-5
+    assert res.levers["padding_free"].get("packed_forwards") == (6 if padding_free else None)  # (step 0 + 2) x 2
     after = {k: v for k, v in res.model.state_dict().items() if k in sft_state}
     assert any(not torch.equal(after[k], sft_state[k]) for k in sft_state)
 

@@ -41,10 +41,11 @@ Step0Atol = Annotated[float, Field(gt=0, lt=1, description="1e-3 is usual")]
 #: Why each speed lever is set as it is (TrainSpec.levers): lever -> {setting: reason}.
 LEVER_REASONS: dict[str, dict[bool, str]] = {
     "padding_free": {
-        False: "default: right-padded batches (H200, nf4, batch 8: on peft, packed rows ran at 0.93x the padded path "
-               "at 1.5B but at 1.45x TRL's defaults at 7B with 0.77x its peak memory, so a peft run at 7B or larger "
-               "should set it; on Unsloth, the GPU default, padded batches ran faster at 7B, 1.85x TRL against "
-               "1.67x; docs/training-speed.md, sessions 18 and 22)",
+        False: "default: right-padded batches (H200, nf4, batch 8, SFT: on peft, packed rows ran at 0.93x the padded "
+               "path at 1.5B but at 1.45x TRL's defaults at 7B with 0.77x its peak memory; on Unsloth, the GPU "
+               "default, padded SFT batches ran faster at 7B, 1.85x TRL against 1.67x. DPO at 7B (H100): packed ran "
+               "at 1.83x TRL's DPOTrainer on peft and 1.82x on Unsloth at 0.63x its memory, so a DPO stage at 7B or "
+               "larger should set it, as the production profile does; docs/training-speed.md, sessions 18, 22, 23)",
         True: "chosen: packed rows, no pad tokens computed; position IDs restart per example (SFT: the guard checks "
               "each packed sequence; DPO: the guarded padded batch is packed in the forward; padded and packed "
               "losses agree within 1e-4 (SFT) and 1e-5 (DPO) on the CPU)",
