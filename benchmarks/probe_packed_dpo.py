@@ -27,14 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_side_by_side import _cuda, dpo_pairs, load, model_dir  # noqa: E402
 
 
-def row_logps(model: Any, batch: dict[str, Any]) -> Any:
-    """Each row's summed completion log-prob, as trl's DPO ``_compute_loss`` sums them."""
+def row_logps(forward: Any, batch: dict[str, Any], **how: Any) -> Any:
+    """Each row's summed completion log-prob, as trl's DPO ``_compute_loss`` sums them (``how``: packed_call's)."""
     import torch
 
-    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    from cleanroom.training.packed_forward import packed_call
+
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "fused_lm_head": True,
+              "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100), "use_cache": False}
     with torch.no_grad():
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                    fused_lm_head=True, use_cache=False)
+        out = packed_call(forward, kwargs, **how) if how else forward(**kwargs)
     return out.log_probs.float().sum(dim=1)
 
 
@@ -52,7 +54,6 @@ def main() -> None:
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
-    from cleanroom.training import packed_forward
     from cleanroom.training.collate import GuardedPreferenceCollator
     from cleanroom.training.dpo import render_pairs
 
@@ -64,17 +65,13 @@ def main() -> None:
     collate = GuardedPreferenceCollator(tok, max_length=args.max_length)
     batch = {k: v.to(device) for k, v in collate(rows).items()}
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if _cuda() else torch.autocast("cpu", enabled=False)
-    with ctx:
-        padded = row_logps(model, batch)
-        keep = batch["attention_mask"].bool()
-        alone = torch.cat([row_logps(model, {k: v[i:i + 1, keep[i]] for k, v in batch.items()})
-                             for i in range(keep.shape[0])])
-        packed_forward.install(model)
-        packed = row_logps(model, batch)
-        pack = packed_forward.pack
-        packed_forward.pack = lambda *a: (lambda r: (r[0], torch.arange(r[0].shape[1], device=device)[None], *r[2:]))(pack(*a))
-        leak = row_logps(model, batch)
-        packed_forward.pack = pack
+    keep = batch["attention_mask"].bool()
+    with ctx:  # the forward TRL's fused head gave the model: padded, each row alone, packed, packed and leaking
+        padded = row_logps(model.forward, batch)
+        alone = torch.cat([row_logps(model.forward, {k: v[i:i + 1, keep[i]] for k, v in batch.items()})
+                           for i in range(keep.shape[0])])
+        packed = row_logps(model.forward, batch, restart=True)
+        leak = row_logps(model.forward, batch, restart=False)
 
     def gap(a: Any, b: Any) -> dict[str, float]:
         d = (a - b).abs()

@@ -293,6 +293,28 @@ def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
                  loss_steps=list(res.loss_steps))
         c.require(abs(res.step0_loss - math.log(2)) <= 1e-3 and abs(res.step0_margin) <= 1e-3,
                   "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
+        # step 0 cannot see rows attending to each other (policy and reference would leak alike): compare one batch's
+        # per-row log-probs packed and padded, beside the same packed row with positions that do not restart
+        gaps = _packing_gaps(res.model, sft.tok, pairs[:DPO_BATCH], spec.max_length)
+        c.figure(packed_vs_padded_logp_nats=gaps["packed_vs_padded"], leak_vs_padded_logp_nats=gaps["leak_vs_padded"])
+        c.require(gaps["leak_vs_padded"]["mean"] > 10 * gaps["packed_vs_padded"]["mean"],
+                  f"packed DPO rows differ from padded ones by {gaps['packed_vs_padded']} nats, not far below a "
+                  f"leaking row's {gaps['leak_vs_padded']}: the packed rows may attend to each other")
+
+
+def _packing_gaps(model: Any, tok: Any, pairs: list[dict[str, str]], max_length: int) -> dict[str, Any]:
+    """packed_forward.compare on the guarded preference batch of ``pairs``, under the bf16 autocast DPO trained in."""
+    import torch
+
+    from cleanroom.training import packed_forward
+    from cleanroom.training.collate import GuardedPreferenceCollator
+    from cleanroom.training.dpo import render_pairs
+
+    base = model.get_base_model()
+    device = next(base.parameters()).device
+    batch = GuardedPreferenceCollator(tok, max_length=max_length)(render_pairs(tok, pairs, max_length))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        return packed_forward.compare(base, {k: v.to(device) for k, v in batch.items()})
 
 
 def test_5_save_reload_and_resume(gate: Any, sft: Any, gate_recorder: Any, tmp_path: Path) -> None:

@@ -64,12 +64,14 @@ def _fused_log_probs(model, batch):
                      fused_lm_head=True).log_probs
 
 
-def test_packed_dpo_forward_gives_the_padded_log_probs_and_a_leaking_one_does_not(load_tiny, monkeypatch):
+def test_packed_dpo_forward_gives_the_padded_log_probs_and_a_leaking_one_does_not(load_tiny):
     """TRL's fused LM head on a guarded preference batch (chosen rows, then rejected rows, right-padded): the packed
     forward returns the padded forward's per-token log-probs, in the padded layout, within 1e-5 (fp32, SDPA). With
-    positions that do not restart per row, a row attends to the rows before it and the log-probs move."""
+    positions that do not restart per row, a row attends to the rows before it and the log-probs move (compare()'s
+    leak control). A fused call that cannot be packed is refused, not run padded."""
     from trl.trainer.utils import add_fused_lm_head
 
+    from cleanroom.errors import GateError
     from cleanroom.training import packed_forward
     from cleanroom.training.collate import GuardedPreferenceCollator
     from cleanroom.training.dpo import render_pairs
@@ -82,17 +84,13 @@ def test_packed_dpo_forward_gives_the_padded_log_probs_and_a_leaking_one_does_no
     padded = _fused_log_probs(model, batch)
     packed_forward.install(model)
     packed = _fused_log_probs(model, batch)
-    assert getattr(model, packed_forward.COUNT_ATTR) == 1 and packed.shape == padded.shape
+    assert packed_forward.counts(model) == (1, 0) and packed.shape == padded.shape
     assert torch.allclose(packed, padded, atol=1e-5) and bool((padded != 0).any())
-    pack = packed_forward.pack
-
-    def no_restart(*args):
-        ids, positions, labels, keep = pack(*args)
-        return ids, torch.arange(ids.shape[1])[None], labels, keep
-
-    monkeypatch.setattr(packed_forward, "pack", no_restart)
-    leaked = _fused_log_probs(model, batch)
-    assert (leaked - padded).abs().max() > 1e-3
+    gaps = packed_forward.compare(model, batch)
+    assert gaps["packed_vs_padded"]["max"] < 1e-3 < gaps["leak_vs_padded"]["mean"]
+    with pytest.raises(GateError, match="cannot be packed"):
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["input_ids"],
+              position_ids=torch.zeros_like(batch["input_ids"]), fused_lm_head=True)
 
 
 def test_pack_refuses_a_row_whose_real_tokens_are_not_contiguous():
@@ -128,6 +126,11 @@ def test_train_dpo_padding_free_follows_the_padded_loss_curve(load_tiny, lora, s
         assert packed.losses == pytest.approx(padded.losses, abs=1e-5)
         assert packed.levers["padding_free"] == {**packed.levers["padding_free"], "on": True,
                                                  "packed_forwards": forwards}
+    # DPO again on the trained model (its adapter now trained in place): the new trainer's fused head wraps over the
+    # old packing, which is wrapped again and counted afresh (a stale count would say 6 and nothing packed)
+    again = train_dpo(runs[True, False].model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path / "again",
+                      train=spec(max_steps=1, save_steps=1, batch_size=4, padding_free=True))
+    assert again.levers["padding_free"]["packed_forwards"] == 2 * 2
 
 
 def test_train_dpo_padding_free_fails_when_no_forward_ran_packed(load_tiny, lora, spec, tmp_path, monkeypatch):

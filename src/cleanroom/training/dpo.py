@@ -227,15 +227,28 @@ def train_dpo(
     setup = {"backend": getattr(model, "cleanroom_backend", "peft"), "in_place": has_adapter}
 
     checkpoint = resume_checkpoint(output_dir, resume)
+    before = packed_forward.counts(packed_model(trainer))
     step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol, setup)
     if train.padding_free and checkpoint is None:  # before any step is paid for
-        packed_forward.require_packed(packed_model(trainer), "in the step-0 measurement")
-    run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
-    if train.padding_free:
-        levers["padding_free"]["packed_forwards"] = packed_forward.require_packed(packed_model(trainer), "in training")
+        packed_forward.require_packed(packed_model(trainer), before, "in the step-0 measurement")
+    run = _train_packed_checked(trainer, tokenizer, output_dir, checkpoint, levers if train.padding_free else None)
     tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
     return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
                       distributed=dist, levers=levers)
+
+
+def _train_packed_checked(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: str | None,
+                          levers: dict[str, Any] | None) -> Any:
+    """``train_and_save``; with padding-free ``levers``, a run whose steps ran no packed forward with gradients (the
+    trained policy's) is a GateError, and the lever records how many forwards ran packed."""
+    before = packed_forward.counts(packed_model(trainer))
+    run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
+    if levers is not None:
+        resumed_at = int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0  # checkpoint-<step>
+        if trainer.state.global_step > resumed_at:  # a step ran here (none: resumed at the end, or stopped at once)
+            packed_forward.require_packed(packed_model(trainer), before, "in training", trained=True)
+        levers["padding_free"]["packed_forwards"] = packed_forward.counts(packed_model(trainer))[0]
+    return run
 
 
 def _levers(trainer: Any, train: TrainSpec, world_size: int, micro: Any, *, built: float) -> dict[str, Any]:

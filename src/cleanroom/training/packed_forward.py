@@ -12,23 +12,40 @@ tensors they saw padded. Each row's first label is set to ``-100`` in the packed
 from the previous row's last token.
 
 The batch was checked by the guard in the collator, row by row, before packing; packing needs each row's real
-tokens contiguous (``GateError`` otherwise), and each packed forward is counted on the model so a run that asked
-for packing and never packed (another backend's forward) fails instead of reporting the lever as on.
+tokens contiguous, and a fused call that cannot be packed is refused (``GateError`` both), never run padded. Each
+packed forward is counted on the model (those with gradients apart: the trained policy's), so a run that asked for
+packing where no forward packed (a backend whose forward bypasses TRL's fused head) fails instead of recording the
+lever as on. :func:`compare` is the check that the packed rows did not attend to each other, beside a leaking row.
 """
 
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 from cleanroom.errors import GateError
 
-#: the model attribute that holds the number of packed forwards (its presence marks the wrapper as installed)
-COUNT_ATTR = "cleanroom_packed_forwards"
+#: model attributes: the number of packed forwards, of those run with gradients (the trained policy's), and the
+#: forward the wrapper packs around (what :func:`compare` runs padded)
+COUNT_ATTR, GRAD_COUNT_ATTR, INNER_ATTR = "cleanroom_packed_forwards", "cleanroom_packed_grad_forwards", \
+    "cleanroom_unpacked_forward"
 
 
-def pack(input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any, Any, Any]:
-    """``(ids [1, T], position_ids [1, T], labels [1, T], keep [N, L])`` for the real tokens of a padded batch."""
+class Packing(NamedTuple):
+    """A padded batch's real tokens as one row, and where each padded shifted position reads from that row."""
+
+    input_ids: Any  # [1, T]
+    position_ids: Any  # [1, T]
+    labels: Any  # [1, T], each row's first label -100
+    source: Any  # [N, L-1]: packed shifted index of padded shifted position (i, j)
+    valid: Any  # [N, L-1]: tokens j and j+1 of row i are both real
+
+
+def pack(input_ids: Any, attention_mask: Any, labels: Any, *, restart: bool = True) -> Packing:
+    """The real tokens of a right- or left-padded batch as one row; ``restart=False`` numbers the positions
+    ``0..T-1`` instead of restarting per row (rows then attend to the rows before them: the leak control)."""
+    import torch  # heavy optional: torch
+
     keep = attention_mask.bool()
     starts = keep[:, 0].long() + (keep[:, 1:] & ~keep[:, :-1]).sum(dim=1)
     if bool((starts != 1).any()):  # the one synchronisation: a row with no real token or a gap in its mask
@@ -37,56 +54,113 @@ def pack(input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any, An
                         "attention mask (expected one contiguous run), so it cannot be packed; set "
                         "padding_free: false for the DPO stage")
     positions = keep.long().cumsum(dim=1) - 1
-    first = keep & (positions == 0)
-    packed_labels = labels.masked_fill(first, -100)[keep][None]
-    return input_ids[keep][None], positions[keep][None], packed_labels, keep
+    ids = input_ids[keep][None]
+    packed_positions = positions[keep][None] if restart else torch.arange(ids.shape[1], device=ids.device)[None]
+    offsets = keep.flatten().long().cumsum(dim=0).view(keep.shape) - 1  # packed index of each real token
+    return Packing(ids, packed_positions, labels.masked_fill(keep & (positions == 0), -100)[keep][None],
+                   offsets[:, :-1].clamp(min=0, max=max(ids.shape[1] - 2, 0)), keep[:, :-1] & keep[:, 1:])
 
 
-def unpack(values: Any, keep: Any) -> Any:
+def unpack(values: Any, packing: Packing) -> Any:
     """Shifted per-token values of the packed row (``[1, T-1]``) in the padded layout ``[N, L-1]``: position
     ``(i, j)`` (token ``j + 1`` of row ``i`` predicted from token ``j``) where both tokens are real, else zero."""
     import torch  # heavy optional: torch
 
-    offsets = keep.flatten().long().cumsum(dim=0).view(keep.shape) - 1  # packed index of each real token
-    valid = keep[:, :-1] & keep[:, 1:]
-    source = offsets[:, :-1].clamp(min=0, max=values.shape[1] - 1)
-    return torch.where(valid, values[0][source], torch.zeros((), dtype=values.dtype, device=values.device))
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    return torch.where(packing.valid, values[0][packing.source], zero)
+
+
+def packed_call(inner: Any, kwargs: dict[str, Any], *, restart: bool = True) -> Any:
+    """``inner(**kwargs)`` on the packed batch, every per-token output (``[1, T-1]``) back in the padded layout."""
+    packing = pack(kwargs["input_ids"], kwargs["attention_mask"], kwargs["labels"], restart=restart)
+    out = inner(**{**kwargs, "input_ids": packing.input_ids, "attention_mask": None,
+                   "position_ids": packing.position_ids, "labels": packing.labels, "use_cache": False})
+    for name, value in list(out.items()):
+        if getattr(value, "shape", None) == packing.labels[:, 1:].shape:
+            out[name] = unpack(value, packing)
+    return out
+
+
+def _is_installed(model: Any) -> bool:
+    return bool(getattr(getattr(model.forward, "__func__", None), "cleanroom_packs", False))
 
 
 def install(model: Any) -> None:
     """Wrap ``model.forward`` (the transformers model TRL gave its fused LM head; under peft the base model) so
-    that calls with ``fused_lm_head=True`` run packed; any other call passes through unchanged. Idempotent."""
-    if hasattr(model, COUNT_ATTR):
+    that every call with ``fused_lm_head=True`` runs packed; a fused call that cannot be packed (no attention mask
+    or labels, position IDs or shifted labels already given) is a ``GateError``, any other call passes through.
+    Idempotent while the wrapper is the outermost forward; a later trainer's fused head wraps over it and
+    bypasses it, so the next install wraps again and restarts the counts."""
+    import torch  # heavy optional: torch
+
+    if _is_installed(model):
         return
     inner = model.forward
 
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ids, mask, labels = kwargs.get("input_ids"), kwargs.get("attention_mask"), kwargs.get("labels")
-        if (args or not kwargs.get("fused_lm_head") or ids is None or mask is None or labels is None
-                or kwargs.get("position_ids") is not None or kwargs.get("shift_labels") is not None
-                or int(ids.shape[1]) < 2):
+        if not kwargs.get("fused_lm_head"):
             return inner(*args, **kwargs)
-        packed_ids, positions, packed_labels, keep = pack(ids, mask, labels)
-        out = inner(**{**kwargs, "input_ids": packed_ids, "attention_mask": None, "position_ids": positions,
-                       "labels": packed_labels, "use_cache": False})
+        if (args or any(kwargs.get(k) is None for k in ("input_ids", "attention_mask", "labels"))
+                or kwargs.get("position_ids") is not None or kwargs.get("shift_labels") is not None):
+            given = sorted(k for k, v in kwargs.items() if v is not None)
+            raise GateError(f"padding-free DPO: a fused LM-head forward came with {len(args)} positional arguments "
+                            f"and keywords {given}, which cannot be packed (expected input_ids, attention_mask and "
+                            "labels, no position_ids or shift_labels); set padding_free: false for the DPO stage")
+        out = packed_call(inner, kwargs)
         setattr(self, COUNT_ATTR, getattr(self, COUNT_ATTR) + 1)
-        for name, value in list(out.items()):
-            if getattr(value, "shape", None) == packed_labels[:, 1:].shape:
-                out[name] = unpack(value, keep)
+        if torch.is_grad_enabled():
+            setattr(self, GRAD_COUNT_ATTR, getattr(self, GRAD_COUNT_ATTR) + 1)
         return out
 
+    forward.cleanroom_packs = True  # type: ignore[attr-defined]
     setattr(model, COUNT_ATTR, 0)
+    setattr(model, GRAD_COUNT_ATTR, 0)
+    setattr(model, INNER_ATTR, inner)
     model.forward = types.MethodType(forward, model)
 
 
-def require_packed(model: Any, when: str) -> int:
-    """The number of packed forwards so far; ``GateError`` when padding-free was asked for and none ran packed."""
-    count = int(getattr(model, COUNT_ATTR, 0))
-    if count == 0:
-        raise GateError(f"padding-free DPO: no forward ran packed {when} (this backend's DPO forward does not go "
-                        "through TRL's fused LM head), so the lever would be recorded as on without having run; "
-                        "set padding_free: false for the DPO stage or train on backend peft")
-    return count
+def counts(model: Any) -> tuple[int, int]:
+    """(packed forwards, those with gradients) so far; (0, 0) where packing is not the model's outermost forward."""
+    if not _is_installed(model):
+        return 0, 0
+    return int(getattr(model, COUNT_ATTR)), int(getattr(model, GRAD_COUNT_ATTR))
 
 
-__all__ = ["COUNT_ATTR", "install", "pack", "require_packed", "unpack"]
+def require_packed(model: Any, since: tuple[int, int], when: str, *, trained: bool = False) -> int:
+    """The packed forwards since ``since`` (a :func:`counts`); ``GateError`` when none ran packed, or with ``trained``
+    none with gradients (the trained policy's forward), so the lever is never recorded as on without having run."""
+    now = counts(model)
+    done, with_grad = now[0] - since[0], now[1] - since[1]
+    if done <= 0 or (trained and with_grad <= 0):
+        what = "no forward" if done <= 0 else "no forward with gradients (the policy being trained)"
+        raise GateError(f"padding-free DPO: {what} ran packed {when} (this backend's DPO forward does not go through "
+                        "TRL's fused LM head), so the lever would be recorded as on without having run; set "
+                        "padding_free: false for the DPO stage or train on backend peft")
+    return done
+
+
+def compare(model: Any, batch: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each row's summed completion log-prob (as DPO sums them) padded, packed, and packed with positions that do not
+    restart (the leak control), through the fused LM head of ``model`` (where :func:`install` ran), no gradients:
+    ``{"packed_vs_padded": {"max": .., "mean": ..}, "leak_vs_padded": {...}}`` in nats. Packed far below the leak
+    says the attention stayed inside each row."""
+    import torch  # heavy optional: torch
+
+    if not _is_installed(model):
+        raise GateError("padding-free DPO: compare() needs a model whose forward packs; call install(model) first")
+    inner = getattr(model, INNER_ATTR)
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "fused_lm_head": True,
+              "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100), "use_cache": False}
+    with torch.no_grad():
+        padded, packed, leak = (out.log_probs.float().sum(dim=1) for out in (
+            inner(**kwargs), packed_call(inner, kwargs), packed_call(inner, kwargs, restart=False)))
+
+    def gap(x: Any) -> dict[str, float]:
+        d = (x - padded).abs()
+        return {"max": round(float(d.max()), 4), "mean": round(float(d.mean()), 4)}
+
+    return {"packed_vs_padded": gap(packed), "leak_vs_padded": gap(leak)}
+
+
+__all__ = ["COUNT_ATTR", "GRAD_COUNT_ATTR", "Packing", "compare", "counts", "install", "pack", "packed_call",
+           "require_packed", "unpack"]
