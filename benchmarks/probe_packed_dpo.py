@@ -27,19 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_side_by_side import _cuda, dpo_pairs, load, model_dir  # noqa: E402
 
 
-def row_logps(forward: Any, batch: dict[str, Any], **how: Any) -> Any:
-    """Each row's summed completion log-prob, as trl's DPO ``_compute_loss`` sums them (``how``: packed_call's)."""
-    import torch
-
-    from cleanroom.training.packed_forward import packed_call
-
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "fused_lm_head": True,
-              "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100), "use_cache": False}
-    with torch.no_grad():
-        out = packed_call(forward, kwargs, **how) if how else forward(**kwargs)
-    return out.log_probs.float().sum(dim=1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
@@ -56,6 +43,7 @@ def main() -> None:
 
     from cleanroom.training.collate import GuardedPreferenceCollator
     from cleanroom.training.dpo import render_pairs
+    from cleanroom.training.packed_forward import row_logps
 
     model, tok = load(model_dir(args.model, args.cache), args.quantization)
     model.eval()
@@ -70,7 +58,7 @@ def main() -> None:
         padded = row_logps(model.forward, batch)
         alone = torch.cat([row_logps(model.forward, {k: v[i:i + 1, keep[i]] for k, v in batch.items()})
                            for i in range(keep.shape[0])])
-        packed = row_logps(model.forward, batch, restart=True)
+        packed = row_logps(model.forward, batch, restart=True)  # packed_call over the same forward
         leak = row_logps(model.forward, batch, restart=False)
 
     def gap(a: Any, b: Any) -> dict[str, float]:

@@ -295,6 +295,10 @@ def test_4_dpo_step0(sft: Any, gate_recorder: Any, tmp_path: Path) -> None:
                   "DPO step 0 is not ln 2 / margin 0: the reference is not the SFT policy")
         # step 0 cannot see rows attending to each other (policy and reference would leak alike): compare one batch's
         # per-row log-probs packed and padded, beside the same packed row with positions that do not restart
+        forwards = res.levers["padding_free"].get("packed_forwards")
+        c.figure(packed_forwards=forwards)  # the policy and the live reference, at step 0 and at each step
+        c.require(forwards == 2 * (DPO_STEPS + 1), f"{forwards} packed forwards, expected {2 * (DPO_STEPS + 1)} "
+                  "(policy and reference at step 0 and at each step): some DPO forwards ran padded")
         gaps = _packing_gaps(res.model, sft.tok, pairs[:DPO_BATCH], spec.max_length)
         c.figure(packed_vs_padded_logp_nats=gaps["packed_vs_padded"], leak_vs_padded_logp_nats=gaps["leak_vs_padded"])
         c.require(gaps["leak_vs_padded"]["mean"] > 10 * gaps["packed_vs_padded"]["mean"],

@@ -144,3 +144,31 @@ def test_train_dpo_padding_free_fails_when_no_forward_ran_packed(load_tiny, lora
     with pytest.raises(GateError, match="no forward ran packed in the step-0 measurement"):
         train_dpo(model, tok, PAIRS, lora=lora, train=spec(padding_free=True), beta=0.1, output_dir=tmp_path)
     assert not (tmp_path / "adapter").exists()
+
+
+def test_train_dpo_padding_free_fails_at_the_first_training_step_that_does_not_pack(load_tiny, lora, spec, tmp_path):
+    """A forward that passes for the packing one but runs padded once training begins (as a backend swapping the
+    forward after the step-0 measurement would): the first training step is a GateError, before any checkpoint."""
+    import types
+
+    from transformers import TrainerCallback
+
+    from cleanroom.errors import GateError
+    from cleanroom.training import packed_forward
+
+    class Bypass(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            base = kw["model"].get_base_model()
+            inner = getattr(base, packed_forward.INNER_ATTR)
+
+            def forward(self, *a, **k):
+                return inner(*a, **k)
+
+            forward.cleanroom_packs = True
+            base.forward = types.MethodType(forward, base)
+
+    model, tok = load_tiny()
+    with pytest.raises(GateError, match="no forward ran packed in a training step"):
+        train_dpo(model, tok, PAIRS, lora=lora, beta=0.1, output_dir=tmp_path, callbacks=[Bypass()],
+                  train=spec(padding_free=True, save_steps=1))
+    assert not list(tmp_path.glob("checkpoint-*"))

@@ -93,13 +93,7 @@ def _guarded_trainer_class(packed: bool = False) -> Any:
     """
     from trl import DPOTrainer  # heavy optional: trl
 
-    if not hasattr(DPOTrainer, "_prepare_dataset"):
-        import trl  # heavy optional: trl
-
-        raise DependencyError(
-            f"trl {trl.__version__}: DPOTrainer has no _prepare_dataset to replace; cleanroom is tested with "
-            "trl 1.16 — install `trl>=1.16,<2`"
-        )
+    _require_dataset_hook(DPOTrainer)
 
     class GuardedDPOTrainer(DPOTrainer):
         #: seconds of each reference precompute pass (TRL runs it while the trainer is built)
@@ -140,7 +134,28 @@ def _guarded_trainer_class(packed: bool = False) -> Any:
             if packed:
                 packed_forward.install(packed_model(self))
 
+        def training_step(self, *args: Any, **kwargs: Any) -> Any:
+            step = super().training_step
+            return _packed_step(self, step, *args, **kwargs) if packed else step(*args, **kwargs)
+
     return GuardedDPOTrainer
+
+
+def _require_dataset_hook(trainer_class: Any) -> None:
+    if not hasattr(trainer_class, "_prepare_dataset"):
+        import trl  # heavy optional: trl
+
+        raise DependencyError(f"trl {trl.__version__}: DPOTrainer has no _prepare_dataset to replace; cleanroom is "
+                              "tested with trl 1.16 — install `trl>=1.16,<2`")
+
+
+def _packed_step(trainer: Any, step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """One padding-free training step (micro-batch); a GateError, at the first step, when no forward with gradients
+    (the trained policy's) ran packed in it."""
+    before = packed_forward.counts(packed_model(trainer))
+    out = step(*args, **kwargs)
+    packed_forward.require_packed(packed_model(trainer), before, "in a training step", trained=True)
+    return out
 
 
 def packed_model(trainer: Any) -> Any:
@@ -227,28 +242,13 @@ def train_dpo(
     setup = {"backend": getattr(model, "cleanroom_backend", "peft"), "in_place": has_adapter}
 
     checkpoint = resume_checkpoint(output_dir, resume)
-    before = packed_forward.counts(packed_model(trainer))
-    step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol, setup)
-    if train.padding_free and checkpoint is None:  # before any step is paid for
-        packed_forward.require_packed(packed_model(trainer), before, "in the step-0 measurement")
-    run = _train_packed_checked(trainer, tokenizer, output_dir, checkpoint, levers if train.padding_free else None)
+    step0_loss, step0_margin = _step0(trainer, output_dir, checkpoint, step0_atol, setup, packed=train.padding_free)
+    run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
+    if train.padding_free:
+        levers["padding_free"]["packed_forwards"] = packed_forward.counts(packed_model(trainer))[0]
     tokens = distributed.sum_across(trainer.data_collator.tokens_seen, distributed.world())
     return run_result(trainer, run, checkpoint, tokens, budget_cb, step0_loss=step0_loss, step0_margin=step0_margin,
                       distributed=dist, levers=levers)
-
-
-def _train_packed_checked(trainer: Any, tokenizer: Any, output_dir: Path, checkpoint: str | None,
-                          levers: dict[str, Any] | None) -> Any:
-    """``train_and_save``; with padding-free ``levers``, a run whose steps ran no packed forward with gradients (the
-    trained policy's) is a GateError, and the lever records how many forwards ran packed."""
-    before = packed_forward.counts(packed_model(trainer))
-    run = train_and_save(trainer, tokenizer, output_dir, checkpoint)
-    if levers is not None:
-        resumed_at = int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0  # checkpoint-<step>
-        if trainer.state.global_step > resumed_at:  # a step ran here (none: resumed at the end, or stopped at once)
-            packed_forward.require_packed(packed_model(trainer), before, "in training", trained=True)
-        levers["padding_free"]["packed_forwards"] = packed_forward.counts(packed_model(trainer))[0]
-    return run
 
 
 def _levers(trainer: Any, train: TrainSpec, world_size: int, micro: Any, *, built: float) -> dict[str, Any]:
@@ -350,15 +350,18 @@ def check_frozen_reference(model: Any) -> None:
 
 
 def _step0(trainer: Any, output_dir: Path, checkpoint: str | None, step0_atol: float,
-           setup: dict[str, Any]) -> tuple[float, float]:
+           setup: dict[str, Any], *, packed: bool = False) -> tuple[float, float]:
     """Step-0 loss and margin: measured and checked on a fresh start (written by rank 0, with ``setup``: the
     backend and whether the adapter trains in place), reloaded on resume, where ``setup`` must be the same: a
     checkpoint of a fresh adapter over a merged SFT model resumed as one trained in place (or on the other backend)
-    would train another policy than the one recorded."""
+    would train another policy than the one recorded. With ``packed`` the measurement must have run packed."""
 
     step0_file = output_dir / "step0.json"  # measured before the first update; a resumed run reloads it
     if checkpoint is None:
+        before = packed_forward.counts(packed_model(trainer))
         step0_loss, step0_margin = measure_step0(trainer)
+        if packed:  # before any step is paid for
+            packed_forward.require_packed(packed_model(trainer), before, "in the step-0 measurement")
         if abs(step0_loss - math.log(2)) > step0_atol or abs(step0_margin) > step0_atol:
             raise GateError(
                 f"DPO step 0: loss {step0_loss:.6f} (expected ln 2 = {math.log(2):.6f}) and reward margin "

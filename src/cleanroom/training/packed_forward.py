@@ -139,21 +139,26 @@ def require_packed(model: Any, since: tuple[int, int], when: str, *, trained: bo
     return done
 
 
-def compare(model: Any, batch: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Each row's summed completion log-prob (as DPO sums them) padded, packed, and packed with positions that do not
-    restart (the leak control), through the fused LM head of ``model`` (where :func:`install` ran), no gradients:
-    ``{"packed_vs_padded": {"max": .., "mean": ..}, "leak_vs_padded": {...}}`` in nats. Packed far below the leak
-    says the attention stayed inside each row."""
+def row_logps(forward: Any, batch: dict[str, Any], *, restart: bool | None = None) -> Any:
+    """Each row's summed completion log-prob through the fused-LM-head ``forward``, as DPO sums them, no gradients:
+    padded (``restart=None``), packed, or packed with positions that do not restart (``False``, the leak control)."""
     import torch  # heavy optional: torch
 
-    if not _is_installed(model):
-        raise GateError("padding-free DPO: compare() needs a model whose forward packs; call install(model) first")
-    inner = getattr(model, INNER_ATTR)
     kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "fused_lm_head": True,
               "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100), "use_cache": False}
     with torch.no_grad():
-        padded, packed, leak = (out.log_probs.float().sum(dim=1) for out in (
-            inner(**kwargs), packed_call(inner, kwargs), packed_call(inner, kwargs, restart=False)))
+        out = forward(**kwargs) if restart is None else packed_call(forward, kwargs, restart=restart)
+    return out.log_probs.float().sum(dim=1)
+
+
+def compare(model: Any, batch: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """:func:`row_logps` padded, packed and leaking through the forward :func:`install` wrapped on ``model``:
+    ``{"packed_vs_padded": {"max": .., "mean": ..}, "leak_vs_padded": {...}}`` in nats. Packed far below the leak
+    says the attention stayed inside each row."""
+    if not _is_installed(model):
+        raise GateError("padding-free DPO: compare() needs a model whose forward packs; call install(model) first")
+    inner = getattr(model, INNER_ATTR)
+    padded, packed, leak = (row_logps(inner, batch, restart=r) for r in (None, True, False))
 
     def gap(x: Any) -> dict[str, float]:
         d = (x - padded).abs()
@@ -163,4 +168,4 @@ def compare(model: Any, batch: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 __all__ = ["COUNT_ATTR", "GRAD_COUNT_ATTR", "Packing", "compare", "counts", "install", "pack", "packed_call",
-           "require_packed", "unpack"]
+           "require_packed", "row_logps", "unpack"]
