@@ -71,7 +71,12 @@ def length_sampler(trainer: Any, lengths: Callable[[], list[int]]) -> Any | None
         return None
     args = trainer.args
     return _epoch_seeded_grouped_sampler(args.train_batch_size * args.gradient_accumulation_steps, lengths(),
-                                         args.data_seed if args.data_seed is not None else args.seed)
+                                         _data_seed(args))
+
+
+def _data_seed(args: Any) -> int:
+    """The seed the Trainer draws its data order with: ``data_seed``, else ``seed``."""
+    return int(args.data_seed if args.data_seed is not None else args.seed)
 
 
 def _epoch_seeded_grouped_sampler(batch_size: int, lengths: list[int], seed: int) -> Any:
@@ -117,7 +122,7 @@ def rebalance_sampler(trainer: Any, lengths: list[int]) -> Any:
                       f"{step} rows is 0 or at least {groups} avoids it", stacklevel=2)
     return BatchRebalanceSampler(lengths=lengths, effective_batch_size=step,
                                  dp_size=world, grad_accum=accumulation,
-                                 seed=args.data_seed if args.data_seed is not None else args.seed,
+                                 seed=_data_seed(args),
                                  rank=args.process_index if world > 1 else 0, drop_last=args.dataloader_drop_last)
 
 
