@@ -56,10 +56,16 @@ def test_auto_is_hf_on_cpu_and_paged_refuses_sampling(tiny):
         choose_engine("paged", model, sampling=True)
 
 
-@pytest.mark.parametrize("engine", ENGINES[1:])
-def test_greedy_equals_hf_on_64_prompts_tiny(tiny, engine):
+@pytest.fixture(scope="module")
+def tiny_reference(tiny):
     model, tok = tiny
-    ref = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="hf")
+    return generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine="hf")
+
+
+@pytest.mark.parametrize("engine", ENGINES[1:])
+def test_greedy_equals_hf_on_64_prompts_tiny(tiny, tiny_reference, engine):
+    model, tok = tiny
+    ref = tiny_reference
     out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=16, engine=engine)
     assert out.engine == engine and len(out.token_ids) == 64
     assert greedy_divergences(model, tok, PROMPTS, ref, out, tie_tol=1e-3) == []

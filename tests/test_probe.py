@@ -28,8 +28,9 @@ def test_name_markers_ignore_parent_folders():
     assert name_markers("runs/x/Qwen2.5-7B-Instruct")
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def qwen_tok(qwen_base_tokenizer):
+    """The clean Qwen2.5 tokenizer, loaded once: probe_model only reads it."""
     tok, _ = CleanModelLoader(qwen_base_tokenizer, probe=False).load_tokenizer(decide=False)
     return tok
 
@@ -61,11 +62,18 @@ def test_static_markers_refuse_smollm2_instruct_tokenizer(smollm2_instruct):
         CleanModelLoader(smollm2_instruct, gguf_file=GGUF).load_tokenizer()
 
 
-@pytest.mark.slow
-def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_instruct):
-    """The real instruct model scores above the warning threshold and is flagged (name, eos); all kept in provenance."""
+@pytest.fixture(scope="module")
+def smollm2_allowed(smollm2_instruct):
+    """SmolLM2-Instruct through the clean loader with allow_instruct: one GGUF load (~20 s) for the tests that
+    read the loaded model and its provenance (none of them changes the model)."""
     loader = CleanModelLoader(smollm2_instruct, gguf_file=GGUF, allow_instruct=True, allow_instruct_reason="probe test")
-    model, tok, prov = loader.load()
+    return loader.load()
+
+
+@pytest.mark.slow
+def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_allowed):
+    """The real instruct model scores above the warning threshold and is flagged (name, eos); all kept in provenance."""
+    model, tok, prov = smollm2_allowed
     probe = prov["probe"]
     assert probe["is_instruct"] and probe["p_eot"] >= PROBE_THRESHOLD, probe
     assert probe["eot_in_eos"] and prov["allow_instruct_reason"] == "probe test"
@@ -74,7 +82,7 @@ def test_behavioural_probe_flags_smollm2_and_records_reason(smollm2_instruct):
 
 
 @pytest.mark.slow
-def test_gguf_model_loads_dense_and_trainable(smollm2_instruct):
+def test_gguf_model_loads_dense_and_trainable(smollm2_allowed):
     """A GGUF model comes back as a plain dense model that transformers' Trainer accepts for fine-tuning.
 
     transformers 5.2x attaches a GGUF quantizer (not trainable) even when it dequantized every weight;
@@ -84,8 +92,7 @@ def test_gguf_model_loads_dense_and_trainable(smollm2_instruct):
     import torch
     import transformers.trainer_utils as tu
 
-    loader = CleanModelLoader(smollm2_instruct, gguf_file=GGUF, allow_instruct=True, allow_instruct_reason="test")
-    model, _tok, _prov = loader.load()
+    model, _tok, _prov = smollm2_allowed
     assert getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False)
     assert "quantization_config" not in model.config.to_dict()
     assert all(p.dtype.is_floating_point and type(p) in (torch.Tensor, torch.nn.Parameter) for p in model.parameters())

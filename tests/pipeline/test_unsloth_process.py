@@ -61,8 +61,9 @@ def test_cleanroom_run_continues_dpo_in_a_fresh_process(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "cleanroom.cli", "run", "stage1", "--profile", "tiny", "--out", str(out),
            "--stop-after", "dpo", "--no-progress", "data.n_eval=20", "eval.min_n=20",
            "eval.override_reason=the fresh-process test stops after DPO", "data.n_sft=16",
-           "data.min_sft_survivors=8", "pairs.n_instructions=6", "pairs.min_pairs=4", "dpo.train.max_steps=2",
-           "sft.train.max_steps=2", "baseline.max_new_tokens=4", "pairs.generation.max_new_tokens=8"]
+           "data.min_sft_survivors=8", "pairs.n_instructions=6", "pairs.min_pairs=4", "dpo.train.max_steps=1",
+           "dpo.train.batch_size=2", "sft.train.max_steps=1", "sft.train.batch_size=2", "baseline.max_new_tokens=4",
+           "pairs.generation.max_new_tokens=8"]  # one small step each: what is tested is where DPO runs, not how far
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cleanroom run: dpo continues in a fresh process" in done.stderr

@@ -21,15 +21,35 @@ VARIED = [
 ]
 
 
+@pytest.fixture(scope="session")
+def _tiny_loads() -> dict[tuple, tuple[Any, Any]]:
+    """Pristine (model, tokenizer) pairs the clean loader returned, by load arguments: never handed out."""
+    return {}
+
+
 @pytest.fixture
-def load_tiny(tiny_base_model: Path) -> Callable[..., tuple[Any, Any]]:
-    """Load the tiny base through the clean loader (fp32 on CPU, no probe: fast); call once per model."""
+def load_tiny(tiny_base_model: Path, _tiny_loads: dict[tuple, tuple[Any, Any]]) -> Callable[..., tuple[Any, Any]]:
+    """Load the tiny base through the clean loader (fp32 on CPU, no probe: fast); call once per model.
+
+    Each call returns a fresh model and tokenizer: a deep copy of what the clean loader returned the first time
+    in this session for the same arguments (the tokenizer's load and sentinel checks are ~2.5 s, its copy ~1 s;
+    the training tests change the copies, never the loader's result). A quantized load is not copied (its 4-bit
+    parameters carry quantization state): it goes through the loader on every call.
+    """
+    import copy
+
     from cleanroom.loader import CleanModelLoader
 
     def load(**kwargs: Any) -> tuple[Any, Any]:
         kwargs.setdefault("dtype", None if kwargs.get("quantization") else "float32")
-        model, tokenizer, _ = CleanModelLoader(tiny_base_model, probe=False, **kwargs).load()
-        return model, tokenizer
+        if kwargs.get("quantization"):
+            model, tokenizer, _ = CleanModelLoader(tiny_base_model, probe=False, **kwargs).load()
+            return model, tokenizer
+        key = tuple(sorted(kwargs.items()))
+        if key not in _tiny_loads:
+            model, tokenizer, _ = CleanModelLoader(tiny_base_model, probe=False, **kwargs).load()
+            _tiny_loads[key] = (model, tokenizer)
+        return copy.deepcopy(_tiny_loads[key])
 
     return load
 
