@@ -101,6 +101,37 @@ def test_gguf_model_loads_dense_and_trainable(smollm2_allowed):
         validate(model)
 
 
+def test_drop_gguf_quantizer_detaches_the_quantizer_of_a_dequantized_model_and_refuses_packed_weights(tiny_base_model):
+    """The loader's fix on its own, where transformers still attaches one (5.2x; 5.25 no longer does for a dense
+    GGUF load, so the SmolLM2 test above no longer reaches it): a model carrying a GGUF quantizer is refused by the
+    Trainer's check, passes it once the quantizer is dropped, and one whose quantizer still packs weights is a
+    ConfigError, not trained."""
+    from transformers import GgufConfig
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from cleanroom.errors import ConfigError
+    from cleanroom.loader import CleanModelLoader
+    from cleanroom.quantization import drop_gguf_quantizer
+
+    def attached(packed: dict) -> object:
+        model, _, _ = CleanModelLoader(tiny_base_model, probe=False, dtype="float32").load()
+        config = GgufConfig(dequantize=True)
+        model.hf_quantizer, model.is_quantized, model.config.quantization_config = GgufHfQuantizer(config), True, config
+        model.hf_quantizer.packed_modules = packed
+        return model
+
+    model = attached({})
+    with pytest.raises(ValueError, match="purely quantized"):
+        validate_quantization_for_training(model)
+    drop_gguf_quantizer(model, tiny_base_model / "m.gguf")
+    validate_quantization_for_training(model)
+    assert getattr(model, "hf_quantizer", None) is None and not model.is_quantized
+    assert "quantization_config" not in model.config.to_dict()
+    with pytest.raises(ConfigError, match="kept the GGUF weights packed"):
+        drop_gguf_quantizer(attached({"model.layers.0.mlp": object()}), tiny_base_model / "m.gguf")
+
+
 @pytest.mark.parametrize("bad", ["151643", True, 1.0, ["151643"], [True]])
 def test_a_token_id_field_of_the_wrong_type_is_refused_not_misread(bad) -> None:
     """``ids_of("151643")`` once iterated into the IDs of the digits and ``True`` into ID 1: the markers compared the
