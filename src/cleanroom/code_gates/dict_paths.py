@@ -7,8 +7,9 @@ prefix by keys (``cfg["model"]`` is inside ``cfg``), so passing ``cfg`` on passe
 is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). A subscript by anything but a string
 literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced.
 
-A key read by ``.get`` is the same path as by a subscript: ``cfg.get("model")`` and ``cfg.get("model", {})`` name
-``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read). A dict *merged* into another (:func:`merged`: a
+A key read by ``.get`` or ``.setdefault`` is the same path as by a subscript: ``cfg.get("model")``, ``cfg.get("model",
+{})`` and ``cfg.setdefault("model", {})`` name ``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read);
+``setdefault`` also stores its default there, and the dict it returns is the one there (:func:`stores`). A dict *merged* into another (:func:`merged`: a
 literal's ``**`` entry, an operand of ``a | b``, the default of a ``.get`` read) is part of the dict the expression
 builds, and ``b |= a`` merges into ``b`` as ``b.update(a)`` does (:func:`stores`).
 
@@ -56,9 +57,15 @@ def dict_path(node: ast.AST) -> Path | None:
     return None if dotted is None else (dotted, tuple(reversed(keys)))
 
 
+#: The methods that read a key out of a dict: ``X.get(key, default)``, and ``X.setdefault(key, default)``, which also
+#: stores its default at ``X[key]`` (:func:`stores`).
+_READS = ("get", "setdefault")
+
+
 def _is_read(node: ast.AST) -> bool:
-    """``X.get(key)`` or ``X.get(key, default)``, X not ``self``/``cls`` (there ``get`` is the class's method)."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+    """``X.get(key)``, ``X.get(key, default)`` or ``X.setdefault(key, default)``, X not ``self``/``cls`` (there the
+    method is the class's own)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _READS):
         return False
     receiver = node.func.value
     own = isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")
@@ -105,7 +112,7 @@ def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.AST, str | None]]:
     merges = [
         *nodes.get(ast.Dict, ()),
         *(b for b in nodes.get(ast.BinOp, ()) if isinstance(b.op, ast.BitOr)),
-        *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) == "get"),
+        *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) in _READS),
     ]
     merges += [*nodes.get(ast.IfExp, ()), *nodes.get(ast.BoolOp, ()), *nodes.get(ast.Call, ())]
     for node in merges:
@@ -180,12 +187,17 @@ def copied(value: ast.AST) -> list[ast.AST]:
 
 def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
     """(value, the dict at a path it goes into, where) for each ``b = value`` (plain or annotated; ``b["m"] = value``)
-    and each merge into a dict at a path, ``b.update(value)`` and ``b |= value`` (both ``b = {**b, **value}``)."""
+    and each merge into a dict at a path, ``b.update(value)`` and ``b |= value`` (both ``b = {**b, **value}``); and
+    ``b.setdefault("m", value)``, which stores value at ``b["m"]`` and returns the dict there, so ``m =
+    b.setdefault("m", {})`` also goes into ``b["m"]`` (a write into m is one into ``b["m"]``)."""
     found: list[Copy] = []
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         if assign.value is not None:
             targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
             found.extend((assign.value, target, assign) for target in targets if dict_path(target) is not None)
+            held = _stored_at(assign.value)  # ``m = b.setdefault("m", {})``: m *is* ``b["m"]``
+            if held is not None:
+                found.extend((t, held, assign) for t in targets if dict_path(t) is not None)
     for aug in nodes.get(ast.AugAssign, ()):
         if isinstance(aug.op, ast.BitOr) and dict_path(aug.target) is not None:
             found.append((aug.value, aug.target, aug))
@@ -193,7 +205,19 @@ def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
             found.extend((arg, func.value, call) for arg in call.args)
+        elif (at := _stored_at(call)) is not None:  # ``b.setdefault("m", value)`` stores value at ``b["m"]``
+            found.append((call, at, call))
     return found
+
+
+def _stored_at(value: ast.AST | None) -> ast.AST | None:
+    """``b["m"]`` for ``b.setdefault("m", default)`` on a path (the dict it returns and may store), else None."""
+    if not (isinstance(value, ast.Call) and getattr(value.func, "attr", None) == "setdefault" and len(value.args) == 2):
+        return None
+    if dict_path(value) is None:
+        return None
+    at = ast.Subscript(value=value.func.value, slice=value.args[0], ctx=ast.Load())  # type: ignore[attr-defined]
+    return ast.copy_location(at, value)
 
 
 def copies(stored: list[Copy]) -> list[Copy]:

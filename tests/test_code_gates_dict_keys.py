@@ -1,0 +1,91 @@
+"""A dict reached by ``setdefault``, by a key held in a name, or by a key of a merge carries ``trust_remote_code`` to a
+load (CR501), as ``cfg["key"]`` does; the same shapes that never reach a load, or set the switch to a literal False,
+stay silent."""
+
+from __future__ import annotations
+
+import textwrap
+
+from cleanroom.code_gates import check_source
+from cleanroom.code_gates.prefilter import needs_ast
+
+
+def _cr501(source: str) -> list[int]:
+    """Lines of the CR501 findings in one module (*source* dedented), after checking the prefilter keeps it."""
+    code = textwrap.dedent(source)
+    assert needs_ast(compile(code, "snippet.py", "exec"), code)
+    return [v.line for v in check_source(code.encode(), "snippet.py").violations if v.rule == "CR501"]
+
+
+SET_DEFAULT = """\
+from transformers import AutoModel
+
+from .models import load_model
+
+
+def spread_as_read(name, t, **kwargs):
+    kwargs.setdefault("model_kwargs", {})["trust_remote_code"] = t
+    return AutoModel.from_pretrained(name, **kwargs["model_kwargs"])
+
+
+def through_a_wrapper(name, **kwargs):
+    kwargs.setdefault("model_kwargs", {})["trust_remote_code"] = True
+    return load_model(name, **kwargs)
+
+
+def bound_then_spread(name, t, opts):
+    mk = opts.setdefault("model_kwargs", {})
+    mk["trust_remote_code"] = t
+    return AutoModel.from_pretrained(name, **opts["model_kwargs"])
+
+
+def a_default_that_holds_it(name, t, opts):
+    opts.setdefault("model_kwargs", {"trust_remote_code": t})
+    return AutoModel.from_pretrained(name, **opts["model_kwargs"])
+
+
+def two_levels(name, t, cfg):
+    cfg.setdefault("a", {}).setdefault("b", {})["trust_remote_code"] = t
+    return AutoModel.from_pretrained(name, **cfg["a"]["b"])
+"""
+
+
+def test_a_dict_reached_by_setdefault_carries_the_switch() -> None:
+    """``d.setdefault("k", default)`` names ``d["k"]`` (as ``d.get("k", default)`` does) and stores its default there:
+    a key written through it, bound from it, or held by its default reaches the load where ``d["k"]`` or ``d`` is
+    spread. All silent before session 23 (the write's owner named no path)."""
+    assert _cr501(SET_DEFAULT) == [7, 12, 18, 23, 28]
+
+
+SET_DEFAULT_NOT_PASSED = """\
+import json
+
+from transformers import AutoModel
+
+
+def recorded(name, t, row, f):
+    row.setdefault("model_kwargs", {})["trust_remote_code"] = t
+    json.dump(row, f)
+
+
+def a_literal_false(name, **kwargs):
+    kwargs.setdefault("model_kwargs", {})["trust_remote_code"] = False
+    return AutoModel.from_pretrained(name, **kwargs["model_kwargs"])
+
+
+def a_sibling_spread(name, t, opts):
+    opts.setdefault("model_kwargs", {})["trust_remote_code"] = t
+    return AutoModel.from_pretrained(name, **opts["ref_kwargs"])
+
+
+def removed_before_the_load(name, t, opts):
+    opts.setdefault("model_kwargs", {})["trust_remote_code"] = t
+    opts["model_kwargs"].pop("trust_remote_code", None)
+    return AutoModel.from_pretrained(name, **opts["model_kwargs"])
+"""
+
+
+def test_a_setdefault_that_never_reaches_a_load_stays_silent() -> None:
+    """The precision twin: the same write into a record that is only dumped, a literal False, a sibling key spread,
+    the key removed before the spread."""
+    assert _cr501(SET_DEFAULT_NOT_PASSED) == []
