@@ -89,3 +89,82 @@ def test_a_setdefault_that_never_reaches_a_load_stays_silent() -> None:
     """The precision twin: the same write into a record that is only dumped, a literal False, a sibling key spread,
     the key removed before the spread."""
     assert _cr501(SET_DEFAULT_NOT_PASSED) == []
+
+
+NAMED_KEYS = """\
+from transformers import AutoModel
+
+MODEL_KWARGS = "model_kwargs"
+
+
+def read_by_get(p, t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **cfg.get(MODEL_KWARGS, {}))
+
+
+def read_by_subscript(p, t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **cfg[MODEL_KWARGS])
+
+
+def a_local_name(p, t, cfg):
+    key = "model_kwargs"
+    cfg["model_kwargs"] = {"trust_remote_code": t}
+    mk = cfg.get(key)
+    return AutoModel.from_pretrained(p, **mk)
+
+
+def written_through_a_named_key(p, t, cfg):
+    cfg.setdefault(MODEL_KWARGS, {})["trust_remote_code"] = t
+    return AutoModel.from_pretrained(p, **cfg["model_kwargs"])
+"""
+
+
+def test_a_key_held_in_a_name_bound_once_to_a_string_is_that_key() -> None:
+    """A key given as a name the scope binds once, to a string literal (a module constant, or a local), is read as that
+    literal: ``cfg.get(MODEL_KWARGS)`` and ``cfg[MODEL_KWARGS]`` name ``cfg["model_kwargs"]``. All silent before
+    session 23 (a non-literal key named no path)."""
+    assert _cr501(NAMED_KEYS) == [7, 12, 18, 24]
+
+
+NAMED_KEYS_NOT_RESOLVED = """\
+from transformers import AutoModel
+
+MODEL_KWARGS = "model_kwargs"
+REF_KWARGS = "ref_kwargs"
+TWICE = "model_kwargs"
+TWICE = "ref_kwargs"
+
+
+def a_sibling(p, t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **cfg.get(REF_KWARGS, {}))
+
+
+def only_printed(t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    print(cfg.get(MODEL_KWARGS))
+
+
+def a_parameter_shadows_it(p, t, MODEL_KWARGS):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    print(cfg)
+    return AutoModel.from_pretrained(p, **cfg[MODEL_KWARGS])
+
+
+def bound_twice(p, t):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    print(cfg)
+    return AutoModel.from_pretrained(p, **cfg.get(TWICE, {}))
+
+
+def a_literal_false(p):
+    cfg = {"model_kwargs": {"trust_remote_code": False}}
+    return AutoModel.from_pretrained(p, **cfg.get(MODEL_KWARGS, {}))
+"""
+
+
+def test_a_named_key_that_is_another_key_or_unknown_stays_silent() -> None:
+    """The precision twin: a constant naming a sibling key, a read only printed, a parameter that shadows the constant
+    and a name bound twice (unknown keys: not traced, as a non-literal key was before), and a literal False."""
+    assert _cr501(NAMED_KEYS_NOT_RESOLVED) == []

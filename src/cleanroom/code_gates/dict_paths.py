@@ -5,7 +5,9 @@ A dict is named by a *path*: a dotted name (``kw``, ``self.kw``, ``cfg.model_kwa
 index it (``cfg["model"]`` is ``("cfg", ("model",))``). A dict at a path is part of every dict whose path is a
 prefix by keys (``cfg["model"]`` is inside ``cfg``), so passing ``cfg`` on passes ``cfg["model"]`` on; an attribute
 is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). A subscript by anything but a string
-literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced.
+literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced. A key given as
+a name is that literal where the rule resolves it (:func:`named_keys`: the dict rule resolves a name its scope binds
+once, to a string literal: ``MODEL_KWARGS = "model_kwargs"``, then ``cfg[MODEL_KWARGS]``); any other name is unknown.
 
 A key read by ``.get`` or ``.setdefault`` is the same path as by a subscript: ``cfg.get("model")``, ``cfg.get("model",
 {})`` and ``cfg.setdefault("model", {})`` name ``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read);
@@ -25,8 +27,12 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from cleanroom.code_gates.names import const_str, dict_items, dotted_name, is_const
+from cleanroom.code_gates.scopes import Scopes
 
 KEY = "trust_remote_code"
 #: A dotted name and the string keys that index it: ``cfg["model"]`` is ``("cfg", ("model",))``.
@@ -36,6 +42,52 @@ Path = tuple[str, tuple[str, ...]]
 Copy = tuple[ast.AST, ast.AST, ast.AST]
 #: Keys shown whole in a message; a longer path shows its first two and its last (``cfg["a"]["b"]…["z"]``).
 _SHOWN_KEYS = 4
+
+
+#: What the name in a key stands for, while a rule resolves them (:func:`named_keys`); None: a name is no key.
+_NAMED: ContextVar[Callable[[ast.Name], str | None] | None] = ContextVar("named_keys", default=None)
+
+
+@contextmanager
+def named_keys(resolve: Callable[[ast.Name], str | None]) -> Iterator[None]:
+    """While the block runs, a key given as a name (``cfg[KEY]``, ``cfg.get(KEY)``, ``cfg.pop(KEY)``) is the string
+    *resolve* gives for it (None: unknown, no path), in every function here."""
+    token = _NAMED.set(resolve)
+    try:
+        yield
+    finally:
+        _NAMED.reset(token)
+
+
+def key_of(index: ast.AST) -> str | None:
+    """The string key *index* gives: a string literal, or a name :func:`named_keys` resolves; else None."""
+    key = const_str(index)
+    if key is None and isinstance(index, ast.Name):
+        resolve = _NAMED.get()
+        return None if resolve is None else resolve(index)
+    return key
+
+
+class ConstantKeys:
+    """The resolver the dict rule gives :func:`named_keys`: the string a name stands for as a key, the one string
+    literal its scope binds it to where that is its only binding there (``MODEL_KWARGS = "model_kwargs"`` at module
+    level, ``key = "m"`` in the function; not a parameter, a name bound twice or augmented); else None (unknown).
+    Asked only of a name standing as a key, once per name."""
+
+    def __init__(self, scopes: Scopes, nodes: dict[type, list]) -> None:
+        self.scopes = scopes
+        self.nodes = nodes
+        self._augmented: set[int] | None = None
+        self._known: dict[int, str | None] = {}
+
+    def __call__(self, name: ast.Name) -> str | None:
+        if id(name) not in self._known:
+            held = self.scopes.values(name.id, name)
+            key = const_str(held[0]) if len(held) == 1 and held[0] is not None else None
+            if key is not None and self._augmented is None:
+                self._augmented = {id(a.value) for a in self.nodes.get(ast.AugAssign, ())}
+            self._known[id(name)] = None if key is None or id(held[0]) in (self._augmented or ()) else key
+        return self._known[id(name)]
 
 
 def dict_path(node: ast.AST) -> Path | None:
@@ -48,7 +100,7 @@ def dict_path(node: ast.AST) -> Path | None:
             index, inner = node.args[0], node.func.value  # type: ignore[attr-defined]
         else:
             break
-        key = const_str(index)
+        key = key_of(index)
         if key is None:
             return None
         keys.append(key)
@@ -177,7 +229,7 @@ def copied(value: ast.AST) -> list[ast.AST]:
         if source is not None:
             todo.extend(source)
         elif isinstance(func, ast.Attribute) and func.attr == "pop" and node.args and dict_path(func.value) is not None:
-            key = const_str(node.args[0])
+            key = key_of(node.args[0])
             at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
             found.extend([ast.copy_location(at, node)] if key is not None else [])
         else:
@@ -234,7 +286,7 @@ def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AS
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
         for target in targets:
-            if isinstance(target, ast.Subscript) and const_str(target.slice) == KEY and assign.value is not None:
+            if isinstance(target, ast.Subscript) and key_of(target.slice) == KEY and assign.value is not None:
                 if dict_path(target.value) is not None:
                     found.append((target, target.value, assign.value))
     for call in calls:
@@ -245,7 +297,7 @@ def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AS
             continue
         if func.attr == "update":  # a literal True keyword is the call rules' ``trust_remote_code=True``
             found.extend((kw, func.value, kw.value) for kw in call.keywords if kw.arg == KEY and not is_const(kw.value, True))
-        elif len(call.args) == 2 and const_str(call.args[0]) == KEY:
+        elif len(call.args) == 2 and key_of(call.args[0]) == KEY:
             found.append((call, func.value, call.args[1]))
     return [(where, owner, value) for where, owner, value in found if not is_const(value, False, None)]
 
@@ -256,12 +308,12 @@ def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.A
     found: list[tuple[ast.AST, str, ast.AST]] = []
     for stmt in nodes.get(ast.Delete, ()):
         for target in stmt.targets:
-            key = const_str(target.slice) if isinstance(target, ast.Subscript) else None
+            key = key_of(target.slice) if isinstance(target, ast.Subscript) else None
             if isinstance(target, ast.Subscript) and key is not None:
                 found.append((target.value, key, target))
     for call in calls:
         func = call.func
-        key = const_str(call.args[0]) if call.args else None
+        key = key_of(call.args[0]) if call.args else None
         if isinstance(func, ast.Attribute) and func.attr == "pop" and key is not None:
             found.append((func.value, key, call))
     return found
@@ -269,12 +321,15 @@ def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.A
 
 __all__ = [
     "KEY",
+    "ConstantKeys",
     "Copy",
     "Path",
     "copied",
     "copies",
     "dict_path",
+    "key_of",
     "merged",
+    "named_keys",
     "nesting",
     "outermost",
     "path_text",

@@ -53,11 +53,13 @@ from functools import partial
 from cleanroom.code_gates.callees import LocalCallees, callee_name, records_only
 from cleanroom.code_gates.dict_paths import (
     KEY,
+    ConstantKeys,
     Copy,
     Path,
     copied,
     copies,
     dict_path,
+    named_keys,
     nesting,
     outermost,
     path_text,
@@ -87,6 +89,13 @@ def check_dicts(
     nodes: dict[type, list], calls: list[ast.Call], add: Report, scopes: Scopes, names: Names, helpers: Mapping[str, str]
 ) -> None:
     """The dict rule over one module (see the module docstring)."""
+    with named_keys(ConstantKeys(scopes, nodes)):
+        _check_dicts(nodes, calls, add, scopes, names, helpers)
+
+
+def _check_dicts(
+    nodes: dict[type, list], calls: list[ast.Call], add: Report, scopes: Scopes, names: Names, helpers: Mapping[str, str]
+) -> None:
     spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
     keys = [
         (node, key, value)
