@@ -4,9 +4,13 @@ stay silent."""
 
 from __future__ import annotations
 
+import ast
 import textwrap
 
+import pytest
+
 from cleanroom.code_gates import check_source
+from cleanroom.code_gates.names import Names
 from cleanroom.code_gates.prefilter import needs_ast
 
 
@@ -168,3 +172,84 @@ def test_a_named_key_that_is_another_key_or_unknown_stays_silent() -> None:
     """The precision twin: a constant naming a sibling key, a read only printed, a parameter that shadows the constant
     and a name bound twice (unknown keys: not traced, as a non-literal key was before), and a literal False."""
     assert _cr501(NAMED_KEYS_NOT_RESOLVED) == []
+
+
+MERGE_SUBSCRIPTED = """\
+from transformers import AutoModel
+
+
+def spread(p, t, extra):
+    base = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **(base | extra)["model_kwargs"])
+
+
+def on_the_right(p, t, defaults):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    mk = (defaults | cfg)["model_kwargs"]
+    return AutoModel.from_pretrained(p, **mk)
+
+
+def read_by_get(p, t, defaults):
+    cfg = {}
+    cfg["model_kwargs"] = {"trust_remote_code": t}
+    return AutoModel.from_pretrained(p, **({**defaults, **cfg}).get("model_kwargs", {}))
+"""
+
+
+def test_a_key_of_a_parenthesised_merge_is_that_key_of_each_operand() -> None:
+    """``(a | b)["k"]`` (or ``{**a, **b}.get("k")``) is ``a["k"]`` or ``b["k"]``: each operand's dict under that key is
+    read out. All silent before session 23 (a subscript of a merge named no path)."""
+    assert _cr501(MERGE_SUBSCRIPTED) == [5, 10, 17]
+
+
+MERGE_SUBSCRIPTED_NOT_PASSED = """\
+from transformers import AutoModel
+
+
+def a_sibling_key(p, t, extra):
+    base = {"model_kwargs": {"trust_remote_code": t}}
+    return AutoModel.from_pretrained(p, **(base | extra)["ref_kwargs"])
+
+
+def only_printed(t, defaults):
+    cfg = {"model_kwargs": {"trust_remote_code": t}}
+    print((defaults | cfg)["model_kwargs"])
+
+
+def a_literal_false(p, extra):
+    base = {"model_kwargs": {"trust_remote_code": False}}
+    return AutoModel.from_pretrained(p, **(base | extra)["model_kwargs"])
+"""
+
+
+def test_a_key_of_a_merge_that_never_reaches_a_load_stays_silent() -> None:
+    """The precision twin: a sibling key of the merge spread, the merge's key only printed, a literal False."""
+    assert _cr501(MERGE_SUBSCRIPTED_NOT_PASSED) == []
+
+
+def _read_out_chain(depth: int) -> str:
+    chain = "(base | extra)" + '.get("a", {})' * depth
+    return (
+        "from transformers import AutoModel\n\n\ndef f(p, t, extra):\n"
+        f'    base = {{"a": {{"trust_remote_code": t}}}}\n    AutoModel.from_pretrained(p, **{chain})\n'
+    )
+
+
+@pytest.mark.parametrize("depth", [10, 20, 40])
+def test_a_get_chain_on_a_merge_resolves_its_callee_once_per_link(monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
+    """``(base | extra).get("a", {}).get("a", {})...``: reading the keys out of the merge walks the chain once per
+    question (no more than the same chain on a name: at most quadratic in the depth, never exponential). The chain
+    reads ``base["a"]["a"]...``, which does not hold the key: silent."""
+    source = _read_out_chain(depth)
+    count = 0
+    resolve = Names.resolve
+
+    def counted(self: Names, node: ast.AST) -> str | None:
+        nonlocal count
+        count += 1
+        return resolve(self, node)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Names, "resolve", counted)
+        assert _cr501(source) == []
+    assert count <= 4 * depth * depth

@@ -5,7 +5,8 @@ A dict is named by a *path*: a dotted name (``kw``, ``self.kw``, ``cfg.model_kwa
 index it (``cfg["model"]`` is ``("cfg", ("model",))``). A dict at a path is part of every dict whose path is a
 prefix by keys (``cfg["model"]`` is inside ``cfg``), so passing ``cfg`` on passes ``cfg["model"]`` on; an attribute
 is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). A subscript by anything but a string
-literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced. A key given as
+literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced (a key read out
+of a merge or a copy, ``(a | b)["m"]``, is the dict under that key of each path it is built from: :func:`copied`). A key given as
 a name is that literal where the rule resolves it (:func:`named_keys`: the dict rule resolves a name its scope binds
 once, to a string literal: ``MODEL_KWARGS = "model_kwargs"``, then ``cfg[MODEL_KWARGS]``); any other name is unknown.
 
@@ -207,16 +208,19 @@ def copied(value: ast.AST) -> list[ast.AST]:
     """The dicts *value* is or copies: a path (``a``, ``a["m"]``, ``a.get("m")``, ``dict(a, ...)``, ``a.copy()``,
     ``copy.deepcopy(a)``), a call's result (``f(...)``: a dict a function of the module may return;
     ``f(...).copy()``), every dict merged into it (:func:`merged`: ``{**a, **f(...)}``, ``a | b``, the default of
-    ``a.get("m", b)``), or the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``); empty for
-    anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
-    if isinstance(value, ast.Name | ast.Attribute | ast.Subscript):  # most values: a path or nothing, no part
+    ``a.get("m", b)``), the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``), or read out
+    of a merge or copy as (:func:`_read_out`: ``(a | b)["m"]`` is ``a["m"]`` or ``b["m"]``); empty for anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
+    if isinstance(value, ast.Name | ast.Attribute):  # most values: a path or nothing, no part
         return [value] if dict_path(value) is not None else []
-    if not isinstance(value, ast.Dict | ast.BinOp | ast.Call):
+    if not isinstance(value, ast.Dict | ast.BinOp | ast.Call | ast.Subscript):
         return []
     found: list[ast.AST] = []
     todo: list[ast.AST] = [value]
     while todo:
         node = todo.pop()
+        if isinstance(node, ast.Subscript | ast.Call) and _is_read_out(node):
+            found.extend(_read_out(node))
+            continue
         parts = merged(node)
         if parts:
             todo.extend(reversed(parts))
@@ -235,6 +239,42 @@ def copied(value: ast.AST) -> list[ast.AST]:
         else:
             found.append(node)
     return found
+
+
+def _is_read_out(node: ast.Subscript | ast.Call) -> bool:
+    """A key read (a subscript or ``.get``) that names no path: ``(a | b)["m"]``, ``cfg[i]``."""
+    return (isinstance(node, ast.Subscript) or _is_read(node)) and dict_path(node) is None
+
+
+def _read_out(node: ast.Subscript | ast.Call) -> list[ast.AST]:
+    """The dicts a key read out of a merge or a copy is (``(a | b)["m"]``, ``{**a, **b}.get("m", d)``,
+    ``dict(a)["m"]["n"]``): the dict under those keys of each path the merge is built from (``a["m"]``, ``b["m"]``,
+    as :func:`copied` finds them) and each ``.get`` default under the keys read after it; empty for a read of
+    anything else or by an unknown key (``f()["m"]``, ``cfg[i]``: not traced)."""
+    links: list[tuple[str, ast.AST | None]] = []  # (key, default), outermost read first
+    base: ast.AST = node
+    while isinstance(base, ast.Subscript) or _is_read(base):
+        read = isinstance(base, ast.Call)
+        index, inner = (base.args[0], base.func.value) if read else (base.slice, base.value)  # type: ignore[attr-defined]
+        key = key_of(index)
+        if key is None:
+            return []
+        links.append((key, base.args[1] if read and len(base.args) == 2 else None))  # type: ignore[attr-defined]
+        base = inner
+    keys = [key for key, _ in links]
+    found = [_keyed(part, keys, node) for part in copied(base) if dict_path(part) is not None]
+    for i, (_, default) in enumerate(links):  # a default stands for the dict at its read: the outer keys apply
+        parts = copied(default) if default is not None else []
+        found.extend(_keyed(part, keys[:i], node) for part in parts if dict_path(part) is not None)
+    return found
+
+
+def _keyed(part: ast.AST, keys: list[str], at: ast.AST) -> ast.AST:
+    """``part["k1"]...`` for *keys* given outermost first, placed at *at*."""
+    for key in reversed(keys):
+        sub = ast.Subscript(value=part, slice=ast.Constant(value=key), ctx=ast.Load())  # type: ignore[arg-type]
+        part = ast.copy_location(sub, at)
+    return part
 
 
 def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:

@@ -26,7 +26,8 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
 * copied into a binding that is passed on (``b = dict(a)``, ``a.copy()``, ``{**a}``, ``b.update(a)``,
   ``cfg["model"] = a``, ``{**base, **a}``, ``base | a``, ``b |= a``: every dict merged in), read out of one
   (``m = cfg.get("model")`` is ``cfg["model"]``; a ``.get`` default is merged in; ``cfg.setdefault("model", {})`` is
-  ``cfg["model"]`` and stores its default there, and ``m = cfg.setdefault(...)`` is that dict), or popped from one
+  ``cfg["model"]`` and stores its default there, and ``m = cfg.setdefault(...)`` is that dict; ``(a | b)["model"]`` is
+  ``a["model"]`` or ``b["model"]``; a key given as a module or local string constant is that string), or popped from one
   (``m = cfg.pop("model")``);
 * returned by a function of this module (``return kw``) whose result is passed on where it is called
   (``load(p, **build(t))``, ``kw = build(t)`` then spread), or that is public (other modules call it, unseen).
