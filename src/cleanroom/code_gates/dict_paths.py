@@ -353,8 +353,10 @@ def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.A
                 found.append((target.value, key, target))
     for call in calls:
         func = call.func
-        key = key_of(call.args[0]) if call.args else None
-        if isinstance(func, ast.Attribute) and func.attr == "pop" and key is not None:
+        if not (isinstance(func, ast.Attribute) and func.attr == "pop" and call.args):
+            continue  # most calls; a name is resolved only where it stands as a key
+        key = key_of(call.args[0])
+        if key is not None:
             found.append((func.value, key, call))
     return found
 
