@@ -5,10 +5,14 @@ A dict is named by a *path*: a dotted name (``kw``, ``self.kw``, ``cfg.model_kwa
 index it (``cfg["model"]`` is ``("cfg", ("model",))``). A dict at a path is part of every dict whose path is a
 prefix by keys (``cfg["model"]`` is inside ``cfg``), so passing ``cfg`` on passes ``cfg["model"]`` on; an attribute
 is not (``self.cfg.model_kwargs`` is its own dict, not a part of ``self.cfg``). A subscript by anything but a string
-literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced.
+literal, or an attribute of a subscript (``cfg["m"].kw``), names no path: such a dict is not traced (a key read out
+of a merge or a copy, ``(a | b)["m"]``, is the dict under that key of each path it is built from: :func:`copied`). A key given as
+a name is that literal where the rule resolves it (:func:`named_keys`: the dict rule resolves a name its scope binds
+once, to a string literal: ``MODEL_KWARGS = "model_kwargs"``, then ``cfg[MODEL_KWARGS]``); any other name is unknown.
 
-A key read by ``.get`` is the same path as by a subscript: ``cfg.get("model")`` and ``cfg.get("model", {})`` name
-``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read). A dict *merged* into another (:func:`merged`: a
+A key read by ``.get`` or ``.setdefault`` is the same path as by a subscript: ``cfg.get("model")``, ``cfg.get("model",
+{})`` and ``cfg.setdefault("model", {})`` name ``cfg["model"]`` (a call on ``self``/``cls`` is a method, not a read);
+``setdefault`` also stores its default there, and the dict it returns is the one there (:func:`stores`). A dict *merged* into another (:func:`merged`: a
 literal's ``**`` entry, an operand of ``a | b``, the default of a ``.get`` read) is part of the dict the expression
 builds, and ``b |= a`` merges into ``b`` as ``b.update(a)`` does (:func:`stores`).
 
@@ -24,8 +28,12 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from cleanroom.code_gates.names import const_str, dict_items, dotted_name, is_const
+from cleanroom.code_gates.scopes import Scopes
 
 KEY = "trust_remote_code"
 #: A dotted name and the string keys that index it: ``cfg["model"]`` is ``("cfg", ("model",))``.
@@ -35,6 +43,52 @@ Path = tuple[str, tuple[str, ...]]
 Copy = tuple[ast.AST, ast.AST, ast.AST]
 #: Keys shown whole in a message; a longer path shows its first two and its last (``cfg["a"]["b"]…["z"]``).
 _SHOWN_KEYS = 4
+
+
+#: What the name in a key stands for, while a rule resolves them (:func:`named_keys`); None: a name is no key.
+_NAMED: ContextVar[Callable[[ast.Name], str | None] | None] = ContextVar("named_keys", default=None)
+
+
+@contextmanager
+def named_keys(resolve: Callable[[ast.Name], str | None]) -> Iterator[None]:
+    """While the block runs, a key given as a name (``cfg[KEY]``, ``cfg.get(KEY)``, ``cfg.pop(KEY)``) is the string
+    *resolve* gives for it (None: unknown, no path), in every function here."""
+    token = _NAMED.set(resolve)
+    try:
+        yield
+    finally:
+        _NAMED.reset(token)
+
+
+def key_of(index: ast.AST) -> str | None:
+    """The string key *index* gives: a string literal, or a name :func:`named_keys` resolves; else None."""
+    key = const_str(index)
+    if key is None and isinstance(index, ast.Name):
+        resolve = _NAMED.get()
+        return None if resolve is None else resolve(index)
+    return key
+
+
+class ConstantKeys:
+    """The resolver the dict rule gives :func:`named_keys`: the string a name stands for as a key, the one string
+    literal its scope binds it to where that is its only binding there (``MODEL_KWARGS = "model_kwargs"`` at module
+    level, ``key = "m"`` in the function; not a parameter, a name bound twice or augmented); else None (unknown).
+    Asked only of a name standing as a key, once per name."""
+
+    def __init__(self, scopes: Scopes, nodes: dict[type, list]) -> None:
+        self.scopes = scopes
+        self.nodes = nodes
+        self._augmented: set[int] | None = None
+        self._known: dict[int, str | None] = {}
+
+    def __call__(self, name: ast.Name) -> str | None:
+        if id(name) not in self._known:
+            held = self.scopes.values(name.id, name)
+            key = const_str(held[0]) if len(held) == 1 and held[0] is not None else None
+            if key is not None and self._augmented is None:
+                self._augmented = {id(a.value) for a in self.nodes.get(ast.AugAssign, ())}
+            self._known[id(name)] = None if key is None or id(held[0]) in (self._augmented or ()) else key
+        return self._known[id(name)]
 
 
 def dict_path(node: ast.AST) -> Path | None:
@@ -47,7 +101,7 @@ def dict_path(node: ast.AST) -> Path | None:
             index, inner = node.args[0], node.func.value  # type: ignore[attr-defined]
         else:
             break
-        key = const_str(index)
+        key = key_of(index)
         if key is None:
             return None
         keys.append(key)
@@ -56,9 +110,15 @@ def dict_path(node: ast.AST) -> Path | None:
     return None if dotted is None else (dotted, tuple(reversed(keys)))
 
 
+#: The methods that read a key out of a dict: ``X.get(key, default)``, and ``X.setdefault(key, default)``, which also
+#: stores its default at ``X[key]`` (:func:`stores`).
+_READS = ("get", "setdefault")
+
+
 def _is_read(node: ast.AST) -> bool:
-    """``X.get(key)`` or ``X.get(key, default)``, X not ``self``/``cls`` (there ``get`` is the class's method)."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+    """``X.get(key)``, ``X.get(key, default)`` or ``X.setdefault(key, default)``, X not ``self``/``cls`` (there the
+    method is the class's own)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _READS):
         return False
     receiver = node.func.value
     own = isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")
@@ -105,7 +165,7 @@ def nesting(nodes: dict[type, list]) -> dict[int, tuple[ast.AST, str | None]]:
     merges = [
         *nodes.get(ast.Dict, ()),
         *(b for b in nodes.get(ast.BinOp, ()) if isinstance(b.op, ast.BitOr)),
-        *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) == "get"),
+        *(c for c in nodes.get(ast.Call, ()) if len(c.args) == 2 and getattr(c.func, "attr", None) in _READS),
     ]
     merges += [*nodes.get(ast.IfExp, ()), *nodes.get(ast.BoolOp, ()), *nodes.get(ast.Call, ())]
     for node in merges:
@@ -148,16 +208,19 @@ def copied(value: ast.AST) -> list[ast.AST]:
     """The dicts *value* is or copies: a path (``a``, ``a["m"]``, ``a.get("m")``, ``dict(a, ...)``, ``a.copy()``,
     ``copy.deepcopy(a)``), a call's result (``f(...)``: a dict a function of the module may return;
     ``f(...).copy()``), every dict merged into it (:func:`merged`: ``{**a, **f(...)}``, ``a | b``, the default of
-    ``a.get("m", b)``), or the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``); empty for
-    anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
-    if isinstance(value, ast.Name | ast.Attribute | ast.Subscript):  # most values: a path or nothing, no part
+    ``a.get("m", b)``), the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``), or read out
+    of a merge or copy as (:func:`_read_out`: ``(a | b)["m"]`` is ``a["m"]`` or ``b["m"]``); empty for anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
+    if isinstance(value, ast.Name | ast.Attribute):  # most values: a path or nothing, no part
         return [value] if dict_path(value) is not None else []
-    if not isinstance(value, ast.Dict | ast.BinOp | ast.Call):
+    if not isinstance(value, ast.Dict | ast.BinOp | ast.Call | ast.Subscript):
         return []
     found: list[ast.AST] = []
     todo: list[ast.AST] = [value]
     while todo:
         node = todo.pop()
+        if isinstance(node, ast.Subscript | ast.Call) and _is_read_out(node):
+            found.extend(_read_out(node))
+            continue
         parts = merged(node)
         if parts:
             todo.extend(reversed(parts))
@@ -170,7 +233,7 @@ def copied(value: ast.AST) -> list[ast.AST]:
         if source is not None:
             todo.extend(source)
         elif isinstance(func, ast.Attribute) and func.attr == "pop" and node.args and dict_path(func.value) is not None:
-            key = const_str(node.args[0])
+            key = key_of(node.args[0])
             at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
             found.extend([ast.copy_location(at, node)] if key is not None else [])
         else:
@@ -178,14 +241,55 @@ def copied(value: ast.AST) -> list[ast.AST]:
     return found
 
 
+def _is_read_out(node: ast.Subscript | ast.Call) -> bool:
+    """A key read (a subscript or ``.get``) that names no path: ``(a | b)["m"]``, ``cfg[i]``."""
+    return (isinstance(node, ast.Subscript) or _is_read(node)) and dict_path(node) is None
+
+
+def _read_out(node: ast.Subscript | ast.Call) -> list[ast.AST]:
+    """The dicts a key read out of a merge or a copy is (``(a | b)["m"]``, ``{**a, **b}.get("m", d)``,
+    ``dict(a)["m"]["n"]``): the dict under those keys of each path the merge is built from (``a["m"]``, ``b["m"]``,
+    as :func:`copied` finds them) and each ``.get`` default under the keys read after it; empty for a read of
+    anything else or by an unknown key (``f()["m"]``, ``cfg[i]``: not traced)."""
+    links: list[tuple[str, ast.AST | None]] = []  # (key, default), outermost read first
+    base: ast.AST = node
+    while isinstance(base, ast.Subscript) or _is_read(base):
+        read = isinstance(base, ast.Call)
+        index, inner = (base.args[0], base.func.value) if read else (base.slice, base.value)  # type: ignore[attr-defined]
+        key = key_of(index)
+        if key is None:
+            return []
+        links.append((key, base.args[1] if read and len(base.args) == 2 else None))  # type: ignore[attr-defined]
+        base = inner
+    keys = [key for key, _ in links]
+    found = [_keyed(part, keys, node) for part in copied(base) if dict_path(part) is not None]
+    for i, (_, default) in enumerate(links):  # a default stands for the dict at its read: the outer keys apply
+        parts = copied(default) if default is not None else []
+        found.extend(_keyed(part, keys[:i], node) for part in parts if dict_path(part) is not None)
+    return found
+
+
+def _keyed(part: ast.AST, keys: list[str], at: ast.AST) -> ast.AST:
+    """``part["k1"]...`` for *keys* given outermost first, placed at *at*."""
+    for key in reversed(keys):
+        sub = ast.Subscript(value=part, slice=ast.Constant(value=key), ctx=ast.Load())  # type: ignore[arg-type]
+        part = ast.copy_location(sub, at)
+    return part
+
+
 def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
     """(value, the dict at a path it goes into, where) for each ``b = value`` (plain or annotated; ``b["m"] = value``)
-    and each merge into a dict at a path, ``b.update(value)`` and ``b |= value`` (both ``b = {**b, **value}``)."""
+    and each merge into a dict at a path, ``b.update(value)`` and ``b |= value`` (both ``b = {**b, **value}``); and
+    ``b.setdefault("m", value)``, which stores value at ``b["m"]`` and returns the dict there, so ``m =
+    b.setdefault("m", {})`` also goes into ``b["m"]`` (a write into m is one into ``b["m"]``)."""
     found: list[Copy] = []
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         if assign.value is not None:
             targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
             found.extend((assign.value, target, assign) for target in targets if dict_path(target) is not None)
+            held = _stored_at(assign.value)  # ``m = b.setdefault("m", {})``: m *is* ``b["m"]``
+            if held is not None:
+                found.extend((t, held, assign) for t in targets if dict_path(t) is not None)
     for aug in nodes.get(ast.AugAssign, ()):
         if isinstance(aug.op, ast.BitOr) and dict_path(aug.target) is not None:
             found.append((aug.value, aug.target, aug))
@@ -193,7 +297,19 @@ def stores(nodes: dict[type, list], calls: list[ast.Call]) -> list[Copy]:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "update" and dict_path(func.value) is not None:
             found.extend((arg, func.value, call) for arg in call.args)
+        elif (at := _stored_at(call)) is not None:  # ``b.setdefault("m", value)`` stores value at ``b["m"]``
+            found.append((call, at, call))
     return found
+
+
+def _stored_at(value: ast.AST | None) -> ast.AST | None:
+    """``b["m"]`` for ``b.setdefault("m", default)`` on a path (the dict it returns and may store), else None."""
+    if not (isinstance(value, ast.Call) and getattr(value.func, "attr", None) == "setdefault" and len(value.args) == 2):
+        return None
+    if dict_path(value) is None:
+        return None
+    at = ast.Subscript(value=value.func.value, slice=value.args[0], ctx=ast.Load())  # type: ignore[attr-defined]
+    return ast.copy_location(at, value)
 
 
 def copies(stored: list[Copy]) -> list[Copy]:
@@ -210,7 +326,7 @@ def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AS
     for assign in (*nodes.get(ast.Assign, ()), *nodes.get(ast.AnnAssign, ())):
         targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
         for target in targets:
-            if isinstance(target, ast.Subscript) and const_str(target.slice) == KEY and assign.value is not None:
+            if isinstance(target, ast.Subscript) and key_of(target.slice) == KEY and assign.value is not None:
                 if dict_path(target.value) is not None:
                     found.append((target, target.value, assign.value))
     for call in calls:
@@ -221,7 +337,7 @@ def written(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.AS
             continue
         if func.attr == "update":  # a literal True keyword is the call rules' ``trust_remote_code=True``
             found.extend((kw, func.value, kw.value) for kw in call.keywords if kw.arg == KEY and not is_const(kw.value, True))
-        elif len(call.args) == 2 and const_str(call.args[0]) == KEY:
+        elif len(call.args) == 2 and key_of(call.args[0]) == KEY:
             found.append((call, func.value, call.args[1]))
     return [(where, owner, value) for where, owner, value in found if not is_const(value, False, None)]
 
@@ -232,25 +348,30 @@ def removals(nodes: dict[type, list], calls: list[ast.Call]) -> list[tuple[ast.A
     found: list[tuple[ast.AST, str, ast.AST]] = []
     for stmt in nodes.get(ast.Delete, ()):
         for target in stmt.targets:
-            key = const_str(target.slice) if isinstance(target, ast.Subscript) else None
+            key = key_of(target.slice) if isinstance(target, ast.Subscript) else None
             if isinstance(target, ast.Subscript) and key is not None:
                 found.append((target.value, key, target))
     for call in calls:
         func = call.func
-        key = const_str(call.args[0]) if call.args else None
-        if isinstance(func, ast.Attribute) and func.attr == "pop" and key is not None:
+        if not (isinstance(func, ast.Attribute) and func.attr == "pop" and call.args):
+            continue  # most calls; a name is resolved only where it stands as a key
+        key = key_of(call.args[0])
+        if key is not None:
             found.append((func.value, key, call))
     return found
 
 
 __all__ = [
     "KEY",
+    "ConstantKeys",
     "Copy",
     "Path",
     "copied",
     "copies",
     "dict_path",
+    "key_of",
     "merged",
+    "named_keys",
     "nesting",
     "outermost",
     "path_text",

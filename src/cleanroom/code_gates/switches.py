@@ -25,7 +25,9 @@ object (``self.cfg.model_kwargs`` is passed on only as itself). A binding is *pa
   callee may spread it (fail closed);
 * copied into a binding that is passed on (``b = dict(a)``, ``a.copy()``, ``{**a}``, ``b.update(a)``,
   ``cfg["model"] = a``, ``{**base, **a}``, ``base | a``, ``b |= a``: every dict merged in), read out of one
-  (``m = cfg.get("model")`` is ``cfg["model"]``; a ``.get`` default is merged in), or popped from one
+  (``m = cfg.get("model")`` is ``cfg["model"]``; a ``.get`` default is merged in; ``cfg.setdefault("model", {})`` is
+  ``cfg["model"]`` and stores its default there, and ``m = cfg.setdefault(...)`` is that dict; ``(a | b)["model"]`` is
+  ``a["model"]`` or ``b["model"]``; a key given as a module or local string constant is that string), or popped from one
   (``m = cfg.pop("model")``);
 * returned by a function of this module (``return kw``) whose result is passed on where it is called
   (``load(p, **build(t))``, ``kw = build(t)`` then spread), or that is public (other modules call it, unseen).
@@ -52,11 +54,13 @@ from functools import partial
 from cleanroom.code_gates.callees import LocalCallees, callee_name, records_only
 from cleanroom.code_gates.dict_paths import (
     KEY,
+    ConstantKeys,
     Copy,
     Path,
     copied,
     copies,
     dict_path,
+    named_keys,
     nesting,
     outermost,
     path_text,
@@ -86,6 +90,13 @@ def check_dicts(
     nodes: dict[type, list], calls: list[ast.Call], add: Report, scopes: Scopes, names: Names, helpers: Mapping[str, str]
 ) -> None:
     """The dict rule over one module (see the module docstring)."""
+    with named_keys(ConstantKeys(scopes, nodes)):
+        _check_dicts(nodes, calls, add, scopes, names, helpers)
+
+
+def _check_dicts(
+    nodes: dict[type, list], calls: list[ast.Call], add: Report, scopes: Scopes, names: Names, helpers: Mapping[str, str]
+) -> None:
     spread = {id(kw.value) for call in calls for kw in call.keywords if kw.arg is None}
     keys = [
         (node, key, value)
