@@ -253,3 +253,34 @@ def test_a_get_chain_on_a_merge_resolves_its_callee_once_per_link(monkeypatch: p
         patch.setattr(Names, "resolve", counted)
         assert _cr501(source) == []
     assert count <= 4 * depth * depth
+
+
+BOUND_TWICE = """\
+from transformers import AutoModel
+
+
+def kept_by_its_name_after_the_pop(p, opts):
+    mk = opts.setdefault("m", {"trust_remote_code": True})
+    opts.pop("m")
+    return AutoModel.from_pretrained(p, **mk)
+
+
+def kept_by_the_other_name(p, t):
+    a = b = {"trust_remote_code": t}
+    del b["trust_remote_code"]
+    return AutoModel.from_pretrained(p, **a)
+
+
+def removed_at_both(p, opts):
+    mk = opts.setdefault("m", {"trust_remote_code": True})
+    opts.pop("m")
+    mk.pop("trust_remote_code")
+    return AutoModel.from_pretrained(p, **mk)
+"""
+
+
+def test_a_dict_bound_at_two_paths_is_removed_only_where_every_path_drops_it() -> None:
+    """A literal bound at two paths (``m = d.setdefault("m", {...})``, ``a = b = {...}``) still reaches the load through
+    the path that kept it when the other drops it; only a removal at every path silences it (review, session 23: the
+    last binding alone was judged, so the first two were silent)."""
+    assert _cr501(BOUND_TWICE) == [5, 11]

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from cleanroom.code_gates.names import const_str, dict_items, dotted_name, is_const
+from cleanroom.code_gates.names import bound_pairs, const_str, dict_items, dotted_name, is_const
 from cleanroom.code_gates.scopes import Scopes
 
 KEY = "trust_remote_code"
@@ -80,8 +80,17 @@ class ConstantKeys:
         self.nodes = nodes
         self._augmented: set[int] | None = None
         self._known: dict[int, str | None] = {}
+        self._literal: set[str] | None = None
 
     def __call__(self, name: ast.Name) -> str | None:
+        if self._literal is None:
+            self._literal = {
+                n for t in (ast.Assign, ast.AnnAssign, ast.NamedExpr) for a in self.nodes.get(t, ())
+                for target in getattr(a, "targets", None) or [a.target]
+                for n, v in bound_pairs(target, a.value) if v is not None and const_str(v) is not None
+            }
+        if name.id not in self._literal:
+            return None
         if id(name) not in self._known:
             held = self.scopes.values(name.id, name)
             key = const_str(held[0]) if len(held) == 1 and held[0] is not None else None

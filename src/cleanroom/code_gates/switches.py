@@ -111,15 +111,16 @@ def _check_dicts(
     parents = nesting(nodes)
     anchors = {id(node): outermost(node, parents) for node, _, _ in keys}  # the literal -> (outermost, its keys)
     stored = stores(nodes, calls)
-    # the outermost expression of a key-holding literal -> the dict at a path it is bound to or merged into
-    bound = {id(value): target for value, target, _ in stored}
+    # the outermost expression of a key-holding literal -> the dicts at the paths it is bound to or merged into
+    bound: dict[int, list[ast.AST]] = {}  # several: ``a = b = {...}``, ``m = d.setdefault("m", {...})``
+    for value, target, _ in stored:
+        bound.setdefault(id(value), []).append(target)
     copied_dicts = copies(stored)
-    # an outermost merge or wrapper (``base | {...}``, ``cfg.get("m", {...}) or {}``) that stands where the flow does
-    # not follow it (a tuple, a list, a walrus, a subscript...): passed on (fail closed)
+    # an outer merge or wrapper (``base | {...}``) where the flow does not follow it (a tuple, a walrus...): passed on
     followed = {*bound, *(id(r.value) for r in nodes.get(ast.Return, ())), *_arguments(calls)}
     unfollowed = {id(o) for o, _ in anchors.values() if not isinstance(o, ast.Dict) and id(o) not in followed}
     owners = [dict_path(o) for _, o, _ in writes]
-    owners += [_under(dict_path(bound[id(outer)]), ks) for outer, ks in anchors.values() if id(outer) in bound]
+    owners += [_under(dict_path(t), ks) for outer, ks in anchors.values() for t in bound.get(id(outer), ())]
     flow = _Flow(scopes, nodes, names, helpers, {p for o in owners if o is not None for p in prefixes(o)})
     flow.key_dicts = {id(outer) for outer, _ in anchors.values()}
     flow.settle(copied_dicts)
@@ -129,12 +130,12 @@ def _check_dicts(
     flow.removals(removals(nodes, calls))
     for node, key, value in keys:
         outer, under = anchors[id(node)]
-        binding = flow.literal_binding(outer, under, bound.get(id(outer)))
-        if binding is not None and flow.removed(binding, node):
+        bindings = [flow.literal_binding(outer, under, t) for t in bound.get(id(outer), (None,))]
+        if all(b is not None and flow.removed(b, node) for b in bindings):  # removed at every path it is bound to
             continue
         if is_const(value, True):
             add(key, "CR501", "trust_remote_code: True in a dict")
-        elif id(outer) in flow.handed or id(outer) in unfollowed or (binding is not None and flow.passed(binding)):
+        elif id(outer) in flow.handed or id(outer) in unfollowed or any(b is not None and flow.passed(b) for b in bindings):
             add(key, "CR501", "trust_remote_code in a dict that is passed on may be True", LOADER_DECIDES)
     for where, owner, value in writes:
         binding = flow.binding(owner)
