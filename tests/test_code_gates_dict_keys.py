@@ -284,3 +284,43 @@ def test_a_dict_bound_at_two_paths_is_removed_only_where_every_path_drops_it() -
     the path that kept it when the other drops it; only a removal at every path silences it (review, session 23: the
     last binding alone was judged, so the first two were silent)."""
     assert _cr501(BOUND_TWICE) == [5, 11]
+
+
+NAMED_KEY_LITERALS = """\
+import json
+
+from transformers import AutoModel
+
+KEY = "trust_remote_code"
+OTHER = "revision"
+
+
+def named_key_variable(p, t):
+    kw = {KEY: t}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def named_key_true(p):
+    kw = {"a": 1, KEY: True}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def named_key_false(p):
+    kw = {KEY: False}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def another_named_key(p, t):
+    kw = {OTHER: t}
+    return AutoModel.from_pretrained(p, **kw)
+
+
+def named_key_only_recorded(t):
+    json.dumps({KEY: t})
+"""
+
+
+def test_a_dict_literal_whose_key_is_a_name_bound_to_the_switch_carries_it() -> None:
+    """``{KEY: t}`` with ``KEY = "trust_remote_code"`` is the literal key (as ``cfg[KEY]`` already was); a literal False,
+    another key and a dict that reaches no load stay silent."""
+    assert _cr501(NAMED_KEY_LITERALS) == [10, 15]

@@ -60,6 +60,7 @@ from cleanroom.code_gates.dict_paths import (
     copied,
     copies,
     dict_path,
+    key_of,
     named_keys,
     nesting,
     outermost,
@@ -70,7 +71,7 @@ from cleanroom.code_gates.dict_paths import (
     written,
 )
 from cleanroom.code_gates.forwarding import load_target
-from cleanroom.code_gates.names import Names, const_str, is_const
+from cleanroom.code_gates.names import Names, is_const
 from cleanroom.code_gates.scopes import Function, Scopes
 from cleanroom.code_gates.violation import Report
 from cleanroom.code_gates.vocabulary import LOADER_DECIDES
@@ -81,9 +82,7 @@ from cleanroom.code_gates.walk import runs_before
 Binding = tuple[object, str, tuple[str, ...]]
 Position = tuple[int, int]
 _RETURN = "<return>"
-# What :meth:`_Flow.settle` waits on: a path (a copy of it is traced once it is) or a callee's name (a call of it
-# once a function of that name returns a traced dict).
-_Trigger = Path | str
+_Trigger = Path | str  # what _Flow.settle waits on: a path (to trace its copies) or a callee's name (its calls)
 
 
 def check_dicts(
@@ -103,7 +102,7 @@ def _check_dicts(
         for node in nodes.get(ast.Dict, ())
         if id(node) not in spread  # ``f(**{...})``: checked as the call's keywords
         for key, value in zip(node.keys, node.values, strict=True)
-        if key is not None and const_str(key) == KEY and not is_const(value, False, None)
+        if key is not None and key_of(key) == KEY and not is_const(value, False, None)
     ]
     writes = written(nodes, calls)
     if not keys and not writes:
