@@ -4,14 +4,14 @@ stay silent."""
 
 from __future__ import annotations
 
-import ast
 import textwrap
 
 import pytest
 
 from cleanroom.code_gates import check_source
-from cleanroom.code_gates.names import Names
 from cleanroom.code_gates.prefilter import needs_ast
+
+from .test_code_gates_dict_merges import resolve_calls
 
 
 def _cr501(source: str) -> list[int]:
@@ -241,18 +241,8 @@ def test_a_get_chain_on_a_merge_resolves_its_callee_once_per_link(monkeypatch: p
     question (no more than the same chain on a name: at most quadratic in the depth, never exponential). The chain
     reads ``base["a"]["a"]...``, which does not hold the key: silent."""
     source = _read_out_chain(depth)
-    count = 0
-    resolve = Names.resolve
-
-    def counted(self: Names, node: ast.AST) -> str | None:
-        nonlocal count
-        count += 1
-        return resolve(self, node)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Names, "resolve", counted)
-        assert _cr501(source) == []
-    assert count <= 4 * depth * depth
+    assert resolve_calls(monkeypatch, lambda: _cr501(source)) <= 4 * depth * depth
+    assert _cr501(source) == []
 
 
 BOUND_TWICE = """\

@@ -316,7 +316,7 @@ def _get_chain(depth: int) -> str:
     return f'from transformers import AutoModel\n\n\ndef f(p, t):\n    cfg = {{"a": {{"trust_remote_code": t}}}}\n    AutoModel.from_pretrained(p, **{chain})\n'
 
 
-def _resolve_calls(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> int:
+def resolve_calls(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> int:
     """How many times :meth:`Names.resolve` runs (recursion included) while *run* runs."""
     count = 0
     resolve = Names.resolve
@@ -342,5 +342,5 @@ def test_a_get_chain_resolves_its_callee_once_per_link(monkeypatch: pytest.Monke
     tree = ast.parse(source)
     outer = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.keywords)
     names = Names(collect(tree))
-    assert _resolve_calls(monkeypatch, lambda: names.resolve(outer.keywords[0].value)) <= 3 * depth
-    assert _resolve_calls(monkeypatch, lambda: _cr501(source)) <= 4 * depth * depth
+    assert resolve_calls(monkeypatch, lambda: names.resolve(outer.keywords[0].value)) <= 3 * depth
+    assert resolve_calls(monkeypatch, lambda: _cr501(source)) <= 4 * depth * depth

@@ -219,8 +219,10 @@ def copied(value: ast.AST) -> list[ast.AST]:
     ``f(...).copy()``), every dict merged into it (:func:`merged`: ``{**a, **f(...)}``, ``a | b``, the default of
     ``a.get("m", b)``), the dict a key is popped from a path as (``a.pop("m")`` is a copy of ``a["m"]``), or read out
     of a merge or copy as (:func:`_read_out`: ``(a | b)["m"]`` is ``a["m"]`` or ``b["m"]``); empty for anything else. A worklist, not recursion: ``a | b | ...`` nests as deep as the source is long."""
-    if isinstance(value, ast.Name | ast.Attribute):  # most values: a path or nothing, no part
-        return [value] if dict_path(value) is not None else []
+    if isinstance(value, ast.Name | ast.Attribute | ast.Subscript):  # most values: a path or nothing, no part
+        named = dict_path(value) is not None
+        if named or not isinstance(value, ast.Subscript):  # a subscript naming no path may read out of a merge
+            return [value] if named else []
     if not isinstance(value, ast.Dict | ast.BinOp | ast.Call | ast.Subscript):
         return []
     found: list[ast.AST] = []
@@ -243,8 +245,7 @@ def copied(value: ast.AST) -> list[ast.AST]:
             todo.extend(source)
         elif isinstance(func, ast.Attribute) and func.attr == "pop" and node.args and dict_path(func.value) is not None:
             key = key_of(node.args[0])
-            at = ast.Subscript(value=func.value, slice=ast.Constant(value=key), ctx=ast.Load())
-            found.extend([ast.copy_location(at, node)] if key is not None else [])
+            found.extend([_keyed(func.value, [key], node)] if key is not None else [])
         else:
             found.append(node)
     return found
@@ -315,10 +316,8 @@ def _stored_at(value: ast.AST | None) -> ast.AST | None:
     """``b["m"]`` for ``b.setdefault("m", default)`` on a path (the dict it returns and may store), else None."""
     if not (isinstance(value, ast.Call) and getattr(value.func, "attr", None) == "setdefault" and len(value.args) == 2):
         return None
-    if dict_path(value) is None:
-        return None
-    at = ast.Subscript(value=value.func.value, slice=value.args[0], ctx=ast.Load())  # type: ignore[attr-defined]
-    return ast.copy_location(at, value)
+    key = key_of(value.args[0]) if dict_path(value) is not None else None
+    return None if key is None else _keyed(value.func.value, [key], value)  # type: ignore[attr-defined]
 
 
 def copies(stored: list[Copy]) -> list[Copy]:
