@@ -111,7 +111,6 @@ def test_drop_gguf_quantizer_detaches_the_quantizer_of_a_dequantized_model_and_r
     from transformers.trainer_utils import validate_quantization_for_training
 
     from cleanroom.errors import ConfigError
-    from cleanroom.loader import CleanModelLoader
     from cleanroom.quantization import drop_gguf_quantizer
 
     def attached(packed: dict) -> object:
